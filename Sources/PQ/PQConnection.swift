@@ -1,0 +1,255 @@
+import CLibPQ
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One libpq connection.
+///
+/// Why `@unchecked Sendable` is sound: libpq allows a `PGconn` to move between
+/// threads but never to be used by two at once. Every call on `handle` runs on
+/// `queue`, a private serial queue, so calls are serialised; the one exception is
+/// `cancel()`, which uses the separate `PGcancel` object that libpq documents as
+/// safe to use from another thread. Blocking calls never run on Swift's
+/// cooperative pool or on an event loop: callers await them.
+public final class PQConnection: @unchecked Sendable {
+    public enum Format: Int32, Sendable {
+        case text = 0
+        case binary = 1
+    }
+
+    /// One statement of a pipeline.
+    public enum PipelineStep: Sendable {
+        case query(String, parameters: [String?] = [], resultFormat: Format = .text)
+        case prepare(name: String, query: String)
+        case executePrepared(name: String, parameters: [String?] = [], resultFormat: Format = .text)
+    }
+
+    private let handle: OpaquePointer
+    private let cancelHandle: OpaquePointer?
+    private let queue: DispatchQueue
+    private var closed = false
+
+    private init(handle: OpaquePointer, queue: DispatchQueue) {
+        self.handle = handle
+        self.queue = queue
+        self.cancelHandle = PQgetCancel(handle)
+        PQsetNoticeProcessor(handle, { _, _ in }, nil)
+    }
+
+    deinit {
+        if let cancelHandle { PQfreeCancel(cancelHandle) }
+        PQfinish(handle)
+    }
+
+    /// Opens a connection; errors carry libpq's message, which never includes the password.
+    public static func connect(_ conninfo: String, label: String = "pq") async throws -> PQConnection {
+        let queue = DispatchQueue(label: "pgclone.\(label)")
+        return try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                guard let handle = PQconnectdb(conninfo) else {
+                    continuation.resume(throwing: PQError(message: "out of memory allocating a connection"))
+                    return
+                }
+                if PQstatus(handle) != CONNECTION_OK {
+                    let message = String(cString: PQerrorMessage(handle)).trimmingSuffix("\n")
+                    PQfinish(handle)
+                    continuation.resume(throwing: PQError(sqlState: "08006", message: message))
+                    return
+                }
+                continuation.resume(returning: PQConnection(handle: handle, queue: queue))
+            }
+        }
+    }
+
+    private func run<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                continuation.resume(with: Result { try body(self.handle) })
+            }
+        }
+    }
+
+    /// The server process ID of this connection.
+    public var backendPID: Int32 {
+        get async throws { try await run { PQbackendPID($0) } }
+    }
+
+    /// Runs one or more statements with the simple protocol; returns the last result.
+    @discardableResult
+    public func exec(_ sql: String) async throws -> PQResult {
+        try await run { handle in
+            try Self.check(PQexec(handle, sql), handle)
+        }
+    }
+
+    /// Runs one statement with the extended protocol and text parameters.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [String?] = [], resultFormat: Format = .text) async throws -> PQResult {
+        try await run { handle in
+            try Self.withCStrings(parameters) { values in
+                try Self.check(PQexecParams(handle, sql, Int32(parameters.count), nil, values, nil, nil, resultFormat.rawValue), handle)
+            }
+        }
+    }
+
+    public func prepare(name: String, _ sql: String) async throws {
+        _ = try await run { handle in
+            try Self.check(PQprepare(handle, name, sql, 0, nil), handle)
+        }
+    }
+
+    @discardableResult
+    public func executePrepared(name: String, _ parameters: [String?] = [], resultFormat: Format = .text) async throws -> PQResult {
+        try await run { handle in
+            try Self.withCStrings(parameters) { values in
+                try Self.check(PQexecPrepared(handle, name, Int32(parameters.count), values, nil, nil, resultFormat.rawValue), handle)
+            }
+        }
+    }
+
+    /// Sends every step in pipeline mode followed by one Sync, then reads all results.
+    /// After an error, later steps report the server's "aborted" state as errors, as libpq does.
+    public func pipeline(_ steps: [PipelineStep]) async throws -> [Result<PQResult, PQError>] {
+        try await run { handle in
+            guard PQenterPipelineMode(handle) == 1 else {
+                throw PQError(result: nil, connection: handle)
+            }
+            defer { PQexitPipelineMode(handle) }
+            for step in steps {
+                let sent: Int32
+                switch step {
+                case .query(let sql, let parameters, let format):
+                    sent = Self.withCStrings(parameters) { values in
+                        PQsendQueryParams(handle, sql, Int32(parameters.count), nil, values, nil, nil, format.rawValue)
+                    }
+                case .prepare(let name, let sql):
+                    sent = PQsendPrepare(handle, name, sql, 0, nil)
+                case .executePrepared(let name, let parameters, let format):
+                    sent = Self.withCStrings(parameters) { values in
+                        PQsendQueryPrepared(handle, name, Int32(parameters.count), values, nil, nil, format.rawValue)
+                    }
+                }
+                guard sent == 1 else { throw PQError(result: nil, connection: handle) }
+            }
+            guard PQpipelineSync(handle) == 1 else { throw PQError(result: nil, connection: handle) }
+            var results: [Result<PQResult, PQError>] = []
+            for _ in steps {
+                var stepResult: Result<PQResult, PQError>?
+                while let result = PQgetResult(handle) {
+                    if stepResult == nil { stepResult = Self.classify(result, handle) }
+                    PQclear(result)
+                }
+                results.append(stepResult ?? .failure(PQError(result: nil, connection: handle)))
+            }
+            guard let sync = PQgetResult(handle) else { throw PQError(message: "pipeline ended without a sync result") }
+            let syncStatus = PQresultStatus(sync)
+            PQclear(sync)
+            guard syncStatus == PGRES_PIPELINE_SYNC else {
+                throw PQError(message: "pipeline sync result missing")
+            }
+            return results
+        }
+    }
+
+    /// COPY ... FROM STDIN with the given data chunks; returns the final command result.
+    @discardableResult
+    public func copyIn(_ sql: String, chunks: [[UInt8]]) async throws -> PQResult {
+        try await run { handle in
+            let start = PQexec(handle, sql)
+            guard let start, PQresultStatus(start) == PGRES_COPY_IN else {
+                _ = try Self.check(start, handle)
+                throw PQError(message: "statement did not start COPY FROM STDIN")
+            }
+            PQclear(start)
+            for chunk in chunks {
+                let sent = chunk.withUnsafeBufferPointer { buffer in
+                    buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+                        PQputCopyData(handle, $0, Int32(buffer.count))
+                    }
+                }
+                guard sent == 1 else { throw PQError(result: nil, connection: handle) }
+            }
+            guard PQputCopyEnd(handle, nil) == 1 else { throw PQError(result: nil, connection: handle) }
+            return try Self.drain(handle)
+        }
+    }
+
+    /// COPY ... TO STDOUT; `onData` receives each CopyData payload (one row in text/CSV).
+    @discardableResult
+    public func copyOut(_ sql: String, onData: @escaping @Sendable ([UInt8]) -> Void) async throws -> PQResult {
+        try await run { handle in
+            let start = PQexec(handle, sql)
+            guard let start, PQresultStatus(start) == PGRES_COPY_OUT else {
+                _ = try Self.check(start, handle)
+                throw PQError(message: "statement did not start COPY TO STDOUT")
+            }
+            PQclear(start)
+            while true {
+                var buffer: UnsafeMutablePointer<CChar>?
+                let count = PQgetCopyData(handle, &buffer, 0)
+                if count > 0, let buffer {
+                    onData(buffer.withMemoryRebound(to: UInt8.self, capacity: Int(count)) {
+                        Array(UnsafeBufferPointer(start: $0, count: Int(count)))
+                    })
+                    PQfreemem(buffer)
+                } else if count == -1 {
+                    break
+                } else {
+                    throw PQError(result: nil, connection: handle)
+                }
+            }
+            return try Self.drain(handle)
+        }
+    }
+
+    /// Asks the server to cancel the statement running on this connection.
+    /// Safe to call from any thread while another call is blocked.
+    public func cancel() throws {
+        guard let cancelHandle else { throw PQError(message: "connection has no cancel key") }
+        var errorBuffer = [CChar](repeating: 0, count: 256)
+        guard PQcancel(cancelHandle, &errorBuffer, Int32(errorBuffer.count)) == 1 else {
+            throw PQError(message: String(decoding: errorBuffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+    }
+
+    // MARK: - Helpers (run on the queue)
+
+    private static func classify(_ result: OpaquePointer, _ handle: OpaquePointer) -> Result<PQResult, PQError> {
+        switch PQresultStatus(result) {
+        case PGRES_FATAL_ERROR, PGRES_BAD_RESPONSE, PGRES_NONFATAL_ERROR, PGRES_PIPELINE_ABORTED:
+            return .failure(PQError(result: result, connection: handle))
+        default:
+            return .success(PQResult(result))
+        }
+    }
+
+    /// Converts a result (taking ownership), throwing for error statuses.
+    private static func check(_ result: OpaquePointer?, _ handle: OpaquePointer) throws -> PQResult {
+        guard let result else { throw PQError(result: nil, connection: handle) }
+        defer { PQclear(result) }
+        return try classify(result, handle).get()
+    }
+
+    /// Reads results until libpq has none left; returns the last, throws the first error.
+    private static func drain(_ handle: OpaquePointer) throws -> PQResult {
+        var last: PQResult?
+        var firstError: PQError?
+        while let result = PQgetResult(handle) {
+            switch classify(result, handle) {
+            case .success(let value): last = value
+            case .failure(let error): if firstError == nil { firstError = error }
+            }
+            PQclear(result)
+        }
+        if let firstError { throw firstError }
+        guard let last else { throw PQError(result: nil, connection: handle) }
+        return last
+    }
+
+    private static func withCStrings<T>(_ values: [String?], _ body: ([UnsafePointer<CChar>?]) throws -> T) rethrows -> T {
+        let pointers: [UnsafeMutablePointer<CChar>?] = values.map { $0.flatMap { strdup($0) } }
+        defer { pointers.forEach { free($0) } }
+        return try body(pointers.map { $0.map { UnsafePointer($0) } })
+    }
+}

@@ -1,0 +1,46 @@
+import CLibPQ
+
+/// An error reported by libpq or by the server, with its SQLSTATE when the server sent one.
+public struct PQError: Error, Sendable, CustomStringConvertible {
+    public var sqlState: String?
+    public var severity: String?
+    public var message: String
+    public var detail: String?
+    public var hint: String?
+
+    public init(sqlState: String? = nil, severity: String? = nil, message: String, detail: String? = nil, hint: String? = nil) {
+        self.sqlState = sqlState
+        self.severity = severity
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+    }
+
+    public var description: String {
+        (sqlState.map { "[\($0)] " } ?? "") + message
+    }
+
+    /// Builds the error from a failed result; falls back to the connection's message.
+    init(result: OpaquePointer?, connection: OpaquePointer?) {
+        func field(_ code: Int32) -> String? {
+            guard let result, let value = PQresultErrorField(result, code) else { return nil }
+            return String(cString: value)
+        }
+        let primary = field(Int32(UInt8(ascii: "M")))
+        let fallback: String
+        if let result, let text = PQresultErrorMessage(result), text.pointee != 0 {
+            fallback = String(cString: text)
+        } else if let connection, let text = PQerrorMessage(connection) {
+            fallback = String(cString: text)
+        } else {
+            fallback = "unknown libpq error"
+        }
+        self.init(
+            sqlState: field(Int32(UInt8(ascii: "C"))),
+            severity: field(Int32(UInt8(ascii: "V"))),
+            message: (primary ?? fallback).trimmingSuffix("\n"),
+            detail: field(Int32(UInt8(ascii: "D"))),
+            hint: field(Int32(UInt8(ascii: "H")))
+        )
+    }
+}

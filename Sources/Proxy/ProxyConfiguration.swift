@@ -1,0 +1,48 @@
+import NIOCore
+import PQ
+
+/// Everything the proxy needs to run, already validated.
+public struct ProxyConfiguration: Sendable {
+    public var listenHost: String
+    /// 0 picks a free port (tests).
+    public var listenPort: Int
+    public var backend: BackendEndpoint
+    /// The proxy's own service conninfo (catalog look-ups, admin work). Never logged whole.
+    public var serviceConnInfo: ConnInfo
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
+    /// How long sessions may take to finish after SIGTERM before they are closed.
+    public var shutdownGracePeriod: Duration
+    /// Event loop threads; one per core by default.
+    public var eventLoopThreads: Int
+    /// Largest client message the proxy holds whole to examine it.
+    public var maximumExaminedMessageLength: Int
+    /// Connection attempts to the backend give up after this long.
+    public var backendConnectTimeout: Duration
+
+    public init(
+        listenHost: String = "127.0.0.1",
+        listenPort: Int = 6432,
+        backend: BackendEndpoint,
+        serviceConnInfo: ConnInfo = ConnInfo(values: [:]),
+        tlsCertificatePath: String? = nil,
+        tlsKeyPath: String? = nil,
+        shutdownGracePeriod: Duration = .seconds(30),
+        eventLoopThreads: Int = System.coreCount,
+        maximumExaminedMessageLength: Int = 64 << 20,
+        backendConnectTimeout: Duration = .seconds(10)
+    ) {
+        self.listenHost = listenHost
+        self.listenPort = listenPort
+        self.backend = backend
+        self.serviceConnInfo = serviceConnInfo
+        self.tlsCertificatePath = tlsCertificatePath
+        self.tlsKeyPath = tlsKeyPath
+        self.shutdownGracePeriod = shutdownGracePeriod
+        self.eventLoopThreads = eventLoopThreads
+        self.maximumExaminedMessageLength = maximumExaminedMessageLength
+        self.backendConnectTimeout = backendConnectTimeout
+    }
+
+    public var tlsEnabled: Bool { tlsCertificatePath != nil }
+}

@@ -1,0 +1,49 @@
+import Logging
+import NIOCore
+import NIOSSL
+
+/// What every session of one proxy server shares.
+final class ProxyContext: Sendable {
+    let configuration: ProxyConfiguration
+    let cancelRegistry: CancelRegistry
+    let sessions: SessionRegistry
+    let clientTLS: NIOSSLContext?
+    let backendTLS: NIOSSLContext?
+    let logger: Logger
+
+    init(configuration: ProxyConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.cancelRegistry = CancelRegistry()
+        self.sessions = SessionRegistry()
+        self.logger = logger
+        if let certificatePath = configuration.tlsCertificatePath, let keyPath = configuration.tlsKeyPath {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+            var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            tls.minimumTLSVersion = .tlsv12
+            clientTLS = try NIOSSLContext(configuration: tls)
+        } else {
+            clientTLS = nil
+        }
+        let backend = configuration.backend
+        if backend.tlsMode.requestsTLS {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.minimumTLSVersion = .tlsv12
+            switch backend.tlsMode {
+            case .verifyFull:
+                tls.certificateVerification = .fullVerification
+            case .verifyCA:
+                tls.certificateVerification = .noHostnameVerification
+            default:
+                // libpq's require/prefer encrypt without checking the certificate.
+                tls.certificateVerification = .none
+            }
+            if let root = backend.rootCertificatePath {
+                tls.trustRoots = .file(root)
+            }
+            backendTLS = try NIOSSLContext(configuration: tls)
+        } else {
+            backendTLS = nil
+        }
+    }
+}

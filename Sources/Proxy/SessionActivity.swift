@@ -1,0 +1,44 @@
+import PostgresWire
+
+/// Tracks whether a session is between requests, from message types alone.
+///
+/// A session is idle when every request that expects a ReadyForQuery (Query,
+/// Sync, FunctionCall) has had it, no extended-protocol message is waiting for
+/// its Sync, and the last ReadyForQuery said "idle" (not in a transaction).
+/// Graceful shutdown closes idle sessions; admin calls wait for this state.
+public struct SessionActivity: Sendable, Hashable {
+    public private(set) var awaitingReadyForQuery = 0
+    public private(set) var hasUnsyncedExtendedMessages = false
+    public private(set) var transactionStatus: BackendMessage.TransactionStatus = .idle
+
+    public init() {}
+
+    public mutating func clientSent(_ type: UInt8) {
+        switch type {
+        case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.functionCall.rawValue:
+            awaitingReadyForQuery += 1
+        case FrontendMessage.ID.sync.rawValue:
+            awaitingReadyForQuery += 1
+            hasUnsyncedExtendedMessages = false
+        case FrontendMessage.ID.parse.rawValue, FrontendMessage.ID.bind.rawValue,
+             FrontendMessage.ID.describe.rawValue, FrontendMessage.ID.execute.rawValue,
+             FrontendMessage.ID.close.rawValue, FrontendMessage.ID.flush.rawValue:
+            hasUnsyncedExtendedMessages = true
+        default:
+            break
+        }
+    }
+
+    public mutating func serverSentReadyForQuery(_ status: BackendMessage.TransactionStatus) {
+        // A server never sends more ReadyForQuery than requested, except the
+        // first one after authentication; clamp rather than go negative.
+        awaitingReadyForQuery = max(0, awaitingReadyForQuery - 1)
+        transactionStatus = status
+    }
+
+    /// Nothing in flight: the server is waiting for the client.
+    public var isQuiet: Bool { awaitingReadyForQuery == 0 && !hasUnsyncedExtendedMessages }
+
+    /// Quiet and outside any transaction: the session can be closed without losing work.
+    public var isIdle: Bool { isQuiet && transactionStatus == .idle }
+}

@@ -1,0 +1,56 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The open client channels, so that shutdown can ask each to finish and wait for all to close.
+final class SessionRegistry: Sendable {
+    private struct State {
+        var channels: [ObjectIdentifier: any Channel] = [:]
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    func add(_ channel: any Channel) {
+        state.withLockedValue { $0.channels[ObjectIdentifier(channel)] = channel }
+    }
+
+    func remove(_ channel: any Channel) {
+        let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            state.channels[ObjectIdentifier(channel)] = nil
+            guard state.channels.isEmpty else { return [] }
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    var count: Int { state.withLockedValue { $0.channels.count } }
+
+    /// Sends `event` to every open session.
+    func broadcast(_ event: any Sendable) {
+        for channel in state.withLockedValue({ Array($0.channels.values) }) {
+            channel.pipeline.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func closeAll() {
+        for channel in state.withLockedValue({ Array($0.channels.values) }) {
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Returns once no session is open.
+    func waitUntilEmpty() async {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLockedValue { state -> Bool in
+                if state.channels.isEmpty { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+}
+
+/// Asks a session to close as soon as it is idle (graceful shutdown).
+struct QuiesceEvent: Sendable {}

@@ -1,0 +1,12 @@
+import ArgumentParser
+import Proxy
+
+@main
+struct Pgclone: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pgclone",
+        abstract: "A PostgreSQL sidecar that masks sensitive columns and clones data with masking applied.",
+        version: PgcloneVersion.display,
+        subcommands: [Serve.self, Policy.self]
+    )
+}

@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import UnixSignals
+import Proxy
+import ServiceLifecycle
+
+extension Pgclone {
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the proxy in front of a PostgreSQL server.",
+            discussion: """
+            Every option can also come from a PGCLONE_* environment variable (PGCLONE_BACKEND, \
+            PGCLONE_LISTEN, ...) or from the config file (backend = ..., listen = ...). \
+            Flags win over the environment, which wins over the file. \
+            SIGHUP reloads policies and configuration; SIGTERM and SIGINT stop accepting \
+            connections and let sessions finish for the grace period.
+            """
+        )
+
+        @Option(help: "Config file with `key = value` lines.")
+        var config: String?
+        @Option(help: "Address to listen on (default 127.0.0.1:6432).")
+        var listen: String?
+        @Option(help: "libpq conninfo of the target server; user/password are the proxy's service credentials.")
+        var backend: String?
+        @Option(help: "Directory of masking policy files (*.yaml).")
+        var policies: String?
+        @Option(help: "Roles whose members may call the pgclone.* admin API (comma-separated).")
+        var adminRoles: String?
+        @Option(help: "Target database holding pgclone's state (default postgres).")
+        var stateDatabase: String?
+        @Option(help: "PEM certificate for client TLS.")
+        var tlsCert: String?
+        @Option(help: "PEM private key for client TLS.")
+        var tlsKey: String?
+        @Option(help: "Address for the metrics endpoint, HOST:PORT.")
+        var metrics: String?
+        @Option(help: "Seconds sessions may take to finish after SIGTERM (default 30).")
+        var shutdownGrace: String?
+        @Option(help: "Event loop threads (default: one per core).")
+        var threads: String?
+        @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default info).")
+        var logLevel: String?
+
+        func run() async throws {
+            let settings: ServeSettings
+            let configuration: ProxyConfiguration
+            do {
+                settings = try ServeSettings(
+                    flags: [
+                        "listen": listen, "backend": backend, "policies": policies, "admin_roles": adminRoles,
+                        "state_database": stateDatabase, "tls_cert": tlsCert, "tls_key": tlsKey, "metrics": metrics,
+                        "shutdown_grace": shutdownGrace, "threads": threads, "log_level": logLevel,
+                    ],
+                    environment: ProcessInfo.processInfo.environment,
+                    configFile: config
+                )
+                configuration = try settings.proxyConfiguration()
+            } catch let error as ConfigurationError {
+                throw ValidationError(error.message)
+            }
+            let level = Logger.Level(rawValue: settings["log_level"] ?? "info") ?? .info
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+            let logger = Logger(label: "pgclone")
+
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
+            let server = try ServerFactory.makeProxy(configuration: configuration, group: group, logger: logger)
+            let serviceGroup = ServiceGroup(configuration: .init(
+                services: [.init(service: server)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                cancellationSignals: [],
+                logger: logger
+            ).withGracePeriod(configuration.shutdownGracePeriod))
+            try await serviceGroup.run()
+            try await group.shutdownGracefully()
+        }
+    }
+}
+
+enum ServerFactory {
+    static func makeProxy(configuration: ProxyConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger) throws -> ProxyServer {
+        do {
+            return try ProxyServer(configuration: configuration, group: group, logger: logger)
+        } catch {
+            throw ValidationError("cannot start the proxy: \(error)")
+        }
+    }
+}
+
+extension ServiceGroupConfiguration {
+    func withGracePeriod(_ period: Duration) -> ServiceGroupConfiguration {
+        var copy = self
+        copy.maximumGracefulShutdownDuration = period
+        return copy
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import Proxy
+import PQ
+
+/// `serve` settings merged from flags, then `PGCLONE_*` environment variables, then the config file.
+///
+/// The config file has one `key = value` per line (`#` starts a comment); keys
+/// are the flag names without dashes, with `_` for `-` (`tls_cert`, `admin_roles`).
+struct ServeSettings {
+    static let keys = [
+        "listen", "backend", "policies", "admin_roles", "state_database",
+        "tls_cert", "tls_key", "metrics", "shutdown_grace", "threads", "log_level",
+    ]
+
+    private var values: [String: String] = [:]
+
+    init(flags: [String: String?], environment: [String: String], configFile: String?) throws {
+        if let configFile {
+            let text: String
+            do {
+                text = try String(contentsOfFile: configFile, encoding: .utf8)
+            } catch {
+                throw ConfigurationError("cannot read config file \(configFile): \(error.localizedDescription)")
+            }
+            for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                if trimmed.isEmpty { continue }
+                guard let equals = trimmed.firstIndex(of: "=") else {
+                    throw ConfigurationError("\(configFile):\(number + 1): expected \"key = value\"")
+                }
+                let key = trimmed[..<equals].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "-", with: "_")
+                guard Self.keys.contains(key) else {
+                    throw ConfigurationError("\(configFile):\(number + 1): unknown key \"\(key)\" (known: \(Self.keys.joined(separator: ", ")))")
+                }
+                var value = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+                if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
+                    value = String(value.dropFirst().dropLast())
+                }
+                values[key] = value
+            }
+        }
+        for key in Self.keys {
+            if let value = environment["PGCLONE_" + key.uppercased()], !value.isEmpty {
+                values[key] = value
+            }
+        }
+        for (key, value) in flags {
+            if let value { values[key] = value }
+        }
+    }
+
+    subscript(key: String) -> String? { values[key] }
+
+    func proxyConfiguration() throws -> ProxyConfiguration {
+        let (host, port) = try Self.hostPort(self["listen"] ?? "127.0.0.1:6432", what: "--listen")
+        guard let backendText = self["backend"] else {
+            throw ConfigurationError("--backend is required (a libpq conninfo for the target server, e.g. \"host=127.0.0.1 port=5432 user=postgres\")")
+        }
+        let conninfo: ConnInfo
+        do {
+            conninfo = try ConnInfo(parsing: backendText)
+        } catch {
+            throw ConfigurationError("--backend: \(error)")
+        }
+        var configuration = ProxyConfiguration(listenHost: host, listenPort: port, backend: try BackendEndpoint(conninfo: conninfo), serviceConnInfo: conninfo)
+        switch (self["tls_cert"], self["tls_key"]) {
+        case (let cert?, let key?):
+            configuration.tlsCertificatePath = cert
+            configuration.tlsKeyPath = key
+        case (nil, nil):
+            break
+        default:
+            throw ConfigurationError("--tls-cert and --tls-key go together")
+        }
+        if let grace = self["shutdown_grace"] {
+            guard let seconds = Double(grace), seconds >= 0 else {
+                throw ConfigurationError("--shutdown-grace: expected seconds, got \"\(grace)\"")
+            }
+            configuration.shutdownGracePeriod = .milliseconds(Int64(seconds * 1000))
+        }
+        if let threads = self["threads"] {
+            guard let count = Int(threads), (1...256).contains(count) else {
+                throw ConfigurationError("--threads: expected 1 to 256, got \"\(threads)\"")
+            }
+            configuration.eventLoopThreads = count
+        }
+        return configuration
+    }
+
+    static func hostPort(_ text: String, what: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":") else {
+            throw ConfigurationError("\(what): expected HOST:PORT, got \"\(text)\"")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port), !host.isEmpty else {
+            throw ConfigurationError("\(what): expected HOST:PORT, got \"\(text)\"")
+        }
+        return (host, port)
+    }
+}
