@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh: minimal throwaway-cluster and process helpers for bench/*.sh.
 # Sourced, not executed. Self-contained on purpose: it does not use scripts/lib/pg.sh.
 #

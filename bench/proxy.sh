@@ -170,6 +170,7 @@ run_pgbench() {
     [ "$rc" -eq 0 ] || { cat "$4" >&2; bench_die "pgbench through $1 (-M $2) failed"; }
 }
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "$WARMUP" -gt 0 ]; then
     bench_log "warm-up: ${WARMUP}s direct"
     run_pgbench direct simple "$WARMUP" "$work/warmup.txt"
@@ -190,8 +191,10 @@ for mode in $MODES; do
         fi
         TPS[$target,$mode]=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$out")
         LAT[$target,$mode]=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' "$out")
-        [ -n "${TPS[$target,$mode]}" ] && [ -n "${LAT[$target,$mode]}" ] \
-            || { cat "$out" >&2; bench_die "cannot parse pgbench output ($target, $mode)"; }
+        if [ -z "${TPS[$target,$mode]}" ] || [ -z "${LAT[$target,$mode]}" ]; then
+            cat "$out" >&2
+            bench_die "cannot parse pgbench output ($target, $mode)"
+        fi
     done
 done
 
@@ -267,6 +270,7 @@ fi
 echo
 echo "==================== summary ===================="
 echo "pgbench -S (select-only), scale $SCALE, -c $CLIENTS -j $THREADS, ${SECS}s per run, $(nproc) cores"
+echo "load average before the runs: $load_before (other work on the machine skews every number)"
 for mode in $MODES; do
     line="$(printf '%-8s' "$mode:")"
     for target in $TARGETS; do

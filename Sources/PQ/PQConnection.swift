@@ -70,8 +70,13 @@ public final class PQConnection: @unchecked Sendable {
         }
     }
 
-    /// The server process ID of this connection.
-    public var backendPID: Int32 {
+    /// Whether the connection is encrypted (TLS).
+    public var sslInUse: Bool {
+        get async throws { try await run { PQsslInUse($0) == 1 } }
+    }
+
+    /// The process ID libpq learned from BackendKeyData (0 when the server sent none).
+    public var keyProcessID: Int32 {
         get async throws { try await run { PQbackendPID($0) } }
     }
 

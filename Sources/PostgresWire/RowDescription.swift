@@ -84,9 +84,9 @@ public struct DataRow: Hashable, Sendable {
 
     static func decode(_ payload: inout ByteBuffer) throws(WireError) -> DataRow {
         let count = try payload.readWireCount()
-        let start = payload.readerIndex
+        let values = payload
         for _ in 0..<count { _ = try payload.readWireValue() }
-        let bytes = payload.getSlice(at: start, length: payload.readerIndex - start)!
+        let bytes = values.getSlice(at: values.readerIndex, length: payload.readerIndex - values.readerIndex)!
         var row = DataRow(values: [])
         row.columnCount = count
         row.bytes = bytes

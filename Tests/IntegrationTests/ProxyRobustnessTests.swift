@@ -1,0 +1,215 @@
+import Foundation
+import NIOCore
+import PostgresWire
+import PQ
+import Proxy
+import Testing
+
+/// Bad input, dying peers, many clients and shutdown: the proxy stays up and loses nothing.
+@Suite struct ProxyRobustnessTests {
+    @Test func garbageStartupGetsAProtocolErrorAndOthersAreUnharmed() async throws {
+        let environment = try TestEnvironment.require()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        let bystander = try await PQConnection.connect(environment.throughProxy(proxy.port))
+
+        let messages = try await offPool {
+            let raw = try RawConnection(port: proxy.port)
+            var garbage = ByteBuffer()
+            garbage.writeInteger(Int32(-1))
+            garbage.writeInteger(Int32(1234))
+            try raw.send(garbage)
+            var messages: [BackendMessage] = []
+            while let message = try raw.receive() { messages.append(message) }
+            return messages
+        }
+        #expect(messages == [.errorResponse(ErrorFields(severity: .fatal, sqlState: "08P01", message: "invalid startup packet: invalid message length -1"))])
+        #expect(try await bystander.exec("SELECT 'unharmed'").string(0, 0) == "unharmed")
+    }
+
+    @Test(arguments: [
+        ("unknown type", [UInt8(ascii: "?"), 0, 0, 0, 4], "invalid frontend message: invalid message type \"?\""),
+        ("negative length", [UInt8(ascii: "Q"), 0xFF, 0xFF, 0xFF, 0xF0], "invalid frontend message: invalid message length -16"),
+        ("oversized length", [UInt8(ascii: "d"), 0x7F, 0xFF, 0xFF, 0xFF], "invalid frontend message: invalid message length 2147483647"),
+    ])
+    func malformedMessageAfterLoginClosesOnlyThatSession(_ name: String, _ bytes: [UInt8], _ expected: String) async throws {
+        let environment = try TestEnvironment.require()
+        try await TargetRoles.ensure()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        let bystander = try await PQConnection.connect(environment.throughProxy(proxy.port))
+        let after = try await offPool {
+            let raw = try RawConnection(port: proxy.port)
+            let login = try raw.startTrusted(user: "auth_trust")
+            #expect(login.last == .readyForQuery(.idle))
+            #expect(login.contains { if case .backendKeyData = $0 { true } else { false } })
+            try raw.send(ByteBuffer(bytes: bytes))
+            var messages: [BackendMessage] = []
+            while let message = try raw.receive() { messages.append(message) }
+            return messages
+        }
+        #expect(after == [.errorResponse(ErrorFields(severity: .fatal, sqlState: "08P01", message: expected))], "\(name)")
+        #expect(try await bystander.exec("SELECT 'unharmed'").string(0, 0) == "unharmed")
+        try await waitFor("the session to close") { proxy.server.sessionCount == 1 }
+    }
+
+    @Test func truncatedFrameThenDisconnectEndsTheServerSession() async throws {
+        let environment = try TestEnvironment.require()
+        try await TargetRoles.ensure()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        let direct = try await PQConnection.connect(environment.directTarget())
+        try await offPool {
+            let raw = try RawConnection(port: proxy.port)
+            _ = try raw.startTrusted(user: "auth_trust", database: "postgres")
+            var partial = ByteBuffer()
+            FrontendMessage.query("SELECT 'never completed'").encode(into: &partial)
+            try raw.send(partial.getSlice(at: 0, length: 10)!)
+        }
+        try await waitFor("the truncated session's backend to end") {
+            try await direct.exec("SELECT count(*) FROM pg_stat_activity WHERE usename = 'auth_trust' AND datname = 'postgres'").string(0, 0) == "0"
+        }
+    }
+
+    @Test func backendTerminatedMidQueryFailsOnlyThatClient() async throws {
+        let environment = try TestEnvironment.require()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        let bystander = try await PQConnection.connect(environment.throughProxy(proxy.port))
+        let admin = try await PQConnection.connect(environment.directTarget())
+        let app = "victim-\(UInt32.random(in: 0...UInt32.max))"
+        let victim = Task {
+            try await Shell.run(["psql", "-X", "-d", environment.throughProxy(proxy.port, extra: "application_name=\(app)"), "-c", "SELECT pg_sleep(20)"])
+        }
+        try await waitFor("the victim's query to run") {
+            try await admin.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'", [app]).string(0, 0) == "1"
+        }
+        #expect(try await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [app]).string(0, 0) == "t")
+        let output = try await victim.value
+        #expect(output.status == 2)
+        // The server's own FATAL message reaches the client before the connection closes.
+        #expect(output.stderr.contains("FATAL:  terminating connection due to administrator command"), "\(output.stderr)")
+        #expect(try await bystander.exec("SELECT 'still fine'").string(0, 0) == "still fine")
+        let fresh = try await PQConnection.connect(environment.throughProxy(proxy.port))
+        #expect(try await fresh.exec("SELECT 1").string(0, 0) == "1")
+        try await waitFor("the dead session to be dropped") { proxy.server.sessionCount == 2 }
+    }
+
+    @Test func clientKilledMidResultEndsItsServerSession() async throws {
+        let environment = try TestEnvironment.require()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        let admin = try await PQConnection.connect(environment.directTarget())
+        let app = "killed-\(UInt32.random(in: 0...UInt32.max))"
+        let process = try Shell.spawn(["psql", "-X", "-d", environment.throughProxy(proxy.port, extra: "application_name=\(app)"),
+                                       "-c", "SELECT repeat('x', 1000) FROM generate_series(1, 50000000)"])
+        try await waitFor("the query to run") {
+            try await admin.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'", [app]).string(0, 0) == "1"
+        }
+        kill(process.processIdentifier, SIGKILL)
+        try await waitFor("the server session to end") {
+            try await admin.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", [app]).string(0, 0) == "0"
+        }
+        try await waitFor("the proxy session to be dropped") { proxy.server.sessionCount == 0 }
+    }
+
+    @Test func slowReaderStopsTheProxyReadingFromTheServer() async throws {
+        let environment = try TestEnvironment.require()
+        try await TargetRoles.ensure()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        let admin = try await PQConnection.connect(environment.directTarget())
+        let app = "slow-\(UInt32.random(in: 0...UInt32.max))"
+        let raw = try await offPool {
+            let raw = try RawConnection(port: proxy.port)
+            try raw.send(StartupPacket.startup(protocolVersion: .v3_0, parameters: [("user", "auth_trust"), ("database", "db2"), ("application_name", app)]))
+            _ = try raw.receive(until: .readyForQuery)
+            // About 400 MB of rows; the client then reads nothing for a while.
+            try raw.send(FrontendMessage.query("SELECT repeat('x', 2000) FROM generate_series(1, 200000)"))
+            return UncheckedBox(raw)
+        }
+        // With back-pressure the server blocks writing to the proxy instead of the proxy buffering the result.
+        try await waitFor("the server to block on ClientWrite") {
+            try await admin.query("SELECT wait_event FROM pg_stat_activity WHERE application_name = $1", [app]).string(0, 0) == "ClientWrite"
+        }
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await admin.query("SELECT state || '/' || wait_event FROM pg_stat_activity WHERE application_name = $1", [app]).string(0, 0) == "active/ClientWrite")
+        let rows = try await offPool {
+            var rows = 0
+            while let message = try raw.value.receive() {
+                if case .dataRow = message { rows += 1 }
+                if case .readyForQuery = message { break }
+            }
+            return rows
+        }
+        #expect(rows == 200_000)
+    }
+
+    @Test func twoHundredConcurrentConnectionsOpenAndClose() async throws {
+        let environment = try TestEnvironment.require()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        let admin = try await PQConnection.connect(environment.directTarget())
+        let app = "crowd-\(UInt32.random(in: 0...UInt32.max))"
+        let conninfo = environment.throughProxy(proxy.port, extra: "application_name=\(app)")
+        let connections = try await withThrowingTaskGroup(of: PQConnection.self) { group in
+            for _ in 0..<200 { group.addTask { try await PQConnection.connect(conninfo) } }
+            return try await group.reduce(into: [PQConnection]()) { $0.append($1) }
+        }
+        #expect(connections.count == 200)
+        #expect(try await admin.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", [app]).string(0, 0) == "200")
+        let sums = try await withThrowingTaskGroup(of: String?.self) { group in
+            for (index, connection) in connections.enumerated() {
+                group.addTask { try await connection.query("SELECT $1::int + 1", ["\(index)"]).string(0, 0) }
+            }
+            return try await group.reduce(into: [String?]()) { $0.append($1) }
+        }
+        #expect(Set(sums.compactMap { $0 }) == Set((1...200).map(String.init)))
+        #expect(proxy.server.sessionCount == 200)
+        _ = consume connections
+        try await waitFor("all sessions to close") { proxy.server.sessionCount == 0 }
+        try await waitFor("all server sessions to end") {
+            try await admin.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", [app]).string(0, 0) == "0"
+        }
+    }
+
+    @Test func gracefulShutdownClosesIdleSessionsAndLetsTransactionsFinish() async throws {
+        let environment = try TestEnvironment.require()
+        let proxy = try await RunningProxy.start(environment, grace: .seconds(20))
+        let idle = try await PQConnection.connect(environment.throughProxy(proxy.port))
+        let busy = try await PQConnection.connect(environment.throughProxy(proxy.port))
+        try await busy.exec("BEGIN")
+        try await busy.exec("CREATE TEMP TABLE during_shutdown (x int)")
+        await proxy.beginShutdown()
+        try await waitFor("the idle session to be closed") { proxy.server.sessionCount == 1 }
+        do {
+            _ = try await idle.exec("SELECT 1")
+            Issue.record("idle session should have been closed")
+        } catch let error as PQError {
+            #expect(error.message.contains("terminating connection due to administrator command") || error.message.contains("server closed the connection"), "\(error.message)")
+        }
+        // New connections are refused while draining.
+        await #expect(throws: PQError.self) { _ = try await PQConnection.connect(environment.throughProxy(proxy.port)) }
+        // The open transaction can still finish; then that session closes too.
+        #expect(try await busy.exec("INSERT INTO during_shutdown VALUES (1); SELECT count(*) FROM during_shutdown").string(0, 0) == "1")
+        try await busy.exec("COMMIT")
+        try await proxy.waitUntilStopped()
+        #expect(proxy.server.sessionCount == 0)
+    }
+}
+
+/// Polls `condition` for up to `seconds`.
+func waitFor(_ what: String, seconds: Double = 15, _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    Issue.record("timed out waiting for \(what)")
+    throw RawError("timed out waiting for \(what)")
+}
+
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

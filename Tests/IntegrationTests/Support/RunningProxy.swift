@@ -1,0 +1,66 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PQ
+import Proxy
+import ServiceLifecycle
+
+/// A real proxy server on a free port, run inside a ServiceGroup like `pgclone serve`.
+final class RunningProxy: Sendable {
+    let port: Int
+    let server: ProxyServer
+    private let serviceGroup: ServiceGroup
+    private let task: Task<Void, any Error>
+
+    private init(port: Int, server: ProxyServer, serviceGroup: ServiceGroup, task: Task<Void, any Error>) {
+        self.port = port
+        self.server = server
+        self.serviceGroup = serviceGroup
+        self.task = task
+    }
+
+    static func start(
+        _ environment: TestEnvironment,
+        backend: String? = nil,
+        grace: Duration = .seconds(10),
+        configure: (inout ProxyConfiguration) -> Void = { _ in }
+    ) async throws -> RunningProxy {
+        let conninfo = try ConnInfo(parsing: backend ?? environment.backendConnInfo)
+        var configuration = ProxyConfiguration(listenHost: "127.0.0.1", listenPort: 0, backend: try BackendEndpoint(conninfo: conninfo), serviceConnInfo: conninfo)
+        configuration.shutdownGracePeriod = grace
+        configure(&configuration)
+        var logger = Logger(label: "pgclone.test")
+        logger.logLevel = .warning
+        let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
+        let server = try ProxyServer(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger) { address in
+            continuation.yield(address.port ?? 0)
+            continuation.finish()
+        }
+        var groupConfiguration = ServiceGroupConfiguration(services: [.init(service: server)], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = grace
+        let serviceGroup = ServiceGroup(configuration: groupConfiguration)
+        let task = Task { try await serviceGroup.run() }
+        var iterator = stream.makeAsyncIterator()
+        guard let port = await iterator.next(), port > 0 else {
+            task.cancel()
+            throw ConfigurationError("proxy did not start listening")
+        }
+        return RunningProxy(port: port, server: server, serviceGroup: serviceGroup, task: task)
+    }
+
+    /// Graceful shutdown, as SIGTERM does; returns when the server has stopped.
+    func stop() async throws {
+        await serviceGroup.triggerGracefulShutdown()
+        try await task.value
+    }
+
+    /// Starts graceful shutdown without waiting for it.
+    func beginShutdown() async {
+        await serviceGroup.triggerGracefulShutdown()
+    }
+
+    func waitUntilStopped() async throws {
+        try await task.value
+    }
+}

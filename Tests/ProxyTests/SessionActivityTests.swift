@@ -1,0 +1,47 @@
+import PostgresWire
+@testable import Proxy
+import Testing
+
+@Suite struct SessionActivityTests {
+    private func id(_ c: Character) -> UInt8 { UInt8(ascii: c.unicodeScalars.first!) }
+
+    @Test func simpleQueryCycle() {
+        var activity = SessionActivity()
+        #expect(activity.isIdle)
+        activity.clientSent(id("Q"))
+        #expect(!activity.isQuiet)
+        activity.serverSentReadyForQuery(.idle)
+        #expect(activity.isIdle)
+    }
+
+    @Test func pipelinedExtendedQueriesNeedEverySync() {
+        var activity = SessionActivity()
+        for type in "PBDES" + "BES" { activity.clientSent(id(type)) }
+        activity.serverSentReadyForQuery(.idle)
+        #expect(!activity.isQuiet)
+        activity.serverSentReadyForQuery(.idle)
+        #expect(activity.isIdle)
+    }
+
+    @Test func flushWithoutSyncIsBusy() {
+        var activity = SessionActivity()
+        activity.clientSent(id("P"))
+        activity.clientSent(id("H"))
+        #expect(!activity.isQuiet)
+    }
+
+    @Test func openTransactionIsQuietButNotIdle() {
+        var activity = SessionActivity()
+        activity.clientSent(id("Q"))
+        activity.serverSentReadyForQuery(.inTransaction)
+        #expect(activity.isQuiet)
+        #expect(!activity.isIdle)
+    }
+
+    @Test func firstReadyForQueryAfterAuthenticationDoesNotGoNegative() {
+        var activity = SessionActivity()
+        activity.serverSentReadyForQuery(.idle)
+        activity.clientSent(id("Q"))
+        #expect(!activity.isQuiet)
+    }
+}
