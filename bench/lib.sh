@@ -30,9 +30,9 @@ bench_as_postgres() {
 }
 
 # bench_free_port: print a TCP port nobody listens on, picked at random in
-# BENCH_PORT_RANGE (default 40000-49999).
+# BENCH_PORT_RANGE (default 20000-29999).
 bench_free_port() {
-    local range=${BENCH_PORT_RANGE:-40000-49999}
+    local range=${BENCH_PORT_RANGE:-20000-29999}
     local lo=${range%-*} hi=${range#*-} p i
     for i in $(seq 1 200); do
         p=$(( lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1) ))

@@ -13,7 +13,7 @@
 # Environment (all optional):
 #   BENCH_SECONDS=30  BENCH_SCALE=10  BENCH_CLIENTS=8  BENCH_THREADS=2  BENCH_WARMUP=5
 #   BENCH_TARGETS="direct pgclone pgbouncer"   BENCH_MODES="simple prepared"
-#   BENCH_IDLE_CONNS=200   BENCH_PORT_RANGE=40000-49999
+#   BENCH_IDLE_CONNS=200   BENCH_PORT_RANGE=20000-29999
 #   BENCH_NO_BUILD=1 (use PGCLONE_BIN, default .build/release/pgclone)
 #   BENCH_PGCLONE_ARGS="..." (extra arguments for pgclone serve)
 #   BENCH_PYTHON=python3 (needs psycopg 3 for the idle-connection test)
