@@ -1,0 +1,50 @@
+/// A parse tree node as libpg_query's JSON output gives it.
+public indirect enum JSONNode: Sendable, Equatable {
+    case object([String: JSONNode])
+    case array([JSONNode])
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+    case null
+
+    public subscript(key: String) -> JSONNode? {
+        if case .object(let fields) = self { return fields[key] }
+        return nil
+    }
+
+    public var array: [JSONNode] {
+        if case .array(let items) = self { return items }
+        return []
+    }
+
+    public var string: String? {
+        if case .string(let value) = self { return value }
+        return nil
+    }
+
+    public var int: Int? {
+        if case .number(let value) = self { return Int(value) }
+        return nil
+    }
+
+    public var bool: Bool? {
+        if case .bool(let value) = self { return value }
+        return nil
+    }
+
+    /// The single key of a `{"NodeType": {...}}` wrapper, and its body.
+    public var tagged: (tag: String, body: JSONNode)? {
+        guard case .object(let fields) = self, fields.count == 1, let (key, value) = fields.first else { return nil }
+        return (key, value)
+    }
+
+    /// Calls `visit` on every node, depth first.
+    public func walk(_ visit: (JSONNode) -> Void) {
+        visit(self)
+        switch self {
+        case .object(let fields): for value in fields.values { value.walk(visit) }
+        case .array(let items): for item in items { item.walk(visit) }
+        default: break
+        }
+    }
+}

@@ -1,0 +1,144 @@
+/// Just enough of PostgreSQL's lexical rules to find where a construct ends,
+/// given where the parser says it starts (the parse tree has start offsets only).
+///
+/// Understands '...' (with ''), E'...' (with backslash escapes), "..." identifiers,
+/// $tag$...$tag$ strings, -- comments and nested /* */ comments.
+public struct SQLLexer: Sendable {
+    public let bytes: [UInt8]
+
+    public init(_ sql: String) {
+        bytes = Array(sql.utf8)
+    }
+
+    /// The offset just past whatever quoted token, comment or single byte starts at `index`.
+    func skipToken(at index: Int) -> Int {
+        let c = bytes[index]
+        func at(_ i: Int) -> UInt8? { i < bytes.count ? bytes[i] : nil }
+        switch c {
+        case UInt8(ascii: "'"):
+            let escapes = index > 0 && (bytes[index - 1] == UInt8(ascii: "E") || bytes[index - 1] == UInt8(ascii: "e"))
+            var i = index + 1
+            while i < bytes.count {
+                if escapes && bytes[i] == UInt8(ascii: "\\") { i += 2; continue }
+                if bytes[i] == UInt8(ascii: "'") {
+                    if at(i + 1) == UInt8(ascii: "'") { i += 2; continue }
+                    return i + 1
+                }
+                i += 1
+            }
+            return bytes.count
+        case UInt8(ascii: "\""):
+            var i = index + 1
+            while i < bytes.count {
+                if bytes[i] == UInt8(ascii: "\"") {
+                    if at(i + 1) == UInt8(ascii: "\"") { i += 2; continue }
+                    return i + 1
+                }
+                i += 1
+            }
+            return bytes.count
+        case UInt8(ascii: "-") where at(index + 1) == UInt8(ascii: "-"):
+            var i = index + 2
+            while i < bytes.count, bytes[i] != UInt8(ascii: "\n") { i += 1 }
+            return i
+        case UInt8(ascii: "/") where at(index + 1) == UInt8(ascii: "*"):
+            var depth = 1
+            var i = index + 2
+            while i < bytes.count, depth > 0 {
+                if bytes[i] == UInt8(ascii: "/"), at(i + 1) == UInt8(ascii: "*") { depth += 1; i += 2; continue }
+                if bytes[i] == UInt8(ascii: "*"), at(i + 1) == UInt8(ascii: "/") { depth -= 1; i += 2; continue }
+                i += 1
+            }
+            return i
+        case UInt8(ascii: "$"):
+            // $tag$ ... $tag$ (a $n parameter has digits after $ and no closing $).
+            var j = index + 1
+            while j < bytes.count, Self.isIdentifierByte(bytes[j]), !(j == index + 1 && Self.isDigit(bytes[j])) { j += 1 }
+            guard j < bytes.count, bytes[j] == UInt8(ascii: "$") else { return index + 1 }
+            let tag = Array(bytes[index...j])
+            var i = j + 1
+            while i + tag.count <= bytes.count {
+                if bytes[i] == UInt8(ascii: "$"), Array(bytes[i..<(i + tag.count)]) == tag { return i + tag.count }
+                i += 1
+            }
+            return bytes.count
+        default:
+            return index + 1
+        }
+    }
+
+    /// Given the offset of a function name, the offset just past its closing parenthesis.
+    public func endOfCall(startingAt start: Int) -> Int? {
+        var i = start
+        var depth = 0
+        var opened = false
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == UInt8(ascii: "(") {
+                depth += 1
+                opened = true
+                i += 1
+            } else if c == UInt8(ascii: ")") {
+                depth -= 1
+                i += 1
+                if opened && depth == 0 { return i }
+                if depth < 0 { return nil }
+            } else {
+                i = skipToken(at: i)
+            }
+        }
+        return nil
+    }
+
+    /// Given the offset of a (possibly qualified, possibly quoted) name, the offset just past it.
+    public func endOfQualifiedName(startingAt start: Int) -> Int {
+        var i = start
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: "\"") {
+                i = skipToken(at: i)
+            } else if Self.isIdentifierByte(bytes[i]) {
+                while i < bytes.count, Self.isIdentifierByte(bytes[i]) { i += 1 }
+            } else {
+                return i
+            }
+            // Allow whitespace around dots.
+            var j = i
+            while j < bytes.count, Self.isSpace(bytes[j]) { j += 1 }
+            guard j < bytes.count, bytes[j] == UInt8(ascii: ".") else { return i }
+            j += 1
+            while j < bytes.count, Self.isSpace(bytes[j]) { j += 1 }
+            i = j
+        }
+        return i
+    }
+
+    /// The text of a numeric literal (with an optional leading minus) at `start`.
+    public func numericLiteral(at start: Int) -> String? {
+        var i = start
+        if i < bytes.count, bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+") {
+            i += 1
+            while i < bytes.count, Self.isSpace(bytes[i]) { i += 1 }
+        }
+        let digitsStart = i
+        while i < bytes.count, Self.isDigit(bytes[i]) || bytes[i] == UInt8(ascii: ".") || bytes[i] == UInt8(ascii: "_")
+            || bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") { i += 1 }
+        guard i > digitsStart else { return nil }
+        let sign = bytes[start] == UInt8(ascii: "-") ? "-" : ""
+        return sign + String(decoding: bytes[digitsStart..<i], as: UTF8.self).replacingUnderscores()
+    }
+
+    public func text(_ range: Range<Int>) -> String {
+        String(decoding: bytes[range], as: UTF8.self)
+    }
+
+    static func isIdentifierByte(_ c: UInt8) -> Bool {
+        (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || isDigit(c) || c == UInt8(ascii: "_") || c == UInt8(ascii: "$") || c >= 0x80
+    }
+
+    static func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
+    static func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D || c == 0x0C }
+}
+
+extension String {
+    func replacingUnderscores() -> String { String(filter { $0 != "_" }) }
+}
