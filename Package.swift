@@ -26,6 +26,12 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
+        // A strict JSON reader/writer (exact integers and booleans; clear errors).
+        .target(name: "JSON", swiftSettings: swiftSettings),
+        // Mask strategies: one SQL-expression builder each, shared by clone, mask_in_place, views and the proxy.
+        .target(name: "Masking", dependencies: ["JSON", "PQ"], swiftSettings: swiftSettings),
+        // Catalog introspection, DDL in dependency order, COPY streams, verify.
+        .target(name: "CloneEngine", dependencies: ["PQ", "Masking", "JSON", "SQLParser"], swiftSettings: swiftSettings),
         // libpq, PostgreSQL's client library, as a Swift module.
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // libpg_query: PostgreSQL's own parser as a C library (Debian's libpg-query-dev).
@@ -33,11 +39,11 @@ let package = Package(
         // A small safe wrapper over libpq: one thread at a time per connection.
         .target(name: "PQ", dependencies: ["CLibPQ"], swiftSettings: swiftSettings),
         // Parser wrapper used to recognise admin calls and rewrite masked statements.
-        .target(name: "SQLParser", dependencies: ["CPgQuery"], swiftSettings: swiftSettings),
+        .target(name: "SQLParser", dependencies: ["CPgQuery", "JSON"], swiftSettings: swiftSettings),
         .target(
             name: "Proxy",
             dependencies: [
-                "PostgresWire", "PQ", "SQLParser",
+                "PostgresWire", "PQ", "SQLParser", "JSON", "Masking", "CloneEngine",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -208,6 +208,83 @@ public final class PQConnection: @unchecked Sendable {
         }
     }
 
+    /// Streams `sourceSQL` (a `COPY ... TO STDOUT`) on this connection into
+    /// `targetSQL` (a `COPY ... FROM STDIN`) on `target`, without decoding rows.
+    /// Returns the number of rows the target reports. When the source fails
+    /// mid-stream the target COPY is aborted with the source's message, so the
+    /// target's transaction can be rolled back.
+    ///
+    /// Both connections are held by one thread for the whole stream (the target's
+    /// queue is entered from inside this connection's queue), so no per-row
+    /// hand-off between threads is needed.
+    public func copy(_ sourceSQL: String, into target: PQConnection, _ targetSQL: String) async throws -> Int {
+        precondition(target !== self, "copy needs two connections")
+        return try await run { sourceHandle in
+            try target.queue.sync {
+                try Self.stream(source: sourceHandle, sourceSQL: sourceSQL, target: target.handle, targetSQL: targetSQL, sourceCancel: self.cancelHandle)
+            }
+        }
+    }
+
+    private static func stream(source: OpaquePointer, sourceSQL: String, target: OpaquePointer, targetSQL: String, sourceCancel: OpaquePointer?) throws -> Int {
+        let targetStart = PQexec(target, targetSQL)
+        guard let targetStart, PQresultStatus(targetStart) == PGRES_COPY_IN else {
+            _ = try check(targetStart, target)
+            throw PQError(message: "target statement did not start COPY FROM STDIN")
+        }
+        PQclear(targetStart)
+        let sourceStart = PQexec(source, sourceSQL)
+        guard let sourceStart, PQresultStatus(sourceStart) == PGRES_COPY_OUT else {
+            let error: any Error
+            do {
+                _ = try check(sourceStart, source)
+                error = PQError(message: "source statement did not start COPY TO STDOUT")
+            } catch let caught {
+                error = caught
+            }
+            PQputCopyEnd(target, "pgclone: source COPY failed")
+            _ = try? drain(target)
+            throw error
+        }
+        PQclear(sourceStart)
+        var targetFailed = false
+        while true {
+            var buffer: UnsafeMutablePointer<CChar>?
+            let count = PQgetCopyData(source, &buffer, 0)
+            if count > 0, let buffer {
+                if !targetFailed && PQputCopyData(target, buffer, count) != 1 {
+                    targetFailed = true
+                    if let sourceCancel {
+                        var errorBuffer = [CChar](repeating: 0, count: 256)
+                        PQcancel(sourceCancel, &errorBuffer, Int32(errorBuffer.count))
+                    }
+                }
+                PQfreemem(buffer)
+            } else if count == -1 {
+                break
+            } else {
+                let error = PQError(result: nil, connection: source)
+                PQputCopyEnd(target, "pgclone: source connection failed during COPY")
+                _ = try? drain(target)
+                throw error
+            }
+        }
+        do {
+            _ = try drain(source)
+        } catch {
+            PQputCopyEnd(target, "pgclone: source COPY failed")
+            _ = try? drain(target)
+            throw error
+        }
+        if targetFailed {
+            _ = try drain(target)
+            throw PQError(result: nil, connection: target)
+        }
+        guard PQputCopyEnd(target, nil) == 1 else { throw PQError(result: nil, connection: target) }
+        let done = try drain(target)
+        return done.affectedRows ?? 0
+    }
+
     /// Asks the server to cancel the statement running on this connection.
     /// Safe to call from any thread while another call is blocked.
     public func cancel() throws {

@@ -40,6 +40,15 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     private var quiescing = false
     private var closeWhenFlushed = false
 
+    // Admin API state: a statement waiting for its turn, an internal query
+    // whose answer is for the proxy, and the running call.
+    private var pendingAdmin: AdminStatement?
+    private var adminWaitingForQuiet = false
+    private var internalQuery: InternalQuery?
+    private var internalQueryDone = false
+    private var adminTask: Task<Void, Never>?
+    private var stripNextErrorContext = false
+
     private let openedAt = ContinuousClock.now
     private var bytesFromClient = 0
     private var bytesFromServer = 0
@@ -96,6 +105,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
         backend?.close()
         backend = nil
+        adminTask?.cancel()
         if let proxyKey { proxy.cancelRegistry.unregister(proxyKey) }
         proxy.sessions.remove(context.channel)
         logClosed()
@@ -143,7 +153,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         case .connecting:
             readPending = true
         case .authenticating, .relaying:
-            if backend?.isWritable ?? false {
+            if backend?.isWritable ?? false, !clientScanner.isPaused {
                 context.read()
             } else {
                 readPending = true
@@ -261,6 +271,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 forward: { context.write(self.wrapOutboundOut($0), promise: nil) },
                 examine: { frame throws(WireError) in try self.examineServerMessage(frame) }
             )
+            if internalQueryDone {
+                internalQueryDone = false
+                advanceAdmin()
+            }
         } catch {
             closeReason = "protocol violation by server: \(error)"
             logger.warning("protocol violation by server", metadata: ["error": "\(error)"])
@@ -326,10 +340,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         do {
             try clientScanner.process(
                 buffer,
-                classify: { type, _ throws(WireError) in try self.classifyClientMessage(type) },
+                classify: { type, length throws(WireError) in try self.classifyClientMessage(type, length: length) },
                 forward: { backend.write($0) },
-                examine: { _ in .relay }
+                examine: { frame throws(WireError) in try self.examineClientMessage(frame) }
             )
+            if pendingAdmin != nil { startAdminIfQuiet() }
         } catch {
             guard let context else { return }
             closeReason = "protocol violation by client: \(error)"
@@ -338,18 +353,53 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
     }
 
-    private func classifyClientMessage(_ type: UInt8) throws(WireError) -> FrameScanner.Disposition {
+    private func classifyClientMessage(_ type: UInt8, length: Int) throws(WireError) -> FrameScanner.Disposition {
         guard FrontendMessage.ID(rawValue: type) != nil else {
             throw WireError(.unknownMessageType(type))
         }
+        // Simple queries are looked at (cheaply) for admin calls once the session is up.
+        if type == FrontendMessage.ID.query.rawValue, state == .relaying, length <= proxy.configuration.maximumExaminedMessageLength {
+            return .examine
+        }
         activity.clientSent(type)
         return .pass
+    }
+
+    private func examineClientMessage(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
+        guard frame.type == FrontendMessage.ID.query.rawValue,
+              AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView),
+              case .query(let sql) = try FrontendMessage.decode(frame)
+        else {
+            activity.clientSent(frame.type)
+            return .relay
+        }
+        do {
+            guard let statement = try AdminStatement.recognize(sql) else {
+                activity.clientSent(frame.type)
+                return .relay
+            }
+            pendingAdmin = statement
+            return .consumeAndPause
+        } catch {
+            // A malformed admin call fails in the server's own error path, in order.
+            activity.clientSent(frame.type)
+            stripNextErrorContext = true
+            return .replace(Self.queryMessage(AdminSQL.raise(error)))
+        }
+    }
+
+    static func queryMessage(_ sql: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        FrontendMessage.query(sql).encode(into: &buffer)
+        return buffer
     }
 
     private func classifyServerMessage(_ type: UInt8) throws(WireError) -> FrameScanner.Disposition {
         guard let id = BackendMessage.ID(rawValue: type) else {
             throw WireError(.unknownMessageType(type))
         }
+        if internalQuery != nil { return .examine }
+        if stripNextErrorContext && id == .errorResponse { return .examine }
         switch id {
         case .readyForQuery:
             return .examine
@@ -361,9 +411,21 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
 
     private func examineServerMessage(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
-        switch try BackendMessage.decode(frame) {
+        let message = try BackendMessage.decode(frame)
+        if internalQuery != nil {
+            return examineInternalAnswer(message)
+        }
+        switch message {
+        case .errorResponse(var fields) where stripNextErrorContext:
+            // The error raised for an admin call: drop the PL/pgSQL context and source location.
+            fields.fields.removeAll { [UInt8(ascii: "W"), UInt8(ascii: "F"), UInt8(ascii: "L"), UInt8(ascii: "R")].contains($0.code) }
+            var replacement = ByteBuffer()
+            BackendMessage.errorResponse(fields).encode(into: &replacement)
+            return .replace(replacement)
         case .readyForQuery(let status):
+            stripNextErrorContext = false
             activity.serverSentReadyForQuery(status)
+            if pendingAdmin != nil && adminWaitingForQuiet && activity.isQuiet { internalQueryDone = true }
             if state == .authenticating {
                 state = .relaying
                 logger.info("session opened")
@@ -384,6 +446,144 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             return .replace(replacement)
         default:
             return .relay
+        }
+    }
+
+    // MARK: - Admin API
+
+    /// Rows and error of a query the proxy ran on the client's session for itself.
+    private struct InternalQuery {
+        var rows: [[String?]] = []
+        var error: ErrorFields?
+    }
+
+    private func examineInternalAnswer(_ message: BackendMessage) -> FrameScanner.Verdict {
+        switch message {
+        case .dataRow(let row):
+            internalQuery?.rows.append(row.values.map { $0.map { String(buffer: $0) } })
+        case .errorResponse(let fields):
+            internalQuery?.error = fields
+        case .readyForQuery(let status):
+            activity.observe(status)
+            internalQueryDone = true
+        case .parameterStatus, .noticeResponse, .notificationResponse:
+            // Asynchronous messages belong to the client whenever they arrive.
+            return .relay
+        default:
+            break
+        }
+        return .consume
+    }
+
+    /// Runs the pending admin statement once the server has answered everything before it.
+    private func startAdminIfQuiet() {
+        guard pendingAdmin != nil, internalQuery == nil, adminTask == nil else { return }
+        if activity.isQuiet {
+            adminWaitingForQuiet = false
+            sendInternalQuery(AdminSQL.roleCheck(adminRoles: proxy.configuration.adminRoles))
+        } else {
+            adminWaitingForQuiet = true
+        }
+    }
+
+    private func sendInternalQuery(_ sql: String) {
+        guard let backend else { return }
+        internalQuery = InternalQuery()
+        backend.write(Self.queryMessage(sql))
+        backend.flush()
+    }
+
+    private func advanceAdmin() {
+        if let answer = internalQuery {
+            internalQuery = nil
+            roleChecked(answer)
+        } else if adminWaitingForQuiet {
+            startAdminIfQuiet()
+        }
+    }
+
+    private func roleChecked(_ answer: InternalQuery) {
+        guard let statement = pendingAdmin, let context else { return }
+        guard answer.error == nil, answer.rows.count == 1, answer.rows[0].count == 4,
+              let role = answer.rows[0][0], let database = answer.rows[0][1]
+        else {
+            // E.g. an aborted transaction: the server answers the original statement as it would anyway.
+            finishAdmin(sql: statement.text, isError: false, notices: [])
+            return
+        }
+        let superuser = answer.rows[0][2] == "t"
+        let member = answer.rows[0][3] == "t"
+        let functionNames = statement.references.map { "pgclone.\($0.function)" }
+        guard superuser || member else {
+            logger.info("admin call refused", metadata: ["role": "\(role)", "functions": "\(functionNames)"])
+            let roles = proxy.configuration.adminRoles
+            finishAdmin(sql: AdminSQL.raise(AdminError(
+                "42501", "permission denied for \(functionNames.joined(separator: ", ")): role \"\(role)\" is not a superuser\(roles.isEmpty ? "" : " or a member of an admin role")",
+                hint: roles.isEmpty ? "Only superusers may call the pgclone admin API; the proxy's --admin-roles names roles whose members may too."
+                    : "Members of \(roles.joined(separator: ", ")) may call the pgclone admin API.")), isError: true, notices: [])
+            return
+        }
+        logger.info("admin call", metadata: ["role": "\(role)", "functions": "\(functionNames)"])
+        let caller = AdminCaller(role: role, database: database)
+        let functions = AdminFunctions(serviceConnInfo: proxy.configuration.serviceConnInfo)
+        let session = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        adminTask = Task {
+            var notices: [String] = []
+            var results: [AdminResult] = []
+            var failure: AdminError?
+            for reference in statement.references {
+                do {
+                    let arguments = ArgumentList(function: reference.function, values: reference.arguments, parameters: [])
+                    results.append(try await functions.run(reference, arguments: arguments, caller: caller, notices: &notices))
+                } catch let error as AdminError {
+                    failure = error
+                    break
+                } catch {
+                    failure = AdminError("XX000", "pgclone.\(reference.function) failed: \(error)")
+                    break
+                }
+            }
+            let sql = failure.map(AdminSQL.raise) ?? statement.rewritten(with: results)
+            let isError = failure != nil
+            let collected = notices
+            eventLoop.execute {
+                session.value.finishAdmin(sql: sql, isError: isError, notices: collected)
+            }
+        }
+    }
+
+    /// Sends the statement that stands for the admin call (its result, or the error) and goes on with the client's input.
+    private func finishAdmin(sql: String, isError: Bool, notices: [String]) {
+        adminTask = nil
+        pendingAdmin = nil
+        guard state == .relaying, let backend, let context else { return }
+        for notice in notices {
+            var buffer = ByteBuffer()
+            BackendMessage.noticeResponse(ErrorFields(severity: .notice, sqlState: "00000", message: "pgclone: \(notice)")).encode(into: &buffer)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
+        context.flush()
+        activity.clientSent(FrontendMessage.ID.query.rawValue)
+        if isError { stripNextErrorContext = true }
+        backend.write(Self.queryMessage(sql))
+        do {
+            try clientScanner.resume(
+                classify: { type, length throws(WireError) in try self.classifyClientMessage(type, length: length) },
+                forward: { backend.write($0) },
+                examine: { frame throws(WireError) in try self.examineClientMessage(frame) }
+            )
+        } catch {
+            closeReason = "protocol violation by client: \(error)"
+            sendFatalAndClose(ErrorFields(severity: .fatal, sqlState: "08P01", message: "invalid frontend message: \(error)"), context)
+            return
+        }
+        backend.flush()
+        if pendingAdmin != nil {
+            startAdminIfQuiet()
+        } else if readPending && backend.isWritable {
+            readPending = false
+            context.read()
         }
     }
 

@@ -19,6 +19,8 @@ public struct ProxyConfiguration: Sendable {
     public var maximumExaminedMessageLength: Int
     /// Connection attempts to the backend give up after this long.
     public var backendConnectTimeout: Duration
+    /// Members of these roles (and superusers) may call the pgclone.* admin API.
+    public var adminRoles: [String] = []
 
     public init(
         listenHost: String = "127.0.0.1",

@@ -36,6 +36,11 @@ public struct SessionActivity: Sendable, Hashable {
         transactionStatus = status
     }
 
+    /// A ReadyForQuery that answers the proxy's own internal query: only the status changes.
+    public mutating func observe(_ status: BackendMessage.TransactionStatus) {
+        transactionStatus = status
+    }
+
     /// Nothing in flight: the server is waiting for the client.
     public var isQuiet: Bool { awaitingReadyForQuery == 0 && !hasUnsyncedExtendedMessages }
 

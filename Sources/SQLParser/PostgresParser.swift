@@ -1,4 +1,5 @@
 import CPgQuery
+import JSON
 
 /// PostgreSQL's own parser (libpg_query), so that statements are understood
 /// exactly as the server will understand them.

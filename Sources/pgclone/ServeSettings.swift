@@ -79,6 +79,9 @@ struct ServeSettings {
             }
             configuration.shutdownGracePeriod = .milliseconds(Int64(seconds * 1000))
         }
+        if let roles = self["admin_roles"] {
+            configuration.adminRoles = roles.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
         if let threads = self["threads"] {
             guard let count = Int(threads), (1...256).contains(count) else {
                 throw ConfigurationError("--threads: expected 1 to 256, got \"\(threads)\"")

@@ -1,16 +1,28 @@
 /// A small strict JSON reader for libpg_query's output (exact booleans and integers,
 /// which Foundation's JSONSerialization blurs on Linux).
-struct JSONReader {
+public struct JSONReader {
     private let bytes: [UInt8]
     private var index = 0
 
     init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    static func parse(_ bytes: [UInt8]) -> JSONNode? {
+    public static func parse(_ bytes: [UInt8]) -> JSONNode? {
+        try? parseOrThrow(bytes)
+    }
+
+    /// Parses a whole document; the error says where it went wrong.
+    public static func parseOrThrow(_ bytes: [UInt8]) throws(JSONError) -> JSONNode {
         var reader = JSONReader(bytes)
-        guard let value = reader.value() else { return nil }
+        guard let value = reader.value() else {
+            throw JSONError(message: reader.index >= bytes.count ? "unexpected end of input" : "unexpected character at offset \(reader.index)")
+        }
         reader.skipSpace()
-        return reader.index == bytes.count ? value : nil
+        guard reader.index == bytes.count else { throw JSONError(message: "unexpected data after the JSON value at offset \(reader.index)") }
+        return value
+    }
+
+    public static func parse(_ text: String) throws(JSONError) -> JSONNode {
+        try parseOrThrow(Array(text.utf8))
     }
 
     private mutating func skipSpace() {
@@ -113,4 +125,9 @@ struct JSONReader {
         }
         return nil
     }
+}
+
+public struct JSONError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }

@@ -38,6 +38,44 @@ public indirect enum JSONNode: Sendable, Equatable {
         return (key, value)
     }
 
+    /// Renders the node as compact JSON text (keys sorted, for stable output).
+    public var text: String {
+        switch self {
+        case .object(let fields):
+            return "{" + fields.sorted(by: { $0.key < $1.key }).map { JSONNode.quote($0.key) + ": " + $0.value.text }.joined(separator: ", ") + "}"
+        case .array(let items):
+            return "[" + items.map(\.text).joined(separator: ", ") + "]"
+        case .string(let value):
+            return JSONNode.quote(value)
+        case .number(let value):
+            return value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+        case .bool(let value):
+            return value ? "true" : "false"
+        case .null:
+            return "null"
+        }
+    }
+
+    public static func quote(_ value: String) -> String {
+        var out = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+
     /// Calls `visit` on every node, depth first.
     public func walk(_ visit: (JSONNode) -> Void) {
         visit(self)

@@ -1,0 +1,342 @@
+import Foundation
+import PQ
+
+/// Where and as whom the target side of a clone acts.
+public struct CloneTarget: Sendable {
+    /// The proxy's service conninfo (its `dbname` is replaced by `database`).
+    public var serviceConnInfo: ConnInfo
+    public var database: String
+    /// The calling role: objects are created as this role and end up owned by it.
+    public var role: String
+
+    public init(serviceConnInfo: ConnInfo, database: String, role: String) {
+        self.serviceConnInfo = serviceConnInfo
+        self.database = database
+        self.role = role
+    }
+
+    func connect(database: String? = nil) async throws(CloneError) -> PQConnection {
+        var info = serviceConnInfo
+        info["dbname"] = database ?? self.database
+        let connection: PQConnection
+        do {
+            connection = try await PQConnection.connect(info.connectionString, label: "target")
+        } catch {
+            throw CloneError("08006", "could not connect to target database \"\(database ?? self.database)\": \((error as? PQError)?.message ?? "\(error)")")
+        }
+        do {
+            try await connection.exec("SET ROLE \(SQL.identifier(role))")
+        } catch {
+            throw CloneError("42501", "pgclone cannot act as role \"\(role)\" on the target: \((error as? PQError)?.message ?? "\(error)")",
+                             hint: "The proxy's service user must be a superuser or a member of the calling role.")
+        }
+        do {
+            try await connection.exec("SET search_path = ''; SET statement_timeout = 0; SET check_function_bodies = off")
+        } catch {
+            throw CloneError.from(error, context: "target")
+        }
+        return connection
+    }
+}
+
+/// The clone engine: one implementation behind the admin SQL API and the CLI.
+public struct CloneEngine: Sendable {
+    public init() {}
+
+    // MARK: - Tables
+
+    public func cloneTable(source: String, target: CloneTarget, schema: String, table: String,
+                           targetName: String?, options: CloneOptions) async throws(CloneError) -> TableCloneOutcome {
+        let session = try await SourceSession.open(source)
+        let definition = try await loadTable(session.primary, schema: schema, table: table)
+        let connection = try await target.connect()
+        let cloner = TableCloner(source: session.primary, target: connection)
+        return try await cloner.clone(definition, into: schema, as: targetName ?? table, options: options)
+    }
+
+    func loadTable(_ source: PQConnection, schema: String, table: String) async throws(CloneError) -> TableDefinition {
+        let definition: TableDefinition?
+        do {
+            definition = try await TableDefinition.load(source, schema: schema, table: table)
+        } catch {
+            throw CloneError.from(error, context: "reading \(schema).\(table) on source")
+        }
+        guard let definition else {
+            throw CloneError("42P01", "relation \"\(schema).\(table)\" does not exist on source")
+        }
+        return definition
+    }
+
+    // MARK: - Schemas and databases
+
+    /// What a schema or database clone did, for its result text.
+    public struct SchemaCloneSummary: Sendable {
+        public var schemas: [String] = []
+        public var tables = 0
+        public var skippedTables = 0
+        public var rows = 0
+        public var indexes = 0
+        public var constraints = 0
+        public var triggers = 0
+        public var functions = 0
+        public var types = 0
+        public var sequences = 0
+        public var views = 0
+        public var materializedViews = 0
+        public var notes: [String] = []
+
+        public var counts: String {
+            var parts = ["\(tables) \(tables == 1 ? "table" : "tables")"]
+            if skippedTables > 0 { parts.append("\(skippedTables) skipped") }
+            parts.append("\(rows) rows")
+            parts.append("\(indexes) indexes")
+            parts.append("\(constraints) constraints")
+            parts.append("\(triggers) triggers")
+            parts.append("\(functions) functions")
+            parts.append("\(types) types")
+            parts.append("\(sequences) sequences")
+            parts.append("\(views) views")
+            parts.append("\(materializedViews) materialized views")
+            return parts.joined(separator: ", ")
+        }
+    }
+
+    public func cloneSchema(source: String, target: CloneTarget, schema: String, options: CloneOptions,
+                            progress: (@Sendable (String) -> Void)? = nil) async throws(CloneError) -> SchemaCloneSummary {
+        let session = try await SourceSession.open(source)
+        let exists = try await run("source") { try await session.primary.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema]) }
+        guard exists.rows.count == 1 else {
+            throw CloneError("3F000", "schema \"\(schema)\" does not exist on source")
+        }
+        return try await cloneSchemas(session: session, target: target, schemas: [schema], options: options, progress: progress)
+    }
+
+    public func cloneDatabase(source: String, target: CloneTarget, options: CloneOptions,
+                              progress: (@Sendable (String) -> Void)? = nil) async throws(CloneError) -> SchemaCloneSummary {
+        let session = try await SourceSession.open(source)
+        let rows = try await run("source") {
+            try await session.primary.exec("""
+                SELECT n.nspname FROM pg_catalog.pg_namespace n
+                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+                  AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
+                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.objid = n.oid AND d.deptype = 'e')
+                ORDER BY n.nspname
+                """)
+        }
+        return try await cloneSchemas(session: session, target: target, schemas: rows.strings.compactMap { $0 }, options: options, progress: progress)
+    }
+
+    /// CREATE DATABASE on the target server (as the caller), then a database clone into it.
+    public func createDatabase(source: String, target: CloneTarget, name: String, options: CloneOptions) async throws(CloneError) -> SchemaCloneSummary {
+        let session = try await SourceSession.open(source)
+        let connection = try await target.connect()
+        do {
+            try await connection.exec("CREATE DATABASE \(SQL.identifier(name))")
+        } catch let error as PQError {
+            throw CloneError(error.sqlState ?? "XX000", "could not create database \"\(name)\": \(error.message)")
+        } catch {
+            throw CloneError("XX000", "could not create database \"\(name)\": \(error)")
+        }
+        var newTarget = target
+        newTarget.database = name
+        do {
+            let schemas = try await session.primary.exec("""
+                SELECT n.nspname FROM pg_catalog.pg_namespace n
+                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+                  AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
+                ORDER BY n.nspname
+                """).strings.compactMap { $0 }
+            return try await cloneSchemas(session: session, target: newTarget, schemas: schemas, options: options, progress: nil)
+        } catch {
+            // All or nothing: a database that could not be filled is removed again.
+            _ = try? await connection.exec("DROP DATABASE IF EXISTS \(SQL.identifier(name)) WITH (FORCE)")
+            throw CloneError.from(error, context: "cloning into \(name)")
+        }
+    }
+
+    public func cloneFunctions(source: String, target: CloneTarget, schema: String) async throws(CloneError) -> Int {
+        let session = try await SourceSession.open(source)
+        let exists = try await run("source") { try await session.primary.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema]) }
+        guard exists.rows.count == 1 else {
+            throw CloneError("3F000", "schema \"\(schema)\" does not exist on source")
+        }
+        let objects = try await run("reading functions on source") { try await SchemaObjects.load(session.primary, schemas: [schema], includeViews: false) }
+        let connection = try await target.connect()
+        try await run("creating functions") {
+            try await connection.exec("BEGIN")
+            do {
+                try await connection.exec("CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(schema))")
+                for function in objects.functions {
+                    for statement in function.ddl { try await connection.exec(statement) }
+                }
+                try await connection.exec("COMMIT")
+            } catch {
+                _ = try? await connection.exec("ROLLBACK")
+                throw error
+            }
+        }
+        return objects.functions.count
+    }
+
+    private func cloneSchemas(session: SourceSession, target: CloneTarget, schemas: [String], options: CloneOptions,
+                              progress: (@Sendable (String) -> Void)?) async throws(CloneError) -> SchemaCloneSummary {
+        var summary = SchemaCloneSummary()
+        summary.schemas = schemas
+        let objects = try await run("reading source catalog") { try await SchemaObjects.load(session.primary, schemas: schemas) }
+        let tables = try await run("reading source catalog") {
+            try await session.primary.query("""
+                SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                ORDER BY n.nspname, c.relname
+                """, ["{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"])
+        }
+        let connection = try await target.connect()
+
+        // Types, functions and free-standing sequences first: tables may use them.
+        try await run("creating schema objects") {
+            try await connection.exec("BEGIN")
+            do {
+                for schema in schemas { try await connection.exec("CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(schema))") }
+                for type in objects.types {
+                    let present = try await connection.query("SELECT pg_catalog.to_regtype($1) IS NOT NULL", [SQL.qualified(type.schema, type.name)])
+                    if present.string(0, 0) == "t" {
+                        summary.notes.append("type \(type.schema).\(type.name) already exists on target; kept")
+                        continue
+                    }
+                    for statement in type.ddl { try await connection.exec(statement) }
+                    summary.types += 1
+                }
+                for function in objects.functions {
+                    for statement in function.ddl { try await connection.exec(statement) }
+                    summary.functions += 1
+                }
+                for skipped in objects.skippedFunctions {
+                    summary.notes.append("aggregate or window function \(skipped) not cloned")
+                }
+                for (sequence, lastValue, isCalled) in objects.sequences {
+                    let present = try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(sequence.schema, sequence.name)])
+                    if present.string(0, 0) == "t" {
+                        summary.notes.append("sequence \(sequence.schema).\(sequence.name) already exists on target; kept")
+                        continue
+                    }
+                    for statement in sequence.ddl { try await connection.exec(statement) }
+                    try await connection.query("SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::pg_catalog.int8, $3::pg_catalog.bool)",
+                                               [SQL.qualified(sequence.schema, sequence.name), lastValue, isCalled ? "true" : "false"])
+                    summary.sequences += 1
+                }
+                try await connection.exec("COMMIT")
+            } catch {
+                _ = try? await connection.exec("ROLLBACK")
+                throw error
+            }
+        }
+
+        // Tables, each in its own transaction; foreign keys wait until every table exists.
+        var deferred: [String] = []
+        let work = tables.rows.indices.map { (tables.string($0, 0)!, tables.string($0, 1)!) }
+        let outcomes = try await copyTables(work, session: session, target: target, primaryTarget: connection, options: options, progress: progress)
+        for outcome in outcomes {
+            switch outcome.action {
+            case .skipped: summary.skippedTables += 1
+            case .cloned:
+                summary.tables += 1
+                summary.rows += outcome.rows ?? 0
+                summary.indexes += outcome.indexes
+                summary.constraints += outcome.constraints
+                summary.triggers += outcome.triggers
+            }
+            summary.notes += outcome.notes
+            deferred += outcome.deferredForeignKeys
+        }
+        try await run("adding foreign keys") {
+            for statement in deferred {
+                do {
+                    try await connection.exec(statement)
+                    summary.constraints += 1
+                } catch let error as PQError where error.sqlState == "42P01" {
+                    summary.notes.append("foreign key not added (\(error.message)): its referenced schema is not being cloned")
+                }
+            }
+        }
+
+        try await run("creating views") {
+            for view in objects.views {
+                let present = try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(view.schema, view.name)])
+                if present.string(0, 0) == "t" {
+                    guard options.conflict == .replace else {
+                        if options.conflict == .error {
+                            throw CloneError("42P07", "relation \"\(view.schema).\(view.name)\" already exists on target",
+                                             hint: "Use the \"conflict\" option (skip, replace or rename), or drop it first.")
+                        }
+                        summary.notes.append("\(view.kind) \(view.schema).\(view.name) already exists on target; kept")
+                        continue
+                    }
+                    try await connection.exec("DROP \(view.kind == "view" ? "VIEW" : "MATERIALIZED VIEW") \(SQL.qualified(view.schema, view.name)) CASCADE")
+                }
+                for statement in view.ddl where options.copyData || !statement.hasPrefix("REFRESH ") {
+                    try await connection.exec(statement)
+                }
+                if view.kind == "view" { summary.views += 1 } else { summary.materializedViews += 1 }
+            }
+        }
+        return summary
+    }
+
+    /// Copies tables, `options.parallel` at a time, each worker on its own source
+    /// connection (same snapshot) and target connection.
+    private func copyTables(_ tables: [(String, String)], session: SourceSession, target: CloneTarget, primaryTarget: PQConnection,
+                            options: CloneOptions, progress: (@Sendable (String) -> Void)?) async throws(CloneError) -> [TableCloneOutcome] {
+        if options.parallel <= 1 || tables.count <= 1 {
+            var outcomes: [TableCloneOutcome] = []
+            let cloner = TableCloner(source: session.primary, target: primaryTarget)
+            for (schema, table) in tables {
+                progress?("\(schema).\(table)")
+                let definition = try await loadTable(session.primary, schema: schema, table: table)
+                outcomes.append(try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true))
+            }
+            return outcomes
+        }
+        let queue = WorkQueue(tables)
+        let workers = min(options.parallel, tables.count)
+        do {
+            return try await withThrowingTaskGroup(of: [TableCloneOutcome].self) { group in
+                for _ in 0..<workers {
+                    group.addTask {
+                        let source = try await session.openWorker()
+                        let targetConnection = try await target.connect()
+                        let cloner = TableCloner(source: source, target: targetConnection)
+                        var outcomes: [TableCloneOutcome] = []
+                        while let (schema, table) = queue.next() {
+                            try Task.checkCancellation()
+                            progress?("\(schema).\(table)")
+                            let definition = try await self.loadTable(source, schema: schema, table: table)
+                            outcomes.append(try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true))
+                        }
+                        return outcomes
+                    }
+                }
+                var all: [TableCloneOutcome] = []
+                for try await outcomes in group { all += outcomes }
+                return all.sorted { $0.source < $1.source }
+            }
+        } catch {
+            throw CloneError.from(error, context: "cloning tables")
+        }
+    }
+
+    private func run<T>(_ context: String, _ body: () async throws -> T) async throws(CloneError) -> T {
+        do {
+            return try await body()
+        } catch {
+            throw CloneError.from(error, context: context)
+        }
+    }
+}
+
+/// Hands out work items to parallel workers.
+final class WorkQueue<Item: Sendable>: @unchecked Sendable {
+    private var items: [Item]
+    private let lock = NSLock()
+    init(_ items: [Item]) { self.items = items.reversed() }
+    func next() -> Item? { lock.withLock { items.popLast() } }
+}

@@ -1,0 +1,100 @@
+import JSON
+import Masking
+
+/// The options of a clone call, from its JSON argument and boolean parameters.
+public struct CloneOptions: Sendable, Hashable {
+    public enum Conflict: String, Sendable, Hashable, CaseIterable {
+        case error, skip, replace, rename
+    }
+
+    public var copyData = true
+    public var columns: [String]?
+    public var whereFilter: String?
+    public var indexes = true
+    public var constraints = true
+    public var triggers = true
+    public var conflict = Conflict.error
+    public var mask: [String: MaskStrategy] = [:]
+    public var parallel = 1
+
+    public init() {}
+
+    public static let keys = ["columns", "where", "indexes", "constraints", "triggers", "conflict", "mask", "parallel", "data"]
+
+    /// Parses the JSON options text; unknown keys and wrong types are errors, never ignored.
+    public static func parse(_ text: String?, base: CloneOptions = CloneOptions()) throws(CloneError) -> CloneOptions {
+        var options = base
+        guard let text, !text.trimmingWhitespace().isEmpty else { return options }
+        let json: JSONNode
+        do {
+            json = try JSONReader.parse(text)
+        } catch {
+            throw CloneError("22P02", "invalid JSON in options: \(error.message)")
+        }
+        guard case .object(let fields) = json else {
+            throw CloneError.invalidOption("options must be a JSON object")
+        }
+        for key in fields.keys.sorted() where !keys.contains(key) {
+            throw CloneError.invalidOption("unknown option \"\(key)\"", hint: "Known options: \(keys.joined(separator: ", ")).")
+        }
+        func bool(_ key: String) throws(CloneError) -> Bool? {
+            switch fields[key] {
+            case nil: return nil
+            case .bool(let value)?: return value
+            default: throw CloneError.invalidOption("option \"\(key)\" must be true or false")
+            }
+        }
+        if let value = try bool("indexes") { options.indexes = value }
+        if let value = try bool("constraints") { options.constraints = value }
+        if let value = try bool("triggers") { options.triggers = value }
+        if let value = try bool("data") { options.copyData = value }
+        if let columns = fields["columns"] {
+            guard case .array(let items) = columns, !items.isEmpty else {
+                throw CloneError.invalidOption("option \"columns\" must be a non-empty array of column names")
+            }
+            var names: [String] = []
+            for item in items {
+                guard let name = item.string, !name.isEmpty else {
+                    throw CloneError.invalidOption("option \"columns\" must contain column names (strings)")
+                }
+                guard !names.contains(name) else {
+                    throw CloneError.invalidOption("column \"\(name)\" appears twice in option \"columns\"")
+                }
+                names.append(name)
+            }
+            options.columns = names
+        }
+        if let filter = fields["where"] {
+            guard let text = filter.string else { throw CloneError.invalidOption("option \"where\" must be a string") }
+            options.whereFilter = text
+        }
+        if let conflict = fields["conflict"] {
+            guard let text = conflict.string, let value = Conflict(rawValue: text) else {
+                throw CloneError.invalidOption("option \"conflict\" must be one of error, skip, replace, rename")
+            }
+            options.conflict = value
+        }
+        if let parallel = fields["parallel"] {
+            guard case .number(let value) = parallel, value == value.rounded(), value >= 1, value <= 64 else {
+                throw CloneError.invalidOption("option \"parallel\" must be an integer from 1 to 64")
+            }
+            options.parallel = Int(value)
+        }
+        if let mask = fields["mask"] {
+            do {
+                var strategies: [String: MaskStrategy] = [:]
+                for (column, strategy) in try parseMaskObject(mask) { strategies[column] = strategy }
+                options.mask = strategies
+            } catch {
+                throw CloneError.invalidOption(error.message, hint: error.hint)
+            }
+        }
+        return options
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        String(drop(while: { $0.isWhitespace }).reversed().drop(while: { $0.isWhitespace }).reversed())
+    }
+}

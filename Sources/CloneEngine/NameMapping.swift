@@ -1,0 +1,39 @@
+import Foundation
+
+/// How object names follow a table that is cloned under another name.
+enum NameMapping {
+    /// PostgreSQL truncates identifiers to 63 bytes.
+    static let maximumIdentifierBytes = 63
+
+    /// `customers_pkey` for `customers` → `customers_backup` becomes
+    /// `customers_backup_pkey`; a name that does not mention the table gets the
+    /// new table name appended. Same name when the table keeps its name.
+    static func rename(_ name: String, table: String, to newTable: String) -> String {
+        guard table != newTable else { return name }
+        let renamed: String
+        if let range = name.range(of: table) {
+            renamed = name.replacingCharacters(in: range, with: newTable)
+        } else {
+            renamed = name + "_" + newTable
+        }
+        return truncate(renamed)
+    }
+
+    static func truncate(_ name: String) -> String {
+        var result = ""
+        for character in name {
+            if result.utf8.count + String(character).utf8.count > maximumIdentifierBytes { break }
+            result.append(character)
+        }
+        return result
+    }
+}
+
+extension String {
+    /// Replaces the first occurrence of `target` (plain text, no patterns).
+    func replacingFirst(_ target: String, with replacement: String) -> String? {
+        guard let range = range(of: target) else { return nil }
+        return replacingCharacters(in: range, with: replacement)
+    }
+
+}

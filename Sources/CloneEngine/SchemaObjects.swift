@@ -1,0 +1,172 @@
+import PQ
+
+/// Non-table objects of source schemas, each with its DDL, in an order derived
+/// from pg_depend so that everything exists before what uses it.
+struct SchemaObjects: Sendable {
+    struct Object: Sendable {
+        var kind: String
+        var schema: String
+        var name: String
+        var oid: String
+        var ddl: [String]
+    }
+
+    var types: [Object] = []
+    var functions: [Object] = []
+    var skippedFunctions: [String] = []
+    var sequences: [(object: Object, lastValue: String, isCalled: Bool)] = []
+    var views: [Object] = []
+
+    static func load(_ source: PQConnection, schemas: [String], includeViews: Bool = true) async throws -> SchemaObjects {
+        var objects = SchemaObjects()
+        let list = "{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"
+
+        // Types: enums, composites (free-standing only), domains; ordered by their dependencies.
+        let typeRows = try await source.query("""
+            SELECT t.oid, t.typtype, n.nspname, t.typname,
+              CASE t.typtype
+                WHEN 'e' THEN 'CREATE TYPE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS ENUM ('
+                  || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid), '') || ')'
+                WHEN 'c' THEN 'CREATE TYPE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS ('
+                  || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+                     FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '') || ')'
+                WHEN 'd' THEN 'CREATE DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS '
+                  || pg_catalog.format_type(t.typbasetype, t.typtypmod)
+                  || CASE WHEN t.typdefault IS NOT NULL THEN ' DEFAULT ' || t.typdefault ELSE '' END
+                  || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END
+                  || COALESCE((SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' || pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.conname)
+                     FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid), '')
+              END
+            FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[])
+              AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
+            """, [list])
+        let typeDependencies = try await source.query("""
+            SELECT DISTINCT t.oid, d.refobjid
+            FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+            JOIN pg_catalog.pg_depend d ON (d.objid = t.oid AND d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass)
+                                         OR (d.objid = t.typrelid AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass)
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass
+            """, [list])
+        let types = typeRows.rows.indices.map { row in
+            Object(kind: "type", schema: typeRows.string(row, 2)!, name: typeRows.string(row, 3)!, oid: typeRows.string(row, 0)!, ddl: [typeRows.string(row, 4)!])
+        }
+        objects.types = topologicalOrder(types, edges: typeDependencies)
+
+        // Functions and procedures; aggregates and window functions have no pg_get_functiondef.
+        let functionRows = try await source.query("""
+            SELECT p.oid, n.nspname, p.proname, p.prokind,
+                   CASE WHEN p.prokind IN ('f', 'p') THEN pg_catalog.pg_get_functiondef(p.oid) END,
+                   pg_catalog.pg_get_function_identity_arguments(p.oid)
+            FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[])
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')
+            ORDER BY n.nspname, p.proname, p.oid
+            """, [list])
+        for row in functionRows.rows.indices {
+            let name = "\(functionRows.string(row, 1)!).\(functionRows.string(row, 2)!)(\(functionRows.string(row, 5) ?? ""))"
+            guard let ddl = functionRows.string(row, 4) else {
+                objects.skippedFunctions.append(name)
+                continue
+            }
+            objects.functions.append(Object(kind: "function", schema: functionRows.string(row, 1)!, name: functionRows.string(row, 2)!,
+                                            oid: functionRows.string(row, 0)!, ddl: [ddl]))
+        }
+
+        // Sequences not owned by a column (owned ones travel with their table).
+        let sequenceRows = try await source.query("""
+            SELECT c.oid, n.nspname, c.relname,
+                   'AS ' || pg_catalog.format_type(s.seqtypid, NULL) || ' INCREMENT BY ' || s.seqincrement
+                   || ' MINVALUE ' || s.seqmin || ' MAXVALUE ' || s.seqmax || ' START WITH ' || s.seqstart
+                   || ' CACHE ' || s.seqcache || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'S'
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = c.oid AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                              AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i'))
+            ORDER BY n.nspname, c.relname
+            """, [list])
+        for row in sequenceRows.rows.indices {
+            let schema = sequenceRows.string(row, 1)!
+            let name = sequenceRows.string(row, 2)!
+            let state = try await source.exec("SELECT last_value, is_called FROM \(SQL.qualified(schema, name))")
+            objects.sequences.append((
+                Object(kind: "sequence", schema: schema, name: name, oid: sequenceRows.string(row, 0)!,
+                       ddl: ["CREATE SEQUENCE \(SQL.qualified(schema, name)) \(sequenceRows.string(row, 3)!)"]),
+                state.string(0, 0)!, state.string(0, 1) == "t"))
+        }
+
+        guard includeViews else { return objects }
+        // Views and materialized views, ordered by what their rules read.
+        let viewRows = try await source.query("""
+            SELECT c.oid, c.relkind, n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid),
+                   pg_catalog.obj_description(c.oid, 'pg_class')
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('v', 'm')
+            """, [list])
+        let viewDependencies = try await source.query("""
+            SELECT DISTINCT r.ev_class, d.refobjid
+            FROM pg_catalog.pg_rewrite r
+            JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
+            JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid <> r.ev_class
+            """, [list])
+        var views: [Object] = []
+        for row in viewRows.rows.indices {
+            let schema = viewRows.string(row, 2)!
+            let name = viewRows.string(row, 3)!
+            var definition = viewRows.string(row, 4)!
+            while definition.hasSuffix(";") || definition.hasSuffix("\n") || definition.hasSuffix(" ") { definition.removeLast() }
+            let qualified = SQL.qualified(schema, name)
+            var ddl: [String]
+            if viewRows.string(row, 1) == "m" {
+                ddl = ["CREATE MATERIALIZED VIEW \(qualified) AS\n\(definition)\nWITH NO DATA"]
+                let indexRows = try await source.query("""
+                    SELECT ic.relname, pg_catalog.pg_get_indexdef(i.indexrelid), pg_catalog.quote_ident(ic.relname), i.indisunique,
+                           pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+                    FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+                    JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE i.indrelid = $1 ORDER BY ic.relname
+                    """, [viewRows.string(row, 0)!])
+                for index in indexRows.rows.indices {
+                    ddl.append(indexRows.string(index, 1)!)
+                }
+                ddl.append("REFRESH MATERIALIZED VIEW \(qualified)")
+            } else {
+                ddl = ["CREATE VIEW \(qualified) AS\n\(definition)"]
+            }
+            if let comment = viewRows.string(row, 5) {
+                ddl.append("COMMENT ON \(viewRows.string(row, 1) == "m" ? "MATERIALIZED VIEW" : "VIEW") \(qualified) IS \(SQL.literal(comment))")
+            }
+            views.append(Object(kind: viewRows.string(row, 1) == "m" ? "materialized view" : "view", schema: schema, name: name,
+                                oid: viewRows.string(row, 0)!, ddl: ddl))
+        }
+        objects.views = topologicalOrder(views, edges: viewDependencies)
+        return objects
+    }
+
+    /// Orders objects so that each comes after the objects (of the same list) it depends on.
+    /// `edges` rows are (dependent oid, referenced oid); unknown oids are ignored.
+    static func topologicalOrder(_ objects: [Object], edges: PQResult) -> [Object] {
+        let byOID = Dictionary(uniqueKeysWithValues: objects.map { ($0.oid, $0) })
+        var dependsOn: [String: Set<String>] = [:]
+        for row in edges.rows.indices {
+            guard let from = edges.string(row, 0), let to = edges.string(row, 1), from != to, byOID[to] != nil else { continue }
+            dependsOn[from, default: []].insert(to)
+        }
+        var ordered: [Object] = []
+        var done: Set<String> = []
+        var visiting: Set<String> = []
+        func visit(_ oid: String) {
+            guard !done.contains(oid), !visiting.contains(oid), let object = byOID[oid] else { return }
+            visiting.insert(oid)
+            for dependency in (dependsOn[oid] ?? []).sorted() { visit(dependency) }
+            visiting.remove(oid)
+            done.insert(oid)
+            ordered.append(object)
+        }
+        for object in objects.sorted(by: { ($0.schema, $0.name) < ($1.schema, $1.name) }) { visit(object.oid) }
+        return ordered
+    }
+}

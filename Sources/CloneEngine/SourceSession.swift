@@ -1,0 +1,62 @@
+import PQ
+
+/// Read access to the source: one REPEATABLE READ, READ ONLY transaction whose
+/// snapshot every further source connection adopts, so that all reads of one
+/// call see the same moment of the source.
+final class SourceSession: Sendable {
+    let primary: PQConnection
+    let snapshot: String?
+    private let conninfo: String
+
+    private init(primary: PQConnection, snapshot: String?, conninfo: String) {
+        self.primary = primary
+        self.snapshot = snapshot
+        self.conninfo = conninfo
+    }
+
+    static func open(_ conninfo: String) async throws(CloneError) -> SourceSession {
+        let connection: PQConnection
+        do {
+            connection = try await PQConnection.connect(conninfo, label: "source")
+        } catch let error as PQError {
+            throw CloneError("08001", "could not connect to source: \(error.message)")
+        } catch {
+            throw CloneError("08001", "could not connect to source: \(error)")
+        }
+        do {
+            // Deparsed definitions come out schema-qualified with an empty search_path.
+            try await connection.exec("SET search_path = ''; SET statement_timeout = 0; SET lock_timeout = '30s'")
+            try await connection.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            let snapshot = try await connection.exec("SELECT pg_catalog.pg_export_snapshot()").string(0, 0)
+            return SourceSession(primary: connection, snapshot: snapshot, conninfo: conninfo)
+        } catch {
+            throw CloneError.from(error, context: "source")
+        }
+    }
+
+    /// Another connection reading the same snapshot (for parallel table copies).
+    func openWorker() async throws(CloneError) -> PQConnection {
+        do {
+            let connection = try await PQConnection.connect(conninfo, label: "source-worker")
+            try await connection.exec("SET search_path = ''; SET statement_timeout = 0")
+            try await connection.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if let snapshot {
+                try await connection.exec("SET TRANSACTION SNAPSHOT \(SQL.literal(snapshot))")
+            }
+            return connection
+        } catch {
+            throw CloneError.from(error, context: "source")
+        }
+    }
+}
+
+extension CloneError {
+    /// Wraps a libpq or server error, keeping the server's SQLSTATE.
+    static func from(_ error: any Error, context: String) -> CloneError {
+        if let error = error as? CloneError { return error }
+        if let error = error as? PQError {
+            return CloneError(error.sqlState ?? "XX000", "\(context): \(error.message)", detail: error.detail, hint: error.hint)
+        }
+        return CloneError("XX000", "\(context): \(error)")
+    }
+}

@@ -1,0 +1,351 @@
+import Foundation
+import Masking
+import PQ
+
+/// What one table clone did.
+public struct TableCloneOutcome: Sendable, Hashable {
+    public enum Action: Sendable, Hashable { case cloned, skipped }
+    public var source: String
+    public var target: String
+    public var action: Action
+    public var rows: Int?
+    public var replacedExisting = false
+    public var renamedExistingTo: String?
+    /// Things deliberately left out (with why), reported in the result text.
+    public var notes: [String] = []
+    public var indexes = 0
+    public var constraints = 0
+    public var triggers = 0
+    /// Foreign keys left for the caller to add after all tables exist (schema clones).
+    var deferredForeignKeys: [String] = []
+}
+
+/// The validated plan for copying one table: columns, expressions, filter.
+struct CopyPlan: Sendable {
+    var columns: [TableDefinition.Column]
+    /// Columns that receive data (generated columns are computed by the target).
+    var copiedColumns: [TableDefinition.Column]
+    var selectExpressions: [String]
+    var filter: WhereFilter?
+    var binary: Bool
+
+    static func make(_ definition: TableDefinition, options: CloneOptions, source: PQConnection) async throws(CloneError) -> CopyPlan {
+        var columns = definition.columns
+        if let wanted = options.columns {
+            var picked: [TableDefinition.Column] = []
+            for name in wanted {
+                guard let column = definition.columns.first(where: { $0.name == name }) else {
+                    throw CloneError("42703", "column \"\(name)\" does not exist in source table \(definition.displayName)")
+                }
+                picked.append(column)
+            }
+            columns = picked.sorted { $0.number < $1.number }
+        }
+        for (column, strategy) in options.mask.sorted(by: { $0.key < $1.key }) {
+            guard let definitionColumn = definition.columns.first(where: { $0.name == column }) else {
+                throw CloneError("42703", "cannot mask column \"\(column)\": it does not exist in source table \(definition.displayName)")
+            }
+            try checkCompatible(strategy, definitionColumn, table: definition.displayName)
+        }
+        let copied = columns.filter { $0.generatedExpression == nil }
+        let expressions = copied.map { column -> String in
+            let name = SQL.identifier(column.name)
+            guard let strategy = options.mask[column.name] else { return name }
+            return strategy.expression(for: name, type: column.type) + " AS " + name
+        }
+        var filter: WhereFilter?
+        if let text = options.whereFilter {
+            filter = try await WhereFilter.validate(text, source: source)
+        }
+        return CopyPlan(columns: columns, copiedColumns: copied, selectExpressions: expressions, filter: filter,
+                        binary: copied.allSatisfy(\.isBuiltinType))
+    }
+
+    /// A strategy must be able to produce a value of the column's own type.
+    static func checkCompatible(_ strategy: MaskStrategy, _ column: TableDefinition.Column, table: String) throws(CloneError) {
+        let textual = column.typeCategory == "S"
+        let numeric = column.typeCategory == "N"
+        let fits: Bool
+        switch strategy {
+        case .email, .name, .phone, .partial, .hash: fits = textual
+        case .randomInt: fits = numeric || textual
+        case .null: fits = !column.notNull
+        case .constant: fits = true
+        }
+        guard fits else {
+            if case .null = strategy {
+                throw CloneError("23502", "cannot mask column \"\(column.name)\" of \(table) with \"null\": the column is NOT NULL")
+            }
+            throw CloneError("42804", "mask strategy \"\(strategy.name)\" cannot produce a value of type \(column.type) for column \"\(column.name)\" of \(table)")
+        }
+    }
+
+    func sourceCopySQL(_ definition: TableDefinition) -> String {
+        var select = "SELECT \(selectExpressions.joined(separator: ", ")) FROM \(definition.qualifiedName)"
+        if let filter { select += " WHERE (\(filter.text)\n)" }
+        return "COPY (\(select)) TO STDOUT" + (binary ? " (FORMAT binary)" : "")
+    }
+
+    func targetCopySQL(_ qualifiedTarget: String) -> String {
+        "COPY \(qualifiedTarget) (\(copiedColumns.map { SQL.identifier($0.name) }.joined(separator: ", "))) FROM STDIN"
+            + (binary ? " (FORMAT binary)" : "")
+    }
+}
+
+/// Clones one table into the target inside one target transaction: a failure
+/// at any step leaves the target exactly as it was.
+struct TableCloner {
+    let source: PQConnection
+    let target: PQConnection
+
+    func clone(
+        _ definition: TableDefinition,
+        into targetSchema: String,
+        as targetName: String,
+        options: CloneOptions,
+        deferForeignKeys: Bool = false
+    ) async throws(CloneError) -> TableCloneOutcome {
+        let plan = try await CopyPlan.make(definition, options: options, source: source)
+        let qualifiedTarget = SQL.qualified(targetSchema, targetName)
+        var outcome = TableCloneOutcome(source: definition.displayName, target: "\(targetSchema).\(targetName)", action: .cloned)
+
+        let exists: Bool
+        do {
+            exists = try await target.query("""
+                SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = $1 AND c.relname = $2
+                """, [targetSchema, targetName]).rows.count > 0
+        } catch {
+            throw CloneError.from(error, context: "target")
+        }
+        if exists {
+            switch options.conflict {
+            case .error:
+                throw CloneError("42P07", "relation \"\(targetSchema).\(targetName)\" already exists on target",
+                                 hint: "Use the \"conflict\" option (skip, replace or rename), or drop the table first.")
+            case .skip:
+                outcome.action = .skipped
+                return outcome
+            case .replace, .rename:
+                break
+            }
+        }
+
+        do {
+            try await target.exec("BEGIN")
+            do {
+                try await target.exec("CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(targetSchema))")
+                if exists {
+                    if options.conflict == .replace {
+                        try await target.exec("DROP TABLE \(qualifiedTarget) CASCADE")
+                        outcome.replacedExisting = true
+                    } else {
+                        outcome.renamedExistingTo = try await renameExisting(schema: targetSchema, table: targetName)
+                    }
+                }
+                try await createTable(definition, plan: plan, schema: targetSchema, name: targetName, outcome: &outcome)
+                if options.copyData {
+                    outcome.rows = try await source.copy(plan.sourceCopySQL(definition), into: target, plan.targetCopySQL(qualifiedTarget))
+                }
+                try await addConstraints(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
+                                         deferForeignKeys: deferForeignKeys, outcome: &outcome)
+                if options.indexes {
+                    for index in definition.indexes {
+                        try await target.exec(try indexSQL(index, definition: definition, schema: targetSchema, name: targetName))
+                        outcome.indexes += 1
+                    }
+                }
+                if options.triggers {
+                    try await addTriggers(definition, schema: targetSchema, name: targetName, outcome: &outcome)
+                }
+                try await setSequences(definition, plan: plan, schema: targetSchema, name: targetName)
+                try await target.exec("COMMIT")
+            } catch {
+                _ = try? await target.exec("ROLLBACK")
+                throw error
+            }
+            if options.copyData {
+                try await target.exec("ANALYZE \(qualifiedTarget)")
+            }
+        } catch {
+            throw CloneError.from(error, context: "cloning \(definition.displayName)")
+        }
+        return outcome
+    }
+
+    // MARK: - Steps
+
+    private func createTable(_ definition: TableDefinition, plan: CopyPlan, schema: String, name: String, outcome: inout TableCloneOutcome) async throws {
+        let qualified = SQL.qualified(schema, name)
+        var sequenceNames: [String: (printed: String, qualified: String)] = [:]
+        for sequence in definition.sequences where plan.columns.contains(where: { $0.name == sequence.column }) {
+            let newName = NameMapping.rename(sequence.name, table: definition.name, to: name)
+            let newQualified = SQL.qualified(schema, newName)
+            sequenceNames[sequence.column] = (sequence.printedName, newQualified)
+            if !sequence.isIdentity {
+                try await target.exec("CREATE SEQUENCE \(newQualified) \(sequence.options)")
+            }
+        }
+        var lines: [String] = []
+        for column in plan.columns {
+            var line = "\(SQL.identifier(column.name)) \(column.type)"
+            if let collation = column.collation { line += " COLLATE \(collation)" }
+            if let generated = column.generatedExpression {
+                line += " GENERATED ALWAYS AS (\(generated)) STORED"
+            } else if let identity = column.identity,
+                      let sequence = definition.sequences.first(where: { $0.column == column.name && $0.isIdentity }),
+                      let names = sequenceNames[column.name] {
+                line += identity == "a" ? " GENERATED ALWAYS AS IDENTITY" : " GENERATED BY DEFAULT AS IDENTITY"
+                line += " (SEQUENCE NAME \(names.qualified) \(sequence.options))"
+            } else if var expression = column.defaultExpression {
+                if let names = sequenceNames[column.name] {
+                    expression = expression.replacingFirst("'\(names.printed.replacingOccurrences(of: "'", with: "''"))'::regclass",
+                                                           with: "\(SQL.literal(names.qualified))::regclass") ?? expression
+                }
+                line += " DEFAULT \(expression)"
+            }
+            if column.notNull { line += " NOT NULL" }
+            lines.append(line)
+        }
+        var create = "CREATE \(definition.isUnlogged ? "UNLOGGED " : "")TABLE \(qualified) (\n    \(lines.joined(separator: ",\n    "))\n)"
+        if let key = definition.partitionKey { create += " PARTITION BY \(key)" }
+        try await target.exec(create)
+        for sequence in definition.sequences where !sequence.isIdentity {
+            if let names = sequenceNames[sequence.column] {
+                try await target.exec("ALTER SEQUENCE \(names.qualified) OWNED BY \(qualified).\(SQL.identifier(sequence.column))")
+            }
+        }
+        for partition in definition.partitions {
+            try await createPartition(partition, parentDefinition: definition, parent: qualified, schema: schema, parentName: name)
+        }
+        if let comment = definition.comment {
+            try await target.exec("COMMENT ON TABLE \(qualified) IS \(SQL.literal(comment))")
+        }
+        for column in plan.columns {
+            if let comment = column.comment {
+                try await target.exec("COMMENT ON COLUMN \(qualified).\(SQL.identifier(column.name)) IS \(SQL.literal(comment))")
+            }
+        }
+    }
+
+    private func createPartition(_ partition: TableDefinition.Partition, parentDefinition: TableDefinition, parent: String, schema: String, parentName: String) async throws {
+        let name = NameMapping.rename(partition.name, table: parentDefinition.name, to: parentName)
+        let qualified = SQL.qualified(partition.schema == parentDefinition.schema ? schema : partition.schema, name)
+        guard let child = try await TableDefinition.load(source, schema: partition.schema, table: partition.name) else { return }
+        var create = "CREATE TABLE \(qualified) PARTITION OF \(parent) \(partition.bound)"
+        if let key = child.partitionKey { create += " PARTITION BY \(key)" }
+        try await target.exec(create)
+        for grandchild in child.partitions {
+            try await createPartition(grandchild, parentDefinition: child, parent: qualified, schema: schema, parentName: name)
+        }
+    }
+
+    private func addConstraints(_ definition: TableDefinition, plan: CopyPlan, schema: String, name: String, options: CloneOptions,
+                                deferForeignKeys: Bool, outcome: inout TableCloneOutcome) async throws {
+        let qualified = SQL.qualified(schema, name)
+        for constraint in definition.constraints {
+            // The primary key is part of the table's shape; the others follow "constraints".
+            guard constraint.kind == "p" || options.constraints else { continue }
+            let constraintName = NameMapping.rename(constraint.name, table: definition.name, to: name)
+            let statement = "ALTER TABLE \(qualified) ADD CONSTRAINT \(SQL.identifier(constraintName)) \(constraint.definition)"
+            if constraint.kind == "f" {
+                if deferForeignKeys {
+                    outcome.deferredForeignKeys.append(statement)
+                    continue
+                }
+                let referenced = try await target.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+                                                        [SQL.qualified(constraint.referencedSchema ?? "", constraint.referencedName ?? "")])
+                guard referenced.string(0, 0) == "t" else {
+                    outcome.notes.append("foreign key \(constraint.name) skipped: referenced table \(constraint.referencedSchema ?? "").\(constraint.referencedName ?? "") is not on target")
+                    continue
+                }
+            }
+            // A constraint over a column left out by "columns" cannot exist on the clone.
+            do {
+                try await target.exec("SAVEPOINT pgclone_constraint")
+                try await target.exec(statement)
+                try await target.exec("RELEASE SAVEPOINT pgclone_constraint")
+                outcome.constraints += 1
+            } catch let error as PQError where error.sqlState == "42703" && options.columns != nil {
+                try await target.exec("ROLLBACK TO SAVEPOINT pgclone_constraint")
+                outcome.notes.append("constraint \(constraint.name) skipped: it uses a column that was not cloned")
+            }
+        }
+    }
+
+    /// Rewrites `CREATE [UNIQUE] INDEX name ON [ONLY] table USING ...` for the target table.
+    private func indexSQL(_ index: TableDefinition.Index, definition: TableDefinition, schema: String, name: String) throws -> String {
+        let only = definition.isPartitioned ? "ONLY " : ""
+        let prefix = "CREATE \(index.isUnique ? "UNIQUE " : "")INDEX \(index.printedName) ON \(only)\(definition.printedName) USING "
+        guard index.definition.hasPrefix(prefix) else {
+            throw CloneError("XX000", "unexpected definition of index \(index.name) on \(definition.displayName)")
+        }
+        let newName = NameMapping.rename(index.name, table: definition.name, to: name)
+        // Partitioned tables: create on the parent, which cascades to partitions.
+        return "CREATE \(index.isUnique ? "UNIQUE " : "")INDEX \(SQL.identifier(newName)) ON \(SQL.qualified(schema, name)) USING "
+            + index.definition.dropFirst(prefix.count)
+    }
+
+    private func addTriggers(_ definition: TableDefinition, schema: String, name: String, outcome: inout TableCloneOutcome) async throws {
+        for trigger in definition.triggers {
+            let signature = "\(SQL.qualified(trigger.functionSchema, trigger.functionName))(\(trigger.functionSignature))"
+            let present = try await target.query("SELECT pg_catalog.to_regprocedure($1) IS NOT NULL", [signature])
+            guard present.string(0, 0) == "t" else {
+                outcome.notes.append("trigger \(trigger.name) skipped: function \(trigger.functionSchema).\(trigger.functionName)() is not on target")
+                continue
+            }
+            guard let statement = trigger.definition.replacingFirst(" ON \(definition.printedName) ", with: " ON \(SQL.qualified(schema, name)) ") else {
+                throw CloneError("XX000", "unexpected definition of trigger \(trigger.name) on \(definition.displayName)")
+            }
+            try await target.exec(statement)
+            outcome.triggers += 1
+        }
+    }
+
+    private func setSequences(_ definition: TableDefinition, plan: CopyPlan, schema: String, name: String) async throws {
+        for sequence in definition.sequences where plan.columns.contains(where: { $0.name == sequence.column }) {
+            let newName = NameMapping.rename(sequence.name, table: definition.name, to: name)
+            try await target.query("SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::pg_catalog.int8, $3::pg_catalog.bool)",
+                                   [SQL.qualified(schema, newName), sequence.lastValue, sequence.isCalled ? "true" : "false"])
+        }
+    }
+
+    /// Moves an existing target table out of the way as `<name>_old` (or `_old_2`, ...),
+    /// with its indexes, constraints and owned sequences renamed so the new table gets its own names.
+    private func renameExisting(schema: String, table: String) async throws -> String {
+        var candidate = NameMapping.truncate(table + "_old")
+        var suffix = 2
+        while try await target.query("""
+            SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND c.relname = $2
+            """, [schema, candidate]).rows.count > 0 {
+            candidate = NameMapping.truncate("\(table)_old_\(suffix)")
+            suffix += 1
+        }
+        let qualified = SQL.qualified(schema, table)
+        let dependents = try await target.query("""
+            SELECT 'index', ic.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+            WHERE i.indrelid = $1::pg_catalog.regclass
+            UNION ALL
+            SELECT 'constraint', co.conname FROM pg_catalog.pg_constraint co
+            WHERE co.conrelid = $1::pg_catalog.regclass AND co.conindid = 0
+            UNION ALL
+            SELECT 'sequence', sc.relname FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S'
+            WHERE d.refobjid = $1::pg_catalog.regclass AND d.deptype IN ('a', 'i')
+            """, [qualified])
+        try await target.exec("ALTER TABLE \(qualified) RENAME TO \(SQL.identifier(candidate))")
+        let renamedTable = SQL.qualified(schema, candidate)
+        for row in dependents.rows.indices {
+            let kind = dependents.string(row, 0)!
+            let old = dependents.string(row, 1)!
+            let new = NameMapping.rename(old, table: table, to: candidate)
+            guard new != old else { continue }
+            switch kind {
+            case "index": try await target.exec("ALTER INDEX \(SQL.qualified(schema, old)) RENAME TO \(SQL.identifier(new))")
+            case "constraint": try await target.exec("ALTER TABLE \(renamedTable) RENAME CONSTRAINT \(SQL.identifier(old)) TO \(SQL.identifier(new))")
+            default: try await target.exec("ALTER SEQUENCE \(SQL.qualified(schema, old)) RENAME TO \(SQL.identifier(new))")
+            }
+        }
+        return "\(schema).\(candidate)"
+    }
+}

@@ -1,0 +1,230 @@
+import PQ
+
+/// Everything about one source table that a clone recreates, read from the catalog.
+/// Definitions come from the server's own deparsers (format_type, pg_get_expr,
+/// pg_get_constraintdef, pg_get_indexdef, pg_get_triggerdef) under an empty
+/// search_path, so every name in them is schema-qualified.
+struct TableDefinition: Sendable {
+    struct Column: Sendable {
+        var number: Int
+        var name: String
+        var type: String
+        var notNull: Bool
+        var defaultExpression: String?
+        /// "a" (ALWAYS), "d" (BY DEFAULT) or nil.
+        var identity: String?
+        var generatedExpression: String?
+        var collation: String?
+        var isBuiltinType: Bool
+        /// pg_type.typcategory: S string, N numeric, ...
+        var typeCategory: String
+        var comment: String?
+    }
+
+    struct Constraint: Sendable {
+        var name: String
+        /// p primary key, u unique, c check, f foreign key, x exclusion.
+        var kind: String
+        var definition: String
+        /// For foreign keys: the referenced table, qualified and quoted.
+        var referencedTable: String?
+        var referencedSchema: String?
+        var referencedName: String?
+    }
+
+    struct Index: Sendable {
+        var name: String
+        /// The name as the server's deparser prints it (quote_ident).
+        var printedName: String
+        var isUnique: Bool
+        var definition: String
+    }
+
+    struct Trigger: Sendable {
+        var name: String
+        var definition: String
+        var functionSchema: String
+        var functionName: String
+        var functionSignature: String
+    }
+
+    struct OwnedSequence: Sendable {
+        var column: String
+        var schema: String
+        var name: String
+        /// As regclass output prints it (quote_ident each part).
+        var printedName: String
+        var isIdentity: Bool
+        var options: String
+        var lastValue: String
+        var isCalled: Bool
+    }
+
+    struct Partition: Sendable {
+        var schema: String
+        var name: String
+        var bound: String
+        var isDefaultPartition: Bool
+    }
+
+    var oid: UInt32
+    var schema: String
+    var name: String
+    var isPartitioned: Bool
+    var partitionKey: String?
+    var isUnlogged: Bool
+    var comment: String?
+    var columns: [Column]
+    var constraints: [Constraint]
+    var indexes: [Index]
+    var triggers: [Trigger]
+    var sequences: [OwnedSequence]
+    var partitions: [Partition]
+
+    /// `schema.table` as the server's deparsers print it (quote_ident each part).
+    var printedName: String
+
+    var qualifiedName: String { SQL.qualified(schema, name) }
+    var displayName: String { "\(schema).\(name)" }
+
+    /// Reads the definition; `nil` when there is no such ordinary or partitioned table.
+    static func load(_ connection: PQConnection, schema: String, table: String) async throws -> TableDefinition? {
+        let info = try await connection.query("""
+            SELECT c.oid, c.relkind, c.relpersistence, pg_catalog.pg_get_partkeydef(c.oid),
+                   pg_catalog.obj_description(c.oid, 'pg_class'),
+                   pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+            """, [schema, table])
+        guard info.rows.count == 1, let oidText = info.string(0, 0), let oid = UInt32(oidText) else { return nil }
+        let oidParameter = [oidText]
+
+        let columnRows = try await connection.query("""
+            SELECT a.attnum, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                   CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END,
+                   NULLIF(a.attidentity, ''),
+                   CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END,
+                   CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN
+                     (SELECT pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname)
+                      FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+                      WHERE co.oid = a.attcollation) END,
+                   a.atttypid < 16384, t.typcategory, pg_catalog.col_description(a.attrelid, a.attnum)
+            FROM pg_catalog.pg_attribute a
+            JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+            LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum
+            """, oidParameter)
+        let columns = columnRows.rows.indices.map { row in
+            Column(
+                number: Int(columnRows.string(row, 0)!)!,
+                name: columnRows.string(row, 1)!,
+                type: columnRows.string(row, 2)!,
+                notNull: columnRows.string(row, 3) == "t",
+                defaultExpression: columnRows.string(row, 4),
+                identity: columnRows.string(row, 5),
+                generatedExpression: columnRows.string(row, 6),
+                collation: columnRows.string(row, 7),
+                isBuiltinType: columnRows.string(row, 8) == "t",
+                typeCategory: columnRows.string(row, 9) ?? "",
+                comment: columnRows.string(row, 10))
+        }
+
+        let constraintRows = try await connection.query("""
+            SELECT co.conname, co.contype, pg_catalog.pg_get_constraintdef(co.oid),
+                   rn.nspname, rc.relname
+            FROM pg_catalog.pg_constraint co
+            LEFT JOIN pg_catalog.pg_class rc ON rc.oid = co.confrelid
+            LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
+            WHERE co.conrelid = $1 AND co.contype IN ('p', 'u', 'c', 'f', 'x') AND co.conislocal
+            ORDER BY CASE co.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'x' THEN 2 WHEN 'c' THEN 3 ELSE 4 END, co.conname
+            """, oidParameter)
+        let constraints = constraintRows.rows.indices.map { row in
+            let referencedSchema = constraintRows.string(row, 3)
+            let referencedName = constraintRows.string(row, 4)
+            return Constraint(
+                name: constraintRows.string(row, 0)!,
+                kind: constraintRows.string(row, 1)!,
+                definition: constraintRows.string(row, 2)!,
+                referencedTable: referencedSchema.flatMap { s in referencedName.map { SQL.qualified(s, $0) } },
+                referencedSchema: referencedSchema,
+                referencedName: referencedName)
+        }
+
+        // Indexes that do not back a constraint and are not attached children of a partitioned index.
+        let indexRows = try await connection.query("""
+            SELECT ic.relname, pg_catalog.pg_get_indexdef(i.indexrelid), pg_catalog.quote_ident(ic.relname), i.indisunique
+            FROM pg_catalog.pg_index i
+            JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+            WHERE i.indrelid = $1
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid)
+            ORDER BY ic.relname
+            """, oidParameter)
+        let indexes = indexRows.rows.indices.map {
+            Index(name: indexRows.string($0, 0)!, printedName: indexRows.string($0, 2)!, isUnique: indexRows.string($0, 3) == "t", definition: indexRows.string($0, 1)!)
+        }
+
+        let triggerRows = try await connection.query("""
+            SELECT t.tgname, pg_catalog.pg_get_triggerdef(t.oid), pn.nspname, p.proname,
+                   pg_catalog.pg_get_function_identity_arguments(p.oid)
+            FROM pg_catalog.pg_trigger t
+            JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+            JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+            WHERE t.tgrelid = $1 AND NOT t.tgisinternal AND t.tgparentid = 0
+            ORDER BY t.tgname
+            """, oidParameter)
+        let triggers = triggerRows.rows.indices.map { row in
+            Trigger(name: triggerRows.string(row, 0)!, definition: triggerRows.string(row, 1)!,
+                    functionSchema: triggerRows.string(row, 2)!, functionName: triggerRows.string(row, 3)!,
+                    functionSignature: triggerRows.string(row, 4) ?? "")
+        }
+
+        // Sequences owned by a column: serial columns ('a' dependency) and identity columns ('i').
+        let sequenceRows = try await connection.query("""
+            SELECT a.attname, sn.nspname, sc.relname,
+                   'AS ' || pg_catalog.format_type(s.seqtypid, NULL) || ' INCREMENT BY ' || s.seqincrement
+                   || ' MINVALUE ' || s.seqmin || ' MAXVALUE ' || s.seqmax || ' START WITH ' || s.seqstart
+                   || ' CACHE ' || s.seqcache || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END,
+                   pg_catalog.quote_ident(sn.nspname) || '.' || pg_catalog.quote_ident(sc.relname), d.deptype = 'i'
+            FROM pg_catalog.pg_depend d
+            JOIN pg_catalog.pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S'
+            JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace
+            JOIN pg_catalog.pg_sequence s ON s.seqrelid = sc.oid
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+            WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+              AND d.refobjid = $1 AND d.deptype IN ('a', 'i')
+            ORDER BY a.attnum
+            """, oidParameter)
+        var sequences: [OwnedSequence] = []
+        for row in sequenceRows.rows.indices {
+            let sequenceSchema = sequenceRows.string(row, 1)!
+            let sequenceName = sequenceRows.string(row, 2)!
+            let state = try await connection.exec("SELECT last_value, is_called FROM \(SQL.qualified(sequenceSchema, sequenceName))")
+            sequences.append(OwnedSequence(
+                column: sequenceRows.string(row, 0)!, schema: sequenceSchema, name: sequenceName,
+                printedName: sequenceRows.string(row, 4)!, isIdentity: sequenceRows.string(row, 5) == "t",
+                options: sequenceRows.string(row, 3)!, lastValue: state.string(0, 0)!, isCalled: state.string(0, 1) == "t"))
+        }
+
+        let partitionRows = try await connection.query("""
+            SELECT n.nspname, c.relname, pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+            FROM pg_catalog.pg_inherits i
+            JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE i.inhparent = $1 AND c.relkind IN ('r', 'p')
+            ORDER BY c.relname
+            """, oidParameter)
+        let partitions = partitionRows.rows.indices.map { row in
+            let bound = partitionRows.string(row, 2) ?? "DEFAULT"
+            return Partition(schema: partitionRows.string(row, 0)!, name: partitionRows.string(row, 1)!, bound: bound, isDefaultPartition: bound == "DEFAULT")
+        }
+
+        return TableDefinition(
+            oid: oid, schema: schema, name: table,
+            isPartitioned: info.string(0, 1) == "p", partitionKey: info.string(0, 3),
+            isUnlogged: info.string(0, 2) == "u", comment: info.string(0, 4),
+            columns: columns, constraints: constraints, indexes: indexes, triggers: triggers,
+            sequences: sequences, partitions: partitions, printedName: info.string(0, 5)!)
+    }
+}

@@ -1,0 +1,171 @@
+import JSON
+import PQ
+
+/// One way of masking a column. Each strategy is a single SQL-expression builder,
+/// used everywhere masking happens (clone-time COPY, mask_in_place, masked views,
+/// the proxy), so a value is masked the same way wherever it is read.
+public enum MaskStrategy: Sendable, Hashable {
+    /// `alice@example.com` → `a***@example.com`.
+    case email
+    /// Any name → `XXXX`.
+    case name
+    /// `+1-555-123-4567` → `***-4567`.
+    case phone
+    /// Keeps `prefix` leading and `suffix` trailing characters: `Alice Johnson` → `Al***son`.
+    case partial(prefix: Int, suffix: Int)
+    /// MD5 of the value as 32 hex digits (deterministic, so joins on it still match).
+    case hash
+    /// Always NULL.
+    case null
+    /// A random integer in `min...max` on every read.
+    case randomInt(min: Int64, max: Int64)
+    /// The same value for every row, NULL rows included.
+    case constant(String)
+
+    public static let names = ["email", "name", "phone", "partial", "hash", "null", "random_int", "constant"]
+
+    /// Reads a strategy from a mask option value: a name (`"email"`) or an object
+    /// (`{"type": "partial", "prefix": 2, "suffix": 3}`). `column` names the column in errors.
+    public init(json: JSONNode, column: String) throws(MaskError) {
+        switch json {
+        case .string(let name):
+            switch name {
+            case "email": self = .email
+            case "name": self = .name
+            case "phone": self = .phone
+            case "hash": self = .hash
+            case "null": self = .null
+            case "partial": self = .partial(prefix: 2, suffix: 2)
+            case "random_int", "constant":
+                throw MaskError("mask strategy \"\(name)\" for column \"\(column)\" needs an object with its parameters, e.g. \(name == "constant" ? #"{"type": "constant", "value": "REDACTED"}"# : #"{"type": "random_int", "min": 1, "max": 100}"#)")
+            default:
+                throw MaskError("unknown mask strategy \"\(name)\" for column \"\(column)\"", hint: "Known strategies: \(Self.names.joined(separator: ", ")).")
+            }
+        case .object(let fields):
+            guard let type = fields["type"]?.string else {
+                throw MaskError("mask for column \"\(column)\" must have a string \"type\"")
+            }
+            func integer(_ key: String, default value: Int64? = nil) throws(MaskError) -> Int64 {
+                switch fields[key] {
+                case .number(let number)? where number == number.rounded() && abs(number) < 9e15:
+                    return Int64(number)
+                case nil:
+                    if let value { return value }
+                    throw MaskError("mask \"\(type)\" for column \"\(column)\" needs an integer \"\(key)\"")
+                default:
+                    throw MaskError("mask \"\(type)\" for column \"\(column)\": \"\(key)\" must be an integer")
+                }
+            }
+            func allow(_ keys: Set<String>) throws(MaskError) {
+                if let extra = fields.keys.sorted().first(where: { !keys.contains($0) && $0 != "type" }) {
+                    throw MaskError("mask \"\(type)\" for column \"\(column)\" has an unknown key \"\(extra)\"")
+                }
+            }
+            switch type {
+            case "email", "name", "phone", "hash", "null":
+                try allow([])
+                self = try MaskStrategy(json: .string(type), column: column)
+            case "partial":
+                try allow(["prefix", "suffix"])
+                let prefix = try integer("prefix", default: 2)
+                let suffix = try integer("suffix", default: 2)
+                guard prefix >= 0, suffix >= 0, prefix <= 1000, suffix <= 1000 else {
+                    throw MaskError("mask \"partial\" for column \"\(column)\": prefix and suffix must be between 0 and 1000")
+                }
+                self = .partial(prefix: Int(prefix), suffix: Int(suffix))
+            case "random_int":
+                try allow(["min", "max"])
+                let low = try integer("min")
+                let high = try integer("max")
+                guard low <= high else {
+                    throw MaskError("mask \"random_int\" for column \"\(column)\": min (\(low)) is greater than max (\(high))")
+                }
+                self = .randomInt(min: low, max: high)
+            case "constant":
+                try allow(["value"])
+                switch fields["value"] {
+                case .string(let value)?: self = .constant(value)
+                case .number(let value)?: self = .constant(JSONNode.number(value).text)
+                case .bool(let value)?: self = .constant(value ? "true" : "false")
+                default: throw MaskError("mask \"constant\" for column \"\(column)\" needs a \"value\" (string or number)")
+                }
+            default:
+                throw MaskError("unknown mask strategy \"\(type)\" for column \"\(column)\"", hint: "Known strategies: \(Self.names.joined(separator: ", ")).")
+            }
+        default:
+            throw MaskError("mask for column \"\(column)\" must be a strategy name or an object")
+        }
+    }
+
+    /// The masking expression for `column` (an SQL expression, usually a quoted
+    /// column name) whose type is `type` (as `format_type` prints it). The result
+    /// has exactly that type, so it fits the column: text is cut to varchar(n),
+    /// numbers are cast, and the expression only calls schema-qualified built-ins
+    /// so no search_path can capture it.
+    public func expression(for column: String, type: String) -> String {
+        let text = "(\(column))::pg_catalog.text"
+        let body: String
+        switch self {
+        case .email:
+            body = "CASE WHEN \(column) IS NULL THEN NULL"
+                + " WHEN pg_catalog.strpos(\(text), '@') > 1"
+                + " THEN pg_catalog.left(\(text), 1) || '***@' || pg_catalog.split_part(\(text), '@', -1)"
+                + " ELSE '***' END"
+        case .name:
+            body = "CASE WHEN \(column) IS NULL THEN NULL ELSE 'XXXX' END"
+        case .phone:
+            body = "CASE WHEN \(column) IS NULL THEN NULL"
+                + " ELSE '***-' || pg_catalog.right(pg_catalog.regexp_replace(\(text), '[^0-9]', '', 'g'), 4) END"
+        case .partial(let prefix, let suffix):
+            body = "CASE WHEN \(column) IS NULL THEN NULL"
+                + " WHEN pg_catalog.length(\(text)) <= \(prefix + suffix) THEN pg_catalog.repeat('*', pg_catalog.length(\(text)))"
+                + " ELSE pg_catalog.left(\(text), \(prefix)) || '***' || pg_catalog.right(\(text), \(suffix)) END"
+        case .hash:
+            body = "pg_catalog.md5(\(text))"
+        case .null:
+            body = "NULL"
+        case .randomInt(let low, let high):
+            body = "(\(low)::pg_catalog.int8 + pg_catalog.floor(pg_catalog.random() * (\(high)::pg_catalog.numeric - \(low)::pg_catalog.numeric + 1))::pg_catalog.int8)"
+        case .constant(let value):
+            body = SQL.literal(value)
+        }
+        return "(\(body))::\(type)"
+    }
+
+    /// Short name for reports.
+    public var name: String {
+        switch self {
+        case .email: "email"
+        case .name: "name"
+        case .phone: "phone"
+        case .partial: "partial"
+        case .hash: "hash"
+        case .null: "null"
+        case .randomInt: "random_int"
+        case .constant: "constant"
+        }
+    }
+}
+
+/// A masking configuration error: says which column and what is wrong.
+public struct MaskError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var message: String
+    public var hint: String?
+    public init(_ message: String, hint: String? = nil) {
+        self.message = message
+        self.hint = hint
+    }
+    public var description: String { message }
+}
+
+/// Parses a whole `mask` object: column name → strategy.
+public func parseMaskObject(_ json: JSONNode) throws(MaskError) -> [(column: String, strategy: MaskStrategy)] {
+    guard case .object(let fields) = json else {
+        throw MaskError("\"mask\" must be an object mapping column names to strategies")
+    }
+    var result: [(String, MaskStrategy)] = []
+    for (column, value) in fields.sorted(by: { $0.key < $1.key }) {
+        result.append((column, try MaskStrategy(json: value, column: column)))
+    }
+    return result
+}

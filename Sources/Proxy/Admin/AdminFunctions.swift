@@ -1,0 +1,184 @@
+import CloneEngine
+import PQ
+
+/// Who is calling and where: the admin API acts as this role in this database.
+public struct AdminCaller: Sendable {
+    public var role: String
+    public var database: String
+    public init(role: String, database: String) {
+        self.role = role
+        self.database = database
+    }
+}
+
+/// The pgclone.* functions, with the guide's argument order and defaults.
+struct AdminFunctions: Sendable {
+    let serviceConnInfo: ConnInfo
+    let engine = CloneEngine()
+
+    /// Runs one reference with its arguments resolved; `notices` collects
+    /// things the caller should know that are not errors.
+    func run(_ reference: AdminStatement.Reference, arguments: ArgumentList, caller: AdminCaller, notices: inout [String]) async throws(AdminError) -> AdminResult {
+        let target = CloneTarget(serviceConnInfo: serviceConnInfo, database: caller.database, role: caller.role)
+        do {
+            switch reference.function {
+            case "version":
+                try arguments.expectCount(0...0)
+                return .text(PgcloneVersion.display)
+
+            case "table", "table_ex":
+                let extended = reference.function == "table_ex"
+                try arguments.expectCount(extended ? 8...8 : 3...6)
+                let source = try arguments.text(0, "source_conninfo")
+                let schema = try arguments.text(1, "schema_name")
+                let table = try arguments.text(2, "table_name")
+                var options = CloneOptions()
+                options.copyData = try arguments.bool(3, "include_data", default: true)
+                let targetName = try arguments.optionalText(4)
+                if extended {
+                    options.indexes = try arguments.bool(5, "include_indexes", default: true)
+                    options.constraints = try arguments.bool(6, "include_constraints", default: true)
+                    options.triggers = try arguments.bool(7, "include_triggers", default: true)
+                } else {
+                    options = try CloneOptions.parse(arguments.optionalText(5), base: options)
+                }
+                let outcome = try await engine.cloneTable(source: source, target: target, schema: schema, table: table,
+                                                          targetName: targetName.flatMap { $0.isEmpty ? nil : $0 }, options: options)
+                notices += outcome.notes
+                return .text(Self.message(outcome))
+
+            case "schema", "schema_ex":
+                let extended = reference.function == "schema_ex"
+                try arguments.expectCount(extended ? 6...6 : 2...4)
+                let source = try arguments.text(0, "source_conninfo")
+                let schema = try arguments.text(1, "schema_name")
+                var options = CloneOptions()
+                options.copyData = try arguments.bool(2, "include_data", default: true)
+                if extended {
+                    options.indexes = try arguments.bool(3, "include_indexes", default: true)
+                    options.constraints = try arguments.bool(4, "include_constraints", default: true)
+                    options.triggers = try arguments.bool(5, "include_triggers", default: true)
+                } else {
+                    options = try CloneOptions.parse(arguments.optionalText(3), base: options)
+                }
+                let summary = try await engine.cloneSchema(source: source, target: target, schema: schema, options: options)
+                notices += summary.notes
+                return .text("OK: cloned schema \(schema) (\(summary.counts))")
+
+            case "functions":
+                try arguments.expectCount(2...2)
+                let schema = try arguments.text(1, "schema_name")
+                let count = try await engine.cloneFunctions(source: arguments.text(0, "source_conninfo"), target: target, schema: schema)
+                return .text("OK: cloned \(count) \(count == 1 ? "function" : "functions") from \(schema)")
+
+            case "database":
+                try arguments.expectCount(1...3)
+                var options = CloneOptions()
+                options.copyData = try arguments.bool(1, "include_data", default: true)
+                options = try CloneOptions.parse(arguments.optionalText(2), base: options)
+                let summary = try await engine.cloneDatabase(source: arguments.text(0, "source_conninfo"), target: target, options: options)
+                notices += summary.notes
+                return .text("OK: cloned database (\(summary.schemas.count) schemas: \(summary.counts))")
+
+            case "database_create":
+                try arguments.expectCount(2...4)
+                let name = try arguments.text(1, "target_database")
+                var options = CloneOptions()
+                options.copyData = try arguments.bool(2, "include_data", default: true)
+                options = try CloneOptions.parse(arguments.optionalText(3), base: options)
+                let summary = try await engine.createDatabase(source: arguments.text(0, "source_conninfo"), target: target, name: name, options: options)
+                notices += summary.notes
+                return .text("OK: created database \(name) and cloned (\(summary.schemas.count) schemas: \(summary.counts))")
+
+            case let name where Self.plannedFunctions.contains(name):
+                throw AdminError("0A000", "pgclone.\(name)() is not available in this version of pgclone")
+
+            default:
+                throw AdminError("42883", "function pgclone.\(reference.function)() does not exist",
+                                 hint: "Known functions: \(Self.knownFunctions.joined(separator: ", ")).")
+            }
+        } catch let error as CloneError {
+            throw AdminError(error.sqlState, error.message, detail: error.detail, hint: error.hint)
+        } catch let error as AdminError {
+            throw error
+        } catch {
+            throw AdminError("XX000", "pgclone.\(reference.function) failed: \(error)")
+        }
+    }
+
+    static let knownFunctions = ["version", "table", "table_ex", "schema", "schema_ex", "functions", "database", "database_create"]
+    static let plannedFunctions: Set<String> = [
+        "discover_sensitive", "mask_in_place", "create_masking_policy", "drop_masking_policy", "clone_roles", "verify",
+        "masking_report", "table_async", "schema_async", "progress", "progress_detail", "jobs", "cancel", "resume",
+        "clear_jobs", "reload", "jobs_view", "policy_status",
+    ]
+
+    static func message(_ outcome: TableCloneOutcome) -> String {
+        if outcome.action == .skipped {
+            return "OK: skipped \(outcome.target) (already exists)"
+        }
+        var head = "OK: cloned \(outcome.source)"
+        if outcome.target != outcome.source { head += " to \(outcome.target)" }
+        var details: [String] = []
+        if let rows = outcome.rows { details.append("\(rows) \(rows == 1 ? "row" : "rows")") } else { details.append("structure only") }
+        if outcome.replacedExisting { details.append("replaced existing table") }
+        if let renamed = outcome.renamedExistingTo { details.append("existing table renamed to \(renamed)") }
+        return head + " (" + details.joined(separator: ", ") + ")"
+    }
+}
+
+/// Arguments of one call with `$n` parameters resolved.
+struct ArgumentList: Sendable {
+    var function: String
+    var values: [AdminStatement.Argument]
+    var parameters: [String?]
+
+    func expectCount(_ range: ClosedRange<Int>) throws(AdminError) {
+        guard range.contains(values.count) else {
+            let expected = range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound) to \(range.upperBound)"
+            throw AdminError("42883", "function pgclone.\(function) takes \(expected) arguments, not \(values.count)")
+        }
+    }
+
+    private func resolved(_ index: Int) throws(AdminError) -> AdminStatement.Argument? {
+        guard index < values.count else { return nil }
+        if case .parameter(let number) = values[index] {
+            guard number <= parameters.count else {
+                throw AdminError("08P01", "there is no parameter $\(number)")
+            }
+            return parameters[number - 1].map(AdminStatement.Argument.text) ?? .null
+        }
+        return values[index]
+    }
+
+    func optionalText(_ index: Int) throws(AdminError) -> String? {
+        switch try resolved(index) {
+        case nil, .null?: return nil
+        case .text(let value)?, .number(let value)?: return value
+        case .boolean(let value)?: return value ? "true" : "false"
+        case .parameter?: return nil
+        }
+    }
+
+    func text(_ index: Int, _ name: String) throws(AdminError) -> String {
+        guard let value = try optionalText(index) else {
+            throw AdminError("22004", "argument \(name) of pgclone.\(function) must not be NULL")
+        }
+        return value
+    }
+
+    func bool(_ index: Int, _ name: String, default value: Bool) throws(AdminError) -> Bool {
+        switch try resolved(index) {
+        case nil: return value
+        case .null?: throw AdminError("22004", "argument \(name) of pgclone.\(function) must not be NULL")
+        case .boolean(let flag)?: return flag
+        case .text(let text)?, .number(let text)?:
+            switch text.lowercased() {
+            case "t", "true", "yes", "on", "1", "y": return true
+            case "f", "false", "no", "off", "0", "n": return false
+            default: throw AdminError("22P02", "invalid input syntax for type boolean: \"\(text)\" (argument \(name) of pgclone.\(function))")
+            }
+        case .parameter?: return value
+        }
+    }
+}
