@@ -273,7 +273,8 @@ public struct CloneEngine: Sendable {
                     }
                     try await connection.exec("DROP \(view.kind == "view" ? "VIEW" : "MATERIALIZED VIEW") \(SQL.qualified(view.schema, view.name)) CASCADE")
                 }
-                for statement in view.ddl where options.copyData || !statement.hasPrefix("REFRESH ") {
+                for statement in view.ddl where (options.copyData || !statement.hasPrefix("REFRESH "))
+                    && (options.indexes || !(statement.hasPrefix("CREATE INDEX ") || statement.hasPrefix("CREATE UNIQUE INDEX "))) {
                     try await connection.exec(statement)
                 }
                 if view.kind == "view" { summary.views += 1 } else { summary.materializedViews += 1 }

@@ -151,12 +151,16 @@ struct TableCloner {
                                          deferForeignKeys: deferForeignKeys, outcome: &outcome)
                 if options.indexes {
                     for index in definition.indexes {
-                        try await target.exec(try indexSQL(index, definition: definition, schema: targetSchema, name: targetName))
-                        outcome.indexes += 1
+                        let statement = try indexSQL(index, definition: definition, schema: targetSchema, name: targetName)
+                        if try await runUnlessColumnMissing(statement, options: options) {
+                            outcome.indexes += 1
+                        } else {
+                            outcome.notes.append("index \(index.name) skipped: it uses a column that was not cloned")
+                        }
                     }
                 }
                 if options.triggers {
-                    try await addTriggers(definition, schema: targetSchema, name: targetName, outcome: &outcome)
+                    try await addTriggers(definition, schema: targetSchema, name: targetName, options: options, outcome: &outcome)
                 }
                 try await setSequences(definition, plan: plan, schema: targetSchema, name: targetName)
                 try await target.exec("COMMIT")
@@ -262,16 +266,29 @@ struct TableCloner {
                     continue
                 }
             }
-            // A constraint over a column left out by "columns" cannot exist on the clone.
-            do {
-                try await target.exec("SAVEPOINT pgclone_constraint")
-                try await target.exec(statement)
-                try await target.exec("RELEASE SAVEPOINT pgclone_constraint")
+            if try await runUnlessColumnMissing(statement, options: options) {
                 outcome.constraints += 1
-            } catch let error as PQError where error.sqlState == "42703" && options.columns != nil {
-                try await target.exec("ROLLBACK TO SAVEPOINT pgclone_constraint")
+            } else {
                 outcome.notes.append("constraint \(constraint.name) skipped: it uses a column that was not cloned")
             }
+        }
+    }
+
+    /// Runs `statement`; when only some columns are cloned, a statement that needs a
+    /// missing column (42703) is rolled back to a savepoint and reported as `false`.
+    private func runUnlessColumnMissing(_ statement: String, options: CloneOptions) async throws -> Bool {
+        guard options.columns != nil else {
+            try await target.exec(statement)
+            return true
+        }
+        try await target.exec("SAVEPOINT pgclone_partial")
+        do {
+            try await target.exec(statement)
+            try await target.exec("RELEASE SAVEPOINT pgclone_partial")
+            return true
+        } catch let error as PQError where error.sqlState == "42703" {
+            try await target.exec("ROLLBACK TO SAVEPOINT pgclone_partial")
+            return false
         }
     }
 
@@ -288,7 +305,7 @@ struct TableCloner {
             + index.definition.dropFirst(prefix.count)
     }
 
-    private func addTriggers(_ definition: TableDefinition, schema: String, name: String, outcome: inout TableCloneOutcome) async throws {
+    private func addTriggers(_ definition: TableDefinition, schema: String, name: String, options: CloneOptions, outcome: inout TableCloneOutcome) async throws {
         for trigger in definition.triggers {
             let signature = "\(SQL.qualified(trigger.functionSchema, trigger.functionName))(\(trigger.functionSignature))"
             let present = try await target.query("SELECT pg_catalog.to_regprocedure($1) IS NOT NULL", [signature])
@@ -299,8 +316,11 @@ struct TableCloner {
             guard let statement = trigger.definition.replacingFirst(" ON \(definition.printedName) ", with: " ON \(SQL.qualified(schema, name)) ") else {
                 throw CloneError("XX000", "unexpected definition of trigger \(trigger.name) on \(definition.displayName)")
             }
-            try await target.exec(statement)
-            outcome.triggers += 1
+            if try await runUnlessColumnMissing(statement, options: options) {
+                outcome.triggers += 1
+            } else {
+                outcome.notes.append("trigger \(trigger.name) skipped: it uses a column that was not cloned")
+            }
         }
     }
 

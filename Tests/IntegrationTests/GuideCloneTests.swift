@@ -925,7 +925,7 @@ struct GuideCloneTests {
                     == ["7|1030|"])
             #expect(try await target.rows("""
                 INSERT INTO hard_cases.bookings (room, during)
-                VALUES ('C', '[2030-01-01 00:00+00, 2030-01-02 00:00+00)') RETURNING id;
+                VALUES ('C', '[2020-01-01 00:00+00, 2020-01-02 00:00+00)') RETURNING id;
                 """) == ["4"])
             #expect(try await target.rows(#"INSERT INTO "Mixed Case"."Order Heads" ("Customer") VALUES ('new') RETURNING "Head Id";"#)
                     == ["4"])
