@@ -42,7 +42,19 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     // Admin API state: a statement waiting for its turn, an internal query
     // whose answer is for the proxy, and the running call.
-    private var pendingAdmin: AdminStatement?
+    private var pendingAdmin: PendingAdmin?
+    /// Prepared statements (by name) whose text is an admin call; the server holds a
+    /// same-shaped placeholder under the same name.
+    private var adminPrepared: [String: AdminPrepared] = [:]
+    /// While admin statements exist: client Parse/Close not yet answered, so that the
+    /// answers to the proxy's own Parse/Close can be told apart and swallowed.
+    private var clientParsesInFlight = 0
+    private var clientClosesInFlight = 0
+    /// The proxy's own ParseComplete/CloseComplete to swallow: each entry is how many
+    /// of the client's answers come before it (counted from the previous entry).
+    private var swallowParses: [Int] = []
+    private var swallowCloses: [Int] = []
+    private var internalStatementCounter = 0
     private var adminWaitingForQuiet = false
     private var internalQuery: InternalQuery?
     private var internalQueryDone = false
@@ -344,7 +356,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 forward: { backend.write($0) },
                 examine: { frame throws(WireError) in try self.examineClientMessage(frame) }
             )
-            if pendingAdmin != nil { startAdminIfQuiet() }
+            if pendingAdmin != nil { startPendingAdmin() }
         } catch {
             guard let context else { return }
             closeReason = "protocol violation by client: \(error)"
@@ -357,15 +369,38 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         guard FrontendMessage.ID(rawValue: type) != nil else {
             throw WireError(.unknownMessageType(type))
         }
-        // Simple queries are looked at (cheaply) for admin calls once the session is up.
-        if type == FrontendMessage.ID.query.rawValue, state == .relaying, length <= proxy.configuration.maximumExaminedMessageLength {
-            return .examine
+        // Queries and Parse are looked at (cheaply) for admin calls once the session is up;
+        // Bind and Close only while admin statements are prepared.
+        if state == .relaying, length <= proxy.configuration.maximumExaminedMessageLength {
+            switch type {
+            case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.parse.rawValue:
+                return .examine
+            case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty:
+                return .examine
+            case FrontendMessage.ID.close.rawValue where !adminPrepared.isEmpty:
+                activity.clientSent(type)
+                clientClosesInFlight += 1
+                return .examine
+            default:
+                break
+            }
         }
         activity.clientSent(type)
         return .pass
     }
 
     private func examineClientMessage(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
+        switch frame.type {
+        case FrontendMessage.ID.parse.rawValue:
+            return try examineParse(frame)
+        case FrontendMessage.ID.bind.rawValue:
+            return try examineBind(frame)
+        case FrontendMessage.ID.close.rawValue:
+            if case .close(.statement(let name)) = try FrontendMessage.decode(frame) { adminPrepared[name] = nil }
+            return .relay
+        default:
+            break
+        }
         guard frame.type == FrontendMessage.ID.query.rawValue,
               AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView),
               case .query(let sql) = try FrontendMessage.decode(frame)
@@ -378,7 +413,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 activity.clientSent(frame.type)
                 return .relay
             }
-            pendingAdmin = statement
+            pendingAdmin = .simple(statement)
             return .consumeAndPause
         } catch {
             // A malformed admin call fails in the server's own error path, in order.
@@ -400,6 +435,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
         if internalQuery != nil { return .examine }
         if stripNextErrorContext && id == .errorResponse { return .examine }
+        if (!swallowParses.isEmpty || !swallowCloses.isEmpty || !adminPrepared.isEmpty)
+            && (id == .parseComplete || id == .closeComplete) {
+            return .examine
+        }
         switch id {
         case .readyForQuery:
             return .examine
@@ -422,8 +461,17 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             var replacement = ByteBuffer()
             BackendMessage.errorResponse(fields).encode(into: &replacement)
             return .replace(replacement)
+        case .parseComplete:
+            return countAnswer(&clientParsesInFlight, swallow: &swallowParses)
+        case .closeComplete:
+            return countAnswer(&clientClosesInFlight, swallow: &swallowCloses)
         case .readyForQuery(let status):
             stripNextErrorContext = false
+            // After a Sync nothing of the batch is outstanding (an error skips the rest).
+            clientParsesInFlight = 0
+            clientClosesInFlight = 0
+            swallowParses = []
+            swallowCloses = []
             activity.serverSentReadyForQuery(status)
             if pendingAdmin != nil && adminWaitingForQuiet && activity.isQuiet { internalQueryDone = true }
             if state == .authenticating {
@@ -452,7 +500,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     // MARK: - Admin API
 
     /// Rows and error of a query the proxy ran on the client's session for itself.
-    private struct InternalQuery {
+    struct InternalQuery {
         var rows: [[String?]] = []
         var error: ErrorFields?
     }
@@ -475,9 +523,14 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         return .consume
     }
 
-    /// Runs the pending admin statement once the server has answered everything before it.
-    private func startAdminIfQuiet() {
-        guard pendingAdmin != nil, internalQuery == nil, adminTask == nil else { return }
+    /// Starts the pending admin work: a call prepared by Bind runs at once; a statement
+    /// first needs the caller's role, asked once the server has answered everything before it.
+    private func startPendingAdmin() {
+        guard let pending = pendingAdmin, internalQuery == nil, adminTask == nil else { return }
+        if case .bind(let bind, let prepared) = pending {
+            runBoundAdmin(bind, prepared)
+            return
+        }
         if activity.isQuiet {
             adminWaitingForQuiet = false
             sendInternalQuery(AdminSQL.roleCheck(adminRoles: proxy.configuration.adminRoles))
@@ -498,12 +551,22 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             internalQuery = nil
             roleChecked(answer)
         } else if adminWaitingForQuiet {
-            startAdminIfQuiet()
+            startPendingAdmin()
         }
     }
 
     private func roleChecked(_ answer: InternalQuery) {
-        guard let statement = pendingAdmin, let context else { return }
+        guard let pending = pendingAdmin, let context else { return }
+        let statement: AdminStatement
+        switch pending {
+        case .simple(let simple):
+            statement = simple
+        case .parse(let name, let parsed, let types):
+            finishAdminParse(name: name, statement: parsed, types: types, caller: Self.caller(from: answer, adminRoles: proxy.configuration.adminRoles, statement: parsed))
+            return
+        case .bind:
+            return
+        }
         guard answer.error == nil, answer.rows.count == 1, answer.rows[0].count == 4,
               let role = answer.rows[0][0], let database = answer.rows[0][1]
         else {
@@ -558,15 +621,175 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         adminTask = nil
         pendingAdmin = nil
         guard state == .relaying, let backend, let context else { return }
+        writeNotices(notices, context)
+        activity.clientSent(FrontendMessage.ID.query.rawValue)
+        if isError { stripNextErrorContext = true }
+        backend.write(Self.queryMessage(sql))
+        resumeClientInput()
+    }
+
+    // MARK: - Admin API over the extended protocol
+
+    private func examineParse(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
+        guard case .parse(let parse) = try FrontendMessage.decode(frame) else { return .relay }
+        func relay() -> FrameScanner.Verdict {
+            if adminPrepared.removeValue(forKey: parse.statementName) != nil || !adminPrepared.isEmpty {
+                clientParsesInFlight += 1
+            }
+            activity.clientSent(frame.type)
+            return .relay
+        }
+        guard AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView) else { return relay() }
+        let statement: AdminStatement
+        do {
+            guard let recognized = try AdminStatement.recognize(parse.query) else { return relay() }
+            statement = recognized
+        } catch {
+            // Execution of this statement reports the error, in order, through the server.
+            let broken = AdminStatement(text: "SELECT NULL::pg_catalog.text AS pgclone", references: [])
+            return forwardAdminParse(name: parse.statementName, prepared: AdminPrepared(statement: broken, caller: .failure(error), parameterTypes: parse.parameterTypes))
+        }
+        guard activity.isQuiet else {
+            let error = AdminError("0A000", "a pgclone call over the extended protocol must start a new batch (send Sync before it)")
+            return forwardAdminParse(name: parse.statementName, prepared: AdminPrepared(statement: statement, caller: .failure(error), parameterTypes: parse.parameterTypes))
+        }
+        pendingAdmin = .parse(name: parse.statementName, statement: statement, types: parse.parameterTypes)
+        return .consumeAndPause
+    }
+
+    /// Puts the placeholder under the client's statement name on the server.
+    private func forwardAdminParse(name: String, prepared: AdminPrepared) -> FrameScanner.Verdict {
+        adminPrepared[name] = prepared
+        clientParsesInFlight += 1
+        activity.clientSent(FrontendMessage.ID.parse.rawValue)
+        var buffer = ByteBuffer()
+        FrontendMessage.parse(.init(statementName: name, query: prepared.statement.placeholder, parameterTypes: prepared.parameterTypes)).encode(into: &buffer)
+        return .replace(buffer)
+    }
+
+    private func examineBind(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
+        guard case .bind(let bind) = try FrontendMessage.decode(frame), let prepared = adminPrepared[bind.statementName] else {
+            activity.clientSent(frame.type)
+            return .relay
+        }
+        pendingAdmin = .bind(bind, prepared)
+        return .consumeAndPause
+    }
+
+    /// Lets the client's own ParseComplete/CloseComplete through and swallows the proxy's.
+    private func countAnswer(_ inFlight: inout Int, swallow: inout [Int]) -> FrameScanner.Verdict {
+        if let first = swallow.first {
+            if first == 0 {
+                swallow.removeFirst()
+                return .consume
+            }
+            swallow[0] = first - 1
+        }
+        inFlight = max(0, inFlight - 1)
+        return .relay
+    }
+
+    private static func enqueueSwallow(_ swallow: inout [Int], clientInFlight: Int) {
+        swallow.append(max(0, clientInFlight - swallow.reduce(0, +)))
+    }
+
+    static func caller(from answer: InternalQuery, adminRoles: [String], statement: AdminStatement) -> Result<AdminCaller, AdminError> {
+        guard answer.error == nil, answer.rows.count == 1, answer.rows[0].count == 4,
+              let role = answer.rows[0][0], let database = answer.rows[0][1]
+        else {
+            return .failure(AdminError(answer.error?.sqlState ?? "XX000", answer.error?.message ?? "could not determine the calling role"))
+        }
+        guard answer.rows[0][2] == "t" || answer.rows[0][3] == "t" else {
+            let names = statement.references.map { "pgclone.\($0.function)" }.joined(separator: ", ")
+            return .failure(AdminError(
+                "42501", "permission denied for \(names): role \"\(role)\" is not a superuser\(adminRoles.isEmpty ? "" : " or a member of an admin role")",
+                hint: adminRoles.isEmpty ? "Only superusers may call the pgclone admin API; the proxy's --admin-roles names roles whose members may too."
+                    : "Members of \(adminRoles.joined(separator: ", ")) may call the pgclone admin API."))
+        }
+        return .success(AdminCaller(role: role, database: database))
+    }
+
+    private func finishAdminParse(name: String, statement: AdminStatement, types: [UInt32], caller: Result<AdminCaller, AdminError>) {
+        pendingAdmin = nil
+        guard let backend else { return }
+        var prepared = AdminPrepared(statement: statement, caller: caller, parameterTypes: types)
+        if case .failure = caller {} else if statement.parameterCount > types.count {
+            prepared.parameterTypes = types + Array(repeating: 0, count: statement.parameterCount - types.count)
+        }
+        if case .replace(let buffer) = forwardAdminParse(name: name, prepared: prepared) {
+            backend.write(buffer)
+        }
+        resumeClientInput()
+    }
+
+    /// Runs a bound admin call, then gives the client's portal the computed result:
+    /// the server prepares the result statement under an internal name, binds the
+    /// client's portal to it with the client's result formats, and drops the name.
+    private func runBoundAdmin(_ bind: FrontendMessage.Bind, _ prepared: AdminPrepared) {
+        guard let context else { return }
+        let functions = AdminFunctions(serviceConnInfo: proxy.configuration.serviceConnInfo)
+        let session = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        logger.info("admin call", metadata: ["functions": "\(prepared.statement.references.map { "pgclone.\($0.function)" })", "protocol": "extended"])
+        adminTask = Task {
+            var notices: [String] = []
+            let sql: String
+            let isError: Bool
+            do {
+                let caller = try prepared.caller.get()
+                let parameters = try AdminParameters.decode(bind, types: prepared.parameterTypes)
+                var results: [AdminResult] = []
+                for reference in prepared.statement.references {
+                    let arguments = ArgumentList(function: reference.function, values: reference.arguments, parameters: parameters)
+                    results.append(try await functions.run(reference, arguments: arguments, caller: caller, notices: &notices))
+                }
+                sql = prepared.statement.rewritten(with: results)
+                isError = false
+            } catch let error as AdminError {
+                sql = AdminSQL.raise(error)
+                isError = true
+            } catch {
+                sql = AdminSQL.raise(AdminError("XX000", "pgclone call failed: \(error)"))
+                isError = true
+            }
+            let collected = notices
+            eventLoop.execute {
+                session.value.finishAdminBind(bind, sql: sql, isError: isError, notices: collected)
+            }
+        }
+    }
+
+    private func finishAdminBind(_ bind: FrontendMessage.Bind, sql: String, isError: Bool, notices: [String]) {
+        adminTask = nil
+        pendingAdmin = nil
+        guard state == .relaying, let backend, let context else { return }
+        writeNotices(notices, context)
+        internalStatementCounter += 1
+        let name = "pgclone_internal_\(internalStatementCounter)"
+        var buffer = ByteBuffer()
+        FrontendMessage.parse(.init(statementName: name, query: sql, parameterTypes: [])).encode(into: &buffer)
+        FrontendMessage.bind(.init(portalName: bind.portalName, statementName: name, parameterFormats: [], parameters: [], resultFormats: bind.resultFormats)).encode(into: &buffer)
+        FrontendMessage.close(.statement(name)).encode(into: &buffer)
+        Self.enqueueSwallow(&swallowParses, clientInFlight: clientParsesInFlight)
+        Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
+        for type in [FrontendMessage.ID.parse, .bind, .close] { activity.clientSent(type.rawValue) }
+        if isError { stripNextErrorContext = true }
+        backend.write(buffer)
+        resumeClientInput()
+    }
+
+    private func writeNotices(_ notices: [String], _ context: ChannelHandlerContext) {
         for notice in notices {
             var buffer = ByteBuffer()
             BackendMessage.noticeResponse(ErrorFields(severity: .notice, sqlState: "00000", message: "pgclone: \(notice)")).encode(into: &buffer)
             context.write(wrapOutboundOut(buffer), promise: nil)
         }
         context.flush()
-        activity.clientSent(FrontendMessage.ID.query.rawValue)
-        if isError { stripNextErrorContext = true }
-        backend.write(Self.queryMessage(sql))
+    }
+
+    /// Goes on with client input held while admin work ran.
+    private func resumeClientInput() {
+        guard let backend, let context else { return }
         do {
             try clientScanner.resume(
                 classify: { type, length throws(WireError) in try self.classifyClientMessage(type, length: length) },
@@ -580,7 +803,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
         backend.flush()
         if pendingAdmin != nil {
-            startAdminIfQuiet()
+            startPendingAdmin()
         } else if readPending && backend.isWritable {
             readPending = false
             context.read()
