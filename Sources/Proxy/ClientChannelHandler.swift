@@ -647,23 +647,23 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         } catch {
             // Execution of this statement reports the error, in order, through the server.
             let broken = AdminStatement(text: "SELECT NULL::pg_catalog.text AS pgclone", references: [])
-            return forwardAdminParse(name: parse.statementName, prepared: AdminPrepared(statement: broken, caller: .failure(error), parameterTypes: parse.parameterTypes))
+            return forwardAdminParse(name: parse.statementName, prepared: AdminPrepared(statement: broken, caller: .failure(error), parameterTypes: parse.parameterTypes), declaredTypes: [])
         }
         guard activity.isQuiet else {
             let error = AdminError("0A000", "a pgclone call over the extended protocol must start a new batch (send Sync before it)")
-            return forwardAdminParse(name: parse.statementName, prepared: AdminPrepared(statement: statement, caller: .failure(error), parameterTypes: parse.parameterTypes))
+            return forwardAdminParse(name: parse.statementName, prepared: AdminPrepared(statement: statement, caller: .failure(error), parameterTypes: statement.parameterTypes(declared: parse.parameterTypes)), declaredTypes: parse.parameterTypes)
         }
         pendingAdmin = .parse(name: parse.statementName, statement: statement, types: parse.parameterTypes)
         return .consumeAndPause
     }
 
     /// Puts the placeholder under the client's statement name on the server.
-    private func forwardAdminParse(name: String, prepared: AdminPrepared) -> FrameScanner.Verdict {
+    private func forwardAdminParse(name: String, prepared: AdminPrepared, declaredTypes: [UInt32]) -> FrameScanner.Verdict {
         adminPrepared[name] = prepared
         clientParsesInFlight += 1
         activity.clientSent(FrontendMessage.ID.parse.rawValue)
         var buffer = ByteBuffer()
-        FrontendMessage.parse(.init(statementName: name, query: prepared.statement.placeholder, parameterTypes: prepared.parameterTypes)).encode(into: &buffer)
+        FrontendMessage.parse(.init(statementName: name, query: prepared.statement.placeholder, parameterTypes: declaredTypes)).encode(into: &buffer)
         return .replace(buffer)
     }
 
@@ -712,11 +712,8 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     private func finishAdminParse(name: String, statement: AdminStatement, types: [UInt32], caller: Result<AdminCaller, AdminError>) {
         pendingAdmin = nil
         guard let backend else { return }
-        var prepared = AdminPrepared(statement: statement, caller: caller, parameterTypes: types)
-        if case .failure = caller {} else if statement.parameterCount > types.count {
-            prepared.parameterTypes = types + Array(repeating: 0, count: statement.parameterCount - types.count)
-        }
-        if case .replace(let buffer) = forwardAdminParse(name: name, prepared: prepared) {
+        let prepared = AdminPrepared(statement: statement, caller: caller, parameterTypes: statement.parameterTypes(declared: types))
+        if case .replace(let buffer) = forwardAdminParse(name: name, prepared: prepared, declaredTypes: types) {
             backend.write(buffer)
         }
         resumeClientInput()

@@ -32,8 +32,31 @@ extension AdminStatement {
     /// A statement with the same result columns and the same parameters, for the
     /// server to Parse and Describe in place of the admin statement. It is never
     /// executed: Bind swaps in the computed result.
+    /// The type of each `$n`: that of the argument it stands for, as the real function would declare it.
+    var parameterTypeNames: [Int: String] {
+        var types: [Int: String] = [:]
+        for reference in references {
+            for (position, argument) in reference.arguments.enumerated() {
+                if case .parameter(let number) = argument, types[number] == nil {
+                    types[number] = AdminFunctions.parameterType(function: reference.function, position: position)
+                }
+            }
+        }
+        return types
+    }
+
+    /// Parameter type OIDs as the server will describe them (declared ones win).
+    func parameterTypes(declared: [UInt32]) -> [UInt32] {
+        let names = parameterTypeNames
+        return (0..<max(parameterCount, declared.count)).map { index in
+            if index < declared.count, declared[index] != 0 { return declared[index] }
+            return names[index + 1] == "bool" ? 16 : 25
+        }
+    }
+
     var placeholder: String {
-        let parameters = (0..<parameterCount).map { "$\($0 + 1)::pg_catalog.text IS NULL" }
+        let types = parameterTypeNames
+        let parameters = (0..<parameterCount).map { "$\($0 + 1)::pg_catalog.\(types[$0 + 1] ?? "text") IS NULL" }
         let guardClause = parameters.isEmpty ? "" : parameters.joined(separator: " AND ")
         var bytes = Array(text.utf8)
         for (index, reference) in references.enumerated().reversed() {

@@ -106,6 +106,23 @@ struct AdminFunctions: Sendable {
         }
     }
 
+    /// Parameter types, in the guide's argument order (what Describe reports for `$n`).
+    static let signatures: [String: [String]] = [
+        "version": [],
+        "table": ["text", "text", "text", "bool", "text", "text"],
+        "table_ex": ["text", "text", "text", "bool", "text", "bool", "bool", "bool"],
+        "schema": ["text", "text", "bool", "text"],
+        "schema_ex": ["text", "text", "bool", "bool", "bool", "bool"],
+        "functions": ["text", "text"],
+        "database": ["text", "bool", "text"],
+        "database_create": ["text", "text", "bool", "text"],
+    ]
+
+    static func parameterType(function: String, position: Int) -> String {
+        guard let signature = signatures[function], position < signature.count else { return "text" }
+        return signature[position]
+    }
+
     static let knownFunctions = ["version", "table", "table_ex", "schema", "schema_ex", "functions", "database", "database_create"]
     static let plannedFunctions: Set<String> = [
         "discover_sensitive", "mask_in_place", "create_masking_policy", "drop_masking_policy", "clone_roles", "verify",

@@ -1,0 +1,124 @@
+import Foundation
+import PQ
+import Proxy
+import Testing
+
+/// The admin channel beyond the guide: drivers, protocol corners, permissions, atomicity.
+@Suite struct AdminChannelTests {
+    private func sourceConnInfo(_ environment: TestEnvironment) -> String {
+        "host=127.0.0.1 port=\(environment.sourcePort) dbname=db1 user=postgres password=\(environment.password)"
+    }
+
+    /// A fresh target database, dropped afterwards.
+    private func withDatabase(_ environment: TestEnvironment, _ body: (String) async throws -> Void) async throws {
+        let name = "admin_\(UInt32.random(in: 0...UInt32.max))"
+        let admin = try await PQConnection.connect(environment.directTarget())
+        try await admin.exec("CREATE DATABASE \(name)")
+        do {
+            try await body(name)
+        } catch {
+            _ = try? await admin.exec("DROP DATABASE \(name) WITH (FORCE)")
+            throw error
+        }
+        try await admin.exec("DROP DATABASE \(name) WITH (FORCE)")
+    }
+
+    @Test func asyncpgPreparedStatementsDescribeAndBinaryParameters() async throws {
+        let environment = try TestEnvironment.require()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        try await withDatabase(environment) { database in
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("python/admin_asyncpg.py").path
+            let output = try await Shell.run(["python3", script], environment: [
+                "PGHOST": "127.0.0.1", "PGPORT": "\(proxy.port)", "PGUSER": "postgres", "PGPASSWORD": environment.password,
+                "PGDATABASE": database, "ADMIN_SOURCE": sourceConnInfo(environment),
+            ])
+            #expect(output.status == 0, "\(output.stderr)")
+            #expect(output.stdout == """
+                version: pgclone 3.6.0
+                parameter types: ['text', 'text', 'text', 'bool', 'text', 'text']
+                result: [('table', 'text')]
+                call: OK: cloned test_schema.customers to test_schema.apg_copy (10 rows)
+                call: OK: cloned test_schema.customers to test_schema.apg_copy (10 rows, replaced existing table)
+                count: 10
+                error: 42P01 relation "test_schema.nope" does not exist on source
+                in transaction: pgclone 3.6.0
+                after: 42
+
+                """)
+        }
+    }
+
+    @Test func adminCallMustBeAloneInItsQueryString() async throws {
+        let environment = try TestEnvironment.require()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        // psql -c sends both statements in one Query message.
+        let output = try await Shell.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", environment.throughProxy(proxy.port), "-c", "SELECT 1; SELECT pgclone.version()"])
+        #expect(output.status != 0)
+        #expect(output.stderr.contains("ERROR:  0A000: a pgclone call must be the only statement in its query string"), "\(output.stderr)")
+    }
+
+    @Test func adminCallInAFailedTransactionReportsTheAbortedTransaction() async throws {
+        let environment = try TestEnvironment.require()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        let output = try await Shell.run(["psql", "-X", "-A", "-t", "-d", environment.throughProxy(proxy.port)], input: """
+            BEGIN;
+            SELECT 1/0;
+            SELECT pgclone.version();
+            ROLLBACK;
+            SELECT pgclone.version();
+            """)
+        #expect(output.stderr.contains("ERROR:  current transaction is aborted, commands ignored until end of transaction block"), "\(output.stderr)")
+        #expect(output.stdout.hasSuffix("pgclone 3.6.0\n"), "\(output.stdout)")
+    }
+
+    @Test func membersOfAdminRolesMayCallOthersMayNot() async throws {
+        let environment = try TestEnvironment.require()
+        let suffix = UInt32.random(in: 0...UInt32.max)
+        let group = "pgclone_admins_\(suffix)", member = "admin_member_\(suffix)", outsider = "outsider_\(suffix)"
+        let admin = try await PQConnection.connect(environment.directTarget())
+        try await admin.exec("CREATE ROLE \(group); CREATE ROLE \(member) LOGIN PASSWORD 'pw' IN ROLE \(group); CREATE ROLE \(outsider) LOGIN PASSWORD 'pw'")
+        defer { Task { _ = try? await admin.exec("DROP ROLE \(member); DROP ROLE \(outsider); DROP ROLE \(group)") } }
+        let proxy = try await RunningProxy.start(environment) { $0.adminRoles = [group] }
+        defer { Task { try await proxy.stop() } }
+        let allowed = try await Shell.psql(environment.throughProxy(proxy.port, user: member, password: "pw"), "SELECT pgclone.version();")
+        #expect(allowed.stdout == "pgclone 3.6.0\n", "\(allowed.stderr)")
+        let refused = try await Shell.psql(environment.throughProxy(proxy.port, user: outsider, password: "pw"), "\\set VERBOSITY verbose\nSELECT pgclone.version();")
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("ERROR:  42501: permission denied for pgclone.version: role \"\(outsider)\" is not a superuser or a member of an admin role"), "\(refused.stderr)")
+        // SET ROLE to a non-admin role is judged on the current role.
+        let demoted = try await Shell.psql(environment.throughProxy(proxy.port), "\\set VERBOSITY verbose\nSET ROLE \(outsider);\nSELECT pgclone.version();")
+        #expect(demoted.stderr.contains("ERROR:  42501: permission denied"), "\(demoted.stderr)")
+    }
+
+    @Test func sourceKilledMidCopyLeavesTheTargetAsItWas() async throws {
+        let environment = try TestEnvironment.require()
+        let table = "kill_\(UInt32.random(in: 0...UInt32.max))"
+        let source = try await PQConnection.connect(sourceConnInfo(environment))
+        try await source.exec("CREATE TABLE public.\(table) AS SELECT g AS id, md5(g::text) AS pad FROM generate_series(1, 3000000) g")
+        defer { Task { _ = try? await source.exec("DROP TABLE public.\(table)") } }
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        try await withDatabase(environment) { database in
+            let target = environment.throughProxy(proxy.port, database: database)
+            // An existing table that conflict=replace would drop: it must survive the failed clone.
+            let setup = try await Shell.psql(target, "CREATE TABLE public.\(table) (id int, pad text); INSERT INTO public.\(table) VALUES (1, 'original');")
+            #expect(setup.status == 0, "\(setup.stderr)")
+            let clone = Task {
+                try await Shell.psql(target, "SELECT pgclone.table('\(sourceConnInfo(environment))', 'public', '\(table)', true, NULL, '{\"conflict\": \"replace\"}');")
+            }
+            let killer = try await PQConnection.connect(sourceConnInfo(environment))
+            try await waitFor("the source COPY to start") {
+                try await killer.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT%' AND query LIKE $1",
+                                       ["%\(table)%"]).string(0, 0) == "1"
+            }
+            let output = try await clone.value
+            #expect(output.status != 0)
+            #expect(output.stderr.contains("ERROR:  cloning public.\(table):"), "\(output.stderr)")
+            let after = try await Shell.psql(target, "SELECT count(*), min(pad) FROM public.\(table);")
+            #expect(after.stdout == "1|original\n", "\(after.stderr)")
+        }
+    }
+}
