@@ -102,7 +102,7 @@ public struct CloneEngine: Sendable {
     }
 
     public func cloneSchema(source: String, target: CloneTarget, schema: String, options: CloneOptions,
-                            progress: (@Sendable (String) -> Void)? = nil) async throws(CloneError) -> SchemaCloneSummary {
+                            progress: (any CloneProgress)? = nil) async throws(CloneError) -> SchemaCloneSummary {
         let session = try await SourceSession.open(source)
         let exists = try await run("source") { try await session.primary.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema]) }
         guard exists.rows.count == 1 else {
@@ -112,7 +112,7 @@ public struct CloneEngine: Sendable {
     }
 
     public func cloneDatabase(source: String, target: CloneTarget, options: CloneOptions,
-                              progress: (@Sendable (String) -> Void)? = nil) async throws(CloneError) -> SchemaCloneSummary {
+                              progress: (any CloneProgress)? = nil) async throws(CloneError) -> SchemaCloneSummary {
         let session = try await SourceSession.open(source)
         let rows = try await run("source") {
             try await session.primary.exec("""
@@ -127,7 +127,8 @@ public struct CloneEngine: Sendable {
     }
 
     /// CREATE DATABASE on the target server (as the caller), then a database clone into it.
-    public func createDatabase(source: String, target: CloneTarget, name: String, options: CloneOptions) async throws(CloneError) -> SchemaCloneSummary {
+    public func createDatabase(source: String, target: CloneTarget, name: String, options: CloneOptions,
+                               progress: (any CloneProgress)? = nil) async throws(CloneError) -> SchemaCloneSummary {
         let session = try await SourceSession.open(source)
         let connection = try await target.connect()
         do {
@@ -146,7 +147,7 @@ public struct CloneEngine: Sendable {
                   AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
                 ORDER BY n.nspname
                 """).strings.compactMap { $0 }
-            return try await cloneSchemas(session: session, target: newTarget, schemas: schemas, options: options, progress: nil)
+            return try await cloneSchemas(session: session, target: newTarget, schemas: schemas, options: options, progress: progress)
         } catch {
             // All or nothing: a database that could not be filled is removed again.
             _ = try? await connection.exec("DROP DATABASE IF EXISTS \(SQL.identifier(name)) WITH (FORCE)")
@@ -179,7 +180,7 @@ public struct CloneEngine: Sendable {
     }
 
     private func cloneSchemas(session: SourceSession, target: CloneTarget, schemas: [String], options: CloneOptions,
-                              progress: (@Sendable (String) -> Void)?) async throws(CloneError) -> SchemaCloneSummary {
+                              progress: (any CloneProgress)?) async throws(CloneError) -> SchemaCloneSummary {
         var summary = SchemaCloneSummary()
         summary.schemas = schemas
         let objects = try await run("reading source catalog") { try await SchemaObjects.load(session.primary, schemas: schemas) }
@@ -286,14 +287,17 @@ public struct CloneEngine: Sendable {
     /// Copies tables, `options.parallel` at a time, each worker on its own source
     /// connection (same snapshot) and target connection.
     private func copyTables(_ tables: [(String, String)], session: SourceSession, target: CloneTarget, primaryTarget: PQConnection,
-                            options: CloneOptions, progress: (@Sendable (String) -> Void)?) async throws(CloneError) -> [TableCloneOutcome] {
+                            options: CloneOptions, progress: (any CloneProgress)?) async throws(CloneError) -> [TableCloneOutcome] {
+        progress?.start(tables: tables.count)
         if options.parallel <= 1 || tables.count <= 1 {
             var outcomes: [TableCloneOutcome] = []
             let cloner = TableCloner(source: session.primary, target: primaryTarget)
             for (schema, table) in tables {
-                progress?("\(schema).\(table)")
+                progress?.tableStarted("\(schema).\(table)")
                 let definition = try await loadTable(session.primary, schema: schema, table: table)
-                outcomes.append(try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true))
+                let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true)
+                progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0)
+                outcomes.append(outcome)
             }
             return outcomes
         }
@@ -309,9 +313,11 @@ public struct CloneEngine: Sendable {
                         var outcomes: [TableCloneOutcome] = []
                         while let (schema, table) = queue.next() {
                             try Task.checkCancellation()
-                            progress?("\(schema).\(table)")
+                            progress?.tableStarted("\(schema).\(table)")
                             let definition = try await self.loadTable(source, schema: schema, table: table)
-                            outcomes.append(try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true))
+                            let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true)
+                            progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0)
+                            outcomes.append(outcome)
                         }
                         return outcomes
                     }
@@ -332,6 +338,13 @@ public struct CloneEngine: Sendable {
             throw CloneError.from(error, context: context)
         }
     }
+}
+
+/// Receives progress of a multi-table clone (CLI progress bar, job progress).
+public protocol CloneProgress: Sendable {
+    func start(tables: Int)
+    func tableStarted(_ name: String)
+    func tableFinished(_ name: String, rows: Int)
 }
 
 /// Hands out work items to parallel workers.

@@ -45,7 +45,7 @@ struct AdminFunctions: Sendable {
                 let outcome = try await engine.cloneTable(source: source, target: target, schema: schema, table: table,
                                                           targetName: targetName.flatMap { $0.isEmpty ? nil : $0 }, options: options)
                 notices += outcome.notes
-                return .text(Self.message(outcome))
+                return .text(CloneMessages.table(outcome))
 
             case "schema", "schema_ex":
                 let extended = reference.function == "schema_ex"
@@ -130,18 +130,6 @@ struct AdminFunctions: Sendable {
         "clear_jobs", "reload", "jobs_view", "policy_status",
     ]
 
-    static func message(_ outcome: TableCloneOutcome) -> String {
-        if outcome.action == .skipped {
-            return "OK: skipped \(outcome.target) (already exists)"
-        }
-        var head = "OK: cloned \(outcome.source)"
-        if outcome.target != outcome.source { head += " to \(outcome.target)" }
-        var details: [String] = []
-        if let rows = outcome.rows { details.append("\(rows) \(rows == 1 ? "row" : "rows")") } else { details.append("structure only") }
-        if outcome.replacedExisting { details.append("replaced existing table") }
-        if let renamed = outcome.renamedExistingTo { details.append("existing table renamed to \(renamed)") }
-        return head + " (" + details.joined(separator: ", ") + ")"
-    }
 }
 
 /// Arguments of one call with `$n` parameters resolved.
