@@ -166,7 +166,7 @@ public struct CloneEngine: Sendable {
         try await run("creating functions") {
             try await connection.exec("BEGIN")
             do {
-                try await connection.exec("CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(schema))")
+                try await ensureSchema(schema, on: connection)
                 for function in objects.functions {
                     for statement in function.ddl { try await connection.exec(statement) }
                 }
@@ -197,7 +197,7 @@ public struct CloneEngine: Sendable {
         try await run("creating schema objects") {
             try await connection.exec("BEGIN")
             do {
-                for schema in schemas { try await connection.exec("CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(schema))") }
+                for schema in schemas { try await ensureSchema(schema, on: connection) }
                 for type in objects.types {
                     let present = try await connection.query("SELECT pg_catalog.to_regtype($1) IS NOT NULL", [SQL.qualified(type.schema, type.name)])
                     if present.string(0, 0) == "t" {
@@ -337,6 +337,15 @@ public struct CloneEngine: Sendable {
         } catch {
             throw CloneError.from(error, context: context)
         }
+    }
+}
+
+/// Creates `schema` on the target unless it exists. (CREATE SCHEMA IF NOT EXISTS would
+/// demand CREATE on the database even for an existing schema.)
+func ensureSchema(_ schema: String, on connection: PQConnection) async throws {
+    let exists = try await connection.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema])
+    if exists.rows.isEmpty {
+        try await connection.exec("CREATE SCHEMA \(SQL.identifier(schema))")
     }
 }
 

@@ -15,6 +15,12 @@ final class SourceSession: Sendable {
     }
 
     static func open(_ conninfo: String) async throws(CloneError) -> SourceSession {
+        // Parse first: libpq's own connect errors for a malformed string can quote pieces of it.
+        do {
+            _ = try ConnInfo(parsing: conninfo)
+        } catch {
+            throw CloneError("08001", "could not connect to source: \(error)")
+        }
         let connection: PQConnection
         do {
             connection = try await PQConnection.connect(conninfo, label: "source")

@@ -134,7 +134,7 @@ struct TableCloner {
         do {
             try await target.exec("BEGIN")
             do {
-                try await target.exec("CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(targetSchema))")
+                try await ensureSchema(targetSchema, on: target)
                 if exists {
                     if options.conflict == .replace {
                         try await target.exec("DROP TABLE \(qualifiedTarget) CASCADE")

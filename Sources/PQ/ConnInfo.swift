@@ -16,7 +16,7 @@ public struct ConnInfo: Sendable, Hashable {
         guard let options = PQconninfoParse(string, &errorMessage) else {
             var reason = "invalid connection string"
             if let errorMessage {
-                reason = String(cString: errorMessage).trimmingSuffix("\n")
+                reason = Self.withoutQuotedParts(String(cString: errorMessage).trimmingSuffix("\n"))
                 PQfreemem(errorMessage)
             }
             throw ConnInfoError(reason: reason)
@@ -52,6 +52,22 @@ public struct ConnInfo: Sendable, Hashable {
             .filter { !hidden.contains($0.key) }
             .map { "\($0.key)=\(Self.quote($0.value))" }
             .joined(separator: " ")
+    }
+
+    /// libpq quotes the offending token ("missing "=" after "hunter2""), which may be a
+    /// password: such fragments are replaced so errors never carry them.
+    static func withoutQuotedParts(_ message: String) -> String {
+        var out = ""
+        var inQuote = false
+        for character in message {
+            if character == "\"" {
+                if !inQuote { out += "\"…\"" }
+                inQuote.toggle()
+            } else if !inQuote {
+                out.append(character)
+            }
+        }
+        return out
     }
 
     static func quote(_ value: String) -> String {

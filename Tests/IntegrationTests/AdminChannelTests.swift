@@ -93,6 +93,34 @@ import Testing
         #expect(demoted.stderr.contains("ERROR:  42501: permission denied"), "\(demoted.stderr)")
     }
 
+    @Test func targetObjectsBelongToTheCallerAndNeedItsPrivileges() async throws {
+        let environment = try TestEnvironment.require()
+        let suffix = UInt32.random(in: 0...UInt32.max)
+        let group = "cloners_\(suffix)", cloner = "cloner_\(suffix)"
+        let admin = try await PQConnection.connect(environment.directTarget())
+        try await admin.exec("CREATE ROLE \(group); CREATE ROLE \(cloner) LOGIN PASSWORD 'pw' IN ROLE \(group)")
+        defer { Task { _ = try? await admin.exec("DROP ROLE \(cloner); DROP ROLE \(group)") } }
+        let proxy = try await RunningProxy.start(environment) { $0.adminRoles = [group] }
+        defer { Task { try await proxy.stop() } }
+        try await withDatabase(environment) { database in
+            let direct = try await PQConnection.connect(environment.directTarget(database: database))
+            // test_schema exists on the target, owned by postgres, and the caller may not create in it.
+            try await direct.exec("CREATE SCHEMA test_schema")
+            let conninfo = environment.throughProxy(proxy.port, user: cloner, password: "pw", database: database)
+            let call = "SELECT pgclone.table('\(sourceConnInfo(environment))', 'test_schema', 'customers', true);"
+            let denied = try await Shell.psql(conninfo, "\\set VERBOSITY verbose\n" + call)
+            #expect(denied.status != 0)
+            #expect(denied.stderr.contains("ERROR:  42501: cloning test_schema.customers: permission denied for schema test_schema"), "\(denied.stderr)")
+            #expect(try await direct.exec("SELECT to_regclass('test_schema.customers') IS NULL").string(0, 0) == "t")
+
+            try await direct.exec("GRANT CREATE, USAGE ON SCHEMA test_schema TO \(cloner)")
+            let created = try await Shell.psql(conninfo, call)
+            #expect(created.stdout == "OK: cloned test_schema.customers (10 rows)\n", "\(created.stderr)")
+            let owner = try await direct.exec("SELECT tableowner FROM pg_tables WHERE schemaname = 'test_schema' AND tablename = 'customers'")
+            #expect(owner.string(0, 0) == cloner)
+        }
+    }
+
     @Test func sourceKilledMidCopyLeavesTheTargetAsItWas() async throws {
         let environment = try TestEnvironment.require()
         let table = "kill_\(UInt32.random(in: 0...UInt32.max))"
