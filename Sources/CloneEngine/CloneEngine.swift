@@ -212,7 +212,7 @@ public struct CloneEngine: Sendable {
                     summary.functions += 1
                 }
                 for skipped in objects.skippedFunctions {
-                    summary.notes.append("aggregate or window function \(skipped) not cloned")
+                    summary.notes.append("ordered-set aggregate or window function \(skipped) not cloned")
                 }
                 for (sequence, lastValue, isCalled) in objects.sequences {
                     let present = try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(sequence.schema, sequence.name)])

@@ -56,21 +56,44 @@ struct SchemaObjects: Sendable {
         // Functions and procedures; aggregates and window functions have no pg_get_functiondef.
         let functionRows = try await source.query("""
             SELECT p.oid, n.nspname, p.proname, p.prokind,
-                   CASE WHEN p.prokind IN ('f', 'p') THEN pg_catalog.pg_get_functiondef(p.oid) END,
-                   pg_catalog.pg_get_function_identity_arguments(p.oid)
+                   CASE WHEN p.prokind IN ('f', 'p') THEN pg_catalog.pg_get_functiondef(p.oid)
+                        WHEN p.prokind = 'a' AND a.aggkind = 'n' THEN
+                          'CREATE AGGREGATE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname)
+                          || '(' || pg_catalog.pg_get_function_arguments(p.oid) || ') (SFUNC = ' || a.aggtransfn::pg_catalog.regproc
+                          || ', STYPE = ' || pg_catalog.format_type(a.aggtranstype, NULL)
+                          || CASE WHEN a.aggtransspace <> 0 THEN ', SSPACE = ' || a.aggtransspace ELSE '' END
+                          || CASE WHEN a.aggfinalfn <> 0 THEN ', FINALFUNC = ' || a.aggfinalfn::pg_catalog.regproc ELSE '' END
+                          || CASE WHEN a.aggfinalextra THEN ', FINALFUNC_EXTRA' ELSE '' END
+                          || CASE WHEN a.aggcombinefn <> 0 THEN ', COMBINEFUNC = ' || a.aggcombinefn::pg_catalog.regproc ELSE '' END
+                          || CASE WHEN a.aggserialfn <> 0 THEN ', SERIALFUNC = ' || a.aggserialfn::pg_catalog.regproc ELSE '' END
+                          || CASE WHEN a.aggdeserialfn <> 0 THEN ', DESERIALFUNC = ' || a.aggdeserialfn::pg_catalog.regproc ELSE '' END
+                          || CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' || pg_catalog.quote_literal(a.agginitval) ELSE '' END
+                          || CASE WHEN p.proparallel = 's' THEN ', PARALLEL = SAFE' WHEN p.proparallel = 'r' THEN ', PARALLEL = RESTRICTED' ELSE '' END
+                          || ')'
+                   END,
+                   pg_catalog.pg_get_function_identity_arguments(p.oid),
+                   pg_catalog.obj_description(p.oid, 'pg_proc')
             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+            LEFT JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid
             WHERE n.nspname = ANY($1::pg_catalog.text[])
               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')
-            ORDER BY n.nspname, p.proname, p.oid
+            -- Aggregates after the functions they call.
+            ORDER BY p.prokind = 'a', n.nspname, p.proname, p.oid
             """, [list])
         for row in functionRows.rows.indices {
             let name = "\(functionRows.string(row, 1)!).\(functionRows.string(row, 2)!)(\(functionRows.string(row, 5) ?? ""))"
+            let comment = functionRows.string(row, 6)
             guard let ddl = functionRows.string(row, 4) else {
                 objects.skippedFunctions.append(name)
                 continue
             }
+            var statements = [ddl]
+            if let comment {
+                let kind = functionRows.string(row, 3) == "p" ? "PROCEDURE" : functionRows.string(row, 3) == "a" ? "AGGREGATE" : "FUNCTION"
+                statements.append("COMMENT ON \(kind) \(SQL.qualified(functionRows.string(row, 1)!, functionRows.string(row, 2)!))(\(functionRows.string(row, 5) ?? "")) IS \(SQL.literal(comment))")
+            }
             objects.functions.append(Object(kind: "function", schema: functionRows.string(row, 1)!, name: functionRows.string(row, 2)!,
-                                            oid: functionRows.string(row, 0)!, ddl: [ddl]))
+                                            oid: functionRows.string(row, 0)!, ddl: statements))
         }
 
         // Sequences not owned by a column (owned ones travel with their table).

@@ -121,12 +121,32 @@ import Testing
         }
     }
 
+    @Test func schemaCloneBringsAggregatesAndComments() async throws {
+        let environment = try TestEnvironment.require()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        try await withDatabase(environment) { database in
+            let conninfo = environment.throughProxy(proxy.port, database: database)
+            let output = try await Shell.psql(conninfo, """
+                SELECT pgclone.schema('\(sourceConnInfo(environment))', 'hard_cases', true) LIKE 'OK: cloned schema hard_cases (%';
+                SELECT hard_cases.concat_all(x ORDER BY x) FROM (VALUES ('b'), ('a'), ('c')) AS v(x);
+                SELECT count(*) FROM pg_catalog.pg_aggregate a JOIN pg_catalog.pg_proc p ON p.oid = a.aggfnoid
+                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'hard_cases';
+                """)
+            #expect(output.stdout == "t\na,b,c\n1\n", "\(output.stderr)")
+        }
+    }
+
     @Test func sourceKilledMidCopyLeavesTheTargetAsItWas() async throws {
         let environment = try TestEnvironment.require()
-        let table = "kill_\(UInt32.random(in: 0...UInt32.max))"
-        let source = try await PQConnection.connect(sourceConnInfo(environment))
+        // A source database of its own: the shared db1 must not change while other tests read it.
+        let sourceDatabase = "killsrc_\(UInt32.random(in: 0...UInt32.max))"
+        let table = "big"
+        let sourceAdmin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
+        try await sourceAdmin.exec("CREATE DATABASE \(sourceDatabase)")
+        let sourceInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=postgres password=\(environment.password)"
+        let source = try await PQConnection.connect(sourceInfo)
         try await source.exec("CREATE TABLE public.\(table) AS SELECT g AS id, md5(g::text) AS pad FROM generate_series(1, 3000000) g")
-        defer { Task { _ = try? await source.exec("DROP TABLE public.\(table)") } }
         let proxy = try await RunningProxy.start(environment)
         defer { Task { try await proxy.stop() } }
         try await withDatabase(environment) { database in
@@ -135,12 +155,12 @@ import Testing
             let setup = try await Shell.psql(target, "CREATE TABLE public.\(table) (id int, pad text); INSERT INTO public.\(table) VALUES (1, 'original');")
             #expect(setup.status == 0, "\(setup.stderr)")
             let clone = Task {
-                try await Shell.psql(target, "SELECT pgclone.table('\(sourceConnInfo(environment))', 'public', '\(table)', true, NULL, '{\"conflict\": \"replace\"}');")
+                try await Shell.psql(target, "SELECT pgclone.table('\(sourceInfo)', 'public', '\(table)', true, NULL, '{\"conflict\": \"replace\"}');")
             }
-            let killer = try await PQConnection.connect(sourceConnInfo(environment))
+            let killer = try await PQConnection.connect(sourceInfo)
             try await waitFor("the source COPY to start") {
-                try await killer.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT%' AND query LIKE $1",
-                                       ["%\(table)%"]).string(0, 0) == "1"
+                try await killer.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY (SELECT%'",
+                                       [sourceDatabase]).string(0, 0) == "1"
             }
             let output = try await clone.value
             #expect(output.status != 0)
@@ -148,5 +168,6 @@ import Testing
             let after = try await Shell.psql(target, "SELECT count(*), min(pad) FROM public.\(table);")
             #expect(after.stdout == "1|original\n", "\(after.stderr)")
         }
+        try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
     }
 }
