@@ -53,6 +53,35 @@ import Testing
         try await waitFor("the session to close") { proxy.server.sessionCount == 1 }
     }
 
+    @Test func portalSuspendedAndFlushWithoutSyncAreRelayed() async throws {
+        let environment = try TestEnvironment.require()
+        try await TargetRoles.ensure()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        let (suspended, flushed, synced) = try await offPool {
+            let raw = try RawConnection(port: proxy.port)
+            _ = try raw.startTrusted(user: "auth_trust")
+            // Execute with a row limit: two rows, then PortalSuspended; Flush makes the server answer without a Sync.
+            try raw.send(.parse(.init(statementName: "", query: "SELECT g FROM generate_series(1, 5) g", parameterTypes: [])))
+            try raw.send(.bind(.init(portalName: "p", statementName: "", parameterFormats: [], parameters: [], resultFormats: [])))
+            try raw.send(.execute(portal: "p", maxRows: 2))
+            try raw.send(.flush)
+            let suspended = try raw.receive(until: .portalSuspended)
+            // More of the same portal, still without Sync.
+            try raw.send(.execute(portal: "p", maxRows: 0))
+            try raw.send(.flush)
+            let flushed = try raw.receive(until: .commandComplete)
+            try raw.send(.sync)
+            let synced = try raw.receive(until: .readyForQuery)
+            return (suspended, flushed, synced)
+        }
+        #expect(suspended == [.parseComplete, .bindComplete, .dataRow(DataRow(values: [ByteBuffer(string: "1")])),
+                              .dataRow(DataRow(values: [ByteBuffer(string: "2")])), .portalSuspended])
+        #expect(flushed == [.dataRow(DataRow(values: [ByteBuffer(string: "3")])), .dataRow(DataRow(values: [ByteBuffer(string: "4")])),
+                            .dataRow(DataRow(values: [ByteBuffer(string: "5")])), .commandComplete(tag: "SELECT 3")])
+        #expect(synced == [.readyForQuery(.idle)])
+    }
+
     @Test func truncatedFrameThenDisconnectEndsTheServerSession() async throws {
         let environment = try TestEnvironment.require()
         try await TargetRoles.ensure()
