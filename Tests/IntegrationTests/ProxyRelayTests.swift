@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import PQ
 import Proxy
 import Testing
@@ -34,6 +35,28 @@ import Testing
         #expect(proxied.stderr.contains("ERROR:  division by zero"))
         #expect(proxied.stderr.contains("NOTICE:  notice from server 42"))
         #expect(proxied.stdout.contains("Asynchronous notification \"chan\" with payload \"payload\""))
+    }
+
+    @Test func oneLogLineWhenASessionOpensAndOneWhenItCloses() async throws {
+        let environment = try TestEnvironment.require()
+        let capture = LogCapture()
+        let proxy = try await RunningProxy.start(environment, logger: capture.logger())
+        defer { Task { try await proxy.stop() } }
+        let output = try await Shell.psql(environment.throughProxy(proxy.port, extra: "application_name=logcheck"), "SELECT repeat('x', 1000);")
+        #expect(output.status == 0)
+        try await waitFor("the close line") { capture.records.contains { $0.message == "session closed" } }
+        let sessionLines = capture.records.filter { $0.metadata["application_name"] == "logcheck" }
+        #expect(sessionLines.map(\.message) == ["session opened", "session closed"])
+        let closed = try #require(sessionLines.last)
+        #expect(closed.metadata["user"] == "postgres")
+        #expect(closed.metadata["database"] == "db2")
+        #expect(closed.metadata["peer"]?.contains("127.0.0.1") == true)
+        #expect(closed.metadata["reason"] == "client disconnected")
+        #expect(Int(closed.metadata["bytes.from_server"] ?? "") ?? 0 > 1000)
+        #expect(Int(closed.metadata["bytes.from_client"] ?? "") ?? 0 > 0)
+        #expect(closed.metadata["duration_ms"].flatMap(Int.init) != nil)
+        let everything = capture.records.map { "\($0.message) \($0.metadata)" }.joined(separator: "\n")
+        #expect(!everything.contains(environment.password))
     }
 
     @Test func libpqSimpleExtendedBinaryAndPrepared() async throws {

@@ -24,14 +24,18 @@ final class RunningProxy: Sendable {
         _ environment: TestEnvironment,
         backend: String? = nil,
         grace: Duration = .seconds(10),
+        logger: Logger? = nil,
         configure: (inout ProxyConfiguration) -> Void = { _ in }
     ) async throws -> RunningProxy {
         let conninfo = try ConnInfo(parsing: backend ?? environment.backendConnInfo)
         var configuration = ProxyConfiguration(listenHost: "127.0.0.1", listenPort: 0, backend: try BackendEndpoint(conninfo: conninfo), serviceConnInfo: conninfo)
         configuration.shutdownGracePeriod = grace
         configure(&configuration)
-        var logger = Logger(label: "pgclone.test")
-        logger.logLevel = .warning
+        let logger = logger ?? {
+            var quiet = Logger(label: "pgclone.test")
+            quiet.logLevel = .warning
+            return quiet
+        }()
         let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
         let server = try ProxyServer(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger) { address in
             continuation.yield(address.port ?? 0)
