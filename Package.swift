@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
     targets: [
         // Pure PostgreSQL v3 wire protocol: framing and message types, no I/O.
@@ -29,7 +30,7 @@ let package = Package(
         // A strict JSON reader/writer (exact integers and booleans; clear errors).
         .target(name: "JSON", swiftSettings: swiftSettings),
         // Mask strategies: one SQL-expression builder each, shared by clone, mask_in_place, views and the proxy.
-        .target(name: "Masking", dependencies: ["JSON", "PQ"], swiftSettings: swiftSettings),
+        .target(name: "Masking", dependencies: ["JSON", "PQ", .product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
         // Catalog introspection, DDL in dependency order, COPY streams, verify.
         .target(name: "CloneEngine", dependencies: ["PQ", "Masking", "JSON", "SQLParser"], swiftSettings: swiftSettings),
         // libpq, PostgreSQL's client library, as a Swift module.
@@ -56,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "pgclone",
             dependencies: [
-                "Proxy", "PQ",
+                "Proxy", "PQ", "CloneEngine", "Masking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -71,6 +72,7 @@ let package = Package(
             dependencies: ["PostgresWire", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "MaskingTests", dependencies: ["Masking", "JSON"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ProxyTests",
             dependencies: [

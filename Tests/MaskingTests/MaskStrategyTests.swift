@@ -1,0 +1,41 @@
+import JSON
+import Masking
+import Testing
+
+@Suite struct MaskStrategyTests {
+    private func strategy(_ json: String) throws -> MaskStrategy {
+        try MaskStrategy(json: JSONReader.parse(json), column: "c")
+    }
+
+    @Test func namesAndObjects() throws {
+        #expect(try strategy(#""email""#) == .email)
+        #expect(try strategy(#"{"type": "hash"}"#) == .hash)
+        #expect(try strategy(#"{"type": "partial", "prefix": 2, "suffix": 3}"#) == .partial(prefix: 2, suffix: 3))
+        #expect(try strategy(#"{"type": "random_int", "min": -5, "max": 5}"#) == .randomInt(min: -5, max: 5))
+        #expect(try strategy(#"{"type": "constant", "value": 0}"#) == .constant("0"))
+    }
+
+    @Test(arguments: [
+        (#""nonexistent_strategy""#, #"unknown mask strategy "nonexistent_strategy" for column "c""#),
+        (#"{"type": "random_int", "min": 9, "max": 1}"#, #"mask "random_int" for column "c": min (9) is greater than max (1)"#),
+        (#"{"type": "random_int", "min": 1.5, "max": 3}"#, #"mask "random_int" for column "c": "min" must be an integer"#),
+        (#"{"type": "partial", "prefix": 2, "extra": 1}"#, #"mask "partial" for column "c" has an unknown key "extra""#),
+        (#"{"type": "constant"}"#, #"mask "constant" for column "c" needs a "value" (string or number)"#),
+        (#"42"#, #"mask for column "c" must be a strategy name or an object"#),
+        (#"{"prefix": 1}"#, #"mask for column "c" must have a string "type""#),
+    ])
+    func invalidMasksAreErrors(_ json: String, _ message: String) {
+        #expect(throws: MaskError.self) { try strategy(json) }
+        do { _ = try strategy(json) } catch let error as MaskError { #expect(error.message == message) } catch { Issue.record("unexpected \(error)") }
+    }
+
+    @Test func expressionsAreSchemaQualifiedAndTyped() {
+        let email = MaskStrategy.email.expression(for: "\"email\"", type: "character varying(255)")
+        #expect(email.hasSuffix("::character varying(255)"))
+        #expect(email.contains("pg_catalog.split_part"))
+        #expect(!email.contains(" split_part("))
+        #expect(MaskStrategy.null.expression(for: "\"ssn\"", type: "text") == "(NULL)::text")
+        #expect(MaskStrategy.constant("it's").expression(for: "\"n\"", type: "text") == "('it''s')::text")
+        #expect(MaskStrategy.hash.expression(for: "\"e\"", type: "text") == "(pg_catalog.md5((\"e\")::pg_catalog.text))::text")
+    }
+}
