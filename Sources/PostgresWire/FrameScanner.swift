@@ -27,6 +27,9 @@ public struct FrameScanner: Sendable {
         case consume
         /// Drop it and stop: the remaining bytes are held until `resume`.
         case consumeAndPause
+        /// Stop before it: the message and what follows are held until `resume`,
+        /// which classifies and examines it again.
+        case pauseBefore
     }
 
     public let maximumExaminedLength: Int
@@ -156,6 +159,11 @@ public struct FrameScanner: Sendable {
                     index += total
                     isPaused = true
                     if index < end { held = buffer.getSlice(at: index, length: end - index) }
+                    return
+                case .pauseBefore:
+                    flushForward(upTo: index)
+                    isPaused = true
+                    held = buffer.getSlice(at: index, length: end - index)
                     return
                 }
             }

@@ -1,4 +1,6 @@
+import Foundation
 import Logging
+import Masking
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -55,6 +57,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     private var swallowParses: [Int] = []
     private var swallowCloses: [Int] = []
     private var internalStatementCounter = 0
+
+    // Masking: the session's context, and a check waiting for the server to be quiet.
+    private var masking = SessionMasking()
+    private var maskingWaitingForQuiet = false
+    private var maskingCheckError: ErrorFields?
     private var adminWaitingForQuiet = false
     private var internalQuery: InternalQuery?
     private var internalQueryDone = false
@@ -390,6 +397,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
 
     private func examineClientMessage(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
+        if frame.type == FrontendMessage.ID.query.rawValue || frame.type == FrontendMessage.ID.parse.rawValue,
+           let verdict = maskingVerdict(for: frame, text: frame.payload.readableBytesView) {
+            return verdict
+        }
         switch frame.type {
         case FrontendMessage.ID.parse.rawValue:
             return try examineParse(frame)
@@ -402,11 +413,23 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             break
         }
         guard frame.type == FrontendMessage.ID.query.rawValue,
-              AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView),
+              masking.isMasked || AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView),
               case .query(let sql) = try FrontendMessage.decode(frame)
         else {
             activity.clientSent(frame.type)
             return .relay
+        }
+        if masking.isMasked && !AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView) {
+            switch maskedStatement(sql) {
+            case .success(nil):
+                activity.clientSent(frame.type)
+                return .relay
+            case .success(let text?):
+                activity.clientSent(frame.type)
+                return .replace(Self.queryMessage(text))
+            case .failure(let error):
+                return refuseStatement(frame, error)
+            }
         }
         do {
             guard let statement = try AdminStatement.recognize(sql) else {
@@ -439,6 +462,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             && (id == .parseComplete || id == .closeComplete) {
             return .examine
         }
+        if masking.isMasked && (id == .rowDescription || (masking.suppressingRows && (id == .dataRow || id == .commandComplete || id == .errorResponse))) {
+            return .examine
+        }
+        if id == .parameterStatus && state == .relaying && !proxy.policies.current.isEmpty {
+            return .examine
+        }
         switch id {
         case .readyForQuery:
             return .examine
@@ -461,19 +490,39 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             var replacement = ByteBuffer()
             BackendMessage.errorResponse(fields).encode(into: &replacement)
             return .replace(replacement)
+        case .rowDescription(let description):
+            guard let refusal = masking.violation(description) else { return .relay }
+            // Last line of defence: the rewrite missed a masked column; drop the rows.
+            logger.warning("masked column in a result refused", metadata: ["role": "\(masking.context?.role ?? "")"])
+            masking.suppressingRows = true
+            var replacement = ByteBuffer()
+            BackendMessage.errorResponse(ErrorFields(severity: .error, sqlState: "42501", message: refusal)).encode(into: &replacement)
+            return .replace(replacement)
+        case .dataRow where masking.suppressingRows:
+            return .consume
+        case .commandComplete where masking.suppressingRows:
+            masking.suppressingRows = false
+            return .consume
+        case .errorResponse where masking.suppressingRows:
+            masking.suppressingRows = false
+            return .relay
+        case .parameterStatus(let name, _):
+            masking.noteParameter(name)
+            return .relay
         case .parseComplete:
             return countAnswer(&clientParsesInFlight, swallow: &swallowParses)
         case .closeComplete:
             return countAnswer(&clientClosesInFlight, swallow: &swallowCloses)
         case .readyForQuery(let status):
             stripNextErrorContext = false
+            masking.suppressingRows = false
             // After a Sync nothing of the batch is outstanding (an error skips the rest).
             clientParsesInFlight = 0
             clientClosesInFlight = 0
             swallowParses = []
             swallowCloses = []
             activity.serverSentReadyForQuery(status)
-            if pendingAdmin != nil && adminWaitingForQuiet && activity.isQuiet { internalQueryDone = true }
+            if (pendingAdmin != nil && adminWaitingForQuiet || maskingWaitingForQuiet) && activity.isQuiet { internalQueryDone = true }
             if state == .authenticating {
                 state = .relaying
                 logger.info("session opened")
@@ -501,6 +550,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     /// Rows and error of a query the proxy ran on the client's session for itself.
     struct InternalQuery {
+        enum Purpose {
+            case adminRoleCheck
+            case maskingContext(PolicySet)
+        }
+        var purpose: Purpose
         var rows: [[String?]] = []
         var error: ErrorFields?
     }
@@ -539,9 +593,9 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
     }
 
-    private func sendInternalQuery(_ sql: String) {
+    private func sendInternalQuery(_ sql: String, purpose: InternalQuery.Purpose = .adminRoleCheck) {
         guard let backend else { return }
-        internalQuery = InternalQuery()
+        internalQuery = InternalQuery(purpose: purpose)
         backend.write(Self.queryMessage(sql))
         backend.flush()
     }
@@ -549,9 +603,90 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     private func advanceAdmin() {
         if let answer = internalQuery {
             internalQuery = nil
-            roleChecked(answer)
+            switch answer.purpose {
+            case .adminRoleCheck:
+                roleChecked(answer)
+            case .maskingContext(let policies):
+                maskingChecked(answer, policies: policies)
+            }
+        } else if maskingWaitingForQuiet {
+            maskingWaitingForQuiet = false
+            startMaskingCheck()
         } else if adminWaitingForQuiet {
             startPendingAdmin()
+        }
+    }
+
+    // MARK: - Masking
+
+    private func startMaskingCheck() {
+        guard internalQuery == nil else { return }
+        let policies = proxy.policies.current
+        if activity.isQuiet {
+            sendInternalQuery(MaskingContext.query(for: policies), purpose: .maskingContext(policies))
+        } else {
+            maskingWaitingForQuiet = true
+        }
+    }
+
+    private func maskingChecked(_ answer: InternalQuery, policies: PolicySet) {
+        if let error = answer.error {
+            // E.g. an aborted transaction: nothing but ending it may run until masking is known again.
+            maskingCheckError = error
+        } else {
+            maskingCheckError = nil
+            let context = MaskingContext.from(rows: answer.rows, policies: policies)
+            if context.isMasked != masking.isMasked || context.role != masking.context?.role {
+                logger.debug("masking context", metadata: ["role": "\(context.role)", "masked.tables": "\(context.tables.count)"])
+            }
+            masking.update(context)
+        }
+        resumeClientInput()
+    }
+
+    /// Decides what happens to a statement under masking; `nil` means "go on as usual".
+    private func maskingVerdict(for frame: MessageFrame, text: ByteBufferView) -> FrameScanner.Verdict? {
+        let policies = proxy.policies.current
+        guard !policies.isEmpty else { return nil }
+        if masking.mustCheck(policies) && maskingCheckError == nil {
+            if activity.hasUnsyncedExtendedMessages && internalQuery == nil {
+                // Inside an unsynced extended batch the role cannot be asked: fail closed.
+                return refuseStatement(frame, AdminError("42501", "pgclone: the session's role or policies changed inside an extended-protocol batch; send Sync before this statement"))
+            }
+            startMaskingCheck()
+            return .pauseBefore
+        }
+        if let error = maskingCheckError {
+            let words = String(decoding: text.prefix(16), as: UTF8.self).lowercased().trimmingCharacters(in: .whitespacesAndNewlines)
+            if ["rollback", "abort", "commit", "end"].contains(where: { words.hasPrefix($0) }) {
+                masking.noteStatement(Array("rollback".utf8))
+                maskingCheckError = nil
+                return nil
+            }
+            return refuseStatement(frame, AdminError(error.sqlState ?? "42501", "pgclone: cannot determine masking for this session: \(error.message ?? "unknown error")"))
+        }
+        masking.noteStatement(text)
+        return nil
+    }
+
+    /// Replaces a Query or Parse with one that fails with `error`, in order, through the server.
+    private func refuseStatement(_ frame: MessageFrame, _ error: AdminError) -> FrameScanner.Verdict {
+        stripNextErrorContext = true
+        activity.clientSent(frame.type)
+        if frame.type == FrontendMessage.ID.parse.rawValue, case .parse(let parse)? = try? FrontendMessage.decode(frame) {
+            var buffer = ByteBuffer()
+            FrontendMessage.parse(.init(statementName: parse.statementName, query: AdminSQL.raise(error), parameterTypes: [])).encode(into: &buffer)
+            return .replace(buffer)
+        }
+        return .replace(Self.queryMessage(AdminSQL.raise(error)))
+    }
+
+    /// The masked form of a statement for a masked session, or its refusal.
+    private func maskedStatement(_ sql: String) -> Result<String?, AdminError> {
+        switch masking.rewrite(sql) {
+        case .unchanged: return .success(nil)
+        case .rewritten(let text): return .success(text)
+        case .refused(let error): return .failure(error)
         }
     }
 
@@ -617,9 +752,17 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
 
     /// Sends the statement that stands for the admin call (its result, or the error) and goes on with the client's input.
-    private func finishAdmin(sql: String, isError: Bool, notices: [String]) {
+    private func finishAdmin(sql original: String, isError originalIsError: Bool, notices: [String]) {
         adminTask = nil
         pendingAdmin = nil
+        var sql = original
+        var isError = originalIsError
+        if !isError, masking.isMasked {
+            switch maskedStatement(original) {
+            case .success(let text): sql = text ?? original
+            case .failure(let error): sql = AdminSQL.raise(error); isError = true
+            }
+        }
         guard state == .relaying, let backend, let context else { return }
         writeNotices(notices, context)
         activity.clientSent(FrontendMessage.ID.query.rawValue)
@@ -639,7 +782,21 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             activity.clientSent(frame.type)
             return .relay
         }
-        guard AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView) else { return relay() }
+        guard AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView) else {
+            guard masking.isMasked else { return relay() }
+            switch maskedStatement(parse.query) {
+            case .success(nil):
+                return relay()
+            case .success(let text?):
+                _ = relay()
+                var buffer = ByteBuffer()
+                FrontendMessage.parse(.init(statementName: parse.statementName, query: text, parameterTypes: parse.parameterTypes)).encode(into: &buffer)
+                return .replace(buffer)
+            case .failure(let error):
+                adminPrepared.removeValue(forKey: parse.statementName)
+                return refuseStatement(frame, error)
+            }
+        }
         let statement: AdminStatement
         do {
             guard let recognized = try AdminStatement.recognize(parse.query) else { return relay() }
@@ -756,9 +913,17 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
     }
 
-    private func finishAdminBind(_ bind: FrontendMessage.Bind, sql: String, isError: Bool, notices: [String]) {
+    private func finishAdminBind(_ bind: FrontendMessage.Bind, sql original: String, isError originalIsError: Bool, notices: [String]) {
         adminTask = nil
         pendingAdmin = nil
+        var sql = original
+        var isError = originalIsError
+        if !isError, masking.isMasked {
+            switch maskedStatement(original) {
+            case .success(let text): sql = text ?? original
+            case .failure(let error): sql = AdminSQL.raise(error); isError = true
+            }
+        }
         guard state == .relaying, let backend, let context else { return }
         writeNotices(notices, context)
         internalStatementCounter += 1

@@ -21,6 +21,8 @@ public struct ProxyConfiguration: Sendable {
     public var backendConnectTimeout: Duration
     /// Members of these roles (and superusers) may call the pgclone.* admin API.
     public var adminRoles: [String] = []
+    /// Directory of masking policy files.
+    public var policiesDirectory: String?
 
     public init(
         listenHost: String = "127.0.0.1",

@@ -10,8 +10,10 @@ final class ProxyContext: Sendable {
     let clientTLS: NIOSSLContext?
     let backendTLS: NIOSSLContext?
     let logger: Logger
+    let policies: PolicyStore
 
-    init(configuration: ProxyConfiguration, logger: Logger) throws {
+    init(configuration: ProxyConfiguration, policies: PolicyStore, logger: Logger) throws {
+        self.policies = policies
         self.configuration = configuration
         self.cancelRegistry = CancelRegistry()
         self.sessions = SessionRegistry()

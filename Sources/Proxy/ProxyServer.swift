@@ -20,15 +20,21 @@ public final class ProxyServer: Service, Sendable {
         configuration: ProxyConfiguration,
         group: any EventLoopGroup,
         logger: Logger,
+        policies: PolicyStore? = nil,
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) throws {
-        self.context = try ProxyContext(configuration: configuration, logger: logger)
+        let store = policies ?? PolicyStore(directory: configuration.policiesDirectory, logger: logger)
+        if policies == nil { store.reload() }
+        self.context = try ProxyContext(configuration: configuration, policies: store, logger: logger)
         self.group = group
         self.onListening = onListening
     }
 
     /// The address the server listens on, once bound.
     public var localAddress: SocketAddress? { boundAddress.withLockedValue { $0 } }
+
+    /// The policies this server enforces.
+    public var policies: PolicyStore { context.policies }
 
     /// Number of open client sessions.
     public var sessionCount: Int { context.sessions.count }

@@ -127,6 +127,16 @@ public struct SQLLexer: Sendable {
         return sign + String(decoding: bytes[digitsStart..<i], as: UTF8.self).replacingUnderscores()
     }
 
+    /// The lower-cased word just before `index` (skipping white space) and where it starts.
+    public func previousWord(before index: Int) -> (String, Int)? {
+        var end = index
+        while end > 0, Self.isSpace(bytes[end - 1]) { end -= 1 }
+        var start = end
+        while start > 0, Self.isIdentifierByte(bytes[start - 1]), bytes[start - 1] != UInt8(ascii: "$") { start -= 1 }
+        guard start < end else { return nil }
+        return (String(decoding: bytes[start..<end], as: UTF8.self).lowercased(), start)
+    }
+
     public func text(_ range: Range<Int>) -> String {
         String(decoding: bytes[range], as: UTF8.self)
     }

@@ -71,9 +71,13 @@ extension Pgclone {
             let logger = Logger(label: "pgclone")
 
             let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
-            let server = try ServerFactory.makeProxy(configuration: configuration, group: group, logger: logger)
+            let policies = PolicyStore(directory: configuration.policiesDirectory, logger: logger)
+            if let error = policies.reload() {
+                throw ValidationError("invalid policy files:\n\(error)")
+            }
+            let server = try ServerFactory.makeProxy(configuration: configuration, group: group, logger: logger, policies: policies)
             let serviceGroup = ServiceGroup(configuration: .init(
-                services: [.init(service: server)],
+                services: [.init(service: PolicyReloader(store: policies)), .init(service: server)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 cancellationSignals: [],
                 logger: logger
@@ -85,9 +89,9 @@ extension Pgclone {
 }
 
 enum ServerFactory {
-    static func makeProxy(configuration: ProxyConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger) throws -> ProxyServer {
+    static func makeProxy(configuration: ProxyConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger, policies: PolicyStore) throws -> ProxyServer {
         do {
-            return try ProxyServer(configuration: configuration, group: group, logger: logger)
+            return try ProxyServer(configuration: configuration, group: group, logger: logger, policies: policies)
         } catch {
             throw ValidationError("cannot start the proxy: \(error)")
         }

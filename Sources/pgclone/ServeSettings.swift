@@ -79,6 +79,7 @@ struct ServeSettings {
             }
             configuration.shutdownGracePeriod = .milliseconds(Int64(seconds * 1000))
         }
+        configuration.policiesDirectory = self["policies"]
         if let roles = self["admin_roles"] {
             configuration.adminRoles = roles.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }

@@ -1,0 +1,143 @@
+import Foundation
+import Masking
+import PQ
+
+/// What a masked session must not see, as of its current role, search_path and the
+/// policy version: the masked tables with all their columns, and the views and
+/// functions that read them.
+public struct MaskingContext: Sendable, Hashable {
+    public struct Table: Sendable, Hashable {
+        public struct Column: Sendable, Hashable {
+            public var number: Int
+            public var name: String
+            public var type: String
+            public var strategy: MaskStrategy?
+        }
+
+        public var oid: UInt32
+        public var schema: String
+        public var name: String
+        /// Whether an unqualified reference to `name` reaches this table under the session's search_path.
+        public var resolvesUnqualified: Bool
+        public var columns: [Column]
+
+        /// A relation with the table's column names, order and types, holding masked values.
+        public func maskedRelation(only: Bool) -> String {
+            let list = columns.map { column -> String in
+                let name = SQL.identifier(column.name)
+                guard let strategy = column.strategy else { return name }
+                return strategy.expression(for: name, type: column.type) + " AS " + name
+            }
+            return "(SELECT \(list.joined(separator: ", ")) FROM \(only ? "ONLY " : "")\(SQL.qualified(schema, name)))"
+        }
+    }
+
+    public var role: String
+    public var tables: [Table]
+    /// Views and materialized views (any schema) whose definitions read a masked table.
+    public var taintedRelations: Set<String>
+    /// User functions whose source mentions a masked table.
+    public var taintedFunctions: Set<String>
+    public var policyVersion: Int
+
+    public var isMasked: Bool { !tables.isEmpty }
+
+    public init(role: String, tables: [Table], taintedRelations: Set<String>, taintedFunctions: Set<String>, policyVersion: Int) {
+        self.role = role
+        self.tables = tables
+        self.taintedRelations = taintedRelations
+        self.taintedFunctions = taintedFunctions
+        self.policyVersion = policyVersion
+    }
+
+    /// The masked table a RangeVar names, if any.
+    func table(schema: String?, name: String) -> Table? {
+        tables.first { table in
+            table.name == name && (schema.map { $0 == table.schema } ?? table.resolvesUnqualified)
+        }
+    }
+
+    /// Whether a RowDescription column comes straight from a masked column.
+    func isMaskedOrigin(tableOID: UInt32, attribute: Int16) -> Bool {
+        tables.contains { table in
+            table.oid == tableOID && table.columns.contains { $0.number == Int(attribute) && $0.strategy != nil }
+        }
+    }
+
+    /// The in-band query that reads the context for the session's current role.
+    static func query(for policies: PolicySet) -> String {
+        let rows = policies.policies.enumerated().map { index, policy in
+            let unmasked = "{" + policy.unmaskedRoles.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
+            let masked = policy.maskedRoles.map { roles in
+                SQL.literal("{" + roles.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}") + "::pg_catalog.text[]"
+            } ?? "NULL::pg_catalog.text[]"
+            return "(\(index), \(SQL.literal(policy.schema)), \(SQL.literal(policy.table)), \(SQL.literal(unmasked))::pg_catalog.text[], \(masked))"
+        }.joined(separator: ", ")
+        return """
+            WITH RECURSIVE p(i, nsp, rel, unmasked, masked) AS (VALUES \(rows)),
+            m AS (
+              SELECT p.i, c.oid AS reloid, p.rel FROM p
+              JOIN pg_catalog.pg_namespace n ON n.nspname = p.nsp
+              JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = p.rel
+              WHERE NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = pg_catalog.current_user()), false)
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname = ANY (p.unmasked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER'))
+                AND (p.masked IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname = ANY (p.masked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER')))
+            ),
+            tainted(oid) AS (
+              SELECT reloid FROM m
+              UNION
+              SELECT r.ev_class FROM tainted t
+              JOIN pg_catalog.pg_depend d ON d.refobjid = t.oid AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+              JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+              WHERE r.ev_class <> t.oid
+            )
+            SELECT 'user', pg_catalog.current_user()::pg_catalog.text, NULL, NULL, NULL
+            UNION ALL
+            SELECT 'table', m.i::pg_catalog.text, m.reloid::pg_catalog.text,
+                   (pg_catalog.to_regclass(pg_catalog.quote_ident(m.rel)) OPERATOR(pg_catalog.=) m.reloid)::pg_catalog.text, NULL FROM m
+            UNION ALL
+            SELECT 'column', m.i::pg_catalog.text, a.attnum::pg_catalog.text, a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, a.atttypmod)
+            FROM m JOIN pg_catalog.pg_attribute a ON a.attrelid = m.reloid AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL FROM tainted t JOIN pg_catalog.pg_class c ON c.oid = t.oid
+            WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.reloid = t.oid)
+            UNION ALL
+            SELECT DISTINCT 'function', pr.proname::pg_catalog.text, NULL, NULL, NULL
+            FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid = pr.pronamespace, m
+            WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema') AND pr.prosrc OPERATOR(pg_catalog.~~*) ('%' || m.rel || '%')
+            """
+    }
+
+    /// Builds the context from the rows of `query(for:)`.
+    static func from(rows: [[String?]], policies: PolicySet) -> MaskingContext {
+        var role = ""
+        var tables: [Int: Table] = [:]
+        var relations: Set<String> = []
+        var functions: Set<String> = []
+        for row in rows where row.count == 5 {
+            switch row[0] {
+            case "user": role = row[1] ?? ""
+            case "table":
+                guard let index = row[1].flatMap(Int.init), index < policies.policies.count, let oid = row[2].flatMap(UInt32.init) else { continue }
+                let policy = policies.policies[index]
+                tables[index] = Table(oid: oid, schema: policy.schema, name: policy.table, resolvesUnqualified: row[3] == "true", columns: tables[index]?.columns ?? [])
+            case "column":
+                guard let index = row[1].flatMap(Int.init), index < policies.policies.count, let number = row[2].flatMap(Int.init),
+                      let name = row[3], let type = row[4] else { continue }
+                let policy = policies.policies[index]
+                var table = tables[index] ?? Table(oid: 0, schema: policy.schema, name: policy.table, resolvesUnqualified: false, columns: [])
+                table.columns.append(.init(number: number, name: name, type: type, strategy: policy.strategy(for: name)))
+                tables[index] = table
+            case "relation": if let name = row[1] { relations.insert(name) }
+            case "function": if let name = row[1] { functions.insert(name) }
+            default: break
+            }
+        }
+        let ordered = tables.keys.sorted().compactMap { index -> Table? in
+            guard var table = tables[index], table.oid != 0 else { return nil }
+            table.columns.sort { $0.number < $1.number }
+            return table
+        }
+        return MaskingContext(role: role, tables: ordered, taintedRelations: relations, taintedFunctions: functions, policyVersion: policies.version)
+    }
+}

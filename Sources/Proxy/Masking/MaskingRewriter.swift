@@ -1,0 +1,217 @@
+import JSON
+import PQ
+import SQLParser
+
+/// Rewrites a masked session's statement so that every read of a masked table reads
+/// masked values instead, and refuses what it cannot see into.
+///
+/// The server then computes filters, joins, sorts, casts, whole-row values and error
+/// texts from masked values only. The statement is otherwise left byte for byte as
+/// the client wrote it.
+public struct MaskingRewriter: Sendable {
+    public enum Result: Sendable, Equatable {
+        case unchanged
+        case rewritten(String)
+        case refused(AdminError)
+    }
+
+    let context: MaskingContext
+
+    public init(context: MaskingContext) {
+        self.context = context
+    }
+
+    /// Statements a masked session may run (their reads are rewritten).
+    static let allowedStatements: Set<String> = [
+        "SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "TransactionStmt", "VariableSetStmt", "VariableShowStmt",
+        "PrepareStmt", "ExecuteStmt", "DeallocateStmt", "DeclareCursorStmt", "FetchStmt", "ClosePortalStmt",
+        "CopyStmt", "ExplainStmt", "ListenStmt", "UnlistenStmt", "NotifyStmt", "DiscardStmt", "CheckPointStmt",
+    ]
+
+    /// Functions that run SQL text, read server files or large objects: the rewriter cannot see what they read.
+    static let opaqueFunctions: Set<String> = [
+        "query_to_xml", "query_to_xml_and_xmlschema", "query_to_xmlschema", "table_to_xml", "table_to_xml_and_xmlschema",
+        "table_to_xmlschema", "cursor_to_xml", "cursor_to_xmlschema", "schema_to_xml", "schema_to_xml_and_xmlschema",
+        "schema_to_xmlschema", "database_to_xml", "database_to_xml_and_xmlschema", "database_to_xmlschema", "ts_stat",
+        "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "lo_get", "lo_export", "lo_import", "lo_open",
+        "loread", "lo_from_bytea", "lo_put", "pg_file_write",
+    ]
+
+    public func rewrite(_ sql: String) -> Result {
+        let statements: [PostgresParser.Statement]
+        do {
+            statements = try PostgresParser.parse(sql)
+        } catch {
+            return .refused(AdminError("42501", "pgclone: this statement could not be parsed, and a masked role may only run statements pgclone can read: \(error.message)"))
+        }
+        var walker = Walker(context: context, lexer: SQLLexer(sql))
+        for statement in statements {
+            guard let (kind, body) = statement.node.tagged else { continue }
+            guard Self.allowedStatements.contains(kind) else {
+                return .refused(AdminError("42501", "pgclone: \(Self.describe(kind)) is not allowed for role \"\(context.role)\", which is masked by a policy"))
+            }
+            walker.statement(kind, body)
+            if let refusal = walker.refusal { return .refused(refusal) }
+        }
+        guard !walker.edits.isEmpty else { return .unchanged }
+        var bytes = Array(sql.utf8)
+        for edit in walker.edits.sorted(by: { $0.range.lowerBound > $1.range.lowerBound }) {
+            bytes.replaceSubrange(edit.range, with: Array(edit.replacement.utf8))
+        }
+        return .rewritten(String(decoding: bytes, as: UTF8.self))
+    }
+
+    static func describe(_ kind: String) -> String {
+        switch kind {
+        case "DoStmt": return "DO"
+        case "CreateFunctionStmt": return "CREATE FUNCTION"
+        case "ViewStmt": return "CREATE VIEW"
+        case "CreateTableAsStmt": return "CREATE TABLE AS"
+        case "CreateStmt": return "CREATE TABLE"
+        case "RuleStmt": return "CREATE RULE"
+        case "CreateTrigStmt": return "CREATE TRIGGER"
+        case "CallStmt": return "CALL"
+        case "AlterTableStmt": return "ALTER TABLE"
+        case "DropStmt": return "DROP"
+        default:
+            var words = kind.hasSuffix("Stmt") ? String(kind.dropLast(4)) : kind
+            words = words.reduce(into: "") { out, character in
+                if character.isUppercase, !out.isEmpty { out.append(" ") }
+                out.append(Character(character.uppercased()))
+            }
+            return words
+        }
+    }
+
+    struct Edit {
+        var range: Range<Int>
+        var replacement: String
+    }
+
+    /// Walks one statement's tree collecting edits, with the CTE names in scope.
+    struct Walker {
+        let context: MaskingContext
+        let lexer: SQLLexer
+        var edits: [Edit] = []
+        var refusal: AdminError?
+
+        mutating func refuse(_ message: String) {
+            if refusal == nil { refusal = AdminError("42501", "pgclone: \(message) (role \"\(context.role)\" is masked by a policy)") }
+        }
+
+        mutating func statement(_ kind: String, _ body: JSONNode) {
+            switch kind {
+            case "InsertStmt", "UpdateStmt", "DeleteStmt":
+                if let relation = body["relation"], let target = masked(relation["RangeVar"] ?? relation) {
+                    refuse("\(kind == "InsertStmt" ? "INSERT" : kind == "UpdateStmt" ? "UPDATE" : "DELETE") on \(target.schema).\(target.name) is not allowed")
+                    return
+                }
+                walk(body, ctes: [], skipKeys: ["relation"])
+            case "CopyStmt":
+                copy(body)
+            case "ExplainStmt":
+                for option in body["options"]?.array ?? [] where option["DefElem"]?["defname"]?.string == "analyze" {
+                    refuse("EXPLAIN ANALYZE is not allowed")
+                    return
+                }
+                walk(body, ctes: [])
+            default:
+                walk(body, ctes: [])
+            }
+        }
+
+        func masked(_ rangeVar: JSONNode) -> MaskingContext.Table? {
+            guard let name = rangeVar["relname"]?.string else { return nil }
+            return context.table(schema: rangeVar["schemaname"]?.string, name: name)
+        }
+
+        mutating func copy(_ body: JSONNode) {
+            if let relation = body["relation"], let table = masked(relation) {
+                guard body["is_from"]?.bool != true else {
+                    refuse("COPY into \(table.schema).\(table.name) is not allowed")
+                    return
+                }
+                // COPY t [(cols)] TO ... becomes COPY (SELECT cols FROM masked) TO ...
+                let start = relation["location"]?.int ?? 0
+                var end = lexer.endOfQualifiedName(startingAt: start)
+                var columns = "*"
+                if let list = body["attlist"]?.array, !list.isEmpty {
+                    columns = list.compactMap { $0["String"]?["sval"]?.string }.map(SQL.identifier).joined(separator: ", ")
+                    if let close = lexer.endOfCall(startingAt: end) { end = close }
+                }
+                let only = relation["inh"]?.bool != true
+                edits.append(Edit(range: start..<end, replacement: "(SELECT \(columns) FROM \(table.maskedRelation(only: only)) AS \(SQL.identifier(table.name)))"))
+                return
+            }
+            if let query = body["query"] { walk(query, ctes: []) }
+        }
+
+        mutating func walk(_ node: JSONNode, ctes: Set<String>, skipKeys: Set<String> = []) {
+            guard refusal == nil else { return }
+            switch node {
+            case .array(let items):
+                for item in items { walk(item, ctes: ctes) }
+            case .object(let fields):
+                if let rangeVar = fields["RangeVar"] {
+                    rangeVarReference(rangeVar, ctes: ctes)
+                    return
+                }
+                if let call = fields["FuncCall"] {
+                    let name = call["funcname"]?.array.last?["String"]?["sval"]?.string ?? ""
+                    if MaskingRewriter.opaqueFunctions.contains(name) || name.hasPrefix("dblink") {
+                        refuse("function \(name)() is not allowed (pgclone cannot see what it reads)")
+                        return
+                    }
+                    if context.taintedFunctions.contains(name) {
+                        refuse("function \(name)() reads a masked table and is not allowed")
+                        return
+                    }
+                }
+                var scope = ctes
+                if let with = fields["withClause"] {
+                    // A CTE body sees the CTEs before it (all of them if RECURSIVE), not itself;
+                    // a name that is not a CTE in scope there is the real table.
+                    let recursive = with["recursive"]?.bool == true
+                    let entries = with["ctes"]?.array.compactMap { $0["CommonTableExpr"] } ?? []
+                    let names = entries.compactMap { $0["ctename"]?.string }
+                    for (index, entry) in entries.enumerated() {
+                        let visible = recursive ? ctes.union(names) : ctes.union(names.prefix(index))
+                        if let query = entry["ctequery"] { walk(query, ctes: visible) }
+                    }
+                    scope.formUnion(names)
+                }
+                for (key, value) in fields where !skipKeys.contains(key) && key != "withClause" {
+                    walk(value, ctes: scope)
+                }
+            default:
+                break
+            }
+        }
+
+        mutating func rangeVarReference(_ rangeVar: JSONNode, ctes: Set<String>) {
+            guard let name = rangeVar["relname"]?.string else { return }
+            let schema = rangeVar["schemaname"]?.string
+            if schema == nil, ctes.contains(name) { return }
+            if context.taintedRelations.contains(name) {
+                refuse("\(schema.map { "\($0)." } ?? "")\(name) reads a masked table and is not allowed")
+                return
+            }
+            guard let table = context.table(schema: schema, name: name) else { return }
+            let location = rangeVar["location"]?.int ?? 0
+            let nameEnd = lexer.endOfQualifiedName(startingAt: location)
+            var start = location
+            let only = rangeVar["inh"]?.bool != true
+            var prefix = ""
+            if let (word, wordStart) = lexer.previousWord(before: location) {
+                if word == "only" { start = wordStart }
+                if word == "table" && location > 0 {
+                    // TABLE t is SELECT * FROM t.
+                    start = wordStart
+                    prefix = "SELECT * FROM "
+                }
+            }
+            let alias = rangeVar["alias"] == nil ? " AS \(SQL.identifier(name))" : ""
+            edits.append(Edit(range: start..<nameEnd, replacement: prefix + table.maskedRelation(only: only) + alias))
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import Masking
+import PostgresWire
+
+/// One session's masking state: the context for its current role, a cache of
+/// rewritten statements, and when the context must be read again.
+///
+/// The context is read in-band (on the session itself) before the first
+/// statement, after any statement that may change the role or search_path, and
+/// when the policies change. Sessions that are not masked pay only a substring
+/// check per statement.
+struct SessionMasking {
+    private(set) var context: MaskingContext?
+    private(set) var needsCheck = true
+    private var cache: [String: MaskingRewriter.Result] = [:]
+    /// Set after a RowDescription was refused: rows up to the command's end are dropped.
+    var suppressingRows = false
+
+    /// Words after which the role or search_path may differ (SET ROLE, RESET ALL, DISCARD ALL,
+    /// SET SESSION AUTHORIZATION, set_config('role', ...), a ROLLBACK or COMMIT ending SET LOCAL).
+    private static let triggers: [[UInt8]] = ["role", "authorization", "reset", "discard", "search_path", "rollback", "abort", "commit", "set_config"]
+        .map { Array($0.utf8) }
+
+    var isMasked: Bool { context?.isMasked ?? false }
+
+    /// Whether the context must be (re)read before running a statement under `policies`.
+    func mustCheck(_ policies: PolicySet) -> Bool {
+        guard !policies.isEmpty else { return false }
+        return needsCheck || context?.policyVersion != policies.version
+    }
+
+    mutating func update(_ context: MaskingContext) {
+        if context != self.context { cache.removeAll() }
+        self.context = context
+        needsCheck = false
+    }
+
+    /// Called for each statement sent on: does it possibly change who we are?
+    mutating func noteStatement<Bytes: Collection>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+        if Self.mentionsTrigger(bytes) { needsCheck = true }
+    }
+
+    /// A ParameterStatus for the role (is_superuser, session_authorization) means the role changed.
+    mutating func noteParameter(_ name: String) {
+        if name == "is_superuser" || name == "session_authorization" { needsCheck = true }
+    }
+
+    mutating func rewrite(_ sql: String) -> MaskingRewriter.Result {
+        guard let context, context.isMasked else { return .unchanged }
+        if let cached = cache[sql] { return cached }
+        let result = MaskingRewriter(context: context).rewrite(sql)
+        if cache.count > 1000 { cache.removeAll() }
+        cache[sql] = result
+        return result
+    }
+
+    /// The refusal for a result that would carry a masked column, if any.
+    func violation(_ description: RowDescription) -> String? {
+        guard let context, context.isMasked else { return nil }
+        for column in description.columns where context.isMaskedOrigin(tableOID: column.tableOID, attribute: column.columnAttributeNumber) {
+            let table = context.tables.first { $0.oid == column.tableOID }
+            return "pgclone: result column \"\(column.name)\" would carry unmasked values of \(table.map { "\($0.schema).\($0.name)" } ?? "a masked table"); the statement's rows were not sent"
+        }
+        return nil
+    }
+
+    static func mentionsTrigger<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
+        let lowered = bytes.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }
+        for word in triggers where lowered.count >= word.count {
+            var index = lowered.startIndex
+            while index <= lowered.count - word.count {
+                if lowered[index] == word[0], Array(lowered[index..<(index + word.count)]) == word { return true }
+                index += 1
+            }
+        }
+        return false
+    }
+}
