@@ -15,7 +15,7 @@ public struct CloneTarget: Sendable {
         self.role = role
     }
 
-    func connect(database: String? = nil) async throws(CloneError) -> PQConnection {
+    public func connect(database: String? = nil) async throws(CloneError) -> PQConnection {
         var info = serviceConnInfo
         info["dbname"] = database ?? self.database
         let connection: PQConnection

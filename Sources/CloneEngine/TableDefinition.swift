@@ -4,91 +4,91 @@ import PQ
 /// Definitions come from the server's own deparsers (format_type, pg_get_expr,
 /// pg_get_constraintdef, pg_get_indexdef, pg_get_triggerdef) under an empty
 /// search_path, so every name in them is schema-qualified.
-struct TableDefinition: Sendable {
-    struct Column: Sendable {
-        var number: Int
-        var name: String
-        var type: String
-        var notNull: Bool
-        var defaultExpression: String?
+public struct TableDefinition: Sendable {
+    public struct Column: Sendable {
+        public var number: Int
+        public var name: String
+        public var type: String
+        public var notNull: Bool
+        public var defaultExpression: String?
         /// "a" (ALWAYS), "d" (BY DEFAULT) or nil.
-        var identity: String?
-        var generatedExpression: String?
-        var collation: String?
-        var isBuiltinType: Bool
+        public var identity: String?
+        public var generatedExpression: String?
+        public var collation: String?
+        public var isBuiltinType: Bool
         /// pg_type.typcategory: S string, N numeric, ...
-        var typeCategory: String
-        var comment: String?
+        public var typeCategory: String
+        public var comment: String?
     }
 
-    struct Constraint: Sendable {
-        var name: String
+    public struct Constraint: Sendable {
+        public var name: String
         /// p primary key, u unique, c check, f foreign key, x exclusion.
-        var kind: String
-        var definition: String
+        public var kind: String
+        public var definition: String
         /// For foreign keys: the referenced table, qualified and quoted.
-        var referencedTable: String?
-        var referencedSchema: String?
-        var referencedName: String?
+        public var referencedTable: String?
+        public var referencedSchema: String?
+        public var referencedName: String?
     }
 
-    struct Index: Sendable {
-        var name: String
+    public struct Index: Sendable {
+        public var name: String
         /// The name as the server's deparser prints it (quote_ident).
-        var printedName: String
-        var isUnique: Bool
-        var definition: String
+        public var printedName: String
+        public var isUnique: Bool
+        public var definition: String
     }
 
-    struct Trigger: Sendable {
-        var name: String
-        var definition: String
-        var functionSchema: String
-        var functionName: String
-        var functionSignature: String
+    public struct Trigger: Sendable {
+        public var name: String
+        public var definition: String
+        public var functionSchema: String
+        public var functionName: String
+        public var functionSignature: String
     }
 
-    struct OwnedSequence: Sendable {
-        var column: String
-        var schema: String
-        var name: String
+    public struct OwnedSequence: Sendable {
+        public var column: String
+        public var schema: String
+        public var name: String
         /// As regclass output prints it (quote_ident each part).
-        var printedName: String
-        var isIdentity: Bool
-        var options: String
-        var lastValue: String
-        var isCalled: Bool
+        public var printedName: String
+        public var isIdentity: Bool
+        public var options: String
+        public var lastValue: String
+        public var isCalled: Bool
     }
 
-    struct Partition: Sendable {
-        var schema: String
-        var name: String
-        var bound: String
-        var isDefaultPartition: Bool
+    public struct Partition: Sendable {
+        public var schema: String
+        public var name: String
+        public var bound: String
+        public var isDefaultPartition: Bool
     }
 
-    var oid: UInt32
-    var schema: String
-    var name: String
-    var isPartitioned: Bool
-    var partitionKey: String?
-    var isUnlogged: Bool
-    var comment: String?
-    var columns: [Column]
-    var constraints: [Constraint]
-    var indexes: [Index]
-    var triggers: [Trigger]
-    var sequences: [OwnedSequence]
-    var partitions: [Partition]
+    public var oid: UInt32
+    public var schema: String
+    public var name: String
+    public var isPartitioned: Bool
+    public var partitionKey: String?
+    public var isUnlogged: Bool
+    public var comment: String?
+    public var columns: [Column]
+    public var constraints: [Constraint]
+    public var indexes: [Index]
+    public var triggers: [Trigger]
+    public var sequences: [OwnedSequence]
+    public var partitions: [Partition]
 
     /// `schema.table` as the server's deparsers print it (quote_ident each part).
-    var printedName: String
+    public var printedName: String
 
-    var qualifiedName: String { SQL.qualified(schema, name) }
-    var displayName: String { "\(schema).\(name)" }
+    public var qualifiedName: String { SQL.qualified(schema, name) }
+    public var displayName: String { "\(schema).\(name)" }
 
     /// Reads the definition; `nil` when there is no such ordinary or partitioned table.
-    static func load(_ connection: PQConnection, schema: String, table: String) async throws -> TableDefinition? {
+    public static func load(_ connection: PQConnection, schema: String, table: String) async throws -> TableDefinition? {
         let info = try await connection.query("""
             SELECT c.oid, c.relkind, c.relpersistence, pg_catalog.pg_get_partkeydef(c.oid),
                    pg_catalog.obj_description(c.oid, 'pg_class'),

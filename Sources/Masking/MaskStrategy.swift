@@ -132,6 +132,19 @@ public enum MaskStrategy: Sendable, Hashable {
         return "(\(body))::\(type)"
     }
 
+    /// The option form, usable as-is in a `mask` option or a policy file.
+    public var json: JSONNode {
+        switch self {
+        case .email, .name, .phone, .hash, .null: return .string(name)
+        case .partial(let prefix, let suffix):
+            return .object(["type": .string("partial"), "prefix": .number(Double(prefix)), "suffix": .number(Double(suffix))])
+        case .randomInt(let low, let high):
+            return .object(["type": .string("random_int"), "min": .number(Double(low)), "max": .number(Double(high))])
+        case .constant(let value):
+            return .object(["type": .string("constant"), "value": .string(value)])
+        }
+    }
+
     /// Short name for reports.
     public var name: String {
         switch self {

@@ -18,8 +18,11 @@ public struct TablePolicy: Sendable, Hashable {
     public var columns: [Column]
     /// Where the policy comes from: `file.yaml:line` or `state database`.
     public var source: String
+    /// The database the policy is for; `nil` (file policies) means every database.
+    public var database: String?
 
-    public init(schema: String, table: String, unmaskedRoles: [String], maskedRoles: [String]? = nil, columns: [Column], source: String) {
+    public init(schema: String, table: String, unmaskedRoles: [String], maskedRoles: [String]? = nil, columns: [Column], source: String, database: String? = nil) {
+        self.database = database
         self.schema = schema
         self.table = table
         self.unmaskedRoles = unmaskedRoles

@@ -723,7 +723,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
         logger.info("admin call", metadata: ["role": "\(role)", "functions": "\(functionNames)"])
         let caller = AdminCaller(role: role, database: database)
-        let functions = AdminFunctions(serviceConnInfo: proxy.configuration.serviceConnInfo)
+        let functions = proxy.adminFunctions
         let session = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         adminTask = Task {
@@ -881,7 +881,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     /// client's portal to it with the client's result formats, and drops the name.
     private func runBoundAdmin(_ bind: FrontendMessage.Bind, _ prepared: AdminPrepared) {
         guard let context else { return }
-        let functions = AdminFunctions(serviceConnInfo: proxy.configuration.serviceConnInfo)
+        let functions = proxy.adminFunctions
         let session = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         logger.info("admin call", metadata: ["functions": "\(prepared.statement.references.map { "pgclone.\($0.function)" })", "protocol": "extended"])

@@ -23,6 +23,8 @@ public struct ProxyConfiguration: Sendable {
     public var adminRoles: [String] = []
     /// Directory of masking policy files.
     public var policiesDirectory: String?
+    /// Target database holding pgclone's durable state (policies created through the SQL API, jobs).
+    public var stateDatabase = "postgres"
 
     public init(
         listenHost: String = "127.0.0.1",

@@ -12,6 +12,14 @@ final class ProxyContext: Sendable {
     let logger: Logger
     let policies: PolicyStore
 
+    var statePolicies: StatePolicies {
+        StatePolicies(serviceConnInfo: configuration.serviceConnInfo, database: configuration.stateDatabase)
+    }
+
+    var adminFunctions: AdminFunctions {
+        AdminFunctions(serviceConnInfo: configuration.serviceConnInfo, policies: policies, state: statePolicies)
+    }
+
     init(configuration: ProxyConfiguration, policies: PolicyStore, logger: Logger) throws {
         self.policies = policies
         self.configuration = configuration

@@ -77,7 +77,10 @@ extension Pgclone {
             }
             let server = try ServerFactory.makeProxy(configuration: configuration, group: group, logger: logger, policies: policies)
             let serviceGroup = ServiceGroup(configuration: .init(
-                services: [.init(service: PolicyReloader(store: policies)), .init(service: server)],
+                services: [
+                    .init(service: PolicyReloader(store: policies, state: StatePolicies(serviceConnInfo: configuration.serviceConnInfo, database: configuration.stateDatabase))),
+                    .init(service: server),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 cancellationSignals: [],
                 logger: logger

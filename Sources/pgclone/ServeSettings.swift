@@ -80,6 +80,7 @@ struct ServeSettings {
             configuration.shutdownGracePeriod = .milliseconds(Int64(seconds * 1000))
         }
         configuration.policiesDirectory = self["policies"]
+        if let database = self["state_database"], !database.isEmpty { configuration.stateDatabase = database }
         if let roles = self["admin_roles"] {
             configuration.adminRoles = roles.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }

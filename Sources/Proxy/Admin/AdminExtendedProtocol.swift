@@ -60,10 +60,17 @@ extension AdminStatement {
         let guardClause = parameters.isEmpty ? "" : parameters.joined(separator: " AND ")
         var bytes = Array(text.utf8)
         for (index, reference) in references.enumerated().reversed() {
+            let type = AdminFunctions.resultTypes[reference.function] ?? "text"
             let value = index == 0 && !guardClause.isEmpty
-                ? "CASE WHEN \(guardClause) THEN NULL::pg_catalog.text ELSE NULL::pg_catalog.text END"
-                : "NULL::pg_catalog.text"
+                ? "CASE WHEN \(guardClause) THEN NULL::\(type) ELSE NULL::\(type) END"
+                : "NULL::\(type)"
             let replacement: String
+            if let columns = AdminFunctions.resultColumns[reference.function], case .fromItem(let hasAlias) = reference.placement {
+                let nulls = columns.map { "NULL::\($0.type) AS \(SQL.identifier($0.name))" }.joined(separator: ", ")
+                let filter = index == 0 && !guardClause.isEmpty ? "(\(guardClause)) AND false" : "false"
+                bytes.replaceSubrange(reference.range, with: Array(("(SELECT \(nulls) WHERE \(filter))" + (hasAlias ? "" : " AS \(SQL.identifier(reference.function))")).utf8))
+                continue
+            }
             switch reference.placement {
             case .targetEntry(let alias):
                 replacement = "(\(value))" + (alias == nil ? " AS \(SQL.identifier(reference.function))" : "")

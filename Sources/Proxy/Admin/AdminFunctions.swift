@@ -1,4 +1,5 @@
 import CloneEngine
+import Masking
 import PQ
 
 /// Who is calling and where: the admin API acts as this role in this database.
@@ -14,6 +15,8 @@ public struct AdminCaller: Sendable {
 /// The pgclone.* functions, with the guide's argument order and defaults.
 struct AdminFunctions: Sendable {
     let serviceConnInfo: ConnInfo
+    let policies: PolicyStore
+    let state: StatePolicies
     let engine = CloneEngine()
 
     /// Runs one reference with its arguments resolved; `notices` collects
@@ -90,6 +93,44 @@ struct AdminFunctions: Sendable {
                 notices += summary.notes
                 return .text("OK: created database \(name) and cloned (\(summary.schemas.count) schemas: \(summary.counts))")
 
+            case "discover_sensitive":
+                try arguments.expectCount(2...2)
+                let json = try await MaskingAdmin().discoverSensitive(source: arguments.text(0, "source_conninfo"), schema: arguments.text(1, "schema_name"))
+                return .value(json, type: "json")
+
+            case "mask_in_place":
+                try arguments.expectCount(3...3)
+                return .text(try await MaskingAdmin().maskInPlace(target: target, schema: arguments.text(0, "schema_name"),
+                                                                  table: arguments.text(1, "table_name"), mask: arguments.text(2, "mask")))
+
+            case "create_masking_policy":
+                try arguments.expectCount(3...4)
+                let functions = MaskingPolicyFunctions(target: target, state: state, store: policies)
+                return .text(try await functions.create(schema: arguments.text(0, "schema_name"), table: arguments.text(1, "table_name"),
+                                                        mask: arguments.text(2, "mask"), privilegedRole: arguments.optionalText(3)))
+
+            case "drop_masking_policy":
+                try arguments.expectCount(2...2)
+                let functions = MaskingPolicyFunctions(target: target, state: state, store: policies)
+                return .text(try await functions.drop(schema: arguments.text(0, "schema_name"), table: arguments.text(1, "table_name")))
+
+            case "masking_report":
+                try arguments.expectCount(1...1)
+                return try await MaskingPolicyFunctions(target: target, state: state, store: policies).report(schema: arguments.text(0, "schema_name"))
+
+            case "policy_status":
+                try arguments.expectCount(0...0)
+                return MaskingPolicyFunctions.status(policies)
+
+            case "reload":
+                try arguments.expectCount(0...0)
+                if let statePolicies = try? await state.load() { policies.setStatePolicies(statePolicies) }
+                if let error = policies.reload() {
+                    throw AdminError("22023", "policy reload rejected; the last good policies stay in force", detail: error)
+                }
+                let current = policies.current
+                return .text("OK: \(current.policies.count) \(current.policies.count == 1 ? "policy" : "policies") in force (version \(current.version))")
+
             case let name where Self.plannedFunctions.contains(name):
                 throw AdminError("0A000", "pgclone.\(name)() is not available in this version of pgclone")
 
@@ -97,6 +138,8 @@ struct AdminFunctions: Sendable {
                 throw AdminError("42883", "function pgclone.\(reference.function)() does not exist",
                                  hint: "Known functions: \(Self.knownFunctions.joined(separator: ", ")).")
             }
+        } catch let error as PQError {
+            throw AdminError(error.sqlState ?? "XX000", error.message, detail: error.detail, hint: error.hint)
         } catch let error as CloneError {
             throw AdminError(error.sqlState, error.message, detail: error.detail, hint: error.hint)
         } catch let error as AdminError {
@@ -116,18 +159,33 @@ struct AdminFunctions: Sendable {
         "functions": ["text", "text"],
         "database": ["text", "bool", "text"],
         "database_create": ["text", "text", "bool", "text"],
+        "discover_sensitive": ["text", "text"],
+        "mask_in_place": ["text", "text", "text"],
+        "create_masking_policy": ["text", "text", "text", "text"],
+        "drop_masking_policy": ["text", "text"],
+        "masking_report": ["text"],
     ]
+
+    /// Result columns of the set-returning functions (what Describe reports).
+    static let resultColumns: [String: [AdminResult.Column]] = [
+        "masking_report": MaskingPolicyFunctions.reportColumns,
+        "policy_status": MaskingPolicyFunctions.statusColumns,
+    ]
+
+    /// Result type of the scalar functions (text unless listed).
+    static let resultTypes: [String: String] = ["discover_sensitive": "json"]
 
     static func parameterType(function: String, position: Int) -> String {
         guard let signature = signatures[function], position < signature.count else { return "text" }
         return signature[position]
     }
 
-    static let knownFunctions = ["version", "table", "table_ex", "schema", "schema_ex", "functions", "database", "database_create"]
+    static let knownFunctions = ["version", "table", "table_ex", "schema", "schema_ex", "functions", "database", "database_create",
+                                 "discover_sensitive", "mask_in_place", "create_masking_policy", "drop_masking_policy",
+                                 "masking_report", "policy_status", "reload"]
     static let plannedFunctions: Set<String> = [
-        "discover_sensitive", "mask_in_place", "create_masking_policy", "drop_masking_policy", "clone_roles", "verify",
-        "masking_report", "table_async", "schema_async", "progress", "progress_detail", "jobs", "cancel", "resume",
-        "clear_jobs", "reload", "jobs_view", "policy_status",
+        "clone_roles", "verify", "table_async", "schema_async", "progress", "progress_detail", "jobs", "cancel", "resume",
+        "clear_jobs", "jobs_view",
     ]
 
 }

@@ -71,15 +71,16 @@ public struct MaskingContext: Sendable, Hashable {
             let masked = policy.maskedRoles.map { roles in
                 SQL.literal("{" + roles.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}") + "::pg_catalog.text[]"
             } ?? "NULL::pg_catalog.text[]"
-            return "(\(index), \(SQL.literal(policy.schema)), \(SQL.literal(policy.table)), \(SQL.literal(unmasked))::pg_catalog.text[], \(masked))"
+            return "(\(index), \(SQL.literal(policy.schema)), \(SQL.literal(policy.table)), \(SQL.literal(unmasked))::pg_catalog.text[], \(masked), \(SQL.literal(policy.database))::pg_catalog.text)"
         }.joined(separator: ", ")
         return """
-            WITH RECURSIVE p(i, nsp, rel, unmasked, masked) AS (VALUES \(rows)),
+            WITH RECURSIVE p(i, nsp, rel, unmasked, masked, db) AS (VALUES \(rows)),
             m AS (
               SELECT p.i, c.oid AS reloid, p.rel FROM p
               JOIN pg_catalog.pg_namespace n ON n.nspname = p.nsp
               JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = p.rel
-              WHERE NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = pg_catalog.current_user()), false)
+              WHERE (p.db IS NULL OR p.db OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text)
+                AND NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = pg_catalog.current_user()), false)
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname = ANY (p.unmasked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER'))
                 AND (p.masked IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname = ANY (p.masked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER')))
             ),

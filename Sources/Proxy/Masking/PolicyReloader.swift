@@ -6,10 +6,12 @@ import UnixSignals
 /// It is the only place in the process that traps SIGHUP.
 public struct PolicyReloader: Service {
     let store: PolicyStore
+    let state: StatePolicies?
     let interval: Duration
 
-    public init(store: PolicyStore, interval: Duration = .seconds(1)) {
+    public init(store: PolicyStore, state: StatePolicies?, interval: Duration = .seconds(1)) {
         self.store = store
+        self.state = state
         self.interval = interval
     }
 
@@ -18,6 +20,7 @@ public struct PolicyReloader: Service {
             group.addTask {
                 for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
                     store.reload()
+                    if let state, let policies = try? await state.load() { store.setStatePolicies(policies) }
                 }
             }
             group.addTask {
@@ -28,6 +31,10 @@ public struct PolicyReloader: Service {
                     if now != signature {
                         signature = now
                         store.reload()
+                    }
+                    // Policies created through the SQL API by any proxy fronting this target.
+                    if let state, let policies = try? await state.load() {
+                        store.setStatePolicies(policies)
                     }
                 }
             }

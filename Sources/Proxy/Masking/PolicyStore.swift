@@ -10,6 +10,9 @@ public final class PolicyStore: Sendable {
         public var policies: PolicySet
         public var lastError: String?
         public var lastReload: Date?
+        /// The last good policies from files and from the state database, merged into `policies`.
+        var filePolicies: [TablePolicy] = []
+        var statePolicies: [TablePolicy] = []
     }
 
     public let directory: String?
@@ -34,9 +37,8 @@ public final class PolicyStore: Sendable {
             let changed = state.withLockedValue { status -> Bool in
                 status.lastError = nil
                 status.lastReload = Date()
-                guard policies != status.policies.policies else { return false }
-                status.policies = PolicySet(policies: policies, version: status.policies.version + 1)
-                return true
+                status.filePolicies = policies
+                return Self.merge(&status)
             }
             if changed {
                 logger.info("policies loaded", metadata: ["policies.count": "\(policies.count)", "policies.version": "\(current.version)"])
@@ -51,6 +53,30 @@ public final class PolicyStore: Sendable {
             logger.error("policy reload rejected; keeping the last good policies", metadata: ["error": "\(text)"])
             return text
         }
+    }
+
+    /// Installs the policies read from the state database (create_masking_policy).
+    public func setStatePolicies(_ policies: [TablePolicy]) {
+        let changed = state.withLockedValue { status -> Bool in
+            status.statePolicies = policies
+            return Self.merge(&status)
+        }
+        if changed {
+            logger.info("policies updated from the state database", metadata: ["policies.version": "\(current.version)"])
+        }
+    }
+
+    /// Files first; a state policy for a table a file already covers is ignored.
+    private static func merge(_ status: inout Status) -> Bool {
+        var merged = status.filePolicies
+        for policy in status.statePolicies where !merged.contains(where: {
+            $0.schema == policy.schema && $0.table == policy.table && ($0.database == nil || $0.database == policy.database)
+        }) {
+            merged.append(policy)
+        }
+        guard merged != status.policies.policies else { return false }
+        status.policies = PolicySet(policies: merged, version: status.policies.version + 1)
+        return true
     }
 
     /// A fingerprint of the directory (names, sizes, modification times) to notice edits.

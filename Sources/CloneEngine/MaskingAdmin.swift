@@ -1,0 +1,118 @@
+import Foundation
+import JSON
+import Masking
+import PQ
+
+/// The masking toolset of the SQL API: discovery, static masking, masked views, reports.
+public struct MaskingAdmin: Sendable {
+    public init() {}
+
+    public struct ColumnInfo: Sendable {
+        public var table: String
+        public var column: String
+        public var type: String
+        public var typeCategory: String
+    }
+
+    public static func columns(_ connection: PQConnection, schema: String) async throws -> [ColumnInfo] {
+        let rows = try await connection.query("""
+            SELECT c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typcategory
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+            WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+            ORDER BY c.relname, a.attnum
+            """, [schema])
+        return rows.rows.indices.map {
+            ColumnInfo(table: rows.string($0, 0)!, column: rows.string($0, 1)!, type: rows.string($0, 2)!, typeCategory: rows.string($0, 3) ?? "")
+        }
+    }
+
+    /// Name rules first; text columns the name says nothing about are judged by a sample of values.
+    public static func classify(_ connection: PQConnection, schema: String, _ column: ColumnInfo) async throws -> SensitivityRules.Finding? {
+        switch SensitivityRules.byName(column.column, typeCategory: column.typeCategory) {
+        case .some(let finding):
+            return finding
+        case .none:
+            guard column.typeCategory == "S" else { return nil }
+            let sample = try await connection.exec(
+                "SELECT \(SQL.identifier(column.column))::pg_catalog.text FROM \(SQL.qualified(schema, column.table)) WHERE \(SQL.identifier(column.column)) IS NOT NULL LIMIT 100")
+            return SensitivityRules.byValues(sample.strings.compactMap { $0 })
+        }
+    }
+
+    /// `{"table": {"column": strategy, ...}, ...}`, each table's object usable as a `mask` option.
+    public func discoverSensitive(source: String, schema: String) async throws(CloneError) -> String {
+        let session = try await SourceSession.open(source)
+        do {
+            let exists = try await session.primary.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema])
+            guard exists.rows.count == 1 else { throw CloneError("3F000", "schema \"\(schema)\" does not exist on source") }
+            var result: [String: JSONNode] = [:]
+            for column in try await Self.columns(session.primary, schema: schema) {
+                guard let finding = try await Self.classify(session.primary, schema: schema, column) else { continue }
+                var table = result[column.table]?.objectFields ?? [:]
+                table[column.column] = finding.strategy.json
+                result[column.table] = .object(table)
+            }
+            return JSONNode.object(result).text
+        } catch {
+            throw CloneError.from(error, context: "discovering sensitive columns")
+        }
+    }
+
+    /// Masks existing rows in one transaction, as the caller.
+    public func maskInPlace(target: CloneTarget, schema: String, table: String, mask: String) async throws(CloneError) -> String {
+        let strategies = try Self.parseMask(mask)
+        let connection = try await target.connect()
+        do {
+            guard let definition = try await TableDefinition.load(connection, schema: schema, table: table) else {
+                throw CloneError("42P01", "relation \"\(schema).\(table)\" does not exist")
+            }
+            var assignments: [String] = []
+            for (column, strategy) in strategies {
+                guard let info = definition.columns.first(where: { $0.name == column }) else {
+                    throw CloneError("42703", "column \"\(column)\" of relation \"\(schema).\(table)\" does not exist")
+                }
+                try CopyPlan.checkCompatible(strategy, info, table: "\(schema).\(table)")
+                assignments.append("\(SQL.identifier(column)) = \(strategy.expression(for: SQL.identifier(column), type: info.type))")
+            }
+            try await connection.exec("BEGIN")
+            do {
+                let updated = try await connection.exec("UPDATE \(definition.qualifiedName) SET \(assignments.joined(separator: ", "))")
+                try await connection.exec("COMMIT")
+                let rows = updated.affectedRows ?? 0
+                return "OK: masked \(rows) \(rows == 1 ? "row" : "rows") in \(schema).\(table) (\(strategies.count) \(strategies.count == 1 ? "column" : "columns"))"
+            } catch {
+                _ = try? await connection.exec("ROLLBACK")
+                throw error
+            }
+        } catch {
+            throw CloneError.from(error, context: "masking \(schema).\(table)")
+        }
+    }
+
+    public static func parseMask(_ text: String) throws(CloneError) -> [(String, MaskStrategy)] {
+        let json: JSONNode
+        do {
+            json = try JSONReader.parse(text)
+        } catch {
+            throw CloneError("22P02", "invalid JSON in mask: \(error.message)")
+        }
+        do {
+            let parsed = try parseMaskObject(json)
+            guard !parsed.isEmpty else { throw CloneError.invalidOption("the mask names no columns") }
+            return parsed.map { ($0.column, $0.strategy) }
+        } catch let error as MaskError {
+            throw CloneError.invalidOption(error.message, hint: error.hint)
+        } catch {
+            throw CloneError.from(error, context: "mask")
+        }
+    }
+}
+
+extension JSONNode {
+    var objectFields: [String: JSONNode]? {
+        if case .object(let fields) = self { return fields }
+        return nil
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import JSON
+import CloneEngine
+import Masking
+import PQ
+
+/// create_masking_policy, drop_masking_policy, masking_report, policy_status and reload.
+struct MaskingPolicyFunctions: Sendable {
+    let target: CloneTarget
+    let state: StatePolicies
+    let store: PolicyStore
+
+    static let reportColumns = [
+        AdminResult.Column("schema_name", "text"), AdminResult.Column("table_name", "text"), AdminResult.Column("column_name", "text"),
+        AdminResult.Column("sensitivity", "text"), AdminResult.Column("mask_status", "text"), AdminResult.Column("recommendation", "text"),
+    ]
+
+    static let statusColumns = [
+        AdminResult.Column("source", "text"), AdminResult.Column("table_name", "text"), AdminResult.Column("columns", "text"),
+        AdminResult.Column("unmasked_roles", "text"), AdminResult.Column("version", "integer"), AdminResult.Column("last_error", "text"),
+    ]
+
+    func create(schema: String, table: String, mask: String, privilegedRole: String?) async throws -> String {
+        let strategies = try MaskingAdmin.parseMask(mask)
+        let connection = try await target.connect()
+        guard let definition = try await TableDefinition.load(connection, schema: schema, table: table) else {
+            throw CloneError("42P01", "relation \"\(schema).\(table)\" does not exist")
+        }
+        if let privilegedRole {
+            let role = try await connection.query("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", [privilegedRole])
+            guard role.rows.count == 1 else { throw CloneError("42704", "role \"\(privilegedRole)\" does not exist") }
+        }
+        var list: [String] = []
+        for column in definition.columns {
+            let name = SQL.identifier(column.name)
+            if let strategy = strategies.first(where: { $0.0 == column.name })?.1 {
+                list.append(strategy.expression(for: name, type: column.type) + " AS " + name)
+            } else {
+                list.append(name)
+            }
+        }
+        for (column, _) in strategies where !definition.columns.contains(where: { $0.name == column }) {
+            throw CloneError("42703", "column \"\(column)\" of relation \"\(schema).\(table)\" does not exist")
+        }
+        let viewName = NameMappingPublic.truncate(table + "_masked")
+        let qualifiedTable = SQL.qualified(schema, table)
+        let qualifiedView = SQL.qualified(schema, viewName)
+        let acl = try await connection.query("SELECT relacl::pg_catalog.text FROM pg_catalog.pg_class WHERE oid = $1::pg_catalog.regclass", [qualifiedTable]).string(0, 0)
+        // The exempt role reads the base table, so it needs USAGE on the schema; remember whether we gave it.
+        var grantUsage = false
+        if let privilegedRole {
+            grantUsage = try await connection.query("SELECT NOT pg_catalog.has_schema_privilege($1, $2, 'USAGE')", [privilegedRole, schema]).string(0, 0) == "t"
+        }
+        try await connection.exec("BEGIN")
+        do {
+            try await connection.exec("CREATE OR REPLACE VIEW \(qualifiedView) AS SELECT \(list.joined(separator: ", ")) FROM \(qualifiedTable)")
+            try await connection.exec("REVOKE ALL ON \(qualifiedTable) FROM PUBLIC")
+            if let privilegedRole {
+                try await connection.exec("GRANT SELECT ON \(qualifiedTable) TO \(SQL.identifier(privilegedRole))")
+                if grantUsage { try await connection.exec("GRANT USAGE ON SCHEMA \(SQL.identifier(schema)) TO \(SQL.identifier(privilegedRole))") }
+            }
+            try await connection.exec("GRANT SELECT ON \(qualifiedView) TO PUBLIC")
+            try await connection.exec("COMMIT")
+        } catch {
+            _ = try? await connection.exec("ROLLBACK")
+            throw error
+        }
+        let stateConnection = try await state.connect()
+        try await stateConnection.exec(StatePolicies.schemaSQL)
+        let maskJSON = "{" + strategies.map { "\(JSONNodeQuote.quote($0.0)): \($0.1.json.text)" }.joined(separator: ", ") + "}"
+        let roles = "{" + (privilegedRole.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" } ?? "") + "}"
+        try await stateConnection.query("""
+            INSERT INTO pgclone.masking_policies (database_name, schema_name, table_name, mask, unmasked_roles, view_name, previous_acl, granted_schema_usage, created_by)
+            VALUES ($1, $2, $3, $4::jsonb, $5::text[], $6, $7, $8::bool, $9)
+            ON CONFLICT (database_name, schema_name, table_name)
+            DO UPDATE SET mask = EXCLUDED.mask, unmasked_roles = EXCLUDED.unmasked_roles, view_name = EXCLUDED.view_name,
+                          granted_schema_usage = masking_policies.granted_schema_usage OR EXCLUDED.granted_schema_usage
+            """, [target.database, schema, table, maskJSON, roles, viewName, acl, grantUsage ? "true" : "false", target.role])
+        store.setStatePolicies(try await state.load())
+        let who = privilegedRole.map { "role \($0) sees real values" } ?? "no role is exempt"
+        return "OK: masking policy on \(schema).\(table) for \(strategies.count) \(strategies.count == 1 ? "column" : "columns"); view \(schema).\(viewName) created; \(who)"
+    }
+
+    func drop(schema: String, table: String) async throws -> String {
+        let stateConnection = try await state.connect()
+        try await stateConnection.exec(StatePolicies.schemaSQL)
+        let row = try await stateConnection.query("""
+            SELECT view_name, previous_acl, granted_schema_usage, unmasked_roles[1] FROM pgclone.masking_policies WHERE database_name = $1 AND schema_name = $2 AND table_name = $3
+            """, [target.database, schema, table])
+        guard row.rows.count == 1 else {
+            throw CloneError("42704", "there is no masking policy on \(schema).\(table) in database \(target.database)")
+        }
+        let viewName = row.string(0, 0)
+        let previous = row.string(0, 1)
+        let connection = try await target.connect()
+        let qualifiedTable = SQL.qualified(schema, table)
+        try await connection.exec("BEGIN")
+        do {
+            if let viewName { try await connection.exec("DROP VIEW IF EXISTS \(SQL.qualified(schema, viewName))") }
+            // Put the grants back exactly as they were before the policy.
+            let current = try await connection.query("""
+                SELECT DISTINCT a.grantee FROM pg_catalog.pg_class c,
+                  pg_catalog.aclexplode(COALESCE(c.relacl, pg_catalog.acldefault('r', c.relowner))) a
+                WHERE c.oid = $1::pg_catalog.regclass AND a.grantee <> c.relowner
+                """, [qualifiedTable])
+            for grantee in current.strings.compactMap({ $0 }) {
+                try await connection.exec("REVOKE ALL ON \(qualifiedTable) FROM \(try await roleName(grantee, connection))")
+            }
+            let restore = try await connection.query("""
+                SELECT a.grantee::pg_catalog.text, a.privilege_type, a.is_grantable FROM pg_catalog.pg_class c,
+                  pg_catalog.aclexplode(COALESCE($2::pg_catalog.aclitem[], pg_catalog.acldefault('r', c.relowner))) a
+                WHERE c.oid = $1::pg_catalog.regclass AND a.grantee <> c.relowner
+                """, [qualifiedTable, previous])
+            for index in restore.rows.indices {
+                let grantee = try await roleName(restore.string(index, 0)!, connection)
+                let grantable = restore.string(index, 2) == "t" ? " WITH GRANT OPTION" : ""
+                try await connection.exec("GRANT \(restore.string(index, 1)!) ON \(qualifiedTable) TO \(grantee)\(grantable)")
+            }
+            if row.string(0, 2) == "t", let role = row.string(0, 3) {
+                try await connection.exec("REVOKE USAGE ON SCHEMA \(SQL.identifier(schema)) FROM \(SQL.identifier(role))")
+            }
+            try await connection.exec("COMMIT")
+        } catch {
+            _ = try? await connection.exec("ROLLBACK")
+            throw error
+        }
+        try await stateConnection.query("DELETE FROM pgclone.masking_policies WHERE database_name = $1 AND schema_name = $2 AND table_name = $3",
+                                        [target.database, schema, table])
+        store.setStatePolicies(try await state.load())
+        return "OK: dropped masking policy on \(schema).\(table); " + (viewName.map { "view \(schema).\($0) dropped; " } ?? "") + "previous grants restored"
+    }
+
+    private func roleName(_ oid: String, _ connection: PQConnection) async throws -> String {
+        if oid == "0" { return "PUBLIC" }
+        let name = try await connection.query("SELECT pg_catalog.pg_get_userbyid($1::pg_catalog.oid)", [oid]).string(0, 0) ?? ""
+        return SQL.identifier(name)
+    }
+
+    func report(schema: String) async throws -> AdminResult {
+        let connection = try await target.connect()
+        let exists = try await connection.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema])
+        guard exists.rows.count == 1 else { throw CloneError("3F000", "schema \"\(schema)\" does not exist") }
+        let policies = store.current.policies.filter { $0.schema == schema && ($0.database == nil || $0.database == target.database) }
+        let views = try await connection.query("""
+            SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND c.relkind = 'v'
+            """, [schema]).strings.compactMap { $0 }
+        var rows: [[String?]] = []
+        for column in try await MaskingAdmin.columns(connection, schema: schema) {
+            let finding = (try? await MaskingAdmin.classify(connection, schema: schema, column)) ?? nil
+            let policy = policies.first { $0.table == column.table && $0.strategy(for: column.column) != nil }
+            guard finding != nil || policy != nil else { continue }
+            let status: String
+            let recommendation: String
+            if let policy, let strategy = policy.strategy(for: column.column) {
+                status = policy.source == "state database" && views.contains(column.table + "_masked") ? "MASKED (view)" : "MASKED (policy)"
+                recommendation = "masked with \(strategy.json.text)"
+            } else {
+                status = "UNMASKED"
+                recommendation = "mask with \(finding!.strategy.json.text)"
+            }
+            rows.append([schema, column.table, column.column, finding?.category ?? "Configured", status, recommendation])
+        }
+        return .rows(columns: Self.reportColumns, rows: rows)
+    }
+
+    static func status(_ store: PolicyStore) -> AdminResult {
+        let status = store.status
+        var rows: [[String?]] = status.policies.policies.map { policy in
+            [policy.source, policy.qualifiedName, policy.columns.map { "\($0.name): \($0.strategy.name)" }.joined(separator: ", "),
+             policy.unmaskedRoles.joined(separator: ", "), String(status.policies.version), status.lastError]
+        }
+        if rows.isEmpty, let error = status.lastError {
+            rows.append([store.directory, nil, nil, nil, String(status.policies.version), error])
+        }
+        return .rows(columns: statusColumns, rows: rows)
+    }
+}
+
+/// Name helpers shared with the clone engine.
+enum NameMappingPublic {
+    static func truncate(_ name: String) -> String {
+        var result = ""
+        for character in name {
+            if result.utf8.count + String(character).utf8.count > 63 { break }
+            result.append(character)
+        }
+        return result
+    }
+}
+
+enum JSONNodeQuote {
+    static func quote(_ text: String) -> String { JSON.JSONNode.quote(text) }
+}

@@ -1,0 +1,87 @@
+import JSON
+import Masking
+import PQ
+
+/// Masking policies created with pgclone.create_masking_policy, kept in the state
+/// database so that every proxy fronting the same target applies them.
+public struct StatePolicies: Sendable {
+    let serviceConnInfo: ConnInfo
+    let database: String
+
+    public init(serviceConnInfo: ConnInfo, database: String) {
+        self.serviceConnInfo = serviceConnInfo
+        self.database = database
+    }
+
+    /// Creates the state table if needed; an advisory lock keeps concurrent proxies
+    /// and calls from racing on the catalog.
+    static let schemaSQL = """
+        BEGIN;
+        SELECT pg_catalog.pg_advisory_xact_lock(7270746);
+        CREATE SCHEMA IF NOT EXISTS pgclone;
+        CREATE TABLE IF NOT EXISTS pgclone.masking_policies (
+            database_name text NOT NULL,
+            schema_name text NOT NULL,
+            table_name text NOT NULL,
+            mask jsonb NOT NULL,
+            unmasked_roles text[] NOT NULL,
+            view_name text,
+            previous_acl text,
+            granted_schema_usage boolean NOT NULL DEFAULT false,
+            created_by text NOT NULL DEFAULT current_user,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (database_name, schema_name, table_name)
+        );
+        REVOKE ALL ON pgclone.masking_policies FROM PUBLIC;
+        COMMIT;
+        """
+
+    func connect() async throws -> PQConnection {
+        var info = serviceConnInfo
+        info["dbname"] = database
+        let connection = try await PQConnection.connect(info.connectionString, label: "state")
+        try await connection.exec("SET search_path = ''")
+        return connection
+    }
+
+    /// Reads every stored policy; a missing table means none.
+    public func load() async throws -> [TablePolicy] {
+        let connection = try await connect()
+        let exists = try await connection.exec("SELECT pg_catalog.to_regclass('pgclone.masking_policies') IS NOT NULL")
+        guard exists.string(0, 0) == "t" else { return [] }
+        let rows = try await connection.exec("""
+            SELECT database_name, schema_name, table_name, mask::text, unmasked_roles::text FROM pgclone.masking_policies
+            ORDER BY database_name, schema_name, table_name
+            """)
+        var policies: [TablePolicy] = []
+        for row in rows.rows.indices {
+            guard let maskText = rows.string(row, 3), let mask = try? JSONReader.parse(maskText),
+                  let columns = try? parseMaskObject(mask) else { continue }
+            let roles = Self.parseArray(rows.string(row, 4) ?? "{}")
+            policies.append(TablePolicy(
+                schema: rows.string(row, 1)!, table: rows.string(row, 2)!, unmaskedRoles: roles,
+                columns: columns.map { TablePolicy.Column(name: $0.column, strategy: $0.strategy) },
+                source: "state database", database: rows.string(row, 0)!))
+        }
+        return policies
+    }
+
+    /// Parses a text[] literal of simple names (`{a,"b c"}`).
+    static func parseArray(_ text: String) -> [String] {
+        var items: [String] = []
+        var current = ""
+        var quoted = false
+        var escaped = false
+        for character in text.dropFirst().dropLast() {
+            if escaped { current.append(character); escaped = false; continue }
+            switch character {
+            case "\\" where quoted: escaped = true
+            case "\"": quoted.toggle()
+            case "," where !quoted: items.append(current); current = ""
+            default: current.append(character)
+            }
+        }
+        if !current.isEmpty || !items.isEmpty { items.append(current) }
+        return items
+    }
+}
