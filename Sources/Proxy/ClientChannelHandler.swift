@@ -384,6 +384,8 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 return .examine
             case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty:
                 return .examine
+            case FrontendMessage.ID.functionCall.rawValue where masking.isMasked:
+                return .examine
             case FrontendMessage.ID.close.rawValue where !adminPrepared.isEmpty:
                 activity.clientSent(type)
                 clientClosesInFlight += 1
@@ -402,6 +404,9 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             return verdict
         }
         switch frame.type {
+        case FrontendMessage.ID.functionCall.rawValue:
+            // The fast-path function call names a function by OID: nothing to rewrite, so masked sessions may not use it.
+            return refuseStatement(frame, AdminError("42501", "pgclone: the FunctionCall protocol message is not allowed for role \"\(masking.context?.role ?? "")\", which is masked by a policy"))
         case FrontendMessage.ID.parse.rawValue:
             return try examineParse(frame)
         case FrontendMessage.ID.bind.rawValue:

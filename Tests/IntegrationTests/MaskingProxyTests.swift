@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import PostgresWire
 import PQ
 import Proxy
 import Testing
@@ -115,6 +117,29 @@ import Testing
             #expect(filtered.stdout == "0\n", "WHERE sees masked values only: \(filtered.stderr)")
             let refused = try await Shell.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", conninfo, "-c", "DO $$ BEGIN NULL; END $$"])
             #expect(refused.stderr.contains("ERROR:  42501: pgclone: DO is not allowed for role \"\(roles.masked)\", which is masked by a policy"), "\(refused.stderr)")
+        }
+    }
+
+    @Test func functionCallMessageIsRefusedForMaskedSessions() async throws {
+        try await TargetRoles.ensure()
+        try await withMaskedSetup { environment, proxy, database, _ in
+            let answer = try await offPool {
+                let raw = try RawConnection(port: proxy.port)
+                _ = try raw.startTrusted(user: "auth_trust", database: database)
+                // A first statement lets the proxy learn the session's masking context.
+                try raw.send(.query("SELECT 1"))
+                _ = try raw.receive(until: .readyForQuery)
+                // lower('CANARY') through the fast-path interface (pg_catalog.lower(text) is OID 870).
+                try raw.send(.functionCall(.init(functionOID: 870, argumentFormats: [0], arguments: [ByteBuffer(string: "X")], resultFormat: 0)))
+                return try raw.receive(until: .readyForQuery)
+            }
+            guard case .errorResponse(let fields)? = answer.first else {
+                Issue.record("expected an error, got \(answer)")
+                return
+            }
+            #expect(fields.sqlState == "42501")
+            #expect(fields.message == "pgclone: the FunctionCall protocol message is not allowed for role \"auth_trust\", which is masked by a policy")
+            #expect(answer.last == .readyForQuery(.idle))
         }
     }
 
