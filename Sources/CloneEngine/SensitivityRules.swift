@@ -18,12 +18,12 @@ public enum SensitivityRules {
           ["schema", "name"], ["column", "name"], ["display", "order"], ["domain", "name"]], nil, nil),
         ([["email"], ["e", "mail"], ["mail"]], "Email", .email),
         ([["ssn"], ["social", "security"], ["national", "id"], ["tax", "id"], ["passport"], ["driver", "license"], ["sin"], ["nin"]], "National ID", .null),
-        ([["credit", "card"], ["card", "number"], ["cc", "number"], ["pan"], ["cvv"], ["cvc"]], "Payment Card", .partial(prefix: 0, suffix: 4)),
+        ([["credit", "card"], ["card", "number"], ["cc", "number"], ["pan"], ["cvv"], ["cvc"]], "Payment Card", .cardLast4),
         ([["iban"], ["account", "number"], ["bank", "account"], ["routing", "number"], ["swift"], ["bic"]], "Bank Account", .partial(prefix: 2, suffix: 4)),
         ([["phone"], ["mobile"], ["cell"], ["fax"], ["telephone"], ["tel"]], "Phone", .phone),
         ([["salary"], ["wage"], ["income"], ["compensation"], ["bonus"], ["pay", "rate"]], "Financial", .randomInt(min: 30000, max: 200000)),
         ([["password"], ["passwd"], ["secret"], ["token"], ["api", "key"], ["private", "key"], ["pin"]], "Credential", .null),
-        ([["birth"], ["dob"], ["birthday"], ["date", "of", "birth"]], "Date of Birth", .null),
+        ([["birth"], ["dob"], ["birthday"], ["date", "of", "birth"]], "Date of Birth", .truncateDate(unit: .year)),
         ([["address"], ["street"], ["zip"], ["postal", "code"], ["postcode"]], "Address", .constant("REDACTED")),
         ([["full", "name"], ["first", "name"], ["last", "name"], ["surname"], ["given", "name"], ["family", "name"], ["name"], ["maiden", "name"]],
          "PII - Name", .name),
@@ -67,7 +67,11 @@ public enum SensitivityRules {
                 default: numericStrategy = false
                 }
                 if typeCategory == "N", !numericStrategy { strategy = .randomInt(min: 0, max: 1_000_000) }
-                if typeCategory != "S", typeCategory != "N", strategy != .null { strategy = .null }
+                if typeCategory == "D", case .truncateDate = strategy {
+                } else if typeCategory != "S", typeCategory != "N", strategy != .null {
+                    strategy = .null
+                }
+                if typeCategory == "S", case .truncateDate = strategy { strategy = .null }
                 return .some(Finding(category: category, strategy: strategy, reason: "column name"))
             }
         }
@@ -89,7 +93,7 @@ public enum SensitivityRules {
         let checks: [(String, MaskStrategy, (String) -> Bool)] = [
             ("Email", .email, { $0.range(of: #"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"#, options: .regularExpression) != nil }),
             ("National ID", .null, { $0.range(of: #"^\d{3}-\d{2}-\d{4}$"#, options: .regularExpression) != nil }),
-            ("Payment Card", .partial(prefix: 0, suffix: 4), { luhn($0) }),
+            ("Payment Card", .cardLast4, { luhn($0) }),
             ("Bank Account", .partial(prefix: 2, suffix: 4), { iban($0) }),
             ("Network Address", .null, { $0.range(of: #"^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$"#, options: .regularExpression) != nil }),
             ("Phone", .phone, { $0.range(of: #"^\+?[\d\s().-]{7,20}$"#, options: .regularExpression) != nil && $0.filter(\.isNumber).count >= 7 }),

@@ -67,10 +67,11 @@ struct CopyPlan: Sendable {
         let numeric = column.typeCategory == "N"
         let fits: Bool
         switch strategy {
-        case .email, .name, .phone, .partial, .hash: fits = textual
+        case .email, .name, .phone, .partial, .hash, .cardLast4, .regexReplace: fits = textual
         case .randomInt: fits = numeric || textual
         case .null: fits = !column.notNull
         case .constant: fits = true
+        case .truncateDate: fits = column.typeCategory == "D"
         }
         guard fits else {
             if case .null = strategy {

@@ -21,8 +21,19 @@ public enum MaskStrategy: Sendable, Hashable {
     case randomInt(min: Int64, max: Int64)
     /// The same value for every row, NULL rows included.
     case constant(String)
+    /// Dates and timestamps cut to the start of their month or year.
+    case truncateDate(unit: DateUnit)
+    /// Card numbers reduced to their last four digits: `XXXX-XXXX-XXXX-1111`.
+    case cardLast4
+    /// A regular-expression replacement (PostgreSQL's regexp_replace, all matches).
+    case regexReplace(pattern: String, replacement: String)
 
-    public static let names = ["email", "name", "phone", "partial", "hash", "null", "random_int", "constant"]
+    public enum DateUnit: String, Sendable, Hashable {
+        case month, year
+    }
+
+    public static let names = ["email", "name", "phone", "partial", "hash", "null", "random_int", "constant",
+                               "truncate_date", "card_last4", "regex_replace"]
 
     /// Reads a strategy from a mask option value: a name (`"email"`) or an object
     /// (`{"type": "partial", "prefix": 2, "suffix": 3}`). `column` names the column in errors.
@@ -31,6 +42,8 @@ public enum MaskStrategy: Sendable, Hashable {
         case .string(let name):
             switch name {
             case "email": self = .email
+            case "card_last4": self = .cardLast4
+            case "truncate_date": self = .truncateDate(unit: .month)
             case "name": self = .name
             case "phone": self = .phone
             case "hash": self = .hash
@@ -62,9 +75,30 @@ public enum MaskStrategy: Sendable, Hashable {
                 }
             }
             switch type {
-            case "email", "name", "phone", "hash", "null":
+            case "email", "name", "phone", "hash", "null", "card_last4":
                 try allow([])
                 self = try MaskStrategy(json: .string(type), column: column)
+            case "truncate_date":
+                try allow(["to"])
+                switch fields["to"] {
+                case nil: self = .truncateDate(unit: .month)
+                case .string(let unit)?:
+                    guard let value = DateUnit(rawValue: unit) else {
+                        throw MaskError("mask \"truncate_date\" for column \"\(column)\": \"to\" must be \"month\" or \"year\"")
+                    }
+                    self = .truncateDate(unit: value)
+                default:
+                    throw MaskError("mask \"truncate_date\" for column \"\(column)\": \"to\" must be \"month\" or \"year\"")
+                }
+            case "regex_replace":
+                try allow(["pattern", "replacement"])
+                guard let pattern = fields["pattern"]?.string, !pattern.isEmpty else {
+                    throw MaskError("mask \"regex_replace\" for column \"\(column)\" needs a string \"pattern\"")
+                }
+                guard let replacement = fields["replacement"]?.string else {
+                    throw MaskError("mask \"regex_replace\" for column \"\(column)\" needs a string \"replacement\"")
+                }
+                self = .regexReplace(pattern: pattern, replacement: replacement)
             case "partial":
                 try allow(["prefix", "suffix"])
                 let prefix = try integer("prefix", default: 2)
@@ -128,6 +162,13 @@ public enum MaskStrategy: Sendable, Hashable {
             body = "(\(low)::pg_catalog.int8 + pg_catalog.floor(pg_catalog.random() * (\(high)::pg_catalog.numeric - \(low)::pg_catalog.numeric + 1))::pg_catalog.int8)"
         case .constant(let value):
             body = SQL.literal(value)
+        case .truncateDate(let unit):
+            body = "pg_catalog.date_trunc(\(SQL.literal(unit.rawValue)), \(column))"
+        case .cardLast4:
+            body = "CASE WHEN \(column) IS NULL THEN NULL"
+                + " ELSE 'XXXX-XXXX-XXXX-' || pg_catalog.right(pg_catalog.regexp_replace(\(text), '[^0-9]', '', 'g'), 4) END"
+        case .regexReplace(let pattern, let replacement):
+            body = "pg_catalog.regexp_replace(\(text), \(SQL.literal(pattern)), \(SQL.literal(replacement)), 'g')"
         }
         return "(\(body))::\(type)"
     }
@@ -142,6 +183,12 @@ public enum MaskStrategy: Sendable, Hashable {
             return .object(["type": .string("random_int"), "min": .number(Double(low)), "max": .number(Double(high))])
         case .constant(let value):
             return .object(["type": .string("constant"), "value": .string(value)])
+        case .truncateDate(let unit):
+            return .object(["type": .string("truncate_date"), "to": .string(unit.rawValue)])
+        case .cardLast4:
+            return .string("card_last4")
+        case .regexReplace(let pattern, let replacement):
+            return .object(["type": .string("regex_replace"), "pattern": .string(pattern), "replacement": .string(replacement)])
         }
     }
 
@@ -156,6 +203,9 @@ public enum MaskStrategy: Sendable, Hashable {
         case .null: "null"
         case .randomInt: "random_int"
         case .constant: "constant"
+        case .truncateDate: "truncate_date"
+        case .cardLast4: "card_last4"
+        case .regexReplace: "regex_replace"
         }
     }
 }

@@ -41,6 +41,22 @@ import Testing
         }
     }
 
+    @Test func additionalStrategiesRunOnTheServer() async throws {
+        try await withTarget { environment, conninfo in
+            let mask = #"{"mask": {"phone": "card_last4", "created_at": {"type": "truncate_date", "to": "year"}, "notes": {"type": "regex_replace", "pattern": "[aeiou]", "replacement": "*"}}}"#
+            let output = try await Shell.psql(conninfo, """
+                SELECT pgclone.table('\(source(environment))', 'test_schema', 'employees', true, 'emp_more', '\(mask)');
+                SET TimeZone = 'UTC';
+                SELECT phone, created_at, notes FROM test_schema.emp_more WHERE id = 1;
+                """)
+            #expect(output.stdout == """
+                OK: cloned test_schema.employees to test_schema.emp_more (5 rows)
+                XXXX-XXXX-XXXX-4567|2023-01-01 00:00:00+00|T**m l**d, b*ck*nd
+
+                """, "\(output.stderr)")
+        }
+    }
+
     @Test func test10MaskInPlace() async throws {
         try await withTarget { environment, conninfo in
             let output = try await Shell.psql(conninfo, """

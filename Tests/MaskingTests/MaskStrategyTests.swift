@@ -29,6 +29,16 @@ import Testing
         do { _ = try strategy(json) } catch let error as MaskError { #expect(error.message == message) } catch { Issue.record("unexpected \(error)") }
     }
 
+    @Test func additionalStrategies() throws {
+        #expect(try strategy(#""card_last4""#) == .cardLast4)
+        #expect(try strategy(#"{"type": "truncate_date", "to": "year"}"#) == .truncateDate(unit: .year))
+        #expect(try strategy(##"{"type": "regex_replace", "pattern": "[0-9]", "replacement": "#"}"##) == .regexReplace(pattern: "[0-9]", replacement: "#"))
+        #expect(throws: MaskError.self) { try strategy(#"{"type": "truncate_date", "to": "week"}"#) }
+        for value in [MaskStrategy.cardLast4, .truncateDate(unit: .month), .regexReplace(pattern: "a", replacement: "b"), .partial(prefix: 1, suffix: 2)] {
+            #expect(try MaskStrategy(json: value.json, column: "c") == value, "round trip of \(value.name)")
+        }
+    }
+
     @Test func expressionsAreSchemaQualifiedAndTyped() {
         let email = MaskStrategy.email.expression(for: "\"email\"", type: "character varying(255)")
         #expect(email.hasSuffix("::character varying(255)"))
