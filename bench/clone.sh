@@ -15,7 +15,9 @@
 #
 # Environment (all optional):
 #   BENCH_SCALE=60  BENCH_WIDE_ROWS=500000  BENCH_PARALLEL=2 (pgclone "parallel", -j, --*-jobs)
-#   BENCH_METHODS="schema database_create dump_psql dump_restore pgcopydb"
+#   BENCH_ROUNDS=1 (each method this many times, interleaved; the table shows the fastest)
+#   BENCH_METHODS="schema database_create dump_psql dump_restore pgcopydb" (run in this order)
+#   BENCH_WARMUP=1 (one untimed pg_dump | psql first, so no method pays for cold WAL/caches)
 #   BENCH_PORT_RANGE=20000-29999  BENCH_KEEP_WORKDIR=1
 #   BENCH_NO_BUILD=1 (use PGCLONE_BIN, default .build/release/pgclone)
 #   BENCH_PGCLONE_ARGS="..." (extra arguments for pgclone serve)
@@ -29,9 +31,8 @@ root=$(dirname "$here")
 SCALE=${BENCH_SCALE:-60}
 WIDE_ROWS=${BENCH_WIDE_ROWS:-500000}
 PAR=${BENCH_PARALLEL:-2}
+ROUNDS=${BENCH_ROUNDS:-1}
 METHODS=${BENCH_METHODS:-schema database_create dump_psql dump_restore pgcopydb}
-
-has_method() { [[ " $METHODS " == *" $1 "* ]]; }
 
 for tool in pgbench psql createdb pg_dump pg_restore ss awk openssl; do
     command -v "$tool" >/dev/null || bench_die "$tool not found"
@@ -150,7 +151,7 @@ select i,
                           'score', (i % 1000) / 7.0, 'active', i % 2 = 0),
        round(((i * 7919) % 1000003)::numeric / 97.0, 4),
        timestamptz '2024-01-01 00:00:00+00' + (i % 100000) * interval '37 seconds'
-from generate_series(1, :rows) as i;
+from generate_series(1::bigint, :rows) as i;
 create index wide_code_created_idx on public.wide (code, created);
 create index wide_t_idx on public.wide (t);
 create index wide_n_idx on public.wide (n);
@@ -195,8 +196,21 @@ got=$(psql -X -At -h 127.0.0.1 -p "$proxy_port" -d postgres -c "select 'through-
 bench_log "pgclone version: $(psql -X -At -h 127.0.0.1 -p "$proxy_port" -d postgres -c "select pgclone.version()" 2>&1)"
 
 # --- 5. methods ---------------------------------------------------------------------
-declare -A SECS CHECK NOTE
+declare -A SECS CHECK NOTE ALL FAILED
 ORDER=()
+
+# add_time METHOD SECONDS: one more successful round; SECS keeps the fastest.
+add_time() {
+    ALL[$1]="${ALL[$1]:+${ALL[$1]} }$2"
+    if [ -z "${SECS[$1]:-}" ] || awk -v a="$2" -v b="${SECS[$1]}" 'BEGIN { exit !(a < b) }'; then
+        SECS[$1]=$2
+    fi
+}
+# set_check METHOD STATUS: MATCH never overrides an earlier MISMATCH or FAILED.
+set_check() {
+    case ${CHECK[$1]:-} in MISMATCH | FAILED) return 0 ;; esac
+    CHECK[$1]=$2
+}
 ERRORS=()
 
 # timed LOGFILE CMD...: run CMD (own process group, so a TERM trap can stop it),
@@ -227,9 +241,9 @@ check() {
     local m=$1 db=$2 fp
     fp=$(tgt_sql -d "$db" -c "$FINGERPRINT_SQL" 2>&1) || true
     if [ "$fp" = "$SRC_FP" ]; then
-        CHECK[$m]=MATCH
+        set_check "$m" MATCH
     else
-        CHECK[$m]=MISMATCH
+        set_check "$m" MISMATCH
         ERRORS+=("$m: fingerprint MISMATCH
     source: $SRC_FP
     target: $fp")
@@ -240,11 +254,15 @@ check() {
 # record_failure METHOD LOGFILE WHAT
 record_failure() {
     local m=$1 log=$2 what=$3
-    SECS[$m]=""
+    FAILED[$m]=1
     CHECK[$m]=FAILED
     NOTE[$m]="$what failed after ${ELAPSED}s"
     ERRORS+=("$m: $what failed after ${ELAPSED}s:
 $(tail -n 30 "$log" | sed 's/^/    /')")
+    if ! kill -0 "$pgclone_pid" 2>/dev/null || grep -q 'shutting down' "$work/pgclone.log"; then
+        ERRORS+=("pgclone (pid $pgclone_pid) stopped during the run (a signal from outside?); its log ends:
+$(tail -n 5 "$work/pgclone.log" | cut -c1-300 | sed 's/^/    /')")
+    fi
     bench_log "  $m FAILED: $(tail -n 3 "$log" | tr '\n' ' ')"
 }
 
@@ -256,7 +274,7 @@ run_schema() {
     bench_log "(a) pgclone.schema('<source>', 'public', true, '{\"parallel\": $PAR}') via proxy into $db"
     if timed "$log" psql -X -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$proxy_port" -d "$db" \
         -c "SELECT pgclone.schema('$SRC_CONNINFO', 'public', true, '{\"parallel\": $PAR}')"; then
-        SECS[$m]=$ELAPSED
+        add_time "$m" "$ELAPSED"
         NOTE[$m]=$(tr '\n' ' ' <"$log" | cut -c1-200)
         bench_log "  ${ELAPSED}s: ${NOTE[$m]}"
         check "$m" "$db"
@@ -272,7 +290,7 @@ run_database_create() {
     bench_log "(b) pgclone.database_create('<source>', '$db', true, '{\"parallel\": $PAR}') via proxy (connected to postgres)"
     if timed "$log" psql -X -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$proxy_port" -d postgres \
         -c "SELECT pgclone.database_create('$SRC_CONNINFO', '$db', true, '{\"parallel\": $PAR}')"; then
-        SECS[$m]=$ELAPSED
+        add_time "$m" "$ELAPSED"
         NOTE[$m]=$(tr '\n' ' ' <"$log" | cut -c1-200)
         bench_log "  ${ELAPSED}s: ${NOTE[$m]}"
         check "$m" "$db"
@@ -291,7 +309,7 @@ run_dump_psql() {
     fresh_db "$db"; pre_run
     bench_log "(c) pg_dump $SRC_DB | psql $db"
     if timed "$log" dump_psql "$db"; then
-        SECS[$m]=$ELAPSED
+        add_time "$m" "$ELAPSED"
         NOTE[$m]="plain dump, single stream"
         bench_log "  ${ELAPSED}s"
         check "$m" "$db"
@@ -316,7 +334,7 @@ run_dump_restore() {
     bench_log "(d) pg_dump -Fd -j$PAR + pg_restore -j$PAR into $db"
     DR_START=$(date +%s.%N)
     if timed "$log" dump_restore "$db"; then
-        SECS[$m]=$ELAPSED
+        add_time "$m" "$ELAPSED"
         local dump_s; dump_s=$(sed -n 's/^dump finished at +\([0-9.]*\)s$/\1/p' "$log")
         NOTE[$m]="dump ${dump_s}s + restore $(awk -v t="$ELAPSED" -v d="$dump_s" 'BEGIN { printf "%.2f", t - d }')s"
         bench_log "  ${ELAPSED}s (${NOTE[$m]})"
@@ -340,7 +358,7 @@ run_pgcopydb() {
     bench_log "(e) pgcopydb clone --table-jobs $PAR --index-jobs $PAR into $db"
     if timed "$log" pgcopydb clone --source "$SRC_URI" --target "$(tgt_uri "$db")" \
         --table-jobs "$PAR" --index-jobs "$PAR" --dir "$work/pgcopydb" --no-owner --no-acl; then
-        SECS[$m]=$ELAPSED
+        add_time "$m" "$ELAPSED"
         NOTE[$m]="$(pgcopydb --version 2>&1 | sed -n 's/.*Running pgcopydb version \([^ ]*\).*/pgcopydb \1/p' | head -n 1)"
         bench_log "  ${ELAPSED}s"
         check "$m" "$db"
@@ -351,11 +369,32 @@ run_pgcopydb() {
     drop_db "$db"
 }
 
+# Untimed warm-up: whichever method ran first used to pay ~2 s (~20%) more, probably for
+# the target's first gigabytes of WAL (new segment files instead of recycled ones) and
+# cold caches. One pg_dump | psql into a scratch database evens that out.
+if [ "${BENCH_WARMUP:-1}" = 1 ]; then
+    bench_log "warm-up (untimed): pg_dump | psql into bench_warmup"
+    fresh_db bench_warmup
+    timed "$work/warmup.log" dump_psql bench_warmup || { cat "$work/warmup.log" >&2; bench_die "warm-up failed"; }
+    bench_log "  warm-up took ${ELAPSED}s"
+    drop_db bench_warmup
+fi
+
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-for m in schema database_create dump_psql dump_restore pgcopydb; do
-    has_method "$m" || continue
-    ORDER+=("$m")
-    "run_$m"
+for m in $METHODS; do   # in the order given
+    case $m in
+        schema | database_create | dump_psql | dump_restore | pgcopydb) ORDER+=("$m") ;;
+        *) bench_die "unknown method in BENCH_METHODS: $m" ;;
+    esac
+done
+for round in $(seq 1 "$ROUNDS"); do   # rounds interleave methods, so load drift hits all alike
+    if [ "$ROUNDS" -gt 1 ]; then bench_log "round $round of $ROUNDS"; fi
+    for m in "${ORDER[@]}"; do
+        "run_$m"
+    done
+done
+for m in "${ORDER[@]}"; do   # a method that failed in any round has no time
+    if [ -n "${FAILED[$m]:-}" ]; then SECS[$m]=""; fi
 done
 
 # --- 6. report -----------------------------------------------------------------------
@@ -381,11 +420,14 @@ echo "$(nproc) cores (clients, proxy and both servers share them); load average 
 echo "both clusters: $(settings_line)"
 echo "NOTE: fsync=off, synchronous_commit=off, full_page_writes=off on SOURCE and TARGET (durability off for every method alike)"
 echo
+if [ "$ROUNDS" -gt 1 ]; then echo "$ROUNDS rounds, interleaved; seconds = fastest round (all rounds in the note)"; fi
 printf '%-42s %10s %9s %-9s %s\n' method seconds "/pgcopydb" check note
 for m in "${ORDER[@]}"; do
     s=${SECS[$m]:-}
+    note=${NOTE[$m]:-}
+    if [ "$ROUNDS" -gt 1 ]; then note="rounds: ${ALL[$m]:-none}; $note"; fi
     printf '%-42s %10s %9s %-9s %s\n' "$(label "$m")" "${s:--}" "$(ratio "$s" "${SECS[pgcopydb]:-}")" \
-        "${CHECK[$m]:-}" "${NOTE[$m]:-}"
+        "${CHECK[$m]:-}" "$note"
 done
 echo
 echo "pgclone.schema / pgcopydb = $(ratio "${SECS[schema]:-}" "${SECS[pgcopydb]:-}") (goal <= 0.80)"

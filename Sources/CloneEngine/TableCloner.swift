@@ -67,8 +67,9 @@ struct CopyPlan: Sendable {
         let numeric = column.typeCategory == "N"
         let fits: Bool
         switch strategy {
-        case .email, .name, .phone, .partial, .hash, .cardLast4, .regexReplace: fits = textual
-        case .randomInt: fits = numeric || textual
+        case .email, .name, .phone, .partial, .hash, .cardLast4, .regexReplace, .fakeName, .fakeEmail: fits = textual
+        case .randomInt, .pseudonym: fits = numeric || textual
+        case .noise: fits = numeric
         case .null: fits = !column.notNull
         case .constant: fits = true
         case .truncateDate: fits = column.typeCategory == "D"

@@ -28,12 +28,21 @@ public enum MaskStrategy: Sendable, Hashable {
     /// A regular-expression replacement (PostgreSQL's regexp_replace, all matches).
     case regexReplace(pattern: String, replacement: String)
 
+    /// Keyed HMAC-SHA256 pseudonym: the same input gives the same output in every table.
+    case pseudonym
+    /// A plausible name from a small bundled dictionary, chosen by the keyed hash.
+    case fakeName
+    /// A plausible address `first.last<n>@example.com`, chosen by the keyed hash.
+    case fakeEmail
+    /// The number moved by up to ±percent, the same amount each time for the same value.
+    case noise(percent: Double)
+
     public enum DateUnit: String, Sendable, Hashable {
         case month, year
     }
 
     public static let names = ["email", "name", "phone", "partial", "hash", "null", "random_int", "constant",
-                               "truncate_date", "card_last4", "regex_replace"]
+                               "truncate_date", "card_last4", "regex_replace", "pseudonym", "fake_name", "fake_email", "noise"]
 
     /// Reads a strategy from a mask option value: a name (`"email"`) or an object
     /// (`{"type": "partial", "prefix": 2, "suffix": 3}`). `column` names the column in errors.
@@ -42,6 +51,11 @@ public enum MaskStrategy: Sendable, Hashable {
         case .string(let name):
             switch name {
             case "email": self = .email
+            case "pseudonym", "fake_name", "fake_email":
+                guard MaskingKey.isInstalled else {
+                    throw MaskError("mask strategy \"\(name)\" for column \"\(column)\" needs a secret: start pgclone with --mask-secret (or PGCLONE_MASK_SECRET)")
+                }
+                self = name == "pseudonym" ? .pseudonym : name == "fake_name" ? .fakeName : .fakeEmail
             case "card_last4": self = .cardLast4
             case "truncate_date": self = .truncateDate(unit: .month)
             case "name": self = .name
@@ -75,9 +89,18 @@ public enum MaskStrategy: Sendable, Hashable {
                 }
             }
             switch type {
-            case "email", "name", "phone", "hash", "null", "card_last4":
+            case "email", "name", "phone", "hash", "null", "card_last4", "pseudonym", "fake_name", "fake_email":
                 try allow([])
                 self = try MaskStrategy(json: .string(type), column: column)
+            case "noise":
+                try allow(["percent"])
+                guard MaskingKey.isInstalled else {
+                    throw MaskError("mask strategy \"noise\" for column \"\(column)\" needs a secret: start pgclone with --mask-secret (or PGCLONE_MASK_SECRET)")
+                }
+                guard case .number(let percent)? = fields["percent"], percent > 0, percent <= 100 else {
+                    throw MaskError("mask \"noise\" for column \"\(column)\" needs a \"percent\" between 0 and 100")
+                }
+                self = .noise(percent: percent)
             case "truncate_date":
                 try allow(["to"])
                 switch fields["to"] {
@@ -169,6 +192,22 @@ public enum MaskStrategy: Sendable, Hashable {
                 + " ELSE 'XXXX-XXXX-XXXX-' || pg_catalog.right(pg_catalog.regexp_replace(\(text), '[^0-9]', '', 'g'), 4) END"
         case .regexReplace(let pattern, let replacement):
             body = "pg_catalog.regexp_replace(\(text), \(SQL.literal(pattern)), \(SQL.literal(replacement)), 'g')"
+        case .pseudonym:
+            let hmac = MaskingKey.hmac(text)
+            if Self.isNumeric(type) {
+                body = "CASE WHEN \(column) IS NULL THEN NULL ELSE (('x' || pg_catalog.left(pg_catalog.encode(\(hmac), 'hex'), 8))::pg_catalog.bit(32)::pg_catalog.int4 & 2147483647) END"
+            } else {
+                body = "CASE WHEN \(column) IS NULL THEN NULL ELSE pg_catalog.encode(\(hmac), 'hex') END"
+            }
+        case .fakeName:
+            let hmac = MaskingKey.hmac(text)
+            body = "CASE WHEN \(column) IS NULL THEN NULL ELSE \(MaskingKey.pick(MaskingKey.firstNames, byte: 0, of: hmac)) || ' ' || \(MaskingKey.pick(MaskingKey.lastNames, byte: 1, of: hmac)) END"
+        case .fakeEmail:
+            let hmac = MaskingKey.hmac(text)
+            body = "CASE WHEN \(column) IS NULL THEN NULL ELSE pg_catalog.lower(\(MaskingKey.pick(MaskingKey.firstNames, byte: 0, of: hmac)) || '.' || \(MaskingKey.pick(MaskingKey.lastNames, byte: 1, of: hmac))) || pg_catalog.get_byte(\(hmac), 2)::pg_catalog.text || '@example.com' END"
+        case .noise(let percent):
+            let hmac = MaskingKey.hmac(text)
+            body = "(\(column))::pg_catalog.numeric * (1 + ((pg_catalog.get_byte(\(hmac), 0) * 256 + pg_catalog.get_byte(\(hmac), 1))::pg_catalog.numeric / 65535 * 2 - 1) * \(percent) / 100)"
         }
         return "(\(body))::\(type)"
     }
@@ -189,6 +228,10 @@ public enum MaskStrategy: Sendable, Hashable {
             return .string("card_last4")
         case .regexReplace(let pattern, let replacement):
             return .object(["type": .string("regex_replace"), "pattern": .string(pattern), "replacement": .string(replacement)])
+        case .pseudonym, .fakeName, .fakeEmail:
+            return .string(name)
+        case .noise(let percent):
+            return .object(["type": .string("noise"), "percent": .number(percent)])
         }
     }
 
@@ -206,7 +249,15 @@ public enum MaskStrategy: Sendable, Hashable {
         case .truncateDate: "truncate_date"
         case .cardLast4: "card_last4"
         case .regexReplace: "regex_replace"
+        case .pseudonym: "pseudonym"
+        case .fakeName: "fake_name"
+        case .fakeEmail: "fake_email"
+        case .noise: "noise"
         }
+    }
+
+    static func isNumeric(_ type: String) -> Bool {
+        ["integer", "bigint", "smallint", "numeric", "real", "double precision"].contains { type.hasPrefix($0) }
     }
 }
 

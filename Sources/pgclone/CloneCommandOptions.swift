@@ -1,5 +1,6 @@
 import ArgumentParser
 import CloneEngine
+import Masking
 import Foundation
 import PQ
 
@@ -28,6 +29,9 @@ struct CloneCommandOptions: ParsableArguments {
     }
 
     func cloneOptions() throws -> CloneOptions {
+        if let secret = ProcessInfo.processInfo.environment["PGCLONE_MASK_SECRET"], !secret.isEmpty {
+            do { try MaskingKey.install(secret) } catch { throw ValidationError("PGCLONE_MASK_SECRET: \(error.message)") }
+        }
         var base = CloneOptions()
         base.copyData = !noData
         do {

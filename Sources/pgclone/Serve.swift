@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Masking
 import NIOCore
 import NIOPosix
 import UnixSignals
@@ -44,6 +45,8 @@ extension Pgclone {
         var threads: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default info).")
         var logLevel: String?
+        @Option(help: "Secret for the keyed strategies (pseudonym, fake_name, fake_email, noise); prefer PGCLONE_MASK_SECRET.")
+        var maskSecret: String?
 
         func run() async throws {
             let settings: ServeSettings
@@ -53,7 +56,7 @@ extension Pgclone {
                     flags: [
                         "listen": listen, "backend": backend, "policies": policies, "admin_roles": adminRoles,
                         "state_database": stateDatabase, "tls_cert": tlsCert, "tls_key": tlsKey, "metrics": metrics,
-                        "shutdown_grace": shutdownGrace, "threads": threads, "log_level": logLevel,
+                        "shutdown_grace": shutdownGrace, "threads": threads, "log_level": logLevel, "mask_secret": maskSecret,
                     ],
                     environment: ProcessInfo.processInfo.environment,
                     configFile: config
@@ -61,6 +64,13 @@ extension Pgclone {
                 configuration = try settings.proxyConfiguration()
             } catch let error as ConfigurationError {
                 throw ValidationError(error.message)
+            }
+            if let secret = settings["mask_secret"] {
+                do {
+                    try MaskingKey.install(secret)
+                } catch {
+                    throw ValidationError("--mask-secret: \(error.message)")
+                }
             }
             let level = Logger.Level(rawValue: settings["log_level"] ?? "info") ?? .info
             LoggingSystem.bootstrap { label in

@@ -9,7 +9,7 @@ import PQ
 struct ServeSettings {
     static let keys = [
         "listen", "backend", "policies", "admin_roles", "state_database",
-        "tls_cert", "tls_key", "metrics", "shutdown_grace", "threads", "log_level",
+        "tls_cert", "tls_key", "metrics", "shutdown_grace", "threads", "log_level", "mask_secret",
     ]
 
     private var values: [String: String] = [:]

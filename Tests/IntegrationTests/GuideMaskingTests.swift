@@ -57,6 +57,21 @@ import Testing
         }
     }
 
+    @Test func keyedStrategiesAreDeterministicAcrossTables() async throws {
+        try await withTarget { environment, conninfo in
+            let mask = #"{"mask": {"email": "pseudonym", "full_name": "fake_name", "salary": {"type": "noise", "percent": 10}}}"#
+            let output = try await Shell.psql(conninfo, """
+                SELECT pgclone.table('\(source(environment))', 'test_schema', 'employees', true, 'emp_a', '\(mask)') IS NOT NULL;
+                SELECT pgclone.table('\(source(environment))', 'test_schema', 'employees', true, 'emp_b', '\(mask)') IS NOT NULL;
+                SELECT count(*) FROM test_schema.emp_a a JOIN test_schema.emp_b b ON a.email = b.email AND a.full_name = b.full_name AND a.salary = b.salary;
+                SELECT bool_and(length(email) = 64 AND email ~ '^[0-9a-f]+$' AND email <> 'alice@example.com') FROM test_schema.emp_a;
+                SELECT bool_and(full_name ~ '^[A-Z][a-z]+ [A-Z][a-z]+$' AND full_name NOT IN ('Alice Johnson', 'Bob Williams')) FROM test_schema.emp_a;
+                SELECT salary BETWEEN 85500 AND 104500 FROM test_schema.emp_a WHERE id = 1;
+                """)
+            #expect(output.stdout == "t\nt\n5\nt\nt\nt\n", "\(output.stderr)")
+        }
+    }
+
     @Test func test10MaskInPlace() async throws {
         try await withTarget { environment, conninfo in
             let output = try await Shell.psql(conninfo, """

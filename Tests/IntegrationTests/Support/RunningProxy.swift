@@ -1,4 +1,5 @@
 import Logging
+import Masking
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -27,6 +28,7 @@ final class RunningProxy: Sendable {
         logger: Logger? = nil,
         configure: (inout ProxyConfiguration) -> Void = { _ in }
     ) async throws -> RunningProxy {
+        try MaskingKey.install("pgclone-test-secret")
         let conninfo = try ConnInfo(parsing: backend ?? environment.backendConnInfo)
         var configuration = ProxyConfiguration(listenHost: "127.0.0.1", listenPort: 0, backend: try BackendEndpoint(conninfo: conninfo), serviceConnInfo: conninfo)
         configuration.shutdownGracePeriod = grace
