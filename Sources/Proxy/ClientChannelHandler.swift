@@ -59,7 +59,15 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     private var internalStatementCounter = 0
 
     // Masking: the session's context, and a check waiting for the server to be quiet.
-    private var masking = SessionMasking()
+    private var masking = SessionMasking() {
+        // Plain flags for the hot path, so that classifying a message never copies the masking state.
+        didSet {
+            isMaskedSession = masking.isMasked
+            isSuppressingRows = masking.suppressingRows
+        }
+    }
+    private var isMaskedSession = false
+    private var isSuppressingRows = false
     private var maskingWaitingForQuiet = false
     private var maskingCheckError: ErrorFields?
     private var adminWaitingForQuiet = false
@@ -384,7 +392,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 return .examine
             case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty:
                 return .examine
-            case FrontendMessage.ID.functionCall.rawValue where masking.isMasked:
+            case FrontendMessage.ID.functionCall.rawValue where isMaskedSession:
                 return .examine
             case FrontendMessage.ID.close.rawValue where !adminPrepared.isEmpty:
                 activity.clientSent(type)
@@ -467,7 +475,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             && (id == .parseComplete || id == .closeComplete) {
             return .examine
         }
-        if masking.isMasked && (id == .rowDescription || (masking.suppressingRows && (id == .dataRow || id == .commandComplete || id == .errorResponse))) {
+        if isMaskedSession && (id == .rowDescription || (isSuppressingRows && (id == .dataRow || id == .commandComplete || id == .errorResponse))) {
             return .examine
         }
         if id == .parameterStatus && state == .relaying && !proxy.policies.current.isEmpty {
