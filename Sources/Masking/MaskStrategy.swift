@@ -52,9 +52,7 @@ public enum MaskStrategy: Sendable, Hashable {
             switch name {
             case "email": self = .email
             case "pseudonym", "fake_name", "fake_email":
-                guard MaskingKey.isInstalled else {
-                    throw MaskError("mask strategy \"\(name)\" for column \"\(column)\" needs a secret: start pgclone with --mask-secret (or PGCLONE_MASK_SECRET)")
-                }
+                try Self.requireKey(name, column: column)
                 self = name == "pseudonym" ? .pseudonym : name == "fake_name" ? .fakeName : .fakeEmail
             case "card_last4": self = .cardLast4
             case "truncate_date": self = .truncateDate(unit: .month)
@@ -94,9 +92,7 @@ public enum MaskStrategy: Sendable, Hashable {
                 self = try MaskStrategy(json: .string(type), column: column)
             case "noise":
                 try allow(["percent"])
-                guard MaskingKey.isInstalled else {
-                    throw MaskError("mask strategy \"noise\" for column \"\(column)\" needs a secret: start pgclone with --mask-secret (or PGCLONE_MASK_SECRET)")
-                }
+                try Self.requireKey("noise", column: column)
                 guard case .number(let percent)? = fields["percent"], percent > 0, percent <= 100 else {
                     throw MaskError("mask \"noise\" for column \"\(column)\" needs a \"percent\" between 0 and 100")
                 }
@@ -151,6 +147,12 @@ public enum MaskStrategy: Sendable, Hashable {
             }
         default:
             throw MaskError("mask for column \"\(column)\" must be a strategy name or an object")
+        }
+    }
+
+    private static func requireKey(_ strategy: String, column: String) throws(MaskError) {
+        guard MaskingKey.isInstalled else {
+            throw MaskError("mask strategy \"\(strategy)\" for column \"\(column)\" needs a secret: start pgclone with --mask-secret (or PGCLONE_MASK_SECRET)")
         }
     }
 

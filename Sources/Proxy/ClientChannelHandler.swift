@@ -694,6 +694,16 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         return .replace(Self.queryMessage(AdminSQL.raise(error)))
     }
 
+    /// What remains of an admin statement once its calls are replaced is an ordinary
+    /// statement: a masked session gets it masked (or refused) like any other.
+    private func maskedAdminResult(_ sql: String, isError: Bool) -> (String, Bool) {
+        guard !isError, masking.isMasked else { return (sql, isError) }
+        switch maskedStatement(sql) {
+        case .success(let text): return (text ?? sql, false)
+        case .failure(let error): return (AdminSQL.raise(error), true)
+        }
+    }
+
     /// The masked form of a statement for a masked session, or its refusal.
     private func maskedStatement(_ sql: String) -> Result<String?, AdminError> {
         switch masking.rewrite(sql) {
@@ -768,14 +778,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     private func finishAdmin(sql original: String, isError originalIsError: Bool, notices: [String]) {
         adminTask = nil
         pendingAdmin = nil
-        var sql = original
-        var isError = originalIsError
-        if !isError, masking.isMasked {
-            switch maskedStatement(original) {
-            case .success(let text): sql = text ?? original
-            case .failure(let error): sql = AdminSQL.raise(error); isError = true
-            }
-        }
+        let (sql, isError) = maskedAdminResult(original, isError: originalIsError)
         guard state == .relaying, let backend, let context else { return }
         writeNotices(notices, context)
         activity.clientSent(FrontendMessage.ID.query.rawValue)
@@ -929,14 +932,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     private func finishAdminBind(_ bind: FrontendMessage.Bind, sql original: String, isError originalIsError: Bool, notices: [String]) {
         adminTask = nil
         pendingAdmin = nil
-        var sql = original
-        var isError = originalIsError
-        if !isError, masking.isMasked {
-            switch maskedStatement(original) {
-            case .success(let text): sql = text ?? original
-            case .failure(let error): sql = AdminSQL.raise(error); isError = true
-            }
-        }
+        let (sql, isError) = maskedAdminResult(original, isError: originalIsError)
         guard state == .relaying, let backend, let context else { return }
         writeNotices(notices, context)
         internalStatementCounter += 1
