@@ -52,7 +52,7 @@ import Testing
                 "bad.yaml:4: unknown key \"colums\" (known: table, unmasked_roles, masked_roles, columns)",
                 "bad.yaml:2: policy for test_schema.customers needs \"columns\": a mapping of column name to strategy",
                 "bad.yaml:6: malformed table name \"nodot\": expected schema.table",
-                "bad.yaml:11: unknown mask strategy \"bogus\" for column \"a\" (Known strategies: email, name, phone, partial, hash, null, random_int, constant, truncate_date, card_last4, regex_replace.)",
+                "bad.yaml:11: unknown mask strategy \"bogus\" for column \"a\" (Known strategies: \(MaskStrategy.names.joined(separator: ", ")).)",
                 "bad.yaml:13: duplicate column \"b\" in the policy for s.t",
             ])
         }
