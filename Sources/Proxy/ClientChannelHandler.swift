@@ -661,7 +661,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     private func maskingVerdict(for frame: MessageFrame, text: ByteBufferView) -> FrameScanner.Verdict? {
         let policies = proxy.policies.current
         guard !policies.isEmpty else { return nil }
-        if masking.mustCheck(policies) && maskingCheckError == nil {
+        let check = masking.check(policies)
+        if check == .refresh && !activity.isQuiet {
+            // Only stale, and the server is busy: keep the current context for now.
+        } else if check != .none && maskingCheckError == nil {
             if activity.hasUnsyncedExtendedMessages && internalQuery == nil {
                 // Inside an unsynced extended batch the role cannot be asked: fail closed.
                 return refuseStatement(frame, AdminError("42501", "pgclone: the session's role or policies changed inside an extended-protocol batch; send Sync before this statement"))

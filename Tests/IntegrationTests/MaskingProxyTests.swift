@@ -120,6 +120,26 @@ import Testing
         }
     }
 
+    @Test func viewsCreatedDuringASessionAreNoWayAround() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let session = try await PQConnection.connect(environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database))
+            #expect(try await session.exec("SELECT email FROM test_schema.employees WHERE id = 1").string(0, 0) == "C***@example.com")
+            let direct = try await PQConnection.connect(environment.directTarget(database: database))
+            try await direct.exec("CREATE VIEW public.late_view AS SELECT id, email FROM test_schema.employees; GRANT SELECT ON public.late_view TO \(roles.masked)")
+            // Right away the guard on result columns refuses it; once the context is re-read, the view itself is refused.
+            for delay in [0, 2500] {
+                try await Task.sleep(for: .milliseconds(delay))
+                do {
+                    let result = try await session.exec("SELECT email FROM public.late_view WHERE id = 1")
+                    Issue.record("a view over masked columns answered: \(result.strings)")
+                } catch let error as PQError {
+                    #expect(error.sqlState == "42501", "\(error.message)")
+                    #expect(!error.message.contains("CANARY"))
+                }
+            }
+        }
+    }
+
     @Test func functionCallMessageIsRefusedForMaskedSessions() async throws {
         try await TargetRoles.ensure()
         try await withMaskedSetup { environment, proxy, database, _ in

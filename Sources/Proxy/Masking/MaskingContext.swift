@@ -39,6 +39,9 @@ public struct MaskingContext: Sendable, Hashable {
     /// User functions whose source mentions a masked table.
     public var taintedFunctions: Set<String>
     public var policyVersion: Int
+    /// The highest relation OID when the context was read: a result from a newer relation
+    /// (a view created since) cannot be judged and is refused until the context is re-read.
+    public var maximumRelationOID: UInt32 = .max
 
     public var isMasked: Bool { !tables.isEmpty }
 
@@ -94,6 +97,8 @@ public struct MaskingContext: Sendable, Hashable {
             )
             SELECT 'user', pg_catalog.current_user()::pg_catalog.text, NULL, NULL, NULL
             UNION ALL
+            SELECT 'maxoid', (SELECT pg_catalog.max(oid) FROM pg_catalog.pg_class)::pg_catalog.text, NULL, NULL, NULL
+            UNION ALL
             SELECT 'table', m.i::pg_catalog.text, m.reloid::pg_catalog.text,
                    (pg_catalog.to_regclass(pg_catalog.quote_ident(m.rel)) OPERATOR(pg_catalog.=) m.reloid)::pg_catalog.text, NULL FROM m
             UNION ALL
@@ -115,9 +120,11 @@ public struct MaskingContext: Sendable, Hashable {
         var tables: [Int: Table] = [:]
         var relations: Set<String> = []
         var functions: Set<String> = []
+        var maximumOID = UInt32.max
         for row in rows where row.count == 5 {
             switch row[0] {
             case "user": role = row[1] ?? ""
+            case "maxoid": maximumOID = row[1].flatMap(UInt32.init) ?? .max
             case "table":
                 guard let index = row[1].flatMap(Int.init), index < policies.policies.count, let oid = row[2].flatMap(UInt32.init) else { continue }
                 let policy = policies.policies[index]
@@ -139,6 +146,8 @@ public struct MaskingContext: Sendable, Hashable {
             table.columns.sort { $0.number < $1.number }
             return table
         }
-        return MaskingContext(role: role, tables: ordered, taintedRelations: relations, taintedFunctions: functions, policyVersion: policies.version)
+        var context = MaskingContext(role: role, tables: ordered, taintedRelations: relations, taintedFunctions: functions, policyVersion: policies.version)
+        context.maximumRelationOID = maximumOID
+        return context
     }
 }

@@ -11,27 +11,44 @@ import PostgresWire
 struct SessionMasking {
     private(set) var context: MaskingContext?
     private(set) var needsCheck = true
+    /// When the context was read: views and functions created since then are only known after a re-read.
+    private var checkedAt: ContinuousClock.Instant?
+    /// How long a context is trusted before it is read again.
+    static let maximumAge: Duration = .seconds(2)
     private var cache: [String: MaskingRewriter.Result] = [:]
     /// Set after a RowDescription was refused: rows up to the command's end are dropped.
     var suppressingRows = false
 
     /// Words after which the role or search_path may differ (SET ROLE, RESET ALL, DISCARD ALL,
     /// SET SESSION AUTHORIZATION, set_config('role', ...), a ROLLBACK or COMMIT ending SET LOCAL).
-    private static let triggers: [[UInt8]] = ["role", "authorization", "reset", "discard", "search_path", "rollback", "abort", "commit", "set_config"]
+    /// DDL words too: a view or function created since the context was read must be known before it is used.
+    private static let triggers: [[UInt8]] = ["role", "authorization", "reset", "discard", "search_path", "rollback", "abort", "commit", "set_config",
+                                              "create", "alter", "drop", "import"]
         .map { Array($0.utf8) }
 
     var isMasked: Bool { context?.isMasked ?? false }
 
+    enum Check {
+        case none
+        /// The context is only old: re-read it when convenient.
+        case refresh
+        /// The role or the policies may have changed: the context must be re-read first.
+        case required
+    }
+
     /// Whether the context must be (re)read before running a statement under `policies`.
-    func mustCheck(_ policies: PolicySet) -> Bool {
-        guard !policies.isEmpty else { return false }
-        return needsCheck || context?.policyVersion != policies.version
+    func check(_ policies: PolicySet) -> Check {
+        guard !policies.isEmpty else { return .none }
+        if needsCheck || context?.policyVersion != policies.version { return .required }
+        if let checkedAt, ContinuousClock.now - checkedAt > Self.maximumAge { return .refresh }
+        return .none
     }
 
     mutating func update(_ context: MaskingContext) {
         if context != self.context { cache.removeAll() }
         self.context = context
         needsCheck = false
+        checkedAt = ContinuousClock.now
     }
 
     /// Called for each statement sent on: does it possibly change who we are?
@@ -54,8 +71,12 @@ struct SessionMasking {
     }
 
     /// The refusal for a result that would carry a masked column, if any.
-    func violation(_ description: RowDescription) -> String? {
+    mutating func violation(_ description: RowDescription) -> String? {
         guard let context, context.isMasked else { return nil }
+        for column in description.columns where column.tableOID > context.maximumRelationOID {
+            needsCheck = true
+            return "pgclone: result column \"\(column.name)\" comes from a relation created after this session's masking context was read; run the statement again"
+        }
         for column in description.columns where context.isMaskedOrigin(tableOID: column.tableOID, attribute: column.columnAttributeNumber) {
             let table = context.tables.first { $0.oid == column.tableOID }
             return "pgclone: result column \"\(column.name)\" would carry unmasked values of \(table.map { "\($0.schema).\($0.name)" } ?? "a masked table"); the statement's rows were not sent"
