@@ -29,6 +29,8 @@ import Testing
               FROM generate_series(1, 20) g;
             CREATE VIEW test_schema.emp_view AS SELECT id, email FROM test_schema.employees;
             CREATE FUNCTION test_schema.emails() RETURNS SETOF text LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY SELECT email::text FROM test_schema.employees; END $$;
+            CREATE FUNCTION test_schema.first_email() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT email FROM test_schema.employees ORDER BY id LIMIT 1; END;
+            ANALYZE test_schema.employees;
             CREATE TABLE public.other (id int, v text);
             INSERT INTO public.other VALUES (1, 'plain');
             GRANT USAGE ON SCHEMA test_schema TO \(masked), \(exempt);
@@ -91,6 +93,9 @@ import Testing
         "SET search_path = test_schema, public; SELECT email, ssn FROM employees",
         "SELECT * FROM test_schema.emp_view",
         "SELECT * FROM test_schema.emails()",
+        "SELECT test_schema.first_email()",
+        "SELECT most_common_vals::text, histogram_bounds::text FROM pg_stats WHERE tablename = 'employees'",
+        "SELECT s.histogram_bounds::text FROM pg_catalog.pg_stats s",
         "DO $$ BEGIN RAISE NOTICE '%', (SELECT email FROM test_schema.employees LIMIT 1); END $$",
         "SELECT query_to_xml('select * from test_schema.employees', true, false, '')",
         "SET ROLE postgres; SELECT email FROM test_schema.employees",

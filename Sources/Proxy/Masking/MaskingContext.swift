@@ -111,6 +111,11 @@ public struct MaskingContext: Sendable, Hashable {
             SELECT DISTINCT 'function', pr.proname::pg_catalog.text, NULL, NULL, NULL
             FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid = pr.pronamespace, m
             WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema') AND pr.prosrc OPERATOR(pg_catalog.~~*) ('%' || m.rel || '%')
+            UNION ALL
+            -- SQL-standard bodies (BEGIN ATOMIC) record what they read in pg_depend.
+            SELECT DISTINCT 'function', pr.proname::pg_catalog.text, NULL, NULL, NULL
+            FROM tainted t JOIN pg_catalog.pg_depend d ON d.refobjid = t.oid AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+            JOIN pg_catalog.pg_proc pr ON pr.oid = d.objid
             """
     }
 

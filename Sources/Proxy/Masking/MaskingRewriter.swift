@@ -37,6 +37,9 @@ public struct MaskingRewriter: Sendable {
         "loread", "lo_from_bytea", "lo_put", "pg_file_write",
     ]
 
+    /// Catalog views that show column values (planner statistics) of tables the role may read.
+    static let valueRevealingRelations: Set<String> = ["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data"]
+
     public func rewrite(_ sql: String) -> Result {
         let statements: [PostgresParser.Statement]
         do {
@@ -192,6 +195,10 @@ public struct MaskingRewriter: Sendable {
             guard let name = rangeVar["relname"]?.string else { return }
             let schema = rangeVar["schemaname"]?.string
             if schema == nil, ctes.contains(name) { return }
+            if MaskingRewriter.valueRevealingRelations.contains(name) && (schema == nil || schema == "pg_catalog") {
+                refuse("\(name) shows column values and is not allowed")
+                return
+            }
             if context.taintedRelations.contains(name) {
                 refuse("\(schema.map { "\($0)." } ?? "")\(name) reads a masked table and is not allowed")
                 return
