@@ -12,7 +12,9 @@
 #      values (every row of a full COPY and SELECT) and clear_reader the real ones
 #   4. full reads of people (COPY (SELECT * ...) TO STDOUT, and SELECT * with psql -At), as
 #      masked_reader via pgclone, clear_reader via pgclone, clear_reader direct; best of
-#      $BENCH_ROUNDS; rows/s, masked/unmasked (goal >= 0.70) and proxy/direct ratios
+#      $BENCH_ROUNDS; rows/s, masked/unmasked (goal >= 0.70) and proxy/direct ratios; also the
+#      rewritten SQL pgclone sent (captured from the server log) run directly, which is the
+#      server's share of the masking cost
 #   5. pgbench -S -n -M simple -c 8 -j 2 -T $BENCH_SECONDS for the same three; TPS, latency and
 #      an estimate of the per-statement cost of the masked path (goal < 50 us)
 #   6. summary
@@ -40,6 +42,9 @@ THREADS=${BENCH_THREADS:-2}
 WARMUP=${BENCH_WARMUP:-5}
 TICKS=$(getconf CLK_TCK)
 CASES="masked_proxy clear_proxy clear_direct"
+# masked_sql_direct: clear_reader runs, directly, the SQL that pgclone sent for masked_reader
+# (captured from the server log), i.e. what the mask expressions cost the server alone.
+READ_CASES="$CASES masked_sql_direct"
 
 for tool in pgbench psql ss awk openssl md5sum cut; do
     command -v "$tool" >/dev/null || bench_die "$tool not found"
@@ -198,6 +203,7 @@ bench_wait_port "${PORT[proxy]}" 60 "$proxy_pid" || bench_die "pgclone did not s
 # case_role / case_port CASE: who connects where for masked_proxy, clear_proxy, clear_direct
 case_role() { case $1 in masked_*) echo masked_reader ;; *) echo clear_reader ;; esac; }
 case_port() { case $1 in *_direct) echo "${PORT[direct]}" ;; *) echo "${PORT[proxy]}" ;; esac; }
+# (masked_sql_direct is clear_reader, direct)
 
 # psql_as CASE psql-args...: psql as the case's role, to the case's port, over TCP
 psql_as() {
@@ -253,8 +259,10 @@ q='SELECT ssn FROM people WHERE id=1'; v=$(one_value clear_proxy "$q"); w=$(admi
 check "clear_reader:  $q" "$v" "'$w'" "$([ "$v" = "$w" ] && echo 1 || echo 0)"
 
 # Full-table checks (untimed; they also warm the caches): every row masked, unmasked columns
-# intact, clear_reader through pgclone byte-identical to direct.
+# intact, clear_reader through pgclone byte-identical to direct. masked_reader's statements
+# are logged meanwhile, to capture the rewritten SQL.
 bench_log "checking full reads (COPY and SELECT) row by row"
+admin_psql -c "ALTER ROLE masked_reader SET log_statement = 'all'"
 copy_sql='COPY (SELECT * FROM people) TO STDOUT'
 select_sql='SELECT * FROM people'
 # masked_rows_bad FILE SEP: rows of FILE that are not masked as the policy says
@@ -287,6 +295,23 @@ check "masked_reader: SELECT * returns every row" "$v rows" "$ROWS" "$([ "$v" -e
 v=$(masked_rows_bad "$work/masked.select" '|' '')
 check "masked_reader: SELECT *, every row masked" "$v rows not masked" "0" "$([ "$v" = 0 ] && echo 1 || echo 0)"
 rm -f "$work/masked.copy" "$work/masked.select"
+admin_psql -c "ALTER ROLE masked_reader RESET log_statement"
+# rewritten_sql PREFIX: the last statement in the server log that starts with PREFIX
+rewritten_sql() {
+    grep -F "LOG:  statement: $1" "$work/postgres.log" | tail -n 1 | sed 's/^.*LOG:  statement: //' || true
+}
+declare -A SQL
+SQL[copy]=$copy_sql
+SQL[select]=$select_sql
+SQL[masked_sql_direct,copy]=$(rewritten_sql 'COPY (SELECT * FROM (SELECT ')
+SQL[masked_sql_direct,select]=$(rewritten_sql 'SELECT * FROM (SELECT ')
+for method in copy select; do
+    if [ -n "${SQL[masked_sql_direct,$method]}" ]; then
+        printf '%s\n' "${SQL[masked_sql_direct,$method]}" >"$work/rewritten-$method.sql"
+    else
+        bench_log "could not capture the rewritten $method statement from the server log; skipping masked_sql_direct for it"
+    fi
+done
 
 # --- 4. timed full reads ----------------------------------------------------------
 declare -A BEST BESTCPU
@@ -295,10 +320,12 @@ declare -A BEST BESTCPU
 # (pgclone CPU seconds, "-" for direct). The client runs in the background so that a
 # TERM/INT trap fires at once.
 time_read() {
-    local c=$1 method=$2 rc=0 t0 t1 c0 c1 args
+    local c=$1 method=$2 rc=0 t0 t1 c0 c1 sql args
+    sql=${SQL[$method]}
+    [ "$c" = masked_sql_direct ] && sql=${SQL[masked_sql_direct,$method]}
     case $method in
-        copy) args=(-c "$copy_sql") ;;
-        select) args=(-At -c "$select_sql") ;;
+        copy) args=(-c "$sql") ;;
+        select) args=(-At -c "$sql") ;;
     esac
     c0=$(bench_cpu_ticks "$proxy_pid")
     t0=$(date +%s%N)
@@ -313,16 +340,19 @@ time_read() {
     if [[ "$c" == *_proxy ]]; then
         READ_CPU=$(awk -v d=$((c1 - c0)) -v hz="$TICKS" 'BEGIN { printf "%.2f", d / hz }')
     else
-        READ_CPU="-"
+        READ_CPU="n/a"
     fi
 }
 
 load_before_reads=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq 1 "$ROUNDS"); do
     for method in copy select; do
-        for c in $CASES; do
+        for c in $READ_CASES; do
+            [ "$c" = masked_sql_direct ] && [ -z "${SQL[masked_sql_direct,$method]}" ] && continue
             time_read "$c" "$method"
-            bench_log "round $round/$ROUNDS: $method $c ${READ_SECS}s (pgclone cpu ${READ_CPU}s)"
+            cpu_note=""
+            [ "$READ_CPU" = n/a ] || cpu_note=" (pgclone cpu ${READ_CPU}s)"
+            bench_log "round $round/$ROUNDS: $method $c ${READ_SECS}s$cpu_note"
             if [ -z "${BEST[$c,$method]:-}" ] || awk -v a="$READ_SECS" -v b="${BEST[$c,$method]}" 'BEGIN { exit !(a < b) }'; then
                 BEST[$c,$method]=$READ_SECS
                 BESTCPU[$c,$method]=$READ_CPU
@@ -331,7 +361,7 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-rps() { awk -v n="$ROWS" -v s="$1" 'BEGIN { printf "%.0f", n / s }'; }
+rps() { if [ -n "${1:-}" ]; then awk -v n="$ROWS" -v s="$1" 'BEGIN { printf "%.0f", n / s }'; else echo "-"; fi; }
 ratio() { # ratio A B: A/B with two decimals, "-" when either is missing
     if [ -n "${1:-}" ] && [ -n "${2:-}" ]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo "-"; fi
 }
@@ -341,20 +371,23 @@ goal() { # goal VALUE OP LIMIT: "met" / "MISSED"
 
 echo
 echo "full reads of public.people ($ROWS rows), best of $ROUNDS, psql output to /dev/null"
-printf '%-7s %-14s %9s %12s %13s\n' method case seconds rows_per_s pgclone_cpu_s
+printf '%-7s %-17s %9s %12s %13s\n' method case seconds rows_per_s pgclone_cpu_s
 for method in copy select; do
-    for c in $CASES; do
-        printf '%-7s %-14s %9s %12s %13s\n' "$method" "$c" "${BEST[$c,$method]}" \
-            "$(rps "${BEST[$c,$method]}")" "${BESTCPU[$c,$method]}"
+    for c in $READ_CASES; do
+        printf '%-7s %-17s %9s %12s %13s\n' "$method" "$c" "${BEST[$c,$method]:--}" \
+            "$(rps "${BEST[$c,$method]:-}")" "${BESTCPU[$c,$method]:--}"
     done
 done
-declare -A R_MASK R_PROXY
+declare -A R_MASK R_PROXY R_SERVER
 for method in copy select; do
     # rows/s ratios are inverse time ratios
     R_MASK[$method]=$(ratio "${BEST[clear_proxy,$method]}" "${BEST[masked_proxy,$method]}")
     R_PROXY[$method]=$(ratio "${BEST[clear_direct,$method]}" "${BEST[clear_proxy,$method]}")
+    # masked SQL vs plain SQL, both direct: the server's own cost of the mask expressions
+    R_SERVER[$method]=$(ratio "${BEST[clear_direct,$method]}" "${BEST[masked_sql_direct,$method]:-}")
     printf '%-7s masked/unmasked through pgclone = %s (goal >= 0.70: %s)   pgclone/direct (unmasked) = %s\n' \
         "$method" "${R_MASK[$method]}" "$(goal "${R_MASK[$method]}" '>=' 0.70)" "${R_PROXY[$method]}"
+    printf '%-7s rewritten SQL / plain SQL, both direct (server cost of the masks) = %s\n' "$method" "${R_SERVER[$method]}"
 done
 
 # --- 5. pgbench -S ------------------------------------------------------------------
@@ -415,7 +448,7 @@ echo "  pgclone CPU per statement, masked minus unmasked: $cpu_overhead_us us"
 log_problems=$(grep -ciE '\b(error|warning|critical)\b' "$work/pgclone.log" || true)
 echo
 echo "==================== summary ===================="
-echo "pgclone $("$bin" --version 2>/dev/null || echo '?'), $(nproc) cores shared by clients, pgclone and PostgreSQL"
+echo "$("$bin" --version 2>/dev/null || echo 'pgclone ?'), $(nproc) cores shared by clients, pgclone and PostgreSQL"
 echo "public.people: $ROWS rows, $people_size, ~$people_text bytes of text a row; 4 masked columns (email, full_name, phone, ssn)"
 echo "COPY output: $copy_bytes_clear bytes unmasked, $copy_bytes_masked bytes masked"
 echo "load average before the reads: $load_before_reads; before pgbench: $load_before_pgbench (other work skews every number)"
@@ -425,6 +458,8 @@ for method in copy select; do
         "$(rps "${BEST[masked_proxy,$method]}")" "$(rps "${BEST[clear_proxy,$method]}")" "$(rps "${BEST[clear_direct,$method]}")"
     printf '  %-7s masked/unmasked %sx (goal >= 0.70: %s), pgclone/direct %sx\n' "" \
         "${R_MASK[$method]}" "$(goal "${R_MASK[$method]}" '>=' 0.70)" "${R_PROXY[$method]}"
+    printf '  %-7s rewritten SQL run directly %s rows/s = %sx of plain SQL direct (the server'"'"'s share)\n' "" \
+        "$(rps "${BEST[masked_sql_direct,$method]:-}")" "${R_SERVER[$method]}"
 done
 echo "pgbench -S -M simple -c $CLIENTS -j $THREADS, ${SECS}s per run:"
 for c in $CASES; do

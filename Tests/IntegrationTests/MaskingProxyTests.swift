@@ -31,6 +31,11 @@ import Testing
             CREATE FUNCTION test_schema.emails() RETURNS SETOF text LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY SELECT email::text FROM test_schema.employees; END $$;
             CREATE FUNCTION test_schema.first_email() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT email FROM test_schema.employees ORDER BY id LIMIT 1; END;
             ANALYZE test_schema.employees;
+            CREATE TABLE test_schema.employees_archive () INHERITS (test_schema.employees);
+            INSERT INTO test_schema.employees_archive SELECT id + 100, full_name, email, phone, ssn, salary, notes FROM test_schema.employees;
+            CREATE TABLE test_schema.contacts (id int, email text) PARTITION BY RANGE (id);
+            CREATE TABLE test_schema.contacts_low PARTITION OF test_schema.contacts FOR VALUES FROM (0) TO (100);
+            INSERT INTO test_schema.contacts SELECT id, email FROM ONLY test_schema.employees;
             CREATE TABLE public.other (id int, v text);
             INSERT INTO public.other VALUES (1, 'plain');
             GRANT USAGE ON SCHEMA test_schema TO \(masked), \(exempt);
@@ -49,6 +54,10 @@ import Testing
                   phone: phone
                   ssn: "null"
                   salary: { type: random_int, min: 1, max: 10 }
+              - table: test_schema.contacts
+                unmasked_roles: [\(exempt)]
+                columns:
+                  email: email
             """.write(to: policies.appendingPathComponent("employees.yaml"), atomically: true, encoding: .utf8)
         let proxy = try await RunningProxy.start(environment) { $0.policiesDirectory = policies.path }
         do {
@@ -94,6 +103,9 @@ import Testing
         "SELECT * FROM test_schema.emp_view",
         "SELECT * FROM test_schema.emails()",
         "SELECT test_schema.first_email()",
+        "SELECT email, ssn FROM test_schema.employees_archive",
+        "SELECT email FROM test_schema.contacts_low",
+        "SELECT * FROM test_schema.contacts",
         "SELECT most_common_vals::text, histogram_bounds::text FROM pg_stats WHERE tablename = 'employees'",
         "SELECT s.histogram_bounds::text FROM pg_catalog.pg_stats s",
         "DO $$ BEGIN RAISE NOTICE '%', (SELECT email FROM test_schema.employees LIMIT 1); END $$",

@@ -78,14 +78,20 @@ public struct MaskingContext: Sendable, Hashable {
         }.joined(separator: ", ")
         return """
             WITH RECURSIVE p(i, nsp, rel, unmasked, masked, db) AS (VALUES \(rows)),
-            m AS (
-              SELECT p.i, c.oid AS reloid, p.rel FROM p
+            base AS (
+              SELECT p.i, c.oid AS reloid FROM p
               JOIN pg_catalog.pg_namespace n ON n.nspname = p.nsp
               JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = p.rel
               WHERE (p.db IS NULL OR p.db OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text)
                 AND NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = pg_catalog.current_user()), false)
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname = ANY (p.unmasked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER'))
                 AND (p.masked IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname = ANY (p.masked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER')))
+            ),
+            -- Partitions and inheritance children carry the same data: the policy covers them too.
+            m(i, reloid) AS (
+              SELECT i, reloid FROM base
+              UNION
+              SELECT m.i, h.inhrelid FROM m JOIN pg_catalog.pg_inherits h ON h.inhparent = m.reloid
             ),
             tainted(oid) AS (
               SELECT reloid FROM m
@@ -95,25 +101,29 @@ public struct MaskingContext: Sendable, Hashable {
               JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
               WHERE r.ev_class <> t.oid
             )
-            SELECT 'user', pg_catalog.current_user()::pg_catalog.text, NULL, NULL, NULL
+            SELECT 'user', pg_catalog.current_user()::pg_catalog.text, NULL, NULL, NULL, NULL
             UNION ALL
-            SELECT 'maxoid', (SELECT pg_catalog.max(oid) FROM pg_catalog.pg_class)::pg_catalog.text, NULL, NULL, NULL
+            SELECT 'maxoid', (SELECT pg_catalog.max(oid) FROM pg_catalog.pg_class)::pg_catalog.text, NULL, NULL, NULL, NULL
             UNION ALL
             SELECT 'table', m.i::pg_catalog.text, m.reloid::pg_catalog.text,
-                   (pg_catalog.to_regclass(pg_catalog.quote_ident(m.rel)) OPERATOR(pg_catalog.=) m.reloid)::pg_catalog.text, NULL FROM m
+                   (pg_catalog.to_regclass(pg_catalog.quote_ident(c.relname)) OPERATOR(pg_catalog.=) m.reloid)::pg_catalog.text,
+                   n.nspname::pg_catalog.text, c.relname::pg_catalog.text
+            FROM m JOIN pg_catalog.pg_class c ON c.oid = m.reloid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             UNION ALL
-            SELECT 'column', m.i::pg_catalog.text, a.attnum::pg_catalog.text, a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, a.atttypmod)
+            SELECT 'column', m.i::pg_catalog.text, m.reloid::pg_catalog.text, a.attnum::pg_catalog.text, a.attname::pg_catalog.text,
+                   pg_catalog.format_type(a.atttypid, a.atttypmod)
             FROM m JOIN pg_catalog.pg_attribute a ON a.attrelid = m.reloid AND a.attnum > 0 AND NOT a.attisdropped
             UNION ALL
-            SELECT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL FROM tainted t JOIN pg_catalog.pg_class c ON c.oid = t.oid
+            SELECT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL FROM tainted t JOIN pg_catalog.pg_class c ON c.oid = t.oid
             WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.reloid = t.oid)
             UNION ALL
-            SELECT DISTINCT 'function', pr.proname::pg_catalog.text, NULL, NULL, NULL
-            FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid = pr.pronamespace, m
-            WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema') AND pr.prosrc OPERATOR(pg_catalog.~~*) ('%' || m.rel || '%')
+            SELECT DISTINCT 'function', pr.proname::pg_catalog.text, NULL, NULL, NULL, NULL
+            FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid = pr.pronamespace,
+                 m JOIN pg_catalog.pg_class mc ON mc.oid = m.reloid
+            WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema') AND pr.prosrc OPERATOR(pg_catalog.~~*) ('%' || mc.relname || '%')
             UNION ALL
             -- SQL-standard bodies (BEGIN ATOMIC) record what they read in pg_depend.
-            SELECT DISTINCT 'function', pr.proname::pg_catalog.text, NULL, NULL, NULL
+            SELECT DISTINCT 'function', pr.proname::pg_catalog.text, NULL, NULL, NULL, NULL
             FROM tainted t JOIN pg_catalog.pg_depend d ON d.refobjid = t.oid AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
             JOIN pg_catalog.pg_proc pr ON pr.oid = d.objid
             """
@@ -122,32 +132,33 @@ public struct MaskingContext: Sendable, Hashable {
     /// Builds the context from the rows of `query(for:)`.
     static func from(rows: [[String?]], policies: PolicySet) -> MaskingContext {
         var role = ""
-        var tables: [Int: Table] = [:]
+        var tables: [UInt32: Table] = [:]
+        var policyOf: [UInt32: Int] = [:]
         var relations: Set<String> = []
         var functions: Set<String> = []
         var maximumOID = UInt32.max
-        for row in rows where row.count == 5 {
+        for row in rows where row.count == 6 {
             switch row[0] {
             case "user": role = row[1] ?? ""
             case "maxoid": maximumOID = row[1].flatMap(UInt32.init) ?? .max
             case "table":
-                guard let index = row[1].flatMap(Int.init), index < policies.policies.count, let oid = row[2].flatMap(UInt32.init) else { continue }
-                let policy = policies.policies[index]
-                tables[index] = Table(oid: oid, schema: policy.schema, name: policy.table, resolvesUnqualified: row[3] == "true", columns: tables[index]?.columns ?? [])
+                guard let index = row[1].flatMap(Int.init), index < policies.policies.count, let oid = row[2].flatMap(UInt32.init),
+                      let schema = row[4], let name = row[5] else { continue }
+                tables[oid] = Table(oid: oid, schema: schema, name: name, resolvesUnqualified: row[3] == "true", columns: tables[oid]?.columns ?? [])
+                policyOf[oid] = index
             case "column":
-                guard let index = row[1].flatMap(Int.init), index < policies.policies.count, let number = row[2].flatMap(Int.init),
-                      let name = row[3], let type = row[4] else { continue }
-                let policy = policies.policies[index]
-                var table = tables[index] ?? Table(oid: 0, schema: policy.schema, name: policy.table, resolvesUnqualified: false, columns: [])
-                table.columns.append(.init(number: number, name: name, type: type, strategy: policy.strategy(for: name)))
-                tables[index] = table
+                guard let index = row[1].flatMap(Int.init), index < policies.policies.count, let oid = row[2].flatMap(UInt32.init),
+                      let number = row[3].flatMap(Int.init), let name = row[4], let type = row[5] else { continue }
+                var table = tables[oid] ?? Table(oid: oid, schema: "", name: "", resolvesUnqualified: false, columns: [])
+                table.columns.append(.init(number: number, name: name, type: type, strategy: policies.policies[index].strategy(for: name)))
+                tables[oid] = table
             case "relation": if let name = row[1] { relations.insert(name) }
             case "function": if let name = row[1] { functions.insert(name) }
             default: break
             }
         }
-        let ordered = tables.keys.sorted().compactMap { index -> Table? in
-            guard var table = tables[index], table.oid != 0 else { return nil }
+        let ordered = tables.keys.sorted().compactMap { oid -> Table? in
+            guard var table = tables[oid], policyOf[oid] != nil, !table.name.isEmpty else { return nil }
             table.columns.sort { $0.number < $1.number }
             return table
         }
@@ -155,4 +166,5 @@ public struct MaskingContext: Sendable, Hashable {
         context.maximumRelationOID = maximumOID
         return context
     }
+
 }
