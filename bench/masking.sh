@@ -64,6 +64,9 @@ fi
 [ -x "$bin" ] || bench_die "pgclone binary not found at $bin (build it, set PGCLONE_BIN, or BENCH_BUILD=1)"
 
 # --- 1. cluster, data, roles ----------------------------------------------------
+# The script's own stdout/stderr, kept on 8/9: a TERM/INT trap can fire while a function
+# runs with its output redirected to a file, and on_exit must still report to the caller.
+exec 8>&1 9>&2
 work=$(mktemp -d /tmp/pgclone-masking-bench.XXXXXX)
 CHILD=""   # the timed client currently running, if any
 failed_logs() {
@@ -78,6 +81,7 @@ on_exit() {
     local rc=$?
     set +e
     trap - EXIT INT TERM
+    exec 1>&8 2>&9
     if [ -n "${CHILD:-}" ]; then kill -TERM "$CHILD" 2>/dev/null; wait "$CHILD" 2>/dev/null; fi
     [ "$rc" -ne 0 ] && failed_logs
     bench_cleanup
@@ -104,7 +108,7 @@ unset PGHOST PGPORT PGSERVICE PGOPTIONS PGSSLMODE PGAPPNAME
 pg_port=$(bench_free_port)
 bench_log "initdb in $work (port $pg_port)"
 bench_cluster_init "$work" "$pg_port" "$PASSWORD"
-bench_cluster_start "$work"
+bench_cluster_start "$work" 8>&- 9>&-
 
 # admin SQL as the superuser over the private socket
 admin_psql() { psql -X -q -v ON_ERROR_STOP=1 -h "$work/sock" -p "$pg_port" -U postgres -d postgres "$@"; }
@@ -195,7 +199,7 @@ bench_log "starting pgclone on 127.0.0.1:${PORT[proxy]}"
 # shellcheck disable=SC2086 # BENCH_PGCLONE_ARGS is a word list on purpose
 (cd "$root" && exec "$bin" serve --listen "127.0.0.1:${PORT[proxy]}" \
     --backend "host=127.0.0.1 port=$pg_port dbname=postgres user=postgres password=$PASSWORD" \
-    --policies "$work/policies" ${BENCH_PGCLONE_ARGS:-}) >"$work/pgclone.log" 2>&1 &
+    --policies "$work/policies" ${BENCH_PGCLONE_ARGS:-}) >"$work/pgclone.log" 2>&1 8>&- 9>&- &
 proxy_pid=$!
 bench_track "$proxy_pid"
 bench_wait_port "${PORT[proxy]}" 60 "$proxy_pid" || bench_die "pgclone did not start listening"

@@ -14,7 +14,8 @@ import Testing
         let database = "gmask_\(UInt32.random(in: 0...UInt32.max))"
         let admin = try await PQConnection.connect(environment.directTarget())
         try await admin.exec("CREATE DATABASE \(database)")
-        try await admin.exec("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'data_admin') THEN CREATE ROLE data_admin WITH LOGIN PASSWORD 'admin123'; END IF; END $$")
+        // Roles are cluster-wide: created once for all tests (guide 11.1 creates data_admin).
+        try await TargetRoles.ensure()
         let proxy = try await RunningProxy.start(environment)
         do {
             try await body(environment, environment.throughProxy(proxy.port, database: database))

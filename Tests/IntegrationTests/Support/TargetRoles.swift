@@ -21,6 +21,7 @@ enum TargetRoles {
               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'auth_clear') THEN CREATE ROLE auth_clear LOGIN; END IF;
               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'auth_md5') THEN CREATE ROLE auth_md5 LOGIN; END IF;
               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_user') THEN CREATE ROLE app_user LOGIN; END IF;
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'data_admin') THEN CREATE ROLE data_admin WITH LOGIN PASSWORD 'admin123'; END IF;
             END $$;
             """)
         try await connection.exec("ALTER ROLE auth_clear PASSWORD \(quoteLiteral(clearPassword))")
