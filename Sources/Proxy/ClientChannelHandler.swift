@@ -68,6 +68,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
     private var isMaskedSession = false
     private var isSuppressingRows = false
+    /// Whether the client's Parse/Close answers are counted, so that the proxy's own can be swallowed.
+    private var tracksParseAnswers: Bool { !adminPrepared.isEmpty || !statementsPreparedUnmasked.isEmpty }
+
+    /// Statements prepared while the session was not masked (with policies in force): if the
+    /// session becomes masked, binding them would run unrewritten text, so it is refused.
+    private var statementsPreparedUnmasked: Set<String> = []
     private var maskingWaitingForQuiet = false
     private var maskingCheckError: ErrorFields?
     private var adminWaitingForQuiet = false
@@ -390,11 +396,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             switch type {
             case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.parse.rawValue:
                 return .examine
-            case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty:
+            case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty || (isMaskedSession && !statementsPreparedUnmasked.isEmpty):
                 return .examine
             case FrontendMessage.ID.functionCall.rawValue where isMaskedSession:
                 return .examine
-            case FrontendMessage.ID.close.rawValue where !adminPrepared.isEmpty:
+            case FrontendMessage.ID.close.rawValue where tracksParseAnswers:
                 activity.clientSent(type)
                 clientClosesInFlight += 1
                 return .examine
@@ -410,6 +416,13 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         if frame.type == FrontendMessage.ID.query.rawValue || frame.type == FrontendMessage.ID.parse.rawValue,
            let verdict = maskingVerdict(for: frame, text: frame.payload.readableBytesView) {
             return verdict
+        }
+        // A Bind of a statement prepared while unmasked is judged on a fresh context when one is due
+        // (RESET ROLE may have made the session unmasked again); mid-batch the last context stands.
+        if frame.type == FrontendMessage.ID.bind.rawValue, isMaskedSession, masking.check(proxy.policies.current) != .none,
+           activity.isQuiet, internalQuery == nil {
+            startMaskingCheck()
+            return .pauseBefore
         }
         switch frame.type {
         case FrontendMessage.ID.functionCall.rawValue:
@@ -471,7 +484,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
         if internalQuery != nil { return .examine }
         if stripNextErrorContext && id == .errorResponse { return .examine }
-        if (!swallowParses.isEmpty || !swallowCloses.isEmpty || !adminPrepared.isEmpty)
+        if (!swallowParses.isEmpty || !swallowCloses.isEmpty || tracksParseAnswers)
             && (id == .parseComplete || id == .closeComplete) {
             return .examine
         }
@@ -795,8 +808,13 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     private func examineParse(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
         guard case .parse(let parse) = try FrontendMessage.decode(frame) else { return .relay }
         func relay() -> FrameScanner.Verdict {
-            if adminPrepared.removeValue(forKey: parse.statementName) != nil || !adminPrepared.isEmpty {
+            if adminPrepared.removeValue(forKey: parse.statementName) != nil || tracksParseAnswers {
                 clientParsesInFlight += 1
+            }
+            if !isMaskedSession && !proxy.policies.current.isEmpty {
+                statementsPreparedUnmasked.insert(parse.statementName)
+            } else {
+                statementsPreparedUnmasked.remove(parse.statementName)
             }
             activity.clientSent(frame.type)
             return .relay
@@ -844,6 +862,22 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
 
     private func examineBind(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
+        if isMaskedSession, case .bind(let bind) = try FrontendMessage.decode(frame), statementsPreparedUnmasked.contains(bind.statementName) {
+            // Bind a statement that fails in order instead: the client sees the error at Execute.
+            activity.clientSent(frame.type)
+            stripNextErrorContext = true
+            internalStatementCounter += 1
+            let name = "pgclone_internal_\(internalStatementCounter)"
+            var buffer = ByteBuffer()
+            let error = AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before role \"\(masking.context?.role ?? "")\" was masked by a policy; prepare it again")
+            FrontendMessage.parse(.init(statementName: name, query: AdminSQL.raise(error), parameterTypes: [])).encode(into: &buffer)
+            FrontendMessage.bind(.init(portalName: bind.portalName, statementName: name, parameterFormats: [], parameters: [], resultFormats: [])).encode(into: &buffer)
+            FrontendMessage.close(.statement(name)).encode(into: &buffer)
+            Self.enqueueSwallow(&swallowParses, clientInFlight: clientParsesInFlight)
+            Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
+            for type in [FrontendMessage.ID.parse, .close] { activity.clientSent(type.rawValue) }
+            return .replace(buffer)
+        }
         guard case .bind(let bind) = try FrontendMessage.decode(frame), let prepared = adminPrepared[bind.statementName] else {
             activity.clientSent(frame.type)
             return .relay

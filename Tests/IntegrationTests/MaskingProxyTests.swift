@@ -157,6 +157,29 @@ import Testing
         }
     }
 
+    @Test func statementsPreparedBeforeBecomingMaskedAreNotRun() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            // A superuser prepares (protocol level), then becomes the masked role and only binds and executes.
+            let session = try await PQConnection.connect(environment.throughProxy(proxy.port, database: database))
+            try await session.prepare(name: "early", "SELECT email FROM test_schema.employees WHERE id = $1")
+            #expect(try await session.executePrepared(name: "early", ["1"]).string(0, 0) == "CANARY-EMAIL-9d1f1@example.com")
+            try await session.exec("SET ROLE \(roles.masked)")
+            #expect(try await session.exec("SELECT email FROM test_schema.employees WHERE id = 1").string(0, 0) == "C***@example.com")
+            do {
+                let result = try await session.executePrepared(name: "early", ["1"])
+                Issue.record("a statement prepared before masking ran: \(result.strings)")
+            } catch let error as PQError {
+                #expect(error.sqlState == "42501")
+                #expect(error.message == "pgclone: prepared statement \"early\" was prepared before role \"\(roles.masked)\" was masked by a policy; prepare it again")
+            }
+            // Preparing again under the masked role works, masked.
+            try await session.prepare(name: "late", "SELECT email FROM test_schema.employees WHERE id = $1")
+            #expect(try await session.executePrepared(name: "late", ["2"]).string(0, 0) == "C***@example.com")
+            try await session.exec("RESET ROLE")
+            #expect(try await session.executePrepared(name: "early", ["1"]).string(0, 0) == "CANARY-EMAIL-9d1f1@example.com")
+        }
+    }
+
     @Test func functionCallMessageIsRefusedForMaskedSessions() async throws {
         try await TargetRoles.ensure()
         try await withMaskedSetup { environment, proxy, database, _ in
