@@ -205,7 +205,7 @@ bench_track "$proxy_pid"
 bench_wait_port "${PORT[proxy]}" 60 "$proxy_pid" || bench_die "pgclone did not start listening"
 
 # case_role / case_port CASE: who connects where for masked_proxy, clear_proxy, clear_direct
-case_role() { case $1 in masked_*) echo masked_reader ;; *) echo clear_reader ;; esac; }
+case_role() { case $1 in masked_proxy) echo masked_reader ;; *) echo clear_reader ;; esac; }
 case_port() { case $1 in *_direct) echo "${PORT[direct]}" ;; *) echo "${PORT[proxy]}" ;; esac; }
 # (masked_sql_direct is clear_reader, direct)
 
@@ -299,6 +299,9 @@ check "masked_reader: SELECT * returns every row" "$v rows" "$ROWS" "$([ "$v" -e
 v=$(masked_rows_bad "$work/masked.select" '|' '')
 check "masked_reader: SELECT *, every row masked" "$v rows not masked" "0" "$([ "$v" = 0 ] && echo 1 || echo 0)"
 rm -f "$work/masked.copy" "$work/masked.select"
+# pgbench -S's statement, with a literal that is easy to find in the log
+q='SELECT abalance FROM pgbench_accounts WHERE aid = 424242'; v=$(one_value masked_proxy "$q"); w=$(admin_psql -At -c "$q")
+check "masked_reader: $q (unmasked column)" "$v" "'$w'" "$([ "$v" = "$w" ] && echo 1 || echo 0)"
 admin_psql -c "ALTER ROLE masked_reader RESET log_statement"
 # rewritten_sql PREFIX: the last statement in the server log that starts with PREFIX
 rewritten_sql() {
@@ -316,6 +319,15 @@ for method in copy select; do
         bench_log "could not capture the rewritten $method statement from the server log; skipping masked_sql_direct for it"
     fi
 done
+# the same for pgbench: a custom script equivalent to -S, with the rewritten statement
+PGBENCH_CASES=$CASES
+bench_sql=$(rewritten_sql 'SELECT abalance FROM (SELECT ')
+if [[ "$bench_sql" == *'aid = 424242' ]]; then
+    printf '\\set aid random(1, 100000 * %s)\n%s;\n' "$SCALE" "${bench_sql%424242}:aid" >"$work/rewritten-pgbench.sql"
+    PGBENCH_CASES="$CASES masked_sql_direct"
+else
+    bench_log "could not capture the rewritten pgbench statement from the server log; skipping masked_sql_direct for pgbench"
+fi
 
 # --- 4. timed full reads ----------------------------------------------------------
 declare -A BEST BESTCPU
@@ -399,9 +411,10 @@ declare -A TPS LAT CPU NTX
 
 # run_pgbench CASE SECONDS OUTFILE
 run_pgbench() {
-    local c=$1 role rc=0
+    local c=$1 role rc=0 script=(-S)
     role=$(case_role "$c")
-    PGPASSWORD=${PW[$role]} pgbench -S -n -M simple -c "$CLIENTS" -j "$THREADS" -T "$2" \
+    [ "$c" = masked_sql_direct ] && script=(-f "$work/rewritten-pgbench.sql")
+    PGPASSWORD=${PW[$role]} pgbench "${script[@]}" -n -M simple -c "$CLIENTS" -j "$THREADS" -T "$2" \
         -h 127.0.0.1 -p "$(case_port "$c")" -U "$role" postgres >"$3" 2>&1 &
     CHILD=$!
     wait "$CHILD" || rc=$?
@@ -414,9 +427,9 @@ if [ "$WARMUP" -gt 0 ]; then
     run_pgbench clear_direct "$WARMUP" "$work/warmup.txt"
 fi
 load_before_pgbench=$(cut -d' ' -f1-3 /proc/loadavg)
-for c in $CASES; do
+for c in $PGBENCH_CASES; do
     out="$work/pgbench-$c.txt"
-    bench_log "pgbench -S -n -M simple -c $CLIENTS -j $THREADS -T $SECS as $(case_role "$c") via $c"
+    bench_log "pgbench $([ "$c" = masked_sql_direct ] && echo "-f rewritten-pgbench.sql" || echo -S) -n -M simple -c $CLIENTS -j $THREADS -T $SECS as $(case_role "$c") via $c"
     t0=$(bench_cpu_ticks "$proxy_pid")
     run_pgbench "$c" "$SECS" "$out"
     t1=$(bench_cpu_ticks "$proxy_pid")
@@ -438,15 +451,21 @@ done
 overhead_us=$(awk -v m="${TPS[masked_proxy]}" -v u="${TPS[clear_proxy]}" -v c="$CLIENTS" \
     'BEGIN { printf "%.1f", (1 / m - 1 / u) * c * 1e6 }')
 cpu_overhead_us=$(awk -v m="${CPU[masked_proxy]}" -v u="${CPU[clear_proxy]}" 'BEGIN { printf "%.1f", m - u }')
+server_overhead_us="-"
+if [ -n "${TPS[masked_sql_direct]:-}" ]; then
+    server_overhead_us=$(awk -v m="${TPS[masked_sql_direct]}" -v u="${TPS[clear_direct]}" -v c="$CLIENTS" \
+        'BEGIN { printf "%.1f", (1 / m - 1 / u) * c * 1e6 }')
+fi
 echo
 echo "pgbench -S -n -M simple -c $CLIENTS -j $THREADS -T $SECS, scale $SCALE (pgbench_accounts.filler masked for masked_reader)"
-printf '%-14s %-14s %11s %11s %12s %18s\n' case role tps latency_ms statements pgclone_cpu_us/stmt
-for c in $CASES; do
-    printf '%-14s %-14s %11.1f %11.3f %12s %18s\n' "$c" "$(case_role "$c")" "${TPS[$c]}" "${LAT[$c]}" "${NTX[$c]}" "${CPU[$c]}"
+printf '%-17s %-14s %11s %11s %12s %18s\n' case role tps latency_ms statements pgclone_cpu_us/stmt
+for c in $PGBENCH_CASES; do
+    printf '%-17s %-14s %11.1f %11.3f %12s %18s\n' "$c" "$(case_role "$c")" "${TPS[$c]}" "${LAT[$c]}" "${NTX[$c]}" "${CPU[$c]}"
 done
 echo "masked/unmasked TPS through pgclone = $(ratio "${TPS[masked_proxy]}" "${TPS[clear_proxy]}"), pgclone/direct (unmasked) = $(ratio "${TPS[clear_proxy]}" "${TPS[clear_direct]}")"
 echo "estimated per-statement cost of the masked path: (1/tps_masked - 1/tps_unmasked) x $CLIENTS clients = $overhead_us us (goal < 50 us: $(goal "$overhead_us" '<' 50))"
 echo "  pgclone CPU per statement, masked minus unmasked: $cpu_overhead_us us"
+echo "  the server's share: rewritten vs plain statement, both direct: (1/tps - 1/tps) x $CLIENTS = $server_overhead_us us"
 
 # --- 6. summary ------------------------------------------------------------------
 log_problems=$(grep -ciE '\b(error|warning|critical)\b' "$work/pgclone.log" || true)
@@ -466,11 +485,12 @@ for method in copy select; do
         "$(rps "${BEST[masked_sql_direct,$method]:-}")" "${R_SERVER[$method]}"
 done
 echo "pgbench -S -M simple -c $CLIENTS -j $THREADS, ${SECS}s per run:"
-for c in $CASES; do
-    printf '  %-14s %8.0f tps / %s ms\n' "$c" "${TPS[$c]}" "${LAT[$c]}"
+for c in $PGBENCH_CASES; do
+    printf '  %-17s %8.0f tps / %s ms\n' "$c" "${TPS[$c]}" "${LAT[$c]}"
 done
 echo "  masked/unmasked $(ratio "${TPS[masked_proxy]}" "${TPS[clear_proxy]}")x, pgclone/direct $(ratio "${TPS[clear_proxy]}" "${TPS[clear_direct]}")x"
 echo "  masked-path cost per statement (estimate): $overhead_us us (goal < 50 us: $(goal "$overhead_us" '<' 50)); pgclone CPU +$cpu_overhead_us us"
+echo "  of which the server runs the rewritten statement slower by (estimate): $server_overhead_us us"
 failed_checks=0
 for line in "${CHECKS[@]}"; do [[ "$line" == FAIL* ]] && failed_checks=$((failed_checks + 1)); done
 echo "masking checks: $(( ${#CHECKS[@]} - failed_checks ))/${#CHECKS[@]} passed"

@@ -1,7 +1,7 @@
 import Foundation
 
 /// How object names follow a table that is cloned under another name.
-enum NameMapping {
+public enum NameMapping {
     /// PostgreSQL truncates identifiers to 63 bytes.
     static let maximumIdentifierBytes = 63
 
@@ -19,7 +19,7 @@ enum NameMapping {
         return truncate(renamed)
     }
 
-    static func truncate(_ name: String) -> String {
+    public static func truncate(_ name: String) -> String {
         var result = ""
         for character in name {
             if result.utf8.count + String(character).utf8.count > maximumIdentifierBytes { break }

@@ -42,7 +42,7 @@ struct MaskingPolicyFunctions: Sendable {
         for (column, _) in strategies where !definition.columns.contains(where: { $0.name == column }) {
             throw CloneError("42703", "column \"\(column)\" of relation \"\(schema).\(table)\" does not exist")
         }
-        let viewName = NameMappingPublic.truncate(table + "_masked")
+        let viewName = NameMapping.truncate(table + "_masked")
         let qualifiedTable = SQL.qualified(schema, table)
         let qualifiedView = SQL.qualified(schema, viewName)
         let acl = try await connection.query("SELECT relacl::pg_catalog.text FROM pg_catalog.pg_class WHERE oid = $1::pg_catalog.regclass", [qualifiedTable]).string(0, 0)
@@ -67,7 +67,7 @@ struct MaskingPolicyFunctions: Sendable {
         }
         let stateConnection = try await state.connect()
         try await stateConnection.exec(StatePolicies.schemaSQL)
-        let maskJSON = "{" + strategies.map { "\(JSONNodeQuote.quote($0.0)): \($0.1.json.text)" }.joined(separator: ", ") + "}"
+        let maskJSON = "{" + strategies.map { "\(JSONNode.quote($0.0)): \($0.1.json.text)" }.joined(separator: ", ") + "}"
         let roles = "{" + (privilegedRole.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" } ?? "") + "}"
         try await stateConnection.query("""
             INSERT INTO pgclone.masking_policies (database_name, schema_name, table_name, mask, unmasked_roles, view_name, previous_acl, granted_schema_usage, created_by)
@@ -175,20 +175,4 @@ struct MaskingPolicyFunctions: Sendable {
         }
         return .rows(columns: statusColumns, rows: rows)
     }
-}
-
-/// Name helpers shared with the clone engine.
-enum NameMappingPublic {
-    static func truncate(_ name: String) -> String {
-        var result = ""
-        for character in name {
-            if result.utf8.count + String(character).utf8.count > 63 { break }
-            result.append(character)
-        }
-        return result
-    }
-}
-
-enum JSONNodeQuote {
-    static func quote(_ text: String) -> String { JSON.JSONNode.quote(text) }
 }
