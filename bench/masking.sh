@@ -451,6 +451,11 @@ done
 overhead_us=$(awk -v m="${TPS[masked_proxy]}" -v u="${TPS[clear_proxy]}" -v c="$CLIENTS" \
     'BEGIN { printf "%.1f", (1 / m - 1 / u) * c * 1e6 }')
 cpu_overhead_us=$(awk -v m="${CPU[masked_proxy]}" -v u="${CPU[clear_proxy]}" 'BEGIN { printf "%.1f", m - u }')
+# When pgbench, PostgreSQL and pgclone saturate every core, 1/tps x cores is the CPU time a
+# statement costs the whole machine; x clients (above) is its latency, which queueing inflates.
+cores=$(nproc)
+cpu_bound_us=$(awk -v m="${TPS[masked_proxy]}" -v u="${TPS[clear_proxy]}" -v c="$cores" \
+    'BEGIN { printf "%.1f", (1 / m - 1 / u) * c * 1e6 }')
 server_overhead_us="-"
 if [ -n "${TPS[masked_sql_direct]:-}" ]; then
     server_overhead_us=$(awk -v m="${TPS[masked_sql_direct]}" -v u="${TPS[clear_direct]}" -v c="$CLIENTS" \
@@ -465,6 +470,7 @@ done
 echo "masked/unmasked TPS through pgclone = $(ratio "${TPS[masked_proxy]}" "${TPS[clear_proxy]}"), pgclone/direct (unmasked) = $(ratio "${TPS[clear_proxy]}" "${TPS[clear_direct]}")"
 echo "estimated per-statement cost of the masked path: (1/tps_masked - 1/tps_unmasked) x $CLIENTS clients = $overhead_us us (goal < 50 us: $(goal "$overhead_us" '<' 50))"
 echo "  pgclone CPU per statement, masked minus unmasked: $cpu_overhead_us us"
+echo "  machine CPU per statement if all $cores cores are saturated: (1/tps_masked - 1/tps_unmasked) x $cores = $cpu_bound_us us"
 echo "  the server's share: rewritten vs plain statement, both direct: (1/tps - 1/tps) x $CLIENTS = $server_overhead_us us"
 
 # --- 6. summary ------------------------------------------------------------------
@@ -490,6 +496,7 @@ for c in $PGBENCH_CASES; do
 done
 echo "  masked/unmasked $(ratio "${TPS[masked_proxy]}" "${TPS[clear_proxy]}")x, pgclone/direct $(ratio "${TPS[clear_proxy]}" "${TPS[clear_direct]}")x"
 echo "  masked-path cost per statement (estimate): $overhead_us us (goal < 50 us: $(goal "$overhead_us" '<' 50)); pgclone CPU +$cpu_overhead_us us"
+echo "  CPU-bound view: (1/tps_masked - 1/tps_unmasked) x $cores cores = $cpu_bound_us us of machine CPU per statement"
 echo "  of which the server runs the rewritten statement slower by (estimate): $server_overhead_us us"
 failed_checks=0
 for line in "${CHECKS[@]}"; do [[ "$line" == FAIL* ]] && failed_checks=$((failed_checks + 1)); done
