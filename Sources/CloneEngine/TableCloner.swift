@@ -88,9 +88,15 @@ struct CopyPlan: Sendable {
         return "COPY (\(select)) TO STDOUT" + (binary ? " (FORMAT binary)" : "")
     }
 
-    func targetCopySQL(_ qualifiedTarget: String) -> String {
-        "COPY \(qualifiedTarget) (\(copiedColumns.map { SQL.identifier($0.name) }.joined(separator: ", "))) FROM STDIN"
-            + (binary ? " (FORMAT binary)" : "")
+    /// FREEZE: the table was created in this same transaction, so rows can be written
+    /// frozen; nothing has to revisit them for hint bits or freezing later (not allowed
+    /// for partitioned tables).
+    func targetCopySQL(_ qualifiedTarget: String, freeze: Bool) -> String {
+        var options: [String] = []
+        if binary { options.append("FORMAT binary") }
+        if freeze { options.append("FREEZE") }
+        return "COPY \(qualifiedTarget) (\(copiedColumns.map { SQL.identifier($0.name) }.joined(separator: ", "))) FROM STDIN"
+            + (options.isEmpty ? "" : " (\(options.joined(separator: ", ")))")
     }
 }
 
@@ -147,7 +153,8 @@ struct TableCloner {
                 }
                 try await createTable(definition, plan: plan, schema: targetSchema, name: targetName, outcome: &outcome)
                 if options.copyData {
-                    outcome.rows = try await source.copy(plan.sourceCopySQL(definition), into: target, plan.targetCopySQL(qualifiedTarget))
+                    outcome.rows = try await source.copy(plan.sourceCopySQL(definition), into: target,
+                                                        plan.targetCopySQL(qualifiedTarget, freeze: !definition.isPartitioned))
                 }
                 try await addConstraints(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
                                          deferForeignKeys: deferForeignKeys, outcome: &outcome)
