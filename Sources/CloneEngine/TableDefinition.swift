@@ -212,7 +212,7 @@ public struct TableDefinition: Sendable {
             FROM pg_catalog.pg_inherits i
             JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-            WHERE i.inhparent = $1 AND c.relkind IN ('r', 'p')
+            WHERE i.inhparent = $1 AND c.relkind IN ('r', 'p') AND c.relispartition
             ORDER BY c.relname
             """, oidParameter)
         let partitions = partitionRows.rows.indices.map { row in

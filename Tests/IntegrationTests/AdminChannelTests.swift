@@ -137,6 +137,33 @@ import Testing
         }
     }
 
+    @Test func inheritanceChildrenKeepTheirOwnRows() async throws {
+        let environment = try TestEnvironment.require()
+        let sourceDatabase = "inhsrc_\(UInt32.random(in: 0...UInt32.max))"
+        let sourceAdmin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
+        try await sourceAdmin.exec("CREATE DATABASE \(sourceDatabase)")
+        let sourceInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=postgres password=\(environment.password)"
+        let source = try await PQConnection.connect(sourceInfo)
+        try await source.exec("""
+            CREATE SCHEMA inh;
+            CREATE TABLE inh.parent (id int, v text);
+            CREATE TABLE inh.child (extra int) INHERITS (inh.parent);
+            INSERT INTO inh.parent VALUES (1, 'p1'), (2, 'p2');
+            INSERT INTO inh.child VALUES (3, 'c3', 30);
+            """)
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        try await withDatabase(environment) { database in
+            let output = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
+                SELECT pgclone.schema('\(sourceInfo)', 'inh', true) LIKE 'OK: cloned schema inh (2 tables, 3 rows,%';
+                SELECT string_agg(v, ',' ORDER BY id) FROM ONLY inh.parent;
+                SELECT string_agg(v || ':' || extra, ',' ORDER BY id) FROM inh.child;
+                """)
+            #expect(output.stdout == "t\np1,p2\nc3:30\n", "\(output.stderr)")
+        }
+        try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
+    }
+
     @Test func sourceKilledMidCopyLeavesTheTargetAsItWas() async throws {
         let environment = try TestEnvironment.require()
         // A source database of its own: the shared db1 must not change while other tests read it.
@@ -159,7 +186,7 @@ import Testing
             }
             let killer = try await PQConnection.connect(sourceInfo)
             try await waitFor("the source COPY to start") {
-                try await killer.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY (SELECT%'",
+                try await killer.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %TO STDOUT%'",
                                        [sourceDatabase]).string(0, 0) == "1"
             }
             let output = try await clone.value
