@@ -53,31 +53,7 @@ fi
 work=$(mktemp -d /tmp/pgclone-clone-bench.XXXXXX)
 chmod 755 "$work"   # the postgres user must reach $work/src and $work/tgt
 CHILD=""            # the timed command currently running, if any
-failed_logs() {
-    local f
-    for f in "$work/pgclone.log" "$work/src/postgres.log" "$work/tgt/postgres.log"; do
-        [ -s "$f" ] || continue
-        printf '\n--- last lines of %s ---\n' "${f#"$work"/}" >&2
-        tail -n 25 "$f" >&2
-    done
-}
-on_exit() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    if [ -n "${CHILD:-}" ]; then kill -TERM -- "-$CHILD" 2>/dev/null || kill -TERM "$CHILD" 2>/dev/null; wait "$CHILD" 2>/dev/null; fi
-    [ "$rc" -ne 0 ] && failed_logs
-    bench_cleanup
-    if [ "${BENCH_KEEP_WORKDIR:-0}" = 1 ]; then
-        bench_log "work directory kept: $work"
-    else
-        rm -rf "$work"
-    fi
-    exit "$rc"
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_trap_exit "$work/pgclone.log" "$work/src/postgres.log" "$work/tgt/postgres.log"
 
 SRC_PW=$(openssl rand -hex 12)
 TGT_PW=$(openssl rand -hex 12)

@@ -153,3 +153,41 @@ bench_rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # bench_cpu_ticks PID: utime+stime of PID in clock ticks.
 bench_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# bench_on_exit: the EXIT trap every bench installs with bench_trap_exit. Stops the
+# running timed client ($CHILD, with its process group), prints the tail of each file in
+# BENCH_LOGS when the run failed, stops everything bench_cleanup tracks, and removes $work
+# unless BENCH_KEEP_WORKDIR=1. When the script keeps its own stdout/stderr on fds 8/9
+# (a trap can fire while output is redirected to a file), they are restored first.
+bench_on_exit() {
+    local rc=$? f
+    set +e
+    trap - EXIT INT TERM
+    if { true >&8; } 2>/dev/null && { true >&9; } 2>/dev/null; then exec 1>&8 2>&9; fi
+    if [ -n "${CHILD:-}" ]; then
+        kill -TERM -- "-$CHILD" 2>/dev/null || kill -TERM "$CHILD" 2>/dev/null
+        wait "$CHILD" 2>/dev/null
+    fi
+    if [ "$rc" -ne 0 ]; then
+        for f in "${BENCH_LOGS[@]}"; do
+            [ -s "$f" ] || continue
+            printf '\n--- last lines of %s ---\n' "${f#"$work"/}" >&2
+            tail -n 25 "$f" >&2
+        done
+    fi
+    bench_cleanup
+    if [ "${BENCH_KEEP_WORKDIR:-0}" = 1 ]; then
+        bench_log "work directory kept: $work"
+    else
+        rm -rf "$work"
+    fi
+    exit "$rc"
+}
+
+# bench_trap_exit LOG...: install bench_on_exit, reporting these log files on failure.
+bench_trap_exit() {
+    BENCH_LOGS=("$@")
+    trap bench_on_exit EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}

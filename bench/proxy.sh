@@ -59,31 +59,7 @@ fi
 # --- 2. cluster ---------------------------------------------------------------
 work=$(mktemp -d /tmp/pgclone-bench.XXXXXX)
 CHILD=""   # the pgbench currently running, if any
-failed_logs() {
-    local f
-    for f in "$work/pgclone.log" "$work/pgbouncer.log" "$work/postgres.log"; do
-        [ -s "$f" ] || continue
-        printf '\n--- last lines of %s ---\n' "$(basename "$f")" >&2
-        tail -n 25 "$f" >&2
-    done
-}
-on_exit() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    if [ -n "${CHILD:-}" ]; then kill -TERM "$CHILD" 2>/dev/null; wait "$CHILD" 2>/dev/null; fi
-    [ "$rc" -ne 0 ] && failed_logs
-    bench_cleanup
-    if [ "${BENCH_KEEP_WORKDIR:-0}" = 1 ]; then
-        bench_log "work directory kept: $work"
-    else
-        rm -rf "$work"
-    fi
-    exit "$rc"
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_trap_exit "$work/pgclone.log" "$work/pgbouncer.log" "$work/postgres.log"
 
 PASSWORD=${BENCH_PASSWORD:-$(openssl rand -hex 12)}
 export PGPASSWORD=$PASSWORD PGUSER=postgres PGDATABASE=postgres
