@@ -695,6 +695,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             return refuseStatement(frame, AdminError(error.sqlState ?? "42501", "pgclone: cannot determine masking for this session: \(error.message ?? "unknown error")"))
         }
         masking.noteStatement(text)
+        if frame.type == FrontendMessage.ID.query.rawValue, !isMaskedSession, SessionMasking.mentionsTrigger(text), text.contains(UInt8(ascii: ";")),
+           case .query(let sql)? = try? FrontendMessage.decode(frame), SessionMasking.changesRoleAmongOthers(sql) {
+            // The statements after the role change would run on a context read before it.
+            return refuseStatement(frame, AdminError("0A000", "pgclone: while masking policies are in force, a role change must be sent as a query of its own",
+                                                     hint: "Send SET ROLE (or RESET, DISCARD, set_config('role', ...)) separately, then the statements that follow it."))
+        }
         return nil
     }
 

@@ -180,6 +180,20 @@ import Testing
         }
     }
 
+    @Test func aRoleChangeInsideAMultiStatementQueryIsRefused() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let conninfo = environment.throughProxy(proxy.port, database: database)
+            // psql -c sends both statements in one Query message.
+            let combined = try await Shell.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", conninfo, "-c",
+                                                "SET ROLE \(roles.masked); SELECT email FROM test_schema.employees WHERE id = 1"])
+            #expect(combined.status != 0)
+            #expect(combined.stderr.contains("ERROR:  0A000: pgclone: while masking policies are in force, a role change must be sent as a query of its own"), "\(combined.stderr)")
+            assertNoCanary(combined.stdout + combined.stderr, "combined query")
+            let ordinary = try await Shell.run(["psql", "-X", "-A", "-t", "-d", conninfo, "-c", "BEGIN; SELECT 1; COMMIT"])
+            #expect(ordinary.status == 0, "\(ordinary.stderr)")
+        }
+    }
+
     @Test func functionCallMessageIsRefusedForMaskedSessions() async throws {
         try await TargetRoles.ensure()
         try await withMaskedSetup { environment, proxy, database, _ in

@@ -1,5 +1,7 @@
 import Masking
 import PostgresWire
+import JSON
+import SQLParser
 
 /// One session's masking state: the context for its current role, a cache of
 /// rewritten statements, and when the context must be read again.
@@ -82,6 +84,28 @@ struct SessionMasking {
             return "pgclone: result column \"\(column.name)\" would carry unmasked values of \(table.map { "\($0.schema).\($0.name)" } ?? "a masked table"); the statement's rows were not sent"
         }
         return nil
+    }
+
+    /// A query string of several statements one of which may change the role.
+    static func changesRoleAmongOthers(_ sql: String) -> Bool {
+        guard let statements = try? PostgresParser.parse(sql) else { return false }
+        guard statements.count > 1 else { return false }
+        return statements.contains { statement in
+            guard let (kind, body) = statement.node.tagged else { return false }
+            switch kind {
+            case "VariableSetStmt":
+                let name = body["name"]?.string ?? ""
+                return name == "role" || name == "session_authorization" || body["kind"]?.string == "VAR_RESET_ALL"
+            case "DiscardStmt":
+                return true
+            default:
+                var setsConfig = false
+                statement.node.walk { node in
+                    if let call = node["FuncCall"], call["funcname"]?.array.last?["String"]?["sval"]?.string == "set_config" { setsConfig = true }
+                }
+                return setsConfig
+            }
+        }
     }
 
     static func mentionsTrigger<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
