@@ -18,7 +18,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private enum State {
+    enum State {
         case startup
         case connecting
         case authenticating
@@ -26,66 +26,66 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         case closed
     }
 
-    private let proxy: ProxyContext
-    private var logger: Logger
-    private var state = State.startup
-    private var startup: StartupStateMachine
-    private var context: ChannelHandlerContext?
-    private var backend: BackendChannelHandler?
-    private var clientScanner: FrameScanner
-    private var backendScanner: FrameScanner
-    private var activity = SessionActivity()
-    private var readPending = false
-    private var proxyKey: BackendKey?
+    let proxy: ProxyContext
+    var logger: Logger
+    var state = State.startup
+    var startup: StartupStateMachine
+    var context: ChannelHandlerContext?
+    var backend: BackendChannelHandler?
+    var clientScanner: FrameScanner
+    var backendScanner: FrameScanner
+    var activity = SessionActivity()
+    var readPending = false
+    var proxyKey: BackendKey?
     /// Startup packet and early client bytes waiting for the backend connection.
-    private var pendingToBackend = ByteBuffer()
-    private var quiescing = false
-    private var closeWhenFlushed = false
+    var pendingToBackend = ByteBuffer()
+    var quiescing = false
+    var closeWhenFlushed = false
 
     // Admin API state: a statement waiting for its turn, an internal query
     // whose answer is for the proxy, and the running call.
-    private var pendingAdmin: PendingAdmin?
+    var pendingAdmin: PendingAdmin?
     /// Prepared statements (by name) whose text is an admin call; the server holds a
     /// same-shaped placeholder under the same name.
-    private var adminPrepared: [String: AdminPrepared] = [:]
+    var adminPrepared: [String: AdminPrepared] = [:]
     /// While admin statements exist: client Parse/Close not yet answered, so that the
     /// answers to the proxy's own Parse/Close can be told apart and swallowed.
-    private var clientParsesInFlight = 0
-    private var clientClosesInFlight = 0
+    var clientParsesInFlight = 0
+    var clientClosesInFlight = 0
     /// The proxy's own ParseComplete/CloseComplete to swallow: each entry is how many
     /// of the client's answers come before it (counted from the previous entry).
-    private var swallowParses: [Int] = []
-    private var swallowCloses: [Int] = []
-    private var internalStatementCounter = 0
+    var swallowParses: [Int] = []
+    var swallowCloses: [Int] = []
+    var internalStatementCounter = 0
 
     // Masking: the session's context, and a check waiting for the server to be quiet.
-    private var masking = SessionMasking() {
+    var masking = SessionMasking() {
         // Plain flags for the hot path, so that classifying a message never copies the masking state.
         didSet {
             isMaskedSession = masking.isMasked
             isSuppressingRows = masking.suppressingRows
         }
     }
-    private var isMaskedSession = false
-    private var isSuppressingRows = false
+    var isMaskedSession = false
+    var isSuppressingRows = false
     /// Whether the client's Parse/Close answers are counted, so that the proxy's own can be swallowed.
-    private var tracksParseAnswers: Bool { !adminPrepared.isEmpty || !statementsPreparedUnmasked.isEmpty }
+    var tracksParseAnswers: Bool { !adminPrepared.isEmpty || !statementsPreparedUnmasked.isEmpty }
 
     /// Statements prepared while the session was not masked (with policies in force): if the
     /// session becomes masked, binding them would run unrewritten text, so it is refused.
-    private var statementsPreparedUnmasked: Set<String> = []
-    private var maskingWaitingForQuiet = false
-    private var maskingCheckError: ErrorFields?
-    private var adminWaitingForQuiet = false
-    private var internalQuery: InternalQuery?
-    private var internalQueryDone = false
-    private var adminTask: Task<Void, Never>?
-    private var stripNextErrorContext = false
+    var statementsPreparedUnmasked: Set<String> = []
+    var maskingWaitingForQuiet = false
+    var maskingCheckError: ErrorFields?
+    var adminWaitingForQuiet = false
+    var internalQuery: InternalQuery?
+    var internalQueryDone = false
+    var adminTask: Task<Void, Never>?
+    var stripNextErrorContext = false
 
-    private let openedAt = ContinuousClock.now
-    private var bytesFromClient = 0
-    private var bytesFromServer = 0
-    private var closeReason = "client disconnected"
+    let openedAt = ContinuousClock.now
+    var bytesFromClient = 0
+    var bytesFromServer = 0
+    var closeReason = "client disconnected"
 
     init(proxy: ProxyContext, connectionID: Int) {
         self.proxy = proxy
@@ -198,7 +198,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     // MARK: - Startup
 
-    private func handleStartup(_ action: StartupStateMachine.Action, context: ChannelHandlerContext) {
+    func handleStartup(_ action: StartupStateMachine.Action, context: ChannelHandlerContext) {
         switch action {
         case .wait:
             return
@@ -239,7 +239,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
     }
 
-    private func connectBackend(_ context: ChannelHandlerContext) {
+    func connectBackend(_ context: ChannelHandlerContext) {
         let endpoint = proxy.configuration.backend
         let session = NIOLoopBound(self, eventLoop: context.eventLoop)
         let tlsContext = proxy.backendTLS
@@ -359,7 +359,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     // MARK: - Relay
 
-    private func relayClientBytes(_ buffer: ByteBuffer) {
+    func relayClientBytes(_ buffer: ByteBuffer) {
         guard let backend else {
             // Still connecting: hold a little; a well-behaved client sends nothing here.
             var buffer = buffer
@@ -386,7 +386,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
     }
 
-    private func classifyClientMessage(_ type: UInt8, length: Int) throws(WireError) -> FrameScanner.Disposition {
+    func classifyClientMessage(_ type: UInt8, length: Int) throws(WireError) -> FrameScanner.Disposition {
         guard FrontendMessage.ID(rawValue: type) != nil else {
             throw WireError(.unknownMessageType(type))
         }
@@ -412,7 +412,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         return .pass
     }
 
-    private func examineClientMessage(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
+    func examineClientMessage(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
         if frame.type == FrontendMessage.ID.query.rawValue || frame.type == FrontendMessage.ID.parse.rawValue,
            let verdict = maskingVerdict(for: frame, text: frame.payload.readableBytesView) {
             return verdict
@@ -478,7 +478,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         return buffer
     }
 
-    private func classifyServerMessage(_ type: UInt8) throws(WireError) -> FrameScanner.Disposition {
+    func classifyServerMessage(_ type: UInt8) throws(WireError) -> FrameScanner.Disposition {
         guard let id = BackendMessage.ID(rawValue: type) else {
             throw WireError(.unknownMessageType(type))
         }
@@ -504,7 +504,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
     }
 
-    private func examineServerMessage(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
+    func examineServerMessage(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
         let message = try BackendMessage.decode(frame)
         if internalQuery != nil {
             return examineInternalAnswer(message)
@@ -572,462 +572,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
     }
 
-    // MARK: - Admin API
-
-    /// Rows and error of a query the proxy ran on the client's session for itself.
-    struct InternalQuery {
-        enum Purpose {
-            case adminRoleCheck
-            case maskingContext(PolicySet)
-        }
-        var purpose: Purpose
-        var rows: [[String?]] = []
-        var error: ErrorFields?
-    }
-
-    private func examineInternalAnswer(_ message: BackendMessage) -> FrameScanner.Verdict {
-        switch message {
-        case .dataRow(let row):
-            internalQuery?.rows.append(row.values.map { $0.map { String(buffer: $0) } })
-        case .errorResponse(let fields):
-            internalQuery?.error = fields
-        case .readyForQuery(let status):
-            activity.observe(status)
-            internalQueryDone = true
-        case .parameterStatus, .noticeResponse, .notificationResponse:
-            // Asynchronous messages belong to the client whenever they arrive.
-            return .relay
-        default:
-            break
-        }
-        return .consume
-    }
-
-    /// Starts the pending admin work: a call prepared by Bind runs at once; a statement
-    /// first needs the caller's role, asked once the server has answered everything before it.
-    private func startPendingAdmin() {
-        guard let pending = pendingAdmin, internalQuery == nil, adminTask == nil else { return }
-        if case .bind(let bind, let prepared) = pending {
-            runBoundAdmin(bind, prepared)
-            return
-        }
-        if activity.isQuiet {
-            adminWaitingForQuiet = false
-            sendInternalQuery(AdminSQL.roleCheck(adminRoles: proxy.configuration.adminRoles))
-        } else {
-            adminWaitingForQuiet = true
-        }
-    }
-
-    private func sendInternalQuery(_ sql: String, purpose: InternalQuery.Purpose = .adminRoleCheck) {
-        guard let backend else { return }
-        internalQuery = InternalQuery(purpose: purpose)
-        backend.write(Self.queryMessage(sql))
-        backend.flush()
-    }
-
-    private func advanceAdmin() {
-        if let answer = internalQuery {
-            internalQuery = nil
-            switch answer.purpose {
-            case .adminRoleCheck:
-                roleChecked(answer)
-            case .maskingContext(let policies):
-                maskingChecked(answer, policies: policies)
-            }
-        } else if maskingWaitingForQuiet {
-            maskingWaitingForQuiet = false
-            startMaskingCheck()
-        } else if adminWaitingForQuiet {
-            startPendingAdmin()
-        }
-    }
-
-    // MARK: - Masking
-
-    private func startMaskingCheck() {
-        guard internalQuery == nil else { return }
-        let policies = proxy.policies.current
-        if activity.isQuiet {
-            sendInternalQuery(MaskingContext.query(for: policies), purpose: .maskingContext(policies))
-        } else {
-            maskingWaitingForQuiet = true
-        }
-    }
-
-    private func maskingChecked(_ answer: InternalQuery, policies: PolicySet) {
-        if let error = answer.error {
-            // E.g. an aborted transaction: nothing but ending it may run until masking is known again.
-            maskingCheckError = error
-        } else {
-            maskingCheckError = nil
-            let context = MaskingContext.from(rows: answer.rows, policies: policies)
-            if context.isMasked != masking.isMasked || context.role != masking.context?.role {
-                logger.debug("masking context", metadata: ["role": "\(context.role)", "masked.tables": "\(context.tables.count)"])
-            }
-            masking.update(context)
-        }
-        resumeClientInput()
-    }
-
-    /// Decides what happens to a statement under masking; `nil` means "go on as usual".
-    private func maskingVerdict(for frame: MessageFrame, text: ByteBufferView) -> FrameScanner.Verdict? {
-        let policies = proxy.policies.current
-        guard !policies.isEmpty else { return nil }
-        let check = masking.check(policies)
-        if check == .refresh && !activity.isQuiet {
-            // Only stale, and the server is busy: keep the current context for now.
-        } else if check != .none && maskingCheckError == nil {
-            if activity.hasUnsyncedExtendedMessages && internalQuery == nil {
-                // Inside an unsynced extended batch the role cannot be asked: fail closed.
-                return refuseStatement(frame, AdminError("42501", "pgclone: the session's role or policies changed inside an extended-protocol batch; send Sync before this statement"))
-            }
-            startMaskingCheck()
-            return .pauseBefore
-        }
-        if let error = maskingCheckError {
-            let words = String(decoding: text.prefix(16), as: UTF8.self).lowercased().trimmingCharacters(in: .whitespacesAndNewlines)
-            if ["rollback", "abort", "commit", "end"].contains(where: { words.hasPrefix($0) }) {
-                masking.noteStatement(Array("rollback".utf8))
-                maskingCheckError = nil
-                return nil
-            }
-            return refuseStatement(frame, AdminError(error.sqlState ?? "42501", "pgclone: cannot determine masking for this session: \(error.message ?? "unknown error")"))
-        }
-        masking.noteStatement(text)
-        if frame.type == FrontendMessage.ID.query.rawValue, !isMaskedSession, SessionMasking.mentionsTrigger(text), text.contains(UInt8(ascii: ";")),
-           case .query(let sql)? = try? FrontendMessage.decode(frame), SessionMasking.changesRoleAmongOthers(sql) {
-            // The statements after the role change would run on a context read before it.
-            return refuseStatement(frame, AdminError("0A000", "pgclone: while masking policies are in force, a role change must be sent as a query of its own",
-                                                     hint: "Send SET ROLE (or RESET, DISCARD, set_config('role', ...)) separately, then the statements that follow it."))
-        }
-        return nil
-    }
-
-    /// Replaces a Query or Parse with one that fails with `error`, in order, through the server.
-    private func refuseStatement(_ frame: MessageFrame, _ error: AdminError) -> FrameScanner.Verdict {
-        stripNextErrorContext = true
-        activity.clientSent(frame.type)
-        if frame.type == FrontendMessage.ID.parse.rawValue, case .parse(let parse)? = try? FrontendMessage.decode(frame) {
-            var buffer = ByteBuffer()
-            FrontendMessage.parse(.init(statementName: parse.statementName, query: AdminSQL.raise(error), parameterTypes: [])).encode(into: &buffer)
-            return .replace(buffer)
-        }
-        return .replace(Self.queryMessage(AdminSQL.raise(error)))
-    }
-
-    /// What remains of an admin statement once its calls are replaced is an ordinary
-    /// statement: a masked session gets it masked (or refused) like any other.
-    private func maskedAdminResult(_ sql: String, isError: Bool) -> (String, Bool) {
-        guard !isError, masking.isMasked else { return (sql, isError) }
-        switch maskedStatement(sql) {
-        case .success(let text): return (text ?? sql, false)
-        case .failure(let error): return (AdminSQL.raise(error), true)
-        }
-    }
-
-    /// The masked form of a statement for a masked session, or its refusal.
-    private func maskedStatement(_ sql: String) -> Result<String?, AdminError> {
-        switch masking.rewrite(sql) {
-        case .unchanged: return .success(nil)
-        case .rewritten(let text): return .success(text)
-        case .refused(let error): return .failure(error)
-        }
-    }
-
-    private func roleChecked(_ answer: InternalQuery) {
-        guard let pending = pendingAdmin, let context else { return }
-        let statement: AdminStatement
-        switch pending {
-        case .simple(let simple):
-            statement = simple
-        case .parse(let name, let parsed, let types):
-            finishAdminParse(name: name, statement: parsed, types: types, caller: Self.caller(from: answer, adminRoles: proxy.configuration.adminRoles, statement: parsed))
-            return
-        case .bind:
-            return
-        }
-        guard answer.error == nil, answer.rows.count == 1, answer.rows[0].count == 4,
-              let role = answer.rows[0][0], let database = answer.rows[0][1]
-        else {
-            // E.g. an aborted transaction: the server answers the original statement as it would anyway.
-            finishAdmin(sql: statement.text, isError: false, notices: [])
-            return
-        }
-        let superuser = answer.rows[0][2] == "t"
-        let member = answer.rows[0][3] == "t"
-        let functionNames = statement.references.map { "pgclone.\($0.function)" }
-        guard superuser || member else {
-            logger.info("admin call refused", metadata: ["role": "\(role)", "functions": "\(functionNames)"])
-            let roles = proxy.configuration.adminRoles
-            finishAdmin(sql: AdminSQL.raise(AdminError(
-                "42501", "permission denied for \(functionNames.joined(separator: ", ")): role \"\(role)\" is not a superuser\(roles.isEmpty ? "" : " or a member of an admin role")",
-                hint: roles.isEmpty ? "Only superusers may call the pgclone admin API; the proxy's --admin-roles names roles whose members may too."
-                    : "Members of \(roles.joined(separator: ", ")) may call the pgclone admin API.")), isError: true, notices: [])
-            return
-        }
-        logger.info("admin call", metadata: ["role": "\(role)", "functions": "\(functionNames)"])
-        let caller = AdminCaller(role: role, database: database)
-        let functions = proxy.adminFunctions
-        let session = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let eventLoop = context.eventLoop
-        adminTask = Task {
-            var notices: [String] = []
-            var results: [AdminResult] = []
-            var failure: AdminError?
-            for reference in statement.references {
-                do {
-                    let arguments = ArgumentList(function: reference.function, values: reference.arguments, parameters: [])
-                    results.append(try await functions.run(reference, arguments: arguments, caller: caller, notices: &notices))
-                } catch let error as AdminError {
-                    failure = error
-                    break
-                } catch {
-                    failure = AdminError("XX000", "pgclone.\(reference.function) failed: \(error)")
-                    break
-                }
-            }
-            let sql = failure.map(AdminSQL.raise) ?? statement.rewritten(with: results)
-            let isError = failure != nil
-            let collected = notices
-            eventLoop.execute {
-                session.value.finishAdmin(sql: sql, isError: isError, notices: collected)
-            }
-        }
-    }
-
-    /// Sends the statement that stands for the admin call (its result, or the error) and goes on with the client's input.
-    private func finishAdmin(sql original: String, isError originalIsError: Bool, notices: [String]) {
-        adminTask = nil
-        pendingAdmin = nil
-        let (sql, isError) = maskedAdminResult(original, isError: originalIsError)
-        guard state == .relaying, let backend, let context else { return }
-        writeNotices(notices, context)
-        activity.clientSent(FrontendMessage.ID.query.rawValue)
-        if isError { stripNextErrorContext = true }
-        backend.write(Self.queryMessage(sql))
-        resumeClientInput()
-    }
-
-    // MARK: - Admin API over the extended protocol
-
-    private func examineParse(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
-        guard case .parse(let parse) = try FrontendMessage.decode(frame) else { return .relay }
-        func relay() -> FrameScanner.Verdict {
-            if adminPrepared.removeValue(forKey: parse.statementName) != nil || tracksParseAnswers {
-                clientParsesInFlight += 1
-            }
-            if !isMaskedSession && !proxy.policies.current.isEmpty {
-                statementsPreparedUnmasked.insert(parse.statementName)
-            } else {
-                statementsPreparedUnmasked.remove(parse.statementName)
-            }
-            activity.clientSent(frame.type)
-            return .relay
-        }
-        guard AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView) else {
-            guard masking.isMasked else { return relay() }
-            switch maskedStatement(parse.query) {
-            case .success(nil):
-                return relay()
-            case .success(let text?):
-                _ = relay()
-                var buffer = ByteBuffer()
-                FrontendMessage.parse(.init(statementName: parse.statementName, query: text, parameterTypes: parse.parameterTypes)).encode(into: &buffer)
-                return .replace(buffer)
-            case .failure(let error):
-                adminPrepared.removeValue(forKey: parse.statementName)
-                return refuseStatement(frame, error)
-            }
-        }
-        let statement: AdminStatement
-        do {
-            guard let recognized = try AdminStatement.recognize(parse.query) else { return relay() }
-            statement = recognized
-        } catch {
-            // Execution of this statement reports the error, in order, through the server.
-            let broken = AdminStatement(text: "SELECT NULL::pg_catalog.text AS pgclone", references: [])
-            return forwardAdminParse(name: parse.statementName, prepared: AdminPrepared(statement: broken, caller: .failure(error), parameterTypes: parse.parameterTypes), declaredTypes: [])
-        }
-        guard activity.isQuiet else {
-            let error = AdminError("0A000", "a pgclone call over the extended protocol must start a new batch (send Sync before it)")
-            return forwardAdminParse(name: parse.statementName, prepared: AdminPrepared(statement: statement, caller: .failure(error), parameterTypes: statement.parameterTypes(declared: parse.parameterTypes)), declaredTypes: parse.parameterTypes)
-        }
-        pendingAdmin = .parse(name: parse.statementName, statement: statement, types: parse.parameterTypes)
-        return .consumeAndPause
-    }
-
-    /// Puts the placeholder under the client's statement name on the server.
-    private func forwardAdminParse(name: String, prepared: AdminPrepared, declaredTypes: [UInt32]) -> FrameScanner.Verdict {
-        adminPrepared[name] = prepared
-        clientParsesInFlight += 1
-        activity.clientSent(FrontendMessage.ID.parse.rawValue)
-        var buffer = ByteBuffer()
-        FrontendMessage.parse(.init(statementName: name, query: prepared.statement.placeholder, parameterTypes: declaredTypes)).encode(into: &buffer)
-        return .replace(buffer)
-    }
-
-    private func examineBind(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
-        if isMaskedSession, case .bind(let bind) = try FrontendMessage.decode(frame), statementsPreparedUnmasked.contains(bind.statementName) {
-            // Bind a statement that fails in order instead: the client sees the error at Execute.
-            activity.clientSent(frame.type)
-            stripNextErrorContext = true
-            internalStatementCounter += 1
-            let name = "pgclone_internal_\(internalStatementCounter)"
-            var buffer = ByteBuffer()
-            let error = AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before role \"\(masking.context?.role ?? "")\" was masked by a policy; prepare it again")
-            FrontendMessage.parse(.init(statementName: name, query: AdminSQL.raise(error), parameterTypes: [])).encode(into: &buffer)
-            FrontendMessage.bind(.init(portalName: bind.portalName, statementName: name, parameterFormats: [], parameters: [], resultFormats: [])).encode(into: &buffer)
-            FrontendMessage.close(.statement(name)).encode(into: &buffer)
-            Self.enqueueSwallow(&swallowParses, clientInFlight: clientParsesInFlight)
-            Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
-            for type in [FrontendMessage.ID.parse, .close] { activity.clientSent(type.rawValue) }
-            return .replace(buffer)
-        }
-        guard case .bind(let bind) = try FrontendMessage.decode(frame), let prepared = adminPrepared[bind.statementName] else {
-            activity.clientSent(frame.type)
-            return .relay
-        }
-        pendingAdmin = .bind(bind, prepared)
-        return .consumeAndPause
-    }
-
-    /// Lets the client's own ParseComplete/CloseComplete through and swallows the proxy's.
-    private func countAnswer(_ inFlight: inout Int, swallow: inout [Int]) -> FrameScanner.Verdict {
-        if let first = swallow.first {
-            if first == 0 {
-                swallow.removeFirst()
-                return .consume
-            }
-            swallow[0] = first - 1
-        }
-        inFlight = max(0, inFlight - 1)
-        return .relay
-    }
-
-    private static func enqueueSwallow(_ swallow: inout [Int], clientInFlight: Int) {
-        swallow.append(max(0, clientInFlight - swallow.reduce(0, +)))
-    }
-
-    static func caller(from answer: InternalQuery, adminRoles: [String], statement: AdminStatement) -> Result<AdminCaller, AdminError> {
-        guard answer.error == nil, answer.rows.count == 1, answer.rows[0].count == 4,
-              let role = answer.rows[0][0], let database = answer.rows[0][1]
-        else {
-            return .failure(AdminError(answer.error?.sqlState ?? "XX000", answer.error?.message ?? "could not determine the calling role"))
-        }
-        guard answer.rows[0][2] == "t" || answer.rows[0][3] == "t" else {
-            let names = statement.references.map { "pgclone.\($0.function)" }.joined(separator: ", ")
-            return .failure(AdminError(
-                "42501", "permission denied for \(names): role \"\(role)\" is not a superuser\(adminRoles.isEmpty ? "" : " or a member of an admin role")",
-                hint: adminRoles.isEmpty ? "Only superusers may call the pgclone admin API; the proxy's --admin-roles names roles whose members may too."
-                    : "Members of \(adminRoles.joined(separator: ", ")) may call the pgclone admin API."))
-        }
-        return .success(AdminCaller(role: role, database: database))
-    }
-
-    private func finishAdminParse(name: String, statement: AdminStatement, types: [UInt32], caller: Result<AdminCaller, AdminError>) {
-        pendingAdmin = nil
-        guard let backend else { return }
-        let prepared = AdminPrepared(statement: statement, caller: caller, parameterTypes: statement.parameterTypes(declared: types))
-        if case .replace(let buffer) = forwardAdminParse(name: name, prepared: prepared, declaredTypes: types) {
-            backend.write(buffer)
-        }
-        resumeClientInput()
-    }
-
-    /// Runs a bound admin call, then gives the client's portal the computed result:
-    /// the server prepares the result statement under an internal name, binds the
-    /// client's portal to it with the client's result formats, and drops the name.
-    private func runBoundAdmin(_ bind: FrontendMessage.Bind, _ prepared: AdminPrepared) {
-        guard let context else { return }
-        let functions = proxy.adminFunctions
-        let session = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let eventLoop = context.eventLoop
-        logger.info("admin call", metadata: ["functions": "\(prepared.statement.references.map { "pgclone.\($0.function)" })", "protocol": "extended"])
-        adminTask = Task {
-            var notices: [String] = []
-            let sql: String
-            let isError: Bool
-            do {
-                let caller = try prepared.caller.get()
-                let parameters = try AdminParameters.decode(bind, types: prepared.parameterTypes)
-                var results: [AdminResult] = []
-                for reference in prepared.statement.references {
-                    let arguments = ArgumentList(function: reference.function, values: reference.arguments, parameters: parameters)
-                    results.append(try await functions.run(reference, arguments: arguments, caller: caller, notices: &notices))
-                }
-                sql = prepared.statement.rewritten(with: results)
-                isError = false
-            } catch let error as AdminError {
-                sql = AdminSQL.raise(error)
-                isError = true
-            } catch {
-                sql = AdminSQL.raise(AdminError("XX000", "pgclone call failed: \(error)"))
-                isError = true
-            }
-            let collected = notices
-            eventLoop.execute {
-                session.value.finishAdminBind(bind, sql: sql, isError: isError, notices: collected)
-            }
-        }
-    }
-
-    private func finishAdminBind(_ bind: FrontendMessage.Bind, sql original: String, isError originalIsError: Bool, notices: [String]) {
-        adminTask = nil
-        pendingAdmin = nil
-        let (sql, isError) = maskedAdminResult(original, isError: originalIsError)
-        guard state == .relaying, let backend, let context else { return }
-        writeNotices(notices, context)
-        internalStatementCounter += 1
-        let name = "pgclone_internal_\(internalStatementCounter)"
-        var buffer = ByteBuffer()
-        FrontendMessage.parse(.init(statementName: name, query: sql, parameterTypes: [])).encode(into: &buffer)
-        FrontendMessage.bind(.init(portalName: bind.portalName, statementName: name, parameterFormats: [], parameters: [], resultFormats: bind.resultFormats)).encode(into: &buffer)
-        FrontendMessage.close(.statement(name)).encode(into: &buffer)
-        Self.enqueueSwallow(&swallowParses, clientInFlight: clientParsesInFlight)
-        Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
-        for type in [FrontendMessage.ID.parse, .bind, .close] { activity.clientSent(type.rawValue) }
-        if isError { stripNextErrorContext = true }
-        backend.write(buffer)
-        resumeClientInput()
-    }
-
-    private func writeNotices(_ notices: [String], _ context: ChannelHandlerContext) {
-        for notice in notices {
-            var buffer = ByteBuffer()
-            BackendMessage.noticeResponse(ErrorFields(severity: .notice, sqlState: "00000", message: "pgclone: \(notice)")).encode(into: &buffer)
-            context.write(wrapOutboundOut(buffer), promise: nil)
-        }
-        context.flush()
-    }
-
-    /// Goes on with client input held while admin work ran.
-    private func resumeClientInput() {
-        guard let backend, let context else { return }
-        do {
-            try clientScanner.resume(
-                classify: { type, length throws(WireError) in try self.classifyClientMessage(type, length: length) },
-                forward: { backend.write($0) },
-                examine: { frame throws(WireError) in try self.examineClientMessage(frame) }
-            )
-        } catch {
-            closeReason = "protocol violation by client: \(error)"
-            sendFatalAndClose(ErrorFields(severity: .fatal, sqlState: "08P01", message: "invalid frontend message: \(error)"), context)
-            return
-        }
-        backend.flush()
-        if pendingAdmin != nil {
-            startPendingAdmin()
-        } else if readPending && backend.isWritable {
-            readPending = false
-            context.read()
-        }
-    }
-
     // MARK: - Closing
 
     /// Graceful shutdown of an idle session: tell the client why, end the server session cleanly.
-    private func terminateIdleSession(_ context: ChannelHandlerContext) {
+    func terminateIdleSession(_ context: ChannelHandlerContext) {
         closeReason = "proxy shutting down"
         if let backend {
             var terminate = ByteBuffer()
@@ -1041,13 +589,13 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             detail: "The pgclone proxy is shutting down."), context)
     }
 
-    private func sendFatalAndClose(_ fields: ErrorFields, _ context: ChannelHandlerContext) {
+    func sendFatalAndClose(_ fields: ErrorFields, _ context: ChannelHandlerContext) {
         context.write(wrapOutboundOut(.errorResponse(fields)), promise: nil)
         flushAndClose(context)
     }
 
     /// Closes after everything already written has reached the socket.
-    private func flushAndClose(_ context: ChannelHandlerContext) {
+    func flushAndClose(_ context: ChannelHandlerContext) {
         guard state != .closed else { return }
         state = .closed
         backend?.close()
@@ -1057,13 +605,13 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
     }
 
-    private func close(_ context: ChannelHandlerContext) {
+    func close(_ context: ChannelHandlerContext) {
         state = .closed
         backend?.close()
         context.close(promise: nil)
     }
 
-    private func logClosed() {
+    func logClosed() {
         let elapsed = ContinuousClock.now - openedAt
         let milliseconds = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
         logger.info("session closed", metadata: [
