@@ -1,3 +1,4 @@
+import CloneEngine
 import Foundation
 import Logging
 import Masking

@@ -1,3 +1,4 @@
+import CloneEngine
 import NIOCore
 import PQ
 import PostgresWire

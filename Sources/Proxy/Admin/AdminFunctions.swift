@@ -140,8 +140,6 @@ struct AdminFunctions: Sendable {
             }
         } catch let error as PQError {
             throw AdminError(error.sqlState ?? "XX000", error.message, detail: error.detail, hint: error.hint)
-        } catch let error as CloneError {
-            throw AdminError(error.sqlState, error.message, detail: error.detail, hint: error.hint)
         } catch let error as AdminError {
             throw error
         } catch {

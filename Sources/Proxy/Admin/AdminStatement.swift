@@ -1,3 +1,4 @@
+import CloneEngine
 import JSON
 import PQ
 import SQLParser
@@ -188,18 +189,5 @@ public struct AdminStatement: Sendable {
 }
 
 /// An admin API error: an SQLSTATE and a message, sent to the client as an ErrorResponse.
-public struct AdminError: Error, Sendable, Hashable, CustomStringConvertible {
-    public var sqlState: String
-    public var message: String
-    public var detail: String?
-    public var hint: String?
-
-    public init(_ sqlState: String, _ message: String, detail: String? = nil, hint: String? = nil) {
-        self.sqlState = sqlState
-        self.message = message
-        self.detail = detail
-        self.hint = hint
-    }
-
-    public var description: String { message }
-}
+/// The same value the clone engine reports, so its errors pass through unchanged.
+public typealias AdminError = CloneError

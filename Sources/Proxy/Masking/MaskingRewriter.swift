@@ -1,3 +1,4 @@
+import CloneEngine
 import JSON
 import PQ
 import SQLParser
