@@ -83,6 +83,12 @@ extension ClientChannelHandler {
     // MARK: - Admin API over the extended protocol
 
     func examineParse(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
+        // Hot path (extended protocol without admin calls or policies): no decoding at all.
+        if adminPrepared.isEmpty, statementsPreparedUnmasked.isEmpty, !isMaskedSession,
+           !AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView), proxy.policies.current.isEmpty {
+            activity.clientSent(frame.type)
+            return .relay
+        }
         guard case .parse(let parse) = try FrontendMessage.decode(frame) else { return .relay }
         func relay() -> FrameScanner.Verdict {
             if adminPrepared.removeValue(forKey: parse.statementName) != nil || tracksParseAnswers {

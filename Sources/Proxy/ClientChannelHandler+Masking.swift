@@ -38,7 +38,13 @@ extension ClientChannelHandler {
     func maskingVerdict(for frame: MessageFrame, text: ByteBufferView) -> FrameScanner.Verdict? {
         let policies = proxy.policies.current
         guard !policies.isEmpty else { return nil }
-        let check = masking.check(policies)
+        var check = masking.check(policies)
+        // A COPY result carries no column origins for the guard to check: judge it on a fresh
+        // context, so that a view created moments ago by another session is known.
+        if check == .none, isMaskedSession, masking.contextAge > SessionMasking.copyFreshness,
+           SessionMasking.mentions(text, Array("copy".utf8)) {
+            check = .required
+        }
         if check == .refresh && !activity.isQuiet {
             // Only stale, and the server is busy: keep the current context for now.
         } else if check != .none && maskingCheckError == nil {

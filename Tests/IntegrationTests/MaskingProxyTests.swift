@@ -143,6 +143,16 @@ import Testing
             #expect(try await session.exec("SELECT email FROM test_schema.employees WHERE id = 1").string(0, 0) == "C***@example.com")
             let direct = try await PQConnection.connect(environment.directTarget(database: database))
             try await direct.exec("CREATE VIEW public.late_view AS SELECT id, email FROM test_schema.employees; GRANT SELECT ON public.late_view TO \(roles.masked)")
+            // COPY output has no column origins: it is judged on a fresh context, so the new view is known at once.
+            try await direct.exec("CREATE VIEW public.late_copy_view AS SELECT email FROM test_schema.employees; GRANT SELECT ON public.late_copy_view TO \(roles.masked)")
+            let copied = CollectedBytes()
+            do {
+                try await session.copyOut("COPY (SELECT * FROM public.late_copy_view) TO STDOUT") { copied.append($0) }
+                Issue.record("COPY from a view over masked columns answered: \(copied.text)")
+            } catch let error as PQError {
+                #expect(error.sqlState == "42501", "\(error.message)")
+            }
+            #expect(!copied.text.contains("CANARY"))
             // Right away the guard on result columns refuses it; once the context is re-read, the view itself is refused.
             for delay in [0, 2500] {
                 try await Task.sleep(for: .milliseconds(delay))

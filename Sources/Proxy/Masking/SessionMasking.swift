@@ -17,6 +17,10 @@ struct SessionMasking {
     private var checkedAt: ContinuousClock.Instant?
     /// How long a context is trusted before it is read again.
     static let maximumAge: Duration = .seconds(2)
+    /// How fresh the context must be for a COPY (whose output the guard cannot see).
+    static let copyFreshness: Duration = .milliseconds(5)
+
+    var contextAge: Duration { checkedAt.map { ContinuousClock.now - $0 } ?? .seconds(3600) }
     private var cache: [String: MaskingRewriter.Result] = [:]
     /// Set after a RowDescription was refused: rows up to the command's end are dropped.
     var suppressingRows = false
@@ -110,12 +114,18 @@ struct SessionMasking {
 
     static func mentionsTrigger<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
         let lowered = bytes.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }
-        for word in triggers where lowered.count >= word.count {
-            var index = lowered.startIndex
-            while index <= lowered.count - word.count {
-                if lowered[index] == word[0], Array(lowered[index..<(index + word.count)]) == word { return true }
-                index += 1
-            }
+        return triggers.contains { contains(lowered, $0) }
+    }
+
+    /// Whether the text contains `word` (lower case), ignoring case.
+    static func mentions<Bytes: Collection>(_ bytes: Bytes, _ word: [UInt8]) -> Bool where Bytes.Element == UInt8 {
+        contains(bytes.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }, word)
+    }
+
+    private static func contains(_ lowered: [UInt8], _ word: [UInt8]) -> Bool {
+        guard lowered.count >= word.count else { return false }
+        for index in 0...(lowered.count - word.count) where lowered[index] == word[0] && Array(lowered[index..<(index + word.count)]) == word {
+            return true
         }
         return false
     }
