@@ -73,7 +73,8 @@ let package = Package(
             dependencies: ["PostgresWire", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "MaskingTests", dependencies: ["Masking", "JSON"], swiftSettings: swiftSettings),
+        .testTarget(name: "SQLParserTests", dependencies: ["SQLParser"], swiftSettings: swiftSettings),
+        .testTarget(name: "MaskingTests", dependencies: ["Masking", "JSON", "SQLParser"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ProxyTests",
             dependencies: [

@@ -9,7 +9,7 @@ public enum MaskStrategy: Sendable, Hashable {
     case email
     /// Any name → `XXXX`.
     case name
-    /// `+1-555-123-4567` → `***-4567`.
+    /// `+1-555-123-4567` → `***-4567` (the last four characters).
     case phone
     /// Keeps `prefix` leading and `suffix` trailing characters: `Alice Johnson` → `Al***son`.
     case partial(prefix: Int, suffix: Int)
@@ -167,51 +167,71 @@ public enum MaskStrategy: Sendable, Hashable {
         switch self {
         case .email:
             body = "CASE WHEN \(column) IS NULL THEN NULL"
-                + " WHEN pg_catalog.strpos(\(text), '@') > 1"
-                + " THEN pg_catalog.left(\(text), 1) || '***@' || pg_catalog.split_part(\(text), '@', -1)"
+                + " WHEN \(Self.op("pg_catalog.strpos(\(text), '@')", ">", "1"))"
+                + " THEN \(Self.concat("pg_catalog.left(\(text), 1)", "'***@'", "pg_catalog.split_part(\(text), '@', -1)"))"
                 + " ELSE '***' END"
         case .name:
             body = "CASE WHEN \(column) IS NULL THEN NULL ELSE 'XXXX' END"
         case .phone:
-            body = "CASE WHEN \(column) IS NULL THEN NULL"
-                + " ELSE '***-' || pg_catalog.right(\(Self.digits(text)), 4) END"
+            // The last four characters, not the last four digits: extracting digits (translate or
+            // regexp_replace over the whole value) made a masked read of a phone column 3-6 times
+            // slower, and phone numbers end in digits. `||` is strict, so NULL stays NULL.
+            body = Self.concat("'***-'", "pg_catalog.right(\(text), 4)")
         case .partial(let prefix, let suffix):
             body = "CASE WHEN \(column) IS NULL THEN NULL"
-                + " WHEN pg_catalog.length(\(text)) <= \(prefix + suffix) THEN pg_catalog.repeat('*', pg_catalog.length(\(text)))"
-                + " ELSE pg_catalog.left(\(text), \(prefix)) || '***' || pg_catalog.right(\(text), \(suffix)) END"
+                + " WHEN \(Self.op("pg_catalog.length(\(text))", "<=", String(prefix + suffix))) THEN pg_catalog.repeat('*', pg_catalog.length(\(text)))"
+                + " ELSE \(Self.concat("pg_catalog.left(\(text), \(prefix))", "'***'", "pg_catalog.right(\(text), \(suffix))")) END"
         case .hash:
             body = "pg_catalog.md5(\(text))"
         case .null:
             body = "NULL"
         case .randomInt(let low, let high):
-            body = "(\(low)::pg_catalog.int8 + pg_catalog.floor(pg_catalog.random() * (\(high)::pg_catalog.numeric - \(low)::pg_catalog.numeric + 1))::pg_catalog.int8)"
+            // Quoted: `-5::int8` would be an unqualified unary minus applied to 5::int8.
+            let span = Self.op(Self.op("'\(high)'::pg_catalog.numeric", "-", "'\(low)'::pg_catalog.numeric"), "+", "1")
+            body = Self.op("'\(low)'::pg_catalog.int8", "+", "pg_catalog.floor(\(Self.op("pg_catalog.random()", "*", span)))::pg_catalog.int8")
         case .constant(let value):
             body = SQL.literal(value)
         case .truncateDate(let unit):
             body = "pg_catalog.date_trunc(\(SQL.literal(unit.rawValue)), \(column))"
         case .cardLast4:
-            body = "CASE WHEN \(column) IS NULL THEN NULL"
-                + " ELSE 'XXXX-XXXX-XXXX-' || pg_catalog.right(\(Self.digits(text)), 4) END"
+            body = Self.concat("'XXXX-XXXX-XXXX-'", "pg_catalog.right(\(Self.digits(text)), 4)")
         case .regexReplace(let pattern, let replacement):
             body = "pg_catalog.regexp_replace(\(text), \(SQL.literal(pattern)), \(SQL.literal(replacement)), 'g')"
         case .pseudonym:
-            let hmac = MaskingKey.hmac(text)
+            let hex = "pg_catalog.encode(\(MaskingKey.hmac(text)), 'hex')"
             if Self.isNumeric(type) {
-                body = "CASE WHEN \(column) IS NULL THEN NULL ELSE (('x' || pg_catalog.left(pg_catalog.encode(\(hmac), 'hex'), 8))::pg_catalog.bit(32)::pg_catalog.int4 & 2147483647) END"
+                let bits = "(\(Self.concat("'x'", "pg_catalog.left(\(hex), 8)")))::pg_catalog.bit(32)::pg_catalog.int4"
+                body = "CASE WHEN \(column) IS NULL THEN NULL ELSE \(Self.op(bits, "&", "2147483647")) END"
             } else {
-                body = "CASE WHEN \(column) IS NULL THEN NULL ELSE pg_catalog.encode(\(hmac), 'hex') END"
+                body = "CASE WHEN \(column) IS NULL THEN NULL ELSE \(hex) END"
             }
         case .fakeName:
             let hmac = MaskingKey.hmac(text)
-            body = "CASE WHEN \(column) IS NULL THEN NULL ELSE \(MaskingKey.pick(MaskingKey.firstNames, byte: 0, of: hmac)) || ' ' || \(MaskingKey.pick(MaskingKey.lastNames, byte: 1, of: hmac)) END"
+            body = "CASE WHEN \(column) IS NULL THEN NULL ELSE \(Self.concat(MaskingKey.pick(MaskingKey.firstNames, byte: 0, of: hmac), "' '", MaskingKey.pick(MaskingKey.lastNames, byte: 1, of: hmac))) END"
         case .fakeEmail:
             let hmac = MaskingKey.hmac(text)
-            body = "CASE WHEN \(column) IS NULL THEN NULL ELSE pg_catalog.lower(\(MaskingKey.pick(MaskingKey.firstNames, byte: 0, of: hmac)) || '.' || \(MaskingKey.pick(MaskingKey.lastNames, byte: 1, of: hmac))) || pg_catalog.get_byte(\(hmac), 2)::pg_catalog.text || '@example.com' END"
+            let name = "pg_catalog.lower(\(Self.concat(MaskingKey.pick(MaskingKey.firstNames, byte: 0, of: hmac), "'.'", MaskingKey.pick(MaskingKey.lastNames, byte: 1, of: hmac))))"
+            body = "CASE WHEN \(column) IS NULL THEN NULL ELSE \(Self.concat(name, "pg_catalog.get_byte(\(hmac), 2)::pg_catalog.text", "'@example.com'")) END"
         case .noise(let percent):
             let hmac = MaskingKey.hmac(text)
-            body = "(\(column))::pg_catalog.numeric * (1 + ((pg_catalog.get_byte(\(hmac), 0) * 256 + pg_catalog.get_byte(\(hmac), 1))::pg_catalog.numeric / 65535 * 2 - 1) * \(percent) / 100)"
+            let draw = "(\(Self.op(Self.op("pg_catalog.get_byte(\(hmac), 0)", "*", "256"), "+", "pg_catalog.get_byte(\(hmac), 1)")))::pg_catalog.numeric"
+            let unit = Self.op(Self.op(Self.op(draw, "/", "65535"), "*", "2"), "-", "1")
+            let factor = Self.op("1", "+", Self.op(Self.op(unit, "*", "\(percent)"), "/", "100"))
+            body = Self.op("(\(column))::pg_catalog.numeric", "*", factor)
         }
         return "(\(body))::\(type)"
+    }
+
+    /// `left <symbol> right` with pg_catalog's operator, parenthesised. An unqualified
+    /// operator resolves through the search_path like a function, so a user's schema could
+    /// capture it; and OPERATOR(...) binds like any user operator, hence the parentheses.
+    static func op(_ left: String, _ symbol: String, _ right: String) -> String {
+        "(\(left) OPERATOR(pg_catalog.\(symbol)) \(right))"
+    }
+
+    /// Text concatenation of `parts` with pg_catalog's `||`.
+    static func concat(_ parts: String...) -> String {
+        parts.dropFirst().reduce(parts[0]) { op($0, "||", $1) }
     }
 
     /// The option form, usable as-is in a `mask` option or a policy file.

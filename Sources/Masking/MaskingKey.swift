@@ -27,7 +27,8 @@ public enum MaskingKey {
     /// HMAC-SHA256 of `text` (an SQL text expression) as a bytea expression.
     static func hmac(_ text: String) -> String {
         let (inner, outer) = lock.withLock { pads ?? ("", "") }
-        return "pg_catalog.sha256(pg_catalog.decode('\(outer)', 'hex') || pg_catalog.sha256(pg_catalog.decode('\(inner)', 'hex') || pg_catalog.convert_to(\(text), 'UTF8')))"
+        let innerHash = "pg_catalog.sha256(\(MaskStrategy.op("pg_catalog.decode('\(inner)', 'hex')", "||", "pg_catalog.convert_to(\(text), 'UTF8')")))"
+        return "pg_catalog.sha256(\(MaskStrategy.op("pg_catalog.decode('\(outer)', 'hex')", "||", innerHash)))"
     }
 
     static let firstNames = ["Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn",
@@ -38,6 +39,7 @@ public enum MaskingKey {
                             "Carter", "Mitchell", "Turner", "Phillips", "Campbell", "Parker", "Evans", "Edwards", "Collins", "Stewart"]
 
     static func pick(_ names: [String], byte: Int, of hmac: String) -> String {
-        "(ARRAY[\(names.map { "'\($0)'" }.joined(separator: ","))]::pg_catalog.text[])[1 + pg_catalog.get_byte(\(hmac), \(byte)) % \(names.count)]"
+        let index = MaskStrategy.op("1", "+", MaskStrategy.op("pg_catalog.get_byte(\(hmac), \(byte))", "%", String(names.count)))
+        return "(ARRAY[\(names.map { "'\($0)'" }.joined(separator: ","))]::pg_catalog.text[])[\(index)]"
     }
 }

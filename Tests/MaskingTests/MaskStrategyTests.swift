@@ -1,5 +1,6 @@
 import JSON
 import Masking
+import SQLParser
 import Testing
 
 @Suite struct MaskStrategyTests {
@@ -47,5 +48,40 @@ import Testing
         #expect(MaskStrategy.null.expression(for: "\"ssn\"", type: "text") == "(NULL)::text")
         #expect(MaskStrategy.constant("it's").expression(for: "\"n\"", type: "text") == "('it''s')::text")
         #expect(MaskStrategy.hash.expression(for: "\"e\"", type: "text") == "(pg_catalog.md5((\"e\")::pg_catalog.text))::text")
+    }
+
+    /// Every function and every operator a mask expression uses is pg_catalog's: an
+    /// unqualified `||` or `>` resolves through the session's search_path, where a schema
+    /// placed before pg_catalog could capture it (e.g. a `>` that is always true would make
+    /// the email mask return the whole value).
+    @Test func everyFunctionAndOperatorIsQualified() throws {
+        try MaskingKey.install("unit-test secret")
+        let strategies: [MaskStrategy] = [
+            .email, .name, .phone, .partial(prefix: 2, suffix: 3), .hash, .null, .randomInt(min: -5, max: 5),
+            .constant("x"), .truncateDate(unit: .year), .cardLast4, .regexReplace(pattern: "a", replacement: "b"),
+            .pseudonym, .fakeName, .fakeEmail, .noise(percent: 10),
+        ]
+        #expect(strategies.count == MaskStrategy.names.count)
+        for strategy in strategies {
+            for type in ["text", "integer"] {
+                let sql = "SELECT " + strategy.expression(for: "\"c\"", type: type) + " FROM t"
+                let statements = try PostgresParser.parse(sql)
+                var names: [[String]] = []
+                statements[0].node.walk { node in
+                    guard let (tag, body) = node.tagged else { return }
+                    let list: JSONNode?
+                    switch tag {
+                    case "FuncCall": list = body["funcname"]
+                    case "A_Expr": list = body["name"]
+                    default: list = nil
+                    }
+                    if let list { names.append(list.array.compactMap { $0["String"]?["sval"]?.string }) }
+                }
+                #expect(!names.isEmpty || [.null, .constant("x"), .name].contains(strategy), "\(strategy.name) uses no function or operator")
+                for name in names {
+                    #expect(name.count == 2 && name[0] == "pg_catalog", "\(strategy.name) on \(type): \(name.joined(separator: ".")) in \(sql)")
+                }
+            }
+        }
     }
 }
