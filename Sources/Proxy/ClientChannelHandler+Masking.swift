@@ -42,7 +42,7 @@ extension ClientChannelHandler {
         // A COPY result carries no column origins for the guard to check: judge it on a fresh
         // context, so that a view created moments ago by another session is known.
         if check == .none, isMaskedSession, masking.contextAge > SessionMasking.copyFreshness,
-           SessionMasking.mentions(text, Array("copy".utf8)) {
+           SessionMasking.mentions(text, SessionMasking.copyWord) {
             check = .required
         }
         if check == .refresh && !activity.isQuiet {

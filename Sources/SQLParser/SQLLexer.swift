@@ -10,6 +10,10 @@ public struct SQLLexer: Sendable {
         bytes = Array(sql.utf8)
     }
 
+    public init(bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
     /// The offset just past whatever quoted token, comment or single byte starts at `index`.
     func skipToken(at index: Int) -> Int {
         let c = bytes[index]
@@ -53,7 +57,7 @@ public struct SQLLexer: Sendable {
         case UInt8(ascii: "$"):
             // $tag$ ... $tag$ (a $n parameter has digits after $ and no closing $).
             var j = index + 1
-            while j < bytes.count, Self.isIdentifierByte(bytes[j]), !(j == index + 1 && Self.isDigit(bytes[j])) { j += 1 }
+            while j < bytes.count, bytes[j] != UInt8(ascii: "$"), Self.isIdentifierByte(bytes[j]), !(j == index + 1 && Self.isDigit(bytes[j])) { j += 1 }
             guard j < bytes.count, bytes[j] == UInt8(ascii: "$") else { return index + 1 }
             let tag = Array(bytes[index...j])
             var i = j + 1

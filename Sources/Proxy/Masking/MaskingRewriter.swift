@@ -42,13 +42,30 @@ public struct MaskingRewriter: Sendable {
     static let valueRevealingRelations: Set<String> = ["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data"]
 
     public func rewrite(_ sql: String) -> Result {
+        let bytes = Array(sql.utf8)
+        switch plan(bytes) {
+        case .unchanged: return .unchanged
+        case .refused(let error): return .refused(error)
+        case .edits(let edits): return .rewritten(String(decoding: Self.apply(edits, to: bytes), as: UTF8.self))
+        }
+    }
+
+    /// What a rewrite does to a statement: nothing, replacements at byte ranges, or a refusal.
+    enum Plan {
+        case unchanged
+        case edits([Edit])
+        case refused(AdminError)
+    }
+
+    func plan(_ bytes: [UInt8]) -> Plan {
+        let sql = String(decoding: bytes, as: UTF8.self)
         let statements: [PostgresParser.Statement]
         do {
             statements = try PostgresParser.parse(sql)
         } catch {
             return .refused(AdminError("42501", "pgclone: this statement could not be parsed, and a masked role may only run statements pgclone can read: \(error.message)"))
         }
-        var walker = Walker(context: context, lexer: SQLLexer(sql))
+        var walker = Walker(context: context, lexer: SQLLexer(bytes: bytes))
         for statement in statements {
             guard let (kind, body) = statement.node.tagged else { continue }
             guard Self.allowedStatements.contains(kind) else {
@@ -57,12 +74,15 @@ public struct MaskingRewriter: Sendable {
             walker.statement(kind, body)
             if let refusal = walker.refusal { return .refused(refusal) }
         }
-        guard !walker.edits.isEmpty else { return .unchanged }
-        var bytes = Array(sql.utf8)
-        for edit in walker.edits.sorted(by: { $0.range.lowerBound > $1.range.lowerBound }) {
+        return walker.edits.isEmpty ? .unchanged : .edits(walker.edits)
+    }
+
+    static func apply(_ edits: [Edit], to text: [UInt8]) -> [UInt8] {
+        var bytes = text
+        for edit in edits.sorted(by: { $0.range.lowerBound > $1.range.lowerBound }) {
             bytes.replaceSubrange(edit.range, with: Array(edit.replacement.utf8))
         }
-        return .rewritten(String(decoding: bytes, as: UTF8.self))
+        return bytes
     }
 
     static func describe(_ kind: String) -> String {

@@ -21,7 +21,15 @@ struct SessionMasking {
     static let copyFreshness: Duration = .milliseconds(5)
 
     var contextAge: Duration { checkedAt.map { ContinuousClock.now - $0 } ?? .seconds(3600) }
-    private var cache: [String: MaskingRewriter.Result] = [:]
+    /// Rewrites by statement shape (the text without its numeric constants): a driver that
+    /// sends `... WHERE id = 17`, then `... = 18`, parses and rewrites once.
+    private var cache: [[UInt8]: CachedRewrite] = [:]
+    static let cacheLimit = 1000
+
+    enum CachedRewrite {
+        case unchanged
+        case template(ShapedRewrite)
+    }
     /// Set after a RowDescription was refused: rows up to the command's end are dropped.
     var suppressingRows = false
 
@@ -31,6 +39,8 @@ struct SessionMasking {
     private static let triggers: [[UInt8]] = ["role", "authorization", "reset", "discard", "search_path", "rollback", "abort", "commit", "set_config",
                                               "create", "alter", "drop", "import"]
         .map { Array($0.utf8) }
+
+    static let copyWord = Array("copy".utf8)
 
     var isMasked: Bool { context?.isMasked ?? false }
 
@@ -69,10 +79,35 @@ struct SessionMasking {
 
     mutating func rewrite(_ sql: String) -> MaskingRewriter.Result {
         guard let context, context.isMasked else { return .unchanged }
-        if let cached = cache[sql] { return cached }
-        let result = MaskingRewriter(context: context).rewrite(sql)
-        if cache.count > 1000 { cache.removeAll() }
-        cache[sql] = result
+        let bytes = Array(sql.utf8)
+        let shape = StatementShape(bytes)
+        switch cache[shape.key] {
+        case .unchanged?:
+            return .unchanged
+        case .template(let template)?:
+            return .rewritten(String(decoding: template.apply(to: bytes, constants: shape.constants), as: UTF8.self))
+        case nil:
+            break
+        }
+        let plan = MaskingRewriter(context: context).plan(bytes)
+        let cached: CachedRewrite?
+        let result: MaskingRewriter.Result
+        switch plan {
+        case .unchanged:
+            cached = .unchanged
+            result = .unchanged
+        case .edits(let edits):
+            cached = ShapedRewrite(text: bytes, shape: shape, replacements: edits.map { ($0.range, Array($0.replacement.utf8)) }).map(CachedRewrite.template)
+            result = .rewritten(String(decoding: MaskingRewriter.apply(edits, to: bytes), as: UTF8.self))
+        case .refused(let error):
+            // Not cached: a refusal's message may quote the statement (a syntax error at a constant).
+            cached = nil
+            result = .refused(error)
+        }
+        if let cached {
+            if cache.count >= Self.cacheLimit { cache.removeAll() }
+            cache[shape.key] = cached
+        }
         return result
     }
 
@@ -113,20 +148,31 @@ struct SessionMasking {
     }
 
     static func mentionsTrigger<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
-        let lowered = bytes.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }
-        return triggers.contains { contains(lowered, $0) }
+        triggers.contains { mentions(bytes, $0) }
     }
 
-    /// Whether the text contains `word` (lower case), ignoring case.
+    /// Whether the text contains `word` (lower case), ignoring ASCII case. Runs once or
+    /// more per statement of a masked session: no copies.
     static func mentions<Bytes: Collection>(_ bytes: Bytes, _ word: [UInt8]) -> Bool where Bytes.Element == UInt8 {
-        contains(bytes.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }, word)
-    }
-
-    private static func contains(_ lowered: [UInt8], _ word: [UInt8]) -> Bool {
-        guard lowered.count >= word.count else { return false }
-        for index in 0...(lowered.count - word.count) where lowered[index] == word[0] && Array(lowered[index..<(index + word.count)]) == word {
-            return true
+        guard let first = word.first, bytes.count >= word.count else { return false }
+        var start = bytes.startIndex
+        let lastStart = bytes.index(bytes.endIndex, offsetBy: -(word.count - 1))
+        while start != lastStart {
+            if lowered(bytes[start]) == first {
+                var index = bytes.index(after: start)
+                var matched = 1
+                while matched < word.count, lowered(bytes[index]) == word[matched] {
+                    matched += 1
+                    index = bytes.index(after: index)
+                }
+                if matched == word.count { return true }
+            }
+            start = bytes.index(after: start)
         }
         return false
+    }
+
+    @inline(__always) private static func lowered(_ byte: UInt8) -> UInt8 {
+        byte >= 0x41 && byte <= 0x5A ? byte + 0x20 : byte
     }
 }
