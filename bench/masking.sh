@@ -16,13 +16,17 @@
 #      rewritten SQL pgclone sent (captured from the server log) run directly, which is the
 #      server's share of the masking cost
 #   5. pgbench -S -n -M simple -c 8 -j 2 -T $BENCH_SECONDS for the same three; TPS, latency and
-#      an estimate of the per-statement cost of the masked path (goal < 50 us)
+#      an estimate of the per-statement cost of the masked path; then one client alone
+#      (-c 1, $BENCH_LATENCY_SECONDS), where nothing queues: masked minus unmasked latency is
+#      what the masked path adds to a statement (goal < 50 us), split into pgclone's CPU and
+#      the server's (rewritten vs plain statement, both direct)
 #   6. summary
 # Everything started here is stopped on exit, success or not.
 #
 # Environment (all optional):
 #   BENCH_ROUNDS=3  BENCH_SECONDS=15  BENCH_ROWS=1000000  BENCH_SCALE=10
 #   BENCH_CLIENTS=8  BENCH_THREADS=2  BENCH_WARMUP=5 (seconds of pgbench -S direct first)
+#   BENCH_LATENCY_SECONDS=10 (each single-client run)
 #   BENCH_PORT_RANGE=20000-29999  BENCH_KEEP_WORKDIR=1
 #   PGCLONE_BIN (default .build/release/pgclone; this script never builds unless BENCH_BUILD=1)
 #   BENCH_PGCLONE_ARGS="..." (extra arguments for pgclone serve)
@@ -38,6 +42,7 @@ SECS=${BENCH_SECONDS:-15}
 ROWS=${BENCH_ROWS:-1000000}
 SCALE=${BENCH_SCALE:-10}
 CLIENTS=${BENCH_CLIENTS:-8}
+LATENCY_SECS=${BENCH_LATENCY_SECONDS:-10}
 THREADS=${BENCH_THREADS:-2}
 WARMUP=${BENCH_WARMUP:-5}
 TICKS=$(getconf CLK_TCK)
@@ -384,12 +389,12 @@ done
 # --- 5. pgbench -S ------------------------------------------------------------------
 declare -A TPS LAT CPU NTX
 
-# run_pgbench CASE SECONDS OUTFILE
+# run_pgbench CASE SECONDS OUTFILE [CLIENTS THREADS]
 run_pgbench() {
     local c=$1 role rc=0 script=(-S)
     role=$(case_role "$c")
     [ "$c" = masked_sql_direct ] && script=(-f "$work/rewritten-pgbench.sql")
-    PGPASSWORD=${PW[$role]} pgbench "${script[@]}" -n -M simple -c "$CLIENTS" -j "$THREADS" -T "$2" \
+    PGPASSWORD=${PW[$role]} pgbench "${script[@]}" -n -M simple -c "${4:-$CLIENTS}" -j "${5:-$THREADS}" -T "$2" \
         -h 127.0.0.1 -p "$(case_port "$c")" -U "$role" postgres >"$3" 2>&1 &
     CHILD=$!
     wait "$CHILD" || rc=$?
@@ -423,6 +428,26 @@ for c in $PGBENCH_CASES; do
     fi
 done
 
+# One client: no queueing, so latency differences are per-statement costs.
+declare -A LAT1 CPU1
+for c in $PGBENCH_CASES; do
+    out="$work/pgbench1-$c.txt"
+    bench_log "pgbench -c 1 -j 1 -T $LATENCY_SECS as $(case_role "$c") via $c"
+    t0=$(bench_cpu_ticks "$proxy_pid")
+    run_pgbench "$c" "$LATENCY_SECS" "$out" 1 1
+    t1=$(bench_cpu_ticks "$proxy_pid")
+    LAT1[$c]=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' "$out")
+    n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*$/\1/p' "$out")
+    [ -n "${LAT1[$c]}" ] && [ -n "$n" ] || { cat "$out" >&2; bench_die "cannot parse pgbench output ($c, one client)"; }
+    CPU1[$c]=$(awk -v d=$((t1 - t0)) -v hz="$TICKS" -v n="$n" 'BEGIN { printf "%.1f", d / hz / n * 1e6 }')
+done
+added_us=$(awk -v m="${LAT1[masked_proxy]}" -v u="${LAT1[clear_proxy]}" 'BEGIN { printf "%.1f", (m - u) * 1000 }')
+added_cpu_us=$(awk -v m="${CPU1[masked_proxy]}" -v u="${CPU1[clear_proxy]}" 'BEGIN { printf "%.1f", m - u }')
+added_server_us="-"
+if [ -n "${LAT1[masked_sql_direct]:-}" ]; then
+    added_server_us=$(awk -v m="${LAT1[masked_sql_direct]}" -v u="${LAT1[clear_direct]}" 'BEGIN { printf "%.1f", (m - u) * 1000 }')
+fi
+
 overhead_us=$(awk -v m="${TPS[masked_proxy]}" -v u="${TPS[clear_proxy]}" -v c="$CLIENTS" \
     'BEGIN { printf "%.1f", (1 / m - 1 / u) * c * 1e6 }')
 cpu_overhead_us=$(awk -v m="${CPU[masked_proxy]}" -v u="${CPU[clear_proxy]}" 'BEGIN { printf "%.1f", m - u }')
@@ -443,10 +468,16 @@ for c in $PGBENCH_CASES; do
     printf '%-17s %-14s %11.1f %11.3f %12s %18s\n' "$c" "$(case_role "$c")" "${TPS[$c]}" "${LAT[$c]}" "${NTX[$c]}" "${CPU[$c]}"
 done
 echo "masked/unmasked TPS through pgclone = $(ratio "${TPS[masked_proxy]}" "${TPS[clear_proxy]}"), pgclone/direct (unmasked) = $(ratio "${TPS[clear_proxy]}" "${TPS[clear_direct]}")"
-echo "estimated per-statement cost of the masked path: (1/tps_masked - 1/tps_unmasked) x $CLIENTS clients = $overhead_us us (goal < 50 us: $(goal "$overhead_us" '<' 50))"
+echo "estimated per-statement cost of the masked path under load: (1/tps_masked - 1/tps_unmasked) x $CLIENTS clients = $overhead_us us (queueing included)"
 echo "  pgclone CPU per statement, masked minus unmasked: $cpu_overhead_us us"
 echo "  machine CPU per statement if all $cores cores are saturated: (1/tps_masked - 1/tps_unmasked) x $cores = $cpu_bound_us us"
 echo "  the server's share: rewritten vs plain statement, both direct: (1/tps - 1/tps) x $CLIENTS = $server_overhead_us us"
+echo "one client, ${LATENCY_SECS}s per run:"
+printf '%-17s %11s %18s\n' case latency_ms pgclone_cpu_us/stmt
+for c in $PGBENCH_CASES; do
+    printf '%-17s %11s %18s\n' "$c" "${LAT1[$c]}" "$([[ "$c" == *_proxy ]] && echo "${CPU1[$c]}" || echo -)"
+done
+echo "masked path adds $added_us us per statement (goal < 50 us: $(goal "$added_us" '<' 50)): pgclone CPU +$added_cpu_us us, server +$added_server_us us"
 
 # --- 6. summary ------------------------------------------------------------------
 log_problems=$(grep -ciE '\b(error|warning|critical)\b' "$work/pgclone.log" || true)
@@ -470,9 +501,11 @@ for c in $PGBENCH_CASES; do
     printf '  %-17s %8.0f tps / %s ms\n' "$c" "${TPS[$c]}" "${LAT[$c]}"
 done
 echo "  masked/unmasked $(ratio "${TPS[masked_proxy]}" "${TPS[clear_proxy]}")x, pgclone/direct $(ratio "${TPS[clear_proxy]}" "${TPS[clear_direct]}")x"
-echo "  masked-path cost per statement (estimate): $overhead_us us (goal < 50 us: $(goal "$overhead_us" '<' 50)); pgclone CPU +$cpu_overhead_us us"
+echo "  under load (8 clients queue for 2 cores): +$overhead_us us latency a statement; pgclone CPU +$cpu_overhead_us us"
 echo "  CPU-bound view: (1/tps_masked - 1/tps_unmasked) x $cores cores = $cpu_bound_us us of machine CPU per statement"
 echo "  of which the server runs the rewritten statement slower by (estimate): $server_overhead_us us"
+echo "  one client alone: masked ${LAT1[masked_proxy]} ms, unmasked ${LAT1[clear_proxy]} ms through pgclone"
+echo "  masked path adds $added_us us per statement (goal < 50 us: $(goal "$added_us" '<' 50)): pgclone CPU +$added_cpu_us us, server +$added_server_us us"
 failed_checks=0
 for line in "${CHECKS[@]}"; do [[ "$line" == FAIL* ]] && failed_checks=$((failed_checks + 1)); done
 echo "masking checks: $(( ${#CHECKS[@]} - failed_checks ))/${#CHECKS[@]} passed"
