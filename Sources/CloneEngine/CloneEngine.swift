@@ -184,11 +184,13 @@ public struct CloneEngine: Sendable {
         var summary = SchemaCloneSummary()
         summary.schemas = schemas
         let objects = try await run("reading source catalog") { try await SchemaObjects.load(session.primary, schemas: schemas) }
+        // Largest first: the longest copy starts at once and the small tables fill the gaps.
         let tables = try await run("reading source catalog") {
             try await session.primary.query("""
                 SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                 WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-                ORDER BY n.nspname, c.relname
+                ORDER BY (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(i.relid)) FROM pg_catalog.pg_partition_tree(c.oid) i) DESC,
+                         n.nspname, c.relname
                 """, ["{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"])
         }
         let connection = try await target.connect()
@@ -309,6 +311,10 @@ public struct CloneEngine: Sendable {
                     group.addTask {
                         let source = try await session.openWorker()
                         let targetConnection = try await target.connect()
+                        // The workers already keep `parallel` cores busy: an index build that
+                        // fans out too only adds coordination work (measured: ~1 CPU-second more,
+                        // 0.3-0.7 s longer, for the 1.2 GB bench on 2 cores).
+                        try await targetConnection.exec("SET max_parallel_maintenance_workers = 0")
                         let cloner = TableCloner(source: source, target: targetConnection)
                         var outcomes: [TableCloneOutcome] = []
                         while let (schema, table) = queue.next() {

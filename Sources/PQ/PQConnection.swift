@@ -247,20 +247,43 @@ public final class PQConnection: @unchecked Sendable {
             throw error
         }
         PQclear(sourceStart)
+        // Rows are gathered into large CopyData messages (COPY FROM accepts the stream cut
+        // anywhere): libpq sends each message in 8 kB writes otherwise, one system call per
+        // 8 kB; a 256 kB message goes out in a few.
+        let capacity = 256 * 1024
+        let batch = UnsafeMutablePointer<CChar>.allocate(capacity: capacity)
+        defer { batch.deallocate() }
+        var batched = 0
         var targetFailed = false
+        func send(_ pointer: UnsafePointer<CChar>, _ count: Int) {
+            guard !targetFailed, count > 0 else { return }
+            if PQputCopyData(target, pointer, Int32(count)) != 1 {
+                targetFailed = true
+                if let sourceCancel {
+                    var errorBuffer = [CChar](repeating: 0, count: 256)
+                    PQcancel(sourceCancel, &errorBuffer, Int32(errorBuffer.count))
+                }
+            }
+        }
         while true {
             var buffer: UnsafeMutablePointer<CChar>?
             let count = PQgetCopyData(source, &buffer, 0)
             if count > 0, let buffer {
-                if !targetFailed && PQputCopyData(target, buffer, count) != 1 {
-                    targetFailed = true
-                    if let sourceCancel {
-                        var errorBuffer = [CChar](repeating: 0, count: 256)
-                        PQcancel(sourceCancel, &errorBuffer, Int32(errorBuffer.count))
-                    }
+                let size = Int(count)
+                if batched + size > capacity {
+                    send(batch, batched)
+                    batched = 0
+                }
+                if size > capacity {
+                    send(buffer, size)
+                } else if !targetFailed {
+                    (batch + batched).update(from: buffer, count: size)
+                    batched += size
                 }
                 PQfreemem(buffer)
             } else if count == -1 {
+                send(batch, batched)
+                batched = 0
                 break
             } else {
                 let error = PQError(result: nil, connection: source)

@@ -968,6 +968,7 @@ private let guideTestSchemaTables = [
 private let guideHardCasesTables = [
     "hard_cases.everything", #"hard_cases."select""#, "hard_cases.events", "hard_cases.events_2023",
     "hard_cases.events_2024", "hard_cases.events_default", "hard_cases.bookings", "hard_cases.no_pk",
+    "hard_cases.blobs",
 ]
 private let guideMixedCaseTables = [#""Mixed Case"."Order Heads""#, #""Mixed Case"."Order Lines""#]
 private let guideAllTables = guideTestSchemaTables + ["public.simple_test"] + guideHardCasesTables + guideMixedCaseTables
@@ -986,7 +987,7 @@ private let guideTableCountsQuery = """
     GROUP BY schemaname ORDER BY schemaname;
     """
 /// pg_tables lists partitioned tables and their partitions: hard_cases has events and three partitions.
-private let guideTableCounts = ["Mixed Case|2", "hard_cases|8", "public|1", "test_schema|5"]
+private let guideTableCounts = ["Mixed Case|2", "hard_cases|9", "public|1", "test_schema|5"]
 
 private func guideColumnsQuery(_ table: String) -> String {
     """
