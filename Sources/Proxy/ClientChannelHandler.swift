@@ -87,6 +87,8 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     var bytesFromClient = 0
     var bytesFromServer = 0
     var closeReason = "client disconnected"
+    /// The client sent Terminate: the server closing right after is the goodbye it asked for.
+    var clientSentTerminate = false
 
     init(proxy: ProxyContext, connectionID: Int) {
         self.proxy = proxy
@@ -335,7 +337,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     func backendClosed() {
         guard state != .closed, let context else { return }
-        if state == .relaying || state == .authenticating {
+        if (state == .relaying || state == .authenticating) && !clientSentTerminate {
             closeReason = "server closed the connection"
         }
         flushAndClose(context)
@@ -391,6 +393,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         guard FrontendMessage.ID(rawValue: type) != nil else {
             throw WireError(.unknownMessageType(type))
         }
+        if type == FrontendMessage.ID.terminate.rawValue { clientSentTerminate = true }
         // Queries and Parse are looked at (cheaply) for admin calls once the session is up;
         // Bind and Close only while admin statements are prepared.
         if state == .relaying, length <= proxy.configuration.maximumExaminedMessageLength {
