@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "PQ", "Proxy", "PostgresWire",
+                "PQ", "Proxy", "PostgresWire", "Masking",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

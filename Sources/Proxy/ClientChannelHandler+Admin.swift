@@ -105,16 +105,18 @@ extension ClientChannelHandler {
         guard AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView) else {
             guard masking.isMasked else { return relay() }
             switch maskedStatement(parse.query) {
-            case .success(nil):
+            case .unchanged:
                 return relay()
-            case .success(let text?):
+            case .rewritten(let text):
                 _ = relay()
                 var buffer = ByteBuffer()
                 FrontendMessage.parse(.init(statementName: parse.statementName, query: text, parameterTypes: parse.parameterTypes)).encode(into: &buffer)
                 return .replace(buffer)
-            case .failure(let error):
+            case .refused(let error):
                 adminPrepared.removeValue(forKey: parse.statementName)
                 return refuseStatement(frame, error)
+            case .needsFreshContext(let function):
+                return pauseForFreshContext(frame, function: function)
             }
         }
         let statement: AdminStatement

@@ -4,6 +4,7 @@ import Logging
 import Masking
 import NIOCore
 import PostgresWire
+import SQLParser
 
 /// Masking on a session: the context for the current role, statement rewriting and refusals.
 extension ClientChannelHandler {
@@ -13,7 +14,7 @@ extension ClientChannelHandler {
         guard internalQuery == nil else { return }
         let policies = proxy.policies.current
         if activity.isQuiet {
-            sendInternalQuery(MaskingContext.query(for: policies), purpose: .maskingContext(policies))
+            sendInternalQuery(MaskingContext.query(for: policies, includeBuiltins: proxy.builtinFunctions.names == nil), purpose: .maskingContext(policies))
         } else {
             maskingWaitingForQuiet = true
         }
@@ -26,6 +27,7 @@ extension ClientChannelHandler {
         } else {
             maskingCheckError = nil
             let context = MaskingContext.from(rows: answer.rows, policies: policies)
+            if proxy.builtinFunctions.names == nil { proxy.builtinFunctions.store(MaskingContext.builtinFunctions(in: answer.rows)) }
             if context.isMasked != masking.isMasked || context.role != masking.context?.role {
                 logger.debug("masking context", metadata: ["role": "\(context.role)", "masked.tables": "\(context.tables.count)"])
             }
@@ -79,8 +81,15 @@ extension ClientChannelHandler {
         stripNextErrorContext = true
         activity.clientSent(frame.type)
         if frame.type == FrontendMessage.ID.parse.rawValue, case .parse(let parse)? = try? FrontendMessage.decode(frame) {
+            // The statement that raises takes the same parameters, so that the client's Bind
+            // is accepted and Execute reports the refusal (not "bind message supplies 1
+            // parameters, but prepared statement requires 0"). Types the client left open are text.
+            let count = min(max(parse.parameterTypes.count, SQLLexer(parse.query).highestParameterNumber()), Int(Int16.max))
+            let types = (0..<count).map { index -> UInt32 in
+                index < parse.parameterTypes.count && parse.parameterTypes[index] != 0 ? parse.parameterTypes[index] : 25
+            }
             var buffer = ByteBuffer()
-            FrontendMessage.parse(.init(statementName: parse.statementName, query: AdminSQL.raise(error), parameterTypes: [])).encode(into: &buffer)
+            FrontendMessage.parse(.init(statementName: parse.statementName, query: AdminSQL.raise(error), parameterTypes: types)).encode(into: &buffer)
             return .replace(buffer)
         }
         return .replace(Self.queryMessage(AdminSQL.raise(error)))
@@ -91,18 +100,32 @@ extension ClientChannelHandler {
     func maskedAdminResult(_ sql: String, isError: Bool) -> (String, Bool) {
         guard !isError, masking.isMasked else { return (sql, isError) }
         switch maskedStatement(sql) {
-        case .success(let text): return (text ?? sql, false)
-        case .failure(let error): return (AdminSQL.raise(error), true)
+        case .unchanged: return (sql, false)
+        case .rewritten(let text): return (text, false)
+        case .refused(let error): return (AdminSQL.raise(error), true)
+        case .needsFreshContext(let function):
+            return (AdminSQL.raise(Self.unknownFunctionError(function)), true)
         }
     }
 
     /// The masked form of a statement for a masked session, or its refusal.
-    func maskedStatement(_ sql: String) -> Result<String?, AdminError> {
-        switch masking.rewrite(sql) {
-        case .unchanged: return .success(nil)
-        case .rewritten(let text): return .success(text)
-        case .refused(let error): return .failure(error)
+    func maskedStatement(_ sql: String) -> MaskingRewriter.Result {
+        masking.rewrite(sql, builtinFunctions: proxy.builtinFunctions.names)
+    }
+
+    static func unknownFunctionError(_ function: String) -> AdminError {
+        AdminError("42501", "pgclone: function \(function)() is newer than this session's masking context; run the statement again")
+    }
+
+    /// A statement that calls a function the masking context does not know waits for a
+    /// fresh context (the function may read a masked table), then is judged again.
+    func pauseForFreshContext(_ frame: MessageFrame, function: String) -> FrameScanner.Verdict {
+        guard !activity.hasUnsyncedExtendedMessages || internalQuery != nil else {
+            // Inside an unsynced extended batch the context cannot be read: fail closed.
+            return refuseStatement(frame, Self.unknownFunctionError(function))
         }
+        startMaskingCheck()
+        return .pauseBefore
     }
 
     func roleChecked(_ answer: InternalQuery) {

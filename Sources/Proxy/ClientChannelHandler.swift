@@ -451,14 +451,16 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
         if masking.isMasked && !AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView) {
             switch maskedStatement(sql) {
-            case .success(nil):
+            case .unchanged:
                 activity.clientSent(frame.type)
                 return .relay
-            case .success(let text?):
+            case .rewritten(let text):
                 activity.clientSent(frame.type)
                 return .replace(Self.queryMessage(text))
-            case .failure(let error):
+            case .refused(let error):
                 return refuseStatement(frame, error)
+            case .needsFreshContext(let function):
+                return pauseForFreshContext(frame, function: function)
             }
         }
         do {

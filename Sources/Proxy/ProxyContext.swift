@@ -11,6 +11,7 @@ final class ProxyContext: Sendable {
     let backendTLS: NIOSSLContext?
     let logger: Logger
     let policies: PolicyStore
+    let builtinFunctions = BuiltinFunctions()
 
     var statePolicies: StatePolicies {
         StatePolicies(serviceConnInfo: configuration.serviceConnInfo, database: configuration.stateDatabase)

@@ -131,6 +131,30 @@ public struct SQLLexer: Sendable {
         return sign + String(decoding: bytes[digitsStart..<i], as: UTF8.self).replacingUnderscores()
     }
 
+    /// The highest `$n` parameter the text refers to (0 if none), strings, quoted names and
+    /// comments skipped.
+    public func highestParameterNumber() -> Int {
+        var highest = 0
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: "$"), i + 1 < bytes.count, Self.isDigit(bytes[i + 1]), i == 0 || !Self.isIdentifierByte(bytes[i - 1]) {
+                var j = i + 1
+                var number = 0
+                while j < bytes.count, Self.isDigit(bytes[j]) {
+                    number = min(number * 10 + Int(bytes[j] - 0x30), 1 << 20)
+                    j += 1
+                }
+                highest = max(highest, number)
+                i = j
+            } else if Self.isIdentifierByte(bytes[i]) {
+                while i < bytes.count, Self.isIdentifierByte(bytes[i]) { i += 1 }
+            } else {
+                i = skipToken(at: i)
+            }
+        }
+        return highest
+    }
+
     /// The lower-cased word just before `index` (skipping white space) and where it starts.
     public func previousWord(before index: Int) -> (String, Int)? {
         var end = index

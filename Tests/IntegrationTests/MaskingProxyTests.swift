@@ -1,4 +1,5 @@
 import Foundation
+import Masking
 import NIOCore
 import PostgresWire
 import PQ
@@ -165,6 +166,73 @@ import Testing
                     #expect(!error.message.contains("CANARY"))
                 }
             }
+        }
+    }
+
+    /// Functions (and operators) created by another session moments ago are judged on a fresh
+    /// context before a masked session may call them: a function result carries no column
+    /// origin for the guard to check.
+    @Test func functionsCreatedDuringASessionAreNoWayAround() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let session = try await PQConnection.connect(environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database))
+            #expect(try await session.exec("SELECT email FROM test_schema.employees WHERE id = 1").string(0, 0) == "C***@example.com")
+            let direct = try await PQConnection.connect(environment.directTarget(database: database))
+            try await direct.exec("""
+                CREATE FUNCTION public.late_emails() RETURNS SETOF text LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY SELECT email::text FROM test_schema.employees; END $$;
+                CREATE FUNCTION public.late_wrapper() RETURNS SETOF text LANGUAGE sql AS $$ SELECT * FROM public.late_emails() $$;
+                CREATE FUNCTION public.late_via_view() RETURNS SETOF text LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY SELECT email::text FROM test_schema.emp_view; END $$;
+                CREATE FUNCTION public.late_op(int, int) RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN (SELECT email FROM test_schema.employees WHERE id = $1); END $$;
+                CREATE OPERATOR public.### (LEFTARG = int, RIGHTARG = int, FUNCTION = public.late_op);
+                CREATE FUNCTION public.late_harmless() RETURNS int LANGUAGE sql AS $$ SELECT 42 $$;
+                GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO \(roles.masked);
+                """)
+            for query in ["SELECT * FROM public.late_emails()", "SELECT public.late_wrapper()", "SELECT late_via_view()", "SELECT 1 OPERATOR(public.###) 2"] {
+                do {
+                    let result = try await session.exec(query)
+                    Issue.record("\(query) answered: \(result.strings)")
+                } catch let error as PQError {
+                    #expect(error.sqlState == "42501", "\(query): \(error.message)")
+                    #expect(!error.message.contains("CANARY"))
+                }
+            }
+            // A new function that reads nothing masked runs; so does a name that does not exist (the server says so).
+            #expect(try await session.exec("SELECT public.late_harmless()").string(0, 0) == "42")
+            do {
+                _ = try await session.exec("SELECT public.no_such_function()")
+                Issue.record("a missing function answered")
+            } catch let error as PQError {
+                #expect(error.sqlState == "42883", "\(error.message)")
+            }
+            // The extended protocol too (psycopg-style unnamed statements are Parse messages).
+            do {
+                let result = try await session.query("SELECT public.late_wrapper() WHERE $1::int = 1", ["1"])
+                Issue.record("extended protocol answered: \(result.strings)")
+            } catch let error as PQError {
+                #expect(error.sqlState == "42501", "\(error.message)")
+            }
+        }
+    }
+
+    /// The context is read in-band every few seconds per session: its plan must stay cheap in
+    /// the planner's eyes too, or the server JIT-compiles it (a read then took 0.9 s instead of ms).
+    @Test func maskingContextReadStaysBelowTheJITThreshold() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let policies = PolicySet(policies: [
+                TablePolicy(schema: "test_schema", table: "employees", unmaskedRoles: [roles.exempt],
+                            columns: [.init(name: "email", strategy: .email), .init(name: "ssn", strategy: .null)], source: "test"),
+                TablePolicy(schema: "test_schema", table: "contacts", unmaskedRoles: [roles.exempt],
+                            columns: [.init(name: "email", strategy: .email)], source: "test"),
+            ], version: 1)
+            let direct = try await PQConnection.connect(environment.directTarget(database: database))
+            try await direct.exec("SET ROLE \(roles.masked)")
+            let plan = try await direct.exec("EXPLAIN (FORMAT JSON) " + MaskingContext.query(for: policies, includeBuiltins: true)).string(0, 0) ?? ""
+            let cost = plan.firstMatch(of: /"Total Cost": ([0-9.]+)/).flatMap { Double($0.1) }
+            let estimate = try #require(cost, "\(plan.prefix(300))")
+            #expect(estimate < 100_000, "estimated cost \(estimate) reaches jit_above_cost (100000)")
+            let rows = try await direct.exec(MaskingContext.query(for: policies, includeBuiltins: true))
+            let kinds = (0..<rows.rows.count).map { rows.string($0, 0) ?? "" }
+            #expect(kinds.contains("table"))
+            #expect(kinds.filter { $0 == "builtin" }.count > 1000)
         }
     }
 

@@ -14,12 +14,19 @@ public struct MaskingRewriter: Sendable {
         case unchanged
         case rewritten(String)
         case refused(AdminError)
+        /// The statement calls a function the context does not know (created since it was
+        /// read, perhaps reading a masked table): read the context again, then decide.
+        case needsFreshContext(function: String)
     }
 
     let context: MaskingContext
+    /// The server's built-in function names (nil until known: then every function not in
+    /// the context's user functions counts as unknown).
+    let builtinFunctions: Set<String>?
 
-    public init(context: MaskingContext) {
+    public init(context: MaskingContext, builtinFunctions: Set<String>? = nil) {
         self.context = context
+        self.builtinFunctions = builtinFunctions
     }
 
     /// Statements a masked session may run (their reads are rewritten).
@@ -43,18 +50,28 @@ public struct MaskingRewriter: Sendable {
 
     public func rewrite(_ sql: String) -> Result {
         let bytes = Array(sql.utf8)
-        switch plan(bytes) {
+        let planned = plan(bytes)
+        if let function = planned.unknownFunction { return .needsFreshContext(function: function) }
+        switch planned {
         case .unchanged: return .unchanged
         case .refused(let error): return .refused(error)
-        case .edits(let edits): return .rewritten(String(decoding: Self.apply(edits, to: bytes), as: UTF8.self))
+        case .edits(let edits, _): return .rewritten(String(decoding: Self.apply(edits, to: bytes), as: UTF8.self))
         }
     }
 
-    /// What a rewrite does to a statement: nothing, replacements at byte ranges, or a refusal.
+    /// What a rewrite does to a statement: nothing, replacements at byte ranges, or a refusal;
+    /// with the first called function the context does not know, if any.
     enum Plan {
-        case unchanged
-        case edits([Edit])
+        case unchanged(unknownFunction: String?)
+        case edits([Edit], unknownFunction: String?)
         case refused(AdminError)
+
+        var unknownFunction: String? {
+            switch self {
+            case .unchanged(let name), .edits(_, let name): return name
+            case .refused: return nil
+            }
+        }
     }
 
     func plan(_ bytes: [UInt8]) -> Plan {
@@ -65,7 +82,7 @@ public struct MaskingRewriter: Sendable {
         } catch {
             return .refused(AdminError("42501", "pgclone: this statement could not be parsed, and a masked role may only run statements pgclone can read: \(error.message)"))
         }
-        var walker = Walker(context: context, lexer: SQLLexer(bytes: bytes))
+        var walker = Walker(context: context, builtinFunctions: builtinFunctions, lexer: SQLLexer(bytes: bytes))
         for statement in statements {
             guard let (kind, body) = statement.node.tagged else { continue }
             guard Self.allowedStatements.contains(kind) else {
@@ -74,7 +91,7 @@ public struct MaskingRewriter: Sendable {
             walker.statement(kind, body)
             if let refusal = walker.refusal { return .refused(refusal) }
         }
-        return walker.edits.isEmpty ? .unchanged : .edits(walker.edits)
+        return walker.edits.isEmpty ? .unchanged(unknownFunction: walker.unknownFunction) : .edits(walker.edits, unknownFunction: walker.unknownFunction)
     }
 
     static func apply(_ edits: [Edit], to text: [UInt8]) -> [UInt8] {
@@ -115,9 +132,11 @@ public struct MaskingRewriter: Sendable {
     /// Walks one statement's tree collecting edits, with the CTE names in scope.
     struct Walker {
         let context: MaskingContext
+        let builtinFunctions: Set<String>?
         let lexer: SQLLexer
         var edits: [Edit] = []
         var refusal: AdminError?
+        var unknownFunction: String?
 
         mutating func refuse(_ message: String) {
             if refusal == nil { refusal = AdminError("42501", "pgclone: \(message) (role \"\(context.role)\" is masked by a policy)") }
@@ -181,13 +200,22 @@ public struct MaskingRewriter: Sendable {
                     return
                 }
                 if let call = fields["FuncCall"] {
-                    let name = call["funcname"]?.array.last?["String"]?["sval"]?.string ?? ""
+                    let parts = call["funcname"]?.array.compactMap { $0["String"]?["sval"]?.string } ?? []
+                    let name = parts.last ?? ""
                     if MaskingRewriter.opaqueFunctions.contains(name) || name.hasPrefix("dblink") {
                         refuse("function \(name)() is not allowed (pgclone cannot see what it reads)")
                         return
                     }
                     if context.taintedFunctions.contains(name) {
                         refuse("function \(name)() reads a masked table and is not allowed")
+                        return
+                    }
+                    noteCalledFunction(name, schema: parts.count > 1 ? parts[parts.count - 2] : nil)
+                }
+                if let expression = fields["A_Expr"] {
+                    let name = expression["name"]?.array.last?["String"]?["sval"]?.string ?? ""
+                    if context.taintedOperators.contains(name) {
+                        refuse("operator \(name) runs a function that reads a masked table and is not allowed")
                         return
                     }
                 }
@@ -209,6 +237,16 @@ public struct MaskingRewriter: Sendable {
                 }
             default:
                 break
+            }
+        }
+
+        /// A called function the context knows nothing about (not built in, not a user function
+        /// when the context was read) was created since: it could read a masked table.
+        mutating func noteCalledFunction(_ name: String, schema: String?) {
+            guard unknownFunction == nil, !context.userFunctions.contains(name) else { return }
+            let builtin = builtinFunctions?.contains(name) ?? false
+            if !builtin || !(schema == nil || schema == "pg_catalog" || schema == "information_schema") {
+                unknownFunction = name
             }
         }
 

@@ -65,7 +65,12 @@ struct SessionMasking {
         self.context = context
         needsCheck = false
         checkedAt = ContinuousClock.now
+        justChecked = true
     }
+
+    /// Set by a context read, cleared by the next rewrite: a statement that asked for a fresh
+    /// context is not sent back for another one.
+    private var justChecked = false
 
     /// Called for each statement sent on: does it possibly change who we are?
     mutating func noteStatement<Bytes: Collection>(_ bytes: Bytes) where Bytes.Element == UInt8 {
@@ -77,8 +82,10 @@ struct SessionMasking {
         if name == "is_superuser" || name == "session_authorization" { needsCheck = true }
     }
 
-    mutating func rewrite(_ sql: String) -> MaskingRewriter.Result {
+    mutating func rewrite(_ sql: String, builtinFunctions: Set<String>? = nil) -> MaskingRewriter.Result {
         guard let context, context.isMasked else { return .unchanged }
+        let fresh = justChecked
+        justChecked = false
         let bytes = Array(sql.utf8)
         let shape = StatementShape(bytes)
         switch cache[shape.key] {
@@ -89,14 +96,18 @@ struct SessionMasking {
         case nil:
             break
         }
-        let plan = MaskingRewriter(context: context).plan(bytes)
-        let cached: CachedRewrite?
+        let plan = MaskingRewriter(context: context, builtinFunctions: builtinFunctions).plan(bytes)
+        if let function = plan.unknownFunction, !fresh {
+            needsCheck = true
+            return .needsFreshContext(function: function)
+        }
+        var cached: CachedRewrite?
         let result: MaskingRewriter.Result
         switch plan {
         case .unchanged:
             cached = .unchanged
             result = .unchanged
-        case .edits(let edits):
+        case .edits(let edits, _):
             cached = ShapedRewrite(text: bytes, shape: shape, replacements: edits.map { ($0.range, Array($0.replacement.utf8)) }).map(CachedRewrite.template)
             result = .rewritten(String(decoding: MaskingRewriter.apply(edits, to: bytes), as: UTF8.self))
         case .refused(let error):
@@ -104,6 +115,9 @@ struct SessionMasking {
             cached = nil
             result = .refused(error)
         }
+        // A statement calling a function that is still unknown on a fresh context (it does not
+        // exist, or appeared just now) is judged again next time.
+        if plan.unknownFunction != nil { cached = nil }
         if let cached {
             if cache.count >= Self.cacheLimit { cache.removeAll() }
             cache[shape.key] = cached
