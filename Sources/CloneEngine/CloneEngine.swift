@@ -199,7 +199,9 @@ public struct CloneEngine: Sendable {
         try await run("creating schema objects") {
             try await connection.exec("BEGIN")
             do {
-                for schema in schemas { try await ensureSchema(schema, on: connection) }
+                for schema in schemas where try await ensureSchema(schema, on: connection) {
+                    if let comment = objects.schemaComments[schema] { try await connection.exec(comment) }
+                }
                 for type in objects.types {
                     let present = try await connection.query("SELECT pg_catalog.to_regtype($1) IS NOT NULL", [SQL.qualified(type.schema, type.name)])
                     if present.string(0, 0) == "t" {
@@ -348,11 +350,13 @@ public struct CloneEngine: Sendable {
 
 /// Creates `schema` on the target unless it exists. (CREATE SCHEMA IF NOT EXISTS would
 /// demand CREATE on the database even for an existing schema.)
-func ensureSchema(_ schema: String, on connection: PQConnection) async throws {
+/// Returns whether it was created.
+@discardableResult
+func ensureSchema(_ schema: String, on connection: PQConnection) async throws -> Bool {
     let exists = try await connection.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema])
-    if exists.rows.isEmpty {
-        try await connection.exec("CREATE SCHEMA \(SQL.identifier(schema))")
-    }
+    guard exists.rows.isEmpty else { return false }
+    try await connection.exec("CREATE SCHEMA \(SQL.identifier(schema))")
+    return true
 }
 
 /// Receives progress of a multi-table clone (CLI progress bar, job progress).

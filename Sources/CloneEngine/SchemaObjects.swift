@@ -16,10 +16,21 @@ struct SchemaObjects: Sendable {
     var skippedFunctions: [String] = []
     var sequences: [(object: Object, lastValue: String, isCalled: Bool)] = []
     var views: [Object] = []
+    /// COMMENT ON SCHEMA statements, for the schemas a clone creates.
+    var schemaComments: [String: String] = [:]
 
     static func load(_ source: PQConnection, schemas: [String], includeViews: Bool = true) async throws -> SchemaObjects {
         var objects = SchemaObjects()
         let list = "{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"
+
+        let schemaRows = try await source.query("""
+            SELECT n.nspname, pg_catalog.obj_description(n.oid, 'pg_namespace') FROM pg_catalog.pg_namespace n
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND pg_catalog.obj_description(n.oid, 'pg_namespace') IS NOT NULL
+            """, [list])
+        for row in schemaRows.rows.indices {
+            let schema = schemaRows.string(row, 0)!
+            objects.schemaComments[schema] = "COMMENT ON SCHEMA \(SQL.identifier(schema)) IS \(SQL.literal(schemaRows.string(row, 1)!))"
+        }
 
         // Types: enums, composites (free-standing only), domains; ordered by their dependencies.
         let typeRows = try await source.query("""
@@ -36,7 +47,8 @@ struct SchemaObjects: Sendable {
                   || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END
                   || COALESCE((SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' || pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.conname)
                      FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid), '')
-              END
+              END,
+              pg_catalog.obj_description(t.oid, 'pg_type')
             FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
             WHERE n.nspname = ANY($1::pg_catalog.text[])
               AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
@@ -49,7 +61,10 @@ struct SchemaObjects: Sendable {
             WHERE n.nspname = ANY($1::pg_catalog.text[]) AND d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass
             """, [list])
         let types = typeRows.rows.indices.map { row in
-            Object(kind: "type", schema: typeRows.string(row, 2)!, name: typeRows.string(row, 3)!, oid: typeRows.string(row, 0)!, ddl: [typeRows.string(row, 4)!])
+            Object(kind: "type", schema: typeRows.string(row, 2)!, name: typeRows.string(row, 3)!, oid: typeRows.string(row, 0)!,
+                   ddl: [typeRows.string(row, 4)!] + (typeRows.string(row, 5).map { comment in
+                       "COMMENT ON \(typeRows.string(row, 1) == "d" ? "DOMAIN" : "TYPE") \(SQL.qualified(typeRows.string(row, 2)!, typeRows.string(row, 3)!)) IS \(SQL.literal(comment))"
+                   }.map { [$0] } ?? []))
         }
         objects.types = topologicalOrder(types, edges: typeDependencies)
 
@@ -101,7 +116,8 @@ struct SchemaObjects: Sendable {
             SELECT c.oid, n.nspname, c.relname,
                    'AS ' || pg_catalog.format_type(s.seqtypid, NULL) || ' INCREMENT BY ' || s.seqincrement
                    || ' MINVALUE ' || s.seqmin || ' MAXVALUE ' || s.seqmax || ' START WITH ' || s.seqstart
-                   || ' CACHE ' || s.seqcache || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END
+                   || ' CACHE ' || s.seqcache || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END,
+                   pg_catalog.obj_description(c.oid, 'pg_class')
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
             WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'S'
@@ -115,7 +131,8 @@ struct SchemaObjects: Sendable {
             let state = try await source.exec("SELECT last_value, is_called FROM \(SQL.qualified(schema, name))")
             objects.sequences.append((
                 Object(kind: "sequence", schema: schema, name: name, oid: sequenceRows.string(row, 0)!,
-                       ddl: ["CREATE SEQUENCE \(SQL.qualified(schema, name)) \(sequenceRows.string(row, 3)!)"]),
+                       ddl: ["CREATE SEQUENCE \(SQL.qualified(schema, name)) \(sequenceRows.string(row, 3)!)"]
+                           + (sequenceRows.string(row, 4).map { ["COMMENT ON SEQUENCE \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"] } ?? [])),
                 state.string(0, 0)!, state.string(0, 1) == "t"))
         }
 

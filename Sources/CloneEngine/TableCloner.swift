@@ -269,7 +269,10 @@ struct TableCloner {
             // The primary key is part of the table's shape; the others follow "constraints".
             guard constraint.kind == "p" || options.constraints else { continue }
             let constraintName = NameMapping.rename(constraint.name, table: definition.name, to: name)
-            let statement = "ALTER TABLE \(qualified) ADD CONSTRAINT \(SQL.identifier(constraintName)) \(constraint.definition)"
+            var statement = "ALTER TABLE \(qualified) ADD CONSTRAINT \(SQL.identifier(constraintName)) \(constraint.definition)"
+            if let comment = constraint.comment {
+                statement += "; COMMENT ON CONSTRAINT \(SQL.identifier(constraintName)) ON \(qualified) IS \(SQL.literal(comment))"
+            }
             if constraint.kind == "f" {
                 if deferForeignKeys {
                     outcome.deferredForeignKeys.append(statement)
@@ -319,6 +322,7 @@ struct TableCloner {
         // Partitioned tables: create on the parent, which cascades to partitions.
         return "CREATE \(index.isUnique ? "UNIQUE " : "")INDEX \(SQL.identifier(newName)) ON \(SQL.qualified(schema, name)) USING "
             + index.definition.dropFirst(prefix.count)
+            + (index.comment.map { "; COMMENT ON INDEX \(SQL.qualified(schema, newName)) IS \(SQL.literal($0))" } ?? "")
     }
 
     private func addTriggers(_ definition: TableDefinition, schema: String, name: String, options: CloneOptions, outcome: inout TableCloneOutcome) async throws {
@@ -329,8 +333,11 @@ struct TableCloner {
                 outcome.notes.append("trigger \(trigger.name) skipped: function \(trigger.functionSchema).\(trigger.functionName)() is not on target")
                 continue
             }
-            guard let statement = trigger.definition.replacingFirst(" ON \(definition.printedName) ", with: " ON \(SQL.qualified(schema, name)) ") else {
+            guard var statement = trigger.definition.replacingFirst(" ON \(definition.printedName) ", with: " ON \(SQL.qualified(schema, name)) ") else {
                 throw CloneError("XX000", "unexpected definition of trigger \(trigger.name) on \(definition.displayName)")
+            }
+            if let comment = trigger.comment {
+                statement += "; COMMENT ON TRIGGER \(SQL.identifier(trigger.name)) ON \(SQL.qualified(schema, name)) IS \(SQL.literal(comment))"
             }
             if try await runUnlessColumnMissing(statement, options: options) {
                 outcome.triggers += 1

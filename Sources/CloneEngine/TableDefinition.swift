@@ -30,6 +30,7 @@ public struct TableDefinition: Sendable {
         public var referencedTable: String?
         public var referencedSchema: String?
         public var referencedName: String?
+        public var comment: String? = nil
     }
 
     public struct Index: Sendable {
@@ -38,6 +39,7 @@ public struct TableDefinition: Sendable {
         public var printedName: String
         public var isUnique: Bool
         public var definition: String
+        public var comment: String? = nil
     }
 
     public struct Trigger: Sendable {
@@ -46,6 +48,7 @@ public struct TableDefinition: Sendable {
         public var functionSchema: String
         public var functionName: String
         public var functionSignature: String
+        public var comment: String? = nil
     }
 
     public struct OwnedSequence: Sendable {
@@ -132,7 +135,7 @@ public struct TableDefinition: Sendable {
 
         let constraintRows = try await connection.query("""
             SELECT co.conname, co.contype, pg_catalog.pg_get_constraintdef(co.oid),
-                   rn.nspname, rc.relname
+                   rn.nspname, rc.relname, pg_catalog.obj_description(co.oid, 'pg_constraint')
             FROM pg_catalog.pg_constraint co
             LEFT JOIN pg_catalog.pg_class rc ON rc.oid = co.confrelid
             LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
@@ -148,12 +151,14 @@ public struct TableDefinition: Sendable {
                 definition: constraintRows.string(row, 2)!,
                 referencedTable: referencedSchema.flatMap { s in referencedName.map { SQL.qualified(s, $0) } },
                 referencedSchema: referencedSchema,
-                referencedName: referencedName)
+                referencedName: referencedName,
+                comment: constraintRows.string(row, 5))
         }
 
         // Indexes that do not back a constraint and are not attached children of a partitioned index.
         let indexRows = try await connection.query("""
-            SELECT ic.relname, pg_catalog.pg_get_indexdef(i.indexrelid), pg_catalog.quote_ident(ic.relname), i.indisunique
+            SELECT ic.relname, pg_catalog.pg_get_indexdef(i.indexrelid), pg_catalog.quote_ident(ic.relname), i.indisunique,
+                   pg_catalog.obj_description(i.indexrelid, 'pg_class')
             FROM pg_catalog.pg_index i
             JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
             WHERE i.indrelid = $1
@@ -162,12 +167,13 @@ public struct TableDefinition: Sendable {
             ORDER BY ic.relname
             """, oidParameter)
         let indexes = indexRows.rows.indices.map {
-            Index(name: indexRows.string($0, 0)!, printedName: indexRows.string($0, 2)!, isUnique: indexRows.string($0, 3) == "t", definition: indexRows.string($0, 1)!)
+            Index(name: indexRows.string($0, 0)!, printedName: indexRows.string($0, 2)!, isUnique: indexRows.string($0, 3) == "t", definition: indexRows.string($0, 1)!,
+                  comment: indexRows.string($0, 4))
         }
 
         let triggerRows = try await connection.query("""
             SELECT t.tgname, pg_catalog.pg_get_triggerdef(t.oid), pn.nspname, p.proname,
-                   pg_catalog.pg_get_function_identity_arguments(p.oid)
+                   pg_catalog.pg_get_function_identity_arguments(p.oid), pg_catalog.obj_description(t.oid, 'pg_trigger')
             FROM pg_catalog.pg_trigger t
             JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
             JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
@@ -177,7 +183,7 @@ public struct TableDefinition: Sendable {
         let triggers = triggerRows.rows.indices.map { row in
             Trigger(name: triggerRows.string(row, 0)!, definition: triggerRows.string(row, 1)!,
                     functionSchema: triggerRows.string(row, 2)!, functionName: triggerRows.string(row, 3)!,
-                    functionSignature: triggerRows.string(row, 4) ?? "")
+                    functionSignature: triggerRows.string(row, 4) ?? "", comment: triggerRows.string(row, 5))
         }
 
         // Sequences owned by a column: serial columns ('a' dependency) and identity columns ('i').

@@ -398,6 +398,8 @@ struct GuideCloneTests {
             #expect(try await target.rows("SELECT nextval('test_schema.invoice_seq'), nextval('test_schema.customers_id_seq');") == ["1003|11"])
             #expect(try await target.rows("SELECT * FROM test_schema.get_customer_orders(1);")
                     == ["1|2024-02-01|120.50|delivered", "2|2024-03-15|35.00|delivered"])
+            // Comments (pg_dump keeps them): table, column, function, trigger.
+            try await target.expectSameRowsAsSource(guideCommentsQuery(["test_schema"]))
         }
     }
 
@@ -894,6 +896,9 @@ struct GuideCloneTests {
 
             try await target.expectSameData(guideHardCasesTables + guideMixedCaseTables)
             try await target.expectSameData([#"hard_cases.mood_stats"#, #""Mixed Case"."Line View""#])
+            // Comments on the schema, tables, columns, types, domains, sequences, indexes and constraints.
+            try await target.expectSameRowsAsSource(guideCommentsQuery(["hard_cases", "Mixed Case"]))
+            #expect(try await target.rows("SELECT count(*) FROM (\(guideCommentsQuery(["hard_cases"]).dropLast())) c;") == ["8"])
             // Column definitions (types with typmods, domains, NOT NULL, identity, generated,
             // defaults), indexes and constraints as on the source.
             try await target.expectSameRowsAsSource("""
@@ -988,6 +993,17 @@ private let guideTableCountsQuery = """
     """
 /// pg_tables lists partitioned tables and their partitions: hard_cases has events and three partitions.
 private let guideTableCounts = ["Mixed Case|2", "hard_cases|9", "public|1", "test_schema|5"]
+
+/// Every comment on an object of `schemas` (or on the schemas themselves), by the object's description.
+private func guideCommentsQuery(_ schemas: [String]) -> String {
+    let list = schemas.map(guideSQLLiteral).joined(separator: ", ")
+    return """
+        SELECT pg_describe_object(d.classoid, d.objoid, d.objsubid), d.description
+        FROM pg_description d, LATERAL pg_identify_object(d.classoid, d.objoid, d.objsubid) o
+        WHERE o.schema IN (\(list)) OR (o.type = 'schema' AND o.identity IN (\(schemas.map { "quote_ident(\(guideSQLLiteral($0)))" }.joined(separator: ", "))))
+        ORDER BY 1;
+        """
+}
 
 private func guideColumnsQuery(_ table: String) -> String {
     """
