@@ -237,9 +237,30 @@ public struct CloneEngine: Sendable {
         }
 
         // Tables, each in its own transaction; foreign keys wait until every table exists.
+        // Inheritance children wait for their parents: one round per generation.
         var deferred: [String] = []
         let work = tables.rows.indices.map { (tables.string($0, 0)!, tables.string($0, 1)!) }
-        let outcomes = try await copyTables(work, session: session, target: target, primaryTarget: connection, options: options, progress: progress)
+        let inheritance = try await run("reading source catalog") {
+            try await session.primary.query("""
+                SELECT cn.nspname, c.relname, pn.nspname, p.relname
+                FROM pg_catalog.pg_inherits i
+                JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+                JOIN pg_catalog.pg_class p ON p.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+                WHERE cn.nspname = ANY($1::pg_catalog.text[]) AND NOT c.relispartition
+                """, ["{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"])
+        }
+        let clonedTogether = Set(work.map { "\($0.0).\($0.1)" })
+        var parents: [String: [String]] = [:]
+        for row in inheritance.rows.indices {
+            parents["\(inheritance.string(row, 0)!).\(inheritance.string(row, 1)!)", default: []].append("\(inheritance.string(row, 2)!).\(inheritance.string(row, 3)!)")
+        }
+        let generations = Self.generations(work, parents: parents, cloned: clonedTogether)
+        var outcomes: [TableCloneOutcome] = []
+        progress?.start(tables: work.count)
+        for generation in generations {
+            outcomes += try await copyTables(generation, session: session, target: target, primaryTarget: connection, options: options,
+                                             progress: progress, clonedTogether: clonedTogether)
+        }
         for outcome in outcomes {
             switch outcome.action {
             case .skipped: summary.skippedTables += 1
@@ -290,16 +311,36 @@ public struct CloneEngine: Sendable {
 
     /// Copies tables, `options.parallel` at a time, each worker on its own source
     /// connection (same snapshot) and target connection.
+    /// `tables` split so that every table comes after the parents it inherits from (those in `cloned`),
+    /// keeping the given order within each generation.
+    static func generations(_ tables: [(String, String)], parents: [String: [String]], cloned: Set<String>) -> [[(String, String)]] {
+        var depth: [String: Int] = [:]
+        func level(_ name: String, _ visiting: Set<String> = []) -> Int {
+            if let known = depth[name] { return known }
+            let inCloned = (parents[name] ?? []).filter { cloned.contains($0) && !visiting.contains($0) }
+            let value = inCloned.map { level($0, visiting.union([name])) + 1 }.max() ?? 0
+            depth[name] = value
+            return value
+        }
+        var result: [[(String, String)]] = []
+        for table in tables {
+            let value = level("\(table.0).\(table.1)")
+            while result.count <= value { result.append([]) }
+            result[value].append(table)
+        }
+        return result
+    }
+
     private func copyTables(_ tables: [(String, String)], session: SourceSession, target: CloneTarget, primaryTarget: PQConnection,
-                            options: CloneOptions, progress: (any CloneProgress)?) async throws(CloneError) -> [TableCloneOutcome] {
-        progress?.start(tables: tables.count)
+                            options: CloneOptions, progress: (any CloneProgress)?, clonedTogether: Set<String>) async throws(CloneError) -> [TableCloneOutcome] {
         if options.parallel <= 1 || tables.count <= 1 {
             var outcomes: [TableCloneOutcome] = []
             let cloner = TableCloner(source: session.primary, target: primaryTarget)
             for (schema, table) in tables {
                 progress?.tableStarted("\(schema).\(table)")
                 let definition = try await loadTable(session.primary, schema: schema, table: table)
-                let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true)
+                let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
+                                                     clonedTogether: clonedTogether)
                 progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0)
                 outcomes.append(outcome)
             }
@@ -323,7 +364,8 @@ public struct CloneEngine: Sendable {
                             try Task.checkCancellation()
                             progress?.tableStarted("\(schema).\(table)")
                             let definition = try await self.loadTable(source, schema: schema, table: table)
-                            let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true)
+                            let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
+                                                     clonedTogether: clonedTogether)
                             progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0)
                             outcomes.append(outcome)
                         }

@@ -118,11 +118,23 @@ struct TableCloner {
         into targetSchema: String,
         as targetName: String,
         options: CloneOptions,
-        deferForeignKeys: Bool = false
+        deferForeignKeys: Bool = false,
+        clonedTogether: Set<String> = []
     ) async throws(CloneError) -> TableCloneOutcome {
         let plan = try await CopyPlan.make(definition, options: options, source: source)
         let qualifiedTarget = SQL.qualified(targetSchema, targetName)
         var outcome = TableCloneOutcome(source: definition.displayName, target: "\(targetSchema).\(targetName)", action: .cloned)
+        // Inheritance is kept when every parent is cloned by the same call (and so exists, under
+        // its own name, before this table); otherwise the table gets the inherited columns and
+        // CHECK constraints as its own.
+        var inherits: [String]?
+        if !definition.parents.isEmpty {
+            if definition.parents.allSatisfy({ clonedTogether.contains("\($0.schema).\($0.name)") }) {
+                inherits = definition.parents.map { SQL.qualified($0.schema, $0.name) }
+            } else {
+                outcome.notes.append("\(definition.displayName) inherits from \(definition.parents.map { "\($0.schema).\($0.name)" }.joined(separator: ", ")), which is not cloned with it: its inherited columns and CHECK constraints became its own")
+            }
+        }
 
         let exists: Bool
         do {
@@ -158,13 +170,13 @@ struct TableCloner {
                         outcome.renamedExistingTo = try await renameExisting(schema: targetSchema, table: targetName)
                     }
                 }
-                try await createTable(definition, plan: plan, schema: targetSchema, name: targetName, outcome: &outcome)
+                try await createTable(definition, plan: plan, schema: targetSchema, name: targetName, inherits: inherits, outcome: &outcome)
                 if options.copyData {
                     outcome.rows = try await source.copy(plan.sourceCopySQL(definition, masked: !options.mask.isEmpty), into: target,
                                                         plan.targetCopySQL(qualifiedTarget, freeze: !definition.isPartitioned))
                 }
                 try await addConstraints(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
-                                         deferForeignKeys: deferForeignKeys, outcome: &outcome)
+                                         deferForeignKeys: deferForeignKeys, inherits: inherits != nil, outcome: &outcome)
                 if options.indexes {
                     for index in definition.indexes {
                         let statement = try indexSQL(index, definition: definition, schema: targetSchema, name: targetName)
@@ -195,7 +207,8 @@ struct TableCloner {
 
     // MARK: - Steps
 
-    private func createTable(_ definition: TableDefinition, plan: CopyPlan, schema: String, name: String, outcome: inout TableCloneOutcome) async throws {
+    private func createTable(_ definition: TableDefinition, plan: CopyPlan, schema: String, name: String, inherits: [String]?,
+                             outcome: inout TableCloneOutcome) async throws {
         let qualified = SQL.qualified(schema, name)
         var sequenceNames: [String: (printed: String, qualified: String)] = [:]
         for sequence in definition.sequences where plan.columns.contains(where: { $0.name == sequence.column }) {
@@ -207,7 +220,7 @@ struct TableCloner {
             }
         }
         var lines: [String] = []
-        for column in plan.columns {
+        for column in plan.columns where inherits == nil || column.isLocal {
             var line = "\(SQL.identifier(column.name)) \(column.type)"
             if let collation = column.collation { line += " COLLATE \(collation)" }
             if let generated = column.generatedExpression {
@@ -230,8 +243,18 @@ struct TableCloner {
             lines.append(line)
         }
         var create = "CREATE \(definition.isUnlogged ? "UNLOGGED " : "")TABLE \(qualified) (\n    \(lines.joined(separator: ",\n    "))\n)"
+        if let inherits { create += " INHERITS (\(inherits.joined(separator: ", ")))" }
         if let key = definition.partitionKey { create += " PARTITION BY \(key)" }
         try await target.exec(create)
+        // Inherited columns come from the parents; what the child changed on them is set again.
+        for column in plan.columns where inherits != nil && !column.isLocal {
+            if let expression = column.defaultExpression {
+                try await target.exec("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET DEFAULT \(expression)")
+            }
+            if column.notNull {
+                try await target.exec("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET NOT NULL")
+            }
+        }
         for sequence in definition.sequences where !sequence.isIdentity {
             if let names = sequenceNames[sequence.column] {
                 try await target.exec("ALTER SEQUENCE \(names.qualified) OWNED BY \(qualified).\(SQL.identifier(sequence.column))")
@@ -263,9 +286,9 @@ struct TableCloner {
     }
 
     private func addConstraints(_ definition: TableDefinition, plan: CopyPlan, schema: String, name: String, options: CloneOptions,
-                                deferForeignKeys: Bool, outcome: inout TableCloneOutcome) async throws {
+                                deferForeignKeys: Bool, inherits: Bool, outcome: inout TableCloneOutcome) async throws {
         let qualified = SQL.qualified(schema, name)
-        for constraint in definition.constraints {
+        for constraint in definition.constraints where !(inherits && constraint.isInheritedOnly) {
             // The primary key is part of the table's shape; the others follow "constraints".
             guard constraint.kind == "p" || options.constraints else { continue }
             let constraintName = NameMapping.rename(constraint.name, table: definition.name, to: name)

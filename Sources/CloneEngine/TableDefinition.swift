@@ -19,6 +19,8 @@ public struct TableDefinition: Sendable {
         /// pg_type.typcategory: S string, N numeric, ...
         public var typeCategory: String
         public var comment: String?
+        /// Defined by the table itself, not only inherited from a parent (pg_attribute.attislocal).
+        public var isLocal: Bool = true
     }
 
     public struct Constraint: Sendable {
@@ -31,6 +33,8 @@ public struct TableDefinition: Sendable {
         public var referencedSchema: String?
         public var referencedName: String?
         public var comment: String? = nil
+        /// Comes from a parent table only (inheritance): created by INHERITS, not by the child.
+        public var isInheritedOnly: Bool = false
     }
 
     public struct Index: Sendable {
@@ -83,6 +87,8 @@ public struct TableDefinition: Sendable {
     public var triggers: [Trigger]
     public var sequences: [OwnedSequence]
     public var partitions: [Partition]
+    /// Parents by (non-partition) inheritance, in INHERITS order.
+    public var parents: [(schema: String, name: String)] = []
 
     /// `schema.table` as the server's deparsers print it (quote_ident each part).
     public var printedName: String
@@ -111,7 +117,7 @@ public struct TableDefinition: Sendable {
                      (SELECT pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname)
                       FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
                       WHERE co.oid = a.attcollation) END,
-                   a.atttypid < 16384, t.typcategory, pg_catalog.col_description(a.attrelid, a.attnum)
+                   a.atttypid < 16384, t.typcategory, pg_catalog.col_description(a.attrelid, a.attnum), a.attislocal
             FROM pg_catalog.pg_attribute a
             JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
             LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -130,16 +136,17 @@ public struct TableDefinition: Sendable {
                 collation: columnRows.string(row, 7),
                 isBuiltinType: columnRows.string(row, 8) == "t",
                 typeCategory: columnRows.string(row, 9) ?? "",
-                comment: columnRows.string(row, 10))
+                comment: columnRows.string(row, 10),
+                isLocal: columnRows.string(row, 11) != "f")
         }
 
         let constraintRows = try await connection.query("""
             SELECT co.conname, co.contype, pg_catalog.pg_get_constraintdef(co.oid),
-                   rn.nspname, rc.relname, pg_catalog.obj_description(co.oid, 'pg_constraint')
+                   rn.nspname, rc.relname, pg_catalog.obj_description(co.oid, 'pg_constraint'), NOT co.conislocal
             FROM pg_catalog.pg_constraint co
             LEFT JOIN pg_catalog.pg_class rc ON rc.oid = co.confrelid
             LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
-            WHERE co.conrelid = $1 AND co.contype IN ('p', 'u', 'c', 'f', 'x') AND co.conislocal
+            WHERE co.conrelid = $1 AND co.contype IN ('p', 'u', 'c', 'f', 'x')
             ORDER BY CASE co.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'x' THEN 2 WHEN 'c' THEN 3 ELSE 4 END, co.conname
             """, oidParameter)
         let constraints = constraintRows.rows.indices.map { row in
@@ -152,7 +159,8 @@ public struct TableDefinition: Sendable {
                 referencedTable: referencedSchema.flatMap { s in referencedName.map { SQL.qualified(s, $0) } },
                 referencedSchema: referencedSchema,
                 referencedName: referencedName,
-                comment: constraintRows.string(row, 5))
+                comment: constraintRows.string(row, 5),
+                isInheritedOnly: constraintRows.string(row, 6) == "t")
         }
 
         // Indexes that do not back a constraint and are not attached children of a partitioned index.
@@ -226,11 +234,21 @@ public struct TableDefinition: Sendable {
             return Partition(schema: partitionRows.string(row, 0)!, name: partitionRows.string(row, 1)!, bound: bound, isDefaultPartition: bound == "DEFAULT")
         }
 
-        return TableDefinition(
+        let parentRows = try await connection.query("""
+            SELECT pn.nspname, p.relname
+            FROM pg_catalog.pg_inherits i
+            JOIN pg_catalog.pg_class p ON p.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+            JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhrelid = $1 AND NOT c.relispartition
+            ORDER BY i.inhseqno
+            """, oidParameter)
+        var definition = TableDefinition(
             oid: oid, schema: schema, name: table,
             isPartitioned: info.string(0, 1) == "p", partitionKey: info.string(0, 3),
             isUnlogged: info.string(0, 2) == "u", comment: info.string(0, 4),
             columns: columns, constraints: constraints, indexes: indexes, triggers: triggers,
             sequences: sequences, partitions: partitions, printedName: info.string(0, 5)!)
+        definition.parents = parentRows.rows.indices.map { (parentRows.string($0, 0)!, parentRows.string($0, 1)!) }
+        return definition
     }
 }

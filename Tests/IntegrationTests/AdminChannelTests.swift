@@ -146,8 +146,9 @@ import Testing
         let source = try await PQConnection.connect(sourceInfo)
         try await source.exec("""
             CREATE SCHEMA inh;
-            CREATE TABLE inh.parent (id int, v text);
+            CREATE TABLE inh.parent (id int NOT NULL, v text DEFAULT 'pv', CONSTRAINT v_len CHECK (length(v) < 10));
             CREATE TABLE inh.child (extra int) INHERITS (inh.parent);
+            ALTER TABLE inh.child ALTER COLUMN v SET DEFAULT 'cv';
             INSERT INTO inh.parent VALUES (1, 'p1'), (2, 'p2');
             INSERT INTO inh.child VALUES (3, 'c3', 30);
             """)
@@ -158,8 +159,25 @@ import Testing
                 SELECT pgclone.schema('\(sourceInfo)', 'inh', true) LIKE 'OK: cloned schema inh (2 tables, 3 rows,%';
                 SELECT string_agg(v, ',' ORDER BY id) FROM ONLY inh.parent;
                 SELECT string_agg(v || ':' || extra, ',' ORDER BY id) FROM inh.child;
+                SELECT count(*) FROM inh.parent;
+                SELECT string_agg(inhparent::regclass::text, ',') FROM pg_inherits WHERE inhrelid = 'inh.child'::regclass;
+                SELECT string_agg(attname || ':' || attislocal, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'inh.child'::regclass AND attnum > 0;
+                SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'inh.child'::regclass;
+                SELECT string_agg(conname || ':' || conislocal || ':' || coninhcount, ',') FROM pg_constraint WHERE conrelid = 'inh.child'::regclass;
+                INSERT INTO inh.child (id, extra) VALUES (4, 40) RETURNING v;
                 """)
-            #expect(output.stdout == "t\np1,p2\nc3:30\n", "\(output.stderr)")
+            // The child inherits again (parent reads include its rows), with only its own column
+            // defined locally, its own default, and the parent's CHECK constraint inherited.
+            #expect(output.stdout == "t\np1,p2\nc3:30\n3\ninh.parent\nid:false,v:false,extra:true\n'cv'::text\nv_len:false:1\ncv\n", "\(output.stderr)")
+            // Cloned alone, the child cannot inherit: it gets the columns and the CHECK as its own, and says so.
+            let alone = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
+                SELECT pgclone.table('\(sourceInfo)', 'inh', 'child', true, 'child_alone');
+                SELECT count(*) FROM pg_inherits WHERE inhrelid = 'inh.child_alone'::regclass;
+                SELECT string_agg(conname || ':' || conislocal, ',') FROM pg_constraint WHERE conrelid = 'inh.child_alone'::regclass;
+                SELECT string_agg(v || ':' || extra, ',' ORDER BY id) FROM inh.child_alone;
+                """)
+            #expect(alone.stdout == "OK: cloned inh.child to inh.child_alone (1 row)\n0\nv_len_child_alone:true\nc3:30\n", "\(alone.stderr)")
+            #expect(alone.stderr.contains("inh.child inherits from inh.parent, which is not cloned with it"), "\(alone.stderr)")
         }
         try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
     }
