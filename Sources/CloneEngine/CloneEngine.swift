@@ -189,6 +189,7 @@ public struct CloneEngine: Sendable {
             try await session.primary.query("""
                 SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                 WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                  AND NOT \(SchemaObjects.isExtensionMember(classOID: "c.oid"))
                 ORDER BY (SELECT pg_catalog.sum(pg_catalog.pg_total_relation_size(i.relid)) FROM pg_catalog.pg_partition_tree(c.oid) i) DESC,
                          n.nspname, c.relname
                 """, ["{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"])
@@ -201,6 +202,17 @@ public struct CloneEngine: Sendable {
             do {
                 for schema in schemas where try await ensureSchema(schema, on: connection) {
                     if let comment = objects.schemaComments[schema] { try await connection.exec(comment) }
+                }
+                for (name, schema) in objects.extensions {
+                    let present = try await connection.query("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = $1", [name])
+                    guard present.rows.isEmpty else { continue }
+                    do {
+                        try await connection.exec("CREATE EXTENSION \(SQL.identifier(name)) WITH SCHEMA \(SQL.identifier(schema)) CASCADE")
+                    } catch let error as PQError {
+                        throw CloneError(error.sqlState ?? "XX000", "extension \"\(name)\" (installed in schema \(schema) on the source) could not be created on the target: \(error.message)",
+                                         hint: "Install the extension's package on the target server, or create the extension there as a superuser first.")
+                    }
+                    summary.notes.append("extension \(name) created in schema \(schema)")
                 }
                 for type in objects.types {
                     let present = try await connection.query("SELECT pg_catalog.to_regtype($1) IS NOT NULL", [SQL.qualified(type.schema, type.name)])

@@ -18,6 +18,14 @@ struct SchemaObjects: Sendable {
     var views: [Object] = []
     /// COMMENT ON SCHEMA statements, for the schemas a clone creates.
     var schemaComments: [String: String] = [:]
+    /// Extensions installed into the cloned schemas, in creation order: created on the target
+    /// (their member objects are not cloned one by one, as pg_dump does).
+    var extensions: [(name: String, schema: String)] = []
+
+    /// SQL condition: the pg_class row `alias` belongs to an extension.
+    static func isExtensionMember(classOID alias: String, catalog: String = "pg_class") -> String {
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.\(catalog)'::pg_catalog.regclass AND x.objid = \(alias) AND x.deptype = 'e')"
+    }
 
     static func load(_ source: PQConnection, schemas: [String], includeViews: Bool = true) async throws -> SchemaObjects {
         var objects = SchemaObjects()
@@ -31,6 +39,12 @@ struct SchemaObjects: Sendable {
             let schema = schemaRows.string(row, 0)!
             objects.schemaComments[schema] = "COMMENT ON SCHEMA \(SQL.identifier(schema)) IS \(SQL.literal(schemaRows.string(row, 1)!))"
         }
+
+        let extensionRows = try await source.query("""
+            SELECT e.extname, n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) ORDER BY e.oid
+            """, [list])
+        objects.extensions = extensionRows.rows.indices.map { (extensionRows.string($0, 0)!, extensionRows.string($0, 1)!) }
 
         // Types: enums, composites (free-standing only), domains; ordered by their dependencies.
         let typeRows = try await source.query("""
@@ -52,6 +66,7 @@ struct SchemaObjects: Sendable {
             FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
             WHERE n.nspname = ANY($1::pg_catalog.text[])
               AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
+              AND NOT \(isExtensionMember(classOID: "t.oid", catalog: "pg_type")) AND NOT \(isExtensionMember(classOID: "t.typrelid"))
             """, [list])
         let typeDependencies = try await source.query("""
             SELECT DISTINCT t.oid, d.refobjid
@@ -120,7 +135,7 @@ struct SchemaObjects: Sendable {
                    pg_catalog.obj_description(c.oid, 'pg_class')
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
-            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'S'
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'S' AND NOT \(isExtensionMember(classOID: "c.oid"))
               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = c.oid AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                               AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i'))
             ORDER BY n.nspname, c.relname
@@ -142,7 +157,7 @@ struct SchemaObjects: Sendable {
             SELECT c.oid, c.relkind, n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid),
                    pg_catalog.obj_description(c.oid, 'pg_class')
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('v', 'm')
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('v', 'm') AND NOT \(isExtensionMember(classOID: "c.oid"))
             """, [list])
         let viewDependencies = try await source.query("""
             SELECT DISTINCT r.ev_class, d.refobjid

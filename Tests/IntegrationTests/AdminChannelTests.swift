@@ -182,6 +182,37 @@ import Testing
         try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
     }
 
+    /// Extensions come over as CREATE EXTENSION (as pg_dump does), never object by object:
+    /// their views, functions and types are the extension's own.
+    @Test func databaseCloneCreatesTheSourcesExtensions() async throws {
+        let environment = try TestEnvironment.require()
+        let sourceDatabase = "extsrc_\(UInt32.random(in: 0...UInt32.max))"
+        let sourceAdmin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
+        try await sourceAdmin.exec("CREATE DATABASE \(sourceDatabase)")
+        let sourceInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=postgres password=\(environment.password)"
+        let source = try await PQConnection.connect(sourceInfo)
+        try await source.exec("""
+            CREATE EXTENSION citext;
+            CREATE EXTENSION pg_stat_statements;
+            CREATE SCHEMA app;
+            CREATE TABLE app.users (id int PRIMARY KEY, email public.citext UNIQUE);
+            INSERT INTO app.users VALUES (1, 'Alice@Example.com'), (2, 'bob@example.com');
+            """)
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        try await withDatabase(environment) { database in
+            let output = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
+                SELECT pgclone.database('\(sourceInfo)', true) LIKE 'OK: %';
+                SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension;
+                SELECT id FROM app.users WHERE email = 'ALICE@example.COM';
+                SELECT count(*) FROM pg_views WHERE viewname LIKE 'pg_stat_statements%' AND schemaname = 'public';
+                """)
+            #expect(output.stdout == "t\ncitext,pg_stat_statements,plpgsql\n1\n2\n", "\(output.stderr)")
+            #expect(output.stderr.contains("extension citext created in schema public"), "\(output.stderr)")
+        }
+        try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
+    }
+
     @Test func sourceKilledMidCopyLeavesTheTargetAsItWas() async throws {
         let environment = try TestEnvironment.require()
         // A source database of its own: the shared db1 must not change while other tests read it.
