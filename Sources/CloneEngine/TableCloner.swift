@@ -190,6 +190,7 @@ struct TableCloner {
                 if options.triggers {
                     try await addTriggers(definition, schema: targetSchema, name: targetName, options: options, outcome: &outcome)
                 }
+                try await addRowSecurity(definition, schema: targetSchema, name: targetName, outcome: &outcome)
                 try await setSequences(definition, plan: plan, schema: targetSchema, name: targetName)
                 try await target.exec("COMMIT")
             } catch {
@@ -245,7 +246,18 @@ struct TableCloner {
         var create = "CREATE \(definition.isUnlogged ? "UNLOGGED " : "")TABLE \(qualified) (\n    \(lines.joined(separator: ",\n    "))\n)"
         if let inherits { create += " INHERITS (\(inherits.joined(separator: ", ")))" }
         if let key = definition.partitionKey { create += " PARTITION BY \(key)" }
+        if !definition.storageParameters.isEmpty {
+            create += " WITH (\(try definition.storageParameters.map(Self.storageParameter).joined(separator: ", ")))"
+        }
         try await target.exec(create)
+        for column in plan.columns {
+            if let target = column.statisticsTarget {
+                try await self.target.exec("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET STATISTICS \(target)")
+            }
+            if let storage = column.storage {
+                try await self.target.exec("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET STORAGE \(storage)")
+            }
+        }
         // Inherited columns come from the parents; what the child changed on them is set again.
         for column in plan.columns where inherits != nil && !column.isLocal {
             if let expression = column.defaultExpression {
@@ -269,6 +281,37 @@ struct TableCloner {
         for column in plan.columns {
             if let comment = column.comment {
                 try await target.exec("COMMENT ON COLUMN \(qualified).\(SQL.identifier(column.name)) IS \(SQL.literal(comment))")
+            }
+        }
+    }
+
+    /// `name=value` from pg_class.reloptions as a WITH item: the name checked, the value quoted.
+    static func storageParameter(_ option: String) throws -> String {
+        guard let equals = option.firstIndex(of: "="),
+              option[..<equals].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." }) else {
+            throw CloneError("XX000", "unexpected storage parameter \(option)")
+        }
+        return "\(option[..<equals]) = \(SQL.literal(String(option[option.index(after: equals)...])))"
+    }
+
+    /// Row-level security as on the source. RLS is enabled even when a policy cannot be created
+    /// (a role missing on the target, a table not there yet): the table is then closed more, not less.
+    private func addRowSecurity(_ definition: TableDefinition, schema: String, name: String, outcome: inout TableCloneOutcome) async throws {
+        let qualified = SQL.qualified(schema, name)
+        if definition.rowSecurity { try await target.exec("ALTER TABLE \(qualified) ENABLE ROW LEVEL SECURITY") }
+        if definition.forceRowSecurity { try await target.exec("ALTER TABLE \(qualified) FORCE ROW LEVEL SECURITY") }
+        for policy in definition.policies {
+            var statement = "CREATE POLICY \(SQL.identifier(policy.name)) ON \(qualified) AS \(policy.isPermissive ? "PERMISSIVE" : "RESTRICTIVE")"
+                + " FOR \(policy.command) TO \(policy.roles ?? "PUBLIC")"
+            if let using = policy.using { statement += " USING (\(using))" }
+            if let check = policy.withCheck { statement += " WITH CHECK (\(check))" }
+            try await target.exec("SAVEPOINT pgclone_policy")
+            do {
+                try await target.exec(statement)
+                try await target.exec("RELEASE SAVEPOINT pgclone_policy")
+            } catch let error as PQError where ["42704", "42P01", "42883", "42703"].contains(error.sqlState ?? "") {
+                try await target.exec("ROLLBACK TO SAVEPOINT pgclone_policy")
+                outcome.notes.append("row-level security policy \(policy.name) on \(schema).\(name) not created (\(error.message)); row-level security stays enabled")
             }
         }
     }

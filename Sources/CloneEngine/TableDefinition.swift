@@ -21,6 +21,9 @@ public struct TableDefinition: Sendable {
         public var comment: String?
         /// Defined by the table itself, not only inherited from a parent (pg_attribute.attislocal).
         public var isLocal: Bool = true
+        /// ALTER COLUMN ... SET STATISTICS / SET STORAGE when they differ from the defaults.
+        public var statisticsTarget: Int? = nil
+        public var storage: String? = nil
     }
 
     public struct Constraint: Sendable {
@@ -67,6 +70,18 @@ public struct TableDefinition: Sendable {
         public var isCalled: Bool
     }
 
+    /// A row-level security policy.
+    public struct RowSecurityPolicy: Sendable {
+        public var name: String
+        public var isPermissive: Bool
+        /// ALL, SELECT, INSERT, UPDATE or DELETE.
+        public var command: String
+        /// Quoted role names, nil for PUBLIC.
+        public var roles: String?
+        public var using: String?
+        public var withCheck: String?
+    }
+
     public struct Partition: Sendable {
         public var schema: String
         public var name: String
@@ -89,6 +104,11 @@ public struct TableDefinition: Sendable {
     public var partitions: [Partition]
     /// Parents by (non-partition) inheritance, in INHERITS order.
     public var parents: [(schema: String, name: String)] = []
+    /// Storage parameters (`fillfactor=70`, ...), as pg_class.reloptions lists them.
+    public var storageParameters: [String] = []
+    public var rowSecurity = false
+    public var forceRowSecurity = false
+    public var policies: [RowSecurityPolicy] = []
 
     /// `schema.table` as the server's deparsers print it (quote_ident each part).
     public var printedName: String
@@ -101,7 +121,8 @@ public struct TableDefinition: Sendable {
         let info = try await connection.query("""
             SELECT c.oid, c.relkind, c.relpersistence, pg_catalog.pg_get_partkeydef(c.oid),
                    pg_catalog.obj_description(c.oid, 'pg_class'),
-                   pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+                   pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
+                   c.relrowsecurity, c.relforcerowsecurity, c.reloptions
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
             """, [schema, table])
@@ -117,7 +138,10 @@ public struct TableDefinition: Sendable {
                      (SELECT pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname)
                       FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
                       WHERE co.oid = a.attcollation) END,
-                   a.atttypid < 16384, t.typcategory, pg_catalog.col_description(a.attrelid, a.attnum), a.attislocal
+                   a.atttypid < 16384, t.typcategory, pg_catalog.col_description(a.attrelid, a.attnum), a.attislocal,
+                   NULLIF(a.attstattarget, -1),
+                   CASE WHEN a.attstorage <> t.typstorage THEN
+                     CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' WHEN 'x' THEN 'EXTENDED' END END
             FROM pg_catalog.pg_attribute a
             JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
             LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -137,7 +161,9 @@ public struct TableDefinition: Sendable {
                 isBuiltinType: columnRows.string(row, 8) == "t",
                 typeCategory: columnRows.string(row, 9) ?? "",
                 comment: columnRows.string(row, 10),
-                isLocal: columnRows.string(row, 11) != "f")
+                isLocal: columnRows.string(row, 11) != "f",
+                statisticsTarget: columnRows.string(row, 12).flatMap(Int.init),
+                storage: columnRows.string(row, 13))
         }
 
         let constraintRows = try await connection.query("""
@@ -249,6 +275,24 @@ public struct TableDefinition: Sendable {
             columns: columns, constraints: constraints, indexes: indexes, triggers: triggers,
             sequences: sequences, partitions: partitions, printedName: info.string(0, 5)!)
         definition.parents = parentRows.rows.indices.map { (parentRows.string($0, 0)!, parentRows.string($0, 1)!) }
+        definition.rowSecurity = info.string(0, 6) == "t"
+        definition.forceRowSecurity = info.string(0, 7) == "t"
+        if let options = info.string(0, 8) {
+            let list = try await connection.query("SELECT pg_catalog.unnest($1::pg_catalog.text[])", [options])
+            definition.storageParameters = list.rows.indices.compactMap { list.string($0, 0) }
+        }
+        let policyRows = try await connection.query("""
+            SELECT p.polname, p.polpermissive,
+                   CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                   CASE WHEN p.polroles = '{0}' THEN NULL
+                        ELSE (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname) FROM pg_catalog.pg_roles r WHERE r.oid = ANY (p.polroles)) END,
+                   pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
+            FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 ORDER BY p.polname
+            """, oidParameter)
+        definition.policies = policyRows.rows.indices.map { row in
+            RowSecurityPolicy(name: policyRows.string(row, 0)!, isPermissive: policyRows.string(row, 1) == "t", command: policyRows.string(row, 2)!,
+                              roles: policyRows.string(row, 3), using: policyRows.string(row, 4), withCheck: policyRows.string(row, 5))
+        }
         return definition
     }
 }

@@ -213,6 +213,36 @@ import Testing
         try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
     }
 
+    /// A source role that row-level security would filter gets an error, not a partial copy.
+    @Test func rowSecurityOnTheSourceIsAnErrorNotAPartialClone() async throws {
+        let environment = try TestEnvironment.require()
+        let sourceDatabase = "rlssrc_\(UInt32.random(in: 0...UInt32.max))"
+        let role = "rls_reader_\(UInt32.random(in: 0...UInt32.max))"
+        let sourceAdmin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
+        try await sourceAdmin.exec("CREATE DATABASE \(sourceDatabase)")
+        try await sourceAdmin.exec("CREATE ROLE \(role) LOGIN PASSWORD 'pw'")
+        let source = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=postgres password=\(environment.password)")
+        try await source.exec("""
+            CREATE TABLE public.notes (id int, owner text);
+            INSERT INTO public.notes VALUES (1, '\(role)'), (2, 'someone else');
+            ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY mine ON public.notes USING (owner = current_user);
+            GRANT SELECT ON public.notes TO \(role);
+            """)
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        try await withDatabase(environment) { database in
+            let output = try await Shell.run(["psql", "-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-d", environment.throughProxy(proxy.port, database: database), "-c",
+                                              "SELECT pgclone.table('host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=\(role) password=pw', 'public', 'notes', true)"])
+            #expect(output.status != 0)
+            #expect(output.stderr.contains("ERROR:  42501: ") && output.stderr.contains("row-level security"), "\(output.stderr)")
+            let left = try await Shell.psql(environment.throughProxy(proxy.port, database: database), "SELECT to_regclass('public.notes') IS NULL;")
+            #expect(left.stdout == "t\n", "nothing was created: \(left.stderr)")
+        }
+        try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
+        try await sourceAdmin.exec("DROP ROLE \(role)")
+    }
+
     @Test func sourceKilledMidCopyLeavesTheTargetAsItWas() async throws {
         let environment = try TestEnvironment.require()
         // A source database of its own: the shared db1 must not change while other tests read it.

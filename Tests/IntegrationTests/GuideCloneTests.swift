@@ -899,6 +899,18 @@ struct GuideCloneTests {
             // Comments on the schema, tables, columns, types, domains, sequences, indexes and constraints.
             try await target.expectSameRowsAsSource(guideCommentsQuery(["hard_cases", "Mixed Case"]))
             #expect(try await target.rows("SELECT count(*) FROM (\(guideCommentsQuery(["hard_cases"]).dropLast())) c;") == ["8"])
+            // Storage parameters, per-column statistics targets and storage, row-level security and its policies.
+            try await target.expectSameRowsAsSource("""
+                SELECT c.relname, c.reloptions::text, c.relrowsecurity, c.relforcerowsecurity
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'hard_cases' AND c.relkind IN ('r', 'p') ORDER BY 1;
+                SELECT c.relname, a.attname, a.attstattarget, a.attstorage
+                FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'hard_cases' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, 2;
+                SELECT p.polname, p.polpermissive, p.polcmd, p.polroles::regrole[]::text, pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+                FROM pg_policy p WHERE p.polrelid = 'hard_cases.tenant_notes'::regclass ORDER BY 1;
+                """)
+            #expect(try await target.rows("SELECT count(*) FROM pg_policy WHERE polrelid = 'hard_cases.tenant_notes'::regclass;") == ["2"])
             // Column definitions (types with typmods, domains, NOT NULL, identity, generated,
             // defaults), indexes and constraints as on the source.
             try await target.expectSameRowsAsSource("""
@@ -973,7 +985,7 @@ private let guideTestSchemaTables = [
 private let guideHardCasesTables = [
     "hard_cases.everything", #"hard_cases."select""#, "hard_cases.events", "hard_cases.events_2023",
     "hard_cases.events_2024", "hard_cases.events_default", "hard_cases.bookings", "hard_cases.no_pk",
-    "hard_cases.blobs",
+    "hard_cases.blobs", "hard_cases.tenant_notes",
 ]
 private let guideMixedCaseTables = [#""Mixed Case"."Order Heads""#, #""Mixed Case"."Order Lines""#]
 private let guideAllTables = guideTestSchemaTables + ["public.simple_test"] + guideHardCasesTables + guideMixedCaseTables
@@ -992,7 +1004,7 @@ private let guideTableCountsQuery = """
     GROUP BY schemaname ORDER BY schemaname;
     """
 /// pg_tables lists partitioned tables and their partitions: hard_cases has events and three partitions.
-private let guideTableCounts = ["Mixed Case|2", "hard_cases|9", "public|1", "test_schema|5"]
+private let guideTableCounts = ["Mixed Case|2", "hard_cases|10", "public|1", "test_schema|5"]
 
 /// Every comment on an object of `schemas` (or on the schemas themselves), by the object's description.
 private func guideCommentsQuery(_ schemas: [String]) -> String {
