@@ -163,12 +163,14 @@ public struct CloneEngine: Sendable {
         }
         let objects = try await run("reading functions on source") { try await SchemaObjects.load(session.primary, schemas: [schema], includeViews: false) }
         let connection = try await target.connect()
+        var notes: [String] = []
         try await run("creating functions") {
             try await connection.exec("BEGIN")
             do {
                 try await ensureSchema(schema, on: connection)
                 for function in objects.functions {
                     for statement in function.ddl { try await connection.exec(statement) }
+                    try await Privileges.apply(function.grants, on: connection, notes: &notes)
                 }
                 try await connection.exec("COMMIT")
             } catch {
@@ -202,6 +204,7 @@ public struct CloneEngine: Sendable {
             do {
                 for schema in schemas where try await ensureSchema(schema, on: connection) {
                     if let comment = objects.schemaComments[schema] { try await connection.exec(comment) }
+                    try await Privileges.apply(objects.schemaGrants[schema] ?? [], on: connection, notes: &summary.notes)
                 }
                 for (name, schema) in objects.extensions {
                     let present = try await connection.query("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = $1", [name])
@@ -225,6 +228,7 @@ public struct CloneEngine: Sendable {
                 }
                 for function in objects.functions {
                     for statement in function.ddl { try await connection.exec(statement) }
+                    try await Privileges.apply(function.grants, on: connection, notes: &summary.notes)
                     summary.functions += 1
                 }
                 for skipped in objects.skippedFunctions {
@@ -237,6 +241,7 @@ public struct CloneEngine: Sendable {
                         continue
                     }
                     for statement in sequence.ddl { try await connection.exec(statement) }
+                    try await Privileges.apply(sequence.grants, on: connection, notes: &summary.notes)
                     try await connection.query("SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::pg_catalog.int8, $3::pg_catalog.bool)",
                                                [SQL.qualified(sequence.schema, sequence.name), lastValue, isCalled ? "true" : "false"])
                     summary.sequences += 1
@@ -315,6 +320,7 @@ public struct CloneEngine: Sendable {
                     && (options.indexes || !(statement.hasPrefix("CREATE INDEX ") || statement.hasPrefix("CREATE UNIQUE INDEX "))) {
                     try await connection.exec(statement)
                 }
+                try await Privileges.apply(view.grants, on: connection, inTransaction: false, notes: &summary.notes)
                 if view.kind == "view" { summary.views += 1 } else { summary.materializedViews += 1 }
             }
         }

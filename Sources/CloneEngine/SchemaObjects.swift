@@ -9,6 +9,8 @@ struct SchemaObjects: Sendable {
         var name: String
         var oid: String
         var ddl: [String]
+        /// GRANT/REVOKE statements as on the source.
+        var grants: [String] = []
     }
 
     var types: [Object] = []
@@ -18,6 +20,8 @@ struct SchemaObjects: Sendable {
     var views: [Object] = []
     /// COMMENT ON SCHEMA statements, for the schemas a clone creates.
     var schemaComments: [String: String] = [:]
+    /// GRANT statements on the schemas, for the schemas a clone creates.
+    var schemaGrants: [String: [String]] = [:]
     /// Extensions installed into the cloned schemas, in creation order: created on the target
     /// (their member objects are not cloned one by one, as pg_dump does).
     var extensions: [(name: String, schema: String)] = []
@@ -32,12 +36,16 @@ struct SchemaObjects: Sendable {
         let list = "{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"
 
         let schemaRows = try await source.query("""
-            SELECT n.nspname, pg_catalog.obj_description(n.oid, 'pg_namespace') FROM pg_catalog.pg_namespace n
-            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND pg_catalog.obj_description(n.oid, 'pg_namespace') IS NOT NULL
+            SELECT n.nspname, pg_catalog.obj_description(n.oid, 'pg_namespace'), \(Privileges.sqlEntries(acl: "n.nspacl", owner: "n.nspowner"))
+            FROM pg_catalog.pg_namespace n
+            WHERE n.nspname = ANY($1::pg_catalog.text[])
             """, [list])
         for row in schemaRows.rows.indices {
             let schema = schemaRows.string(row, 0)!
-            objects.schemaComments[schema] = "COMMENT ON SCHEMA \(SQL.identifier(schema)) IS \(SQL.literal(schemaRows.string(row, 1)!))"
+            if let comment = schemaRows.string(row, 1) {
+                objects.schemaComments[schema] = "COMMENT ON SCHEMA \(SQL.identifier(schema)) IS \(SQL.literal(comment))"
+            }
+            objects.schemaGrants[schema] = Privileges(encoded: schemaRows.string(row, 2)).statements(on: "SCHEMA \(SQL.identifier(schema))")
         }
 
         let extensionRows = try await source.query("""
@@ -102,7 +110,8 @@ struct SchemaObjects: Sendable {
                           || ')'
                    END,
                    pg_catalog.pg_get_function_identity_arguments(p.oid),
-                   pg_catalog.obj_description(p.oid, 'pg_proc')
+                   pg_catalog.obj_description(p.oid, 'pg_proc'),
+                   p.proacl IS NOT NULL, \(Privileges.sqlEntries(acl: "p.proacl", owner: "p.proowner"))
             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
             LEFT JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid
             WHERE n.nspname = ANY($1::pg_catalog.text[])
@@ -122,8 +131,10 @@ struct SchemaObjects: Sendable {
                 let kind = functionRows.string(row, 3) == "p" ? "PROCEDURE" : functionRows.string(row, 3) == "a" ? "AGGREGATE" : "FUNCTION"
                 statements.append("COMMENT ON \(kind) \(SQL.qualified(functionRows.string(row, 1)!, functionRows.string(row, 2)!))(\(functionRows.string(row, 5) ?? "")) IS \(SQL.literal(comment))")
             }
+            let privileges = Privileges(encoded: functionRows.string(row, 8), hasExplicitACL: functionRows.string(row, 7) == "t", isFunction: true)
             objects.functions.append(Object(kind: "function", schema: functionRows.string(row, 1)!, name: functionRows.string(row, 2)!,
-                                            oid: functionRows.string(row, 0)!, ddl: statements))
+                                            oid: functionRows.string(row, 0)!, ddl: statements,
+                                            grants: privileges.statements(on: "ROUTINE \(SQL.qualified(functionRows.string(row, 1)!, functionRows.string(row, 2)!))(\(functionRows.string(row, 5) ?? ""))")))
         }
 
         // Sequences not owned by a column (owned ones travel with their table).
@@ -132,7 +143,7 @@ struct SchemaObjects: Sendable {
                    'AS ' || pg_catalog.format_type(s.seqtypid, NULL) || ' INCREMENT BY ' || s.seqincrement
                    || ' MINVALUE ' || s.seqmin || ' MAXVALUE ' || s.seqmax || ' START WITH ' || s.seqstart
                    || ' CACHE ' || s.seqcache || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END,
-                   pg_catalog.obj_description(c.oid, 'pg_class')
+                   pg_catalog.obj_description(c.oid, 'pg_class'), \(Privileges.sqlEntries(acl: "c.relacl", owner: "c.relowner"))
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
             WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'S' AND NOT \(isExtensionMember(classOID: "c.oid"))
@@ -147,7 +158,8 @@ struct SchemaObjects: Sendable {
             objects.sequences.append((
                 Object(kind: "sequence", schema: schema, name: name, oid: sequenceRows.string(row, 0)!,
                        ddl: ["CREATE SEQUENCE \(SQL.qualified(schema, name)) \(sequenceRows.string(row, 3)!)"]
-                           + (sequenceRows.string(row, 4).map { ["COMMENT ON SEQUENCE \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"] } ?? [])),
+                           + (sequenceRows.string(row, 4).map { ["COMMENT ON SEQUENCE \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"] } ?? []),
+                       grants: Privileges(encoded: sequenceRows.string(row, 5)).statements(on: "SEQUENCE \(SQL.qualified(schema, name))")),
                 state.string(0, 0)!, state.string(0, 1) == "t"))
         }
 
@@ -155,7 +167,7 @@ struct SchemaObjects: Sendable {
         // Views and materialized views, ordered by what their rules read.
         let viewRows = try await source.query("""
             SELECT c.oid, c.relkind, n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid),
-                   pg_catalog.obj_description(c.oid, 'pg_class')
+                   pg_catalog.obj_description(c.oid, 'pg_class'), \(Privileges.sqlEntries(acl: "c.relacl", owner: "c.relowner"))
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('v', 'm') AND NOT \(isExtensionMember(classOID: "c.oid"))
             """, [list])
@@ -195,7 +207,8 @@ struct SchemaObjects: Sendable {
                 ddl.append("COMMENT ON \(viewRows.string(row, 1) == "m" ? "MATERIALIZED VIEW" : "VIEW") \(qualified) IS \(SQL.literal(comment))")
             }
             views.append(Object(kind: viewRows.string(row, 1) == "m" ? "materialized view" : "view", schema: schema, name: name,
-                                oid: viewRows.string(row, 0)!, ddl: ddl))
+                                oid: viewRows.string(row, 0)!, ddl: ddl,
+                                grants: Privileges(encoded: viewRows.string(row, 6)).statements(on: "TABLE \(qualified)")))
         }
         objects.views = topologicalOrder(views, edges: viewDependencies)
         return objects

@@ -191,6 +191,7 @@ struct TableCloner {
                     try await addTriggers(definition, schema: targetSchema, name: targetName, options: options, outcome: &outcome)
                 }
                 try await addRowSecurity(definition, schema: targetSchema, name: targetName, outcome: &outcome)
+                try await Privileges.apply(definition.privileges.statements(on: "TABLE \(qualifiedTarget)"), on: target, notes: &outcome.notes)
                 try await setSequences(definition, plan: plan, schema: targetSchema, name: targetName)
                 try await target.exec("COMMIT")
             } catch {

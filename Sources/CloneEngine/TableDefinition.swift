@@ -109,6 +109,8 @@ public struct TableDefinition: Sendable {
     public var rowSecurity = false
     public var forceRowSecurity = false
     public var policies: [RowSecurityPolicy] = []
+    /// Privileges granted on the table (not to its owner).
+    var privileges = Privileges()
 
     /// `schema.table` as the server's deparsers print it (quote_ident each part).
     public var printedName: String
@@ -122,7 +124,8 @@ public struct TableDefinition: Sendable {
             SELECT c.oid, c.relkind, c.relpersistence, pg_catalog.pg_get_partkeydef(c.oid),
                    pg_catalog.obj_description(c.oid, 'pg_class'),
                    pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
-                   c.relrowsecurity, c.relforcerowsecurity, c.reloptions
+                   c.relrowsecurity, c.relforcerowsecurity, c.reloptions,
+                   \(Privileges.sqlEntries(acl: "c.relacl", owner: "c.relowner"))
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
             """, [schema, table])
@@ -276,6 +279,7 @@ public struct TableDefinition: Sendable {
             sequences: sequences, partitions: partitions, printedName: info.string(0, 5)!)
         definition.parents = parentRows.rows.indices.map { (parentRows.string($0, 0)!, parentRows.string($0, 1)!) }
         definition.rowSecurity = info.string(0, 6) == "t"
+        definition.privileges = Privileges(encoded: info.string(0, 9))
         definition.forceRowSecurity = info.string(0, 7) == "t"
         if let options = info.string(0, 8) {
             let list = try await connection.query("SELECT pg_catalog.unnest($1::pg_catalog.text[])", [options])

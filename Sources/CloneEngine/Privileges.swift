@@ -1,0 +1,77 @@
+import PQ
+
+/// The privileges granted on a source object, to recreate on its clone (as pg_dump
+/// does with its ACL entries). The source owner's own entry is left out: on the target
+/// the calling role owns the object.
+struct Privileges: Sendable, Equatable {
+    struct Grant: Sendable, Equatable {
+        /// `SELECT, UPDATE`, in the order the catalog lists them.
+        var privileges: [String]
+        /// A quoted role name, or PUBLIC.
+        var grantee: String
+        var withGrantOption: Bool
+    }
+
+    var grants: [Grant] = []
+    /// Functions are executable by PUBLIC unless that was revoked: then it is revoked again.
+    var revokeExecuteFromPublic = false
+
+    /// An SQL expression listing the entries of `acl` (an aclitem[] column) not granted to
+    /// `owner`, encoded for `init(encoded:)`; NULL when the ACL is the default.
+    static func sqlEntries(acl: String, owner: String) -> String {
+        """
+        (SELECT pg_catalog.string_agg(a.privilege_type || E'\\x1f' || a.is_grantable::pg_catalog.text || E'\\x1f'
+                || CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END, E'\\x1e' ORDER BY a.grantee, a.privilege_type)
+         FROM pg_catalog.aclexplode(\(acl)) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+         WHERE a.grantee <> \(owner))
+        """
+    }
+
+    /// From `sqlEntries` output. `acl` says whether the object had an explicit ACL at all
+    /// (for functions: without PUBLIC EXECUTE in it, that default was revoked).
+    init(encoded: String?, hasExplicitACL: Bool = false, isFunction: Bool = false) {
+        var byGrantee: [(key: String, grant: Grant)] = []
+        for entry in (encoded ?? "").split(separator: "\u{1E}", omittingEmptySubsequences: true) {
+            let fields = entry.split(separator: "\u{1F}", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 3, fields[0].allSatisfy({ $0.isLetter || $0 == " " }) else { continue }
+            let key = fields[2] + "\u{0}" + fields[1]
+            if let index = byGrantee.firstIndex(where: { $0.key == key }) {
+                byGrantee[index].grant.privileges.append(fields[0])
+            } else {
+                byGrantee.append((key, Grant(privileges: [fields[0]], grantee: fields[2], withGrantOption: fields[1] == "true")))
+            }
+        }
+        grants = byGrantee.map(\.grant)
+        if isFunction && hasExplicitACL {
+            revokeExecuteFromPublic = !grants.contains { $0.grantee == "PUBLIC" && $0.privileges.contains("EXECUTE") }
+            grants.removeAll { $0.grantee == "PUBLIC" && $0.privileges == ["EXECUTE"] && !$0.withGrantOption }
+        }
+    }
+
+    init() {}
+
+    /// GRANT (and REVOKE) statements for `object`, e.g. `TABLE "s"."t"` or `FUNCTION "s"."f"(integer)`.
+    func statements(on object: String) -> [String] {
+        var statements: [String] = []
+        if revokeExecuteFromPublic { statements.append("REVOKE EXECUTE ON \(object) FROM PUBLIC") }
+        for grant in grants {
+            statements.append("GRANT \(grant.privileges.joined(separator: ", ")) ON \(object) TO \(grant.grantee)\(grant.withGrantOption ? " WITH GRANT OPTION" : "")")
+        }
+        return statements
+    }
+
+    /// Runs `statements` on `connection`, inside a transaction each behind a savepoint: a grantee
+    /// that does not exist on the target is reported in `notes`, not fatal.
+    static func apply(_ statements: [String], on connection: PQConnection, inTransaction: Bool = true, notes: inout [String]) async throws {
+        for statement in statements {
+            if inTransaction { try await connection.exec("SAVEPOINT pgclone_grant") }
+            do {
+                try await connection.exec(statement)
+                if inTransaction { try await connection.exec("RELEASE SAVEPOINT pgclone_grant") }
+            } catch let error as PQError where error.sqlState == "42704" {
+                if inTransaction { try await connection.exec("ROLLBACK TO SAVEPOINT pgclone_grant") }
+                notes.append("not granted (\(error.message)): \(statement)")
+            }
+        }
+    }
+}
