@@ -83,6 +83,7 @@ public struct CloneEngine: Sendable {
         public var sequences = 0
         public var views = 0
         public var materializedViews = 0
+        public var largeObjects = 0
         public var notes: [String] = []
 
         public var counts: String {
@@ -97,6 +98,7 @@ public struct CloneEngine: Sendable {
             parts.append("\(sequences) sequences")
             parts.append("\(views) views")
             parts.append("\(materializedViews) materialized views")
+            if largeObjects > 0 { parts.append("\(largeObjects) large \(largeObjects == 1 ? "object" : "objects")") }
             return parts.joined(separator: ", ")
         }
     }
@@ -114,16 +116,19 @@ public struct CloneEngine: Sendable {
     public func cloneDatabase(source: String, target: CloneTarget, options: CloneOptions,
                               progress: (any CloneProgress)? = nil) async throws(CloneError) -> SchemaCloneSummary {
         let session = try await SourceSession.open(source)
-        let rows = try await run("source") {
-            try await session.primary.exec("""
-                SELECT n.nspname FROM pg_catalog.pg_namespace n
-                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-                  AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
-                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.objid = n.oid AND d.deptype = 'e')
-                ORDER BY n.nspname
-                """)
-        }
-        return try await cloneSchemas(session: session, target: target, schemas: rows.strings.compactMap { $0 }, options: options, progress: progress)
+        let schemas = try await run("source") { try await Self.databaseSchemas(session.primary) }
+        return try await cloneSchemas(session: session, target: target, schemas: schemas, options: options, progress: progress, largeObjects: true)
+    }
+
+    /// The schemas a database clone covers: all but the system's and those extensions create.
+    static func databaseSchemas(_ source: PQConnection) async throws -> [String] {
+        try await source.exec("""
+            SELECT n.nspname FROM pg_catalog.pg_namespace n
+            WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+              AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.objid = n.oid AND d.deptype = 'e')
+            ORDER BY n.nspname
+            """).strings.compactMap { $0 }
     }
 
     /// CREATE DATABASE on the target server (as the caller), then a database clone into it.
@@ -141,13 +146,8 @@ public struct CloneEngine: Sendable {
         var newTarget = target
         newTarget.database = name
         do {
-            let schemas = try await session.primary.exec("""
-                SELECT n.nspname FROM pg_catalog.pg_namespace n
-                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-                  AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'
-                ORDER BY n.nspname
-                """).strings.compactMap { $0 }
-            return try await cloneSchemas(session: session, target: newTarget, schemas: schemas, options: options, progress: progress)
+            let schemas = try await Self.databaseSchemas(session.primary)
+            return try await cloneSchemas(session: session, target: newTarget, schemas: schemas, options: options, progress: progress, largeObjects: true)
         } catch {
             // All or nothing: a database that could not be filled is removed again.
             _ = try? await connection.exec("DROP DATABASE IF EXISTS \(SQL.identifier(name)) WITH (FORCE)")
@@ -182,7 +182,7 @@ public struct CloneEngine: Sendable {
     }
 
     private func cloneSchemas(session: SourceSession, target: CloneTarget, schemas: [String], options: CloneOptions,
-                              progress: (any CloneProgress)?) async throws(CloneError) -> SchemaCloneSummary {
+                              progress: (any CloneProgress)?, largeObjects: Bool = false) async throws(CloneError) -> SchemaCloneSummary {
         var summary = SchemaCloneSummary()
         summary.schemas = schemas
         let objects = try await run("reading source catalog") { try await SchemaObjects.load(session.primary, schemas: schemas) }
@@ -322,6 +322,12 @@ public struct CloneEngine: Sendable {
                 }
                 try await Privileges.apply(view.grants, on: connection, inTransaction: false, notes: &summary.notes)
                 if view.kind == "view" { summary.views += 1 } else { summary.materializedViews += 1 }
+            }
+        }
+
+        if largeObjects && options.copyData {
+            try await run("copying large objects") {
+                summary.largeObjects = try await LargeObjects.copy(from: session.primary, to: connection, conflict: options.conflict, notes: &summary.notes)
             }
         }
         return summary

@@ -183,8 +183,9 @@ import Testing
     }
 
     /// Extensions come over as CREATE EXTENSION (as pg_dump does), never object by object:
-    /// their views, functions and types are the extension's own.
-    @Test func databaseCloneCreatesTheSourcesExtensions() async throws {
+    /// their views, functions and types are the extension's own. Large objects come over with
+    /// their OIDs (tables refer to them), data, comments and grants.
+    @Test func databaseCloneCarriesExtensionsAndLargeObjects() async throws {
         let environment = try TestEnvironment.require()
         let sourceDatabase = "extsrc_\(UInt32.random(in: 0...UInt32.max))"
         let sourceAdmin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
@@ -197,7 +198,12 @@ import Testing
             CREATE SCHEMA app;
             CREATE TABLE app.users (id int PRIMARY KEY, email public.citext UNIQUE);
             INSERT INTO app.users VALUES (1, 'Alice@Example.com'), (2, 'bob@example.com');
+            CREATE TABLE app.documents (id int, body oid);
+            INSERT INTO app.documents VALUES (1, lo_from_bytea(0, 'hello')),
+              (2, lo_from_bytea(0, (SELECT string_agg(sha256(int4send(i)), '') FROM generate_series(1, 80000) i)));
             """)
+        try await source.exec("DO $$ BEGIN EXECUTE format('COMMENT ON LARGE OBJECT %s IS %L', (SELECT body FROM app.documents WHERE id = 1), 'greeting'); END $$")
+        let expected = try await source.exec("SELECT string_agg(id || ':' || md5(lo_get(body)) || ':' || body::text, ',' ORDER BY id) FROM app.documents").string(0, 0) ?? ""
         let proxy = try await RunningProxy.start(environment)
         defer { Task { try await proxy.stop() } }
         try await withDatabase(environment) { database in
@@ -206,8 +212,10 @@ import Testing
                 SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension;
                 SELECT id FROM app.users WHERE email = 'ALICE@example.COM';
                 SELECT count(*) FROM pg_views WHERE viewname LIKE 'pg_stat_statements%' AND schemaname = 'public';
+                SELECT string_agg(id || ':' || md5(lo_get(body)) || ':' || body::text, ',' ORDER BY id) FROM app.documents;
+                SELECT obj_description(body, 'pg_largeobject') FROM app.documents WHERE id = 1;
                 """)
-            #expect(output.stdout == "t\ncitext,pg_stat_statements,plpgsql\n1\n2\n", "\(output.stderr)")
+            #expect(output.stdout == "t\ncitext,pg_stat_statements,plpgsql\n1\n2\n\(expected)\ngreeting\n", "\(output.stderr)")
             #expect(output.stderr.contains("extension citext created in schema public"), "\(output.stderr)")
         }
         try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
