@@ -23,6 +23,28 @@ import Testing
         try await admin.exec("DROP DATABASE \(name) WITH (FORCE)")
     }
 
+    /// A source database of its own (the shared db1 must not change while other tests read it),
+    /// filled by `setup` run as postgres, dropped afterwards; `body` gets its name, a conninfo
+    /// for it and a running proxy in front of the target.
+    private func withSourceDatabase(_ environment: TestEnvironment, _ prefix: String, setup: String,
+                                    _ body: (_ name: String, _ conninfo: String, _ proxy: RunningProxy) async throws -> Void) async throws {
+        let name = "\(prefix)_\(UInt32.random(in: 0...UInt32.max))"
+        let sourceAdmin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
+        try await sourceAdmin.exec("CREATE DATABASE \(name)")
+        let conninfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
+        let proxy = try await RunningProxy.start(environment)
+        do {
+            try await PQConnection.connect(conninfo).exec(setup)
+            try await body(name, conninfo, proxy)
+        } catch {
+            try? await proxy.stop()
+            _ = try? await sourceAdmin.exec("DROP DATABASE \(name) WITH (FORCE)")
+            throw error
+        }
+        try await proxy.stop()
+        try await sourceAdmin.exec("DROP DATABASE \(name) WITH (FORCE)")
+    }
+
     @Test func asyncpgPreparedStatementsDescribeAndBinaryParameters() async throws {
         let environment = try TestEnvironment.require()
         let proxy = try await RunningProxy.start(environment)
@@ -139,47 +161,40 @@ import Testing
 
     @Test func inheritanceChildrenKeepTheirOwnRows() async throws {
         let environment = try TestEnvironment.require()
-        let sourceDatabase = "inhsrc_\(UInt32.random(in: 0...UInt32.max))"
-        let sourceAdmin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
-        try await sourceAdmin.exec("CREATE DATABASE \(sourceDatabase)")
-        let sourceInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=postgres password=\(environment.password)"
-        let source = try await PQConnection.connect(sourceInfo)
-        try await source.exec("""
+        try await withSourceDatabase(environment, "inhsrc", setup: """
             CREATE SCHEMA inh;
             CREATE TABLE inh.parent (id int NOT NULL, v text DEFAULT 'pv', CONSTRAINT v_len CHECK (length(v) < 10));
             CREATE TABLE inh.child (extra int) INHERITS (inh.parent);
             ALTER TABLE inh.child ALTER COLUMN v SET DEFAULT 'cv';
             INSERT INTO inh.parent VALUES (1, 'p1'), (2, 'p2');
             INSERT INTO inh.child VALUES (3, 'c3', 30);
-            """)
-        let proxy = try await RunningProxy.start(environment)
-        defer { Task { try await proxy.stop() } }
-        try await withDatabase(environment) { database in
-            let output = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
-                SELECT pgclone.schema('\(sourceInfo)', 'inh', true) LIKE 'OK: cloned schema inh (2 tables, 3 rows,%';
-                SELECT string_agg(v, ',' ORDER BY id) FROM ONLY inh.parent;
-                SELECT string_agg(v || ':' || extra, ',' ORDER BY id) FROM inh.child;
-                SELECT count(*) FROM inh.parent;
-                SELECT string_agg(inhparent::regclass::text, ',') FROM pg_inherits WHERE inhrelid = 'inh.child'::regclass;
-                SELECT string_agg(attname || ':' || attislocal, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'inh.child'::regclass AND attnum > 0;
-                SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'inh.child'::regclass;
-                SELECT string_agg(conname || ':' || conislocal || ':' || coninhcount, ',') FROM pg_constraint WHERE conrelid = 'inh.child'::regclass;
-                INSERT INTO inh.child (id, extra) VALUES (4, 40) RETURNING v;
-                """)
-            // The child inherits again (parent reads include its rows), with only its own column
-            // defined locally, its own default, and the parent's CHECK constraint inherited.
-            #expect(output.stdout == "t\np1,p2\nc3:30\n3\ninh.parent\nid:false,v:false,extra:true\n'cv'::text\nv_len:false:1\ncv\n", "\(output.stderr)")
-            // Cloned alone, the child cannot inherit: it gets the columns and the CHECK as its own, and says so.
-            let alone = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
-                SELECT pgclone.table('\(sourceInfo)', 'inh', 'child', true, 'child_alone');
-                SELECT count(*) FROM pg_inherits WHERE inhrelid = 'inh.child_alone'::regclass;
-                SELECT string_agg(conname || ':' || conislocal, ',') FROM pg_constraint WHERE conrelid = 'inh.child_alone'::regclass;
-                SELECT string_agg(v || ':' || extra, ',' ORDER BY id) FROM inh.child_alone;
-                """)
-            #expect(alone.stdout == "OK: cloned inh.child to inh.child_alone (1 row)\n0\nv_len_child_alone:true\nc3:30\n", "\(alone.stderr)")
-            #expect(alone.stderr.contains("inh.child inherits from inh.parent, which is not cloned with it"), "\(alone.stderr)")
+            """) { _, sourceInfo, proxy in
+            try await withDatabase(environment) { database in
+                let output = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
+                    SELECT pgclone.schema('\(sourceInfo)', 'inh', true) LIKE 'OK: cloned schema inh (2 tables, 3 rows,%';
+                    SELECT string_agg(v, ',' ORDER BY id) FROM ONLY inh.parent;
+                    SELECT string_agg(v || ':' || extra, ',' ORDER BY id) FROM inh.child;
+                    SELECT count(*) FROM inh.parent;
+                    SELECT string_agg(inhparent::regclass::text, ',') FROM pg_inherits WHERE inhrelid = 'inh.child'::regclass;
+                    SELECT string_agg(attname || ':' || attislocal, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'inh.child'::regclass AND attnum > 0;
+                    SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'inh.child'::regclass;
+                    SELECT string_agg(conname || ':' || conislocal || ':' || coninhcount, ',') FROM pg_constraint WHERE conrelid = 'inh.child'::regclass;
+                    INSERT INTO inh.child (id, extra) VALUES (4, 40) RETURNING v;
+                    """)
+                // The child inherits again (parent reads include its rows), with only its own column
+                // defined locally, its own default, and the parent's CHECK constraint inherited.
+                #expect(output.stdout == "t\np1,p2\nc3:30\n3\ninh.parent\nid:false,v:false,extra:true\n'cv'::text\nv_len:false:1\ncv\n", "\(output.stderr)")
+                // Cloned alone, the child cannot inherit: it gets the columns and the CHECK as its own, and says so.
+                let alone = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
+                    SELECT pgclone.table('\(sourceInfo)', 'inh', 'child', true, 'child_alone');
+                    SELECT count(*) FROM pg_inherits WHERE inhrelid = 'inh.child_alone'::regclass;
+                    SELECT string_agg(conname || ':' || conislocal, ',') FROM pg_constraint WHERE conrelid = 'inh.child_alone'::regclass;
+                    SELECT string_agg(v || ':' || extra, ',' ORDER BY id) FROM inh.child_alone;
+                    """)
+                #expect(alone.stdout == "OK: cloned inh.child to inh.child_alone (1 row)\n0\nv_len_child_alone:true\nc3:30\n", "\(alone.stderr)")
+                #expect(alone.stderr.contains("inh.child inherits from inh.parent, which is not cloned with it"), "\(alone.stderr)")
+            }
         }
-        try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
     }
 
     /// Extensions come over as CREATE EXTENSION (as pg_dump does), never object by object:
@@ -187,12 +202,7 @@ import Testing
     /// their OIDs (tables refer to them), data, comments and grants.
     @Test func databaseCloneCarriesExtensionsAndLargeObjects() async throws {
         let environment = try TestEnvironment.require()
-        let sourceDatabase = "extsrc_\(UInt32.random(in: 0...UInt32.max))"
-        let sourceAdmin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
-        try await sourceAdmin.exec("CREATE DATABASE \(sourceDatabase)")
-        let sourceInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=postgres password=\(environment.password)"
-        let source = try await PQConnection.connect(sourceInfo)
-        try await source.exec("""
+        try await withSourceDatabase(environment, "extsrc", setup: """
             CREATE EXTENSION citext;
             CREATE EXTENSION pg_stat_statements;
             CREATE SCHEMA app;
@@ -201,54 +211,48 @@ import Testing
             CREATE TABLE app.documents (id int, body oid);
             INSERT INTO app.documents VALUES (1, lo_from_bytea(0, 'hello')),
               (2, lo_from_bytea(0, (SELECT string_agg(sha256(int4send(i)), '') FROM generate_series(1, 80000) i)));
-            """)
-        try await source.exec("DO $$ BEGIN EXECUTE format('COMMENT ON LARGE OBJECT %s IS %L', (SELECT body FROM app.documents WHERE id = 1), 'greeting'); END $$")
-        let expected = try await source.exec("SELECT string_agg(id || ':' || md5(lo_get(body)) || ':' || body::text, ',' ORDER BY id) FROM app.documents").string(0, 0) ?? ""
-        let proxy = try await RunningProxy.start(environment)
-        defer { Task { try await proxy.stop() } }
-        try await withDatabase(environment) { database in
-            let output = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
-                SELECT pgclone.database('\(sourceInfo)', true) LIKE 'OK: %';
-                SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension;
-                SELECT id FROM app.users WHERE email = 'ALICE@example.COM';
-                SELECT count(*) FROM pg_views WHERE viewname LIKE 'pg_stat_statements%' AND schemaname = 'public';
-                SELECT string_agg(id || ':' || md5(lo_get(body)) || ':' || body::text, ',' ORDER BY id) FROM app.documents;
-                SELECT obj_description(body, 'pg_largeobject') FROM app.documents WHERE id = 1;
-                """)
-            #expect(output.stdout == "t\ncitext,pg_stat_statements,plpgsql\n1\n2\n\(expected)\ngreeting\n", "\(output.stderr)")
-            #expect(output.stderr.contains("extension citext created in schema public"), "\(output.stderr)")
+            """) { _, sourceInfo, proxy in
+            let source = try await PQConnection.connect(sourceInfo)
+            try await source.exec("DO $$ BEGIN EXECUTE format('COMMENT ON LARGE OBJECT %s IS %L', (SELECT body FROM app.documents WHERE id = 1), 'greeting'); END $$")
+            let expected = try await source.exec("SELECT string_agg(id || ':' || md5(lo_get(body)) || ':' || body::text, ',' ORDER BY id) FROM app.documents").string(0, 0) ?? ""
+            try await withDatabase(environment) { database in
+                let output = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
+                    SELECT pgclone.database('\(sourceInfo)', true) LIKE 'OK: %';
+                    SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension;
+                    SELECT id FROM app.users WHERE email = 'ALICE@example.COM';
+                    SELECT count(*) FROM pg_views WHERE viewname LIKE 'pg_stat_statements%' AND schemaname = 'public';
+                    SELECT string_agg(id || ':' || md5(lo_get(body)) || ':' || body::text, ',' ORDER BY id) FROM app.documents;
+                    SELECT obj_description(body, 'pg_largeobject') FROM app.documents WHERE id = 1;
+                    """)
+                #expect(output.stdout == "t\ncitext,pg_stat_statements,plpgsql\n1\n2\n\(expected)\ngreeting\n", "\(output.stderr)")
+                #expect(output.stderr.contains("extension citext created in schema public"), "\(output.stderr)")
+            }
         }
-        try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
     }
 
     /// A source role that row-level security would filter gets an error, not a partial copy.
     @Test func rowSecurityOnTheSourceIsAnErrorNotAPartialClone() async throws {
         let environment = try TestEnvironment.require()
-        let sourceDatabase = "rlssrc_\(UInt32.random(in: 0...UInt32.max))"
         let role = "rls_reader_\(UInt32.random(in: 0...UInt32.max))"
         let sourceAdmin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
-        try await sourceAdmin.exec("CREATE DATABASE \(sourceDatabase)")
         try await sourceAdmin.exec("CREATE ROLE \(role) LOGIN PASSWORD 'pw'")
-        let source = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=postgres password=\(environment.password)")
-        try await source.exec("""
+        defer { Task { try await sourceAdmin.exec("DROP ROLE \(role)") } }
+        try await withSourceDatabase(environment, "rlssrc", setup: """
             CREATE TABLE public.notes (id int, owner text);
             INSERT INTO public.notes VALUES (1, '\(role)'), (2, 'someone else');
             ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
             CREATE POLICY mine ON public.notes USING (owner = current_user);
             GRANT SELECT ON public.notes TO \(role);
-            """)
-        let proxy = try await RunningProxy.start(environment)
-        defer { Task { try await proxy.stop() } }
-        try await withDatabase(environment) { database in
-            let output = try await Shell.run(["psql", "-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-d", environment.throughProxy(proxy.port, database: database), "-c",
-                                              "SELECT pgclone.table('host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=\(role) password=pw', 'public', 'notes', true)"])
-            #expect(output.status != 0)
-            #expect(output.stderr.contains("ERROR:  42501: ") && output.stderr.contains("row-level security"), "\(output.stderr)")
-            let left = try await Shell.psql(environment.throughProxy(proxy.port, database: database), "SELECT to_regclass('public.notes') IS NULL;")
-            #expect(left.stdout == "t\n", "nothing was created: \(left.stderr)")
+            """) { sourceDatabase, _, proxy in
+            try await withDatabase(environment) { database in
+                let output = try await Shell.run(["psql", "-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-d", environment.throughProxy(proxy.port, database: database), "-c",
+                                                  "SELECT pgclone.table('host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=\(role) password=pw', 'public', 'notes', true)"])
+                #expect(output.status != 0)
+                #expect(output.stderr.contains("ERROR:  42501: ") && output.stderr.contains("row-level security"), "\(output.stderr)")
+                let left = try await Shell.psql(environment.throughProxy(proxy.port, database: database), "SELECT to_regclass('public.notes') IS NULL;")
+                #expect(left.stdout == "t\n", "nothing was created: \(left.stderr)")
+            }
         }
-        try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
-        try await sourceAdmin.exec("DROP ROLE \(role)")
     }
 
     /// Privileges come over as on the source (pg_dump keeps ACLs): grants to roles that exist on
@@ -256,15 +260,18 @@ import Testing
     @Test func schemaCloneKeepsThePrivileges() async throws {
         let environment = try TestEnvironment.require()
         let suffix = UInt32.random(in: 0...UInt32.max)
-        let sourceDatabase = "aclsrc_\(suffix)", reader = "acl_reader_\(suffix)", sourceOnly = "acl_source_only_\(suffix)"
+        let reader = "acl_reader_\(suffix)", sourceOnly = "acl_source_only_\(suffix)"
         let sourceAdmin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
         let targetAdmin = try await PQConnection.connect(environment.directTarget())
-        try await sourceAdmin.exec("CREATE DATABASE \(sourceDatabase)")
         try await sourceAdmin.exec("CREATE ROLE \(reader); CREATE ROLE \(sourceOnly)")
         try await targetAdmin.exec("CREATE ROLE \(reader)")
-        let sourceInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=postgres password=\(environment.password)"
-        let source = try await PQConnection.connect(sourceInfo)
-        try await source.exec("""
+        defer {
+            Task {
+                try await sourceAdmin.exec("DROP ROLE \(reader); DROP ROLE \(sourceOnly)")
+                try await targetAdmin.exec("DROP ROLE \(reader)")
+            }
+        }
+        try await withSourceDatabase(environment, "aclsrc", setup: """
             CREATE SCHEMA g;
             CREATE TABLE g.t (id int);
             CREATE VIEW g.v AS SELECT id FROM g.t;
@@ -277,56 +284,44 @@ import Testing
             GRANT USAGE ON SEQUENCE g.s TO \(reader);
             REVOKE EXECUTE ON FUNCTION g.f() FROM PUBLIC;
             GRANT EXECUTE ON FUNCTION g.f() TO \(reader);
-            """)
-        let proxy = try await RunningProxy.start(environment)
-        defer { Task { try await proxy.stop() } }
-        try await withDatabase(environment) { database in
-            let output = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
-                SELECT pgclone.schema('\(sourceInfo)', 'g', true) LIKE 'OK: %';
-                SELECT has_schema_privilege('\(reader)', 'g', 'USAGE'), has_schema_privilege('\(reader)', 'g', 'CREATE');
-                SELECT has_table_privilege('\(reader)', 'g.t', 'INSERT WITH GRANT OPTION'), has_table_privilege('\(reader)', 'g.t', 'DELETE');
-                SELECT has_table_privilege('\(reader)', 'g.v', 'SELECT'), has_sequence_privilege('\(reader)', 'g.s', 'USAGE');
-                SELECT has_function_privilege('\(reader)', 'g.f()', 'EXECUTE'), proacl::text ~ '(^[{]|,)=X/' FROM pg_proc WHERE proname = 'f';
-                """)
-            #expect(output.stdout == "t\nt|f\nt|f\nt|t\nt|f\n", "\(output.stderr)")
-            #expect(output.stderr.contains("not granted") && output.stderr.contains(sourceOnly), "\(output.stderr)")
+            """) { _, sourceInfo, proxy in
+            try await withDatabase(environment) { database in
+                let output = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
+                    SELECT pgclone.schema('\(sourceInfo)', 'g', true) LIKE 'OK: %';
+                    SELECT has_schema_privilege('\(reader)', 'g', 'USAGE'), has_schema_privilege('\(reader)', 'g', 'CREATE');
+                    SELECT has_table_privilege('\(reader)', 'g.t', 'INSERT WITH GRANT OPTION'), has_table_privilege('\(reader)', 'g.t', 'DELETE');
+                    SELECT has_table_privilege('\(reader)', 'g.v', 'SELECT'), has_sequence_privilege('\(reader)', 'g.s', 'USAGE');
+                    SELECT has_function_privilege('\(reader)', 'g.f()', 'EXECUTE'), proacl::text ~ '(^[{]|,)=X/' FROM pg_proc WHERE proname = 'f';
+                    """)
+                #expect(output.stdout == "t\nt|f\nt|f\nt|t\nt|f\n", "\(output.stderr)")
+                #expect(output.stderr.contains("not granted") && output.stderr.contains(sourceOnly), "\(output.stderr)")
+            }
         }
-        try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
-        try await sourceAdmin.exec("DROP ROLE \(reader); DROP ROLE \(sourceOnly)")
-        try await targetAdmin.exec("DROP ROLE \(reader)")
     }
 
     @Test func sourceKilledMidCopyLeavesTheTargetAsItWas() async throws {
         let environment = try TestEnvironment.require()
-        // A source database of its own: the shared db1 must not change while other tests read it.
-        let sourceDatabase = "killsrc_\(UInt32.random(in: 0...UInt32.max))"
         let table = "big"
-        let sourceAdmin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
-        try await sourceAdmin.exec("CREATE DATABASE \(sourceDatabase)")
-        let sourceInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=postgres password=\(environment.password)"
-        let source = try await PQConnection.connect(sourceInfo)
-        try await source.exec("CREATE TABLE public.\(table) AS SELECT g AS id, md5(g::text) AS pad FROM generate_series(1, 3000000) g")
-        let proxy = try await RunningProxy.start(environment)
-        defer { Task { try await proxy.stop() } }
-        try await withDatabase(environment) { database in
-            let target = environment.throughProxy(proxy.port, database: database)
-            // An existing table that conflict=replace would drop: it must survive the failed clone.
-            let setup = try await Shell.psql(target, "CREATE TABLE public.\(table) (id int, pad text); INSERT INTO public.\(table) VALUES (1, 'original');")
-            #expect(setup.status == 0, "\(setup.stderr)")
-            let clone = Task {
-                try await Shell.psql(target, "SELECT pgclone.table('\(sourceInfo)', 'public', '\(table)', true, NULL, '{\"conflict\": \"replace\"}');")
+        try await withSourceDatabase(environment, "killsrc", setup: "CREATE TABLE public.\(table) AS SELECT g AS id, md5(g::text) AS pad FROM generate_series(1, 3000000) g") { sourceDatabase, sourceInfo, proxy in
+            try await withDatabase(environment) { database in
+                let target = environment.throughProxy(proxy.port, database: database)
+                // An existing table that conflict=replace would drop: it must survive the failed clone.
+                let setup = try await Shell.psql(target, "CREATE TABLE public.\(table) (id int, pad text); INSERT INTO public.\(table) VALUES (1, 'original');")
+                #expect(setup.status == 0, "\(setup.stderr)")
+                let clone = Task {
+                    try await Shell.psql(target, "SELECT pgclone.table('\(sourceInfo)', 'public', '\(table)', true, NULL, '{\"conflict\": \"replace\"}');")
+                }
+                let killer = try await PQConnection.connect(sourceInfo)
+                try await waitFor("the source COPY to start") {
+                    try await killer.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %TO STDOUT%'",
+                                           [sourceDatabase]).string(0, 0) == "1"
+                }
+                let output = try await clone.value
+                #expect(output.status != 0)
+                #expect(output.stderr.contains("ERROR:  cloning public.\(table):"), "\(output.stderr)")
+                let after = try await Shell.psql(target, "SELECT count(*), min(pad) FROM public.\(table);")
+                #expect(after.stdout == "1|original\n", "\(after.stderr)")
             }
-            let killer = try await PQConnection.connect(sourceInfo)
-            try await waitFor("the source COPY to start") {
-                try await killer.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %TO STDOUT%'",
-                                       [sourceDatabase]).string(0, 0) == "1"
-            }
-            let output = try await clone.value
-            #expect(output.status != 0)
-            #expect(output.stderr.contains("ERROR:  cloning public.\(table):"), "\(output.stderr)")
-            let after = try await Shell.psql(target, "SELECT count(*), min(pad) FROM public.\(table);")
-            #expect(after.stdout == "1|original\n", "\(after.stderr)")
         }
-        try await sourceAdmin.exec("DROP DATABASE \(sourceDatabase) WITH (FORCE)")
     }
 }

@@ -120,22 +120,8 @@ public struct MaskingContext: Sendable, Hashable {
               FROM tainted t JOIN pg_catalog.pg_depend d ON d.refobjid = t.oid AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
               JOIN pg_catalog.pg_proc pr ON pr.oid = d.objid
             ),
-            fn2(name) AS (
-              SELECT name FROM fn1
-              UNION
-              SELECT pr.proname::pg_catalog.text
-              FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid = pr.pronamespace
-              WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
-                AND pr.prosrc OPERATOR(pg_catalog.~~*) ANY ((SELECT pg_catalog.array_agg('%' OPERATOR(pg_catalog.||) f.name OPERATOR(pg_catalog.||) '%') FROM fn1 f)::pg_catalog.text[])
-            ),
-            fn_taint(name) AS (
-              SELECT name FROM fn2
-              UNION
-              SELECT pr.proname::pg_catalog.text
-              FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid = pr.pronamespace
-              WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
-                AND pr.prosrc OPERATOR(pg_catalog.~~*) ANY ((SELECT pg_catalog.array_agg('%' OPERATOR(pg_catalog.||) f.name OPERATOR(pg_catalog.||) '%') FROM fn2 f)::pg_catalog.text[])
-            )
+            \(wrappers("fn2", around: "fn1")),
+            \(wrappers("fn_taint", around: "fn2"))
             SELECT 'user', pg_catalog.current_user()::pg_catalog.text, NULL, NULL, NULL, NULL
             UNION ALL
             SELECT 'maxoid', (SELECT pg_catalog.max(oid) FROM pg_catalog.pg_class)::pg_catalog.text, NULL, NULL, NULL, NULL
@@ -164,6 +150,20 @@ public struct MaskingContext: Sendable, Hashable {
             UNION ALL
             SELECT DISTINCT 'builtin', pr.proname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_proc pr WHERE pr.oid < 16384
             """ : "")
+    }
+
+    /// A CTE `name`: the functions of `inner` plus the user functions whose source names one of them.
+    private static func wrappers(_ name: String, around inner: String) -> String {
+        """
+        \(name)(name) AS (
+              SELECT name FROM \(inner)
+              UNION
+              SELECT pr.proname::pg_catalog.text
+              FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid = pr.pronamespace
+              WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+                AND pr.prosrc OPERATOR(pg_catalog.~~*) ANY ((SELECT pg_catalog.array_agg('%' OPERATOR(pg_catalog.||) f.name OPERATOR(pg_catalog.||) '%') FROM \(inner) f)::pg_catalog.text[])
+            )
+        """
     }
 
     /// The built-in function names among the rows of `query(for:includeBuiltins: true)`.
