@@ -163,13 +163,18 @@ public enum MaskStrategy: Sendable, Hashable {
     /// so no search_path can capture it.
     public func expression(for column: String, type: String) -> String {
         let text = "(\(column))::pg_catalog.text"
+        // Substring and pattern searches run on bytes: they refuse nondeterministic collations
+        // (and are fastest) otherwise. The result then takes the column's collation again.
+        let bytes = "(\(text) COLLATE pg_catalog.\"C\")"
+        var searchesText = false
         let body: String
         switch self {
         case .email:
-            body = "CASE WHEN \(column) IS NULL THEN NULL"
-                + " WHEN \(Self.op("pg_catalog.strpos(\(text), '@')", ">", "1"))"
-                + " THEN \(Self.concat("pg_catalog.left(\(text), 1)", "'***@'", "pg_catalog.split_part(\(text), '@', -1)"))"
-                + " ELSE '***' END"
+            // An @ after at least one character (LIKE is cheaper than strpos); the domain after the last @.
+            searchesText = true
+            body = "CASE WHEN \(Self.op(bytes, "~~", "'_%@%'"))"
+                + " THEN \(Self.concat("pg_catalog.left(\(text), 1)", "'***@'", "pg_catalog.split_part(\(bytes), '@', -1)"))"
+                + " WHEN \(column) IS NULL THEN NULL ELSE '***' END"
         case .name:
             body = "CASE WHEN \(column) IS NULL THEN NULL ELSE 'XXXX' END"
         case .phone:
@@ -196,7 +201,8 @@ public enum MaskStrategy: Sendable, Hashable {
         case .cardLast4:
             body = Self.concat("'XXXX-XXXX-XXXX-'", "pg_catalog.right(\(Self.digits(text)), 4)")
         case .regexReplace(let pattern, let replacement):
-            body = "pg_catalog.regexp_replace(\(text), \(SQL.literal(pattern)), \(SQL.literal(replacement)), 'g')"
+            searchesText = true
+            body = "pg_catalog.regexp_replace(\(bytes), \(SQL.literal(pattern)), \(SQL.literal(replacement)), 'g')"
         case .pseudonym:
             let hex = "pg_catalog.encode(\(MaskingKey.hmac(text)), 'hex')"
             if Self.isNumeric(type) {
@@ -218,6 +224,9 @@ public enum MaskStrategy: Sendable, Hashable {
             let unit = Self.op(Self.op(Self.op(draw, "/", "65535"), "*", "2"), "-", "1")
             let factor = Self.op("1", "+", Self.op(Self.op(unit, "*", "\(percent)"), "/", "100"))
             body = Self.op("(\(column))::pg_catalog.numeric", "*", factor)
+        }
+        if searchesText && !type.contains(" COLLATE ") {
+            return "((\(body))::\(type) COLLATE pg_catalog.\"default\")"
         }
         return "(\(body))::\(type)"
     }

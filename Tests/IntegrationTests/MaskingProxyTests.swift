@@ -34,7 +34,8 @@ import Testing
             ANALYZE test_schema.employees;
             CREATE TABLE test_schema.employees_archive () INHERITS (test_schema.employees);
             INSERT INTO test_schema.employees_archive SELECT id + 100, full_name, email, phone, ssn, salary, notes FROM test_schema.employees;
-            CREATE TABLE test_schema.contacts (id int, email text) PARTITION BY RANGE (id);
+            CREATE COLLATION test_schema.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+            CREATE TABLE test_schema.contacts (id int, email text COLLATE test_schema.ci) PARTITION BY RANGE (id);
             CREATE TABLE test_schema.contacts_low PARTITION OF test_schema.contacts FOR VALUES FROM (0) TO (100);
             INSERT INTO test_schema.contacts SELECT id, email FROM ONLY test_schema.employees;
             CREATE TABLE public.other (id int, v text);
@@ -132,6 +133,10 @@ import Testing
             let sample = try await Shell.psql(conninfo, "SELECT full_name, email, phone, ssn IS NULL, salary BETWEEN 1 AND 10 FROM test_schema.employees WHERE id = 7;")
             // The phone mask keeps the last four characters ('+1-555-CANARY-PHONE-31c5-7').
             #expect(sample.stdout == "XXXX|C***@example.com|***-c5-7|t|t\n", "\(sample.stderr)")
+            // A nondeterministic collation (no substring search allowed on it) is masked too, and
+            // the masked values compare under it: case-insensitively.
+            let collated = try await Shell.psql(conninfo, "SELECT email, email = 'c***@EXAMPLE.com' FROM test_schema.contacts WHERE id = 1;")
+            #expect(collated.stdout == "C***@example.com|t\n", "\(collated.stderr)")
             let filtered = try await Shell.psql(conninfo, "SELECT count(*) FROM test_schema.employees WHERE email LIKE 'CANARY%';")
             #expect(filtered.stdout == "0\n", "WHERE sees masked values only: \(filtered.stderr)")
             let refused = try await Shell.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", conninfo, "-c", "DO $$ BEGIN NULL; END $$"])

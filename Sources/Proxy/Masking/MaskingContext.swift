@@ -132,7 +132,11 @@ public struct MaskingContext: Sendable, Hashable {
             FROM m JOIN pg_catalog.pg_class c ON c.oid = m.reloid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             UNION ALL
             SELECT 'column', m.i::pg_catalog.text, m.reloid::pg_catalog.text, a.attnum::pg_catalog.text, a.attname::pg_catalog.text,
+                   -- The type, with the column's collation when it is not the type's: masked values sort and compare as the real ones.
                    pg_catalog.format_type(a.atttypid, a.atttypmod)
+                   OPERATOR(pg_catalog.||) COALESCE((SELECT ' COLLATE ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(cn.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(co.collname)
+                                FROM pg_catalog.pg_type ty, pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+                                WHERE ty.oid = a.atttypid AND co.oid = a.attcollation AND a.attcollation <> ty.typcollation), '')
             FROM m JOIN pg_catalog.pg_attribute a ON a.attrelid = m.reloid AND a.attnum > 0 AND NOT a.attisdropped
             UNION ALL
             SELECT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL FROM tainted t JOIN pg_catalog.pg_class c ON c.oid = t.oid
