@@ -1,0 +1,84 @@
+import CloneEngine
+import Masking
+@testable import Proxy
+import Testing
+
+/// The rewriter is pure: a statement and a masking context in, a rewritten statement,
+/// a refusal or a request for a fresher context out.
+@Suite struct MaskingRewriterTests {
+    static let employees = MaskingContext.Table(
+        oid: 16500, schema: "test_schema", name: "employees", resolvesUnqualified: false,
+        columns: [
+            .init(number: 1, name: "id", type: "integer", strategy: nil),
+            .init(number: 2, name: "email", type: "text", strategy: .email),
+            .init(number: 3, name: "ssn", type: "text", strategy: .null),
+        ])
+
+    static func context(unqualified: Bool = false, taintedFunctions: Set<String> = [], userFunctions: Set<String> = []) -> MaskingContext {
+        var table = employees
+        table.resolvesUnqualified = unqualified
+        var context = MaskingContext(role: "reader", tables: [table], taintedRelations: ["emp_view"], taintedFunctions: taintedFunctions, policyVersion: 1)
+        context.userFunctions = userFunctions
+        return context
+    }
+
+    static let builtins: Set<String> = ["count", "upper", "now", "row_to_json"]
+    private func rewrite(_ sql: String, _ context: MaskingContext = context()) -> MaskingRewriter.Result {
+        MaskingRewriter(context: context, builtinFunctions: Self.builtins).rewrite(sql)
+    }
+    private var masked: String { Self.employees.maskedRelation(only: false) }
+
+    @Test func readsOfTheMaskedTableBecomeTheMaskedRelation() {
+        #expect(rewrite("SELECT email FROM test_schema.employees WHERE id = 1")
+                == .rewritten("SELECT email FROM \(masked) AS \"employees\" WHERE id = 1"))
+        #expect(rewrite("SELECT e.email FROM test_schema.employees e") == .rewritten("SELECT e.email FROM \(masked) e"))
+        #expect(rewrite("SELECT * FROM ONLY test_schema.employees") == .rewritten("SELECT * FROM \(Self.employees.maskedRelation(only: true)) AS \"employees\""))
+        #expect(rewrite("TABLE test_schema.employees") == .rewritten("SELECT * FROM \(masked) AS \"employees\""))
+        // COPY t TO reads t's partitions too (the server itself refuses COPY of a partitioned table).
+        #expect(rewrite("COPY test_schema.employees TO STDOUT")
+                == .rewritten("COPY (SELECT * FROM \(masked) AS \"employees\") TO STDOUT"))
+        #expect(rewrite("COPY test_schema.employees (id, email) TO STDOUT")
+                == .rewritten("COPY (SELECT \"id\", \"email\" FROM \(masked) AS \"employees\") TO STDOUT"))
+        #expect(rewrite("SELECT 1 FROM \"test_schema\".\"employees\"") == .rewritten("SELECT 1 FROM \(masked) AS \"employees\""))
+    }
+
+    @Test func namesResolveAsTheServerWould() {
+        // Unqualified: only when the search_path reaches the table.
+        #expect(rewrite("SELECT email FROM employees") == .unchanged)
+        #expect(rewrite("SELECT email FROM employees", Self.context(unqualified: true)) == .rewritten("SELECT email FROM \(masked) AS \"employees\""))
+        // A CTE named like the table is the CTE; inside the CTE's own body the name is the table.
+        #expect(rewrite("WITH employees AS (SELECT 1 AS email) SELECT email FROM employees", Self.context(unqualified: true)) == .unchanged)
+        #expect(rewrite("WITH x AS (SELECT email FROM test_schema.employees) SELECT * FROM x")
+                == .rewritten("WITH x AS (SELECT email FROM \(masked) AS \"employees\") SELECT * FROM x"))
+        // Mentions in strings and comments are not reads.
+        #expect(rewrite("SELECT 'FROM test_schema.employees' -- test_schema.employees") == .unchanged)
+    }
+
+    @Test(arguments: [
+        ("DO $$ BEGIN NULL; END $$", "DO is not allowed"),
+        ("UPDATE test_schema.employees SET ssn = NULL", "UPDATE on test_schema.employees is not allowed"),
+        ("SELECT query_to_xml('select 1', true, false, '')", "function query_to_xml() is not allowed"),
+        ("SELECT * FROM emp_view", "emp_view reads a masked table"),
+        ("SELECT leak()", "function leak() reads a masked table"),
+        ("EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE is not allowed"),
+        ("SELEC 1", "could not be parsed"),
+    ])
+    func whatCannotBeSeenIntoIsRefused(_ sql: String, _ message: String) {
+        guard case .refused(let error) = rewrite(sql, Self.context(taintedFunctions: ["leak"])) else {
+            Issue.record("\(sql) was not refused")
+            return
+        }
+        #expect(error.sqlState == "42501")
+        #expect(error.message.contains(message), "\(error.message)")
+    }
+
+    @Test func functionsTheContextDoesNotKnowAskForAFreshOne() {
+        #expect(rewrite("SELECT count(*), upper('a'), pg_catalog.now()") == .unchanged)
+        #expect(rewrite("SELECT report()", Self.context(userFunctions: ["report"])) == .unchanged)
+        #expect(rewrite("SELECT brand_new()") == .needsFreshContext(function: "brand_new"))
+        // A built-in name in another schema is a user function.
+        #expect(rewrite("SELECT public.upper('a')") == .needsFreshContext(function: "upper"))
+        // Without the built-in names every function is unknown.
+        #expect(MaskingRewriter(context: Self.context()).rewrite("SELECT count(*)") == .needsFreshContext(function: "count"))
+    }
+}
