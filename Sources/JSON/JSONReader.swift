@@ -3,6 +3,11 @@
 public struct JSONReader {
     private let bytes: [UInt8]
     private var index = 0
+    private var depth = 0
+    /// Nesting beyond this is refused: the reader (and whoever walks the tree) recurses once
+    /// per level, and a hostile statement (`1+1+...+1`, 10,000 terms) would overflow the stack.
+    public static let maximumDepth = 1000
+    private var tooDeep = false
 
     init(_ bytes: [UInt8]) { self.bytes = bytes }
 
@@ -14,6 +19,7 @@ public struct JSONReader {
     public static func parseOrThrow(_ bytes: [UInt8]) throws(JSONError) -> JSONNode {
         var reader = JSONReader(bytes)
         guard let value = reader.value() else {
+            if reader.tooDeep { throw JSONError(message: "nested more than \(maximumDepth) levels deep") }
             throw JSONError(message: reader.index >= bytes.count ? "unexpected end of input" : "unexpected character at offset \(reader.index)")
         }
         reader.skipSpace()
@@ -32,6 +38,12 @@ public struct JSONReader {
     private mutating func value() -> JSONNode? {
         skipSpace()
         guard index < bytes.count else { return nil }
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maximumDepth else {
+            tooDeep = true
+            return nil
+        }
         switch bytes[index] {
         case UInt8(ascii: "{"):
             index += 1

@@ -68,6 +68,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
     }
     var isMaskedSession = false
+    /// The session's role is known, under the current policies, not to be masked.
+    var isKnownUnmaskedSession: Bool {
+        guard let context = masking.context else { return false }
+        return !context.isMasked && context.policyVersion == proxy.policies.current.version
+    }
     var isSuppressingRows = false
     /// Whether the client's Parse/Close answers are counted, so that the proxy's own can be swallowed.
     var tracksParseAnswers: Bool { !adminPrepared.isEmpty || !statementsPreparedUnmasked.isEmpty }
@@ -394,6 +399,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             throw WireError(.unknownMessageType(type))
         }
         if type == FrontendMessage.ID.terminate.rawValue { clientSentTerminate = true }
+        if state == .relaying, length > proxy.configuration.maximumExaminedMessageLength, !proxy.policies.current.isEmpty,
+           [FrontendMessage.ID.query.rawValue, FrontendMessage.ID.parse.rawValue, FrontendMessage.ID.functionCall.rawValue].contains(type),
+           !isKnownUnmaskedSession {
+            // Too long to hold and read: relaying it unread could hand a masked role real values.
+            throw WireError(.invalidField("statement: longer than the \(proxy.configuration.maximumExaminedMessageLength) bytes pgclone reads while masking policies are in force"), messageType: type)
+        }
         // Queries and Parse are looked at (cheaply) for admin calls once the session is up;
         // Bind and Close only while admin statements are prepared.
         if state == .relaying, length <= proxy.configuration.maximumExaminedMessageLength {

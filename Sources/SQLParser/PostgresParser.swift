@@ -13,20 +13,32 @@ public enum PostgresParser {
         public var length: Int?
     }
 
+    /// Statements longer than this are not parsed (their trees could nest deeper than the
+    /// parser threads' stacks).
+    public static let maximumLength = 1 << 20
+
     /// Parses `sql` into its statements; throws the parser's own message on a syntax error.
     public static func parse(_ sql: String) throws(SyntaxError) -> [Statement] {
-        let result = pg_query_parse(sql)
-        defer { pg_query_free_parse_result(result) }
-        if let error = result.error {
-            throw SyntaxError(
-                message: String(cString: error.pointee.message),
-                position: Int(error.pointee.cursorpos))
+        guard sql.utf8.count <= maximumLength else {
+            throw SyntaxError(message: "statement too long for pgclone to read (\(sql.utf8.count) bytes; the limit is \(maximumLength))", position: 0)
         }
-        guard let tree = result.parse_tree,
-              let root = JSONReader.parse(Array(String(cString: tree).utf8))
-        else {
-            throw SyntaxError(message: "could not read the parse tree", position: 0)
+        // libpg_query and the reader both recurse once per tree level: on a thread with room for it.
+        let outcome: Result<JSONNode, SyntaxError> = ParserThreads.shared.run {
+            let result = pg_query_parse(sql)
+            defer { pg_query_free_parse_result(result) }
+            if let error = result.error {
+                return .failure(SyntaxError(message: String(cString: error.pointee.message), position: Int(error.pointee.cursorpos)))
+            }
+            guard let tree = result.parse_tree else {
+                return .failure(SyntaxError(message: "could not read the parse tree", position: 0))
+            }
+            do {
+                return .success(try JSONReader.parseOrThrow(Array(String(cString: tree).utf8)))
+            } catch {
+                return .failure(SyntaxError(message: "statement too complex for pgclone to read (parse tree \(error))", position: 0))
+            }
         }
+        let root = try outcome.get()
         return root["stmts"]?.array.compactMap { raw -> Statement? in
             guard let node = raw["stmt"] else { return nil }
             return Statement(node: node, location: raw["stmt_location"]?.int ?? 0, length: raw["stmt_len"]?.int)

@@ -13,7 +13,8 @@ import Testing
     static let canaries = ["CANARY-EMAIL-9d1f", "CANARY-NAME-4b7e", "CANARY-SSN-77aa", "CANARY-PHONE-31c5"]
 
     /// A fresh target database with test_schema.employees full of canaries, roles, a policy and a proxy.
-    private func withMaskedSetup(_ body: (_ environment: TestEnvironment, _ proxy: RunningProxy, _ database: String, _ roles: (masked: String, exempt: String)) async throws -> Void) async throws {
+    private func withMaskedSetup(configure: @escaping @Sendable (inout ProxyConfiguration) -> Void = { _ in },
+                                 _ body: (_ environment: TestEnvironment, _ proxy: RunningProxy, _ database: String, _ roles: (masked: String, exempt: String)) async throws -> Void) async throws {
         let environment = try TestEnvironment.require()
         let suffix = UInt32.random(in: 0...UInt32.max)
         let database = "mask_\(suffix)"
@@ -61,7 +62,10 @@ import Testing
                 columns:
                   email: email
             """.write(to: policies.appendingPathComponent("employees.yaml"), atomically: true, encoding: .utf8)
-        let proxy = try await RunningProxy.start(environment) { $0.policiesDirectory = policies.path }
+        let proxy = try await RunningProxy.start(environment) {
+            $0.policiesDirectory = policies.path
+            configure(&$0)
+        }
         do {
             try await body(environment, proxy, database, (masked, exempt))
         } catch {
@@ -287,6 +291,30 @@ import Testing
 
                 """, "\(output.stderr)")
             assertNoCanary(output.stdout + output.stderr, "cached rewrites")
+        }
+    }
+
+    /// Hostile statement shapes: a tree nested as deep as the statement is long (it crashed the
+    /// proxy once), and a statement longer than pgclone reads (it was relayed unread).
+    @Test func hostileStatementsAreRefusedAndTheProxyStaysUp() async throws {
+        try await withMaskedSetup(configure: { $0.maximumExaminedMessageLength = 64 << 10 }) { environment, proxy, database, roles in
+            let conninfo = environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database)
+            let deep = "SELECT " + Array(repeating: "1", count: 20_000).joined(separator: "+") + " FROM test_schema.employees"
+            let refused = try await Shell.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", conninfo, "-c", deep])
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("ERROR:  42501: pgclone: this statement could not be parsed") && refused.stderr.contains("too complex"), "\(refused.stderr.prefix(300))")
+            let padded = "COPY test_schema.employees TO STDOUT /*" + String(repeating: "x", count: 70 << 10) + "*/"
+            let tooLong = try await Shell.run(["psql", "-X", "-d", conninfo, "-c", padded])
+            #expect(tooLong.status != 0)
+            #expect(tooLong.stderr.contains("pgclone reads while masking policies are in force"), "\(tooLong.stderr.prefix(300))")
+            assertNoCanary(tooLong.stdout + tooLong.stderr, "an oversized COPY")
+            // Still serving, masked as before.
+            let after = try await Shell.psql(conninfo, "SELECT email FROM test_schema.employees WHERE id = 1;")
+            #expect(after.stdout == "C***@example.com\n", "\(after.stderr)")
+            // An unmasked role, once known as such, may send long statements.
+            let exempt = environment.throughProxy(proxy.port, user: roles.exempt, password: "pw", database: database)
+            let long = try await Shell.psql(exempt, "SELECT 1;\nSELECT length('" + String(repeating: "y", count: 70 << 10) + "');")
+            #expect(long.stdout == "1\n71680\n", "\(long.stderr.prefix(300))")
         }
     }
 
