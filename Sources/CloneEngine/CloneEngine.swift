@@ -25,7 +25,7 @@ public struct CloneTarget: Sendable {
             throw CloneError("08006", "could not connect to target database \"\(database ?? self.database)\": \((error as? PQError)?.message ?? "\(error)")")
         }
         do {
-            try await connection.exec("SET ROLE \(SQL.identifier(role))")
+            try await connection.execute("SET ROLE \(SQL.identifier(role))")
         } catch {
             throw CloneError("42501", "pgclone cannot act as role \"\(role)\" on the target: \((error as? PQError)?.message ?? "\(error)")",
                              hint: "The proxy's service user must be a superuser or a member of the calling role.")
@@ -137,7 +137,7 @@ public struct CloneEngine: Sendable {
         let session = try await SourceSession.open(source)
         let connection = try await target.connect()
         do {
-            try await connection.exec("CREATE DATABASE \(SQL.identifier(name))")
+            try await connection.execute("CREATE DATABASE \(SQL.identifier(name))")
         } catch let error as PQError {
             throw CloneError(error.sqlState ?? "XX000", "could not create database \"\(name)\": \(error.message)")
         } catch {
@@ -150,7 +150,7 @@ public struct CloneEngine: Sendable {
             return try await cloneSchemas(session: session, target: newTarget, schemas: schemas, options: options, progress: progress, largeObjects: true)
         } catch {
             // All or nothing: a database that could not be filled is removed again.
-            _ = try? await connection.exec("DROP DATABASE IF EXISTS \(SQL.identifier(name)) WITH (FORCE)")
+            _ = try? await connection.execute("DROP DATABASE IF EXISTS \(SQL.identifier(name)) WITH (FORCE)")
             throw CloneError.from(error, context: "cloning into \(name)")
         }
     }
@@ -165,16 +165,16 @@ public struct CloneEngine: Sendable {
         let connection = try await target.connect()
         var notes: [String] = []
         try await run("creating functions") {
-            try await connection.exec("BEGIN")
+            try await connection.execute("BEGIN")
             do {
                 try await ensureSchema(schema, on: connection)
                 for function in objects.functions {
-                    for statement in function.ddl { try await connection.exec(statement) }
+                    for statement in function.ddl { try await connection.execute(statement) }
                     try await Privileges.apply(function.grants, on: connection, notes: &notes)
                 }
-                try await connection.exec("COMMIT")
+                try await connection.execute("COMMIT")
             } catch {
-                _ = try? await connection.exec("ROLLBACK")
+                _ = try? await connection.execute("ROLLBACK")
                 throw error
             }
         }
@@ -200,17 +200,17 @@ public struct CloneEngine: Sendable {
 
         // Types, functions and free-standing sequences first: tables may use them.
         try await run("creating schema objects") {
-            try await connection.exec("BEGIN")
+            try await connection.execute("BEGIN")
             do {
                 for schema in schemas where try await ensureSchema(schema, on: connection) {
-                    if let comment = objects.schemaComments[schema] { try await connection.exec(comment) }
+                    if let comment = objects.schemaComments[schema] { try await connection.execute(comment) }
                     try await Privileges.apply(objects.schemaGrants[schema] ?? [], on: connection, notes: &summary.notes)
                 }
                 for (name, schema) in objects.extensions {
                     let present = try await connection.query("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = $1", [name])
                     guard present.rows.isEmpty else { continue }
                     do {
-                        try await connection.exec("CREATE EXTENSION \(SQL.identifier(name)) WITH SCHEMA \(SQL.identifier(schema)) CASCADE")
+                        try await connection.execute("CREATE EXTENSION \(SQL.identifier(name)) WITH SCHEMA \(SQL.identifier(schema)) CASCADE")
                     } catch let error as PQError {
                         throw CloneError(error.sqlState ?? "XX000", "extension \"\(name)\" (installed in schema \(schema) on the source) could not be created on the target: \(error.message)",
                                          hint: "Install the extension's package on the target server, or create the extension there as a superuser first.")
@@ -223,11 +223,11 @@ public struct CloneEngine: Sendable {
                         summary.notes.append("type \(type.schema).\(type.name) already exists on target; kept")
                         continue
                     }
-                    for statement in type.ddl { try await connection.exec(statement) }
+                    for statement in type.ddl { try await connection.execute(statement) }
                     summary.types += 1
                 }
                 for function in objects.functions {
-                    for statement in function.ddl { try await connection.exec(statement) }
+                    for statement in function.ddl { try await connection.execute(statement) }
                     try await Privileges.apply(function.grants, on: connection, notes: &summary.notes)
                     summary.functions += 1
                 }
@@ -240,22 +240,22 @@ public struct CloneEngine: Sendable {
                         summary.notes.append("sequence \(sequence.schema).\(sequence.name) already exists on target; kept")
                         continue
                     }
-                    for statement in sequence.ddl { try await connection.exec(statement) }
+                    for statement in sequence.ddl { try await connection.execute(statement) }
                     try await Privileges.apply(sequence.grants, on: connection, notes: &summary.notes)
                     try await connection.query("SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::pg_catalog.int8, $3::pg_catalog.bool)",
                                                [SQL.qualified(sequence.schema, sequence.name), lastValue, isCalled ? "true" : "false"])
                     summary.sequences += 1
                 }
-                try await connection.exec("COMMIT")
+                try await connection.execute("COMMIT")
             } catch {
-                _ = try? await connection.exec("ROLLBACK")
+                _ = try? await connection.execute("ROLLBACK")
                 throw error
             }
         }
 
         // Tables, each in its own transaction; foreign keys wait until every table exists.
         // Inheritance children wait for their parents: one round per generation.
-        var deferred: [String] = []
+        var deferred: [[String]] = []
         let work = tables.rows.indices.map { (tables.string($0, 0)!, tables.string($0, 1)!) }
         let inheritance = try await run("reading source catalog") {
             try await session.primary.query("""
@@ -292,9 +292,9 @@ public struct CloneEngine: Sendable {
             deferred += outcome.deferredForeignKeys
         }
         try await run("adding foreign keys") {
-            for statement in deferred {
+            for statements in deferred {
                 do {
-                    try await connection.exec(statement)
+                    for statement in statements { try await connection.execute(statement) }
                     summary.constraints += 1
                 } catch let error as PQError where error.sqlState == "42P01" {
                     summary.notes.append("foreign key not added (\(error.message)): its referenced schema is not being cloned")
@@ -314,11 +314,11 @@ public struct CloneEngine: Sendable {
                         summary.notes.append("\(view.kind) \(view.schema).\(view.name) already exists on target; kept")
                         continue
                     }
-                    try await connection.exec("DROP \(view.kind == "view" ? "VIEW" : "MATERIALIZED VIEW") \(SQL.qualified(view.schema, view.name)) CASCADE")
+                    try await connection.execute("DROP \(view.kind == "view" ? "VIEW" : "MATERIALIZED VIEW") \(SQL.qualified(view.schema, view.name)) CASCADE")
                 }
                 for statement in view.ddl where (options.copyData || !statement.hasPrefix("REFRESH "))
                     && (options.indexes || !(statement.hasPrefix("CREATE INDEX ") || statement.hasPrefix("CREATE UNIQUE INDEX "))) {
-                    try await connection.exec(statement)
+                    try await connection.execute(statement)
                 }
                 try await Privileges.apply(view.grants, on: connection, inTransaction: false, notes: &summary.notes)
                 if view.kind == "view" { summary.views += 1 } else { summary.materializedViews += 1 }
@@ -421,7 +421,7 @@ public struct CloneEngine: Sendable {
 func ensureSchema(_ schema: String, on connection: PQConnection) async throws -> Bool {
     let exists = try await connection.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema])
     guard exists.rows.isEmpty else { return false }
-    try await connection.exec("CREATE SCHEMA \(SQL.identifier(schema))")
+    try await connection.execute("CREATE SCHEMA \(SQL.identifier(schema))")
     return true
 }
 

@@ -17,7 +17,7 @@ enum LargeObjects {
         var copied = 0
         for row in list.rows.indices {
             guard let oid = list.string(row, 0), !oid.isEmpty, oid.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { continue }
-            try await target.exec("BEGIN")
+            try await target.execute("BEGIN")
             do {
                 let exists = try await target.query("SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = $1::pg_catalog.oid", [oid])
                 if !exists.rows.isEmpty {
@@ -26,7 +26,7 @@ enum LargeObjects {
                         throw CloneError("42710", "large object \(oid) already exists on target",
                                          hint: "Use the \"conflict\" option (skip or replace), or unlink it first.")
                     case .skip:
-                        try await target.exec("ROLLBACK")
+                        try await target.execute("ROLLBACK")
                         notes.append("large object \(oid) already exists on target; kept")
                         continue
                     case .replace, .rename:
@@ -50,13 +50,13 @@ enum LargeObjects {
                     if length < chunkSize { break }
                 }
                 if let comment = list.string(row, 1) {
-                    try await target.exec("COMMENT ON LARGE OBJECT \(oid) IS \(SQL.literal(comment))")
+                    try await target.execute("COMMENT ON LARGE OBJECT \(oid) IS \(SQL.literal(comment))")
                 }
                 try await Privileges.apply(Privileges(encoded: list.string(row, 2)).statements(on: "LARGE OBJECT \(oid)"), on: target, notes: &notes)
-                try await target.exec("COMMIT")
+                try await target.execute("COMMIT")
                 copied += 1
             } catch {
-                _ = try? await target.exec("ROLLBACK")
+                _ = try? await target.execute("ROLLBACK")
                 throw error
             }
         }

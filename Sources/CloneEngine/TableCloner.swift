@@ -17,7 +17,8 @@ public struct TableCloneOutcome: Sendable, Hashable {
     public var constraints = 0
     public var triggers = 0
     /// Foreign keys left for the caller to add after all tables exist (schema clones).
-    var deferredForeignKeys: [String] = []
+    /// Each foreign key with its comment, to add once every table exists.
+    var deferredForeignKeys: [[String]] = []
 }
 
 /// The validated plan for copying one table: columns, expressions, filter.
@@ -159,12 +160,12 @@ struct TableCloner {
         }
 
         do {
-            try await target.exec("BEGIN")
+            try await target.execute("BEGIN")
             do {
                 try await ensureSchema(targetSchema, on: target)
                 if exists {
                     if options.conflict == .replace {
-                        try await target.exec("DROP TABLE \(qualifiedTarget) CASCADE")
+                        try await target.execute("DROP TABLE \(qualifiedTarget) CASCADE")
                         outcome.replacedExisting = true
                     } else {
                         outcome.renamedExistingTo = try await renameExisting(schema: targetSchema, table: targetName)
@@ -179,8 +180,8 @@ struct TableCloner {
                                          deferForeignKeys: deferForeignKeys, inherits: inherits != nil, outcome: &outcome)
                 if options.indexes {
                     for index in definition.indexes {
-                        let statement = try indexSQL(index, definition: definition, schema: targetSchema, name: targetName)
-                        if try await runUnlessColumnMissing(statement, options: options) {
+                        let statements = try indexSQL(index, definition: definition, schema: targetSchema, name: targetName)
+                        if try await runUnlessColumnMissing(statements, options: options) {
                             outcome.indexes += 1
                         } else {
                             outcome.notes.append("index \(index.name) skipped: it uses a column that was not cloned")
@@ -193,13 +194,13 @@ struct TableCloner {
                 try await addRowSecurity(definition, schema: targetSchema, name: targetName, outcome: &outcome)
                 try await Privileges.apply(definition.privileges.statements(on: "TABLE \(qualifiedTarget)"), on: target, notes: &outcome.notes)
                 try await setSequences(definition, plan: plan, schema: targetSchema, name: targetName)
-                try await target.exec("COMMIT")
+                try await target.execute("COMMIT")
             } catch {
-                _ = try? await target.exec("ROLLBACK")
+                _ = try? await target.execute("ROLLBACK")
                 throw error
             }
             if options.copyData {
-                try await target.exec("ANALYZE \(qualifiedTarget)")
+                try await target.execute("ANALYZE \(qualifiedTarget)")
             }
         } catch {
             throw CloneError.from(error, context: "cloning \(definition.displayName)")
@@ -218,7 +219,7 @@ struct TableCloner {
             let newQualified = SQL.qualified(schema, newName)
             sequenceNames[sequence.column] = (sequence.printedName, newQualified)
             if !sequence.isIdentity {
-                try await target.exec("CREATE SEQUENCE \(newQualified) \(sequence.options)")
+                try await target.execute("CREATE SEQUENCE \(newQualified) \(sequence.options)")
             }
         }
         var lines: [String] = []
@@ -250,38 +251,38 @@ struct TableCloner {
         if !definition.storageParameters.isEmpty {
             create += " WITH (\(try definition.storageParameters.map(Self.storageParameter).joined(separator: ", ")))"
         }
-        try await target.exec(create)
+        try await target.execute(create)
         for column in plan.columns {
             if let target = column.statisticsTarget {
-                try await self.target.exec("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET STATISTICS \(target)")
+                try await self.target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET STATISTICS \(target)")
             }
             if let storage = column.storage {
-                try await self.target.exec("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET STORAGE \(storage)")
+                try await self.target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET STORAGE \(storage)")
             }
         }
         // Inherited columns come from the parents; what the child changed on them is set again.
         for column in plan.columns where inherits != nil && !column.isLocal {
             if let expression = column.defaultExpression {
-                try await target.exec("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET DEFAULT \(expression)")
+                try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET DEFAULT \(expression)")
             }
             if column.notNull {
-                try await target.exec("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET NOT NULL")
+                try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET NOT NULL")
             }
         }
         for sequence in definition.sequences where !sequence.isIdentity {
             if let names = sequenceNames[sequence.column] {
-                try await target.exec("ALTER SEQUENCE \(names.qualified) OWNED BY \(qualified).\(SQL.identifier(sequence.column))")
+                try await target.execute("ALTER SEQUENCE \(names.qualified) OWNED BY \(qualified).\(SQL.identifier(sequence.column))")
             }
         }
         for partition in definition.partitions {
             try await createPartition(partition, parentDefinition: definition, parent: qualified, schema: schema, parentName: name)
         }
         if let comment = definition.comment {
-            try await target.exec("COMMENT ON TABLE \(qualified) IS \(SQL.literal(comment))")
+            try await target.execute("COMMENT ON TABLE \(qualified) IS \(SQL.literal(comment))")
         }
         for column in plan.columns {
             if let comment = column.comment {
-                try await target.exec("COMMENT ON COLUMN \(qualified).\(SQL.identifier(column.name)) IS \(SQL.literal(comment))")
+                try await target.execute("COMMENT ON COLUMN \(qualified).\(SQL.identifier(column.name)) IS \(SQL.literal(comment))")
             }
         }
     }
@@ -299,19 +300,19 @@ struct TableCloner {
     /// (a role missing on the target, a table not there yet): the table is then closed more, not less.
     private func addRowSecurity(_ definition: TableDefinition, schema: String, name: String, outcome: inout TableCloneOutcome) async throws {
         let qualified = SQL.qualified(schema, name)
-        if definition.rowSecurity { try await target.exec("ALTER TABLE \(qualified) ENABLE ROW LEVEL SECURITY") }
-        if definition.forceRowSecurity { try await target.exec("ALTER TABLE \(qualified) FORCE ROW LEVEL SECURITY") }
+        if definition.rowSecurity { try await target.execute("ALTER TABLE \(qualified) ENABLE ROW LEVEL SECURITY") }
+        if definition.forceRowSecurity { try await target.execute("ALTER TABLE \(qualified) FORCE ROW LEVEL SECURITY") }
         for policy in definition.policies {
             var statement = "CREATE POLICY \(SQL.identifier(policy.name)) ON \(qualified) AS \(policy.isPermissive ? "PERMISSIVE" : "RESTRICTIVE")"
                 + " FOR \(policy.command) TO \(policy.roles ?? "PUBLIC")"
             if let using = policy.using { statement += " USING (\(using))" }
             if let check = policy.withCheck { statement += " WITH CHECK (\(check))" }
-            try await target.exec("SAVEPOINT pgclone_policy")
+            try await target.execute("SAVEPOINT pgclone_policy")
             do {
-                try await target.exec(statement)
-                try await target.exec("RELEASE SAVEPOINT pgclone_policy")
+                try await target.execute(statement)
+                try await target.execute("RELEASE SAVEPOINT pgclone_policy")
             } catch let error as PQError where ["42704", "42P01", "42883", "42703"].contains(error.sqlState ?? "") {
-                try await target.exec("ROLLBACK TO SAVEPOINT pgclone_policy")
+                try await target.execute("ROLLBACK TO SAVEPOINT pgclone_policy")
                 outcome.notes.append("row-level security policy \(policy.name) on \(schema).\(name) not created (\(error.message)); row-level security stays enabled")
             }
         }
@@ -323,7 +324,7 @@ struct TableCloner {
         guard let child = try await TableDefinition.load(source, schema: partition.schema, table: partition.name) else { return }
         var create = "CREATE TABLE \(qualified) PARTITION OF \(parent) \(partition.bound)"
         if let key = child.partitionKey { create += " PARTITION BY \(key)" }
-        try await target.exec(create)
+        try await target.execute(create)
         for grandchild in child.partitions {
             try await createPartition(grandchild, parentDefinition: child, parent: qualified, schema: schema, parentName: name)
         }
@@ -336,13 +337,13 @@ struct TableCloner {
             // The primary key is part of the table's shape; the others follow "constraints".
             guard constraint.kind == "p" || options.constraints else { continue }
             let constraintName = NameMapping.rename(constraint.name, table: definition.name, to: name)
-            var statement = "ALTER TABLE \(qualified) ADD CONSTRAINT \(SQL.identifier(constraintName)) \(constraint.definition)"
+            var statements = ["ALTER TABLE \(qualified) ADD CONSTRAINT \(SQL.identifier(constraintName)) \(constraint.definition)"]
             if let comment = constraint.comment {
-                statement += "; COMMENT ON CONSTRAINT \(SQL.identifier(constraintName)) ON \(qualified) IS \(SQL.literal(comment))"
+                statements.append("COMMENT ON CONSTRAINT \(SQL.identifier(constraintName)) ON \(qualified) IS \(SQL.literal(comment))")
             }
             if constraint.kind == "f" {
                 if deferForeignKeys {
-                    outcome.deferredForeignKeys.append(statement)
+                    outcome.deferredForeignKeys.append(statements)
                     continue
                 }
                 let referenced = try await target.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL",
@@ -352,7 +353,7 @@ struct TableCloner {
                     continue
                 }
             }
-            if try await runUnlessColumnMissing(statement, options: options) {
+            if try await runUnlessColumnMissing(statements, options: options) {
                 outcome.constraints += 1
             } else {
                 outcome.notes.append("constraint \(constraint.name) skipped: it uses a column that was not cloned")
@@ -360,26 +361,26 @@ struct TableCloner {
         }
     }
 
-    /// Runs `statement`; when only some columns are cloned, a statement that needs a
-    /// missing column (42703) is rolled back to a savepoint and reported as `false`.
-    private func runUnlessColumnMissing(_ statement: String, options: CloneOptions) async throws -> Bool {
+    /// Runs `statements`; when only some columns are cloned, statements that need a
+    /// missing column (42703) are rolled back to a savepoint and reported as `false`.
+    private func runUnlessColumnMissing(_ statements: [String], options: CloneOptions) async throws -> Bool {
         guard options.columns != nil else {
-            try await target.exec(statement)
+            for statement in statements { try await target.execute(statement) }
             return true
         }
-        try await target.exec("SAVEPOINT pgclone_partial")
+        try await target.execute("SAVEPOINT pgclone_partial")
         do {
-            try await target.exec(statement)
-            try await target.exec("RELEASE SAVEPOINT pgclone_partial")
+            for statement in statements { try await target.execute(statement) }
+            try await target.execute("RELEASE SAVEPOINT pgclone_partial")
             return true
         } catch let error as PQError where error.sqlState == "42703" {
-            try await target.exec("ROLLBACK TO SAVEPOINT pgclone_partial")
+            try await target.execute("ROLLBACK TO SAVEPOINT pgclone_partial")
             return false
         }
     }
 
     /// Rewrites `CREATE [UNIQUE] INDEX name ON [ONLY] table USING ...` for the target table.
-    private func indexSQL(_ index: TableDefinition.Index, definition: TableDefinition, schema: String, name: String) throws -> String {
+    private func indexSQL(_ index: TableDefinition.Index, definition: TableDefinition, schema: String, name: String) throws -> [String] {
         let only = definition.isPartitioned ? "ONLY " : ""
         let prefix = "CREATE \(index.isUnique ? "UNIQUE " : "")INDEX \(index.printedName) ON \(only)\(definition.printedName) USING "
         guard index.definition.hasPrefix(prefix) else {
@@ -387,9 +388,9 @@ struct TableCloner {
         }
         let newName = NameMapping.rename(index.name, table: definition.name, to: name)
         // Partitioned tables: create on the parent, which cascades to partitions.
-        return "CREATE \(index.isUnique ? "UNIQUE " : "")INDEX \(SQL.identifier(newName)) ON \(SQL.qualified(schema, name)) USING "
-            + index.definition.dropFirst(prefix.count)
-            + (index.comment.map { "; COMMENT ON INDEX \(SQL.qualified(schema, newName)) IS \(SQL.literal($0))" } ?? "")
+        return ["CREATE \(index.isUnique ? "UNIQUE " : "")INDEX \(SQL.identifier(newName)) ON \(SQL.qualified(schema, name)) USING "
+            + index.definition.dropFirst(prefix.count)]
+            + (index.comment.map { ["COMMENT ON INDEX \(SQL.qualified(schema, newName)) IS \(SQL.literal($0))"] } ?? [])
     }
 
     private func addTriggers(_ definition: TableDefinition, schema: String, name: String, options: CloneOptions, outcome: inout TableCloneOutcome) async throws {
@@ -400,13 +401,14 @@ struct TableCloner {
                 outcome.notes.append("trigger \(trigger.name) skipped: function \(trigger.functionSchema).\(trigger.functionName)() is not on target")
                 continue
             }
-            guard var statement = trigger.definition.replacingFirst(" ON \(definition.printedName) ", with: " ON \(SQL.qualified(schema, name)) ") else {
+            guard let statement = trigger.definition.replacingFirst(" ON \(definition.printedName) ", with: " ON \(SQL.qualified(schema, name)) ") else {
                 throw CloneError("XX000", "unexpected definition of trigger \(trigger.name) on \(definition.displayName)")
             }
+            var statements = [statement]
             if let comment = trigger.comment {
-                statement += "; COMMENT ON TRIGGER \(SQL.identifier(trigger.name)) ON \(SQL.qualified(schema, name)) IS \(SQL.literal(comment))"
+                statements.append("COMMENT ON TRIGGER \(SQL.identifier(trigger.name)) ON \(SQL.qualified(schema, name)) IS \(SQL.literal(comment))")
             }
-            if try await runUnlessColumnMissing(statement, options: options) {
+            if try await runUnlessColumnMissing(statements, options: options) {
                 outcome.triggers += 1
             } else {
                 outcome.notes.append("trigger \(trigger.name) skipped: it uses a column that was not cloned")
@@ -445,7 +447,7 @@ struct TableCloner {
             SELECT 'sequence', sc.relname FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S'
             WHERE d.refobjid = $1::pg_catalog.regclass AND d.deptype IN ('a', 'i')
             """, [qualified])
-        try await target.exec("ALTER TABLE \(qualified) RENAME TO \(SQL.identifier(candidate))")
+        try await target.execute("ALTER TABLE \(qualified) RENAME TO \(SQL.identifier(candidate))")
         let renamedTable = SQL.qualified(schema, candidate)
         for row in dependents.rows.indices {
             let kind = dependents.string(row, 0)!
@@ -453,9 +455,9 @@ struct TableCloner {
             let new = NameMapping.rename(old, table: table, to: candidate)
             guard new != old else { continue }
             switch kind {
-            case "index": try await target.exec("ALTER INDEX \(SQL.qualified(schema, old)) RENAME TO \(SQL.identifier(new))")
-            case "constraint": try await target.exec("ALTER TABLE \(renamedTable) RENAME CONSTRAINT \(SQL.identifier(old)) TO \(SQL.identifier(new))")
-            default: try await target.exec("ALTER SEQUENCE \(SQL.qualified(schema, old)) RENAME TO \(SQL.identifier(new))")
+            case "index": try await target.execute("ALTER INDEX \(SQL.qualified(schema, old)) RENAME TO \(SQL.identifier(new))")
+            case "constraint": try await target.execute("ALTER TABLE \(renamedTable) RENAME CONSTRAINT \(SQL.identifier(old)) TO \(SQL.identifier(new))")
+            default: try await target.execute("ALTER SEQUENCE \(SQL.qualified(schema, old)) RENAME TO \(SQL.identifier(new))")
             }
         }
         return "\(schema).\(candidate)"

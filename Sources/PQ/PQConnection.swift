@@ -88,6 +88,14 @@ public final class PQConnection: @unchecked Sendable {
         }
     }
 
+    /// Runs exactly one statement (the extended protocol refuses a second one), for SQL
+    /// built from text a remote server supplied: a definition that smuggles in
+    /// `; DROP ...` fails instead of running.
+    @discardableResult
+    public func execute(_ sql: String) async throws -> PQResult {
+        try await query(sql)
+    }
+
     /// Runs one statement with the extended protocol and text parameters.
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = [], resultFormat: Format = .text) async throws -> PQResult {
