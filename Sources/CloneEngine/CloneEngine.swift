@@ -41,13 +41,18 @@ public struct CloneTarget: Sendable {
 
 /// The clone engine: one implementation behind the admin SQL API and the CLI.
 public struct CloneEngine: Sendable {
-    public init() {}
+    /// Whose credentials source connections may use.
+    public let sourceCredentials: SourceCredentials
+
+    public init(sourceCredentials: SourceCredentials = .any) {
+        self.sourceCredentials = sourceCredentials
+    }
 
     // MARK: - Tables
 
     public func cloneTable(source: String, target: CloneTarget, schema: String, table: String,
                            targetName: String?, options: CloneOptions) async throws(CloneError) -> TableCloneOutcome {
-        let session = try await SourceSession.open(source)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials)
         let definition = try await loadTable(session.primary, schema: schema, table: table)
         let connection = try await target.connect()
         let cloner = TableCloner(source: session.primary, target: connection)
@@ -105,7 +110,7 @@ public struct CloneEngine: Sendable {
 
     public func cloneSchema(source: String, target: CloneTarget, schema: String, options: CloneOptions,
                             progress: (any CloneProgress)? = nil) async throws(CloneError) -> SchemaCloneSummary {
-        let session = try await SourceSession.open(source)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials)
         let exists = try await run("source") { try await session.primary.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema]) }
         guard exists.rows.count == 1 else {
             throw CloneError("3F000", "schema \"\(schema)\" does not exist on source")
@@ -115,7 +120,7 @@ public struct CloneEngine: Sendable {
 
     public func cloneDatabase(source: String, target: CloneTarget, options: CloneOptions,
                               progress: (any CloneProgress)? = nil) async throws(CloneError) -> SchemaCloneSummary {
-        let session = try await SourceSession.open(source)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials)
         let schemas = try await run("source") { try await Self.databaseSchemas(session.primary) }
         return try await cloneSchemas(session: session, target: target, schemas: schemas, options: options, progress: progress, largeObjects: true)
     }
@@ -134,7 +139,7 @@ public struct CloneEngine: Sendable {
     /// CREATE DATABASE on the target server (as the caller), then a database clone into it.
     public func createDatabase(source: String, target: CloneTarget, name: String, options: CloneOptions,
                                progress: (any CloneProgress)? = nil) async throws(CloneError) -> SchemaCloneSummary {
-        let session = try await SourceSession.open(source)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials)
         let connection = try await target.connect()
         do {
             try await connection.execute("CREATE DATABASE \(SQL.identifier(name))")
@@ -156,7 +161,7 @@ public struct CloneEngine: Sendable {
     }
 
     public func cloneFunctions(source: String, target: CloneTarget, schema: String) async throws(CloneError) -> Int {
-        let session = try await SourceSession.open(source)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials)
         let exists = try await run("source") { try await session.primary.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema]) }
         guard exists.rows.count == 1 else {
             throw CloneError("3F000", "schema \"\(schema)\" does not exist on source")

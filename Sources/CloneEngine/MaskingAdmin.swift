@@ -5,7 +5,12 @@ import PQ
 
 /// The masking toolset of the SQL API: discovery, static masking, masked views, reports.
 public struct MaskingAdmin: Sendable {
-    public init() {}
+    /// Whose credentials source connections may use.
+    public let sourceCredentials: SourceCredentials
+
+    public init(sourceCredentials: SourceCredentials = .any) {
+        self.sourceCredentials = sourceCredentials
+    }
 
     public struct ColumnInfo: Sendable {
         public var table: String
@@ -43,7 +48,7 @@ public struct MaskingAdmin: Sendable {
 
     /// `{"table": {"column": strategy, ...}, ...}`, each table's object usable as a `mask` option.
     public func discoverSensitive(source: String, schema: String) async throws(CloneError) -> String {
-        let session = try await SourceSession.open(source)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials)
         do {
             let exists = try await session.primary.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema])
             guard exists.rows.count == 1 else { throw CloneError("3F000", "schema \"\(schema)\" does not exist on source") }

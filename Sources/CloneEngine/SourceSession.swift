@@ -14,13 +14,15 @@ final class SourceSession: Sendable {
         self.conninfo = conninfo
     }
 
-    static func open(_ conninfo: String) async throws(CloneError) -> SourceSession {
+    static func open(_ given: String, credentials: SourceCredentials = .any) async throws(CloneError) -> SourceSession {
         // Parse first: libpq's own connect errors for a malformed string can quote pieces of it.
+        let parsed: ConnInfo
         do {
-            _ = try ConnInfo(parsing: conninfo)
+            parsed = try ConnInfo(parsing: given)
         } catch {
             throw CloneError("08001", "could not connect to source: \(error)")
         }
+        let conninfo = try credentials.conninfo(parsed, given: given)
         let connection: PQConnection
         do {
             connection = try await PQConnection.connect(conninfo, label: "source")
@@ -28,6 +30,11 @@ final class SourceSession: Sendable {
             throw CloneError("08001", "could not connect to source: \(error.message)")
         } catch {
             throw CloneError("08001", "could not connect to source: \(error)")
+        }
+        if credentials == .ownPasswordOnly, (try? await connection.usedPassword()) != true {
+            throw CloneError("2F003", "password is required for the source connection",
+                             detail: "The source server did not ask for the password given in the connection string; a caller who is not a superuser may only clone with credentials of their own.",
+                             hint: "Use a source login that authenticates with a password (not trust, peer, ident or certificates), or call as a superuser.")
         }
         do {
             // Deparsed definitions come out schema-qualified with an empty search_path. With

@@ -88,6 +88,11 @@ public final class PQConnection: @unchecked Sendable {
         }
     }
 
+    /// Whether the server asked for, and got, a password while connecting.
+    public func usedPassword() async throws -> Bool {
+        try await run { handle in PQconnectionUsedPassword(handle) == 1 }
+    }
+
     /// Runs exactly one statement (the extended protocol refuses a second one), for SQL
     /// built from text a remote server supplied: a definition that smuggles in
     /// `; DROP ...` fails instead of running.

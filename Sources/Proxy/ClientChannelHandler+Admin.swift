@@ -201,7 +201,7 @@ extension ClientChannelHandler {
                 hint: adminRoles.isEmpty ? "Only superusers may call the pgclone admin API; the proxy's --admin-roles names roles whose members may too."
                     : "Members of \(adminRoles.joined(separator: ", ")) may call the pgclone admin API."))
         }
-        return .success(AdminCaller(role: role, database: database))
+        return .success(AdminCaller(role: role, database: database, isSuperuser: answer.rows[0][2] == "t"))
     }
 
     func finishAdminParse(name: String, statement: AdminStatement, types: [UInt32], caller: Result<AdminCaller, AdminError>) {

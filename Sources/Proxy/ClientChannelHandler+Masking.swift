@@ -160,7 +160,7 @@ extension ClientChannelHandler {
             return
         }
         logger.info("admin call", metadata: ["role": "\(role)", "functions": "\(functionNames)"])
-        let caller = AdminCaller(role: role, database: database)
+        let caller = AdminCaller(role: role, database: database, isSuperuser: superuser)
         let functions = proxy.adminFunctions
         let session = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop

@@ -115,6 +115,37 @@ import Testing
         #expect(demoted.stderr.contains("ERROR:  42501: permission denied"), "\(demoted.stderr)")
     }
 
+    /// A caller who is not a superuser cannot make the proxy connect with credentials of its
+    /// own (the proxy's .pgpass and environment, peer or trust on a local socket): the source
+    /// connection must use the password the caller wrote, and the server must ask for it.
+    @Test func nonSuperusersCannotBorrowTheProxysCredentials() async throws {
+        let environment = try TestEnvironment.require()
+        let suffix = UInt32.random(in: 0...UInt32.max)
+        let group = "borrowers_\(suffix)", member = "borrower_\(suffix)"
+        let admin = try await PQConnection.connect(environment.directTarget())
+        try await admin.exec("CREATE ROLE \(group); CREATE ROLE \(member) LOGIN PASSWORD 'pw' IN ROLE \(group)")
+        defer { Task { _ = try? await admin.exec("DROP ROLE \(member); DROP ROLE \(group)") } }
+        let proxy = try await RunningProxy.start(environment) { $0.adminRoles = [group] }
+        defer { Task { try await proxy.stop() } }
+        try await withDatabase(environment) { database in
+            try await admin.exec("GRANT CREATE ON DATABASE \(database) TO \(member)")
+            let conninfo = environment.throughProxy(proxy.port, user: member, password: "pw", database: database)
+            func call(_ source: String) async throws -> Shell.Output {
+                try await Shell.psql(conninfo, "\\set VERBOSITY verbose\nSELECT pgclone.table('\(source)', 'test_schema', 'customers', true);")
+            }
+            let noPassword = try await call("host=127.0.0.1 port=\(environment.sourcePort) dbname=db1 user=postgres")
+            #expect(noPassword.stderr.contains("ERROR:  2F003: password is required for the source connection"), "\(noPassword.stderr)")
+            let passfile = try await call("host=127.0.0.1 port=\(environment.sourcePort) dbname=db1 user=postgres passfile=/root/.pgpass")
+            #expect(passfile.stderr.contains("ERROR:  42501: connection option \"passfile\" is not allowed"), "\(passfile.stderr)")
+            // The target's own socket trusts local connections: a password that is never asked for does not count.
+            let trusted = try await call("host=\(environment.targetSocketDirectory) port=\(environment.targetPort) dbname=postgres user=postgres password=anything")
+            #expect(trusted.stderr.contains("ERROR:  2F003: password is required for the source connection"), "\(trusted.stderr)")
+            // The caller's own password, asked for by the server: fine.
+            let own = try await call(sourceConnInfo(environment))
+            #expect(own.stdout == "OK: cloned test_schema.customers (10 rows)\n", "\(own.stderr)")
+        }
+    }
+
     @Test func targetObjectsBelongToTheCallerAndNeedItsPrivileges() async throws {
         let environment = try TestEnvironment.require()
         let suffix = UInt32.random(in: 0...UInt32.max)

@@ -6,9 +6,13 @@ import PQ
 public struct AdminCaller: Sendable {
     public var role: String
     public var database: String
-    public init(role: String, database: String) {
+    /// Superusers may let the proxy use its own credentials for source connections; others
+    /// must bring a password (see SourceCredentials).
+    public var isSuperuser: Bool
+    public init(role: String, database: String, isSuperuser: Bool) {
         self.role = role
         self.database = database
+        self.isSuperuser = isSuperuser
     }
 }
 
@@ -17,12 +21,13 @@ struct AdminFunctions: Sendable {
     let serviceConnInfo: ConnInfo
     let policies: PolicyStore
     let state: StatePolicies
-    let engine = CloneEngine()
 
     /// Runs one reference with its arguments resolved; `notices` collects
     /// things the caller should know that are not errors.
     func run(_ reference: AdminStatement.Reference, arguments: ArgumentList, caller: AdminCaller, notices: inout [String]) async throws(AdminError) -> AdminResult {
         let target = CloneTarget(serviceConnInfo: serviceConnInfo, database: caller.database, role: caller.role)
+        let credentials: SourceCredentials = caller.isSuperuser ? .any : .ownPasswordOnly
+        let engine = CloneEngine(sourceCredentials: credentials)
         do {
             switch reference.function {
             case "version":
@@ -95,7 +100,7 @@ struct AdminFunctions: Sendable {
 
             case "discover_sensitive":
                 try arguments.expectCount(2...2)
-                let json = try await MaskingAdmin().discoverSensitive(source: arguments.text(0, "source_conninfo"), schema: arguments.text(1, "schema_name"))
+                let json = try await MaskingAdmin(sourceCredentials: credentials).discoverSensitive(source: arguments.text(0, "source_conninfo"), schema: arguments.text(1, "schema_name"))
                 return .value(json, type: "json")
 
             case "mask_in_place":
