@@ -94,12 +94,19 @@ public struct MaskingRewriter: Sendable {
         return walker.edits.isEmpty ? .unchanged(unknownFunction: walker.unknownFunction) : .edits(walker.edits, unknownFunction: walker.unknownFunction)
     }
 
+    /// The text with every edit made, in one pass (a statement naming a masked table
+    /// thousands of times must not cost a copy of the text per edit).
     static func apply(_ edits: [Edit], to text: [UInt8]) -> [UInt8] {
-        var bytes = text
-        for edit in edits.sorted(by: { $0.range.lowerBound > $1.range.lowerBound }) {
-            bytes.replaceSubrange(edit.range, with: Array(edit.replacement.utf8))
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count + edits.reduce(0) { $0 + $1.replacement.utf8.count })
+        var position = 0
+        for edit in edits.sorted(by: { $0.range.lowerBound < $1.range.lowerBound }) where edit.range.lowerBound >= position {
+            out.append(contentsOf: text[position..<edit.range.lowerBound])
+            out.append(contentsOf: edit.replacement.utf8)
+            position = edit.range.upperBound
         }
-        return bytes
+        out.append(contentsOf: text[position...])
+        return out
     }
 
     static func describe(_ kind: String) -> String {

@@ -24,7 +24,10 @@ struct SessionMasking {
     /// Rewrites by statement shape (the text without its numeric constants): a driver that
     /// sends `... WHERE id = 17`, then `... = 18`, parses and rewrites once.
     private var cache: [[UInt8]: CachedRewrite] = [:]
-    static let cacheLimit = 1000
+    /// Bounds on what one session keeps: a masked role could otherwise fill the proxy's
+    /// memory with large distinct statements.
+    static let cacheLimit = 256
+    static let largestCachedStatement = 16 << 10
 
     enum CachedRewrite {
         case unchanged
@@ -117,7 +120,7 @@ struct SessionMasking {
         }
         // A statement calling a function that is still unknown on a fresh context (it does not
         // exist, or appeared just now) is judged again next time.
-        if plan.unknownFunction != nil { cached = nil }
+        if plan.unknownFunction != nil || bytes.count > Self.largestCachedStatement { cached = nil }
         if let cached {
             if cache.count >= Self.cacheLimit { cache.removeAll() }
             cache[shape.key] = cached

@@ -42,6 +42,22 @@ import Testing
         #expect(rewrite("SELECT 1 FROM \"test_schema\".\"employees\"") == .rewritten("SELECT 1 FROM \(masked) AS \"employees\""))
     }
 
+    @Test func everyOneOfManyReadsIsRewritten() throws {
+        let parts = Array(repeating: "SELECT email FROM test_schema.employees", count: 400)
+        guard case .rewritten(let text) = rewrite(parts.joined(separator: " UNION ALL ")) else {
+            Issue.record("not rewritten")
+            return
+        }
+        #expect(text == Array(repeating: "SELECT email FROM \(masked) AS \"employees\"", count: 400).joined(separator: " UNION ALL "))
+        // Each UNION nests the tree one level deeper: past the reader's depth limit the statement is refused.
+        let tooDeep = Array(repeating: "SELECT email FROM test_schema.employees", count: 2000).joined(separator: " UNION ALL ")
+        guard case .refused(let error) = rewrite(tooDeep) else {
+            Issue.record("a 2000-way UNION was not refused")
+            return
+        }
+        #expect(error.message.contains("too complex"), "\(error.message)")
+    }
+
     @Test func namesResolveAsTheServerWould() {
         // Unqualified: only when the search_path reaches the table.
         #expect(rewrite("SELECT email FROM employees") == .unchanged)
