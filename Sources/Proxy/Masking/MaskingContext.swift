@@ -148,7 +148,9 @@ public struct MaskingContext: Sendable, Hashable {
             FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc pr ON pr.oid = o.oprcode
             WHERE pr.proname::pg_catalog.text IN (SELECT f.name FROM fn_taint f)
             UNION ALL
-            SELECT DISTINCT 'userfn', pr.proname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_proc pr WHERE pr.oid >= 16384
+            -- Only a masked session needs them (every few seconds, so not for everyone).
+            SELECT DISTINCT 'userfn', pr.proname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_proc pr
+            WHERE pr.oid >= 16384 AND EXISTS (SELECT 1 FROM m)
             """ + (includeBuiltins ? """
 
             UNION ALL
