@@ -1,4 +1,5 @@
 import Logging
+import PQ
 import ServiceLifecycle
 import UnixSignals
 
@@ -25,6 +26,11 @@ public struct PolicyReloader: Service {
             }
             group.addTask {
                 var signature = store.directorySignature()
+                // One connection to the state database, kept open (connecting every second
+                // forked a backend and ran a SCRAM exchange every second); after a failure,
+                // attempts back off up to half a minute.
+                var connection: PQConnection?
+                var skip = 0, backoff = 1
                 while !Task.isCancelled && !Task.isShuttingDownGracefully {
                     try? await Task.sleep(for: interval)
                     let now = store.directorySignature()
@@ -33,8 +39,21 @@ public struct PolicyReloader: Service {
                         store.reload()
                     }
                     // Policies created through the SQL API by any proxy fronting this target.
-                    if let state, let policies = try? await state.load() {
-                        store.setStatePolicies(policies)
+                    guard let state else { continue }
+                    if skip > 0 {
+                        skip -= 1
+                        continue
+                    }
+                    do {
+                        let open: PQConnection
+                        if let connection { open = connection } else { open = try await state.connect() }
+                        connection = open
+                        store.setStatePolicies(try await state.load(on: open))
+                        backoff = 1
+                    } catch {
+                        connection = nil
+                        skip = backoff
+                        backoff = min(backoff * 2, 30)
                     }
                 }
             }

@@ -46,7 +46,11 @@ public struct StatePolicies: Sendable {
 
     /// Reads every stored policy; a missing table means none.
     public func load() async throws -> [TablePolicy] {
-        let connection = try await connect()
+        try await load(on: try await connect())
+    }
+
+    /// The same on an open connection to the state database (the reloader keeps one).
+    func load(on connection: PQConnection) async throws -> [TablePolicy] {
         let exists = try await connection.exec("SELECT pg_catalog.to_regclass('pgclone.masking_policies') IS NOT NULL")
         guard exists.string(0, 0) == "t" else { return [] }
         let rows = try await connection.exec("""
