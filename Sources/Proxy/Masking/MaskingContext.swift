@@ -20,6 +20,8 @@ public struct MaskingContext: Sendable, Hashable {
         /// Whether an unqualified reference to `name` reaches this table under the session's search_path.
         public var resolvesUnqualified: Bool
         public var columns: [Column]
+        /// A partitioned table (its rows live in the partitions; COPY of it is an error).
+        public var isPartitioned = false
 
         /// A relation with the table's column names, order and types, holding masked values.
         public func maskedRelation(only: Bool) -> String {
@@ -127,7 +129,8 @@ public struct MaskingContext: Sendable, Hashable {
             SELECT 'maxoid', (SELECT pg_catalog.max(oid) FROM pg_catalog.pg_class)::pg_catalog.text, NULL, NULL, NULL, NULL
             UNION ALL
             SELECT 'table', m.i::pg_catalog.text, m.reloid::pg_catalog.text,
-                   (pg_catalog.to_regclass(pg_catalog.quote_ident(c.relname)) OPERATOR(pg_catalog.=) m.reloid)::pg_catalog.text,
+                   COALESCE(pg_catalog.to_regclass(pg_catalog.quote_ident(c.relname)) OPERATOR(pg_catalog.=) m.reloid, false)::pg_catalog.text
+                     OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) c.relkind::pg_catalog.text,
                    n.nspname::pg_catalog.text, c.relname::pg_catalog.text
             FROM m JOIN pg_catalog.pg_class c ON c.oid = m.reloid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             UNION ALL
@@ -194,7 +197,10 @@ public struct MaskingContext: Sendable, Hashable {
             case "table":
                 guard let index = row[1].flatMap(Int.init), index < policies.policies.count, let oid = row[2].flatMap(UInt32.init),
                       let schema = row[4], let name = row[5] else { continue }
-                tables[oid] = Table(oid: oid, schema: schema, name: name, resolvesUnqualified: row[3] == "true", columns: tables[oid]?.columns ?? [])
+                // "true:r": resolves unqualified, relkind.
+                let flags = (row[3] ?? "").split(separator: ":")
+                tables[oid] = Table(oid: oid, schema: schema, name: name, resolvesUnqualified: flags.first == "true",
+                                    columns: tables[oid]?.columns ?? [], isPartitioned: flags.last == "p")
                 policyOf[oid] = index
             case "column":
                 guard let index = row[1].flatMap(Int.init), index < policies.policies.count, let oid = row[2].flatMap(UInt32.init),

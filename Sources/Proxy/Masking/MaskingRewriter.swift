@@ -181,6 +181,11 @@ public struct MaskingRewriter: Sendable {
                     refuse("COPY into \(table.schema).\(table.name) is not allowed")
                     return
                 }
+                guard !table.isPartitioned else {
+                    // As the server itself answers.
+                    refusal = AdminError("42809", "cannot copy from partitioned table \"\(table.name)\"", hint: "Try the COPY (SELECT ...) TO variant.")
+                    return
+                }
                 // COPY t [(cols)] TO ... becomes COPY (SELECT cols FROM masked) TO ...
                 let start = relation["location"]?.int ?? 0
                 var end = lexer.endOfQualifiedName(startingAt: start)
@@ -189,8 +194,8 @@ public struct MaskingRewriter: Sendable {
                     columns = list.compactMap { $0["String"]?["sval"]?.string }.map(SQL.identifier).joined(separator: ", ")
                     if let close = lexer.endOfCall(startingAt: end) { end = close }
                 }
-                let only = relation["inh"]?.bool != true
-                edits.append(Edit(range: start..<end, replacement: "(SELECT \(columns) FROM \(table.maskedRelation(only: only)) AS \(SQL.identifier(table.name)))"))
+                // COPY t TO reads t's own rows, never its inheritance children's.
+                edits.append(Edit(range: start..<end, replacement: "(SELECT \(columns) FROM \(table.maskedRelation(only: true)) AS \(SQL.identifier(table.name)))"))
                 return
             }
             if let query = body["query"] { walk(query, ctes: []) }

@@ -34,11 +34,16 @@ import Testing
         #expect(rewrite("SELECT e.email FROM test_schema.employees e") == .rewritten("SELECT e.email FROM \(masked) e"))
         #expect(rewrite("SELECT * FROM ONLY test_schema.employees") == .rewritten("SELECT * FROM \(Self.employees.maskedRelation(only: true)) AS \"employees\""))
         #expect(rewrite("TABLE test_schema.employees") == .rewritten("SELECT * FROM \(masked) AS \"employees\""))
-        // COPY t TO reads t's partitions too (the server itself refuses COPY of a partitioned table).
+        // COPY t TO reads t's own rows only, as the server does.
+        let only = Self.employees.maskedRelation(only: true)
         #expect(rewrite("COPY test_schema.employees TO STDOUT")
-                == .rewritten("COPY (SELECT * FROM \(masked) AS \"employees\") TO STDOUT"))
+                == .rewritten("COPY (SELECT * FROM \(only) AS \"employees\") TO STDOUT"))
         #expect(rewrite("COPY test_schema.employees (id, email) TO STDOUT")
-                == .rewritten("COPY (SELECT \"id\", \"email\" FROM \(masked) AS \"employees\") TO STDOUT"))
+                == .rewritten("COPY (SELECT \"id\", \"email\" FROM \(only) AS \"employees\") TO STDOUT"))
+        var partitioned = Self.context()
+        partitioned.tables[0].isPartitioned = true
+        #expect(rewrite("COPY test_schema.employees TO STDOUT", partitioned)
+                == .refused(AdminError("42809", "cannot copy from partitioned table \"employees\"", hint: "Try the COPY (SELECT ...) TO variant.")))
         #expect(rewrite("SELECT 1 FROM \"test_schema\".\"employees\"") == .rewritten("SELECT 1 FROM \(masked) AS \"employees\""))
     }
 
