@@ -23,6 +23,26 @@ import Testing
         try await admin.exec("DROP DATABASE \(name) WITH (FORCE)")
     }
 
+    /// A login role (password "pw") in a fresh group that the proxy's --admin-roles names, and
+    /// that proxy; `body` gets the admin connection, the member's name and the proxy.
+    private func withAdminGroupMember(_ environment: TestEnvironment, _ prefix: String,
+                                      _ body: (_ admin: PQConnection, _ member: String, _ proxy: RunningProxy) async throws -> Void) async throws {
+        let suffix = UInt32.random(in: 0...UInt32.max)
+        let group = "\(prefix)s_\(suffix)", member = "\(prefix)_\(suffix)"
+        let admin = try await PQConnection.connect(environment.directTarget())
+        try await admin.exec("CREATE ROLE \(group); CREATE ROLE \(member) LOGIN PASSWORD 'pw' IN ROLE \(group)")
+        let proxy = try await RunningProxy.start(environment) { $0.adminRoles = [group] }
+        do {
+            try await body(admin, member, proxy)
+        } catch {
+            try? await proxy.stop()
+            _ = try? await admin.exec("DROP ROLE \(member); DROP ROLE \(group)")
+            throw error
+        }
+        try await proxy.stop()
+        _ = try? await admin.exec("DROP ROLE \(member); DROP ROLE \(group)")
+    }
+
     /// A source database of its own (the shared db1 must not change while other tests read it),
     /// filled by `setup` run as postgres, dropped afterwards; `body` gets its name, a conninfo
     /// for it and a running proxy in front of the target.
@@ -120,57 +140,47 @@ import Testing
     /// connection must use the password the caller wrote, and the server must ask for it.
     @Test func nonSuperusersCannotBorrowTheProxysCredentials() async throws {
         let environment = try TestEnvironment.require()
-        let suffix = UInt32.random(in: 0...UInt32.max)
-        let group = "borrowers_\(suffix)", member = "borrower_\(suffix)"
-        let admin = try await PQConnection.connect(environment.directTarget())
-        try await admin.exec("CREATE ROLE \(group); CREATE ROLE \(member) LOGIN PASSWORD 'pw' IN ROLE \(group)")
-        defer { Task { _ = try? await admin.exec("DROP ROLE \(member); DROP ROLE \(group)") } }
-        let proxy = try await RunningProxy.start(environment) { $0.adminRoles = [group] }
-        defer { Task { try await proxy.stop() } }
-        try await withDatabase(environment) { database in
-            try await admin.exec("GRANT CREATE ON DATABASE \(database) TO \(member)")
-            let conninfo = environment.throughProxy(proxy.port, user: member, password: "pw", database: database)
-            func call(_ source: String) async throws -> Shell.Output {
-                try await Shell.psql(conninfo, "\\set VERBOSITY verbose\nSELECT pgclone.table('\(source)', 'test_schema', 'customers', true);")
+        try await withAdminGroupMember(environment, "borrower") { admin, member, proxy in
+            try await withDatabase(environment) { database in
+                try await admin.exec("GRANT CREATE ON DATABASE \(database) TO \(member)")
+                let conninfo = environment.throughProxy(proxy.port, user: member, password: "pw", database: database)
+                func call(_ source: String) async throws -> Shell.Output {
+                    try await Shell.psql(conninfo, "\\set VERBOSITY verbose\nSELECT pgclone.table('\(source)', 'test_schema', 'customers', true);")
+                }
+                let noPassword = try await call("host=127.0.0.1 port=\(environment.sourcePort) dbname=db1 user=postgres")
+                #expect(noPassword.stderr.contains("ERROR:  2F003: password is required for the source connection"), "\(noPassword.stderr)")
+                let passfile = try await call("host=127.0.0.1 port=\(environment.sourcePort) dbname=db1 user=postgres passfile=/root/.pgpass")
+                #expect(passfile.stderr.contains("ERROR:  42501: connection option \"passfile\" is not allowed"), "\(passfile.stderr)")
+                // The target's own socket trusts local connections: a password that is never asked for does not count.
+                let trusted = try await call("host=\(environment.targetSocketDirectory) port=\(environment.targetPort) dbname=postgres user=postgres password=anything")
+                #expect(trusted.stderr.contains("ERROR:  2F003: password is required for the source connection"), "\(trusted.stderr)")
+                // The caller's own password, asked for by the server: fine.
+                let own = try await call(sourceConnInfo(environment))
+                #expect(own.stdout == "OK: cloned test_schema.customers (10 rows)\n", "\(own.stderr)")
             }
-            let noPassword = try await call("host=127.0.0.1 port=\(environment.sourcePort) dbname=db1 user=postgres")
-            #expect(noPassword.stderr.contains("ERROR:  2F003: password is required for the source connection"), "\(noPassword.stderr)")
-            let passfile = try await call("host=127.0.0.1 port=\(environment.sourcePort) dbname=db1 user=postgres passfile=/root/.pgpass")
-            #expect(passfile.stderr.contains("ERROR:  42501: connection option \"passfile\" is not allowed"), "\(passfile.stderr)")
-            // The target's own socket trusts local connections: a password that is never asked for does not count.
-            let trusted = try await call("host=\(environment.targetSocketDirectory) port=\(environment.targetPort) dbname=postgres user=postgres password=anything")
-            #expect(trusted.stderr.contains("ERROR:  2F003: password is required for the source connection"), "\(trusted.stderr)")
-            // The caller's own password, asked for by the server: fine.
-            let own = try await call(sourceConnInfo(environment))
-            #expect(own.stdout == "OK: cloned test_schema.customers (10 rows)\n", "\(own.stderr)")
         }
     }
 
     @Test func targetObjectsBelongToTheCallerAndNeedItsPrivileges() async throws {
         let environment = try TestEnvironment.require()
-        let suffix = UInt32.random(in: 0...UInt32.max)
-        let group = "cloners_\(suffix)", cloner = "cloner_\(suffix)"
-        let admin = try await PQConnection.connect(environment.directTarget())
-        try await admin.exec("CREATE ROLE \(group); CREATE ROLE \(cloner) LOGIN PASSWORD 'pw' IN ROLE \(group)")
-        defer { Task { _ = try? await admin.exec("DROP ROLE \(cloner); DROP ROLE \(group)") } }
-        let proxy = try await RunningProxy.start(environment) { $0.adminRoles = [group] }
-        defer { Task { try await proxy.stop() } }
-        try await withDatabase(environment) { database in
-            let direct = try await PQConnection.connect(environment.directTarget(database: database))
-            // test_schema exists on the target, owned by postgres, and the caller may not create in it.
-            try await direct.exec("CREATE SCHEMA test_schema")
-            let conninfo = environment.throughProxy(proxy.port, user: cloner, password: "pw", database: database)
-            let call = "SELECT pgclone.table('\(sourceConnInfo(environment))', 'test_schema', 'customers', true);"
-            let denied = try await Shell.psql(conninfo, "\\set VERBOSITY verbose\n" + call)
-            #expect(denied.status != 0)
-            #expect(denied.stderr.contains("ERROR:  42501: cloning test_schema.customers: permission denied for schema test_schema"), "\(denied.stderr)")
-            #expect(try await direct.exec("SELECT to_regclass('test_schema.customers') IS NULL").string(0, 0) == "t")
+        try await withAdminGroupMember(environment, "cloner") { _, cloner, proxy in
+            try await withDatabase(environment) { database in
+                let direct = try await PQConnection.connect(environment.directTarget(database: database))
+                // test_schema exists on the target, owned by postgres, and the caller may not create in it.
+                try await direct.exec("CREATE SCHEMA test_schema")
+                let conninfo = environment.throughProxy(proxy.port, user: cloner, password: "pw", database: database)
+                let call = "SELECT pgclone.table('\(sourceConnInfo(environment))', 'test_schema', 'customers', true);"
+                let denied = try await Shell.psql(conninfo, "\\set VERBOSITY verbose\n" + call)
+                #expect(denied.status != 0)
+                #expect(denied.stderr.contains("ERROR:  42501: cloning test_schema.customers: permission denied for schema test_schema"), "\(denied.stderr)")
+                #expect(try await direct.exec("SELECT to_regclass('test_schema.customers') IS NULL").string(0, 0) == "t")
 
-            try await direct.exec("GRANT CREATE, USAGE ON SCHEMA test_schema TO \(cloner)")
-            let created = try await Shell.psql(conninfo, call)
-            #expect(created.stdout == "OK: cloned test_schema.customers (10 rows)\n", "\(created.stderr)")
-            let owner = try await direct.exec("SELECT tableowner FROM pg_tables WHERE schemaname = 'test_schema' AND tablename = 'customers'")
-            #expect(owner.string(0, 0) == cloner)
+                try await direct.exec("GRANT CREATE, USAGE ON SCHEMA test_schema TO \(cloner)")
+                let created = try await Shell.psql(conninfo, call)
+                #expect(created.stdout == "OK: cloned test_schema.customers (10 rows)\n", "\(created.stderr)")
+                let owner = try await direct.exec("SELECT tableowner FROM pg_tables WHERE schemaname = 'test_schema' AND tablename = 'customers'")
+                #expect(owner.string(0, 0) == cloner)
+            }
         }
     }
 
