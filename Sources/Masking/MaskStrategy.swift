@@ -5,7 +5,7 @@ import PQ
 /// used everywhere masking happens (clone-time COPY, mask_in_place, masked views,
 /// the proxy), so a value is masked the same way wherever it is read.
 public enum MaskStrategy: Sendable, Hashable {
-    /// `alice@example.com` → `a***@example.com`.
+    /// `alice@example.com` → `a***@example.com`; a value without an @ after its first character → `***`.
     case email
     /// Any name → `XXXX`.
     case name
@@ -171,6 +171,8 @@ public enum MaskStrategy: Sendable, Hashable {
         switch self {
         case .email:
             // An @ after at least one character (LIKE is cheaper than strpos); the domain after the last @.
+            // (NULLIF(split_part(...), value) would be cheaper still, but NULLIF compares with an
+            // unqualified `=`, which a search_path could capture.)
             searchesText = true
             body = "CASE WHEN \(Self.op(bytes, "~~", "'_%@%'"))"
                 + " THEN \(Self.concat("pg_catalog.left(\(text), 1)", "'***@'", "pg_catalog.split_part(\(bytes), '@', -1)"))"

@@ -1,4 +1,5 @@
 import Foundation
+import Masking
 import PQ
 import Proxy
 import Testing
@@ -40,6 +41,22 @@ import Testing
                 """)
             #expect(clone.stdout == "OK: cloned test_schema.employees to test_schema.emp_discovered (5 rows)\n5\n", "\(clone.stderr)")
         }
+    }
+
+    /// Each strategy's expression on awkward values, evaluated by the server itself.
+    @Test func strategiesOnEdgeValues() async throws {
+        let environment = try TestEnvironment.require()
+        let connection = try await PQConnection.connect(environment.directTarget())
+        let values = "(VALUES (1, 'alice@example.com'), (2, 'no-at-sign'), (3, ''), (4, '@example.com'), (5, 'a@b@c.org'), (6, NULL), (7, 'ü@ß.de')) v(n, e)"
+        func masked(_ strategy: MaskStrategy, type: String = "text") async throws -> [String] {
+            let result = try await connection.exec("SELECT coalesce(\(strategy.expression(for: "e", type: type)), '<null>') FROM \(values) ORDER BY n")
+            return (0..<result.rows.count).map { result.string($0, 0) ?? "?" }
+        }
+        #expect(try await masked(.email) == ["a***@example.com", "***", "***", "***", "a***@c.org", "<null>", "ü***@ß.de"])
+        #expect(try await masked(.email, type: "character varying(5)") == ["a***@", "***", "***", "***", "a***@", "<null>", "ü***@"])
+        #expect(try await masked(.phone) == ["***-.com", "***-sign", "***-", "***-.com", "***-.org", "<null>", "***-ß.de"])
+        #expect(try await masked(.name) == ["XXXX", "XXXX", "XXXX", "XXXX", "XXXX", "<null>", "XXXX"])
+        #expect(try await masked(.partial(prefix: 1, suffix: 1)) == ["a***m", "n***n", "", "@***m", "a***g", "<null>", "ü***e"])
     }
 
     @Test func additionalStrategiesRunOnTheServer() async throws {
