@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(
             name: "ProxyTests",
             dependencies: [
-                "Proxy", "PostgresWire", "Masking", "CloneEngine",
+                "Proxy", "PostgresWire", "Masking", "CloneEngine", "SQLParser", "JSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],

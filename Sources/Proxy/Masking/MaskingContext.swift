@@ -86,26 +86,26 @@ public struct MaskingContext: Sendable, Hashable {
             WITH RECURSIVE p(i, nsp, rel, unmasked, masked, db) AS (VALUES \(rows)),
             base AS (
               SELECT p.i, c.oid AS reloid FROM p
-              JOIN pg_catalog.pg_namespace n ON n.nspname = p.nsp
-              JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = p.rel
+              JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) p.nsp
+              JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relname OPERATOR(pg_catalog.=) p.rel
               WHERE (p.db IS NULL OR p.db OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text)
-                AND NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = pg_catalog.current_user()), false)
-                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname = ANY (p.unmasked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER'))
-                AND (p.masked IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname = ANY (p.masked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER')))
+                AND NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) pg_catalog.current_user()), false)
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ANY (p.unmasked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER'))
+                AND (p.masked IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ANY (p.masked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER')))
             ),
             -- Partitions and inheritance children carry the same data: the policy covers them too.
             m(i, reloid) AS (
               SELECT i, reloid FROM base
               UNION
-              SELECT m.i, h.inhrelid FROM m JOIN pg_catalog.pg_inherits h ON h.inhparent = m.reloid
+              SELECT m.i, h.inhrelid FROM m JOIN pg_catalog.pg_inherits h ON h.inhparent OPERATOR(pg_catalog.=) m.reloid
             ),
             tainted(oid) AS (
               SELECT reloid FROM m
               UNION
               SELECT r.ev_class FROM tainted t
-              JOIN pg_catalog.pg_depend d ON d.refobjid = t.oid AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-              JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
-              WHERE r.ev_class <> t.oid
+              JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) t.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+              JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
+              WHERE r.ev_class OPERATOR(pg_catalog.<>) t.oid
             ),
             -- Functions whose source names a masked table or a view over one, and up to two levels of
             -- wrappers around those; SQL-standard bodies (BEGIN ATOMIC) record what they read in
@@ -113,14 +113,14 @@ public struct MaskingContext: Sendable, Hashable {
             -- jit_above_cost, and a JIT-compiled context read took 0.9 s.)
             fn1(name) AS (
               SELECT pr.proname::pg_catalog.text
-              FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid = pr.pronamespace
-              WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+              FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) pr.pronamespace
+              WHERE pn.nspname OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[])
                 AND pr.prosrc OPERATOR(pg_catalog.~~*) ANY ((SELECT pg_catalog.array_agg('%' OPERATOR(pg_catalog.||) c.relname::pg_catalog.text OPERATOR(pg_catalog.||) '%')
-                                                             FROM tainted t JOIN pg_catalog.pg_class c ON c.oid = t.oid)::pg_catalog.text[])
+                                                             FROM tainted t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid)::pg_catalog.text[])
               UNION
               SELECT pr.proname::pg_catalog.text
-              FROM tainted t JOIN pg_catalog.pg_depend d ON d.refobjid = t.oid AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-              JOIN pg_catalog.pg_proc pr ON pr.oid = d.objid
+              FROM tainted t JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) t.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+              JOIN pg_catalog.pg_proc pr ON pr.oid OPERATOR(pg_catalog.=) d.objid
             ),
             \(wrappers("fn2", around: "fn1")),
             \(wrappers("fn_taint", around: "fn2"))
@@ -132,32 +132,32 @@ public struct MaskingContext: Sendable, Hashable {
                    COALESCE(pg_catalog.to_regclass(pg_catalog.quote_ident(c.relname)) OPERATOR(pg_catalog.=) m.reloid, false)::pg_catalog.text
                      OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) c.relkind::pg_catalog.text,
                    n.nspname::pg_catalog.text, c.relname::pg_catalog.text
-            FROM m JOIN pg_catalog.pg_class c ON c.oid = m.reloid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            FROM m JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) m.reloid JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
             UNION ALL
             SELECT 'column', m.i::pg_catalog.text, m.reloid::pg_catalog.text, a.attnum::pg_catalog.text, a.attname::pg_catalog.text,
                    -- The type, with the column's collation when it is not the type's: masked values sort and compare as the real ones.
                    pg_catalog.format_type(a.atttypid, a.atttypmod)
                    OPERATOR(pg_catalog.||) COALESCE((SELECT ' COLLATE ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(cn.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(co.collname)
-                                FROM pg_catalog.pg_type ty, pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
-                                WHERE ty.oid = a.atttypid AND co.oid = a.attcollation AND a.attcollation <> ty.typcollation), '')
-            FROM m JOIN pg_catalog.pg_attribute a ON a.attrelid = m.reloid AND a.attnum > 0 AND NOT a.attisdropped
+                                FROM pg_catalog.pg_type ty, pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) co.collnamespace
+                                WHERE ty.oid OPERATOR(pg_catalog.=) a.atttypid AND co.oid OPERATOR(pg_catalog.=) a.attcollation AND a.attcollation OPERATOR(pg_catalog.<>) ty.typcollation), '')
+            FROM m JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
             UNION ALL
-            SELECT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL FROM tainted t JOIN pg_catalog.pg_class c ON c.oid = t.oid
-            WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.reloid = t.oid)
+            SELECT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL FROM tainted t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
+            WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.reloid OPERATOR(pg_catalog.=) t.oid)
             UNION ALL
             SELECT 'function', f.name, NULL, NULL, NULL, NULL FROM fn_taint f
             UNION ALL
             SELECT DISTINCT 'operator', o.oprname::pg_catalog.text, NULL, NULL, NULL, NULL
-            FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc pr ON pr.oid = o.oprcode
-            WHERE pr.proname::pg_catalog.text IN (SELECT f.name FROM fn_taint f)
+            FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc pr ON pr.oid OPERATOR(pg_catalog.=) o.oprcode
+            WHERE pr.proname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (SELECT f.name FROM fn_taint f)
             UNION ALL
             -- Only a masked session needs them (every few seconds, so not for everyone).
             SELECT DISTINCT 'userfn', pr.proname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_proc pr
-            WHERE pr.oid >= 16384 AND EXISTS (SELECT 1 FROM m)
+            WHERE pr.oid OPERATOR(pg_catalog.>=) 16384 AND EXISTS (SELECT 1 FROM m)
             """ + (includeBuiltins ? """
 
             UNION ALL
-            SELECT DISTINCT 'builtin', pr.proname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_proc pr WHERE pr.oid < 16384
+            SELECT DISTINCT 'builtin', pr.proname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_proc pr WHERE pr.oid OPERATOR(pg_catalog.<) 16384
             """ : "")
     }
 
@@ -168,8 +168,8 @@ public struct MaskingContext: Sendable, Hashable {
               SELECT name FROM \(inner)
               UNION
               SELECT pr.proname::pg_catalog.text
-              FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid = pr.pronamespace
-              WHERE pn.nspname NOT IN ('pg_catalog', 'information_schema')
+              FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) pr.pronamespace
+              WHERE pn.nspname OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[])
                 AND pr.prosrc OPERATOR(pg_catalog.~~*) ANY ((SELECT pg_catalog.array_agg('%' OPERATOR(pg_catalog.||) f.name OPERATOR(pg_catalog.||) '%') FROM \(inner) f)::pg_catalog.text[])
             )
         """

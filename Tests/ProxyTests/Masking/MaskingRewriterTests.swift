@@ -1,5 +1,7 @@
 import CloneEngine
 import Masking
+import JSON
+import SQLParser
 @testable import Proxy
 import Testing
 
@@ -101,5 +103,28 @@ import Testing
         #expect(rewrite("SELECT public.upper('a')") == .needsFreshContext(function: "upper"))
         // Without the built-in names every function is unknown.
         #expect(MaskingRewriter(context: Self.context()).rewrite("SELECT count(*)") == .needsFreshContext(function: "count"))
+    }
+
+    /// The context is read in the user's own session, under the user's search_path: every
+    /// operator in it is pg_catalog's (an `=` in a schema before pg_catalog could blind it).
+    @Test func theContextQueryQualifiesEveryOperatorAndFunction() throws {
+        let policies = PolicySet(policies: [TablePolicy(schema: "s", table: "t", unmaskedRoles: ["a"], maskedRoles: ["b"],
+                                                        columns: [.init(name: "c", strategy: .email)], source: "test", database: "d")], version: 1)
+        let statements = try PostgresParser.parse(MaskingContext.query(for: policies, includeBuiltins: true))
+        #expect(statements.count == 1)
+        var unqualified: [String] = []
+        statements[0].node.walk { node in
+            guard let (tag, body) = node.tagged else { return }
+            let list: JSONNode?
+            switch tag {
+            case "A_Expr": list = body["name"]
+            case "SubLink": list = body["operName"]
+            case "FuncCall": list = body["funcname"]
+            default: list = nil
+            }
+            guard let names = list?.array.compactMap({ $0["String"]?["sval"]?.string }), !names.isEmpty else { return }
+            if names.count != 2 || names[0] != "pg_catalog" { unqualified.append(names.joined(separator: ".")) }
+        }
+        #expect(unqualified.isEmpty, "\(unqualified)")
     }
 }
