@@ -135,6 +135,33 @@ import Testing
         #expect(demoted.stderr.contains("ERROR:  42501: permission denied"), "\(demoted.stderr)")
     }
 
+    /// The role check runs under the caller's search_path: an `=` of the caller's own that is
+    /// true for "postgres" must not make them a superuser (it did, before every operator in
+    /// the check was named with its schema).
+    @Test func aUsersOwnOperatorsCannotPassTheRoleCheck() async throws {
+        let environment = try TestEnvironment.require()
+        let user = "op_maker_\(UInt32.random(in: 0...UInt32.max))"
+        let admin = try await PQConnection.connect(environment.directTarget())
+        try await admin.exec("CREATE ROLE \(user) LOGIN PASSWORD 'pw'")
+        defer { Task { _ = try? await admin.exec("DROP ROLE \(user)") } }
+        let proxy = try await RunningProxy.start(environment) { $0.adminRoles = ["pg_monitor"] }
+        defer { Task { try await proxy.stop() } }
+        try await withDatabase(environment) { database in
+            try await PQConnection.connect(environment.directTarget(database: database)).exec("CREATE SCHEMA evil AUTHORIZATION \(user)")
+            let conninfo = environment.throughProxy(proxy.port, user: user, password: "pw", database: database)
+            let setup = try await Shell.psql(conninfo, """
+                CREATE FUNCTION evil.eq(a name, b name) RETURNS bool LANGUAGE sql AS $$ SELECT a OPERATOR(pg_catalog.=) 'postgres'::name $$;
+                CREATE OPERATOR evil.= (LEFTARG = name, RIGHTARG = name, FUNCTION = evil.eq);
+                CREATE FUNCTION evil.eqt(a name, b text) RETURNS bool LANGUAGE sql AS $$ SELECT true $$;
+                CREATE OPERATOR evil.= (LEFTARG = name, RIGHTARG = text, FUNCTION = evil.eqt);
+                """)
+            #expect(setup.status == 0, "\(setup.stderr)")
+            let call = try await Shell.psql(conninfo, "\\set VERBOSITY verbose\nSET search_path = evil, pg_catalog;\nSELECT pgclone.version();")
+            #expect(call.status != 0)
+            #expect(call.stderr.contains("ERROR:  42501: permission denied for pgclone.version"), "\(call.stdout) \(call.stderr)")
+        }
+    }
+
     /// A caller who is not a superuser cannot make the proxy connect with credentials of its
     /// own (the proxy's .pgpass and environment, peer or trust on a local socket): the source
     /// connection must use the password the caller wrote, and the server must ask for it.

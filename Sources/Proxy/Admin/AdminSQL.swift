@@ -5,12 +5,14 @@ import PQ
 /// SQL the proxy sends on a client's own session on behalf of the admin API.
 enum AdminSQL {
     /// Who the session is now (after any SET ROLE), and whether it may use the admin API.
+    /// Runs in the caller's session, under the caller's search_path: every operator is named
+    /// with its schema, or a user's own `=` could make them a superuser here.
     static func roleCheck(adminRoles: [String]) -> String {
         let roles = adminRoles.isEmpty ? "'{}'" : SQL.literal("{" + adminRoles.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}")
         return """
             SELECT pg_catalog.current_user()::pg_catalog.text, pg_catalog.current_database()::pg_catalog.text, \
-            COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = pg_catalog.current_user()), false), \
-            EXISTS (SELECT 1 FROM pg_catalog.pg_roles a WHERE a.rolname = ANY (\(roles)::pg_catalog.text[]) \
+            COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) pg_catalog.current_user()), false), \
+            EXISTS (SELECT 1 FROM pg_catalog.pg_roles a WHERE a.rolname OPERATOR(pg_catalog.=) ANY (\(roles)::pg_catalog.text[]) \
             AND pg_catalog.pg_has_role(pg_catalog.current_user(), a.oid, 'MEMBER'))
             """
     }

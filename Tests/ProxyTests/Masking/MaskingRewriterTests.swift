@@ -107,10 +107,12 @@ import Testing
 
     /// The context is read in the user's own session, under the user's search_path: every
     /// operator in it is pg_catalog's (an `=` in a schema before pg_catalog could blind it).
-    @Test func theContextQueryQualifiesEveryOperatorAndFunction() throws {
+    @Test(arguments: ["context", "role check"])
+    func inBandQueriesQualifyEveryOperatorAndFunction(_ which: String) throws {
         let policies = PolicySet(policies: [TablePolicy(schema: "s", table: "t", unmaskedRoles: ["a"], maskedRoles: ["b"],
                                                         columns: [.init(name: "c", strategy: .email)], source: "test", database: "d")], version: 1)
-        let statements = try PostgresParser.parse(MaskingContext.query(for: policies, includeBuiltins: true))
+        let sql = which == "context" ? MaskingContext.query(for: policies, includeBuiltins: true) : AdminSQL.roleCheck(adminRoles: ["admins"])
+        let statements = try PostgresParser.parse(sql)
         #expect(statements.count == 1)
         var unqualified: [String] = []
         statements[0].node.walk { node in
