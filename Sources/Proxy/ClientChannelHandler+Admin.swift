@@ -96,8 +96,10 @@ extension ClientChannelHandler {
             }
             if !isMaskedSession && !proxy.policies.current.isEmpty {
                 statementsPreparedUnmasked.insert(parse.statementName)
+                statementsPreparedMasked[parse.statementName] = nil
             } else {
                 statementsPreparedUnmasked.remove(parse.statementName)
+                if isMaskedSession { statementsPreparedMasked[parse.statementName] = masking.generation }
             }
             activity.clientSent(frame.type)
             return .relay
@@ -154,7 +156,7 @@ extension ClientChannelHandler {
             internalStatementCounter += 1
             let name = "pgclone_internal_\(internalStatementCounter)"
             var buffer = ByteBuffer()
-            let error = AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before role \"\(masking.context?.role ?? "")\" was masked by a policy; prepare it again")
+            let error = AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before role \"\(masking.context?.role ?? "")\" was masked by the current policies; prepare it again")
             FrontendMessage.parse(.init(statementName: name, query: AdminSQL.raise(error), parameterTypes: [])).encode(into: &buffer)
             FrontendMessage.bind(.init(portalName: bind.portalName, statementName: name, parameterFormats: [], parameters: [], resultFormats: [])).encode(into: &buffer)
             FrontendMessage.close(.statement(name)).encode(into: &buffer)

@@ -32,6 +32,13 @@ extension ClientChannelHandler {
                 logger.debug("masking context", metadata: ["role": "\(context.role)", "masked.tables": "\(context.tables.count)"])
             }
             masking.update(context)
+            // Statements prepared under an older context must be prepared again (this runs when
+            // the server is quiet: no Parse is in flight while the tracked set changes).
+            let stale = statementsPreparedMasked.filter { $0.value != masking.generation }
+            if !stale.isEmpty {
+                statementsPreparedUnmasked.formUnion(stale.keys)
+                for name in stale.keys { statementsPreparedMasked[name] = nil }
+            }
         }
         resumeClientInput()
     }

@@ -77,9 +77,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     /// Whether the client's Parse/Close answers are counted, so that the proxy's own can be swallowed.
     var tracksParseAnswers: Bool { !adminPrepared.isEmpty || !statementsPreparedUnmasked.isEmpty }
 
-    /// Statements prepared while the session was not masked (with policies in force): if the
-    /// session becomes masked, binding them would run unrewritten text, so it is refused.
+    /// Statements that may not run while the session is masked: prepared while it was not
+    /// masked (with policies in force), or under an older masking context (another role,
+    /// other policies). Binding them would run unrewritten or outdated text: refused.
     var statementsPreparedUnmasked: Set<String> = []
+    /// Statements prepared (protocol level) while masked, with the masking generation.
+    var statementsPreparedMasked: [String: Int] = [:]
     var maskingWaitingForQuiet = false
     var maskingCheckError: ErrorFields?
     var adminWaitingForQuiet = false

@@ -262,7 +262,7 @@ import Testing
                 Issue.record("a statement prepared before masking ran: \(result.strings)")
             } catch let error as PQError {
                 #expect(error.sqlState == "42501")
-                #expect(error.message == "pgclone: prepared statement \"early\" was prepared before role \"\(roles.masked)\" was masked by a policy; prepare it again")
+                #expect(error.message == "pgclone: prepared statement \"early\" was prepared before role \"\(roles.masked)\" was masked by the current policies; prepare it again")
             }
             // Preparing again under the masked role works, masked.
             try await session.prepare(name: "late", "SELECT email FROM test_schema.employees WHERE id = $1")
@@ -413,6 +413,46 @@ import Testing
             #expect(output.status == 0, "\(output.stderr)")
             #expect(output.stdout.contains("XXXX"))
             assertNoCanary(output.stdout + output.stderr, driver)
+        }
+    }
+
+    /// A statement prepared while masked under one set of policies carries that rewrite: when the
+    /// policies change, running it again (protocol-level Bind/Execute, or SQL-level EXECUTE) would
+    /// show a column the new policy masks. It is refused until prepared again.
+    @Test func statementsPreparedUnderOlderPoliciesMustBePreparedAgain() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let session = try await PQConnection.connect(environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database))
+            try await session.prepare(name: "notes_of", "SELECT notes FROM test_schema.employees WHERE id = $1")
+            #expect(try await session.executePrepared(name: "notes_of", ["1"]).string(0, 0) == "note 1")
+            try await session.exec("PREPARE sql_notes AS SELECT notes FROM test_schema.employees WHERE id = 1")
+            #expect(try await session.exec("EXECUTE sql_notes").string(0, 0) == "note 1")
+            let directory = try #require(proxy.server.policies.directory)
+            try """
+                policies:
+                  - table: test_schema.employees
+                    unmasked_roles: [\(roles.exempt)]
+                    columns:
+                      email: email
+                      notes: { type: constant, value: REDACTED }
+                """.write(toFile: directory + "/employees.yaml", atomically: true, encoding: .utf8)
+            #expect(proxy.server.policies.reload() == nil)
+            // Any statement first: the session reads its new context.
+            #expect(try await session.exec("SELECT 1").string(0, 0) == "1")
+            for attempt in ["protocol", "sql"] {
+                do {
+                    let result = attempt == "protocol" ? try await session.executePrepared(name: "notes_of", ["1"]) : try await session.exec("EXECUTE sql_notes")
+                    Issue.record("\(attempt): a statement prepared under the old policies ran: \(result.strings)")
+                } catch let error as PQError {
+                    #expect(error.sqlState == "42501", "\(attempt): \(error.message)")
+                    #expect(error.message.contains("prepare it again"), "\(attempt): \(error.message)")
+                }
+            }
+            // Prepared again, both mask the newly masked column.
+            try await session.prepare(name: "notes_of_again", "SELECT notes FROM test_schema.employees WHERE id = $1")
+            #expect(try await session.executePrepared(name: "notes_of_again", ["1"]).string(0, 0) == "REDACTED")
+            try await session.exec("DEALLOCATE sql_notes")
+            try await session.exec("PREPARE sql_notes AS SELECT notes FROM test_schema.employees WHERE id = 1")
+            #expect(try await session.exec("EXECUTE sql_notes").string(0, 0) == "REDACTED")
         }
     }
 

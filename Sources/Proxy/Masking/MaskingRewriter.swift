@@ -66,6 +66,13 @@ public struct MaskingRewriter: Sendable {
         case edits([Edit], unknownFunction: String?)
         case refused(AdminError)
 
+        /// SQL-level PREPARE, EXECUTE and DEALLOCATE in the statement, in order (a nil name: DEALLOCATE ALL).
+        enum PreparedStatementUse: Equatable {
+            case prepare(String)
+            case execute(String)
+            case deallocate(String?)
+        }
+
         var unknownFunction: String? {
             switch self {
             case .unchanged(let name), .edits(_, let name): return name
@@ -75,23 +82,36 @@ public struct MaskingRewriter: Sendable {
     }
 
     func plan(_ bytes: [UInt8]) -> Plan {
+        planAndUses(bytes).plan
+    }
+
+    /// The plan, and the SQL-level prepared statements the text prepares, executes or deallocates.
+    func planAndUses(_ bytes: [UInt8]) -> (plan: Plan, uses: [Plan.PreparedStatementUse]) {
         let sql = String(decoding: bytes, as: UTF8.self)
         let statements: [PostgresParser.Statement]
         do {
             statements = try PostgresParser.parse(sql)
         } catch {
-            return .refused(AdminError("42501", "pgclone: this statement could not be parsed, and a masked role may only run statements pgclone can read: \(error.message)"))
+            return (.refused(AdminError("42501", "pgclone: this statement could not be parsed, and a masked role may only run statements pgclone can read: \(error.message)")), [])
         }
         var walker = Walker(context: context, builtinFunctions: builtinFunctions, lexer: SQLLexer(bytes: bytes))
+        var uses: [Plan.PreparedStatementUse] = []
         for statement in statements {
             guard let (kind, body) = statement.node.tagged else { continue }
+            switch kind {
+            case "PrepareStmt": uses.append(.prepare(body["name"]?.string ?? ""))
+            case "ExecuteStmt": uses.append(.execute(body["name"]?.string ?? ""))
+            case "DeallocateStmt": uses.append(.deallocate(body["name"]?.string))
+            default: break
+            }
             guard Self.allowedStatements.contains(kind) else {
-                return .refused(AdminError("42501", "pgclone: \(Self.describe(kind)) is not allowed for role \"\(context.role)\", which is masked by a policy"))
+                return (.refused(AdminError("42501", "pgclone: \(Self.describe(kind)) is not allowed for role \"\(context.role)\", which is masked by a policy")), [])
             }
             walker.statement(kind, body)
-            if let refusal = walker.refusal { return .refused(refusal) }
+            if let refusal = walker.refusal { return (.refused(refusal), []) }
         }
-        return walker.edits.isEmpty ? .unchanged(unknownFunction: walker.unknownFunction) : .edits(walker.edits, unknownFunction: walker.unknownFunction)
+        let plan: Plan = walker.edits.isEmpty ? .unchanged(unknownFunction: walker.unknownFunction) : .edits(walker.edits, unknownFunction: walker.unknownFunction)
+        return (plan, uses)
     }
 
     /// The text with every edit made, in one pass (a statement naming a masked table

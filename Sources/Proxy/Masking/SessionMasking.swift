@@ -1,3 +1,4 @@
+import CloneEngine
 import Masking
 import PostgresWire
 import JSON
@@ -63,8 +64,17 @@ struct SessionMasking {
         return .none
     }
 
+    /// Counts the context changes: a statement prepared under an older context carries that
+    /// context's rewrite (or none) and must not run under this one.
+    private(set) var generation = 0
+    /// SQL-level prepared statements (PREPARE) and the generation they were prepared under.
+    private var sqlPrepared: [String: Int] = [:]
+
     mutating func update(_ context: MaskingContext) {
-        if context != self.context { cache.removeAll() }
+        if context != self.context {
+            cache.removeAll()
+            generation += 1
+        }
         self.context = context
         needsCheck = false
         checkedAt = ContinuousClock.now
@@ -99,10 +109,13 @@ struct SessionMasking {
         case nil:
             break
         }
-        let plan = MaskingRewriter(context: context, builtinFunctions: builtinFunctions).plan(bytes)
+        let (plan, uses) = MaskingRewriter(context: context, builtinFunctions: builtinFunctions).planAndUses(bytes)
         if let function = plan.unknownFunction, !fresh {
             needsCheck = true
             return .needsFreshContext(function: function)
+        }
+        if case .refused = plan {} else if let refusal = trackPreparedStatements(uses) {
+            return .refused(refusal)
         }
         var cached: CachedRewrite?
         let result: MaskingRewriter.Result
@@ -120,12 +133,36 @@ struct SessionMasking {
         }
         // A statement calling a function that is still unknown on a fresh context (it does not
         // exist, or appeared just now) is judged again next time.
-        if plan.unknownFunction != nil || bytes.count > Self.largestCachedStatement { cached = nil }
+        // Statements that prepare or execute are judged every time (their names are tracked).
+        if plan.unknownFunction != nil || bytes.count > Self.largestCachedStatement || !uses.isEmpty { cached = nil }
         if let cached {
             if cache.count >= Self.cacheLimit { cache.removeAll() }
             cache[shape.key] = cached
         }
         return result
+    }
+
+    /// Follows PREPARE / EXECUTE / DEALLOCATE: EXECUTE of a statement not prepared under the
+    /// current context (before the session was masked, or before the role or the policies
+    /// changed) would run an old rewrite, or none, so it is refused.
+    private mutating func trackPreparedStatements(_ uses: [MaskingRewriter.Plan.PreparedStatementUse]) -> AdminError? {
+        var prepared = sqlPrepared
+        for use in uses {
+            switch use {
+            case .prepare(let name):
+                prepared[name] = generation
+            case .execute(let name):
+                guard prepared[name] == generation else {
+                    return AdminError("42501", "pgclone: prepared statement \"\(name)\" was prepared before this session's masking last changed (its role or the policies); prepare it again")
+                }
+            case .deallocate(let name?):
+                prepared[name] = nil
+            case .deallocate(nil):
+                prepared.removeAll()
+            }
+        }
+        sqlPrepared = prepared
+        return nil
     }
 
     /// The refusal for a result that would carry a masked column, if any.
