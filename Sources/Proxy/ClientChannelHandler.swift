@@ -414,7 +414,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             switch type {
             case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.parse.rawValue:
                 return .examine
-            case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty || (isMaskedSession && !statementsPreparedUnmasked.isEmpty):
+            case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty || (isMaskedSession && !statementsPreparedUnmasked.isEmpty)
+                || (isMaskedSession && !statementsPreparedMasked.isEmpty && masking.check(proxy.policies.current) == .required):
+                // (The last case: the policies changed; a driver that only binds and executes must
+                // not run a statement prepared under the old ones.)
                 return .examine
             case FrontendMessage.ID.functionCall.rawValue where isMaskedSession:
                 return .examine
@@ -441,6 +444,15 @@ final class ClientChannelHandler: ChannelDuplexHandler {
            activity.isQuiet, internalQuery == nil {
             startMaskingCheck()
             return .pauseBefore
+        }
+        if frame.type == FrontendMessage.ID.bind.rawValue, isMaskedSession, masking.check(proxy.policies.current) == .required,
+           case .bind(let bind) = try FrontendMessage.decode(frame), statementsPreparedMasked[bind.statementName] != nil, let context {
+            // The policies changed in the middle of an extended-protocol batch: the statement may
+            // carry the old rewrite and the context cannot be read now. Fail closed.
+            closeReason = "masking policies changed during an extended-protocol batch"
+            sendFatalAndClose(ErrorFields(severity: .fatal, sqlState: "57P01",
+                                          message: "pgclone: the masking policies changed while prepared statements were in use; reconnect"), context)
+            return .consume
         }
         switch frame.type {
         case FrontendMessage.ID.functionCall.rawValue:

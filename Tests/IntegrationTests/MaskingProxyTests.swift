@@ -436,8 +436,7 @@ import Testing
                       notes: { type: constant, value: REDACTED }
                 """.write(toFile: directory + "/employees.yaml", atomically: true, encoding: .utf8)
             #expect(proxy.server.policies.reload() == nil)
-            // Any statement first: the session reads its new context.
-            #expect(try await session.exec("SELECT 1").string(0, 0) == "1")
+            // A driver that only binds and executes (no Query in between) is stopped as well.
             for attempt in ["protocol", "sql"] {
                 do {
                     let result = attempt == "protocol" ? try await session.executePrepared(name: "notes_of", ["1"]) : try await session.exec("EXECUTE sql_notes")
