@@ -46,6 +46,30 @@ public enum PostgresParser {
     }
 }
 
+extension PostgresParser {
+    /// Every operator and function name a statement uses (`["pg_catalog", "="]`, `["upper"]`),
+    /// including the operators of IN and ANY: SQL that pgclone runs in a user's session must
+    /// name them all with their schema, or the user's search_path could capture them.
+    public static func operatorAndFunctionNames(in sql: String) throws(SyntaxError) -> [[String]] {
+        var names: [[String]] = []
+        for statement in try parse(sql) {
+            statement.node.walk { node in
+                guard let (tag, body) = node.tagged else { return }
+                let list: JSONNode?
+                switch tag {
+                case "A_Expr": list = body["name"]
+                case "SubLink": list = body["operName"]
+                case "FuncCall": list = body["funcname"]
+                default: list = nil
+                }
+                guard let parts = list?.array.compactMap({ $0["String"]?["sval"]?.string }), !parts.isEmpty else { return }
+                names.append(parts)
+            }
+        }
+        return names
+    }
+}
+
 /// A syntax error as PostgreSQL reports it; `position` is 1-based like the server's.
 public struct SyntaxError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String

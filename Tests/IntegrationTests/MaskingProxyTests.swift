@@ -416,6 +416,20 @@ import Testing
         }
     }
 
+    /// Rewrites employees.yaml so that notes are masked too.
+    private func maskNotesToo(_ proxy: RunningProxy, exempt: String) throws {
+        let directory = try #require(proxy.server.policies.directory)
+        try """
+            policies:
+              - table: test_schema.employees
+                unmasked_roles: [\(exempt)]
+                columns:
+                  email: email
+                  notes: { type: constant, value: REDACTED }
+            """.write(toFile: directory + "/employees.yaml", atomically: true, encoding: .utf8)
+        #expect(proxy.server.policies.reload() == nil)
+    }
+
     /// A statement prepared while masked under one set of policies carries that rewrite: when the
     /// policies change, running it again (protocol-level Bind/Execute, or SQL-level EXECUTE) would
     /// show a column the new policy masks. It is refused until prepared again.
@@ -426,16 +440,7 @@ import Testing
             #expect(try await session.executePrepared(name: "notes_of", ["1"]).string(0, 0) == "note 1")
             try await session.exec("PREPARE sql_notes AS SELECT notes FROM test_schema.employees WHERE id = 1")
             #expect(try await session.exec("EXECUTE sql_notes").string(0, 0) == "note 1")
-            let directory = try #require(proxy.server.policies.directory)
-            try """
-                policies:
-                  - table: test_schema.employees
-                    unmasked_roles: [\(roles.exempt)]
-                    columns:
-                      email: email
-                      notes: { type: constant, value: REDACTED }
-                """.write(toFile: directory + "/employees.yaml", atomically: true, encoding: .utf8)
-            #expect(proxy.server.policies.reload() == nil)
+            try maskNotesToo(proxy, exempt: roles.exempt)
             // A driver that only binds and executes (no Query in between) is stopped as well.
             for attempt in ["protocol", "sql"] {
                 do {
@@ -468,15 +473,7 @@ import Testing
             #expect(still.stdout == "C***@example.com\n")
             try FileManager.default.removeItem(atPath: directory + "/broken.yaml")
             // Add notes to the policy: new sessions and existing ones follow.
-            try """
-                policies:
-                  - table: test_schema.employees
-                    unmasked_roles: [\(roles.exempt)]
-                    columns:
-                      email: email
-                      notes: { type: constant, value: REDACTED }
-                """.write(toFile: directory + "/employees.yaml", atomically: true, encoding: .utf8)
-            #expect(proxy.server.policies.reload() == nil)
+            try maskNotesToo(proxy, exempt: roles.exempt)
             let after = try await Shell.psql(conninfo, "SELECT notes, full_name FROM test_schema.employees WHERE id = 1;")
             #expect(after.stdout == "REDACTED|CANARY-NAME-4b7e 1\n", "\(after.stderr)")
         }

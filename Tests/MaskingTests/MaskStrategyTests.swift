@@ -67,18 +67,7 @@ import Testing
         for strategy in strategies {
             for type in ["text", "integer"] {
                 let sql = "SELECT " + strategy.expression(for: "\"c\"", type: type) + " FROM t"
-                let statements = try PostgresParser.parse(sql)
-                var names: [[String]] = []
-                statements[0].node.walk { node in
-                    guard let (tag, body) = node.tagged else { return }
-                    let list: JSONNode?
-                    switch tag {
-                    case "FuncCall": list = body["funcname"]
-                    case "A_Expr": list = body["name"]
-                    default: list = nil
-                    }
-                    if let list { names.append(list.array.compactMap { $0["String"]?["sval"]?.string }) }
-                }
+                let names = try PostgresParser.operatorAndFunctionNames(in: sql)
                 #expect(!names.isEmpty || [.null, .constant("x"), .name].contains(strategy), "\(strategy.name) uses no function or operator")
                 for name in names {
                     #expect(name.count == 2 && name[0] == "pg_catalog", "\(strategy.name) on \(type): \(name.joined(separator: ".")) in \(sql)")

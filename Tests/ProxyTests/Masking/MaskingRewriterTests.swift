@@ -112,21 +112,10 @@ import Testing
         let policies = PolicySet(policies: [TablePolicy(schema: "s", table: "t", unmaskedRoles: ["a"], maskedRoles: ["b"],
                                                         columns: [.init(name: "c", strategy: .email)], source: "test", database: "d")], version: 1)
         let sql = which == "context" ? MaskingContext.query(for: policies, includeBuiltins: true) : AdminSQL.roleCheck(adminRoles: ["admins"])
-        let statements = try PostgresParser.parse(sql)
-        #expect(statements.count == 1)
-        var unqualified: [String] = []
-        statements[0].node.walk { node in
-            guard let (tag, body) = node.tagged else { return }
-            let list: JSONNode?
-            switch tag {
-            case "A_Expr": list = body["name"]
-            case "SubLink": list = body["operName"]
-            case "FuncCall": list = body["funcname"]
-            default: list = nil
-            }
-            guard let names = list?.array.compactMap({ $0["String"]?["sval"]?.string }), !names.isEmpty else { return }
-            if names.count != 2 || names[0] != "pg_catalog" { unqualified.append(names.joined(separator: ".")) }
-        }
+        #expect(try PostgresParser.parse(sql).count == 1)
+        let names = try PostgresParser.operatorAndFunctionNames(in: sql)
+        #expect(!names.isEmpty)
+        let unqualified = names.filter { $0.count != 2 || $0[0] != "pg_catalog" }.map { $0.joined(separator: ".") }
         #expect(unqualified.isEmpty, "\(unqualified)")
     }
 }
