@@ -425,6 +425,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 activity.clientSent(type)
                 clientClosesInFlight += 1
                 return .examine
+            case FrontendMessage.ID.close.rawValue where !statementsPreparedMasked.isEmpty:
+                // Only to forget the statement (a driver's statement cache closes many).
+                activity.clientSent(type)
+                return .examine
             default:
                 break
             }
@@ -463,7 +467,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         case FrontendMessage.ID.bind.rawValue:
             return try examineBind(frame)
         case FrontendMessage.ID.close.rawValue:
-            if case .close(.statement(let name)) = try FrontendMessage.decode(frame) { adminPrepared[name] = nil }
+            if case .close(.statement(let name)) = try FrontendMessage.decode(frame) {
+                adminPrepared[name] = nil
+                statementsPreparedMasked[name] = nil
+            }
             return .relay
         default:
             break
