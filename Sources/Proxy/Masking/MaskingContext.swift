@@ -51,6 +51,15 @@ public struct MaskingContext: Sendable, Hashable {
 
     public var isMasked: Bool { !tables.isEmpty }
 
+    /// Whether a statement rewritten (or allowed) under `other` is rewritten (or allowed) the same
+    /// way under this context: the same role, policies, masked tables and tainted objects.
+    func decidesRewritesLike(_ other: MaskingContext?) -> Bool {
+        guard let other else { return false }
+        return role == other.role && policyVersion == other.policyVersion && tables == other.tables
+            && taintedRelations == other.taintedRelations && taintedFunctions == other.taintedFunctions
+            && taintedOperators == other.taintedOperators
+    }
+
     public init(role: String, tables: [Table], taintedRelations: Set<String>, taintedFunctions: Set<String>, policyVersion: Int) {
         self.role = role
         self.tables = tables

@@ -71,7 +71,10 @@ struct SessionMasking {
     private var sqlPrepared: [String: Int] = [:]
 
     mutating func update(_ context: MaskingContext) {
-        if context != self.context {
+        // Only what decides a rewrite counts: a new table or function anywhere in the database
+        // (the highest OID, the user-function names) leaves earlier rewrites and prepared
+        // statements as they were; a new policy, role or tainted view or function does not.
+        if !context.decidesRewritesLike(self.context) {
             cache.removeAll()
             generation += 1
         }

@@ -38,6 +38,26 @@ import Testing
         #expect(masking.rewrite("SELECT 10 WHERE 20 > 30", builtinFunctions: MaskingRewriterTests.builtins) == .unchanged)
     }
 
+    /// A new table or function elsewhere in the database changes the context (the highest OID,
+    /// the user-function names) but not how statements are rewritten: prepared statements and
+    /// cached rewrites stay. A newly tainted view does change it.
+    @Test func onlyWhatDecidesRewritesStartsANewGeneration() {
+        var masking = SessionMasking()
+        var context = MaskingRewriterTests.context()
+        masking.update(context)
+        let first = masking.generation
+        context.maximumRelationOID = 99_999
+        context.userFunctions = ["someone_elses_function"]
+        masking.update(context)
+        #expect(masking.generation == first)
+        context.taintedRelations.insert("new_view")
+        masking.update(context)
+        #expect(masking.generation == first + 1)
+        context.role = "other"
+        masking.update(context)
+        #expect(masking.generation == first + 2)
+    }
+
     @Test func anUnknownFunctionAsksOnceThenTheServerDecides() {
         var masking = SessionMasking()
         masking.update(MaskingRewriterTests.context())
