@@ -27,7 +27,7 @@ struct Privileges: Sendable, Equatable {
         """
     }
 
-    /// From `sqlEntries` output. `acl` says whether the object had an explicit ACL at all
+    /// From `sqlEntries` output. `hasExplicitACL` says whether the object had an explicit ACL at all
     /// (for functions: without PUBLIC EXECUTE in it, that default was revoked).
     init(encoded: String?, hasExplicitACL: Bool = false, isFunction: Bool = false) {
         var byGrantee: [(key: String, grant: Grant)] = []

@@ -84,7 +84,7 @@ extension ClientChannelHandler {
 
     func examineParse(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
         // Hot path (extended protocol without admin calls or policies): no decoding at all.
-        if adminPrepared.isEmpty, statementsPreparedUnmasked.isEmpty, !isMaskedSession,
+        if adminPrepared.isEmpty, statementsRefusedWhileMasked.isEmpty, !isMaskedSession,
            !AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView), proxy.policies.current.isEmpty {
             activity.clientSent(frame.type)
             return .relay
@@ -95,10 +95,10 @@ extension ClientChannelHandler {
                 clientParsesInFlight += 1
             }
             if !isMaskedSession && !proxy.policies.current.isEmpty {
-                statementsPreparedUnmasked.insert(parse.statementName)
+                statementsRefusedWhileMasked.insert(parse.statementName)
                 statementsPreparedMasked[parse.statementName] = nil
             } else {
-                statementsPreparedUnmasked.remove(parse.statementName)
+                statementsRefusedWhileMasked.remove(parse.statementName)
                 if isMaskedSession { statementsPreparedMasked[parse.statementName] = masking.generation }
             }
             activity.clientSent(frame.type)
@@ -149,7 +149,7 @@ extension ClientChannelHandler {
     }
 
     func examineBind(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
-        if isMaskedSession, case .bind(let bind) = try FrontendMessage.decode(frame), statementsPreparedUnmasked.contains(bind.statementName) {
+        if isMaskedSession, case .bind(let bind) = try FrontendMessage.decode(frame), statementsRefusedWhileMasked.contains(bind.statementName) {
             // Bind a statement that fails in order instead: the client sees the error at Execute.
             activity.clientSent(frame.type)
             stripNextErrorContext = true

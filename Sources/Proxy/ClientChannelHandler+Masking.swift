@@ -36,7 +36,7 @@ extension ClientChannelHandler {
             // the server is quiet: no Parse is in flight while the tracked set changes).
             let stale = statementsPreparedMasked.filter { $0.value != masking.generation }
             if !stale.isEmpty {
-                statementsPreparedUnmasked.formUnion(stale.keys)
+                statementsRefusedWhileMasked.formUnion(stale.keys)
                 for name in stale.keys { statementsPreparedMasked[name] = nil }
             }
         }

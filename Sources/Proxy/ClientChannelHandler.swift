@@ -75,12 +75,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
     var isSuppressingRows = false
     /// Whether the client's Parse/Close answers are counted, so that the proxy's own can be swallowed.
-    var tracksParseAnswers: Bool { !adminPrepared.isEmpty || !statementsPreparedUnmasked.isEmpty }
+    var tracksParseAnswers: Bool { !adminPrepared.isEmpty || !statementsRefusedWhileMasked.isEmpty }
 
     /// Statements that may not run while the session is masked: prepared while it was not
     /// masked (with policies in force), or under an older masking context (another role,
     /// other policies). Binding them would run unrewritten or outdated text: refused.
-    var statementsPreparedUnmasked: Set<String> = []
+    var statementsRefusedWhileMasked: Set<String> = []
     /// Statements prepared (protocol level) while masked, with the masking generation.
     var statementsPreparedMasked: [String: Int] = [:]
     var maskingWaitingForQuiet = false
@@ -414,7 +414,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             switch type {
             case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.parse.rawValue:
                 return .examine
-            case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty || (isMaskedSession && !statementsPreparedUnmasked.isEmpty)
+            case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty || (isMaskedSession && !statementsRefusedWhileMasked.isEmpty)
                 || (isMaskedSession && !statementsPreparedMasked.isEmpty && masking.check(proxy.policies.current) == .required):
                 // (The last case: the policies changed; a driver that only binds and executes must
                 // not run a statement prepared under the old ones.)

@@ -50,7 +50,7 @@ public struct MaskingRewriter: Sendable {
 
     public func rewrite(_ sql: String) -> Result {
         let bytes = Array(sql.utf8)
-        let planned = plan(bytes)
+        let planned = planAndUses(sql, bytes: bytes).plan
         if let function = planned.unknownFunction { return .needsFreshContext(function: function) }
         switch planned {
         case .unchanged: return .unchanged
@@ -81,13 +81,9 @@ public struct MaskingRewriter: Sendable {
         }
     }
 
-    func plan(_ bytes: [UInt8]) -> Plan {
-        planAndUses(bytes).plan
-    }
-
     /// The plan, and the SQL-level prepared statements the text prepares, executes or deallocates.
-    func planAndUses(_ bytes: [UInt8]) -> (plan: Plan, uses: [Plan.PreparedStatementUse]) {
-        let sql = String(decoding: bytes, as: UTF8.self)
+    /// `bytes` is `sql`'s UTF-8 (the parse tree's locations are offsets into it).
+    func planAndUses(_ sql: String, bytes: [UInt8]) -> (plan: Plan, uses: [Plan.PreparedStatementUse]) {
         let statements: [PostgresParser.Statement]
         do {
             statements = try PostgresParser.parse(sql)

@@ -30,6 +30,9 @@ struct SessionMasking {
     static let cacheLimit = 256
     static let largestCachedStatement = 16 << 10
 
+    /// How many statement shapes the session has cached.
+    var cachedShapes: Int { cache.count }
+
     enum CachedRewrite {
         case unchanged
         case template(ShapedRewrite)
@@ -112,7 +115,7 @@ struct SessionMasking {
         case nil:
             break
         }
-        let (plan, uses) = MaskingRewriter(context: context, builtinFunctions: builtinFunctions).planAndUses(bytes)
+        let (plan, uses) = MaskingRewriter(context: context, builtinFunctions: builtinFunctions).planAndUses(sql, bytes: bytes)
         if let function = plan.unknownFunction, !fresh {
             needsCheck = true
             return .needsFreshContext(function: function)

@@ -34,8 +34,11 @@ import Testing
             #expect(masking.rewrite("SELECT email FROM test_schema.employees WHERE id = \(id) LIMIT 10", builtinFunctions: MaskingRewriterTests.builtins)
                     == .rewritten("SELECT email FROM \(masked) AS \"employees\" WHERE id = \(id) LIMIT 10"))
         }
+        // The four statements above are one shape: one entry.
+        #expect(masking.cachedShapes == 1)
         #expect(masking.rewrite("SELECT 1 WHERE 2 > 3", builtinFunctions: MaskingRewriterTests.builtins) == .unchanged)
         #expect(masking.rewrite("SELECT 10 WHERE 20 > 30", builtinFunctions: MaskingRewriterTests.builtins) == .unchanged)
+        #expect(masking.cachedShapes == 2)
     }
 
     /// A new table or function elsewhere in the database changes the context (the highest OID,
