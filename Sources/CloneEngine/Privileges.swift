@@ -64,12 +64,7 @@ struct Privileges: Sendable, Equatable {
     /// that does not exist on the target is reported in `notes`, not fatal.
     static func apply(_ statements: [String], on connection: PQConnection, inTransaction: Bool = true, notes: inout [String]) async throws {
         for statement in statements {
-            if inTransaction { try await connection.execute("SAVEPOINT pgclone_grant") }
-            do {
-                try await connection.execute(statement)
-                if inTransaction { try await connection.execute("RELEASE SAVEPOINT pgclone_grant") }
-            } catch let error as PQError where error.sqlState == "42704" {
-                if inTransaction { try await connection.execute("ROLLBACK TO SAVEPOINT pgclone_grant") }
+            if let error = try await connection.executeTolerating(["42704"], [statement], inTransaction: inTransaction) {
                 notes.append("not granted (\(error.message)): \(statement)")
             }
         }

@@ -307,12 +307,7 @@ struct TableCloner {
                 + " FOR \(policy.command) TO \(policy.roles ?? "PUBLIC")"
             if let using = policy.using { statement += " USING (\(using))" }
             if let check = policy.withCheck { statement += " WITH CHECK (\(check))" }
-            try await target.execute("SAVEPOINT pgclone_policy")
-            do {
-                try await target.execute(statement)
-                try await target.execute("RELEASE SAVEPOINT pgclone_policy")
-            } catch let error as PQError where ["42704", "42P01", "42883", "42703"].contains(error.sqlState ?? "") {
-                try await target.execute("ROLLBACK TO SAVEPOINT pgclone_policy")
+            if let error = try await target.executeTolerating(["42704", "42P01", "42883", "42703"], [statement]) {
                 outcome.notes.append("row-level security policy \(policy.name) on \(schema).\(name) not created (\(error.message)); row-level security stays enabled")
             }
         }
@@ -368,15 +363,7 @@ struct TableCloner {
             for statement in statements { try await target.execute(statement) }
             return true
         }
-        try await target.execute("SAVEPOINT pgclone_partial")
-        do {
-            for statement in statements { try await target.execute(statement) }
-            try await target.execute("RELEASE SAVEPOINT pgclone_partial")
-            return true
-        } catch let error as PQError where error.sqlState == "42703" {
-            try await target.execute("ROLLBACK TO SAVEPOINT pgclone_partial")
-            return false
-        }
+        return try await target.executeTolerating(["42703"], statements) == nil
     }
 
     /// Rewrites `CREATE [UNIQUE] INDEX name ON [ONLY] table USING ...` for the target table.
