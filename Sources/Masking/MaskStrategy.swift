@@ -161,7 +161,7 @@ public enum MaskStrategy: Sendable, Hashable {
     /// has exactly that type, so it fits the column: text is cut to varchar(n),
     /// numbers are cast, and the expression only calls schema-qualified built-ins
     /// so no search_path can capture it.
-    public func expression(for column: String, type: String) -> String {
+    public func expression(for column: String, type: String, keys: MaskingKey.Source = .literals) -> String {
         let text = "(\(column))::pg_catalog.text"
         // Substring and pattern searches run on bytes: they refuse nondeterministic collations
         // (and are fastest) otherwise. The result then takes the column's collation again.
@@ -206,7 +206,7 @@ public enum MaskStrategy: Sendable, Hashable {
             searchesText = true
             body = "pg_catalog.regexp_replace(\(bytes), \(SQL.literal(pattern)), \(SQL.literal(replacement)), 'g')"
         case .pseudonym:
-            let hex = "pg_catalog.encode(\(MaskingKey.hmac(text)), 'hex')"
+            let hex = "pg_catalog.encode(\(MaskingKey.hmac(text, from: keys)), 'hex')"
             if Self.isNumeric(type) {
                 let bits = "(\(Self.concat("'x'", "pg_catalog.left(\(hex), 8)")))::pg_catalog.bit(32)::pg_catalog.int4"
                 body = "CASE WHEN \(column) IS NULL THEN NULL ELSE \(Self.op(bits, "&", "2147483647")) END"
@@ -214,14 +214,14 @@ public enum MaskStrategy: Sendable, Hashable {
                 body = "CASE WHEN \(column) IS NULL THEN NULL ELSE \(hex) END"
             }
         case .fakeName:
-            let hmac = MaskingKey.hmac(text)
+            let hmac = MaskingKey.hmac(text, from: keys)
             body = "CASE WHEN \(column) IS NULL THEN NULL ELSE \(Self.concat(MaskingKey.pick(MaskingKey.firstNames, byte: 0, of: hmac), "' '", MaskingKey.pick(MaskingKey.lastNames, byte: 1, of: hmac))) END"
         case .fakeEmail:
-            let hmac = MaskingKey.hmac(text)
+            let hmac = MaskingKey.hmac(text, from: keys)
             let name = "pg_catalog.lower(\(Self.concat(MaskingKey.pick(MaskingKey.firstNames, byte: 0, of: hmac), "'.'", MaskingKey.pick(MaskingKey.lastNames, byte: 1, of: hmac))))"
             body = "CASE WHEN \(column) IS NULL THEN NULL ELSE \(Self.concat(name, "pg_catalog.get_byte(\(hmac), 2)::pg_catalog.text", "'@example.com'")) END"
         case .noise(let percent):
-            let hmac = MaskingKey.hmac(text)
+            let hmac = MaskingKey.hmac(text, from: keys)
             let draw = "(\(Self.op(Self.op("pg_catalog.get_byte(\(hmac), 0)", "*", "256"), "+", "pg_catalog.get_byte(\(hmac), 1)")))::pg_catalog.numeric"
             let unit = Self.op(Self.op(Self.op(draw, "/", "65535"), "*", "2"), "-", "1")
             let factor = Self.op("1", "+", Self.op(Self.op(unit, "*", "\(percent)"), "/", "100"))
@@ -265,6 +265,14 @@ public enum MaskStrategy: Sendable, Hashable {
             return .string(name)
         case .noise(let percent):
             return .object(["type": .string("noise"), "percent": .number(percent)])
+        }
+    }
+
+    /// Whether the strategy needs the masking secret.
+    public var isKeyed: Bool {
+        switch self {
+        case .pseudonym, .fakeName, .fakeEmail, .noise: true
+        default: false
         }
     }
 

@@ -24,11 +24,33 @@ public enum MaskingKey {
 
     public static var isInstalled: Bool { lock.withLock { pads != nil } }
 
+    /// The installed pads as hex digits (for the server-side key table of masked views).
+    public static var hexPads: (inner: String, outer: String)? { lock.withLock { pads } }
+
+    /// Where a keyed mask expression finds the pads.
+    public enum Source: Sendable, Hashable {
+        /// As literals in the statement: only for statements no masked role can see (clones, mask_in_place).
+        case literals
+        /// Read from a table `(inner_pad bytea, outer_pad bytea)` that only the owner of a masked view
+        /// can read: a view's definition is public (pg_views), and a masked role's own statement text
+        /// is visible to it (pg_stat_activity), so neither may carry the pads.
+        case table(String)
+    }
+
     /// HMAC-SHA256 of `text` (an SQL text expression) as a bytea expression.
-    static func hmac(_ text: String) -> String {
-        let (inner, outer) = lock.withLock { pads ?? ("", "") }
-        let innerHash = "pg_catalog.sha256(\(MaskStrategy.op("pg_catalog.decode('\(inner)', 'hex')", "||", "pg_catalog.convert_to(\(text), 'UTF8')")))"
-        return "pg_catalog.sha256(\(MaskStrategy.op("pg_catalog.decode('\(outer)', 'hex')", "||", innerHash)))"
+    static func hmac(_ text: String, from source: Source) -> String {
+        let inner: String, outer: String
+        switch source {
+        case .literals:
+            let literal = lock.withLock { Self.pads ?? (inner: "", outer: "") }
+            inner = "pg_catalog.decode('\(literal.inner)', 'hex')"
+            outer = "pg_catalog.decode('\(literal.outer)', 'hex')"
+        case .table(let table):
+            inner = "(SELECT k.inner_pad FROM \(table) k)"
+            outer = "(SELECT k.outer_pad FROM \(table) k)"
+        }
+        let innerHash = "pg_catalog.sha256(\(MaskStrategy.op(inner, "||", "pg_catalog.convert_to(\(text), 'UTF8')")))"
+        return "pg_catalog.sha256(\(MaskStrategy.op(outer, "||", innerHash)))"
     }
 
     static let firstNames = ["Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn",

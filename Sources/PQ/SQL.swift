@@ -33,4 +33,25 @@ public enum SQL {
     public static func literal(_ value: String?) -> String {
         value.map { literal($0) } ?? "NULL"
     }
+
+    /// The input form of a text[] value (`{"a","b \"c\""}`), for a `$n::pg_catalog.text[]`
+    /// parameter or, through `literal`, a constant. Every element is quoted.
+    public static func textArray(_ values: [String]) -> String {
+        var out = "{"
+        for (index, value) in values.enumerated() {
+            if index > 0 { out += "," }
+            out += "\""
+            for character in value {
+                if character == "\\" || character == "\"" { out += "\\" }
+                out.append(character)
+            }
+            out += "\""
+        }
+        return out + "}"
+    }
+
+    /// The input form of an oid[] value, for a `$n::pg_catalog.oid[]` parameter.
+    public static func oidArray(_ values: [String]) -> String {
+        "{" + values.joined(separator: ",") + "}"
+    }
 }

@@ -11,6 +11,8 @@ final class ProxyContext: Sendable {
     let backendTLS: NIOSSLContext?
     let logger: Logger
     let policies: PolicyStore
+    /// Keeps the server's privileges in line with the policies (nil: not run, as in some tests).
+    let backstop: ServerBackstop?
     let builtinFunctions = BuiltinFunctions()
 
     var statePolicies: StatePolicies {
@@ -18,11 +20,12 @@ final class ProxyContext: Sendable {
     }
 
     var adminFunctions: AdminFunctions {
-        AdminFunctions(serviceConnInfo: configuration.serviceConnInfo, policies: policies, state: statePolicies)
+        AdminFunctions(serviceConnInfo: configuration.serviceConnInfo, policies: policies, state: statePolicies, backstop: backstop)
     }
 
-    init(configuration: ProxyConfiguration, policies: PolicyStore, logger: Logger) throws {
+    init(configuration: ProxyConfiguration, policies: PolicyStore, backstop: ServerBackstop?, logger: Logger) throws {
         self.policies = policies
+        self.backstop = backstop
         self.configuration = configuration
         self.cancelRegistry = CancelRegistry()
         self.sessions = SessionRegistry()

@@ -21,11 +21,12 @@ public final class ProxyServer: Service, Sendable {
         group: any EventLoopGroup,
         logger: Logger,
         policies: PolicyStore? = nil,
+        backstop: ServerBackstop? = nil,
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) throws {
         let store = policies ?? PolicyStore(directory: configuration.policiesDirectory, logger: logger)
         if policies == nil { store.reload() }
-        self.context = try ProxyContext(configuration: configuration, policies: store, logger: logger)
+        self.context = try ProxyContext(configuration: configuration, policies: store, backstop: backstop, logger: logger)
         self.group = group
         self.onListening = onListening
     }

@@ -6,21 +6,50 @@
 public struct SQLLexer: Sendable {
     public let bytes: [UInt8]
 
+    /// Where each word (unquoted identifier or keyword) starts and ends, in order; comments,
+    /// strings and quoted names are not words. Found in one forward pass, so that looking
+    /// back from a position never mistakes the inside of a comment for code.
+    private let words: [Range<Int>]
+
     public init(_ sql: String) {
-        bytes = Array(sql.utf8)
+        self.init(bytes: Array(sql.utf8))
     }
 
     public init(bytes: [UInt8]) {
         self.bytes = bytes
+        var words: [Range<Int>] = []
+        var i = 0
+        while i < bytes.count {
+            if Self.isIdentifierByte(bytes[i]), bytes[i] != UInt8(ascii: "$") {
+                let start = i
+                while i < bytes.count, Self.isIdentifierByte(bytes[i]) { i += 1 }
+                // U&"..." and U&'...' are one token with the quoted part that follows.
+                if i == start + 1, bytes[start] | 0x20 == UInt8(ascii: "u"), i + 1 < bytes.count, bytes[i] == UInt8(ascii: "&"),
+                   bytes[i + 1] == UInt8(ascii: "\"") || bytes[i + 1] == UInt8(ascii: "'") {
+                    i = Self.skip(bytes, at: i + 1)
+                    continue
+                }
+                words.append(start..<i)
+            } else {
+                i = Self.skip(bytes, at: i)
+            }
+        }
+        self.words = words
     }
 
     /// The offset just past whatever quoted token, comment or single byte starts at `index`.
     func skipToken(at index: Int) -> Int {
+        Self.skip(bytes, at: index)
+    }
+
+    static func skip(_ bytes: [UInt8], at index: Int) -> Int {
         let c = bytes[index]
         func at(_ i: Int) -> UInt8? { i < bytes.count ? bytes[i] : nil }
         switch c {
         case UInt8(ascii: "'"):
+            // E'...' (not the E ending a word, as in DATE'...').
             let escapes = index > 0 && (bytes[index - 1] == UInt8(ascii: "E") || bytes[index - 1] == UInt8(ascii: "e"))
+                && (index < 2 || !isIdentifierByte(bytes[index - 2]))
             var i = index + 1
             while i < bytes.count {
                 if escapes && bytes[i] == UInt8(ascii: "\\") { i += 2; continue }
@@ -57,7 +86,7 @@ public struct SQLLexer: Sendable {
         case UInt8(ascii: "$"):
             // $tag$ ... $tag$ (a $n parameter has digits after $ and no closing $).
             var j = index + 1
-            while j < bytes.count, bytes[j] != UInt8(ascii: "$"), Self.isIdentifierByte(bytes[j]), !(j == index + 1 && Self.isDigit(bytes[j])) { j += 1 }
+            while j < bytes.count, bytes[j] != UInt8(ascii: "$"), isIdentifierByte(bytes[j]), !(j == index + 1 && isDigit(bytes[j])) { j += 1 }
             guard j < bytes.count, bytes[j] == UInt8(ascii: "$") else { return index + 1 }
             let tag = Array(bytes[index...j])
             var i = j + 1
@@ -96,22 +125,54 @@ public struct SQLLexer: Sendable {
 
     /// Given the offset of a (possibly qualified, possibly quoted) name, the offset just past it.
     public func endOfQualifiedName(startingAt start: Int) -> Int {
+        qualifiedNameParts(startingAt: start).last?.upperBound ?? start
+    }
+
+    /// The byte ranges of the dotted parts of a (possibly quoted) name at `start`:
+    /// `sec . "Emp"` gives the ranges of `sec` and `"Emp"`. A `U&"..."` part may carry `UESCAPE '.'`.
+    public func qualifiedNameParts(startingAt start: Int) -> [Range<Int>] {
+        var parts: [Range<Int>] = []
         var i = start
         while i < bytes.count {
-            if bytes[i] == UInt8(ascii: "\"") {
+            let partStart = i
+            if bytes[i] | 0x20 == UInt8(ascii: "u"), i + 2 < bytes.count, bytes[i + 1] == UInt8(ascii: "&"), bytes[i + 2] == UInt8(ascii: "\"") {
+                i = skipToken(at: i + 2)
+                var j = i
+                while j < bytes.count, Self.isSpace(bytes[j]) { j += 1 }
+                if j + 7 <= bytes.count, String(decoding: bytes[j..<(j + 7)], as: UTF8.self).lowercased() == "uescape" {
+                    j += 7
+                    while j < bytes.count, Self.isSpace(bytes[j]) { j += 1 }
+                    if j < bytes.count, bytes[j] == UInt8(ascii: "'") { i = skipToken(at: j) }
+                }
+            } else if bytes[i] == UInt8(ascii: "\"") {
                 i = skipToken(at: i)
             } else if Self.isIdentifierByte(bytes[i]) {
                 while i < bytes.count, Self.isIdentifierByte(bytes[i]) { i += 1 }
             } else {
+                return parts
+            }
+            parts.append(partStart..<i)
+            // Allow whitespace (and comments) around dots.
+            var j = skipSpaceAndComments(from: i)
+            guard j < bytes.count, bytes[j] == UInt8(ascii: ".") else { return parts }
+            j = skipSpaceAndComments(from: j + 1)
+            i = j
+        }
+        return parts
+    }
+
+    /// The first offset at or after `index` that is not white space or a comment.
+    public func skipSpaceAndComments(from index: Int) -> Int {
+        var i = index
+        while i < bytes.count {
+            if Self.isSpace(bytes[i]) {
+                i += 1
+            } else if (bytes[i] == UInt8(ascii: "-") && i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "-"))
+                        || (bytes[i] == UInt8(ascii: "/") && i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "*")) {
+                i = skipToken(at: i)
+            } else {
                 return i
             }
-            // Allow whitespace around dots.
-            var j = i
-            while j < bytes.count, Self.isSpace(bytes[j]) { j += 1 }
-            guard j < bytes.count, bytes[j] == UInt8(ascii: ".") else { return i }
-            j += 1
-            while j < bytes.count, Self.isSpace(bytes[j]) { j += 1 }
-            i = j
         }
         return i
     }
@@ -155,14 +216,19 @@ public struct SQLLexer: Sendable {
         return highest
     }
 
-    /// The lower-cased word just before `index` (skipping white space) and where it starts.
+    /// The lower-cased word just before `index` and where it starts, when only white space and
+    /// comments lie between them (a quoted name or any other token in between means none).
     public func previousWord(before index: Int) -> (String, Int)? {
-        var end = index
-        while end > 0, Self.isSpace(bytes[end - 1]) { end -= 1 }
-        var start = end
-        while start > 0, Self.isIdentifierByte(bytes[start - 1]), bytes[start - 1] != UInt8(ascii: "$") { start -= 1 }
-        guard start < end else { return nil }
-        return (String(decoding: bytes[start..<end], as: UTF8.self).lowercased(), start)
+        // The last word ending at or before index.
+        var low = 0, high = words.count
+        while low < high {
+            let middle = (low + high) / 2
+            if words[middle].upperBound <= index { low = middle + 1 } else { high = middle }
+        }
+        guard low > 0 else { return nil }
+        let word = words[low - 1]
+        guard skipSpaceAndComments(from: word.upperBound) >= index else { return nil }
+        return (String(decoding: bytes[word], as: UTF8.self).lowercased(), word.lowerBound)
     }
 
     public func text(_ range: Range<Int>) -> String {

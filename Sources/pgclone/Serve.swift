@@ -85,10 +85,12 @@ extension Pgclone {
             if let error = policies.reload() {
                 throw ValidationError("invalid policy files:\n\(error)")
             }
-            let server = try ServerFactory.makeProxy(configuration: configuration, group: group, logger: logger, policies: policies)
+            let backstop = ServerBackstop(serviceConnInfo: configuration.serviceConnInfo, policies: policies, logger: logger)
+            let server = try ServerFactory.makeProxy(configuration: configuration, group: group, logger: logger, policies: policies, backstop: backstop)
             let serviceGroup = ServiceGroup(configuration: .init(
                 services: [
                     .init(service: PolicyReloader(store: policies, state: StatePolicies(serviceConnInfo: configuration.serviceConnInfo, database: configuration.stateDatabase))),
+                    .init(service: backstop),
                     .init(service: server),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
@@ -102,9 +104,9 @@ extension Pgclone {
 }
 
 enum ServerFactory {
-    static func makeProxy(configuration: ProxyConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger, policies: PolicyStore) throws -> ProxyServer {
+    static func makeProxy(configuration: ProxyConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger, policies: PolicyStore, backstop: ServerBackstop) throws -> ProxyServer {
         do {
-            return try ProxyServer(configuration: configuration, group: group, logger: logger, policies: policies)
+            return try ProxyServer(configuration: configuration, group: group, logger: logger, policies: policies, backstop: backstop)
         } catch {
             throw ValidationError("cannot start the proxy: \(error)")
         }

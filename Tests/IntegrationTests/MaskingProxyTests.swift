@@ -13,7 +13,7 @@ import Testing
     static let canaries = ["CANARY-EMAIL-9d1f", "CANARY-NAME-4b7e", "CANARY-SSN-77aa", "CANARY-PHONE-31c5"]
 
     /// A fresh target database with test_schema.employees full of canaries, roles, a policy and a proxy.
-    private func withMaskedSetup(configure: @escaping @Sendable (inout ProxyConfiguration) -> Void = { _ in },
+    private func withMaskedSetup(backstop: Bool = false, configure: @escaping @Sendable (inout ProxyConfiguration) -> Void = { _ in },
                                  _ body: (_ environment: TestEnvironment, _ proxy: RunningProxy, _ database: String, _ roles: (masked: String, exempt: String)) async throws -> Void) async throws {
         let environment = try TestEnvironment.require()
         let suffix = UInt32.random(in: 0...UInt32.max)
@@ -62,7 +62,7 @@ import Testing
                 columns:
                   email: email
             """.write(to: policies.appendingPathComponent("employees.yaml"), atomically: true, encoding: .utf8)
-        let proxy = try await RunningProxy.start(environment) {
+        let proxy = try await RunningProxy.start(environment, backstopDatabases: backstop ? [database] : []) {
             $0.policiesDirectory = policies.path
             configure(&$0)
         }
@@ -124,8 +124,10 @@ import Testing
         "UPDATE test_schema.employees SET notes = notes WHERE email LIKE 'CANARY%' RETURNING email",
     ]
 
-    @Test func maskedRoleNeverSeesACanaryThroughPsql() async throws {
-        try await withMaskedSetup { environment, proxy, database, roles in
+    /// Without the server backstop (the rewrite alone) and with it (reads go to pgclone's mask views).
+    @Test(arguments: [false, true])
+    func maskedRoleNeverSeesACanaryThroughPsql(backstop: Bool) async throws {
+        try await withMaskedSetup(backstop: backstop) { environment, proxy, database, roles in
             let conninfo = environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database)
             var successes = 0
             for query in Self.maskedQueries {

@@ -21,6 +21,7 @@ struct AdminFunctions: Sendable {
     let serviceConnInfo: ConnInfo
     let policies: PolicyStore
     let state: StatePolicies
+    let backstop: ServerBackstop?
 
     /// Runs one reference with its arguments resolved; `notices` collects
     /// things the caller should know that are not errors.
@@ -111,13 +112,18 @@ struct AdminFunctions: Sendable {
             case "create_masking_policy":
                 try arguments.expectCount(3...4)
                 let functions = MaskingPolicyFunctions(target: target, state: state, store: policies)
-                return .text(try await functions.create(schema: arguments.text(0, "schema_name"), table: arguments.text(1, "table_name"),
-                                                        mask: arguments.text(2, "mask"), privilegedRole: arguments.optionalText(3)))
+                let result = try await functions.create(schema: arguments.text(0, "schema_name"), table: arguments.text(1, "table_name"),
+                                                        mask: arguments.text(2, "mask"), privilegedRole: arguments.optionalText(3))
+                // The server backs the new policy up before the call returns.
+                await backstop?.reconcile(database: caller.database)
+                return .text(result)
 
             case "drop_masking_policy":
                 try arguments.expectCount(2...2)
                 let functions = MaskingPolicyFunctions(target: target, state: state, store: policies)
-                return .text(try await functions.drop(schema: arguments.text(0, "schema_name"), table: arguments.text(1, "table_name")))
+                let result = try await functions.drop(schema: arguments.text(0, "schema_name"), table: arguments.text(1, "table_name"))
+                await backstop?.reconcile(database: caller.database)
+                return .text(result)
 
             case "masking_report":
                 try arguments.expectCount(1...1)
@@ -125,7 +131,8 @@ struct AdminFunctions: Sendable {
 
             case "policy_status":
                 try arguments.expectCount(0...0)
-                return MaskingPolicyFunctions.status(policies)
+                let backstopState = await backstop?.reconcile(database: caller.database)
+                return MaskingPolicyFunctions.status(policies, backstop: backstopState)
 
             case "reload":
                 try arguments.expectCount(0...0)
@@ -134,6 +141,7 @@ struct AdminFunctions: Sendable {
                     throw AdminError("22023", "policy reload rejected; the last good policies stay in force", detail: error)
                 }
                 let current = policies.current
+                await backstop?.reconcile(database: caller.database)
                 return .text("OK: \(current.policies.count) \(current.policies.count == 1 ? "policy" : "policies") in force (version \(current.version))")
 
             case let name where Self.plannedFunctions.contains(name):

@@ -18,6 +18,7 @@ struct MaskingPolicyFunctions: Sendable {
     static let statusColumns = [
         AdminResult.Column("source", "text"), AdminResult.Column("table_name", "text"), AdminResult.Column("columns", "text"),
         AdminResult.Column("unmasked_roles", "text"), AdminResult.Column("version", "integer"), AdminResult.Column("last_error", "text"),
+        AdminResult.Column("server_enforced", "text"), AdminResult.Column("server_detail", "text"),
     ]
 
     func create(schema: String, table: String, mask: String, privilegedRole: String?) async throws -> String {
@@ -164,15 +165,30 @@ struct MaskingPolicyFunctions: Sendable {
         return .rows(columns: Self.reportColumns, rows: rows)
     }
 
-    static func status(_ store: PolicyStore) -> AdminResult {
+    /// One row per policy: where it comes from, what it masks, and whether the server backs it
+    /// up in the caller's database (`backstop`, the reconciler's pass there) and why not.
+    static func status(_ store: PolicyStore, backstop: ServerBackstop.DatabaseState?) -> AdminResult {
         let status = store.status
         var rows: [[String?]] = status.policies.policies.map { policy in
-            [policy.source, policy.qualifiedName, policy.columns.map { "\($0.name): \($0.strategy.name)" }.joined(separator: ", "),
-             policy.unmaskedRoles.joined(separator: ", "), String(status.policies.version), status.lastError]
+            let (enforced, detail) = backstopStatus(of: policy, in: backstop)
+            return [policy.source, policy.qualifiedName, policy.columns.map { "\($0.name): \($0.strategy.name)" }.joined(separator: ", "),
+                    policy.unmaskedRoles.joined(separator: ", "), String(status.policies.version), status.lastError, enforced, detail]
         }
         if rows.isEmpty, let error = status.lastError {
-            rows.append([store.directory, nil, nil, nil, String(status.policies.version), error])
+            rows.append([store.directory, nil, nil, nil, String(status.policies.version), error, nil, nil])
         }
         return .rows(columns: statusColumns, rows: rows)
+    }
+
+    /// "yes", "no" or "unknown", and the reason when it is not "yes".
+    static func backstopStatus(of policy: TablePolicy, in state: ServerBackstop.DatabaseState?) -> (String, String?) {
+        guard let state else { return ("unknown", "the server backstop does not run in this proxy") }
+        if let error = state.error { return ("unknown", "the server backstop could not check this database: \(error)") }
+        let relations = state.relations.filter { $0.policy == policy.qualifiedName }
+        guard !relations.isEmpty else { return ("no", "\(policy.qualifiedName) does not exist in this database") }
+        if let refused = relations.first(where: { !$0.enforced }) {
+            return ("no", "enforced by the proxy's rewrite alone: \(refused.reason ?? "")")
+        }
+        return ("yes", nil)
     }
 }

@@ -1,3 +1,4 @@
+import CloneEngine
 import Foundation
 import Masking
 import PQ
@@ -23,14 +24,37 @@ public struct MaskingContext: Sendable, Hashable {
         /// A partitioned table (its rows live in the partitions; COPY of it is an error).
         public var isPartitioned = false
 
-        /// A relation with the table's column names, order and types, holding masked values.
-        public func maskedRelation(only: Bool) -> String {
-            let list = columns.map { column -> String in
-                let name = SQL.identifier(column.name)
-                guard let strategy = column.strategy else { return name }
-                return strategy.expression(for: name, type: column.type) + " AS " + name
+        /// The table has partitions or inheritance children.
+        public var hasChildren = false
+        /// How reads of the table are masked.
+        public var reads = Reads.inline
+
+        public enum Reads: Sendable, Hashable {
+            /// The server backs the policy up: reads go to pgclone's mask views (the second for `ONLY`).
+            case views(all: String, only: String)
+            /// No mask view: reads become a subquery over the table (the policy relies on the rewrite alone).
+            case inline
+            /// A mask view exists but masks something other than what the policies say now:
+            /// reads are refused until pgclone has brought it up to date.
+            case stale
+        }
+
+        /// The relation a masked read of this table goes to, with the table's column names,
+        /// order and types, holding masked values; or why the read is refused.
+        public func maskedRelation(only: Bool) -> Result<String, AdminError> {
+            switch reads {
+            case .views(let all, let onlyView):
+                return .success(only ? onlyView : all)
+            case .stale:
+                return .failure(AdminError("42501", "pgclone: the masked view of \(schema).\(name) is being brought up to date with the current policies; try again in a moment"))
+            case .inline:
+                if let keyed = columns.first(where: { $0.strategy?.isKeyed == true }) {
+                    // The pads would travel in the statement text, which the role can read back (pg_stat_activity).
+                    return .failure(AdminError("42501", "pgclone: column \(name).\(keyed.name) is masked with a keyed strategy, which needs the server backstop (pgclone.policy_status() says why it is not in force)"))
+                }
+                let list = MaskView.selectList(columns.map { MaskView.Column(name: $0.name, type: $0.type, strategy: $0.strategy) }, keys: .literals)
+                return .success("(SELECT \(list) FROM \(only ? "ONLY " : "")\(SQL.qualified(schema, name)))")
             }
-            return "(SELECT \(list.joined(separator: ", ")) FROM \(only ? "ONLY " : "")\(SQL.qualified(schema, name)))"
         }
     }
 
@@ -139,16 +163,21 @@ public struct MaskingContext: Sendable, Hashable {
             UNION ALL
             SELECT 'table', m.i::pg_catalog.text, m.reloid::pg_catalog.text,
                    COALESCE(pg_catalog.to_regclass(pg_catalog.quote_ident(c.relname)) OPERATOR(pg_catalog.=) m.reloid, false)::pg_catalog.text
-                     OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) c.relkind::pg_catalog.text,
+                     OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) c.relkind::pg_catalog.text
+                     OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) c.relhassubclass::pg_catalog.text,
                    n.nspname::pg_catalog.text, c.relname::pg_catalog.text
             FROM m JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) m.reloid JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
             UNION ALL
+            -- The comments of pgclone's mask views (what they mask), found by name: to_regclass
+            -- takes text, so the query does not fail where they do not exist.
+            SELECT 'view', m.i::pg_catalog.text, m.reloid::pg_catalog.text,
+                   pg_catalog.obj_description(pg_catalog.to_regclass('pgclone_masked.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(\(MaskView.nameSQL(schema: "n.nspname", table: "c.relname", oid: "c.oid", only: false)))), 'pg_class'),
+                   pg_catalog.obj_description(pg_catalog.to_regclass('pgclone_masked.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(\(MaskView.nameSQL(schema: "n.nspname", table: "c.relname", oid: "c.oid", only: true)))), 'pg_class'),
+                   NULL
+            FROM m JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) m.reloid JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+            UNION ALL
             SELECT 'column', m.i::pg_catalog.text, m.reloid::pg_catalog.text, a.attnum::pg_catalog.text, a.attname::pg_catalog.text,
-                   -- The type, with the column's collation when it is not the type's: masked values sort and compare as the real ones.
-                   pg_catalog.format_type(a.atttypid, a.atttypmod)
-                   OPERATOR(pg_catalog.||) COALESCE((SELECT ' COLLATE ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(cn.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(co.collname)
-                                FROM pg_catalog.pg_type ty, pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) co.collnamespace
-                                WHERE ty.oid OPERATOR(pg_catalog.=) a.atttypid AND co.oid OPERATOR(pg_catalog.=) a.attcollation AND a.attcollation OPERATOR(pg_catalog.<>) ty.typcollation), '')
+                   \(MaskView.columnTypeSQL)
             FROM m JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
             UNION ALL
             SELECT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL FROM tainted t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
@@ -189,6 +218,17 @@ public struct MaskingContext: Sendable, Hashable {
         Set(rows.lazy.filter { $0.count == 6 && $0[0] == "builtin" }.compactMap { $0[1] })
     }
 
+    /// Which relation masked reads of `table` go to, from the comments of its mask views.
+    static func reads(of table: Table, comments: (all: String?, only: String?)?) -> Table.Reads {
+        guard let all = comments?.all else { return .inline }
+        let expected = MaskView.fingerprint(table.columns.map { MaskView.Column(name: $0.name, type: $0.type, strategy: $0.strategy) })
+        guard MaskView.fingerprint(inComment: all) == expected else { return .stale }
+        let allView = MaskView.qualifiedName(schema: table.schema, table: table.name, oid: table.oid, only: false)
+        guard table.hasChildren else { return .views(all: allView, only: allView) }
+        guard let only = comments?.only, MaskView.fingerprint(inComment: only) == expected else { return .stale }
+        return .views(all: allView, only: MaskView.qualifiedName(schema: table.schema, table: table.name, oid: table.oid, only: true))
+    }
+
     /// Builds the context from the rows of `query(for:)`.
     static func from(rows: [[String?]], policies: PolicySet) -> MaskingContext {
         var role = ""
@@ -199,6 +239,7 @@ public struct MaskingContext: Sendable, Hashable {
         var operators: Set<String> = []
         var userFunctions: Set<String> = []
         var maximumOID = UInt32.max
+        var viewComments: [UInt32: (all: String?, only: String?)] = [:]
         for row in rows where row.count == 6 {
             switch row[0] {
             case "user": role = row[1] ?? ""
@@ -206,11 +247,16 @@ public struct MaskingContext: Sendable, Hashable {
             case "table":
                 guard let index = row[1].flatMap(Int.init), index < policies.policies.count, let oid = row[2].flatMap(UInt32.init),
                       let schema = row[4], let name = row[5] else { continue }
-                // "true:r": resolves unqualified, relkind.
-                let flags = (row[3] ?? "").split(separator: ":")
-                tables[oid] = Table(oid: oid, schema: schema, name: name, resolvesUnqualified: flags.first == "true",
-                                    columns: tables[oid]?.columns ?? [], isPartitioned: flags.last == "p")
+                // "true:r:false": resolves unqualified, relkind, has children.
+                let flags = (row[3] ?? "").split(separator: ":").map(String.init)
+                var table = Table(oid: oid, schema: schema, name: name, resolvesUnqualified: flags.first == "true",
+                                  columns: tables[oid]?.columns ?? [], isPartitioned: flags.count > 1 && flags[1] == "p")
+                table.hasChildren = flags.count > 2 && flags[2] == "true"
+                tables[oid] = table
                 policyOf[oid] = index
+            case "view":
+                guard let oid = row[2].flatMap(UInt32.init) else { continue }
+                viewComments[oid] = (row[3], row[4])
             case "column":
                 guard let index = row[1].flatMap(Int.init), index < policies.policies.count, let oid = row[2].flatMap(UInt32.init),
                       let number = row[3].flatMap(Int.init), let name = row[4], let type = row[5] else { continue }
@@ -227,6 +273,7 @@ public struct MaskingContext: Sendable, Hashable {
         let ordered = tables.keys.sorted().compactMap { oid -> Table? in
             guard var table = tables[oid], policyOf[oid] != nil, !table.name.isEmpty else { return nil }
             table.columns.sort { $0.number < $1.number }
+            table.reads = reads(of: table, comments: viewComments[oid])
             return table
         }
         var context = MaskingContext(role: role, tables: ordered, taintedRelations: relations, taintedFunctions: functions, policyVersion: policies.version)

@@ -106,7 +106,8 @@ public struct MaskingRewriter: Sendable {
             walker.statement(kind, body)
             if let refusal = walker.refusal { return (.refused(refusal), []) }
         }
-        let plan: Plan = walker.edits.isEmpty ? .unchanged(unknownFunction: walker.unknownFunction) : .edits(walker.edits, unknownFunction: walker.unknownFunction)
+        let edits = walker.allEdits
+        let plan: Plan = edits.isEmpty ? .unchanged(unknownFunction: walker.unknownFunction) : .edits(edits, unknownFunction: walker.unknownFunction)
         return (plan, uses)
     }
 
@@ -160,6 +161,15 @@ public struct MaskingRewriter: Sendable {
         var edits: [Edit] = []
         var refusal: AdminError?
         var unknownFunction: String?
+        /// Masked tables read without an alias (`[schema, name]`).
+        var unaliased: Set<[String]> = []
+        /// Edits of qualified column references, kept when their table was read without an alias.
+        var columnPrefixEdits: [(key: [String], edit: Edit)] = []
+
+        /// Every edit of the statement.
+        var allEdits: [Edit] {
+            edits + columnPrefixEdits.filter { unaliased.contains($0.key) }.map(\.edit)
+        }
 
         mutating func refuse(_ message: String) {
             if refusal == nil { refusal = AdminError("42501", "pgclone: \(message) (role \"\(context.role)\" is masked by a policy)") }
@@ -168,9 +178,14 @@ public struct MaskingRewriter: Sendable {
         mutating func statement(_ kind: String, _ body: JSONNode) {
             switch kind {
             case "InsertStmt", "UpdateStmt", "DeleteStmt":
+                // Where the server backs the policy up, a write names the table itself and the
+                // server checks it: without SELECT on the sensitive columns, WHERE, SET and
+                // RETURNING cannot read them. Otherwise the write could read them: refused.
                 if let relation = body["relation"], let target = masked(relation["RangeVar"] ?? relation) {
-                    refuse("\(kind == "InsertStmt" ? "INSERT" : kind == "UpdateStmt" ? "UPDATE" : "DELETE") on \(target.schema).\(target.name) is not allowed")
-                    return
+                    guard case .views = target.reads else {
+                        refuse("\(kind == "InsertStmt" ? "INSERT" : kind == "UpdateStmt" ? "UPDATE" : "DELETE") on \(target.schema).\(target.name) is not allowed")
+                        return
+                    }
                 }
                 walk(body, ctes: [], skipKeys: ["relation"])
             case "CopyStmt":
@@ -211,7 +226,12 @@ public struct MaskingRewriter: Sendable {
                     if let close = lexer.endOfCall(startingAt: end) { end = close }
                 }
                 // COPY t TO reads t's own rows, never its inheritance children's.
-                edits.append(Edit(range: start..<end, replacement: "(SELECT \(columns) FROM \(table.maskedRelation(only: true)) AS \(SQL.identifier(table.name)))"))
+                switch table.maskedRelation(only: true) {
+                case .success(let relation):
+                    edits.append(Edit(range: start..<end, replacement: "(SELECT \(columns) FROM \(relation) AS \(SQL.identifier(table.name)))"))
+                case .failure(let error):
+                    refusal = error
+                }
                 return
             }
             if let query = body["query"] { walk(query, ctes: []) }
@@ -225,6 +245,10 @@ public struct MaskingRewriter: Sendable {
             case .object(let fields):
                 if let rangeVar = fields["RangeVar"] {
                     rangeVarReference(rangeVar, ctes: ctes)
+                    return
+                }
+                if let columnRef = fields["ColumnRef"] {
+                    qualifiedColumnReference(columnRef)
                     return
                 }
                 if let call = fields["FuncCall"] {
@@ -292,20 +316,55 @@ public struct MaskingRewriter: Sendable {
             }
             guard let table = context.table(schema: schema, name: name) else { return }
             let location = rangeVar["location"]?.int ?? 0
-            let nameEnd = lexer.endOfQualifiedName(startingAt: location)
-            var start = location
+            var nameEnd = lexer.endOfQualifiedName(startingAt: location)
+            // `t *` (the table and its descendants, the default): the star belongs to the name.
+            let next = lexer.skipSpaceAndComments(from: nameEnd)
+            if next < lexer.bytes.count, lexer.bytes[next] == UInt8(ascii: "*") { nameEnd = next + 1 }
             let only = rangeVar["inh"]?.bool != true
-            var prefix = ""
-            if let (word, wordStart) = lexer.previousWord(before: location) {
-                if word == "only" { start = wordStart }
-                if word == "table" && location > 0 {
-                    // TABLE t is SELECT * FROM t.
-                    start = wordStart
-                    prefix = "SELECT * FROM "
-                }
+            let relation: String
+            switch table.maskedRelation(only: only) {
+            case .success(let masked): relation = masked
+            case .failure(let error):
+                if refusal == nil { refusal = error }
+                return
             }
-            let alias = rangeVar["alias"] == nil ? " AS \(SQL.identifier(name))" : ""
-            edits.append(Edit(range: start..<nameEnd, replacement: prefix + table.maskedRelation(only: only) + alias))
+            // What precedes the name: ONLY, TABLE, or TABLE ONLY.
+            var keywords: [(word: String, start: Int)] = []
+            var cursor = location
+            while keywords.count < 2, let (word, start) = lexer.previousWord(before: cursor), word == "only" || word == "table" {
+                keywords.append((word, start))
+                cursor = start
+                if word == "table" { break }
+            }
+            let isTableCommand = keywords.last?.word == "table"
+            let hasAlias = rangeVar["alias"] != nil
+            if !hasAlias { unaliased.insert([table.schema, table.name]) }
+            // TABLE takes no alias; elsewhere the table's own name stays usable in column references.
+            let alias = hasAlias || isTableCommand ? "" : " AS \(SQL.identifier(name))"
+            switch table.reads {
+            case .views:
+                // A view takes ONLY and TABLE as the table did: only the name changes.
+                edits.append(Edit(range: location..<nameEnd, replacement: relation + alias))
+            case .inline, .stale:
+                // ONLY (SELECT ...) and TABLE (SELECT ...) are not SQL: the subquery replaces them too.
+                let start = keywords.last?.start ?? location
+                let prefix = isTableCommand ? "SELECT * FROM " : ""
+                let subqueryAlias = isTableCommand && !hasAlias ? " AS \(SQL.identifier(name))" : alias
+                edits.append(Edit(range: start..<nameEnd, replacement: prefix + relation + subqueryAlias))
+            }
+        }
+
+        /// `schema.table.column` (and `db.schema.table.column`) of a masked table read without an
+        /// alias: the read now has the table's bare name as its alias, so the prefix goes.
+        mutating func qualifiedColumnReference(_ columnRef: JSONNode) {
+            let fields = columnRef["fields"]?.array ?? []
+            guard fields.count >= 3 else { return }
+            let names = fields.map { $0["String"]?["sval"]?.string }
+            guard let schema = names[fields.count - 3], let table = names[fields.count - 2],
+                  context.table(schema: schema, name: table) != nil else { return }
+            let parts = lexer.qualifiedNameParts(startingAt: columnRef["location"]?.int ?? 0)
+            guard parts.count >= fields.count - 1 else { return }
+            columnPrefixEdits.append((key: [schema, table], edit: Edit(range: parts[0].lowerBound..<parts[fields.count - 2].lowerBound, replacement: "")))
         }
     }
 }

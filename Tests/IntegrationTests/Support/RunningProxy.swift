@@ -11,12 +11,15 @@ import ServiceLifecycle
 final class RunningProxy: Sendable {
     let port: Int
     let server: ProxyServer
+    /// The server backstop, when the proxy was started with databases for it to look after.
+    let backstop: ServerBackstop?
     private let serviceGroup: ServiceGroup
     private let task: Task<Void, any Error>
 
-    private init(port: Int, server: ProxyServer, serviceGroup: ServiceGroup, task: Task<Void, any Error>) {
+    private init(port: Int, server: ProxyServer, backstop: ServerBackstop?, serviceGroup: ServiceGroup, task: Task<Void, any Error>) {
         self.port = port
         self.server = server
+        self.backstop = backstop
         self.serviceGroup = serviceGroup
         self.task = task
     }
@@ -26,6 +29,7 @@ final class RunningProxy: Sendable {
         backend: String? = nil,
         grace: Duration = .seconds(10),
         logger: Logger? = nil,
+        backstopDatabases: Set<String> = [],
         configure: (inout ProxyConfiguration) -> Void = { _ in }
     ) async throws -> RunningProxy {
         try MaskingKey.install("pgclone-test-secret")
@@ -39,11 +43,17 @@ final class RunningProxy: Sendable {
             return quiet
         }()
         let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
-        let server = try ProxyServer(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger) { address in
+        // Proxies of different tests share one server: each backstop looks after its test's databases only.
+        let policies = PolicyStore(directory: configuration.policiesDirectory, logger: logger)
+        if let error = policies.reload() { throw ConfigurationError("invalid policy files: \(error)") }
+        let backstop = backstopDatabases.isEmpty ? nil
+            : ServerBackstop(serviceConnInfo: conninfo, policies: policies, logger: logger, databases: backstopDatabases, driftInterval: .milliseconds(500))
+        let server = try ProxyServer(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger,
+                                     policies: policies, backstop: backstop) { address in
             continuation.yield(address.port ?? 0)
             continuation.finish()
         }
-        var groupConfiguration = ServiceGroupConfiguration(services: [.init(service: server)], logger: logger)
+        var groupConfiguration = ServiceGroupConfiguration(services: (backstop.map { [.init(service: $0)] } ?? []) + [.init(service: server)], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = grace
         let serviceGroup = ServiceGroup(configuration: groupConfiguration)
         let task = Task { try await serviceGroup.run() }
@@ -52,7 +62,9 @@ final class RunningProxy: Sendable {
             task.cancel()
             throw ConfigurationError("proxy did not start listening")
         }
-        return RunningProxy(port: port, server: server, serviceGroup: serviceGroup, task: task)
+        // The backstop is in force before the first test statement.
+        for database in backstopDatabases.sorted() { await backstop?.reconcile(database: database) }
+        return RunningProxy(port: port, server: server, backstop: backstop, serviceGroup: serviceGroup, task: task)
     }
 
     /// Graceful shutdown, as SIGTERM does; returns when the server has stopped.

@@ -29,7 +29,7 @@ import Testing
     @Test func rewritesAreSharedByStatementsOfTheSameShape() {
         var masking = SessionMasking()
         masking.update(MaskingRewriterTests.context())
-        let masked = MaskingRewriterTests.employees.maskedRelation(only: false)
+        let masked = MaskingRewriterTests.employees.maskedRelation(only: false).text
         for id in ["1", "4711", "2.5e3", "17"] {
             #expect(masking.rewrite("SELECT email FROM test_schema.employees WHERE id = \(id) LIMIT 10", builtinFunctions: MaskingRewriterTests.builtins)
                     == .rewritten("SELECT email FROM \(masked) AS \"employees\" WHERE id = \(id) LIMIT 10"))

@@ -1,0 +1,116 @@
+import Foundation
+import JSON
+import PQ
+
+/// The relation a masked role reads instead of a policy table: a view owned by pgclone's
+/// service role, in schema `pgclone_masked` of the table's database, with the table's
+/// column names, order and types and the strategies' expressions in place of the
+/// sensitive columns.
+///
+/// Masked roles lose SELECT on the sensitive columns of the table itself (the server
+/// backstop) and read the view, whose owner may read the table. The view has no row
+/// filter, so it is not a security_barrier view: every column a query can name is
+/// already masked, and a barrier would only stop quals (`lower(name) = ...`) from
+/// reaching the table's indexes. Row-level security on the table applies to the view's
+/// owner, which is why a table with row-level security is not given one (see
+/// `PrivilegeReconciler`).
+public enum MaskView {
+    /// pgclone's schema in each database that holds a policy table.
+    public static let schema = "pgclone_masked"
+    /// The pads of keyed strategies, readable only by the service role.
+    public static let keyTable = SQL.qualified(schema, "_key")
+    /// What pgclone changed in the table's privileges, to give it back exactly.
+    public static let changesTable = SQL.qualified(schema, "_changes")
+
+    public struct Column: Sendable, Hashable {
+        public var name: String
+        /// `format_type` of the column, with ` COLLATE ...` when the column's collation is not its type's.
+        public var type: String
+        public var strategy: MaskStrategy?
+
+        public init(name: String, type: String, strategy: MaskStrategy?) {
+            self.name = name
+            self.type = type
+            self.strategy = strategy
+        }
+    }
+
+    /// The view's name: `schema.table` (`schema.table (only)` for the view of the table's own
+    /// rows, when it has inheritance children or partitions), or `oid N` when that is longer
+    /// than an identifier may be. Errors then name the real table: `permission denied for
+    /// view sec.emp`.
+    public static func name(schema: String, table: String, oid: UInt32, only: Bool) -> String {
+        let readable = "\(schema).\(table)" + (only ? " (only)" : "")
+        if readable.utf8.count <= 63 { return readable }
+        return "oid \(oid)" + (only ? " (only)" : "")
+    }
+
+    /// The same rule as `name(schema:table:oid:only:)` as an SQL expression over a namespace name,
+    /// a relation name and an OID (used by queries that find the views of many tables at once).
+    public static func nameSQL(schema: String, table: String, oid: String, only: Bool) -> String {
+        let suffix = only ? " OPERATOR(pg_catalog.||) ' (only)'" : ""
+        let readable = "(\(schema)::pg_catalog.text OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) \(table)::pg_catalog.text\(suffix))"
+        return "CASE WHEN pg_catalog.octet_length\(readable) OPERATOR(pg_catalog.<=) 63 THEN \(readable)"
+            + " ELSE ('oid ' OPERATOR(pg_catalog.||) \(oid)::pg_catalog.text\(suffix)) END"
+    }
+
+    /// `pgclone_masked."<name>"`.
+    public static func qualifiedName(schema: String, table: String, oid: UInt32, only: Bool) -> String {
+        SQL.qualified(Self.schema, name(schema: schema, table: table, oid: oid, only: only))
+    }
+
+    /// The masked select list over `columns` of a relation, each entry named as the column.
+    /// Keyed strategies read their pads from the key table, never from literals.
+    public static func selectList(_ columns: [Column], keys: MaskingKey.Source) -> String {
+        columns.map { column in
+            let name = SQL.identifier(column.name)
+            guard let strategy = column.strategy else { return name }
+            return strategy.expression(for: name, type: column.type, keys: keys) + " AS " + name
+        }.joined(separator: ", ")
+    }
+
+    /// The view's query.
+    public static func definition(schema: String, table: String, columns: [Column], only: Bool) -> String {
+        "SELECT \(selectList(columns, keys: .table(keyTable))) FROM \(only ? "ONLY " : "")\(SQL.qualified(schema, table))"
+    }
+
+    /// What a view masks, as a short fingerprint kept in its comment: a session uses the view
+    /// only when it masks exactly what the session's policies say (a view left from an older
+    /// policy could show a newly sensitive column). Computed from column names and strategies
+    /// only, so that a session reading the columns under its own search_path (which changes how
+    /// `format_type` prints a type) gets the same answer as the service role.
+    public static func fingerprint(_ columns: [Column]) -> String {
+        let text = "v1|" + columns.map { column in
+            column.name + "=" + (column.strategy?.json.text ?? "")
+        }.joined(separator: "|")
+        // FNV-1a, 64 bits: stable across processes and platforms (Hasher is seeded per process).
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    /// The view's comment: what it masks and the fingerprint of its columns.
+    public static func comment(schema: String, table: String, columns: [Column]) -> String {
+        "pgclone: masked values of \(schema).\(table) (mask \(fingerprint(columns)))"
+    }
+
+    /// The fingerprint in a view's comment, if it has one.
+    public static func fingerprint(inComment comment: String) -> String? {
+        guard let range = comment.range(of: "(mask "), comment.hasSuffix(")") else { return nil }
+        return String(comment[range.upperBound...].dropLast())
+    }
+
+    /// The SQL expression (over `pg_attribute a`) that `Column.type` holds: the type, with
+    /// the column's collation when it is not the type's, so that masked values sort and
+    /// compare as the real ones.
+    public static let columnTypeSQL = """
+        pg_catalog.format_type(a.atttypid, a.atttypmod)
+        OPERATOR(pg_catalog.||) COALESCE((SELECT ' COLLATE ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(cn.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(co.collname)
+                     FROM pg_catalog.pg_type ty, pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) co.collnamespace
+                     WHERE ty.oid OPERATOR(pg_catalog.=) a.atttypid AND co.oid OPERATOR(pg_catalog.=) a.attcollation AND a.attcollation OPERATOR(pg_catalog.<>) ty.typcollation), '')
+        """
+}

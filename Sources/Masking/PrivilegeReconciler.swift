@@ -1,0 +1,516 @@
+import PQ
+
+/// Keeps one database's privileges in line with the masking policies, so that the server
+/// itself refuses a masked role the real values of sensitive columns, through the proxy or
+/// around it.
+///
+/// For each policy table (and its partitions or inheritance children):
+/// * every privilege entry that lets a masked role read a sensitive column (SELECT or
+///   REFERENCES on the table, or on that column, granted to the role, to a role it can
+///   SET ROLE to, or to PUBLIC) is replaced by the same privilege on the other columns;
+/// * those grantees get SELECT on the table's mask view (`MaskView`), which the proxy's
+///   rewriter reads instead of the table;
+/// * roles that are not masked and lost a sensitive column that way get it back directly;
+/// * INSERT, UPDATE and DELETE are left as they were.
+///
+/// Every change is recorded (as the difference between the privileges before and after),
+/// so that dropping the policy gives back exactly what it took away and no more. Each run
+/// is one transaction under an advisory lock (several proxies may front one server), and
+/// repeats only what drifted: a GRANT made later is brought back in line.
+public struct PrivilegeReconciler: Sendable {
+    /// What the server enforces for one relation under one policy.
+    public struct Relation: Sendable, Hashable {
+        /// The policy's table (`schema.table`).
+        public var policy: String
+        public var schema: String
+        public var name: String
+        public var oid: UInt32
+        /// Whether the server backs the policy up on this relation.
+        public var enforced: Bool
+        /// Why it does not.
+        public var reason: String?
+        /// What this run changed: "" when nothing, else a short account.
+        public var changes: String = ""
+    }
+
+    /// The advisory lock every proxy takes around a run on a database.
+    static let lockKey = 7_270_747
+
+    let connection: PQConnection
+
+    public init(connection: PQConnection) {
+        self.connection = connection
+    }
+
+    /// Brings the database in line with `policies` (those for other databases are ignored by
+    /// the caller) and gives back what policies that no longer exist took away.
+    public func reconcile(_ policies: [TablePolicy]) async throws -> [Relation] {
+        try await connection.exec("BEGIN")
+        do {
+            try await connection.exec("SET LOCAL lock_timeout = '10s'; SET LOCAL search_path = ''")
+            try await connection.query("SELECT pg_catalog.pg_advisory_xact_lock($1::pg_catalog.int8)", [String(Self.lockKey)])
+            let outcome = try await run(policies)
+            try await connection.exec("COMMIT")
+            return outcome
+        } catch {
+            _ = try? await connection.exec("ROLLBACK")
+            _ = try? await connection.exec("RESET ROLE")
+            throw error
+        }
+    }
+
+    // MARK: - One run
+
+    private struct Service {
+        var oid: String
+        var name: String
+        var isSuperuser: Bool
+        var bypassesRLS: Bool
+    }
+
+    private struct Target {
+        var policyIndex: Int
+        var oid: UInt32
+        var schema: String
+        var name: String
+        var owner: String
+        var ownerName: String
+        var rowSecurity: Bool
+        var forceRowSecurity: Bool
+        var hasChildren: Bool
+        /// For the policy's own table: the parent it inherits from, if any.
+        var parent: String?
+    }
+
+    private func run(_ policies: [TablePolicy]) async throws -> [Relation] {
+        let serviceRow = try await connection.exec("""
+            SELECT r.oid::pg_catalog.text, r.rolname::pg_catalog.text, r.rolsuper, r.rolbypassrls
+            FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER
+            """)
+        let service = Service(oid: serviceRow.string(0, 0) ?? "0", name: serviceRow.string(0, 1) ?? "",
+                              isSuperuser: serviceRow.string(0, 2) == "t", bypassesRLS: serviceRow.string(0, 3) == "t")
+        let targets = try await findTargets(policies)
+        let hasInfrastructure = try await connection.exec("SELECT pg_catalog.to_regclass('pgclone_masked._changes') IS NOT NULL").string(0, 0) == "t"
+        guard !targets.isEmpty || hasInfrastructure else { return [] }
+        if !hasInfrastructure { try await createInfrastructure() }
+        try await storeKey(needed: targets.contains { target in policies[target.policyIndex].columns.contains { $0.strategy.isKeyed } })
+
+        var maskedRoles: [Int: [String]] = [:]
+        var outcome: [Relation] = []
+        for target in targets {
+            let policy = policies[target.policyIndex]
+            if maskedRoles[target.policyIndex] == nil {
+                maskedRoles[target.policyIndex] = try await masked(by: policy)
+            }
+            let masked = maskedRoles[target.policyIndex] ?? []
+            var relation = Relation(policy: policy.qualifiedName, schema: target.schema, name: target.name, oid: target.oid, enforced: false)
+            relation.reason = try await obstacle(target, policy: policy, masked: masked, service: service)
+            if relation.reason != nil {
+                relation.changes = try await restore(target.oid)
+            } else {
+                relation.changes = try await enforce(target, policy: policy, masked: masked)
+                relation.enforced = true
+            }
+            outcome.append(relation)
+        }
+        // Relations no longer under a policy get their privileges back.
+        let kept = Set(targets.map { String($0.oid) })
+        let recorded = try await connection.exec("SELECT DISTINCT relid::pg_catalog.text FROM pgclone_masked._changes").strings.compactMap { $0 }
+        let viewed = try await connection.exec("""
+            SELECT DISTINCT d.refobjid::pg_catalog.text FROM pg_catalog.pg_class v
+            JOIN pg_catalog.pg_rewrite r ON r.ev_class OPERATOR(pg_catalog.=) v.oid
+            JOIN pg_catalog.pg_depend d ON d.objid OPERATOR(pg_catalog.=) r.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+              AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+            -- The tables the views read (not pgclone's own key table, nor the view itself).
+            JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) d.refobjid AND t.relnamespace OPERATOR(pg_catalog.<>) v.relnamespace
+            WHERE v.relnamespace OPERATOR(pg_catalog.=) 'pgclone_masked'::pg_catalog.regnamespace
+            """).strings.compactMap { $0 }
+        for oid in Set(recorded + viewed).subtracting(kept).sorted() {
+            _ = try await restore(UInt32(oid) ?? 0)
+        }
+        return outcome
+    }
+
+    /// The policy tables that exist here, with their partitions and inheritance children.
+    private func findTargets(_ policies: [TablePolicy]) async throws -> [Target] {
+        guard !policies.isEmpty else { return [] }
+        let values = policies.enumerated().map { index, policy in
+            "(\(index), \(SQL.literal(policy.schema)), \(SQL.literal(policy.table)))"
+        }.joined(separator: ", ")
+        let rows = try await connection.exec("""
+            WITH RECURSIVE p(i, nsp, rel) AS (VALUES \(values)),
+            roots AS (
+              SELECT p.i, c.oid FROM p
+              JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) p.nsp
+              JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relname OPERATOR(pg_catalog.=) p.rel
+              WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p']::pg_catalog."char"[])
+            ),
+            d(i, oid, depth) AS (
+              SELECT i, oid, 0 FROM roots
+              UNION
+              SELECT d.i, h.inhrelid, d.depth OPERATOR(pg_catalog.+) 1 FROM d JOIN pg_catalog.pg_inherits h ON h.inhparent OPERATOR(pg_catalog.=) d.oid
+            )
+            SELECT d.i::pg_catalog.text, c.oid::pg_catalog.text, n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
+                   c.relowner::pg_catalog.text, pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text,
+                   c.relrowsecurity, c.relforcerowsecurity, c.relhassubclass,
+                   CASE WHEN d.depth OPERATOR(pg_catalog.=) 0 THEN
+                     (SELECT pg_catalog.format('%I.%I', pn.nspname, pc.relname) FROM pg_catalog.pg_inherits h
+                      JOIN pg_catalog.pg_class pc ON pc.oid OPERATOR(pg_catalog.=) h.inhparent
+                      JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) pc.relnamespace
+                      WHERE h.inhrelid OPERATOR(pg_catalog.=) c.oid LIMIT 1) END
+            FROM d JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.oid
+            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+            ORDER BY d.i, d.depth, c.oid
+            """)
+        return rows.rows.indices.map { row in
+            Target(policyIndex: Int(rows.string(row, 0) ?? "0") ?? 0, oid: UInt32(rows.string(row, 1) ?? "0") ?? 0,
+                   schema: rows.string(row, 2) ?? "", name: rows.string(row, 3) ?? "", owner: rows.string(row, 4) ?? "0",
+                   ownerName: rows.string(row, 5) ?? "", rowSecurity: rows.string(row, 6) == "t",
+                   forceRowSecurity: rows.string(row, 7) == "t", hasChildren: rows.string(row, 8) == "t", parent: rows.string(row, 9))
+        }
+    }
+
+    /// The OIDs of the roles the policy masks: not superusers, not members of an unmasked
+    /// role, and (when the policy names masked roles) members of one of those.
+    private func masked(by policy: TablePolicy) async throws -> [String] {
+        try await connection.query("""
+            SELECT r.oid::pg_catalog.text FROM pg_catalog.pg_roles r
+            WHERE NOT r.rolsuper AND r.rolname::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_'
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])
+                              AND pg_catalog.pg_has_role(r.oid, u.oid, 'MEMBER'))
+              AND ($2::pg_catalog.text[] IS NULL OR EXISTS (
+                   SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])
+                   AND pg_catalog.pg_has_role(r.oid, u.oid, 'MEMBER')))
+            ORDER BY r.oid
+            """, [SQL.textArray(policy.unmaskedRoles), policy.maskedRoles.map(SQL.textArray)]).strings.compactMap { $0 }
+    }
+
+    /// Why the server cannot back the policy up on this relation, or nil when it can.
+    private func obstacle(_ target: Target, policy: TablePolicy, masked: [String], service: Service) async throws -> String? {
+        if let parent = target.parent {
+            return "\(policy.qualifiedName) is a partition or inheritance child of \(parent): reads through \(parent) would not be masked; put the policy on the root table"
+        }
+        if !service.isSuperuser && target.owner != service.oid {
+            return "pgclone's service role \(service.name) neither owns \(target.schema).\(target.name) nor is a superuser, so it cannot manage its privileges"
+        }
+        let rows = try await connection.query("""
+            SELECT
+              (SELECT r.rolname::pg_catalog.text FROM pg_catalog.unnest($1::pg_catalog.oid[]) m(oid) JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.oid
+               WHERE pg_catalog.pg_has_role(m.oid, $2::pg_catalog.oid, 'MEMBER') ORDER BY 1 LIMIT 1),
+              (SELECT r.rolname::pg_catalog.text FROM pg_catalog.unnest($1::pg_catalog.oid[]) m(oid) JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.oid
+               WHERE pg_catalog.pg_has_role(m.oid, 'pg_read_all_data', 'MEMBER') ORDER BY 1 LIMIT 1),
+              (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.pg_get_userbyid(a.grantor)::pg_catalog.text, ', ')
+               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+               WHERE c.oid OPERATOR(pg_catalog.=) $3::pg_catalog.oid AND a.grantor OPERATOR(pg_catalog.<>) $4::pg_catalog.oid
+                 AND a.grantor OPERATOR(pg_catalog.<>) c.relowner)
+            """, [SQL.oidArray(masked), target.owner, String(target.oid), service.oid])
+        if let role = rows.string(0, 0) {
+            return "masked role \(role) owns \(target.schema).\(target.name) or can act as its owner \(target.ownerName), and an owner can always grant itself back what is revoked"
+        }
+        if let role = rows.string(0, 1) {
+            return "masked role \(role) is a member of pg_read_all_data, which reads every table"
+        }
+        if !service.isSuperuser, let grantors = rows.string(0, 2) {
+            return "privileges on \(target.schema).\(target.name) granted by \(grantors) can only be revoked by them or a superuser"
+        }
+        if target.rowSecurity && (service.isSuperuser || service.bypassesRLS || (target.owner == service.oid && !target.forceRowSecurity)) {
+            return "\(target.schema).\(target.name) has row-level security, which would not apply to masked reads through a view owned by \(service.name)"
+        }
+        return nil
+    }
+
+    // MARK: - Enforcing
+
+    private struct ColumnRow {
+        var name: String
+        var type: String
+    }
+
+    /// Makes the relation's mask views current and converts every privilege entry that
+    /// reaches a masked role. Returns what it changed.
+    private func enforce(_ target: Target, policy: TablePolicy, masked: [String]) async throws -> String {
+        let columnRows = try await connection.query("""
+            SELECT a.attname::pg_catalog.text, \(MaskView.columnTypeSQL)
+            FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+            ORDER BY a.attnum
+            """, [String(target.oid)])
+        let columns = columnRows.rows.indices.map { row in
+            MaskView.Column(name: columnRows.string(row, 0) ?? "", type: columnRows.string(row, 1) ?? "",
+                            strategy: policy.strategy(for: columnRows.string(row, 0) ?? ""))
+        }
+        let sensitive = columns.filter { $0.strategy != nil }.map(\.name)
+        let plain = columns.filter { $0.strategy == nil }.map(\.name)
+        var views = [(only: false, definition: MaskView.definition(schema: target.schema, table: target.name, columns: columns, only: false))]
+        if target.hasChildren {
+            views.append((only: true, definition: MaskView.definition(schema: target.schema, table: target.name, columns: columns, only: true)))
+        }
+        var changes: [String] = []
+        // A view that masks something else (an older policy, other columns) is rebuilt from the
+        // privileges as they were before pgclone touched them.
+        var current = true
+        for view in views {
+            let name = MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: view.only)
+            let comment = try await connection.query(
+                "SELECT pg_catalog.obj_description(pg_catalog.to_regclass($1), 'pg_class')", [name]).string(0, 0)
+            if comment != MaskView.comment(schema: target.schema, table: target.name, columns: columns) { current = false }
+        }
+        if !current {
+            let restored = try await restore(target.oid)
+            if !restored.isEmpty { changes.append(restored) }
+            for view in views {
+                let name = MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: view.only)
+                try await connection.exec("CREATE VIEW \(name) AS \(view.definition)")
+                try await connection.exec("COMMENT ON VIEW \(name) IS \(SQL.literal(MaskView.comment(schema: target.schema, table: target.name, columns: columns)))")
+            }
+            changes.append("mask view created")
+        }
+        let viewNames = views.map { MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: $0.only) }
+
+        // Entries that let a masked role read a sensitive column.
+        let leaky = try await connection.query("""
+            WITH masked(oid) AS (SELECT pg_catalog.unnest($2::pg_catalog.oid[])),
+            entries AS (
+              SELECT NULL::pg_catalog.text AS col, a.grantee, a.grantor, a.privilege_type, a.is_grantable
+              FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+              WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+              UNION ALL
+              SELECT att.attname::pg_catalog.text, a.grantee, a.grantor, a.privilege_type, a.is_grantable
+              FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) a
+              WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[])
+            )
+            SELECT e.col, e.grantee::pg_catalog.text, e.grantor::pg_catalog.text, e.privilege_type, e.is_grantable
+            FROM entries e
+            WHERE e.privilege_type OPERATOR(pg_catalog.=) ANY (ARRAY['SELECT', 'REFERENCES'])
+              AND (e.grantee OPERATOR(pg_catalog.=) 0 OR EXISTS (SELECT 1 FROM masked m WHERE pg_catalog.pg_has_role(m.oid, e.grantee, 'MEMBER')))
+            ORDER BY e.col NULLS FIRST, e.grantee, e.privilege_type
+            """, [String(target.oid), SQL.oidArray(masked), SQL.textArray(sensitive)])
+        guard !leaky.rows.isEmpty else { return changes.joined(separator: "; ") }
+
+        let before = try await entries(target.oid)
+        let readersBefore = try await sensitiveReaders(target.oid, sensitive: sensitive, masked: masked)
+        var viewGrants: [String: Set<String>?] = [:] // grantee → columns (nil: the whole view)
+        for row in leaky.rows.indices {
+            let column = leaky.string(row, 0)
+            let grantee = leaky.string(row, 1) ?? "0"
+            let grantor = leaky.string(row, 2) ?? "0"
+            let privilege = leaky.string(row, 3) ?? "SELECT"
+            let grantable = leaky.string(row, 4) == "t"
+            let granteeName = try await roleName(grantee)
+            try await asRole(grantor) {
+                if let column {
+                    try await connection.exec("REVOKE \(privilege) (\(SQL.identifier(column))) ON \(SQL.qualified(target.schema, target.name)) FROM \(granteeName) CASCADE")
+                } else {
+                    try await connection.exec("REVOKE \(privilege) ON \(SQL.qualified(target.schema, target.name)) FROM \(granteeName) CASCADE")
+                    if !plain.isEmpty {
+                        try await connection.exec("GRANT \(privilege) (\(plain.map(SQL.identifier).joined(separator: ", "))) ON \(SQL.qualified(target.schema, target.name)) TO \(granteeName)\(grantable ? " WITH GRANT OPTION" : "")")
+                    }
+                }
+            }
+            guard privilege == "SELECT" else { continue }
+            if column == nil {
+                viewGrants[grantee] = .some(nil)
+            } else if case .some(.some(var set)) = viewGrants[grantee] {
+                set.insert(column!)
+                viewGrants[grantee] = set
+            } else if viewGrants[grantee] == nil {
+                // The columns the grantee may read of the table, now masked in the view.
+                let readable = try await connection.query("""
+                    SELECT att.attname::pg_catalog.text FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) a
+                    WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.grantee OPERATOR(pg_catalog.=) $2::pg_catalog.oid AND a.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+                    """, [String(target.oid), grantee]).strings.compactMap { $0 }
+                viewGrants[grantee] = .some(Set(readable).union([column!]))
+            }
+        }
+        for (grantee, columns) in viewGrants.sorted(by: { $0.key < $1.key }) {
+            let granteeName = try await roleName(grantee)
+            for view in viewNames {
+                if let columns {
+                    try await connection.exec("GRANT SELECT (\(columns.sorted().map(SQL.identifier).joined(separator: ", "))) ON \(view) TO \(granteeName)")
+                } else {
+                    try await connection.exec("GRANT SELECT ON \(view) TO \(granteeName)")
+                }
+            }
+        }
+        // Roles that are not masked keep what they could read: the policy's unmasked roles first
+        // (their members inherit), then any other role that still lost a column.
+        for round in 0..<2 {
+            let readersNow = try await sensitiveReaders(target.oid, sensitive: sensitive, masked: masked)
+            var lost: [String: [String]] = [:]
+            for reader in readersBefore.subtracting(readersNow) { lost[reader.role, default: []].append(reader.column) }
+            for (role, lostColumns) in lost.sorted(by: { $0.key < $1.key }) {
+                let name = try await connection.query("SELECT pg_catalog.pg_get_userbyid($1::pg_catalog.oid)::pg_catalog.text", [role]).string(0, 0) ?? ""
+                guard round == 1 || policy.unmaskedRoles.contains(name) else { continue }
+                try await connection.exec("GRANT SELECT (\(lostColumns.sorted().map(SQL.identifier).joined(separator: ", "))) ON \(SQL.qualified(target.schema, target.name)) TO \(SQL.identifier(name))")
+            }
+        }
+        try await record(target.oid, before: before, after: try await entries(target.oid))
+        changes.append("\(leaky.rows.count) privilege \(leaky.rows.count == 1 ? "entry" : "entries") on sensitive columns converted")
+        return changes.joined(separator: "; ")
+    }
+
+    private struct Reader: Hashable {
+        var role: String
+        var column: String
+    }
+
+    /// Roles (not masked, not superusers, with no masked role among their members) that can
+    /// read each sensitive column.
+    private func sensitiveReaders(_ oid: UInt32, sensitive: [String], masked: [String]) async throws -> Set<Reader> {
+        let rows = try await connection.query("""
+            SELECT r.oid::pg_catalog.text, c.col FROM pg_catalog.pg_roles r, pg_catalog.unnest($2::pg_catalog.text[]) c(col)
+            WHERE NOT r.rolsuper AND r.rolname::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_'
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest($3::pg_catalog.oid[]) m(oid) WHERE pg_catalog.pg_has_role(m.oid, r.oid, 'MEMBER'))
+              AND pg_catalog.has_column_privilege(r.oid, $1::pg_catalog.oid, c.col, 'SELECT')
+            """, [String(oid), SQL.textArray(sensitive), SQL.oidArray(masked)])
+        return Set(rows.rows.indices.map { Reader(role: rows.string($0, 0) ?? "", column: rows.string($0, 1) ?? "") })
+    }
+
+    // MARK: - Records
+
+    private struct Entry: Hashable {
+        var column: String?
+        var grantee: String
+        var grantor: String
+        var privilege: String
+        var grantable: Bool
+    }
+
+    /// Every privilege entry on the relation and its columns (owner's own included).
+    private func entries(_ oid: UInt32) async throws -> Set<Entry> {
+        let rows = try await connection.query("""
+            SELECT NULL::pg_catalog.text, a.grantee::pg_catalog.text, a.grantor::pg_catalog.text, a.privilege_type, a.is_grantable
+            FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+            UNION ALL
+            SELECT att.attname::pg_catalog.text, a.grantee::pg_catalog.text, a.grantor::pg_catalog.text, a.privilege_type, a.is_grantable
+            FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) a WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+            """, [String(oid)])
+        return Set(rows.rows.indices.map { row in
+            Entry(column: rows.string(row, 0), grantee: rows.string(row, 1) ?? "0", grantor: rows.string(row, 2) ?? "0",
+                  privilege: rows.string(row, 3) ?? "", grantable: rows.string(row, 4) == "t")
+        })
+    }
+
+    /// Records the difference: entries that disappeared were revoked, new ones were added.
+    private func record(_ oid: UInt32, before: Set<Entry>, after: Set<Entry>) async throws {
+        let changes = before.subtracting(after).map { ("revoked", $0) } + after.subtracting(before).map { ("added", $0) }
+        for (action, entry) in changes {
+            try await connection.query("""
+                INSERT INTO pgclone_masked._changes (relid, action, column_name, grantee, grantor, privilege, grantable)
+                VALUES ($1::pg_catalog.oid, $2, $3, $4::pg_catalog.oid, $5::pg_catalog.oid, $6, $7::pg_catalog.bool)
+                """, [String(oid), action, entry.column, entry.grantee, entry.grantor, entry.privilege, entry.grantable ? "true" : "false"])
+        }
+    }
+
+    /// Gives back what pgclone changed on the relation and drops its mask views.
+    @discardableResult
+    func restore(_ oid: UInt32) async throws -> String {
+        let exists = try await connection.query("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid", [String(oid)])
+        let rows = try await connection.query("""
+            SELECT action, column_name, grantee::pg_catalog.text, grantor::pg_catalog.text, privilege, grantable,
+                   pg_catalog.pg_get_userbyid(grantee)::pg_catalog.text,
+                   EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) grantee) OR grantee OPERATOR(pg_catalog.=) 0
+            FROM pgclone_masked._changes WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid ORDER BY id
+            """, [String(oid)])
+        var given = 0
+        if let table = exists.string(0, 0) {
+            struct Change { var action: String; var entry: Entry; var granteeExists: Bool }
+            let changes = rows.rows.indices.map { row in
+                Change(action: rows.string(row, 0) ?? "", entry: Entry(
+                    column: rows.string(row, 1), grantee: rows.string(row, 2) ?? "0", grantor: rows.string(row, 3) ?? "0",
+                    privilege: rows.string(row, 4) ?? "", grantable: rows.string(row, 5) == "t"), granteeExists: rows.string(row, 7) == "t")
+            }
+            for change in changes where change.action == "added" && change.granteeExists {
+                let entry = change.entry
+                let granteeName = try await roleName(entry.grantee)
+                try await asRole(entry.grantor) {
+                    try await connection.exec("REVOKE \(entry.privilege)\(entry.column.map { " (\(SQL.identifier($0)))" } ?? "") ON \(table) FROM \(granteeName) CASCADE")
+                }
+            }
+            // Grants whose grantor needs its own grant option back first go last.
+            var pending = changes.filter { $0.action == "revoked" && $0.granteeExists }
+            while !pending.isEmpty {
+                let grantees = Set(pending.map(\.entry.grantee))
+                let ready = pending.filter { !grantees.contains($0.entry.grantor) }
+                let batch = ready.isEmpty ? pending : ready
+                for change in batch {
+                    let entry = change.entry
+                    let granteeName = try await roleName(entry.grantee)
+                    try await asRole(entry.grantor) {
+                        try await connection.exec("GRANT \(entry.privilege)\(entry.column.map { " (\(SQL.identifier($0)))" } ?? "") ON \(table) TO \(granteeName)\(entry.grantable ? " WITH GRANT OPTION" : "")")
+                    }
+                    given += 1
+                }
+                pending.removeAll { change in batch.contains { $0.entry == change.entry && $0.action == change.action } }
+            }
+        }
+        try await connection.query("DELETE FROM pgclone_masked._changes WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid", [String(oid)])
+        let views = try await connection.query("""
+            SELECT DISTINCT pg_catalog.format('%I.%I', 'pgclone_masked', v.relname) FROM pg_catalog.pg_class v
+            JOIN pg_catalog.pg_rewrite r ON r.ev_class OPERATOR(pg_catalog.=) v.oid
+            JOIN pg_catalog.pg_depend d ON d.objid OPERATOR(pg_catalog.=) r.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+            WHERE v.relnamespace OPERATOR(pg_catalog.=) 'pgclone_masked'::pg_catalog.regnamespace AND d.refobjid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+              AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+            """, [String(oid)]).strings.compactMap { $0 }
+        for view in views { try await connection.exec("DROP VIEW IF EXISTS \(view)") }
+        var account: [String] = []
+        if given > 0 { account.append("\(given) privilege \(given == 1 ? "entry" : "entries") given back") }
+        if !views.isEmpty { account.append("mask view dropped") }
+        return account.joined(separator: "; ")
+    }
+
+    // MARK: - Helpers
+
+    private func createInfrastructure() async throws {
+        try await connection.exec("""
+            CREATE SCHEMA IF NOT EXISTS pgclone_masked;
+            COMMENT ON SCHEMA pgclone_masked IS 'pgclone: views of masked values that masked roles read instead of policy tables';
+            GRANT USAGE ON SCHEMA pgclone_masked TO PUBLIC;
+            CREATE TABLE IF NOT EXISTS pgclone_masked._changes (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                relid oid NOT NULL,
+                action text NOT NULL CHECK (action IN ('revoked', 'added')),
+                column_name text,
+                grantee oid NOT NULL,
+                grantor oid NOT NULL,
+                privilege text NOT NULL,
+                grantable boolean NOT NULL,
+                changed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+            );
+            COMMENT ON TABLE pgclone_masked._changes IS 'pgclone: privileges changed by masking policies, given back when a policy goes';
+            REVOKE ALL ON pgclone_masked._changes FROM PUBLIC;
+            CREATE TABLE IF NOT EXISTS pgclone_masked._key (inner_pad bytea NOT NULL, outer_pad bytea NOT NULL);
+            COMMENT ON TABLE pgclone_masked._key IS 'pgclone: HMAC pads of keyed mask strategies, read only by the owner of the mask views';
+            REVOKE ALL ON pgclone_masked._key FROM PUBLIC;
+            """)
+    }
+
+    /// Keeps the HMAC pads of keyed strategies where the mask views (and only their owner) read them.
+    private func storeKey(needed: Bool) async throws {
+        guard needed, let pads = MaskingKey.hexPads else { return }
+        let current = try await connection.exec("SELECT pg_catalog.encode(inner_pad, 'hex'), pg_catalog.encode(outer_pad, 'hex') FROM pgclone_masked._key")
+        guard current.rows.count != 1 || current.string(0, 0) != pads.inner || current.string(0, 1) != pads.outer else { return }
+        try await connection.exec("DELETE FROM pgclone_masked._key")
+        try await connection.query("INSERT INTO pgclone_masked._key VALUES (pg_catalog.decode($1, 'hex'), pg_catalog.decode($2, 'hex'))", [pads.inner, pads.outer])
+    }
+
+    private func roleName(_ oid: String) async throws -> String {
+        if oid == "0" { return "PUBLIC" }
+        let name = try await connection.query("SELECT pg_catalog.pg_get_userbyid($1::pg_catalog.oid)::pg_catalog.text", [oid]).string(0, 0) ?? ""
+        return SQL.identifier(name)
+    }
+
+    /// Runs `body` as `role` (a grant is revoked or given by its grantor); as the service role
+    /// itself when that is the role or the role no longer exists.
+    private func asRole(_ oid: String, _ body: () async throws -> Void) async throws {
+        let row = try await connection.query("""
+            SELECT r.rolname::pg_catalog.text, r.rolname OPERATOR(pg_catalog.=) CURRENT_USER FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+            """, [oid])
+        guard let name = row.string(0, 0), row.string(0, 1) != "t" else {
+            try await body()
+            return
+        }
+        try await connection.exec("SET ROLE \(SQL.identifier(name))")
+        try await body()
+        try await connection.exec("RESET ROLE")
+    }
+}

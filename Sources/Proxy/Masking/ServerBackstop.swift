@@ -1,0 +1,163 @@
+import Foundation
+import Logging
+import Masking
+import NIOConcurrencyHelpers
+import PQ
+import ServiceLifecycle
+
+/// Runs the `PrivilegeReconciler` on every database of the target: when the policies
+/// change, every few seconds on the databases that hold policy tables (a GRANT made since
+/// is brought back in line), and at once when a session or an admin call asks.
+///
+/// Each pass connects as the service role, reconciles, and disconnects: an idle service
+/// connection would make a plain `DROP DATABASE` fail.
+public final class ServerBackstop: Service, Sendable {
+    /// What the last pass on one database found.
+    public struct DatabaseState: Sendable {
+        public var relations: [PrivilegeReconciler.Relation]
+        public var error: String?
+        public var policyVersion: Int
+        public var checkedAt: Date
+    }
+
+    enum Event: Sendable {
+        case tick
+        case database(String)
+    }
+
+    private let serviceConnInfo: ConnInfo
+    private let policies: PolicyStore
+    private let logger: Logger
+    private let driftInterval: Duration
+    private let fullScanInterval: Duration
+    /// The databases to look after; nil means every database of the server. (Tests that share
+    /// one server between proxies with different policies keep each proxy to its own.)
+    private let databases: Set<String>?
+    private let states = NIOLockedValueBox<[String: DatabaseState]>([:])
+    private let events: AsyncStream<Event>
+    private let continuation: AsyncStream<Event>.Continuation
+
+    public init(serviceConnInfo: ConnInfo, policies: PolicyStore, logger: Logger, databases: Set<String>? = nil,
+                driftInterval: Duration = .seconds(5), fullScanInterval: Duration = .seconds(60)) {
+        self.databases = databases
+        self.serviceConnInfo = serviceConnInfo
+        self.policies = policies
+        self.logger = logger
+        self.driftInterval = driftInterval
+        self.fullScanInterval = fullScanInterval
+        (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(256))
+    }
+
+    /// The last pass on `database`, if there was one.
+    public func state(of database: String) -> DatabaseState? {
+        states.withLockedValue { $0[database] }
+    }
+
+    /// Asks for a pass on `database` soon (a session saw a stale view or a leaky grant).
+    public func nudge(_ database: String) {
+        continuation.yield(.database(database))
+    }
+
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [continuation] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    continuation.yield(.tick)
+                }
+            }
+            group.addTask { [self] in
+                var seenVersion = -1
+                var lastDrift = ContinuousClock.now
+                var lastFullScan = ContinuousClock.now
+                for await event in events.cancelOnGracefulShutdown() {
+                    let now = ContinuousClock.now
+                    switch event {
+                    case .database(let name):
+                        await reconcile(database: name)
+                    case .tick:
+                        let version = policies.current.version
+                        if version != seenVersion || now - lastFullScan >= fullScanInterval {
+                            seenVersion = version
+                            lastFullScan = now
+                            lastDrift = now
+                            await reconcileAll()
+                        } else if now - lastDrift >= driftInterval {
+                            lastDrift = now
+                            let busy = states.withLockedValue { $0.filter { !$0.value.relations.isEmpty || $0.value.error != nil }.keys.sorted() }
+                            for database in busy { await reconcile(database: database) }
+                        }
+                    }
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+    }
+
+    /// One pass over every database that accepts connections.
+    func reconcileAll() async {
+        var databases: [String]
+        do {
+            let connection = try await connect(to: nil)
+            databases = try await connection.exec("""
+                SELECT datname::pg_catalog.text FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname
+                """).strings.compactMap { $0 }
+            if let scope = self.databases { databases = databases.filter(scope.contains) }
+        } catch {
+            logger.warning("server backstop: cannot list the databases", metadata: ["error": "\(Self.describe(error))"])
+            return
+        }
+        for database in databases { await reconcile(database: database) }
+        // Databases that are gone.
+        states.withLockedValue { states in
+            for name in states.keys where !databases.contains(name) { states[name] = nil }
+        }
+    }
+
+    /// Reconciles one database now and returns what it found.
+    @discardableResult
+    public func reconcile(database: String) async -> DatabaseState {
+        let policySet = policies.current
+        if let scope = databases, !scope.contains(database) {
+            return DatabaseState(relations: [], error: "this proxy's server backstop does not look after database \(database)", policyVersion: policySet.version, checkedAt: Date())
+        }
+        let applicable = policySet.policies.filter { $0.database == nil || $0.database == database }
+        var state = DatabaseState(relations: [], error: nil, policyVersion: policySet.version, checkedAt: Date())
+        do {
+            let connection = try await connect(to: database)
+            state.relations = try await PrivilegeReconciler(connection: connection).reconcile(applicable)
+            for relation in state.relations where !relation.changes.isEmpty {
+                logger.info("server backstop changed privileges", metadata: [
+                    "database": "\(database)", "table": "\(relation.schema).\(relation.name)", "changes": "\(relation.changes)"])
+            }
+            let previous = self.state(of: database)
+            for relation in state.relations where !relation.enforced {
+                let before = previous?.relations.first { $0.oid == relation.oid }
+                if before?.reason != relation.reason {
+                    logger.warning("masking policy not backed up by the server", metadata: [
+                        "database": "\(database)", "table": "\(relation.schema).\(relation.name)", "reason": "\(relation.reason ?? "")"])
+                }
+            }
+        } catch {
+            state.error = Self.describe(error)
+            if self.state(of: database)?.error != state.error {
+                logger.warning("server backstop failed", metadata: ["database": "\(database)", "error": "\(state.error ?? "")"])
+            }
+        }
+        states.withLockedValue { $0[database] = state }
+        return state
+    }
+
+    private func connect(to database: String?) async throws -> PQConnection {
+        var info = serviceConnInfo
+        if let database { info["dbname"] = database }
+        info["application_name"] = "pgclone backstop"
+        return try await PQConnection.connect(info.connectionString, label: "backstop")
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PQError { return error.message }
+        return "\(error)"
+    }
+}

@@ -1,0 +1,299 @@
+import Foundation
+import Masking
+import PQ
+import Proxy
+import Testing
+
+/// The server backs every policy up: masked roles lose SELECT and REFERENCES on the
+/// sensitive columns and read pgclone's mask views, so that a statement the proxy misreads,
+/// or a connection that goes around the proxy, meets the server's own "permission denied".
+@Suite struct ServerBackstopTests {
+    static let canaries = ["CANARY-SSN-5e1a", "CANARY-MAIL-77b0"]
+
+    struct Setup: Sendable {
+        var environment: TestEnvironment
+        var proxy: RunningProxy
+        var database: String
+        var suffix: String
+        var masked: String { "bs_masked_\(suffix)" }
+        var columnReader: String { "bs_cols_\(suffix)" }
+        var exempt: String { "bs_exempt_\(suffix)" }
+        var group: String { "bs_group_\(suffix)" }
+        var owner: String { "bs_owner_\(suffix)" }
+
+        func direct(_ user: String? = nil) async throws -> PQConnection {
+            let info = user.map { "host=\(environment.host) port=\(environment.targetPort) dbname=\(database) user=\($0) password=pw" }
+                ?? environment.directTarget(database: database)
+            return try await PQConnection.connect(info)
+        }
+
+        func throughProxy(_ user: String) async throws -> PQConnection {
+            try await PQConnection.connect(environment.throughProxy(proxy.port, user: user, password: "pw", database: database))
+        }
+
+        /// Every privilege entry on sec.emp and its columns, as text.
+        func privileges() async throws -> Set<String> {
+            let connection = try await direct()
+            let rows = try await connection.exec("""
+                SELECT COALESCE(col, '') || ' ' || grantee::regrole::text || ' ' || grantor::regrole::text || ' ' || privilege_type || ' ' || is_grantable::text
+                FROM (SELECT NULL AS col, (aclexplode(relacl)).* FROM pg_class WHERE oid = 'sec.emp'::regclass
+                      UNION ALL
+                      SELECT attname::text, (aclexplode(attacl)).* FROM pg_attribute WHERE attrelid = 'sec.emp'::regclass) e
+                """)
+            return Set(rows.strings.compactMap { $0 })
+        }
+
+        func writePolicies(_ yaml: String) throws {
+            let directory = try #require(proxy.server.policies.directory)
+            try yaml.write(toFile: directory + "/policies.yaml", atomically: true, encoding: .utf8)
+            #expect(proxy.server.policies.reload() == nil)
+        }
+    }
+
+    static func policy(exempt: String, extra: String = "") -> String {
+        """
+        policies:
+          - table: sec.emp
+            unmasked_roles: [\(exempt)]
+            columns:
+              ssn: "null"
+              email: email
+        \(extra)
+        """
+    }
+
+    private func withBackstop(_ body: (Setup) async throws -> Void) async throws {
+        let environment = try TestEnvironment.require()
+        let suffix = String(UInt32.random(in: 0...UInt32.max))
+        let database = "backstop_\(suffix)"
+        let admin = try await PQConnection.connect(environment.directTarget())
+        try await admin.exec("CREATE DATABASE \(database)")
+        let roles = ["bs_masked_", "bs_cols_", "bs_exempt_", "bs_group_", "bs_owner_"].map { $0 + suffix }
+        for role in roles { try await admin.exec("CREATE ROLE \(role) LOGIN PASSWORD 'pw'") }
+        // The exempt role reads the table only through the group the masked role is in too.
+        try await admin.exec("GRANT bs_group_\(suffix) TO bs_masked_\(suffix), bs_exempt_\(suffix)")
+        let setupConnection = try await PQConnection.connect(environment.directTarget(database: database))
+        try await setupConnection.exec("""
+            CREATE SCHEMA sec;
+            CREATE TABLE sec.emp (id int PRIMARY KEY, name text CHECK (length(name) < 20), ssn text UNIQUE, email text, boss int REFERENCES sec.emp (id));
+            INSERT INTO sec.emp SELECT g, 'name ' || g, 'CANARY-SSN-5e1a-' || g, 'CANARY-MAIL-77b0-' || g || '@example.com', NULL FROM generate_series(1, 5) g;
+            GRANT USAGE ON SCHEMA sec TO PUBLIC;
+            GRANT SELECT, INSERT, UPDATE, DELETE ON sec.emp TO bs_group_\(suffix);
+            GRANT SELECT (id, email) ON sec.emp TO bs_cols_\(suffix);
+            CREATE SCHEMA own AUTHORIZATION bs_masked_\(suffix);
+            CREATE TABLE sec.owned (id int, ssn text);
+            ALTER TABLE sec.owned OWNER TO bs_masked_\(suffix);
+            """)
+        let policies = URL(fileURLWithPath: environment.directory).appendingPathComponent("backstop-\(suffix)")
+        try FileManager.default.createDirectory(at: policies, withIntermediateDirectories: true)
+        try Self.policy(exempt: "bs_exempt_\(suffix)").write(to: policies.appendingPathComponent("policies.yaml"), atomically: true, encoding: .utf8)
+        let proxy = try await RunningProxy.start(environment, backstopDatabases: [database]) { $0.policiesDirectory = policies.path }
+        let setup = Setup(environment: environment, proxy: proxy, database: database, suffix: suffix)
+        var failure: (any Error)?
+        do {
+            try await body(setup)
+        } catch {
+            failure = error
+        }
+        try? await proxy.stop()
+        _ = try? await admin.exec("DROP DATABASE \(database) WITH (FORCE)")
+        for role in roles { _ = try? await admin.exec("DROP ROLE \(role)") }
+        if let failure { throw failure }
+    }
+
+    private func assertNoCanary(_ text: String, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        for canary in Self.canaries where text.contains(canary) {
+            Issue.record("\(what) leaked \(canary): \(text.prefix(300))", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// Runs `sql` and expects the server's refusal with `sqlState`; no canary in the error.
+    private func expectRefused(_ connection: PQConnection, _ sql: String, _ sqlState: String = "42501", sourceLocation: SourceLocation = #_sourceLocation) async {
+        do {
+            let result = try await connection.exec(sql)
+            Issue.record("\(sql) answered: \(result.strings)", sourceLocation: sourceLocation)
+            assertNoCanary(result.strings.compactMap { $0 }.joined(separator: " "), sql, sourceLocation: sourceLocation)
+        } catch let error as PQError {
+            #expect(error.sqlState == sqlState, "\(sql): \(error.message)", sourceLocation: sourceLocation)
+            assertNoCanary(error.message + (error.detail ?? "") + (error.hint ?? ""), sql, sourceLocation: sourceLocation)
+        } catch {
+            Issue.record("\(sql): \(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func aMaskedRoleConnectingAroundTheProxyCannotReadSensitiveColumns() async throws {
+        try await withBackstop { setup in
+            let masked = try await setup.direct(setup.masked)
+            for sql in ["SELECT ssn FROM sec.emp", "SELECT email FROM sec.emp", "SELECT * FROM sec.emp", "SELECT e FROM sec.emp e",
+                        "SELECT id FROM sec.emp WHERE ssn LIKE 'CANARY%'", "UPDATE sec.emp SET name = name WHERE id = 1 RETURNING *",
+                        "UPDATE sec.emp SET name = email WHERE id = 1",
+                        "CREATE TABLE own.fk (s text REFERENCES sec.emp (ssn))",
+                        "SELECT * FROM pgclone_masked._key", "SELECT * FROM pgclone_masked._changes"] {
+                await expectRefused(masked, sql)
+            }
+            // Through a role it can SET ROLE to, too.
+            try await masked.exec("SET ROLE \(setup.group)")
+            await expectRefused(masked, "SELECT ssn FROM sec.emp")
+            try await masked.exec("RESET ROLE")
+            // The other columns still read, and the mask view gives the sensitive ones masked.
+            #expect(try await masked.exec("SELECT name FROM sec.emp WHERE id = 2").string(0, 0) == "name 2")
+            let view = try await masked.exec("SELECT ssn IS NULL, email FROM pgclone_masked.\"sec.emp\" WHERE id = 2")
+            #expect(view.string(0, 0) == "t" && view.string(0, 1) == "C***@example.com", "\(view.strings)")
+            // A constraint error shows only the columns the role may read.
+            do {
+                _ = try await masked.exec("UPDATE sec.emp SET name = 'a name much too long for the check' WHERE id = 3")
+                Issue.record("the CHECK did not fire")
+            } catch let error as PQError {
+                #expect(error.sqlState == "23514")
+                #expect(error.detail == "Failing row contains (id, name, boss) = (3, a name much too long for the check, null).", "\(error.detail ?? "")")
+            }
+            // A role with column grants keeps exactly those columns, masked where sensitive.
+            let columns = try await setup.direct(setup.columnReader)
+            await expectRefused(columns, "SELECT email FROM sec.emp")
+            #expect(try await columns.exec("SELECT email FROM pgclone_masked.\"sec.emp\" WHERE id = 1").string(0, 0) == "C***@example.com")
+            await expectRefused(columns, "SELECT name FROM pgclone_masked.\"sec.emp\"")
+            // The exempt role had the table through the group: it reads real values directly.
+            let exempt = try await setup.direct(setup.exempt)
+            #expect(try await exempt.exec("SELECT ssn FROM sec.emp WHERE id = 1").string(0, 0) == "CANARY-SSN-5e1a-1")
+        }
+    }
+
+    @Test func throughTheProxyReadsAreMaskedAndWritesThatReadSensitiveColumnsAreRefused() async throws {
+        try await withBackstop { setup in
+            let session = try await setup.throughProxy(setup.masked)
+            let rows = try await session.exec("SELECT id, name, ssn, email FROM sec.emp ORDER BY id")
+            #expect(rows.rows.count == 5)
+            #expect(rows.string(0, 3) == "C***@example.com" && rows.string(0, 2) == nil)
+            for sql in ["UPDATE sec.emp SET name = name WHERE id = 1 RETURNING *",
+                        "WITH u AS (UPDATE sec.emp SET name = name WHERE id = 1 RETURNING ssn) SELECT * FROM u",
+                        "DELETE FROM sec.emp WHERE ssn = 'CANARY-SSN-5e1a-4'",
+                        "SELECT upper(ssn) FROM sec.emp -- pgclone",
+                        "SELECT upper(ssn) AS pgclone FROM ONLY sec.emp /* PGCLONE */"] {
+                do {
+                    let result = try await session.exec(sql)
+                    assertNoCanary(result.strings.compactMap { $0 }.joined(separator: " "), sql)
+                } catch let error as PQError {
+                    #expect(error.sqlState == "42501", "\(sql): \(error.message)")
+                    assertNoCanary(error.message + (error.detail ?? ""), sql)
+                }
+            }
+            let copied = CollectedBytes()
+            do {
+                try await session.copyOut("COPY (UPDATE sec.emp SET name = name WHERE id = 2 RETURNING *) TO STDOUT") { copied.append($0) }
+                Issue.record("COPY (UPDATE ... RETURNING *) answered: \(copied.text)")
+            } catch let error as PQError {
+                #expect(error.sqlState == "42501", "\(error.message)")
+            }
+            assertNoCanary(copied.text, "COPY (UPDATE ... RETURNING *)")
+            // Writes that read nothing sensitive work: the server checks them, not the proxy.
+            let updated = try await session.exec("UPDATE sec.emp SET name = 'renamed' WHERE id = 2 RETURNING id, name")
+            #expect(updated.string(0, 1) == "renamed")
+            // Schema-qualified column references, ONLY, TABLE and COPY read the mask view too.
+            #expect(try await session.exec("SELECT sec.emp.email FROM sec.emp WHERE sec.emp.id = 1").string(0, 0) == "C***@example.com")
+            #expect(try await session.exec("TABLE sec.emp").rows.count == 5)
+            #expect(try await session.exec("SELECT count(*) FROM ONLY sec.emp").string(0, 0) == "5")
+            let copy = CollectedBytes()
+            try await session.copyOut("COPY sec.emp (id, email) TO STDOUT") { copy.append($0) }
+            #expect(copy.text.contains("1\tC***@example.com"), "\(copy.text)")
+            assertNoCanary(copy.text, "COPY")
+        }
+    }
+
+    @Test func laterGrantsAreBroughtBackInLineAndDroppingThePolicyGivesBackExactlyWhatItTook() async throws {
+        // The privileges before any policy: compare with what is left after the policy goes.
+        try await withBackstop { setup in
+            let backstop = try #require(setup.proxy.backstop)
+            // (The proxy already converted the privileges at start; drop the policy to read the original set.)
+            try setup.writePolicies("policies: []\n")
+            await backstop.reconcile(database: setup.database)
+            let original = try await setup.privileges()
+            #expect(original.contains(" \(setup.group) postgres SELECT false"), "the group's SELECT is back: \(original.sorted())")
+            try setup.writePolicies(Self.policy(exempt: setup.exempt))
+            let state = await backstop.reconcile(database: setup.database)
+            #expect(state.relations.first { $0.name == "emp" }?.enforced == true, "\(state.relations)")
+            #expect(try await setup.privileges() != original)
+            // A GRANT made later, straight to the masked role, is converted on the next pass.
+            let admin = try await setup.direct()
+            try await admin.exec("GRANT SELECT ON sec.emp TO \(setup.masked)")
+            await backstop.reconcile(database: setup.database)
+            let masked = try await setup.direct(setup.masked)
+            await expectRefused(masked, "SELECT ssn FROM sec.emp")
+            // The policy goes: everything it took comes back (the later grant included), nothing else.
+            try setup.writePolicies("policies: []\n")
+            await backstop.reconcile(database: setup.database)
+            let restored = try await setup.privileges()
+            let expected = original.union([" \(setup.masked) postgres SELECT false"])
+            #expect(restored == expected, "missing \(expected.subtracting(restored).sorted()), extra \(restored.subtracting(expected).sorted())")
+            #expect(try await admin.exec("SELECT count(*) FROM pg_class WHERE relnamespace = 'pgclone_masked'::regnamespace AND relkind = 'v'").string(0, 0) == "0")
+            #expect(try await admin.exec("SELECT count(*) FROM pgclone_masked._changes").string(0, 0) == "0")
+            #expect(try await masked.exec("SELECT ssn FROM sec.emp WHERE id = 1").string(0, 0) == "CANARY-SSN-5e1a-1")
+        }
+    }
+
+    @Test func policyStatusSaysWhetherTheServerBacksEachPolicyUp() async throws {
+        try await withBackstop { setup in
+            try setup.writePolicies(Self.policy(exempt: setup.exempt, extra: """
+                  - table: sec.owned
+                    unmasked_roles: [\(setup.exempt)]
+                    columns:
+                      ssn: "null"
+                  - table: sec.missing
+                    unmasked_roles: []
+                    columns:
+                      ssn: "null"
+                """))
+            let admin = try await PQConnection.connect(setup.environment.throughProxy(setup.proxy.port, database: setup.database))
+            let status = try await admin.exec("SELECT table_name, server_enforced, server_detail FROM pgclone.policy_status() ORDER BY table_name")
+            #expect(status.rows.count == 3)
+            #expect(status.string(0, 0) == "sec.emp" && status.string(0, 1) == "yes" && status.string(0, 2) == nil, "\(status.strings)")
+            #expect(status.string(1, 0) == "sec.missing" && status.string(1, 1) == "no", "\(status.strings)")
+            #expect(status.string(2, 0) == "sec.owned" && status.string(2, 1) == "no", "\(status.strings)")
+            #expect(status.string(2, 2)?.contains("masked role \(setup.masked) owns sec.owned") == true, "\(status.string(2, 2) ?? "")")
+        }
+    }
+
+    @Test func keyedStrategiesReadTheirKeyWhereOnlyTheViewOwnerCan() async throws {
+        try await withBackstop { setup in
+            try setup.writePolicies("""
+                policies:
+                  - table: sec.emp
+                    unmasked_roles: [\(setup.exempt)]
+                    columns:
+                      ssn: pseudonym
+                      email: fake_email
+                """)
+            let state = await setup.proxy.backstop?.reconcile(database: setup.database)
+            #expect(state?.error == nil && state?.relations.first?.enforced == true, "\(String(describing: state))")
+            let session = try await setup.throughProxy(setup.masked)
+            let first = try await session.exec("SELECT ssn, email FROM sec.emp WHERE id = 1")
+            let again = try await session.exec("SELECT ssn, email FROM sec.emp WHERE id = 1")
+            #expect(first.string(0, 0)?.count == 64 && first.string(0, 0) == again.string(0, 0), "\(first.strings)")
+            #expect(first.string(0, 1)?.hasSuffix("@example.com") == true)
+            assertNoCanary(first.strings.compactMap { $0 }.joined(separator: " "), "pseudonyms")
+            // Neither the view's definition nor the statement the role sent carries the key.
+            let definition = try await session.exec("SELECT pg_get_viewdef('pgclone_masked.\"sec.emp\"'::regclass)").string(0, 0) ?? ""
+            #expect(definition.contains("pgclone_masked._key") && !definition.contains("decode("), "\(definition.prefix(400))")
+            await expectRefused(session, "SELECT * FROM pgclone_masked._key")
+        }
+    }
+
+    @Test func aPolicyOnAPartitionIsNotBackedUpAndSaysToUseTheRoot() async throws {
+        try await withBackstop { setup in
+            let admin = try await setup.direct()
+            try await admin.exec("""
+                CREATE TABLE sec.events (id int, ssn text) PARTITION BY RANGE (id);
+                CREATE TABLE sec.events_1 PARTITION OF sec.events FOR VALUES FROM (0) TO (100);
+                """)
+            try setup.writePolicies(Self.policy(exempt: setup.exempt, extra: """
+                  - table: sec.events_1
+                    unmasked_roles: []
+                    columns:
+                      ssn: "null"
+                """))
+            let state = await setup.proxy.backstop?.reconcile(database: setup.database)
+            let partition = state?.relations.first { $0.name == "events_1" }
+            #expect(partition?.enforced == false)
+            #expect(partition?.reason?.contains("put the policy on the root table") == true, "\(partition?.reason ?? "")")
+        }
+    }
+}
