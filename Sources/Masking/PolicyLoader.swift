@@ -16,6 +16,10 @@ public enum PolicyLoader {
         }
         var policies: [TablePolicy] = []
         var errors: [PolicyError] = []
+        if names.isEmpty {
+            // A deployment that lost its files must not turn masking off.
+            throw PolicyErrors(errors: [PolicyError(file: directory, line: nil, message: "no *.yaml policy files; a file with `policies: []` says there are none")])
+        }
         for name in names {
             let path = (directory as NSString).appendingPathComponent(name)
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
@@ -44,6 +48,9 @@ public enum PolicyLoader {
         func fail(_ node: Node?, _ message: String) {
             errors.append(PolicyError(file: file, line: node?.mark?.line, message: message))
         }
+        if text.allSatisfy(\.isWhitespace) {
+            throw PolicyErrors(errors: [PolicyError(file: file, line: nil, message: "the file is empty; write `policies: []` for a file that holds no policies")])
+        }
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -52,7 +59,10 @@ public enum PolicyLoader {
         } catch {
             throw PolicyErrors(errors: [PolicyError(file: file, line: nil, message: "invalid YAML: \(error)")])
         }
-        guard let root else { return [] }
+        guard let root else {
+            // An empty file is more likely a truncated write than a decision to mask nothing.
+            throw PolicyErrors(errors: [PolicyError(file: file, line: nil, message: "the file is empty; write `policies: []` for a file that holds no policies")])
+        }
         guard let top = root.mapping else {
             throw PolicyErrors(errors: [PolicyError(file: file, line: root.mark?.line, message: "expected a mapping with the key \"policies\"")])
         }

@@ -104,7 +104,7 @@ extension ClientChannelHandler {
             activity.clientSent(frame.type)
             return .relay
         }
-        guard AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView) else {
+        func masked() -> FrameScanner.Verdict {
             guard masking.isMasked else { return relay() }
             switch maskedStatement(parse.query) {
             case .unchanged:
@@ -121,9 +121,11 @@ extension ClientChannelHandler {
                 return pauseForFreshContext(frame, function: function)
             }
         }
+        guard AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView) else { return masked() }
         let statement: AdminStatement
         do {
-            guard let recognized = try AdminStatement.recognize(parse.query) else { return relay() }
+            // Mentioning pgclone changes nothing about how a masked session's statement is read.
+            guard let recognized = try AdminStatement.recognize(parse.query) else { return masked() }
             statement = recognized
         } catch {
             // Execution of this statement reports the error, in order, through the server.

@@ -45,6 +45,11 @@ extension ClientChannelHandler {
 
     /// Decides what happens to a statement under masking; `nil` means "go on as usual".
     func maskingVerdict(for frame: MessageFrame, text: ByteBufferView) -> FrameScanner.Verdict? {
+        if !proxy.policies.isReady && !serverSaysSuperuser {
+            // Nobody knows yet whom to mask: refused, never relayed.
+            return refuseStatement(frame, AdminError("57P03", "\(proxy.policies.notReadyReason); statements of roles that could be masked are refused until it has",
+                                                     hint: "Check that pgclone's service role can log in to the state database; superusers are not affected."))
+        }
         let policies = proxy.policies.current
         guard !policies.isEmpty else { return nil }
         var check = masking.check(policies)

@@ -91,6 +91,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     var adminTask: Task<Void, Never>?
     var stripNextErrorContext = false
 
+    /// The session's settings as the server reports them (ParameterStatus).
+    var serverParameters: [String: String] = [:]
+    /// The server says the current role is a superuser: never masked.
+    var serverSaysSuperuser: Bool { serverParameters["is_superuser"] == "on" }
+
     let openedAt = ContinuousClock.now
     var bytesFromClient = 0
     var bytesFromServer = 0
@@ -419,7 +424,8 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 // (The last case: the policies changed; a driver that only binds and executes must
                 // not run a statement prepared under the old ones.)
                 return .examine
-            case FrontendMessage.ID.functionCall.rawValue where isMaskedSession:
+            case FrontendMessage.ID.functionCall.rawValue where !isKnownUnmaskedSession && !serverSaysSuperuser
+                && (!proxy.policies.current.isEmpty || !proxy.policies.isReady):
                 return .examine
             case FrontendMessage.ID.close.rawValue where tracksParseAnswers:
                 activity.clientSent(type)
@@ -460,7 +466,22 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
         switch frame.type {
         case FrontendMessage.ID.functionCall.rawValue:
-            // The fast-path function call names a function by OID: nothing to rewrite, so masked sessions may not use it.
+            // The fast-path function call names a function by OID: nothing to rewrite, so masked
+            // sessions may not use it; before the session's masking is known, it waits for it.
+            if !proxy.policies.isReady {
+                return refuseStatement(frame, AdminError("57P03", "\(proxy.policies.notReadyReason); statements of roles that could be masked are refused until it has"))
+            }
+            if masking.check(proxy.policies.current) == .required || maskingCheckError != nil {
+                guard activity.isQuiet, internalQuery == nil, maskingCheckError == nil else {
+                    return refuseStatement(frame, AdminError("42501", "pgclone: the FunctionCall protocol message cannot run before this session's masking is known"))
+                }
+                startMaskingCheck()
+                return .pauseBefore
+            }
+            guard isMaskedSession else {
+                activity.clientSent(frame.type)
+                return .relay
+            }
             return refuseStatement(frame, AdminError("42501", "pgclone: the FunctionCall protocol message is not allowed for role \"\(masking.context?.role ?? "")\", which is masked by a policy"))
         case FrontendMessage.ID.parse.rawValue:
             return try examineParse(frame)
@@ -498,6 +519,20 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
         do {
             guard let statement = try AdminStatement.recognize(sql) else {
+                // Mentioning pgclone (in a comment, an alias, a string) changes nothing about how
+                // a masked session's statement is read.
+                if masking.isMasked {
+                    switch maskedStatement(sql) {
+                    case .unchanged: break
+                    case .rewritten(let text):
+                        activity.clientSent(frame.type)
+                        return .replace(Self.queryMessage(text))
+                    case .refused(let error):
+                        return refuseStatement(frame, error)
+                    case .needsFreshContext(let function):
+                        return pauseForFreshContext(frame, function: function)
+                    }
+                }
                 activity.clientSent(frame.type)
                 return .relay
             }
@@ -530,7 +565,9 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         if isMaskedSession && (id == .rowDescription || (isSuppressingRows && (id == .dataRow || id == .commandComplete || id == .errorResponse))) {
             return .examine
         }
-        if id == .parameterStatus && state == .relaying && !proxy.policies.current.isEmpty {
+        if id == .parameterStatus {
+            // Rare, and what the server reports about the session (is_superuser, client_encoding,
+            // standard_conforming_strings) decides how its statements are read.
             return .examine
         }
         switch id {
@@ -571,8 +608,9 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         case .errorResponse where masking.suppressingRows:
             masking.suppressingRows = false
             return .relay
-        case .parameterStatus(let name, _):
-            masking.noteParameter(name)
+        case .parameterStatus(let name, let value):
+            serverParameters[name] = value
+            if state == .relaying { masking.noteParameter(name) }
             return .relay
         case .parseComplete:
             return countAnswer(&clientParsesInFlight, swallow: &swallowParses)

@@ -81,7 +81,7 @@ extension Pgclone {
             let logger = Logger(label: "pgclone")
 
             let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
-            let policies = PolicyStore(directory: configuration.policiesDirectory, logger: logger)
+            let policies = PolicyStore(directory: configuration.policiesDirectory, hasStateSource: true, logger: logger)
             if let error = policies.reload() {
                 throw ValidationError("invalid policy files:\n\(error)")
             }

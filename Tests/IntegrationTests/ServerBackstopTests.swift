@@ -10,46 +10,6 @@ import Testing
 @Suite struct ServerBackstopTests {
     static let canaries = ["CANARY-SSN-5e1a", "CANARY-MAIL-77b0"]
 
-    struct Setup: Sendable {
-        var environment: TestEnvironment
-        var proxy: RunningProxy
-        var database: String
-        var suffix: String
-        var masked: String { "bs_masked_\(suffix)" }
-        var columnReader: String { "bs_cols_\(suffix)" }
-        var exempt: String { "bs_exempt_\(suffix)" }
-        var group: String { "bs_group_\(suffix)" }
-        var owner: String { "bs_owner_\(suffix)" }
-
-        func direct(_ user: String? = nil) async throws -> PQConnection {
-            let info = user.map { "host=\(environment.host) port=\(environment.targetPort) dbname=\(database) user=\($0) password=pw" }
-                ?? environment.directTarget(database: database)
-            return try await PQConnection.connect(info)
-        }
-
-        func throughProxy(_ user: String) async throws -> PQConnection {
-            try await PQConnection.connect(environment.throughProxy(proxy.port, user: user, password: "pw", database: database))
-        }
-
-        /// Every privilege entry on sec.emp and its columns, as text.
-        func privileges() async throws -> Set<String> {
-            let connection = try await direct()
-            let rows = try await connection.exec("""
-                SELECT COALESCE(col, '') || ' ' || grantee::regrole::text || ' ' || grantor::regrole::text || ' ' || privilege_type || ' ' || is_grantable::text
-                FROM (SELECT NULL AS col, (aclexplode(relacl)).* FROM pg_class WHERE oid = 'sec.emp'::regclass
-                      UNION ALL
-                      SELECT attname::text, (aclexplode(attacl)).* FROM pg_attribute WHERE attrelid = 'sec.emp'::regclass) e
-                """)
-            return Set(rows.strings.compactMap { $0 })
-        }
-
-        func writePolicies(_ yaml: String) throws {
-            let directory = try #require(proxy.server.policies.directory)
-            try yaml.write(toFile: directory + "/policies.yaml", atomically: true, encoding: .utf8)
-            #expect(proxy.server.policies.reload() == nil)
-        }
-    }
-
     static func policy(exempt: String, extra: String = "") -> String {
         """
         policies:
@@ -62,43 +22,33 @@ import Testing
         """
     }
 
-    private func withBackstop(_ body: (Setup) async throws -> Void) async throws {
-        let environment = try TestEnvironment.require()
-        let suffix = String(UInt32.random(in: 0...UInt32.max))
-        let database = "backstop_\(suffix)"
-        let admin = try await PQConnection.connect(environment.directTarget())
-        try await admin.exec("CREATE DATABASE \(database)")
-        let roles = ["bs_masked_", "bs_cols_", "bs_exempt_", "bs_group_", "bs_owner_"].map { $0 + suffix }
-        for role in roles { try await admin.exec("CREATE ROLE \(role) LOGIN PASSWORD 'pw'") }
-        // The exempt role reads the table only through the group the masked role is in too.
-        try await admin.exec("GRANT bs_group_\(suffix) TO bs_masked_\(suffix), bs_exempt_\(suffix)")
-        let setupConnection = try await PQConnection.connect(environment.directTarget(database: database))
-        try await setupConnection.exec("""
+    private func withBackstop(_ body: (MaskedDatabase) async throws -> Void) async throws {
+        try await MaskedDatabase.with(roles: ["bs_masked", "bs_cols", "bs_exempt", "bs_group", "bs_owner"], setup: { role in
+            """
+            -- The exempt role reads the table only through the group the masked role is in too.
+            GRANT \(role("bs_group")) TO \(role("bs_masked")), \(role("bs_exempt"));
             CREATE SCHEMA sec;
             CREATE TABLE sec.emp (id int PRIMARY KEY, name text CHECK (length(name) < 20), ssn text UNIQUE, email text, boss int REFERENCES sec.emp (id));
             INSERT INTO sec.emp SELECT g, 'name ' || g, 'CANARY-SSN-5e1a-' || g, 'CANARY-MAIL-77b0-' || g || '@example.com', NULL FROM generate_series(1, 5) g;
             GRANT USAGE ON SCHEMA sec TO PUBLIC;
-            GRANT SELECT, INSERT, UPDATE, DELETE ON sec.emp TO bs_group_\(suffix);
-            GRANT SELECT (id, email) ON sec.emp TO bs_cols_\(suffix);
-            CREATE SCHEMA own AUTHORIZATION bs_masked_\(suffix);
+            GRANT SELECT, INSERT, UPDATE, DELETE ON sec.emp TO \(role("bs_group"));
+            GRANT SELECT (id, email) ON sec.emp TO \(role("bs_cols"));
+            CREATE SCHEMA own AUTHORIZATION \(role("bs_masked"));
             CREATE TABLE sec.owned (id int, ssn text);
-            ALTER TABLE sec.owned OWNER TO bs_masked_\(suffix);
+            ALTER TABLE sec.owned OWNER TO \(role("bs_masked"));
+            """
+        }, policies: { role in Self.policy(exempt: role("bs_exempt")) }, body)
+    }
+
+    /// Every privilege entry on sec.emp and its columns, as text.
+    private func privileges(_ setup: MaskedDatabase) async throws -> Set<String> {
+        let rows = try await setup.direct().exec("""
+            SELECT COALESCE(col, '') || ' ' || grantee::regrole::text || ' ' || grantor::regrole::text || ' ' || privilege_type || ' ' || is_grantable::text
+            FROM (SELECT NULL AS col, (aclexplode(relacl)).* FROM pg_class WHERE oid = 'sec.emp'::regclass
+                  UNION ALL
+                  SELECT attname::text, (aclexplode(attacl)).* FROM pg_attribute WHERE attrelid = 'sec.emp'::regclass) e
             """)
-        let policies = URL(fileURLWithPath: environment.directory).appendingPathComponent("backstop-\(suffix)")
-        try FileManager.default.createDirectory(at: policies, withIntermediateDirectories: true)
-        try Self.policy(exempt: "bs_exempt_\(suffix)").write(to: policies.appendingPathComponent("policies.yaml"), atomically: true, encoding: .utf8)
-        let proxy = try await RunningProxy.start(environment, backstopDatabases: [database]) { $0.policiesDirectory = policies.path }
-        let setup = Setup(environment: environment, proxy: proxy, database: database, suffix: suffix)
-        var failure: (any Error)?
-        do {
-            try await body(setup)
-        } catch {
-            failure = error
-        }
-        try? await proxy.stop()
-        _ = try? await admin.exec("DROP DATABASE \(database) WITH (FORCE)")
-        for role in roles { _ = try? await admin.exec("DROP ROLE \(role)") }
-        if let failure { throw failure }
+        return Set(rows.strings.compactMap { $0 })
     }
 
     private func assertNoCanary(_ text: String, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
@@ -123,7 +73,7 @@ import Testing
 
     @Test func aMaskedRoleConnectingAroundTheProxyCannotReadSensitiveColumns() async throws {
         try await withBackstop { setup in
-            let masked = try await setup.direct(setup.masked)
+            let masked = try await setup.direct(setup.role("bs_masked"))
             for sql in ["SELECT ssn FROM sec.emp", "SELECT email FROM sec.emp", "SELECT * FROM sec.emp", "SELECT e FROM sec.emp e",
                         "SELECT id FROM sec.emp WHERE ssn LIKE 'CANARY%'", "UPDATE sec.emp SET name = name WHERE id = 1 RETURNING *",
                         "UPDATE sec.emp SET name = email WHERE id = 1",
@@ -132,7 +82,7 @@ import Testing
                 await expectRefused(masked, sql)
             }
             // Through a role it can SET ROLE to, too.
-            try await masked.exec("SET ROLE \(setup.group)")
+            try await masked.exec("SET ROLE \(setup.role("bs_group"))")
             await expectRefused(masked, "SELECT ssn FROM sec.emp")
             try await masked.exec("RESET ROLE")
             // The other columns still read, and the mask view gives the sensitive ones masked.
@@ -148,19 +98,19 @@ import Testing
                 #expect(error.detail == "Failing row contains (id, name, boss) = (3, a name much too long for the check, null).", "\(error.detail ?? "")")
             }
             // A role with column grants keeps exactly those columns, masked where sensitive.
-            let columns = try await setup.direct(setup.columnReader)
+            let columns = try await setup.direct(setup.role("bs_cols"))
             await expectRefused(columns, "SELECT email FROM sec.emp")
             #expect(try await columns.exec("SELECT email FROM pgclone_masked.\"sec.emp\" WHERE id = 1").string(0, 0) == "C***@example.com")
             await expectRefused(columns, "SELECT name FROM pgclone_masked.\"sec.emp\"")
             // The exempt role had the table through the group: it reads real values directly.
-            let exempt = try await setup.direct(setup.exempt)
+            let exempt = try await setup.direct(setup.role("bs_exempt"))
             #expect(try await exempt.exec("SELECT ssn FROM sec.emp WHERE id = 1").string(0, 0) == "CANARY-SSN-5e1a-1")
         }
     }
 
     @Test func throughTheProxyReadsAreMaskedAndWritesThatReadSensitiveColumnsAreRefused() async throws {
         try await withBackstop { setup in
-            let session = try await setup.throughProxy(setup.masked)
+            let session = try await setup.throughProxy(setup.role("bs_masked"))
             let rows = try await session.exec("SELECT id, name, ssn, email FROM sec.emp ORDER BY id")
             #expect(rows.rows.count == 5)
             #expect(rows.string(0, 3) == "C***@example.com" && rows.string(0, 2) == nil)
@@ -204,25 +154,25 @@ import Testing
         try await withBackstop { setup in
             let backstop = try #require(setup.proxy.backstop)
             // (The proxy already converted the privileges at start; drop the policy to read the original set.)
-            try setup.writePolicies("policies: []\n")
+            try await setup.writePolicies("policies: []\n")
             await backstop.reconcile(database: setup.database)
-            let original = try await setup.privileges()
-            #expect(original.contains(" \(setup.group) postgres SELECT false"), "the group's SELECT is back: \(original.sorted())")
-            try setup.writePolicies(Self.policy(exempt: setup.exempt))
+            let original = try await privileges(setup)
+            #expect(original.contains(" \(setup.role("bs_group")) postgres SELECT false"), "the group's SELECT is back: \(original.sorted())")
+            try await setup.writePolicies(Self.policy(exempt: setup.role("bs_exempt")))
             let state = await backstop.reconcile(database: setup.database)
             #expect(state.relations.first { $0.name == "emp" }?.enforced == true, "\(state.relations)")
-            #expect(try await setup.privileges() != original)
+            #expect(try await privileges(setup) != original)
             // A GRANT made later, straight to the masked role, is converted on the next pass.
             let admin = try await setup.direct()
-            try await admin.exec("GRANT SELECT ON sec.emp TO \(setup.masked)")
+            try await admin.exec("GRANT SELECT ON sec.emp TO \(setup.role("bs_masked"))")
             await backstop.reconcile(database: setup.database)
-            let masked = try await setup.direct(setup.masked)
+            let masked = try await setup.direct(setup.role("bs_masked"))
             await expectRefused(masked, "SELECT ssn FROM sec.emp")
             // The policy goes: everything it took comes back (the later grant included), nothing else.
-            try setup.writePolicies("policies: []\n")
+            try await setup.writePolicies("policies: []\n")
             await backstop.reconcile(database: setup.database)
-            let restored = try await setup.privileges()
-            let expected = original.union([" \(setup.masked) postgres SELECT false"])
+            let restored = try await privileges(setup)
+            let expected = original.union([" \(setup.role("bs_masked")) postgres SELECT false"])
             #expect(restored == expected, "missing \(expected.subtracting(restored).sorted()), extra \(restored.subtracting(expected).sorted())")
             #expect(try await admin.exec("SELECT count(*) FROM pg_class WHERE relnamespace = 'pgclone_masked'::regnamespace AND relkind = 'v'").string(0, 0) == "0")
             #expect(try await admin.exec("SELECT count(*) FROM pgclone_masked._changes").string(0, 0) == "0")
@@ -232,9 +182,9 @@ import Testing
 
     @Test func policyStatusSaysWhetherTheServerBacksEachPolicyUp() async throws {
         try await withBackstop { setup in
-            try setup.writePolicies(Self.policy(exempt: setup.exempt, extra: """
+            try await setup.writePolicies(Self.policy(exempt: setup.role("bs_exempt"), extra: """
                   - table: sec.owned
-                    unmasked_roles: [\(setup.exempt)]
+                    unmasked_roles: [\(setup.role("bs_exempt"))]
                     columns:
                       ssn: "null"
                   - table: sec.missing
@@ -248,23 +198,23 @@ import Testing
             #expect(status.string(0, 0) == "sec.emp" && status.string(0, 1) == "yes" && status.string(0, 2) == nil, "\(status.strings)")
             #expect(status.string(1, 0) == "sec.missing" && status.string(1, 1) == "no", "\(status.strings)")
             #expect(status.string(2, 0) == "sec.owned" && status.string(2, 1) == "no", "\(status.strings)")
-            #expect(status.string(2, 2)?.contains("masked role \(setup.masked) owns sec.owned") == true, "\(status.string(2, 2) ?? "")")
+            #expect(status.string(2, 2)?.contains("masked role \(setup.role("bs_masked")) owns sec.owned") == true, "\(status.string(2, 2) ?? "")")
         }
     }
 
     @Test func keyedStrategiesReadTheirKeyWhereOnlyTheViewOwnerCan() async throws {
         try await withBackstop { setup in
-            try setup.writePolicies("""
+            try await setup.writePolicies("""
                 policies:
                   - table: sec.emp
-                    unmasked_roles: [\(setup.exempt)]
+                    unmasked_roles: [\(setup.role("bs_exempt"))]
                     columns:
                       ssn: pseudonym
                       email: fake_email
                 """)
             let state = await setup.proxy.backstop?.reconcile(database: setup.database)
             #expect(state?.error == nil && state?.relations.first?.enforced == true, "\(String(describing: state))")
-            let session = try await setup.throughProxy(setup.masked)
+            let session = try await setup.throughProxy(setup.role("bs_masked"))
             let first = try await session.exec("SELECT ssn, email FROM sec.emp WHERE id = 1")
             let again = try await session.exec("SELECT ssn, email FROM sec.emp WHERE id = 1")
             #expect(first.string(0, 0)?.count == 64 && first.string(0, 0) == again.string(0, 0), "\(first.strings)")
@@ -284,7 +234,7 @@ import Testing
                 CREATE TABLE sec.events (id int, ssn text) PARTITION BY RANGE (id);
                 CREATE TABLE sec.events_1 PARTITION OF sec.events FOR VALUES FROM (0) TO (100);
                 """)
-            try setup.writePolicies(Self.policy(exempt: setup.exempt, extra: """
+            try await setup.writePolicies(Self.policy(exempt: setup.role("bs_exempt"), extra: """
                   - table: sec.events_1
                     unmasked_roles: []
                     columns:

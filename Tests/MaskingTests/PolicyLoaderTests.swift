@@ -1,3 +1,4 @@
+import Foundation
 import Masking
 import Testing
 
@@ -83,5 +84,36 @@ import Testing
     @Test(arguments: ["nodot", "a.b.c", ".t", "s.", "\"open.t", "a b.c"])
     func malformedQualifiedNames(_ text: String) {
         #expect(PolicyLoader.splitQualifiedName(text) == nil)
+    }
+
+    /// A truncated write must not turn masking off: an empty file, or a directory without files,
+    /// is an error (the caller keeps its last good set); `policies: []` says "none" on purpose.
+    @Test(arguments: ["", "   \n\t\n", "# only a comment\n"])
+    func emptyFilesAreErrors(_ text: String) {
+        do {
+            let policies = try PolicyLoader.parse(text, file: "empty.yaml")
+            Issue.record("accepted as \(policies)")
+        } catch {
+            #expect(error.errors.map(\.description) == ["empty.yaml: the file is empty; write `policies: []` for a file that holds no policies"])
+        }
+    }
+
+    @Test func anExplicitEmptyListMeansNoPolicies() throws {
+        #expect(try PolicyLoader.parse("policies: []\n", file: "none.yaml").isEmpty)
+    }
+
+    @Test func aDirectoryWithoutPolicyFilesIsAnError() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pgclone-empty-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "not a policy".write(to: directory.appendingPathComponent("README.txt"), atomically: true, encoding: .utf8)
+        do {
+            let policies = try PolicyLoader.load(directory: directory.path)
+            Issue.record("accepted as \(policies)")
+        } catch {
+            #expect(error.errors.map(\.message) == ["no *.yaml policy files; a file with `policies: []` says there are none"])
+        }
+        try "policies: []\n".write(to: directory.appendingPathComponent("none.yaml"), atomically: true, encoding: .utf8)
+        #expect(try PolicyLoader.load(directory: directory.path).isEmpty)
     }
 }

@@ -24,4 +24,32 @@ import Testing
         #expect(SQLLexer("people WHERE").endOfQualifiedName(startingAt: 0) == 6)
         #expect(SQLLexer("SELECT * FROM ONLY t").previousWord(before: 19)?.0 == "only")
     }
+
+    /// Looking back from a name never lands inside a comment, and the word must be right before
+    /// the name (only white space and comments between).
+    @Test func previousWordSkipsCommentsAndStrings() {
+        let commented = "SELECT * FROM -- only\n sec.emp"
+        #expect(SQLLexer(commented).previousWord(before: commented.utf8.count - 7)?.0 == "from")
+        let block = "SELECT * FROM ONLY /* table */ sec.emp"
+        #expect(SQLLexer(block).previousWord(before: block.utf8.count - 7)?.0 == "only")
+        let quoted = "SELECT 'only' sec"
+        #expect(SQLLexer(quoted).previousWord(before: 14) == nil)
+        let dollar = "SELECT $$only$$ x"
+        #expect(SQLLexer(dollar).previousWord(before: 16) == nil)
+    }
+
+    /// U&"..." names (with UESCAPE) and comments around dots are parts of a qualified name.
+    @Test func unicodeEscapedAndCommentedNames() {
+        let unicode = #"U&"s\0065c" . U&"!0065mp" UESCAPE '!' x"#
+        let parts = SQLLexer(unicode).qualifiedNameParts(startingAt: 0)
+        #expect(parts.count == 2)
+        #expect(SQLLexer(unicode).endOfQualifiedName(startingAt: 0) == unicode.utf8.count - 2)
+        #expect(SQLLexer("sec /* x */ . -- y\n emp z").endOfQualifiedName(startingAt: 0) == 23)
+    }
+
+    /// E'...' takes backslash escapes; DATE'...' (a word ending in E) does not.
+    @Test func escapeStringsAreOnlyAfterALoneE() {
+        #expect(SQLLexer("f(DATE'a\\') x").endOfCall(startingAt: 0) == 11)
+        #expect(SQLLexer("f(E'a\\') ') x").endOfCall(startingAt: 0) == 11)
+    }
 }

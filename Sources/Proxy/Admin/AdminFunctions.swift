@@ -132,7 +132,7 @@ struct AdminFunctions: Sendable {
             case "policy_status":
                 try arguments.expectCount(0...0)
                 let backstopState = await backstop?.reconcile(database: caller.database)
-                return MaskingPolicyFunctions.status(policies, backstop: backstopState)
+                return MaskingPolicyFunctions.status(policies, database: caller.database, backstop: backstopState)
 
             case "reload":
                 try arguments.expectCount(0...0)

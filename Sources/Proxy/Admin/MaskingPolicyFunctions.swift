@@ -167,15 +167,16 @@ struct MaskingPolicyFunctions: Sendable {
 
     /// One row per policy: where it comes from, what it masks, and whether the server backs it
     /// up in the caller's database (`backstop`, the reconciler's pass there) and why not.
-    static func status(_ store: PolicyStore, backstop: ServerBackstop.DatabaseState?) -> AdminResult {
+    static func status(_ store: PolicyStore, database: String, backstop: ServerBackstop.DatabaseState?) -> AdminResult {
         let status = store.status
-        var rows: [[String?]] = status.policies.policies.map { policy in
+        let lastError = [status.lastError, status.stateError.map { "state database: \($0)" }].compactMap { $0 }.joined(separator: "; ")
+        var rows: [[String?]] = status.policies.policies.filter { $0.database == nil || $0.database == database }.map { policy in
             let (enforced, detail) = backstopStatus(of: policy, in: backstop)
             return [policy.source, policy.qualifiedName, policy.columns.map { "\($0.name): \($0.strategy.name)" }.joined(separator: ", "),
-                    policy.unmaskedRoles.joined(separator: ", "), String(status.policies.version), status.lastError, enforced, detail]
+                    policy.unmaskedRoles.joined(separator: ", "), String(status.policies.version), lastError.isEmpty ? nil : lastError, enforced, detail]
         }
-        if rows.isEmpty, let error = status.lastError {
-            rows.append([store.directory, nil, nil, nil, String(status.policies.version), error, nil, nil])
+        if rows.isEmpty, !lastError.isEmpty {
+            rows.append([store.directory, nil, nil, nil, String(status.policies.version), lastError, nil, nil])
         }
         return .rows(columns: statusColumns, rows: rows)
     }

@@ -73,7 +73,26 @@ public struct MaskingContext: Sendable, Hashable {
     /// (a view created since) cannot be judged and is refused until the context is re-read.
     public var maximumRelationOID: UInt32 = .max
 
+    /// Ancestors of tables whose policy sits on a partition or inheritance child: reads of them
+    /// would not be masked, so they are refused.
+    public var misplacedPolicyAncestors: [Misplaced] = []
+
+    public struct Misplaced: Sendable, Hashable {
+        public var schema: String
+        public var name: String
+        public var resolvesUnqualified: Bool
+        /// The partition or child the policy is on (`schema.table`).
+        public var policyTable: String
+    }
+
     public var isMasked: Bool { !tables.isEmpty }
+
+    /// The ancestor of a misplaced policy's table that a RangeVar names, if any.
+    func misplacedAncestor(schema: String?, name: String) -> Misplaced? {
+        misplacedPolicyAncestors.first { ancestor in
+            ancestor.name == name && (schema.map { $0 == ancestor.schema } ?? ancestor.resolvesUnqualified)
+        }
+    }
 
     /// Whether a statement rewritten (or allowed) under `other` is rewritten (or allowed) the same
     /// way under this context: the same role, policies, masked tables and tainted objects.
@@ -81,7 +100,7 @@ public struct MaskingContext: Sendable, Hashable {
         guard let other else { return false }
         return role == other.role && policyVersion == other.policyVersion && tables == other.tables
             && taintedRelations == other.taintedRelations && taintedFunctions == other.taintedFunctions
-            && taintedOperators == other.taintedOperators
+            && taintedOperators == other.taintedOperators && misplacedPolicyAncestors == other.misplacedPolicyAncestors
     }
 
     public init(role: String, tables: [Table], taintedRelations: Set<String>, taintedFunctions: Set<String>, policyVersion: Int) {
@@ -109,11 +128,9 @@ public struct MaskingContext: Sendable, Hashable {
     /// The in-band query that reads the context for the session's current role.
     public static func query(for policies: PolicySet, includeBuiltins: Bool = false) -> String {
         let rows = policies.policies.enumerated().map { index, policy in
-            let unmasked = "{" + policy.unmaskedRoles.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
-            let masked = policy.maskedRoles.map { roles in
-                SQL.literal("{" + roles.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}") + "::pg_catalog.text[]"
-            } ?? "NULL::pg_catalog.text[]"
-            return "(\(index), \(SQL.literal(policy.schema)), \(SQL.literal(policy.table)), \(SQL.literal(unmasked))::pg_catalog.text[], \(masked), \(SQL.literal(policy.database))::pg_catalog.text)"
+            let unmasked = SQL.literal(SQL.textArray(policy.unmaskedRoles)) + "::pg_catalog.text[]"
+            let masked = policy.maskedRoles.map { SQL.literal(SQL.textArray($0)) + "::pg_catalog.text[]" } ?? "NULL::pg_catalog.text[]"
+            return "(\(index), \(SQL.literal(policy.schema)), \(SQL.literal(policy.table)), \(unmasked), \(masked), \(SQL.literal(policy.database))::pg_catalog.text)"
         }.joined(separator: ", ")
         return """
             WITH RECURSIVE p(i, nsp, rel, unmasked, masked, db) AS (VALUES \(rows)),
@@ -124,7 +141,18 @@ public struct MaskingContext: Sendable, Hashable {
               WHERE (p.db IS NULL OR p.db OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text)
                 AND NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) pg_catalog.current_user()), false)
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ANY (p.unmasked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER'))
-                AND (p.masked IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ANY (p.masked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER')))
+                AND (p.masked IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ANY (p.masked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER'))
+                     -- A login role the policy masks stays masked after SET ROLE to a role the policy does not exempt.
+                     OR (NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) pg_catalog.session_user()), false)
+                         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ANY (p.unmasked) AND pg_catalog.pg_has_role(pg_catalog.session_user(), u.oid, 'MEMBER'))
+                         AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ANY (p.masked) AND pg_catalog.pg_has_role(pg_catalog.session_user(), u.oid, 'MEMBER'))))
+            ),
+            -- A policy on a partition or inheritance child does not cover reads through its ancestors:
+            -- those reads are refused (put the policy on the root).
+            up(i, reloid, child) AS (
+              SELECT b.i, h.inhparent, b.reloid FROM base b JOIN pg_catalog.pg_inherits h ON h.inhrelid OPERATOR(pg_catalog.=) b.reloid
+              UNION
+              SELECT up.i, h.inhparent, up.child FROM up JOIN pg_catalog.pg_inherits h ON h.inhrelid OPERATOR(pg_catalog.=) up.reloid
             ),
             -- Partitions and inheritance children carry the same data: the policy covers them too.
             m(i, reloid) AS (
@@ -158,6 +186,12 @@ public struct MaskingContext: Sendable, Hashable {
             \(wrappers("fn2", around: "fn1")),
             \(wrappers("fn_taint", around: "fn2"))
             SELECT 'user', pg_catalog.current_user()::pg_catalog.text, NULL, NULL, NULL, NULL
+            UNION ALL
+            SELECT 'misplaced', n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
+                   (SELECT pg_catalog.format('%s.%s', cn.nspname, cc.relname) FROM pg_catalog.pg_class cc JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) cc.relnamespace
+                    WHERE cc.oid OPERATOR(pg_catalog.=) up.child),
+                   COALESCE(pg_catalog.to_regclass(pg_catalog.quote_ident(c.relname)) OPERATOR(pg_catalog.=) c.oid, false)::pg_catalog.text, NULL
+            FROM up JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) up.reloid JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
             UNION ALL
             SELECT 'maxoid', (SELECT pg_catalog.max(oid) FROM pg_catalog.pg_class)::pg_catalog.text, NULL, NULL, NULL, NULL
             UNION ALL
@@ -240,6 +274,7 @@ public struct MaskingContext: Sendable, Hashable {
         var userFunctions: Set<String> = []
         var maximumOID = UInt32.max
         var viewComments: [UInt32: (all: String?, only: String?)] = [:]
+        var misplaced: [Misplaced] = []
         for row in rows where row.count == 6 {
             switch row[0] {
             case "user": role = row[1] ?? ""
@@ -263,6 +298,9 @@ public struct MaskingContext: Sendable, Hashable {
                 var table = tables[oid] ?? Table(oid: oid, schema: "", name: "", resolvesUnqualified: false, columns: [])
                 table.columns.append(.init(number: number, name: name, type: type, strategy: policies.policies[index].strategy(for: name)))
                 tables[oid] = table
+            case "misplaced":
+                guard let schema = row[1], let name = row[2], let policyTable = row[3] else { continue }
+                misplaced.append(Misplaced(schema: schema, name: name, resolvesUnqualified: row[4] == "true", policyTable: policyTable))
             case "relation": if let name = row[1] { relations.insert(name) }
             case "function": if let name = row[1] { functions.insert(name) }
             case "operator": if let name = row[1] { operators.insert(name) }
@@ -280,6 +318,7 @@ public struct MaskingContext: Sendable, Hashable {
         context.maximumRelationOID = maximumOID
         context.taintedOperators = operators
         context.userFunctions = userFunctions
+        context.misplacedPolicyAncestors = misplaced
         return context
     }
 

@@ -314,6 +314,10 @@ public struct MaskingRewriter: Sendable {
                 refuse("\(schema.map { "\($0)." } ?? "")\(name) reads a masked table and is not allowed")
                 return
             }
+            if let ancestor = context.misplacedAncestor(schema: schema, name: name) {
+                refuse("the masking policy on \(ancestor.policyTable) is on a partition or inheritance child of \(ancestor.schema).\(ancestor.name), whose reads it does not cover; put the policy on the root table")
+                return
+            }
             guard let table = context.table(schema: schema, name: name) else { return }
             let location = rangeVar["location"]?.int ?? 0
             var nameEnd = lexer.endOfQualifiedName(startingAt: location)

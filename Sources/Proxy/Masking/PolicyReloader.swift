@@ -21,7 +21,12 @@ public struct PolicyReloader: Service {
             group.addTask {
                 for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
                     store.reload()
-                    if let state, let policies = try? await state.load() { store.setStatePolicies(policies) }
+                    guard let state else { continue }
+                    do {
+                        store.setStatePolicies(try await state.load())
+                    } catch {
+                        store.stateFailed(StatePolicies.describe(error))
+                    }
                 }
             }
             group.addTask {
@@ -31,8 +36,11 @@ public struct PolicyReloader: Service {
                 // attempts back off up to half a minute.
                 var connection: PQConnection?
                 var skip = 0, backoff = 1
+                var first = true
                 while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                    try? await Task.sleep(for: interval)
+                    // The state database is read at once: sessions that could be masked wait for it.
+                    if !first { try? await Task.sleep(for: interval) }
+                    first = false
                     let now = store.directorySignature()
                     if now != signature {
                         signature = now
@@ -51,6 +59,7 @@ public struct PolicyReloader: Service {
                         store.setStatePolicies(try await state.load(on: open))
                         backoff = 1
                     } catch {
+                        store.stateFailed(StatePolicies.describe(error))
                         connection = nil
                         skip = backoff
                         backoff = min(backoff * 2, 30)

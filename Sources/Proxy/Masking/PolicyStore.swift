@@ -10,23 +10,40 @@ public final class PolicyStore: Sendable {
         public var policies: PolicySet
         public var lastError: String?
         public var lastReload: Date?
+        /// Why the state database's policies could not be read last time (the last good ones stay).
+        public var stateError: String?
+        /// Whether the state database's policies have been read at least once.
+        public var stateLoaded = false
         /// The last good policies from files and from the state database, merged into `policies`.
         var filePolicies: [TablePolicy] = []
         var statePolicies: [TablePolicy] = []
     }
 
     public let directory: String?
+    /// Whether policies also come from the state database (create_masking_policy).
+    public let hasStateSource: Bool
     private let state: NIOLockedValueBox<Status>
     private let logger: Logger
 
-    public init(directory: String?, logger: Logger) {
+    public init(directory: String?, hasStateSource: Bool = false, logger: Logger) {
         self.directory = directory
+        self.hasStateSource = hasStateSource
         self.logger = logger
         self.state = NIOLockedValueBox(Status(policies: .empty, lastError: nil, lastReload: nil))
     }
 
     public var current: PolicySet { state.withLockedValue { $0.policies } }
     public var status: Status { state.withLockedValue { $0 } }
+
+    /// Every configured source has been read once: until then nobody knows whom to mask, and
+    /// sessions that could be masked are refused rather than relayed.
+    public var isReady: Bool { !hasStateSource || state.withLockedValue { $0.stateLoaded } }
+
+    /// Why the policies are not known yet, for the refusal.
+    public var notReadyReason: String {
+        let error = state.withLockedValue { $0.stateError }
+        return "pgclone has not yet read the masking policies stored in its state database" + (error.map { " (\($0))" } ?? "")
+    }
 
     /// Reloads from the directory; returns the error text when the files were rejected.
     @discardableResult
@@ -57,12 +74,28 @@ public final class PolicyStore: Sendable {
 
     /// Installs the policies read from the state database (create_masking_policy).
     public func setStatePolicies(_ policies: [TablePolicy]) {
-        let changed = state.withLockedValue { status -> Bool in
+        let (changed, recovered) = state.withLockedValue { status -> (Bool, Bool) in
+            let recovered = status.stateError != nil
             status.statePolicies = policies
-            return Self.merge(&status)
+            status.stateLoaded = true
+            status.stateError = nil
+            return (Self.merge(&status), recovered)
         }
+        if recovered { logger.notice("masking policies read from the state database again") }
         if changed {
             logger.info("policies updated from the state database", metadata: ["policies.version": "\(current.version)"])
+        }
+    }
+
+    /// The state database could not be read: the last good policies stay, and the error shows
+    /// in policy_status(). Logged once per outage.
+    public func stateFailed(_ error: String) {
+        let first = state.withLockedValue { status -> Bool in
+            defer { status.stateError = error }
+            return status.stateError == nil
+        }
+        if first {
+            logger.error("cannot read the masking policies stored in the state database; the last good set stays in force", metadata: ["error": "\(error)"])
         }
     }
 

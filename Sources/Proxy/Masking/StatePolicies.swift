@@ -1,3 +1,4 @@
+import Foundation
 import JSON
 import Masking
 import PQ
@@ -59,8 +60,12 @@ public struct StatePolicies: Sendable {
             """)
         var policies: [TablePolicy] = []
         for row in rows.rows.indices {
+            // A row that no longer reads is an error, not a policy to skip: skipping it would
+            // unmask its table.
             guard let maskText = rows.string(row, 3), let mask = try? JSONReader.parse(maskText),
-                  let columns = try? parseMaskObject(mask) else { continue }
+                  let columns = try? parseMaskObject(mask) else {
+                throw PQError(message: "the stored masking policy on \(rows.string(row, 1) ?? "").\(rows.string(row, 2) ?? "") (database \(rows.string(row, 0) ?? "")) does not read as a mask")
+            }
             let roles = Self.parseArray(rows.string(row, 4) ?? "{}")
             policies.append(TablePolicy(
                 schema: rows.string(row, 1)!, table: rows.string(row, 2)!, unmaskedRoles: roles,
@@ -68,6 +73,12 @@ public struct StatePolicies: Sendable {
                 source: "state database", database: rows.string(row, 0)!))
         }
         return policies
+    }
+
+    /// An error of the state database for logs and policy_status: never a conninfo or password.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PQError { return error.message.trimmingCharacters(in: .whitespacesAndNewlines) }
+        return "\(error)"
     }
 
     /// Parses a text[] literal of simple names (`{a,"b c"}`).

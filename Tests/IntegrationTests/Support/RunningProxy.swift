@@ -30,6 +30,7 @@ final class RunningProxy: Sendable {
         grace: Duration = .seconds(10),
         logger: Logger? = nil,
         backstopDatabases: Set<String> = [],
+        readsStateDatabase: Bool = false,
         configure: (inout ProxyConfiguration) -> Void = { _ in }
     ) async throws -> RunningProxy {
         try MaskingKey.install("pgclone-test-secret")
@@ -44,8 +45,10 @@ final class RunningProxy: Sendable {
         }()
         let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
         // Proxies of different tests share one server: each backstop looks after its test's databases only.
-        let policies = PolicyStore(directory: configuration.policiesDirectory, logger: logger)
+        // Each reader of the state database keeps a connection: only tests about it run one.
+        let policies = PolicyStore(directory: configuration.policiesDirectory, hasStateSource: readsStateDatabase, logger: logger)
         if let error = policies.reload() { throw ConfigurationError("invalid policy files: \(error)") }
+        let reloader = PolicyReloader(store: policies, state: readsStateDatabase ? StatePolicies(serviceConnInfo: conninfo, database: configuration.stateDatabase) : nil)
         let backstop = backstopDatabases.isEmpty ? nil
             : ServerBackstop(serviceConnInfo: conninfo, policies: policies, logger: logger, databases: backstopDatabases, driftInterval: .milliseconds(500))
         let server = try ProxyServer(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger,
@@ -53,7 +56,9 @@ final class RunningProxy: Sendable {
             continuation.yield(address.port ?? 0)
             continuation.finish()
         }
-        var groupConfiguration = ServiceGroupConfiguration(services: (backstop.map { [.init(service: $0)] } ?? []) + [.init(service: server)], logger: logger)
+        // The services of `pgclone serve`, in its order.
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [.init(service: reloader)] + (backstop.map { [.init(service: $0)] } ?? []) + [.init(service: server)], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = grace
         let serviceGroup = ServiceGroup(configuration: groupConfiguration)
         let task = Task { try await serviceGroup.run() }
@@ -62,7 +67,10 @@ final class RunningProxy: Sendable {
             task.cancel()
             throw ConfigurationError("proxy did not start listening")
         }
-        // The backstop is in force before the first test statement.
+        // The state database's policies are read before the first test statement (until then,
+        // sessions that could be masked are refused), and the backstop is in force.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !policies.isReady && policies.status.stateError == nil && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         for database in backstopDatabases.sorted() { await backstop?.reconcile(database: database) }
         return RunningProxy(port: port, server: server, backstop: backstop, serviceGroup: serviceGroup, task: task)
     }

@@ -1,0 +1,203 @@
+import Foundation
+import Masking
+import NIOCore
+import PQ
+import PostgresWire
+import Proxy
+import Testing
+
+/// Attacks a masked role can make with psql, the ordinary drivers and a schema of its own,
+/// one test per class of the sound-masking issue. Sensitive columns hold canaries; nothing a
+/// masked session receives may contain one. Each runs with the server backstop and, where the
+/// rewrite alone must hold, without it.
+@Suite struct MaskingAttackTests {
+    static let canaries = ["CANARY-SSN-a41c", "CANARY-MAIL-0f3e", "CANARY-LEAD-9d2b"]
+
+    static func setup(_ role: (String) -> String) -> String {
+        """
+        GRANT \(role("reporting")) TO \(role("alice"));
+        GRANT \(role("analysts")) TO \(role("alice"));
+        CREATE SCHEMA sec;
+        CREATE TABLE sec.emp (id int PRIMARY KEY, name text, ssn text, email text);
+        INSERT INTO sec.emp SELECT g, 'name ' || g, 'CANARY-SSN-a41c-' || g, 'CANARY-MAIL-0f3e-' || g || '@example.com' FROM generate_series(1, 5) g;
+        CREATE TABLE sec.leads (id int, secret text);
+        INSERT INTO sec.leads VALUES (1, 'CANARY-LEAD-9d2b');
+        CREATE TABLE sec.events (id int, ssn text) PARTITION BY RANGE (id);
+        CREATE TABLE sec.events_1 PARTITION OF sec.events FOR VALUES FROM (0) TO (100);
+        INSERT INTO sec.events VALUES (1, 'CANARY-SSN-a41c-event');
+        GRANT USAGE ON SCHEMA sec TO PUBLIC;
+        GRANT SELECT ON ALL TABLES IN SCHEMA sec TO \(role("masked")), \(role("exempt")), \(role("reporting"));
+        CREATE SCHEMA own AUTHORIZATION \(role("masked"));
+        """
+    }
+
+    static func policies(_ role: (String) -> String) -> String {
+        """
+        policies:
+          - table: sec.emp
+            unmasked_roles: [\(role("exempt"))]
+            columns:
+              ssn: "null"
+              email: email
+          - table: sec.leads
+            unmasked_roles: []
+            masked_roles: [\(role("analysts"))]
+            columns:
+              secret: { type: constant, value: hidden }
+          - table: sec.events_1
+            unmasked_roles: []
+            columns:
+              ssn: "null"
+        """
+    }
+
+    static let roles = ["masked", "exempt", "analysts", "reporting", "alice"]
+
+    private func withAttackSetup(backstop: Bool = true, readsStateDatabase: Bool = false, backend: String? = nil,
+                                 _ body: (MaskedDatabase) async throws -> Void) async throws {
+        try await MaskedDatabase.with(roles: Self.roles, setup: { Self.setup($0) }, policies: { Self.policies($0) }, backstop: backstop,
+                                      readsStateDatabase: readsStateDatabase, backend: backend, body)
+    }
+
+    private func assertNoCanary(_ text: String, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        for canary in Self.canaries where text.contains(canary) {
+            Issue.record("\(what) leaked \(canary): \(text.prefix(400))", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// Everything psql prints (rows, notices, errors) for `sql` sent as one Query message.
+    private func psql(_ conninfo: String, _ sql: String) async throws -> String {
+        let output = try await Shell.run(["psql", "-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-d", conninfo, "-c", sql])
+        return output.stdout + output.stderr
+    }
+
+    // MARK: - 1. The admin-call shortcut
+
+    static let adminShortcuts = [
+        "SELECT upper(ssn), email FROM sec.emp -- pgclone",
+        "SELECT upper(ssn) AS pgclone, email FROM sec.emp",
+        "/* PGCLONE */ SELECT ssn, email FROM sec.emp",
+        "SELECT ssn FROM sec.emp WHERE 'pgclone.version()' <> ''",
+        "DO $$ BEGIN RAISE NOTICE '%', (SELECT string_agg(ssn, ',') FROM sec.emp); END $$ -- pgclone",
+    ]
+
+    @Test(arguments: [false, true])
+    func mentioningPgcloneDoesNotUnmask(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let conninfo = db.proxyInfo(db.role("masked"))
+            for sql in Self.adminShortcuts {
+                assertNoCanary(try await psql(conninfo, sql), "simple: \(sql)")
+            }
+            // Extended protocol (unnamed and prepared statements), text and binary results.
+            let script = """
+                import psycopg, sys
+                with psycopg.connect(autocommit=True) as c:
+                    for sql in sys.argv[1:]:
+                        for binary in (False, True):
+                            for prepare in (False, True):
+                                try:
+                                    print(c.cursor(binary=binary).execute(sql.replace('%', '%%'), prepare=prepare).fetchall())
+                                except Exception as e:
+                                    print("error", e)
+                """
+            let output = try await Shell.run(["python3", "-c", script] + Self.adminShortcuts.filter { !$0.hasPrefix("DO") }, environment: [
+                "PGHOST": "127.0.0.1", "PGPORT": "\(db.proxy.port)", "PGUSER": db.role("masked"), "PGPASSWORD": "pw",
+                "PGDATABASE": db.database, "PGSSLMODE": "disable",
+            ])
+            #expect(output.status == 0, "\(output.stderr)")
+            assertNoCanary(output.stdout + output.stderr, "psycopg")
+        }
+    }
+
+    // MARK: - 6. Roles, partitions, the FunctionCall message
+
+    /// A login role a policy masks (through masked_roles) stays masked after SET ROLE to a group
+    /// the policy does not name; around the proxy, the group has lost the sensitive column.
+    @Test func aMaskedLoginStaysMaskedAfterSetRole() async throws {
+        try await withAttackSetup { db in
+            let state = db.proxy.backstop?.state(of: db.database)
+            #expect(state?.error == nil && state?.relations.first { $0.name == "leads" }?.enforced == true, "\(String(describing: state))")
+            let session = try await db.throughProxy(db.role("alice"))
+            try await session.exec("SET ROLE \(db.role("reporting"))")
+            let rows = try await session.exec("SELECT secret FROM sec.leads")
+            #expect(rows.string(0, 0) == "hidden", "\(rows.strings)")
+            let direct = try await db.direct(db.role("alice"))
+            try await direct.exec("SET ROLE \(db.role("reporting"))")
+            do {
+                let result = try await direct.exec("SELECT secret FROM sec.leads")
+                Issue.record("the group read the sensitive column around the proxy: \(result.strings)")
+            } catch let error as PQError {
+                #expect(error.sqlState == "42501", "\(error.message)")
+            }
+            // The group itself lost it too (a masked role can act as it); its masked view remains.
+            let reporting = try await db.direct(db.role("reporting"))
+            #expect(try await reporting.exec("SELECT secret FROM pgclone_masked.\"sec.leads\"").string(0, 0) == "hidden")
+        }
+    }
+
+    @Test(arguments: [false, true])
+    func aPolicyOnAPartitionRefusesReadsThroughItsParent(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let session = try await db.throughProxy(db.role("masked"))
+            #expect(try await session.exec("SELECT ssn FROM sec.events_1").string(0, 0) == nil)
+            for sql in ["SELECT ssn FROM sec.events", "SELECT * FROM ONLY sec.events", "TABLE sec.events"] {
+                do {
+                    let result = try await session.exec(sql)
+                    Issue.record("\(sql) answered: \(result.strings)")
+                } catch let error as PQError {
+                    #expect(error.sqlState == "42501", "\(sql): \(error.message)")
+                    #expect(error.message.contains("the masking policy on sec.events_1 is on a partition or inheritance child of sec.events"), "\(error.message)")
+                }
+            }
+        }
+    }
+
+    /// The fast-path FunctionCall message as the very first message of a masked session (the
+    /// proxy has not read its masking yet): refused, not relayed.
+    @Test func theFunctionCallMessageFirstIsRefused() async throws {
+        try await TargetRoles.ensure()
+        try await withAttackSetup { db in
+            let answer = try await offPool {
+                let raw = try RawConnection(port: db.proxy.port)
+                // auth_trust logs in without a password (the raw client speaks no SCRAM); the policy masks it.
+                _ = try raw.startTrusted(user: "auth_trust", database: db.database)
+                try raw.send(.functionCall(.init(functionOID: 870, argumentFormats: [0], arguments: [ByteBuffer(string: "X")], resultFormat: 0)))
+                return try raw.receive(until: .readyForQuery)
+            }
+            guard case .errorResponse(let fields)? = answer.first else {
+                Issue.record("expected an error, got \(answer)")
+                return
+            }
+            #expect(fields.sqlState == "42501")
+            #expect(fields.message == "pgclone: the FunctionCall protocol message is not allowed for role \"auth_trust\", which is masked by a policy")
+        }
+    }
+
+    // MARK: - 7. Policy sources fail closed
+
+    /// With a wrong service password the proxy cannot read the policies stored in its state
+    /// database: roles that could be masked are refused, superusers go on, policy_status says why.
+    @Test func anUnreadableStateDatabaseRefusesRolesThatCouldBeMasked() async throws {
+        let environment = try TestEnvironment.require()
+        let wrong = "host=\(environment.host) port=\(environment.targetPort) dbname=postgres user=postgres password=wrong-\(UInt32.random(in: 0...UInt32.max)) sslmode=disable"
+        try await withAttackSetup(readsStateDatabase: true, backend: wrong) { db in
+            let output = try await psql(db.proxyInfo(db.role("masked")), "SELECT name FROM sec.emp WHERE id = 1")
+            #expect(output.contains("ERROR:  57P03: pgclone has not yet read the masking policies stored in its state database (") && output.contains("password authentication failed"), "\(output)")
+            let superuser = try await db.throughProxy()
+            #expect(try await superuser.exec("SELECT 1").string(0, 0) == "1")
+            let status = try await superuser.exec("SELECT DISTINCT last_error FROM pgclone.policy_status()")
+            #expect(status.string(0, 0)?.hasPrefix("state database: ") == true && status.string(0, 0)?.contains("password authentication failed") == true, "\(status.strings)")
+        }
+    }
+
+    @Test func anEmptyPolicyFileKeepsTheLastGoodSet() async throws {
+        try await withAttackSetup(backstop: false) { db in
+            for text in ["", "  \n"] {
+                try text.write(toFile: db.policyDirectory + "/policies.yaml", atomically: true, encoding: .utf8)
+                #expect(db.proxy.server.policies.reload()?.contains("the file is empty") == true)
+                let session = try await db.throughProxy(db.role("masked"))
+                #expect(try await session.exec("SELECT email FROM sec.emp WHERE id = 1").string(0, 0) == "C***@example.com")
+            }
+        }
+    }
+}
