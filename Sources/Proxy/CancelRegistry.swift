@@ -3,41 +3,34 @@ import PostgresWire
 
 /// Maps the cancel keys the proxy hands to clients onto the backend sessions they stand for.
 ///
-/// Clients never see a backend's real key: a client that learns another
-/// client's proxy key can only cancel through the proxy, and the proxy's keys
-/// are random rather than server process IDs.
+/// A client sees its server session's real process ID (it matches pg_stat_activity and the
+/// pid of its own NOTIFYs) with a secret of the proxy's: a cancel must come through the proxy,
+/// which swaps in the server's secret. Process IDs are unique among a server's live sessions.
 public final class CancelRegistry: Sendable {
-    private let entries = NIOLockedValueBox<[Int32: (secret: Int32, backend: BackendKey)]>([:])
+    private let entries = NIOLockedValueBox<[Int32: (clientSecret: Int32, server: BackendKey)]>([:])
 
     public init() {}
 
-    /// Issues a fresh proxy key for `backend`.
-    public func register(backend: BackendKey) -> BackendKey {
-        entries.withLockedValue { entries in
-            var key: BackendKey
-            repeat {
-                key = BackendKey(processID: Int32.random(in: 1...Int32.max), secretKey: Int32.random(in: Int32.min...Int32.max))
-            } while entries[key.processID] != nil
-            entries[key.processID] = (key.secretKey, backend)
-            return key
-        }
+    /// Records that `client` (the server's process ID with the proxy's secret) stands for `server`.
+    public func register(client: BackendKey, server: BackendKey) {
+        entries.withLockedValue { $0[client.processID] = (client.secretKey, server) }
     }
 
-    public func unregister(_ key: BackendKey) {
+    public func unregister(_ client: BackendKey) {
         entries.withLockedValue { entries in
-            if entries[key.processID]?.secret == key.secretKey {
-                entries[key.processID] = nil
+            if entries[client.processID]?.clientSecret == client.secretKey {
+                entries[client.processID] = nil
             }
         }
     }
 
-    /// The backend key for a client's cancel request, if the key is one we issued.
+    /// The server's key for a client's cancel request, if the key is one the proxy issued.
     public func backend(for key: BackendKey) -> BackendKey? {
         entries.withLockedValue { entries in
             guard let entry = entries[key.processID] else { return nil }
             // Compare without an early exit so timing does not reveal how much matched.
-            let difference = UInt32(bitPattern: entry.secret ^ key.secretKey)
-            return difference == 0 ? entry.backend : nil
+            let difference = UInt32(bitPattern: entry.clientSecret ^ key.secretKey)
+            return difference == 0 ? entry.server : nil
         }
     }
 

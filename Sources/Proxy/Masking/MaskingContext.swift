@@ -90,7 +90,7 @@ public struct MaskingContext: Sendable, Hashable {
     /// The ancestor of a misplaced policy's table that a RangeVar names, if any.
     func misplacedAncestor(schema: String?, name: String) -> Misplaced? {
         misplacedPolicyAncestors.first { ancestor in
-            ancestor.name == name && (schema.map { $0 == ancestor.schema } ?? ancestor.resolvesUnqualified)
+            ancestor.name == name && (schema.map { $0 == ancestor.schema } ?? (ancestor.resolvesUnqualified || resolvesNamesConservatively))
         }
     }
 
@@ -111,10 +111,16 @@ public struct MaskingContext: Sendable, Hashable {
         self.policyVersion = policyVersion
     }
 
+    /// Unqualified names are not known to resolve as read (the search_path or a temporary table
+    /// may have changed since): a name that any masked table has is taken to be that table.
+    public var resolvesNamesConservatively = false
+    /// Every policy table is masked here, whatever the role (used while the role is not known).
+    public var isWorstCase = false
+
     /// The masked table a RangeVar names, if any.
     func table(schema: String?, name: String) -> Table? {
         tables.first { table in
-            table.name == name && (schema.map { $0 == table.schema } ?? table.resolvesUnqualified)
+            table.name == name && (schema.map { $0 == table.schema } ?? (table.resolvesUnqualified || resolvesNamesConservatively))
         }
     }
 
@@ -134,31 +140,34 @@ public struct MaskingContext: Sendable, Hashable {
         }.joined(separator: ", ")
         return """
             WITH RECURSIVE p(i, nsp, rel, unmasked, masked, db) AS (VALUES \(rows)),
+            -- Every policy table here, and whether its policy masks the session's role (the other
+            -- tables make the worst-case context, used while the role is not known for sure).
             base AS (
-              SELECT p.i, c.oid AS reloid FROM p
-              JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) p.nsp
-              JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relname OPERATOR(pg_catalog.=) p.rel
-              WHERE (p.db IS NULL OR p.db OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text)
-                AND NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) pg_catalog.current_user()), false)
+              SELECT p.i, c.oid AS reloid,
+                NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) pg_catalog.current_user()), false)
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ANY (p.unmasked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER'))
                 AND (p.masked IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ANY (p.masked) AND pg_catalog.pg_has_role(pg_catalog.current_user(), u.oid, 'MEMBER'))
                      -- A login role the policy masks stays masked after SET ROLE to a role the policy does not exempt.
                      OR (NOT COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) pg_catalog.session_user()), false)
                          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ANY (p.unmasked) AND pg_catalog.pg_has_role(pg_catalog.session_user(), u.oid, 'MEMBER'))
-                         AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ANY (p.masked) AND pg_catalog.pg_has_role(pg_catalog.session_user(), u.oid, 'MEMBER'))))
+                         AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ANY (p.masked) AND pg_catalog.pg_has_role(pg_catalog.session_user(), u.oid, 'MEMBER')))) AS applies
+              FROM p
+              JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) p.nsp
+              JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relname OPERATOR(pg_catalog.=) p.rel
+              WHERE (p.db IS NULL OR p.db OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text)
             ),
             -- A policy on a partition or inheritance child does not cover reads through its ancestors:
             -- those reads are refused (put the policy on the root).
-            up(i, reloid, child) AS (
-              SELECT b.i, h.inhparent, b.reloid FROM base b JOIN pg_catalog.pg_inherits h ON h.inhrelid OPERATOR(pg_catalog.=) b.reloid
+            up(i, reloid, child, applies) AS (
+              SELECT b.i, h.inhparent, b.reloid, b.applies FROM base b JOIN pg_catalog.pg_inherits h ON h.inhrelid OPERATOR(pg_catalog.=) b.reloid
               UNION
-              SELECT up.i, h.inhparent, up.child FROM up JOIN pg_catalog.pg_inherits h ON h.inhrelid OPERATOR(pg_catalog.=) up.reloid
+              SELECT up.i, h.inhparent, up.child, up.applies FROM up JOIN pg_catalog.pg_inherits h ON h.inhrelid OPERATOR(pg_catalog.=) up.reloid
             ),
             -- Partitions and inheritance children carry the same data: the policy covers them too.
-            m(i, reloid) AS (
-              SELECT i, reloid FROM base
+            m(i, reloid, applies) AS (
+              SELECT i, reloid, applies FROM base
               UNION
-              SELECT m.i, h.inhrelid FROM m JOIN pg_catalog.pg_inherits h ON h.inhparent OPERATOR(pg_catalog.=) m.reloid
+              SELECT m.i, h.inhrelid, m.applies FROM m JOIN pg_catalog.pg_inherits h ON h.inhparent OPERATOR(pg_catalog.=) m.reloid
             ),
             tainted(oid) AS (
               SELECT reloid FROM m
@@ -190,7 +199,7 @@ public struct MaskingContext: Sendable, Hashable {
             SELECT 'misplaced', n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
                    (SELECT pg_catalog.format('%s.%s', cn.nspname, cc.relname) FROM pg_catalog.pg_class cc JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) cc.relnamespace
                     WHERE cc.oid OPERATOR(pg_catalog.=) up.child),
-                   COALESCE(pg_catalog.to_regclass(pg_catalog.quote_ident(c.relname)) OPERATOR(pg_catalog.=) c.oid, false)::pg_catalog.text, NULL
+                   COALESCE(pg_catalog.to_regclass(pg_catalog.quote_ident(c.relname)) OPERATOR(pg_catalog.=) c.oid, false)::pg_catalog.text, up.applies::pg_catalog.text
             FROM up JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) up.reloid JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
             UNION ALL
             SELECT 'maxoid', (SELECT pg_catalog.max(oid) FROM pg_catalog.pg_class)::pg_catalog.text, NULL, NULL, NULL, NULL
@@ -198,7 +207,8 @@ public struct MaskingContext: Sendable, Hashable {
             SELECT 'table', m.i::pg_catalog.text, m.reloid::pg_catalog.text,
                    COALESCE(pg_catalog.to_regclass(pg_catalog.quote_ident(c.relname)) OPERATOR(pg_catalog.=) m.reloid, false)::pg_catalog.text
                      OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) c.relkind::pg_catalog.text
-                     OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) c.relhassubclass::pg_catalog.text,
+                     OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) c.relhassubclass::pg_catalog.text
+                     OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) m.applies::pg_catalog.text,
                    n.nspname::pg_catalog.text, c.relname::pg_catalog.text
             FROM m JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) m.reloid JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
             UNION ALL
@@ -263,8 +273,8 @@ public struct MaskingContext: Sendable, Hashable {
         return .views(all: allView, only: MaskView.qualifiedName(schema: table.schema, table: table.name, oid: table.oid, only: true))
     }
 
-    /// Builds the context from the rows of `query(for:)`.
-    static func from(rows: [[String?]], policies: PolicySet) -> MaskingContext {
+    /// Builds the context of the session's role, and the worst case, from the rows of `query(for:)`.
+    static func from(rows: [[String?]], policies: PolicySet) -> (context: MaskingContext, worstCase: MaskingContext) {
         var role = ""
         var tables: [UInt32: Table] = [:]
         var policyOf: [UInt32: Int] = [:]
@@ -274,7 +284,8 @@ public struct MaskingContext: Sendable, Hashable {
         var userFunctions: Set<String> = []
         var maximumOID = UInt32.max
         var viewComments: [UInt32: (all: String?, only: String?)] = [:]
-        var misplaced: [Misplaced] = []
+        var misplaced: [(Misplaced, applies: Bool)] = []
+        var applying: Set<UInt32> = []
         for row in rows where row.count == 6 {
             switch row[0] {
             case "user": role = row[1] ?? ""
@@ -289,6 +300,7 @@ public struct MaskingContext: Sendable, Hashable {
                 table.hasChildren = flags.count > 2 && flags[2] == "true"
                 tables[oid] = table
                 policyOf[oid] = index
+                if flags.count > 3 && flags[3] == "true" { applying.insert(oid) }
             case "view":
                 guard let oid = row[2].flatMap(UInt32.init) else { continue }
                 viewComments[oid] = (row[3], row[4])
@@ -300,7 +312,7 @@ public struct MaskingContext: Sendable, Hashable {
                 tables[oid] = table
             case "misplaced":
                 guard let schema = row[1], let name = row[2], let policyTable = row[3] else { continue }
-                misplaced.append(Misplaced(schema: schema, name: name, resolvesUnqualified: row[4] == "true", policyTable: policyTable))
+                misplaced.append((Misplaced(schema: schema, name: name, resolvesUnqualified: row[4] == "true", policyTable: policyTable), row[5] == "true"))
             case "relation": if let name = row[1] { relations.insert(name) }
             case "function": if let name = row[1] { functions.insert(name) }
             case "operator": if let name = row[1] { operators.insert(name) }
@@ -314,12 +326,19 @@ public struct MaskingContext: Sendable, Hashable {
             table.reads = reads(of: table, comments: viewComments[oid])
             return table
         }
-        var context = MaskingContext(role: role, tables: ordered, taintedRelations: relations, taintedFunctions: functions, policyVersion: policies.version)
+        var context = MaskingContext(role: role, tables: ordered.filter { applying.contains($0.oid) }, taintedRelations: relations,
+                                     taintedFunctions: functions, policyVersion: policies.version)
         context.maximumRelationOID = maximumOID
         context.taintedOperators = operators
         context.userFunctions = userFunctions
-        context.misplacedPolicyAncestors = misplaced
-        return context
+        context.misplacedPolicyAncestors = misplaced.filter(\.applies).map(\.0)
+        // Every policy table masked, whoever the role, and names taken conservatively.
+        var worstCase = context
+        worstCase.tables = ordered
+        worstCase.misplacedPolicyAncestors = misplaced.map(\.0)
+        worstCase.resolvesNamesConservatively = true
+        worstCase.isWorstCase = true
+        return (context, worstCase)
     }
 
 }

@@ -81,34 +81,105 @@ public struct MaskingRewriter: Sendable {
         }
     }
 
-    /// The plan, and the SQL-level prepared statements the text prepares, executes or deallocates.
-    /// `bytes` is `sql`'s UTF-8 (the parse tree's locations are offsets into it).
-    func planAndUses(_ sql: String, bytes: [UInt8]) -> (plan: Plan, uses: [Plan.PreparedStatementUse]) {
+    /// What statements change in the session that decides how later statements are read.
+    struct Effects: OptionSet, Sendable, Hashable {
+        let rawValue: Int
+        /// The current role may differ afterwards (SET ROLE, RESET ALL, set_config, a user function).
+        static let role = Effects(rawValue: 1)
+        /// Unqualified names may resolve elsewhere (search_path, temporary tables).
+        static let names = Effects(rawValue: 2)
+        /// client_encoding or standard_conforming_strings may differ for the next message.
+        static let reading = Effects(rawValue: 4)
+        /// The statement ends a transaction or rolls back to a savepoint (SET LOCAL and rolled-back SETs revert).
+        static let transactionEnd = Effects(rawValue: 8)
+        static let all: Effects = [.role, .names, .reading]
+    }
+
+    /// What the analysis of a text found: the plan, the SQL-level prepared statements it prepares,
+    /// executes or deallocates, and its effects on the session (those of every statement but the
+    /// last matter for the statements after them in the same text).
+    struct Analysis {
+        var plan: Plan
+        var uses: [Plan.PreparedStatementUse] = []
+        var effects: Effects = []
+        var effectsBeforeLast: Effects = []
+    }
+
+    /// The analysis of a text; `bytes` is `sql`'s UTF-8 (the parse tree's locations are offsets into it).
+    func analyze(_ sql: String, bytes: [UInt8]) -> Analysis {
         let statements: [PostgresParser.Statement]
         do {
             statements = try PostgresParser.parse(sql)
         } catch {
-            return (.refused(AdminError("42501", "pgclone: this statement could not be parsed, and a masked role may only run statements pgclone can read: \(error.message)")), [])
+            return Analysis(plan: .refused(AdminError("42501", "pgclone: this statement could not be parsed, and a masked role may only run statements pgclone can read: \(error.message)")))
         }
         var walker = Walker(context: context, builtinFunctions: builtinFunctions, lexer: SQLLexer(bytes: bytes))
-        var uses: [Plan.PreparedStatementUse] = []
-        for statement in statements {
+        var analysis = Analysis(plan: .unchanged(unknownFunction: nil))
+        for (index, statement) in statements.enumerated() {
             guard let (kind, body) = statement.node.tagged else { continue }
             switch kind {
-            case "PrepareStmt": uses.append(.prepare(body["name"]?.string ?? ""))
-            case "ExecuteStmt": uses.append(.execute(body["name"]?.string ?? ""))
-            case "DeallocateStmt": uses.append(.deallocate(body["name"]?.string))
+            case "PrepareStmt": analysis.uses.append(.prepare(body["name"]?.string ?? ""))
+            case "ExecuteStmt": analysis.uses.append(.execute(body["name"]?.string ?? ""))
+            case "DeallocateStmt": analysis.uses.append(.deallocate(body["name"]?.string))
             default: break
             }
             guard Self.allowedStatements.contains(kind) else {
-                return (.refused(AdminError("42501", "pgclone: \(Self.describe(kind)) is not allowed for role \"\(context.role)\", which is masked by a policy")), [])
+                return Analysis(plan: .refused(AdminError("42501", "pgclone: \(Self.describe(kind)) is not allowed for role \"\(context.role)\", which is masked by a policy")))
             }
+            walker.changesSession = false
             walker.statement(kind, body)
-            if let refusal = walker.refusal { return (.refused(refusal), []) }
+            if let refusal = walker.refusal { return Analysis(plan: .refused(refusal)) }
+            var effects = Self.effects(kind, body)
+            if walker.changesSession { effects.formUnion(.all) }
+            if index < statements.count - 1 { analysis.effectsBeforeLast.formUnion(effects) }
+            analysis.effects.formUnion(effects)
         }
         let edits = walker.allEdits
-        let plan: Plan = edits.isEmpty ? .unchanged(unknownFunction: walker.unknownFunction) : .edits(edits, unknownFunction: walker.unknownFunction)
-        return (plan, uses)
+        analysis.plan = edits.isEmpty ? .unchanged(unknownFunction: walker.unknownFunction) : .edits(edits, unknownFunction: walker.unknownFunction)
+        return analysis
+    }
+
+    /// The effects of a statement read without a context: its kind, and any set_config call in it.
+    static func effects(of statement: PostgresParser.Statement) -> Effects {
+        guard let (kind, body) = statement.node.tagged else { return [] }
+        var effects = Self.effects(kind, body)
+        statement.node.walk { node in
+            guard let (tag, call) = node.tagged, tag == "FuncCall",
+                  call["funcname"]?.array.last?["String"]?["sval"]?.string == "set_config" else { return }
+            effects.formUnion(.all)
+        }
+        return effects
+    }
+
+    /// The effects a statement has by its kind (calls that change settings are found by the walker).
+    static func effects(_ kind: String, _ body: JSONNode) -> Effects {
+        switch kind {
+        case "VariableSetStmt":
+            if body["kind"]?.string == "VAR_RESET_ALL" { return .all }
+            switch body["name"]?.string ?? "" {
+            case "role", "session_authorization": return .role
+            case "search_path": return .names
+            case "client_encoding", "standard_conforming_strings": return .reading
+            default: return []
+            }
+        case "DiscardStmt":
+            return .all
+        case "TransactionStmt":
+            switch body["kind"]?.string ?? "" {
+            case "TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_ROLLBACK_TO", "TRANS_STMT_PREPARE", "TRANS_STMT_COMMIT_PREPARED", "TRANS_STMT_ROLLBACK_PREPARED":
+                return .transactionEnd
+            default:
+                return []
+            }
+        default:
+            return []
+        }
+    }
+
+    /// The plan, and the SQL-level prepared statements the text prepares, executes or deallocates.
+    func planAndUses(_ sql: String, bytes: [UInt8]) -> (plan: Plan, uses: [Plan.PreparedStatementUse]) {
+        let analysis = analyze(sql, bytes: bytes)
+        return (analysis.plan, analysis.uses)
     }
 
     /// The text with every edit made, in one pass (a statement naming a masked table
@@ -161,6 +232,9 @@ public struct MaskingRewriter: Sendable {
         var edits: [Edit] = []
         var refusal: AdminError?
         var unknownFunction: String?
+        /// The statement being walked calls set_config or a function that is not built in (which
+        /// may change any setting, the role included).
+        var changesSession = false
         /// Masked tables read without an alias (`[schema, name]`).
         var unaliased: Set<[String]> = []
         /// Edits of qualified column references, kept when their table was read without an alias.
@@ -295,11 +369,10 @@ public struct MaskingRewriter: Sendable {
         /// A called function the context knows nothing about (not built in, not a user function
         /// when the context was read) was created since: it could read a masked table.
         mutating func noteCalledFunction(_ name: String, schema: String?) {
+            let builtin = (builtinFunctions?.contains(name) ?? false) && (schema == nil || schema == "pg_catalog" || schema == "information_schema")
+            if !builtin || name == "set_config" { changesSession = true }
             guard unknownFunction == nil, !context.userFunctions.contains(name) else { return }
-            let builtin = builtinFunctions?.contains(name) ?? false
-            if !builtin || !(schema == nil || schema == "pg_catalog" || schema == "information_schema") {
-                unknownFunction = name
-            }
+            if !builtin { unknownFunction = name }
         }
 
         mutating func rangeVarReference(_ rangeVar: JSONNode, ctes: Set<String>) {

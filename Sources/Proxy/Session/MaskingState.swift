@@ -1,0 +1,362 @@
+import CloneEngine
+import Masking
+import PostgresWire
+import SQLParser
+
+/// What one session knows about its masking, and how sure it is.
+///
+/// The server reports whether the current role is a superuser, client_encoding and
+/// standard_conforming_strings (ParameterStatus); the rest (the role's masked tables, the
+/// views and functions that read them, how unqualified names resolve) is read in-band on the
+/// session itself. That read happens only where it is harmless: between requests, never
+/// inside a failed transaction, never in front of the statement that ends one. In between,
+/// a statement that may have changed what was read makes the knowledge stale; statements
+/// that cannot wait for a read are masked under the worst case (every policy table, names
+/// taken conservatively), and statements that cannot be masked safely are refused, never
+/// relayed.
+struct MaskingState {
+    enum Knowledge: Equatable {
+        /// Never read.
+        case unknown
+        /// Read, and nothing since may have changed it.
+        case current
+        /// A statement since may have changed the role, the names or the catalog.
+        case stale
+        /// The last read failed: until one succeeds, statements that could be masked are refused.
+        case failed(AdminError)
+    }
+
+    /// How a statement is to be treated.
+    enum Treatment: Equatable {
+        /// Relayed as it is (the session is not masked, for sure).
+        case relay
+        /// Rewritten (or refused) under this context.
+        case mask(MaskingContext)
+        /// Read the context first, then decide again.
+        case readFirst
+        case refuse(AdminError)
+    }
+
+    private(set) var knowledge = Knowledge.unknown
+    /// The context of the current role, and the worst case, as last read.
+    private(set) var context: MaskingContext?
+    private(set) var worstCase: MaskingContext?
+    private(set) var readAt: ContinuousClock.Instant?
+
+    /// What the server reported (ParameterStatus).
+    private(set) var isSuperuser = false
+    private(set) var sessionAuthorization: String?
+    private(set) var reading = StatementText.Settings()
+
+    /// A statement that may change the role, the encoding or standard_conforming_strings is in
+    /// flight: until the server is quiet again (and has reported the new values), statements are
+    /// judged under the worst case and read conservatively.
+    private(set) var inFlightChange = false
+    /// The role or settings were changed since the session was last idle: ending the transaction
+    /// (or rolling back to a savepoint) may change them back.
+    private(set) var mayRevertAtTransactionEnd = false
+
+    /// Rewrites by statement shape (the text without its numeric constants): a driver that
+    /// sends `... WHERE id = 17`, then `... = 18`, parses and rewrites once.
+    private var cache: [[UInt8]: CachedRewrite] = [:]
+    static let cacheLimit = 256
+    static let largestCachedStatement = 16 << 10
+    var cachedShapes: Int { cache.count }
+
+    struct CachedRewrite {
+        var template: ShapedRewrite?
+        var effects: MaskingRewriter.Effects
+    }
+
+    /// Counts changes of what decides rewrites: a statement prepared under an older context
+    /// carries that context's rewrite (or none) and must not run under this one.
+    private(set) var generation = 0
+    /// SQL-level prepared statements (PREPARE) and the generation they were prepared under.
+    private var sqlPrepared: [String: Int] = [:]
+
+    /// How long a masked session's context is trusted (views and functions created by other
+    /// sessions since are found by the next read).
+    static let maximumAge: Duration = .seconds(2)
+    /// How fresh the context must be for a COPY, whose output carries no column origins to check.
+    static let copyFreshness: Duration = .milliseconds(5)
+
+    /// Set after a RowDescription was refused: rows up to the command's end are dropped.
+    var suppressingRows = false
+
+    /// The session's current role is masked (as last read; a superuser never is).
+    var isMasked: Bool { !isSuperuser && (context?.isMasked ?? false) }
+
+    // MARK: - What the server reports
+
+    /// A ParameterStatus: the server's own account of the session's settings.
+    mutating func parameterReported(name: String, value: String) {
+        switch name {
+        case "is_superuser":
+            let superuser = value == "on"
+            if superuser != isSuperuser, knowledge == .current { knowledge = .stale }
+            isSuperuser = superuser
+        case "session_authorization":
+            if sessionAuthorization != nil, sessionAuthorization != value, knowledge == .current { knowledge = .stale }
+            sessionAuthorization = value
+        case "client_encoding":
+            reading.clientEncoding = value
+        case "standard_conforming_strings":
+            reading.standardConformingStrings = value == "on"
+        default:
+            break
+        }
+    }
+
+    /// Nothing is in flight: every ParameterStatus of what was sent has arrived.
+    mutating func serverQuiet() {
+        inFlightChange = false
+        reading.uncertain = false
+    }
+
+    // MARK: - Reading the context
+
+    mutating func contextRead(rows: [[String?]], policies: PolicySet, at now: ContinuousClock.Instant, idle: Bool) {
+        let (context, worstCase) = MaskingContext.from(rows: rows, policies: policies)
+        install(context, worstCase: worstCase, at: now, idle: idle)
+    }
+
+    mutating func install(_ context: MaskingContext, worstCase: MaskingContext, at now: ContinuousClock.Instant, idle: Bool) {
+        // Only what decides a rewrite counts: a new table or function anywhere in the database
+        // leaves earlier rewrites and prepared statements as they were.
+        if !context.decidesRewritesLike(self.context) || !worstCase.decidesRewritesLike(self.worstCase) {
+            cache.removeAll()
+            generation += 1
+        }
+        self.context = context
+        self.worstCase = worstCase
+        knowledge = .current
+        readAt = now
+        justRead = true
+        if idle { mayRevertAtTransactionEnd = false }
+    }
+
+    mutating func contextReadFailed(_ error: AdminError) {
+        knowledge = .failed(error)
+        failureToReport = error
+    }
+
+    /// The statement that waited for a read that failed gets the failure (the next one tries again).
+    private var failureToReport: AdminError?
+
+    /// Set by a read, cleared by the next rewrite: a statement that asked for a fresh context
+    /// is not sent back for another one.
+    private var justRead = false
+
+    // MARK: - Judging a statement
+
+    /// How the next statement is treated under `policies`.
+    /// - Parameters:
+    ///   - canRead: the context could be read now (nothing in flight, not in a failed transaction).
+    ///   - isCopy: the statement may be a COPY (judged on a fresh context: its rows carry no origins).
+    /// - Parameters:
+    ///   - notReady: why the policies are not all known yet (nil when they are).
+    mutating func treatment(policies: PolicySet, notReady: String?, canRead: Bool, isCopy: Bool, now: ContinuousClock.Instant) -> Treatment {
+        if let failure = failureToReport {
+            failureToReport = nil
+            return .refuse(failure)
+        }
+        if let notReady, !isSuperuser {
+            return .refuse(AdminError("57P03", "\(notReady); statements of roles that could be masked are refused until it has",
+                                      hint: "Check that pgclone's service role can log in to the state database; superusers are not affected."))
+        }
+        guard !policies.isEmpty else { return .relay }
+        // A superuser login may read everything anyway; after SET ROLE to another role the server
+        // reports is_superuser off (at the end of the request) and the context is read then.
+        if isSuperuser { return .relay }
+        let needsRead = knowledge != .current || context?.policyVersion != policies.version
+        if needsRead {
+            if canRead { return .readFirst }
+            if inFlightChange || knowledge == .stale, let worstCase, worstCase.policyVersion == policies.version {
+                return .mask(worstCase)
+            }
+            if case .failed(let error) = knowledge { return .refuse(error) }
+            return .refuse(AdminError("42501", "pgclone: this session's masking cannot be read in the middle of an extended-protocol batch after the policies changed; send Sync first"))
+        }
+        if inFlightChange, let worstCase { return .mask(worstCase) }
+        guard let context, context.isMasked else { return .relay }
+        if canRead, let readAt {
+            let age = now - readAt
+            if age > Self.maximumAge || (isCopy && age > Self.copyFreshness) { return .readFirst }
+        }
+        return .mask(context)
+    }
+
+    /// What a statement relayed without rewriting may change: only when it mentions a word that
+    /// could change the role or how statements read is it parsed (an unmasked session pays a
+    /// substring search per statement). Functions that change the role inside are not followed:
+    /// a session that is not masked may read the real values anyway.
+    static func relayedEffects<Bytes: Collection>(_ bytes: Bytes, mayRevert: Bool) -> MaskingRewriter.Effects where Bytes.Element == UInt8 {
+        var words = roleWords + readingWords
+        if mayRevert { words += transactionEndWords }
+        guard mentions(bytes, anyOf: words) else { return [] }
+        guard let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)) else { return [] }
+        return statements.reduce(into: []) { $0.formUnion(MaskingRewriter.effects(of: $1)) }
+    }
+
+    /// Whether a statement before the last of a text changes the role (the statements after it
+    /// would run under a role the proxy has not read).
+    static func changesRoleBeforeLast<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
+        guard mentions(bytes, anyOf: roleWords), bytes.contains(UInt8(ascii: ";")),
+              let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), statements.count > 1 else { return false }
+        return statements.dropLast().contains { MaskingRewriter.effects(of: $0).contains(.role) }
+    }
+
+    /// What a statement changes in the session (read in full for a masked session, from
+    /// `relayedEffects` otherwise).
+    mutating func note(_ effects: MaskingRewriter.Effects) {
+        if !effects.isDisjoint(with: [.role, .names]) {
+            knowledge = knowledge == .current ? .stale : knowledge
+            inFlightChange = true
+            mayRevertAtTransactionEnd = true
+            // The statements after it are read as if the settings were changing too.
+            reading.uncertain = true
+        }
+        if effects.contains(.reading) {
+            inFlightChange = true
+            reading.uncertain = true
+        }
+        if effects.contains(.transactionEnd), mayRevertAtTransactionEnd {
+            knowledge = knowledge == .current ? .stale : knowledge
+            inFlightChange = true
+        }
+    }
+
+    /// The masked form of `sql` under `context`, with what it changes in the session.
+    mutating func rewrite(_ sql: String, under context: MaskingContext, builtinFunctions: Set<String>?) -> (MaskingRewriter.Result, MaskingRewriter.Effects) {
+        let fresh = justRead
+        justRead = false
+        let bytes = Array(sql.utf8)
+        let shape = StatementShape(bytes)
+        // The cache holds rewrites under the current context only.
+        let cacheable = !context.isWorstCase
+        if cacheable, let cached = cache[shape.key] {
+            guard let template = cached.template else { return (.unchanged, cached.effects) }
+            return (.rewritten(String(decoding: template.apply(to: bytes, constants: shape.constants), as: UTF8.self)), cached.effects)
+        }
+        var analysis = MaskingRewriter(context: context, builtinFunctions: builtinFunctions).analyze(sql, bytes: bytes)
+        if !context.isWorstCase, !analysis.effectsBeforeLast.isDisjoint(with: [.role, .names]), let worstCase {
+            // A statement changes the role or the names for the statements after it in the same
+            // text: all of them are read under the worst case.
+            analysis = MaskingRewriter(context: worstCase, builtinFunctions: builtinFunctions).analyze(sql, bytes: bytes)
+            return (result(of: analysis, bytes: bytes), analysis.effects)
+        }
+        if let function = analysis.plan.unknownFunction, !fresh {
+            knowledge = .stale
+            return (.needsFreshContext(function: function), analysis.effects)
+        }
+        if case .refused = analysis.plan {} else if let refusal = trackPreparedStatements(analysis.uses) {
+            return (.refused(refusal), analysis.effects)
+        }
+        let result = result(of: analysis, bytes: bytes)
+        var cached: CachedRewrite?
+        switch analysis.plan {
+        case .unchanged:
+            cached = CachedRewrite(template: nil, effects: analysis.effects)
+        case .edits(let edits, _):
+            cached = ShapedRewrite(text: bytes, shape: shape, replacements: edits.map { ($0.range, Array($0.replacement.utf8)) })
+                .map { CachedRewrite(template: $0, effects: analysis.effects) }
+        case .refused:
+            // Not cached: a refusal's message may quote the statement.
+            cached = nil
+        }
+        // A statement calling a function still unknown on a fresh context is judged again next
+        // time; statements that prepare or execute are judged every time (their names are tracked).
+        if !cacheable || analysis.plan.unknownFunction != nil || bytes.count > Self.largestCachedStatement || !analysis.uses.isEmpty { cached = nil }
+        if let cached {
+            if cache.count >= Self.cacheLimit { cache.removeAll() }
+            cache[shape.key] = cached
+        }
+        return (result, analysis.effects)
+    }
+
+    private func result(of analysis: MaskingRewriter.Analysis, bytes: [UInt8]) -> MaskingRewriter.Result {
+        switch analysis.plan {
+        case .unchanged: return .unchanged
+        case .refused(let error): return .refused(error)
+        case .edits(let edits, _): return .rewritten(String(decoding: MaskingRewriter.apply(edits, to: bytes), as: UTF8.self))
+        }
+    }
+
+    /// Follows PREPARE / EXECUTE / DEALLOCATE: EXECUTE of a statement not prepared under the
+    /// current context (before the session was masked, or before the role or the policies
+    /// changed) would run an old rewrite, or none, so it is refused.
+    private mutating func trackPreparedStatements(_ uses: [MaskingRewriter.Plan.PreparedStatementUse]) -> AdminError? {
+        var prepared = sqlPrepared
+        for use in uses {
+            switch use {
+            case .prepare(let name):
+                prepared[name] = generation
+            case .execute(let name):
+                guard prepared[name] == generation else {
+                    return AdminError("42501", "pgclone: prepared statement \"\(name)\" was prepared before this session's masking last changed (its role or the policies); prepare it again")
+                }
+            case .deallocate(let name?):
+                prepared[name] = nil
+            case .deallocate(nil):
+                prepared.removeAll()
+            }
+        }
+        sqlPrepared = prepared
+        return nil
+    }
+
+    // MARK: - The guard on results
+
+    /// The refusal for a result that would carry a masked column, if any.
+    mutating func violation(_ description: RowDescription) -> String? {
+        guard !isSuperuser || inFlightChange,
+              let context = inFlightChange ? worstCase ?? self.context : self.context, context.isMasked else { return nil }
+        for column in description.columns where column.tableOID > context.maximumRelationOID {
+            knowledge = knowledge == .current ? .stale : knowledge
+            return "pgclone: result column \"\(column.name)\" comes from a relation created after this session's masking context was read; run the statement again"
+        }
+        for column in description.columns where context.isMaskedOrigin(tableOID: column.tableOID, attribute: column.columnAttributeNumber) {
+            let table = context.tables.first { $0.oid == column.tableOID }
+            return "pgclone: result column \"\(column.name)\" would carry unmasked values of \(table.map { "\($0.schema).\($0.name)" } ?? "a masked table"); the statement's rows were not sent"
+        }
+        return nil
+    }
+
+    // MARK: - Words
+
+    /// After these the current role may differ: SET ROLE, SET SESSION AUTHORIZATION, RESET,
+    /// DISCARD, set_config('role', ...).
+    static let roleWords: [[UInt8]] = ["role", "authorization", "reset", "discard", "set_config"].map { Array($0.utf8) }
+    /// After these the next message may read differently.
+    static let readingWords: [[UInt8]] = ["client_encoding", "names", "standard_conforming_strings"].map { Array($0.utf8) }
+    /// These end a transaction or roll back to a savepoint.
+    static let transactionEndWords: [[UInt8]] = ["commit", "rollback", "abort", "end", "prepare"].map { Array($0.utf8) }
+    static let copyWord = Array("copy".utf8)
+
+    /// Whether `bytes` contains any of `words` (lower-case ASCII), ignoring case.
+    static func mentions<Bytes: Collection>(_ bytes: Bytes, anyOf words: [[UInt8]]) -> Bool where Bytes.Element == UInt8 {
+        words.contains { mentions(bytes, $0) }
+    }
+
+    /// Whether `bytes` contains `word` (lower-case ASCII), ignoring case, without copying.
+    static func mentions<Bytes: Collection>(_ bytes: Bytes, _ word: [UInt8]) -> Bool where Bytes.Element == UInt8 {
+        guard !word.isEmpty, bytes.count >= word.count else { return false }
+        var index = bytes.startIndex
+        let last = bytes.index(bytes.endIndex, offsetBy: -word.count)
+        while index <= last {
+            var probe = index
+            var matched = true
+            for expected in word {
+                let byte = bytes[probe]
+                if (byte >= 0x41 && byte <= 0x5A ? byte + 0x20 : byte) != expected {
+                    matched = false
+                    break
+                }
+                probe = bytes.index(after: probe)
+            }
+            if matched { return true }
+            index = bytes.index(after: index)
+        }
+        return false
+    }
+}

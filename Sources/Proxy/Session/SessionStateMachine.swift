@@ -1,0 +1,795 @@
+import CloneEngine
+import JSON
+import Masking
+import NIOCore
+import PostgresWire
+import SQLParser
+
+/// One client session's protocol logic: events in, decisions and effects out, no channel
+/// inside (PostgresNIO's ConnectionStateMachine is the model).
+///
+/// The handler scans each direction's byte stream with a `FrameScanner`; for each message
+/// header it asks the machine whether to look at the message (`clientHeader`,
+/// `serverHeader`), and for each message it looks at, what to do with it (`clientMessage`,
+/// `serverMessage`): relay, replace, consume, or stop the client's input until the machine
+/// says to resume. What must happen besides (a query of the proxy's own to the server, an
+/// admin call to run, a notice to the client, closing) is queued as effects, which the
+/// handler takes with `takeEffects()` and runs in order.
+///
+/// The machine owns the startup phase, the extended-protocol pipeline (what is in flight,
+/// which ParseComplete and CloseComplete answers are the proxy's own), admin-call
+/// interception and the session's masking (`MaskingState`).
+struct SessionStateMachine {
+    enum Phase: Equatable {
+        /// Encryption negotiation and the startup packet.
+        case startup
+        /// Connecting to the server.
+        case connecting
+        /// Authentication is relayed; the client may send nothing but its answers.
+        case authenticating
+        /// The session is open.
+        case ready
+        case closed
+    }
+
+    /// Something the handler must do, in order, besides relaying.
+    enum Effect {
+        /// Write to the server (the proxy's own query, or what stands for an admin call).
+        case sendToServer(ByteBuffer)
+        /// Write to the client (notices).
+        case sendToClient(ByteBuffer)
+        /// Go on with the client input held by the scanner.
+        case resumeClientInput
+        /// Run an admin call; its outcome comes back through `adminFinished`.
+        case runAdmin(AdminRun)
+        /// The server's cancel key and the one the client gets in its place.
+        case registerCancelKey(server: BackendKey, client: BackendKey)
+        /// The built-in function names, read with the first context of the process.
+        case storeBuiltinFunctions(Set<String>)
+        /// A pass of the server backstop on the session's database would help (a stale view).
+        case nudgeBackstop
+        /// Send this FATAL error to the client and close.
+        case closeWithError(ErrorFields, reason: String)
+        /// Shut down an idle session: Terminate to the server, 57P01 to the client.
+        case terminateIdle
+        /// The session is open (first ReadyForQuery after authentication).
+        case sessionOpened
+        /// A result column would have carried a masked column's values (the rewrite missed it).
+        case guardRefused(role: String)
+    }
+
+    /// An admin call to run in async code.
+    struct AdminRun {
+        enum Kind {
+            /// A simple Query: the result goes to the server as a Query.
+            case simple(AdminStatement)
+            /// A Bind of a prepared admin statement: the result is bound to the client's portal.
+            case bind(FrontendMessage.Bind, AdminPrepared)
+        }
+        var kind: Kind
+        var caller: AdminCaller?
+    }
+
+    /// A query the proxy runs on the session for itself.
+    struct InternalQuery {
+        enum Purpose {
+            case adminRoleCheck
+            /// The masking context, read under `policies` while the session was `status`.
+            case maskingContext(PolicySet, status: BackendMessage.TransactionStatus)
+            /// Putting the session back after a failed context read, then reporting `error`.
+            case restore(failure: AdminError)
+        }
+        var purpose: Purpose
+        var rows: [[String?]] = []
+        var error: ErrorFields?
+    }
+
+    // MARK: - State
+
+    private(set) var phase = Phase.startup
+    private var startup: StartupStateMachine
+    var activity = SessionActivity()
+    var masking = MaskingState()
+    var effects: [Effect] = []
+
+    // What the session shares with the proxy, as last observed by the handler.
+    private(set) var policies = PolicySet.empty
+    /// Why the policies are not known yet (nil: they are).
+    private(set) var policiesNotReady: String?
+    private(set) var builtinFunctions: Set<String>?
+    let adminRoles: [String]
+    let maximumExaminedLength: Int
+
+    /// The proxy's own query in flight, if any.
+    private(set) var internalQuery: InternalQuery?
+    /// Client input waits until authentication is over.
+    private var heldUntilReady = false
+    /// A query of the proxy's own waits for the server to be quiet.
+    var adminWaitingForQuiet = false
+    private(set) var quiescing = false
+    private(set) var clientSentTerminate = false
+    /// The next ErrorResponse stands for a refusal or admin error: drop its PL/pgSQL context.
+    var stripNextErrorContext = false
+
+    // Admin API state.
+    var pendingAdmin: PendingAdmin?
+    var adminRunning = false
+    /// Prepared statements (by name) whose text is an admin call; the server holds a
+    /// same-shaped placeholder under the same name.
+    var adminPrepared: [String: AdminPrepared] = [:]
+    /// While admin or refused statements exist: client Parse/Close not yet answered, so that
+    /// the answers to the proxy's own Parse/Close can be told apart and swallowed.
+    var clientParsesInFlight = 0
+    var clientClosesInFlight = 0
+    /// The proxy's own ParseComplete/CloseComplete to swallow: each entry is how many of the
+    /// client's answers come before it (counted from the previous entry).
+    var swallowParses: [Int] = []
+    var swallowCloses: [Int] = []
+    var internalStatementCounter = 0
+
+    /// Statements that may not run while the session is masked: prepared while it was not
+    /// masked (with policies in force), or under an older masking context.
+    var statementsRefusedWhileMasked: Set<String> = []
+    /// Statements prepared (protocol level) while masked, with the masking generation.
+    var statementsPreparedMasked: [String: Int] = [:]
+
+    init(tlsAvailable: Bool, adminRoles: [String], maximumExaminedLength: Int) {
+        self.startup = StartupStateMachine(tlsAvailable: tlsAvailable)
+        self.adminRoles = adminRoles
+        self.maximumExaminedLength = maximumExaminedLength
+    }
+
+    /// The effects queued since the last call, in order.
+    mutating func takeEffects() -> [Effect] {
+        defer { effects.removeAll(keepingCapacity: true) }
+        return effects
+    }
+
+    /// What the proxy shares, as it stands now (read by the handler once per read burst).
+    mutating func observe(policies: PolicySet, notReady: String?, builtinFunctions: Set<String>?) {
+        self.policies = policies
+        policiesNotReady = notReady
+        if self.builtinFunctions == nil { self.builtinFunctions = builtinFunctions }
+    }
+
+    var tracksParseAnswers: Bool { !adminPrepared.isEmpty || !statementsRefusedWhileMasked.isEmpty }
+    var isMaskedSession: Bool { masking.isMasked }
+
+    /// Known not to be masked under the current policies (statements pass unread).
+    var isKnownUnmasked: Bool {
+        if masking.isSuperuser { return true }
+        guard masking.knowledge == .current, let context = masking.context else { return false }
+        return !context.isMasked && context.policyVersion == policies.version && !masking.inFlightChange
+    }
+
+    // MARK: - Startup
+
+    mutating func startupBytes(_ buffer: ByteBuffer) -> StartupStateMachine.Action {
+        let action = startup.bytesReceived(buffer)
+        if case .connectBackend = action { phase = .connecting }
+        return action
+    }
+
+    mutating func backendConnected() {
+        guard phase == .connecting else { return }
+        phase = .authenticating
+    }
+
+    mutating func closed() {
+        phase = .closed
+    }
+
+    /// Graceful shutdown: close now, after the session's first ReadyForQuery, or once idle.
+    mutating func quiesce() -> Effect? {
+        quiescing = true
+        switch phase {
+        case .startup, .connecting:
+            return .closeWithError(ErrorFields(severity: .fatal, sqlState: "57P01", message: "terminating connection due to administrator command"),
+                                   reason: "proxy shutting down")
+        case .ready where activity.isIdle && internalQuery == nil && !adminRunning:
+            return .terminateIdle
+        case .authenticating, .ready, .closed:
+            return nil
+        }
+    }
+
+    // MARK: - Client messages
+
+    private static func isStatement(_ type: UInt8) -> Bool {
+        type == FrontendMessage.ID.query.rawValue || type == FrontendMessage.ID.parse.rawValue || type == FrontendMessage.ID.functionCall.rawValue
+    }
+
+    /// Whether the session's statements must be read at all: policies in force (or not known yet).
+    private var maskingInPlay: Bool { !policies.isEmpty || policiesNotReady != nil }
+
+    mutating func clientHeader(type: UInt8, length: Int) throws(WireError) -> FrameScanner.Disposition {
+        guard FrontendMessage.ID(rawValue: type) != nil else {
+            throw WireError(.unknownMessageType(type))
+        }
+        if type == FrontendMessage.ID.terminate.rawValue { clientSentTerminate = true }
+        if phase == .authenticating {
+            // Only the answers to the server's authentication requests go now: a statement
+            // pipelined behind them would run before the proxy knows how to read it.
+            if type == FrontendMessage.ID.authenticationResponse.rawValue || type == FrontendMessage.ID.terminate.rawValue { return .pass }
+            return .examine
+        }
+        guard phase == .ready else { return .pass }
+        if length > maximumExaminedLength {
+            if Self.isStatement(type), maskingInPlay, !isKnownUnmasked {
+                // Too long to hold and read: relaying it unread could hand a masked role real values.
+                throw WireError(.invalidField("statement: longer than the \(maximumExaminedLength) bytes pgclone reads while masking policies are in force"), messageType: type)
+            }
+            activity.clientSent(type)
+            return .pass
+        }
+        switch type {
+        case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.parse.rawValue:
+            return .examine
+        case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty || (maskingInPlay && !isKnownUnmasked && (!statementsRefusedWhileMasked.isEmpty || !statementsPreparedMasked.isEmpty)):
+            return .examine
+        case FrontendMessage.ID.functionCall.rawValue where maskingInPlay && !isKnownUnmasked:
+            return .examine
+        case FrontendMessage.ID.close.rawValue where tracksParseAnswers || !statementsPreparedMasked.isEmpty:
+            return .examine
+        default:
+            activity.clientSent(type)
+            return .pass
+        }
+    }
+
+    mutating func clientMessage(_ frame: MessageFrame, now: ContinuousClock.Instant) throws(WireError) -> FrameScanner.Verdict {
+        if phase == .authenticating {
+            heldUntilReady = true
+            return .pauseBefore
+        }
+        switch frame.type {
+        case FrontendMessage.ID.query.rawValue:
+            return try query(frame, now: now)
+        case FrontendMessage.ID.parse.rawValue:
+            return try parse(frame, now: now)
+        case FrontendMessage.ID.bind.rawValue:
+            return try bind(frame)
+        case FrontendMessage.ID.functionCall.rawValue:
+            return functionCall(frame, now: now)
+        case FrontendMessage.ID.close.rawValue:
+            if case .close(let target) = try FrontendMessage.decode(frame) {
+                if tracksParseAnswers { clientClosesInFlight += 1 }
+                if case .statement(let name) = target {
+                    adminPrepared[name] = nil
+                    statementsPreparedMasked[name] = nil
+                }
+            }
+            activity.clientSent(frame.type)
+            return .relay
+        default:
+            activity.clientSent(frame.type)
+            return .relay
+        }
+    }
+
+    /// Whether the proxy may run a query of its own on the session now: nothing in flight, not
+    /// in a failed transaction, not in front of a statement that ends one.
+    private func canRead(beforeTransactionControl: Bool) -> Bool {
+        activity.isQuiet && internalQuery == nil && !adminRunning && pendingAdmin == nil
+            && activity.transactionStatus != .failed && !beforeTransactionControl
+    }
+
+    private mutating func query(_ frame: MessageFrame, now: ContinuousClock.Instant) throws(WireError) -> FrameScanner.Verdict {
+        if internalQuery != nil || adminRunning { return .pauseBefore }
+        var payload = frame.payload
+        let bytes = payload.readBytes(length: max(0, payload.readableBytes - 1)) ?? []
+        let control = TransactionControl.only(bytes)
+        if control, maskingInPlay {
+            // ROLLBACK, COMMIT, SAVEPOINT...: they read nothing, and a failed transaction must be
+            // able to end whatever the proxy knows.
+            masking.note(.transactionEnd)
+            activity.clientSent(frame.type)
+            return .relay
+        }
+        let mentionsAdmin = AdminStatement.mightReferenceAdminAPI(bytes)
+        switch masking.treatment(policies: policies, notReady: policiesNotReady, canRead: canRead(beforeTransactionControl: control),
+                                 isCopy: MaskingState.mentions(bytes, MaskingState.copyWord), now: now) {
+        case .refuse(let error):
+            return refuse(frame, error)
+        case .readFirst:
+            startContextRead()
+            return .pauseBefore
+        case .relay:
+            if mentionsAdmin, let verdict = adminQuery(String(decoding: bytes, as: UTF8.self), frame: frame) { return verdict }
+            if maskingInPlay && !masking.isSuperuser {
+                if MaskingState.changesRoleBeforeLast(bytes) {
+                    return refuse(frame, AdminError("0A000", "pgclone: while masking policies are in force, a role change must be sent as a query of its own",
+                                                    hint: "Send SET ROLE (or RESET, DISCARD, set_config('role', ...)) separately, then the statements that follow it."))
+                }
+                masking.note(MaskingState.relayedEffects(bytes, mayRevert: masking.mayRevertAtTransactionEnd))
+            } else if maskingInPlay, MaskingState.changesRoleBeforeLast(bytes) {
+                return refuse(frame, AdminError("0A000", "pgclone: while masking policies are in force, a role change must be sent as a query of its own",
+                                                hint: "Send SET ROLE (or RESET, DISCARD, set_config('role', ...)) separately, then the statements that follow it."))
+            }
+            activity.clientSent(frame.type)
+            return .relay
+        case .mask(let context):
+            let text: String
+            switch StatementText.decode(bytes, settings: masking.reading) {
+            case .success(let decoded): text = decoded
+            case .failure(let error): return refuse(frame, error)
+            }
+            if mentionsAdmin, let verdict = adminQuery(text, frame: frame) { return verdict }
+            let (result, changes) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions)
+            switch result {
+            case .unchanged:
+                masking.note(changes)
+                activity.clientSent(frame.type)
+                return .relay
+            case .rewritten(let rewritten):
+                guard let encoded = StatementText.encode(rewritten, settings: masking.reading) else {
+                    return refuse(frame, AdminError("42501", "pgclone: the masked statement has characters that client_encoding \(masking.reading.clientEncoding) cannot carry"))
+                }
+                masking.note(changes)
+                activity.clientSent(frame.type)
+                return .replace(Self.queryMessage(bytes: encoded))
+            case .refused(let error):
+                if error.message.contains("is being brought up to date") { effects.append(.nudgeBackstop) }
+                return refuse(frame, error)
+            case .needsFreshContext(let function):
+                return freshContext(frame, function: function)
+            }
+        }
+    }
+
+    /// A statement naming a function the context does not know (created since it was read, and
+    /// perhaps reading a masked table) waits for a fresh context, then is judged again.
+    private mutating func freshContext(_ frame: MessageFrame, function: String) -> FrameScanner.Verdict {
+        guard canRead(beforeTransactionControl: false) else {
+            return refuse(frame, Self.unknownFunctionError(function))
+        }
+        startContextRead()
+        return .pauseBefore
+    }
+
+    static func unknownFunctionError(_ function: String) -> AdminError {
+        AdminError("42501", "pgclone: function \(function)() is newer than this session's masking context; run the statement again")
+    }
+
+    private mutating func parse(_ frame: MessageFrame, now: ContinuousClock.Instant) throws(WireError) -> FrameScanner.Verdict {
+        // Hot path (extended protocol without admin calls or policies): no decoding at all.
+        if !maskingInPlay, adminPrepared.isEmpty, !AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView) {
+            activity.clientSent(frame.type)
+            return .relay
+        }
+        if internalQuery != nil || adminRunning { return .pauseBefore }
+        guard case .parse(let parse) = try FrontendMessage.decode(frame) else { return .relay }
+        let bytes = Self.rawQuery(of: frame) ?? Array(parse.query.utf8)
+        let control = maskingInPlay && TransactionControl.only(bytes)
+        let treatment = control ? .relay : masking.treatment(
+            policies: policies, notReady: policiesNotReady, canRead: canRead(beforeTransactionControl: false),
+            isCopy: MaskingState.mentions(bytes, MaskingState.copyWord), now: now)
+        switch treatment {
+        case .refuse(let error):
+            adminPrepared[parse.statementName] = nil
+            return refuse(frame, error)
+        case .readFirst:
+            startContextRead()
+            return .pauseBefore
+        case .relay:
+            if AdminStatement.mightReferenceAdminAPI(bytes), let verdict = adminParse(parse, frame: frame) { return verdict }
+            if maskingInPlay && !masking.isSuperuser {
+                if control {
+                    masking.note(.transactionEnd)
+                } else {
+                    masking.note(MaskingState.relayedEffects(bytes, mayRevert: masking.mayRevertAtTransactionEnd))
+                }
+            }
+            return relayParse(parse, frame: frame)
+        case .mask(let context):
+            let text: String
+            switch StatementText.decode(bytes, settings: masking.reading) {
+            case .success(let decoded): text = decoded
+            case .failure(let error):
+                adminPrepared[parse.statementName] = nil
+                return refuse(frame, error)
+            }
+            if AdminStatement.mightReferenceAdminAPI(bytes), let verdict = adminParse(parse, frame: frame) { return verdict }
+            let (result, changes) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions)
+            switch result {
+            case .unchanged:
+                masking.note(changes)
+                return relayParse(parse, frame: frame)
+            case .rewritten(let rewritten):
+                guard let encoded = StatementText.encode(rewritten, settings: masking.reading) else {
+                    return refuse(frame, AdminError("42501", "pgclone: the masked statement has characters that client_encoding \(masking.reading.clientEncoding) cannot carry"))
+                }
+                masking.note(changes)
+                _ = relayParse(parse, frame: frame)
+                return .replace(Self.parseMessage(name: parse.statementName, query: encoded, parameterTypes: parse.parameterTypes))
+            case .refused(let error):
+                adminPrepared[parse.statementName] = nil
+                if error.message.contains("is being brought up to date") { effects.append(.nudgeBackstop) }
+                return refuse(frame, error)
+            case .needsFreshContext(let function):
+                return freshContext(frame, function: function)
+            }
+        }
+    }
+
+    /// Bookkeeping of a Parse sent on as the client wrote it (or rewritten).
+    private mutating func relayParse(_ parse: FrontendMessage.Parse, frame: MessageFrame) -> FrameScanner.Verdict {
+        if adminPrepared.removeValue(forKey: parse.statementName) != nil || tracksParseAnswers {
+            clientParsesInFlight += 1
+        }
+        if maskingInPlay && !isMaskedSession {
+            // Prepared unread: binding it once the session is masked would run it unrewritten.
+            statementsRefusedWhileMasked.insert(parse.statementName)
+            statementsPreparedMasked[parse.statementName] = nil
+        } else {
+            statementsRefusedWhileMasked.remove(parse.statementName)
+            if isMaskedSession { statementsPreparedMasked[parse.statementName] = masking.generation }
+        }
+        activity.clientSent(frame.type)
+        return .relay
+    }
+
+    private mutating func bind(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
+        guard case .bind(let bind) = try FrontendMessage.decode(frame) else {
+            activity.clientSent(frame.type)
+            return .relay
+        }
+        if isMaskedSession, statementsRefusedWhileMasked.contains(bind.statementName) {
+            // Bind a statement that fails in order instead: the client sees the error at Execute.
+            let error = AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before role \"\(masking.context?.role ?? "")\" was masked by the current policies; prepare it again")
+            activity.clientSent(frame.type)
+            stripNextErrorContext = true
+            return .replace(internalStatement(AdminSQL.raise(error), portal: bind.portalName, resultFormats: [], bindSent: false))
+        }
+        if let prepared = adminPrepared[bind.statementName] {
+            pendingAdmin = .bind(bind, prepared)
+            startPendingAdmin()
+            return .consumeAndPause
+        }
+        // A statement prepared under an older context (another role, other policies) is judged
+        // on a fresh one when the session is quiet (a driver that only binds and executes).
+        if isMaskedSession, masking.knowledge != .current || masking.context?.policyVersion != policies.version,
+           canRead(beforeTransactionControl: false) {
+            startContextRead()
+            return .pauseBefore
+        }
+        if isMaskedSession, statementsPreparedMasked[bind.statementName] != nil, masking.context?.policyVersion != policies.version {
+            // The policies changed in the middle of an extended-protocol batch: the statement
+            // carries the old rewrite and the context cannot be read now. Fail closed.
+            effects.append(.closeWithError(ErrorFields(severity: .fatal, sqlState: "57P01",
+                                                       message: "pgclone: the masking policies changed while prepared statements were in use; reconnect"),
+                                           reason: "masking policies changed during an extended-protocol batch"))
+            return .consume
+        }
+        activity.clientSent(frame.type)
+        return .relay
+    }
+
+    /// The fast-path function call names a function by OID: nothing to rewrite, so masked
+    /// sessions may not use it; before the session's masking is known, it waits for it.
+    private mutating func functionCall(_ frame: MessageFrame, now: ContinuousClock.Instant) -> FrameScanner.Verdict {
+        if internalQuery != nil || adminRunning { return .pauseBefore }
+        switch masking.treatment(policies: policies, notReady: policiesNotReady, canRead: canRead(beforeTransactionControl: false), isCopy: false, now: now) {
+        case .refuse(let error):
+            return refuse(frame, error)
+        case .readFirst:
+            startContextRead()
+            return .pauseBefore
+        case .relay:
+            activity.clientSent(frame.type)
+            return .relay
+        case .mask(let context):
+            return refuse(frame, AdminError("42501", "pgclone: the FunctionCall protocol message is not allowed for role \"\(context.role)\", which is masked by a policy"))
+        }
+    }
+
+    /// Replaces a Query, Parse or FunctionCall with one that fails with `error`, in order,
+    /// through the server.
+    mutating func refuse(_ frame: MessageFrame, _ error: AdminError) -> FrameScanner.Verdict {
+        stripNextErrorContext = true
+        if frame.type == FrontendMessage.ID.parse.rawValue, case .parse(let parse)? = try? FrontendMessage.decode(frame) {
+            activity.clientSent(frame.type)
+            if tracksParseAnswers { clientParsesInFlight += 1 }
+            // The statement that raises takes the same parameters, so that the client's Bind
+            // is accepted and Execute reports the refusal. Types the client left open are text.
+            let count = min(max(parse.parameterTypes.count, SQLLexer(parse.query).highestParameterNumber()), Int(Int16.max))
+            let types = (0..<count).map { index -> UInt32 in
+                index < parse.parameterTypes.count && parse.parameterTypes[index] != 0 ? parse.parameterTypes[index] : 25
+            }
+            var buffer = ByteBuffer()
+            FrontendMessage.parse(.init(statementName: parse.statementName, query: AdminSQL.raise(error), parameterTypes: types)).encode(into: &buffer)
+            return .replace(buffer)
+        }
+        activity.clientSent(FrontendMessage.ID.query.rawValue)
+        return .replace(Self.queryMessage(AdminSQL.raise(error)))
+    }
+
+    // MARK: - The proxy's own queries
+
+    /// Reads the masking context on the session (it is quiet: nothing else is in flight).
+    private mutating func startContextRead() {
+        let status = activity.transactionStatus
+        let sql = InBandRead.wrap(MaskingContext.query(for: policies, includeBuiltins: builtinFunctions == nil), status: status)
+        sendInternalQuery(sql, purpose: .maskingContext(policies, status: status))
+    }
+
+    mutating func sendInternalQuery(_ sql: String, purpose: InternalQuery.Purpose) {
+        internalQuery = InternalQuery(purpose: purpose)
+        effects.append(.sendToServer(Self.queryMessage(sql)))
+    }
+
+    private mutating func internalAnswer(_ message: BackendMessage, now: ContinuousClock.Instant) -> FrameScanner.Verdict {
+        switch message {
+        case .dataRow(let row):
+            internalQuery?.rows.append(row.values.map { $0.map { String(buffer: $0) } })
+        case .errorResponse(let fields):
+            internalQuery?.error = fields
+        case .readyForQuery(let status):
+            activity.observe(status)
+            if let finished = internalQuery {
+                internalQuery = nil
+                internalQueryFinished(finished, now: now)
+            }
+        case .parameterStatus(let name, let value):
+            // Asynchronous messages belong to the client whenever they arrive.
+            masking.parameterReported(name: name, value: value)
+            return .relay
+        case .noticeResponse, .notificationResponse:
+            return .relay
+        default:
+            break
+        }
+        return .consume
+    }
+
+    private mutating func internalQueryFinished(_ answer: InternalQuery, now: ContinuousClock.Instant) {
+        switch answer.purpose {
+        case .adminRoleCheck:
+            roleChecked(answer)
+        case .maskingContext(let read, let status):
+            if let error = answer.error {
+                // The session is put back as it was, then statements are refused until a read works
+                // (a cancel that hit the read cancels the statement that waited for it).
+                let failure = error.sqlState == "57014"
+                    ? AdminError("57014", "canceling statement due to user request")
+                    : AdminError(error.sqlState ?? "42501", "pgclone: cannot determine masking for this session: \(error.message ?? "unknown error")")
+                sendInternalQuery(InBandRead.restore(status: status), purpose: .restore(failure: failure))
+                return
+            }
+            if builtinFunctions == nil {
+                let names = MaskingContext.builtinFunctions(in: answer.rows)
+                if !names.isEmpty {
+                    builtinFunctions = names
+                    effects.append(.storeBuiltinFunctions(names))
+                }
+            }
+            masking.contextRead(rows: answer.rows, policies: read, at: now, idle: status == .idle)
+            // Statements prepared under an older context must be prepared again (this runs when
+            // the server is quiet: no Parse is in flight while the tracked set changes).
+            let stale = statementsPreparedMasked.filter { $0.value != masking.generation }
+            if !stale.isEmpty {
+                statementsRefusedWhileMasked.formUnion(stale.keys)
+                for name in stale.keys { statementsPreparedMasked[name] = nil }
+            }
+            if case .stale? = masking.context?.tables.first(where: { $0.reads == .stale })?.reads { effects.append(.nudgeBackstop) }
+            effects.append(.resumeClientInput)
+        case .restore(let failure):
+            masking.contextReadFailed(failure)
+            effects.append(.resumeClientInput)
+        }
+    }
+
+    // MARK: - Server messages
+
+    mutating func serverHeader(type: UInt8) throws(WireError) -> FrameScanner.Disposition {
+        guard let id = BackendMessage.ID(rawValue: type) else {
+            throw WireError(.unknownMessageType(type))
+        }
+        if internalQuery != nil { return .examine }
+        switch id {
+        case .readyForQuery, .parameterStatus:
+            return .examine
+        case .errorResponse where stripNextErrorContext || masking.suppressingRows:
+            return .examine
+        // (A `where` clause binds to the last pattern of a case only: one pattern per case here.)
+        case .parseComplete where !swallowParses.isEmpty || !swallowCloses.isEmpty || tracksParseAnswers:
+            return .examine
+        case .closeComplete where !swallowParses.isEmpty || !swallowCloses.isEmpty || tracksParseAnswers:
+            return .examine
+        case .rowDescription where isMaskedSession || masking.inFlightChange:
+            return .examine
+        case .dataRow where masking.suppressingRows:
+            return .examine
+        case .commandComplete where masking.suppressingRows:
+            return .examine
+        case .authentication where phase == .authenticating:
+            return .examine
+        case .backendKeyData where phase == .authenticating:
+            return .examine
+        default:
+            return .pass
+        }
+    }
+
+    mutating func serverMessage(_ frame: MessageFrame, now: ContinuousClock.Instant) throws(WireError) -> FrameScanner.Verdict {
+        let message = try BackendMessage.decode(frame)
+        if internalQuery != nil { return internalAnswer(message, now: now) }
+        switch message {
+        case .errorResponse(var fields) where stripNextErrorContext:
+            // The error raised for a refusal or an admin call: drop the PL/pgSQL context and source location.
+            masking.suppressingRows = false
+            fields.fields.removeAll { [UInt8(ascii: "W"), UInt8(ascii: "F"), UInt8(ascii: "L"), UInt8(ascii: "R")].contains($0.code) }
+            var replacement = ByteBuffer()
+            BackendMessage.errorResponse(fields).encode(into: &replacement)
+            return .replace(replacement)
+        case .rowDescription(let description):
+            guard let refusal = masking.violation(description) else { return .relay }
+            // Last line of defence: the rewrite missed a masked column; drop the rows.
+            effects.append(.guardRefused(role: masking.context?.role ?? ""))
+            masking.suppressingRows = true
+            var replacement = ByteBuffer()
+            BackendMessage.errorResponse(ErrorFields(severity: .error, sqlState: "42501", message: refusal)).encode(into: &replacement)
+            return .replace(replacement)
+        case .dataRow where masking.suppressingRows:
+            return .consume
+        case .commandComplete where masking.suppressingRows:
+            masking.suppressingRows = false
+            return .consume
+        case .errorResponse where masking.suppressingRows:
+            masking.suppressingRows = false
+            return .relay
+        case .parameterStatus(let name, let value):
+            masking.parameterReported(name: name, value: value)
+            return .relay
+        case .parseComplete:
+            return countAnswer(&clientParsesInFlight, swallow: &swallowParses)
+        case .closeComplete:
+            return countAnswer(&clientClosesInFlight, swallow: &swallowCloses)
+        case .readyForQuery(let status):
+            readyForQuery(status)
+            return .relay
+        case .authentication(.sasl(let mechanisms)) where mechanisms.contains("SCRAM-SHA-256-PLUS"):
+            // Channel binding cannot survive a proxy that terminates TLS (the client would bind
+            // to the proxy's certificate): the mechanism is withheld.
+            var replacement = ByteBuffer()
+            BackendMessage.authentication(.sasl(mechanisms: mechanisms.filter { $0 != "SCRAM-SHA-256-PLUS" })).encode(into: &replacement)
+            return .replace(replacement)
+        case .backendKeyData(let serverKey):
+            // The real process ID goes on (clients match it with pg_stat_activity and their own
+            // NOTIFYs); the secret is the proxy's, so that cancels come through the proxy.
+            let clientKey = BackendKey(processID: serverKey.processID, secretKey: Int32.random(in: Int32.min...Int32.max))
+            effects.append(.registerCancelKey(server: serverKey, client: clientKey))
+            var replacement = ByteBuffer()
+            BackendMessage.backendKeyData(clientKey).encode(into: &replacement)
+            return .replace(replacement)
+        default:
+            return .relay
+        }
+    }
+
+    private mutating func readyForQuery(_ status: BackendMessage.TransactionStatus) {
+        stripNextErrorContext = false
+        masking.suppressingRows = false
+        // After a Sync nothing of the batch is outstanding (an error skips the rest).
+        clientParsesInFlight = 0
+        clientClosesInFlight = 0
+        swallowParses = []
+        swallowCloses = []
+        activity.serverSentReadyForQuery(status)
+        if activity.isQuiet { masking.serverQuiet() }
+        if phase == .authenticating {
+            phase = .ready
+            effects.append(.sessionOpened)
+            if heldUntilReady {
+                heldUntilReady = false
+                effects.append(.resumeClientInput)
+            }
+            // Read the masking context at once: the first statement then finds it known, even
+            // when it comes in the middle of a pipeline.
+            if !policies.isEmpty && !masking.isSuperuser && internalQuery == nil {
+                startContextRead()
+                effects.append(.resumeClientInput)
+            }
+        }
+        if adminWaitingForQuiet && activity.isQuiet {
+            adminWaitingForQuiet = false
+            startPendingAdmin()
+        }
+        if quiescing && activity.isIdle && internalQuery == nil && !adminRunning { effects.append(.terminateIdle) }
+    }
+
+    /// Lets the client's own ParseComplete/CloseComplete through and swallows the proxy's.
+    private func countAnswer(_ inFlight: inout Int, swallow: inout [Int]) -> FrameScanner.Verdict {
+        if let first = swallow.first {
+            if first == 0 {
+                swallow.removeFirst()
+                return .consume
+            }
+            swallow[0] = first - 1
+        }
+        inFlight = max(0, inFlight - 1)
+        return .relay
+    }
+
+    // MARK: - Building messages
+
+    static func queryMessage(_ sql: String) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        FrontendMessage.query(sql).encode(into: &buffer)
+        return buffer
+    }
+
+    /// A Query message carrying exactly these bytes (already in the client's encoding).
+    static func queryMessage(bytes: [UInt8]) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(FrontendMessage.ID.query.rawValue)
+        buffer.writeInteger(Int32(4 + bytes.count + 1))
+        buffer.writeBytes(bytes)
+        buffer.writeInteger(UInt8(0))
+        return buffer
+    }
+
+    /// A Parse message whose query is exactly these bytes (already in the client's encoding).
+    static func parseMessage(name: String, query: [UInt8], parameterTypes: [UInt32]) -> ByteBuffer {
+        let nameBytes = Array(name.utf8)
+        var buffer = ByteBuffer()
+        buffer.writeInteger(FrontendMessage.ID.parse.rawValue)
+        buffer.writeInteger(Int32(4 + nameBytes.count + 1 + query.count + 1 + 2 + 4 * parameterTypes.count))
+        buffer.writeBytes(nameBytes)
+        buffer.writeInteger(UInt8(0))
+        buffer.writeBytes(query)
+        buffer.writeInteger(UInt8(0))
+        buffer.writeInteger(Int16(parameterTypes.count))
+        for type in parameterTypes { buffer.writeInteger(type) }
+        return buffer
+    }
+
+    /// The query bytes of a Parse message as the client sent them (its encoding, not decoded).
+    static func rawQuery(of frame: MessageFrame) -> [UInt8]? {
+        let view = frame.payload.readableBytesView
+        guard let nameEnd = view.firstIndex(of: 0) else { return nil }
+        let queryStart = view.index(after: nameEnd)
+        guard let queryEnd = view[queryStart...].firstIndex(of: 0) else { return nil }
+        return Array(view[queryStart..<queryEnd])
+    }
+
+    /// Parse (under an internal name), Bind to the client's portal, Close: a statement of the
+    /// proxy's own whose answers are swallowed, in order with the client's.
+    mutating func internalStatement(_ sql: String, portal: String, resultFormats: [Int16], bindSent: Bool) -> ByteBuffer {
+        internalStatementCounter += 1
+        let name = "pgclone_internal_\(internalStatementCounter)"
+        var buffer = ByteBuffer()
+        FrontendMessage.parse(.init(statementName: name, query: sql, parameterTypes: [])).encode(into: &buffer)
+        FrontendMessage.bind(.init(portalName: portal, statementName: name, parameterFormats: [], parameters: [], resultFormats: resultFormats)).encode(into: &buffer)
+        FrontendMessage.close(.statement(name)).encode(into: &buffer)
+        Self.enqueueSwallow(&swallowParses, clientInFlight: clientParsesInFlight)
+        Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
+        for type in [FrontendMessage.ID.parse, .close] { activity.clientSent(type.rawValue) }
+        if bindSent { activity.clientSent(FrontendMessage.ID.bind.rawValue) }
+        return buffer
+    }
+
+    static func enqueueSwallow(_ swallow: inout [Int], clientInFlight: Int) {
+        swallow.append(max(0, clientInFlight - swallow.reduce(0, +)))
+    }
+}
+
+/// Statements that only control the transaction (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, ...):
+/// they read nothing, so they pass whatever the proxy knows of the session's masking (a failed
+/// transaction must always be able to end).
+enum TransactionControl {
+    private static let words: Set<String> = ["begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"]
+
+    /// Whether `bytes` holds transaction-control statements and nothing else.
+    static func only(_ bytes: [UInt8]) -> Bool {
+        let lexer = SQLLexer(bytes: bytes)
+        let start = lexer.skipSpaceAndComments(from: 0)
+        var end = start
+        while end < bytes.count, (bytes[end] | 0x20) >= UInt8(ascii: "a"), (bytes[end] | 0x20) <= UInt8(ascii: "z") { end += 1 }
+        guard end > start, words.contains(String(decoding: bytes[start..<end], as: UTF8.self).lowercased()) else { return false }
+        // One statement that starts with one of these words is one of these statements.
+        if !bytes.contains(UInt8(ascii: ";")) { return true }
+        guard let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), !statements.isEmpty else { return false }
+        return statements.allSatisfy { $0.node.tagged?.0 == "TransactionStmt" }
+    }
+}

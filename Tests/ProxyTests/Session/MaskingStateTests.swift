@@ -1,0 +1,200 @@
+import CloneEngine
+import Masking
+@testable import Proxy
+import Testing
+
+/// A session's masking knowledge, without a socket: when the context must be read, what a
+/// statement that cannot wait for a read gets, the shape cache and fresh-context requests.
+@Suite struct MaskingStateTests {
+    let policies = PolicySet(policies: [TablePolicy(schema: "test_schema", table: "employees", unmaskedRoles: [], columns: [.init(name: "email", strategy: .email)], source: "test")], version: 1)
+    let now = ContinuousClock.now
+
+    /// A state that has read `context` (and the worst case built from it).
+    func known(_ context: MaskingContext = MaskingRewriterTests.context(), idle: Bool = true) -> MaskingState {
+        var state = MaskingState()
+        var worstCase = context
+        worstCase.resolvesNamesConservatively = true
+        worstCase.isWorstCase = true
+        state.install(context, worstCase: worstCase, at: now, idle: idle)
+        return state
+    }
+
+    func treatment(_ state: MaskingState, canRead: Bool = true, ready: Bool = true, policies: PolicySet? = nil, at: Duration = .zero) -> MaskingState.Treatment {
+        var state = state
+        return state.treatment(policies: policies ?? self.policies, notReady: ready ? nil : "not yet", canRead: canRead, isCopy: false, now: now + at)
+    }
+
+    @Test func theContextIsReadBeforeTheFirstStatementAndWhenThePoliciesChange() {
+        let fresh = MaskingState()
+        #expect(treatment(fresh, policies: .empty) == .relay)
+        #expect(treatment(fresh) == .readFirst)
+        // Unknown and not readable now (mid-batch): refused, never relayed.
+        guard case .refuse = treatment(fresh, canRead: false) else {
+            Issue.record("an unknown context must not relay")
+            return
+        }
+        let state = known()
+        guard case .mask = treatment(state) else {
+            Issue.record("a masked context masks")
+            return
+        }
+        #expect(treatment(state, policies: PolicySet(policies: policies.policies, version: 2)) == .readFirst)
+    }
+
+    @Test func superusersAreNeverMaskedAndNothingIsReadForThem() {
+        var state = MaskingState()
+        state.parameterReported(name: "is_superuser", value: "on")
+        #expect(treatment(state) == .relay)
+        // Even before the state database's policies are known.
+        #expect(treatment(state, ready: false) == .relay)
+        var other = MaskingState()
+        other.parameterReported(name: "is_superuser", value: "off")
+        #expect(treatment(other, ready: false) == .refuse(AdminError("57P03", "not yet; statements of roles that could be masked are refused until it has",
+                                                                     hint: "Check that pgclone's service role can log in to the state database; superusers are not affected.")))
+    }
+
+    @Test func aRoleChangeReportedByTheServerMakesTheContextStale() {
+        var state = known()
+        state.parameterReported(name: "is_superuser", value: "off")
+        guard case .mask = treatment(state) else { Issue.record("first report is not a change"); return }
+        state.parameterReported(name: "is_superuser", value: "on")
+        state.parameterReported(name: "is_superuser", value: "off")
+        #expect(treatment(state) == .readFirst)
+    }
+
+    /// A statement that may change the role or the names, followed in the same batch by one that
+    /// cannot wait for a read: that one is masked under the worst case, not relayed.
+    @Test func statementsAfterARoleChangeInFlightGetTheWorstCase() {
+        var exempt = MaskingRewriterTests.context()
+        exempt.tables = []
+        var state = known(exempt)
+        #expect(treatment(state) == .relay)
+        state.note(MaskingState.relayedEffects(Array("SET ROLE someone".utf8), mayRevert: false))
+        guard case .mask(let context) = treatment(state, canRead: false) else {
+            Issue.record("expected the worst case")
+            return
+        }
+        #expect(context.isWorstCase && context.resolvesNamesConservatively)
+        #expect(treatment(state, canRead: true) == .readFirst)
+        // Once the server is quiet and the context read again, the session is what it is.
+        state.serverQuiet()
+        state.install(exempt, worstCase: exempt, at: now, idle: true)
+        #expect(treatment(state) == .relay)
+    }
+
+    @Test func onlyRealRoleChangesCountNotWordsInNames() {
+        #expect(MaskingState.relayedEffects(Array("SELECT role_id, roles FROM user_roles".utf8), mayRevert: false).isEmpty)
+        #expect(MaskingState.relayedEffects(Array("SELECT * FROM first_names".utf8), mayRevert: false).isEmpty)
+        #expect(MaskingState.relayedEffects(Array("set role x".utf8), mayRevert: false) == .role)
+        #expect(MaskingState.relayedEffects(Array("RESET ALL".utf8), mayRevert: false) == .all)
+        #expect(MaskingState.relayedEffects(Array("SELECT set_config('role', 'x', false)".utf8), mayRevert: false) == .all)
+        #expect(MaskingState.relayedEffects(Array("SET client_encoding = 'LATIN1'".utf8), mayRevert: false) == .reading)
+        #expect(MaskingState.relayedEffects(Array("COMMIT".utf8), mayRevert: false).isEmpty)
+        #expect(MaskingState.relayedEffects(Array("COMMIT".utf8), mayRevert: true) == .transactionEnd)
+        #expect(MaskingState.changesRoleBeforeLast(Array("SET ROLE x; SELECT 1".utf8)))
+        #expect(!MaskingState.changesRoleBeforeLast(Array("SELECT 1; SET ROLE x".utf8)))
+        #expect(!MaskingState.changesRoleBeforeLast(Array("SELECT 'role;'".utf8)))
+    }
+
+    /// BEGIN ... COMMIT costs no read; a role changed inside a transaction may change back when
+    /// it ends, so the end of that transaction makes the context stale.
+    @Test func transactionsCostAReadOnlyWhenTheyChangedTheRole() {
+        var state = known()
+        for statement in ["BEGIN", "SELECT 1", "COMMIT"] {
+            state.note(MaskingState.relayedEffects(Array(statement.utf8), mayRevert: state.mayRevertAtTransactionEnd))
+        }
+        guard case .mask = treatment(state) else { Issue.record("a plain transaction made the context stale"); return }
+        state.note(.role)
+        #expect(treatment(state) == .readFirst)
+        // Read inside the transaction: the end of it may revert the role.
+        state.install(MaskingRewriterTests.context(), worstCase: MaskingRewriterTests.context(), at: now, idle: false)
+        state.serverQuiet()
+        guard case .mask = treatment(state) else { Issue.record("read"); return }
+        state.note(MaskingState.relayedEffects(Array("COMMIT".utf8), mayRevert: state.mayRevertAtTransactionEnd))
+        #expect(treatment(state) == .readFirst)
+        // Read while idle: nothing left to revert.
+        state.install(MaskingRewriterTests.context(), worstCase: MaskingRewriterTests.context(), at: now, idle: true)
+        #expect(!state.mayRevertAtTransactionEnd)
+    }
+
+    @Test func aFailedReadRefusesUntilAReadWorks() {
+        var state = known()
+        state.note(.role)
+        let failure = AdminError("57014", "canceling statement due to user request")
+        state.contextReadFailed(failure)
+        // The statement that waited for the read gets its failure; the next one tries again,
+        // or (mid-batch) is masked under the worst case.
+        #expect(state.treatment(policies: policies, notReady: nil, canRead: true, isCopy: false, now: now) == .refuse(failure))
+        #expect(treatment(state, canRead: true) == .readFirst)
+        guard case .mask(let context) = treatment(state, canRead: false), context.isWorstCase else {
+            Issue.record("expected the worst case")
+            return
+        }
+    }
+
+    @Test func aMaskedContextIsReadAgainWhenOld() {
+        let state = known()
+        guard case .mask = treatment(state, at: .seconds(1)) else { Issue.record("young"); return }
+        #expect(treatment(state, at: .seconds(3)) == .readFirst)
+        // Not readable now: the old context still masks.
+        guard case .mask = treatment(state, canRead: false, at: .seconds(3)) else { Issue.record("old but usable"); return }
+    }
+
+    @Test func rewritesAreSharedByStatementsOfTheSameShape() {
+        var state = known()
+        let context = MaskingRewriterTests.context()
+        let masked = MaskingRewriterTests.employees.maskedRelation(only: false).text
+        for id in ["1", "4711", "2.5e3", "17"] {
+            #expect(state.rewrite("SELECT email FROM test_schema.employees WHERE id = \(id) LIMIT 10", under: context, builtinFunctions: MaskingRewriterTests.builtins).0
+                    == .rewritten("SELECT email FROM \(masked) AS \"employees\" WHERE id = \(id) LIMIT 10"))
+        }
+        #expect(state.cachedShapes == 1)
+        #expect(state.rewrite("SELECT 1 WHERE 2 > 3", under: context, builtinFunctions: MaskingRewriterTests.builtins).0 == .unchanged)
+        #expect(state.rewrite("SELECT 10 WHERE 20 > 30", under: context, builtinFunctions: MaskingRewriterTests.builtins).0 == .unchanged)
+        #expect(state.cachedShapes == 2)
+    }
+
+    /// A statement that changes the role or the names before others in the same text: all of
+    /// them are read under the worst case (names taken conservatively).
+    @Test func aTextThatChangesTheNamesIsReadUnderTheWorstCase() {
+        var state = known()
+        let (result, effects) = state.rewrite("SET search_path = test_schema; SELECT email FROM employees", under: MaskingRewriterTests.context(),
+                                              builtinFunctions: MaskingRewriterTests.builtins)
+        let masked = MaskingRewriterTests.employees.maskedRelation(only: false).text
+        #expect(result == .rewritten("SET search_path = test_schema; SELECT email FROM \(masked) AS \"employees\""))
+        #expect(effects.contains(.names))
+    }
+
+    /// A new table or function elsewhere in the database changes the context but not how
+    /// statements are rewritten: prepared statements and cached rewrites stay.
+    @Test func onlyWhatDecidesRewritesStartsANewGeneration() {
+        var context = MaskingRewriterTests.context()
+        var state = known(context)
+        let first = state.generation
+        context.maximumRelationOID = 99_999
+        context.userFunctions = ["someone_elses_function"]
+        state.install(context, worstCase: state.worstCase!, at: now, idle: true)
+        #expect(state.generation == first)
+        context.taintedRelations.insert("new_view")
+        state.install(context, worstCase: state.worstCase!, at: now, idle: true)
+        #expect(state.generation == first + 1)
+    }
+
+    @Test func anUnknownFunctionAsksOnceThenTheServerDecides() {
+        var state = known()
+        let context = MaskingRewriterTests.context()
+        #expect(state.rewrite("SELECT 1", under: context, builtinFunctions: MaskingRewriterTests.builtins).0 == .unchanged)
+        #expect(state.rewrite("SELECT brand_new()", under: context, builtinFunctions: MaskingRewriterTests.builtins).0 == .needsFreshContext(function: "brand_new"))
+        #expect(treatment(state) == .readFirst)
+        state.install(context, worstCase: state.worstCase!, at: now, idle: true)
+        #expect(state.rewrite("SELECT brand_new()", under: context, builtinFunctions: MaskingRewriterTests.builtins).0 == .unchanged)
+        #expect(state.rewrite("SELECT brand_new()", under: context, builtinFunctions: MaskingRewriterTests.builtins).0 == .needsFreshContext(function: "brand_new"))
+    }
+
+    @Test func wordsAreFoundIgnoringCaseWithoutCopies() {
+        #expect(MaskingState.mentions(Array("COPY t TO STDOUT".utf8), MaskingState.copyWord))
+        #expect(MaskingState.mentions(Array("xcOpY".utf8), MaskingState.copyWord))
+        #expect(!MaskingState.mentions(Array("cop".utf8), MaskingState.copyWord))
+        #expect(!MaskingState.mentions(Array("".utf8), MaskingState.copyWord))
+    }
+}
