@@ -18,7 +18,7 @@ public struct FrameScanner: Sendable {
     }
 
     /// The verdict of `examine` on a complete message.
-    public enum Verdict: Sendable {
+    public enum Verdict: Sendable, Equatable {
         /// Keep the message in the relayed stream and go on.
         case relay
         /// Relay these bytes in place of the message and go on.

@@ -22,8 +22,11 @@ public struct SessionActivity: Sendable, Hashable {
             hasUnsyncedExtendedMessages = false
         case FrontendMessage.ID.parse.rawValue, FrontendMessage.ID.bind.rawValue,
              FrontendMessage.ID.describe.rawValue, FrontendMessage.ID.execute.rawValue,
-             FrontendMessage.ID.close.rawValue, FrontendMessage.ID.flush.rawValue:
+             FrontendMessage.ID.close.rawValue:
             hasUnsyncedExtendedMessages = true
+        case FrontendMessage.ID.flush.rawValue:
+            // Flush asks for the answers so far; it starts nothing (psycopg sends Sync then Flush).
+            break
         default:
             break
         }

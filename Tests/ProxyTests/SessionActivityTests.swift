@@ -30,6 +30,17 @@ import Testing
         #expect(!activity.isQuiet)
     }
 
+    /// psycopg ends a batch with Sync and then sends Flush: the Flush starts nothing.
+    @Test func flushAfterSyncStartsNoBatch() {
+        var activity = SessionActivity()
+        for type in "PBES" { activity.clientSent(id(type)) }
+        activity.clientSent(id("H"))
+        activity.serverSentReadyForQuery(.idle)
+        #expect(activity.isQuiet)
+        activity.clientSent(id("H"))
+        #expect(activity.isQuiet)
+    }
+
     @Test func openTransactionIsQuietButNotIdle() {
         var activity = SessionActivity()
         activity.clientSent(id("Q"))
