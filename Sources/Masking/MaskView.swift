@@ -104,6 +104,32 @@ public enum MaskView {
         return String(comment[range.upperBound...].dropLast())
     }
 
+    /// A recursive CTE `name(oid, i)`: the views and materialized views that read a sensitive
+    /// column of a table in `tables` (a query of `(i, reloid, sens text[])`: a policy's index, a
+    /// table and its sensitive column names), directly (a whole-row reference counts) or through
+    /// other such views; `i` says which policy. pgclone's own mask views are left out.
+    public static func exposingViewsCTE(name: String, tables: String) -> String {
+        """
+        \(name)(oid, i) AS (
+              SELECT DISTINCT r.ev_class, t.i FROM \(tables) t
+              JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) t.reloid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+              JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
+              JOIN pg_catalog.pg_class vc ON vc.oid OPERATOR(pg_catalog.=) r.ev_class
+              JOIN pg_catalog.pg_namespace vn ON vn.oid OPERATOR(pg_catalog.=) vc.relnamespace
+              WHERE r.ev_class OPERATOR(pg_catalog.<>) t.reloid AND vn.nspname OPERATOR(pg_catalog.<>) 'pgclone_masked'
+                AND (d.refobjsubid OPERATOR(pg_catalog.=) 0 OR EXISTS (
+                     SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) t.reloid AND a.attnum OPERATOR(pg_catalog.=) d.refobjsubid
+                       AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (t.sens)))
+              UNION
+              SELECT r.ev_class, e.i FROM \(name) e
+              JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) e.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+              JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
+              WHERE r.ev_class OPERATOR(pg_catalog.<>) e.oid
+            )
+        """
+    }
+
     /// The SQL expression (over `pg_attribute a`) that `Column.type` holds: the type, with
     /// the column's collation when it is not the type's, so that masked values sort and
     /// compare as the real ones.

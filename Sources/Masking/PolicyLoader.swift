@@ -85,8 +85,8 @@ public enum PolicyLoader {
             var seenKeys: Set<String> = []
             for (key, _) in fields {
                 let name = key.string ?? "?"
-                if !["table", "unmasked_roles", "masked_roles", "columns"].contains(name) {
-                    fail(key, "unknown key \"\(name)\" (known: table, unmasked_roles, masked_roles, columns)")
+                if !["table", "unmasked_roles", "masked_roles", "columns", "allowed_functions"].contains(name) {
+                    fail(key, "unknown key \"\(name)\" (known: table, unmasked_roles, masked_roles, columns, allowed_functions)")
                 }
                 if !seenKeys.insert(name).inserted { fail(key, "key \"\(name)\" appears twice") }
             }
@@ -120,8 +120,11 @@ public enum PolicyLoader {
                     fail(strategyNode, error.message + (error.hint.map { " (\($0))" } ?? ""))
                 }
             }
-            policies.append(TablePolicy(schema: schema, table: table, unmaskedRoles: unmasked, maskedRoles: masked,
-                                        columns: parsedColumns, source: "\(file):\(tableNode.mark?.line ?? 0)"))
+            var policy = TablePolicy(schema: schema, table: table, unmaskedRoles: unmasked, maskedRoles: masked,
+                                     columns: parsedColumns, source: "\(file):\(tableNode.mark?.line ?? 0)")
+            // Function names as PostgreSQL folds them (unquoted: lower case).
+            policy.allowedFunctions = (roles(fields["allowed_functions"], key: "allowed_functions", fail: fail) ?? []).map { $0.lowercased() }
+            policies.append(policy)
         }
         if !errors.isEmpty { throw PolicyErrors(errors: errors) }
         return policies
@@ -167,13 +170,13 @@ public enum PolicyLoader {
             return single.isEmpty ? [] : [single]
         }
         guard let list = node.sequence else {
-            fail(node, "\"\(key)\" must be a list of role names")
+            fail(node, "\"\(key)\" must be a list of \(key.hasSuffix("functions") ? "function" : "role") names")
             return nil
         }
         var names: [String] = []
         for item in list {
             guard let name = item.string, !name.isEmpty else {
-                fail(item, "\"\(key)\" must contain role names")
+                fail(item, "\"\(key)\" must contain \(key.hasSuffix("functions") ? "function" : "role") names")
                 continue
             }
             names.append(name)

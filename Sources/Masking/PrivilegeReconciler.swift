@@ -113,8 +113,27 @@ public struct PrivilegeReconciler: Sendable {
             }
             outcome.append(relation)
         }
+        // Views over sensitive columns read them with their owner's rights: masked roles lose them too.
+        var kept = Set(targets.map { String($0.oid) })
+        for view in try await exposingViews(policies, targets) {
+            for index in view.policyIndices where maskedRoles[index] == nil {
+                maskedRoles[index] = try await masked(by: policies[index])
+            }
+            let masked = Array(Set(view.policyIndices.flatMap { maskedRoles[$0] ?? [] })).sorted()
+            // A view owned by a masked role cannot read what its owner cannot: nothing to do.
+            guard !masked.contains(view.owner) else { continue }
+            kept.insert(String(view.oid))
+            var relation = Relation(policy: policies[view.policyIndices[0]].qualifiedName, schema: view.schema, name: view.name, oid: view.oid, enforced: false)
+            if !service.isSuperuser && view.owner != service.oid {
+                relation.reason = "view \(view.schema).\(view.name) reads sensitive columns with the rights of its owner \(view.ownerName), and pgclone's service role \(service.name) can neither own nor manage it"
+                relation.changes = try await restore(view.oid)
+            } else {
+                relation.changes = try await enforceView(view, masked: masked)
+                relation.enforced = true
+            }
+            outcome.append(relation)
+        }
         // Relations no longer under a policy get their privileges back.
-        let kept = Set(targets.map { String($0.oid) })
         let recorded = try await connection.exec("SELECT DISTINCT relid::pg_catalog.text FROM pgclone_masked._changes").strings.compactMap { $0 }
         let viewed = try await connection.exec("""
             SELECT DISTINCT d.refobjid::pg_catalog.text FROM pg_catalog.pg_class v
@@ -346,6 +365,80 @@ public struct PrivilegeReconciler: Sendable {
         try await record(target.oid, before: before, after: try await entries(target.oid))
         changes.append("\(leaky.rows.count) privilege \(leaky.rows.count == 1 ? "entry" : "entries") on sensitive columns converted")
         return changes.joined(separator: "; ")
+    }
+
+    private struct ExposingView {
+        var oid: UInt32
+        var schema: String
+        var name: String
+        var owner: String
+        var ownerName: String
+        var policyIndices: [Int]
+    }
+
+    /// The views and materialized views that read a sensitive column of a policy table.
+    private func exposingViews(_ policies: [TablePolicy], _ targets: [Target]) async throws -> [ExposingView] {
+        guard !targets.isEmpty else { return [] }
+        let values = targets.map { target in
+            "(\(target.policyIndex), \(target.oid)::pg_catalog.oid, \(SQL.literal(SQL.textArray(policies[target.policyIndex].columns.map(\.name))))::pg_catalog.text[])"
+        }.joined(separator: ", ")
+        let rows = try await connection.exec("""
+            WITH RECURSIVE t(i, reloid, sens) AS (VALUES \(values)),
+            \(MaskView.exposingViewsCTE(name: "exposing", tables: "t"))
+            SELECT e.oid::pg_catalog.text, n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relowner::pg_catalog.text,
+                   pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text, pg_catalog.string_agg(DISTINCT e.i::pg_catalog.text, ',')
+            FROM exposing e JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) e.oid
+            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+            WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['v', 'm']::pg_catalog."char"[])
+            GROUP BY 1, 2, 3, 4, 5 ORDER BY 1
+            """)
+        return rows.rows.indices.map { row in
+            ExposingView(oid: UInt32(rows.string(row, 0) ?? "0") ?? 0, schema: rows.string(row, 1) ?? "", name: rows.string(row, 2) ?? "",
+                         owner: rows.string(row, 3) ?? "0", ownerName: rows.string(row, 4) ?? "",
+                         policyIndices: (rows.string(row, 5) ?? "0").split(separator: ",").compactMap { Int($0) })
+        }
+    }
+
+    /// Takes SELECT on the view (and its columns) from every grantee a masked role can act as;
+    /// roles that are not masked and lose it get it back directly.
+    private func enforceView(_ view: ExposingView, masked: [String]) async throws -> String {
+        let leaky = try await connection.query("""
+            WITH masked(oid) AS (SELECT pg_catalog.unnest($2::pg_catalog.oid[])),
+            entries AS (
+              SELECT NULL::pg_catalog.text AS col, a.grantee, a.grantor, a.privilege_type FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+              WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+              UNION ALL
+              SELECT att.attname::pg_catalog.text, a.grantee, a.grantor, a.privilege_type FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) a
+              WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+            )
+            SELECT e.col, e.grantee::pg_catalog.text, e.grantor::pg_catalog.text FROM entries e
+            WHERE e.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+              AND (e.grantee OPERATOR(pg_catalog.=) 0 OR EXISTS (SELECT 1 FROM masked m WHERE pg_catalog.pg_has_role(m.oid, e.grantee, 'MEMBER')))
+            ORDER BY e.col NULLS FIRST, e.grantee
+            """, [String(view.oid), SQL.oidArray(masked)])
+        guard !leaky.rows.isEmpty else { return "" }
+        let qualified = SQL.qualified(view.schema, view.name)
+        let readers = """
+            SELECT r.oid::pg_catalog.text FROM pg_catalog.pg_roles r
+            WHERE NOT r.rolsuper AND r.rolname::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_'
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest($2::pg_catalog.oid[]) m(oid) WHERE pg_catalog.pg_has_role(m.oid, r.oid, 'MEMBER'))
+              AND pg_catalog.has_table_privilege(r.oid, $1::pg_catalog.oid, 'SELECT')
+            """
+        let before = try await entries(view.oid)
+        let readersBefore = Set(try await connection.query(readers, [String(view.oid), SQL.oidArray(masked)]).strings.compactMap { $0 })
+        for row in leaky.rows.indices {
+            let column = leaky.string(row, 0)
+            let grantee = try await roleName(leaky.string(row, 1) ?? "0")
+            try await asRole(leaky.string(row, 2) ?? "0") {
+                try await connection.exec("REVOKE SELECT\(column.map { " (\(SQL.identifier($0)))" } ?? "") ON \(qualified) FROM \(grantee) CASCADE")
+            }
+        }
+        let readersAfter = Set(try await connection.query(readers, [String(view.oid), SQL.oidArray(masked)]).strings.compactMap { $0 })
+        for role in readersBefore.subtracting(readersAfter).sorted() {
+            try await connection.exec("GRANT SELECT ON \(qualified) TO \(try await roleName(role))")
+        }
+        try await record(view.oid, before: before, after: try await entries(view.oid))
+        return "SELECT taken from \(leaky.rows.count) \(leaky.rows.count == 1 ? "grantee" : "grantees") of a view over sensitive columns"
     }
 
     private struct Reader: Hashable {

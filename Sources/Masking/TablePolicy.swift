@@ -20,6 +20,10 @@ public struct TablePolicy: Sendable, Hashable {
     public var source: String
     /// The database the policy is for; `nil` (file policies) means every database.
     public var database: String?
+    /// Functions masked roles may call even though pgclone cannot prove they read no sensitive
+    /// column (a SECURITY DEFINER function whose owner can, or any function while the server
+    /// does not back the policy up): the policy's author vouches for them.
+    public var allowedFunctions: [String] = []
 
     public init(schema: String, table: String, unmaskedRoles: [String], maskedRoles: [String]? = nil, columns: [Column], source: String, database: String? = nil) {
         self.database = database

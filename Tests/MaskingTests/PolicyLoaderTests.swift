@@ -50,7 +50,7 @@ import Testing
             Issue.record("expected errors")
         } catch {
             #expect(error.errors.map(\.description) == [
-                "bad.yaml:4: unknown key \"colums\" (known: table, unmasked_roles, masked_roles, columns)",
+                "bad.yaml:4: unknown key \"colums\" (known: table, unmasked_roles, masked_roles, columns, allowed_functions)",
                 "bad.yaml:2: policy for test_schema.customers needs \"columns\": a mapping of column name to strategy",
                 "bad.yaml:6: malformed table name \"nodot\": expected schema.table",
                 "bad.yaml:11: unknown mask strategy \"bogus\" for column \"a\" (Known strategies: \(MaskStrategy.names.joined(separator: ", ")).)",

@@ -243,7 +243,7 @@ pg_cluster_init() {
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir/sock'
-max_connections = 300
+max_connections = 500
 shared_buffers = 128MB
 fsync = off
 synchronous_commit = off

@@ -62,10 +62,14 @@ public struct MaskingContext: Sendable, Hashable {
     public var tables: [Table]
     /// Views and materialized views (any schema) whose definitions read a masked table.
     public var taintedRelations: Set<String>
-    /// User functions whose source mentions a masked table, a view over one, or another such function.
-    public var taintedFunctions: Set<String>
-    /// Operators whose function is tainted.
-    public var taintedOperators: Set<String> = []
+    /// SECURITY DEFINER functions whose owner can read a sensitive column: refused (they would
+    /// read with the owner's rights), unless a policy allows them by name.
+    public var riskyDefiners: Set<String>
+    /// Operators that are not built in, and those whose function is a risky definer.
+    public var userOperators: Set<String> = []
+    public var riskyOperators: Set<String> = []
+    /// Functions the policies allow masked roles to call whatever they read (`allowed_functions`).
+    public var allowedFunctions: Set<String> = []
     /// Names of every function that is not built in (OID 16384 and up), as of the context's read.
     public var userFunctions: Set<String> = []
     public var policyVersion: Int
@@ -87,6 +91,10 @@ public struct MaskingContext: Sendable, Hashable {
 
     public var isMasked: Bool { !tables.isEmpty }
 
+    /// Some masked table is protected by the rewrite alone (no current mask view): there, a
+    /// function that is not built in could read real values as the caller.
+    public var reliesOnRewriteAlone: Bool { tables.contains { table in if case .views = table.reads { false } else { true } } }
+
     /// The ancestor of a misplaced policy's table that a RangeVar names, if any.
     func misplacedAncestor(schema: String?, name: String) -> Misplaced? {
         misplacedPolicyAncestors.first { ancestor in
@@ -99,15 +107,15 @@ public struct MaskingContext: Sendable, Hashable {
     func decidesRewritesLike(_ other: MaskingContext?) -> Bool {
         guard let other else { return false }
         return role == other.role && policyVersion == other.policyVersion && tables == other.tables
-            && taintedRelations == other.taintedRelations && taintedFunctions == other.taintedFunctions
-            && taintedOperators == other.taintedOperators && misplacedPolicyAncestors == other.misplacedPolicyAncestors
+            && taintedRelations == other.taintedRelations && riskyDefiners == other.riskyDefiners
+            && userOperators == other.userOperators && riskyOperators == other.riskyOperators && allowedFunctions == other.allowedFunctions && misplacedPolicyAncestors == other.misplacedPolicyAncestors
     }
 
-    public init(role: String, tables: [Table], taintedRelations: Set<String>, taintedFunctions: Set<String>, policyVersion: Int) {
+    public init(role: String, tables: [Table], taintedRelations: Set<String>, riskyDefiners: Set<String> = [], policyVersion: Int) {
         self.role = role
         self.tables = tables
         self.taintedRelations = taintedRelations
-        self.taintedFunctions = taintedFunctions
+        self.riskyDefiners = riskyDefiners
         self.policyVersion = policyVersion
     }
 
@@ -136,10 +144,11 @@ public struct MaskingContext: Sendable, Hashable {
         let rows = policies.policies.enumerated().map { index, policy in
             let unmasked = SQL.literal(SQL.textArray(policy.unmaskedRoles)) + "::pg_catalog.text[]"
             let masked = policy.maskedRoles.map { SQL.literal(SQL.textArray($0)) + "::pg_catalog.text[]" } ?? "NULL::pg_catalog.text[]"
-            return "(\(index), \(SQL.literal(policy.schema)), \(SQL.literal(policy.table)), \(unmasked), \(masked), \(SQL.literal(policy.database))::pg_catalog.text)"
+            let sensitive = SQL.literal(SQL.textArray(policy.columns.map(\.name))) + "::pg_catalog.text[]"
+            return "(\(index), \(SQL.literal(policy.schema)), \(SQL.literal(policy.table)), \(unmasked), \(masked), \(SQL.literal(policy.database))::pg_catalog.text, \(sensitive))"
         }.joined(separator: ", ")
         return """
-            WITH RECURSIVE p(i, nsp, rel, unmasked, masked, db) AS (VALUES \(rows)),
+            WITH RECURSIVE p(i, nsp, rel, unmasked, masked, db, sens) AS (VALUES \(rows)),
             -- Every policy table here, and whether its policy masks the session's role (the other
             -- tables make the worst-case context, used while the role is not known for sure).
             base AS (
@@ -169,31 +178,18 @@ public struct MaskingContext: Sendable, Hashable {
               UNION
               SELECT m.i, h.inhrelid, m.applies FROM m JOIN pg_catalog.pg_inherits h ON h.inhparent OPERATOR(pg_catalog.=) m.reloid
             ),
-            tainted(oid) AS (
-              SELECT reloid FROM m
-              UNION
-              SELECT r.ev_class FROM tainted t
-              JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) t.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-              JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
-              WHERE r.ev_class OPERATOR(pg_catalog.<>) t.oid
-            ),
-            -- Functions whose source names a masked table or a view over one, and up to two levels of
-            -- wrappers around those; SQL-standard bodies (BEGIN ATOMIC) record what they read in
-            -- pg_depend. (LIKE ANY over one array, not a join per name: the estimate stays far below
-            -- jit_above_cost, and a JIT-compiled context read took 0.9 s.)
-            fn1(name) AS (
-              SELECT pr.proname::pg_catalog.text
-              FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) pr.pronamespace
-              WHERE pn.nspname OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[])
-                AND pr.prosrc OPERATOR(pg_catalog.~~*) ANY ((SELECT pg_catalog.array_agg('%' OPERATOR(pg_catalog.||) c.relname::pg_catalog.text OPERATOR(pg_catalog.||) '%')
-                                                             FROM tainted t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid)::pg_catalog.text[])
-              UNION
-              SELECT pr.proname::pg_catalog.text
-              FROM tainted t JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) t.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-              JOIN pg_catalog.pg_proc pr ON pr.oid OPERATOR(pg_catalog.=) d.objid
-            ),
-            \(wrappers("fn2", around: "fn1")),
-            \(wrappers("fn_taint", around: "fn2"))
+            -- Views over sensitive columns: they read with their owner's rights.
+            \(MaskView.exposingViewsCTE(name: "tainted", tables: "(SELECT m.i, m.reloid, p.sens FROM m JOIN p ON p.i OPERATOR(pg_catalog.=) m.i)")),
+            -- SECURITY DEFINER functions (not built in) whose owner can read a sensitive column: they
+            -- would read it with the owner's rights. (Other functions run as the caller, whom the
+            -- server backstop stops.)
+            risky(name) AS (
+              SELECT DISTINCT pr.proname::pg_catalog.text FROM pg_catalog.pg_proc pr
+              WHERE pr.prosecdef AND pr.oid OPERATOR(pg_catalog.>=) 16384
+                AND EXISTS (SELECT 1 FROM m JOIN p ON p.i OPERATOR(pg_catalog.=) m.i
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (p.sens)
+                            WHERE pg_catalog.has_column_privilege(pr.proowner, m.reloid, a.attnum, 'SELECT'))
+            )
             SELECT 'user', pg_catalog.current_user()::pg_catalog.text, NULL, NULL, NULL, NULL
             UNION ALL
             SELECT 'misplaced', n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
@@ -224,37 +220,26 @@ public struct MaskingContext: Sendable, Hashable {
                    \(MaskView.columnTypeSQL)
             FROM m JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
             UNION ALL
-            SELECT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL FROM tainted t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
+            SELECT DISTINCT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL FROM tainted t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
             WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.reloid OPERATOR(pg_catalog.=) t.oid)
             UNION ALL
-            SELECT 'function', f.name, NULL, NULL, NULL, NULL FROM fn_taint f
+            SELECT 'definer', r.name, NULL, NULL, NULL, NULL FROM risky r
             UNION ALL
-            SELECT DISTINCT 'operator', o.oprname::pg_catalog.text, NULL, NULL, NULL, NULL
+            -- Operators that are not built in, and whether their function is a risky definer.
+            SELECT DISTINCT 'operator', o.oprname::pg_catalog.text, (pr.proname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (SELECT r.name FROM risky r))::pg_catalog.text, NULL, NULL, NULL
             FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc pr ON pr.oid OPERATOR(pg_catalog.=) o.oprcode
-            WHERE pr.proname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (SELECT f.name FROM fn_taint f)
+            WHERE o.oid OPERATOR(pg_catalog.>=) 16384 AND EXISTS (SELECT 1 FROM m)
             UNION ALL
-            -- Only a masked session needs them (every few seconds, so not for everyone).
             SELECT DISTINCT 'userfn', pr.proname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_proc pr
             WHERE pr.oid OPERATOR(pg_catalog.>=) 16384 AND EXISTS (SELECT 1 FROM m)
             """ + (includeBuiltins ? """
 
             UNION ALL
+            -- Built-in function names and operator symbols (OIDs below 16384, the same in every database).
             SELECT DISTINCT 'builtin', pr.proname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_proc pr WHERE pr.oid OPERATOR(pg_catalog.<) 16384
+            UNION ALL
+            SELECT DISTINCT 'builtin', o.oprname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_operator o WHERE o.oid OPERATOR(pg_catalog.<) 16384
             """ : "")
-    }
-
-    /// A CTE `name`: the functions of `inner` plus the user functions whose source names one of them.
-    private static func wrappers(_ name: String, around inner: String) -> String {
-        """
-        \(name)(name) AS (
-              SELECT name FROM \(inner)
-              UNION
-              SELECT pr.proname::pg_catalog.text
-              FROM pg_catalog.pg_proc pr JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) pr.pronamespace
-              WHERE pn.nspname OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[])
-                AND pr.prosrc OPERATOR(pg_catalog.~~*) ANY ((SELECT pg_catalog.array_agg('%' OPERATOR(pg_catalog.||) f.name OPERATOR(pg_catalog.||) '%') FROM \(inner) f)::pg_catalog.text[])
-            )
-        """
     }
 
     /// The built-in function names among the rows of `query(for:includeBuiltins: true)`.
@@ -279,8 +264,9 @@ public struct MaskingContext: Sendable, Hashable {
         var tables: [UInt32: Table] = [:]
         var policyOf: [UInt32: Int] = [:]
         var relations: Set<String> = []
-        var functions: Set<String> = []
+        var definers: Set<String> = []
         var operators: Set<String> = []
+        var riskyOperators: Set<String> = []
         var userFunctions: Set<String> = []
         var maximumOID = UInt32.max
         var viewComments: [UInt32: (all: String?, only: String?)] = [:]
@@ -314,8 +300,11 @@ public struct MaskingContext: Sendable, Hashable {
                 guard let schema = row[1], let name = row[2], let policyTable = row[3] else { continue }
                 misplaced.append((Misplaced(schema: schema, name: name, resolvesUnqualified: row[4] == "true", policyTable: policyTable), row[5] == "true"))
             case "relation": if let name = row[1] { relations.insert(name) }
-            case "function": if let name = row[1] { functions.insert(name) }
-            case "operator": if let name = row[1] { operators.insert(name) }
+            case "definer": if let name = row[1] { definers.insert(name) }
+            case "operator":
+                guard let name = row[1] else { continue }
+                operators.insert(name)
+                if row[2] == "true" { riskyOperators.insert(name) }
             case "userfn": if let name = row[1] { userFunctions.insert(name) }
             default: break
             }
@@ -327,9 +316,11 @@ public struct MaskingContext: Sendable, Hashable {
             return table
         }
         var context = MaskingContext(role: role, tables: ordered.filter { applying.contains($0.oid) }, taintedRelations: relations,
-                                     taintedFunctions: functions, policyVersion: policies.version)
+                                     riskyDefiners: definers, policyVersion: policies.version)
         context.maximumRelationOID = maximumOID
-        context.taintedOperators = operators
+        context.userOperators = operators
+        context.riskyOperators = riskyOperators
+        context.allowedFunctions = Set(policies.policies.flatMap(\.allowedFunctions))
         context.userFunctions = userFunctions
         context.misplacedPolicyAncestors = misplaced.filter(\.applies).map(\.0)
         // Every policy table masked, whoever the role, and names taken conservatively.

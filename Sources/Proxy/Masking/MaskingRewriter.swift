@@ -36,15 +36,6 @@ public struct MaskingRewriter: Sendable {
         "CopyStmt", "ExplainStmt", "ListenStmt", "UnlistenStmt", "NotifyStmt", "DiscardStmt", "CheckPointStmt",
     ]
 
-    /// Functions that run SQL text, read server files or large objects: the rewriter cannot see what they read.
-    static let opaqueFunctions: Set<String> = [
-        "query_to_xml", "query_to_xml_and_xmlschema", "query_to_xmlschema", "table_to_xml", "table_to_xml_and_xmlschema",
-        "table_to_xmlschema", "cursor_to_xml", "cursor_to_xmlschema", "schema_to_xml", "schema_to_xml_and_xmlschema",
-        "schema_to_xmlschema", "database_to_xml", "database_to_xml_and_xmlschema", "database_to_xmlschema", "ts_stat",
-        "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "lo_get", "lo_export", "lo_import", "lo_open",
-        "loread", "lo_from_bytea", "lo_put", "pg_file_write",
-    ]
-
     /// Catalog views that show column values (planner statistics) of tables the role may read.
     static let valueRevealingRelations: Set<String> = ["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data"]
 
@@ -327,23 +318,12 @@ public struct MaskingRewriter: Sendable {
                 }
                 if let call = fields["FuncCall"] {
                     let parts = call["funcname"]?.array.compactMap { $0["String"]?["sval"]?.string } ?? []
-                    let name = parts.last ?? ""
-                    if MaskingRewriter.opaqueFunctions.contains(name) || name.hasPrefix("dblink") {
-                        refuse("function \(name)() is not allowed (pgclone cannot see what it reads)")
-                        return
-                    }
-                    if context.taintedFunctions.contains(name) {
-                        refuse("function \(name)() reads a masked table and is not allowed")
-                        return
-                    }
-                    noteCalledFunction(name, schema: parts.count > 1 ? parts[parts.count - 2] : nil)
+                    function(parts, arguments: call["args"]?.array.count ?? 0)
+                    if refusal != nil { return }
                 }
                 if let expression = fields["A_Expr"] {
-                    let name = expression["name"]?.array.last?["String"]?["sval"]?.string ?? ""
-                    if context.taintedOperators.contains(name) {
-                        refuse("operator \(name) runs a function that reads a masked table and is not allowed")
-                        return
-                    }
+                    operatorCall(expression["name"]?.array.last?["String"]?["sval"]?.string ?? "")
+                    if refusal != nil { return }
                 }
                 var scope = ctes
                 if let with = fields["withClause"] {
@@ -363,6 +343,46 @@ public struct MaskingRewriter: Sendable {
                 }
             default:
                 break
+            }
+        }
+
+        /// The allow-list for calls: built-ins except those that reach beyond the statement; other
+        /// functions when they run as the caller (whom the server backstop stops) and every masked
+        /// table is backed up by the server; or when a policy allows them by name.
+        mutating func function(_ parts: [String], arguments: Int) {
+            let name = parts.last ?? ""
+            let schema = parts.count > 1 ? parts[parts.count - 2] : nil
+            if FunctionsBeyondTheRewrite.contains(name, arguments: arguments) {
+                refuse("function \(name)() is not allowed: it runs SQL text or reads files, large objects or other databases, which pgclone cannot mask")
+                return
+            }
+            let allowed = context.allowedFunctions.contains(name)
+            if context.riskyDefiners.contains(name) && !allowed {
+                refuse("function \(name)() runs with the rights of its owner, who can read sensitive columns; it is not allowed")
+                return
+            }
+            let builtin = (builtinFunctions?.contains(name) ?? false) && (schema == nil || schema == "pg_catalog" || schema == "information_schema")
+            if !builtin && !allowed && context.reliesOnRewriteAlone {
+                refuse("function \(name)() is not built in, and a masking policy here is enforced by the proxy's rewrite alone (see pgclone.policy_status()): only built-in functions and those a policy allows may be called")
+                return
+            }
+            noteCalledFunction(name, schema: schema)
+        }
+
+        /// Operators call functions: the same rules, by operator symbol.
+        mutating func operatorCall(_ name: String) {
+            guard !name.isEmpty else { return }
+            if context.riskyOperators.contains(name) {
+                refuse("operator \(name) runs a function with the rights of its owner, who can read sensitive columns; it is not allowed")
+                return
+            }
+            if context.userOperators.contains(name) && context.reliesOnRewriteAlone {
+                refuse("operator \(name) is not built in, and a masking policy here is enforced by the proxy's rewrite alone: it is not allowed")
+                return
+            }
+            // An operator neither built in nor known to the context was created since it was read.
+            if unknownFunction == nil, let builtins = builtinFunctions, !builtins.contains(name), !context.userOperators.contains(name) {
+                unknownFunction = "operator \(name)"
             }
         }
 

@@ -59,14 +59,20 @@ struct MaskedDatabase: Sendable {
         let suffix = String(UInt32.random(in: 0...UInt32.max))
         let database = "masked_\(suffix)"
         let name = { (base: String) in "\(base)_\(suffix)" }
-        let admin = try await PQConnection.connect(environment.directTarget())
-        try await admin.exec("CREATE DATABASE \(database)")
-        for role in roles { try await admin.exec("CREATE ROLE \(name(role)) LOGIN PASSWORD 'pw'") }
+        // Connections for setting up and tearing down are closed at once: tests run in parallel,
+        // and the server's connection slots are shared.
+        do {
+            let admin = try await PQConnection.connect(environment.directTarget())
+            try await admin.exec("CREATE DATABASE \(database)")
+            for role in roles { try await admin.exec("CREATE ROLE \(name(role)) LOGIN PASSWORD 'pw'") }
+        }
         var proxy: RunningProxy?
         var failure: (any Error)?
         do {
-            let connection = try await PQConnection.connect(environment.directTarget(database: database))
-            try await connection.exec(setup(name))
+            do {
+                let connection = try await PQConnection.connect(environment.directTarget(database: database))
+                try await connection.exec(setup(name))
+            }
             let directory = URL(fileURLWithPath: environment.directory).appendingPathComponent("policies-\(suffix)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             try policies(name).write(to: directory.appendingPathComponent("policies.yaml"), atomically: true, encoding: .utf8)
@@ -78,6 +84,7 @@ struct MaskedDatabase: Sendable {
             failure = error
         }
         try? await proxy?.stop()
+        let admin = try await PQConnection.connect(environment.directTarget())
         _ = try? await admin.exec("DROP DATABASE \(database) WITH (FORCE)")
         for role in roles.reversed() { _ = try? await admin.exec("DROP ROLE \(name(role))") }
         if let failure { throw failure }

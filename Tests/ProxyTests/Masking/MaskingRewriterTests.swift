@@ -16,15 +16,16 @@ import Testing
             .init(number: 3, name: "ssn", type: "text", strategy: .null),
         ])
 
-    static func context(unqualified: Bool = false, taintedFunctions: Set<String> = [], userFunctions: Set<String> = []) -> MaskingContext {
+    static func context(unqualified: Bool = false, riskyDefiners: Set<String> = [], userFunctions: Set<String> = [], backedUp: Bool = false) -> MaskingContext {
         var table = employees
         table.resolvesUnqualified = unqualified
-        var context = MaskingContext(role: "reader", tables: [table], taintedRelations: ["emp_view"], taintedFunctions: taintedFunctions, policyVersion: 1)
+        if backedUp { table.reads = .views(all: "pgclone_masked.\"v\"", only: "pgclone_masked.\"v (only)\"") }
+        var context = MaskingContext(role: "reader", tables: [table], taintedRelations: ["emp_view"], riskyDefiners: riskyDefiners, policyVersion: 1)
         context.userFunctions = userFunctions
         return context
     }
 
-    static let builtins: Set<String> = ["count", "upper", "now", "row_to_json"]
+    static let builtins: Set<String> = ["count", "upper", "now", "row_to_json", "ts_rewrite", "=", "<", ">", "||", "~~", "+", "-"]
     private func rewrite(_ sql: String, _ context: MaskingContext = context()) -> MaskingRewriter.Result {
         MaskingRewriter(context: context, builtinFunctions: Self.builtins).rewrite(sql)
     }
@@ -82,12 +83,15 @@ import Testing
         ("UPDATE test_schema.employees SET ssn = NULL", "UPDATE on test_schema.employees is not allowed"),
         ("SELECT query_to_xml('select 1', true, false, '')", "function query_to_xml() is not allowed"),
         ("SELECT * FROM emp_view", "emp_view reads a masked table"),
-        ("SELECT leak()", "function leak() reads a masked table"),
+        ("SELECT leak()", "function leak() runs with the rights of its owner"),
+        ("SELECT ts_rewrite('a'::tsquery, 'SELECT ssn, ssn FROM test_schema.employees')", "function ts_rewrite() is not allowed"),
+        ("SELECT lo_get(16000)", "function lo_get() is not allowed"),
+        ("SELECT dblink('dbname=x', 'SELECT 1')", "function dblink() is not allowed"),
         ("EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE is not allowed"),
         ("SELEC 1", "could not be parsed"),
     ])
     func whatCannotBeSeenIntoIsRefused(_ sql: String, _ message: String) {
-        guard case .refused(let error) = rewrite(sql, Self.context(taintedFunctions: ["leak"])) else {
+        guard case .refused(let error) = rewrite(sql, Self.context(riskyDefiners: ["leak"], userFunctions: ["leak"])) else {
             Issue.record("\(sql) was not refused")
             return
         }
@@ -95,14 +99,41 @@ import Testing
         #expect(error.message.contains(message), "\(error.message)")
     }
 
+    /// With every masked table backed up by the server, a function that is not built in runs as
+    /// the caller (whom the server stops); while a table relies on the rewrite alone, only
+    /// built-ins and functions a policy allows may run.
+    @Test func functionsThatAreNotBuiltInNeedTheServerBackstopOrThePolicysWord() {
+        #expect(rewrite("SELECT report()", Self.context(userFunctions: ["report"], backedUp: true)) == .unchanged)
+        guard case .refused(let error) = rewrite("SELECT report()", Self.context(userFunctions: ["report"])) else {
+            Issue.record("a user function ran while a policy relies on the rewrite alone")
+            return
+        }
+        #expect(error.message.contains("function report() is not built in"), "\(error.message)")
+        var allowed = Self.context(userFunctions: ["report"])
+        allowed.allowedFunctions = ["report"]
+        #expect(rewrite("SELECT report()", allowed) == .unchanged)
+        // ts_rewrite with three tsqueries reads nothing.
+        #expect(rewrite("SELECT ts_rewrite('a'::tsquery, 'a'::tsquery, 'b'::tsquery)", Self.context()) == .unchanged)
+        // Operators: a risky one is refused; one the context does not know asks for a fresh context.
+        var operators = Self.context(backedUp: true)
+        operators.userOperators = ["###", "@@@"]
+        operators.riskyOperators = ["###"]
+        guard case .refused = rewrite("SELECT 1 ### 2", operators) else {
+            Issue.record("a risky operator ran")
+            return
+        }
+        #expect(MaskingRewriter(context: operators, builtinFunctions: Self.builtins.union(["="])).rewrite("SELECT 1 @@@ 2") == .unchanged)
+        #expect(MaskingRewriter(context: operators, builtinFunctions: Self.builtins.union(["="])).rewrite("SELECT 1 %%% 2") == .needsFreshContext(function: "operator %%%"))
+    }
+
     @Test func functionsTheContextDoesNotKnowAskForAFreshOne() {
         #expect(rewrite("SELECT count(*), upper('a'), pg_catalog.now()") == .unchanged)
-        #expect(rewrite("SELECT report()", Self.context(userFunctions: ["report"])) == .unchanged)
-        #expect(rewrite("SELECT brand_new()") == .needsFreshContext(function: "brand_new"))
+        #expect(rewrite("SELECT report()", Self.context(userFunctions: ["report"], backedUp: true)) == .unchanged)
+        #expect(rewrite("SELECT brand_new()", Self.context(backedUp: true)) == .needsFreshContext(function: "brand_new"))
         // A built-in name in another schema is a user function.
-        #expect(rewrite("SELECT public.upper('a')") == .needsFreshContext(function: "upper"))
+        #expect(rewrite("SELECT public.upper('a')", Self.context(backedUp: true)) == .needsFreshContext(function: "upper"))
         // Without the built-in names every function is unknown.
-        #expect(MaskingRewriter(context: Self.context()).rewrite("SELECT count(*)") == .needsFreshContext(function: "count"))
+        #expect(MaskingRewriter(context: Self.context(backedUp: true)).rewrite("SELECT count(*)") == .needsFreshContext(function: "count"))
     }
 
     /// The context is read in the user's own session, under the user's search_path: every

@@ -181,8 +181,8 @@ import Testing
     }
 
     @Test func anUnknownFunctionAsksOnceThenTheServerDecides() {
-        var state = known()
-        let context = MaskingRewriterTests.context()
+        let context = MaskingRewriterTests.context(backedUp: true)
+        var state = known(context)
         #expect(state.rewrite("SELECT 1", under: context, builtinFunctions: MaskingRewriterTests.builtins).0 == .unchanged)
         #expect(state.rewrite("SELECT brand_new()", under: context, builtinFunctions: MaskingRewriterTests.builtins).0 == .needsFreshContext(function: "brand_new"))
         #expect(treatment(state) == .readFirst)
