@@ -109,6 +109,186 @@ import Testing
         }
     }
 
+    // MARK: - 2. Session state changed where the proxy might not see it
+
+    static let sessionStateAttacks = [
+        "SET SCHEMA 'sec'; SELECT ssn, email FROM emp",
+        "SET search_path = sec, public; SELECT ssn, email FROM emp",
+        "SELECT set_config('search_path', 'sec', false); SELECT ssn, email FROM emp",
+        "RESET ALL; SELECT ssn, email FROM sec.emp",
+        "DISCARD TEMP; SELECT ssn, email FROM sec.emp",
+        "BEGIN; SET LOCAL search_path = sec; SELECT ssn FROM emp; END; SELECT email FROM sec.emp",
+    ]
+
+    @Test(arguments: [false, true])
+    func sessionStateChangedInTheSameMessageDoesNotUnmask(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let conninfo = db.proxyInfo(db.role("masked"))
+            for sql in Self.sessionStateAttacks {
+                assertNoCanary(try await psql(conninfo, sql), sql)
+            }
+            // Unqualified names after a search_path change in the same text are read conservatively:
+            // masked, not refused.
+            let output = try await psql(conninfo, "SET search_path = sec, public; SELECT email FROM emp WHERE id = 1")
+            #expect(output.contains("C***@example.com"), "\(output)")
+            // A statement_timeout too short for anything cannot stop the proxy's read (and a read that
+            // failed would refuse, never relay).
+            let hurried = try await Shell.run(["psql", "-X", "-A", "-t", "-d", db.proxyInfo(db.role("masked"), extra: "options='-c statement_timeout=1'"),
+                                               "-c", "SELECT email FROM sec.emp WHERE id = 2"])
+            assertNoCanary(hurried.stdout + hurried.stderr, "statement_timeout=1")
+            #expect(hurried.stdout == "C***@example.com\n", "\(hurried.stderr)")
+        }
+    }
+
+    /// psycopg pipelines a SET and a parameterised statement: the statement cannot wait for a
+    /// read, so it is masked under the worst case (it was refused, and the session killed).
+    @Test func aPipelineWithASettingThenAStatementIsMaskedNotRefused() async throws {
+        try await withAttackSetup { db in
+            let script = """
+                import psycopg
+                with psycopg.connect(autocommit=True) as c:
+                    with c.pipeline():
+                        c.execute("SET search_path = sec, public")
+                        cur = c.execute("SELECT email, ssn FROM emp WHERE id = %s", [3])
+                    print(cur.fetchall())
+                    print(c.execute("SELECT email FROM sec.emp WHERE id = %s", [4]).fetchall())
+                """
+            let output = try await Shell.run(["python3", "-c", script], environment: [
+                "PGHOST": "127.0.0.1", "PGPORT": "\(db.proxy.port)", "PGUSER": db.role("masked"), "PGPASSWORD": "pw",
+                "PGDATABASE": db.database, "PGSSLMODE": "disable",
+            ])
+            #expect(output.status == 0, "\(output.stderr)")
+            #expect(output.stdout == "[('C***@example.com', None)]\n[('C***@example.com',)]\n", "\(output.stdout)")
+            assertNoCanary(output.stdout + output.stderr, "pipeline")
+        }
+    }
+
+    // MARK: - 3. Reading a statement as the server does
+
+    @Test(arguments: [false, true])
+    func stringsAndEncodingsAreReadAsTheServerReadsThem(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let conninfo = db.proxyInfo(db.role("masked"))
+            // standard_conforming_strings off: 'a\' , ' is one string to the server.
+            let escaped = try await psql(conninfo, "SET standard_conforming_strings = off")
+            #expect(!escaped.contains("ERROR"), "\(escaped)")
+            let session = try await db.throughProxy(db.role("masked"))
+            try await session.exec("SET standard_conforming_strings = off")
+            do {
+                let result = try await session.exec("SELECT 'a\\' , ' , upper(ssn), email FROM sec.emp --'")
+                assertNoCanary(result.strings.compactMap { $0 }.joined(separator: " "), "standard_conforming_strings off")
+            } catch let error as PQError {
+                #expect(error.sqlState == "42501", "\(error.message)")
+                assertNoCanary(error.message, "standard_conforming_strings off")
+            }
+            // A comment right before the table name.
+            assertNoCanary(try await psql(conninfo, "SELECT * FROM -- only\n sec.emp"), "comment before the name")
+            assertNoCanary(try await psql(conninfo, "SELECT * FROM /* ONLY */ sec . /* x */ emp"), "comments around the dot")
+            // Unicode-escaped names.
+            let unicode = try await psql(conninfo, #"SELECT email FROM U&"s\0065c".U&"em\0070" WHERE id = 1"#)
+            #expect(unicode.contains("C***@example.com"), "\(unicode)")
+            // Encodings whose multibyte characters contain ASCII bytes: SJIS 0x95 0x5C is one character.
+            let sjis = Array("SELECT '".utf8) + [0x95, 0x5C] + Array("' , ssn, email FROM sec.emp --'".utf8) + [0]
+            let raw = try await offPool { () -> [BackendMessage] in
+                let connection = try RawConnection(port: db.proxy.port)
+                _ = try connection.startTrusted(user: "auth_trust", database: db.database)
+                try connection.send(.query("SET client_encoding = 'SJIS'"))
+                _ = try connection.receive(until: .readyForQuery)
+                var buffer = ByteBuffer()
+                buffer.writeInteger(UInt8(ascii: "Q"))
+                buffer.writeInteger(Int32(4 + sjis.count))
+                buffer.writeBytes(sjis)
+                try connection.send(buffer)
+                return try connection.receive(until: .readyForQuery)
+            }
+            assertNoCanary("\(raw)", "SJIS")
+            #expect(raw.contains { if case .errorResponse = $0 { true } else { false } }, "\(raw)")
+            // LATIN1 text is read and sent back in LATIN1, unchanged.
+            let latin1 = try await Shell.run(["psql", "-X", "-A", "-t", "-d", conninfo, "-c", "SELECT 'caf\u{e9}' AS word, email FROM sec.emp WHERE id = 1"],
+                                             environment: ["PGCLIENTENCODING": "LATIN1"])
+            #expect(latin1.status == 0, "\(latin1.stderr)")
+            assertNoCanary(latin1.stdout, "LATIN1")
+        }
+    }
+
+    // MARK: - 4. Functions that run SQL text or read tables dynamically
+
+    @Test(arguments: [false, true])
+    func functionsThatReadWhatNoStatementNamesGetNothing(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let superuser = try await db.direct()
+            try await superuser.exec("CREATE EXTENSION IF NOT EXISTS tablefunc")
+            // The masked role's own schema: a function that reads the table through dynamic SQL,
+            // created straight on the server (the proxy refuses CREATE FUNCTION from masked roles).
+            let own = try await db.direct(db.role("masked"))
+            try await own.exec("""
+                CREATE FUNCTION own.peek(col text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+                BEGIN RETURN QUERY EXECUTE format('SELECT %I::text FROM sec.emp', col); END $$
+                """)
+            let conninfo = db.proxyInfo(db.role("masked"))
+            for sql in [
+                "SELECT * FROM own.peek('ssn')",
+                "SELECT ts_rewrite('a'::tsquery, 'SELECT ssn::tsquery, ''b''::tsquery FROM sec.emp')",
+                "SELECT * FROM crosstab('SELECT id::text, ''k'', ssn FROM sec.emp') AS ct(id text, v text)",
+                "SELECT query_to_xml('SELECT ssn FROM sec.emp', true, false, '')",
+                "SELECT * FROM ts_stat('SELECT to_tsvector(ssn) FROM sec.emp')",
+            ] {
+                let output = try await psql(conninfo, sql)
+                assertNoCanary(output, sql)
+                #expect(output.contains("ERROR:  42501"), "\(sql): \(output)")
+            }
+        }
+    }
+
+    // MARK: - 5. What masked roles must still be able to do
+
+    /// Ordinary reporting queries of a masked role just work, masked (they were refused once).
+    @Test(arguments: [false, true])
+    func ordinaryQueriesOfAMaskedRoleWork(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let superuser = try await db.direct()
+            try await superuser.exec("CREATE VIEW sec.names AS SELECT id, name FROM sec.emp; GRANT SELECT ON sec.names TO \(db.role("masked"))")
+            if backstop { await db.proxy.backstop?.reconcile(database: db.database) }
+            let session = try await db.throughProxy(db.role("masked"))
+            let expectations: [(String, String?)] = [
+                ("SELECT count(*) FROM sec.emp TABLESAMPLE BERNOULLI (100)", "5"),
+                ("SELECT count(*) FROM sec.emp AS e TABLESAMPLE SYSTEM (100) WHERE e.id > 0", "5"),
+                ("SELECT count(*) FROM ONLY sec.emp", "5"),
+                ("SELECT count(*) FROM sec.emp *", "5"),
+                ("SELECT sec.emp.email FROM sec.emp WHERE sec.emp.id = 1", "C***@example.com"),
+                ("SELECT upper(name) || length(email) FROM sec.emp WHERE id = 2", "NAME 216"),
+                ("SELECT name FROM sec.names WHERE id = 3", "name 3"),
+                ("SELECT e.email FROM sec.emp e JOIN sec.names n USING (id) WHERE n.id = 4", "C***@example.com"),
+                ("SELECT count(*) OVER () FROM sec.emp LIMIT 1", "5"),
+            ]
+            for (sql, expected) in expectations {
+                do {
+                    let result = try await session.exec(sql)
+                    #expect(result.string(0, 0) == expected, "\(sql)")
+                    assertNoCanary(result.strings.compactMap { $0 }.joined(separator: " "), sql)
+                } catch {
+                    Issue.record("\(sql): \(error)")
+                }
+            }
+            // A failed transaction ends with ROLLBACK over the extended protocol too.
+            let script = """
+                import psycopg
+                with psycopg.connect() as c:
+                    try:
+                        c.execute("SELECT 1/0")
+                    except Exception as e:
+                        print("failed:", type(e).__name__)
+                    c.rollback()
+                    print(c.execute("SELECT email FROM sec.emp WHERE id = %s", [5]).fetchall())
+                """
+            let output = try await Shell.run(["python3", "-c", script], environment: [
+                "PGHOST": "127.0.0.1", "PGPORT": "\(db.proxy.port)", "PGUSER": db.role("masked"), "PGPASSWORD": "pw",
+                "PGDATABASE": db.database, "PGSSLMODE": "disable",
+            ])
+            #expect(output.stdout == "failed: DivisionByZero\n[('C***@example.com',)]\n", "\(output.stdout)\(output.stderr)")
+        }
+    }
+
     // MARK: - 6. Roles, partitions, the FunctionCall message
 
     /// A login role a policy masks (through masked_roles) stays masked after SET ROLE to a group

@@ -20,7 +20,7 @@ enum FunctionsBeyondTheRewrite {
         // ts_rewrite(query, 'SELECT target, substitute FROM ...') runs its second argument.
         "ts_rewrite": 2,
         // Server files.
-        "pg_read_file": nil, "pg_read_binary_file": nil, "pg_stat_file": nil, "pg_ls_dir": nil,
+        "pg_read_file": nil, "pg_read_file_old": nil, "pg_read_binary_file": nil, "pg_stat_file": nil, "pg_ls_dir": nil,
         "pg_ls_logdir": nil, "pg_ls_waldir": nil, "pg_ls_tmpdir": nil, "pg_ls_archive_statusdir": nil,
         "pg_ls_logicalmapdir": nil, "pg_ls_logicalsnapdir": nil, "pg_ls_replslotdir": nil,
         // Large objects.

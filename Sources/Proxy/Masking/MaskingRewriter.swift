@@ -316,6 +316,12 @@ public struct MaskingRewriter: Sendable {
                     qualifiedColumnReference(columnRef)
                     return
                 }
+                if let sample = fields["RangeTableSample"], let rangeVar = sample["relation"]?["RangeVar"],
+                   let name = rangeVar["relname"]?.string, !(rangeVar["schemaname"] == nil && ctes.contains(name)),
+                   let table = context.table(schema: rangeVar["schemaname"]?.string, name: name) {
+                    tableSample(sample, rangeVar: rangeVar, table: table)
+                    return
+                }
                 if let call = fields["FuncCall"] {
                     let parts = call["funcname"]?.array.compactMap { $0["String"]?["sval"]?.string } ?? []
                     function(parts, arguments: call["args"]?.array.count ?? 0)
@@ -449,6 +455,42 @@ public struct MaskingRewriter: Sendable {
                 let subqueryAlias = isTableCommand && !hasAlias ? " AS \(SQL.identifier(name))" : alias
                 edits.append(Edit(range: start..<nameEnd, replacement: prefix + relation + subqueryAlias))
             }
+        }
+
+        /// `t TABLESAMPLE BERNOULLI (p)` (or SYSTEM) of a masked table: a view cannot be sampled, so
+        /// the masked read keeps each row with probability p%, as BERNOULLI does (SYSTEM samples
+        /// pages, with the same expected share of rows). REPEATABLE cannot be kept: refused.
+        mutating func tableSample(_ sample: JSONNode, rangeVar: JSONNode, table: MaskingContext.Table) {
+            let method = sample["method"]?.array.last?["String"]?["sval"]?.string ?? ""
+            // The percentage is copied into the masked read: only a constant (or a parameter) may be.
+            let argument = sample["args"]?.array.first?.tagged?.0
+            guard ["bernoulli", "system"].contains(method), sample["args"]?.array.count == 1, argument == "A_Const" || argument == "ParamRef" else {
+                refuse("TABLESAMPLE \(method.uppercased()) on masked table \(table.schema).\(table.name) is not supported (BERNOULLI and SYSTEM with a constant percentage are)")
+                return
+            }
+            guard sample["repeatable"] == nil else {
+                refuse("TABLESAMPLE ... REPEATABLE on masked table \(table.schema).\(table.name) is not supported")
+                return
+            }
+            let methodStart = sample["location"]?.int ?? 0
+            guard let clauseEnd = lexer.endOfCall(startingAt: methodStart), let (keyword, clauseStart) = lexer.previousWord(before: methodStart),
+                  keyword == "tablesample", let open = lexer.bytes[methodStart..<clauseEnd].firstIndex(of: UInt8(ascii: "(")) else {
+                refuse("this TABLESAMPLE clause could not be read")
+                return
+            }
+            let relation: String
+            switch table.maskedRelation(only: rangeVar["inh"]?.bool != true) {
+            case .success(let masked): relation = masked
+            case .failure(let error):
+                if refusal == nil { refusal = error }
+                return
+            }
+            let percent = lexer.text((open + 1)..<(clauseEnd - 1))
+            let location = rangeVar["location"]?.int ?? 0
+            let alias = rangeVar["alias"] == nil ? " AS \(SQL.identifier(table.name))" : ""
+            edits.append(Edit(range: location..<lexer.endOfQualifiedName(startingAt: location), replacement:
+                "(SELECT * FROM \(relation) AS pgclone_sample WHERE pg_catalog.random() OPERATOR(pg_catalog.<) ((\(percent))::pg_catalog.float8 OPERATOR(pg_catalog./) 100))\(alias)"))
+            edits.append(Edit(range: clauseStart..<clauseEnd, replacement: ""))
         }
 
         /// `schema.table.column` (and `db.schema.table.column`) of a masked table read without an

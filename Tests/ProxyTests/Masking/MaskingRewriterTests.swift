@@ -50,6 +50,21 @@ import Testing
         #expect(rewrite("SELECT 1 FROM \"test_schema\".\"employees\"") == .rewritten("SELECT 1 FROM \(masked) AS \"employees\""))
     }
 
+    /// A view cannot be sampled: BERNOULLI and SYSTEM become a filter on random(), with the
+    /// table's alias kept; anything else is refused, as is a percentage that is not a constant.
+    @Test func tableSamplesOfAMaskedTableBecomeAFilter() {
+        let masked = Self.employees.maskedRelation(only: false).text
+        #expect(rewrite("SELECT count(*) FROM test_schema.employees e TABLESAMPLE BERNOULLI (10) WHERE e.id > 1")
+                == .rewritten("SELECT count(*) FROM (SELECT * FROM \(masked) AS pgclone_sample WHERE pg_catalog.random() OPERATOR(pg_catalog.<) ((10)::pg_catalog.float8 OPERATOR(pg_catalog./) 100)) e  WHERE e.id > 1"))
+        for sql in ["SELECT 1 FROM test_schema.employees TABLESAMPLE SYSTEM (10) REPEATABLE (1)",
+                    "SELECT 1 FROM test_schema.employees TABLESAMPLE BERNOULLI ((SELECT count(*) FROM test_schema.employees))"] {
+            guard case .refused = rewrite(sql) else {
+                Issue.record("\(sql) was not refused")
+                continue
+            }
+        }
+    }
+
     @Test func everyOneOfManyReadsIsRewritten() throws {
         let parts = Array(repeating: "SELECT email FROM test_schema.employees", count: 400)
         guard case .rewritten(let text) = rewrite(parts.joined(separator: " UNION ALL ")) else {
