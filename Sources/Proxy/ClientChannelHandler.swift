@@ -33,6 +33,9 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     var adminTask: Task<Void, Never>?
     /// The policy version the machine last saw (observing costs a lock: once per read burst).
     var observedPolicyVersion = -1
+    /// Opens the server connection instead of a socket (tests put an EmbeddedChannel there);
+    /// it must end in `backendReady` or `backendFailed`.
+    var backendConnector: ((ClientChannelHandler, ChannelHandlerContext) -> Void)?
 
     let openedAt = ContinuousClock.now
     var bytesFromClient = 0
@@ -188,6 +191,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
 
     func connectBackend(_ context: ChannelHandlerContext) {
+        if let backendConnector {
+            backendConnector(self, context)
+            return
+        }
         let endpoint = proxy.configuration.backend
         let session = NIOLoopBound(self, eventLoop: context.eventLoop)
         let tlsContext = proxy.backendTLS

@@ -276,9 +276,9 @@ struct SessionStateMachine {
 
     private mutating func query(_ frame: MessageFrame, now: ContinuousClock.Instant) throws(WireError) -> FrameScanner.Verdict {
         if internalQuery != nil || adminRunning { return .pauseBefore }
-        var payload = frame.payload
-        let bytes = payload.readBytes(length: max(0, payload.readableBytes - 1)) ?? []
-        let control = TransactionControl.only(bytes)
+        // The text without its terminating NUL, read in place (no copy on the unmasked path).
+        let bytes = frame.payload.readableBytesView.dropLast()
+        let control = maskingInPlay && TransactionControl.only(bytes)
         if control, maskingInPlay {
             // ROLLBACK, COMMIT, SAVEPOINT...: they read nothing, and a failed transaction must be
             // able to end whatever the proxy knows.
@@ -310,7 +310,7 @@ struct SessionStateMachine {
             return .relay
         case .mask(let context):
             let text: String
-            switch StatementText.decode(bytes, settings: masking.reading) {
+            switch StatementText.decode(Array(bytes), settings: masking.reading) {
             case .success(let decoded): text = decoded
             case .failure(let error): return refuse(frame, error)
             }
@@ -778,15 +778,34 @@ struct SessionStateMachine {
 /// they read nothing, so they pass whatever the proxy knows of the session's masking (a failed
 /// transaction must always be able to end).
 enum TransactionControl {
-    private static let words: Set<String> = ["begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"]
+    private static let words: [[UInt8]] = ["begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"].map { Array($0.utf8) }
 
-    /// Whether `bytes` holds transaction-control statements and nothing else.
-    static func only(_ bytes: [UInt8]) -> Bool {
-        let lexer = SQLLexer(bytes: bytes)
-        let start = lexer.skipSpaceAndComments(from: 0)
-        var end = start
-        while end < bytes.count, (bytes[end] | 0x20) >= UInt8(ascii: "a"), (bytes[end] | 0x20) <= UInt8(ascii: "z") { end += 1 }
-        guard end > start, words.contains(String(decoding: bytes[start..<end], as: UTF8.self).lowercased()) else { return false }
+    /// Whether `bytes` holds transaction-control statements and nothing else. The first word is
+    /// found without copying; only a text with several statements is parsed.
+    static func only<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
+        var index = bytes.startIndex
+        // White space and comments before the first word.
+        while index < bytes.endIndex {
+            let byte = bytes[index]
+            if byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D || byte == 0x0C {
+                index = bytes.index(after: index)
+            } else if byte == UInt8(ascii: "-") || byte == UInt8(ascii: "/") {
+                // A comment first is rare: read it properly.
+                let array = Array(bytes)
+                let start = SQLLexer(bytes: array).skipSpaceAndComments(from: 0)
+                return start < array.count && start > 0 && only(array[start...])
+            } else {
+                break
+            }
+        }
+        let start = index
+        while index < bytes.endIndex, (bytes[index] | 0x20) >= UInt8(ascii: "a"), (bytes[index] | 0x20) <= UInt8(ascii: "z") {
+            index = bytes.index(after: index)
+        }
+        let length = bytes.distance(from: start, to: index)
+        guard length > 2, length <= 9, words.contains(where: { word in
+            word.count == length && zip(word, bytes[start..<index]).allSatisfy { $0 == ($1 | 0x20) }
+        }) else { return false }
         // One statement that starts with one of these words is one of these statements.
         if !bytes.contains(UInt8(ascii: ";")) { return true }
         guard let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), !statements.isEmpty else { return false }
