@@ -67,10 +67,12 @@ public struct FrameScanner: Sendable {
     ) throws(WireError) {
         var buffer: ByteBuffer
         if var carried = held {
+            // Let go of the stored reference first: `carried` is then the storage's only owner and
+            // grows in place (with both holding it, every read copied everything held so far).
+            held = nil
             var input = input
             carried.writeBuffer(&input)
             buffer = carried
-            held = nil
         } else {
             buffer = input
         }

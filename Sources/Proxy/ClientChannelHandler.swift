@@ -312,9 +312,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     /// Lets the machine see the policies (a lock) only when their version moved.
     func observeProxyState() {
+        // Two atomic loads on the hot path; the lock only when something changed.
+        let ready = proxy.policies.isReadyNow
+        guard proxy.policies.version != observedPolicyVersion || !ready else { return }
         let policies = proxy.policies.current
-        let ready = proxy.policies.isReady
-        guard policies.version != observedPolicyVersion || !ready else { return }
         observedPolicyVersion = ready ? policies.version : -1
         machine.observe(policies: policies, notReady: ready ? nil : proxy.policies.notReadyReason, builtinFunctions: proxy.builtinFunctions.names)
     }
@@ -332,6 +333,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
         observeProxyState()
         let now = ContinuousClock.now
+        logger.trace("client bytes", metadata: ["bytes": "\(buffer.readableBytes)"])
         do {
             try clientScanner.process(
                 buffer,

@@ -27,7 +27,15 @@ import Testing
         INSERT INTO sec.events VALUES (1, 'CANARY-SSN-a41c-event');
         GRANT USAGE ON SCHEMA sec TO PUBLIC;
         GRANT SELECT ON ALL TABLES IN SCHEMA sec TO \(role("masked")), \(role("exempt")), \(role("reporting"));
+        GRANT UPDATE ON sec.emp TO \(role("masked"));
         CREATE SCHEMA own AUTHORIZATION \(role("masked"));
+        CREATE TABLE own.emp (id int, ssn text, email text);
+        ALTER TABLE own.emp OWNER TO \(role("masked"));
+        -- auth_trust (the raw-protocol client's role) is masked too, with a shadow table of its own.
+        CREATE SCHEMA trust AUTHORIZATION auth_trust;
+        CREATE TABLE trust.emp (id int, ssn text, email text);
+        ALTER TABLE trust.emp OWNER TO auth_trust;
+        GRANT SELECT ON sec.emp TO auth_trust;
         """
     }
 
@@ -55,6 +63,7 @@ import Testing
 
     private func withAttackSetup(backstop: Bool = true, readsStateDatabase: Bool = false, backend: String? = nil,
                                  _ body: (MaskedDatabase) async throws -> Void) async throws {
+        try await TargetRoles.ensure()
         try await MaskedDatabase.with(roles: Self.roles, setup: { Self.setup($0) }, policies: { Self.policies($0) }, backstop: backstop,
                                       readsStateDatabase: readsStateDatabase, backend: backend, body)
     }
@@ -286,6 +295,125 @@ import Testing
                 "PGDATABASE": db.database, "PGSSLMODE": "disable",
             ])
             #expect(output.stdout == "failed: DivisionByZero\n[('C***@example.com',)]\n", "\(output.stdout)\(output.stderr)")
+        }
+    }
+
+    // MARK: - Found by attacking the build
+
+    /// A setting changed inside a transaction reverts at ROLLBACK, which the server reports only
+    /// at the end of that request: a statement pipelined right behind the ROLLBACK is read as if
+    /// the setting were still changing (a backslash is refused), never with the old value.
+    @Test(arguments: [false, true])
+    func aSettingRevertedByRollbackIsNotReadWithItsOldValue(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let script = #"""
+                import psycopg
+                c = psycopg.connect(options="-c standard_conforming_strings=off", autocommit=True)
+                c.execute("BEGIN"); c.execute("SET standard_conforming_strings = on"); c.execute("SELECT 1")
+                try:
+                    with c.pipeline():
+                        c.execute("ROLLBACK")
+                        cur = c.execute("SELECT 'x\\'' AS a, ssn || '' AS b, email || '' AS e FROM sec.emp -- '")
+                    print(cur.fetchall())
+                except Exception as e:
+                    print("refused:", e)
+                """#
+            let output = try await Shell.run(["python3", "-c", script], environment: [
+                "PGHOST": "127.0.0.1", "PGPORT": "\(db.proxy.port)", "PGUSER": db.role("masked"), "PGPASSWORD": "pw",
+                "PGDATABASE": db.database, "PGSSLMODE": "disable",
+            ])
+            assertNoCanary(output.stdout + output.stderr, "rolled-back setting")
+            #expect(output.stdout.hasPrefix("refused:"), "\(output.stdout)\(output.stderr)")
+        }
+    }
+
+    /// PostgreSQL plans a prepared statement again when search_path changes: one prepared while a
+    /// name resolved to the role's own table must not run once it resolves to the masked one.
+    @Test(arguments: [false, true])
+    func preparedStatementsDoNotOutliveANameChange(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let session = try await db.throughProxy(db.role("masked"))
+            try await session.exec("SET search_path = own, sec")
+            try await session.exec("PREPARE p AS SELECT ssn || '' AS s, email || '' AS e FROM emp")
+            for attempt in ["SET search_path = sec, own; EXECUTE p", "EXECUTE p"] {
+                do {
+                    let result = try await session.exec(attempt)
+                    assertNoCanary(result.strings.compactMap { $0 }.joined(separator: " "), attempt)
+                    Issue.record("\(attempt) ran: \(result.strings)")
+                } catch let error as PQError {
+                    #expect(error.sqlState == "42501", "\(attempt): \(error.message)")
+                }
+                if attempt.hasPrefix("SET") { try await session.exec("SET search_path = sec, own") }
+            }
+            // The extended protocol, one batch, no Describe (so no result description to check).
+            let answer = try await offPool { () -> [BackendMessage] in
+                let raw = try RawConnection(port: db.proxy.port)
+                _ = try raw.startTrusted(user: "auth_trust", database: db.database)
+                try raw.send(.query("SET search_path = trust, sec"))
+                _ = try raw.receive(until: .readyForQuery)
+                for message: FrontendMessage in [
+                    .parse(.init(statementName: "s1", query: "SELECT ssn || '' FROM emp", parameterTypes: [])),
+                    .bind(.init(portalName: "", statementName: "s1", parameterFormats: [], parameters: [], resultFormats: [])),
+                    .execute(portal: "", maxRows: 0),
+                    .parse(.init(statementName: "", query: "SET search_path = sec, trust", parameterTypes: [])),
+                    .bind(.init(portalName: "", statementName: "", parameterFormats: [], parameters: [], resultFormats: [])),
+                    .execute(portal: "", maxRows: 0),
+                    .bind(.init(portalName: "", statementName: "s1", parameterFormats: [], parameters: [], resultFormats: [])),
+                    .execute(portal: "", maxRows: 0),
+                    .sync,
+                ] { try raw.send(message) }
+                return try raw.receive(until: .readyForQuery)
+            }
+            assertNoCanary("\(answer)", "protocol-level prepared statement")
+            #expect(answer.contains { if case .errorResponse(let fields) = $0 { fields.sqlState == "42501" } else { false } }, "\(answer)")
+        }
+    }
+
+    /// Writes nested in a CTE, PREPARE or COPY, and MERGE: their RETURNING, WHERE and conditions
+    /// would read the table itself.
+    @Test(arguments: [false, true])
+    func nestedWritesReadNothingSensitive(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let conninfo = db.proxyInfo(db.role("masked"))
+            for sql in [
+                "WITH u AS (UPDATE sec.emp SET id = id RETURNING ssn || '' AS s, email || '' AS e) SELECT * FROM u",
+                "PREPARE u AS UPDATE sec.emp SET id = id RETURNING ssn || '' AS s; EXECUTE u",
+                "COPY (UPDATE sec.emp SET id = id RETURNING *) TO STDOUT",
+                "PREPARE m AS MERGE INTO sec.emp t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED AND t.ssn LIKE 'CANARY%' THEN UPDATE SET id = t.id; EXECUTE m",
+                "SELECT 1 AS id, 'x'::text AS ssn INTO TEMP TABLE emp",
+                "EXPLAIN CREATE TABLE own.copy AS SELECT * FROM sec.emp",
+            ] {
+                let output = try await psql(conninfo, sql)
+                assertNoCanary(output, sql)
+                #expect(output.contains("ERROR:  42501"), "\(sql): \(output)")
+            }
+        }
+    }
+
+    /// Functions and views a masked role made itself (straight on the server): they run as the
+    /// role, so the server refuses them where it backs the policy up; with the rewrite alone they
+    /// are refused by the proxy.
+    @Test(arguments: [false, true])
+    func objectsOfTheRolesOwnCannotReadThroughTheProxy(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let superuser = try await db.direct()
+            try await superuser.exec("CREATE EXTENSION IF NOT EXISTS tablefunc")
+            let own = try await db.direct(db.role("masked"))
+            try await own.exec("""
+                CREATE FUNCTION own.run(q text) RETURNS SETOF record LANGUAGE plpgsql AS $$ BEGIN RETURN QUERY EXECUTE q; END $$;
+                CREATE FUNCTION own.kk() RETURNS text LANGUAGE sql AS $$ SELECT string_agg(ssn || email, ',') FROM sec.emp $$;
+                CREATE VIEW own.v3 AS SELECT own.kk() AS x;
+                """)
+            let conninfo = db.proxyInfo(db.role("masked"))
+            for sql in [
+                "SELECT * FROM own.run('SELECT ssn, email FROM sec.emp') AS t(a text, b text)",
+                "SELECT * FROM own.v3",
+                "SELECT * FROM connectby('sec.emp', 'ssn', 'email', 'x', 0) AS t(k text, p text, l int)",
+            ] {
+                let output = try await psql(conninfo, sql)
+                assertNoCanary(output, sql)
+                #expect(output.contains("ERROR:  42501"), "\(sql): \(output)")
+            }
         }
     }
 

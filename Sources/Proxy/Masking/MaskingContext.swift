@@ -70,6 +70,8 @@ public struct MaskingContext: Sendable, Hashable {
     public var riskyOperators: Set<String> = []
     /// Functions the policies allow masked roles to call whatever they read (`allowed_functions`).
     public var allowedFunctions: Set<String> = []
+    /// Views that call functions which are not built in: refused while a policy relies on the rewrite alone.
+    public var viewsCallingFunctions: Set<String> = []
     /// Names of every function that is not built in (OID 16384 and up), as of the context's read.
     public var userFunctions: Set<String> = []
     public var policyVersion: Int
@@ -108,7 +110,7 @@ public struct MaskingContext: Sendable, Hashable {
         guard let other else { return false }
         return role == other.role && policyVersion == other.policyVersion && tables == other.tables
             && taintedRelations == other.taintedRelations && riskyDefiners == other.riskyDefiners
-            && userOperators == other.userOperators && riskyOperators == other.riskyOperators && allowedFunctions == other.allowedFunctions && misplacedPolicyAncestors == other.misplacedPolicyAncestors
+            && userOperators == other.userOperators && riskyOperators == other.riskyOperators && allowedFunctions == other.allowedFunctions && viewsCallingFunctions == other.viewsCallingFunctions && misplacedPolicyAncestors == other.misplacedPolicyAncestors
     }
 
     public init(role: String, tables: [Table], taintedRelations: Set<String>, riskyDefiners: Set<String> = [], policyVersion: Int) {
@@ -180,6 +182,19 @@ public struct MaskingContext: Sendable, Hashable {
             ),
             -- Views over sensitive columns: they read with their owner's rights.
             \(MaskView.exposingViewsCTE(name: "tainted", tables: "(SELECT m.i, m.reloid, p.sens FROM m JOIN p ON p.i OPERATOR(pg_catalog.=) m.i)")),
+            -- Views that call functions which are not built in (directly or through other views):
+            -- while a policy relies on the rewrite alone, such a function could read real values.
+            fnviews(oid) AS (
+              SELECT r.ev_class FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
+              WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.>=) 16384
+                AND EXISTS (SELECT 1 FROM m)
+              UNION
+              SELECT r.ev_class FROM fnviews f
+              JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) f.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+              JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
+              WHERE r.ev_class OPERATOR(pg_catalog.<>) f.oid
+            ),
             -- SECURITY DEFINER functions (not built in) whose owner can read a sensitive column: they
             -- would read it with the owner's rights. (Other functions run as the caller, whom the
             -- server backstop stops.)
@@ -225,6 +240,8 @@ public struct MaskingContext: Sendable, Hashable {
             UNION ALL
             SELECT 'definer', r.name, NULL, NULL, NULL, NULL FROM risky r
             UNION ALL
+            SELECT DISTINCT 'fnview', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL FROM fnviews f JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) f.oid
+            UNION ALL
             -- Operators that are not built in, and whether their function is a risky definer.
             SELECT DISTINCT 'operator', o.oprname::pg_catalog.text, (pr.proname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (SELECT r.name FROM risky r))::pg_catalog.text, NULL, NULL, NULL
             FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc pr ON pr.oid OPERATOR(pg_catalog.=) o.oprcode
@@ -265,6 +282,7 @@ public struct MaskingContext: Sendable, Hashable {
         var policyOf: [UInt32: Int] = [:]
         var relations: Set<String> = []
         var definers: Set<String> = []
+        var functionViews: Set<String> = []
         var operators: Set<String> = []
         var riskyOperators: Set<String> = []
         var userFunctions: Set<String> = []
@@ -301,6 +319,7 @@ public struct MaskingContext: Sendable, Hashable {
                 misplaced.append((Misplaced(schema: schema, name: name, resolvesUnqualified: row[4] == "true", policyTable: policyTable), row[5] == "true"))
             case "relation": if let name = row[1] { relations.insert(name) }
             case "definer": if let name = row[1] { definers.insert(name) }
+            case "fnview": if let name = row[1] { functionViews.insert(name) }
             case "operator":
                 guard let name = row[1] else { continue }
                 operators.insert(name)
@@ -321,6 +340,7 @@ public struct MaskingContext: Sendable, Hashable {
         context.userOperators = operators
         context.riskyOperators = riskyOperators
         context.allowedFunctions = Set(policies.policies.flatMap(\.allowedFunctions))
+        context.viewsCallingFunctions = functionViews
         context.userFunctions = userFunctions
         context.misplacedPolicyAncestors = misplaced.filter(\.applies).map(\.0)
         // Every policy table masked, whoever the role, and names taken conservatively.

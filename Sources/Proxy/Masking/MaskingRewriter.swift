@@ -240,19 +240,28 @@ public struct MaskingRewriter: Sendable {
             if refusal == nil { refusal = AdminError("42501", "pgclone: \(message) (role \"\(context.role)\" is masked by a policy)") }
         }
 
-        mutating func statement(_ kind: String, _ body: JSONNode) {
+        /// Statements that write a table they name as `relation` (at the top or nested in a CTE,
+        /// PREPARE, EXPLAIN or COPY).
+        static let writes: Set<String> = ["InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"]
+
+        mutating func statement(_ kind: String, _ body: JSONNode, ctes: Set<String> = []) {
             switch kind {
-            case "InsertStmt", "UpdateStmt", "DeleteStmt":
+            case _ where Self.writes.contains(kind):
                 // Where the server backs the policy up, a write names the table itself and the
-                // server checks it: without SELECT on the sensitive columns, WHERE, SET and
-                // RETURNING cannot read them. Otherwise the write could read them: refused.
+                // server checks it: without SELECT on the sensitive columns, WHERE, SET, MERGE
+                // conditions and RETURNING cannot read them. Otherwise the write could read them: refused.
                 if let relation = body["relation"], let target = masked(relation["RangeVar"] ?? relation) {
                     guard case .views = target.reads else {
-                        refuse("\(kind == "InsertStmt" ? "INSERT" : kind == "UpdateStmt" ? "UPDATE" : "DELETE") on \(target.schema).\(target.name) is not allowed")
+                        let verb = ["InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "MergeStmt": "MERGE"][kind] ?? kind
+                        refuse("\(verb) on \(target.schema).\(target.name) is not allowed")
                         return
                     }
                 }
-                walk(body, ctes: [], skipKeys: ["relation"])
+                walk(body, ctes: ctes, skipKeys: ["relation"])
+            case "CreateTableAsStmt":
+                refuse("CREATE TABLE AS is not allowed")
+            case "SelectStmt" where body["intoClause"] != nil:
+                refuse("SELECT INTO (which creates a table) is not allowed")
             case "CopyStmt":
                 copy(body)
             case "ExplainStmt":
@@ -260,9 +269,9 @@ public struct MaskingRewriter: Sendable {
                     refuse("EXPLAIN ANALYZE is not allowed")
                     return
                 }
-                walk(body, ctes: [])
+                walk(body, ctes: ctes)
             default:
-                walk(body, ctes: [])
+                walk(body, ctes: ctes)
             }
         }
 
@@ -308,6 +317,10 @@ public struct MaskingRewriter: Sendable {
             case .array(let items):
                 for item in items { walk(item, ctes: ctes) }
             case .object(let fields):
+                if fields.count == 1, let (kind, body) = node.tagged, Self.writes.contains(kind) || kind == "CreateTableAsStmt" {
+                    statement(kind, body, ctes: ctes)
+                    return
+                }
                 if let rangeVar = fields["RangeVar"] {
                     rangeVarReference(rangeVar, ctes: ctes)
                     return
@@ -411,6 +424,10 @@ public struct MaskingRewriter: Sendable {
             }
             if context.taintedRelations.contains(name) {
                 refuse("\(schema.map { "\($0)." } ?? "")\(name) reads a masked table and is not allowed")
+                return
+            }
+            if context.reliesOnRewriteAlone && context.viewsCallingFunctions.contains(name) {
+                refuse("\(schema.map { "\($0)." } ?? "")\(name) calls functions that are not built in, and a masking policy here is enforced by the proxy's rewrite alone: it is not allowed")
                 return
             }
             if let ancestor = context.misplacedAncestor(schema: schema, name: name) {

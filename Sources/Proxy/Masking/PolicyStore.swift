@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Masking
 import NIOConcurrencyHelpers
+import Synchronization
 
 /// The policies in force. A reload that finds any invalid file keeps the last good
 /// set (masking never turns off because of a bad file) and records the error.
@@ -23,6 +24,9 @@ public final class PolicyStore: Sendable {
     /// Whether policies also come from the state database (create_masking_policy).
     public let hasStateSource: Bool
     private let state: NIOLockedValueBox<Status>
+    /// The version and readiness, readable without the lock: sessions look at them on every read.
+    private let versionNow = Synchronization.Atomic<Int>(0)
+    private let readyNow: Synchronization.Atomic<Bool>
     private let logger: Logger
 
     public init(directory: String?, hasStateSource: Bool = false, logger: Logger) {
@@ -30,7 +34,14 @@ public final class PolicyStore: Sendable {
         self.hasStateSource = hasStateSource
         self.logger = logger
         self.state = NIOLockedValueBox(Status(policies: .empty, lastError: nil, lastReload: nil))
+        self.readyNow = Synchronization.Atomic(!hasStateSource)
     }
+
+    /// The current version, without the lock.
+    public var version: Int { versionNow.load(ordering: .acquiring) }
+
+    /// `isReady`, without the lock.
+    public var isReadyNow: Bool { readyNow.load(ordering: .acquiring) }
 
     public var current: PolicySet { state.withLockedValue { $0.policies } }
     public var status: Status { state.withLockedValue { $0 } }
@@ -57,6 +68,7 @@ public final class PolicyStore: Sendable {
                 status.filePolicies = policies
                 return Self.merge(&status)
             }
+            versionNow.store(current.version, ordering: .releasing)
             if changed {
                 logger.info("policies loaded", metadata: ["policies.count": "\(policies.count)", "policies.version": "\(current.version)"])
             }
@@ -81,6 +93,8 @@ public final class PolicyStore: Sendable {
             status.stateError = nil
             return (Self.merge(&status), recovered)
         }
+        readyNow.store(true, ordering: .releasing)
+        versionNow.store(current.version, ordering: .releasing)
         if recovered { logger.notice("masking policies read from the state database again") }
         if changed {
             logger.info("policies updated from the state database", metadata: ["policies.version": "\(current.version)"])

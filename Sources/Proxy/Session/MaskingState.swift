@@ -52,9 +52,12 @@ struct MaskingState {
     /// flight: until the server is quiet again (and has reported the new values), statements are
     /// judged under the worst case and read conservatively.
     private(set) var inFlightChange = false
-    /// The role or settings were changed since the session was last idle: ending the transaction
+    /// The role (or names) were changed since the session was last idle: ending the transaction
     /// (or rolling back to a savepoint) may change them back.
     private(set) var mayRevertAtTransactionEnd = false
+    /// The same for client_encoding and standard_conforming_strings (the server reports their
+    /// new values, but only at the end of the request that reverted them).
+    private var mayRevertReading = false
 
     /// Rewrites by statement shape (the text without its numeric constants): a driver that
     /// sends `... WHERE id = 17`, then `... = 18`, parses and rewrites once.
@@ -191,17 +194,18 @@ struct MaskingState {
     /// substring search per statement). Functions that change the role inside are not followed:
     /// a session that is not masked may read the real values anyway.
     static func relayedEffects<Bytes: Collection>(_ bytes: Bytes, mayRevert: Bool) -> MaskingRewriter.Effects where Bytes.Element == UInt8 {
-        var words = roleWords + readingWords
-        if mayRevert { words += transactionEndWords }
-        guard mentions(bytes, anyOf: words) else { return [] }
+        guard mentions(bytes, anyOf: changeWords) || (mayRevert && mentions(bytes, anyOf: transactionEndWords)) else { return [] }
         guard let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)) else { return [] }
         return statements.reduce(into: []) { $0.formUnion(MaskingRewriter.effects(of: $1)) }
     }
 
+    /// Something may revert at the end of the transaction (statements that end one are then read).
+    var mayRevert: Bool { mayRevertAtTransactionEnd || mayRevertReading }
+
     /// Whether a statement before the last of a text changes the role (the statements after it
     /// would run under a role the proxy has not read).
     static func changesRoleBeforeLast<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
-        guard mentions(bytes, anyOf: roleWords), bytes.contains(UInt8(ascii: ";")),
+        guard mentions(bytes, anyOf: roleWords), TransactionControl.hasSeveralStatements(bytes),
               let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), statements.count > 1 else { return false }
         return statements.dropLast().contains { MaskingRewriter.effects(of: $0).contains(.role) }
     }
@@ -210,6 +214,11 @@ struct MaskingState {
     /// `relayedEffects` otherwise).
     mutating func note(_ effects: MaskingRewriter.Effects) {
         if !effects.isDisjoint(with: [.role, .names]) {
+            // Statements prepared before would be planned again under the new role or names
+            // (PostgreSQL re-plans a prepared statement when search_path changes): they must be
+            // prepared again under what the proxy reads next.
+            generation += 1
+            cache.removeAll()
             knowledge = knowledge == .current ? .stale : knowledge
             inFlightChange = true
             mayRevertAtTransactionEnd = true
@@ -219,11 +228,27 @@ struct MaskingState {
         if effects.contains(.reading) {
             inFlightChange = true
             reading.uncertain = true
+            mayRevertReading = true
         }
-        if effects.contains(.transactionEnd), mayRevertAtTransactionEnd {
-            knowledge = knowledge == .current ? .stale : knowledge
-            inFlightChange = true
+        if effects.contains(.transactionEnd) {
+            if mayRevertAtTransactionEnd {
+                knowledge = knowledge == .current ? .stale : knowledge
+                inFlightChange = true
+            }
+            if mayRevertReading {
+                inFlightChange = true
+                reading.uncertain = true
+            }
         }
+    }
+
+    /// The server says a transaction ended (ReadyForQuery went from in-transaction to idle): what
+    /// was changed inside it may have reverted, whatever statement ended it (COMMIT, ROLLBACK,
+    /// a procedure's own COMMIT).
+    mutating func transactionEnded() {
+        if mayRevertAtTransactionEnd, knowledge == .current { knowledge = .stale }
+        mayRevertAtTransactionEnd = false
+        mayRevertReading = false
     }
 
     /// The masked form of `sql` under `context`, with what it changes in the session.
@@ -243,6 +268,9 @@ struct MaskingState {
             // A statement changes the role or the names for the statements after it in the same
             // text: all of them are read under the worst case.
             analysis = MaskingRewriter(context: worstCase, builtinFunctions: builtinFunctions).analyze(sql, bytes: bytes)
+            if analysis.uses.contains(where: { if case .execute = $0 { true } else { false } }) {
+                return (.refused(AdminError("42501", "pgclone: EXECUTE after a change of role or search_path in the same query string would be planned again under names pgclone has not read; send it separately")), analysis.effects)
+            }
             return (result(of: analysis, bytes: bytes), analysis.effects)
         }
         if let function = analysis.plan.unknownFunction, !fresh {
@@ -329,6 +357,7 @@ struct MaskingState {
     static let roleWords: [[UInt8]] = ["role", "authorization", "reset", "discard", "set_config"].map { Array($0.utf8) }
     /// After these the next message may read differently.
     static let readingWords: [[UInt8]] = ["client_encoding", "names", "standard_conforming_strings"].map { Array($0.utf8) }
+    static let changeWords = roleWords + readingWords
     /// These end a transaction or roll back to a savepoint.
     static let transactionEndWords: [[UInt8]] = ["commit", "rollback", "abort", "end", "prepare"].map { Array($0.utf8) }
     static let copyWord = Array("copy".utf8)

@@ -301,7 +301,7 @@ struct SessionStateMachine {
                     return refuse(frame, AdminError("0A000", "pgclone: while masking policies are in force, a role change must be sent as a query of its own",
                                                     hint: "Send SET ROLE (or RESET, DISCARD, set_config('role', ...)) separately, then the statements that follow it."))
                 }
-                masking.note(MaskingState.relayedEffects(bytes, mayRevert: masking.mayRevertAtTransactionEnd))
+                masking.note(MaskingState.relayedEffects(bytes, mayRevert: masking.mayRevert))
             } else if maskingInPlay, MaskingState.changesRoleBeforeLast(bytes) {
                 return refuse(frame, AdminError("0A000", "pgclone: while masking policies are in force, a role change must be sent as a query of its own",
                                                 hint: "Send SET ROLE (or RESET, DISCARD, set_config('role', ...)) separately, then the statements that follow it."))
@@ -377,7 +377,7 @@ struct SessionStateMachine {
                 if control {
                     masking.note(.transactionEnd)
                 } else {
-                    masking.note(MaskingState.relayedEffects(bytes, mayRevert: masking.mayRevertAtTransactionEnd))
+                    masking.note(MaskingState.relayedEffects(bytes, mayRevert: masking.mayRevert))
                 }
             }
             return relayParse(parse, frame: frame)
@@ -434,9 +434,13 @@ struct SessionStateMachine {
             activity.clientSent(frame.type)
             return .relay
         }
-        if isMaskedSession, statementsRefusedWhileMasked.contains(bind.statementName) {
+        let maskedNow = isMaskedSession || (masking.inFlightChange && !masking.isSuperuser)
+        let preparedEarlier = statementsPreparedMasked[bind.statementName].map { $0 != masking.generation } ?? false
+        if maskedNow, statementsRefusedWhileMasked.contains(bind.statementName) || preparedEarlier {
             // Bind a statement that fails in order instead: the client sees the error at Execute.
-            let error = AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before role \"\(masking.context?.role ?? "")\" was masked by the current policies; prepare it again")
+            let error = preparedEarlier
+                ? AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before this session's role, search_path or policies changed; prepare it again")
+                : AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before role \"\(masking.context?.role ?? "")\" was masked by the current policies; prepare it again")
             activity.clientSent(frame.type)
             stripNextErrorContext = true
             return .replace(internalStatement(AdminSQL.raise(error), portal: bind.portalName, resultFormats: [], bindSent: false))
@@ -675,7 +679,9 @@ struct SessionStateMachine {
         clientClosesInFlight = 0
         swallowParses = []
         swallowCloses = []
+        let wasInTransaction = activity.transactionStatus != .idle
         activity.serverSentReadyForQuery(status)
+        if wasInTransaction && status == .idle { masking.transactionEnded() }
         if activity.isQuiet { masking.serverQuiet() }
         if phase == .authenticating {
             phase = .ready
@@ -780,6 +786,15 @@ struct SessionStateMachine {
 enum TransactionControl {
     private static let words: [[UInt8]] = ["begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"].map { Array($0.utf8) }
 
+    /// Whether a semicolon is followed by anything but white space and semicolons (a second
+    /// statement, or a comment: the parser decides then).
+    static func hasSeveralStatements<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
+        guard let semicolon = bytes.firstIndex(of: UInt8(ascii: ";")) else { return false }
+        return bytes[semicolon...].contains { byte in
+            !(byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D || byte == 0x0C || byte == UInt8(ascii: ";"))
+        }
+    }
+
     /// Whether `bytes` holds transaction-control statements and nothing else. The first word is
     /// found without copying; only a text with several statements is parsed.
     static func only<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
@@ -806,8 +821,9 @@ enum TransactionControl {
         guard length > 2, length <= 9, words.contains(where: { word in
             word.count == length && zip(word, bytes[start..<index]).allSatisfy { $0 == ($1 | 0x20) }
         }) else { return false }
-        // One statement that starts with one of these words is one of these statements.
-        if !bytes.contains(UInt8(ascii: ";")) { return true }
+        // One statement that starts with one of these words is one of these statements ("COMMIT;"
+        // too: a semicolon with only white space after it ends the one statement).
+        if !Self.hasSeveralStatements(bytes[index...]) { return true }
         guard let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), !statements.isEmpty else { return false }
         return statements.allSatisfy { $0.node.tagged?.0 == "TransactionStmt" }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Masking
 import NIOConcurrencyHelpers
@@ -39,8 +40,9 @@ final class RunningProxy: Sendable {
         configuration.shutdownGracePeriod = grace
         configure(&configuration)
         let logger = logger ?? {
+            // PGCLONE_TEST_LOG_LEVEL=debug (or trace) shows what the proxies of a test run do.
             var quiet = Logger(label: "pgclone.test")
-            quiet.logLevel = .warning
+            quiet.logLevel = ProcessInfo.processInfo.environment["PGCLONE_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
             return quiet
         }()
         let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
