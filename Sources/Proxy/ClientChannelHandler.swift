@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import PostgresWire
+import SQLParser
 
 /// One client session's channel: bytes in, one `SessionStateMachine` call per message, its
 /// decisions and effects run here. The machine decides; this handler does I/O.
@@ -394,6 +395,17 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 resumeClientInput()
             case .runAdmin(let run):
                 runAdmin(run, context: context)
+            case .analyze(let job):
+                let session = NIOLoopBound(self, eventLoop: context.eventLoop)
+                let eventLoop = context.eventLoop
+                ParserThreads.shared.submit({ job.run() }, completion: { analysis in
+                    eventLoop.execute {
+                        let handler = session.value
+                        guard handler.machine.phase != .closed else { return }
+                        handler.machine.analysisFinished(analysis)
+                        handler.run(handler.machine.takeEffects())
+                    }
+                })
             case .registerCancelKey(let server, let client):
                 if let old = clientKey { proxy.cancelRegistry.unregister(old) }
                 proxy.cancelRegistry.register(client: client, server: server)

@@ -4,8 +4,8 @@ import Foundation
 /// level in C, and a statement such as `SELECT 1+1+...+1` nests as deep as it is long
 /// (10,000 terms overflowed an event-loop thread and took the proxy down). The caller
 /// waits for the result: a parse takes microseconds, and only cache misses parse.
-final class ParserThreads: @unchecked Sendable {
-    static let shared = ParserThreads(count: max(1, ProcessInfo.processInfo.activeProcessorCount))
+public final class ParserThreads: @unchecked Sendable {
+    public static let shared = ParserThreads(count: max(1, ProcessInfo.processInfo.activeProcessorCount))
 
     /// Enough for the deepest tree a statement of `PostgresParser.maximumLength` bytes can
     /// make (~150 bytes of C stack per level, measured); reserved, not committed.
@@ -24,6 +24,7 @@ final class ParserThreads: @unchecked Sendable {
     }
 
     private func work() {
+        Thread.current.threadDictionary[Self.parserThreadKey] = true
         while true {
             condition.lock()
             while jobs.isEmpty { condition.wait() }
@@ -33,8 +34,21 @@ final class ParserThreads: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` on a parser thread and returns its result.
+    /// Runs `body` on a parser thread; `completion` gets its result there.
+    public func submit<T>(_ body: @escaping () -> T, completion: @escaping (T) -> Void) {
+        condition.lock()
+        jobs.append { completion(body()) }
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Whether the current thread is a parser thread (a parse started there runs in place).
+    static var isParserThread: Bool { Thread.current.threadDictionary[parserThreadKey] != nil }
+    private static let parserThreadKey = "pgclone.parser"
+
+    /// Runs `body` on a parser thread and returns its result (in place when already on one).
     func run<T>(_ body: @escaping () -> T) -> T {
+        if Self.isParserThread { return body() }
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var result: T?
         condition.lock()

@@ -195,6 +195,8 @@ struct MaskingState {
     /// a session that is not masked may read the real values anyway.
     static func relayedEffects<Bytes: Collection>(_ bytes: Bytes, mayRevert: Bool) -> MaskingRewriter.Effects where Bytes.Element == UInt8 {
         guard mentions(bytes, anyOf: changeWords) || (mayRevert && mentions(bytes, anyOf: transactionEndWords)) else { return [] }
+        // A long text is not parsed on the event loop: taken to change everything.
+        guard bytes.count <= synchronousParseLimit else { return .all }
         guard let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)) else { return [] }
         return statements.reduce(into: []) { $0.formUnion(MaskingRewriter.effects(of: $1)) }
     }
@@ -205,7 +207,7 @@ struct MaskingState {
     /// Whether a statement before the last of a text changes the role (the statements after it
     /// would run under a role the proxy has not read).
     static func changesRoleBeforeLast<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
-        guard mentions(bytes, anyOf: roleWords), TransactionControl.hasSeveralStatements(bytes),
+        guard bytes.count <= synchronousParseLimit, mentions(bytes, anyOf: roleWords), TransactionControl.hasSeveralStatements(bytes),
               let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), statements.count > 1 else { return false }
         return statements.dropLast().contains { MaskingRewriter.effects(of: $0).contains(.role) }
     }
@@ -252,33 +254,87 @@ struct MaskingState {
     }
 
     /// The masked form of `sql` under `context`, with what it changes in the session.
+    /// What reading a statement found: its analysis under the context it was judged by, and,
+    /// when a statement in it changes the role or the names for those after it, the analysis of
+    /// the whole text under the worst case. Made off the event loop (`Analysis.make`) for a
+    /// statement the cache does not know.
+    struct Analysis: Sendable {
+        var sql: String
+        var generation: Int
+        var underWorstCase: Bool
+        var analysis: MaskingRewriter.Analysis
+        var worstCaseAnalysis: MaskingRewriter.Analysis?
+
+        /// Parses and plans `sql` (this is the part that may take long: run it on a parser thread).
+        static func make(_ sql: String, context: MaskingContext, worstCase: MaskingContext?, builtinFunctions: Set<String>?, generation: Int) -> Analysis {
+            let bytes = Array(sql.utf8)
+            let analysis = MaskingRewriter(context: context, builtinFunctions: builtinFunctions).analyze(sql, bytes: bytes)
+            var worst: MaskingRewriter.Analysis?
+            if !context.isWorstCase, !analysis.effectsBeforeLast.isDisjoint(with: [.role, .names]), let worstCase {
+                worst = MaskingRewriter(context: worstCase, builtinFunctions: builtinFunctions).analyze(sql, bytes: bytes)
+            }
+            return Analysis(sql: sql, generation: generation, underWorstCase: context.isWorstCase, analysis: analysis, worstCaseAnalysis: worst)
+        }
+    }
+
+    /// What `rewrite` gives: the outcome, or that the statement must be analysed first.
+    enum Rewrite {
+        case done(MaskingRewriter.Result, MaskingRewriter.Effects)
+        case needsAnalysis
+    }
+
+    /// An analysis made off the event loop, waiting for its statement to be judged again.
+    private var pendingAnalysis: Analysis?
+
+    mutating func analyzed(_ analysis: Analysis) {
+        pendingAnalysis = analysis
+    }
+
+    /// The masked form of `sql` under `context`, with what it changes in the session; the
+    /// statement is analysed here (tests, admin results) or, with `deferred`, asked for.
     mutating func rewrite(_ sql: String, under context: MaskingContext, builtinFunctions: Set<String>?) -> (MaskingRewriter.Result, MaskingRewriter.Effects) {
-        let fresh = justRead
-        justRead = false
+        if case .done(let result, let effects) = rewrite(sql, under: context, builtinFunctions: builtinFunctions, deferred: false) {
+            return (result, effects)
+        }
+        preconditionFailure("an analysis made here is never deferred")
+    }
+
+    mutating func rewrite(_ sql: String, under context: MaskingContext, builtinFunctions: Set<String>?, deferred: Bool) -> Rewrite {
         let bytes = Array(sql.utf8)
         let shape = StatementShape(bytes)
         // The cache holds rewrites under the current context only.
         let cacheable = !context.isWorstCase
         if cacheable, let cached = cache[shape.key] {
-            guard let template = cached.template else { return (.unchanged, cached.effects) }
-            return (.rewritten(String(decoding: template.apply(to: bytes, constants: shape.constants), as: UTF8.self)), cached.effects)
+            justRead = false
+            guard let template = cached.template else { return .done(.unchanged, cached.effects) }
+            return .done(.rewritten(String(decoding: template.apply(to: bytes, constants: shape.constants), as: UTF8.self)), cached.effects)
         }
-        var analysis = MaskingRewriter(context: context, builtinFunctions: builtinFunctions).analyze(sql, bytes: bytes)
-        if !context.isWorstCase, !analysis.effectsBeforeLast.isDisjoint(with: [.role, .names]), let worstCase {
+        let made: Analysis
+        if let pending = pendingAnalysis, pending.sql == sql, pending.generation == generation, pending.underWorstCase == context.isWorstCase {
+            made = pending
+            pendingAnalysis = nil
+        } else if deferred {
+            return .needsAnalysis
+        } else {
+            made = Analysis.make(sql, context: context, worstCase: worstCase, builtinFunctions: builtinFunctions, generation: generation)
+        }
+        let fresh = justRead
+        justRead = false
+        if let worst = made.worstCaseAnalysis {
             // A statement changes the role or the names for the statements after it in the same
             // text: all of them are read under the worst case.
-            analysis = MaskingRewriter(context: worstCase, builtinFunctions: builtinFunctions).analyze(sql, bytes: bytes)
-            if analysis.uses.contains(where: { if case .execute = $0 { true } else { false } }) {
-                return (.refused(AdminError("42501", "pgclone: EXECUTE after a change of role or search_path in the same query string would be planned again under names pgclone has not read; send it separately")), analysis.effects)
+            if worst.uses.contains(where: { if case .execute = $0 { true } else { false } }) {
+                return .done(.refused(AdminError("42501", "pgclone: EXECUTE after a change of role or search_path in the same query string would be planned again under names pgclone has not read; send it separately")), worst.effects)
             }
-            return (result(of: analysis, bytes: bytes), analysis.effects)
+            return .done(result(of: worst, bytes: bytes), worst.effects)
         }
+        let analysis = made.analysis
         if let function = analysis.plan.unknownFunction, !fresh {
             knowledge = .stale
-            return (.needsFreshContext(function: function), analysis.effects)
+            return .done(.needsFreshContext(function: function), analysis.effects)
         }
         if case .refused = analysis.plan {} else if let refusal = trackPreparedStatements(analysis.uses) {
-            return (.refused(refusal), analysis.effects)
+            return .done(.refused(refusal), analysis.effects)
         }
         let result = result(of: analysis, bytes: bytes)
         var cached: CachedRewrite?
@@ -299,7 +355,7 @@ struct MaskingState {
             if cache.count >= Self.cacheLimit { cache.removeAll() }
             cache[shape.key] = cached
         }
-        return (result, analysis.effects)
+        return .done(result, analysis.effects)
     }
 
     private func result(of analysis: MaskingRewriter.Analysis, bytes: [UInt8]) -> MaskingRewriter.Result {
@@ -358,6 +414,9 @@ struct MaskingState {
     /// After these the next message may read differently.
     static let readingWords: [[UInt8]] = ["client_encoding", "names", "standard_conforming_strings"].map { Array($0.utf8) }
     static let changeWords = roleWords + readingWords
+    /// The longest text parsed on the event loop (parsing a long text takes long: masked
+    /// statements are parsed on parser threads, and other checks assume the worst beyond this).
+    static let synchronousParseLimit = 64 << 10
     /// These end a transaction or roll back to a savepoint.
     static let transactionEndWords: [[UInt8]] = ["commit", "rollback", "abort", "end", "prepare"].map { Array($0.utf8) }
     static let copyWord = Array("copy".utf8)

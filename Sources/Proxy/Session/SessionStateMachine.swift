@@ -42,6 +42,9 @@ struct SessionStateMachine {
         case resumeClientInput
         /// Run an admin call; its outcome comes back through `adminFinished`.
         case runAdmin(AdminRun)
+        /// Parse and plan a masked statement off the event loop; the outcome comes back through
+        /// `analysisFinished`, and the statement is judged again.
+        case analyze(AnalysisJob)
         /// The server's cancel key and the one the client gets in its place.
         case registerCancelKey(server: BackendKey, client: BackendKey)
         /// The built-in function names, read with the first context of the process.
@@ -68,6 +71,19 @@ struct SessionStateMachine {
         }
         var kind: Kind
         var caller: AdminCaller?
+    }
+
+    /// A statement to analyse on a parser thread.
+    struct AnalysisJob: Sendable {
+        var sql: String
+        var context: MaskingContext
+        var worstCase: MaskingContext?
+        var builtinFunctions: Set<String>?
+        var generation: Int
+
+        func run() -> MaskingState.Analysis {
+            MaskingState.Analysis.make(sql, context: context, worstCase: worstCase, builtinFunctions: builtinFunctions, generation: generation)
+        }
     }
 
     /// A query the proxy runs on the session for itself.
@@ -102,6 +118,8 @@ struct SessionStateMachine {
 
     /// The proxy's own query in flight, if any.
     private(set) var internalQuery: InternalQuery?
+    /// A masked statement is being analysed off the event loop: client input waits.
+    private(set) var analysisRunning = false
     /// Client input waits until authentication is over.
     private var heldUntilReady = false
     /// A query of the proxy's own waits for the server to be quiet.
@@ -186,7 +204,7 @@ struct SessionStateMachine {
         case .startup, .connecting:
             return .closeWithError(ErrorFields(severity: .fatal, sqlState: "57P01", message: "terminating connection due to administrator command"),
                                    reason: "proxy shutting down")
-        case .ready where activity.isIdle && internalQuery == nil && !adminRunning:
+        case .ready where activity.isIdle && internalQuery == nil && !adminRunning && !analysisRunning:
             return .terminateIdle
         case .authenticating, .ready, .closed:
             return nil
@@ -270,12 +288,12 @@ struct SessionStateMachine {
     /// Whether the proxy may run a query of its own on the session now: nothing in flight, not
     /// in a failed transaction, not in front of a statement that ends one.
     private func canRead(beforeTransactionControl: Bool) -> Bool {
-        activity.isQuiet && internalQuery == nil && !adminRunning && pendingAdmin == nil
+        activity.isQuiet && internalQuery == nil && !adminRunning && !analysisRunning && pendingAdmin == nil
             && activity.transactionStatus != .failed && !beforeTransactionControl
     }
 
     private mutating func query(_ frame: MessageFrame, now: ContinuousClock.Instant) throws(WireError) -> FrameScanner.Verdict {
-        if internalQuery != nil || adminRunning { return .pauseBefore }
+        if internalQuery != nil || adminRunning || analysisRunning { return .pauseBefore }
         // The text without its terminating NUL, read in place (no copy on the unmasked path).
         let bytes = frame.payload.readableBytesView.dropLast()
         let control = maskingInPlay && TransactionControl.only(bytes)
@@ -286,7 +304,8 @@ struct SessionStateMachine {
             activity.clientSent(frame.type)
             return .relay
         }
-        let mentionsAdmin = AdminStatement.mightReferenceAdminAPI(bytes)
+        // Admin calls are short; a long text is never parsed on the event loop to look for one.
+        let mentionsAdmin = bytes.count <= MaskingState.synchronousParseLimit && AdminStatement.mightReferenceAdminAPI(bytes)
         switch masking.treatment(policies: policies, notReady: policiesNotReady, canRead: canRead(beforeTransactionControl: control),
                                  isCopy: MaskingState.mentions(bytes, MaskingState.copyWord), now: now) {
         case .refuse(let error):
@@ -315,7 +334,9 @@ struct SessionStateMachine {
             case .failure(let error): return refuse(frame, error)
             }
             if mentionsAdmin, let verdict = adminQuery(text, frame: frame) { return verdict }
-            let (result, changes) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions)
+            guard case .done(let result, let changes) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions, deferred: true) else {
+                return analyze(text, under: context)
+            }
             switch result {
             case .unchanged:
                 masking.note(changes)
@@ -335,6 +356,22 @@ struct SessionStateMachine {
                 return freshContext(frame, function: function)
             }
         }
+    }
+
+    /// Parsing a statement can take long (a big IN list, a deep expression): it happens on a
+    /// parser thread while the client's input waits, never on the event loop.
+    private mutating func analyze(_ sql: String, under context: MaskingContext) -> FrameScanner.Verdict {
+        analysisRunning = true
+        effects.append(.analyze(AnalysisJob(sql: sql, context: context, worstCase: masking.worstCase,
+                                            builtinFunctions: builtinFunctions, generation: masking.generation)))
+        return .pauseBefore
+    }
+
+    /// The analysis of `analyze` is ready: the statement is judged again with it.
+    mutating func analysisFinished(_ analysis: MaskingState.Analysis) {
+        analysisRunning = false
+        masking.analyzed(analysis)
+        effects.append(.resumeClientInput)
     }
 
     /// A statement naming a function the context does not know (created since it was read, and
@@ -357,7 +394,7 @@ struct SessionStateMachine {
             activity.clientSent(frame.type)
             return .relay
         }
-        if internalQuery != nil || adminRunning { return .pauseBefore }
+        if internalQuery != nil || adminRunning || analysisRunning { return .pauseBefore }
         guard case .parse(let parse) = try FrontendMessage.decode(frame) else { return .relay }
         let bytes = Self.rawQuery(of: frame) ?? Array(parse.query.utf8)
         let control = maskingInPlay && TransactionControl.only(bytes)
@@ -372,7 +409,8 @@ struct SessionStateMachine {
             startContextRead()
             return .pauseBefore
         case .relay:
-            if AdminStatement.mightReferenceAdminAPI(bytes), let verdict = adminParse(parse, frame: frame) { return verdict }
+            if bytes.count <= MaskingState.synchronousParseLimit, AdminStatement.mightReferenceAdminAPI(bytes),
+               let verdict = adminParse(parse, frame: frame) { return verdict }
             if maskingInPlay && !masking.isSuperuser {
                 if control {
                     masking.note(.transactionEnd)
@@ -389,8 +427,11 @@ struct SessionStateMachine {
                 adminPrepared[parse.statementName] = nil
                 return refuse(frame, error)
             }
-            if AdminStatement.mightReferenceAdminAPI(bytes), let verdict = adminParse(parse, frame: frame) { return verdict }
-            let (result, changes) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions)
+            if bytes.count <= MaskingState.synchronousParseLimit, AdminStatement.mightReferenceAdminAPI(bytes),
+               let verdict = adminParse(parse, frame: frame) { return verdict }
+            guard case .done(let result, let changes) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions, deferred: true) else {
+                return analyze(text, under: context)
+            }
             switch result {
             case .unchanged:
                 masking.note(changes)
@@ -472,7 +513,7 @@ struct SessionStateMachine {
     /// The fast-path function call names a function by OID: nothing to rewrite, so masked
     /// sessions may not use it; before the session's masking is known, it waits for it.
     private mutating func functionCall(_ frame: MessageFrame, now: ContinuousClock.Instant) -> FrameScanner.Verdict {
-        if internalQuery != nil || adminRunning { return .pauseBefore }
+        if internalQuery != nil || adminRunning || analysisRunning { return .pauseBefore }
         switch masking.treatment(policies: policies, notReady: policiesNotReady, canRead: canRead(beforeTransactionControl: false), isCopy: false, now: now) {
         case .refuse(let error):
             return refuse(frame, error)
@@ -701,7 +742,7 @@ struct SessionStateMachine {
             adminWaitingForQuiet = false
             startPendingAdmin()
         }
-        if quiescing && activity.isIdle && internalQuery == nil && !adminRunning { effects.append(.terminateIdle) }
+        if quiescing && activity.isIdle && internalQuery == nil && !adminRunning && !analysisRunning { effects.append(.terminateIdle) }
     }
 
     /// Lets the client's own ParseComplete/CloseComplete through and swallows the proxy's.
@@ -824,6 +865,7 @@ enum TransactionControl {
         // One statement that starts with one of these words is one of these statements ("COMMIT;"
         // too: a semicolon with only white space after it ends the one statement).
         if !Self.hasSeveralStatements(bytes[index...]) { return true }
+        guard bytes.count <= MaskingState.synchronousParseLimit else { return false }
         guard let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), !statements.isEmpty else { return false }
         return statements.allSatisfy { $0.node.tagged?.0 == "TransactionStmt" }
     }
