@@ -290,8 +290,8 @@ rewritten_sql() {
 declare -A SQL
 SQL[copy]=$copy_sql
 SQL[select]=$select_sql
-SQL[masked_sql_direct,copy]=$(rewritten_sql 'COPY (SELECT * FROM (SELECT ')
-SQL[masked_sql_direct,select]=$(rewritten_sql 'SELECT * FROM (SELECT ')
+SQL[masked_sql_direct,copy]=$(rewritten_sql 'COPY (SELECT * FROM pgclone_masked.')
+SQL[masked_sql_direct,select]=$(rewritten_sql 'SELECT * FROM pgclone_masked.')
 for method in copy select; do
     if [ -n "${SQL[masked_sql_direct,$method]}" ]; then
         printf '%s\n' "${SQL[masked_sql_direct,$method]}" >"$work/rewritten-$method.sql"
@@ -301,7 +301,7 @@ for method in copy select; do
 done
 # the same for pgbench: a custom script equivalent to -S, with the rewritten statement
 PGBENCH_CASES=$CASES
-bench_sql=$(rewritten_sql 'SELECT abalance FROM (SELECT ')
+bench_sql=$(rewritten_sql 'SELECT abalance FROM pgclone_masked.')
 if [[ "$bench_sql" == *'aid = 424242' ]]; then
     printf '\\set aid random(1, 100000 * %s)\n%s;\n' "$SCALE" "${bench_sql%424242}:aid" >"$work/rewritten-pgbench.sql"
     PGBENCH_CASES="$CASES masked_sql_direct"
