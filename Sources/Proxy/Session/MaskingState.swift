@@ -158,7 +158,7 @@ struct MaskingState {
     ///   - isCopy: the statement may be a COPY (judged on a fresh context: its rows carry no origins).
     /// - Parameters:
     ///   - notReady: why the policies are not all known yet (nil when they are).
-    mutating func treatment(policies: PolicySet, notReady: String?, canRead: Bool, isCopy: Bool, now: ContinuousClock.Instant) -> Treatment {
+    mutating func treatment(policies: PolicySet, notReady: String?, canRead: Bool, isCopy: @autoclosure () -> Bool, now: ContinuousClock.Instant) -> Treatment {
         if let failure = failureToReport {
             failureToReport = nil
             return .refuse(failure)
@@ -184,7 +184,7 @@ struct MaskingState {
         guard let context, context.isMasked else { return .relay }
         if canRead, let readAt {
             let age = now - readAt
-            if age > Self.maximumAge || (isCopy && age > Self.copyFreshness) { return .readFirst }
+            if age > Self.maximumAge || (age > Self.copyFreshness && isCopy()) { return .readFirst }
         }
         return .mask(context)
     }
@@ -194,7 +194,7 @@ struct MaskingState {
     /// substring search per statement). Functions that change the role inside are not followed:
     /// a session that is not masked may read the real values anyway.
     static func relayedEffects<Bytes: Collection>(_ bytes: Bytes, mayRevert: Bool) -> MaskingRewriter.Effects where Bytes.Element == UInt8 {
-        guard mentions(bytes, anyOf: changeWords) || (mayRevert && mentions(bytes, anyOf: transactionEndWords)) else { return [] }
+        guard changeWords.matches(bytes) || (mayRevert && transactionEndWords.matches(bytes)) else { return [] }
         // A long text is not parsed on the event loop: taken to change everything.
         guard bytes.count <= synchronousParseLimit else { return .all }
         guard let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)) else { return [] }
@@ -207,7 +207,7 @@ struct MaskingState {
     /// Whether a statement before the last of a text changes the role (the statements after it
     /// would run under a role the proxy has not read).
     static func changesRoleBeforeLast<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
-        guard bytes.count <= synchronousParseLimit, mentions(bytes, anyOf: roleWords), TransactionControl.hasSeveralStatements(bytes),
+        guard bytes.count <= synchronousParseLimit, roleWords.matches(bytes), TransactionControl.hasSeveralStatements(bytes),
               let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), statements.count > 1 else { return false }
         return statements.dropLast().contains { MaskingRewriter.effects(of: $0).contains(.role) }
     }
@@ -410,41 +410,14 @@ struct MaskingState {
 
     /// After these the current role may differ: SET ROLE, SET SESSION AUTHORIZATION, RESET,
     /// DISCARD, set_config('role', ...).
-    static let roleWords: [[UInt8]] = ["role", "authorization", "reset", "discard", "set_config"].map { Array($0.utf8) }
-    /// After these the next message may read differently.
-    static let readingWords: [[UInt8]] = ["client_encoding", "names", "standard_conforming_strings"].map { Array($0.utf8) }
-    static let changeWords = roleWords + readingWords
+    static let roleWords = WordMatcher(["role", "authorization", "reset", "discard", "set_config"])
+    /// After these (or the role words) the next message may read differently.
+    static let changeWords = WordMatcher(["role", "authorization", "reset", "discard", "set_config",
+                                          "client_encoding", "names", "standard_conforming_strings"])
+    /// These end a transaction or roll back to a savepoint.
+    static let transactionEndWords = WordMatcher(["commit", "rollback", "abort", "end", "prepare"])
+    static let copyWord = WordMatcher(["copy"])
     /// The longest text parsed on the event loop (parsing a long text takes long: masked
     /// statements are parsed on parser threads, and other checks assume the worst beyond this).
     static let synchronousParseLimit = 64 << 10
-    /// These end a transaction or roll back to a savepoint.
-    static let transactionEndWords: [[UInt8]] = ["commit", "rollback", "abort", "end", "prepare"].map { Array($0.utf8) }
-    static let copyWord = Array("copy".utf8)
-
-    /// Whether `bytes` contains any of `words` (lower-case ASCII), ignoring case.
-    static func mentions<Bytes: Collection>(_ bytes: Bytes, anyOf words: [[UInt8]]) -> Bool where Bytes.Element == UInt8 {
-        words.contains { mentions(bytes, $0) }
-    }
-
-    /// Whether `bytes` contains `word` (lower-case ASCII), ignoring case, without copying.
-    static func mentions<Bytes: Collection>(_ bytes: Bytes, _ word: [UInt8]) -> Bool where Bytes.Element == UInt8 {
-        guard !word.isEmpty, bytes.count >= word.count else { return false }
-        var index = bytes.startIndex
-        let last = bytes.index(bytes.endIndex, offsetBy: -word.count)
-        while index <= last {
-            var probe = index
-            var matched = true
-            for expected in word {
-                let byte = bytes[probe]
-                if (byte >= 0x41 && byte <= 0x5A ? byte + 0x20 : byte) != expected {
-                    matched = false
-                    break
-                }
-                probe = bytes.index(after: probe)
-            }
-            if matched { return true }
-            index = bytes.index(after: index)
-        }
-        return false
-    }
 }

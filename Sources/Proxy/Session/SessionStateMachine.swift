@@ -307,7 +307,7 @@ struct SessionStateMachine {
         // Admin calls are short; a long text is never parsed on the event loop to look for one.
         let mentionsAdmin = bytes.count <= MaskingState.synchronousParseLimit && AdminStatement.mightReferenceAdminAPI(bytes)
         switch masking.treatment(policies: policies, notReady: policiesNotReady, canRead: canRead(beforeTransactionControl: control),
-                                 isCopy: MaskingState.mentions(bytes, MaskingState.copyWord), now: now) {
+                                 isCopy: MaskingState.copyWord.matches(bytes), now: now) {
         case .refuse(let error):
             return refuse(frame, error)
         case .readFirst:
@@ -400,7 +400,7 @@ struct SessionStateMachine {
         let control = maskingInPlay && TransactionControl.only(bytes)
         let treatment = control ? .relay : masking.treatment(
             policies: policies, notReady: policiesNotReady, canRead: canRead(beforeTransactionControl: false),
-            isCopy: MaskingState.mentions(bytes, MaskingState.copyWord), now: now)
+            isCopy: MaskingState.copyWord.matches(bytes), now: now)
         switch treatment {
         case .refuse(let error):
             adminPrepared[parse.statementName] = nil

@@ -192,9 +192,12 @@ import Testing
     }
 
     @Test func wordsAreFoundIgnoringCaseWithoutCopies() {
-        #expect(MaskingState.mentions(Array("COPY t TO STDOUT".utf8), MaskingState.copyWord))
-        #expect(MaskingState.mentions(Array("xcOpY".utf8), MaskingState.copyWord))
-        #expect(!MaskingState.mentions(Array("cop".utf8), MaskingState.copyWord))
-        #expect(!MaskingState.mentions(Array("".utf8), MaskingState.copyWord))
+        #expect(MaskingState.copyWord.matches(Array("COPY t TO STDOUT".utf8)))
+        #expect(MaskingState.copyWord.matches(Array("xcOpY".utf8)))
+        #expect(!MaskingState.copyWord.matches(Array("cop".utf8)))
+        #expect(!MaskingState.copyWord.matches(Array("".utf8)))
+        #expect(MaskingState.changeWords.matches(Array("x SET ROLE y".utf8)))
+        #expect(MaskingState.changeWords.matches(Array("select set_CONFIG('a','b',false)".utf8)))
+        #expect(!MaskingState.changeWords.matches(Array("SELECT abalance FROM pgbench_accounts WHERE aid = 1".utf8)))
     }
 }
