@@ -2,7 +2,7 @@ import CLibPQ
 
 /// A parsed libpq connection string (keyword/value form or URI), parsed by libpq itself
 /// so that quoting, escapes and URIs behave exactly as every libpq client expects.
-public struct ConnInfo: Sendable, Hashable {
+public struct ConnInfo: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
     /// Only the keywords that were set, by their canonical libpq names.
     public private(set) var values: [String: String]
 
@@ -44,6 +44,11 @@ public struct ConnInfo: Sendable, Hashable {
             .map { "\($0.key)=\(Self.quote($0.value))" }
             .joined(separator: " ")
     }
+
+    /// Printing a conninfo (in a log line, an error, the description of a value holding one)
+    /// never shows a password: only `connectionString` does, for libpq.
+    public var description: String { redacted }
+    public var debugDescription: String { "ConnInfo(\(redacted))" }
 
     /// A description safe for logs and error messages: no password, no sslpassword.
     public var redacted: String {

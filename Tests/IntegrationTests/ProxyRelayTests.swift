@@ -59,6 +59,32 @@ import Testing
         #expect(!everything.contains(environment.password))
     }
 
+    /// No password, at any log level: not the service role's, not a client's, not a source's
+    /// given to an admin call (a service's description once printed its conninfo at debug).
+    @Test func noPasswordInAnyLogLineEvenAtTrace() async throws {
+        let environment = try TestEnvironment.require()
+        try await TargetRoles.ensure()
+        let capture = LogCapture()
+        let database = "db2"
+        let proxy = try await RunningProxy.start(environment, logger: capture.logger(level: .trace), backstopDatabases: [database],
+                                                 readsStateDatabase: true)
+        let client = try await Shell.run(["psql", "-X", "-At", "-d", "host=127.0.0.1 port=\(proxy.port) dbname=\(database) user=\(TargetRoles.scramUser) sslmode=disable",
+                                          "-c", "SELECT 1"], environment: ["PGPASSWORD": TargetRoles.scramPassword])
+        #expect(client.status == 0, "\(client.stderr)")
+        let target = "log_check_\(UInt32.random(in: 0...UInt32.max))"
+        let source = "host=127.0.0.1 port=\(environment.sourcePort) dbname=db1 user=postgres password=\(environment.password)"
+        let clone = try await Shell.psql(environment.throughProxy(proxy.port),
+                                         "SELECT pgclone.table('\(source)', 'test_schema', 'customers', false, '\(target)');")
+        #expect(clone.stdout.hasPrefix("OK: cloned"), "\(clone.stdout)\(clone.stderr)")
+        _ = try await Shell.psql(environment.directTarget(), "DROP TABLE IF EXISTS test_schema.\(target);")
+        try await proxy.stop()
+        let everything = capture.records.map { "\($0.message) \($0.metadata)" }.joined(separator: "\n")
+        #expect(capture.records.contains { $0.level == .trace || $0.level == .debug }, "nothing was logged below info")
+        for secret in [environment.password, TargetRoles.scramPassword] {
+            #expect(!everything.contains(secret), "a log line carries a password")
+        }
+    }
+
     @Test func libpqSimpleExtendedBinaryAndPrepared() async throws {
         let environment = try TestEnvironment.require()
         let proxy = try await RunningProxy.start(environment)

@@ -16,8 +16,10 @@ final class LogCapture: @unchecked Sendable {
 
     func append(_ record: Record) { lock.withLock { stored.append(record) } }
 
-    func logger() -> Logger {
-        Logger(label: "pgclone.test") { _ in CapturingLogHandler(capture: self) }
+    func logger(level: Logger.Level = .info) -> Logger {
+        var logger = Logger(label: "pgclone.test") { _ in CapturingLogHandler(capture: self) }
+        logger.logLevel = level
+        return logger
     }
 }
 
