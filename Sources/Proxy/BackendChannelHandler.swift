@@ -39,6 +39,13 @@ final class BackendChannelHandler: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        guard let client = session, client.machine.phase == .connecting else {
+            // The client went away while the server connection was being made: close it now,
+            // not when the server's authentication_timeout runs out.
+            state = .closed
+            context.close(promise: nil)
+            return
+        }
         if tlsContext != nil {
             state = .negotiatingTLS
             var request = ByteBuffer()
@@ -62,6 +69,10 @@ final class BackendChannelHandler: ChannelDuplexHandler {
             }
             switch answer {
             case UInt8(ascii: "S"):
+                guard session != nil else {
+                    fail(context, "the client went away")
+                    return
+                }
                 do {
                     let handler = try NIOSSLClientHandler(context: tlsContext!, serverHostname: Self.sniHostname(serverHostname))
                     try context.pipeline.syncOperations.addHandler(handler, position: .first)

@@ -219,8 +219,14 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         case .unixSocket(let path):
             connected = bootstrap.connect(unixDomainSocketPath: path)
         }
-        connected.whenFailure { error in
-            session.value.backendFailed(reason: "\(error)")
+        connected.whenComplete { result in
+            switch result {
+            case .success(let channel):
+                // The client may have gone while connecting: nothing else would close this one.
+                if session.value.machine.phase == .closed { channel.close(promise: nil) }
+            case .failure(let error):
+                session.value.backendFailed(reason: "\(error)")
+            }
         }
     }
 

@@ -202,6 +202,57 @@ import Testing
         }
     }
 
+    /// Clients that hang up at any moment of startup (before the server connection is made,
+    /// while it is being made, during authentication) leave no server connection behind: a
+    /// leaked one would sit in a connection slot until the server's authentication_timeout.
+    /// Server processes still authenticating are not in pg_stat_activity: they are counted by
+    /// their process titles (`postgres: <user> ...`).
+    @Test(arguments: ["disable", "require"])
+    func clientsHangingUpDuringStartupLeaveNoServerConnection(sslmode: String) async throws {
+        let environment = try TestEnvironment.require()
+        let role = "hangup_\(UInt32.random(in: 0...UInt32.max))"
+        let admin = try await PQConnection.connect(environment.directTarget())
+        try await admin.exec("CREATE ROLE \(role) LOGIN PASSWORD 'pw'")
+        let backend = "host=\(environment.host) port=\(environment.targetPort) dbname=postgres user=postgres password=\(environment.password) sslmode=\(sslmode)"
+        let proxy = try await RunningProxy.start(environment, backend: backend)
+        func serverProcesses() async throws -> Int {
+            let output = try await Shell.run(["pgrep", "-fc", "postgres: \(role) "])
+            return Int(output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
+        var startup = ByteBuffer()
+        StartupPacket.startup(protocolVersion: .v3_0, parameters: [("user", role), ("database", "db2")]).encode(into: &startup)
+        let packet = startup
+        let port = proxy.port
+        for batch in 0..<10 {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for client in 0..<50 {
+                    let stage = (batch * 50 + client) % 4
+                    group.addTask {
+                        try await offPool {
+                            guard let raw = try? RawConnection(port: port, timeoutSeconds: 2) else { return }
+                            switch stage {
+                            case 0:
+                                break
+                            case 1:
+                                try? raw.send(packet.getSlice(at: 0, length: 9)!)
+                            case 2:
+                                try? raw.send(packet)
+                                usleep(UInt32.random(in: 0...(client % 2 == 0 ? 2_000 : 20_000)))
+                            default:
+                                try? raw.send(packet)
+                                _ = try? raw.receiveBytes()
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        try await waitFor("the server connections of clients that hung up to close", seconds: 5) { try await serverProcesses() == 0 }
+        try await proxy.stop()
+        _ = try? await admin.exec("DROP ROLE \(role)")
+    }
+
     @Test func gracefulShutdownClosesIdleSessionsAndLetsTransactionsFinish() async throws {
         let environment = try TestEnvironment.require()
         let proxy = try await RunningProxy.start(environment, grace: .seconds(20))
