@@ -32,6 +32,8 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     var pendingToBackend = ByteBuffer()
     var closeWhenFlushed = false
     var adminTask: Task<Void, Never>?
+    /// Closes the client if startup and authentication take too long.
+    var loginTimer: Scheduled<Void>?
     /// The policy version the machine last saw (observing costs a lock: once per read burst).
     var observedPolicyVersion = -1
     /// Opens the server connection instead of a socket (tests put an EmbeddedChannel there);
@@ -64,8 +66,25 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         if let peer = context.channel.remoteAddress {
             logger[metadataKey: "peer"] = "\(peer)"
         }
-        proxy.sessions.add(context.channel)
+        let open = proxy.sessions.add(context.channel)
         context.fireChannelActive()
+        if open > proxy.configuration.maximumClientConnections {
+            closeReason = "too many clients"
+            sendFatalAndClose(ErrorFields(severity: .fatal, sqlState: "53300", message: "sorry, too many clients already",
+                                          detail: "pgclone accepts at most \(proxy.configuration.maximumClientConnections) client connections (--max-client-conn)."), context)
+            return
+        }
+        // A client that does not finish startup and authentication in time is closed, as
+        // PostgreSQL does: sockets that never send a startup packet are not kept forever.
+        let session = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let timeout = proxy.configuration.clientLoginTimeout
+        loginTimer = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
+            let handler = session.value
+            guard handler.machine.phase != .ready, handler.machine.phase != .closed, let context = handler.context else { return }
+            handler.closeReason = "startup and authentication did not finish in time"
+            handler.sendFatalAndClose(ErrorFields(severity: .fatal, sqlState: "57014", message: "canceling authentication due to timeout",
+                                                  detail: "pgclone closes a client that has not finished startup and authentication within \(timeout.components.seconds) seconds (--client-login-timeout)."), context)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -91,6 +110,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         backend?.close()
         backend = nil
         adminTask?.cancel()
+        loginTimer?.cancel()
         if let clientKey { proxy.cancelRegistry.unregister(clientKey) }
         proxy.sessions.remove(context.channel)
         logClosed()
@@ -427,6 +447,8 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 // After the ReadyForQuery that made the session idle has been flushed.
                 closeWhenFlushed = true
             case .sessionOpened:
+                loginTimer?.cancel()
+                loginTimer = nil
                 logger.info("session opened")
             case .guardRefused(let role):
                 logger.warning("masked column in a result refused", metadata: ["role": "\(role)"])

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 import PQ
 
@@ -25,6 +30,20 @@ public struct ProxyConfiguration: Sendable {
     public var policiesDirectory: String?
     /// Target database holding pgclone's durable state (policies created through the SQL API, jobs).
     public var stateDatabase = "postgres"
+    /// A client that has not finished startup and authentication by then is closed (as
+    /// PostgreSQL's authentication_timeout).
+    public var clientLoginTimeout: Duration = .seconds(60)
+    /// More clients than this get 53300 at once (each client also holds a server connection:
+    /// two descriptors). Defaults to what the process's descriptor limit allows.
+    public var maximumClientConnections = ProxyConfiguration.clientConnectionsForDescriptorLimit()
+
+    /// Half of the descriptors the process may open, less a reserve for listeners, logs,
+    /// service connections and the like.
+    public static func clientConnectionsForDescriptorLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int32.max) else { return 10_000 }
+        return max(16, (Int(limit.rlim_cur) - 128) / 2)
+    }
 
     public init(
         listenHost: String = "127.0.0.1",

@@ -10,8 +10,13 @@ final class SessionRegistry: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
-    func add(_ channel: any Channel) {
-        state.withLockedValue { $0.channels[ObjectIdentifier(channel)] = channel }
+    /// Adds a session; returns how many are open with it.
+    @discardableResult
+    func add(_ channel: any Channel) -> Int {
+        state.withLockedValue { state in
+            state.channels[ObjectIdentifier(channel)] = channel
+            return state.channels.count
+        }
     }
 
     func remove(_ channel: any Channel) {

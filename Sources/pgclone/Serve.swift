@@ -41,6 +41,10 @@ extension Pgclone {
         var metrics: String?
         @Option(help: "Seconds sessions may take to finish after SIGTERM (default 30).")
         var shutdownGrace: String?
+        @Option(help: "Seconds a client may take to finish startup and authentication (default 60).")
+        var clientLoginTimeout: String?
+        @Option(help: "Most client connections at once; more get SQLSTATE 53300 (default: what the descriptor limit allows).")
+        var maxClientConn: String?
         @Option(help: "Event loop threads (default: one per core).")
         var threads: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default info).")
@@ -57,6 +61,7 @@ extension Pgclone {
                         "listen": listen, "backend": backend, "policies": policies, "admin_roles": adminRoles,
                         "state_database": stateDatabase, "tls_cert": tlsCert, "tls_key": tlsKey, "metrics": metrics,
                         "shutdown_grace": shutdownGrace, "threads": threads, "log_level": logLevel, "mask_secret": maskSecret,
+                        "client_login_timeout": clientLoginTimeout, "max_client_conn": maxClientConn,
                     ],
                     environment: ProcessInfo.processInfo.environment,
                     configFile: config

@@ -10,6 +10,7 @@ struct ServeSettings {
     static let keys = [
         "listen", "backend", "policies", "admin_roles", "state_database",
         "tls_cert", "tls_key", "metrics", "shutdown_grace", "threads", "log_level", "mask_secret",
+        "client_login_timeout", "max_client_conn",
     ]
 
     private var values: [String: String] = [:]
@@ -83,6 +84,18 @@ struct ServeSettings {
         if let database = self["state_database"], !database.isEmpty { configuration.stateDatabase = database }
         if let roles = self["admin_roles"] {
             configuration.adminRoles = roles.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        if let timeout = self["client_login_timeout"] {
+            guard let seconds = Double(timeout), seconds > 0 else {
+                throw ConfigurationError("--client-login-timeout: expected seconds above 0, got \"\(timeout)\"")
+            }
+            configuration.clientLoginTimeout = .milliseconds(Int64(seconds * 1000))
+        }
+        if let limit = self["max_client_conn"] {
+            guard let count = Int(limit), count > 0 else {
+                throw ConfigurationError("--max-client-conn: expected a number above 0, got \"\(limit)\"")
+            }
+            configuration.maximumClientConnections = count
         }
         if let threads = self["threads"] {
             guard let count = Int(threads), (1...256).contains(count) else {

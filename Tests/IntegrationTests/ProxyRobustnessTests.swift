@@ -253,6 +253,49 @@ import Testing
         _ = try? await admin.exec("DROP ROLE \(role)")
     }
 
+    /// Sockets that never finish startup and authentication are closed after
+    /// --client-login-timeout, with the server's own words; open sessions are not.
+    @Test func clientsThatDoNotLogInInTimeAreClosed() async throws {
+        let environment = try TestEnvironment.require()
+        try await TargetRoles.ensure()
+        let proxy = try await RunningProxy.start(environment) { $0.clientLoginTimeout = .milliseconds(500) }
+        let session = try await PQConnection.connect(environment.throughProxy(proxy.port))
+        let answers = try await offPool { () -> [[BackendMessage]] in
+            let silent = try RawConnection(port: proxy.port)
+            let waiting = try RawConnection(port: proxy.port)
+            // A password role: the server asks, the client never answers.
+            try waiting.send(.startup(protocolVersion: .v3_0, parameters: [("user", "auth_clear"), ("database", "db2")]))
+            return [try silent.receive(until: .errorResponse), try waiting.receive(until: .errorResponse)]
+        }
+        for answer in answers {
+            guard case .errorResponse(let fields)? = answer.last else {
+                Issue.record("not closed with an error: \(answer)")
+                continue
+            }
+            #expect(fields.sqlState == "57014" && fields.message == "canceling authentication due to timeout", "\(fields)")
+        }
+        // A session that logged in long ago is not touched.
+        try await Task.sleep(for: .milliseconds(600))
+        #expect(try await session.exec("SELECT 1").string(0, 0) == "1")
+        try await proxy.stop()
+    }
+
+    @Test func clientsBeyondTheLimitAreRefusedWith53300() async throws {
+        let environment = try TestEnvironment.require()
+        let proxy = try await RunningProxy.start(environment) { $0.maximumClientConnections = 2 }
+        let first = try await PQConnection.connect(environment.throughProxy(proxy.port))
+        let second = try await PQConnection.connect(environment.throughProxy(proxy.port))
+        do {
+            _ = try await PQConnection.connect(environment.throughProxy(proxy.port))
+            Issue.record("a third client was let in")
+        } catch let error as PQError {
+            #expect(error.message.contains("sorry, too many clients already"), "\(error.message)")
+        }
+        #expect(try await first.exec("SELECT 1").string(0, 0) == "1")
+        #expect(try await second.exec("SELECT 2").string(0, 0) == "2")
+        try await proxy.stop()
+    }
+
     @Test func gracefulShutdownClosesIdleSessionsAndLetsTransactionsFinish() async throws {
         let environment = try TestEnvironment.require()
         let proxy = try await RunningProxy.start(environment, grace: .seconds(20))
