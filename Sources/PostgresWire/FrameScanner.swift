@@ -15,6 +15,9 @@ public struct FrameScanner: Sendable {
         case pass
         /// Hold the message until complete and show it to `examine`.
         case examine
+        /// Stop before this message (it is held from its header on) until `resume`, which
+        /// classifies it again: the caller cannot take it now (e.g. no memory to hold it).
+        case wait
     }
 
     /// The verdict of `examine` on a complete message.
@@ -125,6 +128,11 @@ public struct FrameScanner: Sendable {
             }
 
             switch disposition {
+            case .wait:
+                flushForward(upTo: index)
+                isPaused = true
+                held = buffer.getSlice(at: index, length: end - index)
+                return
             case .pass:
                 if available >= total {
                     index += total

@@ -34,6 +34,8 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     var adminTask: Task<Void, Never>?
     /// Closes the client if startup and authentication take too long.
     var loginTimer: Scheduled<Void>?
+    /// What the message being held took from the proxy's buffer budget.
+    var reservedBytes = 0
     /// The policy version the machine last saw (observing costs a lock: once per read burst).
     var observedPolicyVersion = -1
     /// Opens the server connection instead of a socket (tests put an EmbeddedChannel there);
@@ -111,6 +113,9 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         backend = nil
         adminTask?.cancel()
         loginTimer?.cancel()
+        proxy.bufferBudget.stopWaiting(ObjectIdentifier(self))
+        proxy.bufferBudget.release(reservedBytes)
+        reservedBytes = 0
         if let clientKey { proxy.cancelRegistry.unregister(clientKey) }
         proxy.sessions.remove(context.channel)
         logClosed()
@@ -364,9 +369,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         do {
             try clientScanner.process(
                 buffer,
-                classify: { type, length throws(WireError) in try self.machine.clientHeader(type: type, length: length) },
+                classify: { type, length throws(WireError) in try self.budgeted(self.machine.clientHeader(type: type, length: length), type: type, length: length) },
                 forward: { backend.write($0) },
-                examine: { frame throws(WireError) in try self.machine.clientMessage(frame, now: now) }
+                examine: { frame throws(WireError) in
+                    self.releaseReservation()
+                    return try self.machine.clientMessage(frame, now: now)
+                }
             )
         } catch {
             clientProtocolViolation(error)
@@ -381,9 +389,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         let now = ContinuousClock.now
         do {
             try clientScanner.resume(
-                classify: { type, length throws(WireError) in try self.machine.clientHeader(type: type, length: length) },
+                classify: { type, length throws(WireError) in try self.budgeted(self.machine.clientHeader(type: type, length: length), type: type, length: length) },
                 forward: { backend.write($0) },
-                examine: { frame throws(WireError) in try self.machine.clientMessage(frame, now: now) }
+                examine: { frame throws(WireError) in
+                    self.releaseReservation()
+                    return try self.machine.clientMessage(frame, now: now)
+                }
             )
         } catch {
             clientProtocolViolation(error)
@@ -395,6 +406,34 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             readPending = false
             context.read()
         }
+    }
+
+    /// A long message to hold whole first takes its length from the buffer budget: when that
+    /// is spent, the session waits (it stops reading its client) until another message is done.
+    func budgeted(_ disposition: FrameScanner.Disposition, type: UInt8, length: Int) throws(WireError) -> FrameScanner.Disposition {
+        guard disposition == .examine, length > BufferBudget.uncountedLength, reservedBytes == 0 else { return disposition }
+        let budget = proxy.bufferBudget
+        guard length <= budget.limit else {
+            throw WireError(.invalidField("message of \(length) bytes: larger than pgclone's buffer budget of \(budget.limit) bytes (--max-buffer-memory)"), messageType: type)
+        }
+        if budget.reserve(length) {
+            reservedBytes = length
+            return .examine
+        }
+        guard let context else { return .wait }
+        let session = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        budget.wait(ObjectIdentifier(self), for: length) {
+            eventLoop.execute { session.value.resumeClientInput() }
+        }
+        return .wait
+    }
+
+    func releaseReservation() {
+        guard reservedBytes > 0 else { return }
+        let bytes = reservedBytes
+        reservedBytes = 0
+        proxy.bufferBudget.release(bytes)
     }
 
     func clientProtocolViolation(_ error: WireError) {

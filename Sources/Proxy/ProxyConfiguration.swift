@@ -30,6 +30,8 @@ public struct ProxyConfiguration: Sendable {
     public var policiesDirectory: String?
     /// Target database holding pgclone's durable state (policies created through the SQL API, jobs).
     public var stateDatabase = "postgres"
+    /// The memory all sessions together may use to hold client messages whole.
+    public var maximumBufferMemory = 256 << 20
     /// A client that has not finished startup and authentication by then is closed (as
     /// PostgreSQL's authentication_timeout).
     public var clientLoginTimeout: Duration = .seconds(60)

@@ -14,6 +14,7 @@ final class ProxyContext: Sendable {
     /// Keeps the server's privileges in line with the policies (nil: not run, as in some tests).
     let backstop: ServerBackstop?
     let builtinFunctions = BuiltinFunctions()
+    let bufferBudget: BufferBudget
 
     var statePolicies: StatePolicies {
         StatePolicies(serviceConnInfo: configuration.serviceConnInfo, database: configuration.stateDatabase)
@@ -26,6 +27,7 @@ final class ProxyContext: Sendable {
     init(configuration: ProxyConfiguration, policies: PolicyStore, backstop: ServerBackstop?, logger: Logger) throws {
         self.policies = policies
         self.backstop = backstop
+        self.bufferBudget = BufferBudget(limit: configuration.maximumBufferMemory)
         self.configuration = configuration
         self.cancelRegistry = CancelRegistry()
         self.sessions = SessionRegistry()

@@ -45,6 +45,8 @@ extension Pgclone {
         var clientLoginTimeout: String?
         @Option(help: "Most client connections at once; more get SQLSTATE 53300 (default: what the descriptor limit allows).")
         var maxClientConn: String?
+        @Option(help: "Megabytes all sessions together may use to hold client messages; a session waits when it is spent (default 256).")
+        var maxBufferMemory: String?
         @Option(help: "Event loop threads (default: one per core).")
         var threads: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default info).")
@@ -61,7 +63,7 @@ extension Pgclone {
                         "listen": listen, "backend": backend, "policies": policies, "admin_roles": adminRoles,
                         "state_database": stateDatabase, "tls_cert": tlsCert, "tls_key": tlsKey, "metrics": metrics,
                         "shutdown_grace": shutdownGrace, "threads": threads, "log_level": logLevel, "mask_secret": maskSecret,
-                        "client_login_timeout": clientLoginTimeout, "max_client_conn": maxClientConn,
+                        "client_login_timeout": clientLoginTimeout, "max_client_conn": maxClientConn, "max_buffer_memory": maxBufferMemory,
                     ],
                     environment: ProcessInfo.processInfo.environment,
                     configFile: config

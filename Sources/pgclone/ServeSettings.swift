@@ -10,7 +10,7 @@ struct ServeSettings {
     static let keys = [
         "listen", "backend", "policies", "admin_roles", "state_database",
         "tls_cert", "tls_key", "metrics", "shutdown_grace", "threads", "log_level", "mask_secret",
-        "client_login_timeout", "max_client_conn",
+        "client_login_timeout", "max_client_conn", "max_buffer_memory",
     ]
 
     private var values: [String: String] = [:]
@@ -96,6 +96,12 @@ struct ServeSettings {
                 throw ConfigurationError("--max-client-conn: expected a number above 0, got \"\(limit)\"")
             }
             configuration.maximumClientConnections = count
+        }
+        if let memory = self["max_buffer_memory"] {
+            guard let megabytes = Int(memory), megabytes > 0 else {
+                throw ConfigurationError("--max-buffer-memory: expected megabytes above 0, got \"\(memory)\"")
+            }
+            configuration.maximumBufferMemory = megabytes << 20
         }
         if let threads = self["threads"] {
             guard let count = Int(threads), (1...256).contains(count) else {

@@ -296,6 +296,27 @@ import Testing
         try await proxy.stop()
     }
 
+    /// Sessions share one budget for holding messages whole: a message larger than all of it
+    /// gets a clear error; messages that do not fit together wait their turn and all complete.
+    @Test func clientMessagesShareOneBufferBudget() async throws {
+        let environment = try TestEnvironment.require()
+        let proxy = try await RunningProxy.start(environment) { $0.maximumBufferMemory = 1 << 20 }
+        let tooLong = try await Shell.run(["psql", "-X", "-At", "-d", environment.throughProxy(proxy.port)],
+                                          input: "SELECT length('" + String(repeating: "x", count: 1_200_000) + "');\n")
+        #expect(tooLong.stderr.contains("larger than pgclone's buffer budget of 1048576 bytes (--max-buffer-memory)"), "\(tooLong.stderr.prefix(300))")
+        // Four sessions with 600 kB statements each: at most one is held at a time; all finish.
+        try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    try await Shell.run(["psql", "-X", "-At", "-d", environment.throughProxy(proxy.port)],
+                                        input: "SELECT length('" + String(repeating: "y", count: 600_000) + "');\n").stdout
+                }
+            }
+            for try await output in group { #expect(output == "600000\n") }
+        }
+        try await proxy.stop()
+    }
+
     @Test func gracefulShutdownClosesIdleSessionsAndLetsTransactionsFinish() async throws {
         let environment = try TestEnvironment.require()
         let proxy = try await RunningProxy.start(environment, grace: .seconds(20))
