@@ -16,7 +16,10 @@ public struct ConnInfo: Sendable, Hashable, CustomStringConvertible, CustomDebug
         guard let options = PQconninfoParse(string, &errorMessage) else {
             var reason = "invalid connection string"
             if let errorMessage {
-                reason = Self.withoutQuotedParts(String(cString: errorMessage).trimmingSuffix("\n"))
+                // The token libpq quotes may be a password (a forgotten "password="): it is shown
+                // only when it looks like a mistyped keyword ("hostx").
+                let message = String(cString: errorMessage).trimmingSuffix("\n")
+                reason = Self.quotedParts(message).allSatisfy(Self.looksLikeKeyword) ? message : Self.withoutQuotedParts(message)
                 PQfreemem(errorMessage)
             }
             throw ConnInfoError(reason: reason)
@@ -75,6 +78,35 @@ public struct ConnInfo: Sendable, Hashable, CustomStringConvertible, CustomDebug
         return out
     }
 
+    /// The quoted fragments of a libpq message.
+    static func quotedParts(_ message: String) -> [String] {
+        message.split(separator: "\"", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) }
+    }
+
+    static let keywords = ["host", "hostaddr", "port", "dbname", "user", "password", "passfile", "connect_timeout", "client_encoding",
+                           "options", "application_name", "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword",
+                           "target_session_attrs", "service", "channel_binding", "gssencmode", "keepalives", "requiressl"]
+
+    /// "=" (libpq quotes it too), or a token within two edits of a conninfo keyword.
+    static func looksLikeKeyword(_ token: String) -> Bool {
+        if token == "=" { return true }
+        let lower = Array(token.lowercased())
+        guard lower.count <= 24, lower.allSatisfy({ $0.isLetter || $0 == "_" }) else { return false }
+        return keywords.contains { editDistance(Array($0), lower) <= 2 }
+    }
+
+    static func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1] + Array(repeating: 0, count: b.count)
+            for (j, y) in b.enumerated() {
+                current[j + 1] = min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+
     static func quote(_ value: String) -> String {
         var out = "'"
         for character in value {
@@ -88,7 +120,7 @@ public struct ConnInfo: Sendable, Hashable, CustomStringConvertible, CustomDebug
 
 public struct ConnInfoError: Error, Hashable, Sendable, CustomStringConvertible {
     public var reason: String
-    public var description: String { "invalid connection string: \(reason)" }
+    public var description: String { reason }
 }
 
 extension String {

@@ -54,7 +54,20 @@ extension Pgclone {
         @Option(help: "Secret for the keyed strategies (pseudonym, fake_name, fake_email, noise); prefer PGCLONE_MASK_SECRET.")
         var maskSecret: String?
 
+        @Flag(help: "Refuse to start when the service role cannot log in to the target (default: warn and start).")
+        var requireBackend = false
+
         func run() async throws {
+            do {
+                try await serve()
+            } catch let error as StartupError {
+                // One line that says what is wrong and where, and a non-zero exit.
+                FileHandle.standardError.write(Data("pgclone: \(error.message)\n".utf8))
+                throw ExitCode.failure
+            }
+        }
+
+        private func serve() async throws {
             let settings: ServeSettings
             let configuration: ProxyConfiguration
             do {
@@ -70,15 +83,17 @@ extension Pgclone {
                 )
                 configuration = try settings.proxyConfiguration()
             } catch let error as ConfigurationError {
-                throw ValidationError(error.message)
+                throw StartupError(error.message)
             }
             if let secret = settings["mask_secret"] {
                 do {
                     try MaskingKey.install(secret)
                 } catch {
-                    throw ValidationError("--mask-secret: \(error.message)")
+                    throw StartupError("--mask-secret: \(error.message)")
                 }
             }
+            try StartupChecks.policiesDirectory(configuration.policiesDirectory)
+            try StartupChecks.tls(certificate: configuration.tlsCertificatePath, key: configuration.tlsKeyPath)
             let level = Logger.Level(rawValue: settings["log_level"] ?? "info") ?? .info
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
@@ -86,14 +101,20 @@ extension Pgclone {
                 return handler
             }
             let logger = Logger(label: "pgclone")
+            try await StartupChecks.serviceConnection(configuration.serviceConnInfo, required: requireBackend, logger: logger)
 
             let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
             let policies = PolicyStore(directory: configuration.policiesDirectory, hasStateSource: true, logger: logger)
             if let error = policies.reload() {
-                throw ValidationError("invalid policy files:\n\(error)")
+                throw StartupError("--policies: \(error.replacingOccurrences(of: "\n", with: "; "))")
             }
             let backstop = ServerBackstop(serviceConnInfo: configuration.serviceConnInfo, policies: policies, logger: logger)
-            let server = try ServerFactory.makeProxy(configuration: configuration, group: group, logger: logger, policies: policies, backstop: backstop)
+            let server: ProxyServer
+            do {
+                server = try ProxyServer(configuration: configuration, group: group, logger: logger, policies: policies, backstop: backstop)
+            } catch {
+                throw StartupError("cannot start the proxy: \(error)")
+            }
             let serviceGroup = ServiceGroup(configuration: .init(
                 services: [
                     .init(service: PolicyReloader(store: policies, state: StatePolicies(serviceConnInfo: configuration.serviceConnInfo, database: configuration.stateDatabase))),
@@ -104,20 +125,24 @@ extension Pgclone {
                 cancellationSignals: [],
                 logger: logger
             ).withGracePeriod(configuration.shutdownGracePeriod))
-            try await serviceGroup.run()
+            do {
+                try await serviceGroup.run()
+            } catch let error as IOError where error.errnoCode == EADDRINUSE {
+                throw StartupError("--listen \(configuration.listenHost):\(configuration.listenPort): address already in use")
+            } catch let error as IOError where error.errnoCode == EADDRNOTAVAIL {
+                throw StartupError("--listen \(configuration.listenHost):\(configuration.listenPort): no such address on this machine")
+            } catch let error as IOError where error.errnoCode == EACCES {
+                throw StartupError("--listen \(configuration.listenHost):\(configuration.listenPort): permission denied")
+            }
             try await group.shutdownGracefully()
         }
     }
 }
 
-enum ServerFactory {
-    static func makeProxy(configuration: ProxyConfiguration, group: MultiThreadedEventLoopGroup, logger: Logger, policies: PolicyStore, backstop: ServerBackstop) throws -> ProxyServer {
-        do {
-            return try ProxyServer(configuration: configuration, group: group, logger: logger, policies: policies, backstop: backstop)
-        } catch {
-            throw ValidationError("cannot start the proxy: \(error)")
-        }
-    }
+/// A reason `pgclone serve` cannot start, as one line.
+struct StartupError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
 }
 
 extension ServiceGroupConfiguration {

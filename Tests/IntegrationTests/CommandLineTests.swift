@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import PQ
 import Testing
 
@@ -39,6 +42,39 @@ import Testing
         #expect(badOptions.stderr.contains("unknown option \"bogus\""), "\(badOptions.stderr)")
     }
 
+    /// Each reason `serve` cannot start is one line that names the option, and exit status 1.
+    @Test func serveStartupErrorsAreOneLineNamingTheOption() async throws {
+        let environment = try TestEnvironment.require()
+        let directory = URL(fileURLWithPath: environment.directory).appendingPathComponent("startup-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        for name in ["a", "b"] {
+            let made = try await Shell.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=\(name)",
+                                            "-keyout", directory.appendingPathComponent("\(name).key").path, "-out", directory.appendingPathComponent("\(name).crt").path])
+            #expect(made.status == 0)
+        }
+        let file = directory.appendingPathComponent("not-a-directory")
+        try "x".write(to: file, atomically: true, encoding: .utf8)
+        let listener = try await ServerBootstrapHelper.occupyPort()
+        defer { listener.close() }
+        let backend = environment.backendConnInfo
+        let wrongPassword = "host=\(environment.host) port=\(environment.targetPort) dbname=postgres user=postgres password=wrong sslmode=disable"
+        let cases: [([String], String)] = [
+            (["--backend", "hostx"], "pgclone: --backend: missing \"=\" after \"hostx\" in connection info string"),
+            (["--backend", backend, "--policies", file.path], "pgclone: --policies: \(file.path) is a file, not a directory"),
+            (["--backend", backend, "--policies", directory.appendingPathComponent("missing").path], "pgclone: --policies: \(directory.appendingPathComponent("missing").path) does not exist"),
+            (["--backend", backend, "--listen", "127.0.0.1:\(listener.port)"], "pgclone: --listen 127.0.0.1:\(listener.port): address already in use"),
+            (["--backend", backend, "--tls-cert", directory.appendingPathComponent("a.crt").path, "--tls-key", directory.appendingPathComponent("b.key").path],
+             "pgclone: --tls-key: does not match --tls-cert"),
+            (["--backend", wrongPassword, "--require-backend"], "pgclone: --backend: the service role cannot log in to the target: connection to server at \"127.0.0.1\", port \(environment.targetPort) failed: FATAL:  password authentication failed for user \"postgres\""),
+        ]
+        for (arguments, expected) in cases {
+            let output = try await Shell.run([Self.binary, "serve", "--log-level", "error"] + arguments, timeout: 30)
+            #expect(output.status == 1, "\(arguments)")
+            #expect(output.stderr == expected + "\n", "\(arguments)")
+            #expect(!output.stderr.contains(environment.password))
+        }
+    }
+
     @Test func serveStopsGracefullyOnSIGTERM() async throws {
         let environment = try TestEnvironment.require()
         let port = Int.random(in: 20000...29999)
@@ -67,5 +103,29 @@ import Testing
         #expect(process.terminationStatus == 0)
         let log = String(decoding: errorPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(!log.contains(environment.password))
+    }
+}
+
+/// A listening socket on a free port, to make another bind fail.
+enum ServerBootstrapHelper {
+    final class Listener: @unchecked Sendable {
+        let fd: Int32
+        let port: Int
+        init(fd: Int32, port: Int) { self.fd = fd; self.port = port }
+        func close() { _ = Glibc.close(fd) }
+    }
+
+    static func occupyPort() async throws -> Listener {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw RawError("could not bind a port") }
+        return Listener(fd: fd, port: Int(UInt16(bigEndian: address.sin_port)))
     }
 }

@@ -44,7 +44,14 @@ import Testing
             Issue.record("expected an error")
         } catch {
             #expect(!"\(error)".contains("hunter2"))
-            #expect("\(error)" == "invalid connection string: missing \"…\" after \"…\" in connection info string")
+            #expect("\(error)" == "missing \"…\" after \"…\" in connection info string")
+        }
+        // A mistyped keyword is shown, so that the operator sees what to fix.
+        do {
+            _ = try ConnInfo(parsing: "hostx")
+            Issue.record("expected an error")
+        } catch {
+            #expect("\(error)" == "missing \"=\" after \"hostx\" in connection info string")
         }
     }
 }

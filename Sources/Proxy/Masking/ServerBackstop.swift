@@ -157,7 +157,7 @@ public final class ServerBackstop: Service, Sendable {
     }
 
     static func describe(_ error: any Error) -> String {
-        if let error = error as? PQError { return error.message }
+        if let error = error as? PQError { return error.message.split(separator: "\n").first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? error.message }
         return "\(error)"
     }
 }

@@ -77,7 +77,8 @@ public struct StatePolicies: Sendable {
 
     /// An error of the state database for logs and policy_status: never a conninfo or password.
     static func describe(_ error: any Error) -> String {
-        if let error = error as? PQError { return error.message.trimmingCharacters(in: .whitespacesAndNewlines) }
+        // libpq's message has a line per address tried: the first says it.
+        if let error = error as? PQError { return error.message.split(separator: "\n").first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? error.message }
         return "\(error)"
     }
 
