@@ -327,6 +327,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     func backendFailed(reason: String) {
         guard machine.phase != .closed, let context else { return }
+        if machine.serverEndedSession {
+            // The server said why it ended the session; a reset after that adds nothing.
+            backendClosed()
+            return
+        }
         switch machine.phase {
         case .connecting:
             closeReason = "could not connect to server"
@@ -363,6 +368,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             }
             return
         }
+        if machine.serverEndedSession {
+            // What the client sends after the server's FATAL goes nowhere, as with a direct
+            // connection whose server has gone.
+            return
+        }
         observeProxyState()
         let now = ContinuousClock.now
         logger.trace("client bytes", metadata: ["bytes": "\(buffer.readableBytes)"])
@@ -385,7 +395,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     /// Goes on with client input held while the proxy's own work ran.
     func resumeClientInput() {
-        guard let backend, let context else { return }
+        guard let backend, let context, !machine.serverEndedSession else { return }
         let now = ContinuousClock.now
         do {
             try clientScanner.resume(

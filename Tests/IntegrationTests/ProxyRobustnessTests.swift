@@ -53,6 +53,40 @@ import Testing
         try await waitFor("the session to close") { proxy.server.sessionCount == 1 }
     }
 
+    /// A session the server terminates gets the server's FATAL and then end of stream, as
+    /// directly: a statement the client sends right after the FATAL does not earn a second
+    /// error from the proxy (psycopg's pool reported "received 2 results from command 'BEGIN'").
+    @Test func terminatedSessionGetsOnlyTheServersFatal() async throws {
+        let environment = try TestEnvironment.require()
+        try await TargetRoles.ensure()
+        let proxy = try await RunningProxy.start(environment)
+        defer { Task { try await proxy.stop() } }
+        let killer = try await PQConnection.connect(environment.directTarget())
+        for attempt in 0..<10 {
+            nonisolated(unsafe) let raw = try RawConnection(port: proxy.port)
+            let login = try raw.startTrusted(user: "auth_trust")
+            let pid = try #require(login.compactMap { if case .backendKeyData(let key) = $0 { key.processID } else { nil } }.first)
+            try await killer.exec("SELECT pg_terminate_backend(\(pid))")
+            let after = try await offPool {
+                let first = try raw.receive()
+                // At once, as a pool's health check does.
+                try? raw.send(.query("BEGIN"))
+                var rest: [BackendMessage] = []
+                // A reset instead of end of stream is fine (the proxy closed with the BEGIN unread,
+                // as PostgreSQL may); another message is not.
+                while let message = try? raw.receive() { rest.append(message) }
+                return (first, rest)
+            }
+            guard case .errorResponse(let fatal)? = after.0 else {
+                Issue.record("attempt \(attempt): expected the server's FATAL, got \(String(describing: after.0))")
+                return
+            }
+            #expect(fatal.sqlState == "57P01" && fatal.severity == "FATAL", "attempt \(attempt): \(fatal)")
+            #expect(after.1 == [], "attempt \(attempt): after the FATAL: \(after.1)")
+        }
+        try await waitFor("the sessions to close") { proxy.server.sessionCount == 0 }
+    }
+
     @Test func portalSuspendedAndFlushWithoutSyncAreRelayed() async throws {
         let environment = try TestEnvironment.require()
         try await TargetRoles.ensure()

@@ -126,6 +126,8 @@ struct SessionStateMachine {
     var adminWaitingForQuiet = false
     private(set) var quiescing = false
     private(set) var clientSentTerminate = false
+    /// The server sent a FATAL (or PANIC) error and is closing the session.
+    private(set) var serverEndedSession = false
     /// The next ErrorResponse stands for a refusal or admin error: drop its PL/pgSQL context.
     var stripNextErrorContext = false
 
@@ -634,7 +636,8 @@ struct SessionStateMachine {
         switch id {
         case .readyForQuery, .parameterStatus:
             return .examine
-        case .errorResponse where stripNextErrorContext || masking.suppressingRows:
+        case .errorResponse:
+            // Always read (errors are rare): a FATAL one means the server is ending the session.
             return .examine
         // (A `where` clause binds to the last pattern of a case only: one pattern per case here.)
         case .parseComplete where !swallowParses.isEmpty || !swallowCloses.isEmpty || tracksParseAnswers:
@@ -658,6 +661,12 @@ struct SessionStateMachine {
 
     mutating func serverMessage(_ frame: MessageFrame, now: ContinuousClock.Instant) throws(WireError) -> FrameScanner.Verdict {
         let message = try BackendMessage.decode(frame)
+        if case .errorResponse(let fields) = message, fields.severity == "FATAL" || fields.severity == "PANIC" {
+            // The server closes after this: what the client sends from now on must not reach a
+            // dead socket (that would add the proxy's own 'lost the connection' error to the
+            // server's one, and a client gets two errors for one statement).
+            serverEndedSession = true
+        }
         if internalQuery != nil { return internalAnswer(message, now: now) }
         switch message {
         case .errorResponse(var fields) where stripNextErrorContext:

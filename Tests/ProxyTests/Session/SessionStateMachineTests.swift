@@ -236,4 +236,12 @@ import Testing
               let frame = try MessageFrame.read(from: &buffer) else { throw Failure("not replaced") }
         #expect(try BackendMessage.decode(frame) == .authentication(.sasl(mechanisms: ["SCRAM-SHA-256"])))
     }
+
+    @Test mutating func aFatalErrorFromTheServerEndsTheSession() throws {
+        var machine = try ready(superuser: true)
+        #expect(try server(&machine, .errorResponse(ErrorFields(severity: .error, sqlState: "42P01", message: "relation does not exist"))) == .relay)
+        #expect(!machine.serverEndedSession)
+        #expect(try server(&machine, .errorResponse(ErrorFields(severity: .fatal, sqlState: "57P01", message: "terminating connection due to administrator command"))) == .relay)
+        #expect(machine.serverEndedSession)
+    }
 }
