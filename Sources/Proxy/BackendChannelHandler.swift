@@ -38,6 +38,11 @@ final class BackendChannelHandler: ChannelDuplexHandler {
         self.context = context
     }
 
+    /// Breaks the handler-context cycle (see ClientChannelHandler.handlerRemoved).
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         guard let client = session, client.machine.phase == .connecting else {
             // The client went away while the server connection was being made: close it now,

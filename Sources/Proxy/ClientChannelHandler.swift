@@ -64,6 +64,16 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         self.context = context
     }
 
+    /// The context holds the handler and the handler its context: the cycle is broken here, or
+    /// every session (its machine, buffers, logger and pipeline) would outlive its connection.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        loginTimer?.cancel()
+        loginTimer = nil
+        backend = nil
+        backendConnector = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         if let peer = context.channel.remoteAddress {
             logger[metadataKey: "peer"] = "\(peer)"

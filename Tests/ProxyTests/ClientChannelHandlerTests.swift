@@ -116,6 +116,23 @@ import Testing
         #expect(try Self.backendMessages(session.client) == [.commandComplete(tag: "SELECT 1"), .readyForQuery(.idle)])
     }
 
+    /// A closed session leaves nothing behind: its handlers (and with them the machine, the
+    /// buffers and the pipeline) are freed, not kept alive by a handler-context cycle.
+    @Test func aClosedSessionFreesItsHandlers() throws {
+        weak var client: ClientChannelHandler?
+        weak var backend: BackendChannelHandler?
+        try {
+            let session = try Self.makeSession()
+            try Self.open(session)
+            client = session.handler
+            backend = try session.backend.pipeline.syncOperations.handler(type: BackendChannelHandler.self)
+            _ = try session.client.finish()
+            _ = try? session.backend.finish()
+        }()
+        #expect(client == nil, "the client handler outlived its connection")
+        #expect(backend == nil, "the server connection's handler outlived it")
+    }
+
     /// The client is read only while its server connection can take more.
     @Test func readsFromTheClientWaitForTheServersWritability() throws {
         let session = try Self.makeSession()
