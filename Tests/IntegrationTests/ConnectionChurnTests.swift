@@ -1,0 +1,94 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import PostgresWire
+import Testing
+
+/// The proxy as a separate process, churned with 20,000 connections closed in every way a
+/// client closes them: its resident memory must not grow with the number of connections served.
+@Suite struct ConnectionChurnTests {
+    /// One way a client comes and goes.
+    enum Cycle: CaseIterable {
+        /// Startup, a query, Terminate.
+        case session
+        /// Startup and a query, then the socket closes without Terminate.
+        case abandonedSession
+        /// SSLRequest, the 'N', then close.
+        case sslRequestOnly
+        /// Connect and close without a byte.
+        case silent
+        /// Half a startup packet, then close.
+        case truncatedStartup
+
+        func run(port: Int) throws {
+            let raw = try RawConnection(port: port)
+            switch self {
+            case .session, .abandonedSession:
+                let login = try raw.startTrusted(user: "auth_trust")
+                guard login.last == .readyForQuery(.idle) else { throw RawError("login: \(login)") }
+                try raw.send(.query("SELECT 1"))
+                _ = try raw.receive(until: .readyForQuery)
+                if self == .session { try raw.send(.terminate) }
+            case .sslRequestOnly:
+                try raw.send(StartupPacket.sslRequest)
+                guard let answer = try raw.receiveBytes(), answer.readableBytesView.first == UInt8(ascii: "N") else { throw RawError("no 'N'") }
+            case .silent:
+                break
+            case .truncatedStartup:
+                var packet = ByteBuffer()
+                StartupPacket.startup(protocolVersion: .v3_0, parameters: [("user", "auth_trust")]).encode(into: &packet)
+                try raw.send(packet.getSlice(at: 0, length: 6)!)
+            }
+        }
+    }
+
+    static func residentKilobytes(_ pid: Int32) throws -> Int {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let value = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap({ Int($0) }) else {
+            throw RawError("no VmRSS for \(pid)")
+        }
+        return value
+    }
+
+    /// Runs `count` cycles on `workers` threads, the kinds in turn.
+    static func churn(port: Int, count: Int, workers: Int = 4) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<workers {
+                group.addTask {
+                    try await offPool {
+                        for index in stride(from: worker, to: count, by: workers) {
+                            try Cycle.allCases[index % Cycle.allCases.count].run(port: port)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    @Test(.timeLimit(.minutes(5))) func residentMemoryStaysFlatOver20000Connections() async throws {
+        let environment = try TestEnvironment.require()
+        try await TargetRoles.ensure()
+        let port = Int.random(in: 30000...39999)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
+        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--log-level", "error", "--backend", environment.backendConnInfo]
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        try await waitFor("the proxy to accept connections") { (try? Cycle.silent.run(port: port)) != nil }
+
+        try await Self.churn(port: port, count: 1_000)
+        try await Task.sleep(for: .milliseconds(500))
+        let after1000 = try Self.residentKilobytes(process.processIdentifier)
+        try await Self.churn(port: port, count: 19_000)
+        try await Task.sleep(for: .milliseconds(500))
+        let after20000 = try Self.residentKilobytes(process.processIdentifier)
+        print("pgclone RSS after 1,000 connections: \(after1000) kB; after 20,000: \(after20000) kB")
+        #expect(after20000 - after1000 < 2_048, "RSS grew from \(after1000) kB to \(after20000) kB")
+    }
+}
