@@ -36,10 +36,46 @@ public struct PrivilegeReconciler: Sendable {
     /// The advisory lock every proxy takes around a run on a database.
     static let lockKey = 7_270_747
 
-    let connection: PQConnection
+    /// Which policy sources this proxy speaks for. Several proxies with different policy files
+    /// may front one server: each gives back only what its own sources' policies took, never
+    /// what another proxy's policies did (which would unmask that proxy's tables).
+    public struct Ownership: Sendable, Hashable {
+        /// The identity of this proxy's policy files (`files:<host>:<directory>`), if it has any.
+        public var files: String?
+        /// Whether it reads the state database's policies (shared by every proxy that does).
+        public var readsState: Bool
+        /// The server's clock at this proxy's last read of the state database: a relation claimed
+        /// for a state policy after that may be under a policy this proxy has not read yet.
+        public var stateReadAt: String?
 
-    public init(connection: PQConnection) {
+        public static let stateOwner = "state"
+
+        public init(files: String?, readsState: Bool, stateReadAt: String?) {
+            self.files = files
+            self.readsState = readsState
+            self.stateReadAt = stateReadAt
+        }
+
+        /// The owner recorded for what `policy` changes.
+        func owner(of policy: TablePolicy) -> String {
+            policy.source == "state database" ? Self.stateOwner : (files ?? "files")
+        }
+
+        /// Whether this proxy may give back what `owner` claimed (at a time before its last
+        /// read of the state database, for state policies).
+        func mayGiveBack(claimedBy owner: String, claimedBeforeStateRead: Bool) -> Bool {
+            if owner == Self.stateOwner { return readsState && (claimedBeforeStateRead || stateReadAt == nil) }
+            return owner == (files ?? "files")
+        }
+    }
+
+    let connection: PQConnection
+    let ownership: Ownership
+
+    /// `ownership` nil: this proxy speaks for every source (one proxy per server).
+    public init(connection: PQConnection, ownership: Ownership? = nil) {
         self.connection = connection
+        self.ownership = ownership ?? Ownership(files: nil, readsState: true, stateReadAt: nil)
     }
 
     /// Brings the database in line with `policies` (those for other databases are ignored by
@@ -90,9 +126,12 @@ public struct PrivilegeReconciler: Sendable {
         let service = Service(oid: serviceRow.string(0, 0) ?? "0", name: serviceRow.string(0, 1) ?? "",
                               isSuperuser: serviceRow.string(0, 2) == "t", bypassesRLS: serviceRow.string(0, 3) == "t")
         let targets = try await findTargets(policies)
-        let hasInfrastructure = try await connection.exec("SELECT pg_catalog.to_regclass('pgclone_masked._changes') IS NOT NULL").string(0, 0) == "t"
+        let infrastructure = try await connection.exec("""
+            SELECT pg_catalog.to_regclass('pgclone_masked._changes') IS NOT NULL, pg_catalog.to_regclass('pgclone_masked._owners') IS NOT NULL
+            """)
+        let hasInfrastructure = infrastructure.string(0, 0) == "t"
         guard !targets.isEmpty || hasInfrastructure else { return [] }
-        if !hasInfrastructure { try await createInfrastructure() }
+        if !hasInfrastructure || infrastructure.string(0, 1) != "t" { try await createInfrastructure() }
         try await storeKey(needed: targets.contains { target in policies[target.policyIndex].columns.contains { $0.strategy.isKeyed } })
 
         var maskedRoles: [Int: [String]] = [:]
@@ -110,6 +149,8 @@ public struct PrivilegeReconciler: Sendable {
             } else {
                 relation.changes = try await enforce(target, policy: policy, masked: masked)
                 relation.enforced = true
+                // (After enforcing: rebuilding a view gives back first, which drops the claim.)
+                try await claim(target.oid, for: ownership.owner(of: policy))
             }
             outcome.append(relation)
         }
@@ -130,6 +171,7 @@ public struct PrivilegeReconciler: Sendable {
             } else {
                 relation.changes = try await enforceView(view, masked: masked)
                 relation.enforced = true
+                try await claim(view.oid, for: ownership.owner(of: policies[view.policyIndices[0]]))
             }
             outcome.append(relation)
         }
@@ -144,10 +186,29 @@ public struct PrivilegeReconciler: Sendable {
             JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) d.refobjid AND t.relnamespace OPERATOR(pg_catalog.<>) v.relnamespace
             WHERE v.relnamespace OPERATOR(pg_catalog.=) 'pgclone_masked'::pg_catalog.regnamespace
             """).strings.compactMap { $0 }
+        // Only what this proxy's own sources claimed: another proxy's policies are its own to drop.
+        let owners = try await connection.query("""
+            SELECT relid::pg_catalog.text, owner, COALESCE(claimed_at OPERATOR(pg_catalog.<) $1::pg_catalog.timestamptz, false)
+            FROM pgclone_masked._owners
+            """, [ownership.stateReadAt])
+        var claims: [String: (owner: String, beforeStateRead: Bool)] = [:]
+        for row in owners.rows.indices {
+            claims[owners.string(row, 0) ?? ""] = (owners.string(row, 1) ?? "", owners.string(row, 2) == "t")
+        }
         for oid in Set(recorded + viewed).subtracting(kept).sorted() {
+            if let claim = claims[oid], !ownership.mayGiveBack(claimedBy: claim.owner, claimedBeforeStateRead: claim.beforeStateRead) { continue }
             _ = try await restore(UInt32(oid) ?? 0)
         }
         return outcome
+    }
+
+    /// Records which policy source looks after a relation (the time stays while the owner does).
+    private func claim(_ oid: UInt32, for owner: String) async throws {
+        try await connection.query("""
+            INSERT INTO pgclone_masked._owners AS o (relid, owner) VALUES ($1::pg_catalog.oid, $2)
+            ON CONFLICT (relid) DO UPDATE SET owner = excluded.owner, claimed_at = pg_catalog.clock_timestamp()
+            WHERE o.owner OPERATOR(pg_catalog.<>) excluded.owner
+            """, [String(oid), owner])
     }
 
     /// The policy tables that exist here, with their partitions and inheritance children.
@@ -284,6 +345,27 @@ public struct PrivilegeReconciler: Sendable {
             changes.append("mask view created")
         }
         let viewNames = views.map { MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: $0.only) }
+
+        // A REVOKE made since (of the table, which takes the column grants pgclone made in its
+        // place too) takes away what the mask view stood in for: the grantee loses the view as
+        // well, and what pgclone recorded for it (dropping the policy must not give it back).
+        let withdrawn = try await connection.query("""
+            SELECT DISTINCT c.grantee::pg_catalog.text FROM pgclone_masked._changes c
+            WHERE c.relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND c.action OPERATOR(pg_catalog.=) 'added' AND c.column_name IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) a
+                              WHERE att.attrelid OPERATOR(pg_catalog.=) c.relid AND att.attname::pg_catalog.text OPERATOR(pg_catalog.=) c.column_name
+                                AND a.grantee OPERATOR(pg_catalog.=) c.grantee AND a.privilege_type OPERATOR(pg_catalog.=) c.privilege)
+            """, [String(target.oid)]).strings.compactMap { $0 }
+        for grantee in withdrawn {
+            let granteeName = try await roleName(grantee)
+            let exists = try await connection.query("SELECT $1::pg_catalog.oid OPERATOR(pg_catalog.=) 0 OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid)", [grantee]).string(0, 0) == "t"
+            if exists {
+                for view in viewNames { try await connection.exec("REVOKE SELECT ON \(view) FROM \(granteeName)") }
+            }
+            try await connection.query("DELETE FROM pgclone_masked._changes WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND grantee OPERATOR(pg_catalog.=) $2::pg_catalog.oid",
+                                       [String(target.oid), grantee])
+            changes.append("\(granteeName) lost its grants on the table: its mask view grant withdrawn")
+        }
 
         // Entries that let a masked role read a sensitive column.
         let leaky = try await connection.query("""
@@ -537,6 +619,7 @@ public struct PrivilegeReconciler: Sendable {
             }
         }
         try await connection.query("DELETE FROM pgclone_masked._changes WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid", [String(oid)])
+        try await connection.query("DELETE FROM pgclone_masked._owners WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid", [String(oid)])
         let views = try await connection.query("""
             SELECT DISTINCT pg_catalog.format('%I.%I', 'pgclone_masked', v.relname) FROM pg_catalog.pg_class v
             JOIN pg_catalog.pg_rewrite r ON r.ev_class OPERATOR(pg_catalog.=) v.oid
@@ -574,6 +657,13 @@ public struct PrivilegeReconciler: Sendable {
             CREATE TABLE IF NOT EXISTS pgclone_masked._key (inner_pad bytea NOT NULL, outer_pad bytea NOT NULL);
             COMMENT ON TABLE pgclone_masked._key IS 'pgclone: HMAC pads of keyed mask strategies, read only by the owner of the mask views';
             REVOKE ALL ON pgclone_masked._key FROM PUBLIC;
+            CREATE TABLE IF NOT EXISTS pgclone_masked._owners (
+                relid oid PRIMARY KEY,
+                owner text NOT NULL,
+                claimed_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+            );
+            COMMENT ON TABLE pgclone_masked._owners IS 'pgclone: which policy source (one proxy''s policy files, or the state database) looks after each relation';
+            REVOKE ALL ON pgclone_masked._owners FROM PUBLIC;
             """)
     }
 

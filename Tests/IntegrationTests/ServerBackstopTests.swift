@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Masking
 import PQ
 import Proxy
@@ -177,6 +178,63 @@ import Testing
             #expect(try await admin.exec("SELECT count(*) FROM pg_class WHERE relnamespace = 'pgclone_masked'::regnamespace AND relkind = 'v'").string(0, 0) == "0")
             #expect(try await admin.exec("SELECT count(*) FROM pgclone_masked._changes").string(0, 0) == "0")
             #expect(try await masked.exec("SELECT ssn FROM sec.emp WHERE id = 1").string(0, 0) == "CANARY-SSN-5e1a-1")
+        }
+    }
+
+    /// An administrator's REVOKE of the table from a masked role (after pgclone converted its
+    /// grant) takes the mask view away too: the role reads nothing of the table any more, and
+    /// dropping the policy does not give the revoked grant back.
+    @Test func aLaterRevokeTakesTheMaskViewAwayToo() async throws {
+        try await withBackstop { setup in
+            let admin = try await setup.direct()
+            try await admin.exec("GRANT SELECT ON sec.emp TO \(setup.role("bs_cols"))")
+            let backstop = try #require(setup.proxy.backstop)
+            await backstop.reconcile(database: setup.database)
+            let cols = try await setup.throughProxy(setup.role("bs_cols"))
+            #expect(try await cols.exec("SELECT email FROM sec.emp WHERE id = 1").string(0, 0) == "C***@example.com")
+            try await admin.exec("REVOKE SELECT ON sec.emp FROM \(setup.role("bs_cols"))")
+            await backstop.reconcile(database: setup.database)
+            let view = try await admin.exec("SELECT pg_catalog.quote_ident(relname) FROM pg_class WHERE relnamespace = 'pgclone_masked'::regnamespace AND relkind = 'v'").string(0, 0) ?? ""
+            let direct = try await setup.direct(setup.role("bs_cols"))
+            await expectRefused(direct, "SELECT id FROM pgclone_masked.\(view)")
+            await expectRefused(direct, "SELECT id FROM sec.emp")
+            let fresh = try await setup.throughProxy(setup.role("bs_cols"))
+            await expectRefused(fresh, "SELECT id FROM sec.emp")
+            try await setup.writePolicies("policies: []\n")
+            await expectRefused(direct, "SELECT id FROM sec.emp")
+        }
+    }
+
+    /// Another proxy in front of the same server, with policy files of its own (or none), gives
+    /// back nothing this proxy's policies took: a proxy with an empty policy directory does not
+    /// unmask the tables another one masks.
+    @Test func anotherProxysBackstopLeavesThisOnesWorkAlone() async throws {
+        try await withBackstop { setup in
+            let before = try await privileges(setup)
+            let admin = try await setup.direct()
+            let views = "SELECT count(*) FROM pg_class WHERE relnamespace = 'pgclone_masked'::regnamespace AND relkind = 'v'"
+            #expect(try await admin.exec(views).string(0, 0) == "1")
+            var logger = Logger(label: "other")
+            logger.logLevel = .critical
+            let otherDirectory = URL(fileURLWithPath: setup.environment.directory).appendingPathComponent("other-\(setup.suffix)")
+            try FileManager.default.createDirectory(at: otherDirectory, withIntermediateDirectories: true)
+            try "policies: []\n".write(to: otherDirectory.appendingPathComponent("p.yaml"), atomically: true, encoding: .utf8)
+            for directory in [otherDirectory.path, nil] {
+                let store = PolicyStore(directory: directory, logger: logger)
+                store.reload()
+                let other = ServerBackstop(serviceConnInfo: try ConnInfo(parsing: setup.environment.directTarget()), policies: store, logger: logger,
+                                           databases: [setup.database])
+                let state = await other.reconcile(database: setup.database)
+                #expect(state.error == nil, "\(state.error ?? "")")
+                #expect(try await privileges(setup) == before, "the other proxy (\(directory ?? "no policy files")) changed privileges")
+                #expect(try await admin.exec(views).string(0, 0) == "1")
+            }
+            let masked = try await setup.direct(setup.role("bs_masked"))
+            await expectRefused(masked, "SELECT ssn FROM sec.emp")
+            // This proxy's own policy going still gives everything back.
+            try await setup.writePolicies("policies: []\n")
+            #expect(try await admin.exec(views).string(0, 0) == "0")
+            #expect(try await admin.exec("SELECT count(*) FROM pgclone_masked._owners").string(0, 0) == "0")
         }
     }
 

@@ -15,6 +15,8 @@ public final class PolicyStore: Sendable {
         public var stateError: String?
         /// Whether the state database's policies have been read at least once.
         public var stateLoaded = false
+        /// The server's clock at the last good read of the state database's policies.
+        public var stateReadAt: String?
         /// The last good policies from files and from the state database, merged into `policies`.
         var filePolicies: [TablePolicy] = []
         var statePolicies: [TablePolicy] = []
@@ -85,10 +87,11 @@ public final class PolicyStore: Sendable {
     }
 
     /// Installs the policies read from the state database (create_masking_policy).
-    public func setStatePolicies(_ policies: [TablePolicy]) {
+    public func setStatePolicies(_ snapshot: StatePolicies.Snapshot) {
         let (changed, recovered) = state.withLockedValue { status -> (Bool, Bool) in
             let recovered = status.stateError != nil
-            status.statePolicies = policies
+            status.statePolicies = snapshot.policies
+            status.stateReadAt = snapshot.readAt
             status.stateLoaded = true
             status.stateError = nil
             return (Self.merge(&status), recovered)

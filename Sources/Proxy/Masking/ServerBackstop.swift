@@ -126,7 +126,7 @@ public final class ServerBackstop: Service, Sendable {
         var state = DatabaseState(relations: [], error: nil, policyVersion: policySet.version, checkedAt: Date())
         do {
             let connection = try await connect(to: database)
-            state.relations = try await PrivilegeReconciler(connection: connection).reconcile(applicable)
+            state.relations = try await PrivilegeReconciler(connection: connection, ownership: ownership).reconcile(applicable)
             for relation in state.relations where !relation.changes.isEmpty {
                 logger.info("server backstop changed privileges", metadata: [
                     "database": "\(database)", "table": "\(relation.schema).\(relation.name)", "changes": "\(relation.changes)"])
@@ -148,6 +148,17 @@ public final class ServerBackstop: Service, Sendable {
         states.withLockedValue { $0[database] = state }
         return state
     }
+
+    /// The policy sources this proxy speaks for: its own policy directory (named with the host,
+    /// so that proxies on other machines with the same path are told apart) and the state database.
+    var ownership: PrivilegeReconciler.Ownership {
+        PrivilegeReconciler.Ownership(
+            files: policies.directory.map { "files:\(Self.hostName):\(URL(fileURLWithPath: $0).standardizedFileURL.path)" },
+            readsState: policies.hasStateSource,
+            stateReadAt: policies.status.stateReadAt)
+    }
+
+    static let hostName = ProcessInfo.processInfo.hostName
 
     private func connect(to database: String?) async throws -> PQConnection {
         var info = serviceConnInfo

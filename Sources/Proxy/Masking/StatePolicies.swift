@@ -45,15 +45,24 @@ public struct StatePolicies: Sendable {
         return connection
     }
 
+    /// The stored policies, and when (by the server's clock) they were read.
+    public struct Snapshot: Sendable {
+        public var policies: [TablePolicy]
+        /// The server's now() at the read: a mask view claimed for a state policy after this
+        /// may belong to a policy this read has not seen yet.
+        public var readAt: String
+    }
+
     /// Reads every stored policy; a missing table means none.
-    public func load() async throws -> [TablePolicy] {
+    public func load() async throws -> Snapshot {
         try await load(on: try await connect())
     }
 
     /// The same on an open connection to the state database (the reloader keeps one).
-    func load(on connection: PQConnection) async throws -> [TablePolicy] {
-        let exists = try await connection.exec("SELECT pg_catalog.to_regclass('pgclone.masking_policies') IS NOT NULL")
-        guard exists.string(0, 0) == "t" else { return [] }
+    func load(on connection: PQConnection) async throws -> Snapshot {
+        let exists = try await connection.exec("SELECT pg_catalog.to_regclass('pgclone.masking_policies') IS NOT NULL, pg_catalog.clock_timestamp()::pg_catalog.text")
+        let readAt = exists.string(0, 1) ?? ""
+        guard exists.string(0, 0) == "t" else { return Snapshot(policies: [], readAt: readAt) }
         let rows = try await connection.exec("""
             SELECT database_name, schema_name, table_name, mask::text, unmasked_roles::text FROM pgclone.masking_policies
             ORDER BY database_name, schema_name, table_name
@@ -72,7 +81,7 @@ public struct StatePolicies: Sendable {
                 columns: columns.map { TablePolicy.Column(name: $0.column, strategy: $0.strategy) },
                 source: "state database", database: rows.string(row, 0)!))
         }
-        return policies
+        return Snapshot(policies: policies, readAt: readAt)
     }
 
     /// An error of the state database for logs and policy_status: never a conninfo or password.
