@@ -72,15 +72,25 @@ import Testing
     @Test(.timeLimit(.minutes(5))) func residentMemoryStaysFlatOver20000Connections() async throws {
         let environment = try TestEnvironment.require()
         try await TargetRoles.ensure()
-        let port = Int.random(in: 30000...39999)
+        // A port the kernel just handed out (and was let go): a random one could be a client
+        // port of the churn itself, still in TIME_WAIT.
+        let probe = try await ServerBootstrapHelper.occupyPort()
+        let port = probe.port
+        probe.close()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
         process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--log-level", "error", "--backend", environment.backendConnInfo]
-        process.standardError = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         defer { if process.isRunning { process.terminate() } }
-        try await waitFor("the proxy to accept connections") { (try? Cycle.silent.run(port: port)) != nil }
+        try await waitFor("the proxy to accept connections") {
+            guard process.isRunning else {
+                throw RawError("the proxy exited: \(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))")
+            }
+            return (try? Cycle.silent.run(port: port)) != nil
+        }
 
         try await Self.churn(port: port, count: 1_000)
         try await Task.sleep(for: .milliseconds(500))
