@@ -28,6 +28,10 @@ public struct MaskingContext: Sendable, Hashable {
         public var hasChildren = false
         /// How reads of the table are masked.
         public var reads = Reads.inline
+        /// The server itself refuses the session's roles the sensitive columns: neither the
+        /// current role nor any role the login (or current) role can become holds SELECT or
+        /// REFERENCES on one, as the server answered when the context was read.
+        public var serverDenies = false
 
         public enum Reads: Sendable, Hashable {
             /// The server backs the policy up: reads go to pgclone's mask views (the second for `ONLY`).
@@ -93,9 +97,15 @@ public struct MaskingContext: Sendable, Hashable {
 
     public var isMasked: Bool { !tables.isEmpty }
 
-    /// Some masked table is protected by the rewrite alone (no current mask view): there, a
-    /// function that is not built in could read real values as the caller.
-    public var reliesOnRewriteAlone: Bool { tables.contains { table in if case .views = table.reads { false } else { true } } }
+    /// Some masked table is protected by the rewrite alone (no current mask view, or the server
+    /// would let the session read a sensitive column): there, whatever pgclone cannot read could
+    /// read real values. When no table is, the server refuses every read the rewrite misses.
+    public var reliesOnRewriteAlone: Bool {
+        tables.contains { table in
+            guard case .views = table.reads else { return true }
+            return !table.serverDenies
+        }
+    }
 
     /// The ancestor of a misplaced policy's table that a RangeVar names, if any.
     func misplacedAncestor(schema: String?, name: String) -> Misplaced? {
@@ -219,7 +229,14 @@ public struct MaskingContext: Sendable, Hashable {
                    COALESCE(pg_catalog.to_regclass(pg_catalog.quote_ident(c.relname)) OPERATOR(pg_catalog.=) m.reloid, false)::pg_catalog.text
                      OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) c.relkind::pg_catalog.text
                      OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) c.relhassubclass::pg_catalog.text
-                     OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) m.applies::pg_catalog.text,
+                     OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) m.applies::pg_catalog.text
+                     -- Whether the server refuses the sensitive columns to every role the session can be.
+                     OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) (NOT EXISTS (
+                       SELECT 1 FROM pg_catalog.pg_attribute a JOIN p ON p.i OPERATOR(pg_catalog.=) m.i, pg_catalog.pg_roles r
+                       WHERE a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+                         AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (p.sens)
+                         AND (pg_catalog.pg_has_role(pg_catalog.current_user(), r.oid, 'MEMBER') OR pg_catalog.pg_has_role(pg_catalog.session_user(), r.oid, 'MEMBER'))
+                         AND pg_catalog.has_column_privilege(r.oid, m.reloid, a.attnum, 'SELECT, REFERENCES')))::pg_catalog.text,
                    n.nspname::pg_catalog.text, c.relname::pg_catalog.text
             FROM m JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) m.reloid JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
             UNION ALL
@@ -297,11 +314,12 @@ public struct MaskingContext: Sendable, Hashable {
             case "table":
                 guard let index = row[1].flatMap(Int.init), index < policies.policies.count, let oid = row[2].flatMap(UInt32.init),
                       let schema = row[4], let name = row[5] else { continue }
-                // "true:r:false": resolves unqualified, relkind, has children.
+                // "true:r:false:true:true": resolves unqualified, relkind, has children, applies, server denies.
                 let flags = (row[3] ?? "").split(separator: ":").map(String.init)
                 var table = Table(oid: oid, schema: schema, name: name, resolvesUnqualified: flags.first == "true",
                                   columns: tables[oid]?.columns ?? [], isPartitioned: flags.count > 1 && flags[1] == "p")
                 table.hasChildren = flags.count > 2 && flags[2] == "true"
+                table.serverDenies = flags.count > 4 && flags[4] == "true"
                 tables[oid] = table
                 policyOf[oid] = index
                 if flags.count > 3 && flags[3] == "true" { applying.insert(oid) }

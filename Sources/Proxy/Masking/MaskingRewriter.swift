@@ -36,6 +36,24 @@ public struct MaskingRewriter: Sendable {
         "CopyStmt", "ExplainStmt", "ListenStmt", "UnlistenStmt", "NotifyStmt", "DiscardStmt", "CheckPointStmt",
     ]
 
+    /// Statements that define, change or drop objects, or maintain tables, and read no rows when
+    /// they run: a masked session may run them whatever backs its policies (the walk still checks
+    /// the functions and operators they name, foreign keys to masked tables, and the queries of
+    /// views and CREATE TABLE AS, which are rewritten). Statements not here (DO, CALL, triggers,
+    /// rules, row security policies, casts, extensions, foreign data...) run code or read data in
+    /// ways the proxy cannot follow: only where the server backs up every masked table.
+    static let definitionStatements: Set<String> = [
+        "CreateStmt", "DropStmt", "CreateSchemaStmt", "CompositeTypeStmt", "CreateEnumStmt", "AlterEnumStmt", "CreateRangeStmt",
+        "CreateDomainStmt", "AlterDomainStmt", "CreateSeqStmt", "AlterSeqStmt", "AlterTableStmt", "IndexStmt", "RenameStmt",
+        "AlterObjectSchemaStmt", "AlterOwnerStmt", "CommentStmt", "TruncateStmt", "VacuumStmt", "LockStmt", "ReindexStmt", "ClusterStmt",
+        "AlterRoleStmt", "AlterRoleSetStmt", "CreateFunctionStmt", "AlterFunctionStmt", "GrantStmt", "AlterDefaultPrivilegesStmt",
+        "ViewStmt", "CreateTableAsStmt", "RefreshMatViewStmt", "CreateStatsStmt", "AlterStatsStmt", "ConstraintsSetStmt",
+        "DropOwnedStmt", "ReassignOwnedStmt", "CreatedbStmt", "DropdbStmt", "AlterTableMoveAllStmt", "AlterCollationStmt",
+    ]
+
+    /// Statements that only read what they name (rewritten like any read) or change settings.
+    static func isRead(_ kind: String) -> Bool { allowedStatements.contains(kind) }
+
     /// Catalog views that show column values (planner statistics) of tables the role may read.
     static let valueRevealingRelations: Set<String> = ["pg_stats", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic", "pg_statistic_ext_data"]
 
@@ -102,6 +120,15 @@ public struct MaskingRewriter: Sendable {
         do {
             statements = try PostgresParser.parse(sql)
         } catch {
+            if !context.reliesOnRewriteAlone {
+                // The server refuses the sensitive columns to this session whatever the text does:
+                // it goes as written (a syntax error gets the server's own error and position),
+                // and anything may have changed after it.
+                return Analysis(plan: .unchanged(unknownFunction: nil), effects: .all, effectsBeforeLast: .all)
+            }
+            if error.position > 0 || error.message.hasPrefix("syntax error") {
+                return Analysis(plan: .refused(AdminError("42601", error.message)))
+            }
             return Analysis(plan: .refused(AdminError("42501", "pgclone: this statement could not be parsed, and a masked role may only run statements pgclone can read: \(error.message)")))
         }
         var walker = Walker(context: context, builtinFunctions: builtinFunctions, lexer: SQLLexer(bytes: bytes))
@@ -114,11 +141,14 @@ public struct MaskingRewriter: Sendable {
             case "DeallocateStmt": analysis.uses.append(.deallocate(body["name"]?.string))
             default: break
             }
-            guard Self.allowedStatements.contains(kind) else {
-                return Analysis(plan: .refused(AdminError("42501", "pgclone: \(Self.describe(kind)) is not allowed for role \"\(context.role)\", which is masked by a policy")))
-            }
             walker.changesSession = false
-            walker.statement(kind, body)
+            if Self.allowedStatements.contains(kind) {
+                walker.statement(kind, body)
+            } else if Self.definitionStatements.contains(kind) || !context.reliesOnRewriteAlone {
+                walker.definition(kind, body)
+            } else {
+                return Analysis(plan: .refused(AdminError("42501", "pgclone: \(Self.describe(kind)) is not allowed for role \"\(context.role)\", which is masked by a policy that the server does not back up here (see pgclone.policy_status())")))
+            }
             if let refusal = walker.refusal { return Analysis(plan: .refused(refusal)) }
             var effects = Self.effects(kind, body)
             if walker.changesSession { effects.formUnion(.all) }
@@ -153,7 +183,14 @@ public struct MaskingRewriter: Sendable {
             case "client_encoding", "standard_conforming_strings": return .reading
             default: return []
             }
-        case "DiscardStmt":
+        case "SelectStmt" where body["intoClause"] != nil:
+            return .names
+        case "DiscardStmt", "DoStmt", "CallStmt":
+            return .all
+        case _ where definitionStatements.contains(kind):
+            // Objects may have been made, dropped, renamed or granted: names may resolve elsewhere.
+            return .names
+        case _ where !allowedStatements.contains(kind):
             return .all
         case "TransactionStmt":
             switch body["kind"]?.string ?? "" {
@@ -259,9 +296,11 @@ public struct MaskingRewriter: Sendable {
                 }
                 walk(body, ctes: ctes, skipKeys: ["relation"])
             case "CreateTableAsStmt":
-                refuse("CREATE TABLE AS is not allowed")
+                // Nested (EXPLAIN, PREPARE): the query is read like any other.
+                if let query = body["query"] { walk(query, ctes: ctes) }
             case "SelectStmt" where body["intoClause"] != nil:
-                refuse("SELECT INTO (which creates a table) is not allowed")
+                // SELECT ... INTO t: t is the table made, not read; the rest is a read.
+                walk(body, ctes: ctes, skipKeys: ["intoClause"])
             case "CopyStmt":
                 copy(body)
             case "ExplainStmt":
@@ -272,6 +311,74 @@ public struct MaskingRewriter: Sendable {
                 walk(body, ctes: ctes)
             default:
                 walk(body, ctes: ctes)
+            }
+        }
+
+        /// Statements that are not reads: the names they define, change or drop are left alone
+        /// (they are not reads); the queries inside them (a view's, CREATE TABLE AS's, a rule's,
+        /// a function's SQL body) are reads, walked as such; the functions and operators named in
+        /// expressions (defaults, checks, index expressions) meet the same allow-list as in a read.
+        mutating func definition(_ kind: String, _ body: JSONNode) {
+            switch kind {
+            case "ViewStmt":
+                if let query = body["query"] { walk(query, ctes: []) }
+            case "CreateTableAsStmt":
+                if let query = body["query"] { walk(query, ctes: []) }
+            case "CreateSchemaStmt":
+                for element in body["schemaElts"]?.array ?? [] {
+                    guard let (kind, inner) = element.tagged else { continue }
+                    if MaskingRewriter.allowedStatements.contains(kind) {
+                        statement(kind, inner)
+                    } else if MaskingRewriter.definitionStatements.contains(kind) || !context.reliesOnRewriteAlone {
+                        definition(kind, inner)
+                    } else {
+                        refuse("\(MaskingRewriter.describe(kind)) is not allowed")
+                    }
+                }
+            case "CreateRangeStmt" where context.reliesOnRewriteAlone:
+                // Their support functions would run, unseen, in index and range operations.
+                for parameter in body["params"]?.array ?? [] {
+                    let name = parameter["DefElem"]?["defname"]?.string ?? ""
+                    if name == "canonical" || name == "subtype_diff" {
+                        refuse("CREATE TYPE ... AS RANGE with a \(name) function is not allowed")
+                        return
+                    }
+                }
+            default:
+                definitionWalk(body)
+            }
+        }
+
+        /// Walks a definition: queries in it are reads; expressions meet the allow-lists.
+        mutating func definitionWalk(_ node: JSONNode) {
+            guard refusal == nil else { return }
+            switch node {
+            case .array(let items):
+                for item in items { definitionWalk(item) }
+            case .object(let fields):
+                if let (kind, body) = node.tagged, fields.count == 1 {
+                    if kind == "SelectStmt" || Self.writes.contains(kind) {
+                        statement(kind, body)
+                        return
+                    }
+                    if kind == "Constraint", context.reliesOnRewriteAlone, let referenced = body["pktable"], let table = masked(referenced["RangeVar"] ?? referenced) {
+                        // Inserting into the referencing table would tell which values exist.
+                        refuse("a foreign key to masked table \(table.schema).\(table.name) is not allowed")
+                        return
+                    }
+                }
+                if let call = fields["FuncCall"] {
+                    let parts = call["funcname"]?.array.compactMap { $0["String"]?["sval"]?.string } ?? []
+                    function(parts, arguments: call["args"]?.array.count ?? 0)
+                    if refusal != nil { return }
+                }
+                if let expression = fields["A_Expr"] {
+                    operatorCall(expression["name"]?.array.last?["String"]?["sval"]?.string ?? "")
+                    if refusal != nil { return }
+                }
+                for (_, value) in fields { definitionWalk(value) }
+            default:
+                break
             }
         }
 
@@ -317,7 +424,8 @@ public struct MaskingRewriter: Sendable {
             case .array(let items):
                 for item in items { walk(item, ctes: ctes) }
             case .object(let fields):
-                if fields.count == 1, let (kind, body) = node.tagged, Self.writes.contains(kind) || kind == "CreateTableAsStmt" {
+                if fields.count == 1, let (kind, body) = node.tagged,
+                   Self.writes.contains(kind) || kind == "CreateTableAsStmt" || (kind == "SelectStmt" && body["intoClause"] != nil) {
                     statement(kind, body, ctes: ctes)
                     return
                 }

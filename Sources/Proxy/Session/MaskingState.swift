@@ -86,6 +86,14 @@ struct MaskingState {
     /// Set after a RowDescription was refused: rows up to the command's end are dropped.
     var suppressingRows = false
 
+    /// Whether a statement prepared under an earlier context could read real values when run
+    /// under the current one: yes unless the session is not masked or the server refuses it
+    /// every sensitive column (then a statement that misses the rewrite gets "permission denied").
+    var preparedStatementsNeedTheRewrite: Bool {
+        guard let context else { return true }
+        return context.isMasked && context.reliesOnRewriteAlone
+    }
+
     /// The session's current role is masked (as last read; a superuser never is).
     var isMasked: Bool { !isSuperuser && (context?.isMasked ?? false) }
 
@@ -128,7 +136,8 @@ struct MaskingState {
         // leaves earlier rewrites and prepared statements as they were.
         if !context.decidesRewritesLike(self.context) || !worstCase.decidesRewritesLike(self.worstCase) {
             cache.removeAll()
-            generation += 1
+            self.context = context
+            if preparedStatementsNeedTheRewrite { generation += 1 }
         }
         self.context = context
         self.worstCase = worstCase
@@ -217,9 +226,11 @@ struct MaskingState {
     mutating func note(_ effects: MaskingRewriter.Effects) {
         if !effects.isDisjoint(with: [.role, .names]) {
             // Statements prepared before would be planned again under the new role or names
-            // (PostgreSQL re-plans a prepared statement when search_path changes): they must be
-            // prepared again under what the proxy reads next.
-            generation += 1
+            // (PostgreSQL re-plans a prepared statement when search_path changes): where the
+            // policies rely on the rewrite alone they must be prepared again under what the proxy
+            // reads next. Where the server refuses the sensitive columns, a re-planned statement
+            // reads nothing it should not: it stands.
+            if preparedStatementsNeedTheRewrite { generation += 1 }
             cache.removeAll()
             knowledge = knowledge == .current ? .stale : knowledge
             inFlightChange = true

@@ -333,6 +333,12 @@ struct SessionStateMachine {
             let text: String
             switch StatementText.decode(Array(bytes), settings: masking.reading) {
             case .success(let decoded): text = decoded
+            case .failure where !context.reliesOnRewriteAlone:
+                // Unreadable here, but the server refuses this session every sensitive column:
+                // the text goes as written, and anything may have changed after it.
+                masking.note(.all)
+                activity.clientSent(frame.type)
+                return .relay
             case .failure(let error): return refuse(frame, error)
             }
             if mentionsAdmin, let verdict = adminQuery(text, frame: frame) { return verdict }
@@ -425,6 +431,10 @@ struct SessionStateMachine {
             let text: String
             switch StatementText.decode(bytes, settings: masking.reading) {
             case .success(let decoded): text = decoded
+            case .failure where !context.reliesOnRewriteAlone:
+                // As for a simple Query: the server's privileges decide.
+                masking.note(.all)
+                return relayParse(parse, frame: frame)
             case .failure(let error):
                 adminPrepared[parse.statementName] = nil
                 return refuse(frame, error)

@@ -19,7 +19,10 @@ import Testing
     static func context(unqualified: Bool = false, riskyDefiners: Set<String> = [], userFunctions: Set<String> = [], backedUp: Bool = false) -> MaskingContext {
         var table = employees
         table.resolvesUnqualified = unqualified
-        if backedUp { table.reads = .views(all: "pgclone_masked.\"v\"", only: "pgclone_masked.\"v (only)\"") }
+        if backedUp {
+            table.reads = .views(all: "pgclone_masked.\"v\"", only: "pgclone_masked.\"v (only)\"")
+            table.serverDenies = true
+        }
         var context = MaskingContext(role: "reader", tables: [table], taintedRelations: ["emp_view"], riskyDefiners: riskyDefiners, policyVersion: 1)
         context.userFunctions = userFunctions
         return context
@@ -30,6 +33,7 @@ import Testing
         MaskingRewriter(context: context, builtinFunctions: Self.builtins).rewrite(sql)
     }
     private var masked: String { Self.employees.maskedRelation(only: false).text }
+    static var maskedEmployees: String { employees.maskedRelation(only: false).text + " AS \"employees\"" }
 
     @Test func readsOfTheMaskedTableBecomeTheMaskedRelation() {
         #expect(rewrite("SELECT email FROM test_schema.employees WHERE id = 1")
@@ -93,6 +97,56 @@ import Testing
         #expect(rewrite("SELECT 'FROM test_schema.employees' -- test_schema.employees") == .unchanged)
     }
 
+    /// A syntax error is PostgreSQL's own (42601, its message); where the server backs every
+    /// masked table, what pgclone cannot parse goes to the server as written.
+    @Test func syntaxErrorsAreThePostgreSQLError() {
+        #expect(rewrite("SELEC 1") == .refused(AdminError("42601", "syntax error at or near \"SELEC\"")))
+        #expect(rewrite("SELEC 1", Self.context(backedUp: true)) == .unchanged)
+        let bytes = Array("SELEC 1".utf8)
+        #expect(MaskingRewriter(context: Self.context(backedUp: true)).analyze("SELEC 1", bytes: bytes).effects == .all)
+    }
+
+    /// Definitions read no rows: a masked role may make, change and drop its own objects. The
+    /// names they define are not reads (not rewritten even when they match a masked table's);
+    /// the queries inside them are.
+    @Test(arguments: [
+        ("CREATE TABLE employees (id int, ssn text)", nil),
+        ("DROP TABLE IF EXISTS employees, mine CASCADE", nil),
+        ("CREATE SCHEMA s CREATE TABLE employees (id int)", nil),
+        ("CREATE TYPE mood AS ENUM ('sad', 'ok')", nil),
+        ("CREATE TYPE pair AS (a int, b text)", nil),
+        ("CREATE TYPE r AS RANGE (subtype = int4)", nil),
+        ("CREATE TEMP TABLE t (x int DEFAULT 1 CHECK (x > 0))", nil),
+        ("ALTER TABLE test_schema.employees ADD COLUMN note text", nil),
+        ("TRUNCATE employees", nil),
+        ("COMMENT ON TABLE employees IS 'x'", nil),
+        ("ALTER ROLE reader PASSWORD 'x'", nil),
+        ("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", nil),
+        ("CREATE INDEX ON mine (upper(x))", nil),
+        ("CREATE TABLE mine (x text REFERENCES other (y))", nil),
+        ("CREATE VIEW v AS SELECT ssn FROM test_schema.employees",
+         "CREATE VIEW v AS SELECT ssn FROM \(Self.maskedEmployees)"),
+        ("CREATE TABLE copy AS SELECT * FROM employees",
+         "CREATE TABLE copy AS SELECT * FROM \(Self.maskedEmployees)"),
+        ("SELECT ssn INTO employees_copy FROM employees",
+         "SELECT ssn INTO employees_copy FROM \(Self.maskedEmployees)"),
+    ] as [(String, String?)])
+    func definitionsRunAndTheirQueriesAreRewritten(_ sql: String, _ expected: String?) {
+        let result = rewrite(sql, Self.context(unqualified: true))
+        #expect(result == (expected.map { .rewritten($0) } ?? .unchanged), "\(sql)")
+    }
+
+    /// Where the server backs every masked table, any statement may run: DO, CALL, extensions,
+    /// triggers; the server refuses what they would read.
+    @Test func everyStatementRunsWhereTheServerBacksTheMasking() {
+        for sql in ["DO $$ BEGIN NULL; END $$", "CREATE EXTENSION hstore", "CREATE TRIGGER t BEFORE INSERT ON mine FOR EACH ROW EXECUTE FUNCTION f()",
+                    "CALL p()", "CREATE TABLE mine (x text REFERENCES test_schema.employees (ssn))"] {
+            #expect(rewrite(sql, Self.context(userFunctions: ["p", "f"], backedUp: true)) == .unchanged, "\(sql)")
+        }
+        let effects = MaskingRewriter(context: Self.context(backedUp: true)).analyze("DO $$ BEGIN NULL; END $$", bytes: Array("DO $$ BEGIN NULL; END $$".utf8)).effects
+        #expect(effects == .all)
+    }
+
     @Test(arguments: [
         ("DO $$ BEGIN NULL; END $$", "DO is not allowed"),
         ("UPDATE test_schema.employees SET ssn = NULL", "UPDATE on test_schema.employees is not allowed"),
@@ -103,10 +157,17 @@ import Testing
         ("SELECT lo_get(16000)", "function lo_get() is not allowed"),
         ("SELECT dblink('dbname=x', 'SELECT 1')", "function dblink() is not allowed"),
         ("EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE is not allowed"),
-        ("SELEC 1", "could not be parsed"),
+        ("CREATE TRIGGER t BEFORE INSERT ON mine FOR EACH ROW EXECUTE FUNCTION f()", "CREATE TRIGGER is not allowed"),
+        ("CREATE EXTENSION hstore", "CREATE EXTENSION is not allowed"),
+        ("CREATE TABLE mine (x text DEFAULT leak())", "function leak() runs with the rights of its owner"),
+        ("CREATE TABLE mine (x text DEFAULT report())", "function report() is not built in"),
+        ("CREATE INDEX ON mine ((report(x)))", "function report() is not built in"),
+        ("CREATE TABLE mine (x text REFERENCES test_schema.employees (ssn))", "a foreign key to masked table test_schema.employees is not allowed"),
+        ("ALTER TABLE mine ADD FOREIGN KEY (x) REFERENCES test_schema.employees (ssn)", "a foreign key to masked table test_schema.employees is not allowed"),
+        ("CREATE TYPE r AS RANGE (subtype = int4, subtype_diff = report)", "with a subtype_diff function is not allowed"),
     ])
     func whatCannotBeSeenIntoIsRefused(_ sql: String, _ message: String) {
-        guard case .refused(let error) = rewrite(sql, Self.context(riskyDefiners: ["leak"], userFunctions: ["leak"])) else {
+        guard case .refused(let error) = rewrite(sql, Self.context(riskyDefiners: ["leak"], userFunctions: ["leak", "report"])) else {
             Issue.record("\(sql) was not refused")
             return
         }
