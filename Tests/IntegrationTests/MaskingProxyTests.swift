@@ -160,6 +160,65 @@ import Testing
         }
     }
 
+    /// Where the server backs every masked table up, a masked role's ordinary work runs as it
+    /// would directly: definitions, DO, encodings and string settings pgclone does not read,
+    /// prepared statements across a search_path change, the server's own syntax errors. What
+    /// pgclone passes on unread meets the server's "permission denied", never a real value.
+    @Test func whereTheServerBacksTheMaskingAMaskedRolesOrdinaryWorkRuns() async throws {
+        try await withMaskedSetup(backstop: true) { environment, proxy, database, roles in
+            let admin = try await PQConnection.connect(environment.directTarget(database: database))
+            try await admin.exec("GRANT CREATE ON SCHEMA public TO \(roles.masked)")
+            let conninfo = environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database)
+            let work = [
+                "DROP TABLE IF EXISTS public.scratch",
+                "CREATE TABLE public.scratch (id int PRIMARY KEY, note text DEFAULT 'n')",
+                "CREATE TYPE public.mood AS ENUM ('sad', 'ok')",
+                "CREATE INDEX ON public.scratch (lower(note))",
+                "DO $$ BEGIN INSERT INTO public.scratch VALUES (1); END $$",
+                "TRUNCATE public.scratch",
+                "SET client_encoding = 'LATIN9'",
+                "SELECT 'latin9:' || length('\u{E9}t\u{E9}')",
+                "RESET client_encoding",
+                "SET standard_conforming_strings = off",
+                "SELECT 'scs:' || 'a\\\\b'",
+                "RESET standard_conforming_strings",
+                "DROP TYPE public.mood",
+                "DROP TABLE public.scratch",
+            ]
+            let ran = try await Shell.run(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo] + work.flatMap { ["-c", $0] })
+            #expect(ran.status == 0, "\(ran.stdout)\(ran.stderr)")
+            #expect(ran.stdout.contains("latin9:5\n") && ran.stdout.contains("scs:a\\b\n"), "\(ran.stdout)")
+            // Read unread, sensitive columns meet the server's refusal.
+            for attack in [
+                ["DO $$ BEGIN RAISE NOTICE '%', (SELECT string_agg(ssn, ',') FROM test_schema.employees); END $$"],
+                ["SET client_encoding = 'LATIN9'", "SELECT ssn, '\u{E9}' FROM test_schema.employees"],
+                ["SET standard_conforming_strings = off", "SELECT 'a\\' , ' , upper(ssn) FROM test_schema.employees --'"],
+            ] {
+                let output = try await Shell.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", conninfo] + attack.flatMap { ["-c", $0] })
+                assertNoCanary(output.stdout + output.stderr, "\(attack)")
+                #expect(output.stderr.contains("ERROR:  42501: permission denied"), "\(attack): \(output.stderr)")
+            }
+            // A syntax error is the server's, with its position.
+            let syntax = try await Shell.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", conninfo, "-c", "SELEC ssn FROM test_schema.employees"])
+            #expect(syntax.stderr.contains("ERROR:  42601: syntax error at or near \"SELEC\"") && syntax.stderr.contains("LINE 1: SELEC"), "\(syntax.stderr)")
+            // A statement prepared before a search_path change still runs (psycopg pipeline).
+            let script = """
+                import psycopg
+                with psycopg.connect(autocommit=True) as c:
+                    with c.pipeline():
+                        c.execute("SET search_path = test_schema, public")
+                        cur = c.execute("SELECT email FROM employees WHERE id = %s", [1], prepare=True)
+                        c.execute("SET search_path = public, test_schema")
+                        again = c.execute("SELECT email FROM employees WHERE id = %s", [1], prepare=True)
+                    print(cur.fetchone()[0], again.fetchone()[0])
+                """
+            let pipeline = try await Shell.run(["python3", "-c", script], environment: [
+                "PGHOST": "127.0.0.1", "PGPORT": "\(proxy.port)", "PGUSER": roles.masked, "PGPASSWORD": "pw", "PGDATABASE": database, "PGSSLMODE": "disable",
+            ])
+            #expect(pipeline.stdout == "C***@example.com C***@example.com\n", "\(pipeline.stdout)\(pipeline.stderr)")
+        }
+    }
+
     @Test func viewsCreatedDuringASessionAreNoWayAround() async throws {
         try await withMaskedSetup { environment, proxy, database, roles in
             let session = try await PQConnection.connect(environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database))
