@@ -46,6 +46,13 @@ public final class ProxyServer: Service, Sendable {
         let serverChannel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // Out of descriptors, accept fails at once every time it is tried: without a
+                    // pause the event loop spins a core.
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoff(logger: proxy.logger))
+                }
+            }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
             .childChannelInitializer { channel in

@@ -101,4 +101,56 @@ import Testing
         print("pgclone RSS after 1,000 connections: \(after1000) kB; after 20,000: \(after20000) kB")
         #expect(after20000 - after1000 < 2_048, "RSS grew from \(after1000) kB to \(after20000) kB")
     }
+
+    /// CPU seconds the process has used (user + system).
+    static func cpuSeconds(_ pid: Int32) throws -> Double {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { throw RawError("no times in \(stat)") }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Out of descriptors, the proxy stops accepting (no busy loop), says so once, and accepts
+    /// again once descriptors free.
+    @Test(.timeLimit(.minutes(2))) func atTheDescriptorLimitTheProxyWaitsSaysSoOnceAndRecovers() async throws {
+        let environment = try TestEnvironment.require()
+        try await TargetRoles.ensure()
+        let probe = try await ServerBootstrapHelper.occupyPort()
+        let port = probe.port
+        probe.close()
+        let log = URL(fileURLWithPath: environment.directory).appendingPathComponent("fd-limit-\(port).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "ulimit -n 64 && exec \"$0\" serve --listen 127.0.0.1:\(port) --max-client-conn 1000 --log-level notice --backend \"$1\"",
+                             CommandLineTests.binary, environment.backendConnInfo]
+        process.standardError = try FileHandle(forWritingTo: log)
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        try await waitFor("the proxy to accept connections") { (try? Cycle.silent.run(port: port)) != nil }
+
+        // Silent clients hold a descriptor each until there are none left.
+        var holders: [RawConnection] = []
+        for _ in 0..<80 { holders.append(try RawConnection(port: port)) }
+        try await Task.sleep(for: .seconds(2))
+        let before = try Self.cpuSeconds(process.processIdentifier)
+        try await Task.sleep(for: .seconds(3))
+        let spent = try Self.cpuSeconds(process.processIdentifier) - before
+        #expect(spent < 0.3, "the proxy used \(spent) s of CPU in 3 s while out of descriptors")
+        // A client now waits (it is in the listen backlog, not refused).
+        let waiting = try RawConnection(port: port, timeoutSeconds: 1)
+        #expect(throws: (any Error).self) { _ = try waiting.startTrusted(user: "auth_trust") }
+
+        holders.removeAll()
+        try await waitFor("a session once descriptors are free", seconds: 10) {
+            guard let raw = try? RawConnection(port: port, timeoutSeconds: 2), let login = try? raw.startTrusted(user: "auth_trust") else { return false }
+            return login.last == .readyForQuery(.idle)
+        }
+        let text = try String(contentsOf: log, encoding: .utf8)
+        #expect(text.components(separatedBy: "cannot accept new connections").count == 2, "\(text)")
+        #expect(text.contains("out of file descriptors"), "\(text)")
+        #expect(text.components(separatedBy: "accepting new connections again").count == 2, "\(text)")
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import PostgresWire
 import PQ
@@ -51,6 +52,43 @@ import Testing
         #expect(after == [.errorResponse(ErrorFields(severity: .fatal, sqlState: "08P01", message: expected))], "\(name)")
         #expect(try await bystander.exec("SELECT 'unharmed'").string(0, 0) == "unharmed")
         try await waitFor("the session to close") { proxy.server.sessionCount == 1 }
+    }
+
+    /// The service role losing its connection (here: its login taken away and its sessions
+    /// ended) is logged once by each user of it, and regaining it once each, however many
+    /// attempts fail in between.
+    @Test func losingAndRegainingTheServiceConnectionIsLoggedOnceEach() async throws {
+        let environment = try TestEnvironment.require()
+        let suffix = UInt32.random(in: 0...UInt32.max)
+        let service = "svc_\(suffix)", database = "svcdb_\(suffix)"
+        let admin = try await PQConnection.connect(environment.directTarget())
+        try await admin.exec("CREATE ROLE \(service) LOGIN SUPERUSER PASSWORD 'pw'")
+        try await admin.exec("CREATE DATABASE \(database)")
+        let capture = LogCapture()
+        let proxy = try await RunningProxy.start(
+            environment, backend: "host=\(environment.host) port=\(environment.targetPort) dbname=postgres user=\(service) password=pw sslmode=disable",
+            logger: capture.logger(level: .info), backstopDatabases: [database], readsStateDatabase: true)
+        let backstop = try #require(proxy.backstop)
+        try await admin.exec("ALTER ROLE \(service) NOLOGIN")
+        try await admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '\(service)'")
+        for _ in 0..<3 {
+            await backstop.reconcile(database: database)
+            try await Task.sleep(for: .seconds(1))
+        }
+        try await admin.exec("ALTER ROLE \(service) LOGIN")
+        try await waitFor("the state database read again", seconds: 40) {
+            capture.records.contains { $0.message == "masking policies read from the state database again" }
+        }
+        await backstop.reconcile(database: database)
+        await backstop.reconcile(database: database)
+        let messages = capture.records.map(\.message)
+        #expect(messages.filter { $0.hasPrefix("cannot read the masking policies stored in the state database") }.count == 1, "\(messages)")
+        #expect(messages.filter { $0 == "masking policies read from the state database again" }.count == 1, "\(messages)")
+        #expect(messages.filter { $0 == "server backstop failed" }.count == 1, "\(messages)")
+        #expect(messages.filter { $0 == "server backstop reaches the database again" }.count == 1, "\(messages)")
+        try await proxy.stop()
+        try await admin.exec("DROP DATABASE \(database) WITH (FORCE)")
+        try await admin.exec("DROP ROLE \(service)")
     }
 
     /// A session the server terminates gets the server's FATAL and then end of stream, as

@@ -34,6 +34,8 @@ public final class ServerBackstop: Service, Sendable {
     /// one server between proxies with different policies keep each proxy to its own.)
     private let databases: Set<String>?
     private let states = NIOLockedValueBox<[String: DatabaseState]>([:])
+    /// Why the last listing of the databases failed (nil after a success).
+    private let listError = NIOLockedValueBox<String?>(nil)
     private let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
 
@@ -104,8 +106,15 @@ public final class ServerBackstop: Service, Sendable {
                 SELECT datname::pg_catalog.text FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname
                 """).strings.compactMap { $0 }
             if let scope = self.databases { databases = databases.filter(scope.contains) }
+            if let error = listError.withLockedValue({ error in defer { error = nil }; return error }) {
+                logger.notice("server backstop reaches the server again", metadata: ["previous_error": "\(error)"])
+            }
         } catch {
-            logger.warning("server backstop: cannot list the databases", metadata: ["error": "\(Self.describe(error))"])
+            // Once per outage, not once a minute.
+            let text = Self.describe(error)
+            if listError.withLockedValue({ previous in defer { previous = text }; return previous == nil }) {
+                logger.warning("server backstop: the service role cannot reach the server to list its databases", metadata: ["error": "\(text)"])
+            }
             return
         }
         for database in databases { await reconcile(database: database) }
@@ -132,6 +141,9 @@ public final class ServerBackstop: Service, Sendable {
                     "database": "\(database)", "table": "\(relation.schema).\(relation.name)", "changes": "\(relation.changes)"])
             }
             let previous = self.state(of: database)
+            if let error = previous?.error {
+                logger.notice("server backstop reaches the database again", metadata: ["database": "\(database)", "previous_error": "\(error)"])
+            }
             for relation in state.relations where !relation.enforced {
                 let before = previous?.relations.first { $0.oid == relation.oid }
                 if before?.reason != relation.reason {
