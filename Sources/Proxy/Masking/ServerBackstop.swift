@@ -153,8 +153,11 @@ public final class ServerBackstop: Service, Sendable {
             }
         } catch {
             state.error = Self.describe(error)
-            if self.state(of: database)?.error != state.error {
+            // Once per outage (the error's text may change between attempts).
+            if self.state(of: database)?.error == nil {
                 logger.warning("server backstop failed", metadata: ["database": "\(database)", "error": "\(state.error ?? "")"])
+            } else {
+                logger.debug("server backstop still failing", metadata: ["database": "\(database)", "error": "\(state.error ?? "")"])
             }
         }
         states.withLockedValue { $0[database] = state }
