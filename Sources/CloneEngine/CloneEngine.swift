@@ -186,6 +186,36 @@ public struct CloneEngine: Sendable {
         return objects.functions.count
     }
 
+    // MARK: - Roles
+
+    /// Clones the source's roles (or those named in `only`) and the privileges they hold on
+    /// objects that exist on the target.
+    public func cloneRoles(source: String, target: CloneTarget, only: String?) async throws(CloneError) -> RoleCloneSummary {
+        let session = try await SourceSession.open(source, credentials: sourceCredentials)
+        let connection = try await target.connect()
+        let names = only.map(RoleCloner.parseNames)
+        if let names, names.isEmpty {
+            throw CloneError("22023", "no role names in \(SQL.literal(only ?? ""))", hint: "Name roles separated by commas, e.g. 'reader, writer'; double-quote names with commas.")
+        }
+        let summary = try await run("cloning roles") {
+            try await RoleCloner(source: session.primary, target: connection, caller: target.role).run(only: names)
+        }
+        return RoleCloneSummary(created: summary.created, updated: summary.updated, grants: summary.grants, notes: summary.notes)
+    }
+
+    // MARK: - Verification
+
+    /// Compares the target with the source, table by table (`schema` or every user schema).
+    public func verify(source: String, target: CloneTarget, schema: String?, options: String?) async throws(CloneError) -> [VerifyRow] {
+        let parsed = try Verifier.Options.parse(options)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials)
+        let connection = try await target.connect()
+        let rows = try await run("verifying") {
+            try await Verifier(source: session.primary, target: connection, options: parsed).run(schema: schema)
+        }
+        return rows.map { VerifyRow(schema: $0.schema, table: $0.table, sourceRows: $0.sourceRows, targetRows: $0.targetRows, match: $0.match, detail: $0.detail) }
+    }
+
     private func cloneSchemas(session: SourceSession, target: CloneTarget, schemas: [String], options: CloneOptions,
                               progress: (any CloneProgress)?, largeObjects: Bool = false) async throws(CloneError) -> SchemaCloneSummary {
         var summary = SchemaCloneSummary()
@@ -443,4 +473,30 @@ final class WorkQueue<Item: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     init(_ items: [Item]) { self.items = items.reversed() }
     func next() -> Item? { lock.withLock { items.popLast() } }
+}
+
+/// What clone_roles did.
+public struct RoleCloneSummary: Sendable, Equatable {
+    public var created: Int
+    public var updated: Int
+    public var grants: Int
+    public var notes: [String]
+
+    /// `OK: 3 roles created, 0 roles updated, 12 grants applied`.
+    public var message: String {
+        func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
+        return "OK: \(count(created, "role")) created, \(count(updated, "role")) updated, \(count(grants, "grant")) applied"
+    }
+}
+
+/// One table's line in verify's result.
+public struct VerifyRow: Sendable, Equatable {
+    public var schema: String
+    public var table: String
+    public var sourceRows: Int64?
+    public var targetRows: Int64?
+    /// `✓`, `✗`, `✗ (missing on target)` or `✗ (only on target)`.
+    public var match: String
+    /// What differs, where the mode can tell (checksum: the keys of the rows that differ).
+    public var detail: String?
 }

@@ -18,9 +18,12 @@ public struct PQResult: Sendable {
         commandTag.split(separator: " ").last.flatMap { Int($0) }
     }
 
-    /// A value decoded as UTF-8 text (meaningful for text-format results).
+    /// A value decoded as UTF-8 text (meaningful for text-format results); nil for NULL and for
+    /// a row or column the result does not have (a server that answers with fewer rows or
+    /// columns than asked for is an error for the caller to report, never a crash).
     public func string(_ row: Int, _ column: Int) -> String? {
-        rows[row][column].map { String(decoding: $0, as: UTF8.self) }
+        guard rows.indices.contains(row), rows[row].indices.contains(column) else { return nil }
+        return rows[row][column].map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Column-wise convenience for single-column results.

@@ -129,6 +129,20 @@ struct AdminFunctions: Sendable {
                 try arguments.expectCount(1...1)
                 return try await MaskingPolicyFunctions(target: target, state: state, store: policies).report(schema: arguments.text(0, "schema_name"))
 
+            case "clone_roles":
+                try arguments.expectCount(1...2)
+                let summary = try await engine.cloneRoles(source: arguments.text(0, "source_conninfo"), target: target, only: arguments.optionalText(1))
+                notices += summary.notes
+                return .text(summary.message)
+
+            case "verify":
+                try arguments.expectCount(1...3)
+                let rows = try await engine.verify(source: arguments.text(0, "source_conninfo"), target: target,
+                                                   schema: arguments.optionalText(1), options: arguments.optionalText(2))
+                return .rows(columns: Self.verifyColumns, rows: rows.map { row in
+                    [row.schema, row.table, row.sourceRows.map(String.init), row.targetRows.map(String.init), row.match, row.detail]
+                })
+
             case "policy_status":
                 try arguments.expectCount(0...0)
                 let backstopState = await backstop?.reconcile(database: caller.database)
@@ -175,12 +189,20 @@ struct AdminFunctions: Sendable {
         "create_masking_policy": ["text", "text", "text", "text"],
         "drop_masking_policy": ["text", "text"],
         "masking_report": ["text"],
+        "clone_roles": ["text", "text"],
+        "verify": ["text", "text", "text"],
+    ]
+
+    static let verifyColumns = [
+        AdminResult.Column("schema_name", "text"), AdminResult.Column("table_name", "text"), AdminResult.Column("source_rows", "bigint"),
+        AdminResult.Column("target_rows", "bigint"), AdminResult.Column("match", "text"), AdminResult.Column("detail", "text"),
     ]
 
     /// Result columns of the set-returning functions (what Describe reports).
     static let resultColumns: [String: [AdminResult.Column]] = [
         "masking_report": MaskingPolicyFunctions.reportColumns,
         "policy_status": MaskingPolicyFunctions.statusColumns,
+        "verify": verifyColumns,
     ]
 
     /// Result type of the scalar functions (text unless listed).
@@ -193,9 +215,9 @@ struct AdminFunctions: Sendable {
 
     static let knownFunctions = ["version", "table", "table_ex", "schema", "schema_ex", "functions", "database", "database_create",
                                  "discover_sensitive", "mask_in_place", "create_masking_policy", "drop_masking_policy",
-                                 "masking_report", "policy_status", "reload"]
+                                 "masking_report", "policy_status", "reload", "clone_roles", "verify"]
     static let plannedFunctions: Set<String> = [
-        "clone_roles", "verify", "table_async", "schema_async", "progress", "progress_detail", "jobs", "cancel", "resume",
+        "table_async", "schema_async", "progress", "progress_detail", "jobs", "cancel", "resume",
         "clear_jobs", "jobs_view",
     ]
 

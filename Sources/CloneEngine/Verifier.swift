@@ -1,0 +1,266 @@
+import JSON
+import PQ
+
+/// Compares a clone with its source, table by table, each side read from one snapshot and both
+/// sides at once. Modes:
+/// * `count` (the default): exact row counts;
+/// * `estimate`: the planner's row estimates (pg_class.reltuples, as of the last ANALYZE), an
+///   exact count where a table has never been analysed;
+/// * `checksum`: row counts and an order-independent hash of every row's text, computed by each
+///   server (no rows leave it); a table that differs and has a single-column integer key is then
+///   narrowed down by bisection over key ranges, to the keys that differ.
+struct Verifier {
+    enum Mode: String, Sendable {
+        case count, estimate, checksum
+    }
+
+    struct Options: Sendable, Equatable {
+        var mode = Mode.count
+        /// Keys listed at most per table.
+        var maximumKeys = 20
+
+        static let keys = ["mode", "max_keys"]
+
+        static func parse(_ text: String?) throws(CloneError) -> Options {
+            var options = Options()
+            guard let text, !text.trimmingSpaces().isEmpty else { return options }
+            let json: JSONNode
+            do {
+                json = try JSONReader.parse(text)
+            } catch {
+                throw CloneError("22P02", "invalid JSON in options: \(error.message)")
+            }
+            guard case .object(let fields) = json else { throw CloneError.invalidOption("options must be a JSON object") }
+            for key in fields.keys.sorted() where !keys.contains(key) {
+                throw CloneError.invalidOption("unknown option \"\(key)\"", hint: "Known options of verify: \(keys.joined(separator: ", ")).")
+            }
+            if let mode = fields["mode"] {
+                guard let name = mode.string, let parsed = Mode(rawValue: name == "exact" ? "count" : name) else {
+                    throw CloneError.invalidOption("option \"mode\" must be \"count\" (or \"exact\"), \"estimate\" or \"checksum\"")
+                }
+                options.mode = parsed
+            }
+            if let keys = fields["max_keys"] {
+                guard let count = keys.int, count >= 0, count <= 10_000 else { throw CloneError.invalidOption("option \"max_keys\" must be an integer from 0 to 10000") }
+                options.maximumKeys = count
+            }
+            return options
+        }
+    }
+
+    /// One row of the result.
+    struct Row: Sendable, Equatable {
+        var schema: String
+        var table: String
+        var sourceRows: Int64?
+        var targetRows: Int64?
+        var match: String
+        var detail: String?
+    }
+
+    /// A table on one side: its kind and columns (name, type) in order.
+    struct Table: Sendable, Equatable {
+        var schema: String
+        var name: String
+        var isPartitioned: Bool
+        var columns: [String]
+        /// The single-column integer primary key (or unique not-null column), if any.
+        var integerKey: String?
+    }
+
+    let source: PQConnection
+    let target: PQConnection
+    let options: Options
+
+    /// Both sides render values the same way (row text is hashed).
+    static let settings = "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET bytea_output = hex; SET search_path = ''"
+
+    static let tablesQuery = """
+        SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind OPERATOR(pg_catalog.=) 'p',
+               (SELECT pg_catalog.string_agg(a.attname::pg_catalog.text, E'\\x1f' ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped),
+               (SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
+                  ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+                WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid AND (i.indisprimary OR (i.indisunique AND a.attnotnull)) AND i.indnkeyatts OPERATOR(pg_catalog.=) 1
+                  AND i.indpred IS NULL AND i.indexprs IS NULL AND a.atttypid OPERATOR(pg_catalog.=) ANY ('{int2,int4,int8}'::pg_catalog.regtype[]::pg_catalog.oid[])
+                ORDER BY i.indisprimary DESC LIMIT 1)
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+        WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') AND NOT c.relispartition
+          AND n.nspname OPERATOR(pg_catalog.!~) '^pg_' AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{information_schema,pgclone,pgclone_masked}')
+          AND ($1::pg_catalog.text IS NULL OR n.nspname OPERATOR(pg_catalog.=) $1)
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                          AND d.objid OPERATOR(pg_catalog.=) c.oid AND d.deptype OPERATOR(pg_catalog.=) 'e')
+        ORDER BY 1, 2
+        """
+
+    static func tables(in result: PQResult) -> [Table] {
+        result.rows.indices.map { row in
+            Table(schema: result.string(row, 0) ?? "", name: result.string(row, 1) ?? "", isPartitioned: result.string(row, 2) == "t",
+                  // Quoted here: names from a server never go into SQL as they come.
+                  columns: (result.string(row, 3) ?? "").split(separator: "\u{1F}").map { SQL.identifier(String($0)) }, integerKey: result.string(row, 4))
+        }
+    }
+
+    func run(schema: String?) async throws -> [Row] {
+        // Rows that row-level security would hide are an error, not a smaller count.
+        try await target.exec(Self.settings + "; SET row_security = off")
+        try await target.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        try await source.exec(Self.settings)
+        async let sourceList = source.query(Self.tablesQuery, [schema])
+        async let targetList = target.query(Self.tablesQuery, [schema])
+        let sourceTables = Self.tables(in: try await sourceList)
+        let targetTables = Self.tables(in: try await targetList)
+        if let schema, sourceTables.isEmpty, targetTables.isEmpty {
+            let exists = try await source.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) $1", [schema]).rows.isEmpty == false
+            if !exists { throw CloneError("3F000", "schema \"\(schema)\" does not exist on source") }
+        }
+        let targetByName = Dictionary(targetTables.map { ($0.schema + "." + $0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let sourceNames = Set(sourceTables.map { $0.schema + "." + $0.name })
+        var rows: [Row] = []
+        for table in sourceTables {
+            guard let other = targetByName[table.schema + "." + table.name] else {
+                let count = try await measure(table, on: source, columns: table.columns).count
+                rows.append(Row(schema: table.schema, table: table.name, sourceRows: count, targetRows: nil, match: "✗ (missing on target)"))
+                continue
+            }
+            rows.append(try await compare(table, other))
+        }
+        for table in targetTables where !sourceNames.contains(table.schema + "." + table.name) {
+            let count = try await measure(table, on: target, columns: table.columns).count
+            rows.append(Row(schema: table.schema, table: table.name, sourceRows: nil, targetRows: count, match: "✗ (only on target)"))
+        }
+        try await target.exec("COMMIT")
+        return rows.sorted { ($0.schema, $0.table) < ($1.schema, $1.table) }
+    }
+
+    /// Count (or estimate) and, in checksum mode, the hash of a table on one side.
+    struct Measure: Equatable {
+        var count: Int64
+        var hash: Int64?
+    }
+
+    private func relation(_ table: Table) -> String {
+        // A partitioned table's rows are its partitions'; an inheritance parent's own rows only.
+        (table.isPartitioned ? "" : "ONLY ") + SQL.qualified(table.schema, table.name)
+    }
+
+    private func measure(_ table: Table, on connection: PQConnection, columns: [String], range: ClosedRange<Int64>? = nil) async throws -> Measure {
+        if options.mode == .estimate && range == nil {
+            let estimate = try await connection.query("""
+                SELECT CASE WHEN pg_catalog.bool_or(c.reltuples OPERATOR(pg_catalog.<) 0) THEN NULL ELSE pg_catalog.sum(c.reltuples)::pg_catalog.int8 END
+                FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
+                WHERE c.relkind OPERATOR(pg_catalog.=) 'r'
+                """, [SQL.qualified(table.schema, table.name)]).string(0, 0)
+            if let estimate, let count = Int64(estimate) { return Measure(count: count, hash: nil) }
+        }
+        let filter = range.map { " WHERE \(SQL.identifier(table.integerKey ?? "")) BETWEEN \($0.lowerBound) AND \($0.upperBound)" } ?? ""
+        if options.mode == .checksum {
+            let result = try await connection.exec("""
+                SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(pg_catalog.hashtext(ROW(\(columns.joined(separator: ", ")))::pg_catalog.text)), 0)
+                FROM \(relation(table)) AS t\(filter)
+                """)
+            return Measure(count: Int64(result.string(0, 0) ?? "0") ?? 0, hash: Int64(result.string(0, 1) ?? "0"))
+        }
+        let result = try await connection.exec("SELECT pg_catalog.count(*) FROM \(relation(table)) AS t\(filter)")
+        return Measure(count: Int64(result.string(0, 0) ?? "0") ?? 0, hash: nil)
+    }
+
+    private func compare(_ table: Table, _ other: Table) async throws -> Row {
+        var row = Row(schema: table.schema, table: table.name, sourceRows: nil, targetRows: nil, match: "✓")
+        // Hashes compare rows in the source's column order, by name; columns must be the same set.
+        var columns = table.columns
+        if options.mode == .checksum && Set(table.columns) != Set(other.columns) {
+            row.detail = "columns differ: " + describeColumns(table.columns, other.columns)
+            columns = table.columns.filter(other.columns.contains)
+        }
+        async let sourceMeasure = measure(table, on: source, columns: columns)
+        async let targetMeasure = measure(other, on: target, columns: columns)
+        let (mine, theirs) = (try await sourceMeasure, try await targetMeasure)
+        row.sourceRows = mine.count
+        row.targetRows = theirs.count
+        guard mine != theirs || row.detail != nil else { return row }
+        row.match = "✗"
+        if options.mode == .checksum, mine != theirs {
+            if let key = table.integerKey, key == other.integerKey {
+                let keys = try await differingKeys(table, other, key: key, columns: columns)
+                let shown = keys.prefix(options.maximumKeys).map(String.init).joined(separator: ", ")
+                let found = keys.isEmpty ? "rows differ" : "\(keys.count) \(keys.count == 1 ? "row differs" : "rows differ") at \(key) \(shown)\(keys.count > options.maximumKeys ? ", ..." : "")"
+                row.detail = [row.detail, found].compactMap { $0 }.joined(separator: "; ")
+            } else if row.detail == nil {
+                row.detail = mine.count == theirs.count ? "same row count, different content (no single-column integer key to narrow it down)" : nil
+            }
+        }
+        return row
+    }
+
+    private func describeColumns(_ mine: [String], _ theirs: [String]) -> String {
+        let onlySource = mine.filter { !theirs.contains($0) }
+        let onlyTarget = theirs.filter { !mine.contains($0) }
+        return [onlySource.isEmpty ? nil : "only on source: \(onlySource.joined(separator: ", "))",
+                onlyTarget.isEmpty ? nil : "only on target: \(onlyTarget.joined(separator: ", "))"].compactMap { $0 }.joined(separator: "; ")
+    }
+
+    // MARK: - Bisection
+
+    /// Buckets per range at each step, and the size below which a range's keys are compared.
+    static let fanOut: Int64 = 16
+    static let leafRows: Int64 = 256
+
+    /// The keys whose rows differ (or exist on one side only), by bisection over key ranges:
+    /// each step hashes `fanOut` buckets of a range on both servers and descends into those
+    /// that differ; a small range compares its keys' hashes.
+    private func differingKeys(_ table: Table, _ other: Table, key: String, columns: [String]) async throws -> [Int64] {
+        let column = SQL.identifier(key)
+        let bounds = { (table: Table) in "SELECT pg_catalog.min(\(column))::pg_catalog.int8, pg_catalog.max(\(column))::pg_catalog.int8 FROM \(self.relation(table)) AS t" }
+        let (sourceSQL, targetSQL) = (bounds(table), bounds(other))
+        async let sourceBounds = source.exec(sourceSQL)
+        async let targetBounds = target.exec(targetSQL)
+        let (mine, theirs) = (try await sourceBounds, try await targetBounds)
+        let lows = [mine.string(0, 0), theirs.string(0, 0)].compactMap { $0.flatMap { Int64($0) } }
+        let highs = [mine.string(0, 1), theirs.string(0, 1)].compactMap { $0.flatMap { Int64($0) } }
+        guard let low = lows.min(), let high = highs.max() else { return [] }
+        var found: [Int64] = []
+        var ranges: [ClosedRange<Int64>] = [low...high]
+        let hash = "pg_catalog.hashtext(ROW(\(columns.joined(separator: ", ")))::pg_catalog.text)"
+        while let range = ranges.popLast(), found.count <= options.maximumKeys {
+            let width = range.upperBound - range.lowerBound + 1
+            let filter = "WHERE \(column) BETWEEN \(range.lowerBound) AND \(range.upperBound)"
+            if width <= Self.leafRows {
+                let sql = { (table: Table) in "SELECT \(column)::pg_catalog.int8, \(hash) FROM \(self.relation(table)) AS t \(filter)" }
+                let (leftSQL, rightSQL) = (sql(table), sql(other))
+                async let left = source.exec(leftSQL)
+                async let right = target.exec(rightSQL)
+                let (a, b) = (try await left, try await right)
+                var hashes: [Int64: String?] = [:]
+                for row in a.rows.indices { hashes[Int64(a.string(row, 0) ?? "") ?? 0] = a.string(row, 1) }
+                var seen: Set<Int64> = []
+                for row in b.rows.indices {
+                    let keyValue = Int64(b.string(row, 0) ?? "") ?? 0
+                    seen.insert(keyValue)
+                    if hashes[keyValue] == nil || hashes[keyValue]! != b.string(row, 1) { found.append(keyValue) }
+                }
+                found += hashes.keys.filter { !seen.contains($0) }
+                continue
+            }
+            // Buckets of equal key width; width_bucket's upper bound is exclusive.
+            let step = (width + Self.fanOut - 1) / Self.fanOut
+            let bucket = "((\(column)::pg_catalog.int8 OPERATOR(pg_catalog.-) \(range.lowerBound)) OPERATOR(pg_catalog./) \(step))"
+            let sql = { (table: Table) in "SELECT \(bucket), pg_catalog.count(*), pg_catalog.sum(\(hash)) FROM \(self.relation(table)) AS t \(filter) GROUP BY 1" }
+            let (leftSQL, rightSQL) = (sql(table), sql(other))
+            async let left = source.exec(leftSQL)
+            async let right = target.exec(rightSQL)
+            let (a, b) = (try await left, try await right)
+            func buckets(_ result: PQResult) -> [Int64: String] {
+                var out: [Int64: String] = [:]
+                for row in result.rows.indices { out[Int64(result.string(row, 0) ?? "") ?? 0] = (result.string(row, 1) ?? "") + "/" + (result.string(row, 2) ?? "") }
+                return out
+            }
+            let (x, y) = (buckets(a), buckets(b))
+            for index in Set(x.keys).union(y.keys).sorted().reversed() where x[index] != y[index] {
+                let start = range.lowerBound + index * step
+                ranges.append(start...min(range.upperBound, start + step - 1))
+            }
+        }
+        return found.sorted()
+    }
+}
