@@ -482,10 +482,10 @@ public struct RoleCloneSummary: Sendable, Equatable {
     public var grants: Int
     public var notes: [String]
 
-    /// `OK: 3 roles created, 0 roles updated, 12 grants applied`.
+    /// `OK: 3 roles created, 0 roles updated, 12 grants applied` (the guide's wording, plural
+    /// whatever the count: scripts read it).
     public var message: String {
-        func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
-        return "OK: \(count(created, "role")) created, \(count(updated, "role")) updated, \(count(grants, "grant")) applied"
+        "OK: \(created) roles created, \(updated) roles updated, \(grants) grants applied"
     }
 }
 

@@ -36,8 +36,19 @@ struct RoleCloner {
         var attributeClauses: [String] {
             [superuser ? "SUPERUSER" : "NOSUPERUSER", inherit ? "INHERIT" : "NOINHERIT", createRole ? "CREATEROLE" : "NOCREATEROLE",
              createDB ? "CREATEDB" : "NOCREATEDB", login ? "LOGIN" : "NOLOGIN", replication ? "REPLICATION" : "NOREPLICATION",
-             bypassRLS ? "BYPASSRLS" : "NOBYPASSRLS", "CONNECTION LIMIT \(connectionLimit)",
-             "VALID UNTIL \(SQL.literal(validUntil ?? "infinity"))"]
+             bypassRLS ? "BYPASSRLS" : "NOBYPASSRLS", "CONNECTION LIMIT \(connectionLimit)"]
+                // No VALID UNTIL is stored as NULL, which CREATE ROLE leaves alone and ALTER ROLE
+                // cannot set again ('infinity' means the same).
+                + (validUntil.map { ["VALID UNTIL \(SQL.literal($0))"] } ?? [])
+        }
+
+        /// The clauses that bring `current` in line with this role.
+        func alterClauses(from current: Role) -> [String] {
+            var clauses = attributeClauses
+            if validUntil == nil && current.validUntil != nil && current.validUntil != "infinity" {
+                clauses.append("VALID UNTIL 'infinity'")
+            }
+            return clauses
         }
 
         /// Whether everything but the password and comment is the same.
@@ -45,6 +56,8 @@ struct RoleCloner {
             var mine = self, theirs = other
             mine.password = nil; theirs.password = nil
             mine.comment = nil; theirs.comment = nil
+            if mine.validUntil == "infinity" { mine.validUntil = nil }
+            if theirs.validUntil == "infinity" { theirs.validUntil = nil }
             return mine == theirs
         }
     }
@@ -54,7 +67,8 @@ struct RoleCloner {
         """
         SELECT r.rolname::pg_catalog.text, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin, r.rolreplication,
                r.rolbypassrls, r.rolconnlimit::pg_catalog.text,
-               CASE WHEN r.rolvaliduntil IS NULL OR r.rolvaliduntil OPERATOR(pg_catalog.=) 'infinity' THEN NULL
+               CASE WHEN r.rolvaliduntil IS NULL THEN NULL WHEN r.rolvaliduntil OPERATOR(pg_catalog.=) 'infinity' THEN 'infinity'
+                    WHEN r.rolvaliduntil OPERATOR(pg_catalog.=) '-infinity' THEN '-infinity'
                     ELSE pg_catalog.to_char(r.rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') OPERATOR(pg_catalog.||) '+00' END,
                \(readsVerifiers ? "r.rolpassword" : "NULL::pg_catalog.text"),
                pg_catalog.shobj_description(r.oid, 'pg_authid'), r.oid OPERATOR(pg_catalog.=) 10
@@ -171,7 +185,7 @@ struct RoleCloner {
                     var clauses: [String] = []
                     var changed = false
                     if !role.sameAttributes(as: current) {
-                        clauses += role.attributeClauses
+                        clauses += role.alterClauses(from: current)
                         changed = true
                     }
                     if sourceHasVerifiers {

@@ -979,7 +979,7 @@ struct GuideCloneTests {
 // MARK: - Fixture facts
 
 /// Tables of test_schema in the fixture (order_log is written by the orders trigger).
-private let guideTestSchemaTables = [
+let guideTestSchemaTables = [
     "test_schema.customers", "test_schema.orders", "test_schema.order_items", "test_schema.order_log", "test_schema.employees",
 ]
 private let guideHardCasesTables = [
@@ -1032,20 +1032,20 @@ private func guideColumnNamesQuery(_ table: String) -> String {
 
 /// The source as the guide's first argument: `host=... dbname=db1 user=postgres password=...`.
 /// Loopback only: the guide's 172.17.x addresses are never used.
-private func guideSourceConnInfo(_ environment: TestEnvironment) -> String {
+func guideSourceConnInfo(_ environment: TestEnvironment) -> String {
     "host=127.0.0.1 port=\(environment.sourcePort) dbname=db1 user=postgres password=\(environment.password)"
 }
 
-private func guideSQLLiteral(_ value: String) -> String {
+func guideSQLLiteral(_ value: String) -> String {
     "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
 }
 
-private func guideRandomSuffix() -> String {
+func guideRandomSuffix() -> String {
     String(UInt64.random(in: 0...UInt64.max), radix: 36)
 }
 
 /// Session settings that make a row's text form the same on both servers.
-private let guideStableOutput = """
+let guideStableOutput = """
     SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres';
     SET extra_float_digits = 1; SET bytea_output = 'hex';
 
@@ -1053,7 +1053,7 @@ private let guideStableOutput = """
 
 /// Bounds how many guide tests clone at once (each has a proxy, psql sessions and
 /// source/target connections; the machine has two cores).
-private actor GuideGate {
+actor GuideGate {
     private var available: Int
     private var waiting: [CheckedContinuation<Void, Never>] = []
 
@@ -1076,14 +1076,14 @@ private actor GuideGate {
     }
 }
 
-private let guideGate = GuideGate(3)
+let guideGate = GuideGate(3)
 
 /// Creates a fresh target database, starts a proxy, runs `body`, then stops the proxy
 /// and drops the database (also when `body` fails).
 ///
 /// Callers spell the closure type out (`{ (target: GuideTarget) async throws in`): a `try`
 /// that only appears inside `#expect(...)` does not make an inferred closure throwing.
-private func withGuideTarget(_ body: (GuideTarget) async throws -> Void) async throws {
+func withGuideTarget(_ body: (GuideTarget) async throws -> Void) async throws {
     let environment = try TestEnvironment.require()
     await guideGate.enter()
     let database = "guide_\(guideRandomSuffix())"
@@ -1107,7 +1107,7 @@ private func withGuideTarget(_ body: (GuideTarget) async throws -> Void) async t
 }
 
 /// One target database reached through the proxy, as the guide's psql session on Server 2.
-private struct GuideTarget: Sendable {
+struct GuideTarget: Sendable {
     let environment: TestEnvironment
     let proxy: RunningProxy
     let database: String
@@ -1221,14 +1221,14 @@ private struct GuideTarget: Sendable {
     }
 }
 
-private func guideLines(_ stdout: String) -> [String] {
+func guideLines(_ stdout: String) -> [String] {
     var lines = stdout.components(separatedBy: "\n")
     if lines.last == "" { lines.removeLast() }
     return lines
 }
 
 /// The text after `ERROR:  ` on the first error line psql printed (`psql:<stdin>:N: ERROR:  ...`).
-private func guideReportedError(_ stderr: String) -> String? {
+func guideReportedError(_ stderr: String) -> String? {
     for line in stderr.components(separatedBy: "\n") {
         if let range = line.range(of: "ERROR:  ") {
             return String(line[range.upperBound...])

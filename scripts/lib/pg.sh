@@ -265,6 +265,7 @@ local   all          all                          trust
 host    all          auth_trust  127.0.0.1/32     trust
 host    all          auth_clear  127.0.0.1/32     password
 host    all          auth_md5    127.0.0.1/32     md5
+host    all          +md5_login  127.0.0.1/32     md5
 host    all          all         127.0.0.1/32     scram-sha-256
 local   replication  all                          trust
 host    replication  all         127.0.0.1/32     scram-sha-256

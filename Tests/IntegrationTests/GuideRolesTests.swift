@@ -1,0 +1,169 @@
+import Foundation
+import PQ
+import Proxy
+import Testing
+
+/// Guide test 12 (clone roles) and what clone_roles promises beyond it. Roles are cluster-wide
+/// on the target, so these tests run alone (scripts/test runs them after the others) and start
+/// by removing the guide's roles from every target database.
+@Suite("Guide test 12: roles", .serialized)
+struct GuideRolesTests {
+    static let guideRoles = ["test_reader", "test_writer", "test_admin"]
+
+    /// Drops `roles` from the target cluster, with whatever they hold in any database.
+    static func dropEverywhere(_ roles: [String], environment: TestEnvironment) async throws {
+        let admin = try await PQConnection.connect(environment.directTarget(database: "postgres"))
+        let existing = try await admin.query("SELECT rolname::text FROM pg_roles WHERE rolname = ANY ($1::text[])", [SQL.textArray(roles)]).strings.compactMap { $0 }
+        guard !existing.isEmpty else { return }
+        let list = existing.map(SQL.identifier).joined(separator: ", ")
+        for database in try await admin.exec("SELECT datname FROM pg_database WHERE datallowconn").strings.compactMap({ $0 }) {
+            let connection = try await PQConnection.connect(environment.directTarget(database: database))
+            _ = try await connection.exec("DROP OWNED BY \(list)")
+        }
+        for role in existing { _ = try await admin.exec("DROP ROLE \(SQL.identifier(role))") }
+    }
+
+    @Test("12.1-12.4 clone all roles, then named ones, their privileges, and an update")
+    func guideTest12() async throws {
+        let environment = try TestEnvironment.require()
+        try await Self.dropEverywhere(Self.guideRoles, environment: environment)
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            // Where the guide runs this, test_schema has been cloned (tests 5 to 7).
+            _ = try await target.call("SELECT pgclone.schema(\(target.source), 'test_schema', true);")
+
+            // 12.1
+            let all = try await target.call("SELECT pgclone.clone_roles(\n\(target.source)\n);")
+            let grants = try await target.sourceRows("""
+                SELECT count(*) FROM information_schema.table_privileges WHERE grantee IN ('test_reader', 'test_writer', 'test_admin')
+                """)
+            #expect(all.hasPrefix("OK: 3 roles created, 0 roles updated, "), "\(all)")
+            #expect(all.hasSuffix(" grants applied"), "\(all)")
+            #expect(try await target.rows("""
+                SELECT rolname, rolcanlogin, rolcreatedb FROM pg_roles
+                WHERE rolname IN ('test_reader', 'test_writer', 'test_admin')
+                ORDER BY rolname;
+                """) == ["test_admin|t|t", "test_reader|t|f", "test_writer|t|f"])
+            #expect(!grants.isEmpty)
+            // A second identical run changes nothing.
+            #expect(try await target.call("SELECT pgclone.clone_roles(\(target.source));") == "OK: 0 roles created, 0 roles updated, 0 grants applied")
+
+            // 12.2 (the guide's DROP ROLE needs the role's privileges gone first)
+            try await target.rows("DROP OWNED BY test_reader, test_writer;")
+            try await target.rows("DROP ROLE IF EXISTS test_reader;")
+            try await target.rows("DROP ROLE IF EXISTS test_writer;")
+            let named = try await target.call("""
+                SELECT pgclone.clone_roles(
+                \(target.source),
+                'test_reader, test_writer'
+                );
+                """)
+            #expect(named.hasPrefix("OK: 2 roles created, 0 roles updated, "), "\(named)")
+            #expect(try await target.rows("SELECT rolname FROM pg_roles WHERE rolname IN ('test_reader', 'test_writer') ORDER BY rolname;")
+                    == ["test_reader", "test_writer"])
+
+            // 12.3: test_reader has SELECT on every test_schema table, as on the source.
+            let privileges = """
+                SELECT grantee, table_schema, table_name, privilege_type
+                FROM information_schema.table_privileges
+                WHERE grantee = 'test_reader' AND table_schema = 'test_schema'
+                ORDER BY table_name, privilege_type;
+                """
+            try await target.expectSameRowsAsSource(privileges)
+            for table in ["customers", "employees", "order_items", "order_log", "orders"] {
+                #expect(try await target.rows(privileges).contains("test_reader|test_schema|\(table)|SELECT"))
+            }
+
+            // 12.4: an existing role is brought back in line, password included.
+            try await target.rows("ALTER ROLE test_admin NOCREATEDB CONNECTION LIMIT 3 PASSWORD 'changed';")
+            #expect(try await target.call("""
+                SELECT pgclone.clone_roles(
+                \(target.source),
+                'test_admin'
+                );
+                """) == "OK: 0 roles created, 1 roles updated, 0 grants applied")
+            #expect(try await target.rows("SELECT rolcreatedb, rolconnlimit FROM pg_roles WHERE rolname = 'test_admin';") == ["t|10"])
+            let login = "host=\(environment.host) port=\(environment.targetPort) dbname=\(target.database) user=test_admin password=admin_pass"
+            #expect(try await target.rows("SELECT current_user;", on: login) == ["test_admin"])
+        }
+    }
+
+    /// Names with spaces and capitals, a membership chain with ADMIN OPTION, role settings and
+    /// comments, SCRAM and md5 verifiers that log in after the clone, unknown names refused.
+    @Test func rolesWithEverythingPgDumpallCarries() async throws {
+        let environment = try TestEnvironment.require()
+        let suffix = guideRandomSuffix()
+        let mixed = "Role \(suffix) Mixed", lead = "lead_\(suffix)", member = "member_\(suffix)", legacy = "legacy_\(suffix)"
+        let source = try await PQConnection.connect(guideSourceConnInfo(environment))
+        let roles = [mixed, lead, member, legacy]
+        defer {
+            Task {
+                _ = try? await source.exec("DROP ROLE IF EXISTS \(roles.map(SQL.identifier).joined(separator: ", "))")
+                try? await Self.dropEverywhere(roles, environment: environment)
+            }
+        }
+        try await source.exec("""
+            DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'md5_login') THEN CREATE ROLE md5_login; END IF; END $$;
+            CREATE ROLE \(SQL.identifier(mixed)) LOGIN PASSWORD 'mixed-pw' VALID UNTIL '2999-01-01 00:00:00+00';
+            CREATE ROLE \(lead) NOLOGIN CREATEDB;
+            CREATE ROLE \(member) LOGIN PASSWORD 'member-pw' CONNECTION LIMIT 4;
+            GRANT \(lead) TO \(SQL.identifier(mixed)) WITH ADMIN OPTION;
+            GRANT \(lead) TO \(member);
+            ALTER ROLE \(member) SET search_path = "$user", public;
+            ALTER ROLE \(member) SET work_mem = '8MB';
+            ALTER ROLE \(member) IN DATABASE db1 SET statement_timeout = '5s';
+            COMMENT ON ROLE \(member) IS 'a member''s comment';
+            SET password_encryption = 'md5';
+            CREATE ROLE \(legacy) LOGIN PASSWORD 'legacy-pw' IN ROLE md5_login;
+            RESET password_encryption;
+            """)
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            let list = guideSQLLiteral("\"\(mixed)\", \(lead), \(member), \(legacy), md5_login")
+            let message = try await target.call("SELECT pgclone.clone_roles(\(target.source), \(list));")
+            #expect(message.hasPrefix("OK: "), "\(message)")
+            #expect(try await target.call("SELECT pgclone.clone_roles(\(target.source), \(list));") == "OK: 0 roles created, 0 roles updated, 0 grants applied")
+            // Verifiers as stored, attributes, memberships, settings, comment.
+            let roleList = guideSQLLiteral(SQL.textArray(roles))
+            let attributes = """
+                SELECT rolname, rolcanlogin, rolcreatedb, rolconnlimit, rolvaliduntil, rolpassword, shobj_description(oid, 'pg_authid')
+                FROM pg_authid WHERE rolname = ANY (\(roleList)::text[]) ORDER BY rolname;
+                """
+            try await target.expectSameRowsAsSource(target: attributes, source: attributes)
+            let memberships = """
+                SELECT g.rolname, m.rolname, am.admin_option FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
+                WHERE m.rolname = ANY (\(roleList)::text[]) ORDER BY 1, 2;
+                """
+            try await target.expectSameRowsAsSource(memberships)
+            #expect(try await target.rows("""
+                SELECT d.datname, s.setconfig FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase
+                WHERE s.setrole = '\(member)'::regrole ORDER BY 1 NULLS FIRST;
+                """) == ["|{\"search_path=\\\"$user\\\", public\",work_mem=8MB}"])
+            #expect(try await target.rows("SELECT rolpassword LIKE 'md5%' FROM pg_authid WHERE rolname = '\(legacy)';") == ["t"])
+            // Both verifiers log in.
+            for (user, password) in [(member, "member-pw"), (legacy, "legacy-pw"), (mixed, "mixed-pw")] {
+                let conninfo = "host=\(environment.host) port=\(environment.targetPort) dbname=\(target.database) user='\(user)' password=\(password)"
+                #expect(try await target.rows("SELECT current_user;", on: conninfo) == [user])
+            }
+            try await target.expectError("SELECT pgclone.clone_roles(\(target.source), 'no_such_role_\(suffix)');", sqlState: "42704",
+                                         message: "role \"no_such_role_\(suffix)\" does not exist on source")
+            // The verifier never shows in a message.
+            let verifier = try await source.query("SELECT rolpassword FROM pg_authid WHERE rolname = $1", [member]).string(0, 0) ?? "none"
+            let output = try await Shell.psql(target.conninfo, "\\set VERBOSITY verbose\nSELECT pgclone.clone_roles(\(target.source), \(list));")
+            #expect(!output.stdout.contains(verifier) && !output.stderr.contains(verifier))
+        }
+    }
+
+    /// A caller that is neither superuser nor CREATEROLE is refused; nothing changes.
+    @Test func onlySuperusersOrCreateroleMayCloneRoles() async throws {
+        let environment = try TestEnvironment.require()
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            let role = "roles_admin_\(guideRandomSuffix())"
+            try await target.direct("CREATE ROLE \(role) LOGIN PASSWORD 'x'", database: "postgres")
+            defer { Task { _ = try? await Shell.psql(environment.directTarget(database: "postgres"), "DROP ROLE IF EXISTS \(role);") } }
+            let proxy = try await RunningProxy.start(environment) { $0.adminRoles = [role] }
+            defer { Task { try? await proxy.stop() } }
+            let asRole = environment.throughProxy(proxy.port, user: role, password: "x", database: target.database)
+            let output = try await Shell.psql(asRole, "\\set VERBOSITY verbose\nSELECT pgclone.clone_roles(\(guideSQLLiteral(guideSourceConnInfo(environment))), 'test_admin');")
+            #expect(guideReportedError(output.stderr) == "42501: permission denied to clone roles", "\(output.stderr)")
+        }
+    }
+}
