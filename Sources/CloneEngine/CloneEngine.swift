@@ -216,6 +216,25 @@ public struct CloneEngine: Sendable {
         return rows.map { VerifyRow(schema: $0.schema, table: $0.table, sourceRows: $0.sourceRows, targetRows: $0.targetRows, match: $0.match, detail: $0.detail) }
     }
 
+    /// What differs between the source's and the target's definitions (`schema` or every user schema).
+    public func diff(source: String, target: CloneTarget, schema: String?) async throws(CloneError) -> SchemaDifferences {
+        let session = try await SourceSession.open(source, credentials: sourceCredentials)
+        let connection = try await target.connect()
+        let (mine, theirs) = try await run("comparing definitions") {
+            try await SchemaDiff.read(source: session.primary, target: connection, schema: schema)
+        }
+        let differences = SchemaDiff.compare(mine, theirs)
+        return SchemaDifferences(json: SchemaDiff.json(differences), listing: SchemaDiff.listing(differences),
+                                 count: differences.reduce(0) { $0 + $1.1.onlyInSource.count + $1.1.onlyInTarget.count + $1.1.modified.count })
+    }
+
+    /// Checks before a clone of `schema` (or of the whole database) with `options`.
+    public func preflight(source: String, target: CloneTarget, schema: String?, options: String?) async throws(CloneError) -> [PreflightCheck] {
+        let parsed = try CloneOptions.parse(options)
+        return await Preflight.run(sourceConnInfo: source, credentials: sourceCredentials, target: target, schema: schema, options: parsed)
+            .map { PreflightCheck(name: $0.name, status: $0.status, detail: $0.detail) }
+    }
+
     private func cloneSchemas(session: SourceSession, target: CloneTarget, schemas: [String], options: CloneOptions,
                               progress: (any CloneProgress)?, largeObjects: Bool = false) async throws(CloneError) -> SchemaCloneSummary {
         var summary = SchemaCloneSummary()
@@ -499,4 +518,18 @@ public struct VerifyRow: Sendable, Equatable {
     public var match: String
     /// What differs, where the mode can tell (checksum: the keys of the rows that differ).
     public var detail: String?
+}
+
+/// What diff found: JSON for the SQL API, a listing for the command line, how many differences.
+public struct SchemaDifferences: Sendable, Equatable {
+    public var json: String
+    public var listing: String
+    public var count: Int
+}
+
+/// One row of preflight: a check, `ok`/`warn`/`fail`, and what it found.
+public struct PreflightCheck: Sendable, Equatable {
+    public var name: String
+    public var status: String
+    public var detail: String
 }

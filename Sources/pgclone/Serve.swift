@@ -16,7 +16,7 @@ extension Pgclone {
             Every option can also come from a PGCLONE_* environment variable (PGCLONE_BACKEND, \
             PGCLONE_LISTEN, ...) or from the config file (backend = ..., listen = ...). \
             Flags win over the environment, which wins over the file. \
-            SIGHUP reloads policies and configuration; SIGTERM and SIGINT stop accepting \
+            SIGHUP reloads the policies; SIGTERM and SIGINT stop accepting \
             connections and let sessions finish for the grace period.
             """
         )
@@ -37,7 +37,7 @@ extension Pgclone {
         var tlsCert: String?
         @Option(help: "PEM private key for client TLS.")
         var tlsKey: String?
-        @Option(help: "Address for the metrics endpoint, HOST:PORT.")
+        @Option(help: "Address for a metrics endpoint, HOST:PORT (not served by this version: a warning says so).")
         var metrics: String?
         @Option(help: "Seconds sessions may take to finish after SIGTERM (default 30).")
         var shutdownGrace: String?
@@ -102,6 +102,9 @@ extension Pgclone {
             }
             let logger = Logger(label: "pgclone")
             try await StartupChecks.serviceConnection(configuration.serviceConnInfo, required: requireBackend, logger: logger)
+            if let metrics = settings["metrics"] {
+                logger.warning("--metrics is not served by this version of pgclone; no endpoint listens", metadata: ["metrics": "\(metrics)"])
+            }
 
             let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
             let policies = PolicyStore(directory: configuration.policiesDirectory, hasStateSource: true, logger: logger)

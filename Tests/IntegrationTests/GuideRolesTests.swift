@@ -92,9 +92,9 @@ struct GuideRolesTests {
     @Test func rolesWithEverythingPgDumpallCarries() async throws {
         let environment = try TestEnvironment.require()
         let suffix = guideRandomSuffix()
-        let mixed = "Role \(suffix) Mixed", lead = "lead_\(suffix)", member = "member_\(suffix)", legacy = "legacy_\(suffix)"
+        let mixed = "Role \(suffix) Mixed", lead = "lead_\(suffix)", member = "member_\(suffix)", legacy = "legacy_\(suffix)", chief = "chief_\(suffix)"
         let source = try await PQConnection.connect(guideSourceConnInfo(environment))
-        let roles = [mixed, lead, member, legacy]
+        let roles = [mixed, lead, member, legacy, chief]
         defer {
             Task {
                 _ = try? await source.exec("DROP ROLE IF EXISTS \(roles.map(SQL.identifier).joined(separator: ", "))")
@@ -104,7 +104,8 @@ struct GuideRolesTests {
         try await source.exec("""
             DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'md5_login') THEN CREATE ROLE md5_login; END IF; END $$;
             CREATE ROLE \(SQL.identifier(mixed)) LOGIN PASSWORD 'mixed-pw' VALID UNTIL '2999-01-01 00:00:00+00';
-            CREATE ROLE \(lead) NOLOGIN CREATEDB;
+            CREATE ROLE \(chief) NOLOGIN;
+            CREATE ROLE \(lead) NOLOGIN CREATEDB IN ROLE \(chief);
             CREATE ROLE \(member) LOGIN PASSWORD 'member-pw' CONNECTION LIMIT 4;
             GRANT \(lead) TO \(SQL.identifier(mixed)) WITH ADMIN OPTION;
             GRANT \(lead) TO \(member);
@@ -117,7 +118,7 @@ struct GuideRolesTests {
             RESET password_encryption;
             """)
         try await withGuideTarget { (target: GuideTarget) async throws in
-            let list = guideSQLLiteral("\"\(mixed)\", \(lead), \(member), \(legacy), md5_login")
+            let list = guideSQLLiteral("\"\(mixed)\", \(lead), \(member), \(legacy), md5_login, \(chief)")
             let message = try await target.call("SELECT pgclone.clone_roles(\(target.source), \(list));")
             #expect(message.hasPrefix("OK: "), "\(message)")
             #expect(try await target.call("SELECT pgclone.clone_roles(\(target.source), \(list));") == "OK: 0 roles created, 0 roles updated, 0 grants applied")
@@ -133,6 +134,8 @@ struct GuideRolesTests {
                 WHERE m.rolname = ANY (\(roleList)::text[]) ORDER BY 1, 2;
                 """
             try await target.expectSameRowsAsSource(memberships)
+            // The chain: member is in lead, which is in chief.
+            #expect(try await target.rows("SELECT pg_has_role('\(member)', '\(chief)', 'MEMBER');") == ["t"])
             #expect(try await target.rows("""
                 SELECT d.datname, s.setconfig FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase
                 WHERE s.setrole = '\(member)'::regrole ORDER BY 1 NULLS FIRST;

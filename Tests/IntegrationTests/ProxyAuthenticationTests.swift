@@ -95,6 +95,24 @@ import Testing
         #expect(try await plain.sslInUse == false)
     }
 
+    /// TLS on both legs: the server supports channel binding over its TLS connection from the
+    /// proxy, so it takes a TLS client that could bind (libpq's default) for a downgrade and
+    /// refuses it; the error says what to change, and channel_binding=disable works.
+    @Test func tlsOnBothLegsExplainsChannelBinding() async throws {
+        let environment = try TestEnvironment.require()
+        let proxy = try await RunningProxy.start(environment, backend: environment.backendConnInfo.replacingOccurrences(of: "sslmode=disable", with: "sslmode=require")) {
+            $0.tlsCertificatePath = environment.proxyCertificate
+            $0.tlsKeyPath = environment.proxyKey
+        }
+        defer { Task { try await proxy.stop() } }
+        let base = "host=127.0.0.1 port=\(proxy.port) dbname=db2 user=postgres password=\(environment.password) connect_timeout=10 sslmode=require"
+        let output = try await Shell.run(["psql", "-X", "-d", base + " channel_binding=prefer", "-c", "SELECT 1"])
+        #expect(output.stderr.contains("FATAL:  SCRAM channel binding negotiation error"), "\(output.stderr)")
+        #expect(output.stderr.contains("HINT:  pgclone terminates TLS, so SCRAM channel binding cannot reach the server: connect with channel_binding=disable"), "\(output.stderr)")
+        let disabled = try await PQConnection.connect(base + " channel_binding=disable")
+        #expect(try await disabled.exec("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").string(0, 0) == "t")
+    }
+
     @Test func withoutCertificateTheProxyRefusesTLS() async throws {
         let environment = try TestEnvironment.require()
         let proxy = try await RunningProxy.start(environment)

@@ -143,6 +143,17 @@ struct AdminFunctions: Sendable {
                     [row.schema, row.table, row.sourceRows.map(String.init), row.targetRows.map(String.init), row.match, row.detail]
                 })
 
+            case "diff":
+                try arguments.expectCount(1...2)
+                let differences = try await engine.diff(source: arguments.text(0, "source_conninfo"), target: target, schema: arguments.optionalText(1))
+                return .value(differences.json, type: "json")
+
+            case "preflight":
+                try arguments.expectCount(1...3)
+                let checks = try await engine.preflight(source: arguments.text(0, "source_conninfo"), target: target,
+                                                        schema: arguments.optionalText(1), options: arguments.optionalText(2))
+                return .rows(columns: Self.preflightColumns, rows: checks.map { [$0.name, $0.status, $0.detail] })
+
             case "policy_status":
                 try arguments.expectCount(0...0)
                 let backstopState = await backstop?.reconcile(database: caller.database)
@@ -191,6 +202,8 @@ struct AdminFunctions: Sendable {
         "masking_report": ["text"],
         "clone_roles": ["text", "text"],
         "verify": ["text", "text", "text"],
+        "diff": ["text", "text"],
+        "preflight": ["text", "text", "text"],
     ]
 
     static let verifyColumns = [
@@ -198,15 +211,18 @@ struct AdminFunctions: Sendable {
         AdminResult.Column("target_rows", "bigint"), AdminResult.Column("match", "text"), AdminResult.Column("detail", "text"),
     ]
 
+    static let preflightColumns = [AdminResult.Column("check", "text"), AdminResult.Column("status", "text"), AdminResult.Column("detail", "text")]
+
     /// Result columns of the set-returning functions (what Describe reports).
     static let resultColumns: [String: [AdminResult.Column]] = [
         "masking_report": MaskingPolicyFunctions.reportColumns,
         "policy_status": MaskingPolicyFunctions.statusColumns,
         "verify": verifyColumns,
+        "preflight": preflightColumns,
     ]
 
     /// Result type of the scalar functions (text unless listed).
-    static let resultTypes: [String: String] = ["discover_sensitive": "json"]
+    static let resultTypes: [String: String] = ["discover_sensitive": "json", "diff": "json"]
 
     static func parameterType(function: String, position: Int) -> String {
         guard let signature = signatures[function], position < signature.count else { return "text" }
@@ -215,7 +231,7 @@ struct AdminFunctions: Sendable {
 
     static let knownFunctions = ["version", "table", "table_ex", "schema", "schema_ex", "functions", "database", "database_create",
                                  "discover_sensitive", "mask_in_place", "create_masking_policy", "drop_masking_policy",
-                                 "masking_report", "policy_status", "reload", "clone_roles", "verify"]
+                                 "masking_report", "policy_status", "reload", "clone_roles", "verify", "diff", "preflight"]
     static let plannedFunctions: Set<String> = [
         "table_async", "schema_async", "progress", "progress_detail", "jobs", "cancel", "resume",
         "clear_jobs", "jobs_view",

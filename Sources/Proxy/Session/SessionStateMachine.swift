@@ -128,6 +128,8 @@ struct SessionStateMachine {
     private(set) var clientSentTerminate = false
     /// The server sent a FATAL (or PANIC) error and is closing the session.
     private(set) var serverEndedSession = false
+    /// The server offered SCRAM-SHA-256-PLUS and the proxy withheld it.
+    private var withheldChannelBinding = false
     /// The next ErrorResponse stands for a refusal or admin error: drop its PL/pgSQL context.
     var stripNextErrorContext = false
 
@@ -679,6 +681,15 @@ struct SessionStateMachine {
         }
         if internalQuery != nil { return internalAnswer(message, now: now) }
         switch message {
+        case .errorResponse(var fields) where withheldChannelBinding && phase == .authenticating && fields.message == "SCRAM channel binding negotiation error":
+            // The client has TLS to the proxy and offered channel binding; the server, over its
+            // own TLS connection from the proxy, supports it too and takes the client's "y" for a
+            // downgrade. Binding cannot cross a proxy that terminates TLS: say what to change.
+            fields.fields.removeAll { $0.code == ErrorFields.Code.hint }
+            fields.fields.append((ErrorFields.Code.hint, "pgclone terminates TLS, so SCRAM channel binding cannot reach the server: connect with channel_binding=disable, or let pgclone reach the server without TLS (sslmode=disable in --backend, e.g. over a local socket)."))
+            var replacement = ByteBuffer()
+            BackendMessage.errorResponse(fields).encode(into: &replacement)
+            return .replace(replacement)
         case .errorResponse(var fields) where stripNextErrorContext:
             // The error raised for a refusal or an admin call: drop the PL/pgSQL context and source location.
             masking.suppressingRows = false
@@ -713,6 +724,7 @@ struct SessionStateMachine {
             readyForQuery(status)
             return .relay
         case .authentication(.sasl(let mechanisms)) where mechanisms.contains("SCRAM-SHA-256-PLUS"):
+            withheldChannelBinding = true
             // Channel binding cannot survive a proxy that terminates TLS (the client would bind
             // to the proxy's certificate): the mechanism is withheld.
             var replacement = ByteBuffer()

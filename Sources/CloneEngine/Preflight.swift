@@ -1,0 +1,187 @@
+import PQ
+
+/// Checks before a clone of one schema (or of the whole database), as rows of (check, status,
+/// detail) with status `ok`, `warn` or `fail`: whether both servers can be reached and by which
+/// versions, the privileges the clone needs on each side, name conflicts under the chosen
+/// conflict strategy, the data size, extensions and collations the source objects need,
+/// encodings, and roles that grants refer to. Read-only on both sides.
+struct Preflight {
+    struct Check: Sendable, Equatable {
+        var name: String
+        var status: String
+        var detail: String
+
+        static func ok(_ name: String, _ detail: String) -> Check { Check(name: name, status: "ok", detail: detail) }
+        static func warn(_ name: String, _ detail: String) -> Check { Check(name: name, status: "warn", detail: detail) }
+        static func fail(_ name: String, _ detail: String) -> Check { Check(name: name, status: "fail", detail: detail) }
+    }
+
+    /// The tables (and other relations) a clone of `$1` (NULL: every user schema) reads.
+    static let scope = """
+        n.nspname OPERATOR(pg_catalog.!~) '^pg_' AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{information_schema,pgclone,pgclone_masked}')
+        AND ($1::pg_catalog.text IS NULL OR n.nspname OPERATOR(pg_catalog.=) $1)
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                        AND d.objid OPERATOR(pg_catalog.=) c.oid AND d.deptype OPERATOR(pg_catalog.=) 'e')
+        """
+
+    static func list(_ names: [String], limit: Int = 10) -> String {
+        names.prefix(limit).joined(separator: ", ") + (names.count > limit ? " and \(names.count - limit) more" : "")
+    }
+
+    static func run(sourceConnInfo: String, credentials: SourceCredentials, target: CloneTarget, schema: String?, options: CloneOptions) async -> [Check] {
+        var checks: [Check] = []
+        let session: SourceSession
+        do {
+            session = try await SourceSession.open(sourceConnInfo, credentials: credentials)
+        } catch {
+            return [.fail("source connection", error.message)]
+        }
+        let source = session.primary
+        let connection: PQConnection
+        do {
+            connection = try await target.connect()
+        } catch {
+            return [.ok("source connection", "connected"), .fail("target connection", error.message)]
+        }
+        do {
+            try await connection.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            checks += try await serverChecks(source, connection)
+            checks += try await scopeChecks(source, connection, schema: schema, options: options)
+            try await connection.exec("COMMIT")
+        } catch {
+            checks.append(.fail("catalog", CloneError.from(error, context: "reading the catalogs").message))
+        }
+        return checks
+    }
+
+    private static let versionQuery = """
+        SELECT pg_catalog.current_setting('server_version'), pg_catalog.current_setting('server_version_num')::pg_catalog.int4 OPERATOR(pg_catalog./) 10000,
+               pg_catalog.pg_encoding_to_char(d.encoding), CURRENT_USER::pg_catalog.text, pg_catalog.current_database()::pg_catalog.text
+        FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+        """
+
+    private static func serverChecks(_ source: PQConnection, _ target: PQConnection) async throws -> [Check] {
+        async let mine = source.exec(versionQuery)
+        async let theirs = target.exec(versionQuery)
+        let (a, b) = (try await mine, try await theirs)
+        var checks: [Check] = [
+            .ok("source connection", "PostgreSQL \(a.string(0, 0) ?? "?") as \(a.string(0, 3) ?? "?"), database \(a.string(0, 4) ?? "?")"),
+            .ok("target connection", "PostgreSQL \(b.string(0, 0) ?? "?") as \(b.string(0, 3) ?? "?"), database \(b.string(0, 4) ?? "?")"),
+        ]
+        let (sourceMajor, targetMajor) = (Int(a.string(0, 1) ?? "") ?? 0, Int(b.string(0, 1) ?? "") ?? 0)
+        checks.append(targetMajor >= sourceMajor
+            ? .ok("server versions", "source \(sourceMajor), target \(targetMajor)")
+            : .warn("server versions", "the target (\(targetMajor)) is older than the source (\(sourceMajor)): definitions using newer features will not load"))
+        let (sourceEncoding, targetEncoding) = (a.string(0, 2) ?? "?", b.string(0, 2) ?? "?")
+        checks.append(sourceEncoding == targetEncoding
+            ? .ok("encodings", sourceEncoding)
+            : .warn("encodings", "source \(sourceEncoding), target \(targetEncoding): characters the target's encoding lacks will fail to copy"))
+        return checks
+    }
+
+    private static func scopeChecks(_ source: PQConnection, _ target: PQConnection, schema: String?, options: CloneOptions) async throws -> [Check] {
+        var checks: [Check] = []
+        if let schema {
+            let exists = try await source.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) $1", [schema])
+            guard !exists.rows.isEmpty else { return [.fail("schema", "schema \"\(schema)\" does not exist on source")] }
+        }
+        // Source privileges: every relation of the scope must be readable.
+        let unreadable = try await source.query("""
+            SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+            WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,S,m}') AND \(scope) AND NOT pg_catalog.has_table_privilege(c.oid, 'SELECT')
+            ORDER BY 1
+            """, [schema]).strings.compactMap { $0 }
+        checks.append(unreadable.isEmpty ? .ok("source privileges", "every relation in scope is readable")
+                                         : .fail("source privileges", "the source role cannot read \(list(unreadable))"))
+        // Target privileges: CREATE in the schema, or in the database to make it.
+        let canCreate = try await target.query("""
+            SELECT CASE WHEN $1::pg_catalog.text IS NOT NULL AND pg_catalog.to_regnamespace(pg_catalog.quote_ident($1)) IS NOT NULL
+                        THEN pg_catalog.has_schema_privilege(pg_catalog.quote_ident($1), 'CREATE')
+                        ELSE pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE') END
+            """, [schema]).string(0, 0) == "t"
+        checks.append(canCreate ? .ok("target privileges", "the calling role may create \(schema.map { "in schema \($0)" } ?? "schemas")")
+                                : .fail("target privileges", "the calling role may not create \(schema.map { "in schema \($0)" } ?? "schemas in this database")"))
+        // Name conflicts under the chosen strategy.
+        let tablesQuery = """
+            SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+            WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') AND NOT c.relispartition AND \(scope) ORDER BY 1
+            """
+        let sourceTables = try await source.query(tablesQuery, [schema]).strings.compactMap { $0 }
+        let targetTables = Set(try await target.query(tablesQuery, [schema]).strings.compactMap { $0 })
+        let conflicts = sourceTables.filter(targetTables.contains)
+        if conflicts.isEmpty {
+            checks.append(.ok("name conflicts", "none of the \(sourceTables.count) tables exists on the target"))
+        } else {
+            let names = list(conflicts)
+            switch options.conflict {
+            case .error: checks.append(.fail("name conflicts", "already on the target (conflict \"error\"): \(names)"))
+            case .skip: checks.append(.warn("name conflicts", "already on the target, will be skipped: \(names)"))
+            case .replace: checks.append(.warn("name conflicts", "already on the target, will be replaced: \(names)"))
+            case .rename: checks.append(.warn("name conflicts", "already on the target, will be renamed to <name>_old: \(names)"))
+            }
+        }
+        // Size.
+        let size = try await source.query("""
+            SELECT pg_catalog.pg_size_pretty(COALESCE(pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::pg_catalog.int8)
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+            WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,m}') AND \(scope)
+            """, [schema]).string(0, 0) ?? "?"
+        checks.append(.ok("size", "\(size) on the source (tables with their indexes and TOAST); PostgreSQL does not report the target's free disk space"))
+        // Extensions.
+        let extensions = try await source.exec("SELECT extname::pg_catalog.text, extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.<>) 'plpgsql' ORDER BY 1")
+        var missing: [String] = [], toCreate: [String] = []
+        for row in extensions.rows.indices {
+            let name = extensions.string(row, 0) ?? ""
+            let state = try await target.query("""
+                SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) $1),
+                       EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name OPERATOR(pg_catalog.=) $1)
+                """, [name])
+            if state.string(0, 0) == "t" { continue }
+            if state.string(0, 1) == "t" { toCreate.append(name) } else { missing.append(name) }
+        }
+        if !missing.isEmpty {
+            checks.append(.fail("extensions", "not available on the target server: \(list(missing))"))
+        } else if !toCreate.isEmpty {
+            checks.append(.warn("extensions", "will be created on the target: \(list(toCreate))"))
+        } else {
+            checks.append(.ok("extensions", extensions.rows.isEmpty ? "none needed" : "all installed on the target"))
+        }
+        // Collations of the columns in scope.
+        let collations = try await source.query("""
+            SELECT DISTINCT pg_catalog.format('%I.%I', cn.nspname, co.collname), cn.nspname::pg_catalog.text, co.collname::pg_catalog.text
+            FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+            JOIN pg_catalog.pg_collation co ON co.oid OPERATOR(pg_catalog.=) a.attcollation
+            JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) co.collnamespace
+            WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped AND co.collname OPERATOR(pg_catalog.<>) 'default' AND \(scope)
+            ORDER BY 1
+            """, [schema])
+        var absent: [String] = []
+        for row in collations.rows.indices {
+            let collationSchema = collations.string(row, 1) ?? "", name = collations.string(row, 2) ?? ""
+            // Collations in the cloned schema itself are created by the clone.
+            if collationSchema == schema { continue }
+            let found = try await target.query("""
+                SELECT 1 FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) co.collnamespace
+                WHERE cn.nspname OPERATOR(pg_catalog.=) $1 AND co.collname OPERATOR(pg_catalog.=) $2
+                """, [collationSchema, name])
+            if found.rows.isEmpty { absent.append(collations.string(row, 0) ?? name) }
+        }
+        checks.append(absent.isEmpty ? .ok("collations", collations.rows.isEmpty ? "only database defaults" : "all present on the target")
+                                     : .fail("collations", "missing on the target: \(list(absent))"))
+        // Roles that grants refer to.
+        let grantees = try await source.query("""
+            SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee)::pg_catalog.text
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace, pg_catalog.aclexplode(c.relacl) a
+            WHERE a.grantee OPERATOR(pg_catalog.<>) 0 AND a.grantee OPERATOR(pg_catalog.<>) c.relowner AND \(scope)
+            ORDER BY 1
+            """, [schema]).strings.compactMap { $0 }
+        var unknownRoles: [String] = []
+        for role in grantees where try await target.query("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1", [role]).rows.isEmpty {
+            unknownRoles.append(role)
+        }
+        checks.append(unknownRoles.isEmpty ? .ok("roles", grantees.isEmpty ? "no grants to roles" : "every role that grants name exists on the target")
+                                           : .warn("roles", "grants to roles missing on the target will be skipped (pgclone.clone_roles creates them): \(list(unknownRoles))"))
+        return checks
+    }
+}
