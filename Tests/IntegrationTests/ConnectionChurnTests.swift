@@ -44,6 +44,31 @@ import Testing
         }
     }
 
+    /// Starts the built binary's `serve` on a free port (with at most `descriptorLimit` open
+    /// files), its log in a file, and waits until it accepts connections.
+    static func launchProxy(_ environment: TestEnvironment, descriptorLimit: Int? = nil, arguments: [String]) async throws -> (Process, Int, URL) {
+        // A port the kernel just handed out (and was let go): a random one could be a client
+        // port of a churn, still in TIME_WAIT.
+        let probe = try await ServerBootstrapHelper.occupyPort()
+        let port = probe.port
+        probe.close()
+        let log = URL(fileURLWithPath: environment.directory).appendingPathComponent("proxy-\(port)-\(UInt32.random(in: 0...UInt32.max)).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        let limit = descriptorLimit.map { "ulimit -n \($0) && " } ?? ""
+        process.arguments = ["-c", "\(limit)backend=\"$1\"; shift; exec \"$0\" serve --listen 127.0.0.1:\(port) --backend \"$backend\" \"$@\"",
+                             CommandLineTests.binary, environment.backendConnInfo] + arguments
+        process.standardError = try FileHandle(forWritingTo: log)
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        try await waitFor("the proxy to accept connections") {
+            guard process.isRunning else { throw RawError("the proxy exited: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")") }
+            return (try? Cycle.silent.run(port: port)) != nil
+        }
+        return (process, port, log)
+    }
+
     static func residentKilobytes(_ pid: Int32) throws -> Int {
         let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
@@ -72,25 +97,8 @@ import Testing
     @Test(.timeLimit(.minutes(5))) func residentMemoryStaysFlatOver20000Connections() async throws {
         let environment = try TestEnvironment.require()
         try await TargetRoles.ensure()
-        // A port the kernel just handed out (and was let go): a random one could be a client
-        // port of the churn itself, still in TIME_WAIT.
-        let probe = try await ServerBootstrapHelper.occupyPort()
-        let port = probe.port
-        probe.close()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
-        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--log-level", "error", "--backend", environment.backendConnInfo]
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        let (process, port, _) = try await Self.launchProxy(environment, arguments: ["--log-level", "error"])
         defer { if process.isRunning { process.terminate() } }
-        try await waitFor("the proxy to accept connections") {
-            guard process.isRunning else {
-                throw RawError("the proxy exited: \(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))")
-            }
-            return (try? Cycle.silent.run(port: port)) != nil
-        }
 
         try await Self.churn(port: port, count: 1_000)
         try await Task.sleep(for: .milliseconds(500))
@@ -116,20 +124,9 @@ import Testing
     @Test(.timeLimit(.minutes(2))) func atTheDescriptorLimitTheProxyWaitsSaysSoOnceAndRecovers() async throws {
         let environment = try TestEnvironment.require()
         try await TargetRoles.ensure()
-        let probe = try await ServerBootstrapHelper.occupyPort()
-        let port = probe.port
-        probe.close()
-        let log = URL(fileURLWithPath: environment.directory).appendingPathComponent("fd-limit-\(port).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "ulimit -n 64 && exec \"$0\" serve --listen 127.0.0.1:\(port) --max-client-conn 1000 --log-level notice --backend \"$1\"",
-                             CommandLineTests.binary, environment.backendConnInfo]
-        process.standardError = try FileHandle(forWritingTo: log)
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        let (process, port, log) = try await Self.launchProxy(environment, descriptorLimit: 64,
+                                                              arguments: ["--max-client-conn", "1000", "--log-level", "notice"])
         defer { if process.isRunning { process.terminate() } }
-        try await waitFor("the proxy to accept connections") { (try? Cycle.silent.run(port: port)) != nil }
 
         // Silent clients hold a descriptor each until there are none left.
         var holders: [RawConnection] = []

@@ -73,6 +73,7 @@ struct GuideVerifyTests {
                    jsonb_build_object('n', g) FROM generate_series(1, 1000000) g;
             CREATE TABLE big.no_key (v text);
             INSERT INTO big.no_key SELECT 'v' || g FROM generate_series(1, 1000) g;
+            ANALYZE big.events;
             """
         let source = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=postgres password=\(environment.password)")
         try await source.exec(fill)

@@ -349,6 +349,18 @@ public struct MaskingRewriter: Sendable {
             }
         }
 
+        /// A function call or an operator in the node meets the allow-lists.
+        mutating func checkCalls(_ fields: [String: JSONNode]) {
+            if let call = fields["FuncCall"] {
+                let parts = call["funcname"]?.array.compactMap { $0["String"]?["sval"]?.string } ?? []
+                function(parts, arguments: call["args"]?.array.count ?? 0)
+                if refusal != nil { return }
+            }
+            if let expression = fields["A_Expr"] {
+                operatorCall(expression["name"]?.array.last?["String"]?["sval"]?.string ?? "")
+            }
+        }
+
         /// Walks a definition: queries in it are reads; expressions meet the allow-lists.
         mutating func definitionWalk(_ node: JSONNode) {
             guard refusal == nil else { return }
@@ -367,15 +379,8 @@ public struct MaskingRewriter: Sendable {
                         return
                     }
                 }
-                if let call = fields["FuncCall"] {
-                    let parts = call["funcname"]?.array.compactMap { $0["String"]?["sval"]?.string } ?? []
-                    function(parts, arguments: call["args"]?.array.count ?? 0)
-                    if refusal != nil { return }
-                }
-                if let expression = fields["A_Expr"] {
-                    operatorCall(expression["name"]?.array.last?["String"]?["sval"]?.string ?? "")
-                    if refusal != nil { return }
-                }
+                checkCalls(fields)
+                if refusal != nil { return }
                 for (_, value) in fields { definitionWalk(value) }
             default:
                 break
@@ -443,15 +448,8 @@ public struct MaskingRewriter: Sendable {
                     tableSample(sample, rangeVar: rangeVar, table: table)
                     return
                 }
-                if let call = fields["FuncCall"] {
-                    let parts = call["funcname"]?.array.compactMap { $0["String"]?["sval"]?.string } ?? []
-                    function(parts, arguments: call["args"]?.array.count ?? 0)
-                    if refusal != nil { return }
-                }
-                if let expression = fields["A_Expr"] {
-                    operatorCall(expression["name"]?.array.last?["String"]?["sval"]?.string ?? "")
-                    if refusal != nil { return }
-                }
+                checkCalls(fields)
+                if refusal != nil { return }
                 var scope = ctes
                 if let with = fields["withClause"] {
                     // A CTE body sees the CTEs before it (all of them if RECURSIVE), not itself;
