@@ -39,11 +39,27 @@ public enum MaskView {
     /// rows, when it has inheritance children or partitions), or `oid N` when that is longer
     /// than an identifier may be. Errors then name the real table: `permission denied for
     /// view sec.emp`.
-    public static func name(schema: String, table: String, oid: UInt32, only: Bool) -> String {
-        let readable = "\(schema).\(table)" + (only ? " (only)" : "")
+    public static func name(schema: String, table: String, oid: UInt32, only: Bool, system: Bool = false) -> String {
+        let suffix = suffix(only: only, system: system)
+        let readable = "\(schema).\(table)" + suffix
         if readable.utf8.count <= 63 { return readable }
-        return "oid \(oid)" + (only ? " (only)" : "")
+        return "oid \(oid)" + suffix
     }
+
+    /// ` (only)`, ` (system)`, ` (only, system)` or nothing.
+    static func suffix(only: Bool, system: Bool) -> String {
+        switch (only, system) {
+        case (false, false): return ""
+        case (true, false): return " (only)"
+        case (false, true): return " (system)"
+        case (true, true): return " (only, system)"
+        }
+    }
+
+    /// The system columns a masked role may read of a policy table (they hold no column's
+    /// values): the views ending in ` (system)` carry them after the table's columns, for the
+    /// statements that name one (`SELECT xmin, id FROM t`, as optimistic locking does).
+    public static let systemColumns = ["tableoid", "ctid", "xmin", "cmin", "xmax", "cmax"]
 
     /// The same rule as `name(schema:table:oid:only:)` as an SQL expression over a namespace name,
     /// a relation name and an OID (used by queries that find the views of many tables at once).
@@ -55,8 +71,8 @@ public enum MaskView {
     }
 
     /// `pgclone_masked."<name>"`.
-    public static func qualifiedName(schema: String, table: String, oid: UInt32, only: Bool) -> String {
-        SQL.qualified(Self.schema, name(schema: schema, table: table, oid: oid, only: only))
+    public static func qualifiedName(schema: String, table: String, oid: UInt32, only: Bool, system: Bool = false) -> String {
+        SQL.qualified(Self.schema, name(schema: schema, table: table, oid: oid, only: only, system: system))
     }
 
     /// The masked select list over `columns` of a relation, each entry named as the column.
@@ -70,8 +86,9 @@ public enum MaskView {
     }
 
     /// The view's query.
-    public static func definition(schema: String, table: String, columns: [Column], only: Bool) -> String {
-        "SELECT \(selectList(columns, keys: .table(keyTable))) FROM \(only ? "ONLY " : "")\(SQL.qualified(schema, table))"
+    public static func definition(schema: String, table: String, columns: [Column], only: Bool, system: Bool = false) -> String {
+        let extra = system ? ", " + systemColumns.joined(separator: ", ") : ""
+        return "SELECT \(selectList(columns, keys: .table(keyTable)))\(extra) FROM \(only ? "ONLY " : "")\(SQL.qualified(schema, table))"
     }
 
     /// What a view masks, as a short fingerprint kept in its comment: a session uses the view

@@ -320,16 +320,20 @@ public struct PrivilegeReconciler: Sendable {
         }
         let sensitive = columns.filter { $0.strategy != nil }.map(\.name)
         let plain = columns.filter { $0.strategy == nil }.map(\.name)
-        var views = [(only: false, definition: MaskView.definition(schema: target.schema, table: target.name, columns: columns, only: false))]
-        if target.hasChildren {
-            views.append((only: true, definition: MaskView.definition(schema: target.schema, table: target.name, columns: columns, only: true)))
+        // The table's view, the one of its own rows when it has children, and each with the
+        // system columns (for statements that name ctid, xmin...).
+        var views: [(only: Bool, system: Bool, definition: String)] = []
+        for only in target.hasChildren ? [false, true] : [false] {
+            for system in [false, true] {
+                views.append((only, system, MaskView.definition(schema: target.schema, table: target.name, columns: columns, only: only, system: system)))
+            }
         }
         var changes: [String] = []
         // A view that masks something else (an older policy, other columns) is rebuilt from the
         // privileges as they were before pgclone touched them.
         var current = true
         for view in views {
-            let name = MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: view.only)
+            let name = MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: view.only, system: view.system)
             let comment = try await connection.query(
                 "SELECT pg_catalog.obj_description(pg_catalog.to_regclass($1), 'pg_class')", [name]).string(0, 0)
             if comment != MaskView.comment(schema: target.schema, table: target.name, columns: columns) { current = false }
@@ -338,13 +342,13 @@ public struct PrivilegeReconciler: Sendable {
             let restored = try await restore(target.oid)
             if !restored.isEmpty { changes.append(restored) }
             for view in views {
-                let name = MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: view.only)
+                let name = MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: view.only, system: view.system)
                 try await connection.exec("CREATE VIEW \(name) AS \(view.definition)")
                 try await connection.exec("COMMENT ON VIEW \(name) IS \(SQL.literal(MaskView.comment(schema: target.schema, table: target.name, columns: columns)))")
             }
             changes.append("mask view created")
         }
-        let viewNames = views.map { MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: $0.only) }
+        let viewNames = views.map { MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: $0.only, system: $0.system) }
 
         // A REVOKE made since (of the table, which takes the column grants pgclone made in its
         // place too) takes away what the mask view stood in for: the grantee loses the view as
@@ -426,6 +430,7 @@ public struct PrivilegeReconciler: Sendable {
             let granteeName = try await roleName(grantee)
             for view in viewNames {
                 if let columns {
+                    // (Not the system columns: as on the table, a grantee of some columns reads none.)
                     try await connection.exec("GRANT SELECT (\(columns.sorted().map(SQL.identifier).joined(separator: ", "))) ON \(view) TO \(granteeName)")
                 } else {
                     try await connection.exec("GRANT SELECT ON \(view) TO \(granteeName)")

@@ -142,10 +142,17 @@ import Testing
             #expect(output.contains("C***@example.com"), "\(output)")
             // A statement_timeout too short for anything cannot stop the proxy's read (and a read that
             // failed would refuse, never relay).
-            let hurried = try await Shell.run(["psql", "-X", "-A", "-t", "-d", db.proxyInfo(db.role("masked"), extra: "options='-c statement_timeout=1'"),
-                                               "-c", "SELECT email FROM sec.emp WHERE id = 2"])
-            assertNoCanary(hurried.stdout + hurried.stderr, "statement_timeout=1")
-            #expect(hurried.stdout == "C***@example.com\n", "\(hurried.stderr)")
+            // (The client's own statement may run out of its millisecond on a busy machine: that
+            // is the server's timeout, tried again; the proxy's read must never be what fails.)
+            var answered = false
+            for _ in 0..<10 where !answered {
+                let hurried = try await Shell.run(["psql", "-X", "-A", "-t", "-d", db.proxyInfo(db.role("masked"), extra: "options='-c statement_timeout=1'"),
+                                                   "-c", "SELECT email FROM sec.emp WHERE id = 2"])
+                assertNoCanary(hurried.stdout + hurried.stderr, "statement_timeout=1")
+                #expect(!hurried.stderr.contains("cannot determine masking"), "\(hurried.stderr)")
+                answered = hurried.stdout == "C***@example.com\n"
+            }
+            #expect(answered)
         }
     }
 

@@ -219,6 +219,24 @@ import Testing
         }
     }
 
+    /// System columns of a masked table (ctid, xmin: optimistic locking reads them) come from
+    /// the relations that carry them; `*` still means the table's columns only.
+    @Test(arguments: [false, true])
+    func systemColumnsOfAMaskedTableAreReadable(backstop: Bool) async throws {
+        try await withMaskedSetup(backstop: backstop) { environment, proxy, database, roles in
+            let conninfo = environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database)
+            let system = try await Shell.psql(conninfo, """
+                SELECT xmin::text::bigint > 0, ctid IS NOT NULL, e.tableoid::regclass, e.cmin IS NOT NULL, email
+                FROM test_schema.employees e WHERE id = 1;
+                """)
+            #expect(system.stdout == "t|t|test_schema.employees|t|C***@example.com\n", "\(system.stderr)")
+            let star = try await Shell.psql(conninfo, "SELECT * FROM test_schema.employees WHERE id = 1;")
+            #expect(star.stdout.components(separatedBy: "|").count == 7, "\(star.stdout)\(star.stderr)")
+            let only = try await Shell.psql(conninfo, "SELECT count(*) FROM ONLY test_schema.employees WHERE ctid IS NOT NULL;")
+            #expect(only.stdout == "20\n", "\(only.stderr)")
+        }
+    }
+
     @Test func viewsCreatedDuringASessionAreNoWayAround() async throws {
         try await withMaskedSetup { environment, proxy, database, roles in
             let session = try await PQConnection.connect(environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database))

@@ -45,10 +45,12 @@ public struct MaskingContext: Sendable, Hashable {
 
         /// The relation a masked read of this table goes to, with the table's column names,
         /// order and types, holding masked values; or why the read is refused.
-        public func maskedRelation(only: Bool) -> Result<String, AdminError> {
+        /// With `system`, the relation also has the table's system columns (ctid, xmin...).
+        public func maskedRelation(only: Bool, system: Bool = false) -> Result<String, AdminError> {
             switch reads {
             case .views(let all, let onlyView):
-                return .success(only ? onlyView : all)
+                guard system else { return .success(only ? onlyView : all) }
+                return .success(MaskView.qualifiedName(schema: schema, table: name, oid: oid, only: only && hasChildren, system: true))
             case .stale:
                 return .failure(AdminError("42501", "pgclone: the masked view of \(schema).\(name) is being brought up to date with the current policies; try again in a moment"))
             case .inline:
@@ -57,6 +59,7 @@ public struct MaskingContext: Sendable, Hashable {
                     return .failure(AdminError("42501", "pgclone: column \(name).\(keyed.name) is masked with a keyed strategy, which needs the server backstop (pgclone.policy_status() says why it is not in force)"))
                 }
                 let list = MaskView.selectList(columns.map { MaskView.Column(name: $0.name, type: $0.type, strategy: $0.strategy) }, keys: .literals)
+                    + (system ? ", " + MaskView.systemColumns.joined(separator: ", ") : "")
                 return .success("(SELECT \(list) FROM \(only ? "ONLY " : "")\(SQL.qualified(schema, name)))")
             }
         }

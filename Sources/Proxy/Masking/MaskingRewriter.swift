@@ -1,5 +1,6 @@
 import CloneEngine
 import JSON
+import Masking
 import PQ
 import SQLParser
 
@@ -142,6 +143,7 @@ public struct MaskingRewriter: Sendable {
             default: break
             }
             walker.changesSession = false
+            walker.readsSystemColumns = Self.namesSystemColumn(body)
             if Self.allowedStatements.contains(kind) {
                 walker.statement(kind, body)
             } else if Self.definitionStatements.contains(kind) || !context.reliesOnRewriteAlone {
@@ -158,6 +160,17 @@ public struct MaskingRewriter: Sendable {
         let edits = walker.allEdits
         analysis.plan = edits.isEmpty ? .unchanged(unknownFunction: walker.unknownFunction) : .edits(edits, unknownFunction: walker.unknownFunction)
         return analysis
+    }
+
+    /// Whether a column reference in the tree names a system column (`ctid`, `t.xmin`).
+    static func namesSystemColumn(_ node: JSONNode) -> Bool {
+        var found = false
+        node.walk { node in
+            guard !found, let (tag, reference) = node.tagged, tag == "ColumnRef",
+                  let last = reference["fields"]?.array.last?["String"]?["sval"]?.string else { return }
+            if MaskView.systemColumns.contains(last) { found = true }
+        }
+        return found
     }
 
     /// The effects of a statement read without a context: its kind, and any set_config call in it.
@@ -263,6 +276,9 @@ public struct MaskingRewriter: Sendable {
         /// The statement being walked calls set_config or a function that is not built in (which
         /// may change any setting, the role included).
         var changesSession = false
+        /// The statement names a system column (ctid, xmin...): masked tables are read through
+        /// the relations that carry them.
+        var readsSystemColumns = false
         /// Masked tables read without an alias (`[schema, name]`).
         var unaliased: Set<[String]> = []
         /// Edits of qualified column references, kept when their table was read without an alias.
@@ -548,7 +564,7 @@ public struct MaskingRewriter: Sendable {
             if next < lexer.bytes.count, lexer.bytes[next] == UInt8(ascii: "*") { nameEnd = next + 1 }
             let only = rangeVar["inh"]?.bool != true
             let relation: String
-            switch table.maskedRelation(only: only) {
+            switch table.maskedRelation(only: only, system: readsSystemColumns) {
             case .success(let masked): relation = masked
             case .failure(let error):
                 if refusal == nil { refusal = error }
@@ -602,7 +618,7 @@ public struct MaskingRewriter: Sendable {
                 return
             }
             let relation: String
-            switch table.maskedRelation(only: rangeVar["inh"]?.bool != true) {
+            switch table.maskedRelation(only: rangeVar["inh"]?.bool != true, system: readsSystemColumns) {
             case .success(let masked): relation = masked
             case .failure(let error):
                 if refusal == nil { refusal = error }
