@@ -155,6 +155,29 @@ struct GuideRolesTests {
         }
     }
 
+    /// A source that hides pg_authid (as managed services do: here a source login that is not a
+    /// superuser) gives roles without passwords, and says so.
+    @Test func aSourceThatHidesVerifiersGivesRolesWithoutPasswords() async throws {
+        let environment = try TestEnvironment.require()
+        let suffix = guideRandomSuffix()
+        let reader = "catalog_reader_\(suffix)", app = "app_\(suffix)"
+        let source = try await PQConnection.connect(guideSourceConnInfo(environment))
+        try await source.exec("CREATE ROLE \(reader) LOGIN PASSWORD 'reader-pw'; CREATE ROLE \(app) LOGIN PASSWORD 'app-pw'")
+        defer {
+            Task {
+                _ = try? await source.exec("DROP ROLE IF EXISTS \(reader), \(app)")
+                try? await Self.dropEverywhere([app], environment: environment)
+            }
+        }
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            let hidden = guideSQLLiteral("host=127.0.0.1 port=\(environment.sourcePort) dbname=db1 user=\(reader) password=reader-pw")
+            let output = try await Shell.psql(target.conninfo, "SELECT pgclone.clone_roles(\(hidden), '\(app)');")
+            #expect(output.stdout == "OK: 1 roles created, 0 roles updated, 0 grants applied\n", "\(output.stderr)")
+            #expect(output.stderr.contains("NOTICE:  pgclone: the source does not let pgclone read password verifiers (pg_authid): roles were cloned without passwords"), "\(output.stderr)")
+            #expect(try await target.rows("SELECT rolcanlogin, rolpassword IS NULL FROM pg_authid WHERE rolname = '\(app)';") == ["t|t"])
+        }
+    }
+
     /// A caller that is neither superuser nor CREATEROLE is refused; nothing changes.
     @Test func onlySuperusersOrCreateroleMayCloneRoles() async throws {
         let environment = try TestEnvironment.require()
