@@ -40,14 +40,7 @@ done
 [ "$(id -u)" -eq 0 ] || [ "$(id -un)" = postgres ] || bench_die "run as root (server tools then run as the postgres user) or as postgres"
 
 # --- 1. build ---------------------------------------------------------------
-if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
-    bin=${PGCLONE_BIN:-$root/.build/release/pgclone}
-else
-    bench_log "building pgclone (release)"
-    (cd "$root" && swift build -c release --product pgclone)
-    bin="$(cd "$root" && swift build -c release --show-bin-path)/pgclone"
-fi
-[ -x "$bin" ] || bench_die "pgclone binary not found at $bin"
+bin=$(bench_pgclone_binary "$root")
 
 # --- 2. clusters --------------------------------------------------------------
 work=$(mktemp -d /tmp/pgclone-clone-bench.XXXXXX)

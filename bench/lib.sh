@@ -191,3 +191,18 @@ bench_trap_exit() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
 }
+
+# bench_pgclone_binary ROOT: print the pgclone binary to benchmark: PGCLONE_BIN (default
+# ROOT/.build/release/pgclone) with BENCH_NO_BUILD=1, else a fresh release build.
+bench_pgclone_binary() {
+    local root=$1 bin
+    if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
+        bin=${PGCLONE_BIN:-$root/.build/release/pgclone}
+    else
+        bench_log "building pgclone (release)"
+        (cd "$root" && swift build -c release --product pgclone) >&2
+        bin="$(cd "$root" && swift build -c release --show-bin-path)/pgclone"
+    fi
+    [ -x "$bin" ] || bench_die "pgclone binary not found at $bin"
+    echo "$bin"
+}

@@ -28,14 +28,7 @@ for tool in pgbench psql pg_dump ss awk openssl; do
 done
 [ "$(id -u)" -eq 0 ] || [ "$(id -un)" = postgres ] || bench_die "run as root (server tools then run as the postgres user) or as postgres"
 
-if [ "${BENCH_NO_BUILD:-0}" = 1 ]; then
-    bin=${PGCLONE_BIN:-$root/.build/release/pgclone}
-else
-    bench_log "building pgclone (release)"
-    (cd "$root" && swift build -c release --product pgclone)
-    bin="$(cd "$root" && swift build -c release --show-bin-path)/pgclone"
-fi
-[ -x "$bin" ] || bench_die "pgclone binary not found at $bin"
+bin=$(bench_pgclone_binary "$root")
 
 work=$(mktemp -d /tmp/pgclone-verify-bench.XXXXXX)
 chmod 755 "$work"
