@@ -42,30 +42,30 @@ public struct PrivilegeReconciler: Sendable {
     public struct Ownership: Sendable, Hashable {
         /// The identity of this proxy's policy files (`files:<host>:<directory>`), if it has any.
         public var files: String?
-        /// Whether it reads the state database's policies (shared by every proxy that does).
-        public var readsState: Bool
+        /// The identity of the state database whose policies it reads (`state:<database>`),
+        /// shared by every proxy that reads the same one; nil when it reads none.
+        public var state: String?
         /// The server's clock at this proxy's last read of the state database: a relation claimed
         /// for a state policy after that may be under a policy this proxy has not read yet.
         public var stateReadAt: String?
 
-        public static let stateOwner = "state"
-
-        public init(files: String?, readsState: Bool, stateReadAt: String?) {
+        public init(files: String?, state: String?, stateReadAt: String?) {
             self.files = files
-            self.readsState = readsState
+            self.state = state
             self.stateReadAt = stateReadAt
         }
 
         /// The owner recorded for what `policy` changes.
         func owner(of policy: TablePolicy) -> String {
-            policy.source == "state database" ? Self.stateOwner : (files ?? "files")
+            policy.source == "state database" ? (state ?? "state") : (files ?? "files")
         }
 
         /// Whether this proxy may give back what `owner` claimed (at a time before its last
         /// read of the state database, for state policies).
         func mayGiveBack(claimedBy owner: String, claimedBeforeStateRead: Bool) -> Bool {
-            if owner == Self.stateOwner { return readsState && (claimedBeforeStateRead || stateReadAt == nil) }
-            return owner == (files ?? "files")
+            if owner == (files ?? "files") { return true }
+            guard let state, owner == state else { return false }
+            return claimedBeforeStateRead || stateReadAt == nil
         }
     }
 
@@ -75,7 +75,7 @@ public struct PrivilegeReconciler: Sendable {
     /// `ownership` nil: this proxy speaks for every source (one proxy per server).
     public init(connection: PQConnection, ownership: Ownership? = nil) {
         self.connection = connection
-        self.ownership = ownership ?? Ownership(files: nil, readsState: true, stateReadAt: nil)
+        self.ownership = ownership ?? Ownership(files: nil, state: "state", stateReadAt: nil)
     }
 
     /// Brings the database in line with `policies` (those for other databases are ignored by

@@ -62,11 +62,23 @@ public final class PQConnection: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` on the connection's queue. When the calling task is cancelled, the statement
+    /// running on the server is cancelled too (PQcancel), and a call that has not started yet
+    /// does not start: a cancelled clone stops at once and its transaction rolls back.
     private func run<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer) throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async {
-                continuation.resume(with: Result { try body(self.handle) })
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let cancelled = Task.isCancelled
+                queue.async {
+                    if cancelled {
+                        continuation.resume(throwing: PQError(sqlState: "57014", message: "canceling statement due to user request"))
+                        return
+                    }
+                    continuation.resume(with: Result { try body(self.handle) })
+                }
             }
+        } onCancel: {
+            try? self.cancel()
         }
     }
 

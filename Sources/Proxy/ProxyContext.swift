@@ -13,6 +13,8 @@ final class ProxyContext: Sendable {
     let policies: PolicyStore
     /// Keeps the server's privileges in line with the policies (nil: not run, as in some tests).
     let backstop: ServerBackstop?
+    /// Runs background jobs (nil: the async admin functions answer that jobs are not available).
+    let jobs: JobRunner?
     let builtinFunctions = BuiltinFunctions()
     let bufferBudget: BufferBudget
 
@@ -21,12 +23,13 @@ final class ProxyContext: Sendable {
     }
 
     var adminFunctions: AdminFunctions {
-        AdminFunctions(serviceConnInfo: configuration.serviceConnInfo, policies: policies, state: statePolicies, backstop: backstop)
+        AdminFunctions(serviceConnInfo: configuration.serviceConnInfo, policies: policies, state: statePolicies, backstop: backstop, jobs: jobs)
     }
 
-    init(configuration: ProxyConfiguration, policies: PolicyStore, backstop: ServerBackstop?, logger: Logger) throws {
+    init(configuration: ProxyConfiguration, policies: PolicyStore, backstop: ServerBackstop?, jobs: JobRunner? = nil, logger: Logger) throws {
         self.policies = policies
         self.backstop = backstop
+        self.jobs = jobs
         self.bufferBudget = BufferBudget(limit: configuration.maximumBufferMemory)
         self.configuration = configuration
         self.cancelRegistry = CancelRegistry()

@@ -22,11 +22,12 @@ public final class ProxyServer: Service, Sendable {
         logger: Logger,
         policies: PolicyStore? = nil,
         backstop: ServerBackstop? = nil,
+        jobs: JobRunner? = nil,
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) throws {
         let store = policies ?? PolicyStore(directory: configuration.policiesDirectory, logger: logger)
         if policies == nil { store.reload() }
-        self.context = try ProxyContext(configuration: configuration, policies: store, backstop: backstop, logger: logger)
+        self.context = try ProxyContext(configuration: configuration, policies: store, backstop: backstop, jobs: jobs, logger: logger)
         self.group = group
         self.onListening = onListening
     }

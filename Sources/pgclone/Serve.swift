@@ -111,10 +111,11 @@ extension Pgclone {
             if let error = policies.reload() {
                 throw StartupError("--policies: \(error.replacingOccurrences(of: "\n", with: "; "))")
             }
-            let backstop = ServerBackstop(serviceConnInfo: configuration.serviceConnInfo, policies: policies, logger: logger)
+            let backstop = ServerBackstop(serviceConnInfo: configuration.serviceConnInfo, policies: policies, logger: logger, stateDatabase: configuration.stateDatabase)
+            let jobs = JobRunner(serviceConnInfo: configuration.serviceConnInfo, stateDatabase: configuration.stateDatabase, logger: logger)
             let server: ProxyServer
             do {
-                server = try ProxyServer(configuration: configuration, group: group, logger: logger, policies: policies, backstop: backstop)
+                server = try ProxyServer(configuration: configuration, group: group, logger: logger, policies: policies, backstop: backstop, jobs: jobs)
             } catch {
                 throw StartupError("cannot start the proxy: \(error)")
             }
@@ -122,6 +123,8 @@ extension Pgclone {
                 services: [
                     .init(service: PolicyReloader(store: policies, state: StatePolicies(serviceConnInfo: configuration.serviceConnInfo, database: configuration.stateDatabase))),
                     .init(service: backstop),
+                    // Jobs start before the proxy and stop after it (services stop in reverse order).
+                    .init(service: jobs),
                     .init(service: server),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],

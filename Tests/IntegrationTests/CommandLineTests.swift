@@ -68,7 +68,7 @@ import Testing
             (["--backend", wrongPassword, "--require-backend"], "pgclone: --backend: the service role cannot log in to the target: connection to server at \"127.0.0.1\", port \(environment.targetPort) failed: FATAL:  password authentication failed for user \"postgres\""),
         ]
         for (arguments, expected) in cases {
-            let output = try await Shell.run([Self.binary, "serve", "--log-level", "error"] + arguments, timeout: 30)
+            let output = try await Shell.run([Self.binary, "serve", "--log-level", "error", "--state-database", TargetRoles.cliStateDatabase] + arguments, timeout: 30)
             #expect(output.status == 1, "\(arguments)")
             #expect(output.stderr == expected + "\n", "\(arguments)")
             #expect(!output.stderr.contains(environment.password))
@@ -80,7 +80,8 @@ import Testing
         let port = Int.random(in: 20000...29999)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--shutdown-grace", "10", "--log-level", "warning"]
+        try await TargetRoles.ensure()
+        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--shutdown-grace", "10", "--log-level", "warning", "--state-database", TargetRoles.cliStateDatabase]
         process.environment = ProcessInfo.processInfo.environment.merging(["PGCLONE_BACKEND": environment.backendConnInfo]) { $1 }
         let errorPipe = Pipe()
         process.standardError = errorPipe

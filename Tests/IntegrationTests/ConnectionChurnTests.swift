@@ -46,7 +46,10 @@ import Testing
 
     /// Starts the built binary's `serve` on a free port (with at most `descriptorLimit` open
     /// files), its log in a file, and waits until it accepts connections.
-    static func launchProxy(_ environment: TestEnvironment, descriptorLimit: Int? = nil, arguments: [String]) async throws -> (Process, Int, URL) {
+    static func launchProxy(_ environment: TestEnvironment, descriptorLimit: Int? = nil, sharesStateDatabase: Bool = false,
+                            arguments: [String]) async throws -> (Process, Int, URL) {
+        try await TargetRoles.ensure()
+        let arguments = arguments + (sharesStateDatabase ? [] : ["--state-database", TargetRoles.cliStateDatabase])
         // A port the kernel just handed out (and was let go): a random one could be a client
         // port of a churn, still in TIME_WAIT.
         let probe = try await ServerBootstrapHelper.occupyPort()
@@ -145,9 +148,12 @@ import Testing
             guard let raw = try? RawConnection(port: port, timeoutSeconds: 2), let login = try? raw.startTrusted(user: "auth_trust") else { return false }
             return login.last == .readyForQuery(.idle)
         }
+        // Once per outage: the backlog of connections that waited can fill the descriptors again
+        // for a moment, each outage said once when it starts and once when it ends.
         let text = try String(contentsOf: log, encoding: .utf8)
-        #expect(text.components(separatedBy: "cannot accept new connections").count == 2, "\(text)")
+        let outages = text.components(separatedBy: "cannot accept new connections").count - 1
+        #expect(outages >= 1 && outages <= 3, "\(text)")
         #expect(text.contains("out of file descriptors"), "\(text)")
-        #expect(text.components(separatedBy: "accepting new connections again").count == 2, "\(text)")
+        #expect(text.components(separatedBy: "accepting new connections again").count - 1 == outages, "\(text)")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Proxy
 import Testing
 
 /// Guide tests 1-8 and 18 (../shared/seed/pgclone-manual-testing-guide.txt), typed into psql
@@ -1083,7 +1084,7 @@ let guideGate = GuideGate(3)
 ///
 /// Callers spell the closure type out (`{ (target: GuideTarget) async throws in`): a `try`
 /// that only appears inside `#expect(...)` does not make an inferred closure throwing.
-func withGuideTarget(_ body: (GuideTarget) async throws -> Void) async throws {
+func withGuideTarget(runsJobs: Bool = false, _ body: (GuideTarget) async throws -> Void) async throws {
     let environment = try TestEnvironment.require()
     await guideGate.enter()
     let database = "guide_\(guideRandomSuffix())"
@@ -1093,7 +1094,12 @@ func withGuideTarget(_ body: (GuideTarget) async throws -> Void) async throws {
     do {
         let created = try await Shell.psql(admin, "CREATE DATABASE \(database);")
         try #require(created.status == 0, "CREATE DATABASE \(database): \(created.stderr)")
-        let running = try await RunningProxy.start(environment)
+        // Proxies running jobs keep them in the state database of the binaries tests launch (a
+        // proxy killed by a job test would otherwise look after other tests' policies meanwhile).
+        if runsJobs { try await TargetRoles.ensure() }
+        let running = try await RunningProxy.start(environment, runsJobs: runsJobs) { configuration in
+            if runsJobs { configuration.stateDatabase = TargetRoles.cliStateDatabase }
+        }
         proxy = running
         try await body(GuideTarget(environment: environment, proxy: running, database: database))
     } catch {

@@ -22,6 +22,7 @@ struct AdminFunctions: Sendable {
     let policies: PolicyStore
     let state: StatePolicies
     let backstop: ServerBackstop?
+    let jobs: JobRunner?
 
     /// Runs one reference with its arguments resolved; `notices` collects
     /// things the caller should know that are not errors.
@@ -169,6 +170,10 @@ struct AdminFunctions: Sendable {
                 await backstop?.reconcile(database: caller.database)
                 return .text("OK: \(current.policies.count) \(current.policies.count == 1 ? "policy" : "policies") in force (version \(current.version))")
 
+            case "table_async", "schema_async", "progress", "progress_detail", "jobs", "jobs_view", "cancel", "clear_jobs", "resume":
+                guard let jobs else { throw AdminError("0A000", "background jobs are not available in this proxy") }
+                return try await JobFunctions(runner: jobs).run(reference.function, arguments: arguments, caller: caller)
+
             case let name where Self.plannedFunctions.contains(name):
                 throw AdminError("0A000", "pgclone.\(name)() is not available in this version of pgclone")
 
@@ -204,6 +209,11 @@ struct AdminFunctions: Sendable {
         "verify": ["text", "text", "text"],
         "diff": ["text", "text"],
         "preflight": ["text", "text", "text"],
+        "table_async": ["text", "text", "text", "bool", "text", "text"],
+        "schema_async": ["text", "text", "bool", "text"],
+        "progress": ["int8"],
+        "cancel": ["int8"],
+        "resume": ["int8", "text"],
     ]
 
     static let verifyColumns = [
@@ -219,10 +229,13 @@ struct AdminFunctions: Sendable {
         "policy_status": MaskingPolicyFunctions.statusColumns,
         "verify": verifyColumns,
         "preflight": preflightColumns,
+        "progress_detail": JobFunctions.columns,
+        "jobs_view": JobFunctions.columns,
     ]
 
     /// Result type of the scalar functions (text unless listed).
-    static let resultTypes: [String: String] = ["discover_sensitive": "json", "diff": "json"]
+    static let resultTypes: [String: String] = ["discover_sensitive": "json", "diff": "json", "progress": "json", "jobs": "json",
+                                                 "table_async": "bigint", "schema_async": "bigint", "clear_jobs": "integer"]
 
     static func parameterType(function: String, position: Int) -> String {
         guard let signature = signatures[function], position < signature.count else { return "text" }
@@ -231,11 +244,9 @@ struct AdminFunctions: Sendable {
 
     static let knownFunctions = ["version", "table", "table_ex", "schema", "schema_ex", "functions", "database", "database_create",
                                  "discover_sensitive", "mask_in_place", "create_masking_policy", "drop_masking_policy",
-                                 "masking_report", "policy_status", "reload", "clone_roles", "verify", "diff", "preflight"]
-    static let plannedFunctions: Set<String> = [
-        "table_async", "schema_async", "progress", "progress_detail", "jobs", "cancel", "resume",
-        "clear_jobs", "jobs_view",
-    ]
+                                 "masking_report", "policy_status", "reload", "clone_roles", "verify", "diff", "preflight",
+                                 "table_async", "schema_async", "progress", "progress_detail", "jobs", "jobs_view", "cancel", "clear_jobs", "resume"]
+    static let plannedFunctions: Set<String> = []
 
 }
 

@@ -59,6 +59,8 @@ public struct PolicyReloader: Service {
                         store.setStatePolicies(try await state.load(on: open))
                         backoff = 1
                     } catch {
+                        // Stopping: the read was cancelled, nothing failed.
+                        if Task.isCancelled || Task.isShuttingDownGracefully { break }
                         store.stateFailed(StatePolicies.describe(error))
                         connection = nil
                         skip = backoff

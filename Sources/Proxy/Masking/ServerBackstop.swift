@@ -33,15 +33,18 @@ public final class ServerBackstop: Service, Sendable {
     /// The databases to look after; nil means every database of the server. (Tests that share
     /// one server between proxies with different policies keep each proxy to its own.)
     private let databases: Set<String>?
+    /// The state database whose policies the policy store reads.
+    private let stateDatabase: String
     private let states = NIOLockedValueBox<[String: DatabaseState]>([:])
     /// Why the last listing of the databases failed (nil after a success).
     private let listError = NIOLockedValueBox<String?>(nil)
     private let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
 
-    public init(serviceConnInfo: ConnInfo, policies: PolicyStore, logger: Logger, databases: Set<String>? = nil,
+    public init(serviceConnInfo: ConnInfo, policies: PolicyStore, logger: Logger, databases: Set<String>? = nil, stateDatabase: String = "postgres",
                 driftInterval: Duration = .seconds(5), fullScanInterval: Duration = .seconds(60)) {
         self.databases = databases
+        self.stateDatabase = stateDatabase
         self.serviceConnInfo = serviceConnInfo
         self.policies = policies
         self.logger = logger
@@ -110,6 +113,7 @@ public final class ServerBackstop: Service, Sendable {
                 logger.notice("server backstop reaches the server again", metadata: ["previous_error": "\(error)"])
             }
         } catch {
+            if Task.isCancelled { return }
             // Once per outage, not once a minute.
             let text = Self.describe(error)
             if listError.withLockedValue({ previous in defer { previous = text }; return previous == nil }) {
@@ -152,6 +156,8 @@ public final class ServerBackstop: Service, Sendable {
                 }
             }
         } catch {
+            // Stopping: a pass cut short by cancellation is not a failure of the server.
+            if Task.isCancelled { return state }
             state.error = Self.describe(error)
             // Once per outage (the error's text may change between attempts).
             if self.state(of: database)?.error == nil {
@@ -169,7 +175,7 @@ public final class ServerBackstop: Service, Sendable {
     var ownership: PrivilegeReconciler.Ownership {
         PrivilegeReconciler.Ownership(
             files: policies.directory.map { "files:\(Self.hostName):\(URL(fileURLWithPath: $0).standardizedFileURL.path)" },
-            readsState: policies.hasStateSource,
+            state: policies.hasStateSource ? "state:\(stateDatabase)" : nil,
             stateReadAt: policies.status.stateReadAt)
     }
 

@@ -14,13 +14,16 @@ final class RunningProxy: Sendable {
     let server: ProxyServer
     /// The server backstop, when the proxy was started with databases for it to look after.
     let backstop: ServerBackstop?
+    /// The job runner, when the proxy was started with one.
+    let jobs: JobRunner?
     private let serviceGroup: ServiceGroup
     private let task: Task<Void, any Error>
 
-    private init(port: Int, server: ProxyServer, backstop: ServerBackstop?, serviceGroup: ServiceGroup, task: Task<Void, any Error>) {
+    private init(port: Int, server: ProxyServer, backstop: ServerBackstop?, jobs: JobRunner?, serviceGroup: ServiceGroup, task: Task<Void, any Error>) {
         self.port = port
         self.server = server
         self.backstop = backstop
+        self.jobs = jobs
         self.serviceGroup = serviceGroup
         self.task = task
     }
@@ -32,6 +35,7 @@ final class RunningProxy: Sendable {
         logger: Logger? = nil,
         backstopDatabases: Set<String> = [],
         readsStateDatabase: Bool = false,
+        runsJobs: Bool = false,
         configure: (inout ProxyConfiguration) -> Void = { _ in }
     ) async throws -> RunningProxy {
         try MaskingKey.install("pgclone-test-secret")
@@ -52,15 +56,18 @@ final class RunningProxy: Sendable {
         if let error = policies.reload() { throw ConfigurationError("invalid policy files: \(error)") }
         let reloader = PolicyReloader(store: policies, state: readsStateDatabase ? StatePolicies(serviceConnInfo: conninfo, database: configuration.stateDatabase) : nil)
         let backstop = backstopDatabases.isEmpty ? nil
-            : ServerBackstop(serviceConnInfo: conninfo, policies: policies, logger: logger, databases: backstopDatabases, driftInterval: .milliseconds(500))
+            : ServerBackstop(serviceConnInfo: conninfo, policies: policies, logger: logger, databases: backstopDatabases, stateDatabase: configuration.stateDatabase,
+                             driftInterval: .milliseconds(500))
+        let jobs = runsJobs ? JobRunner(serviceConnInfo: conninfo, stateDatabase: configuration.stateDatabase, logger: logger, pollInterval: .milliseconds(200)) : nil
         let server = try ProxyServer(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger,
-                                     policies: policies, backstop: backstop) { address in
+                                     policies: policies, backstop: backstop, jobs: jobs) { address in
             continuation.yield(address.port ?? 0)
             continuation.finish()
         }
         // The services of `pgclone serve`, in its order.
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [.init(service: reloader)] + (backstop.map { [.init(service: $0)] } ?? []) + [.init(service: server)], logger: logger)
+            services: [.init(service: reloader)] + (backstop.map { [.init(service: $0)] } ?? []) + (jobs.map { [.init(service: $0)] } ?? [])
+                + [.init(service: server)], logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = grace
         let serviceGroup = ServiceGroup(configuration: groupConfiguration)
         let task = Task { try await serviceGroup.run() }
@@ -74,7 +81,7 @@ final class RunningProxy: Sendable {
         let deadline = ContinuousClock.now + .seconds(10)
         while !policies.isReady && policies.status.stateError == nil && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         for database in backstopDatabases.sorted() { await backstop?.reconcile(database: database) }
-        return RunningProxy(port: port, server: server, backstop: backstop, serviceGroup: serviceGroup, task: task)
+        return RunningProxy(port: port, server: server, backstop: backstop, jobs: jobs, serviceGroup: serviceGroup, task: task)
     }
 
     /// Graceful shutdown, as SIGTERM does; returns when the server has stopped.

@@ -30,7 +30,15 @@ enum TargetRoles {
         try await connection.exec("SET password_encryption = 'md5'")
         try await connection.exec("ALTER ROLE auth_md5 PASSWORD \(quoteLiteral(md5Password))")
         try await connection.exec("GRANT ALL ON SCHEMA public TO PUBLIC")
+        // The state database of the pgclone binaries tests launch: apart from the one the
+        // in-process proxies share, so that their backstops (which look after every database)
+        // do not pick up the policies other tests create with create_masking_policy.
+        if try await connection.exec("SELECT 1 FROM pg_database WHERE datname = '\(cliStateDatabase)'").rows.isEmpty {
+            _ = try? await connection.exec("CREATE DATABASE \(cliStateDatabase)")
+        }
     }
+
+    static let cliStateDatabase = "pgclone_cli_state"
 
     static func ensure() async throws {
         try await setup.value

@@ -1,0 +1,223 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import JSON
+import PQ
+import Testing
+
+/// Guide tests 15, 16 and 17 (background jobs, parallel cloning, the progress view), cancel
+/// in the middle of a COPY, and a proxy killed in the middle of a job. Jobs live in the shared
+/// state database, so these tests run one after the other and look at their own job ids.
+@Suite("Guide tests 15-17: jobs", .serialized)
+struct GuideJobsTests {
+    /// Waits until job `id` is no longer pending or running; returns its status.
+    static func waitForEnd(_ target: GuideTarget, _ id: String, seconds: Double = 60) async throws -> String {
+        var status = ""
+        try await waitFor("job \(id) to end", seconds: seconds) {
+            status = try await target.rows("SELECT status FROM pgclone.jobs_view WHERE job_id = \(id);").first ?? ""
+            return status != "pending" && status != "running" && !status.isEmpty
+        }
+        return status
+    }
+
+    /// A source database with one table big enough for a job to be caught in the middle of it.
+    static func withBigSource(_ body: (String) async throws -> Void) async throws {
+        let environment = try TestEnvironment.require()
+        let name = "jobs_src_\(guideRandomSuffix())"
+        let admin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
+        try await admin.exec("CREATE DATABASE \(name)")
+        let source = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)")
+        try await source.exec("""
+            CREATE SCHEMA big;
+            CREATE TABLE big.a_small (id int PRIMARY KEY, v text);
+            INSERT INTO big.a_small SELECT g, 'v' || g FROM generate_series(1, 100) g;
+            CREATE TABLE big.b_large (id bigint PRIMARY KEY, payload text);
+            INSERT INTO big.b_large SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 1500000) g;
+            """)
+        do {
+            try await body("host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)")
+        } catch {
+            _ = try? await admin.exec("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+            throw error
+        }
+        _ = try? await admin.exec("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    }
+
+    @Test("15.1-15.7 async table and schema clones, progress, jobs(), cancel, clear_jobs")
+    func guideTest15() async throws {
+        try await withGuideTarget(runsJobs: true) { (target: GuideTarget) async throws in
+            // 15.1
+            try await target.rows("DROP TABLE IF EXISTS test_schema.customers CASCADE;")
+            let first = try await target.call("""
+                SELECT pgclone.table_async(
+                \(target.source),
+                'test_schema', 'customers', true
+                );
+                """)
+            #expect(Int(first) != nil, "a job id: \(first)")
+            #expect(try await Self.waitForEnd(target, first) == "completed")
+            // 15.2
+            let progress = try JSONReader.parse(try await target.call("SELECT pgclone.progress(\(first));"))
+            #expect(progress["status"]?.string == "completed")
+            #expect(progress["rows_copied"]?.int == 10)
+            #expect(progress["progress_bar"]?.string == "[████████████████████] 100.0%")
+            #expect(progress["elapsed_time"]?.string?.hasPrefix("00:00:") == true, "\(progress.text)")
+            #expect(try await target.rows("SELECT status, rows_copied, progress_bar FROM pgclone.jobs_view WHERE job_id = \(first);")
+                    == ["completed|10|[████████████████████] 100.0%"])
+            #expect(try await target.rows("SELECT count(*) FROM test_schema.customers;") == ["10"])
+            // 15.3
+            try await target.rows("DROP SCHEMA IF EXISTS test_schema CASCADE;")
+            let schemaJob = try await target.call("""
+                SELECT pgclone.schema_async(
+                \(target.source),
+                'test_schema', true
+                );
+                """)
+            #expect(try await target.rows("SELECT job_id, schema_name FROM pgclone.jobs_view WHERE job_id = \(schemaJob);") == ["\(schemaJob)|test_schema"])
+            #expect(try await Self.waitForEnd(target, schemaJob) == "completed")
+            #expect(try await target.rows("SELECT tables_total, tables_completed, rows_copied FROM pgclone.jobs_view WHERE job_id = \(schemaJob);") == ["5|5|43"])
+            // 15.4
+            let all = try JSONReader.parse(try await target.call("SELECT pgclone.jobs();"))
+            let ids = all.array.compactMap { $0["job_id"]?.int }
+            #expect(ids.contains(Int(first)!) && ids.contains(Int(schemaJob)!))
+            // 15.5
+            let replace = try await target.call("""
+                SELECT pgclone.table_async(
+                \(target.source),
+                'test_schema', 'customers', true,
+                'customers',
+                '{"conflict": "replace"}'
+                );
+                """)
+            #expect(try await Self.waitForEnd(target, replace) == "completed")
+            #expect(try JSONReader.parse(try await target.call("SELECT pgclone.progress(\(replace));"))["notes"]?.string?.hasPrefix("OK: cloned test_schema.customers") == true)
+            // 15.7 (15.6, cancel, is below, on a job big enough to be caught running)
+            let cleared = try await target.call("SELECT pgclone.clear_jobs();")
+            #expect((Int(cleared) ?? 0) >= 3, "\(cleared)")
+            #expect(try await target.rows("SELECT count(*) FROM pgclone.jobs_view WHERE job_id IN (\(first), \(schemaJob), \(replace));") == ["0"])
+            // (Interrupted jobs stay: they can be resumed.)
+            #expect(try await target.rows("SELECT count(*) FROM pgclone.jobs_view WHERE status NOT IN ('pending', 'running', 'interrupted');") == ["0"])
+        }
+    }
+
+    @Test("15.6 cancel in the middle of a COPY: cancelled within a second, done tables kept, the table in flight rolled back")
+    func cancelMidCopy() async throws {
+        try await Self.withBigSource { source in
+            try await withGuideTarget(runsJobs: true) { (target: GuideTarget) async throws in
+                let id = try await target.call("SELECT pgclone.schema_async(\(guideSQLLiteral(source)), 'big', true, '{\"conflict\": \"replace\"}');")
+                try await waitFor("the large table's copy", seconds: 30) {
+                    try await target.rows("SELECT table_name FROM pgclone.jobs_view WHERE job_id = \(id) AND status = 'running';") == ["big.b_large"]
+                }
+                let started = ContinuousClock.now
+                #expect(try await target.call("SELECT pgclone.cancel(\(id));") == "OK: job \(id) cancelled")
+                #expect(ContinuousClock.now - started < .seconds(1))
+                #expect(try await target.rows("SELECT status FROM pgclone.jobs_view WHERE job_id = \(id);") == ["cancelled"])
+                #expect(try await target.rows("SELECT count(*) FROM big.a_small;") == ["100"])
+                #expect(try await target.rows("SELECT to_regclass('big.b_large') IS NULL;") == ["t"])
+                _ = try await target.call("SELECT pgclone.clear_jobs();")
+            }
+        }
+    }
+
+    @Test("16.1-16.2 parallel schema clones: a parent job and its workers; verify; without triggers")
+    func guideTest16() async throws {
+        try await withGuideTarget(runsJobs: true) { (target: GuideTarget) async throws in
+            try await target.rows("DROP SCHEMA IF EXISTS test_schema CASCADE;")
+            let parent = try await target.call("""
+                SELECT pgclone.schema_async(
+                \(target.source),
+                'test_schema', true,
+                '{"parallel": 4}'
+                );
+                """)
+            #expect(try await Self.waitForEnd(target, parent) == "completed")
+            let family = try await target.rows("""
+                SELECT job_id, status, op_type, table_name, progress_bar
+                FROM pgclone.jobs_view WHERE job_id = \(parent) OR job_id IN (SELECT job_id FROM pgclone.jobs_view) ORDER BY job_id;
+                """)
+            let workers = try await target.rows("SELECT count(*) FROM pgclone.jobs_view WHERE op_type = 'worker' AND job_id > \(parent) AND job_id <= \(parent) + 4;")
+            #expect(workers == ["4"], "\(family)")
+            #expect(try await target.rows("SELECT match FROM pgclone.verify(\(target.source), 'test_schema');") == Array(repeating: "✓", count: 5))
+            // 16.2
+            try await target.rows("DROP SCHEMA IF EXISTS test_schema CASCADE;")
+            let combined = try await target.call("""
+                SELECT pgclone.schema_async(
+                \(target.source),
+                'test_schema', true,
+                '{"parallel": 4, "conflict": "replace", "triggers": false}'
+                );
+                """)
+            #expect(try await Self.waitForEnd(target, combined) == "completed")
+            #expect(try await target.rows("""
+                SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'test_schema' AND NOT t.tgisinternal;
+                """) == ["0"])
+            _ = try await target.call("SELECT pgclone.clear_jobs();")
+        }
+    }
+
+    @Test("17 progress_detail() and jobs_view: every column, filters")
+    func guideTest17() async throws {
+        try await withGuideTarget(runsJobs: true) { (target: GuideTarget) async throws in
+            let id = try await target.call("""
+                SELECT pgclone.schema_async(
+                \(target.source),
+                'test_schema', true,
+                '{"conflict": "replace"}'
+                );
+                """)
+            _ = try await Self.waitForEnd(target, id)
+            let columns = try await Shell.run(["psql", "-X", "-d", target.conninfo, "-c", "SELECT * FROM pgclone.progress_detail() LIMIT 0;"])
+            for column in ["job_id", "status", "op_type", "schema_name", "table_name", "current_phase", "tables_total", "tables_completed", "rows_copied",
+                           "bytes_copied", "elapsed_ms", "start_time", "end_time", "pct_complete", "progress_bar", "elapsed_time"] {
+                #expect(columns.stdout.contains(column), "\(column) in \(columns.stdout)")
+            }
+            #expect(try await target.rows("""
+                SELECT job_id, status, schema_name, table_name,
+                pct_complete, progress_bar
+                FROM pgclone.jobs_view WHERE job_id = \(id);
+                """).first?.hasPrefix("\(id)|completed|test_schema|") == true)
+            #expect(try await target.rows("SELECT job_id, status, elapsed_time FROM pgclone.jobs_view WHERE status = 'running' AND job_id = \(id);") == [])
+            #expect(try await target.rows("SELECT job_id, error_message FROM pgclone.jobs_view WHERE status = 'failed' AND job_id = \(id);") == [])
+            // A job that fails says why.
+            let failing = try await target.call("SELECT pgclone.table_async(\(target.source), 'test_schema', 'nope', true);")
+            #expect(try await Self.waitForEnd(target, failing) == "failed")
+            #expect(try await target.rows("SELECT error_message FROM pgclone.jobs_view WHERE status = 'failed' AND job_id = \(failing);")
+                    == ["relation \"test_schema.nope\" does not exist on source"])
+            _ = try await target.call("SELECT pgclone.clear_jobs();")
+        }
+    }
+
+    /// A proxy killed (SIGKILL) in the middle of a job: the job becomes interrupted, the tables
+    /// it finished are intact and nothing is half-copied; resume (with the conninfo again: the
+    /// password was never stored) finishes it from the first table not done.
+    @Test func aKilledProxysJobIsInterruptedAndResumes() async throws {
+        let environment = try TestEnvironment.require()
+        try await Self.withBigSource { source in
+            try await withGuideTarget(runsJobs: true) { (target: GuideTarget) async throws in
+                let (killed, port, _) = try await ConnectionChurnTests.launchProxy(environment, arguments: ["--log-level", "warning"])
+                defer { if killed.isRunning { killed.terminate() } }
+                let viaKilled = environment.throughProxy(port, database: target.database)
+                let id = try await target.rows("SELECT pgclone.schema_async(\(guideSQLLiteral(source)), 'big', true);", on: viaKilled).first ?? ""
+                try await waitFor("the large table's copy", seconds: 30) {
+                    try await target.rows("SELECT table_name FROM pgclone.jobs_view WHERE job_id = \(id) AND status = 'running';") == ["big.b_large"]
+                }
+                kill(killed.processIdentifier, SIGKILL)
+                killed.waitUntilExit()
+                // The in-process proxy of this test notices the missing heartbeat.
+                try await waitFor("the job to be interrupted", seconds: 30) {
+                    try await target.rows("SELECT status FROM pgclone.jobs_view WHERE job_id = \(id);") == ["interrupted"]
+                }
+                #expect(try await target.rows("SELECT count(*) FROM big.a_small;") == ["100"])
+                #expect(try await target.rows("SELECT to_regclass('big.b_large') IS NULL;") == ["t"])
+                try await target.expectError("SELECT pgclone.resume(\(id));", sqlState: "22023", message: "job \(id) needs its source password again: pgclone does not store passwords")
+                #expect(try await target.call("SELECT pgclone.resume(\(id), \(guideSQLLiteral(source)));") == "OK: job \(id) resumed (1 tables already done)")
+                #expect(try await Self.waitForEnd(target, id) == "completed")
+                #expect(try await target.rows("SELECT count(*) FROM big.b_large;") == ["1500000"])
+                #expect(try await target.rows("SELECT count(*) FROM big.a_small;") == ["100"])
+                _ = try await target.call("SELECT pgclone.clear_jobs();")
+            }
+        }
+    }
+}
