@@ -525,6 +525,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             var notices: [String] = []
             let sql: String
             let isError: Bool
+            var callerRole = ""
             do {
                 let caller: AdminCaller
                 let statement: AdminStatement
@@ -539,6 +540,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                     caller = try prepared.caller.get()
                     parameters = try AdminParameters.decode(bind, types: prepared.parameterTypes)
                 }
+                callerRole = caller.role
                 logger.info("admin call", metadata: ["role": "\(caller.role)", "functions": "\(statement.references.map { "pgclone.\($0.function)" })"])
                 var results: [AdminResult] = []
                 for reference in statement.references {
@@ -548,10 +550,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 sql = statement.rewritten(with: results)
                 isError = false
             } catch let error as AdminError {
-                logger.info("admin call failed", metadata: ["sqlstate": "\(error.sqlState)", "error": "\(error.message)"])
+                // (Messages never carry a password: connection errors are libpq's, which omit it.)
+                logger.warning("admin call failed", metadata: ["role": "\(callerRole)", "sqlstate": "\(error.sqlState)", "error": "\(error.message)"])
                 sql = AdminSQL.raise(error)
                 isError = true
             } catch {
+                logger.warning("admin call failed", metadata: ["role": "\(callerRole)", "sqlstate": "XX000", "error": "\(error)"])
                 sql = AdminSQL.raise(AdminError("XX000", "pgclone call failed: \(error)"))
                 isError = true
             }

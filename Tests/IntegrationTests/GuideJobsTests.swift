@@ -180,6 +180,9 @@ struct GuideJobsTests {
                 """).first?.hasPrefix("\(id)|completed|test_schema|") == true)
             #expect(try await target.rows("SELECT job_id, status, elapsed_time FROM pgclone.jobs_view WHERE status = 'running' AND job_id = \(id);") == [])
             #expect(try await target.rows("SELECT job_id, error_message FROM pgclone.jobs_view WHERE status = 'failed' AND job_id = \(id);") == [])
+            // pgclone's own state tables are plain tables, not admin calls (only jobs_view is).
+            let stateDatabase = target.environment.throughProxy(target.proxy.port, database: TargetRoles.cliStateDatabase)
+            #expect(try await target.rows("SELECT count(*) > 0 FROM pgclone.jobs WHERE job_id = \(id);", on: stateDatabase) == ["t"])
             // A job that fails says why.
             let failing = try await target.call("SELECT pgclone.table_async(\(target.source), 'test_schema', 'nope', true);")
             #expect(try await Self.waitForEnd(target, failing) == "failed")

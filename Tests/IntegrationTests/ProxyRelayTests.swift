@@ -37,6 +37,24 @@ import Testing
         #expect(proxied.stdout.contains("Asynchronous notification \"chan\" with payload \"payload\""))
     }
 
+    /// A failed admin call is logged (who, SQLSTATE, message), never with a password.
+    @Test func aFailedAdminCallIsLogged() async throws {
+        let environment = try TestEnvironment.require()
+        let capture = LogCapture()
+        let proxy = try await RunningProxy.start(environment, logger: capture.logger())
+        defer { Task { try await proxy.stop() } }
+        let source = "host=127.0.0.1 port=\(environment.sourcePort) dbname=db1 user=postgres password=\(environment.password)"
+        let output = try await Shell.psql(environment.throughProxy(proxy.port), "SELECT pgclone.table('\(source)', 'test_schema', 'nope', true);")
+        #expect(output.status != 0)
+        let failure = try #require(capture.records.first { $0.message == "admin call failed" })
+        #expect(failure.level == .warning)
+        #expect(failure.metadata["sqlstate"] == "42P01")
+        #expect(failure.metadata["role"] == "postgres")
+        #expect(failure.metadata["error"] == "relation \"test_schema.nope\" does not exist on source")
+        let everything = capture.records.map { "\($0.message) \($0.metadata)" }.joined(separator: "\n")
+        #expect(!everything.contains(environment.password))
+    }
+
     @Test func oneLogLineWhenASessionOpensAndOneWhenItCloses() async throws {
         let environment = try TestEnvironment.require()
         let capture = LogCapture()

@@ -109,7 +109,9 @@ public struct AdminStatement: Sendable {
                 references.append(Reference(function: name, arguments: arguments, isRelation: false, range: start..<end, placement: placement))
                 return
             }
-            if let range = fields["RangeVar"], range["schemaname"]?.string == "pgclone", let name = range["relname"]?.string {
+            // Of pgclone's relations only jobs_view is the admin API's; its own state tables
+            // (pgclone.jobs, pgclone.masking_policies) are plain tables of the state database.
+            if let range = fields["RangeVar"], range["schemaname"]?.string == "pgclone", let name = range["relname"]?.string, name == "jobs_view" {
                 let start = range["location"]?.int ?? 0
                 let end = lexer.endOfQualifiedName(startingAt: start)
                 references.append(Reference(function: name, arguments: [], isRelation: true, range: start..<end,
