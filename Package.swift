@@ -37,8 +37,16 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // libpg_query: PostgreSQL's own parser as a C library (Debian's libpg-query-dev).
         .systemLibrary(name: "CPgQuery", providers: [.apt(["libpg-query-dev"])]),
-        // A small safe wrapper over libpq: one thread at a time per connection.
-        .target(name: "PQ", dependencies: ["CLibPQ"], swiftSettings: swiftSettings),
+        // A small safe wrapper over libpq: one thread at a time per connection, threads from one injected pool.
+        .target(
+            name: "PQ",
+            dependencies: [
+                "CLibPQ",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Parser wrapper used to recognise admin calls and rewrite masked statements.
         .target(name: "SQLParser", dependencies: ["CPgQuery", "JSON"], swiftSettings: swiftSettings),
         .target(

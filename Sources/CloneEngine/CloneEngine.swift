@@ -8,11 +8,14 @@ public struct CloneTarget: Sendable {
     public var database: String
     /// The calling role: objects are created as this role and end up owned by it.
     public var role: String
+    /// Where the target connections' libpq calls run.
+    public var pool: PQThreadPool
 
-    public init(serviceConnInfo: ConnInfo, database: String, role: String) {
+    public init(serviceConnInfo: ConnInfo, database: String, role: String, pool: PQThreadPool = .shared) {
         self.serviceConnInfo = serviceConnInfo
         self.database = database
         self.role = role
+        self.pool = pool
     }
 
     public func connect(database: String? = nil) async throws(CloneError) -> PQConnection {
@@ -20,7 +23,7 @@ public struct CloneTarget: Sendable {
         info["dbname"] = database ?? self.database
         let connection: PQConnection
         do {
-            connection = try await PQConnection.connect(info.connectionString, label: "target")
+            connection = try await PQConnection.connect(info.connectionString, label: "target", pool: pool)
         } catch {
             throw CloneError("08006", "could not connect to target database \"\(database ?? self.database)\": \((error as? PQError)?.message ?? "\(error)")")
         }
@@ -43,16 +46,19 @@ public struct CloneTarget: Sendable {
 public struct CloneEngine: Sendable {
     /// Whose credentials source connections may use.
     public let sourceCredentials: SourceCredentials
+    /// Where the source connections' libpq calls run (the target's come with the CloneTarget).
+    public let pool: PQThreadPool
 
-    public init(sourceCredentials: SourceCredentials = .any) {
+    public init(sourceCredentials: SourceCredentials = .any, pool: PQThreadPool = .shared) {
         self.sourceCredentials = sourceCredentials
+        self.pool = pool
     }
 
     // MARK: - Tables
 
     public func cloneTable(source: String, target: CloneTarget, schema: String, table: String,
                            targetName: String?, options: CloneOptions) async throws(CloneError) -> TableCloneOutcome {
-        let session = try await SourceSession.open(source, credentials: sourceCredentials)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let definition = try await loadTable(session.primary, schema: schema, table: table)
         let connection = try await target.connect()
         let cloner = TableCloner(source: session.primary, target: connection)
@@ -110,7 +116,7 @@ public struct CloneEngine: Sendable {
 
     public func cloneSchema(source: String, target: CloneTarget, schema: String, options: CloneOptions,
                             progress: (any CloneProgress)? = nil) async throws(CloneError) -> SchemaCloneSummary {
-        let session = try await SourceSession.open(source, credentials: sourceCredentials)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let exists = try await run("source") { try await session.primary.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema]) }
         guard exists.rows.count == 1 else {
             throw CloneError("3F000", "schema \"\(schema)\" does not exist on source")
@@ -120,7 +126,7 @@ public struct CloneEngine: Sendable {
 
     public func cloneDatabase(source: String, target: CloneTarget, options: CloneOptions,
                               progress: (any CloneProgress)? = nil) async throws(CloneError) -> SchemaCloneSummary {
-        let session = try await SourceSession.open(source, credentials: sourceCredentials)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let schemas = try await run("source") { try await Self.databaseSchemas(session.primary) }
         return try await cloneSchemas(session: session, target: target, schemas: schemas, options: options, progress: progress, largeObjects: true)
     }
@@ -139,7 +145,7 @@ public struct CloneEngine: Sendable {
     /// CREATE DATABASE on the target server (as the caller), then a database clone into it.
     public func createDatabase(source: String, target: CloneTarget, name: String, options: CloneOptions,
                                progress: (any CloneProgress)? = nil) async throws(CloneError) -> SchemaCloneSummary {
-        let session = try await SourceSession.open(source, credentials: sourceCredentials)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let connection = try await target.connect()
         do {
             try await connection.execute("CREATE DATABASE \(SQL.identifier(name))")
@@ -161,7 +167,7 @@ public struct CloneEngine: Sendable {
     }
 
     public func cloneFunctions(source: String, target: CloneTarget, schema: String) async throws(CloneError) -> Int {
-        let session = try await SourceSession.open(source, credentials: sourceCredentials)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let exists = try await run("source") { try await session.primary.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema]) }
         guard exists.rows.count == 1 else {
             throw CloneError("3F000", "schema \"\(schema)\" does not exist on source")
@@ -191,7 +197,7 @@ public struct CloneEngine: Sendable {
     /// Clones the source's roles (or those named in `only`) and the privileges they hold on
     /// objects that exist on the target.
     public func cloneRoles(source: String, target: CloneTarget, only: String?) async throws(CloneError) -> RoleCloneSummary {
-        let session = try await SourceSession.open(source, credentials: sourceCredentials)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let connection = try await target.connect()
         let names = only.map(RoleCloner.parseNames)
         if let names, names.isEmpty {
@@ -208,7 +214,7 @@ public struct CloneEngine: Sendable {
     /// Compares the target with the source, table by table (`schema` or every user schema).
     public func verify(source: String, target: CloneTarget, schema: String?, options: String?) async throws(CloneError) -> [VerifyRow] {
         let parsed = try Verifier.Options.parse(options)
-        let session = try await SourceSession.open(source, credentials: sourceCredentials)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let connection = try await target.connect()
         let rows = try await run("verifying") {
             try await Verifier(source: session.primary, target: connection, options: parsed).run(schema: schema)
@@ -218,7 +224,7 @@ public struct CloneEngine: Sendable {
 
     /// What differs between the source's and the target's definitions (`schema` or every user schema).
     public func diff(source: String, target: CloneTarget, schema: String?) async throws(CloneError) -> SchemaDifferences {
-        let session = try await SourceSession.open(source, credentials: sourceCredentials)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let connection = try await target.connect()
         let (mine, theirs) = try await run("comparing definitions") {
             try await SchemaDiff.read(source: session.primary, target: connection, schema: schema)

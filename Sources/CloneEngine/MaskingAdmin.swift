@@ -7,9 +7,12 @@ import PQ
 public struct MaskingAdmin: Sendable {
     /// Whose credentials source connections may use.
     public let sourceCredentials: SourceCredentials
+    /// Where the source connections' libpq calls run.
+    public let pool: PQThreadPool
 
-    public init(sourceCredentials: SourceCredentials = .any) {
+    public init(sourceCredentials: SourceCredentials = .any, pool: PQThreadPool = .shared) {
         self.sourceCredentials = sourceCredentials
+        self.pool = pool
     }
 
     public struct ColumnInfo: Sendable {
@@ -48,7 +51,7 @@ public struct MaskingAdmin: Sendable {
 
     /// `{"table": {"column": strategy, ...}, ...}`, each table's object usable as a `mask` option.
     public func discoverSensitive(source: String, schema: String) async throws(CloneError) -> String {
-        let session = try await SourceSession.open(source, credentials: sourceCredentials)
+        let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         do {
             let exists = try await session.primary.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema])
             guard exists.rows.count == 1 else { throw CloneError("3F000", "schema \"\(schema)\" does not exist on source") }

@@ -32,7 +32,7 @@ struct Preflight {
         var checks: [Check] = []
         let session: SourceSession
         do {
-            session = try await SourceSession.open(sourceConnInfo, credentials: credentials)
+            session = try await SourceSession.open(sourceConnInfo, credentials: credentials, pool: target.pool)
         } catch {
             return [.fail("source connection", error.message)]
         }

@@ -7,14 +7,16 @@ final class SourceSession: Sendable {
     let primary: PQConnection
     let snapshot: String?
     private let conninfo: String
+    private let pool: PQThreadPool
 
-    private init(primary: PQConnection, snapshot: String?, conninfo: String) {
+    private init(primary: PQConnection, snapshot: String?, conninfo: String, pool: PQThreadPool) {
         self.primary = primary
         self.snapshot = snapshot
         self.conninfo = conninfo
+        self.pool = pool
     }
 
-    static func open(_ given: String, credentials: SourceCredentials = .any) async throws(CloneError) -> SourceSession {
+    static func open(_ given: String, credentials: SourceCredentials = .any, pool: PQThreadPool = .shared) async throws(CloneError) -> SourceSession {
         // Parse first: libpq's own connect errors for a malformed string can quote pieces of it.
         let parsed: ConnInfo
         do {
@@ -25,7 +27,7 @@ final class SourceSession: Sendable {
         let conninfo = try credentials.conninfo(parsed, given: given)
         let connection: PQConnection
         do {
-            connection = try await PQConnection.connect(conninfo, label: "source")
+            connection = try await PQConnection.connect(conninfo, label: "source", pool: pool)
         } catch let error as PQError {
             throw CloneError("08001", "could not connect to source: \(error.message)")
         } catch {
@@ -43,7 +45,7 @@ final class SourceSession: Sendable {
             try await connection.exec("SET search_path = ''; SET statement_timeout = 0; SET lock_timeout = '30s'; SET row_security = off")
             try await connection.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             let snapshot = try await connection.exec("SELECT pg_catalog.pg_export_snapshot()").string(0, 0)
-            return SourceSession(primary: connection, snapshot: snapshot, conninfo: conninfo)
+            return SourceSession(primary: connection, snapshot: snapshot, conninfo: conninfo, pool: pool)
         } catch {
             throw CloneError.from(error, context: "source")
         }
@@ -52,7 +54,7 @@ final class SourceSession: Sendable {
     /// Another connection reading the same snapshot (for parallel table copies).
     func openWorker() async throws(CloneError) -> PQConnection {
         do {
-            let connection = try await PQConnection.connect(conninfo, label: "source-worker")
+            let connection = try await PQConnection.connect(conninfo, label: "source-worker", pool: pool)
             try await connection.exec("SET search_path = ''; SET statement_timeout = 0; SET row_security = off")
             try await connection.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             if let snapshot {

@@ -1,5 +1,5 @@
 import CLibPQ
-import Dispatch
+import NIOConcurrencyHelpers
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,11 +7,11 @@ import Glibc
 /// One libpq connection.
 ///
 /// Why `@unchecked Sendable` is sound: libpq allows a `PGconn` to move between
-/// threads but never to be used by two at once. Every call on `handle` runs on
-/// `queue`, a private serial queue, so calls are serialised; the one exception is
-/// `cancel()`, which uses the separate `PGcancel` object that libpq documents as
-/// safe to use from another thread. Blocking calls never run on Swift's
-/// cooperative pool or on an event loop: callers await them.
+/// threads but never to be used by two at once. Every call on `handle` runs on a
+/// thread of the injected `PQThreadPool` while holding `lock`, so calls are
+/// serialised; the one exception is `cancel()`, which uses the separate `PGcancel`
+/// object that libpq documents as safe to use from another thread. Blocking calls
+/// never run on Swift's cooperative pool or on an event loop: callers await them.
 public final class PQConnection: @unchecked Sendable {
     public enum Format: Int32, Sendable {
         case text = 0
@@ -27,12 +27,12 @@ public final class PQConnection: @unchecked Sendable {
 
     private let handle: OpaquePointer
     private let cancelHandle: OpaquePointer?
-    private let queue: DispatchQueue
-    private var closed = false
+    private let pool: PQThreadPool
+    private let lock = NIOLock()
 
-    private init(handle: OpaquePointer, queue: DispatchQueue) {
+    private init(handle: OpaquePointer, pool: PQThreadPool) {
         self.handle = handle
-        self.queue = queue
+        self.pool = pool
         self.cancelHandle = PQgetCancel(handle)
         PQsetNoticeProcessor(handle, { _, _ in }, nil)
     }
@@ -43,10 +43,13 @@ public final class PQConnection: @unchecked Sendable {
     }
 
     /// Opens a connection; errors carry libpq's message, which never includes the password.
-    public static func connect(_ conninfo: String, label: String = "pq") async throws -> PQConnection {
-        let queue = DispatchQueue(label: "pgclone.\(label)")
-        return try await withCheckedThrowingContinuation { continuation in
-            queue.async {
+    public static func connect(_ conninfo: String, label: String = "pq", pool: PQThreadPool = .shared) async throws -> PQConnection {
+        try await withCheckedThrowingContinuation { continuation in
+            pool.submit { active in
+                guard active else {
+                    continuation.resume(throwing: PQError(sqlState: "57P01", message: "pgclone is shutting down"))
+                    return
+                }
                 guard let handle = PQconnectdb(conninfo) else {
                     continuation.resume(throwing: PQError(message: "out of memory allocating a connection"))
                     return
@@ -57,24 +60,28 @@ public final class PQConnection: @unchecked Sendable {
                     continuation.resume(throwing: PQError(sqlState: "08006", message: message))
                     return
                 }
-                continuation.resume(returning: PQConnection(handle: handle, queue: queue))
+                continuation.resume(returning: PQConnection(handle: handle, pool: pool))
             }
         }
     }
 
-    /// Runs `body` on the connection's queue. When the calling task is cancelled, the statement
+    /// Runs `body` on a pool thread, alone on this connection. When the calling task is cancelled, the statement
     /// running on the server is cancelled too (PQcancel), and a call that has not started yet
     /// does not start: a cancelled clone stops at once and its transaction rolls back.
     private func run<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer) throws -> T) async throws -> T {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let cancelled = Task.isCancelled
-                queue.async {
+                pool.submit { active in
                     if cancelled {
                         continuation.resume(throwing: PQError(sqlState: "57014", message: "canceling statement due to user request"))
                         return
                     }
-                    continuation.resume(with: Result { try body(self.handle) })
+                    guard active else {
+                        continuation.resume(throwing: PQError(sqlState: "57P01", message: "pgclone is shutting down"))
+                        return
+                    }
+                    continuation.resume(with: self.lock.withLock { Result { try body(self.handle) } })
                 }
             }
         } onCancel: {
@@ -240,12 +247,12 @@ public final class PQConnection: @unchecked Sendable {
     /// target's transaction can be rolled back.
     ///
     /// Both connections are held by one thread for the whole stream (the target's
-    /// queue is entered from inside this connection's queue), so no per-row
-    /// hand-off between threads is needed.
+    /// lock is taken inside this connection's), so no per-row hand-off between
+    /// threads is needed.
     public func copy(_ sourceSQL: String, into target: PQConnection, _ targetSQL: String) async throws -> Int {
         precondition(target !== self, "copy needs two connections")
         return try await run { sourceHandle in
-            try target.queue.sync {
+            try target.lock.withLock {
                 try Self.stream(source: sourceHandle, sourceSQL: sourceSQL, target: target.handle, targetSQL: targetSQL, sourceCancel: self.cancelHandle)
             }
         }
@@ -343,7 +350,7 @@ public final class PQConnection: @unchecked Sendable {
         }
     }
 
-    // MARK: - Helpers (run on the queue)
+    // MARK: - Helpers (run on a pool thread, holding the lock)
 
     private static func classify(_ result: OpaquePointer, _ handle: OpaquePointer) -> Result<PQResult, PQError> {
         switch PQresultStatus(result) {

@@ -517,7 +517,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     /// Runs an admin call in async code; its outcome goes back to the machine on the event loop.
     func runAdmin(_ run: SessionStateMachine.AdminRun, context: ChannelHandlerContext) {
-        let functions = proxy.adminFunctions
+        let services = proxy.adminServices
         let session = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let logger = self.logger
@@ -544,8 +544,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 logger.info("admin call", metadata: ["role": "\(caller.role)", "functions": "\(statement.references.map { "pgclone.\($0.function)" })"])
                 var results: [AdminResult] = []
                 for reference in statement.references {
-                    let arguments = ArgumentList(function: reference.function, values: reference.arguments, parameters: parameters)
-                    results.append(try await functions.run(reference, arguments: arguments, caller: caller, notices: &notices))
+                    results.append(try await AdminRegistry.run(reference, parameters: parameters, caller: caller, services: services, notices: &notices))
                 }
                 sql = statement.rewritten(with: results)
                 isError = false

@@ -30,6 +30,9 @@ public struct ProxyConfiguration: Sendable {
     public var policiesDirectory: String?
     /// Target database holding pgclone's durable state (policies created through the SQL API, jobs).
     public var stateDatabase = "postgres"
+    /// Threads for libpq's blocking calls (admin calls, jobs, the proxy's own catalog reads):
+    /// every COPY in flight holds one for its whole length.
+    public var engineThreads = 16
     /// The memory all sessions together may use to hold client messages whole.
     public var maximumBufferMemory = 256 << 20
     /// A client that has not finished startup and authentication by then is closed (as

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOSSL
+import PQ
 
 /// What every session of one proxy server shares.
 final class ProxyContext: Sendable {
@@ -18,15 +19,20 @@ final class ProxyContext: Sendable {
     let builtinFunctions = BuiltinFunctions()
     let bufferBudget: BufferBudget
 
+    /// The engine's threads: libpq calls of admin calls and catalog reads run there.
+    let pool: PQThreadPool
+
     var statePolicies: StatePolicies {
-        StatePolicies(serviceConnInfo: configuration.serviceConnInfo, database: configuration.stateDatabase)
+        StatePolicies(serviceConnInfo: configuration.serviceConnInfo, database: configuration.stateDatabase, pool: pool)
     }
 
-    var adminFunctions: AdminFunctions {
-        AdminFunctions(serviceConnInfo: configuration.serviceConnInfo, policies: policies, state: statePolicies, backstop: backstop, jobs: jobs)
+    var adminServices: AdminServices {
+        AdminServices(serviceConnInfo: configuration.serviceConnInfo, policies: policies, state: statePolicies, backstop: backstop, jobs: jobs, pool: pool)
     }
 
-    init(configuration: ProxyConfiguration, policies: PolicyStore, backstop: ServerBackstop?, jobs: JobRunner? = nil, logger: Logger) throws {
+    init(configuration: ProxyConfiguration, policies: PolicyStore, backstop: ServerBackstop?, jobs: JobRunner? = nil, pool: PQThreadPool = .shared,
+         logger: Logger) throws {
+        self.pool = pool
         self.policies = policies
         self.backstop = backstop
         self.jobs = jobs

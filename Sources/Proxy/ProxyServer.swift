@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import PQ
 import ServiceLifecycle
 
 /// The listening proxy, run as a service.
@@ -23,11 +24,12 @@ public final class ProxyServer: Service, Sendable {
         policies: PolicyStore? = nil,
         backstop: ServerBackstop? = nil,
         jobs: JobRunner? = nil,
+        pool: PQThreadPool = .shared,
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) throws {
         let store = policies ?? PolicyStore(directory: configuration.policiesDirectory, logger: logger)
         if policies == nil { store.reload() }
-        self.context = try ProxyContext(configuration: configuration, policies: store, backstop: backstop, jobs: jobs, logger: logger)
+        self.context = try ProxyContext(configuration: configuration, policies: store, backstop: backstop, jobs: jobs, pool: pool, logger: logger)
         self.group = group
         self.onListening = onListening
     }

@@ -49,6 +49,8 @@ extension Pgclone {
         var maxBufferMemory: String?
         @Option(help: "Event loop threads (default: one per core).")
         var threads: String?
+        @Option(help: "Threads for libpq calls of admin calls, jobs and catalog reads; each COPY in flight holds one (default 16).")
+        var engineThreads: String?
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default info).")
         var logLevel: String?
         @Option(help: "Secret for the keyed strategies (pseudonym, fake_name, fake_email, noise); prefer PGCLONE_MASK_SECRET.")
@@ -77,6 +79,7 @@ extension Pgclone {
                         "state_database": stateDatabase, "tls_cert": tlsCert, "tls_key": tlsKey, "metrics": metrics,
                         "shutdown_grace": shutdownGrace, "threads": threads, "log_level": logLevel, "mask_secret": maskSecret,
                         "client_login_timeout": clientLoginTimeout, "max_client_conn": maxClientConn, "max_buffer_memory": maxBufferMemory,
+                        "engine_threads": engineThreads,
                     ],
                     environment: ProcessInfo.processInfo.environment,
                     configFile: config
@@ -111,17 +114,23 @@ extension Pgclone {
             if let error = policies.reload() {
                 throw StartupError("--policies: \(error.replacingOccurrences(of: "\n", with: "; "))")
             }
-            let backstop = ServerBackstop(serviceConnInfo: configuration.serviceConnInfo, policies: policies, logger: logger, stateDatabase: configuration.stateDatabase)
-            let jobs = JobRunner(serviceConnInfo: configuration.serviceConnInfo, stateDatabase: configuration.stateDatabase, logger: logger)
+            let engine = EngineService(threads: configuration.engineThreads)
+            let backstop = ServerBackstop(serviceConnInfo: configuration.serviceConnInfo, policies: policies, logger: logger,
+                                          stateDatabase: configuration.stateDatabase, pool: engine.pool)
+            let jobs = JobRunner(serviceConnInfo: configuration.serviceConnInfo, stateDatabase: configuration.stateDatabase, logger: logger, pool: engine.pool)
             let server: ProxyServer
             do {
-                server = try ProxyServer(configuration: configuration, group: group, logger: logger, policies: policies, backstop: backstop, jobs: jobs)
+                server = try ProxyServer(configuration: configuration, group: group, logger: logger, policies: policies, backstop: backstop,
+                                         jobs: jobs, pool: engine.pool)
             } catch {
                 throw StartupError("cannot start the proxy: \(error)")
             }
             let serviceGroup = ServiceGroup(configuration: .init(
                 services: [
-                    .init(service: PolicyReloader(store: policies, state: StatePolicies(serviceConnInfo: configuration.serviceConnInfo, database: configuration.stateDatabase))),
+                    // The engine's threads start first and stop last (services stop in reverse order).
+                    .init(service: engine),
+                    .init(service: PolicyReloader(store: policies, state: StatePolicies(serviceConnInfo: configuration.serviceConnInfo,
+                                                                                        database: configuration.stateDatabase, pool: engine.pool))),
                     .init(service: backstop),
                     // Jobs start before the proxy and stop after it (services stop in reverse order).
                     .init(service: jobs),

@@ -10,7 +10,7 @@ struct ServeSettings {
     static let keys = [
         "listen", "backend", "policies", "admin_roles", "state_database",
         "tls_cert", "tls_key", "metrics", "shutdown_grace", "threads", "log_level", "mask_secret",
-        "client_login_timeout", "max_client_conn", "max_buffer_memory",
+        "client_login_timeout", "max_client_conn", "max_buffer_memory", "engine_threads",
     ]
 
     private var values: [String: String] = [:]
@@ -108,6 +108,12 @@ struct ServeSettings {
                 throw ConfigurationError("--threads: expected 1 to 256, got \"\(threads)\"")
             }
             configuration.eventLoopThreads = count
+        }
+        if let threads = self["engine_threads"] {
+            guard let count = Int(threads), (2...1024).contains(count) else {
+                throw ConfigurationError("--engine-threads: expected 2 to 1024, got \"\(threads)\"")
+            }
+            configuration.engineThreads = count
         }
         return configuration
     }

@@ -39,7 +39,7 @@ extension AdminStatement {
         for reference in references {
             for (position, argument) in reference.arguments.enumerated() {
                 if case .parameter(let number) = argument, types[number] == nil {
-                    types[number] = AdminFunctions.parameterType(function: reference.function, position: position)
+                    types[number] = AdminRegistry.parameterType(function: reference.function, position: position)
                 }
             }
         }
@@ -61,12 +61,12 @@ extension AdminStatement {
         let guardClause = parameters.isEmpty ? "" : parameters.joined(separator: " AND ")
         var bytes = Array(text.utf8)
         for (index, reference) in references.enumerated().reversed() {
-            let type = AdminFunctions.resultTypes[reference.function] ?? "text"
+            let type = AdminRegistry.resultType(function: reference.function)
             let value = index == 0 && !guardClause.isEmpty
                 ? "CASE WHEN \(guardClause) THEN NULL::\(type) ELSE NULL::\(type) END"
                 : "NULL::\(type)"
             let replacement: String
-            if let columns = AdminFunctions.resultColumns[reference.function], case .fromItem(let hasAlias) = reference.placement {
+            if let columns = AdminRegistry.resultColumns(function: reference.function), case .fromItem(let hasAlias) = reference.placement {
                 let nulls = columns.map { "NULL::\($0.type) AS \(SQL.identifier($0.name))" }.joined(separator: ", ")
                 let filter = index == 0 && !guardClause.isEmpty ? "(\(guardClause)) AND false" : "false"
                 bytes.replaceSubrange(reference.range, with: Array(("(SELECT \(nulls) WHERE \(filter))" + (hasAlias ? "" : " AS \(SQL.identifier(reference.function))")).utf8))

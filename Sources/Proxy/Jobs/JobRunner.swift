@@ -24,6 +24,7 @@ public final class JobRunner: Service, Sendable {
     /// Who this proxy is in `claimed_by`.
     let owner: String
     let maximumRunning: Int
+    let pool: PQThreadPool
     let pollInterval: Duration
     /// A running job's proxy is taken for gone after this many seconds without a heartbeat.
     let abandonedAfter: Int
@@ -36,8 +37,9 @@ public final class JobRunner: Service, Sendable {
     private let wakeContinuation: AsyncStream<Void>.Continuation
 
     public init(serviceConnInfo: ConnInfo, stateDatabase: String, logger: Logger, maximumRunning: Int = 2,
-                pollInterval: Duration = .milliseconds(500), abandonedAfter: Int = 10) {
-        self.store = JobStore(serviceConnInfo: serviceConnInfo, database: stateDatabase)
+                pollInterval: Duration = .milliseconds(500), abandonedAfter: Int = 10, pool: PQThreadPool = .shared) {
+        self.store = JobStore(serviceConnInfo: serviceConnInfo, database: stateDatabase, pool: pool)
+        self.pool = pool
         self.serviceConnInfo = serviceConnInfo
         self.logger = logger
         self.owner = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(UInt32.random(in: 0...UInt32.max))"
@@ -172,8 +174,8 @@ public final class JobRunner: Service, Sendable {
         }
         let source = secrets.withLockedValue { $0[job.id] } ?? job.source
         let credentials: SourceCredentials = job.flags == "superuser" ? .any : .ownPasswordOnly
-        let engine = CloneEngine(sourceCredentials: credentials)
-        let target = CloneTarget(serviceConnInfo: serviceConnInfo, database: job.database, role: job.role)
+        let engine = CloneEngine(sourceCredentials: credentials, pool: pool)
+        let target = CloneTarget(serviceConnInfo: serviceConnInfo, database: job.database, role: job.role, pool: pool)
         let reporter = JobProgressReporter(store: store, jobID: job.id, logger: logger)
         logger.info("job started", metadata: ["job_id": "\(job.id)", "op_type": "\(job.operation)"])
         var status = JobStore.Status.completed

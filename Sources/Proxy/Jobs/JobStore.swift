@@ -53,10 +53,12 @@ public final class JobStore: Sendable {
 
     let serviceConnInfo: ConnInfo
     let database: String
+    let pool: PQThreadPool
 
-    public init(serviceConnInfo: ConnInfo, database: String) {
+    public init(serviceConnInfo: ConnInfo, database: String, pool: PQThreadPool = .shared) {
         self.serviceConnInfo = serviceConnInfo
         self.database = database
+        self.pool = pool
     }
 
     static let migrations: [Int: String] = [
@@ -99,7 +101,7 @@ public final class JobStore: Sendable {
         var info = serviceConnInfo
         info["dbname"] = database
         info["application_name"] = "pgclone jobs"
-        let connection = try await PQConnection.connect(info.connectionString, label: "jobs")
+        let connection = try await PQConnection.connect(info.connectionString, label: "jobs", pool: pool)
         try await connection.exec("SET search_path = ''")
         return connection
     }

@@ -38,11 +38,13 @@ public final class ServerBackstop: Service, Sendable {
     private let states = NIOLockedValueBox<[String: DatabaseState]>([:])
     /// Why the last listing of the databases failed (nil after a success).
     private let listError = NIOLockedValueBox<String?>(nil)
+    private let pool: PQThreadPool
     private let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
 
     public init(serviceConnInfo: ConnInfo, policies: PolicyStore, logger: Logger, databases: Set<String>? = nil, stateDatabase: String = "postgres",
-                driftInterval: Duration = .seconds(5), fullScanInterval: Duration = .seconds(60)) {
+                driftInterval: Duration = .seconds(5), fullScanInterval: Duration = .seconds(60), pool: PQThreadPool = .shared) {
+        self.pool = pool
         self.databases = databases
         self.stateDatabase = stateDatabase
         self.serviceConnInfo = serviceConnInfo
@@ -185,7 +187,7 @@ public final class ServerBackstop: Service, Sendable {
         var info = serviceConnInfo
         if let database { info["dbname"] = database }
         info["application_name"] = "pgclone backstop"
-        return try await PQConnection.connect(info.connectionString, label: "backstop")
+        return try await PQConnection.connect(info.connectionString, label: "backstop", pool: pool)
     }
 
     static func describe(_ error: any Error) -> String {

@@ -8,10 +8,12 @@ import PQ
 public struct StatePolicies: Sendable {
     let serviceConnInfo: ConnInfo
     let database: String
+    let pool: PQThreadPool
 
-    public init(serviceConnInfo: ConnInfo, database: String) {
+    public init(serviceConnInfo: ConnInfo, database: String, pool: PQThreadPool = .shared) {
         self.serviceConnInfo = serviceConnInfo
         self.database = database
+        self.pool = pool
     }
 
     /// Creates the state table if needed; an advisory lock keeps concurrent proxies
@@ -40,7 +42,7 @@ public struct StatePolicies: Sendable {
     func connect() async throws -> PQConnection {
         var info = serviceConnInfo
         info["dbname"] = database
-        let connection = try await PQConnection.connect(info.connectionString, label: "state")
+        let connection = try await PQConnection.connect(info.connectionString, label: "state", pool: pool)
         try await connection.exec("SET search_path = ''")
         return connection
     }
