@@ -149,6 +149,7 @@ extension Pgclone {
             } catch let error as IOError where error.errnoCode == EACCES {
                 throw StartupError("--listen \(configuration.listenHost):\(configuration.listenPort): permission denied")
             }
+            await engine.shutdown()
             try await group.shutdownGracefully()
         }
     }

@@ -223,4 +223,45 @@ struct GuideJobsTests {
             }
         }
     }
+
+    /// SIGTERM: a synchronous call in progress is waited for (grace 30 s) and answers; a job
+    /// still running when a short grace period ends is stopped cleanly and becomes interrupted,
+    /// with nothing half-copied.
+    @Test func shutdownWaitsForCallsAndInterruptsJobsAfterTheGracePeriod() async throws {
+        let environment = try TestEnvironment.require()
+        try await Self.withBigSource { source in
+            try await withGuideTarget(runsJobs: true) { (target: GuideTarget) async throws in
+                // A synchronous clone outlives SIGTERM: its session is busy, not idle.
+                let (patient, patientPort, _) = try await ConnectionChurnTests.launchProxy(environment, arguments: ["--log-level", "warning", "--shutdown-grace", "30"])
+                defer { if patient.isRunning { patient.terminate() } }
+                let viaPatient = try await PQConnection.connect(environment.throughProxy(patientPort, database: target.database))
+                async let answer = viaPatient.exec("SELECT pgclone.table(\(guideSQLLiteral(source)), 'big', 'b_large', true, 'b_sync');")
+                try await waitFor("the synchronous copy", seconds: 30) {
+                    try await target.rows("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%b_sync%' AND state = 'active';") == ["1"]
+                }
+                kill(patient.processIdentifier, SIGTERM)
+                #expect(try await answer.string(0, 0) == "OK: cloned big.b_large to big.b_sync (1500000 rows)")
+                try await waitFor("the proxy to exit") { !patient.isRunning }
+                #expect(patient.terminationStatus == 0)
+                #expect(try await target.rows("SELECT count(*) FROM big.b_sync;") == ["1500000"])
+
+                // A job longer than the grace period: stopped, interrupted, the table in flight rolled back.
+                let (hasty, hastyPort, log) = try await ConnectionChurnTests.launchProxy(environment, arguments: ["--log-level", "notice", "--shutdown-grace", "1"])
+                defer { if hasty.isRunning { hasty.terminate() } }
+                let viaHasty = environment.throughProxy(hastyPort, database: target.database)
+                let id = try await target.rows("SELECT pgclone.schema_async(\(guideSQLLiteral(source)), 'big', true, '{\"conflict\": \"skip\"}');", on: viaHasty).first ?? ""
+                try await waitFor("the large table's copy", seconds: 30) {
+                    try await target.rows("SELECT table_name FROM pgclone.jobs_view WHERE job_id = \(id) AND status = 'running';") == ["big.b_large"]
+                }
+                let stopped = ContinuousClock.now
+                kill(hasty.processIdentifier, SIGTERM)
+                try await waitFor("the proxy to exit", seconds: 20) { !hasty.isRunning }
+                #expect(ContinuousClock.now - stopped < .seconds(10))
+                #expect(try await target.rows("SELECT status FROM pgclone.jobs_view WHERE job_id = \(id);") == ["interrupted"])
+                #expect(try await target.rows("SELECT to_regclass('big.b_large') IS NULL;") == ["t"])
+                #expect(try String(contentsOf: log, encoding: .utf8).contains("stopping running jobs; they stay resumable"))
+                _ = try await target.call("SELECT pgclone.clear_jobs();")
+            }
+        }
+    }
 }

@@ -6,8 +6,10 @@ import ServiceLifecycle
 /// every libpq call of the proxy runs on (admin calls, jobs, policy and backstop reads).
 ///
 /// Listed first in the ServiceGroup, it is started before the proxy and the job runner and
-/// stopped after them (services stop in reverse order), so no call is left without a thread;
-/// its threads end once the last submitted call has returned.
+/// told to stop after them (services stop in reverse order). Its threads are shut down by
+/// `shutdown()` once the whole group has returned: when the grace period ends every service
+/// is cancelled at once, and the job runner still needs threads to record that its jobs were
+/// interrupted.
 public final class EngineService: Service, Sendable {
     public let pool: PQThreadPool
 
@@ -21,8 +23,11 @@ public final class EngineService: Service, Sendable {
     }
 
     public func run() async throws {
-        // Nothing to do until the services that use the threads have stopped.
         try? await gracefulShutdown()
+    }
+
+    /// Ends the threads once the calls already submitted have returned.
+    public func shutdown() async {
         await pool.shutdown()
     }
 }

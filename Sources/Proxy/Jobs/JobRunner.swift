@@ -122,27 +122,33 @@ public final class JobRunner: Service, Sendable {
                 wakeContinuation.yield()
             }
         }
+        // On graceful shutdown no job is claimed any more, and the loop goes on (heartbeats, cancel
+        // requests) until the running jobs end; when the grace period is over the task is cancelled,
+        // the stream ends, and the jobs still running are stopped.
         var failing = false
-        for await _ in wake.cancelOnGracefulShutdown() {
+        for await _ in wake {
+            let draining = Task.isShuttingDownGracefully
+            if draining && running.withLockedValue({ $0.isEmpty }) { break }
             do {
-                try await tick()
+                try await tick(claiming: !draining)
                 if failing { logger.notice("the jobs table in the state database is reachable again") }
                 failing = false
             } catch {
-                if Task.isCancelled || Task.isShuttingDownGracefully { break }
+                if Task.isCancelled { break }
                 if !failing { logger.warning("cannot run jobs: the state database is not reachable", metadata: ["error": "\(StatePolicies.describe(error))"]) }
                 failing = true
             }
         }
         ticker.cancel()
-        // Shutting down: running jobs stop cleanly and become interrupted (resumable).
+        // Stopped: running jobs stop cleanly (the table in flight rolls back) and become interrupted (resumable).
         let tasks = running.withLockedValue { Array($0.values) }
+        if !tasks.isEmpty { logger.notice("stopping running jobs; they stay resumable", metadata: ["count": "\(tasks.count)"]) }
         for task in tasks { task.cancel() }
         for task in tasks { await task.value }
-        try? await store.interruptMine(owner: owner)
+        try? await Task { [store, owner] in try await store.interruptMine(owner: owner) }.value
     }
 
-    private func tick() async throws {
+    private func tick(claiming: Bool) async throws {
         // Now and then: jobs of a proxy that stopped beating (killed) become interrupted.
         let now = ContinuousClock.now
         if lastAbandonedCheck.withLockedValue({ last in defer { if now - last >= .seconds(5) { last = now } }; return now - last >= .seconds(5) }) {
@@ -157,7 +163,7 @@ public final class JobRunner: Service, Sendable {
                 running.withLockedValue { $0[id] }?.cancel()
             }
         }
-        while running.withLockedValue({ $0.count }) < maximumRunning {
+        while claiming && running.withLockedValue({ $0.count }) < maximumRunning {
             let held = Set(secrets.withLockedValue { $0.keys })
             guard let job = try await store.claim(owner: owner, secretsHeld: held) else { return }
             let task = Task { await self.execute(job) }
