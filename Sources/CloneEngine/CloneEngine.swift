@@ -154,15 +154,29 @@ public struct CloneEngine: Sendable {
         } catch {
             throw CloneError("XX000", "could not create database \"\(name)\": \(error)")
         }
+        // Marked until it is complete: should this process die before it can drop a database it
+        // could not fill, the database says what it is.
+        _ = try? await connection.execute("COMMENT ON DATABASE \(SQL.identifier(name)) IS "
+            + SQL.literal("pgclone: incomplete clone, interrupted while being created; drop it (DROP DATABASE \(SQL.identifier(name))) and clone again"))
         var newTarget = target
         newTarget.database = name
         do {
             let schemas = try await Self.databaseSchemas(session.primary)
-            return try await cloneSchemas(session: session, target: newTarget, schemas: schemas, options: options, progress: progress, largeObjects: true)
+            let summary = try await cloneSchemas(session: session, target: newTarget, schemas: schemas, options: options, progress: progress, largeObjects: true)
+            try await connection.execute("COMMENT ON DATABASE \(SQL.identifier(name)) IS NULL")
+            return summary
         } catch {
-            // All or nothing: a database that could not be filled is removed again.
-            _ = try? await connection.execute("DROP DATABASE IF EXISTS \(SQL.identifier(name)) WITH (FORCE)")
-            throw CloneError.from(error, context: "cloning into \(name)")
+            // All or nothing: a database that could not be filled is removed again, also when the
+            // call was cancelled (in a task of its own: a cancelled task's statements do not run).
+            let dropped = await Task {
+                (try? await connection.execute("DROP DATABASE IF EXISTS \(SQL.identifier(name)) WITH (FORCE)")) != nil
+            }.value
+            var failure = CloneError.from(error, context: "cloning into \(name)")
+            if !dropped {
+                failure.detail = [failure.detail, "The incomplete database \(name) could not be dropped; its comment marks it incomplete. Drop it before cloning again."]
+                    .compactMap { $0 }.joined(separator: "\n")
+            }
+            throw failure
         }
     }
 
@@ -326,7 +340,9 @@ public struct CloneEngine: Sendable {
                 WHERE cn.nspname = ANY($1::pg_catalog.text[]) AND NOT c.relispartition
                 """, ["{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"])
         }
-        let clonedTogether = Set(work.map { "\($0.0).\($0.1)" })
+        // What this call creates (tables and the views recreated after them): objects of these that
+        // depend on a replaced table are recreated, so dropping them with it is no loss.
+        let clonedTogether = Set(work.map { "\($0.0).\($0.1)" }).union(objects.views.map { "\($0.schema).\($0.name)" })
         var parents: [String: [String]] = [:]
         for row in inheritance.rows.indices {
             parents["\(inheritance.string(row, 0)!).\(inheritance.string(row, 1)!)", default: []].append("\(inheritance.string(row, 2)!).\(inheritance.string(row, 3)!)")
@@ -334,9 +350,21 @@ public struct CloneEngine: Sendable {
         let generations = Self.generations(work, parents: parents, cloned: clonedTogether)
         var outcomes: [TableCloneOutcome] = []
         progress?.start(tables: work.count)
-        for generation in generations {
-            outcomes += try await copyTables(generation, session: session, target: target, primaryTarget: connection, options: options,
-                                             progress: progress, clonedTogether: clonedTogether)
+        let committed = CommittedTables()
+        do {
+            for generation in generations {
+                outcomes += try await copyTables(generation, session: session, target: target, primaryTarget: connection, options: options,
+                                                 progress: progress, clonedTogether: clonedTogether, committed: committed)
+            }
+        } catch {
+            // Each table is its own transaction: say which ones are already on the target.
+            var failure = error
+            let done = committed.names
+            let line = done.isEmpty
+                ? "No table was cloned yet: the target is as it was."
+                : "Already cloned and committed on the target (\(done.count) of \(work.count) tables): \(Preflight.list(done.sorted(), limit: 20))."
+            failure.detail = [failure.detail, line].compactMap { $0 }.joined(separator: "\n")
+            throw failure
         }
         for outcome in outcomes {
             switch outcome.action {
@@ -373,6 +401,14 @@ public struct CloneEngine: Sendable {
                         }
                         summary.notes.append("\(view.kind) \(view.schema).\(view.name) already exists on target; kept")
                         continue
+                    }
+                    let outside = try await Dependents.of(SQL.qualified(view.schema, view.name), on: connection).filter { dependent in
+                        dependent.relation.map { !clonedTogether.contains($0) } ?? true
+                    }
+                    if !outside.isEmpty {
+                        guard options.cascade else { throw Dependents.refusal("\(view.kind) \(view.schema).\(view.name)", outside) }
+                        summary.notes.append("dropped with the replaced \(view.kind) \(view.schema).\(view.name) (cascade): "
+                                             + outside.map(\.description).joined(separator: ", "))
                     }
                     try await connection.execute("DROP \(view.kind == "view" ? "VIEW" : "MATERIALIZED VIEW") \(SQL.qualified(view.schema, view.name)) CASCADE")
                 }
@@ -416,7 +452,8 @@ public struct CloneEngine: Sendable {
     }
 
     private func copyTables(_ tables: [(String, String)], session: SourceSession, target: CloneTarget, primaryTarget: PQConnection,
-                            options: CloneOptions, progress: (any CloneProgress)?, clonedTogether: Set<String>) async throws(CloneError) -> [TableCloneOutcome] {
+                            options: CloneOptions, progress: (any CloneProgress)?, clonedTogether: Set<String>,
+                            committed: CommittedTables) async throws(CloneError) -> [TableCloneOutcome] {
         if options.parallel <= 1 || tables.count <= 1 {
             var outcomes: [TableCloneOutcome] = []
             let cloner = TableCloner(source: session.primary, target: primaryTarget)
@@ -426,6 +463,7 @@ public struct CloneEngine: Sendable {
                 let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
                                                      clonedTogether: clonedTogether)
                 progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0)
+                if outcome.action == .cloned { committed.add("\(schema).\(table)") }
                 outcomes.append(outcome)
             }
             return outcomes
@@ -451,6 +489,8 @@ public struct CloneEngine: Sendable {
                             let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
                                                      clonedTogether: clonedTogether)
                             progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0)
+                            if outcome.action == .cloned { committed.add("\(schema).\(table)") }
+                if outcome.action == .cloned { committed.add("\(schema).\(table)") }
                             outcomes.append(outcome)
                         }
                         return outcomes
@@ -538,4 +578,14 @@ public struct PreflightCheck: Sendable, Equatable {
     public var name: String
     public var status: String
     public var detail: String
+}
+
+/// The tables of one call already committed on the target (workers add to it concurrently).
+final class CommittedTables: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var list: [String] = []
+
+    func add(_ name: String) { lock.withLock { list.append(name) } }
+    var names: [String] { lock.withLock { list } }
 }

@@ -16,10 +16,13 @@ public struct CloneOptions: Sendable, Hashable {
     public var conflict = Conflict.error
     public var mask: [String: MaskStrategy] = [:]
     public var parallel = 1
+    /// With `conflict: replace`: objects outside the clone that depend on a replaced table
+    /// (views, foreign keys of other tables...) may be dropped with it.
+    public var cascade = false
 
     public init() {}
 
-    public static let keys = ["columns", "where", "indexes", "constraints", "triggers", "conflict", "mask", "parallel", "data"]
+    public static let keys = ["columns", "where", "indexes", "constraints", "triggers", "conflict", "mask", "parallel", "data", "cascade"]
 
     /// Parses the JSON options text; unknown keys and wrong types are errors, never ignored.
     public static func parse(_ text: String?, base: CloneOptions = CloneOptions()) throws(CloneError) -> CloneOptions {
@@ -48,6 +51,7 @@ public struct CloneOptions: Sendable, Hashable {
         if let value = try bool("constraints") { options.constraints = value }
         if let value = try bool("triggers") { options.triggers = value }
         if let value = try bool("data") { options.copyData = value }
+        if let value = try bool("cascade") { options.cascade = value }
         if let columns = fields["columns"] {
             guard case .array(let items) = columns, !items.isEmpty else {
                 throw CloneError.invalidOption("option \"columns\" must be a non-empty array of column names")

@@ -163,8 +163,17 @@ struct TableCloner {
             try await target.execute("BEGIN")
             do {
                 try await ensureSchema(targetSchema, on: target)
+                var kept = Dependents.Plan()
                 if exists {
                     if options.conflict == .replace {
+                        // What the drop would take along that this clone does not recreate: foreign
+                        // keys and views are put back below; anything else needs "cascade".
+                        kept = try await Dependents.plan(qualifiedTarget, replacing: clonedTogether.union(["\(targetSchema).\(targetName)"]), on: target)
+                        if !kept.blocking.isEmpty {
+                            guard options.cascade else { throw Dependents.refusal("table \(targetSchema).\(targetName)", kept.blocking) }
+                            outcome.notes.append("dropped with the replaced table \(targetSchema).\(targetName) (cascade): "
+                                                 + kept.blocking.map(\.description).joined(separator: ", "))
+                        }
                         try await target.execute("DROP TABLE \(qualifiedTarget) CASCADE")
                         outcome.replacedExisting = true
                     } else {
@@ -194,13 +203,28 @@ struct TableCloner {
                 try await addRowSecurity(definition, schema: targetSchema, name: targetName, outcome: &outcome)
                 try await Privileges.apply(definition.privileges.statements(on: "TABLE \(qualifiedTarget)"), on: target, notes: &outcome.notes)
                 try await setSequences(definition, plan: plan, schema: targetSchema, name: targetName)
+                if !kept.restore.isEmpty {
+                    do {
+                        for statement in kept.restore { try await target.execute(statement) }
+                    } catch let error as PQError {
+                        throw CloneError(error.sqlState ?? "XX000", "cannot replace table \(targetSchema).\(targetName): what depends on it on the target cannot be put back: \(error.message)",
+                                         detail: "Put back after the replace: \(kept.restored.joined(separator: ", ")).",
+                                         hint: "Fix or drop the dependent objects first.")
+                    }
+                    outcome.notes.append("kept on the replaced table \(targetSchema).\(targetName): \(kept.restored.joined(separator: ", "))")
+                }
                 try await target.execute("COMMIT")
             } catch {
                 _ = try? await target.execute("ROLLBACK")
                 throw error
             }
             if options.copyData {
-                try await target.execute("ANALYZE \(qualifiedTarget)")
+                // The table is committed: a failed ANALYZE does not undo the clone.
+                do {
+                    try await target.execute("ANALYZE \(qualifiedTarget)")
+                } catch {
+                    outcome.notes.append("WARNING: \(qualifiedTarget) was cloned and committed, but ANALYZE failed (\((error as? PQError)?.message ?? "\(error)")); run ANALYZE on it")
+                }
             }
         } catch {
             throw CloneError.from(error, context: "cloning \(definition.displayName)")

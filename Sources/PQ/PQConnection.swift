@@ -29,10 +29,14 @@ public final class PQConnection: @unchecked Sendable {
     private let cancelHandle: OpaquePointer?
     private let pool: PQThreadPool
     private let lock = NIOLock()
+    /// `source` or `target` when the connection is one side of a clone: a lost connection or a
+    /// terminated backend then says which server it was.
+    public let side: String?
 
-    private init(handle: OpaquePointer, pool: PQThreadPool) {
+    private init(handle: OpaquePointer, pool: PQThreadPool, label: String) {
         self.handle = handle
         self.pool = pool
+        self.side = label.hasPrefix("source") ? "source" : label.hasPrefix("target") ? "target" : nil
         self.cancelHandle = PQgetCancel(handle)
         PQsetNoticeProcessor(handle, { _, _ in }, nil)
     }
@@ -60,7 +64,7 @@ public final class PQConnection: @unchecked Sendable {
                     continuation.resume(throwing: PQError(sqlState: "08006", message: message))
                     return
                 }
-                continuation.resume(returning: PQConnection(handle: handle, pool: pool))
+                continuation.resume(returning: PQConnection(handle: handle, pool: pool, label: label))
             }
         }
     }
@@ -81,12 +85,21 @@ public final class PQConnection: @unchecked Sendable {
                         continuation.resume(throwing: PQError(sqlState: "57P01", message: "pgclone is shutting down"))
                         return
                     }
-                    continuation.resume(with: self.lock.withLock { Result { try body(self.handle) } })
+                    continuation.resume(with: self.lock.withLock { Result { try body(self.handle) } }.mapError { self.sided($0) })
                 }
             }
         } onCancel: {
             try? self.cancel()
         }
+    }
+
+    /// A failure of the connection itself (lost, backend terminated, shut down) names the side.
+    private func sided(_ error: any Error) -> any Error {
+        guard let side, var error = error as? PQError, error.isConnectionFailure, !error.message.hasPrefix("source server: "),
+              !error.message.hasPrefix("target server: ") else { return error }
+        error.message = "\(side) server: \(error.message)"
+        if error.sqlState == nil { error.sqlState = "08006" }
+        return error
     }
 
     /// Whether the connection is encrypted (TLS).
@@ -253,16 +266,40 @@ public final class PQConnection: @unchecked Sendable {
         precondition(target !== self, "copy needs two connections")
         return try await run { sourceHandle in
             try target.lock.withLock {
-                try Self.stream(source: sourceHandle, sourceSQL: sourceSQL, target: target.handle, targetSQL: targetSQL, sourceCancel: self.cancelHandle)
+                do {
+                    return try Self.stream(source: sourceHandle, sourceSQL: sourceSQL, target: target.handle, targetSQL: targetSQL, sourceCancel: self.cancelHandle)
+                } catch let failure as StreamFailure {
+                    // Which server failed decides the message: a target that went away must not
+                    // read as the source's "canceling statement" (the source is cancelled because of it).
+                    throw failure.onTarget ? target.sided(failure.error) : self.sided(failure.error)
+                }
             }
         }
     }
 
+    private struct StreamFailure: Error {
+        var error: any Error
+        var onTarget: Bool
+    }
+
     private static func stream(source: OpaquePointer, sourceSQL: String, target: OpaquePointer, targetSQL: String, sourceCancel: OpaquePointer?) throws -> Int {
+        do {
+            return try streamSides(source: source, sourceSQL: sourceSQL, target: target, targetSQL: targetSQL, sourceCancel: sourceCancel)
+        } catch let failure as StreamFailure {
+            throw failure
+        } catch {
+            throw StreamFailure(error: error, onTarget: false)
+        }
+    }
+
+    private static func streamSides(source: OpaquePointer, sourceSQL: String, target: OpaquePointer, targetSQL: String, sourceCancel: OpaquePointer?) throws -> Int {
+        func onTarget<T>(_ body: () throws -> T) throws -> T {
+            do { return try body() } catch { throw StreamFailure(error: error, onTarget: true) }
+        }
         let targetStart = PQexec(target, targetSQL)
         guard let targetStart, PQresultStatus(targetStart) == PGRES_COPY_IN else {
-            _ = try check(targetStart, target)
-            throw PQError(message: "target statement did not start COPY FROM STDIN")
+            _ = try onTarget { try check(targetStart, target) }
+            throw StreamFailure(error: PQError(message: "target statement did not start COPY FROM STDIN"), onTarget: true)
         }
         PQclear(targetStart)
         let sourceStart = PQexec(source, sourceSQL)
@@ -297,7 +334,7 @@ public final class PQConnection: @unchecked Sendable {
                 }
             }
         }
-        while true {
+        while !targetFailed {
             var buffer: UnsafeMutablePointer<CChar>?
             let count = PQgetCopyData(source, &buffer, 0)
             if count > 0, let buffer {
@@ -324,6 +361,19 @@ public final class PQConnection: @unchecked Sendable {
                 throw error
             }
         }
+        if targetFailed {
+            // The source was cancelled because the target failed: read what it still sends,
+            // and drop its error, which says nothing about the cause.
+            while true {
+                var rest: UnsafeMutablePointer<CChar>?
+                let count = PQgetCopyData(source, &rest, 0)
+                if let rest { PQfreemem(rest) }
+                if count < 0 { break }
+            }
+            _ = try? drain(source)
+            _ = try onTarget { try drain(target) }
+            throw StreamFailure(error: PQError(result: nil, connection: target), onTarget: true)
+        }
         do {
             _ = try drain(source)
         } catch {
@@ -331,12 +381,8 @@ public final class PQConnection: @unchecked Sendable {
             _ = try? drain(target)
             throw error
         }
-        if targetFailed {
-            _ = try drain(target)
-            throw PQError(result: nil, connection: target)
-        }
-        guard PQputCopyEnd(target, nil) == 1 else { throw PQError(result: nil, connection: target) }
-        let done = try drain(target)
+        guard PQputCopyEnd(target, nil) == 1 else { throw StreamFailure(error: PQError(result: nil, connection: target), onTarget: true) }
+        let done = try onTarget { try drain(target) }
         return done.affectedRows ?? 0
     }
 

@@ -16,6 +16,13 @@ public struct PQError: Error, Sendable, CustomStringConvertible {
         self.hint = hint
     }
 
+    /// The connection failed, not the statement: lost, its backend terminated or shut down,
+    /// or libpq's own error (no SQLSTATE).
+    public var isConnectionFailure: Bool {
+        guard let sqlState else { return true }
+        return sqlState.hasPrefix("08") || sqlState == "57P01" || sqlState == "57P02" || sqlState == "57P03"
+    }
+
     public var description: String {
         (sqlState.map { "[\($0)] " } ?? "") + message
     }

@@ -7,13 +7,14 @@ import PostgresWire
 /// pid of its own NOTIFYs) with a secret of the proxy's: a cancel must come through the proxy,
 /// which swaps in the server's secret. Process IDs are unique among a server's live sessions.
 public final class CancelRegistry: Sendable {
-    private let entries = NIOLockedValueBox<[Int32: (clientSecret: Int32, server: BackendKey)]>([:])
+    private let entries = NIOLockedValueBox<[Int32: (clientSecret: Int32, server: BackendKey, admin: AdminCallCanceller?)]>([:])
 
     public init() {}
 
     /// Records that `client` (the server's process ID with the proxy's secret) stands for `server`.
-    public func register(client: BackendKey, server: BackendKey) {
-        entries.withLockedValue { $0[client.processID] = (client.secretKey, server) }
+    /// `admin`: the session's admin calls, which run in the proxy and not on the server.
+    public func register(client: BackendKey, server: BackendKey, admin: AdminCallCanceller? = nil) {
+        entries.withLockedValue { $0[client.processID] = (client.secretKey, server, admin) }
     }
 
     public func unregister(_ client: BackendKey) {
@@ -26,13 +27,34 @@ public final class CancelRegistry: Sendable {
 
     /// The server's key for a client's cancel request, if the key is one the proxy issued.
     public func backend(for key: BackendKey) -> BackendKey? {
+        entry(for: key)?.server
+    }
+
+    /// The server's key and the session's admin calls for a client's cancel request.
+    func entry(for key: BackendKey) -> (server: BackendKey, admin: AdminCallCanceller?)? {
         entries.withLockedValue { entries in
             guard let entry = entries[key.processID] else { return nil }
             // Compare without an early exit so timing does not reveal how much matched.
             let difference = UInt32(bitPattern: entry.clientSecret ^ key.secretKey)
-            return difference == 0 ? entry.server : nil
+            return difference == 0 ? (entry.server, entry.admin) : nil
         }
     }
 
     public var count: Int { entries.withLockedValue { $0.count } }
+}
+
+/// The admin call a session is running, if any, so that a CancelRequest (psql's Ctrl-C) stops
+/// it as it would stop a statement: the call's task is cancelled, its libpq statements with it.
+public final class AdminCallCanceller: Sendable {
+    private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
+
+    public init() {}
+
+    func running(_ call: Task<Void, Never>?) {
+        task.withLockedValue { $0 = call }
+    }
+
+    func cancel() {
+        task.withLockedValue { $0 }?.cancel()
+    }
 }

@@ -31,7 +31,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     /// Startup packet and early client bytes waiting for the backend connection.
     var pendingToBackend = ByteBuffer()
     var closeWhenFlushed = false
-    var adminTask: Task<Void, Never>?
+    var adminTask: Task<Void, Never>? {
+        didSet { adminCalls.running(adminTask) }
+    }
+    /// Lets a CancelRequest on another connection reach `adminTask`.
+    let adminCalls = AdminCallCanceller()
     /// Closes the client if startup and authentication take too long.
     var loginTimer: Scheduled<Void>?
     /// What the message being held took from the proxy's buffer budget.
@@ -205,7 +209,8 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             let channel = context.channel
             // The cancel reaches the server before the client's cancel connection closes, as
             // when a client cancels directly (a query sent right after must not be the one hit).
-            if let serverKey = proxy.cancelRegistry.backend(for: key) {
+            if let (serverKey, admin) = proxy.cancelRegistry.entry(for: key) {
+                admin?.cancel()
                 CancelForwarder.send(serverKey, to: proxy.configuration.backend, on: context.eventLoop).whenComplete { _ in
                     channel.close(promise: nil)
                 }
@@ -493,7 +498,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 })
             case .registerCancelKey(let server, let client):
                 if let old = clientKey { proxy.cancelRegistry.unregister(old) }
-                proxy.cancelRegistry.register(client: client, server: server)
+                proxy.cancelRegistry.register(client: client, server: server, admin: adminCalls)
                 clientKey = client
             case .storeBuiltinFunctions(let names):
                 proxy.builtinFunctions.store(names)

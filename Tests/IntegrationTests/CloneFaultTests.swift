@@ -1,0 +1,111 @@
+import Foundation
+import PQ
+import Testing
+
+/// Clones meeting trouble: objects that a replace would drop, a terminated target backend,
+/// a cancelled database_create. Each failure says what happened, on which side, and what is
+/// already on the target; nothing half-made stays behind.
+@Suite(.serialized)
+struct CloneFaultTests {
+    /// `conflict: replace` keeps what depends on the table (foreign keys of other tables, views
+    /// and views on those, with owner, grants and comment), refuses to drop what it cannot put
+    /// back (a materialized view) unless "cascade" allows it.
+    @Test func replaceKeepsViewsAndForeignKeysAndRefusesToDropTheRest() async throws {
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            try await target.cloneCustomers()
+            try await target.rows("""
+                CREATE VIEW test_schema.active_names WITH (security_barrier) AS SELECT id, name FROM test_schema.customers WHERE status = 'active';
+                CREATE VIEW test_schema.active_count AS SELECT count(*) AS n FROM test_schema.active_names;
+                COMMENT ON VIEW test_schema.active_names IS 'kept by replace';
+                GRANT SELECT ON test_schema.active_names TO PUBLIC;
+                CREATE TABLE test_schema.visits (id int PRIMARY KEY, customer_id int REFERENCES test_schema.customers (id));
+                INSERT INTO test_schema.visits VALUES (1, 3);
+                CREATE MATERIALIZED VIEW test_schema.customer_totals AS SELECT status, count(*) FROM test_schema.customers GROUP BY status;
+                """)
+            let output = try await target.expectError("""
+                SELECT pgclone.table(\(target.source), 'test_schema', 'customers', true, 'customers', '{"conflict": "replace"}');
+                """, sqlState: "2BP01", message: "cannot replace table test_schema.customers because other objects on the target depend on it")
+            #expect(output.stderr.contains("DETAIL:  materialized view test_schema.customer_totals depends on table test_schema.customers\n"), "\(output.stderr)")
+            #expect(output.stderr.contains("HINT:  Drop or move them first, or add \"cascade\": true to the options to drop them with it."))
+            #expect(try await target.rows("SELECT count(*) FROM test_schema.customer_totals;").count == 1)
+
+            try await target.rows("DROP MATERIALIZED VIEW test_schema.customer_totals;")
+            let message = try await target.call("""
+                SELECT pgclone.table(\(target.source), 'test_schema', 'customers', true, 'customers', '{"conflict": "replace"}');
+                """)
+            #expect(message == "OK: cloned test_schema.customers (10 rows, replaced existing table)")
+            #expect(try await target.rows("""
+                SELECT (SELECT n FROM test_schema.active_count) = (SELECT count(*) FROM test_schema.customers WHERE status = 'active'),
+                       obj_description('test_schema.active_names'::regclass, 'pg_class'),
+                       has_table_privilege('public', 'test_schema.active_names', 'SELECT'),
+                       (SELECT reloptions::text FROM pg_class WHERE oid = 'test_schema.active_names'::regclass),
+                       (SELECT count(*) FROM pg_constraint WHERE conname = 'visits_customer_id_fkey' AND confrelid = 'test_schema.customers'::regclass);
+                """) == ["t|kept by replace|t|{security_barrier=true}|1"])
+
+            // A dependent that cannot be put back goes only when the caller says so.
+            try await target.rows("CREATE MATERIALIZED VIEW test_schema.customer_totals AS SELECT status, count(*) FROM test_schema.customers GROUP BY status;")
+            #expect(try await target.call("""
+                SELECT pgclone.table(\(target.source), 'test_schema', 'customers', true, 'customers', '{"conflict": "replace", "cascade": true}');
+                """) == "OK: cloned test_schema.customers (10 rows, replaced existing table)")
+            #expect(try await target.rows("SELECT to_regclass('test_schema.customer_totals') IS NULL, to_regclass('test_schema.active_count') IS NOT NULL;") == ["t|t"])
+
+            // A foreign key the new rows break: nothing changes, and the error says why.
+            try await target.rows("INSERT INTO test_schema.visits VALUES (2, 10);")
+            try await target.expectError("""
+                SELECT pgclone.table(\(target.source), 'test_schema', 'customers', true, 'customers', '{"conflict": "replace", "where": "id < 5"}');
+                """, sqlState: "23503", message: "cannot replace table test_schema.customers: what depends on it on the target cannot be put back: insert or update on table \"visits\" violates foreign key constraint \"visits_customer_id_fkey\"")
+            #expect(try await target.rows("SELECT count(*) FROM test_schema.customers;") == ["10"])
+        }
+    }
+
+    @Test func aTerminatedTargetBackendIsReportedAsTheTargetsAndTheTablesDoneAreNamed() async throws {
+        try await GuideJobsTests.withBigSource { source in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                async let failed = Shell.psql(target.conninfo, "\\set VERBOSITY verbose\nSELECT pgclone.schema(\(guideSQLLiteral(source)), 'big', true);")
+                try await waitFor("the large table's copy", seconds: 30) {
+                    try await target.rows("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %b_large%FROM STDIN%' AND datname = '\(target.database)';",
+                                          on: target.environment.directTarget(database: "postgres")) == ["1"]
+                }
+                try await target.rows("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'COPY %b_large%FROM STDIN%' AND datname = '\(target.database)';",
+                                      on: target.environment.directTarget(database: "postgres"))
+                let output = try await failed
+                let reported = guideReportedError(output.stderr) ?? ""
+                // libpq reports the lost connection (08006), or the server's FATAL when it read it first.
+                #expect(reported == "08006: cloning big.b_large: target server: server closed the connection unexpectedly"
+                        || reported == "57P01: cloning big.b_large: target server: terminating connection due to administrator command", "\(output.stderr)")
+                #expect(!output.stderr.contains("canceling statement due to user request"))
+                #expect(output.stderr.contains("Already cloned and committed on the target (1 of 2 tables): big.a_small."), "\(output.stderr)")
+                #expect(try await target.rows("SELECT to_regclass('big.b_large') IS NULL, (SELECT count(*) FROM big.a_small);") == ["t|100"])
+            }
+        }
+    }
+
+    @Test func aCancelledDatabaseCreateLeavesNoDatabase() async throws {
+        let environment = try TestEnvironment.require()
+        try await GuideJobsTests.withBigSource { source in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let name = "fault_created_\(guideRandomSuffix())"
+                let session = try await PQConnection.connect(target.conninfo)
+                let call = Task { () -> Result<PQResult, any Error> in
+                    do { return .success(try await session.exec("SELECT pgclone.database_create(\(guideSQLLiteral(source)), '\(name)', true);")) } catch { return .failure(error) }
+                }
+                try await waitFor("the large table's copy", seconds: 30) {
+                    try await target.rows("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %b_large%FROM STDIN%' AND datname = '\(name)';",
+                                          on: environment.directTarget(database: "postgres")) == ["1"]
+                }
+                let comment = try await target.rows("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '\(name)';",
+                                                    on: environment.directTarget(database: "postgres"))
+                #expect(comment == ["pgclone: incomplete clone, interrupted while being created; drop it (DROP DATABASE \"\(name)\") and clone again"])
+                try session.cancel()
+                guard case .failure(let error as PQError) = await call.value else {
+                    Issue.record("database_create was not cancelled")
+                    return
+                }
+                #expect(error.sqlState == "57014")
+                try await waitFor("the database to be dropped", seconds: 10) {
+                    try await target.rows("SELECT count(*) FROM pg_database WHERE datname = '\(name)';", on: environment.directTarget(database: "postgres")) == ["0"]
+                }
+            }
+        }
+    }
+}
