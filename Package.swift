@@ -83,6 +83,7 @@ let package = Package(
         ),
         .testTarget(name: "SQLParserTests", dependencies: ["SQLParser"], swiftSettings: swiftSettings),
         .testTarget(name: "MaskingTests", dependencies: ["Masking", "JSON", "SQLParser"], swiftSettings: swiftSettings),
+        .testTarget(name: "CloneEngineTests", dependencies: ["CloneEngine", "PQ", "JSON"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ProxyTests",
             dependencies: [

@@ -453,7 +453,30 @@ public struct CloneEngine: Sendable {
 
     private func copyTables(_ tables: [(String, String)], session: SourceSession, target: CloneTarget, primaryTarget: PQConnection,
                             options: CloneOptions, progress: (any CloneProgress)?, clonedTogether: Set<String>,
-                            committed: CommittedTables) async throws(CloneError) -> [TableCloneOutcome] {
+                            committed: CommittedTables, splitting: Bool = true) async throws(CloneError) -> [TableCloneOutcome] {
+        if splitting && options.parallel > 1 && options.copyData {
+            // Tables large enough to be split go first, each with every worker on its parts;
+            // the rest are then shared out whole.
+            var (split, rest) = try await splitCandidates(tables, session: session, options: options)
+            var outcomes: [TableCloneOutcome] = []
+            for (schema, table) in split {
+                let name = "\(schema).\(table)"
+                progress?.tableStarted(name)
+                let definition = try await loadTable(session.primary, schema: schema, table: table)
+                guard let splitCopy = try await splitCopy(definition, session: session, target: target, options: options, progress: progress) else {
+                    rest.insert((schema, table), at: 0)
+                    continue
+                }
+                let cloner = TableCloner(source: session.primary, target: primaryTarget)
+                let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
+                                                     clonedTogether: clonedTogether, split: splitCopy)
+                progress?.tableFinished(name, rows: outcome.rows ?? 0)
+                if outcome.action == .cloned { committed.add(name) }
+                outcomes.append(outcome)
+            }
+            return outcomes + (try await copyTables(rest, session: session, target: target, primaryTarget: primaryTarget, options: options,
+                                                    progress: progress, clonedTogether: clonedTogether, committed: committed, splitting: false))
+        }
         if options.parallel <= 1 || tables.count <= 1 {
             var outcomes: [TableCloneOutcome] = []
             let cloner = TableCloner(source: session.primary, target: primaryTarget)
@@ -505,6 +528,95 @@ public struct CloneEngine: Sendable {
         }
     }
 
+    /// Splits `tables` into those large enough to be copied in parts (largest first) and the rest.
+    /// `split_larger_than` decides; by default a table is split when it is over 64 MB and over half
+    /// of one worker's fair share of the data (heap and TOAST: the bytes COPY moves).
+    private func splitCandidates(_ tables: [(String, String)], session: SourceSession, options: CloneOptions) async throws(CloneError)
+        -> (split: [(String, String)], rest: [(String, String)]) {
+        let sizes = try await run("reading table sizes on source") {
+            try await session.primary.query("""
+                SELECT n.nspname, c.relname, pg_catalog.pg_table_size(c.oid)
+                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind = 'r' AND (n.nspname, c.relname) IN (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[])))
+                """, [Self.textArray(tables.map(\.0)), Self.textArray(tables.map(\.1))])
+        }
+        var bytes: [String: Int64] = [:]
+        for row in sizes.rows.indices { bytes["\(sizes.string(row, 0)!).\(sizes.string(row, 1)!)"] = Int64(sizes.string(row, 2) ?? "0") ?? 0 }
+        let total = bytes.values.reduce(0, +)
+        let threshold = options.splitLargerThan ?? max(64 << 20, total / Int64(2 * options.parallel))
+        let split = tables.filter { (bytes["\($0.0).\($0.1)"] ?? 0) > threshold }
+            .sorted { (bytes["\($0.0).\($0.1)"] ?? 0) > (bytes["\($1.0).\($1.1)"] ?? 0) }
+        let splitNames = Set(split.map { "\($0.0).\($0.1)" })
+        return (split, tables.filter { !splitNames.contains("\($0.0).\($0.1)") })
+    }
+
+    static func textArray(_ values: [String]) -> String {
+        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
+    }
+
+    /// How to copy `definition` in parts, or nil when it cannot be cut (no integer key and a
+    /// source older than PostgreSQL 14, or too few rows).
+    private func splitCopy(_ definition: TableDefinition, session: SourceSession, target: CloneTarget, options: CloneOptions,
+                           progress: (any CloneProgress)?) async throws(CloneError) -> SplitCopy? {
+        let source = session.primary
+        let facts = try await run("reading \(definition.displayName) on source") {
+            try await source.query("""
+                SELECT pg_catalog.pg_table_size(c.oid),
+                       pg_catalog.pg_relation_size(c.oid, 'main') / pg_catalog.current_setting('block_size')::pg_catalog.int8,
+                       pg_catalog.current_setting('server_version_num')::pg_catalog.int4,
+                       (SELECT a.attname FROM pg_catalog.pg_index i
+                        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                        WHERE i.indrelid = c.oid AND i.indnatts = 1 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+                          AND a.attnotnull AND a.atttypid IN (20, 21, 23)
+                        ORDER BY i.indisprimary DESC, a.attnum LIMIT 1)
+                FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass
+                """, [definition.qualifiedName])
+        }
+        let bytes = Int64(facts.string(0, 0) ?? "0") ?? 0
+        let parts = RangePlanner.partCount(bytes: bytes, threshold: 0, workers: options.parallel)
+        var key: RangePlanner.Key?
+        if let column = facts.string(0, 3) {
+            let bounds = try await run("reading \(definition.displayName) on source") {
+                try await source.query("SELECT min(\(SQL.identifier(column)))::pg_catalog.int8, max(\(SQL.identifier(column)))::pg_catalog.int8 FROM ONLY \(definition.qualifiedName)")
+            }
+            if let low = bounds.string(0, 0).flatMap({ Int64($0) }), let high = bounds.string(0, 1).flatMap({ Int64($0) }) {
+                key = .integer(column: column, min: low, max: high)
+            }
+        } else if (Int(facts.string(0, 2) ?? "0") ?? 0) >= 140000 {
+            key = .pages(Int64(facts.string(0, 1) ?? "0") ?? 0)
+        }
+        guard let key else { return nil }
+        let predicates = RangePlanner.predicates(key, parts: parts)
+        guard predicates.count > 1 else { return nil }
+        let masked = !options.mask.isEmpty
+        let workers = min(options.parallel, predicates.count)
+        let name = "\(definition.schema).\(definition.name)"
+        return SplitCopy(parts: predicates.count) { plan, targetSQL in
+            let queue = WorkQueue(predicates)
+            return try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<workers {
+                    group.addTask {
+                        let reader = try await session.openWorker()
+                        let writer = try await target.connect()
+                        var rows = 0
+                        while let predicate = queue.next() {
+                            try Task.checkCancellation()
+                            try await writer.execute("BEGIN")
+                            let copied = try await reader.copy(plan.sourceCopySQL(definition, masked: masked, range: predicate), into: writer, targetSQL)
+                            try await writer.execute("COMMIT")
+                            progress?.partFinished(name, rows: copied)
+                            rows += copied
+                        }
+                        return rows
+                    }
+                }
+                var total = 0
+                for try await rows in group { total += rows }
+                return total
+            }
+        }
+    }
+
     private func run<T>(_ context: String, _ body: () async throws -> T) async throws(CloneError) -> T {
         do {
             return try await body()
@@ -529,7 +641,14 @@ func ensureSchema(_ schema: String, on connection: PQConnection) async throws ->
 public protocol CloneProgress: Sendable {
     func start(tables: Int)
     func tableStarted(_ name: String)
+    /// One part of a table copied in parts is committed (its rows count from now on).
+    func partFinished(_ name: String, rows: Int)
+    /// `rows`: the table's whole count (parts already reported included).
     func tableFinished(_ name: String, rows: Int)
+}
+
+extension CloneProgress {
+    public func partFinished(_ name: String, rows: Int) {}
 }
 
 /// Hands out work items to parallel workers.

@@ -19,10 +19,13 @@ public struct CloneOptions: Sendable, Hashable {
     /// With `conflict: replace`: objects outside the clone that depend on a replaced table
     /// (views, foreign keys of other tables...) may be dropped with it.
     public var cascade = false
+    /// With `parallel` above 1: tables larger than this many bytes (heap and TOAST) are copied
+    /// in parts at once; nil: decided from the data (see CloneEngine.splitCandidates).
+    public var splitLargerThan: Int64?
 
     public init() {}
 
-    public static let keys = ["columns", "where", "indexes", "constraints", "triggers", "conflict", "mask", "parallel", "data", "cascade"]
+    public static let keys = ["columns", "where", "indexes", "constraints", "triggers", "conflict", "mask", "parallel", "data", "cascade", "split_larger_than"]
 
     /// Parses the JSON options text; unknown keys and wrong types are errors, never ignored.
     public static func parse(_ text: String?, base: CloneOptions = CloneOptions()) throws(CloneError) -> CloneOptions {
@@ -84,6 +87,9 @@ public struct CloneOptions: Sendable, Hashable {
             }
             options.parallel = Int(value)
         }
+        if let split = fields["split_larger_than"] {
+            options.splitLargerThan = try parseBytes(split)
+        }
         if let mask = fields["mask"] {
             do {
                 var strategies: [String: MaskStrategy] = [:]
@@ -95,6 +101,24 @@ public struct CloneOptions: Sendable, Hashable {
         }
         return options
     }
+}
+
+/// A size in bytes: a number, or a string with a unit (`"100MB"`, `"1 GB"`, `"512kB"`; powers of 1024, as PostgreSQL's settings).
+func parseBytes(_ node: JSONNode) throws(CloneError) -> Int64 {
+    let problem = CloneError.invalidOption("option \"split_larger_than\" must be a size in bytes: a number or a string such as \"256MB\"")
+    if case .number(let value) = node {
+        guard value >= 0, value == value.rounded(), value < 9e18 else { throw problem }
+        return Int64(value)
+    }
+    guard let text = node.string?.trimmingWhitespace(), !text.isEmpty else { throw problem }
+    let digits = text.prefix(while: { $0.isNumber })
+    let unit = String(text.dropFirst(digits.count)).trimmingWhitespace().lowercased()
+    guard let number = Int64(digits) else { throw problem }
+    let factors: [String: Int64] = ["": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40]
+    guard let factor = factors[unit] else { throw problem }
+    let (bytes, overflow) = number.multipliedReportingOverflow(by: factor)
+    guard !overflow else { throw problem }
+    return bytes
 }
 
 extension String {

@@ -85,14 +85,15 @@ struct CopyPlan: Sendable {
 
     /// Rows of this table only: inheritance children are cloned as tables of their own
     /// (partitions are not: their rows come through the partitioned parent).
-    func sourceCopySQL(_ definition: TableDefinition, masked: Bool) -> String {
+    func sourceCopySQL(_ definition: TableDefinition, masked: Bool, range: String? = nil) -> String {
         let format = binary ? " (FORMAT binary)" : ""
-        if !masked, filter == nil, !definition.isPartitioned {
+        if !masked, filter == nil, range == nil, !definition.isPartitioned {
             // Plain COPY of the table reads the heap directly, faster than going through a query.
             return "COPY \(definition.qualifiedName) (\(copiedColumns.map { SQL.identifier($0.name) }.joined(separator: ", "))) TO STDOUT" + format
         }
         var select = "SELECT \(selectExpressions.joined(separator: ", ")) FROM \(definition.isPartitioned ? "" : "ONLY ")\(definition.qualifiedName)"
-        if let filter { select += " WHERE (\(filter.text)\n)" }
+        let conditions = [filter.map { "(\($0.text)\n)" }, range.map { "(\($0))" }].compactMap { $0 }
+        if !conditions.isEmpty { select += " WHERE " + conditions.joined(separator: " AND ") }
         return "COPY (\(select)) TO STDOUT" + format
     }
 
@@ -108,6 +109,13 @@ struct CopyPlan: Sendable {
     }
 }
 
+/// How a large table's rows are copied in parts: `copy(plan, targetCopySQL)` runs every part
+/// (each on its own pair of connections, in its own transaction) and returns the rows copied.
+struct SplitCopy: Sendable {
+    var parts: Int
+    var copy: @Sendable (CopyPlan, String) async throws -> Int
+}
+
 /// Clones one table into the target inside one target transaction: a failure
 /// at any step leaves the target exactly as it was.
 struct TableCloner {
@@ -120,7 +128,8 @@ struct TableCloner {
         as targetName: String,
         options: CloneOptions,
         deferForeignKeys: Bool = false,
-        clonedTogether: Set<String> = []
+        clonedTogether: Set<String> = [],
+        split: SplitCopy? = nil
     ) async throws(CloneError) -> TableCloneOutcome {
         let plan = try await CopyPlan.make(definition, options: options, source: source)
         let qualifiedTarget = SQL.qualified(targetSchema, targetName)
@@ -137,14 +146,26 @@ struct TableCloner {
             }
         }
 
-        let exists: Bool
+        var exists: Bool
         do {
-            exists = try await target.query("""
-                SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            let found = try await target.query("""
+                SELECT pg_catalog.obj_description(c.oid, 'pg_class') IS NOT DISTINCT FROM $3
+                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                 WHERE n.nspname = $1 AND c.relname = $2
-                """, [targetSchema, targetName]).rows.count > 0
+                """, [targetSchema, targetName, Self.incompleteMarker])
+            exists = found.rows.count > 0
+            if exists && found.string(0, 0) == "t" {
+                // A split copy that never finished (its process died): ours to remove, whatever the conflict mode.
+                try await target.execute("DROP TABLE \(qualifiedTarget) CASCADE")
+                outcome.notes.append("removed the incomplete copy of \(targetSchema).\(targetName) left by an interrupted clone")
+                exists = false
+            }
         } catch {
             throw CloneError.from(error, context: "target")
+        }
+        if let split, options.copyData, !exists, inherits == nil, !definition.isPartitioned {
+            return try await cloneSplit(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
+                                        deferForeignKeys: deferForeignKeys, split: split, outcome: outcome)
         }
         if exists {
             switch options.conflict {
@@ -185,24 +206,8 @@ struct TableCloner {
                     outcome.rows = try await source.copy(plan.sourceCopySQL(definition, masked: !options.mask.isEmpty), into: target,
                                                         plan.targetCopySQL(qualifiedTarget, freeze: !definition.isPartitioned))
                 }
-                try await addConstraints(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
-                                         deferForeignKeys: deferForeignKeys, inherits: inherits != nil, outcome: &outcome)
-                if options.indexes {
-                    for index in definition.indexes {
-                        let statements = try indexSQL(index, definition: definition, schema: targetSchema, name: targetName)
-                        if try await runUnlessColumnMissing(statements, options: options) {
-                            outcome.indexes += 1
-                        } else {
-                            outcome.notes.append("index \(index.name) skipped: it uses a column that was not cloned")
-                        }
-                    }
-                }
-                if options.triggers {
-                    try await addTriggers(definition, schema: targetSchema, name: targetName, options: options, outcome: &outcome)
-                }
-                try await addRowSecurity(definition, schema: targetSchema, name: targetName, outcome: &outcome)
-                try await Privileges.apply(definition.privileges.statements(on: "TABLE \(qualifiedTarget)"), on: target, notes: &outcome.notes)
-                try await setSequences(definition, plan: plan, schema: targetSchema, name: targetName)
+                try await completeTable(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
+                                        deferForeignKeys: deferForeignKeys, inherits: inherits != nil, outcome: &outcome)
                 if !kept.restore.isEmpty {
                     do {
                         for statement in kept.restore { try await target.execute(statement) }
@@ -228,6 +233,82 @@ struct TableCloner {
             }
         } catch {
             throw CloneError.from(error, context: "cloning \(definition.displayName)")
+        }
+        return outcome
+    }
+
+    /// Everything after the rows: constraints, indexes, triggers, row security, grants, sequences.
+    private func completeTable(_ definition: TableDefinition, plan: CopyPlan, schema targetSchema: String, name targetName: String,
+                               options: CloneOptions, deferForeignKeys: Bool, inherits: Bool, outcome: inout TableCloneOutcome) async throws {
+        let qualifiedTarget = SQL.qualified(targetSchema, targetName)
+        try await addConstraints(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
+                                 deferForeignKeys: deferForeignKeys, inherits: inherits, outcome: &outcome)
+        if options.indexes {
+            for index in definition.indexes {
+                let statements = try indexSQL(index, definition: definition, schema: targetSchema, name: targetName)
+                if try await runUnlessColumnMissing(statements, options: options) {
+                    outcome.indexes += 1
+                } else {
+                    outcome.notes.append("index \(index.name) skipped: it uses a column that was not cloned")
+                }
+            }
+        }
+        if options.triggers {
+            try await addTriggers(definition, schema: targetSchema, name: targetName, options: options, outcome: &outcome)
+        }
+        try await addRowSecurity(definition, schema: targetSchema, name: targetName, outcome: &outcome)
+        try await Privileges.apply(definition.privileges.statements(on: "TABLE \(qualifiedTarget)"), on: target, notes: &outcome.notes)
+        try await setSequences(definition, plan: plan, schema: targetSchema, name: targetName)
+    }
+
+    /// What a table left half-copied says about itself until its copy is complete.
+    static let incompleteMarker = "pgclone: incomplete copy in progress (split into parts); if no clone is running, drop this table"
+
+    /// A large table copied in parts by several connections at once. The parts cannot share one
+    /// transaction, so the table is created (marked incomplete) and committed first, each part
+    /// commits on its own, and the rest (constraints, indexes...) follows in a last transaction.
+    /// On failure the table is dropped again; a process that dies leaves it marked, and the next
+    /// clone of it (a resumed job) removes it before starting.
+    private func cloneSplit(_ definition: TableDefinition, plan: CopyPlan, schema targetSchema: String, name targetName: String,
+                            options: CloneOptions, deferForeignKeys: Bool, split: SplitCopy,
+                            outcome initial: TableCloneOutcome) async throws(CloneError) -> TableCloneOutcome {
+        var outcome = initial
+        let qualifiedTarget = SQL.qualified(targetSchema, targetName)
+        do {
+            try await target.execute("BEGIN")
+            do {
+                try await ensureSchema(targetSchema, on: target)
+                try await createTable(definition, plan: plan, schema: targetSchema, name: targetName, inherits: nil, outcome: &outcome)
+                try await target.execute("COMMENT ON TABLE \(qualifiedTarget) IS \(SQL.literal(Self.incompleteMarker))")
+                try await target.execute("COMMIT")
+            } catch {
+                _ = try? await target.execute("ROLLBACK")
+                throw error
+            }
+        } catch {
+            throw CloneError.from(error, context: "cloning \(definition.displayName)")
+        }
+        do {
+            outcome.rows = try await split.copy(plan, plan.targetCopySQL(qualifiedTarget, freeze: false))
+            try await target.execute("BEGIN")
+            try await completeTable(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
+                                    deferForeignKeys: deferForeignKeys, inherits: false, outcome: &outcome)
+            try await target.execute("COMMENT ON TABLE \(qualifiedTarget) IS \(definition.comment.map(SQL.literal) ?? "NULL")")
+            try await target.execute("COMMIT")
+            outcome.notes.append("\(definition.displayName) copied in \(split.parts) parts at once")
+        } catch {
+            // Dropped in a task of its own: a cancelled call's statements do not run.
+            let connection = target
+            _ = await Task {
+                _ = try? await connection.execute("ROLLBACK")
+                _ = try? await connection.execute("DROP TABLE IF EXISTS \(qualifiedTarget) CASCADE")
+            }.value
+            throw CloneError.from(error, context: "cloning \(definition.displayName)")
+        }
+        do {
+            try await target.execute("ANALYZE \(qualifiedTarget)")
+        } catch {
+            outcome.notes.append("WARNING: \(qualifiedTarget) was cloned and committed, but ANALYZE failed (\((error as? PQError)?.message ?? "\(error)")); run ANALYZE on it")
         }
         return outcome
     }

@@ -255,6 +255,8 @@ final class JobProgressReporter: CloneProgress, Sendable {
         var workers: [Int64] = []
         /// Which table each worker row is on (nil: free).
         var busy: [Int64: String] = [:]
+        /// Rows of tables copied in parts, counted as each part commits.
+        var partRows: [String: Int64] = [:]
     }
 
     init(store: JobStore, jobID: Int64, logger: Logger) {
@@ -299,10 +301,19 @@ final class JobProgressReporter: CloneProgress, Sendable {
         }
     }
 
+    func partFinished(_ name: String, rows: Int) {
+        let allRows = state.withLockedValue { state -> Int64 in
+            state.partRows[name, default: 0] += Int64(rows)
+            state.rows += Int64(rows)
+            return state.rows
+        }
+        continuation.yield(.update(phase: "copying", table: name, tablesTotal: nil, tablesCompleted: nil, rows: allRows, completedTable: nil, job: jobID))
+    }
+
     func tableFinished(_ name: String, rows: Int) {
         let (completed, total, allRows, worker, workerRows) = state.withLockedValue { state -> (Int, Int, Int64, Int64?, Int64) in
             state.completed += 1
-            state.rows += Int64(rows)
+            state.rows += Int64(rows) - (state.partRows.removeValue(forKey: name) ?? 0)
             let worker = state.busy.first(where: { $0.value == name })?.key
             if let worker { state.busy[worker] = nil }
             return (state.completed, state.total, state.rows, worker, Int64(rows))

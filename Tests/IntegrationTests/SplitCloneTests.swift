@@ -1,0 +1,58 @@
+import Foundation
+import PQ
+import Testing
+
+/// Large tables copied in parts by several connections: by an integer key, by ctid ranges
+/// when there is none, and by size including TOAST. The content equals the source's, and a
+/// table a killed clone left half-copied is replaced by the next clone of it.
+@Suite(.serialized)
+struct SplitCloneTests {
+    @Test func splitTablesEqualTheSource() async throws {
+        let environment = try TestEnvironment.require()
+        let name = "split_src_\(guideRandomSuffix())"
+        let admin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
+        try await admin.exec("CREATE DATABASE \(name)")
+        let sourceInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
+        defer { Task { _ = try? await admin.exec("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") } }
+        let source = try await PQConnection.connect(sourceInfo)
+        try await source.exec("""
+            CREATE SCHEMA split;
+            CREATE TABLE split.keyed (id bigint PRIMARY KEY, v text NOT NULL);
+            INSERT INTO split.keyed SELECT g * 3, md5(g::text) FROM generate_series(1, 200000) g;
+            CREATE TABLE split.heap_only (v text, n int);
+            INSERT INTO split.heap_only SELECT md5(g::text), g % 97 FROM generate_series(1, 200000) g;
+            CREATE TABLE split.toasty (id int PRIMARY KEY, doc text);
+            ALTER TABLE split.toasty ALTER COLUMN doc SET STORAGE EXTERNAL;
+            INSERT INTO split.toasty SELECT g, repeat(md5(g::text), 1000) FROM generate_series(1, 400) g;
+            CREATE TABLE split.tiny (id int PRIMARY KEY);
+            INSERT INTO split.tiny VALUES (1), (2);
+            """)
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            // What a killed split copy leaves behind: marked incomplete, half its rows.
+            try await target.rows("""
+                CREATE SCHEMA split;
+                CREATE TABLE split.keyed (id bigint, v text);
+                INSERT INTO split.keyed VALUES (3, 'half');
+                COMMENT ON TABLE split.keyed IS 'pgclone: incomplete copy in progress (split into parts); if no clone is running, drop this table';
+                """)
+            let output = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(guideSQLLiteral(sourceInfo)), 'split', true, '{\"parallel\": 2, \"split_larger_than\": \"1MB\"}');")
+            #expect(output.status == 0, "\(output.stderr)")
+            #expect(guideLines(output.stdout).first?.hasPrefix("OK: cloned schema split (4 tables") == true, "\(output.stdout)")
+            for table in ["keyed", "heap_only", "toasty"] {
+                #expect(output.stderr.contains("split.\(table) copied in 2 parts at once"), "\(table): \(output.stderr)")
+            }
+            #expect(!output.stderr.contains("split.tiny copied in"))
+            #expect(output.stderr.contains("removed the incomplete copy of split.keyed left by an interrupted clone"), "\(output.stderr)")
+            for table in ["keyed", "heap_only", "toasty", "tiny"] {
+                let sql = "SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t::text COLLATE \"C\")) FROM split.\(table) t;"
+                let expected = guideLines(try await Shell.psql(sourceInfo, sql).stdout)
+                #expect(try await target.rows(sql) == expected, "split.\(table)")
+            }
+            // Constraints and comments as on the source; no marker left.
+            #expect(try await target.rows("""
+                SELECT count(*) FROM pg_constraint WHERE conrelid IN ('split.keyed'::regclass, 'split.toasty'::regclass) AND contype = 'p';
+                SELECT obj_description('split.keyed'::regclass, 'pg_class') IS NULL;
+                """) == ["2", "t"])
+        }
+    }
+}
