@@ -180,10 +180,10 @@ struct TableCloner {
             }
         }
 
+        let createdSchema = try await ensureSchemaShared(targetSchema)
         do {
             try await target.execute("BEGIN")
             do {
-                try await ensureSchema(targetSchema, on: target)
                 var kept = Dependents.Plan()
                 if exists {
                     if options.conflict == .replace {
@@ -232,9 +232,32 @@ struct TableCloner {
                 }
             }
         } catch {
+            await dropSchemaIfEmpty(targetSchema, created: createdSchema)
             throw CloneError.from(error, context: "cloning \(definition.displayName)")
         }
         return outcome
+    }
+
+    /// Creates the target schema when missing, committed at once: clones running side by side
+    /// into one new schema must not wait on each other's uncommitted CREATE SCHEMA (nor fail on
+    /// it). Returns whether this call created it.
+    private func ensureSchemaShared(_ schema: String) async throws(CloneError) -> Bool {
+        do {
+            return try await ensureSchema(schema, on: target)
+        } catch let error as PQError where error.sqlState == "23505" || error.sqlState == "42P06" {
+            return false
+        } catch {
+            throw CloneError.from(error, context: "creating schema \(schema) on target")
+        }
+    }
+
+    /// A schema this clone created is removed again when the clone failed and left it empty.
+    private func dropSchemaIfEmpty(_ schema: String, created: Bool) async {
+        guard created else { return }
+        let connection = target
+        await Task {
+            _ = try? await connection.execute("DROP SCHEMA IF EXISTS \(SQL.identifier(schema)) RESTRICT")
+        }.value
     }
 
     /// Everything after the rows: constraints, indexes, triggers, row security, grants, sequences.
@@ -274,10 +297,10 @@ struct TableCloner {
                             outcome initial: TableCloneOutcome) async throws(CloneError) -> TableCloneOutcome {
         var outcome = initial
         let qualifiedTarget = SQL.qualified(targetSchema, targetName)
+        let createdSchema = try await ensureSchemaShared(targetSchema)
         do {
             try await target.execute("BEGIN")
             do {
-                try await ensureSchema(targetSchema, on: target)
                 try await createTable(definition, plan: plan, schema: targetSchema, name: targetName, inherits: nil, outcome: &outcome)
                 try await target.execute("COMMENT ON TABLE \(qualifiedTarget) IS \(SQL.literal(Self.incompleteMarker))")
                 try await target.execute("COMMIT")
@@ -286,6 +309,7 @@ struct TableCloner {
                 throw error
             }
         } catch {
+            await dropSchemaIfEmpty(targetSchema, created: createdSchema)
             throw CloneError.from(error, context: "cloning \(definition.displayName)")
         }
         do {
@@ -303,6 +327,7 @@ struct TableCloner {
                 _ = try? await connection.execute("ROLLBACK")
                 _ = try? await connection.execute("DROP TABLE IF EXISTS \(qualifiedTarget) CASCADE")
             }.value
+            await dropSchemaIfEmpty(targetSchema, created: createdSchema)
             throw CloneError.from(error, context: "cloning \(definition.displayName)")
         }
         do {

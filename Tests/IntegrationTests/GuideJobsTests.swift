@@ -264,4 +264,52 @@ struct GuideJobsTests {
             }
         }
     }
+
+    /// Two proxies fronting one target share the jobs table: each job is claimed by one of them
+    /// only, both run jobs, both show every job's progress, and no table is copied twice.
+    @Test func twoProxiesShareTheJobs() async throws {
+        let environment = try TestEnvironment.require()
+        try await Self.withBigSource { sourceWithPassword in
+            // A job whose source needs no password from the call can run on any proxy.
+            let passfile = URL(fileURLWithPath: environment.directory).appendingPathComponent("pgpass-\(guideRandomSuffix())")
+            try "127.0.0.1:\(environment.sourcePort):*:postgres:\(environment.password)\n".write(to: passfile, atomically: true, encoding: .utf8)
+            chmod(passfile.path, 0o600)
+            defer { try? FileManager.default.removeItem(at: passfile) }
+            let source = sourceWithPassword.replacingOccurrences(of: "password=\(environment.password)", with: "passfile=\(passfile.path)")
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let (first, firstPort, firstLog) = try await ConnectionChurnTests.launchProxy(environment, arguments: ["--log-level", "info"])
+                defer { if first.isRunning { first.terminate() } }
+                let (second, secondPort, secondLog) = try await ConnectionChurnTests.launchProxy(environment, arguments: ["--log-level", "info"])
+                defer { if second.isRunning { second.terminate() } }
+                let viaFirst = environment.throughProxy(firstPort, database: target.database)
+                let viaSecond = environment.throughProxy(secondPort, database: target.database)
+                var ids: [String] = []
+                for index in 1...4 {
+                    ids += try await target.rows("SELECT pgclone.table_async(\(guideSQLLiteral(source)), 'big', 'b_large', true, 'copy_\(index)');", on: viaFirst)
+                }
+                #expect(ids.count == 4)
+                let list = ids.joined(separator: ", ")
+                try await waitFor("the four jobs to end", seconds: 120) {
+                    try await target.rows("SELECT count(*) FROM pgclone.jobs_view WHERE job_id IN (\(list)) AND status NOT IN ('pending', 'running');", on: viaSecond) == ["4"]
+                }
+                let statuses = "SELECT job_id, status, rows_copied FROM pgclone.jobs_view WHERE job_id IN (\(list)) ORDER BY job_id;"
+                let seenBySecond = try await target.rows(statuses, on: viaSecond)
+                #expect(seenBySecond == ids.map { "\($0)|completed|1500000" })
+                #expect(try await target.rows(statuses, on: viaFirst) == seenBySecond)
+                for index in 1...4 {
+                    #expect(try await target.rows("SELECT count(*) FROM big.copy_\(index);") == ["1500000"])
+                }
+                // Who ran what: each job started exactly once, and both proxies took some.
+                let logs = [try String(contentsOf: firstLog, encoding: .utf8), try String(contentsOf: secondLog, encoding: .utf8)]
+                var byProxy = [0, 0]
+                for id in ids {
+                    let starts = logs.map { log in log.components(separatedBy: "\n").filter { $0.contains("job started") && $0.contains("job_id=\(id) ") }.count }
+                    #expect(starts.reduce(0, +) == 1, "job \(id) started \(starts) times")
+                    for (proxy, count) in starts.enumerated() { byProxy[proxy] += count }
+                }
+                #expect(byProxy[0] >= 1 && byProxy[1] >= 1, "jobs per proxy: \(byProxy)")
+                _ = try await target.rows("SELECT pgclone.clear_jobs();", on: viaFirst)
+            }
+        }
+    }
 }
