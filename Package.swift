@@ -66,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "pgclone",
             dependencies: [
-                "Proxy", "PQ", "CloneEngine", "Masking",
+                "Proxy", "PQ", "CloneEngine", "Masking", "JSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

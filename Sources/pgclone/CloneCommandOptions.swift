@@ -2,6 +2,7 @@ import ArgumentParser
 import CloneEngine
 import Masking
 import Foundation
+import JSON
 import PQ
 
 /// Options every clone subcommand shares: where from, where to, and the JSON options of the SQL API.
@@ -41,6 +42,25 @@ struct CloneCommandOptions: ParsableArguments {
         } catch {
             throw ValidationError(error.message)
         }
+    }
+
+    func targetConnInfo() throws -> String {
+        guard let text = target ?? ProcessInfo.processInfo.environment["PGCLONE_TARGET"] else {
+            throw ValidationError("--target is required (a libpq conninfo of the target database)")
+        }
+        return text
+    }
+
+    /// The JSON options text as the SQL API takes it, with --parallel written into it.
+    func options(overridingParallel: Bool) throws -> String? {
+        guard let parallel else { return options }
+        var fields: [String: JSONNode] = [:]
+        if let options, !options.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            guard case .object(let given)? = try? JSONReader.parse(options) else { throw ValidationError("--options must be a JSON object") }
+            fields = given
+        }
+        fields["parallel"] = .number(Double(max(1, parallel)))
+        return JSONNode.object(fields).text
     }
 
     /// The target, acting as the role its conninfo logs in as.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CloneEngine
 import Foundation
+import PQ
 
 extension Pgclone {
     struct Table: AsyncParsableCommand {
@@ -9,9 +10,17 @@ extension Pgclone {
         @Argument(help: "Source schema.") var schema: String
         @Argument(help: "Source table.") var table: String
         @Option(help: "Name of the table on the target (default: the same).") var targetName: String?
+        @Flag(help: "Run as a background job of the proxy --target points at; prints the job id.") var async = false
 
         func run() async throws {
             let options = try clone.cloneOptions()
+            if async {
+                try await runClone {
+                    try await submitJob("table_async", [try clone.sourceConnInfo(), schema, table, clone.noData ? "false" : "true",
+                                                        targetName ?? "", clone.options(overridingParallel: true)], target: clone.targetConnInfo())
+                }
+                return
+            }
             try await runClone {
                 let outcome = try await CloneEngine().cloneTable(
                     source: try clone.sourceConnInfo(), target: try await clone.cloneTarget(),
@@ -26,9 +35,17 @@ extension Pgclone {
         static let configuration = CommandConfiguration(abstract: "Clone a schema with its types, functions, tables, views and data.")
         @OptionGroup var clone: CloneCommandOptions
         @Argument(help: "Source schema.") var schema: String
+        @Flag(help: "Run as a background job of the proxy --target points at; prints the job id.") var async = false
 
         func run() async throws {
             let options = try clone.cloneOptions()
+            if async {
+                try await runClone {
+                    try await submitJob("schema_async", [try clone.sourceConnInfo(), schema, clone.noData ? "false" : "true",
+                                                         clone.options(overridingParallel: true)], target: clone.targetConnInfo())
+                }
+                return
+            }
             try await runClone {
                 let summary = try await CloneEngine().cloneSchema(
                     source: try clone.sourceConnInfo(), target: try await clone.cloneTarget(),
@@ -72,5 +89,26 @@ extension Pgclone {
                 return "OK: cloned database (\(summary.schemas.count) schemas: \(summary.counts))"
             }
         }
+    }
+}
+
+/// Queues a background job through the proxy `target` points at (`pgclone.<function>(...)`).
+func submitJob(_ function: String, _ arguments: [String?], target: String) async throws -> String {
+    let connection: PQConnection
+    do {
+        connection = try await PQConnection.connect(target, label: "target-jobs")
+    } catch let error as PQError {
+        throw CommandFailure("could not connect to target: \(error.message)")
+    }
+    let placeholders = arguments.indices.map { "$\($0 + 1)" }.joined(separator: ", ")
+    do {
+        let result = try await connection.query("SELECT pgclone.\(function)(\(placeholders))", arguments)
+        let id = result.string(0, 0) ?? "?"
+        FileHandle.standardError.write(Data("NOTICE: job \(id) queued; follow it with: pgclone jobs --watch --target '...'\n".utf8))
+        return id
+    } catch let error as PQError where error.sqlState == "42883" || error.sqlState == "3F000" {
+        throw CommandFailure("--async needs --target to be a connection through a pgclone proxy (the jobs run there): \(error.message)")
+    } catch let error as PQError {
+        throw CloneError(error.sqlState ?? "XX000", error.message, detail: error.detail, hint: error.hint)
     }
 }

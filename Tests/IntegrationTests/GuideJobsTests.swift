@@ -312,4 +312,36 @@ struct GuideJobsTests {
             }
         }
     }
+
+    /// The command line: `--async` queues a job through the proxy, `pgclone jobs` lists it,
+    /// `pgclone jobs --watch` follows it to the end.
+    @Test func commandLineQueuesAndWatchesJobs() async throws {
+        let environment = try TestEnvironment.require()
+        try await withGuideTarget(runsJobs: true) { (target: GuideTarget) async throws in
+            let source = guideSourceConnInfo(environment)
+            let queued = try await Shell.run([CommandLineTests.binary, "schema", "test_schema", "--async", "--parallel", "2",
+                                              "--source", source, "--target", target.conninfo])
+            #expect(queued.status == 0, "\(queued.stderr)")
+            let id = queued.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(Int(id) != nil, "\(queued.stdout)")
+            #expect(queued.stderr.contains("NOTICE: job \(id) queued"))
+            let watched = try await Shell.run([CommandLineTests.binary, "jobs", "--watch", "--interval", "0.2", "--target", target.conninfo], timeout: 120)
+            #expect(watched.status == 0, "\(watched.stderr)")
+            let last = watched.stdout.components(separatedBy: "\u{1B}[H\u{1B}[2J").last ?? ""
+            #expect(last.contains("#\(id) schema test_schema [##############################] 100.0% completed"), "\(last)")
+            let listed = try await Shell.run([CommandLineTests.binary, "jobs", "--target", target.conninfo])
+            #expect(listed.status == 0)
+            let lines = listed.stdout.components(separatedBy: "\n")
+            #expect(lines.first?.hasPrefix("job_id  status") == true, "\(listed.stdout)")
+            #expect(lines.contains { $0.hasPrefix("\(id) ") && $0.contains(" completed ") && $0.contains(" 5/5 ") && $0.contains("100.0%") }, "\(listed.stdout)")
+            #expect(try await target.rows("SELECT count(*) FROM test_schema.customers;") == ["10"])
+
+            // Straight to the server, there are no jobs to queue.
+            let direct = try await Shell.run([CommandLineTests.binary, "table", "test_schema", "customers", "--async",
+                                              "--source", source, "--target", environment.directTarget(database: target.database)])
+            #expect(direct.status == 1)
+            #expect(direct.stderr.hasPrefix("pgclone: --async needs --target to be a connection through a pgclone proxy (the jobs run there): "), "\(direct.stderr)")
+            _ = try await target.call("SELECT pgclone.clear_jobs();")
+        }
+    }
 }
