@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# bench/clone.sh: wall time of cloning a ~1 GB database with pgclone, next to
-# pg_dump | psql, pg_dump -Fd -j2 + pg_restore -j2, and pgcopydb clone.
+# bench/clone.sh: wall time of cloning a ~1.2 GB database with pgclone, next to
+# pg_dump | psql, pg_dump -Fd -j2 + pg_restore -j2, and pgcopydb clone (its table
+# splitting on). The source's pgbench_accounts (6M rows at scale 60) dominates it.
 #
 # One run, two throwaway clusters (SOURCE and TARGET, same settings):
 #   1. build pgclone (release) unless BENCH_NO_BUILD=1
@@ -10,13 +11,16 @@
 #   4. pgclone serve in front of TARGET
 #   5. each method clones benchsrc into a fresh TARGET database, timed; row counts,
 #      checksums and index counts are compared with the source; the database is dropped
-#   6. table: method, seconds, ratio to pgcopydb; pgclone.schema / pgcopydb (goal <= 0.80)
+#   6. table: method, seconds, ratio to pgcopydb; pgclone.schema_async / the fastest of
+#      pgcopydb and pg_dump | psql (goal <= 0.60); split / unsplit (goal: >= 1.25x faster)
 # Everything started here is stopped on exit, success or not.
 #
 # Environment (all optional):
 #   BENCH_SCALE=60  BENCH_WIDE_ROWS=500000  BENCH_PARALLEL=2 (pgclone "parallel", -j, --*-jobs)
 #   BENCH_ROUNDS=1 (each method this many times, interleaved; the table shows the fastest)
-#   BENCH_METHODS="schema database_create dump_psql dump_restore pgcopydb" (run in this order)
+#   BENCH_METHODS="schema_async schema_unsplit schema database_create dump_psql dump_restore pgcopydb"
+#      (run in this order; schema_unsplit is schema_async with table splitting off)
+#   BENCH_PGCOPYDB_SPLIT=128MB (pgcopydb --split-tables-larger-than)
 #   BENCH_WARMUP=1 (one untimed pg_dump | psql first, so no method pays for cold WAL/caches)
 #   BENCH_PORT_RANGE=20000-29999  BENCH_KEEP_WORKDIR=1
 #   BENCH_NO_BUILD=1 (use PGCLONE_BIN, default .build/release/pgclone)
@@ -32,7 +36,8 @@ SCALE=${BENCH_SCALE:-60}
 WIDE_ROWS=${BENCH_WIDE_ROWS:-500000}
 PAR=${BENCH_PARALLEL:-2}
 ROUNDS=${BENCH_ROUNDS:-1}
-METHODS=${BENCH_METHODS:-schema database_create dump_psql dump_restore pgcopydb}
+METHODS=${BENCH_METHODS:-schema_async schema_unsplit dump_psql dump_restore pgcopydb}
+SPLIT=${BENCH_PGCOPYDB_SPLIT:-128MB}
 
 for tool in pgbench psql createdb pg_dump pg_restore ss awk openssl; do
     command -v "$tool" >/dev/null || bench_die "$tool not found"
@@ -253,6 +258,39 @@ run_schema() {
     drop_db "$db"
 }
 
+# run_async METHOD OPTIONS: pgclone.schema_async through the proxy, waited for (job status
+# polled every 0.1 s); the time is from the call to the job's end.
+run_async() {
+    local m=$1 opts=$2 db=bench_$1 log=$work/m-$1.log
+    fresh_db "$db"; pre_run
+    bench_log "pgclone.schema_async('<source>', 'public', true, '$opts') via proxy into $db"
+    async_job() {
+        local id status
+        id=$(psql -X -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$proxy_port" -d "$db" \
+            -c "SELECT pgclone.schema_async('$SRC_CONNINFO', 'public', true, '$opts')") || return 1
+        while :; do
+            status=$(psql -X -At -h 127.0.0.1 -p "$proxy_port" -d "$db" -c "SELECT status FROM pgclone.jobs_view WHERE job_id = $id") || return 1
+            case $status in
+                completed) psql -X -At -h 127.0.0.1 -p "$proxy_port" -d "$db" -c "SELECT pgclone.progress($id)"; return 0 ;;
+                pending | running) sleep 0.1 ;;
+                *) psql -X -At -h 127.0.0.1 -p "$proxy_port" -d "$db" -c "SELECT pgclone.progress($id)"; return 1 ;;
+            esac
+        done
+    }
+    if timed "$log" async_job; then
+        add_time "$m" "$ELAPSED"
+        NOTE[$m]=$(grep -o 'public.pgbench_accounts copied in [0-9]* parts at once' "$log" | head -n 1)
+        NOTE[$m]=${NOTE[$m]:-"no table split"}
+        bench_log "  ${ELAPSED}s: ${NOTE[$m]}"
+        check "$m" "$db"
+    else
+        record_failure "$m" "$log" "pgclone.schema_async"
+    fi
+    drop_db "$db"
+}
+run_schema_async() { run_async schema_async "{\"parallel\": $PAR}"; }
+run_schema_unsplit() { run_async schema_unsplit "{\"parallel\": $PAR, \"split_larger_than\": \"1TB\"}"; }
+
 run_database_create() {
     local m=database_create db=bench_dbcreate log=$work/m-dbcreate.log
     drop_db "$db"; pre_run
@@ -324,9 +362,9 @@ run_pgcopydb() {
     fi
     fresh_db "$db"; pre_run
     rm -rf "$work/pgcopydb"
-    bench_log "(e) pgcopydb clone --table-jobs $PAR --index-jobs $PAR into $db"
+    bench_log "(e) pgcopydb clone --table-jobs $PAR --index-jobs $PAR --split-tables-larger-than $SPLIT into $db"
     if timed "$log" pgcopydb clone --source "$SRC_URI" --target "$(tgt_uri "$db")" \
-        --table-jobs "$PAR" --index-jobs "$PAR" --dir "$work/pgcopydb" --no-owner --no-acl; then
+        --table-jobs "$PAR" --index-jobs "$PAR" --split-tables-larger-than "$SPLIT" --dir "$work/pgcopydb" --no-owner --no-acl; then
         add_time "$m" "$ELAPSED"
         NOTE[$m]="$(pgcopydb --version 2>&1 | sed -n 's/.*Running pgcopydb version \([^ ]*\).*/pgcopydb \1/p' | head -n 1)"
         bench_log "  ${ELAPSED}s"
@@ -352,7 +390,7 @@ fi
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for m in $METHODS; do   # in the order given
     case $m in
-        schema | database_create | dump_psql | dump_restore | pgcopydb) ORDER+=("$m") ;;
+        schema | schema_async | schema_unsplit | database_create | dump_psql | dump_restore | pgcopydb) ORDER+=("$m") ;;
         *) bench_die "unknown method in BENCH_METHODS: $m" ;;
     esac
 done
@@ -373,10 +411,12 @@ ratio() { # ratio A B: A/B with two decimals, "-" when either is missing
 label() {
     case $1 in
         schema)          echo "pgclone.schema (parallel $PAR)" ;;
+        schema_async)    echo "pgclone.schema_async (parallel $PAR)" ;;
+        schema_unsplit)  echo "schema_async, no table split" ;;
         database_create) echo "pgclone.database_create (parallel $PAR)" ;;
         dump_psql)       echo "pg_dump | psql" ;;
         dump_restore)    echo "pg_dump -Fd -j$PAR + pg_restore -j$PAR" ;;
-        pgcopydb)        echo "pgcopydb clone (table/index jobs $PAR)" ;;
+        pgcopydb)        echo "pgcopydb clone (jobs $PAR, split $SPLIT)" ;;
     esac
 }
 
@@ -399,7 +439,13 @@ for m in "${ORDER[@]}"; do
         "${CHECK[$m]:-}" "$note"
 done
 echo
-echo "pgclone.schema / pgcopydb = $(ratio "${SECS[schema]:-}" "${SECS[pgcopydb]:-}") (goal <= 0.80)"
+fastest_ref=""
+for m in pgcopydb dump_psql; do
+    s=${SECS[$m]:-}
+    if [ -n "$s" ] && { [ -z "$fastest_ref" ] || awk -v a="$s" -v b="$fastest_ref" 'BEGIN { exit !(a < b) }'; }; then fastest_ref=$s; fi
+done
+echo "pgclone.schema_async / fastest of pgcopydb and pg_dump | psql = $(ratio "${SECS[schema_async]:-}" "$fastest_ref") (goal <= 0.60)"
+echo "split speed-up: unsplit / split = $(ratio "${SECS[schema_unsplit]:-}" "${SECS[schema_async]:-}") (goal >= 1.25)"
 if [ "${#ERRORS[@]}" -gt 0 ]; then
     echo
     echo "problems:"

@@ -208,14 +208,9 @@ public final class JobRunner: Service, Sendable {
                 notes = (["OK: cloned schema \(job.schema ?? "") (\(summary.counts))"] + summary.notes).joined(separator: "; ")
             }
         } catch {
-            if cancelling.withLockedValue({ $0.remove(job.id) }) != nil {
-                status = .cancelled
-            } else if Task.isCancelled {
-                status = .interrupted
-            } else {
-                status = .failed
-                errorText = (error as? CloneError)?.message ?? "\(error)"
-            }
+            status = JobLifecycle.outcome(failed: true, cancelRequested: cancelling.withLockedValue({ $0.remove(job.id) }) != nil,
+                                          stopping: Task.isCancelled)
+            if status == .failed { errorText = (error as? CloneError)?.message ?? "\(error)" }
         }
         // Recorded outside the job's task: a cancelled task's statements do not run.
         let (store, logger, finalStatus, finalError, finalNotes) = (self.store, self.logger, status, errorText, notes)

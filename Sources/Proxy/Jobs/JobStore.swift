@@ -284,8 +284,8 @@ public final class JobStore: Sendable {
         try await withConnection { connection in
             let row = try await connection.query("""
                 UPDATE pgclone.jobs SET
-                    status = CASE WHEN status OPERATOR(pg_catalog.=) 'pending' OR status OPERATOR(pg_catalog.=) 'interrupted' THEN 'cancelled' ELSE status END,
-                    end_time = CASE WHEN status OPERATOR(pg_catalog.=) 'pending' OR status OPERATOR(pg_catalog.=) 'interrupted' THEN pg_catalog.clock_timestamp() ELSE end_time END,
+                    status = CASE WHEN status OPERATOR(pg_catalog.=) ANY (\(Self.cancelledAtOnce)) THEN 'cancelled' ELSE status END,
+                    end_time = CASE WHEN status OPERATOR(pg_catalog.=) ANY (\(Self.cancelledAtOnce)) THEN pg_catalog.clock_timestamp() ELSE end_time END,
                     cancel_requested = status OPERATOR(pg_catalog.=) 'running'
                 WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND parent_id IS NULL
                 RETURNING status
@@ -294,11 +294,15 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// Jobs a cancel ends at once (a running one is asked to stop instead).
+    static let cancelledAtOnce = "'{" + JobLifecycle.statuses(acceptedBy: .cancel).filter { JobLifecycle.next($0, on: .cancel) == .cancelled }
+        .map(\.rawValue).joined(separator: ",") + "}'"
+
     /// Removes finished jobs (completed, failed, cancelled) with their workers; returns how many.
     func clearFinished() async throws -> Int {
         try await withConnection { connection in
             let result = try await connection.exec("""
-                DELETE FROM pgclone.jobs WHERE parent_id IS NULL AND status OPERATOR(pg_catalog.=) ANY ('{completed,failed,cancelled}')
+                DELETE FROM pgclone.jobs WHERE parent_id IS NULL AND status OPERATOR(pg_catalog.=) ANY (\(JobLifecycle.sqlList(acceptedBy: .clear)))
                 """)
             return result.affectedRows ?? 0
         }
@@ -314,7 +318,7 @@ public final class JobStore: Sendable {
                 UPDATE pgclone.jobs SET status = 'pending', error_message = NULL, end_time = NULL, current_phase = 'queued', cancel_requested = false,
                     notes = pg_catalog.concat_ws('; ', notes, 'resumed at ' OPERATOR(pg_catalog.||) pg_catalog.to_char(pg_catalog.clock_timestamp(), 'YYYY-MM-DD HH24:MI:SS')
                         OPERATOR(pg_catalog.||) ' under a new snapshot of the source')
-                WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND parent_id IS NULL AND status OPERATOR(pg_catalog.=) ANY ('{interrupted,failed,cancelled}')
+                WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND parent_id IS NULL AND status OPERATOR(pg_catalog.=) ANY (\(JobLifecycle.sqlList(acceptedBy: .resume)))
                 RETURNING \(Self.columns)
                 """, [String(id)])).first
         }
