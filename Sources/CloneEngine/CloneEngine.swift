@@ -529,7 +529,7 @@ public struct CloneEngine: Sendable {
     }
 
     /// Splits `tables` into those large enough to be copied in parts (largest first) and the rest.
-    /// `split_larger_than` decides; by default a table is split when it is over 64 MB and over half
+    /// `split_larger_than` decides; by default a table is split when it is over 1 GB and over half
     /// of one worker's fair share of the data (heap and TOAST: the bytes COPY moves).
     private func splitCandidates(_ tables: [(String, String)], session: SourceSession, options: CloneOptions) async throws(CloneError)
         -> (split: [(String, String)], rest: [(String, String)]) {
@@ -543,7 +543,7 @@ public struct CloneEngine: Sendable {
         var bytes: [String: Int64] = [:]
         for row in sizes.rows.indices { bytes["\(sizes.string(row, 0)!).\(sizes.string(row, 1)!)"] = Int64(sizes.string(row, 2) ?? "0") ?? 0 }
         let total = bytes.values.reduce(0, +)
-        let threshold = options.splitLargerThan ?? max(64 << 20, total / Int64(2 * options.parallel))
+        let threshold = options.splitLargerThan ?? max(1 << 30, total / Int64(2 * options.parallel))
         let split = tables.filter { (bytes["\($0.0).\($0.1)"] ?? 0) > threshold }
             .sorted { (bytes["\($0.0).\($0.1)"] ?? 0) > (bytes["\($1.0).\($1.1)"] ?? 0) }
         let splitNames = Set(split.map { "\($0.0).\($0.1)" })

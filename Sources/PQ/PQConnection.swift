@@ -277,6 +277,10 @@ public final class PQConnection: @unchecked Sendable {
         }
     }
 
+    /// Rows and bytes every `copy(_:into:_:)` of the process has moved (metrics read it).
+    public static var copiedTotals: (rows: Int, bytes: Int) { copied.withLockedValue { $0 } }
+    private static let copied = NIOLockedValueBox((rows: 0, bytes: 0))
+
     private struct StreamFailure: Error {
         var error: any Error
         var onTarget: Bool
@@ -323,6 +327,7 @@ public final class PQConnection: @unchecked Sendable {
         let batch = UnsafeMutablePointer<CChar>.allocate(capacity: capacity)
         defer { batch.deallocate() }
         var batched = 0
+        var streamed = 0
         var targetFailed = false
         func send(_ pointer: UnsafePointer<CChar>, _ count: Int) {
             guard !targetFailed, count > 0 else { return }
@@ -339,6 +344,7 @@ public final class PQConnection: @unchecked Sendable {
             let count = PQgetCopyData(source, &buffer, 0)
             if count > 0, let buffer {
                 let size = Int(count)
+                streamed &+= size
                 if batched + size > capacity {
                     send(batch, batched)
                     batched = 0
@@ -383,7 +389,9 @@ public final class PQConnection: @unchecked Sendable {
         }
         guard PQputCopyEnd(target, nil) == 1 else { throw StreamFailure(error: PQError(result: nil, connection: target), onTarget: true) }
         let done = try onTarget { try drain(target) }
-        return done.affectedRows ?? 0
+        let rows = done.affectedRows ?? 0
+        copied.withLockedValue { $0 = ($0.rows &+ rows, $0.bytes &+ streamed) }
+        return rows
     }
 
     /// Asks the server to cancel the statement running on this connection.

@@ -19,8 +19,10 @@ public final class PQThreadPool: Sendable {
         pool.start()
     }
 
-    /// For one-shot tools and tests: a pool that lives as long as the process.
-    public static let shared = PQThreadPool(threads: 32)
+    /// For one-shot tools and tests: a pool that lives as long as the process. Generous, as
+    /// it serves every caller that did not bring a pool of its own (a test process runs many
+    /// proxies and clients at once, some of them waiting on locks on purpose).
+    public static let shared = PQThreadPool(threads: 96)
 
     /// Stops the threads once the work already submitted has run.
     public func shutdown() async {

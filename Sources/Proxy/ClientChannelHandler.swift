@@ -1,4 +1,5 @@
 import CloneEngine
+import CoreMetrics
 import Foundation
 import Logging
 import Masking
@@ -7,6 +8,7 @@ import NIOPosix
 import NIOSSL
 import PostgresWire
 import SQLParser
+import Synchronization
 
 /// One client session's channel: bytes in, one `SessionStateMachine` call per message, its
 /// decisions and effects run here. The machine decides; this handler does I/O.
@@ -49,6 +51,26 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     let openedAt = ContinuousClock.now
     var bytesFromClient = 0
     var bytesFromServer = 0
+    /// What the console shows about this session.
+    let info: SessionInfo
+    /// What was last added to the proxy's statistics (they take deltas once per read burst).
+    var reported = Reported()
+    /// A request has been in flight since then (for the statement time).
+    var busySince: ContinuousClock.Instant?
+    /// The state last written to `info`.
+    var shownState = "login"
+    /// The live settings generation the machine last saw.
+    var observedLiveGeneration = 0
+
+    struct Reported {
+        var requests = 0
+        var transactions = 0
+        var bytesFromClient = 0
+        var bytesFromServer = 0
+        var counters = SessionCounters()
+        var cacheHits = 0
+        var cacheMisses = 0
+    }
     var closeReason = "client disconnected"
     var database = ""
 
@@ -56,7 +78,8 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         self.proxy = proxy
         self.logger = proxy.logger
         self.logger[metadataKey: "connection.id"] = "\(connectionID)"
-        self.machine = SessionStateMachine(tlsAvailable: proxy.clientTLS != nil, adminRoles: proxy.configuration.adminRoles,
+        self.info = SessionInfo(id: connectionID)
+        self.machine = SessionStateMachine(tlsAvailable: proxy.clientTLS != nil, adminRoles: proxy.adminRoles,
                                            maximumExaminedLength: proxy.configuration.maximumExaminedMessageLength)
         self.clientScanner = FrameScanner(maximumExaminedLength: proxy.configuration.maximumExaminedMessageLength)
         self.backendScanner = FrameScanner()
@@ -81,8 +104,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     func channelActive(context: ChannelHandlerContext) {
         if let peer = context.channel.remoteAddress {
             logger[metadataKey: "peer"] = "\(peer)"
+            info.update { state in
+                state.clientAddress = peer.ipAddress ?? peer.pathname ?? "\(peer)"
+                state.clientPort = peer.port ?? 0
+            }
         }
-        let open = proxy.sessions.add(context.channel)
+        let open = proxy.sessions.add(context.channel, info: info)
         context.fireChannelActive()
         if open > proxy.configuration.maximumClientConnections {
             closeReason = "too many clients"
@@ -118,7 +145,61 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         backend?.flush()
+        if busySince == nil, machine.phase == .ready, !machine.activity.isQuiet {
+            busySince = .now
+            show("active", requestTime: Date())
+        }
         context.fireChannelReadComplete()
+    }
+
+    /// Adds what the session did since the last report to the proxy's statistics and metrics:
+    /// once per read burst that finished something, never per message.
+    func reportStatistics() {
+        let activity = machine.activity
+        let requests = activity.answeredRequests - reported.requests
+        let fromClient = bytesFromClient - reported.bytesFromClient
+        let fromServer = bytesFromServer - reported.bytesFromServer
+        guard requests > 0 || fromClient > 0 || fromServer > 0 || machine.counters != reported.counters else { return }
+        var totals = DatabaseStats.Totals()
+        totals.requests = requests
+        totals.transactions = activity.endedTransactions - reported.transactions
+        totals.bytesReceived = fromClient
+        totals.bytesSent = fromServer
+        totals.maskedStatements = machine.counters.maskedStatements - reported.counters.maskedStatements
+        totals.rewrites = machine.counters.rewrites - reported.counters.rewrites
+        totals.refusals = machine.counters.refusals.values.reduce(0, +) - reported.counters.refusals.values.reduce(0, +)
+        let metrics = proxy.metrics
+        if activity.isQuiet, let since = busySince {
+            let elapsed = ContinuousClock.now - since
+            let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+            totals.requestMicroseconds = Int(nanoseconds / 1000)
+            metrics.statementDuration.recordNanoseconds(nanoseconds)
+            busySince = nil
+            show(activity.transactionStatus == .idle ? "idle" : "idle in transaction", requestTime: nil)
+        }
+        if !database.isEmpty { proxy.stats.add(totals, database: database) }
+        if fromClient > 0 { metrics.bytesFromClients.increment(by: fromClient) }
+        if fromServer > 0 { metrics.bytesFromServers.increment(by: fromServer) }
+        if requests > 0 { metrics.statements.increment(by: requests) }
+        if totals.transactions > 0 { metrics.transactions.increment(by: totals.transactions) }
+        let hits = machine.masking.cacheHits, misses = machine.masking.cacheMisses
+        metrics.add(machine.counters, since: reported.counters, cacheHits: hits - reported.cacheHits, cacheMisses: misses - reported.cacheMisses)
+        reported = Reported(requests: activity.answeredRequests, transactions: activity.endedTransactions, bytesFromClient: bytesFromClient,
+                            bytesFromServer: bytesFromServer, counters: machine.counters, cacheHits: hits, cacheMisses: misses)
+    }
+
+    /// Writes the session's state for the console when it changed.
+    func show(_ state: String, requestTime: Date?) {
+        guard state != shownState else { return }
+        shownState = state
+        let masked = machine.isMaskedSession
+        let generation = machine.masking.generation
+        info.update { info in
+            info.state = state
+            if let requestTime { info.requestTime = requestTime }
+            info.masked = masked
+            info.policyGeneration = generation
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -131,6 +212,8 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         proxy.bufferBudget.release(reservedBytes)
         reservedBytes = 0
         if let clientKey { proxy.cancelRegistry.unregister(clientKey) }
+        proxy.pauseGate.stopWaiting(ObjectIdentifier(self))
+        reportStatistics()
         proxy.sessions.remove(context.channel)
         logClosed()
         context.fireChannelInactive()
@@ -144,6 +227,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is KillEvent {
+            guard machine.phase != .closed else { return }
+            closeReason = "killed by the console (KILL_CLIENT)"
+            sendFatalAndClose(ErrorFields(severity: .fatal, sqlState: "57P01", message: "terminating connection due to pgclone console command KILL_CLIENT"), context)
+            return
+        }
         guard event is QuiesceEvent else {
             context.fireUserInboundEventTriggered(event)
             return
@@ -221,6 +310,18 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             logger[metadataKey: "user"] = "\(user)"
             logger[metadataKey: "database"] = "\(database)"
             self.database = database
+            let console = database == Self.consoleDatabase
+            info.update { state in
+                state.user = user
+                state.database = database
+                state.applicationName = applicationName ?? ""
+                state.console = console
+            }
+            if console {
+                // The console authenticates against the target as any session does, in the state database.
+                machine.enterConsole()
+                packet = Self.startupPacket(packet, database: proxy.configuration.stateDatabase)
+            }
             if let applicationName { logger[metadataKey: "application_name"] = "\(applicationName)" }
             pendingToBackend.writeBuffer(&packet)
             pendingToBackend.writeBuffer(&leftover)
@@ -281,6 +382,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         }
         self.backend = backend
         machine.backendConnected()
+        info.update { state in
+            state.serverConnected = true
+            state.serverConnectTime = Date()
+        }
         let pending = pendingToBackend
         pendingToBackend = ByteBuffer()
         // The startup packet goes verbatim; anything the client sent after it is scanned like
@@ -320,6 +425,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     func backendReadComplete() {
         guard let context else { return }
         context.flush()
+        reportStatistics()
         if closeWhenFlushed {
             closeWhenFlushed = false
             terminateIdleSession(context)
@@ -364,6 +470,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     /// Lets the machine see the policies (a lock) only when their version moved.
     func observeProxyState() {
+        // RELOAD may have changed who is an admin: one more atomic load.
+        let generation = proxy.liveGeneration.load(ordering: .acquiring)
+        if generation != observedLiveGeneration {
+            observedLiveGeneration = generation
+            machine.adminRoles = proxy.adminRoles
+        }
         // Two atomic loads on the hot path; the lock only when something changed.
         let ready = proxy.policies.isReadyNow
         guard proxy.policies.version != observedPolicyVersion || !ready else { return }
@@ -394,7 +506,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         do {
             try clientScanner.process(
                 buffer,
-                classify: { type, length throws(WireError) in try self.budgeted(self.machine.clientHeader(type: type, length: length), type: type, length: length) },
+                classify: { type, length throws(WireError) in
+                    if self.heldByPause(type) { return .wait }
+                    return try self.budgeted(self.machine.clientHeader(type: type, length: length), type: type, length: length)
+                },
                 forward: { backend.write($0) },
                 examine: { frame throws(WireError) in
                     self.releaseReservation()
@@ -408,13 +523,68 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         run(machine.takeEffects())
     }
 
+    /// The console's PAUSE: a session that would start a new transaction on a paused database
+    /// waits (its input is held) until RESUME; statements inside a transaction go on.
+    func heldByPause(_ type: UInt8) -> Bool {
+        guard machine.phase == .ready, machine.consoleMode == .off, type != FrontendMessage.ID.terminate.rawValue,
+              machine.activity.isIdle, proxy.pauseGate.isPaused(database), let context else { return false }
+        let session = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        info.update { $0.waitingOnPause = true }
+        proxy.pauseGate.wait(ObjectIdentifier(self)) {
+            eventLoop.execute {
+                let handler = session.value
+                handler.info.update { $0.waitingOnPause = false }
+                handler.resumeClientInput()
+            }
+        }
+        return true
+    }
+
+    /// Runs a console command off the event loop; its answer and ReadyForQuery go to the client.
+    func runConsole(_ text: String, context: ChannelHandlerContext) {
+        let console = Console(proxy: proxy, sessionID: info.id)
+        let session = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        logger.info("console command", metadata: ["command": "\(text.prefix(80))"])
+        Task {
+            let replies = await console.run(text)
+            eventLoop.execute {
+                let handler = session.value
+                guard handler.machine.phase != .closed, let context = handler.context else { return }
+                var answer = ByteBuffer()
+                if replies.isEmpty { BackendMessage.emptyQueryResponse.encode(into: &answer) }
+                for reply in replies { reply.encode(into: &answer) }
+                BackendMessage.readyForQuery(.idle).encode(into: &answer)
+                context.writeAndFlush(handler.wrapOutboundOut(answer), promise: nil)
+                handler.machine.consoleFinished()
+                handler.run(handler.machine.takeEffects())
+            }
+        }
+    }
+
+    /// The database name a client asks for to reach the console (as PgBouncer's `pgbouncer`).
+    static let consoleDatabase = "pgclone"
+
+    /// The startup packet with another database.
+    static func startupPacket(_ packet: ByteBuffer, database: String) -> ByteBuffer {
+        var copy = packet
+        guard case .startup(let version, let parameters)? = try? StartupPacket.decode(from: &copy) else { return packet }
+        var out = ByteBuffer()
+        StartupPacket.startup(protocolVersion: version, parameters: parameters.map { $0.0 == "database" ? ($0.0, database) : $0 }).encode(into: &out)
+        return out
+    }
+
     /// Goes on with client input held while the proxy's own work ran.
     func resumeClientInput() {
         guard let backend, let context, !machine.serverEndedSession else { return }
         let now = ContinuousClock.now
         do {
             try clientScanner.resume(
-                classify: { type, length throws(WireError) in try self.budgeted(self.machine.clientHeader(type: type, length: length), type: type, length: length) },
+                classify: { type, length throws(WireError) in
+                    if self.heldByPause(type) { return .wait }
+                    return try self.budgeted(self.machine.clientHeader(type: type, length: length), type: type, length: length)
+                },
                 forward: { backend.write($0) },
                 examine: { frame throws(WireError) in
                     self.releaseReservation()
@@ -500,6 +670,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 if let old = clientKey { proxy.cancelRegistry.unregister(old) }
                 proxy.cancelRegistry.register(client: client, server: server, admin: adminCalls)
                 clientKey = client
+                info.update { $0.serverPID = server.processID }
             case .storeBuiltinFunctions(let names):
                 proxy.builtinFunctions.store(names)
             case .nudgeBackstop:
@@ -513,7 +684,12 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             case .sessionOpened:
                 loginTimer?.cancel()
                 loginTimer = nil
+                show("idle", requestTime: nil)
                 logger.info("session opened")
+            case .consoleOpened:
+                logger.info("console session opened")
+            case .runConsole(let text):
+                runConsole(text, context: context)
             case .guardRefused(let role):
                 logger.warning("masked column in a result refused", metadata: ["role": "\(role)"])
             }

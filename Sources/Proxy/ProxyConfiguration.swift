@@ -33,6 +33,11 @@ public struct ProxyConfiguration: Sendable {
     /// Threads for libpq's blocking calls (admin calls, jobs, the proxy's own catalog reads):
     /// every COPY in flight holds one for its whole length.
     public var engineThreads = 16
+    /// trace, debug, info, notice, warning, error, critical.
+    public var logLevel = "info"
+    /// Where `/metrics` is served (nil: nowhere).
+    public var metricsHost: String?
+    public var metricsPort: Int?
     /// The memory all sessions together may use to hold client messages whole.
     public var maximumBufferMemory = 256 << 20
     /// A client that has not finished startup and authentication by then is closed (as

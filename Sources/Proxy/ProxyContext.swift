@@ -2,13 +2,17 @@ import Logging
 import NIOCore
 import NIOSSL
 import PQ
+import Synchronization
+import NIOConcurrencyHelpers
 
 /// What every session of one proxy server shares.
 final class ProxyContext: Sendable {
+    /// As started. What RELOAD can change lives in `live`; the rest needs a restart.
     let configuration: ProxyConfiguration
     let cancelRegistry: CancelRegistry
     let sessions: SessionRegistry
-    let clientTLS: NIOSSLContext?
+    /// The client TLS context now (RELOAD swaps it; sessions read it when they start TLS).
+    var clientTLS: NIOSSLContext? { live.withLockedValue { $0.clientTLS } }
     let backendTLS: NIOSSLContext?
     let logger: Logger
     let policies: PolicyStore
@@ -18,6 +22,28 @@ final class ProxyContext: Sendable {
     let jobs: JobRunner?
     let builtinFunctions = BuiltinFunctions()
     let bufferBudget: BufferBudget
+    let stats = DatabaseStats()
+    let pauseGate = PauseGate()
+    let metrics: ProxyMetrics
+    /// What RELOAD may change while sessions stay open.
+    let live: NIOLockedValueBox<LiveSettings>
+    /// Moves when `live` changes: sessions look at it once per read burst (an atomic load).
+    let liveGeneration = Synchronization.Atomic<Int>(0)
+    /// Re-reads the settings (config file, environment, flags) for RELOAD and SIGHUP.
+    let readConfiguration: (@Sendable () throws -> ProxyConfiguration)?
+    /// Stops the proxy gracefully (the console's SHUTDOWN).
+    let requestShutdown: (@Sendable () -> Void)?
+
+    struct LiveSettings: Sendable {
+        var adminRoles: [String]
+        var clientTLS: NIOSSLContext?
+        var tlsCertificatePath: String?
+        var tlsKeyPath: String?
+        var policiesDirectory: String?
+        var logLevel: String
+    }
+
+    var adminRoles: [String] { live.withLockedValue { $0.adminRoles } }
 
     /// The engine's threads: libpq calls of admin calls and catalog reads run there.
     let pool: PQThreadPool
@@ -31,8 +57,12 @@ final class ProxyContext: Sendable {
     }
 
     init(configuration: ProxyConfiguration, policies: PolicyStore, backstop: ServerBackstop?, jobs: JobRunner? = nil, pool: PQThreadPool = .shared,
+         readConfiguration: (@Sendable () throws -> ProxyConfiguration)? = nil, requestShutdown: (@Sendable () -> Void)? = nil,
          logger: Logger) throws {
         self.pool = pool
+        self.readConfiguration = readConfiguration
+        self.requestShutdown = requestShutdown
+        self.metrics = ProxyMetrics()
         self.policies = policies
         self.backstop = backstop
         self.jobs = jobs
@@ -41,15 +71,11 @@ final class ProxyContext: Sendable {
         self.cancelRegistry = CancelRegistry()
         self.sessions = SessionRegistry()
         self.logger = logger
-        if let certificatePath = configuration.tlsCertificatePath, let keyPath = configuration.tlsKeyPath {
-            let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
-            let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
-            var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-            tls.minimumTLSVersion = .tlsv12
-            clientTLS = try NIOSSLContext(configuration: tls)
-        } else {
-            clientTLS = nil
-        }
+        self.live = NIOLockedValueBox(LiveSettings(
+            adminRoles: configuration.adminRoles,
+            clientTLS: try Self.clientTLS(certificate: configuration.tlsCertificatePath, key: configuration.tlsKeyPath),
+            tlsCertificatePath: configuration.tlsCertificatePath, tlsKeyPath: configuration.tlsKeyPath,
+            policiesDirectory: configuration.policiesDirectory, logLevel: configuration.logLevel))
         let backend = configuration.backend
         if backend.tlsMode.requestsTLS {
             var tls = TLSConfiguration.makeClientConfiguration()
@@ -70,5 +96,14 @@ final class ProxyContext: Sendable {
         } else {
             backendTLS = nil
         }
+    }
+
+    static func clientTLS(certificate: String?, key: String?) throws -> NIOSSLContext? {
+        guard let certificate, let key else { return nil }
+        let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+        let privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(privateKey))
+        tls.minimumTLSVersion = .tlsv12
+        return try NIOSSLContext(configuration: tls)
     }
 }

@@ -25,17 +25,30 @@ public final class ProxyServer: Service, Sendable {
         backstop: ServerBackstop? = nil,
         jobs: JobRunner? = nil,
         pool: PQThreadPool = .shared,
+        readConfiguration: (@Sendable () throws -> ProxyConfiguration)? = nil,
+        requestShutdown: (@Sendable () -> Void)? = nil,
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) throws {
         let store = policies ?? PolicyStore(directory: configuration.policiesDirectory, logger: logger)
         if policies == nil { store.reload() }
-        self.context = try ProxyContext(configuration: configuration, policies: store, backstop: backstop, jobs: jobs, pool: pool, logger: logger)
+        self.context = try ProxyContext(configuration: configuration, policies: store, backstop: backstop, jobs: jobs, pool: pool,
+                                      readConfiguration: readConfiguration, requestShutdown: requestShutdown, logger: logger)
         self.group = group
         self.onListening = onListening
     }
 
     /// The address the server listens on, once bound.
     public var localAddress: SocketAddress? { boundAddress.withLockedValue { $0 } }
+
+    /// Re-reads settings and policies (SIGHUP): what can change live changes.
+    public func reload() async -> ReloadReport {
+        await context.reload()
+    }
+
+    /// Sets the gauges read at scrape time.
+    public func updateScrapeGauges() async {
+        await context.updateScrapeGauges()
+    }
 
     /// The policies this server enforces.
     public var policies: PolicyStore { context.policies }

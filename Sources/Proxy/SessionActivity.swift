@@ -10,6 +10,10 @@ public struct SessionActivity: Sendable, Hashable {
     public private(set) var awaitingReadyForQuery = 0
     public private(set) var hasUnsyncedExtendedMessages = false
     public private(set) var transactionStatus: BackendMessage.TransactionStatus = .idle
+    /// Requests answered (ReadyForQuery for a client's Query, Sync or FunctionCall), for statistics.
+    public private(set) var answeredRequests = 0
+    /// Transactions ended (back to idle from a transaction block), for statistics.
+    public private(set) var endedTransactions = 0
 
     public init() {}
 
@@ -35,7 +39,9 @@ public struct SessionActivity: Sendable, Hashable {
     public mutating func serverSentReadyForQuery(_ status: BackendMessage.TransactionStatus) {
         // A server never sends more ReadyForQuery than requested, except the
         // first one after authentication; clamp rather than go negative.
+        if awaitingReadyForQuery > 0 { answeredRequests &+= 1 }
         awaitingReadyForQuery = max(0, awaitingReadyForQuery - 1)
+        if status == .idle && transactionStatus != .idle { endedTransactions &+= 1 }
         transactionStatus = status
     }
 

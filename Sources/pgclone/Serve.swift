@@ -2,7 +2,10 @@ import ArgumentParser
 import Foundation
 import Logging
 import Masking
+import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
+import Prometheus
 import NIOPosix
 import UnixSignals
 import Proxy
@@ -16,8 +19,11 @@ extension Pgclone {
             Every option can also come from a PGCLONE_* environment variable (PGCLONE_BACKEND, \
             PGCLONE_LISTEN, ...) or from the config file (backend = ..., listen = ...). \
             Flags win over the environment, which wins over the file. \
-            SIGHUP reloads the policies; SIGTERM and SIGINT stop accepting \
-            connections and let sessions finish for the grace period.
+            SIGHUP (or RELOAD in the console) re-reads the config file, the environment and the \
+            policies: log level, admin roles, policies directory, TLS certificate and key and the \
+            mask secret change without dropping a session; other settings need a restart (logged). \
+            SIGTERM and SIGINT stop accepting connections and let sessions finish for the grace period. \
+            Connecting to the database "pgclone" opens the admin console (SHOW HELP).
             """
         )
 
@@ -37,7 +43,7 @@ extension Pgclone {
         var tlsCert: String?
         @Option(help: "PEM private key for client TLS.")
         var tlsKey: String?
-        @Option(help: "Address for a metrics endpoint, HOST:PORT (not served by this version: a warning says so).")
+        @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics.")
         var metrics: String?
         @Option(help: "Seconds sessions may take to finish after SIGTERM (default 30).")
         var shutdownGrace: String?
@@ -72,18 +78,16 @@ extension Pgclone {
         private func serve() async throws {
             let settings: ServeSettings
             let configuration: ProxyConfiguration
+            let flags: [String: String?]
             do {
-                settings = try ServeSettings(
-                    flags: [
+                flags = [
                         "listen": listen, "backend": backend, "policies": policies, "admin_roles": adminRoles,
                         "state_database": stateDatabase, "tls_cert": tlsCert, "tls_key": tlsKey, "metrics": metrics,
                         "shutdown_grace": shutdownGrace, "threads": threads, "log_level": logLevel, "mask_secret": maskSecret,
                         "client_login_timeout": clientLoginTimeout, "max_client_conn": maxClientConn, "max_buffer_memory": maxBufferMemory,
                         "engine_threads": engineThreads,
-                    ],
-                    environment: ProcessInfo.processInfo.environment,
-                    configFile: config
-                )
+                    ]
+                settings = try ServeSettings(flags: flags, environment: ProcessInfo.processInfo.environment, configFile: config)
                 configuration = try settings.proxyConfiguration()
             } catch let error as ConfigurationError {
                 throw StartupError(error.message)
@@ -97,16 +101,41 @@ extension Pgclone {
             }
             try StartupChecks.policiesDirectory(configuration.policiesDirectory)
             try StartupChecks.tls(certificate: configuration.tlsCertificatePath, key: configuration.tlsKeyPath)
-            let level = Logger.Level(rawValue: settings["log_level"] ?? "info") ?? .info
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            }
+            LiveLogLevel.level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+            LoggingSystem.bootstrap { label in LiveLogLevel.Handler(label: label) }
             let logger = Logger(label: "pgclone")
             try await StartupChecks.serviceConnection(configuration.serviceConnInfo, required: requireBackend, logger: logger)
-            if let metrics = settings["metrics"] {
-                logger.warning("--metrics is not served by this version of pgclone; no endpoint listens", metadata: ["metrics": "\(metrics)"])
+            var metricsRegistry: PrometheusCollectorRegistry?
+            if configuration.metricsHost != nil {
+                let registry = PrometheusCollectorRegistry()
+                var factory = PrometheusMetricsFactory(registry: registry)
+                factory.durationHistogramBuckets["pgclone_statement_duration_seconds"] = [
+                    .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+                    .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+                    .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(30),
+                ]
+                MetricsSystem.bootstrap(factory)
+                metricsRegistry = registry
+            }
+            // RELOAD and SIGHUP read everything again, as at start.
+            let configFile = config
+            let readConfiguration: @Sendable () throws -> ProxyConfiguration = {
+                let settings = try ServeSettings(flags: flags, environment: ProcessInfo.processInfo.environment, configFile: configFile)
+                let configuration = try settings.proxyConfiguration()
+                if let secret = settings["mask_secret"] {
+                    do { try MaskingKey.install(secret) } catch let error as MaskError { throw ConfigurationError("--mask-secret: \(error.message)") }
+                }
+                do {
+                    try StartupChecks.policiesDirectory(configuration.policiesDirectory)
+                    try StartupChecks.tls(certificate: configuration.tlsCertificatePath, key: configuration.tlsKeyPath)
+                } catch let error as StartupError {
+                    throw ConfigurationError(error.message)
+                }
+                return configuration
+            }
+            let serviceGroupBox = NIOLockedValueBox<ServiceGroup?>(nil)
+            let requestShutdown: @Sendable () -> Void = {
+                Task { await serviceGroupBox.withLockedValue { $0 }?.triggerGracefulShutdown() }
             }
 
             let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
@@ -121,16 +150,24 @@ extension Pgclone {
             let server: ProxyServer
             do {
                 server = try ProxyServer(configuration: configuration, group: group, logger: logger, policies: policies, backstop: backstop,
-                                         jobs: jobs, pool: engine.pool)
+                                         jobs: jobs, pool: engine.pool, readConfiguration: readConfiguration, requestShutdown: requestShutdown)
             } catch {
                 throw StartupError("cannot start the proxy: \(error)")
             }
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            if let registry = metricsRegistry, let host = configuration.metricsHost, let port = configuration.metricsPort {
+                services.append(.init(service: MetricsServer(host: host, port: port, group: group, logger: logger) {
+                    await server.updateScrapeGauges()
+                    return registry.emitToBuffer()
+                }))
+            }
             let serviceGroup = ServiceGroup(configuration: .init(
-                services: [
+                services: services + [
                     // The engine's threads start first and stop last (services stop in reverse order).
                     .init(service: engine),
                     .init(service: PolicyReloader(store: policies, state: StatePolicies(serviceConnInfo: configuration.serviceConnInfo,
-                                                                                        database: configuration.stateDatabase, pool: engine.pool))),
+                                                                                        database: configuration.stateDatabase, pool: engine.pool),
+                                                  onHangup: { _ = await server.reload() })),
                     .init(service: backstop),
                     // Jobs start before the proxy and stop after it (services stop in reverse order).
                     .init(service: jobs),
@@ -140,6 +177,7 @@ extension Pgclone {
                 cancellationSignals: [],
                 logger: logger
             ).withGracePeriod(configuration.shutdownGracePeriod))
+            serviceGroupBox.withLockedValue { $0 = serviceGroup }
             do {
                 try await serviceGroup.run()
             } catch let error as IOError where error.errnoCode == EADDRINUSE {

@@ -115,6 +115,17 @@ struct ServeSettings {
             }
             configuration.engineThreads = count
         }
+        if let level = self["log_level"] {
+            guard LiveLogLevel.levels.contains(level) else {
+                throw ConfigurationError("--log-level: expected one of \(LiveLogLevel.levels.joined(separator: ", ")), got \"\(level)\"")
+            }
+            configuration.logLevel = level
+        }
+        if let metrics = self["metrics"], !metrics.isEmpty {
+            let (host, port) = try Self.hostPort(metrics, what: "--metrics")
+            configuration.metricsHost = host
+            configuration.metricsPort = port
+        }
         return configuration
     }
 

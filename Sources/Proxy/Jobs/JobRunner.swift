@@ -223,7 +223,9 @@ public final class JobRunner: Service, Sendable {
             }
         }.value
         if status == .completed || status == .cancelled { secrets.withLockedValue { $0[job.id] = nil } }
-        logger.info("job ended", metadata: ["job_id": "\(job.id)", "status": "\(status.rawValue)", "error": "\(errorText ?? "")"])
+        var metadata: Logger.Metadata = ["job_id": "\(job.id)", "status": "\(status.rawValue)"]
+        if let errorText { metadata["error"] = "\(errorText)" }
+        logger.info("job ended", metadata: metadata)
     }
 }
 

@@ -294,6 +294,18 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// How many jobs (not worker rows) are in each status.
+    func countsByStatus() async throws -> [Status: Int] {
+        try await withConnection { connection in
+            let result = try await connection.exec("SELECT status, count(*) FROM pgclone.jobs WHERE parent_id IS NULL GROUP BY status")
+            var counts: [Status: Int] = [:]
+            for row in result.rows.indices {
+                if let status = result.string(row, 0).flatMap(Status.init(rawValue:)) { counts[status] = Int(result.string(row, 1) ?? "0") ?? 0 }
+            }
+            return counts
+        }
+    }
+
     /// Jobs a cancel ends at once (a running one is asked to stop instead).
     static let cancelledAtOnce = "'{" + JobLifecycle.statuses(acceptedBy: .cancel).filter { JobLifecycle.next($0, on: .cancel) == .cancelled }
         .map(\.rawValue).joined(separator: ",") + "}'"

@@ -9,17 +9,24 @@ public struct PolicyReloader: Service {
     let store: PolicyStore
     let state: StatePolicies?
     let interval: Duration
+    /// What SIGHUP does instead of reloading the policies alone (the proxy's whole reload).
+    let onHangup: (@Sendable () async -> Void)?
 
-    public init(store: PolicyStore, state: StatePolicies?, interval: Duration = .seconds(1)) {
+    public init(store: PolicyStore, state: StatePolicies?, interval: Duration = .seconds(1), onHangup: (@Sendable () async -> Void)? = nil) {
         self.store = store
         self.state = state
         self.interval = interval
+        self.onHangup = onHangup
     }
 
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+                    if let onHangup {
+                        await onHangup()
+                        continue
+                    }
                     store.reload()
                     guard let state else { continue }
                     do {

@@ -22,7 +22,9 @@ public final class PolicyStore: Sendable {
         var statePolicies: [TablePolicy] = []
     }
 
-    public let directory: String?
+    /// The policy files' directory (RELOAD may change it).
+    public var directory: String? { directoryBox.withLockedValue { $0 } }
+    private let directoryBox: NIOLockedValueBox<String?>
     /// Whether policies also come from the state database (create_masking_policy).
     public let hasStateSource: Bool
     private let state: NIOLockedValueBox<Status>
@@ -32,7 +34,7 @@ public final class PolicyStore: Sendable {
     private let logger: Logger
 
     public init(directory: String?, hasStateSource: Bool = false, logger: Logger) {
-        self.directory = directory
+        self.directoryBox = NIOLockedValueBox(directory)
         self.hasStateSource = hasStateSource
         self.logger = logger
         self.state = NIOLockedValueBox(Status(policies: .empty, lastError: nil, lastReload: nil))
@@ -56,6 +58,18 @@ public final class PolicyStore: Sendable {
     public var notReadyReason: String {
         let error = state.withLockedValue { $0.stateError }
         return "pgclone has not yet read the masking policies stored in its state database" + (error.map { " (\($0))" } ?? "")
+    }
+
+    /// Points at another directory (read at the next `reload`); with none, the file policies go.
+    public func setDirectory(_ directory: String?) {
+        guard directoryBox.withLockedValue({ old in defer { old = directory }; return old != directory }) else { return }
+        if directory == nil {
+            state.withLockedValue { status in
+                status.filePolicies = []
+                _ = Self.merge(&status)
+            }
+            versionNow.store(current.version, ordering: .releasing)
+        }
     }
 
     /// Reloads from the directory; returns the error text when the files were rejected.

@@ -62,6 +62,9 @@ struct MaskingState {
     /// Rewrites by statement shape (the text without its numeric constants): a driver that
     /// sends `... WHERE id = 17`, then `... = 18`, parses and rewrites once.
     private var cache: [[UInt8]: CachedRewrite] = [:]
+    /// Statements found in the rewrite cache, and those that had to be analysed (metrics).
+    private(set) var cacheHits = 0
+    private(set) var cacheMisses = 0
     static let cacheLimit = 256
     static let largestCachedStatement = 16 << 10
     var cachedShapes: Int { cache.count }
@@ -316,6 +319,7 @@ struct MaskingState {
         // The cache holds rewrites under the current context only.
         let cacheable = !context.isWorstCase
         if cacheable, let cached = cache[shape.key] {
+            cacheHits &+= 1
             justRead = false
             guard let template = cached.template else { return .done(.unchanged, cached.effects) }
             return .done(.rewritten(String(decoding: template.apply(to: bytes, constants: shape.constants), as: UTF8.self)), cached.effects)
@@ -329,6 +333,7 @@ struct MaskingState {
         } else {
             made = Analysis.make(sql, context: context, worstCase: worstCase, builtinFunctions: builtinFunctions, generation: generation)
         }
+        cacheMisses &+= 1
         let fresh = justRead
         justRead = false
         if let worst = made.worstCaseAnalysis {

@@ -59,6 +59,18 @@ struct SessionStateMachine {
         case sessionOpened
         /// A result column would have carried a masked column's values (the rewrite missed it).
         case guardRefused(role: String)
+        /// Run this console command text; the answer goes to the client, then `consoleFinished`.
+        case runConsole(String)
+        /// The console session passed its role check.
+        case consoleOpened
+    }
+
+    /// A session on the database `pgclone`: the admin console, answered by the proxy.
+    enum ConsoleMode: Equatable {
+        case off
+        /// Authenticated against the target; the role is being checked.
+        case checking
+        case ready
     }
 
     /// An admin call to run in async code.
@@ -90,6 +102,8 @@ struct SessionStateMachine {
     struct InternalQuery {
         enum Purpose {
             case adminRoleCheck
+            /// May this role use the console?
+            case consoleRoleCheck
             /// The masking context, read under `policies` while the session was `status`.
             case maskingContext(PolicySet, status: BackendMessage.TransactionStatus)
             /// Putting the session back after a failed context read, then reporting `error`.
@@ -103,6 +117,13 @@ struct SessionStateMachine {
     // MARK: - State
 
     private(set) var phase = Phase.startup
+    /// What the session did, for statistics and metrics (the handler takes the deltas).
+    var counters = SessionCounters()
+    private(set) var consoleMode = ConsoleMode.off
+    /// A console command is running: the client's next messages wait.
+    private var consoleBusy = false
+    /// An extended-protocol message came to the console: its Sync answers with an error.
+    private var consoleRefusedExtended = false
     private var startup: StartupStateMachine
     var activity = SessionActivity()
     var masking = MaskingState()
@@ -113,7 +134,8 @@ struct SessionStateMachine {
     /// Why the policies are not known yet (nil: they are).
     private(set) var policiesNotReady: String?
     private(set) var builtinFunctions: Set<String>?
-    let adminRoles: [String]
+    /// Who may call the admin API and use the console (RELOAD may change it).
+    var adminRoles: [String]
     let maximumExaminedLength: Int
 
     /// The proxy's own query in flight, if any.
@@ -201,6 +223,49 @@ struct SessionStateMachine {
         phase = .closed
     }
 
+    /// This session is the admin console (the client asked for the database `pgclone`).
+    mutating func enterConsole() {
+        consoleMode = .checking
+    }
+
+    /// A console command's answer has been written.
+    mutating func consoleFinished() {
+        consoleBusy = false
+        effects.append(.resumeClientInput)
+    }
+
+    /// The console answers simple queries itself; extended-protocol messages get one error at
+    /// their Sync, as PgBouncer's console does.
+    private mutating func consoleMessage(_ frame: MessageFrame) -> FrameScanner.Verdict {
+        guard consoleMode == .ready, !consoleBusy else { return .pauseBefore }
+        switch frame.type {
+        case FrontendMessage.ID.query.rawValue:
+            var payload = frame.payload
+            let text = (try? payload.readCString()) ?? ""
+            consoleBusy = true
+            effects.append(.runConsole(text))
+            return .consumeAndPause
+        case FrontendMessage.ID.sync.rawValue, FrontendMessage.ID.functionCall.rawValue:
+            var answer = ByteBuffer()
+            if consoleRefusedExtended || frame.type == FrontendMessage.ID.functionCall.rawValue {
+                BackendMessage.errorResponse(Self.consoleExtendedError).encode(into: &answer)
+            }
+            consoleRefusedExtended = false
+            BackendMessage.readyForQuery(.idle).encode(into: &answer)
+            effects.append(.sendToClient(answer))
+            return .consume
+        case FrontendMessage.ID.flush.rawValue:
+            return .consume
+        default:
+            consoleRefusedExtended = true
+            return .consume
+        }
+    }
+
+    static let consoleExtendedError = ErrorFields(severity: .error, sqlState: "0A000",
+                                                  message: "the pgclone console takes simple queries only (as PgBouncer's console does)",
+                                                  hint: "Send console commands as plain queries, e.g. psql -c 'SHOW CLIENTS'.")
+
     /// Graceful shutdown: close now, after the session's first ReadyForQuery, or once idle.
     mutating func quiesce() -> Effect? {
         quiescing = true
@@ -229,6 +294,9 @@ struct SessionStateMachine {
             throw WireError(.unknownMessageType(type))
         }
         if type == FrontendMessage.ID.terminate.rawValue { clientSentTerminate = true }
+        if consoleMode != .off && phase == .ready {
+            return type == FrontendMessage.ID.terminate.rawValue ? .pass : .examine
+        }
         if phase == .authenticating {
             // Only the answers to the server's authentication requests go now: a statement
             // pipelined behind them would run before the proxy knows how to read it.
@@ -264,6 +332,7 @@ struct SessionStateMachine {
             heldUntilReady = true
             return .pauseBefore
         }
+        if consoleMode != .off { return consoleMessage(frame) }
         switch frame.type {
         case FrontendMessage.ID.query.rawValue:
             return try query(frame, now: now)
@@ -332,6 +401,7 @@ struct SessionStateMachine {
             activity.clientSent(frame.type)
             return .relay
         case .mask(let context):
+            counters.maskedStatements &+= 1
             let text: String
             switch StatementText.decode(Array(bytes), settings: masking.reading) {
             case .success(let decoded): text = decoded
@@ -353,6 +423,7 @@ struct SessionStateMachine {
                 activity.clientSent(frame.type)
                 return .relay
             case .rewritten(let rewritten):
+                counters.rewrites &+= 1
                 guard let encoded = StatementText.encode(rewritten, settings: masking.reading) else {
                     return refuse(frame, AdminError("42501", "pgclone: the masked statement has characters that client_encoding \(masking.reading.clientEncoding) cannot carry"))
                 }
@@ -430,6 +501,7 @@ struct SessionStateMachine {
             }
             return relayParse(parse, frame: frame)
         case .mask(let context):
+            counters.maskedStatements &+= 1
             let text: String
             switch StatementText.decode(bytes, settings: masking.reading) {
             case .success(let decoded): text = decoded
@@ -451,6 +523,7 @@ struct SessionStateMachine {
                 masking.note(changes)
                 return relayParse(parse, frame: frame)
             case .rewritten(let rewritten):
+                counters.rewrites &+= 1
                 guard let encoded = StatementText.encode(rewritten, settings: masking.reading) else {
                     return refuse(frame, AdminError("42501", "pgclone: the masked statement has characters that client_encoding \(masking.reading.clientEncoding) cannot carry"))
                 }
@@ -538,6 +611,7 @@ struct SessionStateMachine {
             activity.clientSent(frame.type)
             return .relay
         case .mask(let context):
+            counters.maskedStatements &+= 1
             return refuse(frame, AdminError("42501", "pgclone: the FunctionCall protocol message is not allowed for role \"\(context.role)\", which is masked by a policy"))
         }
     }
@@ -546,6 +620,7 @@ struct SessionStateMachine {
     /// through the server.
     mutating func refuse(_ frame: MessageFrame, _ error: AdminError) -> FrameScanner.Verdict {
         stripNextErrorContext = true
+        counters.refused(error.sqlState)
         if frame.type == FrontendMessage.ID.parse.rawValue, case .parse(let parse)? = try? FrontendMessage.decode(frame) {
             activity.clientSent(frame.type)
             if tracksParseAnswers { clientParsesInFlight += 1 }
@@ -605,6 +680,19 @@ struct SessionStateMachine {
         switch answer.purpose {
         case .adminRoleCheck:
             roleChecked(answer)
+        case .consoleRoleCheck:
+            let row = answer.rows.first ?? []
+            let allowed = answer.error == nil && row.count >= 4 && (row[2] == "t" || row[3] == "t")
+            guard allowed else {
+                let role = row.first.flatMap { $0 } ?? "?"
+                effects.append(.closeWithError(ErrorFields(severity: .fatal, sqlState: "42501", message: "permission denied for the pgclone console",
+                                                           detail: "Role \"\(role)\" is neither a superuser of the target nor a member of a role named by --admin-roles."),
+                                               reason: "console refused"))
+                return
+            }
+            consoleMode = .ready
+            effects.append(.consoleOpened)
+            effects.append(.resumeClientInput)
         case .maskingContext(let read, let status):
             if let error = answer.error {
                 // The session is put back as it was, then statements are refused until a read works
@@ -764,7 +852,9 @@ struct SessionStateMachine {
             }
             // Read the masking context at once: the first statement then finds it known, even
             // when it comes in the middle of a pipeline.
-            if !policies.isEmpty && !masking.isSuperuser && internalQuery == nil {
+            if consoleMode == .checking {
+                sendInternalQuery(AdminSQL.roleCheck(adminRoles: adminRoles), purpose: .consoleRoleCheck)
+            } else if !policies.isEmpty && !masking.isSuperuser && internalQuery == nil {
                 startContextRead()
                 effects.append(.resumeClientInput)
             }

@@ -60,10 +60,10 @@ final class RunningProxy: Sendable {
                              driftInterval: .milliseconds(500))
         let jobs = runsJobs ? JobRunner(serviceConnInfo: conninfo, stateDatabase: configuration.stateDatabase, logger: logger, pollInterval: .milliseconds(200)) : nil
         let server = try ProxyServer(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger,
-                                     policies: policies, backstop: backstop, jobs: jobs) { address in
+                                     policies: policies, backstop: backstop, jobs: jobs, onListening: { address in
             continuation.yield(address.port ?? 0)
             continuation.finish()
-        }
+        })
         // The services of `pgclone serve`, in its order.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: reloader)] + (backstop.map { [.init(service: $0)] } ?? []) + (jobs.map { [.init(service: $0)] } ?? [])
