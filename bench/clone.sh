@@ -279,7 +279,7 @@ run_async() {
     }
     if timed "$log" async_job; then
         add_time "$m" "$ELAPSED"
-        NOTE[$m]=$(grep -o 'public.pgbench_accounts copied in [0-9]* parts at once' "$log" | head -n 1)
+        NOTE[$m]=$(grep -o 'public.pgbench_accounts copied in [0-9]* parts at once' "$log" | head -n 1 || true)
         NOTE[$m]=${NOTE[$m]:-"no table split"}
         bench_log "  ${ELAPSED}s: ${NOTE[$m]}"
         check "$m" "$db"
