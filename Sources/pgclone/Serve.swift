@@ -104,7 +104,10 @@ extension Pgclone {
             LiveLogLevel.level = Logger.Level(rawValue: configuration.logLevel) ?? .info
             LoggingSystem.bootstrap { label in LiveLogLevel.Handler(label: label) }
             let logger = Logger(label: "pgclone")
-            try await StartupChecks.serviceConnection(configuration.serviceConnInfo, required: requireBackend, logger: logger)
+            // Every libpq call of the proxy runs on the engine's threads (the shared pool of the
+            // one-shot commands is never started here).
+            let engine = EngineService(threads: configuration.engineThreads)
+            try await StartupChecks.serviceConnection(configuration.serviceConnInfo, required: requireBackend, pool: engine.pool, logger: logger)
             var metricsRegistry: PrometheusCollectorRegistry?
             if configuration.metricsHost != nil {
                 let registry = PrometheusCollectorRegistry()
@@ -143,7 +146,6 @@ extension Pgclone {
             if let error = policies.reload() {
                 throw StartupError("--policies: \(error.replacingOccurrences(of: "\n", with: "; "))")
             }
-            let engine = EngineService(threads: configuration.engineThreads)
             let backstop = ServerBackstop(serviceConnInfo: configuration.serviceConnInfo, policies: policies, logger: logger,
                                           stateDatabase: configuration.stateDatabase, pool: engine.pool)
             let jobs = JobRunner(serviceConnInfo: configuration.serviceConnInfo, stateDatabase: configuration.stateDatabase, logger: logger, pool: engine.pool)

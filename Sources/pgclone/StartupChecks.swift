@@ -44,11 +44,11 @@ enum StartupChecks {
 
     /// The service role can log in: without it, admin calls, the server backstop and the
     /// policies created through the SQL API cannot work. A warning, or (required) a refusal.
-    static func serviceConnection(_ conninfo: ConnInfo, required: Bool, logger: Logger) async throws {
+    static func serviceConnection(_ conninfo: ConnInfo, required: Bool, pool: PQThreadPool, logger: Logger) async throws {
         var info = conninfo
         if info["connect_timeout"] == nil { info["connect_timeout"] = "5" }
         do {
-            _ = try await PQConnection.connect(info.connectionString, label: "startup-check")
+            _ = try await PQConnection.connect(info.connectionString, label: "startup-check", pool: pool)
         } catch {
             let reason = firstLine(of: error)
             if required {
