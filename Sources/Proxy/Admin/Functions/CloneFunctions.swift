@@ -5,6 +5,16 @@ enum CloneFunctions {
     static let all: [any AdminFunction.Type] = [Version.self, Table.self, TableEx.self, Schema.self, SchemaEx.self, Functions.self,
                                                Database.self, DatabaseCreate.self]
 
+    /// The options of the `_ex` variants, given as booleans instead of JSON.
+    static func booleanOptions(_ call: AdminCall) throws -> CloneOptions {
+        var options = CloneOptions()
+        options.copyData = try call.bool("include_data", default: true)
+        options.indexes = try call.bool("include_indexes", default: true)
+        options.constraints = try call.bool("include_constraints", default: true)
+        options.triggers = try call.bool("include_triggers", default: true)
+        return options
+    }
+
     /// The empty string given for an optional name means "none" (the guide passes '' for it).
     static func name(_ text: String?) -> String? { text.flatMap { $0.isEmpty ? nil : $0 } }
 
@@ -46,12 +56,7 @@ enum CloneFunctions {
             .required("include_triggers", "bool"),
         ]
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
-            var options = CloneOptions()
-            options.copyData = try call.bool("include_data", default: true)
-            options.indexes = try call.bool("include_indexes", default: true)
-            options.constraints = try call.bool("include_constraints", default: true)
-            options.triggers = try call.bool("include_triggers", default: true)
-            return try await Table.clone(&call, options: options)
+            try await Table.clone(&call, options: CloneFunctions.booleanOptions(call))
         }
     }
 
@@ -82,12 +87,7 @@ enum CloneFunctions {
             .required("include_indexes", "bool"), .required("include_constraints", "bool"), .required("include_triggers", "bool"),
         ]
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
-            var options = CloneOptions()
-            options.copyData = try call.bool("include_data", default: true)
-            options.indexes = try call.bool("include_indexes", default: true)
-            options.constraints = try call.bool("include_constraints", default: true)
-            options.triggers = try call.bool("include_triggers", default: true)
-            return try await Schema.clone(&call, options: options)
+            try await Schema.clone(&call, options: CloneFunctions.booleanOptions(call))
         }
     }
 
