@@ -91,10 +91,10 @@ struct Console: Sendable {
         case .stats:
             return .rows(columns: Self.statsColumns, rows: proxy.stats.snapshot.map { entry in
                 let totals = entry.totals
-                let requests = max(totals.requests, 1)
+                func average(_ total: Int) -> String { String(totals.requests == 0 ? 0 : total / totals.requests) }
                 return [entry.database, String(totals.requests), String(totals.transactions), String(totals.bytesReceived), String(totals.bytesSent),
                         String(totals.requestMicroseconds), String(totals.maskedStatements), String(totals.rewrites), String(totals.refusals),
-                        String(totals.requestMicroseconds / requests), String(totals.bytesReceived / requests), String(totals.bytesSent / requests)]
+                        average(totals.requestMicroseconds), average(totals.bytesReceived), average(totals.bytesSent)]
             }, tag: "SHOW")
         case .policies:
             let database = proxy.configuration.stateDatabase
