@@ -146,6 +146,12 @@ run_pgbench() {
     [ "$rc" -eq 0 ] || { cat "$4" >&2; bench_die "pgbench through $1 (-M $2) failed"; }
 }
 
+# context_switches PID: voluntary + involuntary context switches of every thread of PID.
+context_switches() {
+    awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ { n += $2 } END { print n + 0 }' /proc/"$1"/task/*/status 2>/dev/null
+}
+declare -A TICKS_USED SWITCHES
+
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "$WARMUP" -gt 0 ]; then
     bench_log "warm-up: ${WARMUP}s direct"
@@ -157,11 +163,14 @@ for mode in $MODES; do
         out="$work/pgbench-$target-$mode.txt"
         bench_log "pgbench -S -M $mode -c $CLIENTS -j $THREADS -T $SECS via $target"
         pid=${PID[$target]:-}
-        [ -n "$pid" ] && t0=$(bench_cpu_ticks "$pid")
+        [ -n "$pid" ] && { t0=$(bench_cpu_ticks "$pid"); c0=$(context_switches "$pid"); }
         run_pgbench "$target" "$mode" "$SECS" "$out"
         if [ -n "$pid" ]; then
             t1=$(bench_cpu_ticks "$pid")
+            c1=$(context_switches "$pid")
             CPU[$target,$mode]=$(awk -v d=$((t1 - t0)) -v hz="$TICKS" -v s="$SECS" 'BEGIN { printf "%.2f", d / hz / s }')
+            TICKS_USED[$target,$mode]=$((t1 - t0))
+            SWITCHES[$target,$mode]=$((c1 - c0))
         else
             CPU[$target,$mode]="-"
         fi
@@ -180,13 +189,22 @@ ratio() { # ratio A B: A/B with two decimals, "-" when either is missing
 
 echo
 echo "pgbench -S -n -c $CLIENTS -j $THREADS -T $SECS, scale $SCALE, $(nproc) cores (pgbench shares them)"
-printf '%-9s %-10s %12s %12s %11s\n' mode target tps latency_ms proxy_cores
+# CPU per transaction (µs) and context switches per transaction of the proxy process.
+per_tx() { # per_tx TARGET MODE
+    local t=${TICKS_USED[$1,$2]:-} c=${SWITCHES[$1,$2]:-} tps=${TPS[$1,$2]}
+    if [ -z "$t" ]; then echo "- -"; return; fi
+    awk -v t="$t" -v c="$c" -v hz="$TICKS" -v tps="$tps" -v s="$SECS" 'BEGIN { n = tps * s; printf "%.1f %.2f", t / hz * 1e6 / n, c / n }'
+}
+printf '%-9s %-10s %12s %12s %11s %10s %12s\n' mode target tps latency_ms proxy_cores cpu_us/tx switches/tx
 for mode in $MODES; do
     for target in $TARGETS; do
-        printf '%-9s %-10s %12.1f %12.3f %11s\n' "$mode" "$target" \
-            "${TPS[$target,$mode]}" "${LAT[$target,$mode]}" "${CPU[$target,$mode]}"
+        read -r us sw <<<"$(per_tx "$target" "$mode")"
+        printf '%-9s %-10s %12.1f %12.3f %11s %10s %12s\n' "$mode" "$target" \
+            "${TPS[$target,$mode]}" "${LAT[$target,$mode]}" "${CPU[$target,$mode]}" "$us" "$sw"
     done
 done
+echo
+echo "goals: pgclone/pgbouncer >= 1.10 in both modes, pgclone cpu_us/tx below pgbouncer's"
 echo
 echo "TPS ratios"
 for mode in $MODES; do
