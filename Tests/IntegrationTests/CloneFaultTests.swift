@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import PQ
 import Testing
 
@@ -105,6 +108,38 @@ struct CloneFaultTests {
                 try await waitFor("the database to be dropped", seconds: 10) {
                     try await target.rows("SELECT count(*) FROM pg_database WHERE datname = '\(name)';", on: environment.directTarget(database: "postgres")) == ["0"]
                 }
+            }
+        }
+    }
+
+    /// A client that hangs up in the middle of a synchronous clone: the call is cancelled on
+    /// both servers, the table in flight rolls back, nothing keeps running.
+    @Test func aClientHangingUpCancelsItsCloneCleanly() async throws {
+        let environment = try TestEnvironment.require()
+        try await GuideJobsTests.withBigSource { source in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let direct = environment.directTarget(database: "postgres")
+                let client = Process()
+                client.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+                client.arguments = ["-X", "-d", target.conninfo, "-c", "SELECT pgclone.table(\(guideSQLLiteral(source)), 'big', 'b_large', true);"]
+                client.standardOutput = FileHandle.nullDevice
+                client.standardError = FileHandle.nullDevice
+                try client.run()
+                defer { if client.isRunning { client.terminate() } }
+                try await waitFor("the copy", seconds: 30) {
+                    try await target.rows("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %b_large%FROM STDIN%' AND datname = '\(target.database)';",
+                                          on: direct) == ["1"]
+                }
+                // The client goes away (SIGKILL: its socket closes, no CancelRequest) while the COPY runs.
+                kill(client.processIdentifier, SIGKILL)
+                client.waitUntilExit()
+                try await waitFor("the copy to stop on both servers", seconds: 15) {
+                    let onTarget = try await target.rows("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %b_large%' AND state = 'active' AND datname = '\(target.database)';", on: direct)
+                    let onSource = try await target.rows("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %b_large%' AND state = 'active';",
+                                                         on: "host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
+                    return onTarget == ["0"] && onSource == ["0"]
+                }
+                #expect(try await target.rows("SELECT to_regclass('big.b_large') IS NULL;") == ["t"])
             }
         }
     }
