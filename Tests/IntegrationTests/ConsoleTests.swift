@@ -72,6 +72,14 @@ struct ConsoleTests {
         let afterReload = try await Shell.psql(console, "SHOW CONFIG;").stdout
         #expect(afterReload.contains("admin_roles|\(group)||t\n"), "\(afterReload)")
 
+        // A reload that finds a bad value changes nothing and says why.
+        try "admin_roles = nobody\nshutdown_grace = soon\nmetrics = 127.0.0.1:\(metricsPort)\n".write(to: configFile, atomically: true, encoding: .utf8)
+        let rejected = try await Shell.psql(console, "\\set VERBOSITY verbose\nRELOAD;")
+        #expect(rejected.stderr.contains("ERROR:  22023: RELOAD rejected: --shutdown-grace: expected seconds, got \"soon\""),
+                "\(rejected.stderr)")
+        #expect(try await Shell.psql(console, "SHOW CONFIG;").stdout.contains("admin_roles|\(group)||t\n"))
+        try "admin_roles = \(group)\nmetrics = 127.0.0.1:\(metricsPort)\n".write(to: configFile, atomically: true, encoding: .utf8)
+
         // Clients, servers, stats.
         let appConnInfo = environment.throughProxy(port, database: database, extra: "application_name=console_app")
         let app = try await PQConnection.connect(appConnInfo)
