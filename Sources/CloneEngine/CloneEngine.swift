@@ -470,7 +470,7 @@ public struct CloneEngine: Sendable {
                 let cloner = TableCloner(source: session.primary, target: primaryTarget)
                 let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
                                                      clonedTogether: clonedTogether, split: splitCopy)
-                progress?.tableFinished(name, rows: outcome.rows ?? 0)
+                progress?.tableFinished(name, rows: outcome.rows ?? 0, bytes: outcome.bytes)
                 if outcome.action == .cloned { committed.add(name) }
                 outcomes.append(outcome)
             }
@@ -485,7 +485,7 @@ public struct CloneEngine: Sendable {
                 let definition = try await loadTable(session.primary, schema: schema, table: table)
                 let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
                                                      clonedTogether: clonedTogether)
-                progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0)
+                progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0, bytes: outcome.bytes)
                 if outcome.action == .cloned { committed.add("\(schema).\(table)") }
                 outcomes.append(outcome)
             }
@@ -511,7 +511,7 @@ public struct CloneEngine: Sendable {
                             let definition = try await self.loadTable(source, schema: schema, table: table)
                             let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
                                                      clonedTogether: clonedTogether)
-                            progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0)
+                            progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0, bytes: outcome.bytes)
                             if outcome.action == .cloned { committed.add("\(schema).\(table)") }
                 if outcome.action == .cloned { committed.add("\(schema).\(table)") }
                             outcomes.append(outcome)
@@ -593,25 +593,26 @@ public struct CloneEngine: Sendable {
         let name = "\(definition.schema).\(definition.name)"
         return SplitCopy(parts: predicates.count) { plan, targetSQL in
             let queue = WorkQueue(predicates)
-            return try await withThrowingTaskGroup(of: Int.self) { group in
+            return try await withThrowingTaskGroup(of: (rows: Int, bytes: Int).self) { group in
                 for _ in 0..<workers {
                     group.addTask {
                         let reader = try await session.openWorker()
                         let writer = try await target.connect()
-                        var rows = 0
+                        var rows = 0, bytes = 0
                         while let predicate = queue.next() {
                             try Task.checkCancellation()
                             try await writer.execute("BEGIN")
-                            let copied = try await reader.copy(plan.sourceCopySQL(definition, masked: masked, range: predicate), into: writer, targetSQL)
+                            let copied = try await reader.copyCounting(plan.sourceCopySQL(definition, masked: masked, range: predicate), into: writer, targetSQL)
                             try await writer.execute("COMMIT")
-                            progress?.partFinished(name, rows: copied)
-                            rows += copied
+                            progress?.partFinished(name, rows: copied.rows, bytes: copied.bytes)
+                            rows += copied.rows
+                            bytes += copied.bytes
                         }
-                        return rows
+                        return (rows, bytes)
                     }
                 }
-                var total = 0
-                for try await rows in group { total += rows }
+                var total = (rows: 0, bytes: 0)
+                for try await part in group { total = (total.rows + part.rows, total.bytes + part.bytes) }
                 return total
             }
         }
@@ -642,13 +643,13 @@ public protocol CloneProgress: Sendable {
     func start(tables: Int)
     func tableStarted(_ name: String)
     /// One part of a table copied in parts is committed (its rows count from now on).
-    func partFinished(_ name: String, rows: Int)
-    /// `rows`: the table's whole count (parts already reported included).
-    func tableFinished(_ name: String, rows: Int)
+    func partFinished(_ name: String, rows: Int, bytes: Int)
+    /// `rows` and `bytes`: the table's whole counts (parts already reported included).
+    func tableFinished(_ name: String, rows: Int, bytes: Int)
 }
 
 extension CloneProgress {
-    public func partFinished(_ name: String, rows: Int) {}
+    public func partFinished(_ name: String, rows: Int, bytes: Int) {}
 }
 
 /// Hands out work items to parallel workers.

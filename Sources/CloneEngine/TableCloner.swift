@@ -9,6 +9,8 @@ public struct TableCloneOutcome: Sendable, Hashable {
     public var target: String
     public var action: Action
     public var rows: Int?
+    /// COPY data bytes moved.
+    public var bytes = 0
     public var replacedExisting = false
     public var renamedExistingTo: String?
     /// Things deliberately left out (with why), reported in the result text.
@@ -113,7 +115,7 @@ struct CopyPlan: Sendable {
 /// (each on its own pair of connections, in its own transaction) and returns the rows copied.
 struct SplitCopy: Sendable {
     var parts: Int
-    var copy: @Sendable (CopyPlan, String) async throws -> Int
+    var copy: @Sendable (CopyPlan, String) async throws -> (rows: Int, bytes: Int)
 }
 
 /// Clones one table into the target inside one target transaction: a failure
@@ -203,8 +205,10 @@ struct TableCloner {
                 }
                 try await createTable(definition, plan: plan, schema: targetSchema, name: targetName, inherits: inherits, outcome: &outcome)
                 if options.copyData {
-                    outcome.rows = try await source.copy(plan.sourceCopySQL(definition, masked: !options.mask.isEmpty), into: target,
-                                                        plan.targetCopySQL(qualifiedTarget, freeze: !definition.isPartitioned))
+                    let copied = try await source.copyCounting(plan.sourceCopySQL(definition, masked: !options.mask.isEmpty), into: target,
+                                                               plan.targetCopySQL(qualifiedTarget, freeze: !definition.isPartitioned))
+                    outcome.rows = copied.rows
+                    outcome.bytes = copied.bytes
                 }
                 try await completeTable(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
                                         deferForeignKeys: deferForeignKeys, inherits: inherits != nil, outcome: &outcome)
@@ -313,7 +317,9 @@ struct TableCloner {
             throw CloneError.from(error, context: "cloning \(definition.displayName)")
         }
         do {
-            outcome.rows = try await split.copy(plan, plan.targetCopySQL(qualifiedTarget, freeze: false))
+            let copied = try await split.copy(plan, plan.targetCopySQL(qualifiedTarget, freeze: false))
+            outcome.rows = copied.rows
+            outcome.bytes = copied.bytes
             try await target.execute("BEGIN")
             try await completeTable(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
                                     deferForeignKeys: deferForeignKeys, inherits: false, outcome: &outcome)

@@ -263,6 +263,11 @@ public final class PQConnection: @unchecked Sendable {
     /// lock is taken inside this connection's), so no per-row hand-off between
     /// threads is needed.
     public func copy(_ sourceSQL: String, into target: PQConnection, _ targetSQL: String) async throws -> Int {
+        try await copyCounting(sourceSQL, into: target, targetSQL).rows
+    }
+
+    /// As `copy`, with the bytes of COPY data that went across.
+    public func copyCounting(_ sourceSQL: String, into target: PQConnection, _ targetSQL: String) async throws -> (rows: Int, bytes: Int) {
         precondition(target !== self, "copy needs two connections")
         return try await run { sourceHandle in
             try target.lock.withLock {
@@ -286,7 +291,7 @@ public final class PQConnection: @unchecked Sendable {
         var onTarget: Bool
     }
 
-    private static func stream(source: OpaquePointer, sourceSQL: String, target: OpaquePointer, targetSQL: String, sourceCancel: OpaquePointer?) throws -> Int {
+    private static func stream(source: OpaquePointer, sourceSQL: String, target: OpaquePointer, targetSQL: String, sourceCancel: OpaquePointer?) throws -> (rows: Int, bytes: Int) {
         do {
             return try streamSides(source: source, sourceSQL: sourceSQL, target: target, targetSQL: targetSQL, sourceCancel: sourceCancel)
         } catch let failure as StreamFailure {
@@ -296,7 +301,7 @@ public final class PQConnection: @unchecked Sendable {
         }
     }
 
-    private static func streamSides(source: OpaquePointer, sourceSQL: String, target: OpaquePointer, targetSQL: String, sourceCancel: OpaquePointer?) throws -> Int {
+    private static func streamSides(source: OpaquePointer, sourceSQL: String, target: OpaquePointer, targetSQL: String, sourceCancel: OpaquePointer?) throws -> (rows: Int, bytes: Int) {
         func onTarget<T>(_ body: () throws -> T) throws -> T {
             do { return try body() } catch { throw StreamFailure(error: error, onTarget: true) }
         }
@@ -391,7 +396,7 @@ public final class PQConnection: @unchecked Sendable {
         let done = try onTarget { try drain(target) }
         let rows = done.affectedRows ?? 0
         copied.withLockedValue { $0 = ($0.rows &+ rows, $0.bytes &+ streamed) }
-        return rows
+        return (rows, streamed)
     }
 
     /// Asks the server to cancel the statement running on this connection.

@@ -121,7 +121,7 @@ final class TerminalProgress: CloneProgress, @unchecked Sendable {
         lock.withLock { draw(current: name) }
     }
 
-    func tableFinished(_ name: String, rows count: Int) {
+    func tableFinished(_ name: String, rows count: Int, bytes: Int) {
         lock.withLock {
             done += 1
             rows += count

@@ -335,6 +335,8 @@ struct GuideJobsTests {
             #expect(lines.first?.hasPrefix("job_id  status") == true, "\(listed.stdout)")
             #expect(lines.contains { $0.hasPrefix("\(id) ") && $0.contains(" completed ") && $0.contains(" 5/5 ") && $0.contains("100.0%") }, "\(listed.stdout)")
             #expect(try await target.rows("SELECT count(*) FROM test_schema.customers;") == ["10"])
+            // COPY bytes are counted with the rows.
+            #expect(try await target.rows("SELECT rows_copied, bytes_copied > 1000 FROM pgclone.jobs_view WHERE job_id = \(id);") == ["43|t"])
 
             // Straight to the server, there are no jobs to queue.
             let direct = try await Shell.run([CommandLineTests.binary, "table", "test_schema", "customers", "--async",

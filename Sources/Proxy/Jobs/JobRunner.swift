@@ -198,7 +198,7 @@ public final class JobRunner: Service, Sendable {
                 let outcome = try await engine.cloneTable(source: source, target: target, schema: job.schema ?? "", table: job.table ?? "",
                                                           targetName: job.targetName, options: options)
                 await reporter.report(phase: "completed", table: nil, tablesTotal: 1, tablesCompleted: 1, rows: Int64(outcome.rows ?? 0),
-                                      completedTable: "\(job.schema ?? "").\(job.table ?? "")")
+                                      bytes: Int64(outcome.bytes), completedTable: "\(job.schema ?? "").\(job.table ?? "")")
                 notes = ([CloneMessages.table(outcome)] + outcome.notes).joined(separator: "; ")
             default:
                 if options.parallel > 1 {
@@ -234,7 +234,7 @@ public final class JobRunner: Service, Sendable {
 /// worker is copying.
 final class JobProgressReporter: CloneProgress, Sendable {
     private enum Event: Sendable {
-        case update(phase: String?, table: String?, tablesTotal: Int?, tablesCompleted: Int?, rows: Int64?, completedTable: String?, job: Int64)
+        case update(phase: String?, table: String?, tablesTotal: Int?, tablesCompleted: Int?, rows: Int64?, completedTable: String?, job: Int64, bytes: Int64? = nil)
     }
 
     let store: JobStore
@@ -249,11 +249,13 @@ final class JobProgressReporter: CloneProgress, Sendable {
         var total = 0
         var completed = 0
         var rows: Int64 = 0
+        var bytes: Int64 = 0
         var workers: [Int64] = []
         /// Which table each worker row is on (nil: free).
         var busy: [Int64: String] = [:]
         /// Rows of tables copied in parts, counted as each part commits.
         var partRows: [String: Int64] = [:]
+        var partBytes: [String: Int64] = [:]
     }
 
     init(store: JobStore, jobID: Int64, logger: Logger) {
@@ -266,8 +268,9 @@ final class JobProgressReporter: CloneProgress, Sendable {
         self.writer = Task {
             for await event in events {
                 switch event {
-                case .update(let phase, let table, let total, let completed, let rows, let done, let job):
-                    try? await store.progress(job, phase: phase, table: table, tablesTotal: total, tablesCompleted: completed, rows: rows, completedTable: done)
+                case .update(let phase, let table, let total, let completed, let rows, let done, let job, let bytes):
+                    try? await store.progress(job, phase: phase, table: table, tablesTotal: total, tablesCompleted: completed, rows: rows, bytes: bytes,
+                                              completedTable: done)
                 }
             }
         }
@@ -277,8 +280,9 @@ final class JobProgressReporter: CloneProgress, Sendable {
         state.withLockedValue { $0.workers = ids }
     }
 
-    func report(phase: String?, table: String?, tablesTotal: Int?, tablesCompleted: Int?, rows: Int64?, completedTable: String?) async {
-        continuation.yield(.update(phase: phase, table: table, tablesTotal: tablesTotal, tablesCompleted: tablesCompleted, rows: rows, completedTable: completedTable, job: jobID))
+    func report(phase: String?, table: String?, tablesTotal: Int?, tablesCompleted: Int?, rows: Int64?, bytes: Int64? = nil, completedTable: String?) async {
+        continuation.yield(.update(phase: phase, table: table, tablesTotal: tablesTotal, tablesCompleted: tablesCompleted, rows: rows, completedTable: completedTable,
+                                   job: jobID, bytes: bytes))
     }
 
     func start(tables: Int) {
@@ -298,24 +302,29 @@ final class JobProgressReporter: CloneProgress, Sendable {
         }
     }
 
-    func partFinished(_ name: String, rows: Int) {
-        let allRows = state.withLockedValue { state -> Int64 in
+    func partFinished(_ name: String, rows: Int, bytes: Int) {
+        let (allRows, allBytes) = state.withLockedValue { state -> (Int64, Int64) in
             state.partRows[name, default: 0] += Int64(rows)
+            state.partBytes[name, default: 0] += Int64(bytes)
             state.rows += Int64(rows)
-            return state.rows
+            state.bytes += Int64(bytes)
+            return (state.rows, state.bytes)
         }
-        continuation.yield(.update(phase: "copying", table: name, tablesTotal: nil, tablesCompleted: nil, rows: allRows, completedTable: nil, job: jobID))
+        continuation.yield(.update(phase: "copying", table: name, tablesTotal: nil, tablesCompleted: nil, rows: allRows, completedTable: nil, job: jobID,
+                                   bytes: allBytes))
     }
 
-    func tableFinished(_ name: String, rows: Int) {
-        let (completed, total, allRows, worker, workerRows) = state.withLockedValue { state -> (Int, Int, Int64, Int64?, Int64) in
+    func tableFinished(_ name: String, rows: Int, bytes: Int) {
+        let (completed, total, allRows, worker, workerRows, allBytes) = state.withLockedValue { state -> (Int, Int, Int64, Int64?, Int64, Int64) in
             state.completed += 1
             state.rows += Int64(rows) - (state.partRows.removeValue(forKey: name) ?? 0)
+            state.bytes += Int64(bytes) - (state.partBytes.removeValue(forKey: name) ?? 0)
             let worker = state.busy.first(where: { $0.value == name })?.key
             if let worker { state.busy[worker] = nil }
-            return (state.completed, state.total, state.rows, worker, Int64(rows))
+            return (state.completed, state.total, state.rows, worker, Int64(rows), state.bytes)
         }
-        continuation.yield(.update(phase: "copying", table: nil, tablesTotal: total, tablesCompleted: completed, rows: allRows, completedTable: name, job: jobID))
+        continuation.yield(.update(phase: "copying", table: nil, tablesTotal: total, tablesCompleted: completed, rows: allRows, completedTable: name, job: jobID,
+                                   bytes: allBytes))
         if let worker {
             continuation.yield(.update(phase: "waiting", table: nil, tablesTotal: nil, tablesCompleted: nil, rows: workerRows, completedTable: name, job: worker))
         }

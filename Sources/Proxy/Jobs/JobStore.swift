@@ -226,7 +226,8 @@ public final class JobStore: Sendable {
     }
 
     /// Progress of a running job (and its heartbeat).
-    func progress(_ id: Int64, phase: String?, table: String?, tablesTotal: Int?, tablesCompleted: Int?, rows: Int64?, completedTable: String?) async throws {
+    func progress(_ id: Int64, phase: String?, table: String?, tablesTotal: Int?, tablesCompleted: Int?, rows: Int64?, bytes: Int64? = nil,
+                  completedTable: String?) async throws {
         try await withConnection { connection in
             _ = try await connection.query("""
                 UPDATE pgclone.jobs SET heartbeat = pg_catalog.clock_timestamp(),
@@ -235,9 +236,11 @@ public final class JobStore: Sendable {
                     tables_total = COALESCE($4::pg_catalog.int4, tables_total),
                     tables_completed = COALESCE($5::pg_catalog.int4, tables_completed),
                     rows_copied = COALESCE($6::pg_catalog.int8, rows_copied),
-                    completed_tables = CASE WHEN $7::pg_catalog.text IS NULL THEN completed_tables ELSE pg_catalog.array_append(completed_tables, $7) END
+                    completed_tables = CASE WHEN $7::pg_catalog.text IS NULL THEN completed_tables ELSE pg_catalog.array_append(completed_tables, $7) END,
+                    bytes_copied = COALESCE($8::pg_catalog.int8, bytes_copied)
                 WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8
-                """, [String(id), phase, table, tablesTotal.map(String.init), tablesCompleted.map(String.init), rows.map(String.init), completedTable])
+                """, [String(id), phase, table, tablesTotal.map(String.init), tablesCompleted.map(String.init), rows.map(String.init), completedTable,
+                      bytes.map(String.init)])
         }
     }
 
