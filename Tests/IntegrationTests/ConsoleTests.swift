@@ -78,6 +78,15 @@ struct ConsoleTests {
         #expect(rejected.stderr.contains("ERROR:  22023: RELOAD rejected: --shutdown-grace: expected seconds, got \"soon\""),
                 "\(rejected.stderr)")
         #expect(try await Shell.psql(console, "SHOW CONFIG;").stdout.contains("admin_roles|\(group)||t\n"))
+        // A policies directory whose files do not load rejects the whole reload too.
+        let badPolicies = URL(fileURLWithPath: environment.directory).appendingPathComponent("console-bad-policies-\(suffix)")
+        try FileManager.default.createDirectory(at: badPolicies, withIntermediateDirectories: true)
+        try "policies: [\n".write(to: badPolicies.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
+        try "admin_roles = nobody\npolicies = \(badPolicies.path)\nmetrics = 127.0.0.1:\(metricsPort)\n".write(to: configFile, atomically: true, encoding: .utf8)
+        let badReload = try await Shell.psql(console, "\\set VERBOSITY verbose\nRELOAD;")
+        #expect(badReload.stderr.contains("ERROR:  22023: RELOAD rejected: policies: "), "\(badReload.stderr)")
+        let unchanged = try await Shell.psql(console, "SHOW CONFIG;").stdout
+        #expect(unchanged.contains("admin_roles|\(group)||t\n") && unchanged.contains("policies|||t\n"), "\(unchanged)")
         try "admin_roles = \(group)\nmetrics = 127.0.0.1:\(metricsPort)\n".write(to: configFile, atomically: true, encoding: .utf8)
 
         // Clients, servers, stats.

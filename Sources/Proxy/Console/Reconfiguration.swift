@@ -1,3 +1,4 @@
+import Foundation
 import NIOSSL
 import Logging
 import Masking
@@ -40,6 +41,18 @@ extension ProxyContext {
                 report.error = "--tls-cert/--tls-key: \(error)"
                 logger.error("reload rejected; the settings in force stay", metadata: ["error": "\(report.error ?? "")"])
                 return report
+            }
+            // The policy files of the (new) directory must load before anything changes: a reload
+            // is all or nothing.
+            if let directory = new.policiesDirectory {
+                do {
+                    _ = try PolicyLoader.load(directory: directory)
+                } catch {
+                    report.error = "policies: \(error.description.replacingOccurrences(of: "\n", with: "; "))"
+                    logger.error("reload rejected; the settings in force stay", metadata: ["error": "\(report.error ?? "")"])
+                    metrics.policyReloads(ok: false)
+                    return report
+                }
             }
             let old = live.withLockedValue { $0 }
             if old.adminRoles != new.adminRoles { report.changed.append("admin_roles") }
