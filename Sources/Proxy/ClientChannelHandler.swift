@@ -230,6 +230,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         if event is KillEvent {
             guard machine.phase != .closed else { return }
             closeReason = "killed by the console (KILL_CLIENT)"
+            // The statement it may be running stops too (a closed socket goes unnoticed by a busy backend).
+            if let clientKey, let serverKey = proxy.cancelRegistry.backend(for: clientKey), !machine.activity.isQuiet {
+                _ = CancelForwarder.send(serverKey, to: proxy.configuration.backend, on: context.eventLoop)
+            }
             sendFatalAndClose(ErrorFields(severity: .fatal, sqlState: "57P01", message: "terminating connection due to pgclone console command KILL_CLIENT"), context)
             return
         }
@@ -543,6 +547,13 @@ final class ClientChannelHandler: ChannelDuplexHandler {
 
     /// Runs a console command off the event loop; its answer and ReadyForQuery go to the client.
     func runConsole(_ text: String, context: ChannelHandlerContext) {
+        observeProxyState()
+        guard machine.consoleSuperuser || machine.consoleAdmittedUnder == machine.adminRoles else {
+            // RELOAD changed --admin-roles since this console was opened: its role is checked again on reconnecting.
+            closeReason = "console closed: the admin roles changed"
+            sendFatalAndClose(ErrorFields(severity: .fatal, sqlState: "42501", message: "the pgclone console's admin roles changed (RELOAD); reconnect"), context)
+            return
+        }
         let console = Console(proxy: proxy, sessionID: info.id)
         let session = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop

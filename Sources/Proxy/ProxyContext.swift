@@ -31,6 +31,15 @@ final class ProxyContext: Sendable {
     let liveGeneration = Synchronization.Atomic<Int>(0)
     /// Re-reads the settings (config file, environment, flags) for RELOAD and SIGHUP.
     let readConfiguration: (@Sendable () throws -> ProxyConfiguration)?
+    /// The last job counts a scrape read (see `updateScrapeGauges`).
+    let scrapeJobCounts = NIOLockedValueBox(ScrapeJobCounts())
+
+    struct ScrapeJobCounts: Sendable {
+        var at: ContinuousClock.Instant?
+        var counts: [JobStore.Status: Int]?
+        var reading = false
+    }
+
     /// Stops the proxy gracefully (the console's SHUTDOWN).
     let requestShutdown: (@Sendable () -> Void)?
 

@@ -39,9 +39,11 @@ public struct SessionActivity: Sendable, Hashable {
     public mutating func serverSentReadyForQuery(_ status: BackendMessage.TransactionStatus) {
         // A server never sends more ReadyForQuery than requested, except the
         // first one after authentication; clamp rather than go negative.
-        if awaitingReadyForQuery > 0 { answeredRequests &+= 1 }
+        let answered = awaitingReadyForQuery > 0
+        if answered { answeredRequests &+= 1 }
         awaitingReadyForQuery = max(0, awaitingReadyForQuery - 1)
-        if status == .idle && transactionStatus != .idle { endedTransactions &+= 1 }
+        // A request answered outside a transaction block was one (autocommit), as is a block's end.
+        if status == .idle && (transactionStatus != .idle || answered) { endedTransactions &+= 1 }
         transactionStatus = status
     }
 

@@ -156,6 +156,21 @@ struct ConsoleTests {
         }
         #expect(try await held.exec("SHOW VERSION").string(0, 0) == "pgclone 3.6.0")
 
+        // A member's open console goes when RELOAD changes the admin roles.
+        let operatorConsole = try await PQConnection.connect(asOperator)
+        #expect(try await operatorConsole.exec("SHOW VERSION").string(0, 0) == "pgclone 3.6.0")
+        try "admin_roles = someone_else\nmetrics = 127.0.0.1:\(metricsPort)\n".write(to: configFile, atomically: true, encoding: .utf8)
+        #expect(try await held.exec("RELOAD").status == .commandOK)
+        do {
+            _ = try await operatorConsole.exec("SHOW VERSION")
+            Issue.record("the console of a role no longer admin still answers")
+        } catch is PQError {
+            // (libpq reports the closed connection; the FATAL's reason is in the proxy's log.)
+        }
+
+        // Client-chosen names cannot forge log lines.
+        _ = try await Shell.psql(environment.throughProxy(port, database: "nope\n2026-01-01T00:00:00+0000 critical pgclone: FORGED"), "SELECT 1;")
+
         // SHUTDOWN stops the proxy gracefully.
         _ = try? await held.exec("SHUTDOWN")
         try await waitFor("the proxy to exit", seconds: 40) { !process.isRunning }
@@ -163,6 +178,8 @@ struct ConsoleTests {
         let text = try String(contentsOf: log, encoding: .utf8)
         #expect(text.contains("console: RELOAD") && text.contains("console: KILL_CLIENT") && text.contains("console: SHUTDOWN"))
         #expect(!text.contains(environment.password) && !text.contains("op-secret"))
+        #expect(!text.contains("\n2026-01-01T00:00:00+0000 critical pgclone: FORGED"), "a forged log line")
+        #expect(text.contains("reason=console closed: the admin roles changed"), "the member's console was not closed for its roles")
     }
 
     /// SIGHUP with a new certificate at the same paths: new sessions get it, an open TLS

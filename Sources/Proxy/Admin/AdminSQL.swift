@@ -13,7 +13,7 @@ enum AdminSQL {
             SELECT pg_catalog.current_user()::pg_catalog.text, pg_catalog.current_database()::pg_catalog.text, \
             COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) pg_catalog.current_user()), false), \
             EXISTS (SELECT 1 FROM pg_catalog.pg_roles a WHERE a.rolname OPERATOR(pg_catalog.=) ANY (\(roles)::pg_catalog.text[]) \
-            AND pg_catalog.pg_has_role(pg_catalog.current_user(), a.oid, 'MEMBER'))
+            AND pg_catalog.pg_has_role(pg_catalog.current_user(), a.oid, 'USAGE'))
             """
     }
 

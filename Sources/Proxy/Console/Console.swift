@@ -40,6 +40,9 @@ struct Console: Sendable {
         case .pause(let database): return await pause(database)
         case .resume(let database):
             guard proxy.pauseGate.resume(database) else {
+                if database != nil, proxy.pauseGate.pausedDatabases.all {
+                    return .error(ErrorFields(severity: .error, sqlState: "55000", message: "every database is paused; RESUME without a database name lifts that"))
+                }
                 return .error(ErrorFields(severity: .error, sqlState: "55000", message: database.map { "database \"\($0)\" is not paused" } ?? "nothing is paused"))
             }
             proxy.logger.notice("console: RESUME", metadata: ["database": "\(database ?? "(all)")"])
@@ -84,7 +87,7 @@ struct Console: Sendable {
             return .rows(columns: Self.serverColumns, rows: proxy.sessions.infos().filter { $0.state.serverConnected }.map { info in
                 let state = info.state
                 let serverState = state.state == "login" ? "login" : state.state == "active" ? "active" : "idle"
-                return ["S", state.user, state.database, serverState, host, port, state.serverConnectTime.map(Self.timestamp),
+                return ["S", state.user, state.console ? proxy.configuration.stateDatabase : state.database, serverState, host, port, state.serverConnectTime.map(Self.timestamp),
                         state.requestTime.map(Self.timestamp), String(state.serverPID), String(info.id), state.masked ? "yes" : "no",
                         String(state.policyGeneration)]
             }, tag: "SHOW")

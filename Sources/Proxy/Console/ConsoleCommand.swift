@@ -38,14 +38,52 @@ enum ConsoleCommand: Equatable, Sendable {
 
     /// Splits a simple Query's text into commands (`;`-separated, blank ones dropped).
     static func parseAll(_ text: String) -> [Result<ConsoleCommand, ParseError>] {
-        text.split(separator: ";", omittingEmptySubsequences: true)
-            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
-            .filter { !$0.isEmpty }
-            .map(parse)
+        statements(text).map(parse)
+    }
+
+    /// The text's commands: split at semicolons outside double quotes, blank ones dropped.
+    static func statements(_ text: String) -> [String] {
+        var statements: [String] = []
+        var current = ""
+        var quoted = false
+        for character in text {
+            if character == "\"" { quoted.toggle() }
+            if character == ";" && !quoted {
+                statements.append(current)
+                current = ""
+            } else {
+                current.append(character)
+            }
+        }
+        statements.append(current)
+        return statements.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+    }
+
+    /// Words separated by white space; a double-quoted word keeps its spaces (and its quotes).
+    static func words(_ text: String) -> [String] {
+        var words: [String] = []
+        var current = ""
+        var quoted = false
+        for character in text {
+            if character == "\"" { quoted.toggle() }
+            if character.isWhitespace && !quoted {
+                if !current.isEmpty { words.append(current) }
+                current = ""
+            } else {
+                current.append(character)
+            }
+        }
+        if !current.isEmpty { words.append(current) }
+        return words
+    }
+
+    /// A piece of the client's text in a message: at most 64 characters of it.
+    static func quoted(_ text: String) -> String {
+        text.count > 64 ? String(text.prefix(64)) + "…" : text
     }
 
     static func parse(_ text: String) -> Result<ConsoleCommand, ParseError> {
-        let words = text.split(whereSeparator: { $0.isWhitespace }).map(String.init)
+        let words = words(text)
         guard let verb = words.first?.uppercased() else {
             return .failure(ParseError(sqlState: "42601", message: "empty console command"))
         }
@@ -63,7 +101,7 @@ enum ConsoleCommand: Equatable, Sendable {
                 return .failure(ParseError(sqlState: "42601", message: "SHOW needs one of: \(Topic.allCases.map { $0.rawValue.uppercased() }.joined(separator: ", "))"))
             }
             guard let topic = Topic(rawValue: words[1].lowercased()) else {
-                return .failure(ParseError(sqlState: "42704", message: "unknown SHOW topic \"\(words[1])\"",
+                return .failure(ParseError(sqlState: "42704", message: "unknown SHOW topic \"\(quoted(words[1]))\"",
                                            hint: "Topics: \(Topic.allCases.map { $0.rawValue.uppercased() }.joined(separator: ", "))."))
             }
             return .success(.show(topic))
@@ -80,12 +118,12 @@ enum ConsoleCommand: Equatable, Sendable {
             case .failure(let error): return .failure(error)
             case .success(let rest):
                 guard let id = Int(rest[0]), id > 0 else {
-                    return .failure(ParseError(sqlState: "22P02", message: "KILL_CLIENT needs a client id (the id column of SHOW CLIENTS), not \"\(rest[0])\""))
+                    return .failure(ParseError(sqlState: "22P02", message: "KILL_CLIENT needs a client id (the id column of SHOW CLIENTS), not \"\(quoted(rest[0]))\""))
                 }
                 return .success(.killClient(id: id))
             }
         default:
-            return .failure(ParseError(sqlState: "42601", message: "unknown pgclone console command \"\(words[0])\"",
+            return .failure(ParseError(sqlState: "42601", message: "unknown pgclone console command \"\(quoted(words[0]))\"",
                                        hint: "The console takes PgBouncer-style commands; SHOW HELP lists them."))
         }
     }

@@ -30,14 +30,15 @@ final class PauseGate: Sendable {
         anyPaused.store(true, ordering: .releasing)
     }
 
-    /// Returns false when `database` was not paused.
+    /// Returns false when `database` was not paused (or everything is: then only a RESUME
+    /// without a name lifts it, as in PgBouncer).
     @discardableResult
     func resume(_ database: String?) -> Bool {
         let (changed, waiters) = state.withLockedValue { state -> (Bool, [@Sendable () -> Void]) in
             let changed: Bool
             if let database {
-                changed = state.databases.remove(database) != nil || state.all
-                if state.all { state.all = false }
+                guard !state.all else { return (false, []) }
+                changed = state.databases.remove(database) != nil
             } else {
                 changed = state.all || !state.databases.isEmpty
                 state.all = false

@@ -42,6 +42,12 @@ extension ProxyContext {
                 logger.error("reload rejected; the settings in force stay", metadata: ["error": "\(report.error ?? "")"])
                 return report
             }
+            if live.withLockedValue({ $0.policiesDirectory }) != nil && new.policiesDirectory == nil {
+                report.error = "policies: removing the policies directory would turn its masking off; restart pgclone to do that"
+                logger.error("reload rejected; the settings in force stay", metadata: ["error": "\(report.error ?? "")"])
+                metrics.policyReloads(ok: false)
+                return report
+            }
             // The policy files of the (new) directory must load before anything changes: a reload
             // is all or nothing.
             if let directory = new.policiesDirectory {
@@ -105,7 +111,7 @@ extension ProxyContext {
         let settings = live.withLockedValue { $0 }
         let c = configuration
         var backend = c.serviceConnInfo
-        if backend["password"] != nil { backend["password"] = "********" }
+        for secret in ["password", "sslpassword"] where backend[secret] != nil { backend[secret] = "********" }
         let defaults = ProxyConfiguration.defaultsForDisplay
         let rows: [(String, String, Bool)] = [
             ("listen", "\(c.listenHost):\(c.listenPort)", false),

@@ -1,6 +1,8 @@
 import CloneEngine
 import Foundation
+import NIOConcurrencyHelpers
 import PQ
+import Synchronization
 
 /// Background jobs, kept in the state database (schema `pgclone`) so that they outlive the
 /// proxy that started them and show in every proxy fronting the target.
@@ -54,6 +56,13 @@ public final class JobStore: Sendable {
     let serviceConnInfo: ConnInfo
     let database: String
     let pool: PQThreadPool
+    private let migration = Migration()
+
+    /// Whether this process has brought the state schema up to date, and the migration in flight.
+    final class Migration: Sendable {
+        let migrated = Synchronization.Atomic<Bool>(false)
+        let task = NIOLockedValueBox<Task<Void, any Error>?>(nil)
+    }
 
     public init(serviceConnInfo: ConnInfo, database: String, pool: PQThreadPool = .shared) {
         self.serviceConnInfo = serviceConnInfo
@@ -135,9 +144,32 @@ public final class JobStore: Sendable {
 
     /// Runs `body` on a fresh connection to the state database with the schema current.
     func withConnection<T: Sendable>(_ body: (PQConnection) async throws -> T) async throws -> T {
+        try await ensureMigrated()
         let connection = try await connect()
-        try await migrate(connection)
         return try await body(connection)
+    }
+
+    /// Migrates once per process, one caller at a time: every caller waiting on the migration's
+    /// advisory lock would hold an engine thread, and enough of them would leave none for the
+    /// holder's COMMIT.
+    private func ensureMigrated() async throws {
+        if migration.migrated.load(ordering: .acquiring) { return }
+        let task = migration.task.withLockedValue { task -> Task<Void, any Error> in
+            if let task { return task }
+            let made = Task { [self] in
+                let connection = try await connect()
+                try await migrate(connection)
+            }
+            task = made
+            return made
+        }
+        do {
+            try await task.value
+            migration.migrated.store(true, ordering: .releasing)
+        } catch {
+            migration.task.withLockedValue { $0 = nil }
+            throw error
+        }
     }
 
     static let columns = """

@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -21,12 +22,28 @@ public final class MetricsServer: Service, Sendable {
         self.render = render
     }
 
+    /// Scrapers are few: connections beyond this are closed at once, and each may stay idle
+    /// (or dribble a request) for `idleTimeout` only, so the endpoint cannot use up the
+    /// descriptors the proxy's clients need.
+    static let maximumConnections = 32
+    static let idleTimeout = TimeAmount.seconds(10)
+
     public func run() async throws {
         let render = self.render
+        let open = NIOLockedValueBox(0)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
+                let admitted = open.withLockedValue { count -> Bool in
+                    guard count < Self.maximumConnections else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else { return channel.close() }
+                channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                return channel.pipeline.addHandler(IdleStateHandler(allTimeout: Self.idleTimeout)).flatMap {
+                    channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true)
+                }.flatMap {
                     channel.pipeline.addHandler(MetricsHTTPHandler(render: render))
                 }
             }
@@ -48,6 +65,19 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
 
     init(render: @escaping @Sendable () async -> [UInt8]) {
         self.render = render
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A malformed request was answered 400 by the HTTP error handler: the connection ends.
+        context.close(promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import NIOConcurrencyHelpers
 import PQ
 
 extension ProxyContext {
@@ -29,10 +30,31 @@ extension ProxyContext {
         Gauge(label: "pgclone_process_open_fds").record(process.openDescriptors)
         let copied = PQConnection.copiedTotals
         metrics.cloneTotals(rows: copied.rows, bytes: copied.bytes)
-        if let jobs, let counts = try? await jobs.store.countsByStatus() {
+        if let counts = await jobCounts() {
             for status in JobStore.Status.allCases {
                 Gauge(label: "pgclone_jobs", dimensions: [("status", status.rawValue)]).record(counts[status] ?? 0)
             }
         }
+    }
+
+    /// Jobs by status, read from the state database at most every few seconds and by one
+    /// scrape at a time (the others take the last counts): scrapes must not pile up connections.
+    private func jobCounts() async -> [JobStore.Status: Int]? {
+        guard let jobs else { return nil }
+        let now = ContinuousClock.now
+        let (cached, read) = scrapeJobCounts.withLockedValue { state -> ([JobStore.Status: Int]?, Bool) in
+            if let at = state.at, now - at < .seconds(5) { return (state.counts, false) }
+            guard !state.reading else { return (state.counts, false) }
+            state.reading = true
+            return (state.counts, true)
+        }
+        guard read else { return cached }
+        let counts = try? await jobs.store.countsByStatus()
+        scrapeJobCounts.withLockedValue { state in
+            state.reading = false
+            state.at = ContinuousClock.now
+            if let counts { state.counts = counts }
+        }
+        return counts ?? cached
     }
 }

@@ -124,6 +124,10 @@ struct SessionStateMachine {
     private var consoleBusy = false
     /// An extended-protocol message came to the console: its Sync answers with an error.
     private var consoleRefusedExtended = false
+    /// What the console's role check found: a superuser keeps the console whatever RELOAD does
+    /// to --admin-roles; a member keeps it only while the list it was admitted under stands.
+    private(set) var consoleSuperuser = false
+    private(set) var consoleAdmittedUnder: [String] = []
     private var startup: StartupStateMachine
     var activity = SessionActivity()
     var masking = MaskingState()
@@ -236,12 +240,12 @@ struct SessionStateMachine {
 
     /// The console answers simple queries itself; extended-protocol messages get one error at
     /// their Sync, as PgBouncer's console does.
-    private mutating func consoleMessage(_ frame: MessageFrame) -> FrameScanner.Verdict {
+    private mutating func consoleMessage(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
         guard consoleMode == .ready, !consoleBusy else { return .pauseBefore }
         switch frame.type {
         case FrontendMessage.ID.query.rawValue:
             var payload = frame.payload
-            let text = (try? payload.readCString()) ?? ""
+            let text = try payload.readCString()
             consoleBusy = true
             effects.append(.runConsole(text))
             return .consumeAndPause
@@ -332,7 +336,7 @@ struct SessionStateMachine {
             heldUntilReady = true
             return .pauseBefore
         }
-        if consoleMode != .off { return consoleMessage(frame) }
+        if consoleMode != .off { return try consoleMessage(frame) }
         switch frame.type {
         case FrontendMessage.ID.query.rawValue:
             return try query(frame, now: now)
@@ -691,6 +695,11 @@ struct SessionStateMachine {
                 return
             }
             consoleMode = .ready
+            consoleSuperuser = row[2] == "t"
+            consoleAdmittedUnder = adminRoles
+            var ready = ByteBuffer()
+            BackendMessage.readyForQuery(.idle).encode(into: &ready)
+            effects.append(.sendToClient(ready))
             effects.append(.consoleOpened)
             effects.append(.resumeClientInput)
         case .maskingContext(let read, let status):
@@ -809,8 +818,10 @@ struct SessionStateMachine {
         case .closeComplete:
             return countAnswer(&clientClosesInFlight, swallow: &swallowCloses)
         case .readyForQuery(let status):
+            // A console client hears that the session is ready only once its role passed.
+            let consoleChecking = phase == .authenticating && consoleMode == .checking
             readyForQuery(status)
-            return .relay
+            return consoleChecking ? .consume : .relay
         case .authentication(.sasl(let mechanisms)) where mechanisms.contains("SCRAM-SHA-256-PLUS"):
             withheldChannelBinding = true
             // Channel binding cannot survive a proxy that terminates TLS (the client would bind

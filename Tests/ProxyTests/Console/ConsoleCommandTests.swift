@@ -17,6 +17,32 @@ struct ConsoleCommandTests {
         #expect(ConsoleCommand.parseAll("  ;  ").isEmpty)
     }
 
+    @Test func quotedNamesKeepTheirSpacesAndSemicolons() {
+        #expect(ConsoleCommand.parse("PAUSE \"My DB\"") == .success(.pause(database: "My DB")))
+        #expect(ConsoleCommand.parseAll("PAUSE \"a;b\"; SHOW STATS") == [.success(.pause(database: "a;b")), .success(.show(.stats))])
+        guard case .failure(let long) = ConsoleCommand.parse(String(repeating: "x", count: 10_000)) else { Issue.record("accepted"); return }
+        #expect(long.message.count < 120, "the error echoes at most a little of the input")
+    }
+
+    @Test func resumingOneDatabaseDoesNotLiftAPauseOfAll() {
+        let gate = PauseGate()
+        gate.pause(nil)
+        #expect(!gate.resume("db2"))
+        #expect(gate.isPaused("db2") && gate.isPaused("other"))
+        #expect(gate.resume(nil))
+        #expect(!gate.isPaused("db2"))
+        gate.pause("db2")
+        #expect(gate.isPaused("db2") && !gate.isPaused("other"))
+        #expect(gate.resume("db2"))
+        #expect(!gate.resume("db2"))
+    }
+
+    @Test func logLinesStayOneLine() {
+        #expect(LiveLogLevel.escaped("db\n2026-11-29 critical FORGED") == "db\\n2026-11-29 critical FORGED")
+        #expect(LiveLogLevel.escaped("tab\there\u{07}") == "tab\\there\\x07")
+        #expect(LiveLogLevel.escaped("plain") == "plain")
+    }
+
     @Test func mistakesGetClearErrors() {
         guard case .failure(let unknown) = ConsoleCommand.parse("SELECT 1") else { Issue.record("accepted"); return }
         #expect(unknown.sqlState == "42601")
@@ -73,7 +99,7 @@ struct ConsoleCommandTests {
         machine.enterConsole()
         machine.backendConnected()
         _ = try server(&machine, .authentication(.ok))
-        _ = try server(&machine, .readyForQuery(.idle))
+        #expect(try server(&machine, .readyForQuery(.idle)) == .consume, "ReadyForQuery waits for the role check")
         let effects = machine.takeEffects()
         #expect(effects.contains { if case .sendToServer = $0 { true } else { false } }, "the role check goes to the server")
         #expect(try server(&machine, .dataRow(DataRow(values: ["alice", "postgres", superuser ? "t" : "f", member ? "t" : "f"].map { ByteBuffer(string: $0) }))) == .consume)
@@ -85,7 +111,10 @@ struct ConsoleCommandTests {
     @Test func aMemberOfAnAdminRoleGetsTheConsoleAndOthersAreRefused() throws {
         var member = try console(superuser: false, member: true)
         #expect(member.consoleMode == .ready)
-        #expect(member.takeEffects().contains { if case .consoleOpened = $0 { true } else { false } })
+        let opened = member.takeEffects()
+        #expect(opened.contains { if case .consoleOpened = $0 { true } else { false } })
+        // The client hears ReadyForQuery only now, after the check.
+        #expect(opened.contains { if case .sendToClient = $0 { true } else { false } })
         var stranger = try console(superuser: false, member: false)
         let refusal = stranger.takeEffects().compactMap { effect -> ErrorFields? in
             if case .closeWithError(let fields, _) = effect { fields } else { nil }
