@@ -689,8 +689,10 @@ struct SessionStateMachine {
             let allowed = answer.error == nil && row.count >= 4 && (row[2] == "t" || row[3] == "t")
             guard allowed else {
                 let role = row.first.flatMap { $0 } ?? "?"
+                let detail = answer.error.map { "pgclone could not check the role: \($0.message ?? "unknown error")" }
+                    ?? "Role \"\(role)\" is neither a superuser of the target nor a member of a role named by --admin-roles."
                 effects.append(.closeWithError(ErrorFields(severity: .fatal, sqlState: "42501", message: "permission denied for the pgclone console",
-                                                           detail: "Role \"\(role)\" is neither a superuser of the target nor a member of a role named by --admin-roles."),
+                                                           detail: detail),
                                                reason: "console refused"))
                 return
             }
