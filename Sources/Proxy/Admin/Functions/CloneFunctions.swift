@@ -5,6 +5,13 @@ enum CloneFunctions {
     static let all: [any AdminFunction.Type] = [Version.self, Table.self, TableEx.self, Schema.self, SchemaEx.self, Functions.self,
                                                Database.self, DatabaseCreate.self]
 
+    /// `include_data` and the JSON `options` argument, as most clone functions take them.
+    static func jsonOptions(_ call: AdminCall) throws -> CloneOptions {
+        var options = CloneOptions()
+        options.copyData = try call.bool("include_data", default: true)
+        return try CloneOptions.parse(call.optionalText("options"), base: options)
+    }
+
     /// The options of the `_ex` variants, given as booleans instead of JSON.
     static func booleanOptions(_ call: AdminCall) throws -> CloneOptions {
         var options = CloneOptions()
@@ -32,10 +39,7 @@ enum CloneFunctions {
             .optional("include_data", "bool"), .optional("target_name"), .optional("options"),
         ]
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
-            var options = CloneOptions()
-            options.copyData = try call.bool("include_data", default: true)
-            options = try CloneOptions.parse(call.optionalText("options"), base: options)
-            return try await clone(&call, options: options)
+            return try await clone(&call, options: CloneFunctions.jsonOptions(call))
         }
 
         static func clone(_ call: inout AdminCall, options: CloneOptions) async throws -> AdminResult {
@@ -65,10 +69,7 @@ enum CloneFunctions {
         static let name = "schema"
         static let parameters: [AdminParameter] = [.required("source_conninfo"), .required("schema_name"), .optional("include_data", "bool"), .optional("options")]
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
-            var options = CloneOptions()
-            options.copyData = try call.bool("include_data", default: true)
-            options = try CloneOptions.parse(call.optionalText("options"), base: options)
-            return try await clone(&call, options: options)
+            return try await clone(&call, options: CloneFunctions.jsonOptions(call))
         }
 
         static func clone(_ call: inout AdminCall, options: CloneOptions) async throws -> AdminResult {
@@ -107,9 +108,7 @@ enum CloneFunctions {
         static let name = "database"
         static let parameters: [AdminParameter] = [.required("source_conninfo"), .optional("include_data", "bool"), .optional("options")]
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
-            var options = CloneOptions()
-            options.copyData = try call.bool("include_data", default: true)
-            options = try CloneOptions.parse(call.optionalText("options"), base: options)
+            let options = try CloneFunctions.jsonOptions(call)
             let summary = try await call.engine.cloneDatabase(source: call.text("source_conninfo"), target: call.target, options: options)
             call.notices += summary.notes
             return .text("OK: cloned database (\(summary.schemas.count) schemas: \(summary.counts))")
@@ -124,9 +123,7 @@ enum CloneFunctions {
         ]
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
             let name = try call.text("target_database")
-            var options = CloneOptions()
-            options.copyData = try call.bool("include_data", default: true)
-            options = try CloneOptions.parse(call.optionalText("options"), base: options)
+            let options = try CloneFunctions.jsonOptions(call)
             let summary = try await call.engine.createDatabase(source: call.text("source_conninfo"), target: call.target, name: name, options: options)
             call.notices += summary.notes
             return .text("OK: created database \(name) and cloned (\(summary.schemas.count) schemas: \(summary.counts))")
