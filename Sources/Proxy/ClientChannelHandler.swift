@@ -713,6 +713,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         let session = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let logger = self.logger
+        proxy.metrics.adminCalls.increment()
         adminTask = Task {
             var notices: [String] = []
             let sql: String

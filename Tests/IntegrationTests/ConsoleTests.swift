@@ -119,7 +119,9 @@ struct ConsoleTests {
         #expect(try await waiting.value == "ran")
 
         // Metrics: counters move with traffic; no label carries a user or database name.
+        _ = try await Shell.psql(environment.throughProxy(port, database: database), "SELECT pgclone.version();")
         let before = try await Self.scrape(metricsPort)
+        #expect((Self.sample(before, "pgclone_admin_calls_total") ?? 0) >= 1, "admin calls are counted")
         let statementsBefore = try #require(Self.sample(before, "pgclone_statements_total"), "\(before)")
         for _ in 0..<5 { _ = try await app.exec("SELECT 2") }
         let after = try await Self.scrape(metricsPort)
