@@ -167,7 +167,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         totals.bytesSent = fromServer
         totals.maskedStatements = machine.counters.maskedStatements - reported.counters.maskedStatements
         totals.rewrites = machine.counters.rewrites - reported.counters.rewrites
-        totals.refusals = machine.counters.refusals.values.reduce(0, +) - reported.counters.refusals.values.reduce(0, +)
+        totals.refusals = machine.counters.totalRefusals - reported.counters.totalRefusals
         let metrics = proxy.metrics
         if activity.isQuiet, let since = busySince {
             let elapsed = ContinuousClock.now - since

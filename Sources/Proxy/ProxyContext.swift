@@ -48,8 +48,6 @@ final class ProxyContext: Sendable {
         var clientTLS: NIOSSLContext?
         var tlsCertificatePath: String?
         var tlsKeyPath: String?
-        var policiesDirectory: String?
-        var logLevel: String
     }
 
     var adminRoles: [String] { live.withLockedValue { $0.adminRoles } }
@@ -83,8 +81,7 @@ final class ProxyContext: Sendable {
         self.live = NIOLockedValueBox(LiveSettings(
             adminRoles: configuration.adminRoles,
             clientTLS: try Self.clientTLS(certificate: configuration.tlsCertificatePath, key: configuration.tlsKeyPath),
-            tlsCertificatePath: configuration.tlsCertificatePath, tlsKeyPath: configuration.tlsKeyPath,
-            policiesDirectory: configuration.policiesDirectory, logLevel: configuration.logLevel))
+            tlsCertificatePath: configuration.tlsCertificatePath, tlsKeyPath: configuration.tlsKeyPath))
         let backend = configuration.backend
         if backend.tlsMode.requestsTLS {
             var tls = TLSConfiguration.makeClientConfiguration()

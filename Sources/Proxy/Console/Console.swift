@@ -10,6 +10,8 @@ struct Console: Sendable {
     enum Reply: Sendable {
         case rows(columns: [(name: String, type: String)], rows: [[String?]], tag: String)
         case command(String)
+        /// The command ran, with something to say (a NOTICE before its tag).
+        case warning(ErrorFields, tag: String)
         case error(ErrorFields)
     }
 
@@ -167,7 +169,8 @@ struct Console: Sendable {
             if !busy { return .command("PAUSE") }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        return .error(ErrorFields(severity: .warning, sqlState: "57014", message: "PAUSE: transactions still running after \(proxy.configuration.shutdownGracePeriod.components.seconds) s; new ones wait"))
+        return .warning(ErrorFields(severity: .warning, sqlState: "57014", message: "PAUSE: transactions still running after \(proxy.configuration.shutdownGracePeriod.components.seconds) s; new ones wait"),
+                        tag: "PAUSE")
     }
 
     private func kill(_ id: Int) -> Reply {
@@ -195,13 +198,11 @@ extension Console.Reply {
             BackendMessage.commandComplete(tag: tag).encode(into: &buffer)
         case .command(let tag):
             BackendMessage.commandComplete(tag: tag).encode(into: &buffer)
+        case .warning(let fields, let tag):
+            BackendMessage.noticeResponse(fields).encode(into: &buffer)
+            BackendMessage.commandComplete(tag: tag).encode(into: &buffer)
         case .error(let fields):
-            if fields.severity == ErrorFields.Severity.warning.rawValue {
-                BackendMessage.noticeResponse(fields).encode(into: &buffer)
-                BackendMessage.commandComplete(tag: "PAUSE").encode(into: &buffer)
-            } else {
-                BackendMessage.errorResponse(fields).encode(into: &buffer)
-            }
+            BackendMessage.errorResponse(fields).encode(into: &buffer)
         }
     }
 }

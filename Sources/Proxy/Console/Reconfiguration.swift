@@ -24,29 +24,22 @@ extension ProxyContext {
     /// reload: the settings and policies in force stay.
     func reload() async -> ReloadReport {
         var report = ReloadReport()
+        /// Nothing changes; the reason is logged, counted and returned.
+        func rejected(_ error: String) -> ReloadReport {
+            report.error = error
+            logger.error("reload rejected; the settings in force stay", metadata: ["error": "\(error)"])
+            metrics.policyReloads(ok: false)
+            return report
+        }
         if let readConfiguration {
             let new: ProxyConfiguration
             do {
                 new = try readConfiguration()
             } catch {
-                report.error = (error as? ConfigurationError)?.message ?? "\(error)"
-                logger.error("reload rejected; the settings in force stay", metadata: ["error": "\(report.error ?? "")"])
-                metrics.policyReloads(ok: false)
-                return report
+                return rejected((error as? ConfigurationError)?.message ?? "\(error)")
             }
-            let tls: NIOSSLContextBox
-            do {
-                tls = NIOSSLContextBox(try Self.clientTLS(certificate: new.tlsCertificatePath, key: new.tlsKeyPath))
-            } catch {
-                report.error = "--tls-cert/--tls-key: \(error)"
-                logger.error("reload rejected; the settings in force stay", metadata: ["error": "\(report.error ?? "")"])
-                return report
-            }
-            if live.withLockedValue({ $0.policiesDirectory }) != nil && new.policiesDirectory == nil {
-                report.error = "policies: removing the policies directory would turn its masking off; restart pgclone to do that"
-                logger.error("reload rejected; the settings in force stay", metadata: ["error": "\(report.error ?? "")"])
-                metrics.policyReloads(ok: false)
-                return report
+            if policies.directory != nil && new.policiesDirectory == nil {
+                return rejected("policies: removing the policies directory would turn its masking off; restart pgclone to do that")
             }
             // The policy files of the (new) directory must load before anything changes: a reload
             // is all or nothing.
@@ -54,28 +47,30 @@ extension ProxyContext {
                 do {
                     _ = try PolicyLoader.load(directory: directory)
                 } catch {
-                    report.error = "policies: \(error.description.replacingOccurrences(of: "\n", with: "; "))"
-                    logger.error("reload rejected; the settings in force stay", metadata: ["error": "\(report.error ?? "")"])
-                    metrics.policyReloads(ok: false)
-                    return report
+                    return rejected("policies: \(error.description.replacingOccurrences(of: "\n", with: "; "))")
                 }
             }
+            let tls: NIOSSLContext?
+            do {
+                tls = try Self.clientTLS(certificate: new.tlsCertificatePath, key: new.tlsKeyPath)
+            } catch {
+                return rejected("--tls-cert/--tls-key: \(error)")
+            }
             let old = live.withLockedValue { $0 }
+            let level = Logger.Level(rawValue: new.logLevel) ?? LiveLogLevel.level
             if old.adminRoles != new.adminRoles { report.changed.append("admin_roles") }
-            if old.policiesDirectory != new.policiesDirectory { report.changed.append("policies") }
-            if old.logLevel != new.logLevel { report.changed.append("log_level") }
+            if policies.directory != new.policiesDirectory { report.changed.append("policies") }
+            if LiveLogLevel.level != level { report.changed.append("log_level") }
             if old.tlsCertificatePath != new.tlsCertificatePath || old.tlsKeyPath != new.tlsKeyPath || new.tlsCertificatePath != nil {
                 report.changed.append("tls_cert")
             }
             live.withLockedValue { settings in
                 settings.adminRoles = new.adminRoles
-                settings.clientTLS = tls.context
+                settings.clientTLS = tls
                 settings.tlsCertificatePath = new.tlsCertificatePath
                 settings.tlsKeyPath = new.tlsKeyPath
-                settings.policiesDirectory = new.policiesDirectory
-                settings.logLevel = new.logLevel
             }
-            if let level = Logger.Level(rawValue: new.logLevel) { LiveLogLevel.level = level }
+            LiveLogLevel.level = level
             policies.setDirectory(new.policiesDirectory)
             liveGeneration.add(1, ordering: .releasing)
             let current = configuration
@@ -96,9 +91,7 @@ extension ProxyContext {
             }
         }
         if let error = policies.reload() {
-            report.error = "policies: \(error)"
-            metrics.policyReloads(ok: false)
-            return report
+            return rejected("policies: \(error)")
         }
         if let statePolicies = try? await self.statePolicies.load() { policies.setStatePolicies(statePolicies) }
         metrics.policyReloads(ok: true)
@@ -116,7 +109,7 @@ extension ProxyContext {
         let rows: [(String, String, Bool)] = [
             ("listen", "\(c.listenHost):\(c.listenPort)", false),
             ("backend", backend.connectionString, false),
-            ("policies", settings.policiesDirectory ?? "", true),
+            ("policies", policies.directory ?? "", true),
             ("admin_roles", settings.adminRoles.joined(separator: ","), true),
             ("state_database", c.stateDatabase, false),
             ("tls_cert", settings.tlsCertificatePath ?? "", true),
@@ -128,17 +121,11 @@ extension ProxyContext {
             ("max_buffer_memory", "\(c.maximumBufferMemory >> 20)", false),
             ("threads", "\(c.eventLoopThreads)", false),
             ("engine_threads", "\(c.engineThreads)", false),
-            ("log_level", settings.logLevel, true),
+            ("log_level", LiveLogLevel.level.rawValue, true),
             ("mask_secret", MaskingKey.isInstalled ? "(set)" : "", true),
         ]
         return rows.map { ($0.0, $0.1, defaults[$0.0] ?? "", $0.2) }
     }
-}
-
-/// An NIOSSLContext (or none) carried across a throwing boundary.
-struct NIOSSLContextBox {
-    var context: NIOSSLContext?
-    init(_ context: NIOSSLContext?) { self.context = context }
 }
 
 extension ProxyConfiguration {

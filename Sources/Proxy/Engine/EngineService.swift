@@ -1,4 +1,3 @@
-import CloneEngine
 import PQ
 import ServiceLifecycle
 
@@ -15,11 +14,6 @@ public final class EngineService: Service, Sendable {
 
     public init(threads: Int) {
         pool = PQThreadPool(threads: threads)
-    }
-
-    /// An engine acting with `credentials` for the source, on this service's threads.
-    func engine(credentials: SourceCredentials) -> CloneEngine {
-        CloneEngine(sourceCredentials: credentials, pool: pool)
     }
 
     public func run() async throws {

@@ -16,9 +16,8 @@ final class ProxyMetrics: Sendable {
     let rewrites = Counter(label: "pgclone_rewrites_total")
     let cacheHits = Counter(label: "pgclone_rewrite_cache_total", dimensions: [("result", "hit")])
     let cacheMisses = Counter(label: "pgclone_rewrite_cache_total", dimensions: [("result", "miss")])
-    let refusals: [String: Counter] = Dictionary(uniqueKeysWithValues: SessionCounters.reasons.map {
-        ($0, Counter(label: "pgclone_refusals_total", dimensions: [("reason", $0)]))
-    })
+    /// Indexed as `SessionCounters.reasons`.
+    let refusals: [Counter] = SessionCounters.reasons.map { Counter(label: "pgclone_refusals_total", dimensions: [("reason", $0)]) }
     let reloadsOK = Counter(label: "pgclone_policy_reloads_total", dimensions: [("result", "ok")])
     let reloadsFailed = Counter(label: "pgclone_policy_reloads_total", dimensions: [("result", "failed")])
     let adminCalls = Counter(label: "pgclone_admin_calls_total")
@@ -44,8 +43,8 @@ final class ProxyMetrics: Sendable {
     func add(_ counters: SessionCounters, since last: SessionCounters, cacheHits hits: Int, cacheMisses misses: Int) {
         if counters.maskedStatements != last.maskedStatements { maskedStatements.increment(by: counters.maskedStatements - last.maskedStatements) }
         if counters.rewrites != last.rewrites { rewrites.increment(by: counters.rewrites - last.rewrites) }
-        for (reason, count) in counters.refusals where count != last.refusals[reason] {
-            refusals[reason]?.increment(by: count - (last.refusals[reason] ?? 0))
+        for index in refusals.indices where counters.refusals[index] != last.refusals[index] {
+            refusals[index].increment(by: counters.refusals[index] - last.refusals[index])
         }
         if hits > 0 { cacheHits.increment(by: hits) }
         if misses > 0 { cacheMisses.increment(by: misses) }

@@ -3,11 +3,14 @@
 struct SessionCounters: Equatable, Sendable {
     var maskedStatements = 0
     var rewrites = 0
-    /// Refusals by reason (a bounded set: see `reason(for:)`).
-    var refusals: [String: Int] = [:]
+    /// Refusals by reason, indexed as `reasons` (a fixed set: see `reason(for:)`): comparing
+    /// two counters stays cheap on the relay path, which does it once per read burst.
+    var refusals = [Int](repeating: 0, count: SessionCounters.reasons.count)
+
+    var totalRefusals: Int { refusals.reduce(0, +) }
 
     mutating func refused(_ sqlState: String) {
-        refusals[Self.reason(for: sqlState), default: 0] &+= 1
+        refusals[Self.reasons.firstIndex(of: Self.reason(for: sqlState)) ?? Self.reasons.count - 1] &+= 1
     }
 
     /// A refusal's reason from its SQLSTATE: never a value a client chose.

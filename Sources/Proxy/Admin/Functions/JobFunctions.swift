@@ -25,13 +25,7 @@ enum JobFunctions {
         static let parameters = CloneFunctions.Table.parameters
         static let result = AdminResultShape.scalar("bigint")
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
-            let options = try call.optionalText("options")
-            _ = try CloneOptions.parse(options)
-            let id = try await call.jobs().submit(operation: "table", caller: call.caller, schema: call.text("schema_name"), table: call.text("table_name"),
-                                                  targetName: CloneFunctions.name(call.optionalText("target_name")),
-                                                  includeData: call.bool("include_data", default: true), options: options,
-                                                  source: call.text("source_conninfo"))
-            return .value(String(id), type: "bigint")
+            try await submit(call, operation: "table", table: call.text("table_name"), targetName: CloneFunctions.name(call.optionalText("target_name")))
         }
     }
 
@@ -41,13 +35,18 @@ enum JobFunctions {
         static let parameters = CloneFunctions.Schema.parameters
         static let result = AdminResultShape.scalar("bigint")
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
-            let options = try call.optionalText("options")
-            _ = try CloneOptions.parse(options)
-            let id = try await call.jobs().submit(operation: "schema", caller: call.caller, schema: call.text("schema_name"), table: nil, targetName: nil,
-                                                  includeData: call.bool("include_data", default: true), options: options,
-                                                  source: call.text("source_conninfo"))
-            return .value(String(id), type: "bigint")
+            try await submit(call, operation: "schema", table: nil, targetName: nil)
         }
+    }
+
+    /// Queues a clone with the call's arguments (its options checked now, not when it runs).
+    static func submit(_ call: AdminCall, operation: String, table: String?, targetName: String?) async throws -> AdminResult {
+        let options = try call.optionalText("options")
+        _ = try CloneOptions.parse(options)
+        let id = try await call.jobs().submit(operation: operation, caller: call.caller, schema: call.text("schema_name"), table: table,
+                                              targetName: targetName, includeData: call.bool("include_data", default: true), options: options,
+                                              source: call.text("source_conninfo"))
+        return .value(String(id), type: "bigint")
     }
 
     /// `pgclone.progress(job_id)`: one job as JSON.
