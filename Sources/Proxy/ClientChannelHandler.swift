@@ -192,7 +192,9 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     func show(_ state: String, requestTime: Date?) {
         guard state != shownState else { return }
         shownState = state
-        let masked = machine.isMaskedSession
+        // Through the stored `masking`: a computed property of the machine copied the whole
+        // machine here, twice per transaction (seen in perf).
+        let masked = machine.masking.isMasked
         let generation = machine.masking.generation
         info.update { info in
             info.state = state
