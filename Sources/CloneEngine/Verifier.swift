@@ -73,9 +73,7 @@ struct Verifier {
     let options: Options
 
     /// Both sides render values the same way (row text is hashed).
-    /// (enable_sort off: grouping rows by bucket is a hash aggregate over a few groups; the
-    /// planner, who cannot tell the buckets are few, would sort the whole table.)
-    static let settings = "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET bytea_output = hex; SET search_path = ''; SET enable_sort = off"
+    static let settings = "SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET bytea_output = hex; SET search_path = ''"
 
     static let tablesQuery = """
         SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind OPERATOR(pg_catalog.=) 'p',
@@ -214,13 +212,18 @@ struct Verifier {
         return row
     }
 
-    /// Checksum mode for a table with an integer key: the first pass already hashes the key
-    /// range in `firstFanOut` buckets on both servers (one scan each, as for the totals), so a
-    /// table that differs costs only the small ranges bisected after it.
+    /// Checksum mode for a table with an integer key. The first pass is one scan per side (both
+    /// at once) of three sums: the row count, Σh and Σh·k over the rows' hashes h and keys k
+    /// (relative to an offset that keeps each product within int8). Equal sums: the table
+    /// matches. Where exactly one row differs (changed, or on one side only), the differences
+    /// of the sums name it: k = ΔΣh·k / ΔΣh, confirmed by reading that row's hash on both
+    /// sides, so one changed row costs two index lookups more than an identical table. Anything
+    /// else is narrowed down by bisection over key ranges.
     /// nil when the key range is too wide to split in buckets (then the table is hashed whole).
     private func compareByKey(_ table: Table, _ other: Table, key: String, columns: [String], byRecord: Bool, row: Row) async throws -> Row? {
         var row = row
         let column = SQL.identifier(key)
+        let hash = rowHash(columns, byRecord: byRecord)
         let bounds = { (table: Table) in "SELECT pg_catalog.min(\(column))::pg_catalog.int8, pg_catalog.max(\(column))::pg_catalog.int8 FROM \(self.relation(table)) AS t" }
         let (sourceSQL, targetSQL) = (bounds(table), bounds(other))
         async let sourceBounds = source.exec(sourceSQL)
@@ -235,25 +238,57 @@ struct Verifier {
         }
         let (width, overflow) = high.subtractingReportingOverflow(low)
         guard !overflow, width < 1 << 62 else { return nil }
+        if let offset = KeyMoments.offset(low: low, high: high) {
+            let moments = { (table: Table) in KeyMoments.sql(relation: self.relation(table), column: column, hash: hash, offset: offset) }
+            let (leftSQL, rightSQL) = (moments(table), moments(other))
+            async let left = source.exec(leftSQL)
+            async let right = target.exec(rightSQL)
+            let (a, b) = (try KeyMoments(try await left), try KeyMoments(try await right))
+            row.sourceRows = a.count
+            row.targetRows = b.count
+            if a == b {
+                if row.detail != nil { row.match = "✗" }
+                return row
+            }
+            row.match = "✗"
+            if let candidate = a.singleDifferingKey(comparedWith: b, offset: offset, range: low...high),
+               try await rowDiffers(table, other, column: column, hash: hash, key: candidate, explaining: a, b, offset: offset) {
+                row.detail = [row.detail, "1 row differs at \(key) \(candidate)"].compactMap { $0 }.joined(separator: "; ")
+                return row
+            }
+        }
         // Rows in key order (the planner's statistics say so) are read by key ranges.
         let correlation = try await source.query("""
             SELECT pg_catalog.abs(s.correlation) FROM pg_catalog.pg_stats s
             WHERE s.schemaname OPERATOR(pg_catalog.=) $1 AND s.tablename OPERATOR(pg_catalog.=) $2 AND s.attname OPERATOR(pg_catalog.=) $3
             """, [table.schema, table.name, key]).string(0, 0).flatMap(Double.init) ?? 0
         let ordered = correlation >= 0.9
-        let scan = try await bucketScan(table, other, column: column, hash: rowHash(columns, byRecord: byRecord), range: low...high,
+        let scan = try await bucketScan(table, other, column: column, hash: hash, range: low...high,
                                         fanOut: ordered ? Self.fanOut : Self.firstFanOut, ordered: ordered)
         row.sourceRows = scan.sourceRows
         row.targetRows = scan.targetRows
         guard !scan.differing.isEmpty || row.detail != nil else { return row }
         row.match = "✗"
         if !scan.differing.isEmpty {
-            let keys = try await differingKeys(table, other, column: column, hash: rowHash(columns, byRecord: byRecord), ranges: scan.differing, ordered: ordered)
+            let keys = try await differingKeys(table, other, column: column, hash: hash, ranges: scan.differing, ordered: ordered)
             let shown = keys.prefix(options.maximumKeys).map(String.init).joined(separator: ", ")
             let found = keys.isEmpty ? "rows differ" : "\(keys.count) \(keys.count == 1 ? "row differs" : "rows differ") at \(key) \(shown)\(keys.count > options.maximumKeys ? ", ..." : "")"
             row.detail = [row.detail, found].compactMap { $0 }.joined(separator: "; ")
         }
         return row
+    }
+
+    /// Whether the row with key `key` alone accounts for every difference between the sums:
+    /// its hash on each side (absent: no row) must make up the differences exactly.
+    private func rowDiffers(_ table: Table, _ other: Table, column: String, hash: String, key: Int64,
+                            explaining a: KeyMoments, _ b: KeyMoments, offset: Int64) async throws -> Bool {
+        let lookup = { (table: Table) in "SELECT COALESCE(\(hash)::pg_catalog.int8, 0) FROM \(self.relation(table)) AS t WHERE \(column) OPERATOR(pg_catalog.=) \(key)::pg_catalog.int8" }
+        let (leftSQL, rightSQL) = (lookup(table), lookup(other))
+        async let left = source.exec(leftSQL)
+        async let right = target.exec(rightSQL)
+        let (x, y) = (try await left, try await right)
+        func row(_ result: PQResult) -> Int128? { result.rows.isEmpty ? nil : Int128(result.string(0, 0) ?? "0") ?? 0 }
+        return KeyMoments.explains(sourceHash: row(x), targetHash: row(y), key: key, offset: offset, a, b)
     }
 
     private func describeColumns(_ mine: [String], _ theirs: [String]) -> String {
@@ -297,9 +332,19 @@ struct Verifier {
             sql = { table in "SELECT \(bucket), pg_catalog.count(*), pg_catalog.sum(\(hash)) FROM \(self.relation(table)) AS t \(filter) GROUP BY 1" }
         }
         let (leftSQL, rightSQL) = (sql(table), sql(other))
-        async let left = source.exec(leftSQL)
-        async let right = target.exec(rightSQL)
+        // Grouping by bucket wants a hash aggregate over a few groups; the planner, who cannot
+        // tell the buckets are few, would sort the whole table. Only for this query: for the
+        // whole session, enable_sort off turns the catalog queries' plans bad (200 ms for the
+        // table list of a small database).
+        let grouping = ordered ? "" : "SET enable_sort = off; "
+        async let left = source.exec(grouping + leftSQL)
+        async let right = target.exec(grouping + rightSQL)
         let (a, b) = (try await left, try await right)
+        if !ordered {
+            async let resetLeft = source.exec("RESET enable_sort")
+            async let resetRight = target.exec("RESET enable_sort")
+            _ = try await (resetLeft, resetRight)
+        }
         func buckets(_ result: PQResult) -> (rows: Int64, buckets: [Int64: String]) {
             var out: [Int64: String] = [:]
             var rows: Int64 = 0

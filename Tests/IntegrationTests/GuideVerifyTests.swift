@@ -93,4 +93,48 @@ struct GuideVerifyTests {
             ])
         }
     }
+    /// One differing row is named from the first pass's sums: a changed row, a row missing on
+    /// the target and one only on the target, under bigint keys far from zero (the sums are
+    /// taken relative to the smallest key) and under keys too far apart for that (bisection).
+    @Test func checksumNamesOneDifferingRowFromTheSums() async throws {
+        let environment = try TestEnvironment.require()
+        let suffix = guideRandomSuffix()
+        let sourceDatabase = "verify_one_\(suffix)"
+        let sourceAdmin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
+        try await sourceAdmin.exec("CREATE DATABASE \(sourceDatabase)")
+        defer { Task { _ = try? await sourceAdmin.exec("DROP DATABASE IF EXISTS \(sourceDatabase) WITH (FORCE)") } }
+        let fill = """
+            CREATE SCHEMA one;
+            CREATE TABLE one.far (id bigint PRIMARY KEY, v text, n numeric);
+            INSERT INTO one.far SELECT 9000000000000 + g * 3, 'v' || g, g / 7.0 FROM generate_series(1, 20000) g;
+            CREATE TABLE one.wide (id bigint PRIMARY KEY, v text);
+            INSERT INTO one.wide SELECT CASE WHEN g = 1 THEN -1000000000000 ELSE g END, 'w' || g FROM generate_series(1, 5000) g;
+            CREATE TABLE one.small ("Key" int PRIMARY KEY, v jsonb);
+            INSERT INTO one.small SELECT g, jsonb_build_object('g', g) FROM generate_series(-500, 500) g;
+            ANALYZE;
+            """
+        let source = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=postgres password=\(environment.password)")
+        try await source.exec(fill)
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            try await target.direct(fill, database: target.database)
+            let sourceInfo = guideSQLLiteral("host=127.0.0.1 port=\(environment.sourcePort) dbname=\(sourceDatabase) user=postgres password=\(environment.password)")
+            let checksum = "SELECT table_name, source_rows, target_rows, match, detail FROM pgclone.verify(\(sourceInfo), 'one', '{\"mode\": \"checksum\"}');"
+            #expect(try await target.rows(checksum) == ["far|20000|20000|✓|", "small|1001|1001|✓|", "wide|5000|5000|✓|"])
+            try await target.direct("""
+                UPDATE one.far SET n = n + 1 WHERE id = 9000000000000 + 12345 * 3;
+                DELETE FROM one.wide WHERE id = -1000000000000;
+                INSERT INTO one.small VALUES (501, '{"g": 501}');
+                """, database: target.database)
+            let one = try await target.rows(checksum)
+            #expect(one == [
+                "far|20000|20000|✗|1 row differs at id 9000000037035",
+                "small|1001|1002|✗|1 row differs at Key 501",
+                "wide|5000|4999|✗|1 row differs at id -1000000000000",
+            ], "\(one)")
+            // Two changed rows in the near-zero table: named by bisection, the same way.
+            try await target.direct("UPDATE one.small SET v = '{}' WHERE \"Key\" IN (-3, 250)", database: target.database)
+            let three = try await target.rows(checksum)
+            #expect(three.dropFirst().first == "small|1001|1002|✗|3 rows differ at Key -3, 250, 501", "\(three)")
+        }
+    }
 }
