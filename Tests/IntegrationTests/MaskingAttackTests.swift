@@ -342,7 +342,7 @@ import Testing
             let session = try await db.throughProxy(db.role("masked"))
             try await session.exec("SET search_path = own, sec")
             try await session.exec("PREPARE p AS SELECT ssn || '' AS s, email || '' AS e FROM emp")
-            for attempt in ["SET search_path = sec, own; EXECUTE p", "EXECUTE p"] {
+            for attempt in ["SET search_path = sec, own; EXECUTE p", "EXECUTE p", "CREATE TABLE own.loot AS EXECUTE p", "EXPLAIN ANALYZE EXECUTE p"] {
                 do {
                     let result = try await session.exec(attempt)
                     assertNoCanary(result.strings.compactMap { $0 }.joined(separator: " "), attempt)
@@ -553,6 +553,73 @@ import Testing
                 let session = try await db.throughProxy(db.role("masked"))
                 #expect(try await session.exec("SELECT email FROM sec.emp WHERE id = 1").string(0, 0) == "C***@example.com")
             }
+        }
+    }
+    // MARK: - 7. A masked owner (the rewrite alone)
+
+    /// A table its masked role owns: the server cannot back the policy up (an owner grants itself
+    /// back what is revoked), so the proxy must refuse what would read values or move them out of
+    /// the policy's reach: constraints and indexes whose errors show values, a generated copy, a
+    /// renamed column or table, another schema; a user function shadowing a built-in through
+    /// search_path; the table's TOAST relation.
+    @Test func aMaskedOwnerCannotReadItsTableThroughDefinitions() async throws {
+        try await TargetRoles.ensure()
+        let setup = { (role: (String) -> String) in
+            """
+            CREATE SCHEMA app AUTHORIZATION \(role("owner"));
+            CREATE TABLE app.people (id int PRIMARY KEY, ssn text, notes text);
+            INSERT INTO app.people SELECT g, 'CANARY-SSN-a41c-' || g, 'CANARY-LEAD-9d2b-' || g FROM generate_series(1, 3) g;
+            ALTER TABLE app.people OWNER TO \(role("owner"));
+            """
+        }
+        let policies = { (role: (String) -> String) in
+            """
+            policies:
+              - table: app.people
+                unmasked_roles: []
+                masked_roles: [\(role("owner"))]
+                columns:
+                  ssn: "null"
+                  notes: { type: constant, value: hidden }
+            """
+        }
+        try await MaskedDatabase.with(roles: ["owner"], setup: setup, policies: policies) { db in
+            let conninfo = db.proxyInfo(db.role("owner"))
+            let toast = try await db.direct().exec("SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = 'app.people'::regclass").string(0, 0) ?? ""
+            for sql in [
+                "ALTER TABLE app.people ADD CONSTRAINT c1 CHECK (ssn::int > 0)",
+                "ALTER TABLE app.people ALTER COLUMN ssn TYPE int USING ssn::int",
+                "CREATE UNIQUE INDEX ON app.people (left(ssn, 5))",
+                "ALTER TABLE app.people ADD COLUMN ssn_copy text GENERATED ALWAYS AS (ssn) STORED",
+                "ALTER TABLE app.people RENAME COLUMN ssn TO ssn2",
+                "ALTER TABLE app.people SET SCHEMA public",
+                "SET search_path = app; ALTER TABLE people RENAME TO p2",
+                "CREATE STATISTICS app.s ON id, ssn FROM app.people",
+            ] {
+                let output = try await psql(conninfo, sql)
+                assertNoCanary(output, sql)
+                #expect(output.contains("ERROR:  42501") && output.contains("on masked table app.people is not allowed"), "\(sql): \(output)")
+            }
+            for sql in [
+                // Created in one message, called in the next; and all in one message.
+                "CREATE FUNCTION app.lower(text) RETURNS text LANGUAGE sql AS $$ SELECT string_agg(ssn || notes, ',') FROM app.people $$",
+                "SET search_path = app, pg_catalog; SELECT lower('x')",
+                "SET search_path = app, pg_catalog; CREATE TABLE app.t2 (x text DEFAULT lower('x'))",
+                "CREATE FUNCTION app.upper(text) RETURNS text LANGUAGE sql AS $$ SELECT string_agg(ssn || notes, ',') FROM app.people $$; SET search_path = app, pg_catalog; SELECT upper('x')",
+                "SELECT * FROM \(toast)",
+                "SET search_path = pg_toast; SELECT * FROM \(toast.replacingOccurrences(of: "pg_toast.", with: ""))",
+            ] {
+                let output = try await psql(conninfo, sql)
+                assertNoCanary(output, sql)
+                if sql.hasPrefix("CREATE FUNCTION app.lower") {
+                    #expect(output == "CREATE FUNCTION\n", "\(sql): \(output)")
+                } else {
+                    #expect(output.contains("ERROR:  42501"), "\(sql): \(output)")
+                }
+            }
+            // What reads nothing still works: masked reads, the built-in by its full name, a comment, a new table.
+            let output = try await psql(conninfo, "SET search_path = app, pg_catalog; SELECT count(*) || ':' || pg_catalog.lower('X') FROM app.people WHERE ssn IS NULL AND notes = 'hidden'; COMMENT ON TABLE app.people IS 'people'; CREATE TABLE app.other (id int)")
+            #expect(output == "SET\n3:x\nCOMMENT\nCREATE TABLE\n", "\(output)")
         }
     }
 }

@@ -52,6 +52,40 @@ public struct MaskingRewriter: Sendable {
         "DropOwnedStmt", "ReassignOwnedStmt", "CreatedbStmt", "DropdbStmt", "AlterTableMoveAllStmt", "AlterCollationStmt",
     ]
 
+    /// Definition statements that may name a masked table where only the rewrite protects it:
+    /// they read no value and keep it where the policy finds it. (CREATE TABLE names one as a
+    /// parent or a LIKE source, copying no rows; views and CREATE TABLE AS read it rewritten.)
+    static let harmlessOnMaskedTables: Set<String> = [
+        "DropStmt", "TruncateStmt", "LockStmt", "VacuumStmt", "CommentStmt", "CreateStmt", "ViewStmt", "CreateTableAsStmt",
+        // Its elements are judged one by one.
+        "CreateSchemaStmt",
+    ]
+
+    /// ALTER TABLE actions that read no value of the table and keep its columns where the
+    /// policy finds them (a new column only with NOT NULL, NULL or DEFAULT: a column CHECK or a
+    /// generated expression may read the others).
+    static let harmlessAlterActions: Set<String> = [
+        "AT_AddColumn", "AT_DropColumn", "AT_ColumnDefault", "AT_DropNotNull", "AT_SetNotNull", "AT_SetStatistics", "AT_SetStorage",
+        "AT_SetCompression", "AT_DropConstraint", "AT_SetRelOptions", "AT_ResetRelOptions", "AT_ChangeOwner", "AT_SetLogged",
+        "AT_SetUnLogged", "AT_ClusterOn", "AT_DropCluster", "AT_SetTableSpace",
+    ]
+
+    static func isHarmlessAlter(_ body: JSONNode) -> Bool {
+        (body["cmds"]?.array ?? []).allSatisfy { command in
+            guard let action = command["AlterTableCmd"], let subtype = action["subtype"]?.string, harmlessAlterActions.contains(subtype) else { return false }
+            guard subtype == "AT_AddColumn" else { return true }
+            let constraints = action["def"]?["ColumnDef"]?["constraints"]?.array ?? []
+            return constraints.allSatisfy { ["CONSTR_NOTNULL", "CONSTR_NULL", "CONSTR_DEFAULT"].contains($0["Constraint"]?["contype"]?.string ?? "") }
+        }
+    }
+
+    /// The prepared statement that CREATE TABLE ... AS EXECUTE or EXPLAIN EXECUTE runs.
+    static func nestedExecute(_ body: JSONNode) -> String? {
+        guard let (kind, inner) = body["query"]?.tagged else { return nil }
+        if kind == "ExecuteStmt" { return inner["name"]?.string ?? "" }
+        return nestedExecute(inner)
+    }
+
     /// Statements that only read what they name (rewritten like any read) or change settings.
     static func isRead(_ kind: String) -> Bool { allowedStatements.contains(kind) }
 
@@ -140,7 +174,10 @@ public struct MaskingRewriter: Sendable {
             case "PrepareStmt": analysis.uses.append(.prepare(body["name"]?.string ?? ""))
             case "ExecuteStmt": analysis.uses.append(.execute(body["name"]?.string ?? ""))
             case "DeallocateStmt": analysis.uses.append(.deallocate(body["name"]?.string))
-            default: break
+            default:
+                // CREATE TABLE ... AS EXECUTE and EXPLAIN [ANALYZE] EXECUTE run a prepared
+                // statement too: judged like EXECUTE (refused when prepared under other names).
+                if let name = Self.nestedExecute(body) { analysis.uses.append(.execute(name)) }
             }
             walker.changesSession = false
             walker.readsSystemColumns = Self.namesSystemColumn(body)
@@ -249,6 +286,11 @@ public struct MaskingRewriter: Sendable {
         case "CreateTrigStmt": return "CREATE TRIGGER"
         case "CallStmt": return "CALL"
         case "AlterTableStmt": return "ALTER TABLE"
+        case "IndexStmt": return "CREATE INDEX"
+        case "RenameStmt": return "RENAME"
+        case "AlterObjectSchemaStmt": return "SET SCHEMA"
+        case "CreateStatsStmt": return "CREATE STATISTICS"
+        case "GrantStmt": return "GRANT"
         case "DropStmt": return "DROP"
         default:
             var words = kind.hasSuffix("Stmt") ? String(kind.dropLast(4)) : kind
@@ -279,6 +321,8 @@ public struct MaskingRewriter: Sendable {
         /// The statement names a system column (ctid, xmin...): masked tables are read through
         /// the relations that carry them.
         var readsSystemColumns = false
+        /// Functions created by earlier statements of the text (the context predates them).
+        var createdFunctions: Set<String> = []
         /// Masked tables read without an alias (`[schema, name]`).
         var unaliased: Set<[String]> = []
         /// Edits of qualified column references, kept when their table was read without an alias.
@@ -335,6 +379,18 @@ public struct MaskingRewriter: Sendable {
         /// a function's SQL body) are reads, walked as such; the functions and operators named in
         /// expressions (defaults, checks, index expressions) meet the same allow-list as in a read.
         mutating func definition(_ kind: String, _ body: JSONNode) {
+            if kind == "CreateFunctionStmt", let name = body["funcname"]?.array.last?["String"]?["sval"]?.string {
+                createdFunctions.insert(name)
+            }
+            defer {
+                if refusal == nil, context.reliesOnRewriteAlone, !MaskingRewriter.harmlessOnMaskedTables.contains(kind),
+                   !(kind == "AlterTableStmt" && MaskingRewriter.isHarmlessAlter(body)), let table = maskedTableNamed(in: body) {
+                    // An owner could read values through a constraint's or an index's errors, or
+                    // move them out of the policy's reach (a renamed column, a generated copy,
+                    // another schema): nothing but the rewrite stops it here.
+                    refusal = AdminError("42501", "pgclone: \(MaskingRewriter.describe(kind)) on masked table \(table.schema).\(table.name) is not allowed for role \"\(context.role)\", which is masked by a policy that the server does not back up here (see pgclone.policy_status())")
+                }
+            }
             switch kind {
             case "ViewStmt":
                 if let query = body["query"] { walk(query, ctes: []) }
@@ -401,6 +457,21 @@ public struct MaskingRewriter: Sendable {
             default:
                 break
             }
+        }
+
+        /// The first masked table a statement names anywhere (as a RangeVar).
+        func maskedTableNamed(in body: JSONNode) -> MaskingContext.Table? {
+            var found: MaskingContext.Table?
+            body.walk { node in
+                guard found == nil else { return }
+                if let (tag, rangeVar) = node.tagged, tag == "RangeVar" {
+                    found = masked(rangeVar)
+                } else if node["relname"]?.string != nil, node["relpersistence"] != nil {
+                    // A field typed RangeVar (a statement's `relation`) comes without the tag.
+                    found = masked(node)
+                }
+            }
+            return found
         }
 
         func masked(_ rangeVar: JSONNode) -> MaskingContext.Table? {
@@ -502,12 +573,22 @@ public struct MaskingRewriter: Sendable {
                 refuse("function \(name)() runs with the rights of its owner, who can read sensitive columns; it is not allowed")
                 return
             }
-            let builtin = (builtinFunctions?.contains(name) ?? false) && (schema == nil || schema == "pg_catalog" || schema == "information_schema")
+            let builtin = isBuiltin(name, schema: schema)
             if !builtin && !allowed && context.reliesOnRewriteAlone {
                 refuse("function \(name)() is not built in, and a masking policy here is enforced by the proxy's rewrite alone (see pgclone.policy_status()): only built-in functions and those a policy allows may be called")
                 return
             }
             noteCalledFunction(name, schema: schema)
+        }
+
+        /// Whether a call certainly reaches a built-in function. An unqualified name that is
+        /// also a user function's (as of the context's read, or created earlier in this text)
+        /// may resolve to that function through search_path (or a closer argument type): it is
+        /// judged as a user function.
+        func isBuiltin(_ name: String, schema: String?) -> Bool {
+            guard builtinFunctions?.contains(name) ?? false else { return false }
+            if schema == "pg_catalog" || schema == "information_schema" { return true }
+            return schema == nil && !context.userFunctions.contains(name) && !createdFunctions.contains(name)
         }
 
         /// Operators call functions: the same rules, by operator symbol.
@@ -530,7 +611,7 @@ public struct MaskingRewriter: Sendable {
         /// A called function the context knows nothing about (not built in, not a user function
         /// when the context was read) was created since: it could read a masked table.
         mutating func noteCalledFunction(_ name: String, schema: String?) {
-            let builtin = (builtinFunctions?.contains(name) ?? false) && (schema == nil || schema == "pg_catalog" || schema == "information_schema")
+            let builtin = isBuiltin(name, schema: schema)
             if !builtin || name == "set_config" { changesSession = true }
             guard unknownFunction == nil, !context.userFunctions.contains(name) else { return }
             if !builtin { unknownFunction = name }
@@ -540,6 +621,11 @@ public struct MaskingRewriter: Sendable {
             guard let name = rangeVar["relname"]?.string else { return }
             let schema = rangeVar["schemaname"]?.string
             if schema == nil, ctes.contains(name) { return }
+            if schema == "pg_toast" || (schema == nil && name.hasPrefix("pg_toast_")) {
+                // A table's TOAST relation holds its long values as they are.
+                refuse("\(schema.map { "\($0)." } ?? "")\(name) holds tables' values out of line and is not allowed")
+                return
+            }
             if MaskingRewriter.valueRevealingRelations.contains(name) && (schema == nil || schema == "pg_catalog") {
                 refuse("\(name) shows column values and is not allowed")
                 return

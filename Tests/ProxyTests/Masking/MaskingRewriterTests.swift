@@ -28,7 +28,7 @@ import Testing
         return context
     }
 
-    static let builtins: Set<String> = ["count", "upper", "now", "row_to_json", "ts_rewrite", "=", "<", ">", "||", "~~", "+", "-"]
+    static let builtins: Set<String> = ["count", "upper", "lower", "left", "now", "row_to_json", "ts_rewrite", "=", "<", ">", "||", "~~", "+", "-"]
     private func rewrite(_ sql: String, _ context: MaskingContext = context()) -> MaskingRewriter.Result {
         MaskingRewriter(context: context, builtinFunctions: Self.builtins).rewrite(sql)
     }
@@ -117,7 +117,8 @@ import Testing
         ("CREATE TYPE pair AS (a int, b text)", nil),
         ("CREATE TYPE r AS RANGE (subtype = int4)", nil),
         ("CREATE TEMP TABLE t (x int DEFAULT 1 CHECK (x > 0))", nil),
-        ("ALTER TABLE test_schema.employees ADD COLUMN note text", nil),
+        ("ALTER TABLE test_schema.employees ADD COLUMN note text NOT NULL DEFAULT 'n', ALTER ssn SET STATISTICS 0", nil),
+        ("SELECT pg_catalog.lower('X'), lower('Y')", nil),
         ("TRUNCATE employees", nil),
         ("COMMENT ON TABLE employees IS 'x'", nil),
         ("ALTER ROLE reader PASSWORD 'x'", nil),
@@ -165,6 +166,20 @@ import Testing
         ("CREATE TABLE mine (x text REFERENCES test_schema.employees (ssn))", "a foreign key to masked table test_schema.employees is not allowed"),
         ("ALTER TABLE mine ADD FOREIGN KEY (x) REFERENCES test_schema.employees (ssn)", "a foreign key to masked table test_schema.employees is not allowed"),
         ("CREATE TYPE r AS RANGE (subtype = int4, subtype_diff = report)", "with a subtype_diff function is not allowed"),
+        // A masked owner's definitions that would read values or move them out of the policy.
+        ("ALTER TABLE test_schema.employees ADD CONSTRAINT c CHECK (ssn::int > 0)", "ALTER TABLE on masked table test_schema.employees is not allowed"),
+        ("ALTER TABLE test_schema.employees ADD COLUMN c text GENERATED ALWAYS AS (ssn) STORED", "ALTER TABLE on masked table test_schema.employees"),
+        ("ALTER TABLE test_schema.employees ADD COLUMN c int CHECK (ssn::int > c)", "ALTER TABLE on masked table test_schema.employees"),
+        ("ALTER TABLE test_schema.employees ADD COLUMN note text, ALTER ssn TYPE int USING ssn::int", "ALTER TABLE on masked table test_schema.employees"),
+        ("ALTER TABLE test_schema.employees RENAME ssn TO x", "on masked table test_schema.employees is not allowed"),
+        ("ALTER TABLE test_schema.employees SET SCHEMA public", "on masked table test_schema.employees is not allowed"),
+        ("CREATE UNIQUE INDEX ON test_schema.employees (left(ssn, 3))", "CREATE INDEX on masked table test_schema.employees"),
+        ("CREATE STATISTICS s ON id, ssn FROM test_schema.employees", "on masked table test_schema.employees"),
+        ("GRANT SELECT ON test_schema.employees TO PUBLIC", "on masked table test_schema.employees"),
+        // An unqualified built-in name that is also a user function's, or one made earlier in the text.
+        ("CREATE FUNCTION me.lower(text) RETURNS text LANGUAGE sql AS 'SELECT $1'; SELECT lower('X')", "function lower() is not built in"),
+        ("SELECT chunk_data FROM pg_toast.pg_toast_16400", "pg_toast.pg_toast_16400 holds tables' values out of line"),
+        ("SELECT chunk_data FROM pg_toast_16400", "pg_toast_16400 holds tables' values out of line"),
     ])
     func whatCannotBeSeenIntoIsRefused(_ sql: String, _ message: String) {
         guard case .refused(let error) = rewrite(sql, Self.context(riskyDefiners: ["leak"], userFunctions: ["leak", "report"])) else {
@@ -173,6 +188,28 @@ import Testing
         }
         #expect(error.sqlState == "42501")
         #expect(error.message.contains(message), "\(error.message)")
+    }
+
+    /// A user function named like a built-in may be what an unqualified call reaches (through
+    /// search_path, or a closer argument type): judged as a user function; the qualified
+    /// built-in still runs.
+    @Test func aUserFunctionNamedLikeABuiltinIsJudgedAsAUserFunction() {
+        let context = Self.context(userFunctions: ["upper"])
+        guard case .refused(let error) = rewrite("SELECT upper('x')", context) else {
+            Issue.record("upper('x') was not refused")
+            return
+        }
+        #expect(error.message.contains("function upper() is not built in"), "\(error.message)")
+        #expect(rewrite("SELECT pg_catalog.upper('x')", context) == .unchanged)
+        #expect(rewrite("SELECT upper('x')", Self.context(userFunctions: ["upper"], backedUp: true)) == .unchanged)
+    }
+
+    /// CREATE TABLE ... AS EXECUTE and EXPLAIN EXECUTE run a prepared statement: recorded as EXECUTE.
+    @Test func nestedExecuteIsRecordedAsExecute() {
+        for sql in ["CREATE TABLE loot AS EXECUTE p", "EXPLAIN EXECUTE p", "EXPLAIN CREATE TABLE loot AS EXECUTE p"] {
+            let analysis = MaskingRewriter(context: Self.context(backedUp: true)).analyze(sql, bytes: Array(sql.utf8))
+            #expect(analysis.uses == [.execute("p")], "\(sql)")
+        }
     }
 
     /// With every masked table backed up by the server, a function that is not built in runs as
