@@ -622,4 +622,63 @@ import Testing
             #expect(output == "SET\n3:x\nCOMMENT\nCREATE TABLE\n", "\(output)")
         }
     }
+    /// A SECURITY DEFINER function whose owner can read a sensitive column, with the server
+    /// backstop in force: called directly it is refused; a function, default, trigger or DO
+    /// block of the masked role's own could call it unseen, so while it exists only code the
+    /// proxy can read runs for masked roles.
+    @Test func aRiskyDefinerIsNotReachableThroughCodeTheProxyCannotRead() async throws {
+        try await TargetRoles.ensure()
+        let setup = { (role: (String) -> String) in
+            """
+            CREATE SCHEMA sec;
+            CREATE TABLE sec.emp (id int PRIMARY KEY, name text, ssn text);
+            INSERT INTO sec.emp SELECT g, 'name ' || g, 'CANARY-SSN-a41c-' || g FROM generate_series(1, 5) g;
+            GRANT USAGE ON SCHEMA sec TO PUBLIC;
+            GRANT SELECT ON sec.emp TO \(role("masked"));
+            CREATE SCHEMA own AUTHORIZATION \(role("masked"));
+            CREATE TABLE own.emp (id int, ssn text);
+            ALTER TABLE own.emp OWNER TO \(role("masked"));
+            CREATE FUNCTION sec.lookup(int) RETURNS text SECURITY DEFINER LANGUAGE sql AS $$ SELECT ssn FROM sec.emp WHERE id = $1 $$;
+            """
+        }
+        let policies = { (role: (String) -> String) in
+            """
+            policies:
+              - table: sec.emp
+                unmasked_roles: []
+                masked_roles: [\(role("masked"))]
+                columns:
+                  ssn: "null"
+            """
+        }
+        try await MaskedDatabase.with(roles: ["masked"], setup: setup, policies: policies) { db in
+            let status = try await db.throughProxy().exec("SELECT server_enforced FROM pgclone.policy_status()")
+            #expect(status.strings == ["yes"], "the server backs the policy up: \(status.strings)")
+            // Made straight on the server by the role itself (around the proxy, where it may).
+            let own = try await db.direct(db.role("masked"))
+            try await own.exec("CREATE FUNCTION own.wrap0(int) RETURNS text LANGUAGE sql AS $$ SELECT sec.lookup($1) $$")
+            let conninfo = db.proxyInfo(db.role("masked"))
+            for sql in [
+                "SELECT sec.lookup(1)",
+                "SELECT own.wrap0(1)",
+                "CREATE FUNCTION own.wrap(int) RETURNS text LANGUAGE sql AS $$ SELECT sec.lookup($1) $$; SELECT own.wrap(2)",
+                "CREATE TABLE own.t (id int, x text DEFAULT own.wrap0(4))",
+                "CREATE FUNCTION own.trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.ssn := sec.lookup(1); RETURN NEW; END $$",
+                "CREATE TRIGGER t BEFORE INSERT ON own.emp FOR EACH ROW EXECUTE FUNCTION own.trg()",
+                "DO $$ BEGIN RAISE NOTICE '%', sec.lookup(3); END $$",
+            ] {
+                let output = try await psql(conninfo, sql)
+                assertNoCanary(output, sql)
+                if sql.hasPrefix("CREATE FUNCTION own.trg") {
+                    #expect(output == "CREATE FUNCTION\n", "\(sql): \(output)")
+                } else {
+                    #expect(output.contains("ERROR:  42501"), "\(sql): \(output)")
+                }
+            }
+            let wrapped = try await psql(conninfo, "SELECT own.wrap0(1)")
+            #expect(wrapped.contains("SECURITY DEFINER function lookup() can read sensitive columns with its owner's rights"), "\(wrapped)")
+            // Built-ins and masked reads go on.
+            #expect(try await psql(conninfo, "SELECT upper(name) || ':' || coalesce(ssn, 'null') FROM sec.emp WHERE id = 1") == "NAME 1:null\n")
+        }
+    }
 }

@@ -110,6 +110,15 @@ public struct MaskingContext: Sendable, Hashable {
         }
     }
 
+    /// A SECURITY DEFINER function no policy allows can read sensitive columns with its owner's
+    /// rights: code the proxy cannot see into (a user function's body, a trigger, DO) could call
+    /// it, and the server would not stop it.
+    public var definerReachable: Bool { !riskyDefiners.subtracting(allowedFunctions).isEmpty }
+
+    /// Only code the proxy can read may run for the session: the server does not back up every
+    /// masked table, or a risky definer could be reached through code the proxy cannot read.
+    public var runsOnlyVisibleCode: Bool { reliesOnRewriteAlone || definerReachable }
+
     /// The ancestor of a misplaced policy's table that a RangeVar names, if any.
     func misplacedAncestor(schema: String?, name: String) -> Misplaced? {
         misplacedPolicyAncestors.first { ancestor in

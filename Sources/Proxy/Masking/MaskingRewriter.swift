@@ -61,6 +61,15 @@ public struct MaskingRewriter: Sendable {
         "CreateSchemaStmt",
     ]
 
+    /// Why a masked session may run only code pgclone can read (`MaskingContext.runsOnlyVisibleCode`).
+    static func whyOnlyVisibleCode(_ context: MaskingContext) -> String {
+        if context.reliesOnRewriteAlone {
+            return "a masking policy here is enforced by the proxy's rewrite alone (see pgclone.policy_status())"
+        }
+        let definers = context.riskyDefiners.subtracting(context.allowedFunctions).sorted().map { "\($0)()" }.joined(separator: ", ")
+        return "SECURITY DEFINER function \(definers) can read sensitive columns with its owner's rights, and code pgclone cannot read could call it"
+    }
+
     /// ALTER TABLE actions that read no value of the table and keep its columns where the
     /// policy finds them (a new column only with NOT NULL, NULL or DEFAULT: a column CHECK or a
     /// generated expression may read the others).
@@ -155,7 +164,7 @@ public struct MaskingRewriter: Sendable {
         do {
             statements = try PostgresParser.parse(sql)
         } catch {
-            if !context.reliesOnRewriteAlone {
+            if !context.runsOnlyVisibleCode {
                 // The server refuses the sensitive columns to this session whatever the text does:
                 // it goes as written (a syntax error gets the server's own error and position),
                 // and anything may have changed after it.
@@ -183,10 +192,11 @@ public struct MaskingRewriter: Sendable {
             walker.readsSystemColumns = Self.namesSystemColumn(body)
             if Self.allowedStatements.contains(kind) {
                 walker.statement(kind, body)
-            } else if Self.definitionStatements.contains(kind) || !context.reliesOnRewriteAlone {
+            } else if Self.definitionStatements.contains(kind) || !context.runsOnlyVisibleCode {
                 walker.definition(kind, body)
             } else {
-                return Analysis(plan: .refused(AdminError("42501", "pgclone: \(Self.describe(kind)) is not allowed for role \"\(context.role)\", which is masked by a policy that the server does not back up here (see pgclone.policy_status())")))
+                let why = context.reliesOnRewriteAlone ? "that the server does not back up here (see pgclone.policy_status())" : "here, and \(Self.whyOnlyVisibleCode(context))"
+                return Analysis(plan: .refused(AdminError("42501", "pgclone: \(Self.describe(kind)) is not allowed for role \"\(context.role)\", which is masked by a policy \(why)")))
             }
             if let refusal = walker.refusal { return Analysis(plan: .refused(refusal)) }
             var effects = Self.effects(kind, body)
@@ -401,13 +411,13 @@ public struct MaskingRewriter: Sendable {
                     guard let (kind, inner) = element.tagged else { continue }
                     if MaskingRewriter.allowedStatements.contains(kind) {
                         statement(kind, inner)
-                    } else if MaskingRewriter.definitionStatements.contains(kind) || !context.reliesOnRewriteAlone {
+                    } else if MaskingRewriter.definitionStatements.contains(kind) || !context.runsOnlyVisibleCode {
                         definition(kind, inner)
                     } else {
                         refuse("\(MaskingRewriter.describe(kind)) is not allowed")
                     }
                 }
-            case "CreateRangeStmt" where context.reliesOnRewriteAlone:
+            case "CreateRangeStmt" where context.runsOnlyVisibleCode:
                 // Their support functions would run, unseen, in index and range operations.
                 for parameter in body["params"]?.array ?? [] {
                     let name = parameter["DefElem"]?["defname"]?.string ?? ""
@@ -574,8 +584,8 @@ public struct MaskingRewriter: Sendable {
                 return
             }
             let builtin = isBuiltin(name, schema: schema)
-            if !builtin && !allowed && context.reliesOnRewriteAlone {
-                refuse("function \(name)() is not built in, and a masking policy here is enforced by the proxy's rewrite alone (see pgclone.policy_status()): only built-in functions and those a policy allows may be called")
+            if !builtin && !allowed && context.runsOnlyVisibleCode {
+                refuse("function \(name)() is not built in, and \(MaskingRewriter.whyOnlyVisibleCode(context)): only built-in functions and those a policy allows may be called")
                 return
             }
             noteCalledFunction(name, schema: schema)
@@ -598,8 +608,8 @@ public struct MaskingRewriter: Sendable {
                 refuse("operator \(name) runs a function with the rights of its owner, who can read sensitive columns; it is not allowed")
                 return
             }
-            if context.userOperators.contains(name) && context.reliesOnRewriteAlone {
-                refuse("operator \(name) is not built in, and a masking policy here is enforced by the proxy's rewrite alone: it is not allowed")
+            if context.userOperators.contains(name) && context.runsOnlyVisibleCode {
+                refuse("operator \(name) is not built in, and \(MaskingRewriter.whyOnlyVisibleCode(context)): it is not allowed")
                 return
             }
             // An operator neither built in nor known to the context was created since it was read.
@@ -634,8 +644,8 @@ public struct MaskingRewriter: Sendable {
                 refuse("\(schema.map { "\($0)." } ?? "")\(name) reads a masked table and is not allowed")
                 return
             }
-            if context.reliesOnRewriteAlone && context.viewsCallingFunctions.contains(name) {
-                refuse("\(schema.map { "\($0)." } ?? "")\(name) calls functions that are not built in, and a masking policy here is enforced by the proxy's rewrite alone: it is not allowed")
+            if context.runsOnlyVisibleCode && context.viewsCallingFunctions.contains(name) {
+                refuse("\(schema.map { "\($0)." } ?? "")\(name) calls functions that are not built in, and \(MaskingRewriter.whyOnlyVisibleCode(context)): it is not allowed")
                 return
             }
             if let ancestor = context.misplacedAncestor(schema: schema, name: name) {

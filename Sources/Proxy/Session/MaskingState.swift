@@ -94,7 +94,7 @@ struct MaskingState {
     /// every sensitive column (then a statement that misses the rewrite gets "permission denied").
     var preparedStatementsNeedTheRewrite: Bool {
         guard let context else { return true }
-        return context.isMasked && context.reliesOnRewriteAlone
+        return context.isMasked && context.runsOnlyVisibleCode
     }
 
     /// The session's current role is masked (as last read; a superuser never is).
@@ -415,7 +415,7 @@ struct MaskingState {
         // does not know; where the server refuses the session every sensitive column, such a view
         // could not have read one (it reads with its owner's rights, and the backstop takes
         // those from views over sensitive columns too).
-        for column in description.columns where column.tableOID > context.maximumRelationOID && context.reliesOnRewriteAlone {
+        for column in description.columns where column.tableOID > context.maximumRelationOID && context.runsOnlyVisibleCode {
             knowledge = knowledge == .current ? .stale : knowledge
             return "pgclone: result column \"\(column.name)\" comes from a relation created after this session's masking context was read; run the statement again"
         }

@@ -409,7 +409,7 @@ struct SessionStateMachine {
             let text: String
             switch StatementText.decode(Array(bytes), settings: masking.reading) {
             case .success(let decoded): text = decoded
-            case .failure where !context.reliesOnRewriteAlone:
+            case .failure where !context.runsOnlyVisibleCode:
                 // Unreadable here, but the server refuses this session every sensitive column:
                 // the text goes as written, and anything may have changed after it.
                 masking.note(.all)
@@ -509,7 +509,7 @@ struct SessionStateMachine {
             let text: String
             switch StatementText.decode(bytes, settings: masking.reading) {
             case .success(let decoded): text = decoded
-            case .failure where !context.reliesOnRewriteAlone:
+            case .failure where !context.runsOnlyVisibleCode:
                 // As for a simple Query: the server's privileges decide.
                 masking.note(.all)
                 return relayParse(parse, frame: frame)
