@@ -144,11 +144,17 @@ public struct PrivilegeReconciler: Sendable {
             let masked = maskedRoles[target.policyIndex] ?? []
             var relation = Relation(policy: policy.qualifiedName, schema: target.schema, name: target.name, oid: target.oid, enforced: false)
             relation.reason = try await obstacle(target, policy: policy, masked: masked, service: service)
+            let exception = relation.reason == nil ? try await roleException(target, masked: masked) : nil
             if relation.reason != nil {
                 relation.changes = try await restore(target.oid)
             } else {
                 relation.changes = try await enforce(target, policy: policy, masked: masked)
-                relation.enforced = true
+                // A masked role the server cannot hold back (an owner, a reader of everything)
+                // does not take the backstop from the others: they are held back, and that
+                // role's sessions rely on the rewrite alone (the proxy sees its privileges).
+                relation.enforced = exception == nil
+                relation.reason = exception.map { "\($0); the server backs it up for the other masked roles" }
+                if exception != nil { try await grantViewsToMaskedOwners(target, masked: masked) }
                 // (After enforcing: rebuilding a view gives back first, which drops the claim.)
                 try await claim(target.oid, for: ownership.owner(of: policy))
             }
@@ -274,29 +280,55 @@ public struct PrivilegeReconciler: Sendable {
             return "pgclone's service role \(service.name) neither owns \(target.schema).\(target.name) nor is a superuser, so it cannot manage its privileges"
         }
         let rows = try await connection.query("""
-            SELECT
-              (SELECT r.rolname::pg_catalog.text FROM pg_catalog.unnest($1::pg_catalog.oid[]) m(oid) JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.oid
-               WHERE pg_catalog.pg_has_role(m.oid, $2::pg_catalog.oid, 'MEMBER') ORDER BY 1 LIMIT 1),
-              (SELECT r.rolname::pg_catalog.text FROM pg_catalog.unnest($1::pg_catalog.oid[]) m(oid) JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.oid
-               WHERE pg_catalog.pg_has_role(m.oid, 'pg_read_all_data', 'MEMBER') ORDER BY 1 LIMIT 1),
-              (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.pg_get_userbyid(a.grantor)::pg_catalog.text, ', ')
-               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
-               WHERE c.oid OPERATOR(pg_catalog.=) $3::pg_catalog.oid AND a.grantor OPERATOR(pg_catalog.<>) $4::pg_catalog.oid
-                 AND a.grantor OPERATOR(pg_catalog.<>) c.relowner)
-            """, [SQL.oidArray(masked), target.owner, String(target.oid), service.oid])
-        if let role = rows.string(0, 0) {
-            return "masked role \(role) owns \(target.schema).\(target.name) or can act as its owner \(target.ownerName), and an owner can always grant itself back what is revoked"
-        }
-        if let role = rows.string(0, 1) {
-            return "masked role \(role) is a member of pg_read_all_data, which reads every table"
-        }
-        if !service.isSuperuser, let grantors = rows.string(0, 2) {
+            SELECT pg_catalog.string_agg(DISTINCT pg_catalog.pg_get_userbyid(a.grantor)::pg_catalog.text, ', ')
+            FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+            WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.grantor OPERATOR(pg_catalog.<>) $2::pg_catalog.oid
+              AND a.grantor OPERATOR(pg_catalog.<>) c.relowner
+            """, [String(target.oid), service.oid])
+        if !service.isSuperuser, let grantors = rows.string(0, 0) {
             return "privileges on \(target.schema).\(target.name) granted by \(grantors) can only be revoked by them or a superuser"
         }
         if target.rowSecurity && (service.isSuperuser || service.bypassesRLS || (target.owner == service.oid && !target.forceRowSecurity)) {
             return "\(target.schema).\(target.name) has row-level security, which would not apply to masked reads through a view owned by \(service.name)"
         }
         return nil
+    }
+
+    /// A masked role whose privileges the server cannot take: one that owns the table (or can act
+    /// as its owner: an owner grants itself back what is revoked) or reads every table
+    /// (pg_read_all_data). nil when there is none.
+    private func roleException(_ target: Target, masked: [String]) async throws -> String? {
+        let rows = try await connection.query("""
+            SELECT
+              (SELECT r.rolname::pg_catalog.text FROM pg_catalog.unnest($1::pg_catalog.oid[]) m(oid) JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.oid
+               WHERE pg_catalog.pg_has_role(m.oid, $2::pg_catalog.oid, 'MEMBER') ORDER BY 1 LIMIT 1),
+              (SELECT r.rolname::pg_catalog.text FROM pg_catalog.unnest($1::pg_catalog.oid[]) m(oid) JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.oid
+               WHERE pg_catalog.pg_has_role(m.oid, 'pg_read_all_data', 'MEMBER') ORDER BY 1 LIMIT 1)
+            """, [SQL.oidArray(masked), target.owner])
+        if let role = rows.string(0, 0) {
+            return "masked role \(role) owns \(target.schema).\(target.name) or can act as its owner \(target.ownerName), and an owner can always grant itself back what is revoked"
+        }
+        if let role = rows.string(0, 1) {
+            return "masked role \(role) is a member of pg_read_all_data, which reads every table"
+        }
+        return nil
+    }
+
+    /// A masked owner reads the table through its mask views like every masked role (the proxy
+    /// points its reads there); it holds no grant the views could stand in for, so it gets them
+    /// here. (They go with the views when the policy is dropped.)
+    private func grantViewsToMaskedOwners(_ target: Target, masked: [String]) async throws {
+        let owners = try await connection.query("""
+            SELECT r.rolname::pg_catalog.text FROM pg_catalog.unnest($1::pg_catalog.oid[]) m(oid) JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.oid
+            WHERE pg_catalog.pg_has_role(m.oid, $2::pg_catalog.oid, 'MEMBER') ORDER BY 1
+            """, [SQL.oidArray(masked), target.owner]).strings.compactMap { $0 }
+        guard !owners.isEmpty else { return }
+        for only in target.hasChildren ? [false, true] : [false] {
+            for system in [false, true] {
+                let view = MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: only, system: system)
+                try await connection.exec("GRANT SELECT ON \(view) TO \(owners.map(SQL.identifier).joined(separator: ", "))")
+            }
+        }
     }
 
     // MARK: - Enforcing
