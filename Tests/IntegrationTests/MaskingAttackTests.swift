@@ -270,6 +270,7 @@ import Testing
                 ("SELECT count(*) FROM sec.emp TABLESAMPLE BERNOULLI (100)", "5"),
                 ("SELECT count(*) FROM sec.emp AS e TABLESAMPLE SYSTEM (100) WHERE e.id > 0", "5"),
                 ("SELECT count(*) FROM ONLY sec.emp", "5"),
+                ("SELECT count(*) FROM ONLY (sec.emp) WHERE ssn IS NULL", "5"),
                 ("SELECT count(*) FROM sec.emp *", "5"),
                 ("SELECT sec.emp.email FROM sec.emp WHERE sec.emp.id = 1", "C***@example.com"),
                 ("SELECT upper(name) || length(email) FROM sec.emp WHERE id = 2", "NAME 216"),

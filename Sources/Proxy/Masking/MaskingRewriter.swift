@@ -658,6 +658,12 @@ public struct MaskingRewriter: Sendable {
             // `t *` (the table and its descendants, the default): the star belongs to the name.
             let next = lexer.skipSpaceAndComments(from: nameEnd)
             if next < lexer.bytes.count, lexer.bytes[next] == UInt8(ascii: "*") { nameEnd = next + 1 }
+            // `ONLY (t)`: the parentheses go with the name (an alias may not stand inside them).
+            var nameStart = location
+            if let (open, close) = parenthesizedAfterOnly(location, nameEnd) {
+                nameStart = open
+                nameEnd = close
+            }
             let only = rangeVar["inh"]?.bool != true
             let relation: String
             switch table.maskedRelation(only: only, system: readsSystemColumns) {
@@ -668,7 +674,7 @@ public struct MaskingRewriter: Sendable {
             }
             // What precedes the name: ONLY, TABLE, or TABLE ONLY.
             var keywords: [(word: String, start: Int)] = []
-            var cursor = location
+            var cursor = nameStart
             while keywords.count < 2, let (word, start) = lexer.previousWord(before: cursor), word == "only" || word == "table" {
                 keywords.append((word, start))
                 cursor = start
@@ -682,14 +688,24 @@ public struct MaskingRewriter: Sendable {
             switch table.reads {
             case .views:
                 // A view takes ONLY and TABLE as the table did: only the name changes.
-                edits.append(Edit(range: location..<nameEnd, replacement: relation + alias))
+                edits.append(Edit(range: nameStart..<nameEnd, replacement: relation + alias))
             case .inline, .stale:
                 // ONLY (SELECT ...) and TABLE (SELECT ...) are not SQL: the subquery replaces them too.
-                let start = keywords.last?.start ?? location
+                let start = keywords.last?.start ?? nameStart
                 let prefix = isTableCommand ? "SELECT * FROM " : ""
                 let subqueryAlias = isTableCommand && !hasAlias ? " AS \(SQL.identifier(name))" : alias
                 edits.append(Edit(range: start..<nameEnd, replacement: prefix + relation + subqueryAlias))
             }
+        }
+
+        /// The span of `(` name `)` when the name at `start..<end` stands in parentheses after ONLY.
+        func parenthesizedAfterOnly(_ start: Int, _ end: Int) -> (Int, Int)? {
+            var open = start - 1
+            while open >= 0, [UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r")].contains(lexer.bytes[open]) { open -= 1 }
+            guard open >= 0, lexer.bytes[open] == UInt8(ascii: "("), lexer.previousWord(before: open)?.0 == "only" else { return nil }
+            let close = lexer.skipSpaceAndComments(from: end)
+            guard close < lexer.bytes.count, lexer.bytes[close] == UInt8(ascii: ")") else { return nil }
+            return (open, close + 1)
         }
 
         /// `t TABLESAMPLE BERNOULLI (p)` (or SYSTEM) of a masked table: a view cannot be sampled, so

@@ -41,6 +41,12 @@ import Testing
         #expect(rewrite("SELECT e.email FROM test_schema.employees e") == .rewritten("SELECT e.email FROM \(masked) e"))
         #expect(rewrite("SELECT * FROM ONLY test_schema.employees") == .rewritten("SELECT * FROM \(Self.employees.maskedRelation(only: true).text) AS \"employees\""))
         #expect(rewrite("TABLE test_schema.employees") == .rewritten("SELECT * FROM \(masked) AS \"employees\""))
+        // ONLY (t): the parentheses go with the name; with an alias after them, and under the server backstop.
+        #expect(rewrite("SELECT id FROM ONLY ( test_schema.employees ) WHERE id = 1")
+                == .rewritten("SELECT id FROM \(Self.employees.maskedRelation(only: true).text) AS \"employees\" WHERE id = 1"))
+        #expect(rewrite("SELECT e.id FROM ONLY (test_schema.employees) e") == .rewritten("SELECT e.id FROM \(Self.employees.maskedRelation(only: true).text) e"))
+        #expect(rewrite("SELECT id FROM ONLY (test_schema.employees)", Self.context(backedUp: true))
+                == .rewritten("SELECT id FROM ONLY pgclone_masked.\"v (only)\" AS \"employees\""))
         // COPY t TO reads t's own rows only, as the server does.
         let only = Self.employees.maskedRelation(only: true).text
         #expect(rewrite("COPY test_schema.employees TO STDOUT")
