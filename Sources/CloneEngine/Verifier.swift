@@ -144,28 +144,92 @@ struct Verifier {
         (table.isPartitioned ? "" : "ONLY ") + SQL.qualified(table.schema, table.name)
     }
 
-    /// The hash of one row: hash_record (the types' own hash functions, no text conversion: much
-    /// cheaper) where every column's type can be hashed, else hashtext of the row's text.
-    private func rowHash(_ columns: [String], byRecord: Bool) -> String {
-        byRecord ? "pg_catalog.hash_record(ROW(\(columns.joined(separator: ", "))))"
-                 : "pg_catalog.hashtext(ROW(\(columns.joined(separator: ", ")))::pg_catalog.text)"
+    /// The candidate row hashes, cheapest first; each is an int8 in [-2³¹, 2³¹) (KeyMoments
+    /// multiplies it by a key below 2³²). `columns` are quoted names, `functions` each column's
+    /// extended hash function (nil where its type has none that hashes the same on every server).
+    /// 1. Each column's own extended hash (its text's where nil), seeded by its position (values
+    ///    swapped between columns differ), XORed, the high half kept: no row is built.
+    /// 2. The same over every column's text (where a type's function fails on a value).
+    /// 3. hashtext of the row's text.
+    static func rowHashes(_ columns: [String], functions: [String?]) -> [String] {
+        func combined(_ functions: [String?]) -> String {
+            let parts = zip(columns, functions).enumerated().map { index, pair in
+                let hash = pair.1.map { "\($0)(\(pair.0), \(index + 1))" } ?? "pg_catalog.hashtextextended(\(pair.0)::pg_catalog.text, \(index + 1))"
+                // NULL gets a value of its own per column.
+                return "COALESCE(\(hash), \(-7_046_029_254_386_353_131 &+ Int64(index) &* 40_503))"
+            }
+            return "((\(parts.joined(separator: " OPERATOR(pg_catalog.#) "))) OPERATOR(pg_catalog.>>) 32)"
+        }
+        var candidates: [String] = []
+        if !columns.isEmpty, functions.count == columns.count {
+            if functions.contains(where: { $0 != nil }) { candidates.append(combined(functions)) }
+            candidates.append(combined(columns.map { _ in nil }))
+        }
+        candidates.append("pg_catalog.hashtext(ROW(\(columns.joined(separator: ", ")))::pg_catalog.text)::pg_catalog.int8")
+        return candidates
     }
 
-    /// Whether hash_record works for the table's columns (a type without a hash function, such
-    /// as json or point, makes it fail on the first row).
-    private func recordHashWorks(_ table: Table, columns: [String]) async throws -> Bool {
-        try await source.exec("SAVEPOINT pgclone_verify_probe")
+    /// Each column's extended hash function (the type's default hash operator class, support
+    /// function 2; domains hash as their base type; arrays of base types by their generic
+    /// function), by column name, as a qualified name. Enums hash their OIDs, which differ
+    /// between servers: they, and the ranges, composites and arrays that could hold one, are
+    /// hashed as text.
+    private func extendedHashFunctions(_ table: Table) async throws -> [String: String] {
+        let rows = try await source.query("""
+            WITH c AS (
+              SELECT a.attname::pg_catalog.text AS name, CASE WHEN t.typtype OPERATOR(pg_catalog.=) 'd' THEN t.typbasetype ELSE t.oid END AS type
+              FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+              WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+            )
+            SELECT c.name, COALESCE(
+              (SELECT pg_catalog.format('%I.%I', pn.nspname, pr.proname)
+               FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) oc.opcmethod AND am.amname OPERATOR(pg_catalog.=) 'hash'
+               JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily OPERATOR(pg_catalog.=) oc.opcfamily AND ap.amprocnum OPERATOR(pg_catalog.=) 2
+                 AND ap.amproclefttype OPERATOR(pg_catalog.=) oc.opcintype AND ap.amprocrighttype OPERATOR(pg_catalog.=) oc.opcintype
+               JOIN pg_catalog.pg_proc pr ON pr.oid OPERATOR(pg_catalog.=) ap.amproc JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) pr.pronamespace
+               WHERE oc.opcdefault AND (oc.opcintype OPERATOR(pg_catalog.=) c.type OR EXISTS (
+                 SELECT 1 FROM pg_catalog.pg_cast k WHERE k.castsource OPERATOR(pg_catalog.=) c.type AND k.casttarget OPERATOR(pg_catalog.=) oc.opcintype
+                   AND k.castmethod OPERATOR(pg_catalog.=) 'b' AND k.castcontext OPERATOR(pg_catalog.=) 'i'))
+               ORDER BY oc.opcintype OPERATOR(pg_catalog.=) c.type DESC LIMIT 1),
+              (SELECT 'pg_catalog.hash_array_extended' FROM pg_catalog.pg_type t JOIN pg_catalog.pg_type e ON e.oid OPERATOR(pg_catalog.=) t.typelem
+               WHERE t.oid OPERATOR(pg_catalog.=) c.type AND t.typcategory OPERATOR(pg_catalog.=) 'A' AND e.typtype OPERATOR(pg_catalog.=) 'b'))
+            FROM c JOIN pg_catalog.pg_type ct ON ct.oid OPERATOR(pg_catalog.=) c.type
+            WHERE ct.typtype OPERATOR(pg_catalog.=) 'b'
+            """, [SQL.qualified(table.schema, table.name)])
+        var functions: [String: String] = [:]
+        for row in rows.rows.indices {
+            if let name = rows.string(row, 0), let function = rows.string(row, 1) { functions[SQL.identifier(name)] = function }
+        }
+        return functions
+    }
+
+    /// The cheapest row hash that works on both sides for the table's columns (a type without a
+    /// hash function, such as json or point, makes the first candidates fail on the first row).
+    private func chooseRowHash(_ table: Table, _ other: Table, columns: [String]) async throws -> String {
+        let functions = try await extendedHashFunctions(table)
+        let candidates = Self.rowHashes(columns, functions: columns.map { functions[$0] })
+        for candidate in candidates.dropLast() {
+            async let left = probe(candidate, table, on: source)
+            async let right = probe(candidate, other, on: target)
+            let (a, b) = try await (left, right)
+            if a && b { return candidate }
+        }
+        return candidates.last!
+    }
+
+    private func probe(_ hash: String, _ table: Table, on connection: PQConnection) async throws -> Bool {
+        try await connection.exec("SAVEPOINT pgclone_verify_probe")
         do {
-            _ = try await source.exec("SELECT \(rowHash(columns, byRecord: true)) FROM \(relation(table)) AS t LIMIT 1")
-            try await source.exec("RELEASE SAVEPOINT pgclone_verify_probe")
+            _ = try await connection.exec("SELECT \(hash) FROM \(relation(table)) AS t LIMIT 1")
+            try await connection.exec("RELEASE SAVEPOINT pgclone_verify_probe")
             return true
         } catch {
-            try await source.exec("ROLLBACK TO SAVEPOINT pgclone_verify_probe")
+            try await connection.exec("ROLLBACK TO SAVEPOINT pgclone_verify_probe")
             return false
         }
     }
 
-    private func measure(_ table: Table, on connection: PQConnection, columns: [String], byRecord: Bool = false, range: ClosedRange<Int64>? = nil) async throws -> Measure {
+    private func measure(_ table: Table, on connection: PQConnection, columns: [String], hash: String = "", range: ClosedRange<Int64>? = nil) async throws -> Measure {
         if options.mode == .estimate && range == nil {
             let estimate = try await connection.query("""
                 SELECT CASE WHEN pg_catalog.bool_or(c.reltuples OPERATOR(pg_catalog.<) 0) THEN NULL ELSE pg_catalog.sum(c.reltuples)::pg_catalog.int8 END
@@ -177,7 +241,7 @@ struct Verifier {
         let filter = range.map { " WHERE \(SQL.identifier(table.integerKey ?? "")) BETWEEN \($0.lowerBound) AND \($0.upperBound)" } ?? ""
         if options.mode == .checksum {
             let result = try await connection.exec("""
-                SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(\(rowHash(columns, byRecord: byRecord))), 0)
+                SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(\(hash)), 0)
                 FROM \(relation(table)) AS t\(filter)
                 """)
             return Measure(count: Int64(result.string(0, 0) ?? "0") ?? 0, hash: Int64(result.string(0, 1) ?? "0"))
@@ -194,13 +258,13 @@ struct Verifier {
             row.detail = "columns differ: " + describeColumns(table.columns, other.columns)
             columns = table.columns.filter(other.columns.contains)
         }
-        let byRecord = options.mode == .checksum ? try await recordHashWorks(table, columns: columns) : false
+        let hash = options.mode == .checksum ? try await chooseRowHash(table, other, columns: columns) : ""
         if options.mode == .checksum, let key = table.integerKey, key == other.integerKey,
-           let keyed = try await compareByKey(table, other, key: key, columns: columns, byRecord: byRecord, row: row) {
+           let keyed = try await compareByKey(table, other, key: key, hash: hash, row: row) {
             return keyed
         }
-        async let sourceMeasure = measure(table, on: source, columns: columns, byRecord: byRecord)
-        async let targetMeasure = measure(other, on: target, columns: columns, byRecord: byRecord)
+        async let sourceMeasure = measure(table, on: source, columns: columns, hash: hash)
+        async let targetMeasure = measure(other, on: target, columns: columns, hash: hash)
         let (mine, theirs) = (try await sourceMeasure, try await targetMeasure)
         row.sourceRows = mine.count
         row.targetRows = theirs.count
@@ -220,10 +284,9 @@ struct Verifier {
     /// sides, so one changed row costs two index lookups more than an identical table. Anything
     /// else is narrowed down by bisection over key ranges.
     /// nil when the key range is too wide to split in buckets (then the table is hashed whole).
-    private func compareByKey(_ table: Table, _ other: Table, key: String, columns: [String], byRecord: Bool, row: Row) async throws -> Row? {
+    private func compareByKey(_ table: Table, _ other: Table, key: String, hash: String, row: Row) async throws -> Row? {
         var row = row
         let column = SQL.identifier(key)
-        let hash = rowHash(columns, byRecord: byRecord)
         let bounds = { (table: Table) in "SELECT pg_catalog.min(\(column))::pg_catalog.int8, pg_catalog.max(\(column))::pg_catalog.int8 FROM \(self.relation(table)) AS t" }
         let (sourceSQL, targetSQL) = (bounds(table), bounds(other))
         async let sourceBounds = source.exec(sourceSQL)
@@ -317,10 +380,11 @@ struct Verifier {
         let sql: (Table) -> String
         if ordered {
             // (OPERATOR(...) forms all share one precedence, left to right: the parentheses matter.)
-            let low = "(\(range.lowerBound)::pg_catalog.int8 OPERATOR(pg_catalog.+) (b OPERATOR(pg_catalog.*) \(step)))"
+            // The bucket number is qualified: the table may have a column of that name.
+            let low = "(\(range.lowerBound)::pg_catalog.int8 OPERATOR(pg_catalog.+) (pgclone_buckets.b OPERATOR(pg_catalog.*) \(step)))"
             sql = { table in
                 """
-                SELECT b, s.n, s.h FROM pg_catalog.generate_series(0::pg_catalog.int8, \(fanOut - 1)) b,
+                SELECT pgclone_buckets.b, s.n, s.h FROM pg_catalog.generate_series(0::pg_catalog.int8, \(fanOut - 1)) AS pgclone_buckets(b),
                 LATERAL (SELECT pg_catalog.count(*) AS n, pg_catalog.sum(\(hash)) AS h FROM \(self.relation(table)) AS t
                          WHERE \(column) BETWEEN \(low) AND LEAST(\(range.upperBound)::pg_catalog.int8, \(low) OPERATOR(pg_catalog.+) \(step - 1))) s
                 WHERE s.n OPERATOR(pg_catalog.>) 0

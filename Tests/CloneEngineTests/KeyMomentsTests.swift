@@ -63,3 +63,18 @@ struct KeyMomentsTests {
         #expect(moments(rows, offset: 0).singleDifferingKey(comparedWith: moments(rows, offset: 0), offset: 0, range: 1...1000) == nil)
     }
 }
+
+struct RowHashTests {
+    /// Each column's extended hash (its text's where it has none) seeded by its position, NULL
+    /// its own value, XORed, the high half kept; then every column as text; then the row's text.
+    @Test func candidatesGoFromColumnHashesToRowText() {
+        let candidates = Verifier.rowHashes(["\"id\"", "\"Mood\""], functions: ["pg_catalog.hashint4extended", nil])
+        #expect(candidates == [
+            "((COALESCE(pg_catalog.hashint4extended(\"id\", 1), -7046029254386353131) OPERATOR(pg_catalog.#) COALESCE(pg_catalog.hashtextextended(\"Mood\"::pg_catalog.text, 2), -7046029254386312628)) OPERATOR(pg_catalog.>>) 32)",
+            "((COALESCE(pg_catalog.hashtextextended(\"id\"::pg_catalog.text, 1), -7046029254386353131) OPERATOR(pg_catalog.#) COALESCE(pg_catalog.hashtextextended(\"Mood\"::pg_catalog.text, 2), -7046029254386312628)) OPERATOR(pg_catalog.>>) 32)",
+            "pg_catalog.hashtext(ROW(\"id\", \"Mood\")::pg_catalog.text)::pg_catalog.int8",
+        ])
+        // No column with a function of its own: the text candidates only.
+        #expect(Verifier.rowHashes(["\"p\""], functions: [nil]).count == 2)
+    }
+}
