@@ -657,11 +657,17 @@ import Testing
             #expect(status.strings == ["yes"], "the server backs the policy up: \(status.strings)")
             // Made straight on the server by the role itself (around the proxy, where it may).
             let own = try await db.direct(db.role("masked"))
-            try await own.exec("CREATE FUNCTION own.wrap0(int) RETURNS text LANGUAGE sql AS $$ SELECT sec.lookup($1) $$")
+            try await own.exec("""
+                CREATE FUNCTION own.wrap0(int) RETURNS text LANGUAGE sql AS $$ SELECT sec.lookup($1) $$;
+                CREATE TABLE own.k (id int); INSERT INTO own.k VALUES (3);
+                CREATE FUNCTION own.leak(own.k) RETURNS text LANGUAGE sql AS $$ SELECT sec.lookup($1.id) $$;
+                """)
             let conninfo = db.proxyInfo(db.role("masked"))
             for sql in [
                 "SELECT sec.lookup(1)",
                 "SELECT own.wrap0(1)",
+                "SELECT k.leak FROM own.k k",
+                "SELECT (k).leak FROM own.k k",
                 "CREATE FUNCTION own.wrap(int) RETURNS text LANGUAGE sql AS $$ SELECT sec.lookup($1) $$; SELECT own.wrap(2)",
                 "CREATE TABLE own.t (id int, x text DEFAULT own.wrap0(4))",
                 "CREATE FUNCTION own.trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.ssn := sec.lookup(1); RETURN NEW; END $$",

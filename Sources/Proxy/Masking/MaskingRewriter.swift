@@ -441,6 +441,19 @@ public struct MaskingRewriter: Sendable {
             if let expression = fields["A_Expr"] {
                 operatorCall(expression["name"]?.array.last?["String"]?["sval"]?.string ?? "")
             }
+            // Functional notation: `t.f` and `(t).f` call f(t) when t has no column f.
+            var selected: [String] = []
+            if let reference = fields["ColumnRef"], let names = reference["fields"]?.array, names.count >= 2,
+               let last = names.last?["String"]?["sval"]?.string {
+                selected.append(last)
+            }
+            if let indirection = fields["A_Indirection"]?["indirection"]?.array {
+                selected += indirection.compactMap { $0["String"]?["sval"]?.string }
+            }
+            for name in selected where context.userFunctions.contains(name) || createdFunctions.contains(name) || context.riskyDefiners.contains(name) {
+                function([name], arguments: 1)
+                if refusal != nil { return }
+            }
         }
 
         /// Walks a definition: queries in it are reads; expressions meet the allow-lists.
@@ -536,6 +549,7 @@ public struct MaskingRewriter: Sendable {
                     return
                 }
                 if let columnRef = fields["ColumnRef"] {
+                    checkCalls(fields)
                     qualifiedColumnReference(columnRef)
                     return
                 }

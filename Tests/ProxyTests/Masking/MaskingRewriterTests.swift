@@ -185,6 +185,10 @@ import Testing
         // An unqualified built-in name that is also a user function's, or one made earlier in the text.
         ("CREATE FUNCTION me.lower(text) RETURNS text LANGUAGE sql AS 'SELECT $1'; SELECT lower('X')", "function lower() is not built in"),
         ("SELECT chunk_data FROM pg_toast.pg_toast_16400", "pg_toast.pg_toast_16400 holds tables' values out of line"),
+        // Functional notation calls the function too.
+        ("SELECT k.report FROM mine k", "function report() is not built in"),
+        ("SELECT (k).report FROM mine k", "function report() is not built in"),
+        ("SELECT m.k.leak FROM me.mine k", "function leak() runs with the rights of its owner"),
         ("SELECT chunk_data FROM pg_toast_16400", "pg_toast_16400 holds tables' values out of line"),
     ])
     func whatCannotBeSeenIntoIsRefused(_ sql: String, _ message: String) {
