@@ -392,6 +392,13 @@ public struct MaskingRewriter: Sendable {
             if kind == "CreateFunctionStmt", let name = body["funcname"]?.array.last?["String"]?["sval"]?.string {
                 createdFunctions.insert(name)
             }
+            if kind == "RenameStmt", body["renameType"]?.string == "OBJECT_SCHEMA", let schema = body["subname"]?.string,
+               let table = context.tables.first(where: { $0.schema == schema }) {
+                // Policies name their tables: under another schema name the table would be no
+                // policy's (and the server backstop would give its privileges back).
+                refuse("renaming schema \(schema), which holds masked table \(table.schema).\(table.name), is not allowed")
+                return
+            }
             defer {
                 if refusal == nil, context.reliesOnRewriteAlone, !MaskingRewriter.harmlessOnMaskedTables.contains(kind),
                    !(kind == "AlterTableStmt" && MaskingRewriter.isHarmlessAlter(body)), let table = maskedTableNamed(in: body) {

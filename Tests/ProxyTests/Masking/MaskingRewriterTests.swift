@@ -185,6 +185,7 @@ import Testing
         // An unqualified built-in name that is also a user function's, or one made earlier in the text.
         ("CREATE FUNCTION me.lower(text) RETURNS text LANGUAGE sql AS 'SELECT $1'; SELECT lower('X')", "function lower() is not built in"),
         ("SELECT chunk_data FROM pg_toast.pg_toast_16400", "pg_toast.pg_toast_16400 holds tables' values out of line"),
+        ("ALTER SCHEMA test_schema RENAME TO elsewhere", "renaming schema test_schema, which holds masked table test_schema.employees, is not allowed"),
         // Functional notation calls the function too.
         ("SELECT k.report FROM mine k", "function report() is not built in"),
         ("SELECT (k).report FROM mine k", "function report() is not built in"),
@@ -212,6 +213,16 @@ import Testing
         #expect(error.message.contains("function upper() is not built in"), "\(error.message)")
         #expect(rewrite("SELECT pg_catalog.upper('x')", context) == .unchanged)
         #expect(rewrite("SELECT upper('x')", Self.context(userFunctions: ["upper"], backedUp: true)) == .unchanged)
+    }
+
+    /// Under the server backstop too: the policy would no longer find its table.
+    @Test func aSchemaHoldingAMaskedTableIsNotRenamed() {
+        guard case .refused(let error) = rewrite("ALTER SCHEMA test_schema RENAME TO elsewhere", Self.context(backedUp: true)) else {
+            Issue.record("the rename was not refused")
+            return
+        }
+        #expect(error.message.contains("renaming schema test_schema"), "\(error.message)")
+        #expect(rewrite("ALTER SCHEMA other RENAME TO elsewhere", Self.context(backedUp: true)) == .unchanged)
     }
 
     /// CREATE TABLE ... AS EXECUTE and EXPLAIN EXECUTE run a prepared statement: recorded as EXECUTE.
