@@ -689,4 +689,41 @@ import Testing
             #expect(try await psql(conninfo, "SELECT upper(name) || ':' || coalesce(ssn, 'null') FROM sec.emp WHERE id = 1") == "NAME 1:null\n")
         }
     }
+    /// A session in client_encoding LATIN1 and a policy table whose name is not ASCII: the proxy
+    /// reads the session's context in the session's encoding, so the table is found and masked.
+    @Test func aLatin1SessionFindsAPolicyTableWithANonASCIIName() async throws {
+        try await TargetRoles.ensure()
+        let setup = { (role: (String) -> String) in
+            """
+            CREATE SCHEMA sec;
+            CREATE TABLE sec."café" (id int PRIMARY KEY, ssn text);
+            INSERT INTO sec."café" VALUES (1, 'CANARY-SSN-a41c-cafe');
+            GRANT USAGE ON SCHEMA sec TO \(role("masked"));
+            GRANT SELECT ON sec."café" TO \(role("masked"));
+            """
+        }
+        let policies = { (role: (String) -> String) in
+            """
+            policies:
+              - table: sec.café
+                unmasked_roles: []
+                masked_roles: [\(role("masked"))]
+                columns:
+                  ssn: "null"
+            """
+        }
+        // Around the server backstop (which would refuse the column anyway): the rewrite must hold.
+        try await MaskedDatabase.with(roles: ["masked"], setup: setup, policies: policies, backstop: false) { db in
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("latin1-\(db.suffix).sql")
+            var bytes = Array("SELECT coalesce(ssn, 'masked') FROM sec.\"caf".utf8)
+            bytes.append(0xE9)
+            bytes += Array("\";\n".utf8)
+            try Data(bytes).write(to: file)
+            defer { try? FileManager.default.removeItem(at: file) }
+            let output = try await Shell.run(["psql", "-X", "-A", "-t", "-d", db.proxyInfo(db.role("masked")), "-f", file.path],
+                                             environment: ["PGCLIENTENCODING": "LATIN1"])
+            assertNoCanary(output.stdout + output.stderr, "LATIN1 session")
+            #expect(output.stdout == "masked\n", "\(output.stdout)\(output.stderr)")
+        }
+    }
 }

@@ -645,10 +645,20 @@ struct SessionStateMachine {
     // MARK: - The proxy's own queries
 
     /// Reads the masking context on the session (it is quiet: nothing else is in flight).
+    /// The query goes in the session's client_encoding, as the server reads it (a policy's
+    /// non-ASCII table name sent as UTF-8 to a LATIN1 session would name no table, and leave it
+    /// unmasked); where a name has no form in that encoding, the read fails and statements are refused.
     private mutating func startContextRead() {
         let status = activity.transactionStatus
         let sql = InBandRead.wrap(MaskingContext.query(for: policies, includeBuiltins: builtinFunctions == nil), status: status)
-        sendInternalQuery(sql, purpose: .maskingContext(policies, status: status))
+        guard let bytes = StatementText.encode(sql, settings: masking.reading) else {
+            let failure = AdminError("42501", "pgclone: cannot determine masking for this session: a masking policy names a table or column that client_encoding \(masking.reading.clientEncoding) cannot express",
+                                     hint: "Set client_encoding to UTF8.")
+            sendInternalQuery("SELECT 1", purpose: .restore(failure: failure))
+            return
+        }
+        internalQuery = InternalQuery(purpose: .maskingContext(policies, status: status))
+        effects.append(.sendToServer(Self.queryMessage(bytes: bytes)))
     }
 
     mutating func sendInternalQuery(_ sql: String, purpose: InternalQuery.Purpose) {
@@ -659,7 +669,9 @@ struct SessionStateMachine {
     private mutating func internalAnswer(_ message: BackendMessage, now: ContinuousClock.Instant) -> FrameScanner.Verdict {
         switch message {
         case .dataRow(let row):
-            internalQuery?.rows.append(row.values.map { $0.map { String(buffer: $0) } })
+            // Values come in the session's client_encoding.
+            let encoding = StatementText.Encoding(clientEncoding: masking.reading.clientEncoding)
+            internalQuery?.rows.append(row.values.map { $0.map { StatementText.decodeResult(Array($0.readableBytesView), encoding: encoding) } })
         case .errorResponse(let fields):
             internalQuery?.error = fields
         case .readyForQuery(let status):

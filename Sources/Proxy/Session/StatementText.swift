@@ -62,6 +62,15 @@ enum StatementText {
         }
     }
 
+    /// A result value the server sent in the client's encoding (what cannot be read becomes
+    /// U+FFFD, and matches no name).
+    static func decodeResult(_ bytes: [UInt8], encoding: Encoding) -> String {
+        switch encoding {
+        case .latin1: return String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) }))
+        case .utf8, .asciiOnly: return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
     /// The (rewritten) statement in the client's encoding, for the server to convert as it would
     /// the client's own; nil when a character has no form there.
     static func encode(_ text: String, settings: Settings) -> [UInt8]? {
