@@ -295,21 +295,27 @@ public struct PrivilegeReconciler: Sendable {
     }
 
     /// A masked role whose privileges the server cannot take: one that owns the table (or can act
-    /// as its owner: an owner grants itself back what is revoked) or reads every table
-    /// (pg_read_all_data). nil when there is none.
+    /// as its owner: an owner grants itself back what is revoked), reads every table
+    /// (pg_read_all_data) or can stream the WAL (REPLICATION, as the role or one it can become).
+    /// nil when there is none.
     private func roleException(_ target: Target, masked: [String]) async throws -> String? {
         let rows = try await connection.query("""
             SELECT
               (SELECT r.rolname::pg_catalog.text FROM pg_catalog.unnest($1::pg_catalog.oid[]) m(oid) JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.oid
                WHERE pg_catalog.pg_has_role(m.oid, $2::pg_catalog.oid, 'MEMBER') ORDER BY 1 LIMIT 1),
               (SELECT r.rolname::pg_catalog.text FROM pg_catalog.unnest($1::pg_catalog.oid[]) m(oid) JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.oid
-               WHERE pg_catalog.pg_has_role(m.oid, 'pg_read_all_data', 'MEMBER') ORDER BY 1 LIMIT 1)
+               WHERE pg_catalog.pg_has_role(m.oid, 'pg_read_all_data', 'MEMBER') ORDER BY 1 LIMIT 1),
+              (SELECT r.rolname::pg_catalog.text FROM pg_catalog.unnest($1::pg_catalog.oid[]) m(oid) JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.oid
+               WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles g WHERE g.rolreplication AND pg_catalog.pg_has_role(m.oid, g.oid, 'MEMBER')) ORDER BY 1 LIMIT 1)
             """, [SQL.oidArray(masked), target.owner])
         if let role = rows.string(0, 0) {
             return "masked role \(role) owns \(target.schema).\(target.name) or can act as its owner \(target.ownerName), and an owner can always grant itself back what is revoked"
         }
         if let role = rows.string(0, 1) {
             return "masked role \(role) is a member of pg_read_all_data, which reads every table"
+        }
+        if let role = rows.string(0, 2) {
+            return "masked role \(role) has the REPLICATION attribute (or can act as a role that has it): a replication connection streams every table's changes"
         }
         return nil
     }

@@ -266,6 +266,12 @@ import Testing
             await expectRefused(try await setup.direct(setup.role("bs_cols")), "SELECT ssn FROM sec.owned")
             let owner = try await setup.throughProxy(setup.role("bs_masked"))
             #expect(try await owner.exec("SELECT count(*) FROM sec.owned WHERE ssn IS NULL").string(0, 0) == "1")
+            // A masked role that may stream the WAL reads around any privilege.
+            try await superuser.exec("ALTER ROLE \(setup.role("bs_cols")) REPLICATION")
+            await setup.proxy.backstop?.reconcile(database: setup.database)
+            let replication = try await admin.exec("SELECT server_enforced, server_detail FROM pgclone.policy_status() WHERE table_name = 'sec.emp'")
+            #expect(replication.string(0, 0) == "no" && replication.string(0, 1)?.contains("masked role \(setup.role("bs_cols")) has the REPLICATION attribute") == true,
+                    "\(replication.strings)")
         }
     }
 

@@ -76,7 +76,8 @@ public struct MaskingRewriter: Sendable {
     static let harmlessAlterActions: Set<String> = [
         "AT_AddColumn", "AT_DropColumn", "AT_ColumnDefault", "AT_DropNotNull", "AT_SetNotNull", "AT_SetStatistics", "AT_SetStorage",
         "AT_SetCompression", "AT_DropConstraint", "AT_SetRelOptions", "AT_ResetRelOptions", "AT_ChangeOwner", "AT_SetLogged",
-        "AT_SetUnLogged", "AT_ClusterOn", "AT_DropCluster", "AT_SetTableSpace",
+        // (Not CLUSTER ON: the rows' physical order would follow a sensitive column's values.)
+        "AT_SetUnLogged", "AT_DropCluster", "AT_SetTableSpace",
     ]
 
     static func isHarmlessAlter(_ body: JSONNode) -> Bool {
