@@ -619,6 +619,18 @@ import Testing
                     #expect(output.contains("ERROR:  42501"), "\(sql): \(output)")
                 }
             }
+            // asyncpg reads a whole-row result (it sets jit around its type introspection).
+            let script = """
+                import asyncio, asyncpg
+                async def main():
+                    c = await asyncpg.connect(host='127.0.0.1', port=\(db.proxy.port), user='\(db.role("owner"))', password='pw', database='\(db.database)', ssl=False)
+                    rows = await c.fetch("SELECT p FROM app.people p ORDER BY p.id")
+                    print([tuple(r['p']) for r in rows][0])
+                asyncio.run(main())
+                """
+            let fetched = try await Shell.run(["python3", "-c", script])
+            assertNoCanary(fetched.stdout + fetched.stderr, "asyncpg whole row")
+            #expect(fetched.stdout == "(1, None, 'hidden')\n", "\(fetched.stdout)\(fetched.stderr)")
             // What reads nothing still works: masked reads, the built-in by its full name, a comment, a new table.
             let output = try await psql(conninfo, "SET search_path = app, pg_catalog; SELECT count(*) || ':' || pg_catalog.lower('X') FROM app.people WHERE ssn IS NULL AND notes = 'hidden'; COMMENT ON TABLE app.people IS 'people'; CREATE TABLE app.other (id int)")
             #expect(output == "SET\n3:x\nCOMMENT\nCREATE TABLE\n", "\(output)")

@@ -227,10 +227,20 @@ public struct MaskingRewriter: Sendable {
         var effects = Self.effects(kind, body)
         statement.node.walk { node in
             guard let (tag, call) = node.tagged, tag == "FuncCall",
-                  call["funcname"]?.array.last?["String"]?["sval"]?.string == "set_config" else { return }
+                  call["funcname"]?.array.last?["String"]?["sval"]?.string == "set_config", !setsHarmlessSetting(call) else { return }
             effects.formUnion(.all)
         }
         return effects
+    }
+
+    /// Settings that decide who the session is, where names resolve or how text reads.
+    static let decisiveSettings: Set<String> = ["role", "session_authorization", "search_path", "client_encoding", "standard_conforming_strings"]
+
+    /// A set_config call whose setting is a constant that decides nothing of the above (drivers
+    /// set jit, application_name... so: asyncpg around its type introspection).
+    static func setsHarmlessSetting(_ call: JSONNode) -> Bool {
+        guard let name = call["args"]?.array.first?["A_Const"]?["sval"]?["sval"]?.string else { return false }
+        return !decisiveSettings.contains(name.lowercased())
     }
 
     /// The effects a statement has by its kind (calls that change settings are found by the walker).
@@ -443,8 +453,13 @@ public struct MaskingRewriter: Sendable {
         mutating func checkCalls(_ fields: [String: JSONNode]) {
             if let call = fields["FuncCall"] {
                 let parts = call["funcname"]?.array.compactMap { $0["String"]?["sval"]?.string } ?? []
+                let changedBefore = changesSession
                 function(parts, arguments: call["args"]?.array.count ?? 0)
                 if refusal != nil { return }
+                if parts.last == "set_config", isBuiltin("set_config", schema: parts.count > 1 ? parts[parts.count - 2] : nil),
+                   MaskingRewriter.setsHarmlessSetting(call) {
+                    changesSession = changedBefore
+                }
             }
             if let expression = fields["A_Expr"] {
                 operatorCall(expression["name"]?.array.last?["String"]?["sval"]?.string ?? "")

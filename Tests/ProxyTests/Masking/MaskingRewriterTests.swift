@@ -225,6 +225,18 @@ import Testing
         #expect(rewrite("ALTER SCHEMA other RENAME TO elsewhere", Self.context(backedUp: true)) == .unchanged)
     }
 
+    /// set_config of a setting that decides nothing about masking changes nothing the proxy follows.
+    @Test func setConfigOfAHarmlessSettingChangesNothing() {
+        let builtins = Self.builtins.union(["set_config", "current_setting"])
+        func effects(_ sql: String) -> MaskingRewriter.Effects {
+            MaskingRewriter(context: Self.context(), builtinFunctions: builtins).analyze(sql, bytes: Array(sql.utf8)).effects
+        }
+        #expect(effects("SELECT current_setting('jit'), set_config('jit', 'off', false)") == [])
+        #expect(effects("SELECT set_config('jit', $1, false)") == [])
+        #expect(effects("SELECT set_config('role', 'x', false)") == .all)
+        #expect(effects("SELECT set_config($1, 'x', false)") == .all)
+    }
+
     /// CREATE TABLE ... AS EXECUTE and EXPLAIN EXECUTE run a prepared statement: recorded as EXECUTE.
     @Test func nestedExecuteIsRecordedAsExecute() {
         for sql in ["CREATE TABLE loot AS EXECUTE p", "EXPLAIN EXECUTE p", "EXPLAIN CREATE TABLE loot AS EXECUTE p"] {

@@ -88,6 +88,10 @@ import Testing
         #expect(MaskingState.relayedEffects(Array("set role x".utf8), mayRevert: false) == .role)
         #expect(MaskingState.relayedEffects(Array("RESET ALL".utf8), mayRevert: false) == .all)
         #expect(MaskingState.relayedEffects(Array("SELECT set_config('role', 'x', false)".utf8), mayRevert: false) == .all)
+        #expect(MaskingState.relayedEffects(Array("SELECT set_config($1, 'x', false)".utf8), mayRevert: false) == .all)
+        #expect(MaskingState.relayedEffects(Array("SELECT set_config('Search_Path', 'x', false)".utf8), mayRevert: false) == .all)
+        // A constant setting that decides nothing (asyncpg turns jit off around its type introspection).
+        #expect(MaskingState.relayedEffects(Array("SELECT current_setting('jit'), set_config('jit', 'off', false)".utf8), mayRevert: false).isEmpty)
         #expect(MaskingState.relayedEffects(Array("SET client_encoding = 'LATIN1'".utf8), mayRevert: false) == .reading)
         #expect(MaskingState.relayedEffects(Array("COMMIT".utf8), mayRevert: false).isEmpty)
         #expect(MaskingState.relayedEffects(Array("COMMIT".utf8), mayRevert: true) == .transactionEnd)
