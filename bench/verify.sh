@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/verify.sh: how long it takes to prove a clone equal to its source, in one run:
 #   (a) pgclone verify --mode checksum (hashes computed by each server, both at once)
-#   (b) pgcopydb compare data's method: count(1) and sum(hashtext(t::text)) of every table, on the
-#       source, then on the target (the pgcopydb of Debian 12, 0.10, has no compare command: its
-#       query is run with psql; with a pgcopydb that has it, BENCH_PGCOPYDB_COMPARE=1 runs the tool)
+#   (b) pgcopydb compare data's method (the pgcopydb of Debian 12, 0.10, has no compare command:
+#       its query and schedule are replayed with psql; with a pgcopydb that has it,
+#       BENCH_PGCOPYDB_COMPARE=1 runs the tool): per table, count(1) and
+#       sum(hashtext((col1, col2, ...)::text)) under sha256, sent to source and target at once;
+#       4 tables at a time (its --table-jobs default)
 #   (c) count(*) of every table on both sides (psql, one side after the other)
 #   (d) pgclone verify --mode checksum again after one row of the largest table changed
 #       on the target (it must name that row's key)
@@ -99,9 +101,30 @@ counts() {
     for t in $TABLES; do src_sql -d "$DB" -c "select count(*) from $t" >/dev/null; done
     for t in $TABLES; do tgt_sql -d "$DB" -c "select count(*) from $t" >/dev/null; done
 }
+# pgcopydb's query for one table: the row of its columns as text, hashed and summed.
+pgcopydb_query() {
+    local cols
+    cols=$(src_sql -d "$DB" -c "select string_agg(quote_ident(attname), ', ' order by attnum) from pg_attribute where attrelid = '$1'::regclass and attnum > 0 and not attisdropped")
+    printf "select count(1) as cnt, encode(sha256(format('%%s-%%s', sum(hashtext((%s)::text)::bigint), count(1))::bytea), 'hex') as chksum from only %s" "$cols" "$1"
+}
+declare -A PGCOPYDB_SQL
+for t in $TABLES; do PGCOPYDB_SQL[$t]=$(pgcopydb_query "$t"); done
+# One table: source and target at once, as pgcopydb's compare worker does.
+compare_table() {
+    local sql=${PGCOPYDB_SQL[$1]}
+    src_sql -d "$DB" -c "$sql" >/dev/null &
+    local a=$!
+    tgt_sql -d "$DB" -c "$sql" >/dev/null
+    wait "$a"
+}
 hashsums() {
-    for t in $TABLES; do src_sql -d "$DB" -c "select count(1), sum(hashtext(t::text)::bigint) from only $t t" >/dev/null; done
-    for t in $TABLES; do tgt_sql -d "$DB" -c "select count(1), sum(hashtext(t::text)::bigint) from only $t t" >/dev/null; done
+    local running=0
+    for t in $TABLES; do
+        compare_table "$t" &
+        running=$((running + 1))
+        if [ "$running" -ge 4 ]; then wait -n; running=$((running - 1)); fi
+    done
+    wait
 }
 best() { printf '%s\n' "$@" | sort -g | head -n 1; }
 
