@@ -59,6 +59,18 @@ import Testing
         """
     }
 
+    /// A policy file with one table, masking its columns (`name: strategy` YAML lines) for one role.
+    static func onePolicy(_ table: String, maskedRole: String, columns: [String]) -> String {
+        """
+        policies:
+          - table: \(table)
+            unmasked_roles: []
+            masked_roles: [\(maskedRole)]
+            columns:
+        \(columns.map { "      " + $0 }.joined(separator: "\n"))
+        """
+    }
+
     static let roles = ["masked", "exempt", "analysts", "reporting", "alice"]
 
     private func withAttackSetup(backstop: Bool = true, readsStateDatabase: Bool = false, backend: String? = nil,
@@ -574,15 +586,7 @@ import Testing
             """
         }
         let policies = { (role: (String) -> String) in
-            """
-            policies:
-              - table: app.people
-                unmasked_roles: []
-                masked_roles: [\(role("owner"))]
-                columns:
-                  ssn: "null"
-                  notes: { type: constant, value: hidden }
-            """
+            Self.onePolicy("app.people", maskedRole: role("owner"), columns: ["ssn: \"null\"", "notes: { type: constant, value: hidden }"])
         }
         try await MaskedDatabase.with(roles: ["owner"], setup: setup, policies: policies) { db in
             let conninfo = db.proxyInfo(db.role("owner"))
@@ -656,14 +660,7 @@ import Testing
             """
         }
         let policies = { (role: (String) -> String) in
-            """
-            policies:
-              - table: sec.emp
-                unmasked_roles: []
-                masked_roles: [\(role("masked"))]
-                columns:
-                  ssn: "null"
-            """
+            Self.onePolicy("sec.emp", maskedRole: role("masked"), columns: ["ssn: \"null\""])
         }
         try await MaskedDatabase.with(roles: ["masked"], setup: setup, policies: policies) { db in
             let status = try await db.throughProxy().exec("SELECT server_enforced FROM pgclone.policy_status()")
@@ -715,14 +712,7 @@ import Testing
             """
         }
         let policies = { (role: (String) -> String) in
-            """
-            policies:
-              - table: sec.café
-                unmasked_roles: []
-                masked_roles: [\(role("masked"))]
-                columns:
-                  ssn: "null"
-            """
+            Self.onePolicy("sec.café", maskedRole: role("masked"), columns: ["ssn: \"null\""])
         }
         // Around the server backstop (which would refuse the column anyway): the rewrite must hold.
         try await MaskedDatabase.with(roles: ["masked"], setup: setup, policies: policies, backstop: false) { db in
