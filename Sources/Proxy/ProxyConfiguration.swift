@@ -18,11 +18,10 @@ public struct ProxyConfiguration: Sendable {
     public var tlsKeyPath: String?
     /// How long sessions may take to finish after SIGTERM before they are closed.
     public var shutdownGracePeriod: Duration
-    /// Event loop threads; by default one per two cores, at least one. A relay thread that
-    /// serves many sessions finds work ready more often than two half-busy ones, which sleep
-    /// and wake per message: on 2 cores two loops cost 24 µs of CPU per pgbench transaction
-    /// against 19 µs for one, at the same throughput (bench/proxy.sh).
-    public static var defaultEventLoopThreads: Int { max(1, System.coreCount / 2) }
+    /// Event loop threads; by default one per core. (One loop on 2 shared cores costs less CPU per
+    /// pgbench transaction, 19 against 21 µs, but relays 15% fewer: the single thread waits for
+    /// a core more often. bench/proxy.sh, --threads 1 and 2 side by side.)
+    public static var defaultEventLoopThreads: Int { System.coreCount }
     public var eventLoopThreads: Int
     /// Largest client message the proxy holds whole to examine it.
     public var maximumExaminedMessageLength: Int

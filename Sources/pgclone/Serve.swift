@@ -53,7 +53,7 @@ extension Pgclone {
         var maxClientConn: String?
         @Option(help: "Megabytes all sessions together may use to hold client messages; a session waits when it is spent (default 256).")
         var maxBufferMemory: String?
-        @Option(help: "Event loop threads (default: one per two cores, at least one).")
+        @Option(help: "Event loop threads (default: one per core).")
         var threads: String?
         @Option(help: "Threads for libpq calls of admin calls, jobs and catalog reads; each COPY in flight holds one (default 16).")
         var engineThreads: String?

@@ -131,7 +131,7 @@ extension ProxyContext {
 extension ProxyConfiguration {
     static let defaultsForDisplay: [String: String] = [
         "listen": "127.0.0.1:6432", "state_database": "postgres", "shutdown_grace": "30", "client_login_timeout": "60",
-        "max_buffer_memory": "256", "engine_threads": "16", "log_level": "info", "threads": "(one per two cores)",
+        "max_buffer_memory": "256", "engine_threads": "16", "log_level": "info", "threads": "(one per core)",
         "max_client_conn": "(from the descriptor limit)",
     ]
 }
