@@ -728,4 +728,41 @@ import Testing
             #expect(output.stdout == "masked\n", "\(output.stdout)\(output.stderr)")
         }
     }
+    /// A setting changed by running a prepared statement (not by parsing it), by UPDATE
+    /// pg_settings, or an SQL PREPARE bound over the protocol after search_path moved: the
+    /// proxy follows each, or refuses.
+    @Test(arguments: [false, true])
+    func settingsChangedWhenAStatementRunsAreFollowed(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let script = """
+                import psycopg
+                def attempt(label, run):
+                    try:
+                        print(label, run())
+                    except Exception as e:
+                        print(label, 'refused' if getattr(e, 'sqlstate', None) == '42501' else 'error ' + str(getattr(e, 'sqlstate', None)))
+                with psycopg.connect(autocommit=True) as c:
+                    c.execute("SELECT set_config('search_path', %s, false)", ['own, sec'], prepare=True)
+                    # Binding it again (its search_path change came after it was prepared) is refused.
+                    attempt('set', lambda: c.execute("SELECT set_config('search_path', %s, false)", ['sec, own'], prepare=True).fetchall())
+                    attempt('run', lambda: c.execute("SELECT ssn || '' FROM emp ORDER BY id LIMIT 1").fetchall())
+                    c.execute("SET search_path = own, sec")
+                    attempt('settings', lambda: c.execute("UPDATE pg_settings SET setting = 'sec, own' WHERE name = 'search_path'").fetchall())
+                    c.execute("SET search_path = own, sec")
+                    c.execute("PREPARE p AS SELECT ssn || '' FROM emp")
+                    c.execute("SET search_path = sec, own")
+                    r = c.pgconn.exec_prepared(b'p', [])
+                    state = r.error_field(psycopg.pq.DiagnosticField.SQLSTATE)
+                    print('bind', 'refused' if state == b'42501' else [r.get_value(i, 0) for i in range(r.ntuples)])
+                """
+            let output = try await Shell.run(["python3", "-c", script], environment: [
+                "PGHOST": "127.0.0.1", "PGPORT": "\(db.proxy.port)", "PGUSER": db.role("masked"), "PGPASSWORD": "pw",
+                "PGDATABASE": db.database, "PGSSLMODE": "disable",
+            ])
+            assertNoCanary(output.stdout + output.stderr, "settings changed at run time")
+            let lines = output.stdout.split(separator: "\n").map(String.init)
+            // Masked (NULL || '' is NULL) or refused; never the canary.
+            #expect(lines == ["set refused", "run []", "settings refused", "bind refused"], "\(output.stdout)\(output.stderr)")
+        }
+    }
 }

@@ -226,11 +226,19 @@ public struct MaskingRewriter: Sendable {
         guard let (kind, body) = statement.node.tagged else { return [] }
         var effects = Self.effects(kind, body)
         statement.node.walk { node in
+            if let (tag, write) = node.tagged, Walker.writes.contains(tag), writesSettings(write) { effects.formUnion(.all) }
             guard let (tag, call) = node.tagged, tag == "FuncCall",
                   call["funcname"]?.array.last?["String"]?["sval"]?.string == "set_config", !setsHarmlessSetting(call) else { return }
             effects.formUnion(.all)
         }
         return effects
+    }
+
+    /// Whether a write's table is pg_settings (UPDATE pg_settings changes settings).
+    static func writesSettings(_ body: JSONNode) -> Bool {
+        guard let relation = body["relation"] else { return false }
+        let rangeVar = relation["RangeVar"] ?? relation
+        return rangeVar["relname"]?.string == "pg_settings" && [nil, "pg_catalog"].contains(rangeVar["schemaname"]?.string)
     }
 
     /// Settings that decide who the session is, where names resolve or how text reads.
@@ -364,6 +372,10 @@ public struct MaskingRewriter: Sendable {
 
         mutating func statement(_ kind: String, _ body: JSONNode, ctes: Set<String> = []) {
             switch kind {
+            case _ where Self.writes.contains(kind) && MaskingRewriter.writesSettings(body):
+                // UPDATE pg_settings is set_config by another name: a masked role uses SET, whose
+                // effects the proxy follows.
+                refuse("writing pg_settings is not allowed; use SET")
             case _ where Self.writes.contains(kind):
                 // Where the server backs the policy up, a write names the table itself and the
                 // server checks it: without SELECT on the sensitive columns, WHERE, SET, MERGE

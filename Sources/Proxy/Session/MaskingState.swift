@@ -385,6 +385,9 @@ struct MaskingState {
     /// Follows PREPARE / EXECUTE / DEALLOCATE: EXECUTE of a statement not prepared under the
     /// current context (before the session was masked, or before the role or the policies
     /// changed) would run an old rewrite, or none, so it is refused.
+    /// Whether `name` was prepared with SQL PREPARE under the current masking generation.
+    func isCurrentSQLPrepared(_ name: String) -> Bool { sqlPrepared[name] == generation }
+
     private mutating func trackPreparedStatements(_ uses: [MaskingRewriter.Plan.PreparedStatementUse]) -> AdminError? {
         var prepared = sqlPrepared
         for use in uses {
@@ -430,9 +433,9 @@ struct MaskingState {
 
     /// After these the current role may differ: SET ROLE, SET SESSION AUTHORIZATION, RESET,
     /// DISCARD, set_config('role', ...).
-    static let roleWords = WordMatcher(["role", "authorization", "reset", "discard", "set_config"])
+    static let roleWords = WordMatcher(["role", "authorization", "reset", "discard", "set_config", "pg_settings"])
     /// After these (or the role words) the next message may read differently.
-    static let changeWords = WordMatcher(["role", "authorization", "reset", "discard", "set_config",
+    static let changeWords = WordMatcher(["role", "authorization", "reset", "discard", "set_config", "pg_settings",
                                           "client_encoding", "names", "standard_conforming_strings"])
     /// These end a transaction or roll back to a savepoint.
     static let transactionEndWords = WordMatcher(["commit", "rollback", "abort", "end", "prepare"])

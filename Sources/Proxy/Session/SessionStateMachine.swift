@@ -180,6 +180,8 @@ struct SessionStateMachine {
     var statementsRefusedWhileMasked: Set<String> = []
     /// Statements prepared (protocol level) while masked, with the masking generation.
     var statementsPreparedMasked: [String: Int] = [:]
+    /// What running a prepared statement changes in the session (SET, set_config...), by name.
+    var statementEffects: [String: MaskingRewriter.Effects] = [:]
 
     init(tlsAvailable: Bool, adminRoles: [String], maximumExaminedLength: Int) {
         self.startup = StartupStateMachine(tlsAvailable: tlsAvailable)
@@ -319,7 +321,8 @@ struct SessionStateMachine {
         switch type {
         case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.parse.rawValue:
             return .examine
-        case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty || (maskingInPlay && !isKnownUnmasked && (!statementsRefusedWhileMasked.isEmpty || !statementsPreparedMasked.isEmpty)):
+        case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty || (maskingInPlay && !statementEffects.isEmpty)
+                || (maskingInPlay && !isKnownUnmasked && (!statementsRefusedWhileMasked.isEmpty || !statementsPreparedMasked.isEmpty)):
             return .examine
         case FrontendMessage.ID.functionCall.rawValue where maskingInPlay && !isKnownUnmasked:
             return .examine
@@ -496,14 +499,12 @@ struct SessionStateMachine {
         case .relay:
             if bytes.count <= MaskingState.synchronousParseLimit, AdminStatement.mightReferenceAdminAPI(bytes),
                let verdict = adminParse(parse, frame: frame) { return verdict }
+            var noted: MaskingRewriter.Effects = []
             if maskingInPlay && !masking.isSuperuser {
-                if control {
-                    masking.note(.transactionEnd)
-                } else {
-                    masking.note(MaskingState.relayedEffects(bytes, mayRevert: masking.mayRevert))
-                }
+                noted = control ? .transactionEnd : MaskingState.relayedEffects(bytes, mayRevert: masking.mayRevert)
+                masking.note(noted)
             }
-            return relayParse(parse, frame: frame)
+            return relayParse(parse, frame: frame, effects: noted)
         case .mask(let context):
             counters.maskedStatements &+= 1
             let text: String
@@ -512,7 +513,7 @@ struct SessionStateMachine {
             case .failure where !context.runsOnlyVisibleCode:
                 // As for a simple Query: the server's privileges decide.
                 masking.note(.all)
-                return relayParse(parse, frame: frame)
+                return relayParse(parse, frame: frame, effects: .all)
             case .failure(let error):
                 adminPrepared[parse.statementName] = nil
                 return refuse(frame, error)
@@ -524,15 +525,18 @@ struct SessionStateMachine {
             }
             switch result {
             case .unchanged:
+                // The statement was read masked (under the session's context or the worst case,
+                // whatever its own effects make of the session); it is recorded under the
+                // generation its own change starts.
                 masking.note(changes)
-                return relayParse(parse, frame: frame)
+                return relayParse(parse, frame: frame, effects: changes, readMasked: true)
             case .rewritten(let rewritten):
                 counters.rewrites &+= 1
                 guard let encoded = StatementText.encode(rewritten, settings: masking.reading) else {
                     return refuse(frame, AdminError("42501", "pgclone: the masked statement has characters that client_encoding \(masking.reading.clientEncoding) cannot carry"))
                 }
                 masking.note(changes)
-                _ = relayParse(parse, frame: frame)
+                _ = relayParse(parse, frame: frame, effects: changes, readMasked: true)
                 return .replace(Self.parseMessage(name: parse.statementName, query: encoded, parameterTypes: parse.parameterTypes))
             case .refused(let error):
                 adminPrepared[parse.statementName] = nil
@@ -545,7 +549,11 @@ struct SessionStateMachine {
     }
 
     /// Bookkeeping of a Parse sent on as the client wrote it (or rewritten).
-    private mutating func relayParse(_ parse: FrontendMessage.Parse, frame: MessageFrame) -> FrameScanner.Verdict {
+    private mutating func relayParse(_ parse: FrontendMessage.Parse, frame: MessageFrame, effects noted: MaskingRewriter.Effects = [],
+                                     readMasked: Bool? = nil) -> FrameScanner.Verdict {
+        // What the statement changes happens each time it runs: noted again at every Bind.
+        statementEffects[parse.statementName] = noted.isEmpty ? nil : noted
+        let isMaskedSession = readMasked ?? self.isMaskedSession
         if adminPrepared.removeValue(forKey: parse.statementName) != nil || tracksParseAnswers {
             clientParsesInFlight += 1
         }
@@ -582,6 +590,15 @@ struct SessionStateMachine {
             startPendingAdmin()
             return .consumeAndPause
         }
+        let parsedHere = statementsPreparedMasked[bind.statementName] != nil || statementsRefusedWhileMasked.contains(bind.statementName)
+        if maskedNow, !parsedHere, !masking.isCurrentSQLPrepared(bind.statementName) {
+            // Not a Parse this session sent while the proxy watched: an SQL PREPARE made before
+            // the session's masking last changed (or never read), which would run unrewritten.
+            let error = AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before this session's masking last changed (its role, search_path or the policies); prepare it again")
+            activity.clientSent(frame.type)
+            stripNextErrorContext = true
+            return .replace(internalStatement(AdminSQL.raise(error), portal: bind.portalName, resultFormats: [], bindSent: false))
+        }
         // A statement prepared under an older context (another role, other policies) is judged
         // on a fresh one when the session is quiet (a driver that only binds and executes).
         if isMaskedSession, masking.knowledge != .current || masking.context?.policyVersion != policies.version,
@@ -596,6 +613,10 @@ struct SessionStateMachine {
                                                        message: "pgclone: the masking policies changed while prepared statements were in use; reconnect"),
                                            reason: "masking policies changed during an extended-protocol batch"))
             return .consume
+        }
+        // What running the statement changes (SET, set_config...) happens now, at each run.
+        if maskingInPlay, !masking.isSuperuser, let changes = statementEffects[bind.statementName] {
+            masking.note(changes)
         }
         activity.clientSent(frame.type)
         return .relay

@@ -185,6 +185,7 @@ import Testing
         // An unqualified built-in name that is also a user function's, or one made earlier in the text.
         ("CREATE FUNCTION me.lower(text) RETURNS text LANGUAGE sql AS 'SELECT $1'; SELECT lower('X')", "function lower() is not built in"),
         ("SELECT chunk_data FROM pg_toast.pg_toast_16400", "pg_toast.pg_toast_16400 holds tables' values out of line"),
+        ("UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'", "writing pg_settings is not allowed; use SET"),
         ("ALTER SCHEMA test_schema RENAME TO elsewhere", "renaming schema test_schema, which holds masked table test_schema.employees, is not allowed"),
         // Functional notation calls the function too.
         ("SELECT k.report FROM mine k", "function report() is not built in"),

@@ -90,6 +90,7 @@ import Testing
         #expect(MaskingState.relayedEffects(Array("SELECT set_config('role', 'x', false)".utf8), mayRevert: false) == .all)
         #expect(MaskingState.relayedEffects(Array("SELECT set_config($1, 'x', false)".utf8), mayRevert: false) == .all)
         #expect(MaskingState.relayedEffects(Array("SELECT set_config('Search_Path', 'x', false)".utf8), mayRevert: false) == .all)
+        #expect(MaskingState.relayedEffects(Array("UPDATE pg_settings SET setting = 'x' WHERE name = 'role'".utf8), mayRevert: false) == .all)
         // A constant setting that decides nothing (asyncpg turns jit off around its type introspection).
         #expect(MaskingState.relayedEffects(Array("SELECT current_setting('jit'), set_config('jit', 'off', false)".utf8), mayRevert: false).isEmpty)
         #expect(MaskingState.relayedEffects(Array("SET client_encoding = 'LATIN1'".utf8), mayRevert: false) == .reading)
