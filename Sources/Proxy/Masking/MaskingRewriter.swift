@@ -474,7 +474,34 @@ public struct MaskingRewriter: Sendable {
                 }
             }
             if let expression = fields["A_Expr"] {
-                operatorCall(expression["name"]?.array.last?["String"]?["sval"]?.string ?? "")
+                let name = expression["name"]?.array.last?["String"]?["sval"]?.string ?? ""
+                switch expression["kind"]?.string ?? "" {
+                case "AEXPR_BETWEEN", "AEXPR_BETWEEN_SYM":
+                    // BETWEEN is >= and <= by name (search_path may reach a user's).
+                    operatorCall(">=")
+                    operatorCall("<=")
+                case "AEXPR_NOT_BETWEEN", "AEXPR_NOT_BETWEEN_SYM":
+                    operatorCall("<")
+                    operatorCall(">")
+                default:
+                    operatorCall(name)
+                }
+                if refusal != nil { return }
+            }
+            // Operators named elsewhere: x op ANY/ALL (SELECT ...) and IN (SELECT ...), the `=` of
+            // CASE x WHEN, ORDER BY ... USING op.
+            if let link = fields["SubLink"] {
+                if let name = link["operName"]?.array.last?["String"]?["sval"]?.string { operatorCall(name) }
+                if ["ANY_SUBLINK", "ALL_SUBLINK"].contains(link["subLinkType"]?.string ?? ""), link["operName"] == nil { operatorCall("=") }
+                if refusal != nil { return }
+            }
+            if let caseExpression = fields["CaseExpr"], caseExpression["arg"] != nil {
+                operatorCall("=")
+                if refusal != nil { return }
+            }
+            if let sort = fields["SortBy"], let operators = sort["useOp"]?.array {
+                operatorCall(operators.last?["String"]?["sval"]?.string ?? "")
+                if refusal != nil { return }
             }
             // Functional notation: `t.f` and `(t).f` call f(t) when t has no column f.
             var selected: [String] = []

@@ -28,7 +28,7 @@ import Testing
         return context
     }
 
-    static let builtins: Set<String> = ["count", "upper", "lower", "left", "now", "row_to_json", "ts_rewrite", "=", "<", ">", "||", "~~", "+", "-"]
+    static let builtins: Set<String> = ["count", "upper", "lower", "left", "now", "row_to_json", "ts_rewrite", "=", "<", ">", "<=", ">=", "||", "~~", "+", "-"]
     private func rewrite(_ sql: String, _ context: MaskingContext = context()) -> MaskingRewriter.Result {
         MaskingRewriter(context: context, builtinFunctions: Self.builtins).rewrite(sql)
     }
@@ -236,6 +236,28 @@ import Testing
         #expect(effects("SELECT set_config('jit', $1, false)") == [])
         #expect(effects("SELECT set_config('role', 'x', false)") == .all)
         #expect(effects("SELECT set_config($1, 'x', false)") == .all)
+    }
+
+    /// User operators reached without being written as `a op b`: ANY/ALL and IN over a subquery,
+    /// CASE x WHEN, BETWEEN, ORDER BY USING.
+    @Test(arguments: [
+        "SELECT 'a' OPERATOR(me.===) ANY (SELECT 'b')",
+        "SELECT 1 WHERE 'a' IN (SELECT 'b')",
+        "SELECT CASE 'a' WHEN 'b' THEN 1 END",
+        "SELECT 1 WHERE 2 BETWEEN 1 AND 3",
+        "SELECT 1 WHERE 2 NOT BETWEEN 1 AND 3",
+        "SELECT x FROM (VALUES (1)) v(x) ORDER BY x USING <",
+    ])
+    func userOperatorsReachedIndirectlyAreRefused(_ sql: String) {
+        var context = Self.context()
+        context.userOperators = ["===", "=", ">=", "<=", "<", ">"]
+        guard case .refused(let error) = rewrite(sql, context) else {
+            Issue.record("\(sql) was not refused")
+            return
+        }
+        #expect(error.message.contains("is not built in"), "\(error.message)")
+        // With no user operators of those names, built-in ones run (=== is unknown: read again).
+        #expect(rewrite(sql, Self.context()) == (sql.contains("===") ? .needsFreshContext(function: "operator ===") : .unchanged), "\(sql)")
     }
 
     /// CREATE TABLE ... AS EXECUTE and EXPLAIN EXECUTE run a prepared statement: recorded as EXECUTE.
