@@ -683,6 +683,10 @@ import Testing
                 "CREATE FUNCTION own.trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.ssn := sec.lookup(1); RETURN NEW; END $$",
                 "CREATE TRIGGER t BEFORE INSERT ON own.emp FOR EACH ROW EXECUTE FUNCTION own.trg()",
                 "DO $$ BEGIN RAISE NOTICE '%', sec.lookup(3); END $$",
+                // What already calls own.wrap0 would run a new body unseen.
+                "CREATE OR REPLACE FUNCTION own.wrap0(int) RETURNS text LANGUAGE sql AS $$ SELECT sec.lookup($1) $$",
+                // A change feed's payload is whatever its trigger wrote.
+                "LISTEN people_changes",
             ] {
                 let output = try await psql(conninfo, sql)
                 assertNoCanary(output, sql)

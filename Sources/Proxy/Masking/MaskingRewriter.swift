@@ -372,6 +372,10 @@ public struct MaskingRewriter: Sendable {
 
         mutating func statement(_ kind: String, _ body: JSONNode, ctes: Set<String> = []) {
             switch kind {
+            case "ListenStmt":
+                // A notification's payload is whatever a trigger or function put there (a
+                // change feed's row_to_json(NEW), say): nothing pgclone can mask.
+                refuse("LISTEN is not allowed: notification payloads are written by triggers and functions pgclone cannot read")
             case _ where Self.writes.contains(kind) && MaskingRewriter.writesSettings(body):
                 // UPDATE pg_settings is set_config by another name: a masked role uses SET, whose
                 // effects the proxy follows.
@@ -414,6 +418,11 @@ public struct MaskingRewriter: Sendable {
         mutating func definition(_ kind: String, _ body: JSONNode) {
             if kind == "CreateFunctionStmt", let name = body["funcname"]?.array.last?["String"]?["sval"]?.string {
                 createdFunctions.insert(name)
+                if body["replace"]?.bool == true, context.runsOnlyVisibleCode {
+                    // Defaults, triggers and views that call it would run the new body unseen.
+                    refuse("CREATE OR REPLACE FUNCTION is not allowed: what already calls \(name)() (a default, a trigger, a view) would run the new body, which pgclone cannot read, and \(MaskingRewriter.whyOnlyVisibleCode(context))")
+                    return
+                }
             }
             if kind == "RenameStmt", body["renameType"]?.string == "OBJECT_SCHEMA", let schema = body["subname"]?.string,
                let table = context.tables.first(where: { $0.schema == schema }) {

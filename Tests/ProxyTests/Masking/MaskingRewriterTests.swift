@@ -186,6 +186,8 @@ import Testing
         ("CREATE FUNCTION me.lower(text) RETURNS text LANGUAGE sql AS 'SELECT $1'; SELECT lower('X')", "function lower() is not built in"),
         ("SELECT chunk_data FROM pg_toast.pg_toast_16400", "pg_toast.pg_toast_16400 holds tables' values out of line"),
         ("UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'", "writing pg_settings is not allowed; use SET"),
+        ("CREATE OR REPLACE FUNCTION me.f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "CREATE OR REPLACE FUNCTION is not allowed"),
+        ("LISTEN people_changes", "LISTEN is not allowed"),
         ("ALTER SCHEMA test_schema RENAME TO elsewhere", "renaming schema test_schema, which holds masked table test_schema.employees, is not allowed"),
         // Functional notation calls the function too.
         ("SELECT k.report FROM mine k", "function report() is not built in"),
