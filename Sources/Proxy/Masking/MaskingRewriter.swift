@@ -418,9 +418,11 @@ public struct MaskingRewriter: Sendable {
         mutating func definition(_ kind: String, _ body: JSONNode) {
             if kind == "CreateFunctionStmt", let name = body["funcname"]?.array.last?["String"]?["sval"]?.string {
                 createdFunctions.insert(name)
-                if body["replace"]?.bool == true, context.runsOnlyVisibleCode {
-                    // Defaults, triggers and views that call it would run the new body unseen.
-                    refuse("CREATE OR REPLACE FUNCTION is not allowed: what already calls \(name)() (a default, a trigger, a view) would run the new body, which pgclone cannot read, and \(MaskingRewriter.whyOnlyVisibleCode(context))")
+                if context.runsOnlyVisibleCode {
+                    // The role could not call it through the proxy, but defaults, triggers and
+                    // functions that already call a function of that name would run its body,
+                    // which pgclone cannot read.
+                    refuse("CREATE FUNCTION is not allowed: what already calls a function named \(name)() (a default, a trigger, another function) would run its body, which pgclone cannot read, and \(MaskingRewriter.whyOnlyVisibleCode(context))")
                     return
                 }
             }
@@ -502,6 +504,11 @@ public struct MaskingRewriter: Sendable {
             if let link = fields["SubLink"] {
                 if let name = link["operName"]?.array.last?["String"]?["sval"]?.string { operatorCall(name) }
                 if ["ANY_SUBLINK", "ALL_SUBLINK"].contains(link["subLinkType"]?.string ?? ""), link["operName"] == nil { operatorCall("=") }
+                if refusal != nil { return }
+            }
+            if let join = fields["JoinExpr"], join["usingClause"] != nil || join["isNatural"]?.bool == true {
+                // USING and NATURAL compare the columns with `=` found by name.
+                operatorCall("=")
                 if refusal != nil { return }
             }
             if let caseExpression = fields["CaseExpr"], caseExpression["arg"] != nil {

@@ -388,6 +388,9 @@ struct MaskingState {
     /// Whether `name` was prepared with SQL PREPARE under the current masking generation.
     func isCurrentSQLPrepared(_ name: String) -> Bool { sqlPrepared[name] == generation }
 
+    /// Whether `name` was prepared with SQL PREPARE under an earlier masking generation.
+    func isStaleSQLPrepared(_ name: String) -> Bool { sqlPrepared[name].map { $0 != generation } ?? false }
+
     private mutating func trackPreparedStatements(_ uses: [MaskingRewriter.Plan.PreparedStatementUse]) -> AdminError? {
         var prepared = sqlPrepared
         for use in uses {

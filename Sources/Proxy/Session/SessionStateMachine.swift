@@ -591,7 +591,9 @@ struct SessionStateMachine {
             return .consumeAndPause
         }
         let parsedHere = statementsPreparedMasked[bind.statementName] != nil || statementsRefusedWhileMasked.contains(bind.statementName)
-        if maskedNow, !parsedHere, !masking.isCurrentSQLPrepared(bind.statementName) {
+        // (A protocol Parse of a name an SQL PREPARE holds fails on the server: the Bind still
+        // reaches the SQL-prepared statement.)
+        if maskedNow, !parsedHere || masking.isStaleSQLPrepared(bind.statementName), !masking.isCurrentSQLPrepared(bind.statementName) {
             // Not a Parse this session sent while the proxy watched: an SQL PREPARE made before
             // the session's masking last changed (or never read), which would run unrewritten.
             let error = AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before this session's masking last changed (its role, search_path or the policies); prepare it again")
@@ -792,6 +794,8 @@ struct SessionStateMachine {
             return .examine
         case .dataRow where masking.suppressingRows:
             return .examine
+        case .notificationResponse where isMaskedSession || masking.inFlightChange:
+            return .examine
         case .commandComplete where masking.suppressingRows:
             return .examine
         case .authentication where phase == .authenticating:
@@ -812,6 +816,11 @@ struct SessionStateMachine {
             serverEndedSession = true
         }
         if internalQuery != nil { return internalAnswer(message, now: now) }
+        if case .notificationResponse = message, isMaskedSession || masking.inFlightChange {
+            // A payload is whatever a trigger or function wrote (a change feed's whole row): a
+            // masked session gets none (LISTEN is refused to it; a DO block could still listen).
+            return .consume
+        }
         switch message {
         case .errorResponse(var fields) where withheldChannelBinding && phase == .authenticating && fields.message == "SCRAM channel binding negotiation error":
             // The client has TLS to the proxy and offered channel binding; the server, over its
