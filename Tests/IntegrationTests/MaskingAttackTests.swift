@@ -418,7 +418,10 @@ import Testing
             let statements = [
                 "SET search_path = sec, own",
                 "SELECT 1 AS id, 'x'::text AS ssn INTO TEMP TABLE emp",
-                "SELECT 'temp:' || ssn FROM emp",
+                // Only readable code runs here (a policy on a partition relies on the rewrite):
+                // a temporary table named like a masked one is read as the masked one (a view of
+                // the role's own could have moved search_path unseen).
+                "SELECT 'temp:' || count(*) FROM emp",
                 "DROP TABLE emp",
                 "SELECT 'after drop:' || count(*) FROM emp WHERE ssn IS NULL",
                 "CREATE TABLE own.copy AS SELECT * FROM sec.emp",
@@ -435,7 +438,7 @@ import Testing
             let text = output.stdout + output.stderr
             assertNoCanary(text, "definitions")
             #expect(output.status == 0, "\(text)")
-            for line in ["temp:x", "after drop:5", "copy:5", "copy2:5"] {
+            for line in ["temp:5", "after drop:5", "copy:5", "copy2:5"] {
                 #expect(text.contains(line + "\n"), "\(line) in \(text)")
             }
             // The view reads the mask view where there is one; over the table itself (the rewrite
@@ -759,7 +762,8 @@ import Testing
             assertNoCanary(output.stdout + output.stderr, "settings changed at run time")
             let lines = output.stdout.split(separator: "\n").map(String.init)
             // Masked (NULL || '' is NULL) or refused; never the canary.
-            #expect(lines == ["set refused", "run []", "settings refused", "bind refused"], "\(output.stdout)\(output.stderr)")
+            // (`emp` is taken to be the masked table: only readable code runs in this setting.)
+            #expect(lines == ["set refused", "run [(None,)]", "settings refused", "bind refused"], "\(output.stdout)\(output.stderr)")
         }
     }
     /// A notification's payload is whatever a trigger wrote (a change feed's whole row): a

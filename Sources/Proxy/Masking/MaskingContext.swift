@@ -122,7 +122,7 @@ public struct MaskingContext: Sendable, Hashable {
     /// The ancestor of a misplaced policy's table that a RangeVar names, if any.
     func misplacedAncestor(schema: String?, name: String) -> Misplaced? {
         misplacedPolicyAncestors.first { ancestor in
-            ancestor.name == name && (schema.map { $0 == ancestor.schema } ?? (ancestor.resolvesUnqualified || resolvesNamesConservatively))
+            ancestor.name == name && (schema.map { $0 == ancestor.schema } ?? (ancestor.resolvesUnqualified || takesNamesConservatively))
         }
     }
 
@@ -149,10 +149,16 @@ public struct MaskingContext: Sendable, Hashable {
     /// Every policy table is masked here, whatever the role (used while the role is not known).
     public var isWorstCase = false
 
+    /// Unqualified names are taken conservatively: in the worst case, and wherever only readable
+    /// code may run (a view, default or check of the role's own may call set_config and move
+    /// search_path unseen: the server does not report it).
+    var takesNamesConservatively: Bool { resolvesNamesConservatively || runsOnlyVisibleCode }
+
     /// The masked table a RangeVar names, if any.
     func table(schema: String?, name: String) -> Table? {
-        tables.first { table in
-            table.name == name && (schema.map { $0 == table.schema } ?? (table.resolvesUnqualified || resolvesNamesConservatively))
+        let conservative = takesNamesConservatively
+        return tables.first { table in
+            table.name == name && (schema.map { $0 == table.schema } ?? (table.resolvesUnqualified || conservative))
         }
     }
 

@@ -385,6 +385,14 @@ struct MaskingState {
     /// Follows PREPARE / EXECUTE / DEALLOCATE: EXECUTE of a statement not prepared under the
     /// current context (before the session was masked, or before the role or the policies
     /// changed) would run an old rewrite, or none, so it is refused.
+    /// Where only readable code may run, a statement may still change how the next one reads
+    /// without saying so (a view or default of the role's own calling set_config): until the
+    /// server is quiet and has reported its settings, the next statement is read as if they
+    /// were changing (no backslash, no non-ASCII text).
+    mutating func settingsMayChangeUnseen() {
+        reading.uncertain = true
+    }
+
     /// Whether `name` was prepared with SQL PREPARE under the current masking generation.
     func isCurrentSQLPrepared(_ name: String) -> Bool { sqlPrepared[name] == generation }
 

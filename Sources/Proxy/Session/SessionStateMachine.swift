@@ -427,6 +427,7 @@ struct SessionStateMachine {
             switch result {
             case .unchanged:
                 masking.note(changes)
+                if context.runsOnlyVisibleCode { masking.settingsMayChangeUnseen() }
                 activity.clientSent(frame.type)
                 return .relay
             case .rewritten(let rewritten):
@@ -435,6 +436,7 @@ struct SessionStateMachine {
                     return refuse(frame, AdminError("42501", "pgclone: the masked statement has characters that client_encoding \(masking.reading.clientEncoding) cannot carry"))
                 }
                 masking.note(changes)
+                if context.runsOnlyVisibleCode { masking.settingsMayChangeUnseen() }
                 activity.clientSent(frame.type)
                 return .replace(Self.queryMessage(bytes: encoded))
             case .refused(let error):
@@ -620,6 +622,7 @@ struct SessionStateMachine {
         if maskingInPlay, !masking.isSuperuser, let changes = statementEffects[bind.statementName] {
             masking.note(changes)
         }
+        if isMaskedSession, masking.context?.runsOnlyVisibleCode == true { masking.settingsMayChangeUnseen() }
         activity.clientSent(frame.type)
         return .relay
     }
