@@ -127,11 +127,13 @@ public struct PrivilegeReconciler: Sendable {
                               isSuperuser: serviceRow.string(0, 2) == "t", bypassesRLS: serviceRow.string(0, 3) == "t")
         let targets = try await findTargets(policies)
         let infrastructure = try await connection.exec("""
-            SELECT pg_catalog.to_regclass('pgclone_masked._changes') IS NOT NULL, pg_catalog.to_regclass('pgclone_masked._owners') IS NOT NULL
+            SELECT pg_catalog.to_regclass('pgclone_masked._changes') IS NOT NULL, pg_catalog.to_regclass('pgclone_masked._owners') IS NOT NULL,
+                   EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('pgclone_masked._owners')
+                           AND attname OPERATOR(pg_catalog.=) 'policy')
             """)
         let hasInfrastructure = infrastructure.string(0, 0) == "t"
         guard !targets.isEmpty || hasInfrastructure else { return [] }
-        if !hasInfrastructure || infrastructure.string(0, 1) != "t" { try await createInfrastructure() }
+        if !hasInfrastructure || infrastructure.string(0, 1) != "t" || infrastructure.string(0, 2) != "t" { try await createInfrastructure() }
         try await storeKey(needed: targets.contains { target in policies[target.policyIndex].columns.contains { $0.strategy.isKeyed } })
 
         var maskedRoles: [Int: [String]] = [:]
@@ -156,7 +158,7 @@ public struct PrivilegeReconciler: Sendable {
                 relation.reason = exception.map { "\($0); the server backs it up for the other masked roles" }
                 if exception != nil { try await grantViewsToMaskedOwners(target, masked: masked) }
                 // (After enforcing: rebuilding a view gives back first, which drops the claim.)
-                try await claim(target.oid, for: ownership.owner(of: policy))
+                try await claim(target.oid, for: ownership.owner(of: policy), policy: policy.qualifiedName)
             }
             outcome.append(relation)
         }
@@ -177,7 +179,7 @@ public struct PrivilegeReconciler: Sendable {
             } else {
                 relation.changes = try await enforceView(view, masked: masked)
                 relation.enforced = true
-                try await claim(view.oid, for: ownership.owner(of: policies[view.policyIndices[0]]))
+                try await claim(view.oid, for: ownership.owner(of: policies[view.policyIndices[0]]), policy: policies[view.policyIndices[0]].qualifiedName)
             }
             outcome.append(relation)
         }
@@ -194,27 +196,42 @@ public struct PrivilegeReconciler: Sendable {
             """).strings.compactMap { $0 }
         // Only what this proxy's own sources claimed: another proxy's policies are its own to drop.
         let owners = try await connection.query("""
-            SELECT relid::pg_catalog.text, owner, COALESCE(claimed_at OPERATOR(pg_catalog.<) $1::pg_catalog.timestamptz, false)
-            FROM pgclone_masked._owners
+            SELECT o.relid::pg_catalog.text, o.owner, COALESCE(o.claimed_at OPERATOR(pg_catalog.<) $1::pg_catalog.timestamptz, false), o.policy,
+                   (SELECT pg_catalog.format('%s.%s', n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                    WHERE c.oid OPERATOR(pg_catalog.=) o.relid)
+            FROM pgclone_masked._owners o
             """, [ownership.stateReadAt])
-        var claims: [String: (owner: String, beforeStateRead: Bool)] = [:]
+        var claims: [String: (owner: String, beforeStateRead: Bool, policy: String?, currentName: String?)] = [:]
         for row in owners.rows.indices {
-            claims[owners.string(row, 0) ?? ""] = (owners.string(row, 1) ?? "", owners.string(row, 2) == "t")
+            claims[owners.string(row, 0) ?? ""] = (owners.string(row, 1) ?? "", owners.string(row, 2) == "t", owners.string(row, 3), owners.string(row, 4))
         }
+        let inForce = Set(policies.map(\.qualifiedName))
         for oid in Set(recorded + viewed).subtracting(kept).sorted() {
             if let claim = claims[oid], !ownership.mayGiveBack(claimedBy: claim.owner, claimedBeforeStateRead: claim.beforeStateRead) { continue }
+            if let claim = claims[oid], let policy = claim.policy, inForce.contains(policy), let name = claim.currentName {
+                // Still there, under a name its policy no longer finds (a renamed table or
+                // schema): it keeps what the policy took; dropping the policy gives it back.
+                var relation = Relation(policy: policy, schema: String(name.split(separator: ".", maxSplits: 1).first ?? ""),
+                                        name: String(name.split(separator: ".", maxSplits: 1).last ?? ""), oid: UInt32(oid) ?? 0, enforced: false)
+                relation.reason = "\(name) was under policy \(policy) and no longer has its name (renamed or moved?): its privileges stay as the policy left them, and pgclone's rewrite no longer finds it; rename it back, or change or drop the policy"
+                outcome.append(relation)
+                continue
+            }
             _ = try await restore(UInt32(oid) ?? 0)
         }
         return outcome
     }
 
     /// Records which policy source looks after a relation (the time stays while the owner does).
-    private func claim(_ oid: UInt32, for owner: String) async throws {
+    /// (With the policy's name: a relation that no longer matches a policy still in force was
+    /// renamed or moved away from it, and keeps what the policy took.)
+    private func claim(_ oid: UInt32, for owner: String, policy: String) async throws {
         try await connection.query("""
-            INSERT INTO pgclone_masked._owners AS o (relid, owner) VALUES ($1::pg_catalog.oid, $2)
-            ON CONFLICT (relid) DO UPDATE SET owner = excluded.owner, claimed_at = pg_catalog.clock_timestamp()
-            WHERE o.owner OPERATOR(pg_catalog.<>) excluded.owner
-            """, [String(oid), owner])
+            INSERT INTO pgclone_masked._owners AS o (relid, owner, policy) VALUES ($1::pg_catalog.oid, $2, $3)
+            ON CONFLICT (relid) DO UPDATE SET owner = excluded.owner, policy = excluded.policy,
+              claimed_at = CASE WHEN o.owner OPERATOR(pg_catalog.<>) excluded.owner THEN pg_catalog.clock_timestamp() ELSE o.claimed_at END
+            WHERE o.owner OPERATOR(pg_catalog.<>) excluded.owner OR o.policy IS DISTINCT FROM excluded.policy
+            """, [String(oid), owner, policy])
     }
 
     /// The policy tables that exist here, with their partitions and inheritance children.
@@ -703,8 +720,10 @@ public struct PrivilegeReconciler: Sendable {
             CREATE TABLE IF NOT EXISTS pgclone_masked._owners (
                 relid oid PRIMARY KEY,
                 owner text NOT NULL,
-                claimed_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+                claimed_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+                policy text
             );
+            ALTER TABLE pgclone_masked._owners ADD COLUMN IF NOT EXISTS policy text;
             COMMENT ON TABLE pgclone_masked._owners IS 'pgclone: which policy source (one proxy''s policy files, or the state database) looks after each relation';
             REVOKE ALL ON pgclone_masked._owners FROM PUBLIC;
             """)

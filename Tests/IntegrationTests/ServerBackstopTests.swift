@@ -239,6 +239,26 @@ import Testing
         }
     }
 
+    /// A policy table renamed away from its policy (by anyone, while the policy stays) keeps
+    /// what the policy took: renaming is not a way to unmask it.
+    @Test func aRenamedPolicyTableKeepsItsPrivileges() async throws {
+        try await withBackstop { setup in
+            let superuser = try await setup.direct()
+            try await superuser.exec("ALTER TABLE sec.emp RENAME TO emp_renamed")
+            await setup.proxy.backstop?.reconcile(database: setup.database)
+            await expectRefused(try await setup.direct(setup.role("bs_masked")), "SELECT ssn FROM sec.emp_renamed")
+            let admin = try await PQConnection.connect(setup.environment.throughProxy(setup.proxy.port, database: setup.database))
+            let status = try await admin.exec("SELECT server_enforced, server_detail FROM pgclone.policy_status() WHERE table_name = 'sec.emp'")
+            #expect(status.string(0, 0) == "no" && status.string(0, 1)?.contains("sec.emp_renamed was under policy sec.emp and no longer has its name") == true,
+                    "\(status.strings)")
+            // Back under its name, the policy finds it again.
+            try await superuser.exec("ALTER TABLE sec.emp_renamed RENAME TO emp")
+            await setup.proxy.backstop?.reconcile(database: setup.database)
+            await expectRefused(try await setup.direct(setup.role("bs_masked")), "SELECT ssn FROM sec.emp")
+            #expect(try await admin.exec("SELECT server_enforced FROM pgclone.policy_status() WHERE table_name = 'sec.emp'").string(0, 0) == "yes")
+        }
+    }
+
     @Test func policyStatusSaysWhetherTheServerBacksEachPolicyUp() async throws {
         try await withBackstop { setup in
             let superuser = try await setup.direct()
