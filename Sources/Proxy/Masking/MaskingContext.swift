@@ -79,6 +79,8 @@ public struct MaskingContext: Sendable, Hashable {
     public var allowedFunctions: Set<String> = []
     /// Views that call functions which are not built in: refused while a policy relies on the rewrite alone.
     public var viewsCallingFunctions: Set<String> = []
+    /// Operators of extensions (known, not a role's own): not user operators.
+    public var extensionOperators: Set<String> = []
     /// Names of every function that is not built in (OID 16384 and up), as of the context's read.
     public var userFunctions: Set<String> = []
     public var policyVersion: Int
@@ -278,7 +280,10 @@ public struct MaskingContext: Sendable, Hashable {
             SELECT DISTINCT 'fnview', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL FROM fnviews f JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) f.oid
             UNION ALL
             -- Operators that are not built in, and whether their function is a risky definer.
-            SELECT DISTINCT 'operator', o.oprname::pg_catalog.text, (pr.proname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (SELECT r.name FROM risky r))::pg_catalog.text, NULL, NULL, NULL
+            -- (An extension's operators were installed by a superuser, not written by a role: known, not user operators.)
+            SELECT DISTINCT 'operator', o.oprname::pg_catalog.text, (pr.proname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (SELECT r.name FROM risky r))::pg_catalog.text,
+                   EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_operator'::pg_catalog.regclass
+                           AND d.objid OPERATOR(pg_catalog.=) o.oid AND d.deptype OPERATOR(pg_catalog.=) 'e')::pg_catalog.text, NULL, NULL
             FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc pr ON pr.oid OPERATOR(pg_catalog.=) o.oprcode
             WHERE o.oid OPERATOR(pg_catalog.>=) 16384 AND EXISTS (SELECT 1 FROM m)
             UNION ALL
@@ -291,6 +296,9 @@ public struct MaskingContext: Sendable, Hashable {
             SELECT DISTINCT 'builtin', pr.proname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_proc pr WHERE pr.oid OPERATOR(pg_catalog.<) 16384
             UNION ALL
             SELECT DISTINCT 'builtin', o.oprname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_operator o WHERE o.oid OPERATOR(pg_catalog.<) 16384
+            UNION ALL
+            -- Built-in type names, marked apart from function names.
+            SELECT DISTINCT 'builtin', 'type:' OPERATOR(pg_catalog.||) t.typname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.<) 16384
             """ : "")
     }
 
@@ -319,6 +327,7 @@ public struct MaskingContext: Sendable, Hashable {
         var definers: Set<String> = []
         var functionViews: Set<String> = []
         var operators: Set<String> = []
+        var extensionOperators: Set<String> = []
         var riskyOperators: Set<String> = []
         var userFunctions: Set<String> = []
         var maximumOID = UInt32.max
@@ -358,8 +367,8 @@ public struct MaskingContext: Sendable, Hashable {
             case "fnview": if let name = row[1] { functionViews.insert(name) }
             case "operator":
                 guard let name = row[1] else { continue }
-                operators.insert(name)
                 if row[2] == "true" { riskyOperators.insert(name) }
+                if row[3] == "true" { extensionOperators.insert(name) } else { operators.insert(name) }
             case "userfn": if let name = row[1] { userFunctions.insert(name) }
             default: break
             }
@@ -375,6 +384,7 @@ public struct MaskingContext: Sendable, Hashable {
         context.maximumRelationOID = maximumOID
         context.userOperators = operators
         context.riskyOperators = riskyOperators
+        context.extensionOperators = extensionOperators
         context.allowedFunctions = Set(policies.policies.flatMap(\.allowedFunctions))
         context.viewsCallingFunctions = functionViews
         context.userFunctions = userFunctions

@@ -506,6 +506,17 @@ public struct MaskingRewriter: Sendable {
                 if ["ANY_SUBLINK", "ALL_SUBLINK"].contains(link["subLinkType"]?.string ?? ""), link["operName"] == nil { operatorCall("=") }
                 if refusal != nil { return }
             }
+            if let cast = fields["TypeCast"], context.runsOnlyVisibleCode, let builtins = builtinFunctions {
+                // A cast to a type of a role's own runs its input function or domain checks,
+                // which pgclone cannot read.
+                let names = cast["typeName"]?["names"]?.array.compactMap { $0["String"]?["sval"]?.string } ?? []
+                let name = names.last ?? ""
+                let schema = names.count > 1 ? names[names.count - 2] : nil
+                if !name.isEmpty, !builtins.contains("type:" + name) || !(schema == nil || schema == "pg_catalog" || schema == "information_schema") {
+                    refuse("a cast to type \(names.joined(separator: ".")), which is not built in, is not allowed: its functions and checks run code pgclone cannot read, and \(MaskingRewriter.whyOnlyVisibleCode(context))")
+                    return
+                }
+            }
             if let join = fields["JoinExpr"], join["usingClause"] != nil || join["isNatural"]?.bool == true {
                 // USING and NATURAL compare the columns with `=` found by name.
                 operatorCall("=")
@@ -705,7 +716,8 @@ public struct MaskingRewriter: Sendable {
                 return
             }
             // An operator neither built in nor known to the context was created since it was read.
-            if unknownFunction == nil, let builtins = builtinFunctions, !builtins.contains(name), !context.userOperators.contains(name) {
+            if unknownFunction == nil, let builtins = builtinFunctions, !builtins.contains(name), !context.userOperators.contains(name),
+               !context.extensionOperators.contains(name) {
                 unknownFunction = "operator \(name)"
             }
         }

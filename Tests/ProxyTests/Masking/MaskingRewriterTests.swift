@@ -28,7 +28,8 @@ import Testing
         return context
     }
 
-    static let builtins: Set<String> = ["count", "upper", "lower", "left", "now", "row_to_json", "ts_rewrite", "=", "<", ">", "<=", ">=", "||", "~~", "+", "-"]
+    static let builtins: Set<String> = ["count", "upper", "lower", "left", "now", "row_to_json", "ts_rewrite", "=", "<", ">", "<=", ">=", "||", "~~", "+", "-",
+                                        "type:int4", "type:text", "type:varchar", "type:numeric", "type:tsquery"]
     private func rewrite(_ sql: String, _ context: MaskingContext = context()) -> MaskingRewriter.Result {
         MaskingRewriter(context: context, builtinFunctions: Self.builtins).rewrite(sql)
     }
@@ -189,6 +190,8 @@ import Testing
         ("CREATE FUNCTION me.lower(text) RETURNS text LANGUAGE sql AS 'SELECT $1'; SELECT lower('X')", "CREATE FUNCTION is not allowed"),
         ("SELECT chunk_data FROM pg_toast.pg_toast_16400", "pg_toast.pg_toast_16400 holds tables' values out of line"),
         ("UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'", "writing pg_settings is not allowed; use SET"),
+        ("SELECT 'z'::me.mood", "a cast to type me.mood, which is not built in, is not allowed"),
+        ("SELECT CAST(ROW('z') AS ct)", "a cast to type ct, which is not built in, is not allowed"),
         ("CREATE OR REPLACE FUNCTION me.f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "CREATE FUNCTION is not allowed"),
         ("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "CREATE FUNCTION is not allowed"),
         ("LISTEN people_changes", "LISTEN is not allowed"),
@@ -266,6 +269,15 @@ import Testing
         #expect(error.message.contains("is not built in"), "\(error.message)")
         // With no user operators of those names, built-in ones run (=== is unknown: read again).
         #expect(rewrite(sql, Self.context()) == (sql.contains("===") ? .needsFreshContext(function: "operator ===") : .unchanged), "\(sql)")
+    }
+
+    /// Casts to built-in types run (drivers cast their parameters); an extension's operators are
+    /// known, not a role's own.
+    @Test func builtinCastsAndExtensionOperatorsRun() {
+        #expect(rewrite("SELECT $1::int, CAST('1' AS numeric), '{1}'::int[], 'x'::pg_catalog.text") == .unchanged)
+        var context = Self.context()
+        context.extensionOperators = ["~<~"]
+        #expect(rewrite("SELECT 'a' ~<~ 'b'", context) == .unchanged)
     }
 
     /// CREATE TABLE ... AS EXECUTE and EXPLAIN EXECUTE run a prepared statement: recorded as EXECUTE.
