@@ -79,6 +79,8 @@ public struct MaskingContext: Sendable, Hashable {
     public var allowedFunctions: Set<String> = []
     /// Views that call functions which are not built in: refused while a policy relies on the rewrite alone.
     public var viewsCallingFunctions: Set<String> = []
+    /// Names of types that are not built in (not tables' row types), as of the context's read.
+    public var userTypes: Set<String> = []
     /// Operators of extensions (known, not a role's own): not user operators.
     public var extensionOperators: Set<String> = []
     /// Names of every function that is not built in (OID 16384 and up), as of the context's read.
@@ -282,13 +284,23 @@ public struct MaskingContext: Sendable, Hashable {
             -- Operators that are not built in, and whether their function is a risky definer.
             -- (An extension's operators were installed by a superuser, not written by a role: known, not user operators.)
             SELECT DISTINCT 'operator', o.oprname::pg_catalog.text, (pr.proname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (SELECT r.name FROM risky r))::pg_catalog.text,
-                   EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_operator'::pg_catalog.regclass
-                           AND d.objid OPERATOR(pg_catalog.=) o.oid AND d.deptype OPERATOR(pg_catalog.=) 'e')::pg_catalog.text, NULL, NULL
+                   (EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_operator'::pg_catalog.regclass
+                           AND d.objid OPERATOR(pg_catalog.=) o.oid AND d.deptype OPERATOR(pg_catalog.=) 'e')
+                    AND pr.prolang OPERATOR(pg_catalog.=) ANY (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname OPERATOR(pg_catalog.=) ANY ('{c,internal}')))::pg_catalog.text, NULL, NULL
             FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_proc pr ON pr.oid OPERATOR(pg_catalog.=) o.oprcode
             WHERE o.oid OPERATOR(pg_catalog.>=) 16384 AND EXISTS (SELECT 1 FROM m)
             UNION ALL
+            -- (An extension's C functions were installed by a superuser: known, not a role's own.
+            -- Its SQL or PL functions, or ones a role added to it, are a role's own.)
             SELECT DISTINCT 'userfn', pr.proname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_proc pr
             WHERE pr.oid OPERATOR(pg_catalog.>=) 16384 AND EXISTS (SELECT 1 FROM m)
+              AND NOT (pr.prolang OPERATOR(pg_catalog.=) ANY (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname OPERATOR(pg_catalog.=) ANY ('{c,internal}'))
+                       AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+                                   AND d.objid OPERATOR(pg_catalog.=) pr.oid AND d.deptype OPERATOR(pg_catalog.=) 'e'))
+            UNION ALL
+            -- Types that are not built in (their input functions, casts and domain checks are code).
+            SELECT DISTINCT 'usertype', t.typname::pg_catalog.text, NULL, NULL, NULL, NULL FROM pg_catalog.pg_type t
+            WHERE t.oid OPERATOR(pg_catalog.>=) 16384 AND t.typrelid OPERATOR(pg_catalog.=) 0 AND EXISTS (SELECT 1 FROM m)
             """ + (includeBuiltins ? """
 
             UNION ALL
@@ -327,6 +339,7 @@ public struct MaskingContext: Sendable, Hashable {
         var definers: Set<String> = []
         var functionViews: Set<String> = []
         var operators: Set<String> = []
+        var userTypes: Set<String> = []
         var extensionOperators: Set<String> = []
         var riskyOperators: Set<String> = []
         var userFunctions: Set<String> = []
@@ -370,6 +383,7 @@ public struct MaskingContext: Sendable, Hashable {
                 if row[2] == "true" { riskyOperators.insert(name) }
                 if row[3] == "true" { extensionOperators.insert(name) } else { operators.insert(name) }
             case "userfn": if let name = row[1] { userFunctions.insert(name) }
+            case "usertype": if let name = row[1] { userTypes.insert(name) }
             default: break
             }
         }
@@ -385,6 +399,7 @@ public struct MaskingContext: Sendable, Hashable {
         context.userOperators = operators
         context.riskyOperators = riskyOperators
         context.extensionOperators = extensionOperators
+        context.userTypes = userTypes
         context.allowedFunctions = Set(policies.policies.flatMap(\.allowedFunctions))
         context.viewsCallingFunctions = functionViews
         context.userFunctions = userFunctions

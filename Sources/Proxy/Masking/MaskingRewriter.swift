@@ -506,14 +506,13 @@ public struct MaskingRewriter: Sendable {
                 if ["ANY_SUBLINK", "ALL_SUBLINK"].contains(link["subLinkType"]?.string ?? ""), link["operName"] == nil { operatorCall("=") }
                 if refusal != nil { return }
             }
-            if let cast = fields["TypeCast"], context.runsOnlyVisibleCode, let builtins = builtinFunctions {
-                // A cast to a type of a role's own runs its input function or domain checks,
-                // which pgclone cannot read.
-                let names = cast["typeName"]?["names"]?.array.compactMap { $0["String"]?["sval"]?.string } ?? []
-                let name = names.last ?? ""
-                let schema = names.count > 1 ? names[names.count - 2] : nil
-                if !name.isEmpty, !builtins.contains("type:" + name) || !(schema == nil || schema == "pg_catalog" || schema == "information_schema") {
-                    refuse("a cast to type \(names.joined(separator: ".")), which is not built in, is not allowed: its functions and checks run code pgclone cannot read, and \(MaskingRewriter.whyOnlyVisibleCode(context))")
+            // A type named anywhere (a cast, a column definition, a PREPARE's parameter, a
+            // record's column list): one of a role's own runs its input function, casts and
+            // domain checks, which pgclone cannot read.
+            if context.runsOnlyVisibleCode, let typeName = fields["TypeName"] ?? (fields["names"] != nil && fields["typemod"] != nil ? JSONNode.object(fields) : nil) {
+                let names = typeName["names"]?.array.compactMap { $0["String"]?["sval"]?.string } ?? []
+                if let name = names.last, !isBuiltinType(name, schema: names.count > 1 ? names[names.count - 2] : nil) {
+                    refuse("type \(names.joined(separator: ".")) is not built in: its functions and checks run code pgclone cannot read, and \(MaskingRewriter.whyOnlyVisibleCode(context))")
                     return
                 }
             }
@@ -702,6 +701,14 @@ public struct MaskingRewriter: Sendable {
             guard builtinFunctions?.contains(name) ?? false else { return false }
             if schema == "pg_catalog" || schema == "information_schema" { return true }
             return schema == nil && !context.userFunctions.contains(name) && !createdFunctions.contains(name)
+        }
+
+        /// Whether a type name certainly reaches a built-in type (an unqualified one that a type of
+        /// a role's own also has may resolve to it through search_path).
+        func isBuiltinType(_ name: String, schema: String?) -> Bool {
+            guard builtinFunctions?.contains("type:" + name) ?? true else { return false }
+            if schema == "pg_catalog" || schema == "information_schema" { return true }
+            return schema == nil && !context.userTypes.contains(name)
         }
 
         /// Operators call functions: the same rules, by operator symbol.

@@ -522,6 +522,11 @@ struct SessionStateMachine {
             }
             if bytes.count <= MaskingState.synchronousParseLimit, AdminStatement.mightReferenceAdminAPI(bytes),
                let verdict = adminParse(parse, frame: frame) { return verdict }
+            if context.runsOnlyVisibleCode, let type = parse.parameterTypes.first(where: { $0 >= 16384 }) {
+                // A parameter of a type of a role's own runs its input function and domain checks.
+                adminPrepared[parse.statementName] = nil
+                return refuse(frame, AdminError("42501", "pgclone: a parameter of type \(type), which is not built in, is not allowed: its functions and checks run code pgclone cannot read, and \(MaskingRewriter.whyOnlyVisibleCode(context))"))
+            }
             guard case .done(let result, let changes) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions, deferred: true) else {
                 return analyze(text, under: context)
             }

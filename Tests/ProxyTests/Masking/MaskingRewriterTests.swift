@@ -190,8 +190,11 @@ import Testing
         ("CREATE FUNCTION me.lower(text) RETURNS text LANGUAGE sql AS 'SELECT $1'; SELECT lower('X')", "CREATE FUNCTION is not allowed"),
         ("SELECT chunk_data FROM pg_toast.pg_toast_16400", "pg_toast.pg_toast_16400 holds tables' values out of line"),
         ("UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'", "writing pg_settings is not allowed; use SET"),
-        ("SELECT 'z'::me.mood", "a cast to type me.mood, which is not built in, is not allowed"),
-        ("SELECT CAST(ROW('z') AS ct)", "a cast to type ct, which is not built in, is not allowed"),
+        ("SELECT 'z'::me.mood", "type me.mood is not built in"),
+        ("SELECT CAST(ROW('z') AS ct)", "type ct is not built in"),
+        ("PREPARE p1(me.domu) AS SELECT $1", "type me.domu is not built in"),
+        ("SELECT * FROM upper('x') AS x(c me.domu)", "type me.domu is not built in"),
+        ("CREATE TABLE mine (c me.domu)", "type me.domu is not built in"),
         ("CREATE OR REPLACE FUNCTION me.f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "CREATE FUNCTION is not allowed"),
         ("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "CREATE FUNCTION is not allowed"),
         ("LISTEN people_changes", "LISTEN is not allowed"),
@@ -272,9 +275,17 @@ import Testing
     }
 
     /// Casts to built-in types run (drivers cast their parameters); an extension's operators are
-    /// known, not a role's own.
+    /// known, not a role's own; a type of a role's own named like a built-in one is its own.
     @Test func builtinCastsAndExtensionOperatorsRun() {
         #expect(rewrite("SELECT $1::int, CAST('1' AS numeric), '{1}'::int[], 'x'::pg_catalog.text") == .unchanged)
+        var shadowed = Self.context()
+        shadowed.userTypes = ["text"]
+        guard case .refused(let error) = rewrite("SELECT 'z'::text", shadowed) else {
+            Issue.record("a cast to a shadowed built-in type name was not refused")
+            return
+        }
+        #expect(error.message.contains("type text is not built in"), "\(error.message)")
+        #expect(rewrite("SELECT 'z'::pg_catalog.text", shadowed) == .unchanged)
         var context = Self.context()
         context.extensionOperators = ["~<~"]
         #expect(rewrite("SELECT 'a' ~<~ 'b'", context) == .unchanged)
