@@ -145,6 +145,16 @@ public struct PrivilegeReconciler: Sendable {
             }
             let masked = maskedRoles[target.policyIndex] ?? []
             var relation = Relation(policy: policy.qualifiedName, schema: target.schema, name: target.name, oid: target.oid, enforced: false)
+            let missing = try await missingColumns(target, policy: policy)
+            if !missing.isEmpty {
+                // A sensitive column renamed (or dropped): rebuilding would give back what it took
+                // under its old name. Its privileges stay as they are until the policy or the
+                // column is put right (and reads of the table are refused meanwhile: its mask view
+                // no longer matches the policy).
+                relation.reason = "\(target.schema).\(target.name) has no column \(missing.joined(separator: ", ")) of policy \(policy.qualifiedName) (renamed or dropped?): its privileges stay as the policy left them; rename the column back or change the policy"
+                outcome.append(relation)
+                continue
+            }
             relation.reason = try await obstacle(target, policy: policy, masked: masked, service: service)
             let exception = relation.reason == nil ? try await roleException(target, masked: masked) : nil
             if relation.reason != nil {
@@ -309,6 +319,15 @@ public struct PrivilegeReconciler: Sendable {
             return "\(target.schema).\(target.name) has row-level security, which would not apply to masked reads through a view owned by \(service.name)"
         }
         return nil
+    }
+
+    /// The policy's columns the relation does not have.
+    private func missingColumns(_ target: Target, policy: TablePolicy) async throws -> [String] {
+        let present = Set(try await connection.query("""
+            SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+            """, [String(target.oid)]).strings.compactMap { $0 })
+        return policy.columns.map(\.name).filter { !present.contains($0) }.sorted()
     }
 
     /// A masked role whose privileges the server cannot take: one that owns the table (or can act
