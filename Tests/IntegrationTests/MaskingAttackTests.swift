@@ -92,6 +92,15 @@ import Testing
         return output.stdout + output.stderr
     }
 
+    /// Each statement, sent as one Query message, is refused with 42501 and shows no canary.
+    private func expectRefused(_ conninfo: String, _ statements: [String], sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        for sql in statements {
+            let output = try await psql(conninfo, sql)
+            assertNoCanary(output, sql, sourceLocation: sourceLocation)
+            #expect(output.contains("ERROR:  42501"), "\(sql): \(output)", sourceLocation: sourceLocation)
+        }
+    }
+
     // MARK: - 1. The admin-call shortcut
 
     static let adminShortcuts = [
@@ -254,17 +263,13 @@ import Testing
                 BEGIN RETURN QUERY EXECUTE format('SELECT %I::text FROM sec.emp', col); END $$
                 """)
             let conninfo = db.proxyInfo(db.role("masked"))
-            for sql in [
+            try await expectRefused(conninfo, [
                 "SELECT * FROM own.peek('ssn')",
                 "SELECT ts_rewrite('a'::tsquery, 'SELECT ssn::tsquery, ''b''::tsquery FROM sec.emp')",
                 "SELECT * FROM crosstab('SELECT id::text, ''k'', ssn FROM sec.emp') AS ct(id text, v text)",
                 "SELECT query_to_xml('SELECT ssn FROM sec.emp', true, false, '')",
                 "SELECT * FROM ts_stat('SELECT to_tsvector(ssn) FROM sec.emp')",
-            ] {
-                let output = try await psql(conninfo, sql)
-                assertNoCanary(output, sql)
-                #expect(output.contains("ERROR:  42501"), "\(sql): \(output)")
-            }
+            ])
         }
     }
 
@@ -395,16 +400,12 @@ import Testing
     func nestedWritesReadNothingSensitive(backstop: Bool) async throws {
         try await withAttackSetup(backstop: backstop) { db in
             let conninfo = db.proxyInfo(db.role("masked"))
-            for sql in [
+            try await expectRefused(conninfo, [
                 "WITH u AS (UPDATE sec.emp SET id = id RETURNING ssn || '' AS s, email || '' AS e) SELECT * FROM u",
                 "PREPARE u AS UPDATE sec.emp SET id = id RETURNING ssn || '' AS s; EXECUTE u",
                 "COPY (UPDATE sec.emp SET id = id RETURNING *) TO STDOUT",
                 "PREPARE m AS MERGE INTO sec.emp t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED AND t.ssn LIKE 'CANARY%' THEN UPDATE SET id = t.id; EXECUTE m",
-            ] {
-                let output = try await psql(conninfo, sql)
-                assertNoCanary(output, sql)
-                #expect(output.contains("ERROR:  42501"), "\(sql): \(output)")
-            }
+            ])
         }
     }
 
@@ -468,15 +469,11 @@ import Testing
                 CREATE VIEW own.v3 AS SELECT own.kk() AS x;
                 """)
             let conninfo = db.proxyInfo(db.role("masked"))
-            for sql in [
+            try await expectRefused(conninfo, [
                 "SELECT * FROM own.run('SELECT ssn, email FROM sec.emp') AS t(a text, b text)",
                 "SELECT * FROM own.v3",
                 "SELECT * FROM connectby('sec.emp', 'ssn', 'email', 'x', 0) AS t(k text, p text, l int)",
-            ] {
-                let output = try await psql(conninfo, sql)
-                assertNoCanary(output, sql)
-                #expect(output.contains("ERROR:  42501"), "\(sql): \(output)")
-            }
+            ])
         }
     }
 
@@ -596,7 +593,7 @@ import Testing
             let toast = try await db.direct().exec("SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = 'app.people'::regclass").string(0, 0) ?? ""
             // A function named like a built-in, made around the proxy (through it, CREATE FUNCTION is refused).
             try await db.direct(db.role("owner")).exec("CREATE FUNCTION app.lower(text) RETURNS text LANGUAGE sql AS $$ SELECT string_agg(ssn || notes, ',') FROM app.people $$")
-            for sql in [
+            try await expectRefused(conninfo, [
                 "ALTER TABLE app.people ADD CONSTRAINT c1 CHECK (ssn::int > 0)",
                 "ALTER TABLE app.people ALTER COLUMN ssn TYPE int USING ssn::int",
                 "CREATE UNIQUE INDEX ON app.people (left(ssn, 5))",
@@ -618,11 +615,7 @@ import Testing
                 "ALTER SCHEMA app RENAME TO app2",
                 "SELECT * FROM \(toast)",
                 "SET search_path = pg_toast; SELECT * FROM \(toast.replacingOccurrences(of: "pg_toast.", with: ""))",
-            ] {
-                let output = try await psql(conninfo, sql)
-                assertNoCanary(output, sql)
-                #expect(output.contains("ERROR:  42501"), "\(sql): \(output)")
-            }
+            ])
             // asyncpg reads a whole-row result (it sets jit around its type introspection).
             let script = """
                 import asyncio, asyncpg
@@ -673,7 +666,7 @@ import Testing
                 CREATE FUNCTION own.leak(own.k) RETURNS text LANGUAGE sql AS $$ SELECT sec.lookup($1.id) $$;
                 """)
             let conninfo = db.proxyInfo(db.role("masked"))
-            for sql in [
+            try await expectRefused(conninfo, [
                 "SELECT sec.lookup(1)",
                 "SELECT own.wrap0(1)",
                 "SELECT k.leak FROM own.k k",
@@ -687,11 +680,7 @@ import Testing
                 "CREATE OR REPLACE FUNCTION own.wrap0(int) RETURNS text LANGUAGE sql AS $$ SELECT sec.lookup($1) $$",
                 // A change feed's payload is whatever its trigger wrote.
                 "LISTEN people_changes",
-            ] {
-                let output = try await psql(conninfo, sql)
-                assertNoCanary(output, sql)
-                #expect(output.contains("ERROR:  42501"), "\(sql): \(output)")
-            }
+            ])
             let wrapped = try await psql(conninfo, "SELECT own.wrap0(1)")
             #expect(wrapped.contains("SECURITY DEFINER function lookup() can read sensitive columns with its owner's rights"), "\(wrapped)")
             // Built-ins and masked reads go on.
