@@ -613,6 +613,9 @@ import Testing
                 "SET search_path = app, pg_catalog; CREATE TABLE app.t2 (x text DEFAULT lower('x'))",
                 "CREATE FUNCTION app.upper(text) RETURNS text LANGUAGE sql AS $$ SELECT string_agg(ssn || notes, ',') FROM app.people $$; SET search_path = app, pg_catalog; SELECT upper('x')",
                 "ALTER SCHEMA app RENAME TO app2",
+                // Its writes would read the real values (WHERE, RETURNING).
+                "BEGIN; DELETE FROM app.people WHERE id = 1 RETURNING ssn || ''; ROLLBACK",
+                "UPDATE app.people SET id = id WHERE ssn LIKE 'CANARY%' RETURNING id",
                 "SELECT * FROM \(toast)",
                 "SET search_path = pg_toast; SELECT * FROM \(toast.replacingOccurrences(of: "pg_toast.", with: ""))",
             ])

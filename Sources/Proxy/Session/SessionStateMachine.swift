@@ -660,10 +660,13 @@ struct SessionStateMachine {
             activity.clientSent(frame.type)
             if tracksParseAnswers { clientParsesInFlight += 1 }
             // The statement that raises takes the same parameters, so that the client's Bind
-            // is accepted and Execute reports the refusal. Types the client left open are text.
+            // is accepted and Execute reports the refusal. Types the client left open are text, and
+            // so are types that are not built in (Bind would run their input function and domain
+            // checks: code pgclone cannot read).
             let count = min(max(parse.parameterTypes.count, SQLLexer(parse.query).highestParameterNumber()), Int(Int16.max))
             let types = (0..<count).map { index -> UInt32 in
-                index < parse.parameterTypes.count && parse.parameterTypes[index] != 0 ? parse.parameterTypes[index] : 25
+                let type = index < parse.parameterTypes.count ? parse.parameterTypes[index] : 0
+                return type != 0 && type < 16384 ? type : 25
             }
             var buffer = ByteBuffer()
             FrontendMessage.parse(.init(statementName: parse.statementName, query: AdminSQL.raise(error), parameterTypes: types)).encode(into: &buffer)

@@ -228,6 +228,19 @@ import Testing
         #expect(rewrite("SELECT upper('x')", Self.context(userFunctions: ["upper"], backedUp: true)) == .unchanged)
     }
 
+    /// Mask views exist (for the other masked roles) but the server does not hold this session
+    /// back (an owner): a write naming the masked table would read it, refused.
+    @Test func aWriteIsRefusedWhereTheServerDoesNotHoldTheSessionBack() {
+        var context = Self.context(backedUp: true)
+        context.tables[0].serverDenies = false
+        guard case .refused(let error) = rewrite("DELETE FROM test_schema.employees WHERE ssn = 'x' RETURNING id", context) else {
+            Issue.record("the write was not refused")
+            return
+        }
+        #expect(error.message.contains("DELETE on test_schema.employees is not allowed"), "\(error.message)")
+        #expect(rewrite("DELETE FROM test_schema.employees WHERE id = 1", Self.context(backedUp: true)) == .unchanged)
+    }
+
     /// Under the server backstop too: the policy would no longer find its table.
     @Test func aSchemaHoldingAMaskedTableIsNotRenamed() {
         guard case .refused(let error) = rewrite("ALTER SCHEMA test_schema RENAME TO elsewhere", Self.context(backedUp: true)) else {

@@ -202,6 +202,18 @@ import Testing
         #expect(try client(&extended, .parse(.init(statementName: "", query: "ROLLBACK", parameterTypes: []))) == .relay)
     }
 
+    /// A Parse refused for a parameter of a type that is not built in is replaced by one whose
+    /// parameters are text: the client's Bind must not run that type's input function or
+    /// domain checks on the server.
+    @Test mutating func aRefusedParseKeepsNoTypeThatIsNotBuiltIn() throws {
+        var machine = try ready(superuser: false, contextRows: Self.contextRows(masked: true))
+        let verdict = try judged(&machine, .parse(.init(statementName: "s1", query: "SELECT $1, $2", parameterTypes: [190_000, 23])))
+        guard case .replace(var buffer) = verdict, let frame = try MessageFrame.read(from: &buffer),
+              case .parse(let parse) = try FrontendMessage.decode(frame) else { throw Failure("not replaced by a Parse: \(verdict)") }
+        #expect(parse.parameterTypes == [25, 23])
+        #expect(parse.query.contains("is not built in"), "\(parse.query)")
+    }
+
     @Test mutating func aStatementTooLongToReadIsRefusedWhileMaskingIsInPlay() throws {
         var machine = try ready(superuser: false, contextRows: Self.contextRows(masked: true))
         let long = "SELECT '" + String(repeating: "x", count: 70_000) + "'"
