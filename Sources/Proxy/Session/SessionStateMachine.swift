@@ -197,9 +197,22 @@ struct SessionStateMachine {
 
     /// What the proxy shares, as it stands now (read by the handler once per read burst).
     mutating func observe(policies: PolicySet, notReady: String?, builtinFunctions: Set<String>?) {
+        if policies.version != self.policies.version, activity.transactionStatus != .idle, !masking.isSuperuser {
+            // Portals opened before may hold rows read unmasked: they are not read on.
+            guardPortals()
+        }
         self.policies = policies
         policiesNotReady = notReady
         if self.builtinFunctions == nil { self.builtinFunctions = builtinFunctions }
+    }
+
+    /// Set while the session's masking changed inside the current transaction: the portals
+    /// bound since. A portal opened before (suspended by an Execute with a row limit) would go
+    /// on returning rows read before the change, which no RowDescription announces again.
+    var portalsBoundSinceMaskingChanged: Set<String>?
+
+    mutating func guardPortals() {
+        if portalsBoundSinceMaskingChanged == nil { portalsBoundSinceMaskingChanged = [] }
     }
 
     var tracksParseAnswers: Bool { !adminPrepared.isEmpty || !statementsRefusedWhileMasked.isEmpty }
@@ -321,7 +334,9 @@ struct SessionStateMachine {
         switch type {
         case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.parse.rawValue:
             return .examine
-        case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty || (maskingInPlay && !statementEffects.isEmpty)
+        case FrontendMessage.ID.execute.rawValue where portalsBoundSinceMaskingChanged != nil:
+            return .examine
+        case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty || (maskingInPlay && !statementEffects.isEmpty) || portalsBoundSinceMaskingChanged != nil
                 || (maskingInPlay && !isKnownUnmasked && (!statementsRefusedWhileMasked.isEmpty || !statementsPreparedMasked.isEmpty)):
             return .examine
         case FrontendMessage.ID.functionCall.rawValue where maskingInPlay && !isKnownUnmasked:
@@ -347,6 +362,15 @@ struct SessionStateMachine {
             return try parse(frame, now: now)
         case FrontendMessage.ID.bind.rawValue:
             return try bind(frame)
+        case FrontendMessage.ID.execute.rawValue:
+            if case .execute(let portal, _) = try FrontendMessage.decode(frame), let bound = portalsBoundSinceMaskingChanged, !bound.contains(portal) {
+                effects.append(.closeWithError(ErrorFields(severity: .fatal, sqlState: "57P01",
+                                                           message: "pgclone: this session's masking changed while portal \"\(portal)\" was open; it cannot be read on, reconnect"),
+                                               reason: "masking changed while a portal was open"))
+                return .consume
+            }
+            activity.clientSent(frame.type)
+            return .relay
         case FrontendMessage.ID.functionCall.rawValue:
             return functionCall(frame, now: now)
         case FrontendMessage.ID.close.rawValue:
@@ -581,6 +605,7 @@ struct SessionStateMachine {
             activity.clientSent(frame.type)
             return .relay
         }
+        portalsBoundSinceMaskingChanged?.insert(bind.portalName)
         let maskedNow = isMaskedSession || (masking.inFlightChange && !masking.isSuperuser)
         let preparedEarlier = statementsPreparedMasked[bind.statementName].map { $0 != masking.generation } ?? false
         if maskedNow, statementsRefusedWhileMasked.contains(bind.statementName) || preparedEarlier {
@@ -767,7 +792,9 @@ struct SessionStateMachine {
                     effects.append(.storeBuiltinFunctions(names))
                 }
             }
+            let wasMasked = isMaskedSession
             masking.contextRead(rows: answer.rows, policies: read, at: now, idle: status == .idle)
+            if !wasMasked, isMaskedSession, status != .idle { guardPortals() }
             // Statements prepared under an older context must be prepared again (this runs when
             // the server is quiet: no Parse is in flight while the tracked set changes).
             let stale = statementsPreparedMasked.filter { $0.value != masking.generation }
@@ -898,6 +925,8 @@ struct SessionStateMachine {
     }
 
     private mutating func readyForQuery(_ status: BackendMessage.TransactionStatus) {
+        // Portals end with their transaction.
+        if status == .idle { portalsBoundSinceMaskingChanged = nil }
         stripNextErrorContext = false
         masking.suppressingRows = false
         // After a Sync nothing of the batch is outstanding (an error skips the rest).

@@ -214,6 +214,29 @@ import Testing
         #expect(parse.query.contains("is not built in"), "\(parse.query)")
     }
 
+    /// The policies change inside a transaction: a portal bound before (suspended by an Execute
+    /// with a row limit) is not read on, the session ends; a portal bound since runs.
+    @Test mutating func aPortalOpenedBeforeAMaskingChangeIsNotReadOn() throws {
+        var machine = try ready(superuser: false, contextRows: Self.contextRows(masked: false))
+        _ = try server(&machine, .readyForQuery(.inTransaction))
+        var newer = policies
+        newer.version += 1
+        machine.observe(policies: newer, notReady: nil, builtinFunctions: nil)
+        #expect(try client(&machine, .execute(portal: "old", maxRows: 2)) == .consume)
+        #expect(machine.takeEffects().contains { if case .closeWithError(let fields, _) = $0 { fields.sqlState == "57P01" } else { false } })
+
+        var fresh = try ready(superuser: false, contextRows: Self.contextRows(masked: false))
+        _ = try server(&fresh, .readyForQuery(.inTransaction))
+        fresh.observe(policies: newer, notReady: nil, builtinFunctions: nil)
+        _ = try client(&fresh, .bind(.init(portalName: "new", statementName: "", parameterFormats: [], parameters: [], resultFormats: [])))
+        _ = fresh.takeEffects()
+        #expect(try client(&fresh, .execute(portal: "new", maxRows: 2)) == .relay)
+        // The transaction over, portals are gone: Execute is not looked at.
+        _ = try server(&fresh, .readyForQuery(.idle))
+        #expect(try client(&fresh, .execute(portal: "any", maxRows: 0)) == .relay)
+        #expect(fresh.portalsBoundSinceMaskingChanged == nil)
+    }
+
     @Test mutating func aStatementTooLongToReadIsRefusedWhileMaskingIsInPlay() throws {
         var machine = try ready(superuser: false, contextRows: Self.contextRows(masked: true))
         let long = "SELECT '" + String(repeating: "x", count: 70_000) + "'"
