@@ -119,14 +119,14 @@ struct Verifier {
         var rows: [Row] = []
         for table in sourceTables {
             guard let other = targetByName[table.schema + "." + table.name] else {
-                let count = try await measure(table, on: source, columns: table.columns).count
+                let count = try await measure(table, on: source).count
                 rows.append(Row(schema: table.schema, table: table.name, sourceRows: count, targetRows: nil, match: "✗ (missing on target)"))
                 continue
             }
             rows.append(try await compare(table, other))
         }
         for table in targetTables where !sourceNames.contains(table.schema + "." + table.name) {
-            let count = try await measure(table, on: target, columns: table.columns).count
+            let count = try await measure(table, on: target).count
             rows.append(Row(schema: table.schema, table: table.name, sourceRows: nil, targetRows: count, match: "✗ (only on target)"))
         }
         try await target.exec("COMMIT")
@@ -229,8 +229,10 @@ struct Verifier {
         }
     }
 
-    private func measure(_ table: Table, on connection: PQConnection, columns: [String], hash: String = "", range: ClosedRange<Int64>? = nil) async throws -> Measure {
-        if options.mode == .estimate && range == nil {
+    /// The count (or estimate) of a table on one side, and with `hash` (checksum mode, a table
+    /// on both sides) the sum of its rows' hashes.
+    private func measure(_ table: Table, on connection: PQConnection, hash: String? = nil) async throws -> Measure {
+        if options.mode == .estimate {
             let estimate = try await connection.query("""
                 SELECT CASE WHEN pg_catalog.bool_or(c.reltuples OPERATOR(pg_catalog.<) 0) THEN NULL ELSE pg_catalog.sum(c.reltuples)::pg_catalog.int8 END
                 FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
@@ -238,15 +240,11 @@ struct Verifier {
                 """, [SQL.qualified(table.schema, table.name)]).string(0, 0)
             if let estimate, let count = Int64(estimate) { return Measure(count: count, hash: nil) }
         }
-        let filter = range.map { " WHERE \(SQL.identifier(table.integerKey ?? "")) BETWEEN \($0.lowerBound) AND \($0.upperBound)" } ?? ""
-        if options.mode == .checksum {
-            let result = try await connection.exec("""
-                SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(\(hash)), 0)
-                FROM \(relation(table)) AS t\(filter)
-                """)
+        if let hash {
+            let result = try await connection.exec("SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(\(hash)), 0) FROM \(relation(table)) AS t")
             return Measure(count: Int64(result.string(0, 0) ?? "0") ?? 0, hash: Int64(result.string(0, 1) ?? "0"))
         }
-        let result = try await connection.exec("SELECT pg_catalog.count(*) FROM \(relation(table)) AS t\(filter)")
+        let result = try await connection.exec("SELECT pg_catalog.count(*) FROM \(relation(table)) AS t")
         return Measure(count: Int64(result.string(0, 0) ?? "0") ?? 0, hash: nil)
     }
 
@@ -258,13 +256,13 @@ struct Verifier {
             row.detail = "columns differ: " + describeColumns(table.columns, other.columns)
             columns = table.columns.filter(other.columns.contains)
         }
-        let hash = options.mode == .checksum ? try await chooseRowHash(table, other, columns: columns) : ""
-        if options.mode == .checksum, let key = table.integerKey, key == other.integerKey,
+        let hash = options.mode == .checksum ? try await chooseRowHash(table, other, columns: columns) : nil
+        if let hash, let key = table.integerKey, key == other.integerKey,
            let keyed = try await compareByKey(table, other, key: key, hash: hash, row: row) {
             return keyed
         }
-        async let sourceMeasure = measure(table, on: source, columns: columns, hash: hash)
-        async let targetMeasure = measure(other, on: target, columns: columns, hash: hash)
+        async let sourceMeasure = measure(table, on: source, hash: hash)
+        async let targetMeasure = measure(other, on: target, hash: hash)
         let (mine, theirs) = (try await sourceMeasure, try await targetMeasure)
         row.sourceRows = mine.count
         row.targetRows = theirs.count

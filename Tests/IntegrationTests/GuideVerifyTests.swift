@@ -34,6 +34,9 @@ struct GuideVerifyTests {
             #expect(all.contains("public|simple_test|3||✗ (missing on target)|"), "\(all)")
             #expect(all.contains("Mixed Case|Order Heads|3||✗ (missing on target)|"), "\(all)")
             #expect(all.count == 15, "\(all)")
+            // Checksum mode counts a table that is on one side only.
+            let summed = try await target.rows("SELECT * FROM pgclone.verify(\(target.source), NULL, '{\"mode\": \"checksum\"}');")
+            #expect(summed.contains("public|simple_test|3||✗ (missing on target)|") && summed.contains("test_schema|customers|10|10|✓|"), "\(summed)")
             // 13.4
             try await target.rows("DELETE FROM test_schema.customers WHERE id > 5;")
             try await target.rows("ANALYZE test_schema.customers;")
