@@ -43,38 +43,30 @@ enum ConsoleCommand: Equatable, Sendable {
 
     /// The text's commands: split at semicolons outside double quotes, blank ones dropped.
     static func statements(_ text: String) -> [String] {
-        var statements: [String] = []
-        var current = ""
-        var quoted = false
-        for character in text {
-            if character == "\"" { quoted.toggle() }
-            if character == ";" && !quoted {
-                statements.append(current)
-                current = ""
-            } else {
-                current.append(character)
-            }
-        }
-        statements.append(current)
-        return statements.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+        pieces(text) { $0 == ";" }.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
     }
 
     /// Words separated by white space; a double-quoted word keeps its spaces (and its quotes).
     static func words(_ text: String) -> [String] {
-        var words: [String] = []
+        pieces(text) { $0.isWhitespace }.filter { !$0.isEmpty }
+    }
+
+    /// The text split at separators outside double quotes (the separators dropped).
+    private static func pieces(_ text: String, separatedBy isSeparator: (Character) -> Bool) -> [String] {
+        var pieces: [String] = []
         var current = ""
         var quoted = false
         for character in text {
             if character == "\"" { quoted.toggle() }
-            if character.isWhitespace && !quoted {
-                if !current.isEmpty { words.append(current) }
+            if isSeparator(character) && !quoted {
+                pieces.append(current)
                 current = ""
             } else {
                 current.append(character)
             }
         }
-        if !current.isEmpty { words.append(current) }
-        return words
+        pieces.append(current)
+        return pieces
     }
 
     /// A piece of the client's text in a message: at most 64 characters of it.

@@ -341,7 +341,7 @@ struct SessionStateMachine {
             return .examine
         case FrontendMessage.ID.functionCall.rawValue where maskingInPlay && !isKnownUnmasked:
             return .examine
-        case FrontendMessage.ID.close.rawValue where tracksParseAnswers || !statementsPreparedMasked.isEmpty:
+        case FrontendMessage.ID.close.rawValue where tracksParseAnswers || !statementsPreparedMasked.isEmpty || !statementEffects.isEmpty:
             return .examine
         default:
             activity.clientSent(type)
@@ -379,6 +379,8 @@ struct SessionStateMachine {
                 if case .statement(let name) = target {
                     adminPrepared[name] = nil
                     statementsPreparedMasked[name] = nil
+                    // (Else every later Bind would be examined for a statement that is gone.)
+                    statementEffects[name] = nil
                 }
             }
             activity.clientSent(frame.type)

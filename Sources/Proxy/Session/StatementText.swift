@@ -55,7 +55,7 @@ enum StatementText {
             }
             return .success(text)
         case .latin1:
-            return .success(String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) })))
+            return .success(decodeResult(bytes, encoding: .latin1))
         case .asciiOnly(let name):
             return .failure(AdminError("42501", "pgclone: a masked role's statement with non-ASCII text is read only in client_encoding UTF8 or LATIN1, not \(name)",
                                        hint: "Set client_encoding to UTF8."))
