@@ -119,12 +119,7 @@ struct CloneFaultTests {
         try await GuideJobsTests.withBigSource { source in
             try await withGuideTarget { (target: GuideTarget) async throws in
                 let direct = environment.directTarget(database: "postgres")
-                let client = Process()
-                client.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
-                client.arguments = ["-X", "-d", target.conninfo, "-c", "SELECT pgclone.table(\(guideSQLLiteral(source)), 'big', 'b_large', true);"]
-                client.standardOutput = FileHandle.nullDevice
-                client.standardError = FileHandle.nullDevice
-                try client.run()
+                let client = try ChildProcess("/usr/bin/psql", ["-X", "-d", target.conninfo, "-c", "SELECT pgclone.table(\(guideSQLLiteral(source)), 'big', 'b_large', true);"])
                 defer { if client.isRunning { client.terminate() } }
                 try await waitFor("the copy", seconds: 30) {
                     try await target.rows("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY %b_large%FROM STDIN%' AND datname = '\(target.database)';",

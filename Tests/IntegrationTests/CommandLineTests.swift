@@ -78,15 +78,11 @@ import Testing
     @Test func serveStopsGracefullyOnSIGTERM() async throws {
         let environment = try TestEnvironment.require()
         let port = Int.random(in: 20000...29999)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
         try await TargetRoles.ensure()
-        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--shutdown-grace", "10", "--log-level", "warning", "--state-database", TargetRoles.cliStateDatabase]
-        process.environment = ProcessInfo.processInfo.environment.merging(["PGCLONE_BACKEND": environment.backendConnInfo]) { $1 }
-        let errorPipe = Pipe()
-        process.standardError = errorPipe
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        let log = URL(fileURLWithPath: environment.directory).appendingPathComponent("sigterm-\(port)-\(UInt32.random(in: 0...UInt32.max)).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let process = try ChildProcess(Self.binary, ["serve", "--listen", "127.0.0.1:\(port)", "--shutdown-grace", "10", "--log-level", "warning", "--state-database", TargetRoles.cliStateDatabase],
+                                       environment: ["PGCLONE_BACKEND": environment.backendConnInfo], error: .file(log.path))
         defer { if process.isRunning { process.terminate() } }
         var connection: PQConnection?
         try await waitFor("the proxy to accept connections") {
@@ -102,8 +98,7 @@ import Testing
         try await session.exec("COMMIT")
         try await waitFor("the proxy to exit") { !process.isRunning }
         #expect(process.terminationStatus == 0)
-        let log = String(decoding: errorPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(!log.contains(environment.password))
+        #expect(try !String(contentsOf: log, encoding: .utf8).contains(environment.password))
     }
 }
 

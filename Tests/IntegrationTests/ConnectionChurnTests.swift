@@ -47,7 +47,7 @@ import Testing
     /// Starts the built binary's `serve` on a free port (with at most `descriptorLimit` open
     /// files), its log in a file, and waits until it accepts connections.
     static func launchProxy(_ environment: TestEnvironment, descriptorLimit: Int? = nil, sharesStateDatabase: Bool = false,
-                            arguments: [String]) async throws -> (Process, Int, URL) {
+                            arguments: [String]) async throws -> (ChildProcess, Int, URL) {
         try await TargetRoles.ensure()
         let arguments = arguments + (sharesStateDatabase ? [] : ["--state-database", TargetRoles.cliStateDatabase])
         // A port the kernel just handed out (and was let go): a random one could be a client
@@ -57,14 +57,10 @@ import Testing
         probe.close()
         let log = URL(fileURLWithPath: environment.directory).appendingPathComponent("proxy-\(port)-\(UInt32.random(in: 0...UInt32.max)).log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
         let limit = descriptorLimit.map { "ulimit -n \($0) && " } ?? ""
-        process.arguments = ["-c", "\(limit)backend=\"$1\"; shift; exec \"$0\" serve --listen 127.0.0.1:\(port) --backend \"$backend\" \"$@\"",
-                             CommandLineTests.binary, environment.backendConnInfo] + arguments
-        process.standardError = try FileHandle(forWritingTo: log)
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        let process = try ChildProcess("/bin/sh", ["-c", "\(limit)backend=\"$1\"; shift; exec \"$0\" serve --listen 127.0.0.1:\(port) --backend \"$backend\" \"$@\"",
+                                                   CommandLineTests.binary, environment.backendConnInfo] + arguments,
+                                       error: .file(log.path))
         try await waitFor("the proxy to accept connections") {
             guard process.isRunning else { throw RawError("the proxy exited: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")") }
             return (try? Cycle.silent.run(port: port)) != nil

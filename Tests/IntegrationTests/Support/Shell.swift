@@ -18,15 +18,8 @@ enum Shell {
     }
 
     /// Starts a process and returns it without waiting (for kill tests).
-    static func spawn(_ arguments: [String], environment: [String: String] = [:]) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        return process
+    static func spawn(_ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
+        try ChildProcess("/usr/bin/env", arguments, environment: environment)
     }
 
     private static func runBlocking(_ arguments: [String], environment: [String: String], input: String?, timeout: Double) throws -> Output {
@@ -37,20 +30,14 @@ enum Shell {
         let errURL = directory.appendingPathComponent("err")
         FileManager.default.createFile(atPath: outURL.path, contents: nil)
         FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = try FileHandle(forWritingTo: outURL)
-        process.standardError = try FileHandle(forWritingTo: errURL)
+        var standardInput = ChildProcess.Stream.null
         if let input {
             let inURL = directory.appendingPathComponent("in")
             try input.write(to: inURL, atomically: true, encoding: .utf8)
-            process.standardInput = try FileHandle(forReadingFrom: inURL)
-        } else {
-            process.standardInput = FileHandle.nullDevice
+            standardInput = .file(inURL.path)
         }
-        try process.run()
+        let process = try ChildProcess("/usr/bin/env", arguments, environment: environment,
+                                       input: standardInput, output: .file(outURL.path), error: .file(errURL.path))
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning {
             if Date() > deadline {
