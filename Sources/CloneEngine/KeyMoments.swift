@@ -24,11 +24,14 @@ struct KeyMoments: Equatable {
     }
 
     /// One scan: count, Σh, Σh·(k − offset). Sums of int8 are numeric: exact.
+    /// `OFFSET 0` keeps the subquery a subquery: flattened, the planner would put the row hash
+    /// in both sums and compute it twice per row (1M rows of pgbench_accounts: 195 ms, 136 ms
+    /// with the fence).
     static func sql(relation: String, column: String, hash: String, offset: Int64) -> String {
         let key = offset == 0 ? "\(column)::pg_catalog.int8" : "(\(column)::pg_catalog.int8 OPERATOR(pg_catalog.-) \(offset)::pg_catalog.int8)"
         return """
             SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(s.h), 0), COALESCE(pg_catalog.sum(s.h OPERATOR(pg_catalog.*) s.k), 0)
-            FROM (SELECT \(hash)::pg_catalog.int8 AS h, \(key) AS k FROM \(relation) AS t) AS s
+            FROM (SELECT \(hash)::pg_catalog.int8 AS h, \(key) AS k FROM \(relation) AS t OFFSET 0) AS s
             """
     }
 
