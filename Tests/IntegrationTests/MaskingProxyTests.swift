@@ -412,6 +412,57 @@ import Testing
         }
     }
 
+    /// A Bind too long to read, of a statement whose runs change settings: relayed unread, it
+    /// turned standard_conforming_strings off unseen, and the next statement (read with it on)
+    /// smuggled any SQL past the rewrite. Now refused; the setting never changes.
+    @Test func aBindTooLongToReadIsRefusedWhenItMustBeRead() async throws {
+        try await withMaskedSetup(configure: { $0.maximumExaminedMessageLength = 64 << 10 }) { environment, proxy, database, _ in
+            let (answer, after) = try await offPool {
+                let raw = try RawConnection(port: proxy.port)
+                _ = try raw.startTrusted(user: "auth_trust", database: database)
+                try raw.send(.query("SELECT 1"))
+                _ = try raw.receive(until: .readyForQuery)
+                try raw.send(.parse(.init(statementName: "s", query: "SELECT pg_catalog.set_config('standard_conforming_strings', $1, false), pg_catalog.length($2)", parameterTypes: [25, 25])))
+                try raw.send(.sync)
+                _ = try raw.receive(until: .readyForQuery)
+                let padding = ByteBuffer(string: String(repeating: "x", count: 70 << 10))
+                try raw.send(.bind(.init(portalName: "", statementName: "s", parameterFormats: [0], parameters: [ByteBuffer(string: "off"), padding], resultFormats: [])))
+                try raw.send(.execute(portal: "", maxRows: 0))
+                try raw.send(.sync)
+                var messages: [BackendMessage] = []
+                while let message = try? raw.receive() { messages.append(message) }
+                // A new session of the same role: the server's setting is as it was.
+                let second = try RawConnection(port: proxy.port)
+                _ = try second.startTrusted(user: "auth_trust", database: database)
+                try second.send(.query("SHOW standard_conforming_strings"))
+                return (messages, try second.receive(until: .readyForQuery))
+            }
+            let errors = answer.compactMap { message -> String? in
+                if case .errorResponse(let fields) = message { return fields.message }
+                return nil
+            }
+            #expect(errors.contains { $0.contains("message: longer than the 65536 bytes pgclone reads while masking policies are in force") }, "\(answer)")
+            #expect(!answer.contains { if case .dataRow = $0 { return true } else { return false } }, "\(answer)")
+            #expect(after.contains { if case .dataRow(let row) = $0 { return row.bytes.getString(at: row.bytes.readerIndex + 4, length: 2) == "on" } else { return false } }, "\(after)")
+        }
+    }
+
+    /// COPY ... FROM STDIN WHERE runs its condition on every row: a refused function there read
+    /// the masked table and put its values into an error message.
+    @Test func theWhereOfACopyFromIsJudgedLikeAnyOtherExpression() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let owner = environment.directTarget(database: database)
+            _ = try await Shell.psql(owner, "CREATE TABLE IF NOT EXISTS public.copy_sink (id int); GRANT INSERT, SELECT ON public.copy_sink TO \(roles.masked);")
+            let conninfo = environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database)
+            let attack = try await Shell.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", conninfo, "-c",
+                "COPY public.copy_sink FROM STDIN WHERE pg_catalog.query_to_xml('SELECT pg_catalog.string_agg(ssn, '','') FROM test_schema.employees', true, false, '')::text::int > 0"],
+                input: "1\n\\.\n")
+            #expect(attack.status != 0)
+            #expect(attack.stderr.contains("function query_to_xml() is not allowed"), "\(attack.stderr)")
+            assertNoCanary(attack.stdout + attack.stderr, "COPY FROM ... WHERE")
+        }
+    }
+
     @Test func aRoleChangeInsideAMultiStatementQueryIsRefused() async throws {
         try await withMaskedSetup { environment, proxy, database, roles in
             let conninfo = environment.throughProxy(proxy.port, database: database)

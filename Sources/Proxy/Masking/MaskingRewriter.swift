@@ -620,7 +620,9 @@ public struct MaskingRewriter: Sendable {
                 }
                 return
             }
-            if let query = body["query"] { walk(query, ctes: []) }
+            // Everything else it holds: its query, and the WHERE of a COPY FROM (run on every row:
+            // its calls are judged as anywhere else).
+            walk(body, ctes: [], skipKeys: ["relation"])
         }
 
         mutating func walk(_ node: JSONNode, ctes: Set<String>, skipKeys: Set<String> = []) {

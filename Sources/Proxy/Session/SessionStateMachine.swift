@@ -323,29 +323,39 @@ struct SessionStateMachine {
             return .examine
         }
         guard phase == .ready else { return .pass }
+        let mustRead = mustExamine(type)
         if length > maximumExaminedLength {
-            if Self.isStatement(type), maskingInPlay, !isKnownUnmasked {
-                // Too long to hold and read: relaying it unread could hand a masked role real values.
-                throw WireError(.invalidField("statement: longer than the \(maximumExaminedLength) bytes pgclone reads while masking policies are in force"), messageType: type)
+            // Too long to hold and read. A statement of a session no policy masks goes unread (it
+            // can read what it sends anyway); anything else the proxy must read is refused:
+            // relaying it unread could hand a masked role real values (a Bind whose statement
+            // changes settings, a portal opened before the masking changed...).
+            if Self.isStatement(type) ? (maskingInPlay && !isKnownUnmasked) : mustRead {
+                throw WireError(.invalidField("\(Self.isStatement(type) ? "statement" : "message"): longer than the \(maximumExaminedLength) bytes pgclone reads while masking policies are in force"), messageType: type)
             }
             activity.clientSent(type)
             return .pass
         }
+        if mustRead { return .examine }
+        activity.clientSent(type)
+        return .pass
+    }
+
+    /// Whether a client message of `type` must be read before it goes on.
+    private func mustExamine(_ type: UInt8) -> Bool {
         switch type {
         case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.parse.rawValue:
-            return .examine
-        case FrontendMessage.ID.execute.rawValue where portalsBoundSinceMaskingChanged != nil:
-            return .examine
-        case FrontendMessage.ID.bind.rawValue where !adminPrepared.isEmpty || (maskingInPlay && !statementEffects.isEmpty) || portalsBoundSinceMaskingChanged != nil
-                || (maskingInPlay && !isKnownUnmasked && (!statementsRefusedWhileMasked.isEmpty || !statementsPreparedMasked.isEmpty)):
-            return .examine
-        case FrontendMessage.ID.functionCall.rawValue where maskingInPlay && !isKnownUnmasked:
-            return .examine
-        case FrontendMessage.ID.close.rawValue where tracksParseAnswers || !statementsPreparedMasked.isEmpty || !statementEffects.isEmpty:
-            return .examine
+            return true
+        case FrontendMessage.ID.execute.rawValue:
+            return portalsBoundSinceMaskingChanged != nil
+        case FrontendMessage.ID.bind.rawValue:
+            return !adminPrepared.isEmpty || (maskingInPlay && !statementEffects.isEmpty) || portalsBoundSinceMaskingChanged != nil
+                || (maskingInPlay && !isKnownUnmasked && (!statementsRefusedWhileMasked.isEmpty || !statementsPreparedMasked.isEmpty))
+        case FrontendMessage.ID.functionCall.rawValue:
+            return maskingInPlay && !isKnownUnmasked
+        case FrontendMessage.ID.close.rawValue:
+            return tracksParseAnswers || !statementsPreparedMasked.isEmpty || !statementEffects.isEmpty
         default:
-            activity.clientSent(type)
-            return .pass
+            return false
         }
     }
 
