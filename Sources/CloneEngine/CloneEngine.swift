@@ -271,6 +271,7 @@ public struct CloneEngine: Sendable {
                 """, ["{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"])
         }
         let connection = try await target.connect()
+        var schemasCreated: [String] = []
 
         // Types, functions and free-standing sequences first: tables may use them.
         try await run("creating schema objects") {
@@ -279,6 +280,7 @@ public struct CloneEngine: Sendable {
                 for schema in schemas where try await ensureSchema(schema, on: connection) {
                     if let comment = objects.schemaComments[schema] { try await connection.execute(comment) }
                     try await Privileges.apply(objects.schemaGrants[schema] ?? [], on: connection, notes: &summary.notes)
+                    schemasCreated.append(schema)
                 }
                 for (name, schema) in objects.extensions {
                     let present = try await connection.query("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = $1", [name])
@@ -300,10 +302,8 @@ public struct CloneEngine: Sendable {
                     for statement in type.ddl { try await connection.execute(statement) }
                     summary.types += 1
                 }
-                for function in objects.functions {
-                    for statement in function.ddl { try await connection.execute(statement) }
-                    try await Privileges.apply(function.grants, on: connection, notes: &summary.notes)
-                    summary.functions += 1
+                for function in objects.functions where !objects.functionsAfterTables.contains(function.oid) && !objects.functionsAfterViews.contains(function.oid) {
+                    try await Self.create(function, on: connection, summary: &summary)
                 }
                 for skipped in objects.skippedFunctions {
                     summary.notes.append("ordered-set aggregate or window function \(skipped) not cloned")
@@ -326,10 +326,14 @@ public struct CloneEngine: Sendable {
                 throw error
             }
         }
+        // From here on the schema objects are committed: a failure says so.
+        let objectsLine = summary.types + summary.functions + summary.sequences == 0 ? nil
+            : "Already created and committed on the target: \(summary.types) types, \(summary.functions) functions, \(summary.sequences) sequences."
 
         // Tables, each in its own transaction; foreign keys wait until every table exists.
         // Inheritance children wait for their parents: one round per generation.
         var deferred: [[String]] = []
+        var deferredRules: [[String]] = []
         let work = tables.rows.indices.map { (tables.string($0, 0)!, tables.string($0, 1)!) }
         let inheritance = try await run("reading source catalog") {
             try await session.primary.query("""
@@ -347,23 +351,44 @@ public struct CloneEngine: Sendable {
         for row in inheritance.rows.indices {
             parents["\(inheritance.string(row, 0)!).\(inheritance.string(row, 1)!)", default: []].append("\(inheritance.string(row, 2)!).\(inheritance.string(row, 3)!)")
         }
+        // A table whose default, check, index... calls a function that reads other tables waits
+        // for them (and the function is created between them).
+        for (table, functions) in objects.functionsCalledByTable {
+            for function in functions {
+                for needed in objects.tablesNeeded[function] ?? [] where needed != table {
+                    parents[table, default: []].append(needed)
+                }
+            }
+        }
         let generations = Self.generations(work, parents: parents, cloned: clonedTogether)
+        let laterFunctions = objects.functions.filter { objects.functionsAfterTables.contains($0.oid) }
+        var createdFunctions: Set<String> = []
+        var tablesDone: Set<String> = []
+        let workNames = Set(work.map { "\($0.0).\($0.1)" })
         var outcomes: [TableCloneOutcome] = []
         progress?.start(tables: work.count)
         let committed = CommittedTables()
         do {
             for generation in generations {
+                // The functions (that need tables) that this generation's tables call, once what they read exists.
+                let called = generation.reduce(into: Set<String>()) { $0.formUnion(objects.functionsCalledByTable["\($1.0).\($1.1)"] ?? []) }
+                for function in laterFunctions where called.contains(function.oid) && !createdFunctions.contains(function.oid)
+                    && (objects.tablesNeeded[function.oid] ?? []).allSatisfy({ tablesDone.contains($0) || !workNames.contains($0) }) {
+                    try await run("creating functions") { try await Self.create(function, on: connection, inTransaction: false, summary: &summary) }
+                    createdFunctions.insert(function.oid)
+                }
                 outcomes += try await copyTables(generation, session: session, target: target, primaryTarget: connection, options: options,
                                                  progress: progress, clonedTogether: clonedTogether, committed: committed)
+                tablesDone.formUnion(generation.map { "\($0.0).\($0.1)" })
             }
         } catch {
             // Each table is its own transaction: say which ones are already on the target.
             var failure = error
             let done = committed.names
             let line = done.isEmpty
-                ? "No table was cloned yet: the target is as it was."
+                ? (objectsLine == nil ? "No table was cloned yet: the target is as it was." : "No table was cloned yet.")
                 : "Already cloned and committed on the target (\(done.count) of \(work.count) tables): \(Preflight.list(done.sorted(), limit: 20))."
-            failure.detail = [failure.detail, line].compactMap { $0 }.joined(separator: "\n")
+            failure.detail = [failure.detail, objectsLine, line].compactMap { $0 }.joined(separator: "\n")
             throw failure
         }
         for outcome in outcomes {
@@ -378,6 +403,7 @@ public struct CloneEngine: Sendable {
             }
             summary.notes += outcome.notes
             deferred += outcome.deferredForeignKeys
+            deferredRules += outcome.deferredRules
         }
         try await run("adding foreign keys") {
             for statements in deferred {
@@ -387,6 +413,23 @@ public struct CloneEngine: Sendable {
                 } catch let error as PQError where error.sqlState == "42P01" {
                     summary.notes.append("foreign key not added (\(error.message)): its referenced schema is not being cloned")
                 }
+            }
+        }
+
+        try await run("creating rules") {
+            // Domain constraints NOT VALID on the source (rows may break them) follow the rows.
+            for statement in objects.domainConstraintsAfterData { try await connection.execute(statement) }
+            for statements in deferredRules {
+                if let error = try await connection.executeTolerating(["42P01", "42703"], statements, inTransaction: false) {
+                    summary.notes.append("rule not created (\(error.message)): \(statements[0])")
+                }
+            }
+        }
+
+        // Functions that need a table (its row type, or a BEGIN ATOMIC body reading it).
+        try await run("creating functions") {
+            for function in laterFunctions where !createdFunctions.contains(function.oid) {
+                try await Self.create(function, on: connection, inTransaction: false, summary: &summary)
             }
         }
 
@@ -413,11 +456,28 @@ public struct CloneEngine: Sendable {
                     try await connection.execute("DROP \(view.kind == "view" ? "VIEW" : "MATERIALIZED VIEW") \(SQL.qualified(view.schema, view.name)) CASCADE")
                 }
                 for statement in view.ddl where (options.copyData || !statement.hasPrefix("REFRESH "))
-                    && (options.indexes || !(statement.hasPrefix("CREATE INDEX ") || statement.hasPrefix("CREATE UNIQUE INDEX "))) {
+                    && (options.indexes || !(statement.hasPrefix("CREATE INDEX ") || statement.hasPrefix("CREATE UNIQUE INDEX ")))
+                    && (options.triggers || !Self.isTriggerStatement(statement)) {
                     try await connection.execute(statement)
                 }
                 try await Privileges.apply(view.grants, on: connection, inTransaction: false, notes: &summary.notes)
                 if view.kind == "view" { summary.views += 1 } else { summary.materializedViews += 1 }
+            }
+            for function in objects.functions where objects.functionsAfterViews.contains(function.oid) {
+                try await Self.create(function, on: connection, inTransaction: false, summary: &summary)
+            }
+        }
+
+        // Default privileges last, as pg_dump: set first, they would grant on every object the
+        // clone creates what the source's objects (made before them) never had.
+        try await run("setting default privileges") {
+            for schema in schemasCreated {
+                for statement in objects.defaultPrivileges[schema] ?? [] {
+                    // FOR ROLE needs membership in that role (or a superuser): said, not fatal.
+                    if let error = try await connection.executeTolerating(["42704", "42501"], [statement], inTransaction: false) {
+                        summary.notes.append("default privileges not set (\(error.message)): \(statement)")
+                    }
+                }
             }
         }
 
@@ -427,6 +487,27 @@ public struct CloneEngine: Sendable {
             }
         }
         return summary
+    }
+
+    /// A function (or aggregate) with its comment and grants; a SECURITY DEFINER one whose source
+    /// owner is another role now runs with the calling role's rights, which the notes say.
+    private static func create(_ function: SchemaObjects.Object, on connection: PQConnection, inTransaction: Bool = true,
+                               summary: inout SchemaCloneSummary) async throws {
+        for statement in function.ddl { try await connection.execute(statement) }
+        try await Privileges.apply(function.grants, on: connection, inTransaction: inTransaction, notes: &summary.notes)
+        if let owner = function.securityDefinerOwner {
+            let caller = try await connection.query("SELECT current_user")
+            if caller.string(0, 0) != owner {
+                summary.notes.append("SECURITY DEFINER function \(function.schema).\(function.name) is owned by \(caller.string(0, 0) ?? "the calling role") on the target (\(owner) on the source): it runs with that role's rights")
+            }
+        }
+        summary.functions += 1
+    }
+
+    /// A view's trigger statements (left out with `"triggers": false`).
+    static func isTriggerStatement(_ statement: String) -> Bool {
+        statement.hasPrefix("CREATE TRIGGER ") || statement.hasPrefix("CREATE CONSTRAINT TRIGGER ") || statement.hasPrefix("COMMENT ON TRIGGER ")
+            || (statement.hasPrefix("ALTER VIEW ") && statement.contains(" TRIGGER "))
     }
 
     /// Copies tables, `options.parallel` at a time, each worker on its own source

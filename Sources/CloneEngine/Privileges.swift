@@ -60,6 +60,13 @@ struct Privileges: Sendable, Equatable {
         return statements
     }
 
+    /// GRANT statements for one column of `object` (`TABLE "s"."t"`).
+    func statements(column: String, on object: String) -> [String] {
+        grants.map { grant in
+            "GRANT \(grant.privileges.map { "\($0) (\(SQL.identifier(column)))" }.joined(separator: ", ")) ON \(object) TO \(grant.grantee)\(grant.withGrantOption ? " WITH GRANT OPTION" : "")"
+        }
+    }
+
     /// Runs `statements` on `connection`, inside a transaction each behind a savepoint: a grantee
     /// that does not exist on the target is reported in `notes`, not fatal.
     static func apply(_ statements: [String], on connection: PQConnection, inTransaction: Bool = true, notes: inout [String]) async throws {

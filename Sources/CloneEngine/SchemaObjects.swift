@@ -11,10 +11,26 @@ struct SchemaObjects: Sendable {
         var ddl: [String]
         /// GRANT/REVOKE statements as on the source.
         var grants: [String] = []
+        /// For a SECURITY DEFINER function: its owner on the source.
+        var securityDefinerOwner: String? = nil
     }
 
     var types: [Object] = []
+    /// Every function, ordered by their dependencies on each other.
     var functions: [Object] = []
+    /// Functions that need a table (its row type as a parameter or result, or a `BEGIN ATOMIC`
+    /// body that reads it), or a function that does, by oid: created after the tables.
+    var functionsAfterTables: Set<String> = []
+    /// Functions that need a view or materialized view: created after the views.
+    var functionsAfterViews: Set<String> = []
+    /// For each function created after the tables: the tables (`schema.name`) it needs.
+    var tablesNeeded: [String: Set<String>] = [:]
+    /// For each table (`schema.name`): the functions created after the tables that its
+    /// defaults, checks, indexes, triggers or policies call (it waits for them).
+    var functionsCalledByTable: [String: Set<String>] = [:]
+    /// Domain constraints that were NOT VALID on the source: added after the rows (which
+    /// may break them), as pg_dump does.
+    var domainConstraintsAfterData: [String] = []
     var skippedFunctions: [String] = []
     var sequences: [(object: Object, lastValue: String, isCalled: Bool)] = []
     var views: [Object] = []
@@ -22,9 +38,16 @@ struct SchemaObjects: Sendable {
     var schemaComments: [String: String] = [:]
     /// GRANT statements on the schemas, for the schemas a clone creates.
     var schemaGrants: [String: [String]] = [:]
+    /// ALTER DEFAULT PRIVILEGES ... IN SCHEMA statements, for the schemas a clone creates.
+    var defaultPrivileges: [String: [String]] = [:]
     /// Extensions installed into the cloned schemas, in creation order: created on the target
     /// (their member objects are not cloned one by one, as pg_dump does).
     var extensions: [(name: String, schema: String)] = []
+
+    /// SQL expression: the qualified, quoted name of the collation whose oid is `oid`.
+    static func collationName(_ oid: String) -> String {
+        "(SELECT pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = \(oid))"
+    }
 
     /// SQL condition: the pg_class row `alias` belongs to an extension.
     static func isExtensionMember(classOID alias: String, catalog: String = "pg_class") -> String {
@@ -48,6 +71,24 @@ struct SchemaObjects: Sendable {
             objects.schemaGrants[schema] = Privileges(encoded: schemaRows.string(row, 2)).statements(on: "SCHEMA \(SQL.identifier(schema))")
         }
 
+        // Default privileges set for the schemas (ALTER DEFAULT PRIVILEGES ... IN SCHEMA).
+        let defaultACLs = try await source.query("""
+            SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(d.defaclrole)), n.nspname,
+                   CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' END,
+                   a.privilege_type, a.is_grantable, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END
+            FROM pg_catalog.pg_default_acl d JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace, pg_catalog.aclexplode(d.defaclacl) a
+            WHERE n.nspname = ANY($1::pg_catalog.text[])
+            ORDER BY 1, 2, 3, 6, 4
+            """, [list])
+        for row in defaultACLs.rows.indices {
+            guard let kind = defaultACLs.string(row, 2), let privilege = defaultACLs.string(row, 3),
+                  privilege.allSatisfy({ $0.isLetter || $0 == " " }) else { continue }
+            let schema = defaultACLs.string(row, 1)!
+            objects.defaultPrivileges[schema, default: []].append(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE \(defaultACLs.string(row, 0)!) IN SCHEMA \(SQL.identifier(schema)) GRANT \(privilege) ON \(kind) TO \(defaultACLs.string(row, 5)!)"
+                + (defaultACLs.string(row, 4) == "t" ? " WITH GRANT OPTION" : ""))
+        }
+
         let extensionRows = try await source.query("""
             SELECT e.extname, n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
             WHERE n.nspname = ANY($1::pg_catalog.text[]) ORDER BY e.oid
@@ -61,14 +102,20 @@ struct SchemaObjects: Sendable {
                 WHEN 'e' THEN 'CREATE TYPE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS ENUM ('
                   || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid), '') || ')'
                 WHEN 'c' THEN 'CREATE TYPE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS ('
-                  || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
-                     FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '') || ')'
+                  || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
+                                    || CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation THEN ' COLLATE ' || \(collationName("a.attcollation")) ELSE '' END,
+                                    ', ' ORDER BY a.attnum)
+                     FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
+                     WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '') || ')'
                 WHEN 'd' THEN 'CREATE DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS '
                   || pg_catalog.format_type(t.typbasetype, t.typtypmod)
+                  || CASE WHEN t.typcollation <> 0 AND t.typcollation <> (SELECT b.typcollation FROM pg_catalog.pg_type b WHERE b.oid = t.typbasetype)
+                          THEN ' COLLATE ' || \(collationName("t.typcollation")) ELSE '' END
                   || CASE WHEN t.typdefault IS NOT NULL THEN ' DEFAULT ' || t.typdefault ELSE '' END
                   || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END
+                  -- NOT VALID constraints cannot be written inline: they are added after (as pg_dump does).
                   || COALESCE((SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' || pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.conname)
-                     FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid), '')
+                     FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid AND c.convalidated), '')
               END,
               pg_catalog.obj_description(t.oid, 'pg_type')
             FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
@@ -83,9 +130,40 @@ struct SchemaObjects: Sendable {
                                          OR (d.objid = t.typrelid AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass)
             WHERE n.nspname = ANY($1::pg_catalog.text[]) AND d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass
             """, [list])
+        // After each type: its NOT VALID domain constraints, and comments on its constraints and attributes.
+        let typeExtras = try await source.query("""
+            SELECT t.oid, 'COMMENT ON CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ON DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.'
+                          || pg_catalog.quote_ident(t.typname) || ' IS ' || pg_catalog.quote_literal(d.description), 1, c.conname
+            FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace JOIN pg_catalog.pg_constraint c ON c.contypid = t.oid
+            JOIN pg_catalog.pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.convalidated
+            UNION ALL
+            SELECT t.oid, 'COMMENT ON COLUMN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || '.'
+                          || pg_catalog.quote_ident(a.attname) || ' IS ' || pg_catalog.quote_literal(d.description), 2, a.attname
+            FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+            JOIN pg_catalog.pg_description d ON d.objoid = t.typrelid AND d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = a.attnum
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND t.typtype = 'c'
+            ORDER BY 1, 3, 4
+            """, [list])
+        var extras: [String: [String]] = [:]
+        for row in typeExtras.rows.indices { extras[typeExtras.string(row, 0)!, default: []].append(typeExtras.string(row, 1)!) }
+        let notValid = try await source.query("""
+            SELECT 'ALTER DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname)
+                   || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' || pg_catalog.pg_get_constraintdef(c.oid),
+                   'COMMENT ON CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ON DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.'
+                   || pg_catalog.quote_ident(t.typname) || ' IS ' || pg_catalog.quote_literal(pg_catalog.obj_description(c.oid, 'pg_constraint'))
+            FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace JOIN pg_catalog.pg_constraint c ON c.contypid = t.oid
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND NOT c.convalidated
+            ORDER BY n.nspname, t.typname, c.conname
+            """, [list])
+        for row in notValid.rows.indices {
+            objects.domainConstraintsAfterData.append(notValid.string(row, 0)!)
+            if let comment = notValid.string(row, 1) { objects.domainConstraintsAfterData.append(comment) }
+        }
         let types = typeRows.rows.indices.map { row in
             Object(kind: "type", schema: typeRows.string(row, 2)!, name: typeRows.string(row, 3)!, oid: typeRows.string(row, 0)!,
-                   ddl: [typeRows.string(row, 4)!] + (typeRows.string(row, 5).map { comment in
+                   ddl: [typeRows.string(row, 4)!] + (extras[typeRows.string(row, 0)!] ?? []) + (typeRows.string(row, 5).map { comment in
                        "COMMENT ON \(typeRows.string(row, 1) == "d" ? "DOMAIN" : "TYPE") \(SQL.qualified(typeRows.string(row, 2)!, typeRows.string(row, 3)!)) IS \(SQL.literal(comment))"
                    }.map { [$0] } ?? []))
         }
@@ -106,12 +184,24 @@ struct SchemaObjects: Sendable {
                           || CASE WHEN a.aggserialfn <> 0 THEN ', SERIALFUNC = ' || a.aggserialfn::pg_catalog.regproc ELSE '' END
                           || CASE WHEN a.aggdeserialfn <> 0 THEN ', DESERIALFUNC = ' || a.aggdeserialfn::pg_catalog.regproc ELSE '' END
                           || CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' || pg_catalog.quote_literal(a.agginitval) ELSE '' END
+                          || CASE a.aggfinalmodify WHEN 's' THEN ', FINALFUNC_MODIFY = SHAREABLE' WHEN 'w' THEN ', FINALFUNC_MODIFY = READ_WRITE' ELSE '' END
+                          || CASE WHEN a.aggmtransfn <> 0 THEN ', MSFUNC = ' || a.aggmtransfn::pg_catalog.regproc || ', MINVFUNC = ' || a.aggminvtransfn::pg_catalog.regproc
+                               || ', MSTYPE = ' || pg_catalog.format_type(a.aggmtranstype, NULL)
+                               || CASE WHEN a.aggmtransspace <> 0 THEN ', MSSPACE = ' || a.aggmtransspace ELSE '' END
+                               || CASE WHEN a.aggmfinalfn <> 0 THEN ', MFINALFUNC = ' || a.aggmfinalfn::pg_catalog.regproc ELSE '' END
+                               || CASE WHEN a.aggmfinalextra THEN ', MFINALFUNC_EXTRA' ELSE '' END
+                               || CASE a.aggmfinalmodify WHEN 's' THEN ', MFINALFUNC_MODIFY = SHAREABLE' WHEN 'w' THEN ', MFINALFUNC_MODIFY = READ_WRITE' ELSE '' END
+                               || CASE WHEN a.aggminitval IS NOT NULL THEN ', MINITCOND = ' || pg_catalog.quote_literal(a.aggminitval) ELSE '' END
+                             ELSE '' END
+                          || CASE WHEN a.aggsortop <> 0 THEN ', SORTOP = OPERATOR(' || (SELECT pg_catalog.quote_ident(onsp.nspname) || '.' || o.oprname
+                               FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace onsp ON onsp.oid = o.oprnamespace WHERE o.oid = a.aggsortop) || ')' ELSE '' END
                           || CASE WHEN p.proparallel = 's' THEN ', PARALLEL = SAFE' WHEN p.proparallel = 'r' THEN ', PARALLEL = RESTRICTED' ELSE '' END
                           || ')'
                    END,
                    pg_catalog.pg_get_function_identity_arguments(p.oid),
                    pg_catalog.obj_description(p.oid, 'pg_proc'),
-                   p.proacl IS NOT NULL, \(Privileges.sqlEntries(acl: "p.proacl", owner: "p.proowner"))
+                   p.proacl IS NOT NULL, \(Privileges.sqlEntries(acl: "p.proacl", owner: "p.proowner")),
+                   CASE WHEN p.prosecdef THEN pg_catalog.pg_get_userbyid(p.proowner) END
             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
             LEFT JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid
             WHERE n.nspname = ANY($1::pg_catalog.text[])
@@ -132,10 +222,90 @@ struct SchemaObjects: Sendable {
                 statements.append("COMMENT ON \(kind) \(SQL.qualified(functionRows.string(row, 1)!, functionRows.string(row, 2)!))(\(functionRows.string(row, 5) ?? "")) IS \(SQL.literal(comment))")
             }
             let privileges = Privileges(encoded: functionRows.string(row, 8), hasExplicitACL: functionRows.string(row, 7) == "t", isFunction: true)
-            objects.functions.append(Object(kind: "function", schema: functionRows.string(row, 1)!, name: functionRows.string(row, 2)!,
+            objects.functions.append(Object(kind: functionRows.string(row, 3) == "a" ? "aggregate" : "function",
+                                            schema: functionRows.string(row, 1)!, name: functionRows.string(row, 2)!,
                                             oid: functionRows.string(row, 0)!, ddl: statements,
-                                            grants: privileges.statements(on: "ROUTINE \(SQL.qualified(functionRows.string(row, 1)!, functionRows.string(row, 2)!))(\(functionRows.string(row, 5) ?? ""))")))
+                                            grants: privileges.statements(on: "ROUTINE \(SQL.qualified(functionRows.string(row, 1)!, functionRows.string(row, 2)!))(\(functionRows.string(row, 5) ?? ""))"),
+                                            securityDefinerOwner: functionRows.string(row, 9)))
         }
+
+        // What the functions need: relations (directly, or through a relation's row type or its
+        // array) and other functions. A function that needs a table waits for the tables.
+        let functionNeeds = try await source.query("""
+            WITH needs AS (
+              SELECT d.objid, d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AS calls, d.refobjid,
+                     CASE WHEN d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass THEN d.refobjid
+                          WHEN d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass THEN
+                            (SELECT COALESCE(NULLIF(t.typrelid, 0), (SELECT e.typrelid FROM pg_catalog.pg_type e WHERE e.oid = t.typelem))
+                             FROM pg_catalog.pg_type t WHERE t.oid = d.refobjid) END AS relation
+              FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.objid JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+              WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND n.nspname = ANY($1::pg_catalog.text[]) AND d.deptype = 'n'
+                AND d.refclassid IN ('pg_catalog.pg_class'::pg_catalog.regclass, 'pg_catalog.pg_type'::pg_catalog.regclass, 'pg_catalog.pg_proc'::pg_catalog.regclass)
+            )
+            SELECT needs.objid, needs.calls, needs.refobjid, c.relkind, rn.nspname || '.' || c.relname
+            FROM needs LEFT JOIN pg_catalog.pg_class c ON c.oid = needs.relation LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = c.relnamespace
+            """, [list])
+        var callees: [String: Set<String>] = [:]
+        for row in functionNeeds.rows.indices {
+            let function = functionNeeds.string(row, 0)!
+            if functionNeeds.string(row, 1) == "t" {
+                callees[function, default: []].insert(functionNeeds.string(row, 2)!)
+            } else if let kind = functionNeeds.string(row, 3) {
+                if ["v", "m"].contains(kind) { objects.functionsAfterViews.insert(function) }
+                else if ["r", "p", "f"].contains(kind) {
+                    objects.functionsAfterTables.insert(function)
+                    if let table = functionNeeds.string(row, 4) { objects.tablesNeeded[function, default: []].insert(table) }
+                }
+            }
+        }
+        // A function that calls a later one is later too, and needs what it needs.
+        var changed = true
+        while changed {
+            changed = false
+            for (function, called) in callees {
+                if !objects.functionsAfterViews.contains(function), !called.isDisjoint(with: objects.functionsAfterViews) {
+                    objects.functionsAfterViews.insert(function)
+                    changed = true
+                }
+                for callee in called where objects.functionsAfterTables.contains(callee) {
+                    let before = objects.tablesNeeded[function]
+                    let wasLater = objects.functionsAfterTables.contains(function)
+                    objects.functionsAfterTables.insert(function)
+                    objects.tablesNeeded[function, default: []].formUnion(objects.tablesNeeded[callee] ?? [])
+                    if !wasLater || objects.tablesNeeded[function] != before { changed = true }
+                }
+            }
+        }
+        objects.functionsAfterTables.subtract(objects.functionsAfterViews)
+        // Tables whose definitions call one of those functions.
+        let tableCalls = try await source.query("""
+            WITH calls AS (
+              SELECT d.refobjid AS function,
+                     CASE d.classid
+                       WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN (SELECT ad.adrelid FROM pg_catalog.pg_attrdef ad WHERE ad.oid = d.objid)
+                       WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass THEN (SELECT co.conrelid FROM pg_catalog.pg_constraint co WHERE co.oid = d.objid)
+                       WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN COALESCE((SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid = d.objid), d.objid)
+                       WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN (SELECT tg.tgrelid FROM pg_catalog.pg_trigger tg WHERE tg.oid = d.objid)
+                       WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN (SELECT po.polrelid FROM pg_catalog.pg_policy po WHERE po.oid = d.objid)
+                     END AS relation
+              FROM pg_catalog.pg_depend d WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+            )
+            SELECT DISTINCT calls.function, n.nspname || '.' || c.relname
+            FROM calls JOIN pg_catalog.pg_class c ON c.oid = calls.relation JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p')
+            """, [list])
+        for row in tableCalls.rows.indices where objects.functionsAfterTables.contains(tableCalls.string(row, 0)!) {
+            objects.functionsCalledByTable[tableCalls.string(row, 1)!, default: []].insert(tableCalls.string(row, 0)!)
+        }
+        let calls = try await source.query("""
+            SELECT d.objid, d.refobjid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.objid JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+            WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+              AND n.nspname = ANY($1::pg_catalog.text[])
+            """, [list])
+        // Aggregates keep coming after ordinary functions (their support functions record no
+        // dependency an ordering could use for every case); within each group, callees first.
+        objects.functions = topologicalOrder(objects.functions.filter { $0.kind != "aggregate" }, edges: calls)
+            + topologicalOrder(objects.functions.filter { $0.kind == "aggregate" }, edges: calls)
 
         // Sequences not owned by a column (owned ones travel with their table).
         let sequenceRows = try await source.query("""
@@ -167,10 +337,63 @@ struct SchemaObjects: Sendable {
         // Views and materialized views, ordered by what their rules read.
         let viewRows = try await source.query("""
             SELECT c.oid, c.relkind, n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid),
-                   pg_catalog.obj_description(c.oid, 'pg_class'), \(Privileges.sqlEntries(acl: "c.relacl", owner: "c.relowner"))
+                   pg_catalog.obj_description(c.oid, 'pg_class'), \(Privileges.sqlEntries(acl: "c.relacl", owner: "c.relowner")),
+                   c.reloptions::pg_catalog.text, c.relispopulated, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('v', 'm') AND NOT \(isExtensionMember(classOID: "c.oid"))
             """, [list])
+        // What hangs off a view once it exists: column defaults and comments, rules other than
+        // its own, INSTEAD OF (and other) triggers with their enabled state, index comments.
+        let viewExtras = try await source.query("""
+            SELECT c.oid, 'ALTER VIEW ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) || ' ALTER COLUMN '
+                          || pg_catalog.quote_ident(a.attname) || ' SET DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), 0, a.attnum::pg_catalog.text
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.adnum
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'v'
+            UNION ALL
+            SELECT c.oid, 'COMMENT ON COLUMN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) || '.'
+                          || pg_catalog.quote_ident(a.attname) || ' IS ' || pg_catalog.quote_literal(ds.description), 1, a.attnum::pg_catalog.text
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+            JOIN pg_catalog.pg_description ds ON ds.objoid = c.oid AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = a.attnum
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('v', 'm')
+            UNION ALL
+            SELECT c.oid, pg_catalog.pg_get_ruledef(r.oid), 2, r.rulename
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_rewrite r ON r.ev_class = c.oid
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'v' AND r.rulename <> '_RETURN'
+            UNION ALL
+            SELECT c.oid, 'COMMENT ON RULE ' || pg_catalog.quote_ident(r.rulename) || ' ON ' || pg_catalog.quote_ident(n.nspname) || '.'
+                          || pg_catalog.quote_ident(c.relname) || ' IS ' || pg_catalog.quote_literal(ds.description), 3, r.rulename
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_rewrite r ON r.ev_class = c.oid
+            JOIN pg_catalog.pg_description ds ON ds.objoid = r.oid AND ds.classoid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'v' AND r.rulename <> '_RETURN'
+            UNION ALL
+            SELECT c.oid, pg_catalog.pg_get_triggerdef(t.oid), 4, t.tgname
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'v' AND NOT t.tgisinternal
+            UNION ALL
+            SELECT c.oid, 'ALTER VIEW ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) || ' '
+                          || CASE t.tgenabled WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END
+                          || ' TRIGGER ' || pg_catalog.quote_ident(t.tgname), 5, t.tgname
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'v' AND NOT t.tgisinternal AND t.tgenabled <> 'O'
+            UNION ALL
+            SELECT c.oid, 'COMMENT ON TRIGGER ' || pg_catalog.quote_ident(t.tgname) || ' ON ' || pg_catalog.quote_ident(n.nspname) || '.'
+                          || pg_catalog.quote_ident(c.relname) || ' IS ' || pg_catalog.quote_literal(ds.description), 6, t.tgname
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid
+            JOIN pg_catalog.pg_description ds ON ds.objoid = t.oid AND ds.classoid = 'pg_catalog.pg_trigger'::pg_catalog.regclass
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'v' AND NOT t.tgisinternal
+            UNION ALL
+            SELECT c.oid, 'COMMENT ON INDEX ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(ic.relname) || ' IS '
+                          || pg_catalog.quote_literal(ds.description), 7, ic.relname
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_index i ON i.indrelid = c.oid
+            JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+            JOIN pg_catalog.pg_description ds ON ds.objoid = ic.oid AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = 0
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'm'
+            ORDER BY 1, 3, 4
+            """, [list])
+        var extrasByView: [String: [String]] = [:]
+        for row in viewExtras.rows.indices { extrasByView[viewExtras.string(row, 0)!, default: []].append(viewExtras.string(row, 1)!) }
         let viewDependencies = try await source.query("""
             SELECT DISTINCT r.ev_class, d.refobjid
             FROM pg_catalog.pg_rewrite r
@@ -186,9 +409,16 @@ struct SchemaObjects: Sendable {
             var definition = viewRows.string(row, 4)!
             while definition.hasSuffix(";") || definition.hasSuffix("\n") || definition.hasSuffix(" ") { definition.removeLast() }
             let qualified = SQL.qualified(schema, name)
+            // Options (security_barrier, security_invoker, check_option, storage parameters).
+            var with = ""
+            if let options = viewRows.string(row, 7) {
+                let list = try await source.query("SELECT pg_catalog.unnest($1::pg_catalog.text[])", [options])
+                let items = try list.rows.indices.compactMap { list.string($0, 0) }.map { try TableCloner.storageParameter($0) }
+                if !items.isEmpty { with = " WITH (\(items.joined(separator: ", ")))" }
+            }
             var ddl: [String]
             if viewRows.string(row, 1) == "m" {
-                ddl = ["CREATE MATERIALIZED VIEW \(qualified) AS\n\(definition)\nWITH NO DATA"]
+                ddl = ["CREATE MATERIALIZED VIEW \(qualified)\(with) AS\n\(definition)\nWITH NO DATA"]
                 let indexRows = try await source.query("""
                     SELECT ic.relname, pg_catalog.pg_get_indexdef(i.indexrelid), pg_catalog.quote_ident(ic.relname), i.indisunique,
                            pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
@@ -199,10 +429,12 @@ struct SchemaObjects: Sendable {
                 for index in indexRows.rows.indices {
                     ddl.append(indexRows.string(index, 1)!)
                 }
-                ddl.append("REFRESH MATERIALIZED VIEW \(qualified)")
+                // Left unpopulated where it was (created WITH NO DATA, never refreshed).
+                if viewRows.string(row, 8) == "t" { ddl.append("REFRESH MATERIALIZED VIEW \(qualified)") }
             } else {
-                ddl = ["CREATE VIEW \(qualified) AS\n\(definition)"]
+                ddl = ["CREATE VIEW \(qualified)\(with) AS\n\(definition)"]
             }
+            ddl += extrasByView[viewRows.string(row, 0)!] ?? []
             if let comment = viewRows.string(row, 5) {
                 ddl.append("COMMENT ON \(viewRows.string(row, 1) == "m" ? "MATERIALIZED VIEW" : "VIEW") \(qualified) IS \(SQL.literal(comment))")
             }

@@ -21,6 +21,9 @@ public struct TableCloneOutcome: Sendable, Hashable {
     /// Foreign keys left for the caller to add after all tables exist (schema clones).
     /// Each foreign key with its comment, to add once every table exists.
     var deferredForeignKeys: [[String]] = []
+    /// Rules of the table, created once every table of a schema clone exists (a rule's actions
+    /// may write to any of them).
+    var deferredRules: [[String]] = []
 }
 
 /// The validated plan for copying one table: columns, expressions, filter.
@@ -280,12 +283,82 @@ struct TableCloner {
                 }
             }
         }
+        try await setReplicaIdentity(definition, schema: targetSchema, name: targetName, outcome: &outcome)
+        try await addStatistics(definition, schema: targetSchema, name: targetName, options: options, outcome: &outcome)
         if options.triggers {
             try await addTriggers(definition, schema: targetSchema, name: targetName, options: options, outcome: &outcome)
         }
+        try await addRules(definition, schema: targetSchema, name: targetName, deferred: deferForeignKeys, outcome: &outcome)
         try await addRowSecurity(definition, schema: targetSchema, name: targetName, outcome: &outcome)
         try await Privileges.apply(definition.privileges.statements(on: "TABLE \(qualifiedTarget)"), on: target, notes: &outcome.notes)
-        try await setSequences(definition, plan: plan, schema: targetSchema, name: targetName)
+        for (column, privileges) in definition.columnPrivileges where plan.columns.contains(where: { $0.name == column }) {
+            try await Privileges.apply(privileges.statements(column: column, on: "TABLE \(qualifiedTarget)"), on: target, notes: &outcome.notes)
+        }
+        try await setSequences(definition, plan: plan, schema: targetSchema, name: targetName, outcome: &outcome)
+        try await completePartitions(definition, schema: targetSchema, name: targetName, options: options, outcome: &outcome)
+    }
+
+    /// Extended statistics objects (named after the table when it is renamed, in its schema).
+    private func addStatistics(_ definition: TableDefinition, schema: String, name: String, options: CloneOptions, outcome: inout TableCloneOutcome) async throws {
+        for statistics in definition.statistics {
+            let prefix = "CREATE STATISTICS \(statistics.printedName)"
+            let suffix = " FROM \(definition.printedName)"
+            guard statistics.definition.hasPrefix(prefix), statistics.definition.hasSuffix(suffix) else {
+                throw CloneError("XX000", "unexpected definition of statistics \(statistics.name) on \(definition.displayName)")
+            }
+            let newName = SQL.qualified(schema, NameMapping.rename(statistics.name, table: definition.name, to: name))
+            var statements = ["CREATE STATISTICS \(newName)" + statistics.definition.dropFirst(prefix.count).dropLast(suffix.count) + " FROM \(SQL.qualified(schema, name))"]
+            if let comment = statistics.comment { statements.append("COMMENT ON STATISTICS \(newName) IS \(SQL.literal(comment))") }
+            if let error = try await target.executeTolerating(["42710", "42703"], statements) {
+                outcome.notes.append("statistics \(statistics.name) not created: \(error.message)")
+            }
+        }
+    }
+
+    /// REPLICA IDENTITY as on the source (logical replication and change capture read it).
+    private func setReplicaIdentity(_ definition: TableDefinition, schema: String, name: String, outcome: inout TableCloneOutcome) async throws {
+        let qualified = SQL.qualified(schema, name)
+        switch definition.replicaIdentity {
+        case "f": try await target.execute("ALTER TABLE \(qualified) REPLICA IDENTITY FULL")
+        case "n": try await target.execute("ALTER TABLE \(qualified) REPLICA IDENTITY NOTHING")
+        case "i":
+            guard let index = definition.replicaIdentityIndex else { return }
+            let newName = NameMapping.rename(index, table: definition.name, to: name)
+            let present = try await target.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(schema, newName)])
+            guard present.string(0, 0) == "t" else {
+                outcome.notes.append("replica identity of \(definition.displayName) left as default: its index \(index) was not cloned")
+                return
+            }
+            try await target.execute("ALTER TABLE \(qualified) REPLICA IDENTITY USING INDEX \(SQL.identifier(newName))")
+        default: return
+        }
+    }
+
+    /// Rules (`CREATE RULE ... TO table`), enabled as on the source. In a schema clone they wait
+    /// until every table exists; alone, a rule whose action names a table missing on the target
+    /// is reported and left out.
+    private func addRules(_ definition: TableDefinition, schema: String, name: String, deferred: Bool, outcome: inout TableCloneOutcome) async throws {
+        let qualified = SQL.qualified(schema, name)
+        for rule in definition.rules {
+            guard let statement = rule.definition.replacingFirst(" TO \(definition.printedName)", with: " TO \(qualified)") else {
+                throw CloneError("XX000", "unexpected definition of rule \(rule.name) on \(definition.displayName)")
+            }
+            var statements = [statement]
+            switch rule.isEnabled {
+            case "D": statements.append("ALTER TABLE \(qualified) DISABLE RULE \(SQL.identifier(rule.name))")
+            case "R": statements.append("ALTER TABLE \(qualified) ENABLE REPLICA RULE \(SQL.identifier(rule.name))")
+            case "A": statements.append("ALTER TABLE \(qualified) ENABLE ALWAYS RULE \(SQL.identifier(rule.name))")
+            default: break
+            }
+            if let comment = rule.comment {
+                statements.append("COMMENT ON RULE \(SQL.identifier(rule.name)) ON \(qualified) IS \(SQL.literal(comment))")
+            }
+            if deferred {
+                outcome.deferredRules.append(statements)
+            } else if let error = try await target.executeTolerating(["42P01", "42703"], statements) {
+                outcome.notes.append("rule \(rule.name) not created: \(error.message)")
+            }
+        }
     }
 
     /// What a table left half-copied says about itself until its copy is complete.
@@ -355,7 +428,7 @@ struct TableCloner {
             let newQualified = SQL.qualified(schema, newName)
             sequenceNames[sequence.column] = (sequence.printedName, newQualified)
             if !sequence.isIdentity {
-                try await target.execute("CREATE SEQUENCE \(newQualified) \(sequence.options)")
+                try await target.execute("CREATE \(sequence.isUnlogged ? "UNLOGGED " : "")SEQUENCE \(newQualified) \(sequence.options)")
             }
         }
         var lines: [String] = []
@@ -443,7 +516,11 @@ struct TableCloner {
                 + " FOR \(policy.command) TO \(policy.roles ?? "PUBLIC")"
             if let using = policy.using { statement += " USING (\(using))" }
             if let check = policy.withCheck { statement += " WITH CHECK (\(check))" }
-            if let error = try await target.executeTolerating(["42704", "42P01", "42883", "42703"], [statement]) {
+            var statements = [statement]
+            if let comment = policy.comment {
+                statements.append("COMMENT ON POLICY \(SQL.identifier(policy.name)) ON \(qualified) IS \(SQL.literal(comment))")
+            }
+            if let error = try await target.executeTolerating(["42704", "42P01", "42883", "42703"], statements) {
                 outcome.notes.append("row-level security policy \(policy.name) on \(schema).\(name) not created (\(error.message)); row-level security stays enabled")
             }
         }
@@ -451,13 +528,60 @@ struct TableCloner {
 
     private func createPartition(_ partition: TableDefinition.Partition, parentDefinition: TableDefinition, parent: String, schema: String, parentName: String) async throws {
         let name = NameMapping.rename(partition.name, table: parentDefinition.name, to: parentName)
-        let qualified = SQL.qualified(partition.schema == parentDefinition.schema ? schema : partition.schema, name)
+        let targetSchema = partition.schema == parentDefinition.schema ? schema : partition.schema
+        let qualified = SQL.qualified(targetSchema, name)
         guard let child = try await TableDefinition.load(source, schema: partition.schema, table: partition.name) else { return }
         var create = "CREATE TABLE \(qualified) PARTITION OF \(parent) \(partition.bound)"
         if let key = child.partitionKey { create += " PARTITION BY \(key)" }
+        let parameters = try child.storageParameters.map(Self.storageParameter)
+        if !parameters.isEmpty { create += " WITH (\(parameters.joined(separator: ", ")))" }
         try await target.execute(create)
+        if let comment = child.comment {
+            try await target.execute("COMMENT ON TABLE \(qualified) IS \(SQL.literal(comment))")
+        }
+        for column in child.columns {
+            if let comment = column.comment {
+                try await target.execute("COMMENT ON COLUMN \(qualified).\(SQL.identifier(column.name)) IS \(SQL.literal(comment))")
+            }
+        }
         for grandchild in child.partitions {
             try await createPartition(grandchild, parentDefinition: child, parent: qualified, schema: schema, parentName: name)
+        }
+    }
+
+    /// What a partition has of its own (not from its parent), once the rows are in: checks,
+    /// indexes, replica identity, triggers, grants.
+    private func completePartitions(_ parentDefinition: TableDefinition, schema parentSchema: String, name parentName: String,
+                                    options: CloneOptions, outcome: inout TableCloneOutcome) async throws {
+        for partition in parentDefinition.partitions {
+            let name = NameMapping.rename(partition.name, table: parentDefinition.name, to: parentName)
+            let schema = partition.schema == parentDefinition.schema ? parentSchema : partition.schema
+            let qualified = SQL.qualified(schema, name)
+            guard let child = try await TableDefinition.load(source, schema: partition.schema, table: partition.name) else { continue }
+            if options.constraints {
+                for constraint in child.constraints where constraint.kind == "c" && !constraint.isInheritedOnly {
+                    let constraintName = NameMapping.rename(constraint.name, table: child.name, to: name)
+                    var statements = ["ALTER TABLE \(qualified) ADD CONSTRAINT \(SQL.identifier(constraintName)) \(constraint.definition)"]
+                    if let comment = constraint.comment {
+                        statements.append("COMMENT ON CONSTRAINT \(SQL.identifier(constraintName)) ON \(qualified) IS \(SQL.literal(comment))")
+                    }
+                    if try await runUnlessColumnMissing(statements, options: options) { outcome.constraints += 1 }
+                }
+            }
+            if options.indexes {
+                for index in child.indexes {
+                    if try await runUnlessColumnMissing(try indexSQL(index, definition: child, schema: schema, name: name), options: options) { outcome.indexes += 1 }
+                }
+            }
+            try await setReplicaIdentity(child, schema: schema, name: name, outcome: &outcome)
+            if options.triggers {
+                try await addTriggers(child, schema: schema, name: name, options: options, outcome: &outcome)
+            }
+            try await Privileges.apply(child.privileges.statements(on: "TABLE \(qualified)"), on: target, notes: &outcome.notes)
+            for (column, privileges) in child.columnPrivileges {
+                try await Privileges.apply(privileges.statements(column: column, on: "TABLE \(qualified)"), on: target, notes: &outcome.notes)
+            }
+            try await completePartitions(child, schema: parentSchema, name: name, options: options, outcome: &outcome)
         }
     }
 
@@ -528,6 +652,13 @@ struct TableCloner {
                 throw CloneError("XX000", "unexpected definition of trigger \(trigger.name) on \(definition.displayName)")
             }
             var statements = [statement]
+            // Disabled or replica-only on the source: the same here (a disabled trigger must not start firing).
+            switch trigger.enabled {
+            case "D": statements.append("ALTER TABLE \(SQL.qualified(schema, name)) DISABLE TRIGGER \(SQL.identifier(trigger.name))")
+            case "R": statements.append("ALTER TABLE \(SQL.qualified(schema, name)) ENABLE REPLICA TRIGGER \(SQL.identifier(trigger.name))")
+            case "A": statements.append("ALTER TABLE \(SQL.qualified(schema, name)) ENABLE ALWAYS TRIGGER \(SQL.identifier(trigger.name))")
+            default: break
+            }
             if let comment = trigger.comment {
                 statements.append("COMMENT ON TRIGGER \(SQL.identifier(trigger.name)) ON \(SQL.qualified(schema, name)) IS \(SQL.literal(comment))")
             }
@@ -539,11 +670,12 @@ struct TableCloner {
         }
     }
 
-    private func setSequences(_ definition: TableDefinition, plan: CopyPlan, schema: String, name: String) async throws {
+    private func setSequences(_ definition: TableDefinition, plan: CopyPlan, schema: String, name: String, outcome: inout TableCloneOutcome) async throws {
         for sequence in definition.sequences where plan.columns.contains(where: { $0.name == sequence.column }) {
             let newName = NameMapping.rename(sequence.name, table: definition.name, to: name)
             try await target.query("SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::pg_catalog.int8, $3::pg_catalog.bool)",
                                    [SQL.qualified(schema, newName), sequence.lastValue, sequence.isCalled ? "true" : "false"])
+            try await Privileges.apply(sequence.privileges.statements(on: "SEQUENCE \(SQL.qualified(schema, newName))"), on: target, notes: &outcome.notes)
         }
     }
 

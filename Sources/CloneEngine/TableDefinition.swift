@@ -56,6 +56,16 @@ public struct TableDefinition: Sendable {
         public var functionName: String
         public var functionSignature: String
         public var comment: String? = nil
+        /// pg_trigger.tgenabled: O (origin, the default), D (disabled), R (replica), A (always).
+        public var enabled: String = "O"
+    }
+
+    /// A rule of the table (`CREATE RULE ... TO table ...`, as pg_get_ruledef prints it).
+    public struct Rule: Sendable {
+        public var name: String
+        public var definition: String
+        public var isEnabled: String = "O"
+        public var comment: String? = nil
     }
 
     public struct OwnedSequence: Sendable {
@@ -68,6 +78,9 @@ public struct TableDefinition: Sendable {
         public var options: String
         public var lastValue: String
         public var isCalled: Bool
+        /// Privileges granted on the sequence (USAGE for nextval through the column's default).
+        var privileges = Privileges()
+        var isUnlogged = false
     }
 
     /// A row-level security policy.
@@ -80,6 +93,16 @@ public struct TableDefinition: Sendable {
         public var roles: String?
         public var using: String?
         public var withCheck: String?
+        public var comment: String? = nil
+    }
+
+    /// An extended statistics object on the table (CREATE STATISTICS).
+    public struct Statistics: Sendable {
+        public var name: String
+        /// `schema.name` as pg_get_statisticsobjdef prints it.
+        public var printedName: String
+        public var definition: String
+        public var comment: String?
     }
 
     public struct Partition: Sendable {
@@ -111,6 +134,13 @@ public struct TableDefinition: Sendable {
     public var policies: [RowSecurityPolicy] = []
     /// Privileges granted on the table (not to its owner).
     var privileges = Privileges()
+    /// Column privileges (`GRANT SELECT (c) ...`), by column name.
+    var columnPrivileges: [(column: String, privileges: Privileges)] = []
+    /// pg_class.relreplident (d default, n nothing, f full, i index) and, for i, the index.
+    public var replicaIdentity = "d"
+    public var replicaIdentityIndex: String?
+    public var rules: [Rule] = []
+    public var statistics: [Statistics] = []
 
     /// `schema.table` as the server's deparsers print it (quote_ident each part).
     public var printedName: String
@@ -125,7 +155,10 @@ public struct TableDefinition: Sendable {
                    pg_catalog.obj_description(c.oid, 'pg_class'),
                    pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
                    c.relrowsecurity, c.relforcerowsecurity, c.reloptions,
-                   \(Privileges.sqlEntries(acl: "c.relacl", owner: "c.relowner"))
+                   \(Privileges.sqlEntries(acl: "c.relacl", owner: "c.relowner")), c.relreplident,
+                   (SELECT ic.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+                    WHERE i.indrelid = c.oid AND i.indisreplident),
+                   (SELECT pg_catalog.array_to_string(t.reloptions, ',') FROM pg_catalog.pg_class t WHERE t.oid = c.reltoastrelid)
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
             """, [schema, table])
@@ -210,7 +243,7 @@ public struct TableDefinition: Sendable {
 
         let triggerRows = try await connection.query("""
             SELECT t.tgname, pg_catalog.pg_get_triggerdef(t.oid), pn.nspname, p.proname,
-                   pg_catalog.pg_get_function_identity_arguments(p.oid), pg_catalog.obj_description(t.oid, 'pg_trigger')
+                   pg_catalog.pg_get_function_identity_arguments(p.oid), pg_catalog.obj_description(t.oid, 'pg_trigger'), t.tgenabled
             FROM pg_catalog.pg_trigger t
             JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
             JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
@@ -220,7 +253,8 @@ public struct TableDefinition: Sendable {
         let triggers = triggerRows.rows.indices.map { row in
             Trigger(name: triggerRows.string(row, 0)!, definition: triggerRows.string(row, 1)!,
                     functionSchema: triggerRows.string(row, 2)!, functionName: triggerRows.string(row, 3)!,
-                    functionSignature: triggerRows.string(row, 4) ?? "", comment: triggerRows.string(row, 5))
+                    functionSignature: triggerRows.string(row, 4) ?? "", comment: triggerRows.string(row, 5),
+                    enabled: triggerRows.string(row, 6) ?? "O")
         }
 
         // Sequences owned by a column: serial columns ('a' dependency) and identity columns ('i').
@@ -229,7 +263,8 @@ public struct TableDefinition: Sendable {
                    'AS ' || pg_catalog.format_type(s.seqtypid, NULL) || ' INCREMENT BY ' || s.seqincrement
                    || ' MINVALUE ' || s.seqmin || ' MAXVALUE ' || s.seqmax || ' START WITH ' || s.seqstart
                    || ' CACHE ' || s.seqcache || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END,
-                   pg_catalog.quote_ident(sn.nspname) || '.' || pg_catalog.quote_ident(sc.relname), d.deptype = 'i'
+                   pg_catalog.quote_ident(sn.nspname) || '.' || pg_catalog.quote_ident(sc.relname), d.deptype = 'i',
+                   \(Privileges.sqlEntries(acl: "sc.relacl", owner: "sc.relowner")), sc.relpersistence = 'u'
             FROM pg_catalog.pg_depend d
             JOIN pg_catalog.pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S'
             JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace
@@ -247,7 +282,8 @@ public struct TableDefinition: Sendable {
             sequences.append(OwnedSequence(
                 column: sequenceRows.string(row, 0)!, schema: sequenceSchema, name: sequenceName,
                 printedName: sequenceRows.string(row, 4)!, isIdentity: sequenceRows.string(row, 5) == "t",
-                options: sequenceRows.string(row, 3)!, lastValue: state.string(0, 0)!, isCalled: state.string(0, 1) == "t"))
+                options: sequenceRows.string(row, 3)!, lastValue: state.string(0, 0)!, isCalled: state.string(0, 1) == "t",
+                privileges: Privileges(encoded: sequenceRows.string(row, 6)), isUnlogged: sequenceRows.string(row, 7) == "t"))
         }
 
         let partitionRows = try await connection.query("""
@@ -285,17 +321,50 @@ public struct TableDefinition: Sendable {
             let list = try await connection.query("SELECT pg_catalog.unnest($1::pg_catalog.text[])", [options])
             definition.storageParameters = list.rows.indices.compactMap { list.string($0, 0) }
         }
+        // The TOAST table's own parameters are the table's `toast.` ones.
+        if let toast = info.string(0, 12), !toast.isEmpty {
+            let list = try await connection.query("SELECT pg_catalog.unnest(pg_catalog.string_to_array($1, ','))", [toast])
+            definition.storageParameters += list.rows.indices.compactMap { list.string($0, 0).map { "toast." + $0 } }
+        }
+        definition.replicaIdentity = info.string(0, 10) ?? "d"
+        definition.replicaIdentityIndex = info.string(0, 11)
+        let columnACLs = try await connection.query("""
+            SELECT a.attname, \(Privileges.sqlEntries(acl: "a.attacl", owner: "c.relowner"))
+            FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+            WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
+            ORDER BY a.attnum
+            """, oidParameter)
+        definition.columnPrivileges = columnACLs.rows.indices.map { (columnACLs.string($0, 0)!, Privileges(encoded: columnACLs.string($0, 1))) }
+        let ruleRows = try await connection.query("""
+            SELECT r.rulename, pg_catalog.pg_get_ruledef(r.oid), r.ev_enabled, pg_catalog.obj_description(r.oid, 'pg_rewrite')
+            FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1 AND r.rulename <> '_RETURN' ORDER BY r.rulename
+            """, oidParameter)
+        definition.rules = ruleRows.rows.indices.map {
+            Rule(name: ruleRows.string($0, 0)!, definition: ruleRows.string($0, 1)!, isEnabled: ruleRows.string($0, 2) ?? "O", comment: ruleRows.string($0, 3))
+        }
         let policyRows = try await connection.query("""
             SELECT p.polname, p.polpermissive,
                    CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
                    CASE WHEN p.polroles = '{0}' THEN NULL
                         ELSE (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname) FROM pg_catalog.pg_roles r WHERE r.oid = ANY (p.polroles)) END,
-                   pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
+                   pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid),
+                   pg_catalog.obj_description(p.oid, 'pg_policy')
             FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 ORDER BY p.polname
             """, oidParameter)
         definition.policies = policyRows.rows.indices.map { row in
             RowSecurityPolicy(name: policyRows.string(row, 0)!, isPermissive: policyRows.string(row, 1) == "t", command: policyRows.string(row, 2)!,
-                              roles: policyRows.string(row, 3), using: policyRows.string(row, 4), withCheck: policyRows.string(row, 5))
+                              roles: policyRows.string(row, 3), using: policyRows.string(row, 4), withCheck: policyRows.string(row, 5),
+                              comment: policyRows.string(row, 6))
+        }
+        let statisticsRows = try await connection.query("""
+            SELECT s.stxname, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(s.stxname), pg_catalog.pg_get_statisticsobjdef(s.oid),
+                   pg_catalog.obj_description(s.oid, 'pg_statistic_ext')
+            FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
+            WHERE s.stxrelid = $1 ORDER BY s.stxname
+            """, oidParameter)
+        definition.statistics = statisticsRows.rows.indices.map {
+            Statistics(name: statisticsRows.string($0, 0)!, printedName: statisticsRows.string($0, 1)!, definition: statisticsRows.string($0, 2)!,
+                       comment: statisticsRows.string($0, 3))
         }
         return definition
     }

@@ -1,0 +1,128 @@
+import Foundation
+import PQ
+import Testing
+
+/// pg_dump-grade fidelity: a schema using what pg_dump carries is cloned through the proxy, and
+/// `pg_dump -s --no-owner` of the clone equals the source's, line for line.
+@Suite struct CloneFidelityTests {
+    /// Objects a clone once lost or could not create (found by an audit against pg_dump):
+    /// functions that need a table (SETOF its row type, a BEGIN ATOMIC body that a table's
+    /// default calls), view options and what hangs off views, rules, trigger and rule states,
+    /// replica identity, column and sequence grants, NOT VALID domain constraints (over rows
+    /// that break them), collations of domains and attributes, comments on constraints,
+    /// attributes, policies and matview indexes, moving-aggregate options and SORTOP, a
+    /// partition's own index, check, trigger, storage and grant, an unlogged serial, extended
+    /// statistics, TOAST parameters, an unpopulated materialized view and default privileges.
+    static let schema = """
+        CREATE SCHEMA fx;
+        CREATE DOMAIN fx.ctext AS text COLLATE "C";
+        CREATE DOMAIN fx.pos AS integer CONSTRAINT pos_chk CHECK (VALUE > 0);
+        COMMENT ON CONSTRAINT pos_chk ON DOMAIN fx.pos IS 'domain constraint comment';
+        CREATE DOMAIN fx.nv AS integer;
+        CREATE TYPE fx.addr AS (street text, zip varchar(10) COLLATE "C");
+        COMMENT ON COLUMN fx.addr.street IS 'attribute comment';
+        CREATE TABLE fx.base (id int PRIMARY KEY, u int NOT NULL, v fx.nv, note text) WITH (toast.autovacuum_enabled = false);
+        INSERT INTO fx.base VALUES (1, 10, -1, 'a'), (2, 20, 5, 'b');
+        ALTER DOMAIN fx.nv ADD CONSTRAINT nv_pos CHECK (VALUE > 0) NOT VALID;
+        CREATE UNIQUE INDEX base_u ON fx.base (u);
+        ALTER TABLE fx.base REPLICA IDENTITY USING INDEX base_u;
+        CREATE TABLE fx.full_ri (id int);
+        ALTER TABLE fx.full_ri REPLICA IDENTITY FULL;
+        CREATE FUNCTION fx.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+        CREATE TRIGGER off_trg BEFORE INSERT ON fx.base FOR EACH ROW EXECUTE FUNCTION fx.noop();
+        ALTER TABLE fx.base DISABLE TRIGGER off_trg;
+        CREATE TRIGGER rep_trg BEFORE UPDATE ON fx.base FOR EACH ROW EXECUTE FUNCTION fx.noop();
+        ALTER TABLE fx.base ENABLE REPLICA TRIGGER rep_trg;
+        CREATE TABLE fx.audit (id int, what text);
+        CREATE RULE base_log AS ON DELETE TO fx.base DO ALSO INSERT INTO fx.audit VALUES (OLD.id, 'deleted');
+        COMMENT ON RULE base_log ON fx.base IS 'rule comment';
+        GRANT SELECT (id), UPDATE (note) ON fx.base TO fidelity_reader;
+        CREATE TABLE fx.serial_t (id serial PRIMARY KEY, v text);
+        GRANT USAGE ON SEQUENCE fx.serial_t_id_seq TO fidelity_reader;
+        CREATE UNLOGGED TABLE fx.scratch (id serial);
+        CREATE STATISTICS fx.base_stats (ndistinct) ON id, u FROM fx.base;
+        COMMENT ON STATISTICS fx.base_stats IS 'statistics comment';
+        ALTER TABLE fx.base ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY p_all ON fx.base USING (true);
+        COMMENT ON POLICY p_all ON fx.base IS 'policy comment';
+        CREATE FUNCTION fx.all_base() RETURNS SETOF fx.base LANGUAGE sql STABLE AS $$ SELECT * FROM fx.base $$;
+        CREATE FUNCTION fx.base_count() RETURNS bigint LANGUAGE sql STABLE BEGIN ATOMIC SELECT count(*) FROM fx.base; END;
+        CREATE TABLE fx.uses (id int, c bigint DEFAULT fx.base_count());
+        INSERT INTO fx.uses (id) VALUES (1);
+        CREATE VIEW fx.sb WITH (security_barrier = true) AS SELECT id, u FROM fx.base WHERE u < 1000 WITH CASCADED CHECK OPTION;
+        CREATE VIEW fx.si WITH (security_invoker = true) AS SELECT id, u FROM fx.base WHERE u > 0 WITH LOCAL CHECK OPTION;
+        ALTER VIEW fx.si ALTER COLUMN u SET DEFAULT 5;
+        COMMENT ON COLUMN fx.si.u IS 'view column comment';
+        CREATE VIEW fx.plain AS SELECT id, note FROM fx.base;
+        CREATE FUNCTION fx.ins() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+        CREATE TRIGGER plain_ins INSTEAD OF INSERT ON fx.plain FOR EACH ROW EXECUTE FUNCTION fx.ins();
+        CREATE MATERIALIZED VIEW fx.mv WITH (fillfactor = 90) AS SELECT id FROM fx.base WITH NO DATA;
+        CREATE INDEX mv_id ON fx.mv (id);
+        COMMENT ON INDEX fx.mv_id IS 'matview index comment';
+        CREATE FUNCTION fx.from_view() RETURNS SETOF fx.plain LANGUAGE sql AS $$ SELECT * FROM fx.plain $$;
+        CREATE FUNCTION fx.s(bigint, int) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT $1 + $2';
+        CREATE FUNCTION fx.inv(bigint, int) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT $1 - $2';
+        CREATE AGGREGATE fx.msum(int) (SFUNC = fx.s, STYPE = bigint, INITCOND = '0', MSFUNC = fx.s, MINVFUNC = fx.inv, MSTYPE = bigint, MINITCOND = '0');
+        CREATE FUNCTION fx.greater(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT greatest($1, $2)';
+        CREATE AGGREGATE fx.mymax(int) (SFUNC = fx.greater, STYPE = int, SORTOP = >);
+        CREATE TABLE fx.ev (id int, at date, amount numeric) PARTITION BY RANGE (at);
+        CREATE TABLE fx.ev_2024 PARTITION OF fx.ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') WITH (fillfactor = 80);
+        CREATE INDEX ev_2024_only ON fx.ev_2024 (amount) WHERE amount > 0;
+        ALTER TABLE fx.ev_2024 ADD CONSTRAINT ev_2024_chk CHECK (amount >= 0);
+        CREATE TRIGGER ev_2024_trg BEFORE INSERT ON fx.ev_2024 FOR EACH ROW EXECUTE FUNCTION fx.noop();
+        COMMENT ON TABLE fx.ev_2024 IS 'partition comment';
+        GRANT SELECT ON fx.ev_2024 TO fidelity_reader;
+        INSERT INTO fx.ev VALUES (1, '2024-05-01', 3);
+        ALTER DEFAULT PRIVILEGES IN SCHEMA fx GRANT SELECT ON TABLES TO fidelity_reader;
+        """
+
+    static let ensureRole = """
+        DO $$ BEGIN CREATE ROLE fidelity_reader; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+        """
+
+    /// `pg_dump -s --no-owner -n fx` without its comments, blank lines, settings and per-run tokens.
+    static func dump(_ conninfo: String) async throws -> [String] {
+        let output = try await Shell.run(["pg_dump", "-s", "--no-owner", "-n", "fx", "-d", conninfo])
+        #expect(output.status == 0, "\(output.stderr)")
+        return output.stdout.split(separator: "\n").map(String.init).filter { line in
+            !line.hasPrefix("--") && !line.isEmpty && !line.hasPrefix("SET ") && !line.hasPrefix("SELECT pg_catalog.set_config")
+                && !line.hasPrefix("\\restrict") && !line.hasPrefix("\\unrestrict")
+        }
+    }
+
+    @Test func aSchemaCloneIsWhatPgDumpWouldRecreate() async throws {
+        let environment = try TestEnvironment.require()
+        let name = "fidelity_src_\(guideRandomSuffix())"
+        let sourceAdmin = "host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)"
+        let sourceConnInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
+        try #require(try await Shell.psql(sourceAdmin, Self.ensureRole + "CREATE DATABASE \(name);").status == 0)
+        do {
+            try await cloneAndCompare(environment, sourceConnInfo: sourceConnInfo)
+        } catch {
+            _ = try? await Shell.psql(sourceAdmin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);")
+            throw error
+        }
+        _ = try await Shell.psql(sourceAdmin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);")
+    }
+
+    private func cloneAndCompare(_ environment: TestEnvironment, sourceConnInfo: String) async throws {
+        let created = try await Shell.psql(sourceConnInfo, Self.schema)
+        try #require(created.status == 0, "\(created.stderr)")
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            try #require(try await Shell.psql(environment.directTarget(database: "postgres"), Self.ensureRole).status == 0)
+            let result = try await target.call("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'fx');")
+            #expect(result.hasPrefix("OK: cloned schema fx (7 tables, 4 rows,"), "\(result)")
+            let source = try await Self.dump(sourceConnInfo)
+            let clone = try await Self.dump(environment.directTarget(database: target.database))
+            #expect(source.count > 100)
+            let missing = source.filter { !clone.contains($0) }
+            let extra = clone.filter { !source.contains($0) }
+            #expect(missing.isEmpty && extra.isEmpty, "missing on the clone: \(missing)\nonly on the clone: \(extra)")
+            #expect(source == clone)
+            // The row that breaks the NOT VALID domain constraint came along; the matview stays unpopulated.
+            #expect(try await target.rows("SELECT v FROM fx.base ORDER BY id;") == ["-1", "5"])
+            #expect(try await target.rows("SELECT relispopulated FROM pg_class WHERE oid = 'fx.mv'::regclass;") == ["f"])
+            #expect(try await target.rows("SELECT c FROM fx.uses;") == ["2"])
+        }
+    }
+}
