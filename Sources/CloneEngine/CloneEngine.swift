@@ -293,6 +293,14 @@ public struct CloneEngine: Sendable {
                     }
                     summary.notes.append("extension \(name) created in schema \(schema)")
                 }
+                for collation in objects.collations {
+                    let present = try await connection.query("SELECT pg_catalog.to_regcollation($1) IS NOT NULL", [SQL.qualified(collation.schema, collation.name)])
+                    if present.string(0, 0) == "t" {
+                        summary.notes.append("collation \(collation.schema).\(collation.name) already exists on target; kept")
+                        continue
+                    }
+                    for statement in collation.ddl { try await connection.execute(statement) }
+                }
                 for type in objects.types {
                     let present = try await connection.query("SELECT pg_catalog.to_regtype($1) IS NOT NULL", [SQL.qualified(type.schema, type.name)])
                     if present.string(0, 0) == "t" {
@@ -304,6 +312,40 @@ public struct CloneEngine: Sendable {
                 }
                 for function in objects.functions where !objects.functionsAfterTables.contains(function.oid) && !objects.functionsAfterViews.contains(function.oid) {
                     try await Self.create(function, on: connection, summary: &summary)
+                }
+                for range in objects.ranges {
+                    let present = try await connection.query("SELECT pg_catalog.to_regtype($1) IS NOT NULL", [SQL.qualified(range.schema, range.name)])
+                    if present.string(0, 0) == "t" {
+                        summary.notes.append("type \(range.schema).\(range.name) already exists on target; kept")
+                        continue
+                    }
+                    for statement in range.ddl { try await connection.execute(statement) }
+                    summary.types += 1
+                }
+                for skipped in objects.skippedRanges {
+                    summary.notes.append("range type \(skipped) has a canonical function: not cloned")
+                }
+                for op in objects.operators {
+                    let present = try await connection.query("SELECT pg_catalog.to_regoperator($1) IS NOT NULL", [op.name])
+                    if present.string(0, 0) == "t" {
+                        // A commutator or negator named earlier left a shell: this fills it in.
+                        let shell = try await connection.query("SELECT o.oprcode = 0 FROM pg_catalog.pg_operator o WHERE o.oid = pg_catalog.to_regoperator($1)", [op.name])
+                        guard shell.string(0, 0) == "t" else {
+                            summary.notes.append("operator \(op.name) already exists on target; kept")
+                            continue
+                        }
+                    }
+                    for statement in op.ddl { try await connection.execute(statement) }
+                }
+                for (cast, sourceType, targetType) in objects.casts {
+                    let present = try await connection.query("""
+                        SELECT 1 FROM pg_catalog.pg_cast WHERE castsource = pg_catalog.to_regtype($1) AND casttarget = pg_catalog.to_regtype($2)
+                        """, [sourceType, targetType])
+                    if !present.rows.isEmpty {
+                        summary.notes.append("cast \(cast.name) already exists on target; kept")
+                        continue
+                    }
+                    for statement in cast.ddl { try await connection.execute(statement) }
                 }
                 for skipped in objects.skippedFunctions {
                     summary.notes.append("ordered-set aggregate or window function \(skipped) not cloned")
@@ -334,7 +376,7 @@ public struct CloneEngine: Sendable {
         // Inheritance children wait for their parents: one round per generation.
         var deferred: [[String]] = []
         var deferredRules: [[String]] = []
-        let work = tables.rows.indices.map { (tables.string($0, 0)!, tables.string($0, 1)!) }
+        let work = tables.rows.indices.map { (tables.text($0, 0), tables.text($0, 1)) }
         let inheritance = try await run("reading source catalog") {
             try await session.primary.query("""
                 SELECT cn.nspname, c.relname, pn.nspname, p.relname
@@ -349,7 +391,7 @@ public struct CloneEngine: Sendable {
         let clonedTogether = Set(work.map { "\($0.0).\($0.1)" }).union(objects.views.map { "\($0.schema).\($0.name)" })
         var parents: [String: [String]] = [:]
         for row in inheritance.rows.indices {
-            parents["\(inheritance.string(row, 0)!).\(inheritance.string(row, 1)!)", default: []].append("\(inheritance.string(row, 2)!).\(inheritance.string(row, 3)!)")
+            parents["\(inheritance.text(row, 0)).\(inheritance.text(row, 1))", default: []].append("\(inheritance.text(row, 2)).\(inheritance.text(row, 3))")
         }
         // A table whose default, check, index... calls a function that reads other tables waits
         // for them (and the function is created between them).
@@ -622,7 +664,7 @@ public struct CloneEngine: Sendable {
                 """, [Self.textArray(tables.map(\.0)), Self.textArray(tables.map(\.1))])
         }
         var bytes: [String: Int64] = [:]
-        for row in sizes.rows.indices { bytes["\(sizes.string(row, 0)!).\(sizes.string(row, 1)!)"] = Int64(sizes.string(row, 2) ?? "0") ?? 0 }
+        for row in sizes.rows.indices { bytes["\(sizes.text(row, 0)).\(sizes.text(row, 1))"] = Int64(sizes.string(row, 2) ?? "0") ?? 0 }
         let total = bytes.values.reduce(0, +)
         let threshold = options.splitLargerThan ?? max(1 << 30, total / Int64(2 * options.parallel))
         let split = tables.filter { (bytes["\($0.0).\($0.1)"] ?? 0) > threshold }

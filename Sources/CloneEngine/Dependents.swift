@@ -40,10 +40,10 @@ struct Dependents {
             WHERE co.contype = 'f' AND co.confrelid = $1::pg_catalog.regclass AND co.conrelid <> $1::pg_catalog.regclass
             ORDER BY 1, 2, 3
             """, [qualified])
-        for row in keys.rows.indices where !replacing.contains("\(keys.string(row, 0)!).\(keys.string(row, 1)!)") {
-            let table = SQL.qualified(keys.string(row, 0)!, keys.string(row, 1)!)
-            plan.restore.append("ALTER TABLE \(table) ADD CONSTRAINT \(SQL.identifier(keys.string(row, 2)!)) \(keys.string(row, 3)!)")
-            plan.restored.append("foreign key \(keys.string(row, 2)!) of \(keys.string(row, 0)!).\(keys.string(row, 1)!)")
+        for row in keys.rows.indices where !replacing.contains("\(keys.text(row, 0)).\(keys.text(row, 1))") {
+            let table = SQL.qualified(keys.text(row, 0), keys.text(row, 1))
+            plan.restore.append("ALTER TABLE \(table) ADD CONSTRAINT \(SQL.identifier(keys.text(row, 2))) \(keys.text(row, 3))")
+            plan.restored.append("foreign key \(keys.text(row, 2)) of \(keys.text(row, 0)).\(keys.text(row, 1))")
         }
         let views = try await connection.query("""
             WITH RECURSIVE chain(oid, depth) AS (
@@ -68,7 +68,7 @@ struct Dependents {
             ORDER BY max(chain.depth), 1, 2
             """, [qualified])
         for row in views.rows.indices {
-            let (schema, name) = (views.string(row, 0)!, views.string(row, 1)!)
+            let (schema, name) = (views.text(row, 0), views.text(row, 1))
             guard !replacing.contains("\(schema).\(name)") else { continue }
             let view = SQL.qualified(schema, name)
             guard views.string(row, 2) == "v" else {

@@ -32,7 +32,7 @@ public struct MaskingAdmin: Sendable {
             ORDER BY c.relname, a.attnum
             """, [schema])
         return rows.rows.indices.map {
-            ColumnInfo(table: rows.string($0, 0)!, column: rows.string($0, 1)!, type: rows.string($0, 2)!, typeCategory: rows.string($0, 3) ?? "")
+            ColumnInfo(table: rows.text($0, 0), column: rows.text($0, 1), type: rows.text($0, 2), typeCategory: rows.string($0, 3) ?? "")
         }
     }
 

@@ -128,19 +128,33 @@ struct Preflight {
             """, [schema]).string(0, 0) ?? "?"
         checks.append(.ok("size", "\(size) on the source (tables with their indexes and TOAST); PostgreSQL does not report the target's free disk space"))
         // Extensions.
-        let extensions = try await source.exec("SELECT extname::pg_catalog.text, extversion FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.<>) 'plpgsql' ORDER BY 1")
-        var missing: [String] = [], toCreate: [String] = []
+        let extensions = try await source.exec("""
+            SELECT e.extname::pg_catalog.text, n.nspname::pg_catalog.text FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+            WHERE e.extname OPERATOR(pg_catalog.<>) 'plpgsql' ORDER BY 1
+            """)
+        var missing: [String] = [], toCreate: [String] = [], notCreated: [String] = []
         for row in extensions.rows.indices {
-            let name = extensions.string(row, 0) ?? ""
+            let name = extensions.string(row, 0) ?? "", home = extensions.string(row, 1) ?? ""
             let state = try await target.query("""
                 SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) $1),
                        EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name OPERATOR(pg_catalog.=) $1)
                 """, [name])
             if state.string(0, 0) == "t" { continue }
-            if state.string(0, 1) == "t" { toCreate.append(name) } else { missing.append(name) }
+            // A clone creates the extensions installed in the schemas it clones (all of them for a
+            // database); one installed elsewhere is left to the target's administrator.
+            if let schema, home != schema {
+                notCreated.append("\(name) (in schema \(home))")
+            } else if state.string(0, 1) == "t" {
+                toCreate.append(name)
+            } else {
+                missing.append(name)
+            }
         }
         if !missing.isEmpty {
             checks.append(.fail("extensions", "not available on the target server: \(list(missing))"))
+        } else if !notCreated.isEmpty {
+            checks.append(.warn("extensions", "installed on the source but not on the target, and not created by a clone of schema \(schema ?? ""): \(list(notCreated)); objects that use them will fail"
+                                + (toCreate.isEmpty ? "" : "; will be created on the target: \(list(toCreate))")))
         } else if !toCreate.isEmpty {
             checks.append(.warn("extensions", "will be created on the target: \(list(toCreate))"))
         } else {

@@ -15,7 +15,16 @@ struct SchemaObjects: Sendable {
         var securityDefinerOwner: String? = nil
     }
 
+    /// Collations (before the types and tables that use them).
+    var collations: [Object] = []
     var types: [Object] = []
+    /// Range types (after the functions: subtype_diff), operators and casts (after the functions
+    /// they call), each created before the tables.
+    var ranges: [Object] = []
+    var operators: [Object] = []
+    var casts: [(object: Object, source: String, target: String)] = []
+    /// Range types with a canonical function (they need a shell type): not cloned, said.
+    var skippedRanges: [String] = []
     /// Every function, ordered by their dependencies on each other.
     var functions: [Object] = []
     /// Functions that need a table (its row type as a parameter or result, or a `BEGIN ATOMIC`
@@ -64,7 +73,7 @@ struct SchemaObjects: Sendable {
             WHERE n.nspname = ANY($1::pg_catalog.text[])
             """, [list])
         for row in schemaRows.rows.indices {
-            let schema = schemaRows.string(row, 0)!
+            let schema = schemaRows.text(row, 0)
             if let comment = schemaRows.string(row, 1) {
                 objects.schemaComments[schema] = "COMMENT ON SCHEMA \(SQL.identifier(schema)) IS \(SQL.literal(comment))"
             }
@@ -83,9 +92,9 @@ struct SchemaObjects: Sendable {
         for row in defaultACLs.rows.indices {
             guard let kind = defaultACLs.string(row, 2), let privilege = defaultACLs.string(row, 3),
                   privilege.allSatisfy({ $0.isLetter || $0 == " " }) else { continue }
-            let schema = defaultACLs.string(row, 1)!
+            let schema = defaultACLs.text(row, 1)
             objects.defaultPrivileges[schema, default: []].append(
-                "ALTER DEFAULT PRIVILEGES FOR ROLE \(defaultACLs.string(row, 0)!) IN SCHEMA \(SQL.identifier(schema)) GRANT \(privilege) ON \(kind) TO \(defaultACLs.string(row, 5)!)"
+                "ALTER DEFAULT PRIVILEGES FOR ROLE \(defaultACLs.text(row, 0)) IN SCHEMA \(SQL.identifier(schema)) GRANT \(privilege) ON \(kind) TO \(defaultACLs.text(row, 5))"
                 + (defaultACLs.string(row, 4) == "t" ? " WITH GRANT OPTION" : ""))
         }
 
@@ -93,7 +102,7 @@ struct SchemaObjects: Sendable {
             SELECT e.extname, n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
             WHERE n.nspname = ANY($1::pg_catalog.text[]) ORDER BY e.oid
             """, [list])
-        objects.extensions = extensionRows.rows.indices.map { (extensionRows.string($0, 0)!, extensionRows.string($0, 1)!) }
+        objects.extensions = extensionRows.rows.indices.map { (extensionRows.text($0, 0), extensionRows.text($0, 1)) }
 
         // Types: enums, composites (free-standing only), domains; ordered by their dependencies.
         let typeRows = try await source.query("""
@@ -147,7 +156,7 @@ struct SchemaObjects: Sendable {
             ORDER BY 1, 3, 4
             """, [list])
         var extras: [String: [String]] = [:]
-        for row in typeExtras.rows.indices { extras[typeExtras.string(row, 0)!, default: []].append(typeExtras.string(row, 1)!) }
+        for row in typeExtras.rows.indices { extras[typeExtras.text(row, 0), default: []].append(typeExtras.text(row, 1)) }
         let notValid = try await source.query("""
             SELECT 'ALTER DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname)
                    || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' || pg_catalog.pg_get_constraintdef(c.oid),
@@ -158,13 +167,13 @@ struct SchemaObjects: Sendable {
             ORDER BY n.nspname, t.typname, c.conname
             """, [list])
         for row in notValid.rows.indices {
-            objects.domainConstraintsAfterData.append(notValid.string(row, 0)!)
+            objects.domainConstraintsAfterData.append(notValid.text(row, 0))
             if let comment = notValid.string(row, 1) { objects.domainConstraintsAfterData.append(comment) }
         }
         let types = typeRows.rows.indices.map { row in
-            Object(kind: "type", schema: typeRows.string(row, 2)!, name: typeRows.string(row, 3)!, oid: typeRows.string(row, 0)!,
-                   ddl: [typeRows.string(row, 4)!] + (extras[typeRows.string(row, 0)!] ?? []) + (typeRows.string(row, 5).map { comment in
-                       "COMMENT ON \(typeRows.string(row, 1) == "d" ? "DOMAIN" : "TYPE") \(SQL.qualified(typeRows.string(row, 2)!, typeRows.string(row, 3)!)) IS \(SQL.literal(comment))"
+            Object(kind: "type", schema: typeRows.text(row, 2), name: typeRows.text(row, 3), oid: typeRows.text(row, 0),
+                   ddl: [typeRows.text(row, 4)] + (extras[typeRows.text(row, 0)] ?? []) + (typeRows.string(row, 5).map { comment in
+                       "COMMENT ON \(typeRows.string(row, 1) == "d" ? "DOMAIN" : "TYPE") \(SQL.qualified(typeRows.text(row, 2), typeRows.text(row, 3))) IS \(SQL.literal(comment))"
                    }.map { [$0] } ?? []))
         }
         objects.types = topologicalOrder(types, edges: typeDependencies)
@@ -205,12 +214,13 @@ struct SchemaObjects: Sendable {
             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
             LEFT JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid
             WHERE n.nspname = ANY($1::pg_catalog.text[])
-              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')
+              -- Extension members, and functions a type made for itself (a range type's constructors).
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype IN ('e', 'i'))
             -- Aggregates after the functions they call.
             ORDER BY p.prokind = 'a', n.nspname, p.proname, p.oid
             """, [list])
         for row in functionRows.rows.indices {
-            let name = "\(functionRows.string(row, 1)!).\(functionRows.string(row, 2)!)(\(functionRows.string(row, 5) ?? ""))"
+            let name = "\(functionRows.text(row, 1)).\(functionRows.text(row, 2))(\(functionRows.string(row, 5) ?? ""))"
             let comment = functionRows.string(row, 6)
             guard let ddl = functionRows.string(row, 4) else {
                 objects.skippedFunctions.append(name)
@@ -219,13 +229,13 @@ struct SchemaObjects: Sendable {
             var statements = [ddl]
             if let comment {
                 let kind = functionRows.string(row, 3) == "p" ? "PROCEDURE" : functionRows.string(row, 3) == "a" ? "AGGREGATE" : "FUNCTION"
-                statements.append("COMMENT ON \(kind) \(SQL.qualified(functionRows.string(row, 1)!, functionRows.string(row, 2)!))(\(functionRows.string(row, 5) ?? "")) IS \(SQL.literal(comment))")
+                statements.append("COMMENT ON \(kind) \(SQL.qualified(functionRows.text(row, 1), functionRows.text(row, 2)))(\(functionRows.string(row, 5) ?? "")) IS \(SQL.literal(comment))")
             }
             let privileges = Privileges(encoded: functionRows.string(row, 8), hasExplicitACL: functionRows.string(row, 7) == "t", isFunction: true)
             objects.functions.append(Object(kind: functionRows.string(row, 3) == "a" ? "aggregate" : "function",
-                                            schema: functionRows.string(row, 1)!, name: functionRows.string(row, 2)!,
-                                            oid: functionRows.string(row, 0)!, ddl: statements,
-                                            grants: privileges.statements(on: "ROUTINE \(SQL.qualified(functionRows.string(row, 1)!, functionRows.string(row, 2)!))(\(functionRows.string(row, 5) ?? ""))"),
+                                            schema: functionRows.text(row, 1), name: functionRows.text(row, 2),
+                                            oid: functionRows.text(row, 0), ddl: statements,
+                                            grants: privileges.statements(on: "ROUTINE \(SQL.qualified(functionRows.text(row, 1), functionRows.text(row, 2)))(\(functionRows.string(row, 5) ?? ""))"),
                                             securityDefinerOwner: functionRows.string(row, 9)))
         }
 
@@ -247,9 +257,9 @@ struct SchemaObjects: Sendable {
             """, [list])
         var callees: [String: Set<String>] = [:]
         for row in functionNeeds.rows.indices {
-            let function = functionNeeds.string(row, 0)!
+            let function = functionNeeds.text(row, 0)
             if functionNeeds.string(row, 1) == "t" {
-                callees[function, default: []].insert(functionNeeds.string(row, 2)!)
+                callees[function, default: []].insert(functionNeeds.text(row, 2))
             } else if let kind = functionNeeds.string(row, 3) {
                 if ["v", "m"].contains(kind) { objects.functionsAfterViews.insert(function) }
                 else if ["r", "p", "f"].contains(kind) {
@@ -294,8 +304,8 @@ struct SchemaObjects: Sendable {
             FROM calls JOIN pg_catalog.pg_class c ON c.oid = calls.relation JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p')
             """, [list])
-        for row in tableCalls.rows.indices where objects.functionsAfterTables.contains(tableCalls.string(row, 0)!) {
-            objects.functionsCalledByTable[tableCalls.string(row, 1)!, default: []].insert(tableCalls.string(row, 0)!)
+        for row in tableCalls.rows.indices where objects.functionsAfterTables.contains(tableCalls.text(row, 0)) {
+            objects.functionsCalledByTable[tableCalls.text(row, 1), default: []].insert(tableCalls.text(row, 0))
         }
         let calls = try await source.query("""
             SELECT d.objid, d.refobjid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.objid JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
@@ -322,16 +332,18 @@ struct SchemaObjects: Sendable {
             ORDER BY n.nspname, c.relname
             """, [list])
         for row in sequenceRows.rows.indices {
-            let schema = sequenceRows.string(row, 1)!
-            let name = sequenceRows.string(row, 2)!
+            let schema = sequenceRows.text(row, 1)
+            let name = sequenceRows.text(row, 2)
             let state = try await source.exec("SELECT last_value, is_called FROM \(SQL.qualified(schema, name))")
             objects.sequences.append((
-                Object(kind: "sequence", schema: schema, name: name, oid: sequenceRows.string(row, 0)!,
-                       ddl: ["CREATE SEQUENCE \(SQL.qualified(schema, name)) \(sequenceRows.string(row, 3)!)"]
+                Object(kind: "sequence", schema: schema, name: name, oid: sequenceRows.text(row, 0),
+                       ddl: ["CREATE SEQUENCE \(SQL.qualified(schema, name)) \(sequenceRows.text(row, 3))"]
                            + (sequenceRows.string(row, 4).map { ["COMMENT ON SEQUENCE \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"] } ?? []),
                        grants: Privileges(encoded: sequenceRows.string(row, 5)).statements(on: "SEQUENCE \(SQL.qualified(schema, name))")),
-                state.string(0, 0)!, state.string(0, 1) == "t"))
+                state.text(0, 0), state.string(0, 1) == "t"))
         }
+
+        try await loadOperatorsAndFriends(source, list: list, into: &objects)
 
         guard includeViews else { return objects }
         // Views and materialized views, ordered by what their rules read.
@@ -393,7 +405,7 @@ struct SchemaObjects: Sendable {
             ORDER BY 1, 3, 4
             """, [list])
         var extrasByView: [String: [String]] = [:]
-        for row in viewExtras.rows.indices { extrasByView[viewExtras.string(row, 0)!, default: []].append(viewExtras.string(row, 1)!) }
+        for row in viewExtras.rows.indices { extrasByView[viewExtras.text(row, 0), default: []].append(viewExtras.text(row, 1)) }
         let viewDependencies = try await source.query("""
             SELECT DISTINCT r.ev_class, d.refobjid
             FROM pg_catalog.pg_rewrite r
@@ -404,9 +416,9 @@ struct SchemaObjects: Sendable {
             """, [list])
         var views: [Object] = []
         for row in viewRows.rows.indices {
-            let schema = viewRows.string(row, 2)!
-            let name = viewRows.string(row, 3)!
-            var definition = viewRows.string(row, 4)!
+            let schema = viewRows.text(row, 2)
+            let name = viewRows.text(row, 3)
+            var definition = viewRows.text(row, 4)
             while definition.hasSuffix(";") || definition.hasSuffix("\n") || definition.hasSuffix(" ") { definition.removeLast() }
             let qualified = SQL.qualified(schema, name)
             // Options (security_barrier, security_invoker, check_option, storage parameters).
@@ -425,25 +437,136 @@ struct SchemaObjects: Sendable {
                     FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
                     JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                     WHERE i.indrelid = $1 ORDER BY ic.relname
-                    """, [viewRows.string(row, 0)!])
+                    """, [viewRows.text(row, 0)])
                 for index in indexRows.rows.indices {
-                    ddl.append(indexRows.string(index, 1)!)
+                    ddl.append(indexRows.text(index, 1))
                 }
                 // Left unpopulated where it was (created WITH NO DATA, never refreshed).
                 if viewRows.string(row, 8) == "t" { ddl.append("REFRESH MATERIALIZED VIEW \(qualified)") }
             } else {
                 ddl = ["CREATE VIEW \(qualified)\(with) AS\n\(definition)"]
             }
-            ddl += extrasByView[viewRows.string(row, 0)!] ?? []
+            ddl += extrasByView[viewRows.text(row, 0)] ?? []
             if let comment = viewRows.string(row, 5) {
                 ddl.append("COMMENT ON \(viewRows.string(row, 1) == "m" ? "MATERIALIZED VIEW" : "VIEW") \(qualified) IS \(SQL.literal(comment))")
             }
             views.append(Object(kind: viewRows.string(row, 1) == "m" ? "materialized view" : "view", schema: schema, name: name,
-                                oid: viewRows.string(row, 0)!, ddl: ddl,
+                                oid: viewRows.text(row, 0), ddl: ddl,
                                 grants: Privileges(encoded: viewRows.string(row, 6)).statements(on: "TABLE \(qualified)")))
         }
         objects.views = topologicalOrder(views, edges: viewDependencies)
         return objects
+    }
+
+    /// Collations, range types, operators and casts of the schemas.
+    private static func loadOperatorsAndFriends(_ source: PQConnection, list: String, into objects: inout SchemaObjects) async throws {
+        // Column names differ between server versions (colliculocale, colllocale): read as JSON.
+        let collationRows = try await source.query("""
+            SELECT c.oid, n.nspname, c.collname,
+                   'CREATE COLLATION ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.collname) || ' (provider = '
+                   || CASE c.collprovider WHEN 'i' THEN 'icu, locale = ' || pg_catalog.quote_literal(COALESCE(j.doc ->> 'colllocale', j.doc ->> 'colliculocale', c.collcollate))
+                                          ELSE 'libc, lc_collate = ' || pg_catalog.quote_literal(c.collcollate) || ', lc_ctype = ' || pg_catalog.quote_literal(c.collctype) END
+                   || CASE WHEN NOT c.collisdeterministic THEN ', deterministic = false' ELSE '' END || ')',
+                   pg_catalog.obj_description(c.oid, 'pg_collation')
+            FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace,
+                 LATERAL (SELECT pg_catalog.to_jsonb(c) AS doc) j
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.collprovider IN ('i', 'c')
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_collation'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')
+            ORDER BY n.nspname, c.collname
+            """, [list])
+        objects.collations = try collationRows.rows.indices.map { row in
+            guard let schema = collationRows.string(row, 1), let name = collationRows.string(row, 2), let oid = collationRows.string(row, 0),
+                  let ddl = collationRows.string(row, 3) else {
+                throw CloneError("XX000", "unexpected definition of collation \(collationRows.string(row, 2) ?? "?") on the source")
+            }
+            return Object(kind: "collation", schema: schema, name: name, oid: oid,
+                          ddl: [ddl] + (collationRows.string(row, 4).map { ["COMMENT ON COLLATION \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"] } ?? []))
+        }
+
+        let rangeRows = try await source.query("""
+            SELECT t.oid, n.nspname, t.typname, r.rngcanonical <> 0,
+                   'CREATE TYPE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS RANGE (subtype = '
+                   || pg_catalog.format_type(r.rngsubtype, NULL)
+                   || ', subtype_opclass = ' || (SELECT pg_catalog.quote_ident(on_.nspname) || '.' || pg_catalog.quote_ident(oc.opcname)
+                                                 FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_namespace on_ ON on_.oid = oc.opcnamespace WHERE oc.oid = r.rngsubopc)
+                   || CASE WHEN r.rngcollation <> 0 AND r.rngcollation <> (SELECT st.typcollation FROM pg_catalog.pg_type st WHERE st.oid = r.rngsubtype)
+                           THEN ', collation = ' || \(collationName("r.rngcollation")) ELSE '' END
+                   || CASE WHEN r.rngsubdiff <> 0 THEN ', subtype_diff = ' || r.rngsubdiff::pg_catalog.regproc::pg_catalog.text ELSE '' END
+                   || COALESCE((SELECT ', multirange_type_name = ' || pg_catalog.quote_ident(mn.nspname) || '.' || pg_catalog.quote_ident(mt.typname)
+                                FROM pg_catalog.pg_type mt JOIN pg_catalog.pg_namespace mn ON mn.oid = mt.typnamespace
+                                WHERE mt.oid = (pg_catalog.to_jsonb(r) ->> 'rngmultitypid')::pg_catalog.oid), '')
+                   || ')',
+                   pg_catalog.obj_description(t.oid, 'pg_type')
+            FROM pg_catalog.pg_range r JOIN pg_catalog.pg_type t ON t.oid = r.rngtypid JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND NOT \(isExtensionMember(classOID: "t.oid", catalog: "pg_type"))
+            ORDER BY n.nspname, t.typname
+            """, [list])
+        for row in rangeRows.rows.indices {
+            guard let schema = rangeRows.string(row, 1), let name = rangeRows.string(row, 2), let oid = rangeRows.string(row, 0) else { continue }
+            guard rangeRows.string(row, 3) == "f" else {
+                objects.skippedRanges.append("\(schema).\(name)")
+                continue
+            }
+            guard let ddl = rangeRows.string(row, 4) else { throw CloneError("XX000", "unexpected definition of range type \(schema).\(name) on the source") }
+            objects.ranges.append(Object(kind: "range type", schema: schema, name: name, oid: oid,
+                                         ddl: [ddl] + (rangeRows.string(row, 5).map { ["COMMENT ON TYPE \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"] } ?? [])))
+        }
+
+        let operatorName = { (oid: String) in
+            "(SELECT pg_catalog.quote_ident(xn.nspname) || '.' || x.oprname FROM pg_catalog.pg_operator x JOIN pg_catalog.pg_namespace xn ON xn.oid = x.oprnamespace WHERE x.oid = \(oid))"
+        }
+        let operatorRows = try await source.query("""
+            SELECT o.oid, n.nspname, o.oprname,
+                   'CREATE OPERATOR ' || pg_catalog.quote_ident(n.nspname) || '.' || o.oprname || ' (FUNCTION = ' || o.oprcode::pg_catalog.regproc::pg_catalog.text
+                   || CASE WHEN o.oprleft <> 0 THEN ', LEFTARG = ' || pg_catalog.format_type(o.oprleft, NULL) ELSE '' END
+                   || ', RIGHTARG = ' || pg_catalog.format_type(o.oprright, NULL)
+                   || CASE WHEN o.oprcom <> 0 THEN ', COMMUTATOR = OPERATOR(' || \(operatorName("o.oprcom")) || ')' ELSE '' END
+                   || CASE WHEN o.oprnegate <> 0 THEN ', NEGATOR = OPERATOR(' || \(operatorName("o.oprnegate")) || ')' ELSE '' END
+                   || CASE WHEN o.oprrest <> 0 THEN ', RESTRICT = ' || o.oprrest::pg_catalog.regproc::pg_catalog.text ELSE '' END
+                   || CASE WHEN o.oprjoin <> 0 THEN ', JOIN = ' || o.oprjoin::pg_catalog.regproc::pg_catalog.text ELSE '' END
+                   || CASE WHEN o.oprcanhash THEN ', HASHES' ELSE '' END
+                   || CASE WHEN o.oprcanmerge THEN ', MERGES' ELSE '' END || ')',
+                   pg_catalog.obj_description(o.oid, 'pg_operator'),
+                   pg_catalog.quote_ident(n.nspname) || '.' || o.oprname || '(' || CASE WHEN o.oprleft = 0 THEN 'NONE' ELSE pg_catalog.format_type(o.oprleft, NULL) END
+                   || ', ' || pg_catalog.format_type(o.oprright, NULL) || ')'
+            FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND o.oprcode <> 0
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND d.objid = o.oid AND d.deptype = 'e')
+            ORDER BY n.nspname, o.oprname, o.oid
+            """, [list])
+        objects.operators = try operatorRows.rows.indices.map { row in
+            guard let schema = operatorRows.string(row, 1), let signature = operatorRows.string(row, 5), let oid = operatorRows.string(row, 0),
+                  let ddl = operatorRows.string(row, 3) else {
+                throw CloneError("XX000", "unexpected definition of operator \(operatorRows.string(row, 2) ?? "?") on the source")
+            }
+            return Object(kind: "operator", schema: schema, name: signature, oid: oid,
+                          ddl: [ddl] + (operatorRows.string(row, 4).map { ["COMMENT ON OPERATOR \(signature) IS \(SQL.literal($0))"] } ?? []))
+        }
+
+        // Casts are not in a schema: those whose function or one of whose types is in one cloned.
+        let castRows = try await source.query("""
+            SELECT c.oid, pg_catalog.format_type(c.castsource, NULL), pg_catalog.format_type(c.casttarget, NULL),
+                   'CREATE CAST (' || pg_catalog.format_type(c.castsource, NULL) || ' AS ' || pg_catalog.format_type(c.casttarget, NULL) || ') '
+                   || CASE c.castmethod WHEN 'f' THEN 'WITH FUNCTION ' || c.castfunc::pg_catalog.regprocedure::pg_catalog.text WHEN 'i' THEN 'WITH INOUT' ELSE 'WITHOUT FUNCTION' END
+                   || CASE c.castcontext WHEN 'a' THEN ' AS ASSIGNMENT' WHEN 'i' THEN ' AS IMPLICIT' ELSE '' END,
+                   pg_catalog.obj_description(c.oid, 'pg_cast')
+            FROM pg_catalog.pg_cast c
+            WHERE c.oid >= 16384
+              -- Extension members, and casts a type made for itself (a multirange's from its range).
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_cast'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype IN ('e', 'i'))
+              AND (EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = c.castfunc AND n.nspname = ANY($1::pg_catalog.text[]))
+                   OR EXISTS (SELECT 1 FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+                              WHERE t.oid IN (c.castsource, c.casttarget) AND n.nspname = ANY($1::pg_catalog.text[])))
+            ORDER BY 2, 3
+            """, [list])
+        objects.casts = try castRows.rows.indices.map { row in
+            guard let oid = castRows.string(row, 0), let from = castRows.string(row, 1), let to = castRows.string(row, 2), let ddl = castRows.string(row, 3) else {
+                throw CloneError("XX000", "unexpected definition of a cast on the source")
+            }
+            let pair = "(\(from) AS \(to))"
+            return (Object(kind: "cast", schema: "", name: pair, oid: oid,
+                           ddl: [ddl] + (castRows.string(row, 4).map { ["COMMENT ON CAST \(pair) IS \(SQL.literal($0))"] } ?? [])), from, to)
+        }
     }
 
     /// Orders objects so that each comes after the objects (of the same list) it depends on.

@@ -705,8 +705,8 @@ struct TableCloner {
         try await target.execute("ALTER TABLE \(qualified) RENAME TO \(SQL.identifier(candidate))")
         let renamedTable = SQL.qualified(schema, candidate)
         for row in dependents.rows.indices {
-            let kind = dependents.string(row, 0)!
-            let old = dependents.string(row, 1)!
+            let kind = dependents.text(row, 0)
+            let old = dependents.text(row, 1)
             let new = NameMapping.rename(old, table: table, to: candidate)
             guard new != old else { continue }
             switch kind {

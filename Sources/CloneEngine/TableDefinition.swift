@@ -186,9 +186,9 @@ public struct TableDefinition: Sendable {
             """, oidParameter)
         let columns = columnRows.rows.indices.map { row in
             Column(
-                number: Int(columnRows.string(row, 0)!)!,
-                name: columnRows.string(row, 1)!,
-                type: columnRows.string(row, 2)!,
+                number: Int(columnRows.text(row, 0)) ?? 0,
+                name: columnRows.text(row, 1),
+                type: columnRows.text(row, 2),
                 notNull: columnRows.string(row, 3) == "t",
                 defaultExpression: columnRows.string(row, 4),
                 identity: columnRows.string(row, 5),
@@ -215,9 +215,9 @@ public struct TableDefinition: Sendable {
             let referencedSchema = constraintRows.string(row, 3)
             let referencedName = constraintRows.string(row, 4)
             return Constraint(
-                name: constraintRows.string(row, 0)!,
-                kind: constraintRows.string(row, 1)!,
-                definition: constraintRows.string(row, 2)!,
+                name: constraintRows.text(row, 0),
+                kind: constraintRows.text(row, 1),
+                definition: constraintRows.text(row, 2),
                 referencedTable: referencedSchema.flatMap { s in referencedName.map { SQL.qualified(s, $0) } },
                 referencedSchema: referencedSchema,
                 referencedName: referencedName,
@@ -237,7 +237,7 @@ public struct TableDefinition: Sendable {
             ORDER BY ic.relname
             """, oidParameter)
         let indexes = indexRows.rows.indices.map {
-            Index(name: indexRows.string($0, 0)!, printedName: indexRows.string($0, 2)!, isUnique: indexRows.string($0, 3) == "t", definition: indexRows.string($0, 1)!,
+            Index(name: indexRows.text($0, 0), printedName: indexRows.text($0, 2), isUnique: indexRows.string($0, 3) == "t", definition: indexRows.text($0, 1),
                   comment: indexRows.string($0, 4))
         }
 
@@ -251,8 +251,8 @@ public struct TableDefinition: Sendable {
             ORDER BY t.tgname
             """, oidParameter)
         let triggers = triggerRows.rows.indices.map { row in
-            Trigger(name: triggerRows.string(row, 0)!, definition: triggerRows.string(row, 1)!,
-                    functionSchema: triggerRows.string(row, 2)!, functionName: triggerRows.string(row, 3)!,
+            Trigger(name: triggerRows.text(row, 0), definition: triggerRows.text(row, 1),
+                    functionSchema: triggerRows.text(row, 2), functionName: triggerRows.text(row, 3),
                     functionSignature: triggerRows.string(row, 4) ?? "", comment: triggerRows.string(row, 5),
                     enabled: triggerRows.string(row, 6) ?? "O")
         }
@@ -276,13 +276,13 @@ public struct TableDefinition: Sendable {
             """, oidParameter)
         var sequences: [OwnedSequence] = []
         for row in sequenceRows.rows.indices {
-            let sequenceSchema = sequenceRows.string(row, 1)!
-            let sequenceName = sequenceRows.string(row, 2)!
+            let sequenceSchema = sequenceRows.text(row, 1)
+            let sequenceName = sequenceRows.text(row, 2)
             let state = try await connection.exec("SELECT last_value, is_called FROM \(SQL.qualified(sequenceSchema, sequenceName))")
             sequences.append(OwnedSequence(
-                column: sequenceRows.string(row, 0)!, schema: sequenceSchema, name: sequenceName,
-                printedName: sequenceRows.string(row, 4)!, isIdentity: sequenceRows.string(row, 5) == "t",
-                options: sequenceRows.string(row, 3)!, lastValue: state.string(0, 0)!, isCalled: state.string(0, 1) == "t",
+                column: sequenceRows.text(row, 0), schema: sequenceSchema, name: sequenceName,
+                printedName: sequenceRows.text(row, 4), isIdentity: sequenceRows.string(row, 5) == "t",
+                options: sequenceRows.text(row, 3), lastValue: state.text(0, 0), isCalled: state.string(0, 1) == "t",
                 privileges: Privileges(encoded: sequenceRows.string(row, 6)), isUnlogged: sequenceRows.string(row, 7) == "t"))
         }
 
@@ -296,7 +296,7 @@ public struct TableDefinition: Sendable {
             """, oidParameter)
         let partitions = partitionRows.rows.indices.map { row in
             let bound = partitionRows.string(row, 2) ?? "DEFAULT"
-            return Partition(schema: partitionRows.string(row, 0)!, name: partitionRows.string(row, 1)!, bound: bound, isDefaultPartition: bound == "DEFAULT")
+            return Partition(schema: partitionRows.text(row, 0), name: partitionRows.text(row, 1), bound: bound, isDefaultPartition: bound == "DEFAULT")
         }
 
         let parentRows = try await connection.query("""
@@ -312,8 +312,8 @@ public struct TableDefinition: Sendable {
             isPartitioned: info.string(0, 1) == "p", partitionKey: info.string(0, 3),
             isUnlogged: info.string(0, 2) == "u", comment: info.string(0, 4),
             columns: columns, constraints: constraints, indexes: indexes, triggers: triggers,
-            sequences: sequences, partitions: partitions, printedName: info.string(0, 5)!)
-        definition.parents = parentRows.rows.indices.map { (parentRows.string($0, 0)!, parentRows.string($0, 1)!) }
+            sequences: sequences, partitions: partitions, printedName: info.text(0, 5))
+        definition.parents = parentRows.rows.indices.map { (parentRows.text($0, 0), parentRows.text($0, 1)) }
         definition.rowSecurity = info.string(0, 6) == "t"
         definition.privileges = Privileges(encoded: info.string(0, 9))
         definition.forceRowSecurity = info.string(0, 7) == "t"
@@ -334,13 +334,13 @@ public struct TableDefinition: Sendable {
             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
             ORDER BY a.attnum
             """, oidParameter)
-        definition.columnPrivileges = columnACLs.rows.indices.map { (columnACLs.string($0, 0)!, Privileges(encoded: columnACLs.string($0, 1))) }
+        definition.columnPrivileges = columnACLs.rows.indices.map { (columnACLs.text($0, 0), Privileges(encoded: columnACLs.string($0, 1))) }
         let ruleRows = try await connection.query("""
             SELECT r.rulename, pg_catalog.pg_get_ruledef(r.oid), r.ev_enabled, pg_catalog.obj_description(r.oid, 'pg_rewrite')
             FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1 AND r.rulename <> '_RETURN' ORDER BY r.rulename
             """, oidParameter)
         definition.rules = ruleRows.rows.indices.map {
-            Rule(name: ruleRows.string($0, 0)!, definition: ruleRows.string($0, 1)!, isEnabled: ruleRows.string($0, 2) ?? "O", comment: ruleRows.string($0, 3))
+            Rule(name: ruleRows.text($0, 0), definition: ruleRows.text($0, 1), isEnabled: ruleRows.string($0, 2) ?? "O", comment: ruleRows.string($0, 3))
         }
         let policyRows = try await connection.query("""
             SELECT p.polname, p.polpermissive,
@@ -352,7 +352,7 @@ public struct TableDefinition: Sendable {
             FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 ORDER BY p.polname
             """, oidParameter)
         definition.policies = policyRows.rows.indices.map { row in
-            RowSecurityPolicy(name: policyRows.string(row, 0)!, isPermissive: policyRows.string(row, 1) == "t", command: policyRows.string(row, 2)!,
+            RowSecurityPolicy(name: policyRows.text(row, 0), isPermissive: policyRows.string(row, 1) == "t", command: policyRows.text(row, 2),
                               roles: policyRows.string(row, 3), using: policyRows.string(row, 4), withCheck: policyRows.string(row, 5),
                               comment: policyRows.string(row, 6))
         }
@@ -363,7 +363,7 @@ public struct TableDefinition: Sendable {
             WHERE s.stxrelid = $1 ORDER BY s.stxname
             """, oidParameter)
         definition.statistics = statisticsRows.rows.indices.map {
-            Statistics(name: statisticsRows.string($0, 0)!, printedName: statisticsRows.string($0, 1)!, definition: statisticsRows.string($0, 2)!,
+            Statistics(name: statisticsRows.text($0, 0), printedName: statisticsRows.text($0, 1), definition: statisticsRows.text($0, 2),
                        comment: statisticsRows.string($0, 3))
         }
         return definition

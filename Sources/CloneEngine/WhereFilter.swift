@@ -63,7 +63,7 @@ struct WhereFilter: Sendable {
                 throw CloneError.from(error, context: "checking the where filter")
             }
             for row in result.rows.indices where result.string(row, 1) != "t" {
-                throw invalid("function \(result.string(row, 0)!)() may have side effects (only immutable and stable functions are allowed)")
+                throw invalid("function \(result.text(row, 0))() may have side effects (only immutable and stable functions are allowed)")
             }
         }
         return WhereFilter(text: trimmed)

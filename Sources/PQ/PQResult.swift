@@ -26,6 +26,13 @@ public struct PQResult: Sendable {
         return rows[row][column].map { String(decoding: $0, as: UTF8.self) }
     }
 
+    /// The value as text, "" for NULL or a missing column: for catalog columns a real server
+    /// never sends as NULL. A server that does anyway gets statements that fail with its own
+    /// error, not a crashed proxy.
+    public func text(_ row: Int, _ column: Int) -> String {
+        string(row, column) ?? ""
+    }
+
     /// Column-wise convenience for single-column results.
     public var strings: [String?] {
         rows.indices.map { string($0, 0) }

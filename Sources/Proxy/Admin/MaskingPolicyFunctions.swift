@@ -113,9 +113,9 @@ struct MaskingPolicyFunctions: Sendable {
                 WHERE c.oid = $1::pg_catalog.regclass AND a.grantee <> c.relowner
                 """, [qualifiedTable, previous])
             for index in restore.rows.indices {
-                let grantee = try await roleName(restore.string(index, 0)!, connection)
+                let grantee = try await roleName(restore.text(index, 0), connection)
                 let grantable = restore.string(index, 2) == "t" ? " WITH GRANT OPTION" : ""
-                try await connection.exec("GRANT \(restore.string(index, 1)!) ON \(qualifiedTable) TO \(grantee)\(grantable)")
+                try await connection.exec("GRANT \(restore.text(index, 1)) ON \(qualifiedTable) TO \(grantee)\(grantable)")
             }
             if row.string(0, 2) == "t", let role = row.string(0, 3) {
                 try await connection.exec("REVOKE USAGE ON SCHEMA \(SQL.identifier(schema)) FROM \(SQL.identifier(role))")

@@ -79,9 +79,9 @@ public struct StatePolicies: Sendable {
             }
             let roles = Self.parseArray(rows.string(row, 4) ?? "{}")
             policies.append(TablePolicy(
-                schema: rows.string(row, 1)!, table: rows.string(row, 2)!, unmaskedRoles: roles,
+                schema: rows.text(row, 1), table: rows.text(row, 2), unmaskedRoles: roles,
                 columns: columns.map { TablePolicy.Column(name: $0.column, strategy: $0.strategy) },
-                source: "state database", database: rows.string(row, 0)!))
+                source: "state database", database: rows.text(row, 0)))
         }
         return Snapshot(policies: policies, readAt: readAt)
     }
