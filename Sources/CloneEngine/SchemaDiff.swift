@@ -48,12 +48,25 @@ struct SchemaDiff {
                         THEN ' COLLATE ' OPERATOR(pg_catalog.||) (SELECT pg_catalog.format('%I.%I', cn.nspname, co.collname) FROM pg_catalog.pg_collation co
                              JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) co.collnamespace WHERE co.oid OPERATOR(pg_catalog.=) a.attcollation)
                         ELSE '' END), E'\\n' ORDER BY a.attnum)
+               -- Table-level properties, on a line of their own.
+               OPERATOR(pg_catalog.||) E'\\n-- ' OPERATOR(pg_catalog.||) pg_catalog.concat_ws('; ',
+                   CASE WHEN c.relpersistence OPERATOR(pg_catalog.=) 'u' THEN 'unlogged' END,
+                   'with (' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(c.reloptions, ', ') OPERATOR(pg_catalog.||) ')',
+                   'toast with (' OPERATOR(pg_catalog.||) (SELECT pg_catalog.array_to_string(tt.reloptions, ', ') FROM pg_catalog.pg_class tt WHERE tt.oid OPERATOR(pg_catalog.=) c.reltoastrelid) OPERATOR(pg_catalog.||) ')',
+                   'replica identity ' OPERATOR(pg_catalog.||) CASE c.relreplident WHEN 'f' THEN 'full' WHEN 'n' THEN 'nothing'
+                       WHEN 'i' THEN 'index ' OPERATOR(pg_catalog.||) (SELECT pg_catalog.quote_ident(ri.relname) FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class ri ON ri.oid OPERATOR(pg_catalog.=) x.indexrelid
+                                                                      WHERE x.indrelid OPERATOR(pg_catalog.=) c.oid AND x.indisreplident) END,
+                   CASE WHEN c.relrowsecurity THEN 'row security' OPERATOR(pg_catalog.||) CASE WHEN c.relforcerowsecurity THEN ' forced' ELSE '' END END,
+                   (SELECT 'rules ' OPERATOR(pg_catalog.||) pg_catalog.string_agg(pg_catalog.pg_get_ruledef(r.oid) OPERATOR(pg_catalog.||) CASE r.ev_enabled WHEN 'D' THEN ' (disabled)' WHEN 'R' THEN ' (replica)' WHEN 'A' THEN ' (always)' ELSE '' END, ' ' ORDER BY r.rulename)
+                    FROM pg_catalog.pg_rewrite r WHERE r.ev_class OPERATOR(pg_catalog.=) c.oid),
+                   (SELECT 'statistics ' OPERATOR(pg_catalog.||) pg_catalog.string_agg(pg_catalog.pg_get_statisticsobjdef(st.oid), ', ' ORDER BY st.stxname)
+                    FROM pg_catalog.pg_statistic_ext st WHERE st.stxrelid OPERATOR(pg_catalog.=) c.oid))
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
         JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
         JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
         LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid OPERATOR(pg_catalog.=) c.oid AND ad.adnum OPERATOR(pg_catalog.=) a.attnum
         WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,f}') AND \(schemaFilter) AND \(notExtensionMember("pg_catalog.pg_class", "c.oid"))
-        GROUP BY n.nspname, c.relname
+        GROUP BY n.nspname, c.relname, c.oid
         UNION ALL
         SELECT 'indexes', pg_catalog.format('%I.%I', n.nspname, c.relname), pg_catalog.pg_get_indexdef(c.oid)
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
@@ -65,13 +78,21 @@ struct SchemaDiff {
         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
         WHERE \(schemaFilter) AND \(notExtensionMember("pg_catalog.pg_class", "c.oid"))
         UNION ALL
-        SELECT 'triggers', pg_catalog.format('%I.%I.%I', n.nspname, c.relname, tg.tgname), pg_catalog.pg_get_triggerdef(tg.oid)
+        SELECT 'triggers', pg_catalog.format('%I.%I.%I', n.nspname, c.relname, tg.tgname),
+               pg_catalog.pg_get_triggerdef(tg.oid) OPERATOR(pg_catalog.||) CASE tg.tgenabled WHEN 'D' THEN ' (disabled)' WHEN 'R' THEN ' (replica)' WHEN 'A' THEN ' (always)' ELSE '' END
         FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) tg.tgrelid
         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
         WHERE NOT tg.tgisinternal AND \(schemaFilter)
         UNION ALL
         SELECT CASE c.relkind WHEN 'v' THEN 'views' ELSE 'materialized_views' END, pg_catalog.format('%I.%I', n.nspname, c.relname),
-               pg_catalog.pg_get_viewdef(c.oid)
+               COALESCE('with (' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(c.reloptions, ', ') OPERATOR(pg_catalog.||) ') ', '')
+               OPERATOR(pg_catalog.||) CASE WHEN NOT c.relispopulated THEN '(not populated) ' ELSE '' END
+               OPERATOR(pg_catalog.||) pg_catalog.pg_get_viewdef(c.oid)
+               OPERATOR(pg_catalog.||) COALESCE((SELECT ' ' OPERATOR(pg_catalog.||) pg_catalog.string_agg(pg_catalog.pg_get_ruledef(r.oid), ' ' ORDER BY r.rulename)
+                                                 FROM pg_catalog.pg_rewrite r WHERE r.ev_class OPERATOR(pg_catalog.=) c.oid AND r.rulename OPERATOR(pg_catalog.<>) '_RETURN'), '')
+               OPERATOR(pg_catalog.||) COALESCE((SELECT ' defaults ' OPERATOR(pg_catalog.||) pg_catalog.string_agg(pg_catalog.format('%I = %s', va.attname, pg_catalog.pg_get_expr(vd.adbin, vd.adrelid)), ', ' ORDER BY va.attnum)
+                                                 FROM pg_catalog.pg_attrdef vd JOIN pg_catalog.pg_attribute va ON va.attrelid OPERATOR(pg_catalog.=) vd.adrelid AND va.attnum OPERATOR(pg_catalog.=) vd.adnum
+                                                 WHERE vd.adrelid OPERATOR(pg_catalog.=) c.oid), '')
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
         WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}') AND \(schemaFilter) AND \(notExtensionMember("pg_catalog.pg_class", "c.oid"))
         UNION ALL
@@ -82,7 +103,16 @@ struct SchemaDiff {
         WHERE \(schemaFilter)
         UNION ALL
         SELECT 'functions', pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
-               CASE WHEN p.prokind OPERATOR(pg_catalog.=) 'a' THEN 'aggregate' ELSE pg_catalog.pg_get_functiondef(p.oid) END
+               CASE WHEN p.prokind OPERATOR(pg_catalog.=) 'a' THEN
+                 (SELECT pg_catalog.concat_ws(', ', 'aggregate sfunc ' OPERATOR(pg_catalog.||) ag.aggtransfn::pg_catalog.text, 'stype ' OPERATOR(pg_catalog.||) pg_catalog.format_type(ag.aggtranstype, NULL),
+                          'initcond ' OPERATOR(pg_catalog.||) ag.agginitval, CASE WHEN ag.aggfinalfn OPERATOR(pg_catalog.<>) 0 THEN 'finalfunc ' OPERATOR(pg_catalog.||) ag.aggfinalfn::pg_catalog.text END,
+                          CASE WHEN ag.aggcombinefn OPERATOR(pg_catalog.<>) 0 THEN 'combinefunc ' OPERATOR(pg_catalog.||) ag.aggcombinefn::pg_catalog.text END,
+                          CASE WHEN ag.aggmtransfn OPERATOR(pg_catalog.<>) 0 THEN 'msfunc ' OPERATOR(pg_catalog.||) ag.aggmtransfn::pg_catalog.text OPERATOR(pg_catalog.||) ', minvfunc '
+                               OPERATOR(pg_catalog.||) ag.aggminvtransfn::pg_catalog.text OPERATOR(pg_catalog.||) ', mstype ' OPERATOR(pg_catalog.||) pg_catalog.format_type(ag.aggmtranstype, NULL) END,
+                          'minitcond ' OPERATOR(pg_catalog.||) ag.aggminitval,
+                          CASE WHEN ag.aggsortop OPERATOR(pg_catalog.<>) 0 THEN 'sortop ' OPERATOR(pg_catalog.||) ag.aggsortop::pg_catalog.regoperator::pg_catalog.text END)
+                  FROM pg_catalog.pg_aggregate ag WHERE ag.aggfnoid OPERATOR(pg_catalog.=) p.oid)
+               ELSE pg_catalog.pg_get_functiondef(p.oid) END
         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
         WHERE \(schemaFilter) AND \(notExtensionMember("pg_catalog.pg_proc", "p.oid"))
         UNION ALL
@@ -91,6 +121,8 @@ struct SchemaDiff {
                  WHEN 'e' THEN 'enum (' OPERATOR(pg_catalog.||) (SELECT pg_catalog.string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
                                                               FROM pg_catalog.pg_enum e WHERE e.enumtypid OPERATOR(pg_catalog.=) t.oid) OPERATOR(pg_catalog.||) ')'
                  WHEN 'd' THEN 'domain over ' OPERATOR(pg_catalog.||) pg_catalog.format_type(t.typbasetype, t.typtypmod)
+                     OPERATOR(pg_catalog.||) CASE WHEN t.typcollation OPERATOR(pg_catalog.<>) (SELECT b.typcollation FROM pg_catalog.pg_type b WHERE b.oid OPERATOR(pg_catalog.=) t.typbasetype)
+                                                  THEN ' collate ' OPERATOR(pg_catalog.||) t.typcollation::pg_catalog.regcollation::pg_catalog.text ELSE '' END
                      OPERATOR(pg_catalog.||) CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END
                      OPERATOR(pg_catalog.||) COALESCE((SELECT pg_catalog.string_agg(' ' OPERATOR(pg_catalog.||) pg_catalog.pg_get_constraintdef(k.oid), '' ORDER BY k.conname)
                                                        FROM pg_catalog.pg_constraint k WHERE k.contypid OPERATOR(pg_catalog.=) t.oid), '')
@@ -113,6 +145,15 @@ struct SchemaDiff {
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace, pg_catalog.aclexplode(c.relacl) a
         WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f,S}') AND a.grantee OPERATOR(pg_catalog.<>) c.relowner AND \(schemaFilter)
         GROUP BY c.relkind, n.nspname, c.relname, a.grantee
+        UNION ALL
+        SELECT 'privileges', pg_catalog.format('column %I.%I.%I to %s', n.nspname, c.relname, at.attname,
+                   CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END),
+               pg_catalog.string_agg(a.privilege_type OPERATOR(pg_catalog.||) CASE WHEN a.is_grantable THEN ' with grant option' ELSE '' END, ', ' ORDER BY a.privilege_type)
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+        JOIN pg_catalog.pg_attribute at ON at.attrelid OPERATOR(pg_catalog.=) c.oid AND at.attnum OPERATOR(pg_catalog.>) 0 AND NOT at.attisdropped,
+             pg_catalog.aclexplode(at.attacl) a
+        WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}') AND a.grantee OPERATOR(pg_catalog.<>) c.relowner AND \(schemaFilter)
+        GROUP BY n.nspname, c.relname, at.attname, a.grantee
         UNION ALL
         SELECT 'privileges', pg_catalog.format('schema %I to %s', n.nspname,
                    CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END),
@@ -160,8 +201,11 @@ struct SchemaDiff {
 
     /// Column by column: added, removed, or changed (type, nullability, default, collation).
     static func columnChanges(_ source: String, _ target: String) -> [String] {
+        func properties(_ text: String) -> String {
+            text.split(separator: "\n").first { $0.hasPrefix("-- ") }.map { String($0.dropFirst(3)) } ?? ""
+        }
         func columns(_ text: String) -> [(name: String, definition: String)] {
-            text.split(separator: "\n").map { line in
+            text.split(separator: "\n").filter { !$0.hasPrefix("-- ") }.map { line in
                 let text = String(line)
                 let name = SQLNameSplit.leadingIdentifier(text)
                 return (name, String(text.dropFirst(name.count)).trimmingSpaces())
@@ -178,6 +222,10 @@ struct SchemaDiff {
         }
         for column in theirs where !mine.contains(where: { $0.name == column.name }) {
             changes.append("column \(column.name) only in target (\(column.definition))")
+        }
+        let (mineProperties, theirProperties) = (properties(source), properties(target))
+        if mineProperties != theirProperties {
+            changes.append("table: \(mineProperties.isEmpty ? "(defaults)" : mineProperties) on source, \(theirProperties.isEmpty ? "(defaults)" : theirProperties) on target")
         }
         if changes.isEmpty { changes.append("column order differs") }
         return changes

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import PQ
 import Testing
 
@@ -138,6 +139,27 @@ import Testing
             #expect(try await target.rows("SELECT c FROM fx.uses;") == ["2"])
             // The cast came along: the view's text is the cast function's, not the record's.
             #expect(try await target.rows("SELECT mt FROM fx.money_v;") == ["1.5 EUR"])
+
+            // pgclone.diff agrees there is no difference, and sees the properties a clone once lost.
+            let sourceLiteral = guideSQLLiteral(sourceConnInfo)
+            let clean = try JSONReader.parse(try await target.call("SELECT pgclone.diff(\(sourceLiteral), 'fx');"))
+            for category in ["tables", "indexes", "constraints", "triggers", "views", "materialized_views", "sequences", "functions", "types", "privileges"] {
+                for key in ["only_in_source", "only_in_target", "modified"] {
+                    #expect(DiffPreflightTests.names(clean, category, key) == [], "\(category) \(key): \(clean.text)")
+                }
+            }
+            try await target.rows("""
+                ALTER TABLE fx.base ENABLE TRIGGER off_trg;
+                ALTER VIEW fx.sb RESET (security_barrier);
+                ALTER TABLE fx.full_ri REPLICA IDENTITY DEFAULT;
+                REVOKE UPDATE (note) ON fx.base FROM fidelity_reader;
+                """)
+            let drift = try JSONReader.parse(try await target.call("SELECT pgclone.diff(\(sourceLiteral), 'fx');"))
+            #expect(DiffPreflightTests.names(drift, "triggers", "modified") == ["fx.base.off_trg"], "\(drift.text)")
+            #expect(DiffPreflightTests.names(drift, "views", "modified") == ["fx.sb"], "\(drift.text)")
+            let fullRI = drift["tables"]?["modified"]?.array.first { $0["name"]?.string == "fx.full_ri" }
+            #expect(fullRI?["changes"]?.array.compactMap(\.string) == ["table: replica identity full on source, (defaults) on target"], "\(drift.text)")
+            #expect(DiffPreflightTests.names(drift, "privileges", "only_in_source") == ["column fx.base.note to fidelity_reader"], "\(drift.text)")
         }
     }
 }
