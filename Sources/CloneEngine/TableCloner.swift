@@ -46,6 +46,13 @@ struct CopyPlan: Sendable {
                 picked.append(column)
             }
             columns = picked.sorted { $0.number < $1.number }
+            // A generated column computes from others: they must come along.
+            for column in columns {
+                for needed in column.generatedFrom where !columns.contains(where: { $0.name == needed }) {
+                    throw CloneError("42703", "generated column \"\(column.name)\" of \(definition.displayName) is computed from column \"\(needed)\", which \"columns\" leaves out",
+                                     hint: "Add \"\(needed)\" to \"columns\", or leave \"\(column.name)\" out too.")
+                }
+            }
         }
         for (column, strategy) in options.mask.sorted(by: { $0.key < $1.key }) {
             guard let definitionColumn = definition.columns.first(where: { $0.name == column }) else {

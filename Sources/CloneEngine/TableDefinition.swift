@@ -24,6 +24,8 @@ public struct TableDefinition: Sendable {
         /// ALTER COLUMN ... SET STATISTICS / SET STORAGE when they differ from the defaults.
         public var statisticsTarget: Int? = nil
         public var storage: String? = nil
+        /// For a generated column: the columns its expression reads.
+        public var generatedFrom: [String] = []
     }
 
     public struct Constraint: Sendable {
@@ -177,7 +179,12 @@ public struct TableDefinition: Sendable {
                    a.atttypid < 16384, t.typcategory, pg_catalog.col_description(a.attrelid, a.attnum), a.attislocal,
                    NULLIF(a.attstattarget, -1),
                    CASE WHEN a.attstorage <> t.typstorage THEN
-                     CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' WHEN 'x' THEN 'EXTENDED' END END
+                     CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' WHEN 'x' THEN 'EXTENDED' END END,
+                   CASE WHEN a.attgenerated <> '' THEN
+                     (SELECT pg_catalog.string_agg(ra.attname, E'\\x1f' ORDER BY ra.attnum) FROM pg_catalog.pg_depend dd
+                      JOIN pg_catalog.pg_attribute ra ON ra.attrelid = dd.refobjid AND ra.attnum = dd.refobjsubid
+                      WHERE dd.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dd.objid = d.oid
+                        AND dd.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND dd.refobjid = a.attrelid AND dd.refobjsubid > 0) END
             FROM pg_catalog.pg_attribute a
             JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
             LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -199,7 +206,8 @@ public struct TableDefinition: Sendable {
                 comment: columnRows.string(row, 10),
                 isLocal: columnRows.string(row, 11) != "f",
                 statisticsTarget: columnRows.string(row, 12).flatMap(Int.init),
-                storage: columnRows.string(row, 13))
+                storage: columnRows.string(row, 13),
+                generatedFrom: (columnRows.string(row, 14) ?? "").split(separator: "\u{1F}").map(String.init))
         }
 
         let constraintRows = try await connection.query("""

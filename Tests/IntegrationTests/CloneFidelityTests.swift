@@ -87,6 +87,8 @@ import Testing
         CREATE TABLE fx.money_t (id int, m fx.money2, CHECK (m OPERATOR(fx.===) m));
         CREATE VIEW fx.money_v AS SELECT id, m::text AS mt FROM fx.money_t;
         INSERT INTO fx.money_t VALUES (1, ROW(1.5, 'EUR'));
+        CREATE TABLE fx.gen_t (id int, a int, g int GENERATED ALWAYS AS (a * 2) STORED);
+        INSERT INTO fx.gen_t (id, a) VALUES (1, 21);
         ALTER DEFAULT PRIVILEGES IN SCHEMA fx GRANT SELECT ON TABLES TO fidelity_reader;
         """
 
@@ -125,7 +127,7 @@ import Testing
         try await withGuideTarget { (target: GuideTarget) async throws in
             try #require(try await Shell.psql(environment.directTarget(database: "postgres"), Self.ensureRole).status == 0)
             let result = try await target.call("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'fx');")
-            #expect(result.hasPrefix("OK: cloned schema fx (10 tables, 5 rows,"), "\(result)")
+            #expect(result.hasPrefix("OK: cloned schema fx (11 tables, 6 rows,"), "\(result)")
             let source = try await Self.dump(sourceConnInfo)
             let clone = try await Self.dump(environment.directTarget(database: target.database))
             #expect(source.count > 100)
@@ -139,6 +141,12 @@ import Testing
             #expect(try await target.rows("SELECT c FROM fx.uses;") == ["2"])
             // The cast came along: the view's text is the cast function's, not the record's.
             #expect(try await target.rows("SELECT mt FROM fx.money_v;") == ["1.5 EUR"])
+
+            // A column list that leaves out what a generated column reads: a clear error, nothing made.
+            _ = try await target.expectError("SELECT pgclone.table(\(guideSQLLiteral(sourceConnInfo)), 'fx', 'gen_t', true, 'gen_copy', '{\"columns\": [\"id\", \"g\"]}');",
+                                             sqlState: "42703", message: "generated column \"g\" of fx.gen_t is computed from column \"a\", which \"columns\" leaves out")
+            #expect(try await target.rows("SELECT to_regclass('fx.gen_copy') IS NULL;") == ["t"])
+            #expect(try await target.rows("SELECT g FROM fx.gen_t;") == ["42"])
 
             // pgclone.diff agrees there is no difference, and sees the properties a clone once lost.
             let sourceLiteral = guideSQLLiteral(sourceConnInfo)
