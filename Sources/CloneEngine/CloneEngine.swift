@@ -272,6 +272,9 @@ public struct CloneEngine: Sendable {
         }
         let connection = try await target.connect()
         var schemasCreated: [String] = []
+        // What this call created before its tables, newest last: a failure that keeps no table
+        // drops it again (a half-made clone is not left behind).
+        var undo: [String] = []
 
         // Types, functions and free-standing sequences first: tables may use them.
         try await run("creating schema objects") {
@@ -300,6 +303,7 @@ public struct CloneEngine: Sendable {
                         continue
                     }
                     for statement in collation.ddl { try await connection.execute(statement) }
+                    undo.append("DROP COLLATION \(SQL.qualified(collation.schema, collation.name))")
                 }
                 for type in objects.types {
                     let present = try await connection.query("SELECT pg_catalog.to_regtype($1) IS NOT NULL", [SQL.qualified(type.schema, type.name)])
@@ -308,10 +312,12 @@ public struct CloneEngine: Sendable {
                         continue
                     }
                     for statement in type.ddl { try await connection.execute(statement) }
+                    undo.append("DROP TYPE \(SQL.qualified(type.schema, type.name))")
                     summary.types += 1
                 }
                 for function in objects.functions where !objects.functionsAfterTables.contains(function.oid) && !objects.functionsAfterViews.contains(function.oid) {
                     try await Self.create(function, on: connection, summary: &summary)
+                    if let signature = function.signature { undo.append("DROP ROUTINE \(signature)") }
                 }
                 for range in objects.ranges {
                     let present = try await connection.query("SELECT pg_catalog.to_regtype($1) IS NOT NULL", [SQL.qualified(range.schema, range.name)])
@@ -320,6 +326,7 @@ public struct CloneEngine: Sendable {
                         continue
                     }
                     for statement in range.ddl { try await connection.execute(statement) }
+                    undo.append("DROP TYPE \(SQL.qualified(range.schema, range.name))")
                     summary.types += 1
                 }
                 for skipped in objects.skippedRanges {
@@ -336,6 +343,7 @@ public struct CloneEngine: Sendable {
                         }
                     }
                     for statement in op.ddl { try await connection.execute(statement) }
+                    undo.append("DROP OPERATOR \(op.name)")
                 }
                 for (cast, sourceType, targetType) in objects.casts {
                     let present = try await connection.query("""
@@ -346,6 +354,7 @@ public struct CloneEngine: Sendable {
                         continue
                     }
                     for statement in cast.ddl { try await connection.execute(statement) }
+                    undo.append("DROP CAST \(cast.name)")
                 }
                 for skipped in objects.skippedFunctions {
                     summary.notes.append("ordered-set aggregate or window function \(skipped) not cloned")
@@ -357,6 +366,7 @@ public struct CloneEngine: Sendable {
                         continue
                     }
                     for statement in sequence.ddl { try await connection.execute(statement) }
+                    undo.append("DROP SEQUENCE \(SQL.qualified(sequence.schema, sequence.name))")
                     try await Privileges.apply(sequence.grants, on: connection, notes: &summary.notes)
                     try await connection.query("SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::pg_catalog.int8, $3::pg_catalog.bool)",
                                                [SQL.qualified(sequence.schema, sequence.name), lastValue, isCalled ? "true" : "false"])
@@ -418,6 +428,7 @@ public struct CloneEngine: Sendable {
                     && (objects.tablesNeeded[function.oid] ?? []).allSatisfy({ tablesDone.contains($0) || !workNames.contains($0) }) {
                     try await run("creating functions") { try await Self.create(function, on: connection, inTransaction: false, summary: &summary) }
                     createdFunctions.insert(function.oid)
+                    if let signature = function.signature { undo.append("DROP ROUTINE \(signature)") }
                 }
                 outcomes += try await copyTables(generation, session: session, target: target, primaryTarget: connection, options: options,
                                                  progress: progress, clonedTogether: clonedTogether, committed: committed)
@@ -427,9 +438,16 @@ public struct CloneEngine: Sendable {
             // Each table is its own transaction: say which ones are already on the target.
             var failure = error
             let done = committed.names
-            let line = done.isEmpty
-                ? (objectsLine == nil ? "No table was cloned yet: the target is as it was." : "No table was cloned yet.")
-                : "Already cloned and committed on the target (\(done.count) of \(work.count) tables): \(Preflight.list(done.sorted(), limit: 20))."
+            if done.isEmpty {
+                // Nothing the caller asked for got through: what this call made goes again.
+                let left = await Self.undo(undo, schemas: schemasCreated, on: connection)
+                failure.detail = [failure.detail, left.isEmpty
+                    ? "No table was cloned; what this call had created was dropped again: the target is as it was."
+                    : "No table was cloned; some of what this call created could not be dropped again: \(Preflight.list(left, limit: 20))."]
+                    .compactMap { $0 }.joined(separator: "\n")
+                throw failure
+            }
+            let line = "Already cloned and committed on the target (\(done.count) of \(work.count) tables): \(Preflight.list(done.sorted(), limit: 20))."
             failure.detail = [failure.detail, objectsLine, line].compactMap { $0 }.joined(separator: "\n")
             throw failure
         }
@@ -544,6 +562,24 @@ public struct CloneEngine: Sendable {
             }
         }
         summary.functions += 1
+    }
+
+    /// Drops what a failed call created, newest first, then the schemas it created (with
+    /// whatever is left in them); returns what could not be dropped.
+    private static func undo(_ statements: [String], schemas: [String], on connection: PQConnection) async -> [String] {
+        var left: [String] = []
+        _ = try? await connection.execute("ROLLBACK")
+        for statement in statements.reversed() {
+            do { try await connection.execute(statement) } catch let error as PQError where error.sqlState == "42704" || error.sqlState == "42883" {
+                continue  // already gone with something dropped before it
+            } catch {
+                left.append(statement.replacingOccurrences(of: "DROP ", with: ""))
+            }
+        }
+        for schema in schemas {
+            do { try await connection.execute("DROP SCHEMA \(SQL.identifier(schema)) CASCADE") } catch { left.append("SCHEMA \(schema)") }
+        }
+        return left
     }
 
     /// A view's trigger statements (left out with `"triggers": false`).

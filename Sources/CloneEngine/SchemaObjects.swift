@@ -13,6 +13,8 @@ struct SchemaObjects: Sendable {
         var grants: [String] = []
         /// For a SECURITY DEFINER function: its owner on the source.
         var securityDefinerOwner: String? = nil
+        /// For a function: `"schema"."name"(identity arguments)`.
+        var signature: String? = nil
     }
 
     /// Collations (before the types and tables that use them).
@@ -232,11 +234,13 @@ struct SchemaObjects: Sendable {
                 statements.append("COMMENT ON \(kind) \(SQL.qualified(functionRows.text(row, 1), functionRows.text(row, 2)))(\(functionRows.string(row, 5) ?? "")) IS \(SQL.literal(comment))")
             }
             let privileges = Privileges(encoded: functionRows.string(row, 8), hasExplicitACL: functionRows.string(row, 7) == "t", isFunction: true)
-            objects.functions.append(Object(kind: functionRows.string(row, 3) == "a" ? "aggregate" : "function",
+            var function = Object(kind: functionRows.string(row, 3) == "a" ? "aggregate" : "function",
                                             schema: functionRows.text(row, 1), name: functionRows.text(row, 2),
                                             oid: functionRows.text(row, 0), ddl: statements,
                                             grants: privileges.statements(on: "ROUTINE \(SQL.qualified(functionRows.text(row, 1), functionRows.text(row, 2)))(\(functionRows.string(row, 5) ?? ""))"),
-                                            securityDefinerOwner: functionRows.string(row, 9)))
+                                            securityDefinerOwner: functionRows.string(row, 9))
+            function.signature = "\(SQL.qualified(functionRows.text(row, 1), functionRows.text(row, 2)))(\(functionRows.string(row, 5) ?? ""))"
+            objects.functions.append(function)
         }
 
         // What the functions need: relations (directly, or through a relation's row type or its

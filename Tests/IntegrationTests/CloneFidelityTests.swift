@@ -106,14 +106,17 @@ import Testing
         }
     }
 
-    @Test func aSchemaCloneIsWhatPgDumpWouldRecreate() async throws {
+    /// A source database made from `sql` (dropped afterwards).
+    static func withSourceDatabase(_ sql: String, _ body: (TestEnvironment, String) async throws -> Void) async throws {
         let environment = try TestEnvironment.require()
         let name = "fidelity_src_\(guideRandomSuffix())"
         let sourceAdmin = "host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)"
         let sourceConnInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
         try #require(try await Shell.psql(sourceAdmin, Self.ensureRole + "CREATE DATABASE \(name);").status == 0)
         do {
-            try await cloneAndCompare(environment, sourceConnInfo: sourceConnInfo)
+            let created = try await Shell.psql(sourceConnInfo, sql)
+            try #require(created.status == 0, "\(created.stderr)")
+            try await body(environment, sourceConnInfo)
         } catch {
             _ = try? await Shell.psql(sourceAdmin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);")
             throw error
@@ -121,9 +124,33 @@ import Testing
         _ = try await Shell.psql(sourceAdmin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);")
     }
 
+    @Test func aSchemaCloneIsWhatPgDumpWouldRecreate() async throws {
+        try await Self.withSourceDatabase(Self.schema) { environment, sourceConnInfo in
+            try await cloneAndCompare(environment, sourceConnInfo: sourceConnInfo)
+        }
+    }
+
+    /// A schema clone whose first table fails (its index needs an extension the target lacks)
+    /// keeps nothing: the schema, type, function and sequence it had made are dropped again.
+    @Test func aSchemaCloneThatKeepsNoTableLeavesNothingBehind() async throws {
+        let sql = """
+            CREATE EXTENSION IF NOT EXISTS btree_gist;
+            CREATE SCHEMA fz;
+            CREATE TYPE fz.mood AS ENUM ('calm');
+            CREATE FUNCTION fz.two() RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 2';
+            CREATE SEQUENCE fz.counter;
+            CREATE TABLE fz.t (id int, EXCLUDE USING gist (id WITH =));
+            """
+        try await Self.withSourceDatabase(sql) { environment, sourceConnInfo in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let output = try await target.expectError("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'fz');", sqlState: "42704", prefix: true)
+                #expect(output.stderr.contains("DETAIL:  No table was cloned; what this call had created was dropped again: the target is as it was."), "\(output.stderr)")
+                #expect(try await target.rows("SELECT to_regnamespace('fz') IS NULL, to_regtype('fz.mood') IS NULL;") == ["t|t"])
+            }
+        }
+    }
+
     private func cloneAndCompare(_ environment: TestEnvironment, sourceConnInfo: String) async throws {
-        let created = try await Shell.psql(sourceConnInfo, Self.schema)
-        try #require(created.status == 0, "\(created.stderr)")
         try await withGuideTarget { (target: GuideTarget) async throws in
             try #require(try await Shell.psql(environment.directTarget(database: "postgres"), Self.ensureRole).status == 0)
             let result = try await target.call("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'fx');")
