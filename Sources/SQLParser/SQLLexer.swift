@@ -72,7 +72,8 @@ public struct SQLLexer: Sendable {
             return bytes.count
         case UInt8(ascii: "-") where at(index + 1) == UInt8(ascii: "-"):
             var i = index + 2
-            while i < bytes.count, bytes[i] != UInt8(ascii: "\n") { i += 1 }
+            // The server ends a -- comment at a carriage return too.
+            while i < bytes.count, bytes[i] != UInt8(ascii: "\n"), bytes[i] != UInt8(ascii: "\r") { i += 1 }
             return i
         case UInt8(ascii: "/") where at(index + 1) == UInt8(ascii: "*"):
             var depth = 1

@@ -426,9 +426,10 @@ import Testing
                 try raw.send(.sync)
                 _ = try raw.receive(until: .readyForQuery)
                 let padding = ByteBuffer(string: String(repeating: "x", count: 70 << 10))
-                try raw.send(.bind(.init(portalName: "", statementName: "s", parameterFormats: [0], parameters: [ByteBuffer(string: "off"), padding], resultFormats: [])))
-                try raw.send(.execute(portal: "", maxRows: 0))
-                try raw.send(.sync)
+                // The proxy refuses at the Bind's header and closes: the rest may not get through.
+                try? raw.send(.bind(.init(portalName: "", statementName: "s", parameterFormats: [0], parameters: [ByteBuffer(string: "off"), padding], resultFormats: [])))
+                try? raw.send(.execute(portal: "", maxRows: 0))
+                try? raw.send(.sync)
                 var messages: [BackendMessage] = []
                 while let message = try? raw.receive() { messages.append(message) }
                 // A new session of the same role: the server's setting is as it was.
@@ -441,7 +442,10 @@ import Testing
                 if case .errorResponse(let fields) = message { return fields.message }
                 return nil
             }
-            #expect(errors.contains { $0.contains("message: longer than the 65536 bytes pgclone reads while masking policies are in force") }, "\(answer)")
+            // The error, unless the proxy's close (with the rest of the Bind unread) reset the
+            // connection before the client read it; never rows.
+            #expect(errors.contains { $0.contains("message: longer than the 65536 bytes pgclone reads while masking policies are in force") }
+                    || answer.isEmpty, "\(answer)")
             #expect(!answer.contains { if case .dataRow = $0 { return true } else { return false } }, "\(answer)")
             #expect(after.contains { if case .dataRow(let row) = $0 { return row.bytes.getString(at: row.bytes.readerIndex + 4, length: 2) == "on" } else { return false } }, "\(after)")
         }
@@ -592,6 +596,13 @@ import Testing
                     #expect(error.message.contains("prepare it again"), "\(attempt): \(error.message)")
                 }
             }
+            // Preparing over the old names: on the server that fails while the old statement
+            // exists (42P05) and kept it, which the proxy took for a fresh one. The proxy closes
+            // the old one first: the names now hold the new statements, never the old ones.
+            try await session.prepare(name: "notes_of", "SELECT 'new' WHERE $1::int > 0")
+            #expect(try await session.executePrepared(name: "notes_of", ["1"]).string(0, 0) == "new")
+            try await session.exec("PREPARE sql_notes AS SELECT 'new sql'")
+            #expect(try await session.exec("EXECUTE sql_notes").string(0, 0) == "new sql")
             // Prepared again, both mask the newly masked column.
             try await session.prepare(name: "notes_of_again", "SELECT notes FROM test_schema.employees WHERE id = $1")
             #expect(try await session.executePrepared(name: "notes_of_again", ["1"]).string(0, 0) == "REDACTED")

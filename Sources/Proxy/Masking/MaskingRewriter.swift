@@ -160,7 +160,7 @@ public struct MaskingRewriter: Sendable {
     }
 
     /// The analysis of a text; `bytes` is `sql`'s UTF-8 (the parse tree's locations are offsets into it).
-    func analyze(_ sql: String, bytes: [UInt8]) -> Analysis {
+    func analyze(_ sql: String, bytes: [UInt8], verifying: Bool = false) -> Analysis {
         let statements: [PostgresParser.Statement]
         do {
             statements = try PostgresParser.parse(sql)
@@ -206,9 +206,33 @@ public struct MaskingRewriter: Sendable {
             analysis.effects.formUnion(effects)
         }
         let edits = walker.allEdits
-        analysis.plan = edits.isEmpty ? .unchanged(unknownFunction: walker.unknownFunction) : .edits(edits, unknownFunction: walker.unknownFunction)
+        guard !edits.isEmpty else {
+            analysis.plan = .unchanged(unknownFunction: walker.unknownFunction)
+            return analysis
+        }
+        // Two edits over the same bytes: the proxy's reading of the text and the parser's part
+        // ways somewhere (one edit would be lost, and the table it rewrites read as it is).
+        var end = 0
+        for edit in edits.sorted(by: { $0.range.lowerBound < $1.range.lowerBound }) {
+            guard edit.range.lowerBound >= end else { return Analysis(plan: .refused(Self.unsafeRewrite)) }
+            end = max(end, edit.range.upperBound)
+        }
+        // The rewritten text must need no rewrite of its own: if it still names a masked table
+        // (a comment or string that the lexer ends where the server does not), it is refused.
+        if !verifying {
+            let rewritten = Self.apply(edits, to: bytes)
+            let check = analyze(String(decoding: rewritten, as: UTF8.self), bytes: rewritten, verifying: true)
+            switch check.plan {
+            case .unchanged: break
+            case .edits, .refused: return Analysis(plan: .refused(Self.unsafeRewrite))
+            }
+        }
+        analysis.plan = .edits(edits, unknownFunction: walker.unknownFunction)
         return analysis
     }
+
+    static let unsafeRewrite = AdminError("42501", "pgclone: this statement cannot be rewritten safely for a masked role (pgclone's reading of it and the server's may differ)",
+                                          hint: "Remove unusual comments or line breaks (a lone carriage return) and try again.")
 
     /// Whether a column reference in the tree names a system column (`ctid`, `t.xmin`).
     static func namesSystemColumn(_ node: JSONNode) -> Bool {

@@ -399,24 +399,52 @@ struct MaskingState {
     /// Whether `name` was prepared with SQL PREPARE under an earlier masking generation.
     func isStaleSQLPrepared(_ name: String) -> Bool { sqlPrepared[name].map { $0 != generation } ?? false }
 
+    /// Follows PREPARE / EXECUTE / DEALLOCATE within one text (in order, as if each ran). What
+    /// the server keeps is recorded only as far as it is certain: a DEALLOCATE forgets the name
+    /// at once (forgetting is the cautious side), but a PREPARE may fail (42P05 over a name the
+    /// server still holds, or in a failed transaction) or be skipped, and the old statement
+    /// would then run under the new name's standing. So each name a text prepares is closed on
+    /// the server first (`takeNamesToClose`), and counts as prepared under this generation only
+    /// once that Close is answered (`closedForPrepare`).
     private mutating func trackPreparedStatements(_ uses: [MaskingRewriter.Plan.PreparedStatementUse]) -> AdminError? {
         var prepared = sqlPrepared
+        var preparing: [String] = []
+        var kept = sqlPrepared
         for use in uses {
             switch use {
             case .prepare(let name):
                 prepared[name] = generation
+                if !preparing.contains(name) { preparing.append(name) }
             case .execute(let name):
                 guard prepared[name] == generation else {
                     return AdminError("42501", "pgclone: prepared statement \"\(name)\" was prepared before this session's masking last changed (its role or the policies); prepare it again")
                 }
             case .deallocate(let name?):
                 prepared[name] = nil
+                kept[name] = nil
             case .deallocate(nil):
                 prepared.removeAll()
+                kept.removeAll()
             }
         }
-        sqlPrepared = prepared
+        for name in preparing { kept[name] = nil }
+        sqlPrepared = kept
+        namesToClose = preparing
         return nil
+    }
+
+    /// The names the statement just judged prepares: the session closes each on the server before it.
+    private var namesToClose: [String] = []
+
+    mutating func takeNamesToClose() -> [String] {
+        defer { namesToClose = [] }
+        return namesToClose
+    }
+
+    /// The Close sent before a PREPARE of `name` was answered: whatever the PREPARE did, no older
+    /// statement has that name any more.
+    mutating func closedForPrepare(_ name: String, generation: Int) {
+        if generation == self.generation { sqlPrepared[name] = generation }
     }
 
     // MARK: - The guard on results

@@ -173,6 +173,10 @@ struct SessionStateMachine {
     /// client's answers come before it (counted from the previous entry).
     var swallowParses: [Int] = []
     var swallowCloses: [Int] = []
+    /// Beside each swallowed CloseComplete: the statement name (and the generation it is
+    /// prepared under, nil where unread) that its Close cleared for the client's Parse after
+    /// it, when that Close was the proxy's own (see relayParse).
+    var swallowCloseRefreshes: [(name: String, generation: Int?, sql: Bool)?] = []
     var internalStatementCounter = 0
 
     /// Statements that may not run while the session is masked: prepared while it was not
@@ -460,12 +464,13 @@ struct SessionStateMachine {
             guard case .done(let result, let changes) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions, deferred: true) else {
                 return analyze(text, under: context)
             }
+            let closing = masking.takeNamesToClose()
             switch result {
             case .unchanged:
                 masking.note(changes)
                 if context.runsOnlyVisibleCode { masking.settingsMayChangeUnseen() }
                 activity.clientSent(frame.type)
-                return .relay
+                return closing.isEmpty ? .relay : .replace(closeBeforePrepare(closing, query: Self.rawMessage(frame)))
             case .rewritten(let rewritten):
                 counters.rewrites &+= 1
                 guard let encoded = StatementText.encode(rewritten, settings: masking.reading) else {
@@ -474,7 +479,7 @@ struct SessionStateMachine {
                 masking.note(changes)
                 if context.runsOnlyVisibleCode { masking.settingsMayChangeUnseen() }
                 activity.clientSent(frame.type)
-                return .replace(Self.queryMessage(bytes: encoded))
+                return .replace(closeBeforePrepare(closing, query: Self.queryMessage(bytes: encoded)))
             case .refused(let error):
                 if error.message.contains("is being brought up to date") { effects.append(.nudgeBackstop) }
                 return refuse(frame, error)
@@ -566,6 +571,10 @@ struct SessionStateMachine {
             guard case .done(let result, let changes) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions, deferred: true) else {
                 return analyze(text, under: context)
             }
+            if !masking.takeNamesToClose().isEmpty {
+                // It would run at each Execute, whenever that is: not followed.
+                return refuse(frame, AdminError("0A000", "pgclone: PREPARE through the extended protocol is not allowed for a role masked by a policy; send it as a simple query"))
+            }
             switch result {
             case .unchanged:
                 // The statement was read masked (under the session's context or the worst case,
@@ -579,8 +588,8 @@ struct SessionStateMachine {
                     return refuse(frame, AdminError("42501", "pgclone: the masked statement has characters that client_encoding \(masking.reading.clientEncoding) cannot carry"))
                 }
                 masking.note(changes)
-                _ = relayParse(parse, frame: frame, effects: changes, readMasked: true)
-                return .replace(Self.parseMessage(name: parse.statementName, query: encoded, parameterTypes: parse.parameterTypes))
+                return relayParse(parse, frame: frame, effects: changes, readMasked: true,
+                                  outgoing: Self.parseMessage(name: parse.statementName, query: encoded, parameterTypes: parse.parameterTypes))
             case .refused(let error):
                 adminPrepared[parse.statementName] = nil
                 if error.message.contains("is being brought up to date") { effects.append(.nudgeBackstop) }
@@ -593,23 +602,42 @@ struct SessionStateMachine {
 
     /// Bookkeeping of a Parse sent on as the client wrote it (or rewritten).
     private mutating func relayParse(_ parse: FrontendMessage.Parse, frame: MessageFrame, effects noted: MaskingRewriter.Effects = [],
-                                     readMasked: Bool? = nil) -> FrameScanner.Verdict {
+                                     readMasked: Bool? = nil, outgoing: ByteBuffer? = nil) -> FrameScanner.Verdict {
         // What the statement changes happens each time it runs: noted again at every Bind.
         statementEffects[parse.statementName] = noted.isEmpty ? nil : noted
         let isMaskedSession = readMasked ?? self.isMaskedSession
-        if adminPrepared.removeValue(forKey: parse.statementName) != nil || tracksParseAnswers {
+        let name = parse.statementName
+        // A name the proxy refuses to bind (prepared unread, or under older masking) stays
+        // refused until the server has certainly dropped the old statement: a Parse over an
+        // existing name fails (42P05) and keeps it, and one skipped after an error in a
+        // pipeline changes nothing. So a Close of the proxy's own goes first; its answer, not
+        // the Parse, makes the name usable again.
+        let stale = !name.isEmpty && (statementsRefusedWhileMasked.contains(name) || statementsPreparedMasked[name].map { $0 != masking.generation } ?? false)
+        if adminPrepared.removeValue(forKey: name) != nil || tracksParseAnswers {
             clientParsesInFlight += 1
         }
         if maskingInPlay && !isMaskedSession {
             // Prepared unread: binding it once the session is masked would run it unrewritten.
-            statementsRefusedWhileMasked.insert(parse.statementName)
-            statementsPreparedMasked[parse.statementName] = nil
+            statementsRefusedWhileMasked.insert(name)
+            statementsPreparedMasked[name] = nil
+        } else if stale {
+            statementsRefusedWhileMasked.insert(name)
+            statementsPreparedMasked[name] = nil
+            var buffer = ByteBuffer()
+            FrontendMessage.close(.statement(name)).encode(into: &buffer)
+            Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
+            swallowCloseRefreshes.append((name, isMaskedSession ? masking.generation : nil, false))
+            activity.clientSent(FrontendMessage.ID.close.rawValue)
+            var message = outgoing ?? Self.rawMessage(frame)
+            buffer.writeBuffer(&message)
+            activity.clientSent(frame.type)
+            return .replace(buffer)
         } else {
-            statementsRefusedWhileMasked.remove(parse.statementName)
-            if isMaskedSession { statementsPreparedMasked[parse.statementName] = masking.generation }
+            statementsRefusedWhileMasked.remove(name)
+            if isMaskedSession { statementsPreparedMasked[name] = masking.generation }
         }
         activity.clientSent(frame.type)
-        return .relay
+        return outgoing.map { .replace($0) } ?? .relay
     }
 
     private mutating func bind(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
@@ -910,6 +938,20 @@ struct SessionStateMachine {
         case .parseComplete:
             return countAnswer(&clientParsesInFlight, swallow: &swallowParses)
         case .closeComplete:
+            if swallowCloses.first == 0, !swallowCloseRefreshes.isEmpty, let refreshed = swallowCloseRefreshes.removeFirst() {
+                // The old statement is gone: what the client's Parse after it makes is new (if
+                // the masking has not changed again meanwhile).
+                if refreshed.sql, let generation = refreshed.generation {
+                    masking.closedForPrepare(refreshed.name, generation: generation)
+                } else if let generation = refreshed.generation {
+                    if generation == masking.generation {
+                        statementsRefusedWhileMasked.remove(refreshed.name)
+                        statementsPreparedMasked[refreshed.name] = generation
+                    }
+                } else {
+                    statementsRefusedWhileMasked.remove(refreshed.name)
+                }
+            }
             return countAnswer(&clientClosesInFlight, swallow: &swallowCloses)
         case .readyForQuery(let status):
             // A console client hears that the session is ready only once its role passed.
@@ -946,6 +988,7 @@ struct SessionStateMachine {
         clientClosesInFlight = 0
         swallowParses = []
         swallowCloses = []
+        swallowCloseRefreshes = []
         let wasInTransaction = activity.transactionStatus != .idle
         activity.serverSentReadyForQuery(status)
         if wasInTransaction && status == .idle { masking.transactionEnded() }
@@ -1039,8 +1082,34 @@ struct SessionStateMachine {
         FrontendMessage.close(.statement(name)).encode(into: &buffer)
         Self.enqueueSwallow(&swallowParses, clientInFlight: clientParsesInFlight)
         Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
+        swallowCloseRefreshes.append(nil)
         for type in [FrontendMessage.ID.parse, .close] { activity.clientSent(type.rawValue) }
         if bindSent { activity.clientSent(FrontendMessage.ID.bind.rawValue) }
+        return buffer
+    }
+
+    /// Close (on the server, answers swallowed) each name a simple query is about to PREPARE,
+    /// then the query: see MaskingState.trackPreparedStatements.
+    private mutating func closeBeforePrepare(_ names: [String], query: ByteBuffer) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        for name in names {
+            FrontendMessage.close(.statement(name)).encode(into: &buffer)
+            Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
+            swallowCloseRefreshes.append((name, masking.generation, true))
+            activity.clientSent(FrontendMessage.ID.close.rawValue)
+        }
+        var message = query
+        buffer.writeBuffer(&message)
+        return buffer
+    }
+
+    /// A client message as it came (type, length, payload).
+    static func rawMessage(_ frame: MessageFrame) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(frame.type)
+        buffer.writeInteger(Int32(frame.payload.readableBytes + 4))
+        var payload = frame.payload
+        buffer.writeBuffer(&payload)
         return buffer
     }
 

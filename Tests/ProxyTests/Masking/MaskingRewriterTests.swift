@@ -76,6 +76,20 @@ import Testing
         }
     }
 
+    /// The server ends a -- comment at a carriage return as at a line feed. Read only up to a
+    /// line feed, the sample's percentage ran past its parenthesis and swallowed the second read
+    /// of the table, which went to the server unrewritten.
+    @Test func aCommentEndsAtACarriageReturnAsOnTheServer() {
+        let sql = "SELECT * FROM (SELECT id, email FROM test_schema.employees TABLESAMPLE BERNOULLI (100 --\r)) s UNION ALL SELECT id, email FROM test_schema.employees WHERE 0 < ((1\n))"
+        switch rewrite(sql) {
+        case .rewritten(let text):
+            #expect(!text.contains("FROM test_schema.employees"), "\(text)")
+            #expect(text.components(separatedBy: Self.employees.maskedRelation(only: false).text).count == 3, "\(text)")
+        case let other:
+            Issue.record("\(other)")
+        }
+    }
+
     @Test func everyOneOfManyReadsIsRewritten() throws {
         let parts = Array(repeating: "SELECT email FROM test_schema.employees", count: 400)
         guard case .rewritten(let text) = rewrite(parts.joined(separator: " UNION ALL ")) else {
