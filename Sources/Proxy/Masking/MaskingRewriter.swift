@@ -596,8 +596,13 @@ public struct MaskingRewriter: Sendable {
             }
         }
 
-        /// The first masked table a statement names anywhere (as a RangeVar).
+        /// The first masked table a statement names anywhere (as a RangeVar, or through its schema
+        /// in GRANT/REVOKE ... ON ALL TABLES IN SCHEMA).
         func maskedTableNamed(in body: JSONNode) -> MaskingContext.Table? {
+            if body["targtype"]?.string == "ACL_TARGET_ALL_IN_SCHEMA" {
+                let schemas = body["objects"]?.array.compactMap { $0["String"]?["sval"]?.string } ?? []
+                if let table = context.tables.first(where: { schemas.contains($0.schema) }) { return table }
+            }
             var found: MaskingContext.Table?
             body.walk { node in
                 guard found == nil else { return }

@@ -200,6 +200,7 @@ import Testing
         ("CREATE UNIQUE INDEX ON test_schema.employees (left(ssn, 3))", "CREATE INDEX on masked table test_schema.employees"),
         ("CREATE STATISTICS s ON id, ssn FROM test_schema.employees", "on masked table test_schema.employees"),
         ("GRANT SELECT ON test_schema.employees TO PUBLIC", "on masked table test_schema.employees"),
+        ("GRANT SELECT ON ALL TABLES IN SCHEMA test_schema TO PUBLIC", "GRANT on masked table test_schema.employees"),
         // An unqualified built-in name that is also a user function's, or one made earlier in the text.
         ("CREATE FUNCTION me.lower(text) RETURNS text LANGUAGE sql AS 'SELECT $1'; SELECT lower('X')", "CREATE FUNCTION is not allowed"),
         ("SELECT chunk_data FROM pg_toast.pg_toast_16400", "pg_toast.pg_toast_16400 holds tables' values out of line"),
