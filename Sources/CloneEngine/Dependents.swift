@@ -86,9 +86,42 @@ struct Dependents {
             if let owner = views.string(row, 5) { plan.restore.append("ALTER VIEW \(view) OWNER TO \(owner)") }
             if let comment = views.string(row, 6) { plan.restore.append("COMMENT ON VIEW \(view) IS \(SQL.literal(comment))") }
             plan.restore += Privileges(encoded: views.string(row, 7)).statements(on: "TABLE \(view)")
+            plan.restore += try await extras(of: view, on: connection)
             plan.restored.append("view \(schema).\(name)")
         }
         return plan
+    }
+
+    /// What hangs on a view and goes with it: column defaults, comments and privileges, its
+    /// rules other than its own, its triggers (INSTEAD OF...) with their enabled state.
+    static func extras(of view: String, on connection: PQConnection) async throws -> [String] {
+        let result = try await connection.query("""
+            SELECT 'ALTER VIEW ' || $1 || ' ALTER COLUMN ' || pg_catalog.quote_ident(a.attname) || ' SET DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), 0, a.attnum::pg_catalog.text
+            FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+            WHERE d.adrelid = $1::pg_catalog.regclass
+            UNION ALL
+            SELECT 'COMMENT ON COLUMN ' || $1 || '.' || pg_catalog.quote_ident(a.attname) || ' IS ' || pg_catalog.quote_literal(ds.description), 1, a.attnum::pg_catalog.text
+            FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_description ds ON ds.objoid = a.attrelid AND ds.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ds.objsubid = a.attnum
+            WHERE a.attrelid = $1::pg_catalog.regclass AND a.attnum > 0
+            UNION ALL
+            SELECT 'GRANT ' || x.privilege_type || ' (' || pg_catalog.quote_ident(a.attname) || ') ON TABLE ' || $1 || ' TO '
+                   || CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(x.grantee)) END
+                   || CASE WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END, 2, a.attnum::pg_catalog.text
+            FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid, pg_catalog.aclexplode(a.attacl) x
+            WHERE a.attrelid = $1::pg_catalog.regclass AND a.attnum > 0 AND x.grantee <> c.relowner
+            UNION ALL
+            SELECT pg_catalog.pg_get_ruledef(r.oid), 3, r.rulename FROM pg_catalog.pg_rewrite r
+            WHERE r.ev_class = $1::pg_catalog.regclass AND r.rulename <> '_RETURN'
+            UNION ALL
+            SELECT pg_catalog.pg_get_triggerdef(t.oid), 4, t.tgname FROM pg_catalog.pg_trigger t
+            WHERE t.tgrelid = $1::pg_catalog.regclass AND NOT t.tgisinternal
+            UNION ALL
+            SELECT 'ALTER VIEW ' || $1 || ' ' || CASE t.tgenabled WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END
+                   || ' TRIGGER ' || pg_catalog.quote_ident(t.tgname), 5, t.tgname FROM pg_catalog.pg_trigger t
+            WHERE t.tgrelid = $1::pg_catalog.regclass AND NOT t.tgisinternal AND t.tgenabled <> 'O'
+            ORDER BY 2, 3
+            """, [view])
+        return result.rows.indices.map { result.text($0, 0) }
     }
 
     static func of(_ qualified: String, on connection: PQConnection) async throws -> [Dependent] {
