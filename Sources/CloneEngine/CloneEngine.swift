@@ -305,10 +305,22 @@ public struct CloneEngine: Sendable {
                     for statement in collation.ddl { try await connection.execute(statement) }
                     undo.append("DROP COLLATION \(SQL.qualified(collation.schema, collation.name))")
                 }
+                var existingTypes: [String: String]?
                 for type in objects.types {
                     let present = try await connection.query("SELECT pg_catalog.to_regtype($1) IS NOT NULL", [SQL.qualified(type.schema, type.name)])
                     if present.string(0, 0) == "t" {
-                        summary.notes.append("type \(type.schema).\(type.name) already exists on target; kept")
+                        // The same definition is simply kept; another one is a conflict like a table's.
+                        if existingTypes == nil { existingTypes = try await SchemaObjects.typeDefinitions(connection, schemas: schemas) }
+                        let theirs = existingTypes?["\(type.schema).\(type.name)"]
+                        if theirs == type.ddl.first {
+                            summary.notes.append("type \(type.schema).\(type.name) already exists on target with the same definition; kept")
+                        } else if options.conflict == .error {
+                            throw CloneError("42710", "type \"\(type.schema).\(type.name)\" already exists on target with a different definition",
+                                             detail: "source: \(type.ddl.first ?? "")\ntarget: \(theirs ?? "(not an enum, composite or domain)")",
+                                             hint: "Use the \"conflict\" option (skip keeps the target's type), or change or drop it first.")
+                        } else {
+                            summary.notes.append("type \(type.schema).\(type.name) already exists on target with a different definition; kept the target's (source: \(type.ddl.first ?? ""))")
+                        }
                         continue
                     }
                     for statement in type.ddl { try await connection.execute(statement) }

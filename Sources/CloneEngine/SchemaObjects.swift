@@ -55,6 +55,46 @@ struct SchemaObjects: Sendable {
     /// (their member objects are not cloned one by one, as pg_dump does).
     var extensions: [(name: String, schema: String)] = []
 
+    /// Enums, composites (free-standing only) and domains of the schemas `$1`: oid, typtype,
+    /// schema, name, CREATE statement, comment.
+    static let typeQuery = """
+            SELECT t.oid, t.typtype, n.nspname, t.typname,
+              CASE t.typtype
+                WHEN 'e' THEN 'CREATE TYPE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS ENUM ('
+                  || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid), '') || ')'
+                WHEN 'c' THEN 'CREATE TYPE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS ('
+                  || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
+                                    || CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation THEN ' COLLATE ' || \(collationName("a.attcollation")) ELSE '' END,
+                                    ', ' ORDER BY a.attnum)
+                     FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
+                     WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '') || ')'
+                WHEN 'd' THEN 'CREATE DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS '
+                  || pg_catalog.format_type(t.typbasetype, t.typtypmod)
+                  || CASE WHEN t.typcollation <> 0 AND t.typcollation <> (SELECT b.typcollation FROM pg_catalog.pg_type b WHERE b.oid = t.typbasetype)
+                          THEN ' COLLATE ' || \(collationName("t.typcollation")) ELSE '' END
+                  || CASE WHEN t.typdefault IS NOT NULL THEN ' DEFAULT ' || t.typdefault ELSE '' END
+                  || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END
+                  -- NOT VALID constraints cannot be written inline: they are added after (as pg_dump does).
+                  || COALESCE((SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' || pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.conname)
+                     FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid AND c.convalidated), '')
+              END,
+              pg_catalog.obj_description(t.oid, 'pg_type')
+            FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[])
+              AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
+              AND NOT \(isExtensionMember(classOID: "t.oid", catalog: "pg_type")) AND NOT \(isExtensionMember(classOID: "t.typrelid"))
+            """
+
+    /// The CREATE statements of the types of `schemas` on `connection`, by `schema.name`: a
+    /// type that already exists on the target is compared with the source's this way.
+    static func typeDefinitions(_ connection: PQConnection, schemas: [String]) async throws -> [String: String] {
+        let list = "{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"
+        let rows = try await connection.query(typeQuery, [list])
+        var definitions: [String: String] = [:]
+        for row in rows.rows.indices { definitions["\(rows.text(row, 2)).\(rows.text(row, 3))"] = rows.text(row, 4) }
+        return definitions
+    }
+
     /// SQL expression: the qualified, quoted name of the collation whose oid is `oid`.
     static func collationName(_ oid: String) -> String {
         "(SELECT pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname) FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = \(oid))"
@@ -107,33 +147,7 @@ struct SchemaObjects: Sendable {
         objects.extensions = extensionRows.rows.indices.map { (extensionRows.text($0, 0), extensionRows.text($0, 1)) }
 
         // Types: enums, composites (free-standing only), domains; ordered by their dependencies.
-        let typeRows = try await source.query("""
-            SELECT t.oid, t.typtype, n.nspname, t.typname,
-              CASE t.typtype
-                WHEN 'e' THEN 'CREATE TYPE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS ENUM ('
-                  || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid), '') || ')'
-                WHEN 'c' THEN 'CREATE TYPE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS ('
-                  || COALESCE((SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname) || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod)
-                                    || CASE WHEN a.attcollation <> 0 AND a.attcollation <> at.typcollation THEN ' COLLATE ' || \(collationName("a.attcollation")) ELSE '' END,
-                                    ', ' ORDER BY a.attnum)
-                     FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
-                     WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '') || ')'
-                WHEN 'd' THEN 'CREATE DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || ' AS '
-                  || pg_catalog.format_type(t.typbasetype, t.typtypmod)
-                  || CASE WHEN t.typcollation <> 0 AND t.typcollation <> (SELECT b.typcollation FROM pg_catalog.pg_type b WHERE b.oid = t.typbasetype)
-                          THEN ' COLLATE ' || \(collationName("t.typcollation")) ELSE '' END
-                  || CASE WHEN t.typdefault IS NOT NULL THEN ' DEFAULT ' || t.typdefault ELSE '' END
-                  || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END
-                  -- NOT VALID constraints cannot be written inline: they are added after (as pg_dump does).
-                  || COALESCE((SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' || pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.conname)
-                     FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid AND c.convalidated), '')
-              END,
-              pg_catalog.obj_description(t.oid, 'pg_type')
-            FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-            WHERE n.nspname = ANY($1::pg_catalog.text[])
-              AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
-              AND NOT \(isExtensionMember(classOID: "t.oid", catalog: "pg_type")) AND NOT \(isExtensionMember(classOID: "t.typrelid"))
-            """, [list])
+        let typeRows = try await source.query(Self.typeQuery, [list])
         let typeDependencies = try await source.query("""
             SELECT DISTINCT t.oid, d.refobjid
             FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace

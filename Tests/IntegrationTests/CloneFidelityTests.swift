@@ -150,6 +150,30 @@ import Testing
         }
     }
 
+    /// A type already on the target with another definition is a conflict like a table's:
+    /// an error by default, kept (and said) under "skip".
+    @Test func aDifferentTypeOnTheTargetIsAConflict() async throws {
+        let sql = """
+            CREATE SCHEMA fe;
+            CREATE TYPE fe.mood AS ENUM ('calm', 'busy');
+            CREATE TABLE fe.t (id int, m fe.mood);
+            INSERT INTO fe.t VALUES (1, 'calm');
+            """
+        try await Self.withSourceDatabase(sql) { environment, sourceConnInfo in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                try await target.rows("CREATE SCHEMA fe; CREATE TYPE fe.mood AS ENUM ('calm', 'busy', 'zzz');")
+                let source = guideSQLLiteral(sourceConnInfo)
+                let output = try await target.expectError("SELECT pgclone.schema(\(source), 'fe');", sqlState: "42710",
+                                                          message: "type \"fe.mood\" already exists on target with a different definition")
+                #expect(output.stderr.contains("DETAIL:  source: CREATE TYPE fe.mood AS ENUM ('calm', 'busy')\ntarget: CREATE TYPE fe.mood AS ENUM ('calm', 'busy', 'zzz')"), "\(output.stderr)")
+                #expect(try await target.rows("SELECT to_regclass('fe.t') IS NULL;") == ["t"])
+                let kept = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(source), 'fe', true, '{\"conflict\": \"skip\"}');")
+                #expect(kept.stdout.hasPrefix("OK: cloned schema fe (1 table, 1 rows,"), "\(kept.stdout) \(kept.stderr)")
+                #expect(kept.stderr.contains("type fe.mood already exists on target with a different definition; kept the target's"), "\(kept.stderr)")
+            }
+        }
+    }
+
     private func cloneAndCompare(_ environment: TestEnvironment, sourceConnInfo: String) async throws {
         try await withGuideTarget { (target: GuideTarget) async throws in
             try #require(try await Shell.psql(environment.directTarget(database: "postgres"), Self.ensureRole).status == 0)
