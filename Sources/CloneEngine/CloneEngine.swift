@@ -162,8 +162,28 @@ public struct CloneEngine: Sendable {
         newTarget.database = name
         do {
             let schemas = try await Self.databaseSchemas(session.primary)
-            let summary = try await cloneSchemas(session: session, target: newTarget, schemas: schemas, options: options, progress: progress, largeObjects: true)
-            try await connection.execute("COMMENT ON DATABASE \(SQL.identifier(name)) IS NULL")
+            var summary = try await cloneSchemas(session: session, target: newTarget, schemas: schemas, options: options, progress: progress,
+                                                 largeObjects: true, freshDatabase: true)
+            // The database's own comment and settings (ALTER DATABASE ... SET), as pg_dump -C.
+            let own = try await session.primary.query("""
+                SELECT pg_catalog.shobj_description(d.oid, 'pg_database'), s.setting
+                FROM pg_catalog.pg_database d
+                LEFT JOIN LATERAL (SELECT pg_catalog.unnest(rs.setconfig) AS setting FROM pg_catalog.pg_db_role_setting rs
+                                   WHERE rs.setdatabase = d.oid AND rs.setrole = 0) s ON true
+                WHERE d.datname = pg_catalog.current_database()
+                """)
+            let comment = own.rows.isEmpty ? nil : own.string(0, 0)
+            try await connection.execute("COMMENT ON DATABASE \(SQL.identifier(name)) IS \(comment.map(SQL.literal) ?? "NULL")")
+            for row in own.rows.indices {
+                guard let setting = own.string(row, 1) else { continue }
+                guard let clause = RoleCloner.setClause(setting) else {
+                    summary.notes.append("database setting not copied (not a setting name): \(setting)")
+                    continue
+                }
+                if let error = try await connection.executeTolerating(["42704", "42501", "22023", "55P02"], ["ALTER DATABASE \(SQL.identifier(name)) SET \(clause)"], inTransaction: false) {
+                    summary.notes.append("database setting not copied (\(error.message)): \(setting)")
+                }
+            }
             return summary
         } catch {
             // All or nothing: a database that could not be filled is removed again, also when the
@@ -255,8 +275,10 @@ public struct CloneEngine: Sendable {
             .map { PreflightCheck(name: $0.name, status: $0.status, detail: $0.detail) }
     }
 
+    /// `freshDatabase`: the target database was just created for this clone, so the schemas it
+    /// already has (public) take the source's comments and grants too.
     private func cloneSchemas(session: SourceSession, target: CloneTarget, schemas: [String], options: CloneOptions,
-                              progress: (any CloneProgress)?, largeObjects: Bool = false) async throws(CloneError) -> SchemaCloneSummary {
+                              progress: (any CloneProgress)?, largeObjects: Bool = false, freshDatabase: Bool = false) async throws(CloneError) -> SchemaCloneSummary {
         var summary = SchemaCloneSummary()
         summary.schemas = schemas
         let objects = try await run("reading source catalog") { try await SchemaObjects.load(session.primary, schemas: schemas) }
@@ -272,6 +294,7 @@ public struct CloneEngine: Sendable {
         }
         let connection = try await target.connect()
         var schemasCreated: [String] = []
+        var schemasDescribed: [String] = []
         // What this call created before its tables, newest last: a failure that keeps no table
         // drops it again (a half-made clone is not left behind).
         var undo: [String] = []
@@ -280,10 +303,13 @@ public struct CloneEngine: Sendable {
         try await run("creating schema objects") {
             try await connection.execute("BEGIN")
             do {
-                for schema in schemas where try await ensureSchema(schema, on: connection) {
+                for schema in schemas {
+                    let created = try await ensureSchema(schema, on: connection)
+                    guard created || freshDatabase else { continue }
                     if let comment = objects.schemaComments[schema] { try await connection.execute(comment) }
                     try await Privileges.apply(objects.schemaGrants[schema] ?? [], on: connection, notes: &summary.notes)
-                    schemasCreated.append(schema)
+                    schemasDescribed.append(schema)
+                    if created { schemasCreated.append(schema) }
                 }
                 for (name, schema) in objects.extensions {
                     let present = try await connection.query("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = $1", [name])
@@ -543,7 +569,7 @@ public struct CloneEngine: Sendable {
         // Default privileges last, as pg_dump: set first, they would grant on every object the
         // clone creates what the source's objects (made before them) never had.
         try await run("setting default privileges") {
-            for schema in schemasCreated {
+            for schema in schemasDescribed {
                 for statement in objects.defaultPrivileges[schema] ?? [] {
                     // FOR ROLE needs membership in that role (or a superuser): said, not fatal.
                     if let error = try await connection.executeTolerating(["42704", "42501"], [statement], inTransaction: false) {
@@ -597,7 +623,6 @@ public struct CloneEngine: Sendable {
     /// A view's trigger statements (left out with `"triggers": false`).
     static func isTriggerStatement(_ statement: String) -> Bool {
         statement.hasPrefix("CREATE TRIGGER ") || statement.hasPrefix("CREATE CONSTRAINT TRIGGER ") || statement.hasPrefix("COMMENT ON TRIGGER ")
-            || (statement.hasPrefix("ALTER VIEW ") && statement.contains(" TRIGGER "))
     }
 
     /// Copies tables, `options.parallel` at a time, each worker on its own source

@@ -93,7 +93,7 @@ struct Dependents {
     }
 
     /// What hangs on a view and goes with it: column defaults, comments and privileges, its
-    /// rules other than its own, its triggers (INSTEAD OF...) with their enabled state.
+    /// rules other than its own, its triggers (INSTEAD OF...; a view's cannot be disabled).
     static func extras(of view: String, on connection: PQConnection) async throws -> [String] {
         let result = try await connection.query("""
             SELECT 'ALTER VIEW ' || $1 || ' ALTER COLUMN ' || pg_catalog.quote_ident(a.attname) || ' SET DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), 0, a.attnum::pg_catalog.text
@@ -115,10 +115,7 @@ struct Dependents {
             UNION ALL
             SELECT pg_catalog.pg_get_triggerdef(t.oid), 4, t.tgname FROM pg_catalog.pg_trigger t
             WHERE t.tgrelid = $1::pg_catalog.regclass AND NOT t.tgisinternal
-            UNION ALL
-            SELECT 'ALTER VIEW ' || $1 || ' ' || CASE t.tgenabled WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END
-                   || ' TRIGGER ' || pg_catalog.quote_ident(t.tgname), 5, t.tgname FROM pg_catalog.pg_trigger t
-            WHERE t.tgrelid = $1::pg_catalog.regclass AND NOT t.tgisinternal AND t.tgenabled <> 'O'
+
             ORDER BY 2, 3
             """, [view])
         return result.rows.indices.map { result.text($0, 0) }

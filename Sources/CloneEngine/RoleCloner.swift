@@ -115,7 +115,8 @@ struct RoleCloner {
                 current = ""
                 wasQuoted = false
             default:
-                if !quoted && wasQuoted && character == " " { continue }
+                // Spaces around a name (before its opening quote too) are not part of it.
+                if !quoted && (wasQuoted || current.isEmpty) && character == " " { continue }
                 current.append(character)
             }
         }
@@ -289,6 +290,14 @@ struct RoleCloner {
     /// `ALTER ROLE ... [IN DATABASE ...] SET name TO value` for one stored `name=value`; nil when
     /// the name is not a plain setting name (a hostile source cannot inject SQL through it).
     static func setStatement(role: String, database: String?, setting: String) -> String? {
+        guard let clause = setClause(setting) else { return nil }
+        let scope = database.map { " IN DATABASE \(SQL.identifier($0))" } ?? ""
+        return "ALTER ROLE \(SQL.identifier(role))\(scope) SET \(clause)"
+    }
+
+    /// `name TO value` for one stored `name=value` (of pg_db_role_setting), nil when the name is
+    /// not a plain setting name.
+    static func setClause(_ setting: String) -> String? {
         guard let equals = setting.firstIndex(of: "=") else { return nil }
         let name = String(setting[..<equals])
         let value = String(setting[setting.index(after: equals)...])
@@ -300,8 +309,7 @@ struct RoleCloner {
         } else {
             rendered = SQL.literal(value)
         }
-        let scope = database.map { " IN DATABASE \(SQL.identifier($0))" } ?? ""
-        return "ALTER ROLE \(SQL.identifier(role))\(scope) SET \(name) TO \(rendered)"
+        return "\(name) TO \(rendered)"
     }
 
     /// Role-level settings (also per database, for databases that exist on the target). Returns

@@ -373,7 +373,7 @@ struct SchemaObjects: Sendable {
             WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('v', 'm') AND NOT \(isExtensionMember(classOID: "c.oid"))
             """, [list])
         // What hangs off a view once it exists: column defaults and comments, rules other than
-        // its own, INSTEAD OF (and other) triggers with their enabled state, index comments.
+        // its own, INSTEAD OF (and other) triggers (a view's cannot be disabled), index comments.
         let viewExtras = try await source.query("""
             SELECT c.oid, 'ALTER VIEW ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) || ' ALTER COLUMN '
                           || pg_catalog.quote_ident(a.attname) || ' SET DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), 0, a.attnum::pg_catalog.text
@@ -401,12 +401,7 @@ struct SchemaObjects: Sendable {
             SELECT c.oid, pg_catalog.pg_get_triggerdef(t.oid), 4, t.tgname
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid
             WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'v' AND NOT t.tgisinternal
-            UNION ALL
-            SELECT c.oid, 'ALTER VIEW ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) || ' '
-                          || CASE t.tgenabled WHEN 'D' THEN 'DISABLE' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE ALWAYS' END
-                          || ' TRIGGER ' || pg_catalog.quote_ident(t.tgname), 5, t.tgname
-            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid
-            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind = 'v' AND NOT t.tgisinternal AND t.tgenabled <> 'O'
+
             UNION ALL
             SELECT c.oid, 'COMMENT ON TRIGGER ' || pg_catalog.quote_ident(t.tgname) || ' ON ' || pg_catalog.quote_ident(n.nspname) || '.'
                           || pg_catalog.quote_ident(c.relname) || ' IS ' || pg_catalog.quote_literal(ds.description), 6, t.tgname

@@ -27,7 +27,6 @@ struct CloneFaultTests {
                 CREATE RULE no_delete AS ON DELETE TO test_schema.active_names DO INSTEAD NOTHING;
                 CREATE FUNCTION test_schema.names_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
                 CREATE TRIGGER names_insert INSTEAD OF INSERT ON test_schema.active_names FOR EACH ROW EXECUTE FUNCTION test_schema.names_insert();
-                ALTER VIEW test_schema.active_names DISABLE TRIGGER names_insert;
                 CREATE TABLE test_schema.visits (id int PRIMARY KEY, customer_id int REFERENCES test_schema.customers (id));
                 INSERT INTO test_schema.visits VALUES (1, 3);
                 CREATE MATERIALIZED VIEW test_schema.customer_totals AS SELECT status, count(*) FROM test_schema.customers GROUP BY status;
@@ -52,13 +51,14 @@ struct CloneFaultTests {
                        (SELECT count(*) FROM pg_constraint WHERE conname = 'visits_customer_id_fkey' AND confrelid = 'test_schema.customers'::regclass);
                 """) == ["t|kept by replace|t|{security_barrier=true}|1"])
             // What hangs on the view came back with it.
-            #expect(try await target.rows("""
+            let hanging = try await target.rows("""
                 SELECT col_description('test_schema.active_names'::regclass, 2),
-                       (SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'test_schema.active_names'::regclass),
+                       (SELECT pg_get_expr(adbin, adrelid) LIKE '''unnamed''::%' FROM pg_attrdef WHERE adrelid = 'test_schema.active_names'::regclass),
                        has_column_privilege('public', 'test_schema.active_names', 'name', 'UPDATE'),
                        (SELECT count(*) FROM pg_rewrite WHERE ev_class = 'test_schema.active_names'::regclass AND rulename = 'no_delete'),
                        (SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'test_schema.active_names'::regclass AND tgname = 'names_insert');
-                """) == ["column comment kept|'unnamed'::character varying|t|1|D"])
+                """)
+            #expect(hanging == ["column comment kept|t|t|1|O"], "\(hanging)")
 
             // A dependent that cannot be put back goes only when the caller says so.
             try await target.rows("CREATE MATERIALIZED VIEW test_schema.customer_totals AS SELECT status, count(*) FROM test_schema.customers GROUP BY status;")

@@ -92,10 +92,6 @@ import Testing
         ALTER DEFAULT PRIVILEGES IN SCHEMA fx GRANT SELECT ON TABLES TO fidelity_reader;
         """
 
-    static let ensureRole = """
-        DO $$ BEGIN CREATE ROLE fidelity_reader; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
-        """
-
     /// `pg_dump -s --no-owner -n fx` without its comments, blank lines, settings and per-run tokens.
     static func dump(_ conninfo: String) async throws -> [String] {
         let output = try await Shell.run(["pg_dump", "-s", "--no-owner", "-n", "fx", "-d", conninfo])
@@ -106,27 +102,36 @@ import Testing
         }
     }
 
-    /// A source database made from `sql` (dropped afterwards).
-    static func withSourceDatabase(_ sql: String, _ body: (TestEnvironment, String) async throws -> Void) async throws {
+    /// A source database made from `sql` (dropped afterwards), with a role of its own made on
+    /// both servers for the grants (its name stands for `fidelity_reader` in `sql`; dropped
+    /// afterwards: the role tests clone every role of the source).
+    static func withSourceDatabase(_ sql: String, _ body: (TestEnvironment, String, String) async throws -> Void) async throws {
         let environment = try TestEnvironment.require()
-        let name = "fidelity_src_\(guideRandomSuffix())"
+        let suffix = guideRandomSuffix()
+        let name = "fidelity_src_\(suffix)"
+        let reader = "fidelity_reader_\(suffix)"
         let sourceAdmin = "host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)"
+        let targetAdmin = environment.directTarget(database: "postgres")
         let sourceConnInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
-        try #require(try await Shell.psql(sourceAdmin, Self.ensureRole + "CREATE DATABASE \(name);").status == 0)
+        try #require(try await Shell.psql(sourceAdmin, "CREATE ROLE \(reader); CREATE DATABASE \(name);").status == 0)
+        try #require(try await Shell.psql(targetAdmin, "CREATE ROLE \(reader);").status == 0)
+        var failure: (any Error)?
         do {
-            let created = try await Shell.psql(sourceConnInfo, sql)
+            let created = try await Shell.psql(sourceConnInfo, sql.replacingOccurrences(of: "fidelity_reader", with: reader))
             try #require(created.status == 0, "\(created.stderr)")
-            try await body(environment, sourceConnInfo)
+            try await body(environment, sourceConnInfo, reader)
         } catch {
-            _ = try? await Shell.psql(sourceAdmin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);")
-            throw error
+            failure = error
         }
-        _ = try await Shell.psql(sourceAdmin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);")
+        _ = try? await Shell.psql(sourceAdmin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);")
+        _ = try? await Shell.psql(sourceAdmin, "DROP ROLE IF EXISTS \(reader);")
+        _ = try? await Shell.psql(targetAdmin, "DROP ROLE IF EXISTS \(reader);")
+        if let failure { throw failure }
     }
 
     @Test func aSchemaCloneIsWhatPgDumpWouldRecreate() async throws {
-        try await Self.withSourceDatabase(Self.schema) { environment, sourceConnInfo in
-            try await cloneAndCompare(environment, sourceConnInfo: sourceConnInfo)
+        try await Self.withSourceDatabase(Self.schema) { environment, sourceConnInfo, reader in
+            try await cloneAndCompare(environment, sourceConnInfo: sourceConnInfo, reader: reader)
         }
     }
 
@@ -141,7 +146,7 @@ import Testing
             CREATE SEQUENCE fz.counter;
             CREATE TABLE fz.t (id int, EXCLUDE USING gist (id WITH =));
             """
-        try await Self.withSourceDatabase(sql) { environment, sourceConnInfo in
+        try await Self.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
             try await withGuideTarget { (target: GuideTarget) async throws in
                 let output = try await target.expectError("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'fz');", sqlState: "42704", prefix: true)
                 #expect(output.stderr.contains("DETAIL:  No table was cloned; what this call had created was dropped again: the target is as it was."), "\(output.stderr)")
@@ -159,7 +164,7 @@ import Testing
             CREATE TABLE fe.t (id int, m fe.mood);
             INSERT INTO fe.t VALUES (1, 'calm');
             """
-        try await Self.withSourceDatabase(sql) { environment, sourceConnInfo in
+        try await Self.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
             try await withGuideTarget { (target: GuideTarget) async throws in
                 try await target.rows("CREATE SCHEMA fe; CREATE TYPE fe.mood AS ENUM ('calm', 'busy', 'zzz');")
                 let source = guideSQLLiteral(sourceConnInfo)
@@ -174,9 +179,40 @@ import Testing
         }
     }
 
-    private func cloneAndCompare(_ environment: TestEnvironment, sourceConnInfo: String) async throws {
+    /// database_create carries what pg_dump -C does for the database itself: its comment and
+    /// settings, and the public schema's comment and grants.
+    @Test func aCreatedDatabaseTakesTheSourcesCommentSettingsAndPublicSchema() async throws {
+        let sql = """
+            DO $$ BEGIN
+              EXECUTE format('COMMENT ON DATABASE %I IS %L', current_database(), 'the source database');
+              EXECUTE format('ALTER DATABASE %I SET work_mem = %L', current_database(), '8MB');
+              EXECUTE format('ALTER DATABASE %I SET search_path = %s', current_database(), '"$user", public, "My Schema"');
+            END $$;
+            COMMENT ON SCHEMA public IS 'changed public comment';
+            GRANT CREATE ON SCHEMA public TO fidelity_reader;
+            CREATE TABLE public.t (id int);
+            """
+        try await Self.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let name = "fidelity_made_\(guideRandomSuffix())"
+                let result = try await target.call("SELECT pgclone.database_create(\(guideSQLLiteral(sourceConnInfo)), '\(name)');")
+                #expect(result.hasPrefix("OK"), "\(result)")
+                let admin = environment.directTarget(database: "postgres")
+                let own = try await target.rows("""
+                    SELECT shobj_description(d.oid, 'pg_database'), (SELECT setconfig::text FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0)
+                    FROM pg_database d WHERE datname = '\(name)';
+                    """, on: admin)
+                #expect(own == ["the source database|{work_mem=8MB,\"search_path=\\\"$user\\\", public, \\\"My Schema\\\"\"}"], "\(own)")
+                let made = environment.directTarget(database: name)
+                #expect(try await target.rows("SELECT obj_description('public'::regnamespace, 'pg_namespace'), has_schema_privilege('\(reader)', 'public', 'CREATE');", on: made)
+                        == ["changed public comment|t"])
+                _ = try await Shell.psql(admin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);")
+            }
+        }
+    }
+
+    private func cloneAndCompare(_ environment: TestEnvironment, sourceConnInfo: String, reader: String) async throws {
         try await withGuideTarget { (target: GuideTarget) async throws in
-            try #require(try await Shell.psql(environment.directTarget(database: "postgres"), Self.ensureRole).status == 0)
             let result = try await target.call("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'fx');")
             #expect(result.hasPrefix("OK: cloned schema fx (11 tables, 6 rows,"), "\(result)")
             let source = try await Self.dump(sourceConnInfo)
@@ -211,14 +247,14 @@ import Testing
                 ALTER TABLE fx.base ENABLE TRIGGER off_trg;
                 ALTER VIEW fx.sb RESET (security_barrier);
                 ALTER TABLE fx.full_ri REPLICA IDENTITY DEFAULT;
-                REVOKE UPDATE (note) ON fx.base FROM fidelity_reader;
+                REVOKE UPDATE (note) ON fx.base FROM \(reader);
                 """)
             let drift = try JSONReader.parse(try await target.call("SELECT pgclone.diff(\(sourceLiteral), 'fx');"))
             #expect(DiffPreflightTests.names(drift, "triggers", "modified") == ["fx.base.off_trg"], "\(drift.text)")
             #expect(DiffPreflightTests.names(drift, "views", "modified") == ["fx.sb"], "\(drift.text)")
             let fullRI = drift["tables"]?["modified"]?.array.first { $0["name"]?.string == "fx.full_ri" }
             #expect(fullRI?["changes"]?.array.compactMap(\.string) == ["table: replica identity full on source, (defaults) on target"], "\(drift.text)")
-            #expect(DiffPreflightTests.names(drift, "privileges", "only_in_source") == ["column fx.base.note to fidelity_reader"], "\(drift.text)")
+            #expect(DiffPreflightTests.names(drift, "privileges", "only_in_source") == ["column fx.base.note to \(reader)"], "\(drift.text)")
         }
     }
 }

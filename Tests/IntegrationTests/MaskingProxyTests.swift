@@ -575,6 +575,66 @@ import Testing
         #expect(proxy.server.policies.reload() == nil)
     }
 
+    /// A stale name prepared again in the middle of a pipeline, behind a failing Execute (the
+    /// server skips everything up to the Sync: the old statement would stay) and behind a Close
+    /// of the client's own (whose answer the proxy once took for its own Close): the proxy
+    /// cannot free the name there, so the Parse is refused and the old statement never runs.
+    @Test func aStaleNamePreparedAgainInsideAPipelineNeverRunsTheOldStatement() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let exempt = roles.exempt
+            let answers = try await offPool { () -> [BackendMessage] in
+                let raw = try RawConnection(port: proxy.port)
+                _ = try raw.startTrusted(user: "auth_trust", database: database)
+                try raw.send(.parse(.init(statementName: "s1", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])))
+                try raw.send(.sync)
+                _ = try raw.receive(until: .readyForQuery)
+                try raw.send(.query("PREPARE sql1 AS SELECT notes FROM test_schema.employees WHERE id = 1"))
+                _ = try raw.receive(until: .readyForQuery)
+                try self.maskNotesToo(proxy, exempt: exempt)
+                try raw.send(.query("SELECT 1"))
+                _ = try raw.receive(until: .readyForQuery)
+                try raw.send(.close(.statement("x")))
+                try raw.send(.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: [])))
+                try raw.send(.bind(.init(portalName: "", statementName: "", parameterFormats: [], parameters: [], resultFormats: [])))
+                try raw.send(.execute(portal: "", maxRows: 0))
+                try raw.send(.parse(.init(statementName: "s1", query: "SELECT 'new'", parameterTypes: [])))
+                try raw.send(.sync)
+                var answers = try raw.receive(until: .readyForQuery)
+                try raw.send(.bind(.init(portalName: "", statementName: "s1", parameterFormats: [], parameters: [], resultFormats: [])))
+                try raw.send(.execute(portal: "", maxRows: 0))
+                try raw.send(.sync)
+                answers += try raw.receive(until: .readyForQuery)
+                // Prepared again between requests, the name works.
+                try raw.send(.parse(.init(statementName: "s1", query: "SELECT 'new'", parameterTypes: [])))
+                try raw.send(.bind(.init(portalName: "", statementName: "s1", parameterFormats: [], parameters: [], resultFormats: [])))
+                try raw.send(.execute(portal: "", maxRows: 0))
+                try raw.send(.sync)
+                answers += try raw.receive(until: .readyForQuery)
+                // The same with SQL PREPARE, sent as a query inside the failing pipeline (last: the
+                // server discards that query without an answer, and the session never looks
+                // quiet to the proxy again).
+                try raw.send(.close(.statement("x")))
+                try raw.send(.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: [])))
+                try raw.send(.bind(.init(portalName: "", statementName: "", parameterFormats: [], parameters: [], resultFormats: [])))
+                try raw.send(.execute(portal: "", maxRows: 0))
+                try raw.send(.query("PREPARE sql1 AS SELECT 'new sql'"))
+                try raw.send(.sync)
+                // (The server discards a Query there, as everything up to the Sync.)
+                answers += try raw.receive(until: .readyForQuery)
+                try raw.send(.query("EXECUTE sql1"))
+                answers += try raw.receive(until: .readyForQuery)
+                return answers
+            }
+            let rows = answers.compactMap { message -> String? in
+                if case .dataRow(let row) = message { return row.bytes.getString(at: row.bytes.readerIndex + 4, length: row.bytes.readableBytes - 4) }
+                return nil
+            }
+            #expect(rows == ["new"], "\(answers)")
+            // The client's own Closes are answered once each; the proxy's own answers never reach it.
+            #expect(answers.filter { if case .closeComplete = $0 { return true } else { return false } }.count == 2, "\(answers)")
+        }
+    }
+
     /// A statement prepared while masked under one set of policies carries that rewrite: when the
     /// policies change, running it again (protocol-level Bind/Execute, or SQL-level EXECUTE) would
     /// show a column the new policy masks. It is refused until prepared again.

@@ -342,6 +342,10 @@ struct MaskingState {
             if worst.uses.contains(where: { if case .execute = $0 { true } else { false } }) {
                 return .done(.refused(AdminError("42501", "pgclone: EXECUTE after a change of role or search_path in the same query string would be planned again under names pgclone has not read; send it separately")), worst.effects)
             }
+            // What it prepares is not recorded (an EXECUTE of it is refused), but the names must
+            // be free first all the same.
+            proposedSQLPrepared = nil
+            proposedPrepareNames = worst.uses.compactMap { if case .prepare(let name) = $0 { name } else { nil } }
             return .done(result(of: worst, bytes: bytes), worst.effects)
         }
         let analysis = made.analysis
@@ -399,52 +403,51 @@ struct MaskingState {
     /// Whether `name` was prepared with SQL PREPARE under an earlier masking generation.
     func isStaleSQLPrepared(_ name: String) -> Bool { sqlPrepared[name].map { $0 != generation } ?? false }
 
-    /// Follows PREPARE / EXECUTE / DEALLOCATE within one text (in order, as if each ran). What
-    /// the server keeps is recorded only as far as it is certain: a DEALLOCATE forgets the name
-    /// at once (forgetting is the cautious side), but a PREPARE may fail (42P05 over a name the
-    /// server still holds, or in a failed transaction) or be skipped, and the old statement
-    /// would then run under the new name's standing. So each name a text prepares is closed on
-    /// the server first (`takeNamesToClose`), and counts as prepared under this generation only
-    /// once that Close is answered (`closedForPrepare`).
+    /// Follows PREPARE / EXECUTE / DEALLOCATE within one text (in order, as if each ran), as a
+    /// proposal: the session applies it (`commitPrepared`) only when the text goes to the
+    /// server, after making sure no name it prepares can still hold an older statement (a
+    /// PREPARE over a name the server holds fails and keeps the old one).
     private mutating func trackPreparedStatements(_ uses: [MaskingRewriter.Plan.PreparedStatementUse]) -> AdminError? {
         var prepared = sqlPrepared
-        var preparing: [String] = []
-        var kept = sqlPrepared
+        var names: [String] = []
         for use in uses {
             switch use {
             case .prepare(let name):
                 prepared[name] = generation
-                if !preparing.contains(name) { preparing.append(name) }
+                if !names.contains(name) { names.append(name) }
             case .execute(let name):
                 guard prepared[name] == generation else {
                     return AdminError("42501", "pgclone: prepared statement \"\(name)\" was prepared before this session's masking last changed (its role or the policies); prepare it again")
                 }
             case .deallocate(let name?):
                 prepared[name] = nil
-                kept[name] = nil
             case .deallocate(nil):
                 prepared.removeAll()
-                kept.removeAll()
             }
         }
-        for name in preparing { kept[name] = nil }
-        sqlPrepared = kept
-        namesToClose = preparing
+        proposedSQLPrepared = prepared
+        proposedPrepareNames = names
         return nil
     }
 
-    /// The names the statement just judged prepares: the session closes each on the server before it.
-    private var namesToClose: [String] = []
+    /// What the statement just judged would make of the SQL-prepared names, if it goes on.
+    private var proposedSQLPrepared: [String: Int]?
+    /// The names the statement just judged prepares with SQL PREPARE.
+    private(set) var proposedPrepareNames: [String] = []
 
-    mutating func takeNamesToClose() -> [String] {
-        defer { namesToClose = [] }
-        return namesToClose
+    mutating func commitPrepared() {
+        if let proposed = proposedSQLPrepared { sqlPrepared = proposed }
+        discardPrepared()
     }
 
-    /// The Close sent before a PREPARE of `name` was answered: whatever the PREPARE did, no older
-    /// statement has that name any more.
-    mutating func closedForPrepare(_ name: String, generation: Int) {
-        if generation == self.generation { sqlPrepared[name] = generation }
+    mutating func discardPrepared() {
+        proposedSQLPrepared = nil
+        proposedPrepareNames = []
+    }
+
+    /// The server no longer holds `name` (the proxy closed it).
+    mutating func forgetSQLPrepared(_ name: String) {
+        sqlPrepared[name] = nil
     }
 
     // MARK: - The guard on results

@@ -108,6 +108,8 @@ struct SessionStateMachine {
             case maskingContext(PolicySet, status: BackendMessage.TransactionStatus)
             /// Putting the session back after a failed context read, then reporting `error`.
             case restore(failure: AdminError)
+            /// The proxy's Close of statement names a Parse or PREPARE is about to use.
+            case freeStatementNames([String])
         }
         var purpose: Purpose
         var rows: [[String?]] = []
@@ -173,10 +175,15 @@ struct SessionStateMachine {
     /// client's answers come before it (counted from the previous entry).
     var swallowParses: [Int] = []
     var swallowCloses: [Int] = []
-    /// Beside each swallowed CloseComplete: the statement name (and the generation it is
-    /// prepared under, nil where unread) that its Close cleared for the client's Parse after
-    /// it, when that Close was the proxy's own (see relayParse).
-    var swallowCloseRefreshes: [(name: String, generation: Int?, sql: Bool)?] = []
+    /// A Query or Parse went to the server unread under masking (no policies yet, an unmasked
+    /// role...): which statement names it prepared is unknown.
+    var unseenEra = false
+    /// Statement names the session's Parses and SQL PREPAREs used (the server may hold them).
+    var statementNamesUsed: Set<String> = []
+    /// Names the proxy's own Close has freed on the server, for the Parse or PREPARE that waited.
+    var statementNamesFreed: Set<String> = []
+    /// Names whose freeing failed: the statement that needs them is refused.
+    var statementNamesNotFreed: Set<String> = []
     var internalStatementCounter = 0
 
     /// Statements that may not run while the session is masked: prepared while it was not
@@ -445,6 +452,7 @@ struct SessionStateMachine {
                 return refuse(frame, AdminError("0A000", "pgclone: while masking policies are in force, a role change must be sent as a query of its own",
                                                 hint: "Send SET ROLE (or RESET, DISCARD, set_config('role', ...)) separately, then the statements that follow it."))
             }
+            unseenEra = true
             activity.clientSent(frame.type)
             return .relay
         case .mask(let context):
@@ -456,6 +464,7 @@ struct SessionStateMachine {
                 // Unreadable here, but the server refuses this session every sensitive column:
                 // the text goes as written, and anything may have changed after it.
                 masking.note(.all)
+                unseenEra = true
                 activity.clientSent(frame.type)
                 return .relay
             case .failure(let error): return refuse(frame, error)
@@ -464,13 +473,25 @@ struct SessionStateMachine {
             guard case .done(let result, let changes) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions, deferred: true) else {
                 return analyze(text, under: context)
             }
-            let closing = masking.takeNamesToClose()
+            // The names it prepares must hold nothing older first.
+            let preparing = masking.proposedPrepareNames.filter { mayHoldOlderStatement($0, current: masking.isCurrentSQLPrepared($0)) }
+            if !preparing.isEmpty, case .refused = result {} else if !preparing.isEmpty {
+                masking.discardPrepared()
+                return freeNames(preparing, frame: frame)
+            }
+            if case .refused = result { masking.discardPrepared() } else {
+                for name in masking.proposedPrepareNames {
+                    statementNamesUsed.insert(name)
+                    statementNamesFreed.remove(name)
+                }
+                masking.commitPrepared()
+            }
             switch result {
             case .unchanged:
                 masking.note(changes)
                 if context.runsOnlyVisibleCode { masking.settingsMayChangeUnseen() }
                 activity.clientSent(frame.type)
-                return closing.isEmpty ? .relay : .replace(closeBeforePrepare(closing, query: Self.rawMessage(frame)))
+                return .relay
             case .rewritten(let rewritten):
                 counters.rewrites &+= 1
                 guard let encoded = StatementText.encode(rewritten, settings: masking.reading) else {
@@ -479,7 +500,7 @@ struct SessionStateMachine {
                 masking.note(changes)
                 if context.runsOnlyVisibleCode { masking.settingsMayChangeUnseen() }
                 activity.clientSent(frame.type)
-                return .replace(closeBeforePrepare(closing, query: Self.queryMessage(bytes: encoded)))
+                return .replace(Self.queryMessage(bytes: encoded))
             case .refused(let error):
                 if error.message.contains("is being brought up to date") { effects.append(.nudgeBackstop) }
                 return refuse(frame, error)
@@ -522,6 +543,7 @@ struct SessionStateMachine {
     private mutating func parse(_ frame: MessageFrame, now: ContinuousClock.Instant) throws(WireError) -> FrameScanner.Verdict {
         // Hot path (extended protocol without admin calls or policies): no decoding at all.
         if !maskingInPlay, adminPrepared.isEmpty, !AdminStatement.mightReferenceAdminAPI(frame.payload.readableBytesView) {
+            unseenEra = true
             activity.clientSent(frame.type)
             return .relay
         }
@@ -556,6 +578,7 @@ struct SessionStateMachine {
             case .failure where !context.runsOnlyVisibleCode:
                 // As for a simple Query: the server's privileges decide.
                 masking.note(.all)
+                unseenEra = true
                 return relayParse(parse, frame: frame, effects: .all)
             case .failure(let error):
                 adminPrepared[parse.statementName] = nil
@@ -571,9 +594,15 @@ struct SessionStateMachine {
             guard case .done(let result, let changes) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions, deferred: true) else {
                 return analyze(text, under: context)
             }
-            if !masking.takeNamesToClose().isEmpty {
+            if !masking.proposedPrepareNames.isEmpty {
                 // It would run at each Execute, whenever that is: not followed.
+                masking.discardPrepared()
                 return refuse(frame, AdminError("0A000", "pgclone: PREPARE through the extended protocol is not allowed for a role masked by a policy; send it as a simple query"))
+            }
+            if case .refused = result { masking.discardPrepared() } else { masking.commitPrepared() }
+            // The name must hold nothing older first.
+            if case .refused = result {} else if mayHoldOlderStatement(parse.statementName, current: statementsPreparedMasked[parse.statementName] == masking.generation) {
+                return freeNames([parse.statementName], frame: frame)
             }
             switch result {
             case .unchanged:
@@ -607,37 +636,49 @@ struct SessionStateMachine {
         statementEffects[parse.statementName] = noted.isEmpty ? nil : noted
         let isMaskedSession = readMasked ?? self.isMaskedSession
         let name = parse.statementName
-        // A name the proxy refuses to bind (prepared unread, or under older masking) stays
-        // refused until the server has certainly dropped the old statement: a Parse over an
-        // existing name fails (42P05) and keeps it, and one skipped after an error in a
-        // pipeline changes nothing. So a Close of the proxy's own goes first; its answer, not
-        // the Parse, makes the name usable again.
-        let stale = !name.isEmpty && (statementsRefusedWhileMasked.contains(name) || statementsPreparedMasked[name].map { $0 != masking.generation } ?? false)
         if adminPrepared.removeValue(forKey: name) != nil || tracksParseAnswers {
             clientParsesInFlight += 1
         }
+        if !name.isEmpty {
+            statementNamesUsed.insert(name)
+            statementNamesFreed.remove(name)
+        }
         if maskingInPlay && !isMaskedSession {
             // Prepared unread: binding it once the session is masked would run it unrewritten.
+            unseenEra = true
             statementsRefusedWhileMasked.insert(name)
             statementsPreparedMasked[name] = nil
-        } else if stale {
-            statementsRefusedWhileMasked.insert(name)
-            statementsPreparedMasked[name] = nil
-            var buffer = ByteBuffer()
-            FrontendMessage.close(.statement(name)).encode(into: &buffer)
-            Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
-            swallowCloseRefreshes.append((name, isMaskedSession ? masking.generation : nil, false))
-            activity.clientSent(FrontendMessage.ID.close.rawValue)
-            var message = outgoing ?? Self.rawMessage(frame)
-            buffer.writeBuffer(&message)
-            activity.clientSent(frame.type)
-            return .replace(buffer)
         } else {
             statementsRefusedWhileMasked.remove(name)
             if isMaskedSession { statementsPreparedMasked[name] = masking.generation }
         }
         activity.clientSent(frame.type)
         return outgoing.map { .replace($0) } ?? .relay
+    }
+
+    /// Whether preparing `name` (a protocol Parse or an SQL PREPARE) could leave an older
+    /// statement under it: the server refuses a name it still holds (42P05) and keeps the old
+    /// statement, as it does when the PREPARE fails or a pipeline skips it. `current`: the name
+    /// holds a statement prepared under the present masking, or nothing.
+    func mayHoldOlderStatement(_ name: String, current: Bool) -> Bool {
+        if name.isEmpty || current || statementNamesFreed.contains(name) { return false }
+        return unseenEra || statementNamesUsed.contains(name)
+    }
+
+    /// Frees `names` on the server first (the proxy's own Close of each, then Sync; answers
+    /// swallowed), then the statement that prepares them is judged again. A session that is
+    /// not between requests (a pipeline in flight) cannot be given that exchange: the
+    /// statement is refused.
+    private mutating func freeNames(_ names: [String], frame: MessageFrame) -> FrameScanner.Verdict {
+        guard canRead(beforeTransactionControl: false), statementNamesNotFreed.isDisjoint(with: names) else {
+            return refuse(frame, AdminError("55000", "pgclone: prepared statement \"\(names[0])\" may still hold a statement prepared before this session's masking changed; prepare it after a Sync, on its own (or under another name)"))
+        }
+        var buffer = ByteBuffer()
+        for name in names { FrontendMessage.close(.statement(name)).encode(into: &buffer) }
+        FrontendMessage.sync.encode(into: &buffer)
+        internalQuery = InternalQuery(purpose: .freeStatementNames(names))
+        effects.append(.sendToServer(buffer))
+        return .pauseBefore
     }
 
     private mutating func bind(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
@@ -724,6 +765,10 @@ struct SessionStateMachine {
         if frame.type == FrontendMessage.ID.parse.rawValue, case .parse(let parse)? = try? FrontendMessage.decode(frame) {
             activity.clientSent(frame.type)
             if tracksParseAnswers { clientParsesInFlight += 1 }
+            if !parse.statementName.isEmpty {
+                statementNamesUsed.insert(parse.statementName)
+                statementNamesFreed.remove(parse.statementName)
+            }
             // The statement that raises takes the same parameters, so that the client's Bind
             // is accepted and Execute reports the refusal. Types the client left open are text, and
             // so are types that are not built in (Bind would run their input function and domain
@@ -847,6 +892,14 @@ struct SessionStateMachine {
         case .restore(let failure):
             masking.contextReadFailed(failure)
             effects.append(.resumeClientInput)
+        case .freeStatementNames(let names):
+            if answer.error == nil {
+                statementNamesFreed.formUnion(names)
+                for name in names { masking.forgetSQLPrepared(name) }
+            } else {
+                statementNamesNotFreed.formUnion(names)
+            }
+            effects.append(.resumeClientInput)
         }
     }
 
@@ -938,20 +991,6 @@ struct SessionStateMachine {
         case .parseComplete:
             return countAnswer(&clientParsesInFlight, swallow: &swallowParses)
         case .closeComplete:
-            if swallowCloses.first == 0, !swallowCloseRefreshes.isEmpty, let refreshed = swallowCloseRefreshes.removeFirst() {
-                // The old statement is gone: what the client's Parse after it makes is new (if
-                // the masking has not changed again meanwhile).
-                if refreshed.sql, let generation = refreshed.generation {
-                    masking.closedForPrepare(refreshed.name, generation: generation)
-                } else if let generation = refreshed.generation {
-                    if generation == masking.generation {
-                        statementsRefusedWhileMasked.remove(refreshed.name)
-                        statementsPreparedMasked[refreshed.name] = generation
-                    }
-                } else {
-                    statementsRefusedWhileMasked.remove(refreshed.name)
-                }
-            }
             return countAnswer(&clientClosesInFlight, swallow: &swallowCloses)
         case .readyForQuery(let status):
             // A console client hears that the session is ready only once its role passed.
@@ -988,7 +1027,6 @@ struct SessionStateMachine {
         clientClosesInFlight = 0
         swallowParses = []
         swallowCloses = []
-        swallowCloseRefreshes = []
         let wasInTransaction = activity.transactionStatus != .idle
         activity.serverSentReadyForQuery(status)
         if wasInTransaction && status == .idle { masking.transactionEnded() }
@@ -1082,24 +1120,8 @@ struct SessionStateMachine {
         FrontendMessage.close(.statement(name)).encode(into: &buffer)
         Self.enqueueSwallow(&swallowParses, clientInFlight: clientParsesInFlight)
         Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
-        swallowCloseRefreshes.append(nil)
         for type in [FrontendMessage.ID.parse, .close] { activity.clientSent(type.rawValue) }
         if bindSent { activity.clientSent(FrontendMessage.ID.bind.rawValue) }
-        return buffer
-    }
-
-    /// Close (on the server, answers swallowed) each name a simple query is about to PREPARE,
-    /// then the query: see MaskingState.trackPreparedStatements.
-    private mutating func closeBeforePrepare(_ names: [String], query: ByteBuffer) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        for name in names {
-            FrontendMessage.close(.statement(name)).encode(into: &buffer)
-            Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
-            swallowCloseRefreshes.append((name, masking.generation, true))
-            activity.clientSent(FrontendMessage.ID.close.rawValue)
-        }
-        var message = query
-        buffer.writeBuffer(&message)
         return buffer
     }
 
