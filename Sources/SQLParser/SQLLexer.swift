@@ -55,6 +55,9 @@ public struct SQLLexer: Sendable {
                 if escapes && bytes[i] == UInt8(ascii: "\\") { i += 2; continue }
                 if bytes[i] == UInt8(ascii: "'") {
                     if at(i + 1) == UInt8(ascii: "'") { i += 2; continue }
+                    // 'a'<newline>'b' is one string to the server (an E string's continuation
+                    // keeps its escapes): the lexer reads it as one too.
+                    if let next = continuation(bytes, after: i + 1) { i = next; continue }
                     return i + 1
                 }
                 i += 1
@@ -99,6 +102,29 @@ public struct SQLLexer: Sendable {
         default:
             return index + 1
         }
+    }
+
+    /// Where a string continues after its closing quote: white space holding a line break (and
+    /// -- comments ended by one) up to another quote; the offset just past that quote.
+    static func continuation(_ bytes: [UInt8], after index: Int) -> Int? {
+        var i = index
+        var sawNewline = false
+        while i < bytes.count {
+            switch bytes[i] {
+            case 0x0A, 0x0D:
+                sawNewline = true
+                i += 1
+            case 0x20, 0x09, 0x0C:
+                i += 1
+            case UInt8(ascii: "-") where i + 1 < bytes.count && bytes[i + 1] == UInt8(ascii: "-") && sawNewline:
+                while i < bytes.count, bytes[i] != 0x0A, bytes[i] != 0x0D { i += 1 }
+            case UInt8(ascii: "'") where sawNewline:
+                return i + 1
+            default:
+                return nil
+            }
+        }
+        return nil
     }
 
     /// Given the offset of a function name, the offset just past its closing parenthesis.

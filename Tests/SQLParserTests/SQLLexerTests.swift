@@ -9,6 +9,11 @@ import Testing
         ("f('a)', \"b)\", $$ ) $$, $t$ ) $t$, E'\\') ') x", 42),
         ("f(/* ) */ 1 -- )\n) y", 18),
         ("f(g(1), (2)) z", 12),
+        // A -- comment ends at a carriage return, as on the server.
+        ("f(1 --\r) x", 8),
+        // An E string continued on the next line keeps its escapes: \' does not close it.
+        ("f(E'a'\n'\\') ') y", 14),
+        ("f(E'a'\n  -- c\n'\\') ') y", 21),
     ])
     func endOfCall(_ sql: String, _ end: Int) {
         #expect(SQLLexer(sql).endOfCall(startingAt: 0) == end)
