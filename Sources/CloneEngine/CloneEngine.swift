@@ -323,13 +323,9 @@ public struct CloneEngine: Sendable {
                     summary.notes.append("extension \(name) created in schema \(schema)")
                 }
                 for collation in objects.collations {
-                    let present = try await connection.query("SELECT pg_catalog.to_regcollation($1) IS NOT NULL", [SQL.qualified(collation.schema, collation.name)])
-                    if present.string(0, 0) == "t" {
-                        summary.notes.append("collation \(collation.schema).\(collation.name) already exists on target; kept")
-                        continue
+                    if try await Self.createUnlessPresent(collation, as: "collation", lookup: "to_regcollation", on: connection, notes: &summary.notes) {
+                        undo.append("DROP COLLATION \(SQL.qualified(collation.schema, collation.name))")
                     }
-                    for statement in collation.ddl { try await connection.execute(statement) }
-                    undo.append("DROP COLLATION \(SQL.qualified(collation.schema, collation.name))")
                 }
                 var existingTypes: [String: String]?
                 for type in objects.types {
@@ -358,14 +354,10 @@ public struct CloneEngine: Sendable {
                     if let signature = function.signature { undo.append("DROP ROUTINE \(signature)") }
                 }
                 for range in objects.ranges {
-                    let present = try await connection.query("SELECT pg_catalog.to_regtype($1) IS NOT NULL", [SQL.qualified(range.schema, range.name)])
-                    if present.string(0, 0) == "t" {
-                        summary.notes.append("type \(range.schema).\(range.name) already exists on target; kept")
-                        continue
+                    if try await Self.createUnlessPresent(range, as: "type", lookup: "to_regtype", on: connection, notes: &summary.notes) {
+                        undo.append("DROP TYPE \(SQL.qualified(range.schema, range.name))")
+                        summary.types += 1
                     }
-                    for statement in range.ddl { try await connection.execute(statement) }
-                    undo.append("DROP TYPE \(SQL.qualified(range.schema, range.name))")
-                    summary.types += 1
                 }
                 for skipped in objects.skippedRanges {
                     summary.notes.append("range type \(skipped) has a canonical function: not cloned")
@@ -618,6 +610,19 @@ public struct CloneEngine: Sendable {
             do { try await connection.execute("DROP SCHEMA \(SQL.identifier(schema)) CASCADE") } catch { left.append("SCHEMA \(schema)") }
         }
         return left
+    }
+
+    /// Creates `object` unless the `lookup` function (to_regtype...) finds its name on the target,
+    /// which the notes then say; whether it was created.
+    private static func createUnlessPresent(_ object: SchemaObjects.Object, as kind: String, lookup: String, on connection: PQConnection,
+                                            notes: inout [String]) async throws -> Bool {
+        let present = try await connection.query("SELECT pg_catalog.\(lookup)($1) IS NOT NULL", [SQL.qualified(object.schema, object.name)])
+        if present.string(0, 0) == "t" {
+            notes.append("\(kind) \(object.schema).\(object.name) already exists on target; kept")
+            return false
+        }
+        for statement in object.ddl { try await connection.execute(statement) }
+        return true
     }
 
     /// A view's trigger statements (left out with `"triggers": false`).

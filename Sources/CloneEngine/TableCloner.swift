@@ -322,6 +322,17 @@ struct TableCloner {
         }
     }
 
+    /// The ALTER TABLE that gives a trigger or rule its state (pg_trigger.tgenabled,
+    /// pg_rewrite.ev_enabled: D disabled, R replica, A always); nil for O, the default.
+    static func enabledState(_ state: String, of kind: String, named name: String, on table: String) -> String? {
+        switch state {
+        case "D": return "ALTER TABLE \(table) DISABLE \(kind) \(SQL.identifier(name))"
+        case "R": return "ALTER TABLE \(table) ENABLE REPLICA \(kind) \(SQL.identifier(name))"
+        case "A": return "ALTER TABLE \(table) ENABLE ALWAYS \(kind) \(SQL.identifier(name))"
+        default: return nil
+        }
+    }
+
     /// REPLICA IDENTITY as on the source (logical replication and change capture read it).
     private func setReplicaIdentity(_ definition: TableDefinition, schema: String, name: String, outcome: inout TableCloneOutcome) async throws {
         let qualified = SQL.qualified(schema, name)
@@ -351,12 +362,7 @@ struct TableCloner {
                 throw CloneError("XX000", "unexpected definition of rule \(rule.name) on \(definition.displayName)")
             }
             var statements = [statement]
-            switch rule.isEnabled {
-            case "D": statements.append("ALTER TABLE \(qualified) DISABLE RULE \(SQL.identifier(rule.name))")
-            case "R": statements.append("ALTER TABLE \(qualified) ENABLE REPLICA RULE \(SQL.identifier(rule.name))")
-            case "A": statements.append("ALTER TABLE \(qualified) ENABLE ALWAYS RULE \(SQL.identifier(rule.name))")
-            default: break
-            }
+            if let state = Self.enabledState(rule.isEnabled, of: "RULE", named: rule.name, on: qualified) { statements.append(state) }
             if let comment = rule.comment {
                 statements.append("COMMENT ON RULE \(SQL.identifier(rule.name)) ON \(qualified) IS \(SQL.literal(comment))")
             }
@@ -660,12 +666,7 @@ struct TableCloner {
             }
             var statements = [statement]
             // Disabled or replica-only on the source: the same here (a disabled trigger must not start firing).
-            switch trigger.enabled {
-            case "D": statements.append("ALTER TABLE \(SQL.qualified(schema, name)) DISABLE TRIGGER \(SQL.identifier(trigger.name))")
-            case "R": statements.append("ALTER TABLE \(SQL.qualified(schema, name)) ENABLE REPLICA TRIGGER \(SQL.identifier(trigger.name))")
-            case "A": statements.append("ALTER TABLE \(SQL.qualified(schema, name)) ENABLE ALWAYS TRIGGER \(SQL.identifier(trigger.name))")
-            default: break
-            }
+            if let state = Self.enabledState(trigger.enabled, of: "TRIGGER", named: trigger.name, on: SQL.qualified(schema, name)) { statements.append(state) }
             if let comment = trigger.comment {
                 statements.append("COMMENT ON TRIGGER \(SQL.identifier(trigger.name)) ON \(SQL.qualified(schema, name)) IS \(SQL.literal(comment))")
             }
