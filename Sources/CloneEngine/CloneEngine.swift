@@ -362,6 +362,9 @@ public struct CloneEngine: Sendable {
                 for skipped in objects.skippedRanges {
                     summary.notes.append("range type \(skipped) has a canonical function: not cloned")
                 }
+                for object in objects.notCloned {
+                    summary.notes.append("\(object) not cloned: pgclone does not recreate this kind of object; create it on the target (pg_dump -s shows its definition)")
+                }
                 for op in objects.operators {
                     let present = try await connection.query("SELECT pg_catalog.to_regoperator($1) IS NOT NULL", [op.name])
                     if present.string(0, 0) == "t" {

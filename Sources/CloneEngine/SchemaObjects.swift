@@ -27,6 +27,9 @@ struct SchemaObjects: Sendable {
     var casts: [(object: Object, source: String, target: String)] = []
     /// Range types with a canonical function (they need a shell type): not cloned, said.
     var skippedRanges: [String] = []
+    /// Objects of kinds a clone does not recreate (text search, operator classes, foreign
+    /// tables...), as "kind schema.name": said in the result.
+    var notCloned: [String] = []
     /// Every function, ordered by their dependencies on each other.
     var functions: [Object] = []
     /// Functions that need a table (its row type as a parameter or result, or a `BEGIN ATOMIC`
@@ -362,6 +365,25 @@ struct SchemaObjects: Sendable {
         }
 
         try await loadOperatorsAndFriends(source, list: list, into: &objects)
+
+        // Kinds a clone does not recreate: said, never skipped silently.
+        let unsupported = try await source.query("""
+            SELECT kind || ' ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(name)
+            FROM (
+              SELECT 'text search configuration' AS kind, cfgnamespace AS ns, cfgname::pg_catalog.text AS name, oid, 'pg_catalog.pg_ts_config'::pg_catalog.regclass AS cls FROM pg_catalog.pg_ts_config
+              UNION ALL SELECT 'text search dictionary', dictnamespace, dictname::pg_catalog.text, oid, 'pg_catalog.pg_ts_dict'::pg_catalog.regclass FROM pg_catalog.pg_ts_dict
+              UNION ALL SELECT 'text search parser', prsnamespace, prsname::pg_catalog.text, oid, 'pg_catalog.pg_ts_parser'::pg_catalog.regclass FROM pg_catalog.pg_ts_parser
+              UNION ALL SELECT 'text search template', tmplnamespace, tmplname::pg_catalog.text, oid, 'pg_catalog.pg_ts_template'::pg_catalog.regclass FROM pg_catalog.pg_ts_template
+              UNION ALL SELECT 'operator class', opcnamespace, opcname::pg_catalog.text, oid, 'pg_catalog.pg_opclass'::pg_catalog.regclass FROM pg_catalog.pg_opclass
+              UNION ALL SELECT 'operator family', opfnamespace, opfname::pg_catalog.text, oid, 'pg_catalog.pg_opfamily'::pg_catalog.regclass FROM pg_catalog.pg_opfamily
+              UNION ALL SELECT 'conversion', connamespace, conname::pg_catalog.text, oid, 'pg_catalog.pg_conversion'::pg_catalog.regclass FROM pg_catalog.pg_conversion
+              UNION ALL SELECT 'foreign table', relnamespace, relname::pg_catalog.text, oid, 'pg_catalog.pg_class'::pg_catalog.regclass FROM pg_catalog.pg_class WHERE relkind = 'f'
+            ) o JOIN pg_catalog.pg_namespace n ON n.oid = o.ns
+            WHERE n.nspname = ANY($1::pg_catalog.text[])
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.cls AND d.objid = o.oid AND d.deptype IN ('e', 'i'))
+            ORDER BY 1
+            """, [list])
+        objects.notCloned = unsupported.rows.indices.map { unsupported.text($0, 0) }
 
         guard includeViews else { return objects }
         // Views and materialized views, ordered by what their rules read.

@@ -156,13 +156,14 @@ import Testing
     }
 
     /// A type already on the target with another definition is a conflict like a table's:
-    /// an error by default, kept (and said) under "skip".
+    /// an error by default, kept (and said) under "skip". Kinds a clone does not recreate are said.
     @Test func aDifferentTypeOnTheTargetIsAConflict() async throws {
         let sql = """
             CREATE SCHEMA fe;
             CREATE TYPE fe.mood AS ENUM ('calm', 'busy');
             CREATE TABLE fe.t (id int, m fe.mood);
             INSERT INTO fe.t VALUES (1, 'calm');
+            CREATE TEXT SEARCH CONFIGURATION fe.cfg (COPY = pg_catalog.english);
             """
         try await Self.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
             try await withGuideTarget { (target: GuideTarget) async throws in
@@ -175,6 +176,8 @@ import Testing
                 let kept = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(source), 'fe', true, '{\"conflict\": \"skip\"}');")
                 #expect(kept.stdout.hasPrefix("OK: cloned schema fe (1 table, 1 rows,"), "\(kept.stdout) \(kept.stderr)")
                 #expect(kept.stderr.contains("type fe.mood already exists on target with a different definition; kept the target's"), "\(kept.stderr)")
+                // A kind of object a clone does not recreate is said, not skipped silently.
+                #expect(kept.stderr.contains("text search configuration fe.cfg not cloned: pgclone does not recreate this kind of object"), "\(kept.stderr)")
             }
         }
     }
