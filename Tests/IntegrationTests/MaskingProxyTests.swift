@@ -590,6 +590,11 @@ import Testing
                 _ = try raw.receive(until: .readyForQuery)
                 try raw.send(.query("PREPARE sql1 AS SELECT notes FROM test_schema.employees WHERE id = 1"))
                 _ = try raw.receive(until: .readyForQuery)
+                // A name spelled with a combining accent: the server keeps it apart from the
+                // precomposed spelling, which Swift's String equality does not.
+                try raw.send(.parse(.init(statementName: "se\u{301}", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])))
+                try raw.send(.sync)
+                _ = try raw.receive(until: .readyForQuery)
                 try self.maskNotesToo(proxy, exempt: exempt)
                 try raw.send(.query("SELECT 1"))
                 _ = try raw.receive(until: .readyForQuery)
@@ -601,6 +606,12 @@ import Testing
                 try raw.send(.sync)
                 var answers = try raw.receive(until: .readyForQuery)
                 try raw.send(.bind(.init(portalName: "", statementName: "s1", parameterFormats: [], parameters: [], resultFormats: [])))
+                try raw.send(.execute(portal: "", maxRows: 0))
+                try raw.send(.sync)
+                answers += try raw.receive(until: .readyForQuery)
+                // Preparing the precomposed spelling makes only that name new.
+                try raw.send(.parse(.init(statementName: "s\u{e9}", query: "SELECT 'precomposed'", parameterTypes: [])))
+                try raw.send(.bind(.init(portalName: "", statementName: "se\u{301}", parameterFormats: [], parameters: [], resultFormats: [])))
                 try raw.send(.execute(portal: "", maxRows: 0))
                 try raw.send(.sync)
                 answers += try raw.receive(until: .readyForQuery)
@@ -632,6 +643,42 @@ import Testing
             #expect(rows == ["new"], "\(answers)")
             // The client's own Closes are answered once each; the proxy's own answers never reach it.
             #expect(answers.filter { if case .closeComplete = $0 { return true } else { return false } }.count == 2, "\(answers)")
+        }
+    }
+
+    /// Under client_encoding LATIN1 two non-ASCII statement names can look alike to the proxy
+    /// (which reads protocol names as UTF-8) and not to the server: a masked session must use
+    /// ASCII names there.
+    @Test func nonASCIIStatementNamesAreRefusedUnderAnotherClientEncoding() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let answers = try await offPool { () -> [BackendMessage] in
+                let raw = try RawConnection(port: proxy.port)
+                _ = try raw.startTrusted(user: "auth_trust", database: database)
+                try raw.send(.query("SET client_encoding TO LATIN1"))
+                _ = try raw.receive(until: .readyForQuery)
+                try raw.send(.parse(.init(statementName: "s\u{e9}", query: "SELECT email FROM test_schema.employees WHERE id = 1", parameterTypes: [])))
+                try raw.send(.bind(.init(portalName: "", statementName: "s\u{e9}", parameterFormats: [], parameters: [], resultFormats: [])))
+                try raw.send(.execute(portal: "", maxRows: 0))
+                try raw.send(.sync)
+                var answers = try raw.receive(until: .readyForQuery)
+                // ASCII names work as ever.
+                try raw.send(.parse(.init(statementName: "plain", query: "SELECT 'ok'", parameterTypes: [])))
+                try raw.send(.bind(.init(portalName: "", statementName: "plain", parameterFormats: [], parameters: [], resultFormats: [])))
+                try raw.send(.execute(portal: "", maxRows: 0))
+                try raw.send(.sync)
+                answers += try raw.receive(until: .readyForQuery)
+                return answers
+            }
+            let errors = answers.compactMap { message -> String? in
+                if case .errorResponse(let fields) = message { return fields.message }
+                return nil
+            }
+            #expect(errors.first?.hasPrefix("pgclone: prepared statement and portal names with non-ASCII characters are not allowed") == true, "\(answers)")
+            let rows = answers.compactMap { message -> String? in
+                if case .dataRow(let row) = message { return row.bytes.getString(at: row.bytes.readerIndex + 4, length: row.bytes.readableBytes - 4) }
+                return nil
+            }
+            #expect(rows == ["ok"], "\(answers)")
         }
     }
 

@@ -424,7 +424,7 @@ public struct MaskingRewriter: Sendable {
         /// PREPARE, EXPLAIN or COPY).
         static let writes: Set<String> = ["InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"]
 
-        mutating func statement(_ kind: String, _ body: JSONNode, ctes: Set<String> = []) {
+        mutating func statement(_ kind: String, _ body: JSONNode, ctes: Set<ExactName> = []) {
             switch kind {
             case "ListenStmt":
                 // A notification's payload is whatever a trigger or function put there (a
@@ -684,7 +684,7 @@ public struct MaskingRewriter: Sendable {
             walk(body, ctes: [], skipKeys: ["relation"])
         }
 
-        mutating func walk(_ node: JSONNode, ctes: Set<String>, skipKeys: Set<String> = []) {
+        mutating func walk(_ node: JSONNode, ctes: Set<ExactName>, skipKeys: Set<String> = []) {
             guard refusal == nil, !isTrusted(node) else { return }
             switch node {
             case .array(let items):
@@ -705,7 +705,7 @@ public struct MaskingRewriter: Sendable {
                     return
                 }
                 if let sample = fields["RangeTableSample"], let rangeVar = sample["relation"]?["RangeVar"],
-                   let name = rangeVar["relname"]?.string, !(rangeVar["schemaname"] == nil && ctes.contains(name)),
+                   let name = rangeVar["relname"]?.string, !(rangeVar["schemaname"] == nil && ctes.contains(ExactName(name))),
                    let table = context.table(schema: rangeVar["schemaname"]?.string, name: name) {
                     tableSample(sample, rangeVar: rangeVar, table: table)
                     return
@@ -718,7 +718,7 @@ public struct MaskingRewriter: Sendable {
                     // a name that is not a CTE in scope there is the real table.
                     let recursive = with["recursive"]?.bool == true
                     let entries = with["ctes"]?.array.compactMap { $0["CommonTableExpr"] } ?? []
-                    let names = entries.compactMap { $0["ctename"]?.string }
+                    let names = entries.compactMap { $0["ctename"]?.string.map { ExactName($0) } }
                     for (index, entry) in entries.enumerated() {
                         let visible = recursive ? ctes.union(names) : ctes.union(names.prefix(index))
                         if let query = entry["ctequery"] { walk(query, ctes: visible) }
@@ -801,10 +801,10 @@ public struct MaskingRewriter: Sendable {
             if !builtin { unknownFunction = name }
         }
 
-        mutating func rangeVarReference(_ rangeVar: JSONNode, ctes: Set<String>) {
+        mutating func rangeVarReference(_ rangeVar: JSONNode, ctes: Set<ExactName>) {
             guard let name = rangeVar["relname"]?.string else { return }
             let schema = rangeVar["schemaname"]?.string
-            if schema == nil, ctes.contains(name) { return }
+            if schema == nil, ctes.contains(ExactName(name)) { return }
             if schema == "pg_toast" || (schema == nil && name.hasPrefix("pg_toast_")) {
                 // A table's TOAST relation holds its long values as they are.
                 refuse("\(schema.map { "\($0)." } ?? "")\(name) holds tables' values out of line and is not allowed")

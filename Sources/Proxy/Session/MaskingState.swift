@@ -78,7 +78,7 @@ struct MaskingState {
     /// carries that context's rewrite (or none) and must not run under this one.
     private(set) var generation = 0
     /// SQL-level prepared statements (PREPARE) and the generation they were prepared under.
-    private var sqlPrepared: [String: Int] = [:]
+    private var sqlPrepared: [ExactName: Int] = [:]
 
     /// How long a masked session's context is trusted (views and functions created by other
     /// sessions since are found by the next read).
@@ -398,10 +398,10 @@ struct MaskingState {
     }
 
     /// Whether `name` was prepared with SQL PREPARE under the current masking generation.
-    func isCurrentSQLPrepared(_ name: String) -> Bool { sqlPrepared[name] == generation }
+    func isCurrentSQLPrepared(_ name: String) -> Bool { sqlPrepared[ExactName(name)] == generation }
 
     /// Whether `name` was prepared with SQL PREPARE under an earlier masking generation.
-    func isStaleSQLPrepared(_ name: String) -> Bool { sqlPrepared[name].map { $0 != generation } ?? false }
+    func isStaleSQLPrepared(_ name: String) -> Bool { sqlPrepared[ExactName(name)].map { $0 != generation } ?? false }
 
     /// Follows PREPARE / EXECUTE / DEALLOCATE within one text (in order, as if each ran), as a
     /// proposal: the session applies it (`commitPrepared`) only when the text goes to the
@@ -413,14 +413,14 @@ struct MaskingState {
         for use in uses {
             switch use {
             case .prepare(let name):
-                prepared[name] = generation
-                if !names.contains(name) { names.append(name) }
+                prepared[ExactName(name)] = generation
+                if !names.contains(where: { ExactName($0) == ExactName(name) }) { names.append(name) }
             case .execute(let name):
-                guard prepared[name] == generation else {
+                guard prepared[ExactName(name)] == generation else {
                     return AdminError("42501", "pgclone: prepared statement \"\(name)\" was prepared before this session's masking last changed (its role or the policies); prepare it again")
                 }
             case .deallocate(let name?):
-                prepared[name] = nil
+                prepared[ExactName(name)] = nil
             case .deallocate(nil):
                 prepared.removeAll()
             }
@@ -431,7 +431,7 @@ struct MaskingState {
     }
 
     /// What the statement just judged would make of the SQL-prepared names, if it goes on.
-    private var proposedSQLPrepared: [String: Int]?
+    private var proposedSQLPrepared: [ExactName: Int]?
     /// The names the statement just judged prepares with SQL PREPARE.
     private(set) var proposedPrepareNames: [String] = []
 
@@ -447,7 +447,7 @@ struct MaskingState {
 
     /// The server no longer holds `name` (the proxy closed it).
     mutating func forgetSQLPrepared(_ name: String) {
-        sqlPrepared[name] = nil
+        sqlPrepared[ExactName(name)] = nil
     }
 
     // MARK: - The guard on results

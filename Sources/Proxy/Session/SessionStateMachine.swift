@@ -179,20 +179,20 @@ struct SessionStateMachine {
     /// role...): which statement names it prepared is unknown.
     var unseenEra = false
     /// Statement names the session's Parses and SQL PREPAREs used (the server may hold them).
-    var statementNamesUsed: Set<String> = []
+    var statementNamesUsed: Set<ExactName> = []
     /// Names the proxy's own Close has freed on the server, for the Parse or PREPARE that waited.
-    var statementNamesFreed: Set<String> = []
+    var statementNamesFreed: Set<ExactName> = []
     /// Names whose freeing failed: the statement that needs them is refused.
-    var statementNamesNotFreed: Set<String> = []
+    var statementNamesNotFreed: Set<ExactName> = []
     var internalStatementCounter = 0
 
     /// Statements that may not run while the session is masked: prepared while it was not
     /// masked (with policies in force), or under an older masking context.
-    var statementsRefusedWhileMasked: Set<String> = []
+    var statementsRefusedWhileMasked: Set<ExactName> = []
     /// Statements prepared (protocol level) while masked, with the masking generation.
-    var statementsPreparedMasked: [String: Int] = [:]
+    var statementsPreparedMasked: [ExactName: Int] = [:]
     /// What running a prepared statement changes in the session (SET, set_config...), by name.
-    var statementEffects: [String: MaskingRewriter.Effects] = [:]
+    var statementEffects: [ExactName: MaskingRewriter.Effects] = [:]
 
     init(tlsAvailable: Bool, adminRoles: [String], maximumExaminedLength: Int) {
         self.startup = StartupStateMachine(tlsAvailable: tlsAvailable)
@@ -220,7 +220,7 @@ struct SessionStateMachine {
     /// Set while the session's masking changed inside the current transaction: the portals
     /// bound since. A portal opened before (suspended by an Execute with a row limit) would go
     /// on returning rows read before the change, which no RowDescription announces again.
-    var portalsBoundSinceMaskingChanged: Set<String>?
+    var portalsBoundSinceMaskingChanged: Set<ExactName>?
 
     mutating func guardPortals() {
         if portalsBoundSinceMaskingChanged == nil { portalsBoundSinceMaskingChanged = [] }
@@ -359,8 +359,10 @@ struct SessionStateMachine {
         case FrontendMessage.ID.execute.rawValue:
             return portalsBoundSinceMaskingChanged != nil
         case FrontendMessage.ID.bind.rawValue:
+            // Every Bind of a session that may be masked: the statement it names may have been
+            // prepared unread or under other masking, by a Parse or by SQL PREPARE.
             return !adminPrepared.isEmpty || (maskingInPlay && !statementEffects.isEmpty) || portalsBoundSinceMaskingChanged != nil
-                || (maskingInPlay && !isKnownUnmasked && (!statementsRefusedWhileMasked.isEmpty || !statementsPreparedMasked.isEmpty))
+                || (maskingInPlay && !isKnownUnmasked)
         case FrontendMessage.ID.functionCall.rawValue:
             return maskingInPlay && !isKnownUnmasked
         case FrontendMessage.ID.close.rawValue:
@@ -384,7 +386,7 @@ struct SessionStateMachine {
         case FrontendMessage.ID.bind.rawValue:
             return try bind(frame)
         case FrontendMessage.ID.execute.rawValue:
-            if case .execute(let portal, _) = try FrontendMessage.decode(frame), let bound = portalsBoundSinceMaskingChanged, !bound.contains(portal) {
+            if case .execute(let portal, _) = try FrontendMessage.decode(frame), let bound = portalsBoundSinceMaskingChanged, !bound.contains(ExactName(portal)) {
                 effects.append(.closeWithError(ErrorFields(severity: .fatal, sqlState: "57P01",
                                                            message: "pgclone: this session's masking changed while portal \"\(portal)\" was open; it cannot be read on, reconnect"),
                                                reason: "masking changed while a portal was open"))
@@ -399,9 +401,9 @@ struct SessionStateMachine {
                 if tracksParseAnswers { clientClosesInFlight += 1 }
                 if case .statement(let name) = target {
                     adminPrepared[name] = nil
-                    statementsPreparedMasked[name] = nil
+                    statementsPreparedMasked[ExactName(name)] = nil
                     // (Else every later Bind would be examined for a statement that is gone.)
-                    statementEffects[name] = nil
+                    statementEffects[ExactName(name)] = nil
                 }
             }
             activity.clientSent(frame.type)
@@ -481,8 +483,8 @@ struct SessionStateMachine {
             }
             if case .refused = result { masking.discardPrepared() } else {
                 for name in masking.proposedPrepareNames {
-                    statementNamesUsed.insert(name)
-                    statementNamesFreed.remove(name)
+                    statementNamesUsed.insert(ExactName(name))
+                    statementNamesFreed.remove(ExactName(name))
                 }
                 masking.commitPrepared()
             }
@@ -572,6 +574,7 @@ struct SessionStateMachine {
             return relayParse(parse, frame: frame, effects: noted)
         case .mask(let context):
             counters.maskedStatements &+= 1
+            if let refusal = nameRefusal(parse.statementName) { return refuse(frame, refusal) }
             let text: String
             switch StatementText.decode(bytes, settings: masking.reading) {
             case .success(let decoded): text = decoded
@@ -601,7 +604,7 @@ struct SessionStateMachine {
             }
             if case .refused = result { masking.discardPrepared() } else { masking.commitPrepared() }
             // The name must hold nothing older first.
-            if case .refused = result {} else if mayHoldOlderStatement(parse.statementName, current: statementsPreparedMasked[parse.statementName] == masking.generation) {
+            if case .refused = result {} else if mayHoldOlderStatement(parse.statementName, current: statementsPreparedMasked[ExactName(parse.statementName)] == masking.generation) {
                 return freeNames([parse.statementName], frame: frame)
             }
             switch result {
@@ -633,27 +636,36 @@ struct SessionStateMachine {
     private mutating func relayParse(_ parse: FrontendMessage.Parse, frame: MessageFrame, effects noted: MaskingRewriter.Effects = [],
                                      readMasked: Bool? = nil, outgoing: ByteBuffer? = nil) -> FrameScanner.Verdict {
         // What the statement changes happens each time it runs: noted again at every Bind.
-        statementEffects[parse.statementName] = noted.isEmpty ? nil : noted
+        statementEffects[ExactName(parse.statementName)] = noted.isEmpty ? nil : noted
         let isMaskedSession = readMasked ?? self.isMaskedSession
         let name = parse.statementName
         if adminPrepared.removeValue(forKey: name) != nil || tracksParseAnswers {
             clientParsesInFlight += 1
         }
         if !name.isEmpty {
-            statementNamesUsed.insert(name)
-            statementNamesFreed.remove(name)
+            statementNamesUsed.insert(ExactName(name))
+            statementNamesFreed.remove(ExactName(name))
         }
         if maskingInPlay && !isMaskedSession {
             // Prepared unread: binding it once the session is masked would run it unrewritten.
             unseenEra = true
-            statementsRefusedWhileMasked.insert(name)
-            statementsPreparedMasked[name] = nil
+            statementsRefusedWhileMasked.insert(ExactName(name))
+            statementsPreparedMasked[ExactName(name)] = nil
         } else {
-            statementsRefusedWhileMasked.remove(name)
-            if isMaskedSession { statementsPreparedMasked[name] = masking.generation }
+            statementsRefusedWhileMasked.remove(ExactName(name))
+            if isMaskedSession { statementsPreparedMasked[ExactName(name)] = masking.generation }
         }
         activity.clientSent(frame.type)
         return outgoing.map { .replace($0) } ?? .relay
+    }
+
+    /// Statement and portal names reach the proxy decoded as UTF-8; the server reads them in
+    /// the client's encoding. Under another encoding two non-ASCII names could look alike to
+    /// the proxy and not to the server: a masked session must use ASCII names there.
+    func nameRefusal(_ name: String) -> AdminError? {
+        guard masking.reading.clientEncoding.uppercased() != "UTF8", name.unicodeScalars.contains(where: { !$0.isASCII }) else { return nil }
+        return AdminError("0A000", "pgclone: prepared statement and portal names with non-ASCII characters are not allowed for a role masked by a policy while client_encoding is \(masking.reading.clientEncoding)",
+                          hint: "Use ASCII names, or client_encoding UTF8.")
     }
 
     /// Whether preparing `name` (a protocol Parse or an SQL PREPARE) could leave an older
@@ -661,8 +673,8 @@ struct SessionStateMachine {
     /// statement, as it does when the PREPARE fails or a pipeline skips it. `current`: the name
     /// holds a statement prepared under the present masking, or nothing.
     func mayHoldOlderStatement(_ name: String, current: Bool) -> Bool {
-        if name.isEmpty || current || statementNamesFreed.contains(name) { return false }
-        return unseenEra || statementNamesUsed.contains(name)
+        if name.isEmpty || current || statementNamesFreed.contains(ExactName(name)) { return false }
+        return unseenEra || statementNamesUsed.contains(ExactName(name))
     }
 
     /// Frees `names` on the server first (the proxy's own Close of each, then Sync; answers
@@ -670,7 +682,7 @@ struct SessionStateMachine {
     /// not between requests (a pipeline in flight) cannot be given that exchange: the
     /// statement is refused.
     private mutating func freeNames(_ names: [String], frame: MessageFrame) -> FrameScanner.Verdict {
-        guard canRead(beforeTransactionControl: false), statementNamesNotFreed.isDisjoint(with: names) else {
+        guard canRead(beforeTransactionControl: false), statementNamesNotFreed.isDisjoint(with: names.map { ExactName($0) }) else {
             return refuse(frame, AdminError("55000", "pgclone: prepared statement \"\(names[0])\" may still hold a statement prepared before this session's masking changed; prepare it after a Sync, on its own (or under another name)"))
         }
         var buffer = ByteBuffer()
@@ -686,10 +698,15 @@ struct SessionStateMachine {
             activity.clientSent(frame.type)
             return .relay
         }
-        portalsBoundSinceMaskingChanged?.insert(bind.portalName)
+        portalsBoundSinceMaskingChanged?.insert(ExactName(bind.portalName))
         let maskedNow = isMaskedSession || (masking.inFlightChange && !masking.isSuperuser)
-        let preparedEarlier = statementsPreparedMasked[bind.statementName].map { $0 != masking.generation } ?? false
-        if maskedNow, statementsRefusedWhileMasked.contains(bind.statementName) || preparedEarlier {
+        if maskedNow, let refusal = nameRefusal(bind.statementName) ?? nameRefusal(bind.portalName) {
+            activity.clientSent(frame.type)
+            stripNextErrorContext = true
+            return .replace(internalStatement(AdminSQL.raise(refusal), portal: bind.portalName, resultFormats: [], bindSent: false))
+        }
+        let preparedEarlier = statementsPreparedMasked[ExactName(bind.statementName)].map { $0 != masking.generation } ?? false
+        if maskedNow, statementsRefusedWhileMasked.contains(ExactName(bind.statementName)) || preparedEarlier {
             // Bind a statement that fails in order instead: the client sees the error at Execute.
             let error = preparedEarlier
                 ? AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before this session's role, search_path or policies changed; prepare it again")
@@ -703,7 +720,7 @@ struct SessionStateMachine {
             startPendingAdmin()
             return .consumeAndPause
         }
-        let parsedHere = statementsPreparedMasked[bind.statementName] != nil || statementsRefusedWhileMasked.contains(bind.statementName)
+        let parsedHere = statementsPreparedMasked[ExactName(bind.statementName)] != nil || statementsRefusedWhileMasked.contains(ExactName(bind.statementName))
         // (A protocol Parse of a name an SQL PREPARE holds fails on the server: the Bind still
         // reaches the SQL-prepared statement.)
         if maskedNow, !parsedHere || masking.isStaleSQLPrepared(bind.statementName), !masking.isCurrentSQLPrepared(bind.statementName) {
@@ -721,7 +738,7 @@ struct SessionStateMachine {
             startContextRead()
             return .pauseBefore
         }
-        if isMaskedSession, statementsPreparedMasked[bind.statementName] != nil, masking.context?.policyVersion != policies.version {
+        if isMaskedSession, statementsPreparedMasked[ExactName(bind.statementName)] != nil, masking.context?.policyVersion != policies.version {
             // The policies changed in the middle of an extended-protocol batch: the statement
             // carries the old rewrite and the context cannot be read now. Fail closed.
             effects.append(.closeWithError(ErrorFields(severity: .fatal, sqlState: "57P01",
@@ -730,7 +747,7 @@ struct SessionStateMachine {
             return .consume
         }
         // What running the statement changes (SET, set_config...) happens now, at each run.
-        if maskingInPlay, !masking.isSuperuser, let changes = statementEffects[bind.statementName] {
+        if maskingInPlay, !masking.isSuperuser, let changes = statementEffects[ExactName(bind.statementName)] {
             masking.note(changes)
         }
         if isMaskedSession, masking.context?.runsOnlyVisibleCode == true { masking.settingsMayChangeUnseen() }
@@ -766,8 +783,8 @@ struct SessionStateMachine {
             activity.clientSent(frame.type)
             if tracksParseAnswers { clientParsesInFlight += 1 }
             if !parse.statementName.isEmpty {
-                statementNamesUsed.insert(parse.statementName)
-                statementNamesFreed.remove(parse.statementName)
+                statementNamesUsed.insert(ExactName(parse.statementName))
+                statementNamesFreed.remove(ExactName(parse.statementName))
             }
             // The statement that raises takes the same parameters, so that the client's Bind
             // is accepted and Execute reports the refusal. Types the client left open are text, and
@@ -894,10 +911,10 @@ struct SessionStateMachine {
             effects.append(.resumeClientInput)
         case .freeStatementNames(let names):
             if answer.error == nil {
-                statementNamesFreed.formUnion(names)
+                statementNamesFreed.formUnion(names.map { ExactName($0) })
                 for name in names { masking.forgetSQLPrepared(name) }
             } else {
-                statementNamesNotFreed.formUnion(names)
+                statementNamesNotFreed.formUnion(names.map { ExactName($0) })
             }
             effects.append(.resumeClientInput)
         }

@@ -90,6 +90,23 @@ import Testing
         }
     }
 
+    /// Names compare as the server compares them, code point for code point: a CTE named with
+    /// the Kelvin sign is not the table "Kunden" (Swift's String equality says it is).
+    @Test func aCTEWithACanonicallyEquivalentNameDoesNotHideTheTable() {
+        var kunden = Self.employees
+        kunden.schema = "o8"
+        kunden.name = "Kunden"
+        kunden.resolvesUnqualified = true
+        let context = MaskingContext(role: "reader", tables: [kunden], taintedRelations: [], riskyDefiners: [], policyVersion: 1)
+        let sql = "WITH \"\u{212A}unden\" AS (SELECT 1 AS ssn) SELECT ssn FROM \"Kunden\""
+        guard case .rewritten(let text) = rewrite(sql, context) else {
+            Issue.record("\(rewrite(sql, context))")
+            return
+        }
+        #expect(text.hasSuffix("SELECT ssn FROM \(kunden.maskedRelation(only: false).text) AS \"Kunden\""), "\(text)")
+        #expect(ExactName("\u{212A}") != ExactName("K") && ExactName("se\u{301}") != ExactName("s\u{e9}") && ExactName("s\u{e9}") == ExactName("s\u{e9}"))
+    }
+
     @Test func everyOneOfManyReadsIsRewritten() throws {
         let parts = Array(repeating: "SELECT email FROM test_schema.employees", count: 400)
         guard case .rewritten(let text) = rewrite(parts.joined(separator: " UNION ALL ")) else {
