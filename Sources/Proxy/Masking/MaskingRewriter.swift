@@ -743,7 +743,8 @@ public struct MaskingRewriter: Sendable {
                 refuse("function \(name)() is not allowed: it runs SQL text or reads files, large objects or other databases, which pgclone cannot mask")
                 return
             }
-            let allowed = context.allowedFunctions.contains(name)
+            // Exactly the name a policy allows (a canonically equivalent spelling is another function).
+            let allowed = context.allowedFunctions.contains { ExactName($0) == ExactName(name) }
             if context.riskyDefiners.contains(name) && !allowed {
                 refuse("function \(name)() runs with the rights of its owner, who can read sensitive columns; it is not allowed")
                 return
