@@ -123,7 +123,7 @@ public enum PolicyLoader {
             var policy = TablePolicy(schema: schema, table: table, unmaskedRoles: unmasked, maskedRoles: masked,
                                      columns: parsedColumns, source: "\(file):\(tableNode.mark?.line ?? 0)")
             // Function names as PostgreSQL folds them (unquoted: lower case).
-            policy.allowedFunctions = (roles(fields["allowed_functions"], key: "allowed_functions", fail: fail) ?? []).map { $0.lowercased() }
+            policy.allowedFunctions = (roles(fields["allowed_functions"], key: "allowed_functions", fail: fail) ?? []).map { String($0.map(Self.foldedASCII)) }
             policies.append(policy)
         }
         if !errors.isEmpty { throw PolicyErrors(errors: errors) }
@@ -156,12 +156,20 @@ public enum PolicyLoader {
             } else if character.isWhitespace {
                 return nil
             } else {
-                current.append(wasQuoted ? character : Character(character.lowercased()))
+                // As PostgreSQL folds an unquoted name: only ASCII A-Z are lowered (ÉTAT names
+                // the table "État", not "état").
+                current.append(wasQuoted ? character : Self.foldedASCII(character))
             }
         }
         parts.append(current)
         guard !quoted, parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
         return (parts[0], parts[1])
+    }
+
+    /// An unquoted identifier's character as PostgreSQL folds it: only ASCII A-Z are lowered.
+    static func foldedASCII(_ character: Character) -> Character {
+        guard character.isASCII, let ascii = character.asciiValue, ascii >= 65, ascii <= 90 else { return character }
+        return Character(Unicode.Scalar(ascii + 32))
     }
 
     private static func roles(_ node: Node?, key: String, fail: (Node?, String) -> Void) -> [String]? {

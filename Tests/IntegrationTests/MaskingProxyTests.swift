@@ -682,6 +682,38 @@ import Testing
         }
     }
 
+    /// Cursors opened before the session's masking changed go on returning rows computed then
+    /// (WITH HOLD ones across transactions too): the proxy closes them all when it changes.
+    @Test func cursorsOpenedBeforeAMaskingChangeAreClosed() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let session = try await PQConnection.connect(environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database))
+            try await session.exec("DECLARE held CURSOR WITH HOLD FOR SELECT notes FROM test_schema.employees ORDER BY id")
+            try await session.exec("BEGIN")
+            try await session.exec("DECLARE inner_cursor CURSOR FOR SELECT notes FROM test_schema.employees ORDER BY id")
+            #expect(try await session.exec("FETCH 1 FROM inner_cursor").string(0, 0) == "note 1")
+            #expect(try await session.exec("FETCH 1 FROM held").string(0, 0) == "note 1")
+            try maskNotesToo(proxy, exempt: roles.exempt)
+            for cursor in ["inner_cursor", "held"] {
+                do {
+                    let result = try await session.exec("FETCH 1 FROM \(cursor)")
+                    Issue.record("\(cursor) was read on after the masking changed: \(result.strings)")
+                } catch let error as PQError {
+                    #expect(error.sqlState == "34000" || error.sqlState == "25P02", "\(cursor): \(error.message)")
+                }
+            }
+            try await session.exec("ROLLBACK")
+            do {
+                let result = try await session.exec("FETCH 1 FROM held")
+                Issue.record("held was read on after the masking changed: \(result.strings)")
+            } catch let error as PQError {
+                #expect(error.sqlState == "34000", "\(error.message)")
+            }
+            // A cursor opened now reads masked values.
+            try await session.exec("DECLARE fresh CURSOR WITH HOLD FOR SELECT notes FROM test_schema.employees ORDER BY id")
+            #expect(try await session.exec("FETCH 1 FROM fresh").string(0, 0) == "REDACTED")
+        }
+    }
+
     /// A statement prepared while masked under one set of policies carries that rewrite: when the
     /// policies change, running it again (protocol-level Bind/Execute, or SQL-level EXECUTE) would
     /// show a column the new policy masks. It is refused until prepared again.

@@ -75,10 +75,12 @@ import Testing
         ("Test_Schema.Employees", ("test_schema", "employees")),
         ("\"Mixed Case\".\"Order Lines\"", ("Mixed Case", "Order Lines")),
         ("\"a\"\"b\".c", ("a\"b", "c")),
+        // Only ASCII letters fold: ÉTAT names the table "État" (Unicode lowering gave "état").
+        ("o8.ÉTAT", ("o8", "État")),
     ])
     func qualifiedNamesFoldLikePostgreSQL(_ text: String, _ expected: (String, String)) throws {
         let parsed = try #require(PolicyLoader.splitQualifiedName(text))
-        #expect(parsed.0 == expected.0 && parsed.1 == expected.1)
+        #expect(parsed.0.unicodeScalars.elementsEqual(expected.0.unicodeScalars) && parsed.1.unicodeScalars.elementsEqual(expected.1.unicodeScalars), "\(parsed)")
     }
 
     @Test(arguments: ["nodot", "a.b.c", ".t", "s.", "\"open.t", "a b.c"])

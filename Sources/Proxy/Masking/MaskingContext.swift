@@ -139,6 +139,14 @@ public struct MaskingContext: Sendable, Hashable {
             && userOperators == other.userOperators && riskyOperators == other.riskyOperators && allowedFunctions == other.allowedFunctions && viewsCallingFunctions == other.viewsCallingFunctions && misplacedPolicyAncestors == other.misplacedPolicyAncestors
     }
 
+    /// Whether the session may read the same under this context as under `other`: the same role
+    /// and masked tables (their columns, strategies and how they are read). A policy reload that
+    /// changes nothing for the session leaves its open cursors alone.
+    func readsLike(_ other: MaskingContext?) -> Bool {
+        guard let other else { return false }
+        return role == other.role && tables == other.tables && isMasked == other.isMasked
+    }
+
     public init(role: String, tables: [Table], taintedRelations: Set<String>, riskyDefiners: Set<String> = [], policyVersion: Int) {
         self.role = role
         self.tables = tables

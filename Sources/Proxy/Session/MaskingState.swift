@@ -77,6 +77,9 @@ struct MaskingState {
     /// Counts changes of what decides rewrites: a statement prepared under an older context
     /// carries that context's rewrite (or none) and must not run under this one.
     private(set) var generation = 0
+    /// The last context read changed what decides the session's masking (its role, the
+    /// policies, the tables...).
+    private(set) var lastReadChangedMasking = false
     /// SQL-level prepared statements (PREPARE) and the generation they were prepared under.
     private var sqlPrepared: [ExactName: Int] = [:]
 
@@ -137,6 +140,7 @@ struct MaskingState {
     mutating func install(_ context: MaskingContext, worstCase: MaskingContext, at now: ContinuousClock.Instant, idle: Bool) {
         // Only what decides a rewrite counts: a new table or function anywhere in the database
         // leaves earlier rewrites and prepared statements as they were.
+        lastReadChangedMasking = !context.readsLike(self.context)
         if !context.decidesRewritesLike(self.context) || !worstCase.decidesRewritesLike(self.worstCase) {
             cache.removeAll()
             self.context = context

@@ -110,6 +110,8 @@ struct SessionStateMachine {
             case restore(failure: AdminError)
             /// The proxy's Close of statement names a Parse or PREPARE is about to use.
             case freeStatementNames([String])
+            /// CLOSE ALL after the session's masking changed.
+            case closeCursors
         }
         var purpose: Purpose
         var rows: [[String?]] = []
@@ -357,7 +359,7 @@ struct SessionStateMachine {
         case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.parse.rawValue:
             return true
         case FrontendMessage.ID.execute.rawValue:
-            return portalsBoundSinceMaskingChanged != nil
+            return portalsBoundSinceMaskingChanged != nil || (maskingInPlay && !isKnownUnmasked)
         case FrontendMessage.ID.bind.rawValue:
             // Every Bind of a session that may be masked: the statement it names may have been
             // prepared unread or under other masking, by a Parse or by SQL PREPARE.
@@ -386,6 +388,14 @@ struct SessionStateMachine {
         case FrontendMessage.ID.bind.rawValue:
             return try bind(frame)
         case FrontendMessage.ID.execute.rawValue:
+            if internalQuery != nil || adminRunning || analysisRunning { return .pauseBefore }
+            // An Execute on its own (a cursor's name) after the masking may have changed: the
+            // context is read first (a change closes what was opened under the old one).
+            if isMaskedSession, masking.knowledge != .current || masking.context?.policyVersion != policies.version,
+               canRead(beforeTransactionControl: false) {
+                startContextRead()
+                return .pauseBefore
+            }
             if case .execute(let portal, _) = try FrontendMessage.decode(frame), let bound = portalsBoundSinceMaskingChanged, !bound.contains(ExactName(portal)) {
                 effects.append(.closeWithError(ErrorFields(severity: .fatal, sqlState: "57P01",
                                                            message: "pgclone: this session's masking changed while portal \"\(portal)\" was open; it cannot be read on, reconnect"),
@@ -895,8 +905,13 @@ struct SessionStateMachine {
                 }
             }
             let wasMasked = isMaskedSession
+            let hadContext = masking.context != nil
             masking.contextRead(rows: answer.rows, policies: read, at: now, idle: status == .idle)
             if !wasMasked, isMaskedSession, status != .idle { guardPortals() }
+            // Cursors (DECLARE, WITH HOLD too) and portals opened under what the session could read
+            // before go on returning rows computed then: when what it may read changed, the
+            // proxy closes them all (their names then say "does not exist").
+            let closeCursors = isMaskedSession && masking.lastReadChangedMasking && (hadContext || unseenEra)
             // Statements prepared under an older context must be prepared again (this runs when
             // the server is quiet: no Parse is in flight while the tracked set changes).
             let stale = statementsPreparedMasked.filter { $0.value != masking.generation }
@@ -905,9 +920,19 @@ struct SessionStateMachine {
                 for name in stale.keys { statementsPreparedMasked[name] = nil }
             }
             if case .stale? = masking.context?.tables.first(where: { $0.reads == .stale })?.reads { effects.append(.nudgeBackstop) }
+            if closeCursors {
+                sendInternalQuery("CLOSE ALL", purpose: .closeCursors)
+                return
+            }
             effects.append(.resumeClientInput)
         case .restore(let failure):
             masking.contextReadFailed(failure)
+            effects.append(.resumeClientInput)
+        case .closeCursors:
+            if answer.error != nil {
+                // Not closed (a failed transaction): the statements that follow are refused until they are.
+                masking.contextReadFailed(AdminError("55000", "pgclone: this session's masking changed and its open cursors could not be closed; end the transaction"))
+            }
             effects.append(.resumeClientInput)
         case .freeStatementNames(let names):
             if answer.error == nil {
