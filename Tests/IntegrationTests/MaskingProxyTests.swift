@@ -714,6 +714,62 @@ import Testing
         }
     }
 
+    /// A cursor's name executed through the protocol, behind another message (no context read
+    /// possible there) after the masking changed: a portal no Bind of the session opened under
+    /// the current masking is not read; the session ends instead.
+    @Test func aCursorExecutedThroughTheProtocolAfterAMaskingChangeIsNotRead() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            _ = try await Shell.psql(environment.directTarget(database: database),
+                                     "GRANT USAGE ON SCHEMA test_schema TO auth_trust; GRANT SELECT ON test_schema.employees TO auth_trust;")
+            let exempt = roles.exempt
+            let answers = try await offPool { () -> [BackendMessage] in
+                let raw = try RawConnection(port: proxy.port)
+                _ = try raw.startTrusted(user: "auth_trust", database: database)
+                try raw.send(.query("DECLARE held CURSOR WITH HOLD FOR SELECT notes FROM test_schema.employees ORDER BY id"))
+                _ = try raw.receive(until: .readyForQuery)
+                try self.maskNotesToo(proxy, exempt: exempt)
+                try raw.send(.describe(.portal("elsewhere")))
+                try raw.send(.execute(portal: "held", maxRows: 0))
+                try raw.send(.sync)
+                var answers: [BackendMessage] = []
+                while let message = try? raw.receive() { answers.append(message) }
+                return answers
+            }
+            let rows = answers.filter { if case .dataRow = $0 { return true } else { return false } }
+            #expect(rows.isEmpty, "\(answers)")
+            #expect(answers.contains { if case .errorResponse(let fields) = $0 { return fields.sqlState == "57P01" } else { return false } }, "\(answers)")
+        }
+    }
+
+    /// An exempt membership taken away while a session is open: the session's next statement
+    /// after the context's age (2 s) is masked, without any policy reload.
+    @Test func aRevokedExemptionMasksTheSessionWithoutAReload() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let direct = environment.directTarget(database: database)
+            _ = try await Shell.psql(direct, "GRANT USAGE ON SCHEMA test_schema TO auth_trust; GRANT SELECT ON test_schema.employees TO auth_trust; GRANT \(roles.exempt) TO auth_trust;")
+            let exempt = roles.exempt
+            let (before, after) = try await offPool { () -> ([BackendMessage], [BackendMessage]) in
+                let raw = try RawConnection(port: proxy.port)
+                _ = try raw.startTrusted(user: "auth_trust", database: database)
+                try raw.send(.query("SELECT email FROM test_schema.employees WHERE id = 1"))
+                let before = try raw.receive(until: .readyForQuery)
+                let revoke = try ChildProcess("/usr/bin/psql", ["-X", "-q", "-d", direct, "-c", "REVOKE \(exempt) FROM auth_trust"])
+                revoke.waitUntilExit()
+                Thread.sleep(forTimeInterval: 2.3)
+                try raw.send(.query("SELECT email FROM test_schema.employees WHERE id = 1"))
+                return (before, try raw.receive(until: .readyForQuery))
+            }
+            let rows = { (messages: [BackendMessage]) in
+                messages.compactMap { message -> String? in
+                    if case .dataRow(let row) = message { return row.bytes.getString(at: row.bytes.readerIndex + 4, length: row.bytes.readableBytes - 4) }
+                    return nil
+                }
+            }
+            #expect(rows(before) == ["CANARY-EMAIL-9d1f1@example.com"], "\(before)")
+            #expect(rows(after) == ["C***@example.com"], "\(after)")
+        }
+    }
+
     /// A statement prepared while masked under one set of policies carries that rewrite: when the
     /// policies change, running it again (protocol-level Bind/Execute, or SQL-level EXECUTE) would
     /// show a column the new policy masks. It is refused until prepared again.

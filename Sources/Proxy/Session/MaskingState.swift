@@ -80,6 +80,9 @@ struct MaskingState {
     /// The last context read changed what decides the session's masking (its role, the
     /// policies, the tables...).
     private(set) var lastReadChangedMasking = false
+    /// Counts the changes of what the session may read (a read that changed it, a role or
+    /// search_path change noted): a portal is read only within the epoch it was bound in.
+    private(set) var epoch = 0
     /// SQL-level prepared statements (PREPARE) and the generation they were prepared under.
     private var sqlPrepared: [ExactName: Int] = [:]
 
@@ -141,6 +144,7 @@ struct MaskingState {
         // Only what decides a rewrite counts: a new table or function anywhere in the database
         // leaves earlier rewrites and prepared statements as they were.
         lastReadChangedMasking = !context.readsLike(self.context)
+        if lastReadChangedMasking { epoch += 1 }
         if !context.decidesRewritesLike(self.context) || !worstCase.decidesRewritesLike(self.worstCase) {
             cache.removeAll()
             self.context = context
@@ -197,12 +201,22 @@ struct MaskingState {
             return .refuse(AdminError("42501", "pgclone: this session's masking cannot be read in the middle of an extended-protocol batch after the policies changed; send Sync first"))
         }
         if inFlightChange, let worstCase { return .mask(worstCase) }
-        guard let context, context.isMasked else { return .relay }
+        // Read again when it is old, masked or not: a membership granted or revoked (an exempt
+        // role taken away) changes the session's masking without a policy reload.
         if canRead, let readAt {
             let age = now - readAt
-            if age > Self.maximumAge || (age > Self.copyFreshness && isCopy()) { return .readFirst }
+            if age > Self.maximumAge || (age > Self.copyFreshness && isCopy() && context?.isMasked == true) { return .readFirst }
         }
+        guard let context, context.isMasked else { return .relay }
         return .mask(context)
+    }
+
+    /// Whether the context should be read before anything else runs (changed policies, a role
+    /// change, or older than `maximumAge`).
+    func needsFreshRead(policies: PolicySet, now: ContinuousClock.Instant) -> Bool {
+        if isSuperuser || policies.isEmpty { return false }
+        if knowledge != .current || context?.policyVersion != policies.version { return true }
+        return readAt.map { now - $0 > Self.maximumAge } ?? true
     }
 
     /// What a statement relayed without rewriting may change: only when it mentions a word that
@@ -232,6 +246,7 @@ struct MaskingState {
     /// `relayedEffects` otherwise).
     mutating func note(_ effects: MaskingRewriter.Effects) {
         if !effects.isDisjoint(with: [.role, .names]) {
+            epoch += 1
             // Statements prepared before would be planned again under the new role or names
             // (PostgreSQL re-plans a prepared statement when search_path changes): where the
             // policies rely on the rewrite alone they must be prepared again under what the proxy

@@ -177,6 +177,8 @@ struct SessionStateMachine {
     /// client's answers come before it (counted from the previous entry).
     var swallowParses: [Int] = []
     var swallowCloses: [Int] = []
+    /// The masking epoch each protocol portal was bound in (portals end with their transaction).
+    var portalEpochs: [ExactName: Int] = [:]
     /// A Query or Parse went to the server unread under masking (no policies yet, an unmasked
     /// role...): which statement names it prepared is unknown.
     var unseenEra = false
@@ -359,7 +361,7 @@ struct SessionStateMachine {
         case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.parse.rawValue:
             return true
         case FrontendMessage.ID.execute.rawValue:
-            return portalsBoundSinceMaskingChanged != nil || (maskingInPlay && !isKnownUnmasked)
+            return portalsBoundSinceMaskingChanged != nil || (maskingInPlay && !masking.isSuperuser)
         case FrontendMessage.ID.bind.rawValue:
             // Every Bind of a session that may be masked: the statement it names may have been
             // prepared unread or under other masking, by a Parse or by SQL PREPARE.
@@ -389,12 +391,22 @@ struct SessionStateMachine {
             return try bind(frame)
         case FrontendMessage.ID.execute.rawValue:
             if internalQuery != nil || adminRunning || analysisRunning { return .pauseBefore }
-            // An Execute on its own (a cursor's name) after the masking may have changed: the
-            // context is read first (a change closes what was opened under the old one).
-            if isMaskedSession, masking.knowledge != .current || masking.context?.policyVersion != policies.version,
-               canRead(beforeTransactionControl: false) {
-                startContextRead()
-                return .pauseBefore
+            if maskingInPlay, !masking.isSuperuser, case .execute(let portal, _) = try FrontendMessage.decode(frame) {
+                // An Execute on its own (a cursor's name) when the masking may have changed: the
+                // context is read first (a change closes what was opened under the old one).
+                if masking.needsFreshRead(policies: policies, now: now), canRead(beforeTransactionControl: false) {
+                    startContextRead()
+                    return .pauseBefore
+                }
+                // A session that may be masked reads only portals its own Binds opened under
+                // what it may read now (not a cursor declared before, not a Bind the server
+                // refused over an older portal of that name).
+                if !isKnownUnmasked, portalEpochs[ExactName(portal)] != masking.epoch {
+                    effects.append(.closeWithError(ErrorFields(severity: .fatal, sqlState: "57P01",
+                                                               message: "pgclone: portal \"\(portal)\" was not opened under this session's current masking; it cannot be read, reconnect"),
+                                                   reason: "a portal not opened under the current masking"))
+                    return .consume
+                }
             }
             if case .execute(let portal, _) = try FrontendMessage.decode(frame), let bound = portalsBoundSinceMaskingChanged, !bound.contains(ExactName(portal)) {
                 effects.append(.closeWithError(ErrorFields(severity: .fatal, sqlState: "57P01",
@@ -762,7 +774,18 @@ struct SessionStateMachine {
         }
         if isMaskedSession, masking.context?.runsOnlyVisibleCode == true { masking.settingsMayChangeUnseen() }
         activity.clientSent(frame.type)
-        return .relay
+        guard maskingInPlay, !masking.isSuperuser else { return .relay }
+        portalEpochs[ExactName(bind.portalName)] = masking.epoch
+        guard !bind.portalName.isEmpty else { return .relay }
+        // A named portal that still exists makes the Bind fail and stays: the proxy's own Close
+        // of that name goes first (its answer swallowed), so the name holds this Bind's portal
+        // or nothing.
+        var buffer = ByteBuffer()
+        FrontendMessage.close(.portal(bind.portalName)).encode(into: &buffer)
+        Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
+        var message = Self.rawMessage(frame)
+        buffer.writeBuffer(&message)
+        return .replace(buffer)
     }
 
     /// The fast-path function call names a function by OID: nothing to rewrite, so masked
@@ -1061,7 +1084,10 @@ struct SessionStateMachine {
 
     private mutating func readyForQuery(_ status: BackendMessage.TransactionStatus) {
         // Portals end with their transaction.
-        if status == .idle { portalsBoundSinceMaskingChanged = nil }
+        if status == .idle {
+            portalsBoundSinceMaskingChanged = nil
+            portalEpochs.removeAll()
+        }
         stripNextErrorContext = false
         masking.suppressingRows = false
         // After a Sync nothing of the batch is outstanding (an error skips the rest).
@@ -1157,6 +1183,12 @@ struct SessionStateMachine {
         internalStatementCounter += 1
         let name = "pgclone_internal_\(internalStatementCounter)"
         var buffer = ByteBuffer()
+        if !portal.isEmpty {
+            // As for a client's Bind: an older portal of that name goes first.
+            FrontendMessage.close(.portal(portal)).encode(into: &buffer)
+            Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
+        }
+        portalEpochs[ExactName(portal)] = masking.epoch
         FrontendMessage.parse(.init(statementName: name, query: sql, parameterTypes: [])).encode(into: &buffer)
         FrontendMessage.bind(.init(portalName: portal, statementName: name, parameterFormats: [], parameters: [], resultFormats: resultFormats)).encode(into: &buffer)
         FrontendMessage.close(.statement(name)).encode(into: &buffer)

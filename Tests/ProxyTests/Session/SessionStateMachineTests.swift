@@ -214,16 +214,24 @@ import Testing
         #expect(parse.query.contains("is not built in"), "\(parse.query)")
     }
 
-    /// The policies change inside a transaction: a portal bound before (suspended by an Execute
-    /// with a row limit) is not read on, the session ends; a portal bound since runs.
+    /// The policies change inside a transaction: an Execute on its own first has the context
+    /// read; one in the middle of a batch (no read possible) of a portal bound before (suspended
+    /// by an Execute with a row limit) is not read on, the session ends; a portal bound since runs.
     @Test mutating func aPortalOpenedBeforeAMaskingChangeIsNotReadOn() throws {
         var machine = try ready(superuser: false, contextRows: Self.contextRows(masked: false))
         _ = try server(&machine, .readyForQuery(.inTransaction))
         var newer = policies
         newer.version += 1
         machine.observe(policies: newer, notReady: nil, builtinFunctions: nil)
-        #expect(try client(&machine, .execute(portal: "old", maxRows: 2)) == .consume)
-        #expect(machine.takeEffects().contains { if case .closeWithError(let fields, _) = $0 { fields.sqlState == "57P01" } else { false } })
+        #expect(try client(&machine, .execute(portal: "old", maxRows: 2)) == .pauseBefore)
+        #expect(machine.takeEffects().contains { if case .sendToServer = $0 { true } else { false } })
+
+        var batch = try ready(superuser: false, contextRows: Self.contextRows(masked: false))
+        _ = try server(&batch, .readyForQuery(.inTransaction))
+        batch.observe(policies: newer, notReady: nil, builtinFunctions: nil)
+        _ = try client(&batch, .describe(.portal("other")))
+        #expect(try client(&batch, .execute(portal: "old", maxRows: 2)) == .consume)
+        #expect(batch.takeEffects().contains { if case .closeWithError(let fields, _) = $0 { fields.sqlState == "57P01" } else { false } })
 
         var fresh = try ready(superuser: false, contextRows: Self.contextRows(masked: false))
         _ = try server(&fresh, .readyForQuery(.inTransaction))
@@ -231,10 +239,11 @@ import Testing
         _ = try client(&fresh, .bind(.init(portalName: "new", statementName: "", parameterFormats: [], parameters: [], resultFormats: [])))
         _ = fresh.takeEffects()
         #expect(try client(&fresh, .execute(portal: "new", maxRows: 2)) == .relay)
-        // The transaction over, portals are gone: Execute is not looked at.
+        // The transaction over, portals are gone, and the guard with them; a portal no Bind of
+        // the session opened (a cursor's name) is not read while it may be masked.
         _ = try server(&fresh, .readyForQuery(.idle))
-        #expect(try client(&fresh, .execute(portal: "any", maxRows: 0)) == .relay)
         #expect(fresh.portalsBoundSinceMaskingChanged == nil)
+        #expect(try client(&fresh, .execute(portal: "any", maxRows: 0)) == .consume)
     }
 
     @Test mutating func aStatementTooLongToReadIsRefusedWhileMaskingIsInPlay() throws {
