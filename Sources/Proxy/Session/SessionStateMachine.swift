@@ -815,6 +815,13 @@ struct SessionStateMachine {
         if frame.type == FrontendMessage.ID.parse.rawValue, case .parse(let parse)? = try? FrontendMessage.decode(frame) {
             activity.clientSent(frame.type)
             if tracksParseAnswers { clientParsesInFlight += 1 }
+            // The statement that raises may be bound (its Execute reports the refusal): the
+            // unnamed one always replaces what it held; a named one only where no older
+            // statement can stay under the name.
+            if !mayHoldOlderStatement(parse.statementName, current: false) {
+                statementsRefusedWhileMasked.remove(ExactName(parse.statementName))
+                statementsPreparedMasked[ExactName(parse.statementName)] = masking.generation
+            }
             if !parse.statementName.isEmpty {
                 statementNamesUsed.insert(ExactName(parse.statementName))
                 statementNamesFreed.remove(ExactName(parse.statementName))
