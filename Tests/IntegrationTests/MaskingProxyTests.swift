@@ -753,11 +753,20 @@ import Testing
                 _ = try raw.startTrusted(user: "auth_trust", database: database)
                 try raw.send(.query("SELECT email FROM test_schema.employees WHERE id = 1"))
                 let before = try raw.receive(until: .readyForQuery)
+                // A statement prepared while exempt (read by nobody), bound after the revoke.
+                try raw.send(.parse(.init(statementName: "while_exempt", query: "SELECT email FROM test_schema.employees WHERE id = 1", parameterTypes: [])))
+                try raw.send(.sync)
+                _ = try raw.receive(until: .readyForQuery)
                 let revoke = try ChildProcess("/usr/bin/psql", ["-X", "-q", "-d", direct, "-c", "REVOKE \(exempt) FROM auth_trust"])
                 revoke.waitUntilExit()
                 Thread.sleep(forTimeInterval: 2.3)
+                try raw.send(.bind(.init(portalName: "", statementName: "while_exempt", parameterFormats: [], parameters: [], resultFormats: [])))
+                try raw.send(.execute(portal: "", maxRows: 0))
+                try raw.send(.sync)
+                var after = try raw.receive(until: .readyForQuery)
                 try raw.send(.query("SELECT email FROM test_schema.employees WHERE id = 1"))
-                return (before, try raw.receive(until: .readyForQuery))
+                after += try raw.receive(until: .readyForQuery)
+                return (before, after)
             }
             let rows = { (messages: [BackendMessage]) in
                 messages.compactMap { message -> String? in

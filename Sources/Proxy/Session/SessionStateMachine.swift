@@ -366,7 +366,7 @@ struct SessionStateMachine {
             // Every Bind of a session that may be masked: the statement it names may have been
             // prepared unread or under other masking, by a Parse or by SQL PREPARE.
             return !adminPrepared.isEmpty || (maskingInPlay && !statementEffects.isEmpty) || portalsBoundSinceMaskingChanged != nil
-                || (maskingInPlay && !isKnownUnmasked)
+                || (maskingInPlay && !masking.isSuperuser)
         case FrontendMessage.ID.functionCall.rawValue:
             return maskingInPlay && !isKnownUnmasked
         case FrontendMessage.ID.close.rawValue:
@@ -388,7 +388,7 @@ struct SessionStateMachine {
         case FrontendMessage.ID.parse.rawValue:
             return try parse(frame, now: now)
         case FrontendMessage.ID.bind.rawValue:
-            return try bind(frame)
+            return try bind(frame, now: now)
         case FrontendMessage.ID.execute.rawValue:
             if internalQuery != nil || adminRunning || analysisRunning { return .pauseBefore }
             if maskingInPlay, !masking.isSuperuser, case .execute(let portal, _) = try FrontendMessage.decode(frame) {
@@ -715,10 +715,17 @@ struct SessionStateMachine {
         return .pauseBefore
     }
 
-    private mutating func bind(_ frame: MessageFrame) throws(WireError) -> FrameScanner.Verdict {
+    private mutating func bind(_ frame: MessageFrame, now: ContinuousClock.Instant) throws(WireError) -> FrameScanner.Verdict {
+        if internalQuery != nil || adminRunning || analysisRunning { return .pauseBefore }
         guard case .bind(let bind) = try FrontendMessage.decode(frame) else {
             activity.clientSent(frame.type)
             return .relay
+        }
+        // A Bind opening a batch when the session's masking may have changed (a membership taken
+        // away makes an unmasked session masked without any reload): the context is read first.
+        if maskingInPlay, !masking.isSuperuser, masking.needsFreshRead(policies: policies, now: now), canRead(beforeTransactionControl: false) {
+            startContextRead()
+            return .pauseBefore
         }
         portalsBoundSinceMaskingChanged?.insert(ExactName(bind.portalName))
         let maskedNow = isMaskedSession || (masking.inFlightChange && !masking.isSuperuser)
@@ -775,8 +782,12 @@ struct SessionStateMachine {
         if isMaskedSession, masking.context?.runsOnlyVisibleCode == true { masking.settingsMayChangeUnseen() }
         activity.clientSent(frame.type)
         guard maskingInPlay, !masking.isSuperuser else { return .relay }
+        let reused = portalEpochs[ExactName(bind.portalName)] != nil
         portalEpochs[ExactName(bind.portalName)] = masking.epoch
-        guard !bind.portalName.isEmpty else { return .relay }
+        // Only where an older portal of that name could still exist (bound before in this
+        // transaction, or statements the proxy did not read): a Close answer the proxy swallows
+        // must not cross a Sync of a pipelined client (its bookkeeping ends with each Sync).
+        guard !bind.portalName.isEmpty, reused || unseenEra else { return .relay }
         // A named portal that still exists makes the Bind fail and stays: the proxy's own Close
         // of that name goes first (its answer swallowed), so the name holds this Bind's portal
         // or nothing.

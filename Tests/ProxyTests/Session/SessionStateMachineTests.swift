@@ -236,6 +236,8 @@ import Testing
         var fresh = try ready(superuser: false, contextRows: Self.contextRows(masked: false))
         _ = try server(&fresh, .readyForQuery(.inTransaction))
         fresh.observe(policies: newer, notReady: nil, builtinFunctions: nil)
+        // (In the middle of a batch: no context read can run before the Bind.)
+        _ = try client(&fresh, .describe(.portal("other")))
         _ = try client(&fresh, .bind(.init(portalName: "new", statementName: "", parameterFormats: [], parameters: [], resultFormats: [])))
         _ = fresh.takeEffects()
         #expect(try client(&fresh, .execute(portal: "new", maxRows: 2)) == .relay)
