@@ -391,7 +391,11 @@ struct SessionStateMachine {
             return try bind(frame, now: now)
         case FrontendMessage.ID.execute.rawValue:
             if internalQuery != nil || adminRunning || analysisRunning { return .pauseBefore }
-            if maskingInPlay, !masking.isSuperuser, case .execute(let portal, _) = try FrontendMessage.decode(frame) {
+            guard case .execute(let portal, _) = try FrontendMessage.decode(frame) else {
+                activity.clientSent(frame.type)
+                return .relay
+            }
+            if maskingInPlay, !masking.isSuperuser {
                 // An Execute on its own (a cursor's name) when the masking may have changed: the
                 // context is read first (a change closes what was opened under the old one).
                 if masking.needsFreshRead(policies: policies, now: now), canRead(beforeTransactionControl: false) {
@@ -408,7 +412,7 @@ struct SessionStateMachine {
                     return .consume
                 }
             }
-            if case .execute(let portal, _) = try FrontendMessage.decode(frame), let bound = portalsBoundSinceMaskingChanged, !bound.contains(ExactName(portal)) {
+            if let bound = portalsBoundSinceMaskingChanged, !bound.contains(ExactName(portal)) {
                 effects.append(.closeWithError(ErrorFields(severity: .fatal, sqlState: "57P01",
                                                            message: "pgclone: this session's masking changed while portal \"\(portal)\" was open; it cannot be read on, reconnect"),
                                                reason: "masking changed while a portal was open"))
@@ -498,12 +502,13 @@ struct SessionStateMachine {
                 return analyze(text, under: context)
             }
             // The names it prepares must hold nothing older first.
+            let refused: Bool
+            if case .refused = result { refused = true } else { refused = false }
             let preparing = masking.proposedPrepareNames.filter { mayHoldOlderStatement($0, current: masking.isCurrentSQLPrepared($0)) }
-            if !preparing.isEmpty, case .refused = result {} else if !preparing.isEmpty {
+            if refused || !preparing.isEmpty {
                 masking.discardPrepared()
-                return freeNames(preparing, frame: frame)
-            }
-            if case .refused = result { masking.discardPrepared() } else {
+                if !refused { return freeNames(preparing, frame: frame) }
+            } else {
                 for name in masking.proposedPrepareNames {
                     statementNamesUsed.insert(ExactName(name))
                     statementNamesFreed.remove(ExactName(name))
@@ -624,7 +629,12 @@ struct SessionStateMachine {
                 masking.discardPrepared()
                 return refuse(frame, AdminError("0A000", "pgclone: PREPARE through the extended protocol is not allowed for a role masked by a policy; send it as a simple query"))
             }
-            if case .refused = result { masking.discardPrepared() } else { masking.commitPrepared() }
+            if case .refused = result {
+                masking.discardPrepared()
+            } else {
+                // (A DEALLOCATE it holds forgets the name; a PREPARE was refused above.)
+                masking.commitPrepared()
+            }
             // The name must hold nothing older first.
             if case .refused = result {} else if mayHoldOlderStatement(parse.statementName, current: statementsPreparedMasked[ExactName(parse.statementName)] == masking.generation) {
                 return freeNames([parse.statementName], frame: frame)
