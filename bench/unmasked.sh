@@ -10,12 +10,13 @@
 #   3. pgbench as app_reader through each, interleaved, best of $BENCH_ROUNDS:
 #      a. the script `BEGIN; SELECT abalance FROM pgbench_accounts WHERE aid = :aid; COMMIT;`
 #      b. -S (one SELECT per transaction)
-#      both -M simple -c $BENCH_CLIENTS -j $BENCH_THREADS -T $BENCH_SECONDS
+#      both -M $BENCH_PROTOCOL -c $BENCH_CLIENTS -j $BENCH_THREADS -T $BENCH_SECONDS
 #   4. TPS of each, and policy/no-policy ratios (goal >= 0.95), plus pgclone's CPU per
 #      transaction (from /proc) for each
 # Everything started here is stopped on exit, success or not.
 #
 # Environment (all optional):
+#   BENCH_PROTOCOL=simple (or extended, prepared: every Bind and Execute of the session is then read)
 #   BENCH_SECONDS=15  BENCH_ROUNDS=3  BENCH_SCALE=10  BENCH_CLIENTS=8  BENCH_THREADS=2
 #   BENCH_PORT_RANGE=20000-29999
 #   PGCLONE_BIN (default .build/release/pgclone; built when missing unless BENCH_NO_BUILD=1)
@@ -28,6 +29,8 @@ root=$(dirname "$here")
 
 SECS=${BENCH_SECONDS:-15}
 ROUNDS=${BENCH_ROUNDS:-3}
+PROTOCOL=${BENCH_PROTOCOL:-simple}
+case $PROTOCOL in simple|extended|prepared) ;; *) echo "BENCH_PROTOCOL: simple, extended or prepared, not $PROTOCOL" >&2; exit 2 ;; esac
 SCALE=${BENCH_SCALE:-10}
 CLIENTS=${BENCH_CLIENTS:-8}
 THREADS=${BENCH_THREADS:-2}
@@ -104,7 +107,7 @@ for round in $(seq 1 "$ROUNDS"); do
             [ "$script" = commit ] && args=(-f "$work/commit.sql")
             before=$(cpu_ticks "${PID[$kind]}")
             out="$work/$script-$kind-$round.txt"
-            PGPASSWORD=$APP_PASSWORD pgbench "${args[@]}" -n -M simple -c "$CLIENTS" -j "$THREADS" -T "$SECS" \
+            PGPASSWORD=$APP_PASSWORD pgbench "${args[@]}" -n -M "$PROTOCOL" -c "$CLIENTS" -j "$THREADS" -T "$SECS" \
                 -h 127.0.0.1 -p "${PORT[$kind]}" -U app_reader postgres >"$out" 2>&1 &
             CHILD=$!
             wait "$CHILD" || { cat "$out" >&2; bench_die "pgbench ($script, $kind) failed"; }

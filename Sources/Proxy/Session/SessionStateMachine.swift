@@ -138,9 +138,17 @@ struct SessionStateMachine {
     var effects: [Effect] = []
 
     // What the session shares with the proxy, as last observed by the handler.
-    private(set) var policies = PolicySet.empty
+    private(set) var policies = PolicySet.empty {
+        didSet { maskingInPlay = !policies.isEmpty || policiesNotReady != nil }
+    }
     /// Why the policies are not known yet (nil: they are).
-    private(set) var policiesNotReady: String?
+    private(set) var policiesNotReady: String? {
+        didSet { maskingInPlay = !policies.isEmpty || policiesNotReady != nil }
+    }
+    /// Whether the session's statements must be read at all: policies in force (or not known
+    /// yet). Stored, not computed: a computed property of this large struct, called from its
+    /// mutating methods, copied the whole machine at each call (seen in perf, per message).
+    private(set) var maskingInPlay = false
     private(set) var builtinFunctions: Set<String>?
     /// Who may call the admin API and use the console (RELOAD may change it).
     var adminRoles: [String]
@@ -236,8 +244,8 @@ struct SessionStateMachine {
     /// Known not to be masked under the current policies (statements pass unread).
     var isKnownUnmasked: Bool {
         if masking.isSuperuser { return true }
-        guard masking.knowledge == .current, let context = masking.context else { return false }
-        return !context.isMasked && context.policyVersion == policies.version && !masking.inFlightChange
+        guard masking.knowledge == .current, let version = masking.contextPolicyVersion else { return false }
+        return !masking.contextIsMasked && version == policies.version && !masking.inFlightChange
     }
 
     // MARK: - Startup
@@ -320,8 +328,6 @@ struct SessionStateMachine {
         type == FrontendMessage.ID.query.rawValue || type == FrontendMessage.ID.parse.rawValue || type == FrontendMessage.ID.functionCall.rawValue
     }
 
-    /// Whether the session's statements must be read at all: policies in force (or not known yet).
-    private var maskingInPlay: Bool { !policies.isEmpty || policiesNotReady != nil }
 
     mutating func clientHeader(type: UInt8, length: Int) throws(WireError) -> FrameScanner.Disposition {
         guard FrontendMessage.ID(rawValue: type) != nil else {
@@ -442,7 +448,8 @@ struct SessionStateMachine {
 
     /// Whether the proxy may run a query of its own on the session now: nothing in flight, not
     /// in a failed transaction, not in front of a statement that ends one.
-    private func canRead(beforeTransactionControl: Bool) -> Bool {
+    /// (Mutating only so that calling it does not copy the machine: see `maskingInPlay`.)
+    private mutating func canRead(beforeTransactionControl: Bool) -> Bool {
         activity.isQuiet && internalQuery == nil && !adminRunning && !analysisRunning && pendingAdmin == nil
             && activity.transactionStatus != .failed && !beforeTransactionControl
     }
@@ -695,7 +702,7 @@ struct SessionStateMachine {
     /// the client's encoding. Under another encoding two non-ASCII names could look alike to
     /// the proxy and not to the server: a masked session must use ASCII names there.
     func nameRefusal(_ name: String) -> AdminError? {
-        guard masking.reading.clientEncoding.uppercased() != "UTF8", name.unicodeScalars.contains(where: { !$0.isASCII }) else { return nil }
+        guard name.utf8.contains(where: { $0 >= 0x80 }), masking.reading.clientEncoding.uppercased() != "UTF8" else { return nil }
         return AdminError("0A000", "pgclone: prepared statement and portal names with non-ASCII characters are not allowed for a role masked by a policy while client_encoding is \(masking.reading.clientEncoding)",
                           hint: "Use ASCII names, or client_encoding UTF8.")
     }
@@ -739,12 +746,16 @@ struct SessionStateMachine {
         }
         portalsBoundSinceMaskingChanged?.insert(ExactName(bind.portalName))
         let maskedNow = isMaskedSession || (masking.inFlightChange && !masking.isSuperuser)
-        if maskedNow, let refusal = nameRefusal(bind.statementName) ?? nameRefusal(bind.portalName) {
+        if maskedNow, bind.statementName.utf8.contains(where: { $0 >= 0x80 }) || bind.portalName.utf8.contains(where: { $0 >= 0x80 }),
+           let refusal = nameRefusal(bind.statementName) ?? nameRefusal(bind.portalName) {
             activity.clientSent(frame.type)
             stripNextErrorContext = true
             return .replace(internalStatement(AdminSQL.raise(refusal), portal: bind.portalName, resultFormats: [], bindSent: false))
         }
-        let preparedEarlier = statementsPreparedMasked[ExactName(bind.statementName)].map { $0 != masking.generation } ?? false
+        var preparedEarlier = false
+        if !statementsPreparedMasked.isEmpty, let generation = statementsPreparedMasked[ExactName(bind.statementName)] {
+            preparedEarlier = generation != masking.generation
+        }
         if maskedNow, statementsRefusedWhileMasked.contains(ExactName(bind.statementName)) || preparedEarlier {
             // Bind a statement that fails in order instead: the client sees the error at Execute.
             let error = preparedEarlier
@@ -754,15 +765,15 @@ struct SessionStateMachine {
             stripNextErrorContext = true
             return .replace(internalStatement(AdminSQL.raise(error), portal: bind.portalName, resultFormats: [], bindSent: false))
         }
-        if let prepared = adminPrepared[bind.statementName] {
+        if !adminPrepared.isEmpty, let prepared = adminPrepared[bind.statementName] {
             pendingAdmin = .bind(bind, prepared)
             startPendingAdmin()
             return .consumeAndPause
         }
-        let parsedHere = statementsPreparedMasked[ExactName(bind.statementName)] != nil || statementsRefusedWhileMasked.contains(ExactName(bind.statementName))
         // (A protocol Parse of a name an SQL PREPARE holds fails on the server: the Bind still
         // reaches the SQL-prepared statement.)
-        if maskedNow, !parsedHere || masking.isStaleSQLPrepared(bind.statementName), !masking.isCurrentSQLPrepared(bind.statementName) {
+        if maskedNow, !(statementsPreparedMasked[ExactName(bind.statementName)] != nil || statementsRefusedWhileMasked.contains(ExactName(bind.statementName)))
+            || masking.isStaleSQLPrepared(bind.statementName), !masking.isCurrentSQLPrepared(bind.statementName) {
             // Not a Parse this session sent while the proxy watched: an SQL PREPARE made before
             // the session's masking last changed (or never read), which would run unrewritten.
             let error = AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before this session's masking last changed (its role, search_path or the policies); prepare it again")
@@ -772,12 +783,12 @@ struct SessionStateMachine {
         }
         // A statement prepared under an older context (another role, other policies) is judged
         // on a fresh one when the session is quiet (a driver that only binds and executes).
-        if isMaskedSession, masking.knowledge != .current || masking.context?.policyVersion != policies.version,
+        if isMaskedSession, masking.knowledge != .current || masking.contextPolicyVersion != policies.version,
            canRead(beforeTransactionControl: false) {
             startContextRead()
             return .pauseBefore
         }
-        if isMaskedSession, statementsPreparedMasked[ExactName(bind.statementName)] != nil, masking.context?.policyVersion != policies.version {
+        if isMaskedSession, statementsPreparedMasked[ExactName(bind.statementName)] != nil, masking.contextPolicyVersion != policies.version {
             // The policies changed in the middle of an extended-protocol batch: the statement
             // carries the old rewrite and the context cannot be read now. Fail closed.
             effects.append(.closeWithError(ErrorFields(severity: .fatal, sqlState: "57P01",
@@ -786,14 +797,13 @@ struct SessionStateMachine {
             return .consume
         }
         // What running the statement changes (SET, set_config...) happens now, at each run.
-        if maskingInPlay, !masking.isSuperuser, let changes = statementEffects[ExactName(bind.statementName)] {
+        if maskingInPlay, !masking.isSuperuser, !statementEffects.isEmpty, let changes = statementEffects[ExactName(bind.statementName)] {
             masking.note(changes)
         }
         if isMaskedSession, masking.context?.runsOnlyVisibleCode == true { masking.settingsMayChangeUnseen() }
         activity.clientSent(frame.type)
         guard maskingInPlay, !masking.isSuperuser else { return .relay }
-        let reused = portalEpochs[ExactName(bind.portalName)] != nil
-        portalEpochs[ExactName(bind.portalName)] = masking.epoch
+        let reused = portalEpochs.updateValue(masking.epoch, forKey: ExactName(bind.portalName)) != nil
         // Only where an older portal of that name could still exist (bound before in this
         // transaction, or statements the proxy did not read): a Close answer the proxy swallows
         // must not cross a Sync of a pipelined client (its bookkeeping ends with each Sync).
