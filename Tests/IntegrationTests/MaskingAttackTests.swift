@@ -479,6 +479,56 @@ import Testing
 
     // MARK: - 6. Roles, partitions, the FunctionCall message
 
+    /// An admin call's Parse leaves a placeholder prepared under the client's name (so that
+    /// Describe answers): the client's statement with the calls replaced. It was sent unmasked,
+    /// and a second Parse of the name, refused by the server while the placeholder held it, made
+    /// the proxy bind the placeholder: real rows (round 15). The name is now freed before it is
+    /// prepared again, by Parse or by PREPARE, and the placeholder itself is masked.
+    @Test(arguments: [false, true])
+    func anAdminCallsPlaceholderIsNoWayAroundTheMask(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let answers = try await offPool { () -> [[BackendMessage]] in
+                let raw = try RawConnection(port: db.proxy.port)
+                _ = try raw.startTrusted(user: "auth_trust", database: db.database)
+                var answers: [[BackendMessage]] = []
+                func batch(_ messages: [FrontendMessage]) throws {
+                    for message in messages { try raw.send(message) }
+                    answers.append(try raw.receive(until: .readyForQuery))
+                }
+                let bind = FrontendMessage.bind(.init(portalName: "", statementName: "s1", parameterFormats: [], parameters: [], resultFormats: []))
+                let adminText = "SELECT pgclone.policy_status() AS p, id, ssn || '' AS s, email FROM sec.emp"
+                try batch([.parse(.init(statementName: "s1", query: adminText, parameterTypes: [])), .sync])
+                try batch([.parse(.init(statementName: "s1", query: "SELECT 'fresh s1'", parameterTypes: [])), .sync])
+                try batch([bind, .execute(portal: "", maxRows: 0), .sync])
+                try batch([bind, .describe(.portal("")), .execute(portal: "", maxRows: 0), .sync])
+                // The same through SQL: PREPARE over an admin statement's name, then EXECUTE.
+                try batch([.parse(.init(statementName: "s2", query: adminText, parameterTypes: [])), .sync])
+                try batch([.query("PREPARE s2 AS SELECT 'fresh s2'")])
+                try batch([.query("EXECUTE s2")])
+                try batch([.query("CREATE TEMP TABLE loot AS EXECUTE s2")])
+                try batch([.query("SELECT * FROM loot")])
+                return answers
+            }
+            assertNoCanary("\(answers)", "an admin placeholder")
+            func values(_ answer: [BackendMessage]) -> [String] {
+                answer.compactMap { message -> String? in
+                    guard case .dataRow(let row) = message else { return nil }
+                    return row.bytes.getString(at: row.bytes.readerIndex + 4, length: row.bytes.readableBytes - 4)
+                }
+            }
+            func failed(_ answer: [BackendMessage]) -> [String] {
+                answer.compactMap { if case .errorResponse(let fields) = $0 { "\(fields.sqlState ?? ""): \(fields.message)" } else { nil } }
+            }
+            #expect(answers.count == 9)
+            guard answers.count == 9 else { return }
+            for index in [0, 1, 2, 3, 4, 5, 6, 7, 8] { #expect(failed(answers[index]).isEmpty, "batch \(index): \(failed(answers[index]))") }
+            #expect(values(answers[2]) == ["fresh s1"], "\(answers[2])")
+            #expect(values(answers[3]) == ["fresh s1"], "\(answers[3])")
+            #expect(values(answers[6]) == ["fresh s2"], "\(answers[6])")
+            #expect(values(answers[8]) == ["fresh s2"], "\(answers[8])")
+        }
+    }
+
     /// A login role a policy masks (through masked_roles) stays masked after SET ROLE to a group
     /// the policy does not name; around the proxy, the group has lost the sensitive column.
     @Test func aMaskedLoginStaysMaskedAfterSetRole() async throws {

@@ -55,6 +55,14 @@ extension AdminStatement {
         }
     }
 
+    /// A statement of the same parameters that reads nothing, for where the client's own text
+    /// may not be prepared (a session that may be masked, when it cannot be masked here).
+    var neutralPlaceholder: String {
+        let types = parameterTypeNames
+        let parameters = (0..<parameterCount).map { "$\($0 + 1)::pg_catalog.\(types[$0 + 1] ?? "text") IS NULL" }
+        return "SELECT NULL::pg_catalog.text AS pgclone" + (parameters.isEmpty ? "" : " WHERE (\(parameters.joined(separator: " AND "))) OR true")
+    }
+
     var placeholder: String {
         let types = parameterTypeNames
         let parameters = (0..<parameterCount).map { "$\($0 + 1)::pg_catalog.\(types[$0 + 1] ?? "text") IS NULL" }

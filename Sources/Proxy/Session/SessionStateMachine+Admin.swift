@@ -46,9 +46,37 @@ extension SessionStateMachine {
         adminPrepared[name] = prepared
         clientParsesInFlight += 1
         activity.clientSent(FrontendMessage.ID.parse.rawValue)
+        // The name is used like any other: a later Parse or PREPARE of it frees it first. (It was
+        // not: the server refused that second Parse with 42P05, kept the placeholder, and the
+        // proxy took the name for the new statement: its Bind reached the placeholder.)
+        statementEffects[ExactName(name)] = nil
+        if !name.isEmpty {
+            statementNamesUsed.insert(ExactName(name))
+            statementNamesFreed.remove(ExactName(name))
+        }
         var buffer = ByteBuffer()
-        FrontendMessage.parse(.init(statementName: name, query: prepared.statement.placeholder, parameterTypes: declaredTypes)).encode(into: &buffer)
+        FrontendMessage.parse(.init(statementName: name, query: adminPlaceholder(prepared.statement), parameterTypes: declaredTypes)).encode(into: &buffer)
         return .replace(buffer)
+    }
+
+    /// The text prepared on the server under the client's name: the client's statement with its
+    /// calls replaced, so that Describe answers as the call's result will. It is a statement of the
+    /// session like any other, which it could bind: for a session that may be masked it is
+    /// masked, or, where it cannot be masked here, a statement of the same parameters that reads
+    /// nothing (Describe then shows one column).
+    mutating func adminPlaceholder(_ statement: AdminStatement) -> String {
+        let text = statement.placeholder
+        guard maskingInPlay, !masking.isSuperuser, !isKnownUnmasked else { return text }
+        guard let context = masking.inFlightChange ? masking.worstCase ?? masking.context : masking.context, context.isMasked,
+              masking.knowledge == .current || masking.inFlightChange
+        else { return statement.neutralPlaceholder }
+        let (result, _) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions)
+        masking.discardPrepared()
+        switch result {
+        case .unchanged: return text
+        case .rewritten(let masked): return masked
+        case .refused, .needsFreshContext: return statement.neutralPlaceholder
+        }
     }
 
     /// Starts the pending admin work: a call prepared by Bind runs at once; a statement first
