@@ -157,7 +157,12 @@ extension SessionStateMachine {
     /// What remains of an admin statement once its calls are replaced is an ordinary statement:
     /// a masked session gets it masked (or refused) like any other.
     private mutating func maskedAdminResult(_ sql: String, isError: Bool) -> (String, Bool) {
-        guard !isError, let context = masking.context, context.isMasked || masking.inFlightChange else { return (sql, isError) }
+        guard !isError, maskingInPlay, !masking.isSuperuser, !isKnownUnmasked else { return (sql, isError) }
+        guard let context = masking.context else {
+            // Never read (or not readable): the statement cannot be judged, so it does not run.
+            return (AdminSQL.raise(AdminError("42501", "pgclone: this session's masking is not known yet; the statement around the pgclone call cannot run", hint: "Run it again.")), true)
+        }
+        guard context.isMasked || masking.inFlightChange else { return (sql, isError) }
         let (result, _) = masking.rewrite(sql, under: masking.inFlightChange ? masking.worstCase ?? context : context, builtinFunctions: builtinFunctions)
         switch result {
         case .unchanged: return (sql, false)
