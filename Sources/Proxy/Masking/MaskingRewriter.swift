@@ -463,6 +463,10 @@ public struct MaskingRewriter: Sendable {
                 }
                 walk(body, ctes: ctes)
             default:
+                if readsSystemColumns, kind == "SelectStmt" {
+                    expandStars(body, ctes: ctes)
+                    if refusal != nil { return }
+                }
                 walk(body, ctes: ctes)
             }
         }
@@ -695,6 +699,10 @@ public struct MaskingRewriter: Sendable {
                     statement(kind, body, ctes: ctes)
                     return
                 }
+                if readsSystemColumns, fields.count == 1, let (kind, body) = node.tagged, kind == "SelectStmt" {
+                    expandStars(body, ctes: ctes)
+                    if refusal != nil { return }
+                }
                 if let rangeVar = fields["RangeVar"] {
                     rangeVarReference(rangeVar, ctes: ctes)
                     return
@@ -870,6 +878,69 @@ public struct MaskingRewriter: Sendable {
                 let prefix = isTableCommand ? "SELECT * FROM " : ""
                 let subqueryAlias = isTableCommand && !hasAlias ? " AS \(SQL.identifier(name))" : alias
                 edits.append(Edit(range: start..<nameEnd, replacement: prefix + relation + subqueryAlias))
+            }
+        }
+
+        /// With a system column named, a masked table is read through the relation that also
+        /// carries its system columns (`ctid`, `xmin`...), which a `*` would show as columns the
+        /// table does not have: a `*` or `t.*` over the masked table is written out as the table's
+        /// own columns. A bare `*` over a masked table and other relations is refused (their
+        /// columns are not known here).
+        mutating func expandStars(_ select: JSONNode, ctes outer: Set<ExactName>) {
+            let own = select["withClause"]?["ctes"]?.array.compactMap { $0["CommonTableExpr"]?["ctename"]?.string.map { ExactName($0) } } ?? []
+            let ctes = outer.union(own)
+            var masked: [(name: String, table: MaskingContext.Table)] = []
+            var others = 0
+            func collect(_ item: JSONNode) {
+                guard let (tag, body) = item.tagged else {
+                    others += 1
+                    return
+                }
+                switch tag {
+                case "RangeVar":
+                    if let name = body["relname"]?.string, !(body["schemaname"] == nil && ctes.contains(ExactName(name))),
+                       let table = context.table(schema: body["schemaname"]?.string, name: name) {
+                        masked.append((body["alias"]?["aliasname"]?.string ?? name, table))
+                    } else {
+                        others += 1
+                    }
+                case "JoinExpr":
+                    if let left = body["larg"] { collect(left) }
+                    if let right = body["rarg"] { collect(right) }
+                default:
+                    others += 1
+                }
+            }
+            for item in select["fromClause"]?.array ?? [] { collect(item) }
+            guard !masked.isEmpty else { return }
+            for target in select["targetList"]?.array ?? [] {
+                guard let reference = target["ResTarget"]?["val"]?["ColumnRef"], let fields = reference["fields"]?.array,
+                      fields.last?["A_Star"] != nil, let location = reference["location"]?.int else { continue }
+                let qualifier = fields.dropLast().compactMap { $0["String"]?["sval"]?.string }
+                let alias: String
+                let table: MaskingContext.Table
+                var end: Int
+                if qualifier.isEmpty {
+                    guard masked.count == 1, others == 0 else {
+                        refuse("* over masked table \(masked[0].table.schema).\(masked[0].table.name) and other relations, with a system column named, is not supported; list the columns")
+                        return
+                    }
+                    (alias, table) = masked[0]
+                    end = location + 1
+                } else {
+                    // `t.*`; a longer prefix (`s.t.*`) is left as written.
+                    guard qualifier.count == 1, let match = masked.first(where: { ExactName($0.name) == ExactName(qualifier[0]) }) else { continue }
+                    (alias, table) = match
+                    end = lexer.skipSpaceAndComments(from: lexer.endOfQualifiedName(startingAt: location))
+                    guard end < lexer.bytes.count, lexer.bytes[end] == UInt8(ascii: ".") else { continue }
+                    end = lexer.skipSpaceAndComments(from: end + 1)
+                    guard end < lexer.bytes.count, lexer.bytes[end] == UInt8(ascii: "*") else { continue }
+                    end += 1
+                }
+                guard location < end, lexer.bytes[end - 1] == UInt8(ascii: "*") else { continue }
+                let columns = table.columns.sorted { $0.number < $1.number }
+                    .map { "\(SQL.identifier(alias)).\(SQL.identifier($0.name))" }.joined(separator: ", ")
+                edits.append(Edit(range: location..<end, replacement: columns))
             }
         }
 

@@ -63,6 +63,29 @@ import Testing
 
     /// A view cannot be sampled: BERNOULLI and SYSTEM become a filter on random(), with the
     /// table's alias kept; anything else is refused, as is a percentage that is not a constant.
+    /// A system column named sends the read to the relation that carries them; a `*` over the
+    /// masked table must still be the table's own columns (round 15: `SELECT xmin, ctid, *`
+    /// showed the six system columns a second time).
+    @Test func aStarNextToASystemColumnIsTheTablesOwnColumns() {
+        let system = Self.employees.maskedRelation(only: false, system: true).text
+        let own = "\"employees\".\"id\", \"employees\".\"email\", \"employees\".\"ssn\""
+        #expect(rewrite("SELECT ctid, * FROM test_schema.employees") == .rewritten("SELECT ctid, \(own) FROM \(system) AS \"employees\""))
+        #expect(rewrite("SELECT e.xmin, e . * FROM test_schema.employees e WHERE e.id = 1")
+                == .rewritten("SELECT e.xmin, \"e\".\"id\", \"e\".\"email\", \"e\".\"ssn\" FROM \(system) e WHERE e.id = 1"))
+        // Under the server backstop: the view with system columns, the same columns.
+        let systemView = Self.context(backedUp: true).tables[0].maskedRelation(only: false, system: true).text
+        #expect(rewrite("SELECT * FROM test_schema.employees WHERE ctid = '(0,1)'", Self.context(backedUp: true))
+                == .rewritten("SELECT \(own) FROM \(systemView) AS \"employees\" WHERE ctid = '(0,1)'"))
+        // Without a system column, * stays (the relation has only the table's columns).
+        #expect(rewrite("SELECT * FROM test_schema.employees") == .rewritten("SELECT * FROM \(masked) AS \"employees\""))
+        // A bare * over the masked table and another relation cannot be written out here.
+        if case .refused(let error) = rewrite("SELECT ctid, * FROM test_schema.employees, pg_catalog.pg_class c") {
+            #expect(error.message.contains("list the columns"), "\(error.message)")
+        } else {
+            Issue.record("a * over a join with a system column was not refused")
+        }
+    }
+
     @Test func tableSamplesOfAMaskedTableBecomeAFilter() {
         let masked = Self.employees.maskedRelation(only: false).text
         #expect(rewrite("SELECT count(*) FROM test_schema.employees e TABLESAMPLE BERNOULLI (10) WHERE e.id > 1")
