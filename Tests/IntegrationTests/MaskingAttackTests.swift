@@ -409,6 +409,24 @@ import Testing
         }
     }
 
+    /// MERGE is a write like the others: its source is read masked, and a masked target is refused
+    /// where only the rewrite protects it, and left to the server's privileges where they do
+    /// (round 15: MERGE was refused at the top level and allowed through PREPARE).
+    @Test(arguments: [false, true])
+    func mergeReadsItsSourceMasked(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let conninfo = db.proxyInfo(db.role("masked"))
+            let output = try await Shell.run(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo,
+                                              "-c", "MERGE INTO own.emp o USING sec.emp s ON o.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id, s.ssn, s.email)",
+                                              "-c", "SELECT count(*) || ':' || count(ssn) || ':' || min(email) FROM own.emp"])
+            let text = output.stdout + output.stderr
+            assertNoCanary(text, "MERGE from a masked table")
+            #expect(output.status == 0, "\(text)")
+            #expect(text.contains("5:0:C***@example.com\n"), "\(text)")
+            try await expectRefused(conninfo, ["MERGE INTO sec.emp t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED AND t.ssn LIKE 'CANARY%' THEN UPDATE SET id = t.id"])
+        }
+    }
+
     /// A masked role's own definitions run (as DDL through any driver does); what they define
     /// holds or shows masked values: a temporary table shadowing a masked one (and dropped
     /// again), a table made AS a query, SELECT INTO, a view over a masked table.

@@ -32,7 +32,7 @@ public struct MaskingRewriter: Sendable {
 
     /// Statements a masked session may run (their reads are rewritten).
     static let allowedStatements: Set<String> = [
-        "SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "TransactionStmt", "VariableSetStmt", "VariableShowStmt",
+        "SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "TransactionStmt", "VariableSetStmt", "VariableShowStmt",
         "PrepareStmt", "ExecuteStmt", "DeallocateStmt", "DeclareCursorStmt", "FetchStmt", "ClosePortalStmt",
         "CopyStmt", "ExplainStmt", "ListenStmt", "UnlistenStmt", "NotifyStmt", "DiscardStmt", "CheckPointStmt",
     ]
