@@ -361,7 +361,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
         let connected: EventLoopFuture<any Channel>
         switch endpoint.address {
         case .tcp(let host, let port):
-            bootstrap = bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1)
+            bootstrap = bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1)
             connected = bootstrap.connect(host: host, port: port)
         case .unixSocket(let path):
             connected = bootstrap.connect(unixDomainSocketPath: path)

@@ -75,6 +75,40 @@ import Testing
         }
     }
 
+    /// The proxy as an unprivileged user (the Docker image runs it as one): its socket options
+    /// must be ones such a user may set. TCP_NODELAY was set at the socket level, where the same
+    /// number is SO_DEBUG: root may set that, anyone else got EACCES and every client was dropped.
+    @Test func serveAcceptsClientsAsAnUnprivilegedUser() async throws {
+        let environment = try TestEnvironment.require()
+        let port = Int.random(in: 20000...29999)
+        try await TargetRoles.ensure()
+        let log = URL(fileURLWithPath: environment.directory).appendingPathComponent("unprivileged-\(port)-\(UInt32.random(in: 0...UInt32.max)).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        chmod(log.path, 0o666)
+        let serve = [Self.binary, "serve", "--listen", "127.0.0.1:\(port)", "--log-level", "warning", "--state-database", TargetRoles.cliStateDatabase,
+                     "--backend", environment.backendConnInfo]
+        // As root, the server's own user runs it.
+        let process = getuid() == 0
+            ? try ChildProcess("/usr/sbin/runuser", ["-u", "postgres", "--"] + serve, error: .file(log.path))
+            : try ChildProcess(Self.binary, Array(serve.dropFirst()), error: .file(log.path))
+        defer { if process.isRunning { process.terminate() } }
+        var connection: PQConnection?
+        var lastError = ""
+        try await waitFor("the proxy to accept connections") {
+            do {
+                connection = try await PQConnection.connect(environment.throughProxy(port))
+            } catch {
+                lastError = "\(error)"
+            }
+            return connection != nil || !process.isRunning
+        }
+        let session = try #require(connection, "\(lastError); proxy log: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+        #expect(try await session.exec("SELECT 'served as ' || current_user").string(0, 0) == "served as postgres")
+        // A second client, and a statement with a result of many rows (written in several pieces).
+        let second = try await PQConnection.connect(environment.throughProxy(port))
+        #expect(try await second.exec("SELECT count(*) FROM (SELECT repeat('x', 1000) FROM generate_series(1, 2000)) s").string(0, 0) == "2000")
+    }
+
     @Test func serveStopsGracefullyOnSIGTERM() async throws {
         let environment = try TestEnvironment.require()
         let port = Int.random(in: 20000...29999)
