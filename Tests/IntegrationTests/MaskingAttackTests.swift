@@ -547,6 +547,67 @@ import Testing
         }
     }
 
+    /// The placeholder of an admin statement is prepared only as one plain SELECT (masked for a
+    /// masked session); a PREPARE in it would leave a statement the proxy never saw, to be run
+    /// after the masking changed (round 16). Once the proxy lets go of the admin statement (a
+    /// DEALLOCATE it did not follow and a refused Parse of the name, a Close of another spelling
+    /// of the name), a masked session cannot bind the placeholder.
+    @Test(arguments: [false, true])
+    func anAdminPlaceholderIsOnePlainMaskedSelect(backstop: Bool) async throws {
+        try await withAttackSetup(backstop: backstop) { db in
+            let answers = try await offPool { () -> [[BackendMessage]] in
+                let raw = try RawConnection(port: db.proxy.port)
+                _ = try raw.startTrusted(user: "auth_trust", database: db.database)
+                var answers: [[BackendMessage]] = []
+                func batch(_ messages: [FrontendMessage]) throws {
+                    for message in messages { try raw.send(message) }
+                    answers.append(try raw.receive(until: .readyForQuery))
+                }
+                func parse(_ name: String, _ text: String) -> FrontendMessage { .parse(.init(statementName: name, query: text, parameterTypes: [])) }
+                func bind(_ name: String) -> FrontendMessage { .bind(.init(portalName: "", statementName: name, parameterFormats: [], parameters: [], resultFormats: [])) }
+                let hidden = "PREPARE q16 AS SELECT pgclone.version() AS p, id, ssn || '' AS s FROM sec.emp"
+                let placeholders = "SELECT name || '=' || statement FROM pg_prepared_statements WHERE name IN ('s1', 's2', 'q16') ORDER BY 1"
+                try batch([parse("s1", hidden), .sync])                                            // 0
+                try batch([parse("s2", "SELECT pgclone.version() AS p, id, ssn || '' AS s FROM sec.emp"), .sync])  // 1
+                try batch([.query(placeholders)])                                                 // 2
+                // DEALLOCATE (not followed), then a Parse of the name the proxy refuses.
+                try batch([.query("DEALLOCATE s1")])                                              // 3
+                try batch([parse("s1", hidden), .sync])                                            // 4
+                try batch([parse("s1", "SELECT pg_catalog.pg_read_file('/etc/hostname')"), .sync])  // 5
+                try batch([bind("s1"), .execute(portal: "", maxRows: 0), .sync])                  // 6
+                // A Close of another spelling of an admin statement's name leaves it an admin statement.
+                try batch([parse("\u{E9}", hidden), .sync])                                        // 7
+                try batch([.close(.statement("e\u{301}")), .sync])                                 // 8
+                try batch([bind("\u{E9}"), .execute(portal: "", maxRows: 0), .sync])              // 9
+                try batch([.query("SELECT count(*) FROM pg_prepared_statements WHERE name = 'q16'")])  // 10
+                return answers
+            }
+            assertNoCanary("\(answers)", "admin placeholders")
+            func values(_ answer: [BackendMessage]) -> [String] {
+                answer.compactMap { message -> String? in
+                    guard case .dataRow(let row) = message else { return nil }
+                    return row.bytes.getString(at: row.bytes.readerIndex + 4, length: row.bytes.readableBytes - 4)
+                }
+            }
+            func errors(_ answer: [BackendMessage]) -> [String] {
+                answer.compactMap { if case .errorResponse(let fields) = $0 { fields.sqlState } else { nil } }
+            }
+            #expect(answers.count == 11)
+            guard answers.count == 11 else { return }
+            // The PREPARE is not prepared; the SELECT is, masked: not the text as written.
+            let prepared = values(answers[2])
+            #expect(prepared.first == "s1=SELECT NULL::pg_catalog.text AS pgclone", "\(prepared)")
+            #expect(prepared.count == 2 && prepared[1].hasPrefix("s2=") && !prepared[1].contains("FROM sec.emp"), "\(prepared)")
+            // (The name still holds the placeholder: a second Parse of it fails, as on the server.)
+            #expect(errors(answers[5]) == ["42P05"], "\(answers[5])")
+            #expect(errors(answers[6]) == ["42501"], "\(answers[6])")
+            #expect(values(answers[6]).isEmpty, "\(answers[6])")
+            // The admin call itself is refused to a role that is no admin.
+            #expect(errors(answers[9]) == ["42501"], "\(answers[9])")
+            #expect(values(answers[10]) == ["0"], "\(answers[10])")
+        }
+    }
+
     /// A login role a policy masks (through masked_roles) stays masked after SET ROLE to a group
     /// the policy does not name; around the proxy, the group has lost the sensitive column.
     @Test func aMaskedLoginStaysMaskedAfterSetRole() async throws {

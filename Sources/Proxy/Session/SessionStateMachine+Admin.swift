@@ -1,6 +1,8 @@
 import CloneEngine
+import JSON
 import NIOCore
 import PostgresWire
+import SQLParser
 
 /// Admin calls on a session: recognised in a Query or Parse, the caller's role asked in-band,
 /// the call run in async code (`Effect.runAdmin`), and what stands for its result sent to the
@@ -43,39 +45,59 @@ extension SessionStateMachine {
 
     /// Puts the placeholder under the client's statement name on the server.
     mutating func forwardAdminParse(name: String, prepared: AdminPrepared, declaredTypes: [UInt32]) -> FrameScanner.Verdict {
-        adminPrepared[name] = prepared
+        adminPrepared[ExactName(name)] = prepared
         clientParsesInFlight += 1
         activity.clientSent(FrontendMessage.ID.parse.rawValue)
         // The name is used like any other: a later Parse or PREPARE of it frees it first. (It was
         // not: the server refused that second Parse with 42P05, kept the placeholder, and the
-        // proxy took the name for the new statement: its Bind reached the placeholder.)
-        statementEffects[ExactName(name)] = nil
+        // proxy took the name for the new statement: its Bind reached the placeholder.) Only the
+        // admin path may bind it: once the proxy lets go of the admin statement (a Close, a
+        // refused Parse of the name), a masked session's Bind of it is refused.
         if !name.isEmpty {
             statementNamesUsed.insert(ExactName(name))
             statementNamesFreed.remove(ExactName(name))
         }
-        var buffer = ByteBuffer()
-        FrontendMessage.parse(.init(statementName: name, query: adminPlaceholder(prepared.statement), parameterTypes: declaredTypes)).encode(into: &buffer)
-        return .replace(buffer)
+        statementsPreparedMasked[ExactName(name)] = nil
+        statementsRefusedWhileMasked.insert(ExactName(name))
+        var (text, effects) = adminPlaceholder(prepared.statement)
+        // In the session's client_encoding, as the server reads it (a neutral one is ASCII).
+        let encoded = StatementText.encode(text, settings: masking.reading) ?? {
+            (text, effects) = (prepared.statement.neutralPlaceholder, [])
+            return Array(text.utf8)
+        }()
+        statementEffects[ExactName(name)] = effects.isEmpty ? nil : effects
+        return .replace(Self.parseMessage(name: name, query: encoded, parameterTypes: declaredTypes))
     }
 
-    /// The text prepared on the server under the client's name: the client's statement with its
-    /// calls replaced, so that Describe answers as the call's result will. It is a statement of the
-    /// session like any other, which it could bind: for a session that may be masked it is
-    /// masked, or, where it cannot be masked here, a statement of the same parameters that reads
-    /// nothing (Describe then shows one column).
-    mutating func adminPlaceholder(_ statement: AdminStatement) -> String {
+    /// The text prepared on the server under the client's name, with what running it would
+    /// change: the client's statement with its calls replaced, so that Describe answers as the
+    /// call's result will. It is prepared only when it is one plain SELECT (a PREPARE, a write,
+    /// DECLARE... in it would outlive the call: round 16 prepared a statement the proxy never
+    /// saw), masked for a session that may be masked; anything else is a statement of the same
+    /// parameters that reads nothing (Describe then shows one column).
+    mutating func adminPlaceholder(_ statement: AdminStatement) -> (String, MaskingRewriter.Effects) {
         let text = statement.placeholder
-        guard maskingInPlay, !masking.isSuperuser, !isKnownUnmasked else { return text }
+        let neutral = (statement.neutralPlaceholder, MaskingRewriter.Effects())
+        guard let parsed = try? PostgresParser.parse(text), parsed.count == 1, let (kind, body) = parsed[0].node.tagged,
+              kind == "SelectStmt", body["intoClause"] == nil
+        else { return neutral }
+        guard maskingInPlay, !masking.isSuperuser, !isKnownUnmasked else {
+            // Prepared unread (the session may read what it names): what it changes is noted if
+            // it ever runs, and names prepared from here on are freed first.
+            if maskingInPlay, !masking.isSuperuser { unseenEra = true }
+            return (text, maskingInPlay ? MaskingState.relayedEffects(Array(text.utf8), mayRevert: true) : [])
+        }
         guard let context = masking.inFlightChange ? masking.worstCase ?? masking.context : masking.context, context.isMasked,
               masking.knowledge == .current || masking.inFlightChange
-        else { return statement.neutralPlaceholder }
-        let (result, _) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions)
+        else { return neutral }
+        let (result, effects) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions)
+        let prepares = !masking.proposedPrepareNames.isEmpty
         masking.discardPrepared()
+        guard effects.isEmpty, !prepares else { return neutral }
         switch result {
-        case .unchanged: return text
-        case .rewritten(let masked): return masked
-        case .refused, .needsFreshContext: return statement.neutralPlaceholder
+        case .unchanged: return (text, [])
+        case .rewritten(let masked): return (masked, [])
+        case .refused, .needsFreshContext: return neutral
         }
     }
 

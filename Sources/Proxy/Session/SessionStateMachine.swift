@@ -176,7 +176,7 @@ struct SessionStateMachine {
     var adminRunning = false
     /// Prepared statements (by name) whose text is an admin call; the server holds a
     /// same-shaped placeholder under the same name.
-    var adminPrepared: [String: AdminPrepared] = [:]
+    var adminPrepared: [ExactName: AdminPrepared] = [:]
     /// While admin or refused statements exist: client Parse/Close not yet answered, so that
     /// the answers to the proxy's own Parse/Close can be told apart and swallowed.
     var clientParsesInFlight = 0
@@ -432,7 +432,7 @@ struct SessionStateMachine {
             if case .close(let target) = try FrontendMessage.decode(frame) {
                 if tracksParseAnswers { clientClosesInFlight += 1 }
                 if case .statement(let name) = target {
-                    adminPrepared[name] = nil
+                    adminPrepared[ExactName(name)] = nil
                     statementsPreparedMasked[ExactName(name)] = nil
                     // (Else every later Bind would be examined for a statement that is gone.)
                     statementEffects[ExactName(name)] = nil
@@ -592,7 +592,7 @@ struct SessionStateMachine {
             isCopy: MaskingState.copyWord.matches(bytes), now: now)
         switch treatment {
         case .refuse(let error):
-            adminPrepared[parse.statementName] = nil
+            adminPrepared[ExactName(parse.statementName)] = nil
             return refuse(frame, error)
         case .readFirst:
             startContextRead()
@@ -618,14 +618,14 @@ struct SessionStateMachine {
                 unseenEra = true
                 return relayParse(parse, frame: frame, effects: .all)
             case .failure(let error):
-                adminPrepared[parse.statementName] = nil
+                adminPrepared[ExactName(parse.statementName)] = nil
                 return refuse(frame, error)
             }
             if bytes.count <= MaskingState.synchronousParseLimit, AdminStatement.mightReferenceAdminAPI(bytes),
                let verdict = adminParse(parse, frame: frame) { return verdict }
             if context.runsOnlyVisibleCode, let type = parse.parameterTypes.first(where: { $0 >= 16384 }) {
                 // A parameter of a type of a role's own runs its input function and domain checks.
-                adminPrepared[parse.statementName] = nil
+                adminPrepared[ExactName(parse.statementName)] = nil
                 return refuse(frame, AdminError("42501", "pgclone: a parameter of type \(type), which is not built in, is not allowed: its functions and checks run code pgclone cannot read, and \(MaskingRewriter.whyOnlyVisibleCode(context))"))
             }
             guard case .done(let result, let changes) = masking.rewrite(text, under: context, builtinFunctions: builtinFunctions, deferred: true) else {
@@ -662,7 +662,7 @@ struct SessionStateMachine {
                 return relayParse(parse, frame: frame, effects: changes, readMasked: true,
                                   outgoing: Self.parseMessage(name: parse.statementName, query: encoded, parameterTypes: parse.parameterTypes))
             case .refused(let error):
-                adminPrepared[parse.statementName] = nil
+                adminPrepared[ExactName(parse.statementName)] = nil
                 if error.message.contains("is being brought up to date") { effects.append(.nudgeBackstop) }
                 return refuse(frame, error)
             case .needsFreshContext(let function):
@@ -678,7 +678,7 @@ struct SessionStateMachine {
         statementEffects[ExactName(parse.statementName)] = noted.isEmpty ? nil : noted
         let isMaskedSession = readMasked ?? self.isMaskedSession
         let name = parse.statementName
-        if adminPrepared.removeValue(forKey: name) != nil || tracksParseAnswers {
+        if adminPrepared.removeValue(forKey: ExactName(name)) != nil || tracksParseAnswers {
             clientParsesInFlight += 1
         }
         if !name.isEmpty {
@@ -752,6 +752,14 @@ struct SessionStateMachine {
             stripNextErrorContext = true
             return .replace(internalStatement(AdminSQL.raise(refusal), portal: bind.portalName, resultFormats: [], bindSent: false))
         }
+        // An admin statement's Bind runs the call (its result is masked like any statement's);
+        // a masked session may bind that name no other way (it holds the placeholder).
+        if !adminPrepared.isEmpty, let prepared = adminPrepared[ExactName(bind.statementName)] {
+            if maskingInPlay, !masking.isSuperuser { portalEpochs[ExactName(bind.portalName)] = masking.epoch }
+            pendingAdmin = .bind(bind, prepared)
+            startPendingAdmin()
+            return .consumeAndPause
+        }
         var preparedEarlier = false
         if !statementsPreparedMasked.isEmpty, let generation = statementsPreparedMasked[ExactName(bind.statementName)] {
             preparedEarlier = generation != masking.generation
@@ -764,11 +772,6 @@ struct SessionStateMachine {
             activity.clientSent(frame.type)
             stripNextErrorContext = true
             return .replace(internalStatement(AdminSQL.raise(error), portal: bind.portalName, resultFormats: [], bindSent: false))
-        }
-        if !adminPrepared.isEmpty, let prepared = adminPrepared[bind.statementName] {
-            pendingAdmin = .bind(bind, prepared)
-            startPendingAdmin()
-            return .consumeAndPause
         }
         // (A protocol Parse of a name an SQL PREPARE holds fails on the server: the Bind still
         // reaches the SQL-prepared statement.)
