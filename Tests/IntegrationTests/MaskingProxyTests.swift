@@ -478,6 +478,16 @@ import Testing
             assertNoCanary(combined.stdout + combined.stderr, "combined query")
             let ordinary = try await Shell.run(["psql", "-X", "-A", "-t", "-d", conninfo, "-c", "BEGIN; SELECT 1; COMMIT"])
             #expect(ordinary.status == 0, "\(ordinary.stderr)")
+            // A superuser's script that makes and drops roles changes no one's role (asyncpg's
+            // tests and migration scripts do this): it runs.
+            let name = "script_role_\(UInt32.random(in: 0...UInt32.max))"
+            let script = try await Shell.run(["psql", "-X", "-A", "-t", "-d", conninfo, "-c",
+                                             "CREATE ROLE \(name); GRANT \(name) TO \(roles.masked); REVOKE \(name) FROM \(roles.masked); ALTER ROLE \(name) NOLOGIN; DROP ROLE \(name); SELECT 'roles made and dropped'"])
+            #expect(script.status == 0, "\(script.stderr)")
+            #expect(script.stdout.hasSuffix("\nroles made and dropped\n"), "\(script.stdout)")
+            let authorization = try await Shell.run(["psql", "-X", "-d", conninfo, "-c", "SET SESSION AUTHORIZATION \(roles.masked); SELECT email FROM test_schema.employees"])
+            #expect(authorization.stderr.contains("a role change must be sent as a query of its own"), "\(authorization.stderr)")
+            assertNoCanary(authorization.stdout + authorization.stderr, "SET SESSION AUTHORIZATION in a script")
         }
     }
 
@@ -776,6 +786,20 @@ import Testing
             }
             #expect(rows(before) == ["CANARY-EMAIL-9d1f1@example.com"], "\(before)")
             #expect(rows(after) == ["C***@example.com"], "\(after)")
+        }
+    }
+
+    /// A statement prepared with the protocol (a driver's prepare(name=)) may be run with SQL
+    /// EXECUTE, as on the server: it was read masked (asyncpg's test_prepare_explicitly_named).
+    @Test func aProtocolPreparedStatementRunsWithSQLExecute() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let session = try await PQConnection.connect(environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database))
+            try await session.prepare(name: "email_of_one", "SELECT email FROM test_schema.employees WHERE id = 1")
+            let masked = try await session.exec("EXECUTE email_of_one").string(0, 0)
+            #expect(masked == "C***@example.com", "\(masked)")
+            try await session.exec("DEALLOCATE email_of_one")
+            try await session.prepare(name: "email_of_one", "SELECT 'again'")
+            #expect(try await session.exec("EXECUTE email_of_one").string(0, 0) == "again")
         }
     }
 

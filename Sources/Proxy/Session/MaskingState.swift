@@ -1,4 +1,5 @@
 import CloneEngine
+import JSON
 import Masking
 import PostgresWire
 import SQLParser
@@ -250,11 +251,20 @@ struct MaskingState {
 
     /// Whether a statement before the last of a text changes the role (the statements after it
     /// would run under a role the proxy has not read).
-    static func changesRoleBeforeLast<Bytes: Collection>(_ bytes: Bytes) -> Bool where Bytes.Element == UInt8 {
+    /// With `currentUserOnly` (a superuser's session, which no membership masks), statements
+    /// that make, change or drop roles or grant memberships do not count: only those that change
+    /// who the session is (SET ROLE, SET SESSION AUTHORIZATION, RESET, DISCARD, set_config, DO...).
+    static func changesRoleBeforeLast<Bytes: Collection>(_ bytes: Bytes, currentUserOnly: Bool = false) -> Bool where Bytes.Element == UInt8 {
         guard bytes.count <= synchronousParseLimit, roleWords.matches(bytes), TransactionControl.hasSeveralStatements(bytes),
               let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), statements.count > 1 else { return false }
-        return statements.dropLast().contains { MaskingRewriter.effects(of: $0).contains(.role) }
+        return statements.dropLast().contains { statement in
+            if currentUserOnly, let (kind, _) = statement.node.tagged, roleDefinitions.contains(kind) { return false }
+            return MaskingRewriter.effects(of: statement).contains(.role)
+        }
     }
+
+    /// CREATE/ALTER/DROP ROLE (USER, GROUP) and GRANT/REVOKE of a role.
+    static let roleDefinitions: Set<String> = ["CreateRoleStmt", "AlterRoleStmt", "AlterRoleSetStmt", "DropRoleStmt", "GrantRoleStmt"]
 
     /// What a statement changes in the session (read in full for a masked session, from
     /// `relayedEffects` otherwise).
@@ -478,7 +488,13 @@ struct MaskingState {
         proposedPrepareNames = []
     }
 
-    /// The server no longer holds `name` (the proxy closed it).
+    /// A protocol Parse of `name` read under the current masking: SQL EXECUTE may run it too, as
+    /// the server allows (asyncpg's prepare(name=) then EXECUTE was refused).
+    mutating func noteProtocolPrepared(_ name: String) {
+        sqlPrepared[ExactName(name)] = generation
+    }
+
+    /// The server no longer holds `name` (the proxy closed it), or holds there something EXECUTE may not run.
     mutating func forgetSQLPrepared(_ name: String) {
         sqlPrepared[ExactName(name)] = nil
     }

@@ -59,6 +59,7 @@ extension SessionStateMachine {
         }
         statementsPreparedMasked[ExactName(name)] = nil
         statementsRefusedWhileMasked.insert(ExactName(name))
+        masking.forgetSQLPrepared(name)
         var (text, effects) = adminPlaceholder(prepared.statement)
         // In the session's client_encoding, as the server reads it (a neutral one is ASCII).
         let encoded = StatementText.encode(text, settings: masking.reading) ?? {

@@ -433,6 +433,7 @@ struct SessionStateMachine {
                 if tracksParseAnswers { clientClosesInFlight += 1 }
                 if case .statement(let name) = target {
                     adminPrepared[ExactName(name)] = nil
+                    masking.forgetSQLPrepared(name)
                     statementsPreparedMasked[ExactName(name)] = nil
                     // (Else every later Bind would be examined for a statement that is gone.)
                     statementEffects[ExactName(name)] = nil
@@ -479,11 +480,11 @@ struct SessionStateMachine {
             if mentionsAdmin, let verdict = adminQuery(String(decoding: bytes, as: UTF8.self), frame: frame) { return verdict }
             if maskingInPlay && !masking.isSuperuser {
                 if MaskingState.changesRoleBeforeLast(bytes) {
-                    return refuse(frame, AdminError("0A000", "pgclone: while masking policies are in force, a role change must be sent as a query of its own",
-                                                    hint: "Send SET ROLE (or RESET, DISCARD, set_config('role', ...)) separately, then the statements that follow it."))
+                    return refuse(frame, AdminError("0A000", "pgclone: while masking policies are in force, a change of role or of role memberships must be sent as a query of its own",
+                                                    hint: "Send SET ROLE (or RESET, DISCARD, set_config('role', ...), CREATE/ALTER/DROP ROLE, GRANT/REVOKE of a role) separately, then the statements that follow it."))
                 }
                 masking.note(MaskingState.relayedEffects(bytes, mayRevert: masking.mayRevert))
-            } else if maskingInPlay, MaskingState.changesRoleBeforeLast(bytes) {
+            } else if maskingInPlay, MaskingState.changesRoleBeforeLast(bytes, currentUserOnly: true) {
                 return refuse(frame, AdminError("0A000", "pgclone: while masking policies are in force, a role change must be sent as a query of its own",
                                                 hint: "Send SET ROLE (or RESET, DISCARD, set_config('role', ...)) separately, then the statements that follow it."))
             }
@@ -693,6 +694,9 @@ struct SessionStateMachine {
         } else {
             statementsRefusedWhileMasked.remove(ExactName(name))
             if isMaskedSession { statementsPreparedMasked[ExactName(name)] = masking.generation }
+        }
+        if !name.isEmpty {
+            if maskingInPlay, isMaskedSession { masking.noteProtocolPrepared(name) } else { masking.forgetSQLPrepared(name) }
         }
         activity.clientSent(frame.type)
         return outgoing.map { .replace($0) } ?? .relay
