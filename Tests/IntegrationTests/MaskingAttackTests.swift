@@ -505,45 +505,23 @@ import Testing
     @Test(arguments: [false, true])
     func anAdminCallsPlaceholderIsNoWayAroundTheMask(backstop: Bool) async throws {
         try await withAttackSetup(backstop: backstop) { db in
-            let answers = try await offPool { () -> [[BackendMessage]] in
-                let raw = try RawConnection(port: db.proxy.port)
-                _ = try raw.startTrusted(user: "auth_trust", database: db.database)
-                var answers: [[BackendMessage]] = []
-                func batch(_ messages: [FrontendMessage]) throws {
-                    for message in messages { try raw.send(message) }
-                    answers.append(try raw.receive(until: .readyForQuery))
-                }
-                let bind = FrontendMessage.bind(.init(portalName: "", statementName: "s1", parameterFormats: [], parameters: [], resultFormats: []))
-                let adminText = "SELECT pgclone.policy_status() AS p, id, ssn || '' AS s, email FROM sec.emp"
-                try batch([.parse(.init(statementName: "s1", query: adminText, parameterTypes: [])), .sync])
-                try batch([.parse(.init(statementName: "s1", query: "SELECT 'fresh s1'", parameterTypes: [])), .sync])
-                try batch([bind, .execute(portal: "", maxRows: 0), .sync])
-                try batch([bind, .describe(.portal("")), .execute(portal: "", maxRows: 0), .sync])
+            let bind = FrontendMessage.bind(.init(portalName: "", statementName: "s1", parameterFormats: [], parameters: [], resultFormats: []))
+            let adminText = "SELECT pgclone.policy_status() AS p, id, ssn || '' AS s, email FROM sec.emp"
+            let answers = try await rawBatches(db, [
+                [.parse(.init(statementName: "s1", query: adminText, parameterTypes: [])), .sync],
+                [.parse(.init(statementName: "s1", query: "SELECT 'fresh s1'", parameterTypes: [])), .sync],
+                [bind, .execute(portal: "", maxRows: 0), .sync],
+                [bind, .describe(.portal("")), .execute(portal: "", maxRows: 0), .sync],
                 // The same through SQL: PREPARE over an admin statement's name, then EXECUTE.
-                try batch([.parse(.init(statementName: "s2", query: adminText, parameterTypes: [])), .sync])
-                try batch([.query("PREPARE s2 AS SELECT 'fresh s2'")])
-                try batch([.query("EXECUTE s2")])
-                try batch([.query("CREATE TEMP TABLE loot AS EXECUTE s2")])
-                try batch([.query("SELECT * FROM loot")])
-                return answers
-            }
+                [.parse(.init(statementName: "s2", query: adminText, parameterTypes: [])), .sync],
+                [.query("PREPARE s2 AS SELECT 'fresh s2'")],
+                [.query("EXECUTE s2")],
+                [.query("CREATE TEMP TABLE loot AS EXECUTE s2")],
+                [.query("SELECT * FROM loot")],
+            ])
             assertNoCanary("\(answers)", "an admin placeholder")
-            func values(_ answer: [BackendMessage]) -> [String] {
-                answer.compactMap { message -> String? in
-                    guard case .dataRow(let row) = message else { return nil }
-                    return row.bytes.getString(at: row.bytes.readerIndex + 4, length: row.bytes.readableBytes - 4)
-                }
-            }
-            func failed(_ answer: [BackendMessage]) -> [String] {
-                answer.compactMap { if case .errorResponse(let fields) = $0 { "\(fields.sqlState ?? ""): \(fields.message)" } else { nil } }
-            }
-            #expect(answers.count == 9)
-            guard answers.count == 9 else { return }
-            for index in [0, 1, 2, 3, 4, 5, 6, 7, 8] { #expect(failed(answers[index]).isEmpty, "batch \(index): \(failed(answers[index]))") }
-            #expect(values(answers[2]) == ["fresh s1"], "\(answers[2])")
-            #expect(values(answers[3]) == ["fresh s1"], "\(answers[3])")
-            #expect(values(answers[6]) == ["fresh s2"], "\(answers[6])")
-            #expect(values(answers[8]) == ["fresh s2"], "\(answers[8])")
+            for (index, answer) in answers.enumerated() { #expect(Self.errorStates(answer).isEmpty, "batch \(index): \(answer)") }
+            #expect(answers.map(Self.values) == [[], [], ["fresh s1"], ["fresh s1"], [], [], ["fresh s2"], [], ["fresh s2"]], "\(answers)")
         }
     }
 
@@ -555,57 +533,66 @@ import Testing
     @Test(arguments: [false, true])
     func anAdminPlaceholderIsOnePlainMaskedSelect(backstop: Bool) async throws {
         try await withAttackSetup(backstop: backstop) { db in
-            let answers = try await offPool { () -> [[BackendMessage]] in
-                let raw = try RawConnection(port: db.proxy.port)
-                _ = try raw.startTrusted(user: "auth_trust", database: db.database)
-                var answers: [[BackendMessage]] = []
-                func batch(_ messages: [FrontendMessage]) throws {
-                    for message in messages { try raw.send(message) }
-                    answers.append(try raw.receive(until: .readyForQuery))
-                }
-                func parse(_ name: String, _ text: String) -> FrontendMessage { .parse(.init(statementName: name, query: text, parameterTypes: [])) }
-                func bind(_ name: String) -> FrontendMessage { .bind(.init(portalName: "", statementName: name, parameterFormats: [], parameters: [], resultFormats: [])) }
-                let hidden = "PREPARE q16 AS SELECT pgclone.version() AS p, id, ssn || '' AS s FROM sec.emp"
-                let placeholders = "SELECT name || '=' || statement FROM pg_prepared_statements WHERE name IN ('s1', 's2', 'q16') ORDER BY 1"
-                try batch([parse("s1", hidden), .sync])                                            // 0
-                try batch([parse("s2", "SELECT pgclone.version() AS p, id, ssn || '' AS s FROM sec.emp"), .sync])  // 1
-                try batch([.query(placeholders)])                                                 // 2
+            func parse(_ name: String, _ text: String) -> FrontendMessage { .parse(.init(statementName: name, query: text, parameterTypes: [])) }
+            func bind(_ name: String) -> FrontendMessage { .bind(.init(portalName: "", statementName: name, parameterFormats: [], parameters: [], resultFormats: [])) }
+            let hidden = "PREPARE q16 AS SELECT pgclone.version() AS p, id, ssn || '' AS s FROM sec.emp"
+            let answers = try await rawBatches(db, [
+                [parse("s1", hidden), .sync],                                                                  // 0
+                [parse("s2", "SELECT pgclone.version() AS p, id, ssn || '' AS s FROM sec.emp"), .sync],        // 1
+                [.query("SELECT name || '=' || statement FROM pg_prepared_statements WHERE name IN ('s1', 's2', 'q16') ORDER BY 1")],  // 2
                 // DEALLOCATE (not followed), then a Parse of the name the proxy refuses.
-                try batch([.query("DEALLOCATE s1")])                                              // 3
-                try batch([parse("s1", hidden), .sync])                                            // 4
-                try batch([parse("s1", "SELECT pg_catalog.pg_read_file('/etc/hostname')"), .sync])  // 5
-                try batch([bind("s1"), .execute(portal: "", maxRows: 0), .sync])                  // 6
+                [.query("DEALLOCATE s1")],                                                                     // 3
+                [parse("s1", hidden), .sync],                                                                  // 4
+                [parse("s1", "SELECT pg_catalog.pg_read_file('/etc/hostname')"), .sync],                       // 5
+                [bind("s1"), .execute(portal: "", maxRows: 0), .sync],                                         // 6
                 // A Close of another spelling of an admin statement's name leaves it an admin statement.
-                try batch([parse("\u{E9}", hidden), .sync])                                        // 7
-                try batch([.close(.statement("e\u{301}")), .sync])                                 // 8
-                try batch([bind("\u{E9}"), .execute(portal: "", maxRows: 0), .sync])              // 9
-                try batch([.query("SELECT count(*) FROM pg_prepared_statements WHERE name = 'q16'")])  // 10
-                return answers
-            }
+                [parse("\u{E9}", hidden), .sync],                                                               // 7
+                [.close(.statement("e\u{301}")), .sync],                                                        // 8
+                [bind("\u{E9}"), .execute(portal: "", maxRows: 0), .sync],                                     // 9
+                [.query("SELECT count(*) FROM pg_prepared_statements WHERE name = 'q16'")],                    // 10
+            ])
             assertNoCanary("\(answers)", "admin placeholders")
-            func values(_ answer: [BackendMessage]) -> [String] {
-                answer.compactMap { message -> String? in
-                    guard case .dataRow(let row) = message else { return nil }
-                    return row.bytes.getString(at: row.bytes.readerIndex + 4, length: row.bytes.readableBytes - 4)
-                }
-            }
-            func errors(_ answer: [BackendMessage]) -> [String] {
-                answer.compactMap { if case .errorResponse(let fields) = $0 { fields.sqlState } else { nil } }
-            }
             #expect(answers.count == 11)
             guard answers.count == 11 else { return }
             // The PREPARE is not prepared; the SELECT is, masked: not the text as written.
-            let prepared = values(answers[2])
+            let prepared = Self.values(answers[2])
             #expect(prepared.first == "s1=SELECT NULL::pg_catalog.text AS pgclone", "\(prepared)")
             #expect(prepared.count == 2 && prepared[1].hasPrefix("s2=") && !prepared[1].contains("FROM sec.emp"), "\(prepared)")
             // (The name still holds the placeholder: a second Parse of it fails, as on the server.)
-            #expect(errors(answers[5]) == ["42P05"], "\(answers[5])")
-            #expect(errors(answers[6]) == ["42501"], "\(answers[6])")
-            #expect(values(answers[6]).isEmpty, "\(answers[6])")
+            #expect(Self.errorStates(answers[5]) == ["42P05"], "\(answers[5])")
+            #expect(Self.errorStates(answers[6]) == ["42501"], "\(answers[6])")
+            #expect(Self.values(answers[6]).isEmpty, "\(answers[6])")
             // The admin call itself is refused to a role that is no admin.
-            #expect(errors(answers[9]) == ["42501"], "\(answers[9])")
-            #expect(values(answers[10]) == ["0"], "\(answers[10])")
+            #expect(Self.errorStates(answers[9]) == ["42501"], "\(answers[9])")
+            #expect(Self.values(answers[10]) == ["0"], "\(answers[10])")
         }
+    }
+
+    /// Sends each batch (messages up to a Sync, or one Query) as auth_trust, a masked role, on
+    /// one raw connection, and collects each batch's answers up to its ReadyForQuery.
+    private func rawBatches(_ db: MaskedDatabase, _ batches: [[FrontendMessage]]) async throws -> [[BackendMessage]] {
+        let port = db.proxy.port, database = db.database
+        return try await offPool {
+            let raw = try RawConnection(port: port)
+            _ = try raw.startTrusted(user: "auth_trust", database: database)
+            return try batches.map { batch in
+                for message in batch { try raw.send(message) }
+                return try raw.receive(until: .readyForQuery)
+            }
+        }
+    }
+
+    /// The first column of each DataRow of an answer, as text.
+    private static func values(_ answer: [BackendMessage]) -> [String] {
+        answer.compactMap { message -> String? in
+            guard case .dataRow(let row) = message else { return nil }
+            return row.bytes.getString(at: row.bytes.readerIndex + 4, length: row.bytes.readableBytes - 4)
+        }
+    }
+
+    /// The SQLSTATE of each ErrorResponse of an answer.
+    private static func errorStates(_ answer: [BackendMessage]) -> [String] {
+        answer.compactMap { if case .errorResponse(let fields) = $0 { fields.sqlState } else { nil } }
     }
 
     /// A login role a policy masks (through masked_roles) stays masked after SET ROLE to a group
