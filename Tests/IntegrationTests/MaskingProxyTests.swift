@@ -813,7 +813,18 @@ import Testing
             #expect(try await session.executePrepared(name: "notes_of", ["1"]).string(0, 0) == "note 1")
             try await session.exec("PREPARE sql_notes AS SELECT notes FROM test_schema.employees WHERE id = 1")
             #expect(try await session.exec("EXECUTE sql_notes").string(0, 0) == "note 1")
+            // The server keeps names by their first 63 bytes: a longer name sharing them is the
+            // same statement (round 17: taken for a fresh name, its refused Parse left the old one).
+            let stem = String(repeating: "n", count: 63), sqlStem = String(repeating: "m", count: 63)
+            try await session.prepare(name: stem + "1", "SELECT notes FROM test_schema.employees WHERE id = $1")
+            #expect(try await session.executePrepared(name: stem + "1", ["1"]).string(0, 0) == "note 1")
+            try await session.exec("PREPARE \(sqlStem)1 AS SELECT notes FROM test_schema.employees WHERE id = 1")
+            #expect(try await session.exec("EXECUTE \(sqlStem)1").string(0, 0) == "note 1")
             try maskNotesToo(proxy, exempt: roles.exempt)
+            try await session.prepare(name: stem + "2", "SELECT 'long name, new statement' WHERE $1::int > 0")
+            #expect(try await session.executePrepared(name: stem + "2", ["1"]).string(0, 0) == "long name, new statement")
+            try await session.exec("PREPARE \(sqlStem)2 AS SELECT 'long SQL name'")
+            #expect(try await session.exec("EXECUTE \(sqlStem)3").string(0, 0) == "long SQL name")
             // A driver that only binds and executes (no Query in between) is stopped as well.
             for attempt in ["protocol", "sql"] {
                 do {
