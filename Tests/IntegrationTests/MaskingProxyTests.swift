@@ -789,6 +789,30 @@ import Testing
         }
     }
 
+    /// A superuser demoted while its session is open: the server takes its powers away at once
+    /// but reports nothing (is_superuser stays on). The proxy asks the catalog again when its
+    /// last read is old, at a statement as at a Bind (round 17: the open session read real values).
+    @Test func aDemotedSuperusersOpenSessionIsMasked() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let admin = try await PQConnection.connect(environment.directTarget())
+            try await admin.exec("ALTER ROLE \(roles.masked) SUPERUSER")
+            let session = try await PQConnection.connect(environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database))
+            #expect(try await session.exec("SELECT email FROM test_schema.employees WHERE id = 1").string(0, 0) == "CANARY-EMAIL-9d1f1@example.com")
+            try await session.prepare(name: "email_of", "SELECT email FROM test_schema.employees WHERE id = $1")
+            #expect(try await session.executePrepared(name: "email_of", ["1"]).string(0, 0) == "CANARY-EMAIL-9d1f1@example.com")
+            try await admin.exec("ALTER ROLE \(roles.masked) NOSUPERUSER")
+            try await Task.sleep(for: .milliseconds(2200))
+            // A driver that only binds and executes: the statement prepared while a superuser is refused.
+            do {
+                let result = try await session.executePrepared(name: "email_of", ["1"])
+                Issue.record("a statement prepared as a superuser ran after the demotion: \(result.strings)")
+            } catch let error as PQError {
+                #expect(error.sqlState == "42501", "\(error.message)")
+            }
+            #expect(try await session.exec("SELECT email FROM test_schema.employees WHERE id = 1").string(0, 0) == "C***@example.com")
+        }
+    }
+
     /// A statement prepared with the protocol (a driver's prepare(name=)) may be run with SQL
     /// EXECUTE, as on the server: it was read masked (asyncpg's test_prepare_explicitly_named).
     @Test func aProtocolPreparedStatementRunsWithSQLExecute() async throws {

@@ -44,7 +44,7 @@ struct MaskingState {
         didSet {
             contextIsMasked = context?.isMasked ?? false
             contextPolicyVersion = context?.policyVersion
-            isMasked = !isSuperuser && contextIsMasked
+            refreshStanding()
         }
     }
     /// Two facts of `context`, kept beside it: they are checked for every statement and every
@@ -55,10 +55,18 @@ struct MaskingState {
     private(set) var worstCase: MaskingContext?
     private(set) var readAt: ContinuousClock.Instant?
 
-    /// What the server reported (ParameterStatus).
-    private(set) var isSuperuser = false {
-        didSet { isMasked = !isSuperuser && contextIsMasked }
+    /// What the server reported (ParameterStatus is_superuser): set at login and by SET ROLE and
+    /// SET SESSION AUTHORIZATION, but not when ALTER ROLE ... NOSUPERUSER demotes the session's
+    /// role, which the server applies to the open session at once.
+    private(set) var reportedSuperuser = false {
+        didSet { refreshStanding() }
     }
+    /// A superuser as far as the proxy knows: reported so, and not contradicted by the last read
+    /// of the context (which asks the catalog, and finds tables masked for a role that is no
+    /// longer one: round 17, a demoted superuser's open session read real values). A superuser's
+    /// context is read again every `maximumAge` while policies are in force. Stored (kept by
+    /// `context` and `reportedSuperuser`) for the same reason as `contextIsMasked`.
+    private(set) var isSuperuser = false
     private(set) var sessionAuthorization: String?
     private(set) var reading = StatementText.Settings()
 
@@ -117,9 +125,14 @@ struct MaskingState {
         return context.isMasked && context.runsOnlyVisibleCode
     }
 
-    /// The session's current role is masked (as last read; a superuser never is). Stored (kept
-    /// by `context` and `isSuperuser`) for the same reason as `contextIsMasked`.
+    /// The session's current role is masked (as last read; a superuser never is). Stored for the
+    /// same reason as `contextIsMasked`.
     private(set) var isMasked = false
+
+    private mutating func refreshStanding() {
+        isSuperuser = reportedSuperuser && !contextIsMasked
+        isMasked = !isSuperuser && contextIsMasked
+    }
 
     // MARK: - What the server reports
 
@@ -128,8 +141,8 @@ struct MaskingState {
         switch name {
         case "is_superuser":
             let superuser = value == "on"
-            if superuser != isSuperuser, knowledge == .current { knowledge = .stale }
-            isSuperuser = superuser
+            if superuser != reportedSuperuser, knowledge == .current { knowledge = .stale }
+            reportedSuperuser = superuser
         case "session_authorization":
             if sessionAuthorization != nil, sessionAuthorization != value, knowledge == .current { knowledge = .stale }
             sessionAuthorization = value
@@ -204,8 +217,12 @@ struct MaskingState {
         }
         guard !policies.isEmpty else { return .relay }
         // A superuser login may read everything anyway; after SET ROLE to another role the server
-        // reports is_superuser off (at the end of the request) and the context is read then.
-        if isSuperuser { return .relay }
+        // reports is_superuser off (at the end of the request) and the context is read then. The
+        // catalog is asked again when the last read is old: a demotion reports nothing.
+        if isSuperuser {
+            if canRead, readAt.map({ now - $0 > Self.maximumAge }) ?? true { return .readFirst }
+            return .relay
+        }
         let needsRead = knowledge != .current || contextPolicyVersion != policies.version
         if needsRead {
             if canRead { return .readFirst }
@@ -229,7 +246,8 @@ struct MaskingState {
     /// Whether the context should be read before anything else runs (changed policies, a role
     /// change, or older than `maximumAge`).
     func needsFreshRead(policies: PolicySet, now: ContinuousClock.Instant) -> Bool {
-        if isSuperuser || policies.isEmpty { return false }
+        if policies.isEmpty { return false }
+        if isSuperuser { return readAt.map { now - $0 > Self.maximumAge } ?? true }
         if knowledge != .current || contextPolicyVersion != policies.version { return true }
         return readAt.map { now - $0 > Self.maximumAge } ?? true
     }

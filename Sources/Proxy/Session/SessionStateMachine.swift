@@ -367,12 +367,13 @@ struct SessionStateMachine {
         case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.parse.rawValue:
             return true
         case FrontendMessage.ID.execute.rawValue:
-            return portalsBoundSinceMaskingChanged != nil || (maskingInPlay && !masking.isSuperuser)
+            // (A superuser's too: ALTER ROLE ... NOSUPERUSER reports nothing, so its standing is
+            // read again when old, at a Bind or an Execute as at a statement.)
+            return portalsBoundSinceMaskingChanged != nil || maskingInPlay
         case FrontendMessage.ID.bind.rawValue:
             // Every Bind of a session that may be masked: the statement it names may have been
             // prepared unread or under other masking, by a Parse or by SQL PREPARE.
-            return !adminPrepared.isEmpty || (maskingInPlay && !statementEffects.isEmpty) || portalsBoundSinceMaskingChanged != nil
-                || (maskingInPlay && !masking.isSuperuser)
+            return !adminPrepared.isEmpty || portalsBoundSinceMaskingChanged != nil || maskingInPlay
         case FrontendMessage.ID.functionCall.rawValue:
             return maskingInPlay && !isKnownUnmasked
         case FrontendMessage.ID.close.rawValue:
@@ -401,13 +402,13 @@ struct SessionStateMachine {
                 activity.clientSent(frame.type)
                 return .relay
             }
+            // An Execute on its own (a cursor's name) when the masking may have changed: the
+            // context is read first (a change closes what was opened under the old one).
+            if maskingInPlay, masking.needsFreshRead(policies: policies, now: now), canRead(beforeTransactionControl: false) {
+                startContextRead()
+                return .pauseBefore
+            }
             if maskingInPlay, !masking.isSuperuser {
-                // An Execute on its own (a cursor's name) when the masking may have changed: the
-                // context is read first (a change closes what was opened under the old one).
-                if masking.needsFreshRead(policies: policies, now: now), canRead(beforeTransactionControl: false) {
-                    startContextRead()
-                    return .pauseBefore
-                }
                 // A session that may be masked reads only portals its own Binds opened under
                 // what it may read now (not a cursor declared before, not a Bind the server
                 // refused over an older portal of that name).
@@ -744,7 +745,7 @@ struct SessionStateMachine {
         }
         // A Bind opening a batch when the session's masking may have changed (a membership taken
         // away makes an unmasked session masked without any reload): the context is read first.
-        if maskingInPlay, !masking.isSuperuser, masking.needsFreshRead(policies: policies, now: now), canRead(beforeTransactionControl: false) {
+        if maskingInPlay, masking.needsFreshRead(policies: policies, now: now), canRead(beforeTransactionControl: false) {
             startContextRead()
             return .pauseBefore
         }

@@ -41,12 +41,28 @@ import Testing
         #expect(treatment(state, policies: PolicySet(policies: policies.policies, version: 2)) == .readFirst)
     }
 
-    @Test func superusersAreNeverMaskedAndNothingIsReadForThem() {
+    @Test func superusersAreNeverMaskedAndTheirStandingIsReadWhenOld() {
         var state = MaskingState()
         state.parameterReported(name: "is_superuser", value: "on")
-        #expect(treatment(state) == .relay)
-        // Even before the state database's policies are known.
-        #expect(treatment(state, ready: false) == .relay)
+        // The catalog is asked once (a demotion reports nothing), even before the state
+        // database's policies are known; mid-batch, is_superuser stands.
+        #expect(treatment(state) == .readFirst)
+        #expect(treatment(state, ready: false) == .readFirst)
+        #expect(treatment(state, canRead: false) == .relay)
+        var read = state
+        read.install(MaskingContext(role: "postgres", tables: [], taintedRelations: [], riskyDefiners: [], policyVersion: 1),
+                     worstCase: MaskingRewriterTests.context(), at: now, idle: true)
+        #expect(read.isSuperuser && !read.isMasked)
+        #expect(treatment(read) == .relay)
+        #expect(treatment(read, at: .seconds(3)) == .readFirst)
+        // Demoted: the catalog finds the policy masking the role.
+        var demoted = state
+        demoted.install(MaskingRewriterTests.context(), worstCase: MaskingRewriterTests.context(), at: now, idle: true)
+        #expect(!demoted.isSuperuser && demoted.isMasked)
+        guard case .mask = treatment(demoted) else {
+            Issue.record("a demoted superuser's session is masked")
+            return
+        }
         var other = MaskingState()
         other.parameterReported(name: "is_superuser", value: "off")
         #expect(treatment(other, ready: false) == .refuse(AdminError("57P03", "not yet; statements of roles that could be masked are refused until it has",

@@ -126,11 +126,31 @@ import Testing
         #expect(effects.contains { if case .resumeClientInput = $0 { true } else { false } })
     }
 
-    @Test mutating func aSuperuserPaysNoReadAndNoRewrite() throws {
+    /// A superuser's standing is asked of the catalog once (ALTER ROLE ... NOSUPERUSER reports
+    /// nothing to an open session), then its statements go as written: no read, no rewrite, until
+    /// the read is old.
+    @Test mutating func aSuperuserIsReadOnceThenPaysNoReadAndNoRewrite() throws {
         var machine = try ready(superuser: true)
+        #expect(machine.takeEffects().isEmpty)
+        #expect(try client(&machine, .query("SELECT email FROM test_schema.employees")) == .pauseBefore)
+        #expect(machine.takeEffects().contains { if case .sendToServer = $0 { true } else { false } })
+        try answerContextRead(&machine, rows: Self.contextRows(masked: false))
+        _ = machine.takeEffects()
+        #expect(machine.masking.isSuperuser)
+        #expect(try client(&machine, .query("SELECT email FROM test_schema.employees")) == .relay)
         #expect(machine.takeEffects().isEmpty)
         #expect(try client(&machine, .query("SELECT email FROM test_schema.employees")) == .relay)
         #expect(machine.takeEffects().isEmpty)
+    }
+
+    /// The catalog finds the policy masking a role that is_superuser still calls a superuser
+    /// (demoted while the session is open): the session is masked.
+    @Test mutating func aDemotedSuperuserIsMasked() throws {
+        var machine = try ready(superuser: true)
+        #expect(try client(&machine, .query("SELECT email FROM test_schema.employees")) == .pauseBefore)
+        try answerContextRead(&machine, rows: Self.contextRows(masked: true))
+        #expect(!machine.masking.isSuperuser)
+        #expect(machine.masking.isMasked)
     }
 
     @Test mutating func aMaskedRolesStatementIsRewrittenOnceTheContextIsKnown() throws {
