@@ -696,8 +696,10 @@ struct SessionStateMachine {
             statementsRefusedWhileMasked.remove(ExactName(name))
             if isMaskedSession { statementsPreparedMasked[ExactName(name)] = masking.generation }
         }
+        // SQL EXECUTE may run it too, unless running it changes something (SET, set_config...):
+        // a Bind notes that each time, an EXECUTE would not.
         if !name.isEmpty {
-            if maskingInPlay, isMaskedSession { masking.noteProtocolPrepared(name) } else { masking.forgetSQLPrepared(name) }
+            if maskingInPlay, isMaskedSession, noted.isEmpty { masking.noteProtocolPrepared(name) } else { masking.forgetSQLPrepared(name) }
         }
         activity.clientSent(frame.type)
         return outgoing.map { .replace($0) } ?? .relay
