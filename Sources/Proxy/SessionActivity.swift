@@ -9,6 +9,8 @@ import PostgresWire
 public struct SessionActivity: Sendable, Hashable {
     public private(set) var awaitingReadyForQuery = 0
     public private(set) var hasUnsyncedExtendedMessages = false
+    /// An extended-protocol message came after the last request (Query, Sync, FunctionCall).
+    private var extendedSinceLastRequest = false
     public private(set) var transactionStatus: BackendMessage.TransactionStatus = .idle
     /// Requests answered (ReadyForQuery for a client's Query, Sync or FunctionCall), for statistics.
     public private(set) var answeredRequests = 0
@@ -21,13 +23,16 @@ public struct SessionActivity: Sendable, Hashable {
         switch type {
         case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.functionCall.rawValue:
             awaitingReadyForQuery += 1
+            extendedSinceLastRequest = false
         case FrontendMessage.ID.sync.rawValue:
             awaitingReadyForQuery += 1
             hasUnsyncedExtendedMessages = false
+            extendedSinceLastRequest = false
         case FrontendMessage.ID.parse.rawValue, FrontendMessage.ID.bind.rawValue,
              FrontendMessage.ID.describe.rawValue, FrontendMessage.ID.execute.rawValue,
              FrontendMessage.ID.close.rawValue:
             hasUnsyncedExtendedMessages = true
+            extendedSinceLastRequest = true
         case FrontendMessage.ID.flush.rawValue:
             // Flush asks for the answers so far; it starts nothing (psycopg sends Sync then Flush).
             break
@@ -42,6 +47,13 @@ public struct SessionActivity: Sendable, Hashable {
         let answered = awaitingReadyForQuery > 0
         if answered { answeredRequests &+= 1 }
         awaitingReadyForQuery = max(0, awaitingReadyForQuery - 1)
+        // Every request answered and nothing sent since the last: the server is waiting for the
+        // client, even when extended messages went before a Query without a Sync (the Query ran
+        // after them, and its ReadyForQuery says the server is between requests). Else a Close
+        // without a Sync, then simple queries, kept the session "in a batch" for good, and the
+        // proxy never read its context again (round 18). (After an error the server skips to the
+        // next Sync, a Query too: then its ReadyForQuery never comes and this is not reached.)
+        if awaitingReadyForQuery == 0, !extendedSinceLastRequest { hasUnsyncedExtendedMessages = false }
         // A request answered outside a transaction block was one (autocommit), as is a block's end.
         if status == .idle && (transactionStatus != .idle || answered) { endedTransactions &+= 1 }
         transactionStatus = status

@@ -80,6 +80,20 @@ import Testing
                                       readsStateDatabase: readsStateDatabase, backend: backend, body)
     }
 
+    /// The same over protocol answers: every byte of their rows, and their errors' texts (a
+    /// message's own description shows no row content).
+    private func assertNoCanary(_ answers: [[BackendMessage]], _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        let text = answers.joined().map { message -> String in
+            switch message {
+            case .dataRow(let row): return String(decoding: row.bytes.readableBytesView, as: UTF8.self)
+            case .errorResponse(let fields), .noticeResponse(let fields):
+                return [ErrorFields.Code.message, ErrorFields.Code.detail, ErrorFields.Code.hint].compactMap { fields[$0] }.joined(separator: " ")
+            default: return ""
+            }
+        }.joined(separator: " ")
+        assertNoCanary(text, what, sourceLocation: sourceLocation)
+    }
+
     private func assertNoCanary(_ text: String, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
         for canary in Self.canaries where text.contains(canary) {
             Issue.record("\(what) leaked \(canary): \(text.prefix(400))", sourceLocation: sourceLocation)
@@ -238,7 +252,7 @@ import Testing
                 try connection.send(buffer)
                 return try connection.receive(until: .readyForQuery)
             }
-            assertNoCanary("\(raw)", "SJIS")
+            assertNoCanary([raw], "SJIS")
             #expect(raw.contains { if case .errorResponse = $0 { true } else { false } }, "\(raw)")
             // LATIN1 text is read and sent back in LATIN1, unchanged.
             let latin1 = try await Shell.run(["psql", "-X", "-A", "-t", "-d", conninfo, "-c", "SELECT 'caf\u{e9}' AS word, email FROM sec.emp WHERE id = 1"],
@@ -389,7 +403,7 @@ import Testing
                 ] { try raw.send(message) }
                 return try raw.receive(until: .readyForQuery)
             }
-            assertNoCanary("\(answer)", "protocol-level prepared statement")
+            assertNoCanary([answer], "protocol-level prepared statement")
             #expect(answer.contains { if case .errorResponse(let fields) = $0 { fields.sqlState == "42501" } else { false } }, "\(answer)")
         }
     }
@@ -519,7 +533,7 @@ import Testing
                 [.query("CREATE TEMP TABLE loot AS EXECUTE s2")],
                 [.query("SELECT * FROM loot")],
             ])
-            assertNoCanary("\(answers)", "an admin placeholder")
+            assertNoCanary(answers, "an admin placeholder")
             for (index, answer) in answers.enumerated() { #expect(Self.errorStates(answer).isEmpty, "batch \(index): \(answer)") }
             #expect(answers.map(Self.values) == [[], [], ["fresh s1"], ["fresh s1"], [], [], ["fresh s2"], [], ["fresh s2"]], "\(answers)")
         }
@@ -551,7 +565,7 @@ import Testing
                 [bind("\u{E9}"), .execute(portal: "", maxRows: 0), .sync],                                     // 9
                 [.query("SELECT count(*) FROM pg_prepared_statements WHERE name = 'q16'")],                    // 10
             ])
-            assertNoCanary("\(answers)", "admin placeholders")
+            assertNoCanary(answers, "admin placeholders")
             #expect(answers.count == 11)
             guard answers.count == 11 else { return }
             // The PREPARE is not prepared; the SELECT is, masked: not the text as written.
@@ -565,6 +579,39 @@ import Testing
             // The admin call itself is refused to a role that is no admin.
             #expect(Self.errorStates(answers[9]) == ["42501"], "\(answers[9])")
             #expect(Self.values(answers[10]) == ["0"], "\(answers[10])")
+        }
+    }
+
+    /// An exemption revoked while the session keeps an extended message unsynced (a Close of no
+    /// portal, then simple queries): the session was "in a batch" for good and its masking was
+    /// never read again: it read real values on (round 18). The Query's ReadyForQuery ends the
+    /// batch now, and the revocation is seen within the context's age.
+    @Test func aBatchLeftUnsyncedDoesNotKeepAnExemption() async throws {
+        try await withAttackSetup(backstop: false) { db in
+            let admin = try await db.direct()
+            try await admin.exec("GRANT \(db.role("exempt")) TO auth_trust")
+            let port = db.proxy.port, database = db.database
+            // One connection used from one task at a time, off the cooperative pool.
+            final class Held: @unchecked Sendable { let raw: RawConnection; init(_ raw: RawConnection) { self.raw = raw } }
+            let held = try await offPool { () -> Held in
+                let raw = try RawConnection(port: port)
+                _ = try raw.startTrusted(user: "auth_trust", database: database)
+                return Held(raw)
+            }
+            @Sendable func ask(_ messages: [FrontendMessage]) async throws -> [BackendMessage] {
+                try await offPool {
+                    for message in messages { try held.raw.send(message) }
+                    return try held.raw.receive(until: .readyForQuery)
+                }
+            }
+            let exempt = try await ask([.query("SELECT ssn FROM sec.emp WHERE id = 1")])
+            #expect(Self.values(exempt) == ["CANARY-SSN-a41c-1"], "\(exempt)")
+            _ = try await ask([.close(.portal("zz")), .query("SELECT 1")])
+            try await admin.exec("REVOKE \(db.role("exempt")) FROM auth_trust")
+            try await Task.sleep(for: .milliseconds(2200))
+            let after = try await ask([.query("SELECT coalesce(ssn, 'masked') FROM sec.emp WHERE id = 1")])
+            assertNoCanary([after], "a revoked exemption behind an unsynced batch")
+            #expect(Self.values(after) == ["masked"], "\(after)")
         }
     }
 

@@ -23,6 +23,27 @@ import Testing
         #expect(activity.isIdle)
     }
 
+    /// Extended messages left without a Sync, then a Query: the Query runs after them and its
+    /// ReadyForQuery leaves the server between requests (round 18: a Close without Sync kept the
+    /// session "in a batch" for good, so its masking was never read again).
+    @Test func aQueryAfterUnsyncedExtendedMessagesEndsTheBatch() {
+        var activity = SessionActivity()
+        activity.clientSent(id("C"))
+        #expect(!activity.isQuiet)
+        activity.clientSent(id("Q"))
+        activity.serverSentReadyForQuery(.idle)
+        #expect(activity.isQuiet)
+        // Not when extended messages follow the Query: they wait for a Sync still.
+        activity.clientSent(id("P"))
+        activity.clientSent(id("Q"))
+        activity.clientSent(id("B"))
+        activity.serverSentReadyForQuery(.idle)
+        #expect(!activity.isQuiet)
+        activity.clientSent(id("S"))
+        activity.serverSentReadyForQuery(.idle)
+        #expect(activity.isQuiet)
+    }
+
     @Test func flushWithoutSyncIsBusy() {
         var activity = SessionActivity()
         activity.clientSent(id("P"))

@@ -113,6 +113,18 @@ struct MaskingState {
     static let maximumAge: Duration = .seconds(2)
     /// How fresh the context must be for a COPY, whose output carries no column origins to check.
     static let copyFreshness: Duration = .milliseconds(5)
+    /// How long a standing that cannot be read again (the client keeps an extended-protocol batch
+    /// open, without Sync) is still taken on trust: past it, an unmasked or superuser session's
+    /// statements are refused and a masked one's are read under the worst case (round 18: a
+    /// batch left open kept a revoked exemption, or a demotion, from ever being seen).
+    static let unreadableLimit: Duration = .seconds(10)
+    static let unconfirmed = AdminError("55000", "pgclone: this session's masking has not been read for \(unreadableLimit.components.seconds) s and cannot be while an extended-protocol batch is open; send Sync",
+                                        hint: "Drivers send Sync at the end of each batch or pipeline; the statement can run after it.")
+
+    /// The standing was read, but longer ago than `unreadableLimit`.
+    func isUnconfirmed(now: ContinuousClock.Instant) -> Bool {
+        readAt.map { now - $0 > Self.unreadableLimit } ?? false
+    }
 
     /// Set after a RowDescription was refused: rows up to the command's end are dropped.
     var suppressingRows = false
@@ -220,7 +232,10 @@ struct MaskingState {
         // reports is_superuser off (at the end of the request) and the context is read then. The
         // catalog is asked again when the last read is old: a demotion reports nothing.
         if isSuperuser {
-            if canRead, readAt.map({ now - $0 > Self.maximumAge }) ?? true { return .readFirst }
+            if readAt.map({ now - $0 > Self.maximumAge }) ?? true {
+                if canRead { return .readFirst }
+                if isUnconfirmed(now: now) { return .refuse(Self.unconfirmed) }
+            }
             return .relay
         }
         let needsRead = knowledge != .current || contextPolicyVersion != policies.version
@@ -238,6 +253,10 @@ struct MaskingState {
         if canRead, let readAt {
             let age = now - readAt
             if age > Self.maximumAge || (age > Self.copyFreshness && isCopy() && contextIsMasked) { return .readFirst }
+        }
+        if !canRead, isUnconfirmed(now: now) {
+            if !contextIsMasked { return .refuse(Self.unconfirmed) }
+            if let worstCase, worstCase.policyVersion == policies.version { return .mask(worstCase) }
         }
         guard contextIsMasked, let context else { return .relay }
         return .mask(context)

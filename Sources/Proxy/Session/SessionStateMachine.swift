@@ -752,7 +752,10 @@ struct SessionStateMachine {
             return .pauseBefore
         }
         portalsBoundSinceMaskingChanged?.insert(ExactName(bind.portalName))
-        let maskedNow = isMaskedSession || (masking.inFlightChange && !masking.isSuperuser)
+        // Not read for long and not readable now (a batch left open): as if masked, so that a
+        // statement prepared unread is refused.
+        let unconfirmed = maskingInPlay && masking.isUnconfirmed(now: now) && !canRead(beforeTransactionControl: false)
+        let maskedNow = isMaskedSession || (masking.inFlightChange && !masking.isSuperuser) || unconfirmed
         if maskedNow, bind.statementName.utf8.contains(where: { $0 >= 0x80 }) || bind.portalName.utf8.contains(where: { $0 >= 0x80 }),
            let refusal = nameRefusal(bind.statementName) ?? nameRefusal(bind.portalName) {
             activity.clientSent(frame.type)

@@ -69,6 +69,30 @@ import Testing
                                                                      hint: "Check that pgclone's service role can log in to the state database; superusers are not affected.")))
     }
 
+    /// A standing that cannot be read again for longer than `unreadableLimit` (a batch left
+    /// open without Sync) is not taken on trust: an unmasked or superuser session is refused, a
+    /// masked one is read under the worst case (round 18).
+    @Test func aStandingNotReadForLongIsNotTrusted() {
+        let late = Duration.seconds(11)
+        var unmasked = MaskingState()
+        var worstCase = MaskingRewriterTests.context()
+        worstCase.isWorstCase = true
+        unmasked.install(MaskingContext(role: "reader", tables: [], taintedRelations: [], riskyDefiners: [], policyVersion: 1), worstCase: worstCase, at: now, idle: true)
+        #expect(treatment(unmasked, canRead: false) == .relay)
+        #expect(treatment(unmasked, canRead: false, at: .seconds(5)) == .relay)
+        #expect(treatment(unmasked, canRead: false, at: late) == .refuse(MaskingState.unconfirmed))
+        #expect(treatment(unmasked, at: late) == .readFirst)
+        var superuser = MaskingState()
+        superuser.parameterReported(name: "is_superuser", value: "on")
+        superuser.install(MaskingContext(role: "postgres", tables: [], taintedRelations: [], riskyDefiners: [], policyVersion: 1), worstCase: worstCase, at: now, idle: true)
+        #expect(treatment(superuser, canRead: false, at: .seconds(5)) == .relay)
+        #expect(treatment(superuser, canRead: false, at: late) == .refuse(MaskingState.unconfirmed))
+        guard case .mask(let context) = treatment(known(), canRead: false, at: late), context.isWorstCase else {
+            Issue.record("a masked session not read for long is read under the worst case")
+            return
+        }
+    }
+
     @Test func aRoleChangeReportedByTheServerMakesTheContextStale() {
         var state = known()
         state.parameterReported(name: "is_superuser", value: "off")
