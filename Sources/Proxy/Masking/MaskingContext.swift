@@ -245,7 +245,7 @@ public struct MaskingContext: Sendable, Hashable {
                             JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (p.sens)
                             WHERE pg_catalog.has_column_privilege(pr.proowner, m.reloid, a.attnum, 'SELECT'))
             )
-            SELECT 'user', pg_catalog.current_user()::pg_catalog.text, NULL, NULL, NULL, NULL
+            SELECT 'user', pg_catalog.current_user()::pg_catalog.text, pg_catalog.current_setting('transaction_isolation'), NULL, NULL, NULL
             UNION ALL
             SELECT 'misplaced', n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
                    (SELECT pg_catalog.format('%s.%s', cn.nspname, cc.relname) FROM pg_catalog.pg_class cc JOIN pg_catalog.pg_namespace cn ON cn.oid OPERATOR(pg_catalog.=) cc.relnamespace

@@ -177,8 +177,16 @@ struct MaskingState {
 
     mutating func contextRead(rows: [[String?]], policies: PolicySet, at now: ContinuousClock.Instant, idle: Bool) {
         let (context, worstCase) = MaskingContext.from(rows: rows, policies: policies)
+        // Read inside the client's REPEATABLE READ or SERIALIZABLE transaction, the catalog is
+        // seen as of that transaction's snapshot, while its statements resolve names against the
+        // current catalog: what was made since (a SECURITY DEFINER function) is not in the context.
+        let isolation = rows.first { $0.count == 6 && $0[0] == "user" }?[2] ?? nil
+        snapshotPinned = !idle && (isolation == "repeatable read" || isolation == "serializable")
         install(context, worstCase: worstCase, at: now, idle: idle)
     }
+
+    /// The last read saw the catalog through the client's transaction snapshot (see `contextRead`).
+    private(set) var snapshotPinned = false
 
     mutating func install(_ context: MaskingContext, worstCase: MaskingContext, at now: ContinuousClock.Instant, idle: Bool) {
         // Only what decides a rewrite counts: a new table or function anywhere in the database
@@ -432,6 +440,11 @@ struct MaskingState {
         if let function = analysis.plan.unknownFunction, !fresh {
             knowledge = .stale
             return .done(.needsFreshContext(function: function), analysis.effects)
+        }
+        if let function = analysis.plan.unknownFunction, snapshotPinned {
+            // Unknown even to a fresh read, which could not see past the transaction's snapshot:
+            // it may have been made since, with any rights (round 18).
+            return .done(.refused(AdminError("42501", "pgclone: function \(function)() is not known to this transaction's snapshot (it may have been created since the transaction began); call it in a new transaction")), analysis.effects)
         }
         if case .refused = analysis.plan {} else if let refusal = trackPreparedStatements(analysis.uses) {
             return .done(.refused(refusal), analysis.effects)

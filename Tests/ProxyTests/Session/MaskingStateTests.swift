@@ -93,6 +93,43 @@ import Testing
         }
     }
 
+    /// A context read inside the client's REPEATABLE READ (or SERIALIZABLE) transaction sees
+    /// the catalog as of its snapshot: a function unknown even to a fresh read may have been made
+    /// since (a SECURITY DEFINER one, round 18), so it is refused there, and relayed elsewhere
+    /// (where a fresh read not knowing it means it does not exist).
+    @Test func aFunctionUnknownToAPinnedSnapshotIsRefused() {
+        // The server backs the policy up (a current mask view, the role denied the column): user
+        // functions may be called, the server's privileges deciding what they read.
+        let view = MaskView.comment(schema: "test_schema", table: "employees", columns: [
+            MaskView.Column(name: "id", type: "integer", strategy: nil), MaskView.Column(name: "email", type: "text", strategy: .email)])
+        func rows(_ isolation: String) -> [[String?]] {
+            [["user", "alice", isolation, nil, nil, nil],
+             ["table", "0", "16500", "false:r:false:true:true", "test_schema", "employees"],
+             ["view", "0", "16500", view, nil, nil],
+             ["column", "0", "16500", "1", "id", "integer"],
+             ["column", "0", "16500", "2", "email", "text"]]
+        }
+        let sql = "SELECT test_schema.made_since()"
+        for (isolation, idle, refused) in [("repeatable read", false, true), ("serializable", false, true), ("read committed", false, false), ("repeatable read", true, false)] {
+            var state = MaskingState()
+            state.contextRead(rows: rows(isolation), policies: policies, at: now, idle: idle)
+            guard let context = state.context else {
+                Issue.record("no context")
+                return
+            }
+            let (result, _) = state.rewrite(sql, under: context, builtinFunctions: ["count"])
+            if refused {
+                guard case .refused(let error) = result else {
+                    Issue.record("\(isolation), idle \(idle): \(result)")
+                    continue
+                }
+                #expect(error.message.contains("not known to this transaction's snapshot"), "\(error.message)")
+            } else {
+                #expect(result == .unchanged, "\(isolation), idle \(idle): \(result)")
+            }
+        }
+    }
+
     @Test func aRoleChangeReportedByTheServerMakesTheContextStale() {
         var state = known()
         state.parameterReported(name: "is_superuser", value: "off")
