@@ -220,8 +220,10 @@ struct SessionStateMachine {
 
     /// What the proxy shares, as it stands now (read by the handler once per read burst).
     mutating func observe(policies: PolicySet, notReady: String?, builtinFunctions: Set<String>?) {
-        if policies.version != self.policies.version, activity.transactionStatus != .idle, !masking.isSuperuser {
-            // Portals opened before may hold rows read unmasked: they are not read on.
+        if policies.version != self.policies.version, activity.transactionStatus != .idle || !activity.isQuiet, !masking.isSuperuser {
+            // Portals opened before may hold rows read unmasked: they are not read on. (In an
+            // extended-protocol batch left open with Flush too: its implicit transaction keeps
+            // them, and the last ReadyForQuery said idle; round 18.)
             guardPortals()
         }
         self.policies = policies

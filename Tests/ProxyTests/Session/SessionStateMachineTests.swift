@@ -143,6 +143,21 @@ import Testing
         #expect(machine.takeEffects().isEmpty)
     }
 
+    /// A portal suspended in a batch left open with Flush (no Sync, the last ReadyForQuery said
+    /// idle) is not read on after the policies change: its rows were read under the old ones
+    /// (round 18).
+    @Test mutating func aPortalOfABatchLeftOpenIsNotReadAfterAPolicyChange() throws {
+        var machine = try ready(superuser: false, contextRows: Self.contextRows(masked: true))
+        _ = try judged(&machine, .parse(.init(statementName: "", query: "SELECT id FROM test_schema.employees", parameterTypes: [])))
+        _ = try judged(&machine, .bind(.init(portalName: "", statementName: "", parameterFormats: [], parameters: [], resultFormats: [])))
+        _ = try judged(&machine, .execute(portal: "", maxRows: 1))
+        _ = try judged(&machine, .flush)
+        _ = machine.takeEffects()
+        machine.observe(policies: PolicySet(policies: policies.policies, version: policies.version + 1), notReady: nil, builtinFunctions: nil)
+        #expect(try judged(&machine, .execute(portal: "", maxRows: 1)) == .consume)
+        #expect(machine.takeEffects().contains { if case .closeWithError(let fields, _) = $0 { fields.sqlState == "57P01" } else { false } })
+    }
+
     /// The catalog finds the policy masking a role that is_superuser still calls a superuser
     /// (demoted while the session is open): the session is masked.
     @Test mutating func aDemotedSuperuserIsMasked() throws {
