@@ -813,6 +813,20 @@ import Testing
         }
     }
 
+    /// SET TRANSACTION must be its transaction's first statement: the proxy's own read of an old
+    /// context must not go before it (round 19: 25001 after BEGIN and a pause).
+    @Test func setTransactionAfterAPauseRuns() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let session = try await PQConnection.connect(environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database))
+            try await session.exec("BEGIN")
+            try await Task.sleep(for: .milliseconds(2200))
+            try await session.exec("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            #expect(try await session.exec("SHOW transaction_isolation").string(0, 0) == "repeatable read")
+            #expect(try await session.exec("SELECT email FROM test_schema.employees WHERE id = 1").string(0, 0) == "C***@example.com")
+            try await session.exec("COMMIT")
+        }
+    }
+
     /// A statement prepared with the protocol (a driver's prepare(name=)) may be run with SQL
     /// EXECUTE, as on the server: it was read masked (asyncpg's test_prepare_explicitly_named).
     @Test func aProtocolPreparedStatementRunsWithSQLExecute() async throws {

@@ -157,6 +157,8 @@ public struct MaskingRewriter: Sendable {
         var uses: [Plan.PreparedStatementUse] = []
         var effects: Effects = []
         var effectsBeforeLast: Effects = []
+        /// The text calls a function that is not built in (whether the context knows it or not).
+        var callsUserFunction = false
     }
 
     /// The analysis of a text; `bytes` is `sql`'s UTF-8 (the parse tree's locations are offsets into it).
@@ -207,6 +209,7 @@ public struct MaskingRewriter: Sendable {
             if index < statements.count - 1 { analysis.effectsBeforeLast.formUnion(effects) }
             analysis.effects.formUnion(effects)
         }
+        analysis.callsUserFunction = walker.callsUserFunction
         let edits = walker.allEdits
         guard !edits.isEmpty else {
             analysis.plan = .unchanged(unknownFunction: walker.unknownFunction)
@@ -387,6 +390,7 @@ public struct MaskingRewriter: Sendable {
         var edits: [Edit] = []
         var refusal: AdminError?
         var unknownFunction: String?
+        var callsUserFunction = false
         /// The statement being walked calls set_config or a function that is not built in (which
         /// may change any setting, the role included).
         var changesSession = false
@@ -805,6 +809,7 @@ public struct MaskingRewriter: Sendable {
         /// when the context was read) was created since: it could read a masked table.
         mutating func noteCalledFunction(_ name: String, schema: String?) {
             let builtin = isBuiltin(name, schema: schema)
+            if !builtin { callsUserFunction = true }
             if !builtin || name == "set_config" { changesSession = true }
             guard unknownFunction == nil, !context.userFunctions.contains(name) else { return }
             if !builtin { unknownFunction = name }

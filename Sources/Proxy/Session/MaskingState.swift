@@ -405,7 +405,8 @@ struct MaskingState {
         let bytes = Array(sql.utf8)
         let shape = StatementShape(bytes)
         // The cache holds rewrites under the current context only.
-        let cacheable = !context.isWorstCase
+        // (Nor under a snapshot-pinned read: its statements are judged each time, see below.)
+        let cacheable = !context.isWorstCase && !snapshotPinned
         if cacheable, let cached = cache[shape.key] {
             cacheHits &+= 1
             justRead = false
@@ -445,6 +446,11 @@ struct MaskingState {
             // Unknown even to a fresh read, which could not see past the transaction's snapshot:
             // it may have been made since, with any rights (round 18).
             return .done(.refused(AdminError("42501", "pgclone: function \(function)() is not known to this transaction's snapshot (it may have been created since the transaction began); call it in a new transaction")), analysis.effects)
+        }
+        if analysis.callsUserFunction, snapshotPinned, context.isMasked {
+            // What the snapshot says of a known function may be old too (made SECURITY DEFINER
+            // since, or a snapshot imported from long ago: round 19).
+            return .done(.refused(AdminError("42501", "pgclone: functions that are not built in cannot be called by a masked role inside a REPEATABLE READ or SERIALIZABLE transaction (pgclone reads their definitions as of its snapshot); call them in a READ COMMITTED transaction")), analysis.effects)
         }
         if case .refused = analysis.plan {} else if let refusal = trackPreparedStatements(analysis.uses) {
             return .done(.refused(refusal), analysis.effects)

@@ -410,6 +410,15 @@ struct SessionStateMachine {
                 startContextRead()
                 return .pauseBefore
             }
+            // A portal bound while the session was not masked, read on in a batch kept open past
+            // the time a standing is trusted without a read (round 19: real rows at 65 s after a
+            // revoked exemption): the session ends.
+            if maskingInPlay, !masking.isMasked, masking.isUnconfirmed(now: now), !canRead(beforeTransactionControl: false) {
+                effects.append(.closeWithError(ErrorFields(severity: .fatal, sqlState: "57P01",
+                                                           message: "pgclone: this session's masking has not been read for \(MaskingState.unreadableLimit.components.seconds) s and cannot be while its batch is open; reconnect"),
+                                               reason: "masking not read for too long in an open batch"))
+                return .consume
+            }
             if maskingInPlay, !masking.isSuperuser {
                 // A session that may be masked reads only portals its own Binds opened under
                 // what it may read now (not a cursor declared before, not a Bind the server
@@ -1305,6 +1314,14 @@ enum TransactionControl {
             index = bytes.index(after: index)
         }
         let length = bytes.distance(from: start, to: index)
+        if length == 3, zip(Array("set".utf8), bytes[start..<index]).allSatisfy({ $0 == ($1 | 0x20) }) {
+            // SET TRANSACTION ... must come before any query of its transaction: the proxy's own
+            // read must not go first (round 19: BEGIN, then SET TRANSACTION ISOLATION LEVEL after
+            // a read, failed with 25001).
+            guard bytes.count <= MaskingState.synchronousParseLimit,
+                  let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), !statements.isEmpty else { return false }
+            return statements.allSatisfy(Self.isTransactionSetting)
+        }
         guard length > 2, length <= 9, words.contains(where: { word in
             word.count == length && zip(word, bytes[start..<index]).allSatisfy { $0 == ($1 | 0x20) }
         }) else { return false }
@@ -1313,6 +1330,15 @@ enum TransactionControl {
         if !Self.hasSeveralStatements(bytes[index...]) { return true }
         guard bytes.count <= MaskingState.synchronousParseLimit else { return false }
         guard let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), !statements.isEmpty else { return false }
-        return statements.allSatisfy { $0.node.tagged?.0 == "TransactionStmt" }
+        return statements.allSatisfy { $0.node.tagged?.0 == "TransactionStmt" || isTransactionSetting($0) }
+    }
+
+    /// SET TRANSACTION (isolation, access mode, deferrable, snapshot) and SET SESSION
+    /// CHARACTERISTICS AS TRANSACTION: they read nothing.
+    static func isTransactionSetting(_ statement: PostgresParser.Statement) -> Bool {
+        guard let (kind, body) = statement.node.tagged else { return false }
+        if kind == "TransactionStmt" { return true }
+        guard kind == "VariableSetStmt", body["kind"]?.string == "VAR_SET_MULTI" else { return false }
+        return ["TRANSACTION", "TRANSACTION SNAPSHOT", "SESSION CHARACTERISTICS"].contains(body["name"]?.string ?? "")
     }
 }

@@ -109,6 +109,21 @@ import Testing
              ["column", "0", "16500", "1", "id", "integer"],
              ["column", "0", "16500", "2", "email", "text"]]
         }
+        // A known user function too, and from the shape cache.
+        for known in [false, true] {
+            var state = MaskingState()
+            var known_rows = rows("read committed")
+            if known { known_rows.append(["userfn", "old_one", nil, nil, nil, nil]) }
+            state.contextRead(rows: known_rows, policies: policies, at: now, idle: false)
+            _ = state.rewrite("SELECT test_schema.old_one()", under: state.context!, builtinFunctions: ["count"])
+            var pinned = rows("repeatable read")
+            if known { pinned.append(["userfn", "old_one", nil, nil, nil, nil]) }
+            state.contextRead(rows: pinned, policies: policies, at: now, idle: false)
+            guard case .refused = state.rewrite("SELECT test_schema.old_one()", under: state.context!, builtinFunctions: ["count"]).0 else {
+                Issue.record("a user function called under a pinned snapshot (known: \(known)) was not refused")
+                continue
+            }
+        }
         let sql = "SELECT test_schema.made_since()"
         for (isolation, idle, refused) in [("repeatable read", false, true), ("serializable", false, true), ("read committed", false, false), ("repeatable read", true, false)] {
             var state = MaskingState()

@@ -158,6 +158,18 @@ import Testing
         #expect(machine.takeEffects().contains { if case .closeWithError(let fields, _) = $0 { fields.sqlState == "57P01" } else { false } })
     }
 
+    /// SET TRANSACTION (and SET SESSION CHARACTERISTICS) read nothing and must come before any
+    /// query of the transaction: the proxy's own read never goes before them (round 19: 25001).
+    @Test func setTransactionIsTransactionControl() {
+        for text in ["SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", "set transaction read only, deferrable", "SET TRANSACTION SNAPSHOT '00000003-0000001B-1'",
+                     "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ", "BEGIN; SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"] {
+            #expect(TransactionControl.only(Array(text.utf8)), "\(text)")
+        }
+        for text in ["SET search_path = x", "SET ROLE x", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT 1", "SELECT 1"] {
+            #expect(!TransactionControl.only(Array(text.utf8)), "\(text)")
+        }
+    }
+
     /// The catalog finds the policy masking a role that is_superuser still calls a superuser
     /// (demoted while the session is open): the session is masked.
     @Test mutating func aDemotedSuperuserIsMasked() throws {
