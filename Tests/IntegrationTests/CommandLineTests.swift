@@ -75,6 +75,15 @@ import Testing
         }
     }
 
+    /// An empty file in the test directory for a `pgclone serve` child's stderr, writable by the
+    /// unprivileged user a test may run it as.
+    static func serveLog(_ environment: TestEnvironment, _ name: String, port: Int) -> URL {
+        let log = URL(fileURLWithPath: environment.directory).appendingPathComponent("\(name)-\(port)-\(UInt32.random(in: 0...UInt32.max)).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        chmod(log.path, 0o666)
+        return log
+    }
+
     /// The proxy as an unprivileged user (the Docker image runs it as one): its socket options
     /// must be ones such a user may set. TCP_NODELAY was set at the socket level, where the same
     /// number is SO_DEBUG: root may set that, anyone else got EACCES and every client was dropped.
@@ -82,9 +91,7 @@ import Testing
         let environment = try TestEnvironment.require()
         let port = Int.random(in: 20000...29999)
         try await TargetRoles.ensure()
-        let log = URL(fileURLWithPath: environment.directory).appendingPathComponent("unprivileged-\(port)-\(UInt32.random(in: 0...UInt32.max)).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        chmod(log.path, 0o666)
+        let log = Self.serveLog(environment, "unprivileged", port: port)
         let serve = [Self.binary, "serve", "--listen", "127.0.0.1:\(port)", "--log-level", "warning", "--state-database", TargetRoles.cliStateDatabase,
                      "--backend", environment.backendConnInfo]
         // As root, the server's own user runs it.
@@ -113,8 +120,7 @@ import Testing
         let environment = try TestEnvironment.require()
         let port = Int.random(in: 20000...29999)
         try await TargetRoles.ensure()
-        let log = URL(fileURLWithPath: environment.directory).appendingPathComponent("sigterm-\(port)-\(UInt32.random(in: 0...UInt32.max)).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let log = Self.serveLog(environment, "sigterm", port: port)
         let process = try ChildProcess(Self.binary, ["serve", "--listen", "127.0.0.1:\(port)", "--shutdown-grace", "10", "--log-level", "warning", "--state-database", TargetRoles.cliStateDatabase],
                                        environment: ["PGCLONE_BACKEND": environment.backendConnInfo], error: .file(log.path))
         defer { if process.isRunning { process.terminate() } }

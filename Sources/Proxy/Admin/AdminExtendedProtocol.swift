@@ -58,15 +58,19 @@ extension AdminStatement {
     /// A statement of the same parameters that reads nothing, for where the client's own text
     /// may not be prepared (a session that may be masked, when it cannot be masked here).
     var neutralPlaceholder: String {
+        let guardClause = parameterGuard
+        return "SELECT NULL::pg_catalog.text AS pgclone" + (guardClause.isEmpty ? "" : " WHERE (\(guardClause)) OR true")
+    }
+
+    /// `$1::type IS NULL AND ...` over every parameter (so that the server infers their types),
+    /// or "" when there are none.
+    private var parameterGuard: String {
         let types = parameterTypeNames
-        let parameters = (0..<parameterCount).map { "$\($0 + 1)::pg_catalog.\(types[$0 + 1] ?? "text") IS NULL" }
-        return "SELECT NULL::pg_catalog.text AS pgclone" + (parameters.isEmpty ? "" : " WHERE (\(parameters.joined(separator: " AND "))) OR true")
+        return (0..<parameterCount).map { "$\($0 + 1)::pg_catalog.\(types[$0 + 1] ?? "text") IS NULL" }.joined(separator: " AND ")
     }
 
     var placeholder: String {
-        let types = parameterTypeNames
-        let parameters = (0..<parameterCount).map { "$\($0 + 1)::pg_catalog.\(types[$0 + 1] ?? "text") IS NULL" }
-        let guardClause = parameters.isEmpty ? "" : parameters.joined(separator: " AND ")
+        let guardClause = parameterGuard
         var bytes = Array(text.utf8)
         for (index, reference) in references.enumerated().reversed() {
             let type = AdminRegistry.resultType(function: reference.function)

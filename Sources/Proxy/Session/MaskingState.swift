@@ -121,6 +121,11 @@ struct MaskingState {
     static let unconfirmed = AdminError("55000", "pgclone: this session's masking has not been read for \(unreadableLimit.components.seconds) s and cannot be while an extended-protocol batch is open; send Sync",
                                         hint: "Drivers send Sync at the end of each batch or pipeline; the statement can run after it.")
 
+    /// Never read, or read longer ago than `maximumAge`.
+    func isOld(now: ContinuousClock.Instant) -> Bool {
+        readAt.map { now - $0 > Self.maximumAge } ?? true
+    }
+
     /// The standing was read, but longer ago than `unreadableLimit`.
     func isUnconfirmed(now: ContinuousClock.Instant) -> Bool {
         readAt.map { now - $0 > Self.unreadableLimit } ?? false
@@ -240,7 +245,7 @@ struct MaskingState {
         // reports is_superuser off (at the end of the request) and the context is read then. The
         // catalog is asked again when the last read is old: a demotion reports nothing.
         if isSuperuser {
-            if readAt.map({ now - $0 > Self.maximumAge }) ?? true {
+            if isOld(now: now) {
                 if canRead { return .readFirst }
                 if isUnconfirmed(now: now) { return .refuse(Self.unconfirmed) }
             }
@@ -274,9 +279,8 @@ struct MaskingState {
     /// change, or older than `maximumAge`).
     func needsFreshRead(policies: PolicySet, now: ContinuousClock.Instant) -> Bool {
         if policies.isEmpty { return false }
-        if isSuperuser { return readAt.map { now - $0 > Self.maximumAge } ?? true }
-        if knowledge != .current || contextPolicyVersion != policies.version { return true }
-        return readAt.map { now - $0 > Self.maximumAge } ?? true
+        if !isSuperuser, knowledge != .current || contextPolicyVersion != policies.version { return true }
+        return isOld(now: now)
     }
 
     /// What a statement relayed without rewriting may change: only when it mentions a word that

@@ -60,14 +60,12 @@ extension SessionStateMachine {
         statementsPreparedMasked[ExactName(name)] = nil
         statementsRefusedWhileMasked.insert(ExactName(name))
         masking.forgetSQLPrepared(name)
-        var (text, effects) = adminPlaceholder(prepared.statement)
-        // In the session's client_encoding, as the server reads it (a neutral one is ASCII).
-        let encoded = StatementText.encode(text, settings: masking.reading) ?? {
-            (text, effects) = (prepared.statement.neutralPlaceholder, [])
-            return Array(text.utf8)
-        }()
-        statementEffects[ExactName(name)] = effects.isEmpty ? nil : effects
-        return .replace(Self.parseMessage(name: name, query: encoded, parameterTypes: declaredTypes))
+        let (text, effects) = adminPlaceholder(prepared.statement)
+        // In the session's client_encoding, as the server reads it; what it cannot carry is the
+        // neutral statement (ASCII, no effects).
+        let encoded = StatementText.encode(text, settings: masking.reading)
+        statementEffects[ExactName(name)] = encoded == nil || effects.isEmpty ? nil : effects
+        return .replace(Self.parseMessage(name: name, query: encoded ?? Array(prepared.statement.neutralPlaceholder.utf8), parameterTypes: declaredTypes))
     }
 
     /// The text prepared on the server under the client's name, with what running it would

@@ -1314,28 +1314,25 @@ enum TransactionControl {
             index = bytes.index(after: index)
         }
         let length = bytes.distance(from: start, to: index)
-        if length == 3, zip(Array("set".utf8), bytes[start..<index]).allSatisfy({ $0 == ($1 | 0x20) }) {
-            // SET TRANSACTION ... must come before any query of its transaction: the proxy's own
-            // read must not go first (round 19: BEGIN, then SET TRANSACTION ISOLATION LEVEL after
-            // a read, failed with 25001).
-            guard bytes.count <= MaskingState.synchronousParseLimit,
-                  let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), !statements.isEmpty else { return false }
-            return statements.allSatisfy(Self.isTransactionSetting)
-        }
-        guard length > 2, length <= 9, words.contains(where: { word in
+        func isWord(_ word: [UInt8]) -> Bool {
             word.count == length && zip(word, bytes[start..<index]).allSatisfy { $0 == ($1 | 0x20) }
-        }) else { return false }
+        }
+        // SET TRANSACTION must come before any query of its transaction: the proxy's own read
+        // must not go first (round 19: BEGIN, then SET TRANSACTION ISOLATION LEVEL after a read,
+        // failed with 25001). A SET is parsed to tell it from the others.
+        let isSet = isWord(Array("set".utf8))
+        guard isSet || words.contains(where: isWord) else { return false }
         // One statement that starts with one of these words is one of these statements ("COMMIT;"
         // too: a semicolon with only white space after it ends the one statement).
-        if !Self.hasSeveralStatements(bytes[index...]) { return true }
+        if !isSet, !Self.hasSeveralStatements(bytes[index...]) { return true }
         guard bytes.count <= MaskingState.synchronousParseLimit else { return false }
         guard let statements = try? PostgresParser.parse(String(decoding: bytes, as: UTF8.self)), !statements.isEmpty else { return false }
-        return statements.allSatisfy { $0.node.tagged?.0 == "TransactionStmt" || isTransactionSetting($0) }
+        return statements.allSatisfy(isTransactionControl)
     }
 
-    /// SET TRANSACTION (isolation, access mode, deferrable, snapshot) and SET SESSION
-    /// CHARACTERISTICS AS TRANSACTION: they read nothing.
-    static func isTransactionSetting(_ statement: PostgresParser.Statement) -> Bool {
+    /// BEGIN, COMMIT, SAVEPOINT... and SET TRANSACTION (isolation, access mode, deferrable,
+    /// snapshot) or SET SESSION CHARACTERISTICS AS TRANSACTION: they read nothing.
+    static func isTransactionControl(_ statement: PostgresParser.Statement) -> Bool {
         guard let (kind, body) = statement.node.tagged else { return false }
         if kind == "TransactionStmt" { return true }
         guard kind == "VariableSetStmt", body["kind"]?.string == "VAR_SET_MULTI" else { return false }
