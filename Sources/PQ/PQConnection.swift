@@ -107,6 +107,19 @@ public final class PQConnection: @unchecked Sendable {
         get async throws { try await run { PQsslInUse($0) == 1 } }
     }
 
+    /// Whether the connection can be handed to a new user: open, outside any transaction, and
+    /// with nothing waiting to be read. An idle connection is sent nothing unasked; whatever is
+    /// there (the goodbye of a terminated backend, a closed socket) rules it out.
+    public var isReusable: Bool {
+        get async {
+            (try? await run { handle in
+                guard PQstatus(handle) == CONNECTION_OK, PQtransactionStatus(handle) == PQTRANS_IDLE else { return false }
+                var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+                return poll(&descriptor, 1, 0) == 0
+            }) ?? false
+        }
+    }
+
     /// The process ID libpq learned from BackendKeyData (0 when the server sent none).
     public var keyProcessID: Int32 {
         get async throws { try await run { PQbackendPID($0) } }

@@ -17,16 +17,21 @@ public enum SQL {
     /// A string literal that is correct whatever standard_conforming_strings says:
     /// text with backslashes uses the E'' form, where they are explicitly escaped.
     public static func literal(_ value: String) -> String {
-        let escapeBackslashes = value.contains("\\")
-        var out = escapeBackslashes ? "E'" : "'"
-        for character in value {
-            switch character {
-            case "'": out += "''"
-            case "\\": out += "\\\\"
-            default: out.append(character)
-            }
+        // Byte by byte: a quote or backslash is one ASCII byte, never part of a multibyte
+        // character, and walking bytes skips grapheme breaking (admin results quote every cell).
+        let utf8 = value.utf8
+        let escapeBackslashes = utf8.contains(UInt8(ascii: "\\"))
+        guard escapeBackslashes || utf8.contains(UInt8(ascii: "'")) else { return "'" + value + "'" }
+        var out: [UInt8] = []
+        out.reserveCapacity(utf8.count + 8)
+        if escapeBackslashes { out.append(UInt8(ascii: "E")) }
+        out.append(UInt8(ascii: "'"))
+        for byte in utf8 {
+            out.append(byte)
+            if byte == UInt8(ascii: "'") || byte == UInt8(ascii: "\\") { out.append(byte) }
         }
-        return out + "'"
+        out.append(UInt8(ascii: "'"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// A literal or NULL.

@@ -4,6 +4,7 @@ import Glibc
 #endif
 import JSON
 import PQ
+import Proxy
 import Testing
 
 /// Guide tests 15, 16 and 17 (background jobs, parallel cloning, the progress view), cancel
@@ -311,6 +312,46 @@ struct GuideJobsTests {
                 _ = try await target.rows("SELECT pgclone.clear_jobs();", on: viaFirst)
             }
         }
+    }
+
+    /// The job store keeps its state-database connection between uses: polling jobs_view (and
+    /// the runner's own ticks every 200 ms) goes over the same backend instead of a new backend
+    /// (fork and authentication on the target) for each call.
+    @Test func theJobStoreReusesItsStateConnection() async throws {
+        let environment = try TestEnvironment.require()
+        let stateDatabase = "jobs_state_\(guideRandomSuffix())"
+        let admin = try await PQConnection.connect(environment.directTarget())
+        try await admin.exec("CREATE DATABASE \(stateDatabase)")
+        let proxy = try await RunningProxy.start(environment, runsJobs: true) { $0.stateDatabase = stateDatabase }
+        do {
+            let viaProxy = environment.throughProxy(proxy.port, database: "postgres")
+            let backends = "SELECT pid FROM pg_catalog.pg_stat_activity WHERE datname = \(SQL.literal(stateDatabase)) AND application_name = 'pgclone jobs' ORDER BY pid"
+            var before: [String] = []
+            try await waitFor("the runner's state connection", seconds: 10) {
+                let found = try await admin.query(backends)
+                before = found.rows.indices.compactMap { found.string($0, 0) }
+                return !before.isEmpty
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let settled = try await admin.query(backends)
+            #expect(settled.rows.indices.compactMap { settled.string($0, 0) } == before, "the runner's ticks changed connections")
+            for _ in 1...15 {
+                let polled = try await Shell.psql(viaProxy, "SELECT count(*) FROM pgclone.jobs_view;")
+                #expect(polled.status == 0, "\(polled.stderr)")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let found = try await admin.query(backends)
+            let after = found.rows.indices.compactMap { found.string($0, 0) }
+            #expect(after.count <= 4, "state connections: \(after)")
+            #expect(!Set(before).isDisjoint(with: after), "no state connection lived through the polls: \(before) then \(after)")
+        } catch {
+            try? await proxy.stop()
+            _ = try? await admin.exec("DROP DATABASE IF EXISTS \(stateDatabase) WITH (FORCE)")
+            throw error
+        }
+        try await proxy.stop()
+        // Stopped: the kept connections are closed (the database can be dropped without FORCE).
+        try await admin.exec("DROP DATABASE \(stateDatabase)")
     }
 
     /// The command line: `--async` queues a job through the proxy, `pgclone jobs` lists it,

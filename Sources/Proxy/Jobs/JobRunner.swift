@@ -146,6 +146,7 @@ public final class JobRunner: Service, Sendable {
         for task in tasks { task.cancel() }
         for task in tasks { await task.value }
         try? await Task { [store, owner] in try await store.interruptMine(owner: owner) }.value
+        store.closeIdleConnections()
     }
 
     private func tick(claiming: Bool) async throws {

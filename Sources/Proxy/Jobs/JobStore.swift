@@ -56,6 +56,7 @@ public final class JobStore: Sendable {
     let serviceConnInfo: ConnInfo
     let database: String
     let pool: PQThreadPool
+    private let idle = IdleStateConnections()
     private let migration = Migration()
 
     /// Whether this process has brought the state schema up to date, and the migration in flight.
@@ -142,12 +143,20 @@ public final class JobStore: Sendable {
         }
     }
 
-    /// Runs `body` on a fresh connection to the state database with the schema current.
+    /// Runs `body` on a connection to the state database with the schema current: a kept one
+    /// when there is one, else a new one. It is kept afterwards only when `body` succeeded and
+    /// left it outside any transaction (a failure closes it).
     func withConnection<T: Sendable>(_ body: (PQConnection) async throws -> T) async throws -> T {
         try await ensureMigrated()
-        let connection = try await connect()
-        return try await body(connection)
+        let connection: PQConnection
+        if let kept = await idle.take() { connection = kept } else { connection = try await connect() }
+        let result = try await body(connection)
+        await idle.put(connection)
+        return result
     }
+
+    /// Closes the kept connections (the runner stopped).
+    func closeIdleConnections() { idle.close() }
 
     /// Migrates once per process, one caller at a time: every caller waiting on the migration's
     /// advisory lock would hold an engine thread, and enough of them would leave none for the
@@ -159,6 +168,7 @@ public final class JobStore: Sendable {
             let made = Task { [self] in
                 let connection = try await connect()
                 try await migrate(connection)
+                await idle.put(connection)
             }
             task = made
             return made
