@@ -62,7 +62,15 @@ public struct CloneEngine: Sendable {
         let definition = try await loadTable(session.primary, schema: schema, table: table)
         let connection = try await target.connect()
         let cloner = TableCloner(source: session.primary, target: connection)
-        return try await cloner.clone(definition, into: schema, as: targetName ?? table, options: options)
+        // One large table with several workers: its rows are copied in parts at once.
+        var split: SplitCopy?
+        if options.parallel > 1 && options.copyData {
+            let (large, _) = try await splitCandidates([(schema, table)], session: session, options: options)
+            if !large.isEmpty {
+                split = try await splitCopy(definition, session: session, target: target, options: options, progress: nil)
+            }
+        }
+        return try await cloner.clone(definition, into: schema, as: targetName ?? table, options: options, split: split)
     }
 
     func loadTable(_ source: PQConnection, schema: String, table: String) async throws(CloneError) -> TableDefinition {

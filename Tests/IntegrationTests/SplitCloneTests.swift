@@ -53,6 +53,21 @@ struct SplitCloneTests {
                 SELECT count(*) FROM pg_constraint WHERE conrelid IN ('split.keyed'::regclass, 'split.toasty'::regclass) AND contype = 'p';
                 SELECT obj_description('split.keyed'::regclass, 'pg_class') IS NULL;
                 """) == ["2", "t"])
+            // One table alone, with workers: copied in parts too; without them (or below the
+            // threshold) in one piece.
+            let alone = try await Shell.psql(target.conninfo, """
+                SELECT pgclone.table(\(guideSQLLiteral(sourceInfo)), 'split', 'heap_only', true, 'heap_alone', '{"parallel": 2, "split_larger_than": "1MB"}');
+                SELECT pgclone.table(\(guideSQLLiteral(sourceInfo)), 'split', 'heap_only', true, 'heap_whole', '{"parallel": 2}');
+                """)
+            #expect(alone.status == 0, "\(alone.stderr)")
+            #expect(guideLines(alone.stdout) == ["OK: cloned split.heap_only to split.heap_alone (200000 rows)",
+                                                 "OK: cloned split.heap_only to split.heap_whole (200000 rows)"], "\(alone.stdout)")
+            #expect(alone.stderr.components(separatedBy: "copied in 2 parts at once").count == 2, "\(alone.stderr)")
+            let sql = "SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t::text COLLATE \"C\")) FROM split.heap_only t;"
+            let expected = guideLines(try await Shell.psql(sourceInfo, sql).stdout)
+            for table in ["heap_alone", "heap_whole"] {
+                #expect(try await target.rows(sql.replacingOccurrences(of: "split.heap_only", with: "split.\(table)")) == expected, "\(table)")
+            }
         }
     }
 }
