@@ -12,14 +12,18 @@
 #   5. each method clones benchsrc into a fresh TARGET database, timed; row counts,
 #      checksums and index counts are compared with the source; the database is dropped
 #   6. table: method, seconds, ratio to pgcopydb; pgclone.schema_async / the fastest of
-#      pgcopydb and pg_dump | psql (goal <= 0.60); split / unsplit (goal: >= 1.25x faster)
+#      pgcopydb and pg_dump | psql (goal <= 0.60); the dominant table (pgbench_accounts) cloned
+#      alone, split / unsplit (goal: >= 1.25x faster), next to the most any split can gain on
+#      this machine: one psql COPY stream of that table against two at once (stream_one,
+#      stream_two: pg_dump-free pipes, no pgclone)
 # Everything started here is stopped on exit, success or not.
 #
 # Environment (all optional):
 #   BENCH_SCALE=60  BENCH_WIDE_ROWS=500000  BENCH_PARALLEL=2 (pgclone "parallel", -j, --*-jobs)
 #   BENCH_ROUNDS=1 (each method this many times, interleaved; the table shows the fastest)
-#   BENCH_METHODS="schema_async schema_unsplit schema database_create dump_psql dump_restore pgcopydb"
-#      (run in this order; schema_unsplit is schema_async with table splitting off)
+#   BENCH_METHODS="schema_async table_split table_unsplit stream_one stream_two schema database_create
+#      dump_psql dump_restore pgcopydb" (run in this order; table_split / table_unsplit:
+#      pgclone.table_async of pgbench_accounts alone, split_larger_than 64MB / 1TB)
 #   BENCH_PGCOPYDB_SPLIT=128MB (pgcopydb --split-tables-larger-than)
 #   BENCH_WARMUP=1 (one untimed pg_dump | psql first, so no method pays for cold WAL/caches)
 #   BENCH_PORT_RANGE=20000-29999  BENCH_KEEP_WORKDIR=1
@@ -36,7 +40,7 @@ SCALE=${BENCH_SCALE:-60}
 WIDE_ROWS=${BENCH_WIDE_ROWS:-500000}
 PAR=${BENCH_PARALLEL:-2}
 ROUNDS=${BENCH_ROUNDS:-1}
-METHODS=${BENCH_METHODS:-schema_async schema_unsplit dump_psql dump_restore pgcopydb}
+METHODS=${BENCH_METHODS:-schema_async table_split table_unsplit stream_one stream_two dump_psql dump_restore pgcopydb}
 SPLIT=${BENCH_PGCOPYDB_SPLIT:-128MB}
 
 for tool in pgbench psql createdb pg_dump pg_restore ss awk openssl; do
@@ -152,6 +156,9 @@ FINGERPRINT_SQL="select concat_ws(' | ',
      from public.wide),
   (select format('indexes=%s constraints=%s', (select count(*) from pg_indexes where schemaname = 'public'),
                  (select count(*) from pg_constraint c join pg_namespace s on s.oid = c.connamespace where s.nspname = 'public'))))"
+# The dominant table alone (table_split, table_unsplit, stream_one, stream_two), under the name each gives it.
+accounts_sql() { echo "select format('count=%s sum(abalance)=%s sum(aid*bid)=%s', count(*), sum(abalance), sum(aid::bigint * bid)) from $1"; }
+SRC_ACCOUNTS=$(src_sql -d "$SRC_DB" -c "$(accounts_sql public.pgbench_accounts)")
 bench_log "source fingerprint"
 SRC_FP=$(src_sql -d "$SRC_DB" -c "$FINGERPRINT_SQL")
 bench_log "  $SRC_FP"
@@ -264,20 +271,7 @@ run_async() {
     local m=$1 opts=$2 db=bench_$1 log=$work/m-$1.log
     fresh_db "$db"; pre_run
     bench_log "pgclone.schema_async('<source>', 'public', true, '$opts') via proxy into $db"
-    async_job() {
-        local id status
-        id=$(psql -X -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$proxy_port" -d "$db" \
-            -c "SELECT pgclone.schema_async('$SRC_CONNINFO', 'public', true, '$opts')") || return 1
-        while :; do
-            status=$(psql -X -At -h 127.0.0.1 -p "$proxy_port" -d "$db" -c "SELECT status FROM pgclone.jobs_view WHERE job_id = $id") || return 1
-            case $status in
-                completed) psql -X -At -h 127.0.0.1 -p "$proxy_port" -d "$db" -c "SELECT pgclone.progress($id)"; return 0 ;;
-                pending | running) sleep 0.1 ;;
-                *) psql -X -At -h 127.0.0.1 -p "$proxy_port" -d "$db" -c "SELECT pgclone.progress($id)"; return 1 ;;
-            esac
-        done
-    }
-    if timed "$log" async_job; then
+    if timed "$log" async_job "$db" "SELECT pgclone.schema_async('$SRC_CONNINFO', 'public', true, '$opts')"; then
         add_time "$m" "$ELAPSED"
         NOTE[$m]=$(grep -o 'public.pgbench_accounts copied in [0-9]* parts at once' "$log" | head -n 1 || true)
         NOTE[$m]=${NOTE[$m]:-"no table split"}
@@ -289,7 +283,89 @@ run_async() {
     drop_db "$db"
 }
 run_schema_async() { run_async schema_async "{\"parallel\": $PAR}"; }
-run_schema_unsplit() { run_async schema_unsplit "{\"parallel\": $PAR, \"split_larger_than\": \"1TB\"}"; }
+
+# async_job DB CALL: runs CALL (an *_async function) through the proxy, then waits for the job
+# to end. One psql session polls every 0.1 s and leaves \watch through the division by zero
+# once the job has ended: a psql started per poll (perl wrapper, process start, a backend and
+# SCRAM authentication each time) cost more CPU than a whole poll, on the cores the clone uses.
+async_job() {
+    local db=$1 call=$2 id status
+    id=$(psql -X -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$proxy_port" -d "$db" -c "$call") || return 1
+    printf '%s\n' "SELECT 1 / (status IN ('pending', 'running'))::int FROM pgclone.jobs_view WHERE job_id = $id \\watch 0.1" \
+        | psql -X -At -h 127.0.0.1 -p "$proxy_port" -d "$db" >/dev/null 2>&1 || true
+    status=$(psql -X -At -h 127.0.0.1 -p "$proxy_port" -d "$db" -c "SELECT status FROM pgclone.jobs_view WHERE job_id = $id") || return 1
+    psql -X -At -h 127.0.0.1 -p "$proxy_port" -d "$db" -c "SELECT pgclone.progress($id)"
+    [ "$status" = completed ]
+}
+
+# check_accounts METHOD DB TABLE: the dominant table's fingerprint against the source's.
+check_accounts() {
+    local m=$1 db=$2 table=$3 fp
+    fp=$(tgt_sql -d "$db" -c "$(accounts_sql "$table")" 2>&1) || true
+    if [ "$fp" = "$SRC_ACCOUNTS" ]; then
+        set_check "$m" MATCH
+    else
+        set_check "$m" MISMATCH
+        ERRORS+=("$m: $table MISMATCH
+    source: $SRC_ACCOUNTS
+    target: $fp")
+    fi
+    bench_log "  $m: ${CHECK[$m]}"
+}
+
+# run_table METHOD SPLIT: pgclone.table_async of pgbench_accounts alone, split_larger_than SPLIT.
+run_table() {
+    local m=$1 db=bench_$1 log=$work/m-$1.log opts="{\"parallel\": $PAR, \"split_larger_than\": \"$2\"}"
+    fresh_db "$db"; pre_run
+    bench_log "pgclone.table_async('<source>', 'public', 'pgbench_accounts', true, NULL, '$opts') via proxy into $db"
+    if timed "$log" async_job "$db" "SELECT pgclone.table_async('$SRC_CONNINFO', 'public', 'pgbench_accounts', true, NULL, '$opts')"; then
+        add_time "$m" "$ELAPSED"
+        NOTE[$m]=$(grep -o 'copied in [0-9]* parts at once' "$log" | head -n 1 || true)
+        NOTE[$m]=${NOTE[$m]:-"in one piece"}
+        bench_log "  ${ELAPSED}s: ${NOTE[$m]}"
+        check_accounts "$m" "$db" public.pgbench_accounts
+    else
+        record_failure "$m" "$log" "pgclone.table_async"
+    fi
+    drop_db "$db"
+}
+run_table_split() { run_table table_split 64MB; }
+run_table_unsplit() { run_table table_unsplit 1TB; }
+
+# The ceiling of splitting on this machine, without pgclone: psql pipes of binary COPY of the
+# dominant table into a new table, one stream against two at once (each half its heap pages).
+stream_into() { # stream_into DB PREDICATE
+    psql -X -q -h 127.0.0.1 -p "$src_port" -d "$SRC_DB" \
+        -c "COPY (SELECT * FROM ONLY public.pgbench_accounts WHERE $2) TO STDOUT (FORMAT binary)" \
+        | psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$tgt_port" -d "$1" -c "COPY public.streamed FROM STDIN (FORMAT binary)"
+}
+streams() { # streams DB COUNT
+    if [ "$2" = 1 ]; then stream_into "$1" true; return; fi
+    local half rc=0 pid
+    half=$(src_sql -d "$SRC_DB" -c "select pg_relation_size('public.pgbench_accounts') / 8192 / 2")
+    stream_into "$1" "ctid < '($half,0)'" & pid=$!
+    stream_into "$1" "ctid >= '($half,0)'" || rc=$?
+    wait "$pid" || rc=$?
+    return "$rc"
+}
+run_stream() { # run_stream METHOD COUNT
+    local m=$1 db=bench_$1 log=$work/m-$1.log
+    fresh_db "$db"
+    tgt_sql -d "$db" -q -c "create table public.streamed (aid integer not null, bid integer, abalance integer, filler character(84))"
+    pre_run
+    bench_log "psql COPY pipes of pgbench_accounts, $2 at once, into $db"
+    if timed "$log" streams "$db" "$2"; then
+        add_time "$m" "$ELAPSED"
+        NOTE[$m]="no pgclone: binary COPY through psql, $2 stream(s), no index"
+        bench_log "  ${ELAPSED}s"
+        check_accounts "$m" "$db" public.streamed
+    else
+        record_failure "$m" "$log" "psql COPY pipe"
+    fi
+    drop_db "$db"
+}
+run_stream_one() { run_stream stream_one 1; }
+run_stream_two() { run_stream stream_two 2; }
 
 run_database_create() {
     local m=database_create db=bench_dbcreate log=$work/m-dbcreate.log
@@ -390,7 +466,7 @@ fi
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for m in $METHODS; do   # in the order given
     case $m in
-        schema | schema_async | schema_unsplit | database_create | dump_psql | dump_restore | pgcopydb) ORDER+=("$m") ;;
+        schema | schema_async | table_split | table_unsplit | stream_one | stream_two | database_create | dump_psql | dump_restore | pgcopydb) ORDER+=("$m") ;;
         *) bench_die "unknown method in BENCH_METHODS: $m" ;;
     esac
 done
@@ -412,7 +488,10 @@ label() {
     case $1 in
         schema)          echo "pgclone.schema (parallel $PAR)" ;;
         schema_async)    echo "pgclone.schema_async (parallel $PAR)" ;;
-        schema_unsplit)  echo "schema_async, no table split" ;;
+        table_split)     echo "accounts alone: table_async, split" ;;
+        table_unsplit)   echo "accounts alone: table_async, whole" ;;
+        stream_one)      echo "accounts alone: 1 psql COPY stream" ;;
+        stream_two)      echo "accounts alone: 2 psql COPY streams" ;;
         database_create) echo "pgclone.database_create (parallel $PAR)" ;;
         dump_psql)       echo "pg_dump | psql" ;;
         dump_restore)    echo "pg_dump -Fd -j$PAR + pg_restore -j$PAR" ;;
@@ -445,7 +524,8 @@ for m in pgcopydb dump_psql; do
     if [ -n "$s" ] && { [ -z "$fastest_ref" ] || awk -v a="$s" -v b="$fastest_ref" 'BEGIN { exit !(a < b) }'; }; then fastest_ref=$s; fi
 done
 echo "pgclone.schema_async / fastest of pgcopydb and pg_dump | psql = $(ratio "${SECS[schema_async]:-}" "$fastest_ref") (goal <= 0.60)"
-echo "split speed-up: unsplit / split = $(ratio "${SECS[schema_unsplit]:-}" "${SECS[schema_async]:-}") (goal >= 1.25)"
+echo "split speed-up, pgbench_accounts alone: whole / split = $(ratio "${SECS[table_unsplit]:-}" "${SECS[table_split]:-}") (goal >= 1.25)"
+echo "  ceiling on this machine, without pgclone: 1 stream / 2 streams = $(ratio "${SECS[stream_one]:-}" "${SECS[stream_two]:-}")"
 if [ "${#ERRORS[@]}" -gt 0 ]; then
     echo
     echo "problems:"
