@@ -22,10 +22,15 @@ public struct CloneOptions: Sendable, Hashable {
     /// With `parallel` above 1: tables larger than this many bytes (heap and TOAST) are copied
     /// in parts at once; nil: decided from the data (see CloneEngine.splitCandidates).
     public var splitLargerThan: Int64?
+    /// What the target sessions that build indexes get as maintenance_work_mem, in bytes, when the
+    /// server gives less (0: the server's setting). 1 GB, as pgcopydb: a primary key of a few
+    /// million rows then sorts in memory (measured: 6M rows, 256 MB -> 1 GB, 1.9 s -> 1.5 s).
+    public var maintenanceWorkMem: Int64 = 1 << 30
 
     public init() {}
 
-    public static let keys = ["columns", "where", "indexes", "constraints", "triggers", "conflict", "mask", "parallel", "data", "cascade", "split_larger_than"]
+    public static let keys = ["columns", "where", "indexes", "constraints", "triggers", "conflict", "mask", "parallel", "data", "cascade", "split_larger_than",
+                               "maintenance_work_mem"]
 
     /// Parses the JSON options text; unknown keys and wrong types are errors, never ignored.
     public static func parse(_ text: String?, base: CloneOptions = CloneOptions()) throws(CloneError) -> CloneOptions {
@@ -88,7 +93,14 @@ public struct CloneOptions: Sendable, Hashable {
             options.parallel = Int(value)
         }
         if let split = fields["split_larger_than"] {
-            options.splitLargerThan = try parseBytes(split)
+            options.splitLargerThan = try parseBytes(split, option: "split_larger_than")
+        }
+        if let memory = fields["maintenance_work_mem"] {
+            let bytes = try parseBytes(memory, option: "maintenance_work_mem")
+            guard bytes == 0 || (bytes >= 1 << 20 && bytes <= 1 << 40) else {
+                throw CloneError.invalidOption("option \"maintenance_work_mem\" must be 0 (the server's setting) or from 1MB to 1TB")
+            }
+            options.maintenanceWorkMem = bytes
         }
         if let mask = fields["mask"] {
             do {
@@ -104,8 +116,8 @@ public struct CloneOptions: Sendable, Hashable {
 }
 
 /// A size in bytes: a number, or a string with a unit (`"100MB"`, `"1 GB"`, `"512kB"`; powers of 1024, as PostgreSQL's settings).
-func parseBytes(_ node: JSONNode) throws(CloneError) -> Int64 {
-    let problem = CloneError.invalidOption("option \"split_larger_than\" must be a size in bytes: a number or a string such as \"256MB\"")
+func parseBytes(_ node: JSONNode, option: String) throws(CloneError) -> Int64 {
+    let problem = CloneError.invalidOption("option \"\(option)\" must be a size in bytes: a number or a string such as \"256MB\"")
     if case .number(let value) = node {
         guard value >= 0, value == value.rounded(), value < 9e18 else { throw problem }
         return Int64(value)

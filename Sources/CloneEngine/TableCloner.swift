@@ -278,6 +278,14 @@ struct TableCloner {
     private func completeTable(_ definition: TableDefinition, plan: CopyPlan, schema targetSchema: String, name targetName: String,
                                options: CloneOptions, deferForeignKeys: Bool, inherits: Bool, outcome: inout TableCloneOutcome) async throws {
         let qualifiedTarget = SQL.qualified(targetSchema, targetName)
+        if options.maintenanceWorkMem > 0 && (!definition.indexes.isEmpty || !definition.constraints.isEmpty) {
+            // For this transaction only (SET LOCAL), and never lower than the server's own.
+            let kilobytes = String(options.maintenanceWorkMem >> 10)
+            try await target.query("""
+                SELECT pg_catalog.set_config('maintenance_work_mem', $1, true)
+                FROM pg_catalog.pg_settings WHERE name = 'maintenance_work_mem' AND setting::pg_catalog.int8 OPERATOR(pg_catalog.<) $2::pg_catalog.int8
+                """, [kilobytes + "kB", kilobytes])
+        }
         try await addConstraints(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
                                  deferForeignKeys: deferForeignKeys, inherits: inherits, outcome: &outcome)
         if options.indexes {

@@ -57,4 +57,14 @@ struct SplitOptionTests {
             #expect(throws: CloneError.self) { try CloneOptions.parse("{\"split_larger_than\": \(bad)}") }
         }
     }
+
+    @Test func maintenanceWorkMemIsASizeOfAtLeastOneMegabyteOrZero() throws {
+        #expect(try CloneOptions.parse("{}").maintenanceWorkMem == 1 << 30)
+        #expect(try CloneOptions.parse(#"{"maintenance_work_mem": "512MB"}"#).maintenanceWorkMem == 512 << 20)
+        #expect(try CloneOptions.parse(#"{"maintenance_work_mem": 0}"#).maintenanceWorkMem == 0)
+        #expect(try CloneOptions.parse(#"{"maintenance_work_mem": "1TB"}"#).maintenanceWorkMem == 1 << 40)
+        for bad in [#""100kB""#, #""2TB""#, "-1", #""lots""#, "true"] {
+            #expect(throws: CloneError.self) { try CloneOptions.parse("{\"maintenance_work_mem\": \(bad)}") }
+        }
+    }
 }

@@ -354,6 +354,57 @@ struct GuideJobsTests {
         try await admin.exec("DROP DATABASE \(stateDatabase)")
     }
 
+    /// A member of --admin-roles sees and acts on the jobs its own role started, not on others'
+    /// (their errors and notes can quote source values; resuming one with a new conninfo would
+    /// point it elsewhere); a superuser sees them all (attack round 20).
+    @Test func adminsSeeAndTouchOnlyTheirOwnJobs() async throws {
+        let environment = try TestEnvironment.require()
+        let suffix = guideRandomSuffix()
+        let group = "job_admins_\(suffix)", member = "job_admin_\(suffix)", stateDatabase = "jobs_state_\(suffix)"
+        let admin = try await PQConnection.connect(environment.directTarget())
+        try await admin.exec("CREATE DATABASE \(stateDatabase)")
+        try await admin.exec("CREATE ROLE \(group); CREATE ROLE \(member) LOGIN PASSWORD 'pw' IN ROLE \(group)")
+        let proxy = try await RunningProxy.start(environment, runsJobs: true) {
+            $0.stateDatabase = stateDatabase
+            $0.adminRoles = [group]
+        }
+        do {
+            let asPostgres = environment.throughProxy(proxy.port, database: "postgres")
+            let asMember = "host=127.0.0.1 port=\(proxy.port) dbname=postgres user=\(member) password=pw"
+            let source = guideSQLLiteral(guideSourceConnInfo(environment))
+            func run(_ conninfo: String, _ sql: String) async throws -> Shell.Output { try await Shell.psql(conninfo, sql, extra: ["-v", "VERBOSITY=verbose"]) }
+            func job(_ conninfo: String) async throws -> String {
+                let made = try await run(conninfo, "SELECT pgclone.table_async(\(source), 'test_schema', 'nope', true);")
+                #expect(made.status == 0, "\(made.stderr)")
+                let id = guideLines(made.stdout).first ?? ""
+                try await waitFor("job \(id) to fail", seconds: 30) {
+                    guideLines(try await run(conninfo, "SELECT status FROM pgclone.jobs_view WHERE job_id = \(id);").stdout) == ["failed"]
+                }
+                return id
+            }
+            let theirs = try await job(asPostgres)
+            let mine = try await job(asMember)
+            #expect(guideLines(try await run(asMember, "SELECT job_id FROM pgclone.jobs_view ORDER BY job_id;").stdout) == [mine])
+            #expect(guideLines(try await run(asMember, "SELECT count(*) FROM pgclone.progress_detail() WHERE job_id = \(theirs);").stdout) == ["0"])
+            #expect(!(try await run(asMember, "SELECT pgclone.jobs();").stdout.contains("\"job_id\": \(theirs)")))
+            for call in ["pgclone.progress(\(theirs))", "pgclone.cancel(\(theirs))", "pgclone.resume(\(theirs), \(source))"] {
+                let refused = try await run(asMember, "SELECT \(call);")
+                #expect(refused.stderr.contains("ERROR:  P0002: job \(theirs) does not exist"), "\(call): \(refused.stderr)")
+            }
+            #expect(guideLines(try await run(asMember, "SELECT pgclone.clear_jobs();").stdout) == ["1"])
+            #expect(guideLines(try await run(asPostgres, "SELECT job_id, status FROM pgclone.jobs_view ORDER BY job_id;").stdout) == ["\(theirs)|failed"])
+            #expect(guideLines(try await run(asPostgres, "SELECT pgclone.clear_jobs();").stdout) == ["1"])
+        } catch {
+            try? await proxy.stop()
+            _ = try? await admin.exec("DROP DATABASE IF EXISTS \(stateDatabase) WITH (FORCE)")
+            _ = try? await admin.exec("DROP ROLE IF EXISTS \(member); DROP ROLE IF EXISTS \(group)")
+            throw error
+        }
+        try await proxy.stop()
+        _ = try? await admin.exec("DROP DATABASE IF EXISTS \(stateDatabase) WITH (FORCE)")
+        _ = try? await admin.exec("DROP ROLE \(member); DROP ROLE \(group)")
+    }
+
     /// The command line: `--async` queues a job through the proxy, `pgclone jobs` lists it,
     /// `pgclone jobs --watch` follows it to the end.
     @Test func commandLineQueuesAndWatchesJobs() async throws {

@@ -71,3 +71,45 @@ struct SplitCloneTests {
         }
     }
 }
+
+/// The sessions that build a clone's indexes and constraints get maintenance_work_mem raised
+/// (1 GB unless the option says otherwise, never lowered below the server's, 0 leaves it).
+@Suite struct CloneMaintenanceMemoryTests {
+    @Test func indexBuildsGetTheOptionsMaintenanceWorkMem() async throws {
+        let environment = try TestEnvironment.require()
+        let name = "mwm_src_\(guideRandomSuffix())"
+        let admin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
+        try await admin.exec("CREATE DATABASE \(name)")
+        let sourceInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
+        defer { Task { _ = try? await admin.exec("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") } }
+        // A CHECK constraint is validated (after the rows, in the table's transaction) by a
+        // function that, on the target, writes down the setting it runs under.
+        let function = """
+            CREATE TABLE public.mwm_seen (setting text);
+            CREATE FUNCTION public.mwm_note(int) RETURNS boolean LANGUAGE plpgsql AS
+              $$BEGIN INSERT INTO public.mwm_seen VALUES (current_setting('maintenance_work_mem')); RETURN true; END$$;
+            """
+        let source = try await PQConnection.connect(sourceInfo)
+        try await source.exec(function + """
+            CREATE TABLE public.noted (id int PRIMARY KEY, CONSTRAINT noted_check CHECK (public.mwm_note(id)));
+            INSERT INTO public.noted VALUES (1);
+            TRUNCATE public.mwm_seen;
+            """)
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            try await target.rows(function)
+            let server = try await target.rows("SELECT current_setting('maintenance_work_mem');")
+            #expect(server != ["1GB"] && server != ["512MB"], "the test needs a server default other than the values tried: \(server)")
+            for (index, (option, expected)) in [("", "1GB"), (", \"maintenance_work_mem\": \"512MB\"", "512MB"), (", \"maintenance_work_mem\": 0", server.first ?? "")].enumerated() {
+                let output = try await Shell.psql(target.conninfo, """
+                    TRUNCATE public.mwm_seen;
+                    SELECT pgclone.table(\(guideSQLLiteral(sourceInfo)), 'public', 'noted', true, 'noted_\(index)', '{"conflict": "error"\(option)}');
+                    SELECT DISTINCT setting FROM public.mwm_seen;
+                    """)
+                #expect(output.status == 0, "\(output.stderr)")
+                #expect(guideLines(output.stdout) == ["OK: cloned public.noted to public.noted_\(index) (1 row)", expected], "\(option): \(output.stdout)")
+            }
+            let refused = try await Shell.psql(target.conninfo, "SELECT pgclone.table(\(guideSQLLiteral(sourceInfo)), 'public', 'noted', true, 'noted_x', '{\"maintenance_work_mem\": \"100kB\"}');")
+            #expect(refused.stderr.contains("option \"maintenance_work_mem\" must be 0 (the server's setting) or from 1MB to 1TB"), "\(refused.stderr)")
+        }
+    }
+}

@@ -356,11 +356,13 @@ public final class JobStore: Sendable {
         .map(\.rawValue).joined(separator: ",") + "}'"
 
     /// Removes finished jobs (completed, failed, cancelled) with their workers; returns how many.
-    func clearFinished() async throws -> Int {
+    /// Removes finished jobs (of `role` only, when given); returns how many.
+    func clearFinished(role: String? = nil) async throws -> Int {
         try await withConnection { connection in
-            let result = try await connection.exec("""
+            let result = try await connection.query("""
                 DELETE FROM pgclone.jobs WHERE parent_id IS NULL AND status OPERATOR(pg_catalog.=) ANY (\(JobLifecycle.sqlList(acceptedBy: .clear)))
-                """)
+                  AND ($1::pg_catalog.text IS NULL OR role_name OPERATOR(pg_catalog.=) $1::pg_catalog.text)
+                """, [role])
             return result.affectedRows ?? 0
         }
     }

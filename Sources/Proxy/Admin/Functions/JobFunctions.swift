@@ -56,7 +56,7 @@ enum JobFunctions {
         static let result = AdminResultShape.scalar("json")
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
             let id = try call.arguments.bigint("job_id")
-            guard let job = try await call.jobs().store.job(id) else { throw AdminError("P0002", "job \(id) does not exist") }
+            let job = try await JobFunctions.ownJob(id, call)
             return .value(JobFunctions.json(job).text, type: "json")
         }
     }
@@ -67,7 +67,7 @@ enum JobFunctions {
         static let parameters: [AdminParameter] = []
         static let result = AdminResultShape.scalar("json")
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
-            .value(JSONNode.array(try await call.jobs().store.all().map(JobFunctions.json)).text, type: "json")
+            .value(JSONNode.array(try await JobFunctions.ownJobs(call).map(JobFunctions.json)).text, type: "json")
         }
     }
 
@@ -77,7 +77,7 @@ enum JobFunctions {
         static let parameters: [AdminParameter] = []
         static let result = AdminResultShape.rows(JobFunctions.columns)
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
-            .rows(columns: JobFunctions.columns, rows: try await call.jobs().store.all().map(JobFunctions.row))
+            .rows(columns: JobFunctions.columns, rows: try await JobFunctions.ownJobs(call).map(JobFunctions.row))
         }
     }
 
@@ -95,6 +95,7 @@ enum JobFunctions {
         static let parameters: [AdminParameter] = [.required("job_id", "int8")]
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
             let id = try call.arguments.bigint("job_id")
+            _ = try await JobFunctions.ownJob(id, call)
             guard let status = try await call.jobs().cancel(id) else { throw AdminError("P0002", "job \(id) does not exist") }
             switch status {
             case .cancelled: return .text("OK: job \(id) cancelled")
@@ -110,7 +111,7 @@ enum JobFunctions {
         static let parameters: [AdminParameter] = []
         static let result = AdminResultShape.scalar("integer")
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
-            .value(String(try await call.jobs().store.clearFinished()), type: "integer")
+            .value(String(try await call.jobs().store.clearFinished(role: call.caller.isSuperuser ? nil : call.caller.role)), type: "integer")
         }
     }
 
@@ -121,6 +122,11 @@ enum JobFunctions {
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
             let id = try call.arguments.bigint("job_id")
             let runner = try call.jobs()
+            let own = try await JobFunctions.ownJob(id, call)
+            if own.flags == "superuser" && !call.caller.isSuperuser {
+                // Such a job may reach the source with the proxy's own credentials.
+                throw AdminError("42501", "job \(id) was started by a superuser; only a superuser can resume it")
+            }
             guard let job = try await runner.resume(id, source: try call.optionalText("source_conninfo")) else {
                 if let existing = try await runner.store.job(id) {
                     throw AdminError("55000", "job \(id) is \(existing.status.rawValue); only interrupted, failed or cancelled jobs can be resumed")
@@ -129,6 +135,24 @@ enum JobFunctions {
             }
             return .text("OK: job \(job.id) resumed (\(job.completedTables.count) tables already done)")
         }
+    }
+
+    /// Whether `caller` may see and act on `job`: a superuser on every job, anyone else on the
+    /// jobs its own role started. A job's error and notes can quote source values, its source
+    /// names servers, and resuming one with a new conninfo points it elsewhere.
+    static func owns(_ caller: AdminCaller, _ job: JobStore.Job) -> Bool {
+        caller.isSuperuser || job.role == caller.role
+    }
+
+    /// Job `id` when the caller may see it; otherwise it "does not exist" (as for any id).
+    static func ownJob(_ id: Int64, _ call: AdminCall) async throws -> JobStore.Job {
+        guard let job = try await call.jobs().store.job(id), owns(call.caller, job) else { throw AdminError("P0002", "job \(id) does not exist") }
+        return job
+    }
+
+    /// The jobs the caller may see.
+    static func ownJobs(_ call: AdminCall) async throws -> [JobStore.Job] {
+        try await call.jobs().store.all().filter { owns(call.caller, $0) }
     }
 
     /// Percent of tables done (a finished job is 100).
