@@ -18,15 +18,42 @@ public struct CloneTarget: Sendable {
         self.pool = pool
     }
 
+    /// A target session acting as the caller. When the service login is the caller itself, or
+    /// the caller is a superuser, that is `SET ROLE` on a service connection. Otherwise code the
+    /// caller wrote (a trigger, a CHECK constraint, a domain check that the clone or
+    /// `mask_in_place` sets off) could `RESET ROLE` back to the service login and act with its
+    /// rights (attack round 20). Such a caller's session logs in as a throwaway role that is a
+    /// member of the caller and nothing else, becomes the caller, and the throwaway role is
+    /// dropped at once: a `RESET ROLE` then leaves a session with no role at all.
     public func connect(database: String? = nil) async throws(CloneError) -> PQConnection {
         var info = serviceConnInfo
         info["dbname"] = database ?? self.database
-        let connection: PQConnection
+        let service = try await open(info, as: "target", database: database)
+        let standing: PQResult
         do {
-            connection = try await PQConnection.connect(info.connectionString, label: "target", pool: pool)
+            standing = try await service.query("""
+                SELECT pg_catalog.session_user() OPERATOR(pg_catalog.=) $1,
+                       COALESCE((SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1), false)
+                """, [role])
+        } catch {
+            throw CloneError.from(error, context: "target")
+        }
+        if standing.string(0, 0) == "t" || standing.string(0, 1) == "t" {
+            try await becomeCaller(service)
+            return service
+        }
+        return try await ownLogin(service: service, info: info, database: database)
+    }
+
+    private func open(_ info: ConnInfo, as label: String, database: String?) async throws(CloneError) -> PQConnection {
+        do {
+            return try await PQConnection.connect(info.connectionString, label: label, pool: pool)
         } catch {
             throw CloneError("08006", "could not connect to target database \"\(database ?? self.database)\": \((error as? PQError)?.message ?? "\(error)")")
         }
+    }
+
+    private func becomeCaller(_ connection: PQConnection) async throws(CloneError) {
         do {
             try await connection.execute("SET ROLE \(SQL.identifier(role))")
         } catch {
@@ -38,6 +65,54 @@ public struct CloneTarget: Sendable {
         } catch {
             throw CloneError.from(error, context: "target")
         }
+    }
+
+    /// The session of a caller that is not a superuser, under a login of its own (see `connect`).
+    private func ownLogin(service: PQConnection, info: ConnInfo, database: String?) async throws(CloneError) -> PQConnection {
+        var random = SystemRandomNumberGenerator()
+        func hex(_ count: Int) -> String { (0..<count).map { _ in String(random.next(upperBound: 16 as UInt8), radix: 16) }.joined() }
+        let login = "pgclone_call_" + hex(16)
+        let password = hex(40)
+        let quoted = SQL.identifier(login)
+        do {
+            let verifier = try await service.encryptPassword(password, user: login)
+            try await service.execute("CREATE ROLE \(quoted) LOGIN NOINHERIT PASSWORD \(SQL.literal(verifier))")
+        } catch {
+            throw CloneError((error as? PQError)?.sqlState ?? "42501",
+                             "pgclone cannot create a login of its own for role \"\(role)\": \((error as? PQError)?.message ?? "\(error)")",
+                             hint: "Admin calls of roles that are not superusers run under a throwaway login that is a member of the caller: the proxy's service user must be a superuser (or have CREATEROLE).")
+        }
+        var connection: PQConnection?
+        var failure: CloneError?
+        do {
+            try await service.execute("GRANT \(SQL.identifier(role)) TO \(quoted)")
+            var own = info
+            own["user"] = login
+            own["password"] = password
+            own["passfile"] = nil
+            do {
+                connection = try await PQConnection.connect(own.connectionString, label: "target", pool: pool)
+            } catch {
+                throw CloneError("28000", "pgclone cannot log in for role \"\(role)\" on the target: \((error as? PQError)?.message ?? "\(error)")",
+                                 hint: "Admin calls of roles that are not superusers log in as a throwaway role (pgclone_call_...) with a password, from where the proxy's service connection comes: pg_hba.conf must allow password (scram-sha-256 or md5) logins there.")
+            }
+            if let connection { try await becomeCaller(connection) }
+        } catch let error as CloneError {
+            failure = error
+        } catch {
+            failure = CloneError.from(error, context: "target")
+        }
+        // Dropped whatever happened: the session (if any) has become the caller, and the login
+        // must not outlive this moment.
+        do {
+            try await service.execute("DROP ROLE \(quoted)")
+        } catch {
+            throw CloneError((error as? PQError)?.sqlState ?? "XX000",
+                             "pgclone cannot drop its throwaway login \(login) for role \"\(role)\": \((error as? PQError)?.message ?? "\(error)")",
+                             hint: "Drop the role by hand.")
+        }
+        if let failure { throw failure }
+        guard let connection else { throw CloneError("XX000", "no target session for role \"\(role)\"") }
         return connection
     }
 }

@@ -120,6 +120,19 @@ public final class PQConnection: @unchecked Sendable {
         }
     }
 
+    /// `password` as the server stores it for `user` (its password_encryption, SCRAM by
+    /// default): what CREATE ROLE ... PASSWORD may carry without the password itself reaching
+    /// the server or its log.
+    public func encryptPassword(_ password: String, user: String) async throws -> String {
+        try await run { handle in
+            guard let encrypted = PQencryptPasswordConn(handle, password, user, nil) else {
+                throw PQError(message: String(cString: PQerrorMessage(handle)).trimmingSuffix("\n"))
+            }
+            defer { PQfreemem(encrypted) }
+            return String(cString: encrypted)
+        }
+    }
+
     /// The process ID libpq learned from BackendKeyData (0 when the server sent none).
     public var keyProcessID: Int32 {
         get async throws { try await run { PQbackendPID($0) } }

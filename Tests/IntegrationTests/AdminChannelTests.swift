@@ -135,6 +135,46 @@ import Testing
         #expect(demoted.stderr.contains("ERROR:  42501: permission denied"), "\(demoted.stderr)")
     }
 
+    /// An admin-role member that is not a superuser cannot use code of its own (a trigger set off
+    /// by mask_in_place, a CHECK constraint a clone validates) to RESET ROLE back to the proxy's
+    /// service login: its admin sessions log in as a throwaway member of the caller, dropped
+    /// before any of its code runs (attack round 20, medium). Without it the trigger read a
+    /// table only the superuser may read.
+    @Test func callersCodeCannotResetRoleToTheServiceLogin() async throws {
+        let environment = try TestEnvironment.require()
+        try await withAdminGroupMember(environment, "esc") { admin, member, proxy in
+            let schema = "esc_\(UInt32.random(in: 0...UInt32.max))"
+            try await admin.exec("""
+                CREATE TABLE public.\(schema)_secret (v text); INSERT INTO public.\(schema)_secret VALUES ('SECRET-0001');
+                REVOKE ALL ON public.\(schema)_secret FROM PUBLIC;
+                CREATE SCHEMA \(schema) AUTHORIZATION \(member);
+                SET ROLE \(member);
+                CREATE TABLE \(schema).loot (who text, v text);
+                CREATE TABLE \(schema).victim (id int, v text); INSERT INTO \(schema).victim VALUES (1, 'x');
+                CREATE FUNCTION \(schema).escape() RETURNS trigger LANGUAGE plpgsql AS $f$
+                  BEGIN
+                    RESET ROLE;
+                    INSERT INTO \(schema).loot SELECT pg_catalog.current_user, v FROM public.\(schema)_secret;
+                    RETURN NEW;
+                  END $f$;
+                CREATE TRIGGER escape BEFORE UPDATE ON \(schema).victim FOR EACH ROW EXECUTE FUNCTION \(schema).escape();
+                RESET ROLE;
+                """)
+            let asMember = environment.throughProxy(proxy.port, user: member, password: "pw")
+            let masked = try await Shell.psql(asMember, "\\set VERBOSITY verbose\nSELECT pgclone.mask_in_place('\(schema)', 'victim', '{\"v\": \"null\"}');")
+            #expect(masked.status != 0, "the call went through: \(masked.stdout)")
+            #expect(masked.stderr.contains("ERROR:  42501: masking \(schema).victim: permission denied for schema \(schema)"), "\(masked.stderr)")
+            #expect(try await admin.exec("SELECT count(*) FROM \(schema).loot").string(0, 0) == "0")
+            #expect(try await admin.exec("SELECT v FROM \(schema).victim").string(0, 0) == "x", "the failed call left the table as it was")
+            // A session of the member's own (no trigger involved) still works, and no throwaway
+            // login is left behind.
+            let plain = try await Shell.psql(asMember, "SELECT pgclone.mask_in_place('\(schema)', 'loot', '{\"v\": \"null\"}');")
+            #expect(plain.stdout == "OK: masked 0 rows in \(schema).loot (1 column)\n", "\(plain.stderr)")
+            #expect(try await admin.exec("SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname LIKE 'pgclone\\_call\\_%'").string(0, 0) == "0")
+            try await admin.exec("DROP SCHEMA \(schema) CASCADE; DROP TABLE public.\(schema)_secret")
+        }
+    }
+
     /// The role check runs under the caller's search_path: an `=` of the caller's own that is
     /// true for "postgres" must not make them a superuser (it did, before every operator in
     /// the check was named with its schema).
