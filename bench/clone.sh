@@ -265,24 +265,24 @@ run_schema() {
     drop_db "$db"
 }
 
-# run_async METHOD OPTIONS: pgclone.schema_async through the proxy, waited for (job status
-# polled every 0.1 s); the time is from the call to the job's end.
-run_async() {
-    local m=$1 opts=$2 db=bench_$1 log=$work/m-$1.log
+# run_job METHOD CALL CHECK: CALL (an *_async function) through the proxy into a fresh
+# database, timed from the call to the job's end (async_job); then CHECK METHOD DB.
+run_job() {
+    local m=$1 call=$2 check_fn=$3 db=bench_$1 log=$work/m-$1.log
     fresh_db "$db"; pre_run
-    bench_log "pgclone.schema_async('<source>', 'public', true, '$opts') via proxy into $db"
-    if timed "$log" async_job "$db" "SELECT pgclone.schema_async('$SRC_CONNINFO', 'public', true, '$opts')"; then
+    bench_log "${call/"$SRC_CONNINFO"/<source>} via proxy into $db"
+    if timed "$log" async_job "$db" "$call"; then
         add_time "$m" "$ELAPSED"
-        NOTE[$m]=$(grep -o 'public.pgbench_accounts copied in [0-9]* parts at once' "$log" | head -n 1 || true)
+        NOTE[$m]=$(grep -o 'copied in [0-9]* parts at once' "$log" | head -n 1 || true)
         NOTE[$m]=${NOTE[$m]:-"no table split"}
         bench_log "  ${ELAPSED}s: ${NOTE[$m]}"
-        check "$m" "$db"
+        "$check_fn" "$m" "$db"
     else
-        record_failure "$m" "$log" "pgclone.schema_async"
+        record_failure "$m" "$log" "${call%%(*}"
     fi
     drop_db "$db"
 }
-run_schema_async() { run_async schema_async "{\"parallel\": $PAR}"; }
+run_schema_async() { run_job schema_async "SELECT pgclone.schema_async('$SRC_CONNINFO', 'public', true, '{\"parallel\": $PAR}')" check; }
 
 # async_job DB CALL: runs CALL (an *_async function) through the proxy, then waits for the job
 # to end. One psql session polls every 0.1 s and leaves \watch through the division by zero
@@ -315,20 +315,9 @@ check_accounts() {
 
 # run_table METHOD SPLIT: pgclone.table_async of pgbench_accounts alone, split_larger_than SPLIT.
 run_table() {
-    local m=$1 db=bench_$1 log=$work/m-$1.log opts="{\"parallel\": $PAR, \"split_larger_than\": \"$2\"}"
-    fresh_db "$db"; pre_run
-    bench_log "pgclone.table_async('<source>', 'public', 'pgbench_accounts', true, NULL, '$opts') via proxy into $db"
-    if timed "$log" async_job "$db" "SELECT pgclone.table_async('$SRC_CONNINFO', 'public', 'pgbench_accounts', true, NULL, '$opts')"; then
-        add_time "$m" "$ELAPSED"
-        NOTE[$m]=$(grep -o 'copied in [0-9]* parts at once' "$log" | head -n 1 || true)
-        NOTE[$m]=${NOTE[$m]:-"in one piece"}
-        bench_log "  ${ELAPSED}s: ${NOTE[$m]}"
-        check_accounts "$m" "$db" public.pgbench_accounts
-    else
-        record_failure "$m" "$log" "pgclone.table_async"
-    fi
-    drop_db "$db"
+    run_job "$1" "SELECT pgclone.table_async('$SRC_CONNINFO', 'public', 'pgbench_accounts', true, NULL, '{\"parallel\": $PAR, \"split_larger_than\": \"$2\"}')" check_table
 }
+check_table() { check_accounts "$1" "$2" public.pgbench_accounts; }
 run_table_split() { run_table table_split 64MB; }
 run_table_unsplit() { run_table table_unsplit 1TB; }
 

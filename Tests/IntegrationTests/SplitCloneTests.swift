@@ -8,13 +8,10 @@ import Testing
 @Suite(.serialized)
 struct SplitCloneTests {
     @Test func splitTablesEqualTheSource() async throws {
-        let environment = try TestEnvironment.require()
-        let name = "split_src_\(guideRandomSuffix())"
-        let admin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
-        try await admin.exec("CREATE DATABASE \(name)")
-        let sourceInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
-        defer { Task { _ = try? await admin.exec("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") } }
-        let source = try await PQConnection.connect(sourceInfo)
+        try await withSourceDatabase("split_src") { sourceInfo, source in try await splitTablesEqualTheSource(sourceInfo, source) }
+    }
+
+    private func splitTablesEqualTheSource(_ sourceInfo: String, _ source: PQConnection) async throws {
         try await source.exec("""
             CREATE SCHEMA split;
             CREATE TABLE split.keyed (id bigint PRIMARY KEY, v text NOT NULL);
@@ -76,12 +73,10 @@ struct SplitCloneTests {
 /// (1 GB unless the option says otherwise, never lowered below the server's, 0 leaves it).
 @Suite struct CloneMaintenanceMemoryTests {
     @Test func indexBuildsGetTheOptionsMaintenanceWorkMem() async throws {
-        let environment = try TestEnvironment.require()
-        let name = "mwm_src_\(guideRandomSuffix())"
-        let admin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
-        try await admin.exec("CREATE DATABASE \(name)")
-        let sourceInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
-        defer { Task { _ = try? await admin.exec("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") } }
+        try await withSourceDatabase("mwm_src") { sourceInfo, source in try await indexBuildsGetTheOptionsMaintenanceWorkMem(sourceInfo, source) }
+    }
+
+    private func indexBuildsGetTheOptionsMaintenanceWorkMem(_ sourceInfo: String, _ source: PQConnection) async throws {
         // A CHECK constraint is validated (after the rows, in the table's transaction) by a
         // function that, on the target, writes down the setting it runs under.
         let function = """
@@ -89,7 +84,6 @@ struct SplitCloneTests {
             CREATE FUNCTION public.mwm_note(int) RETURNS boolean LANGUAGE plpgsql AS
               $$BEGIN INSERT INTO public.mwm_seen VALUES (current_setting('maintenance_work_mem')); RETURN true; END$$;
             """
-        let source = try await PQConnection.connect(sourceInfo)
         try await source.exec(function + """
             CREATE TABLE public.noted (id int PRIMARY KEY, CONSTRAINT noted_check CHECK (public.mwm_note(id)));
             INSERT INTO public.noted VALUES (1);
@@ -112,4 +106,21 @@ struct SplitCloneTests {
             #expect(refused.stderr.contains("option \"maintenance_work_mem\" must be 0 (the server's setting) or from 1MB to 1TB"), "\(refused.stderr)")
         }
     }
+}
+
+/// A source database of its own (named PREFIX_random, dropped afterwards, also on failure):
+/// `body` gets its conninfo and a connection to it.
+private func withSourceDatabase(_ prefix: String, _ body: (String, PQConnection) async throws -> Void) async throws {
+    let environment = try TestEnvironment.require()
+    let name = "\(prefix)_\(guideRandomSuffix())"
+    let admin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")
+    try await admin.exec("CREATE DATABASE \(name)")
+    let sourceInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
+    do {
+        try await body(sourceInfo, try await PQConnection.connect(sourceInfo))
+    } catch {
+        _ = try? await admin.exec("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+        throw error
+    }
+    _ = try? await admin.exec("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
 }
