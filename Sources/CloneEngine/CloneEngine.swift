@@ -103,13 +103,19 @@ public struct CloneTarget: Sendable {
             failure = CloneError.from(error, context: "target")
         }
         // Dropped whatever happened: the session (if any) has become the caller, and the login
-        // must not outlive this moment.
+        // must not outlive this moment. The caller can see the role in pg_roles and hold it up
+        // (a privilege granted to it, a lock on it): then the call does not run, the session is
+        // closed and the role is left unable to log in, holding at most what the caller gave it.
         do {
+            try await service.exec("SET lock_timeout = '5s'")
             try await service.execute("DROP ROLE \(quoted)")
         } catch {
+            _ = try? await service.execute("ALTER ROLE \(quoted) NOLOGIN PASSWORD NULL")
+            _ = try? await service.execute("REVOKE \(SQL.identifier(role)) FROM \(quoted)")
             throw CloneError((error as? PQError)?.sqlState ?? "XX000",
                              "pgclone cannot drop its throwaway login \(login) for role \"\(role)\": \((error as? PQError)?.message ?? "\(error)")",
-                             hint: "Drop the role by hand.")
+                             detail: "The call did not run. The role can no longer log in.",
+                             hint: "Drop it by hand (DROP OWNED BY \(quoted) in each database that granted it something, then DROP ROLE \(quoted)).")
         }
         if let failure { throw failure }
         guard let connection else { throw CloneError("XX000", "no target session for role \"\(role)\"") }

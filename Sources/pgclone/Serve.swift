@@ -147,7 +147,7 @@ extension Pgclone {
                 throw StartupError("--policies: \(error.replacingOccurrences(of: "\n", with: "; "))")
             }
             let backstop = ServerBackstop(serviceConnInfo: configuration.serviceConnInfo, policies: policies, logger: logger,
-                                          stateDatabase: configuration.stateDatabase, pool: engine.pool)
+                                          stateDatabase: configuration.stateDatabase, pool: engine.guardPool)
             let jobs = JobRunner(serviceConnInfo: configuration.serviceConnInfo, stateDatabase: configuration.stateDatabase, logger: logger, pool: engine.pool)
             let server: ProxyServer
             do {
@@ -168,7 +168,7 @@ extension Pgclone {
                     // The engine's threads start first and stop last (services stop in reverse order).
                     .init(service: engine),
                     .init(service: PolicyReloader(store: policies, state: StatePolicies(serviceConnInfo: configuration.serviceConnInfo,
-                                                                                        database: configuration.stateDatabase, pool: engine.pool),
+                                                                                        database: configuration.stateDatabase, pool: engine.guardPool),
                                                   onHangup: { _ = await server.reload() })),
                     .init(service: backstop),
                     // Jobs start before the proxy and stop after it (services stop in reverse order).

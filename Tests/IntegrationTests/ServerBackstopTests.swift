@@ -109,6 +109,62 @@ import Testing
         }
     }
 
+    /// `pgclone serve` with two engine threads, both taken by admin calls that wait on a lock: the
+    /// backstop still takes back a new GRANT of a sensitive column to a masked role (it has
+    /// threads of its own; attack round 21: sharing the engine's, it waited for the lock, and
+    /// the role read real values around the proxy meanwhile).
+    @Test func theBackstopKeepsItsThreadsWhileAdminCallsWaitOnLocks() async throws {
+        let environment = try TestEnvironment.require()
+        try await MaskedDatabase.with(roles: ["n1_masked", "n1_exempt"], setup: { role in
+            """
+            CREATE SCHEMA sec;
+            GRANT USAGE ON SCHEMA sec TO PUBLIC;
+            CREATE TABLE sec.\(role("n1emp")) (id int, ssn text);
+            INSERT INTO sec.\(role("n1emp")) VALUES (1, 'CANARY-SSN-5e1a-1');
+            GRANT SELECT ON sec.\(role("n1emp")) TO \(role("n1_masked"));
+            CREATE TABLE public.held (id int);
+            INSERT INTO public.held VALUES (1);
+            """
+        }, policies: { role in
+            """
+            policies:
+              - table: sec.\(role("n1emp"))
+                unmasked_roles: [\(role("n1_exempt"))]
+                columns:
+                  ssn: "null"
+            """
+        }, backstop: false) { setup in
+            let (process, port, log) = try await ConnectionChurnTests.launchProxy(environment, arguments: ["--engine-threads", "2", "--policies", setup.policyDirectory])
+            defer { if process.isRunning { process.terminate() } }
+            let table = "sec.\(setup.role("n1emp"))"
+            let masked = try await setup.direct(setup.role("n1_masked"))
+            func readsSSN() async -> Bool { (try? await masked.exec("SELECT ssn FROM \(table)")) != nil }
+            try await waitFor("the backstop to take the column", seconds: 30) { !(await readsSSN()) }
+            // The engine's two threads wait on a lock...
+            let holder = try await setup.direct()
+            try await holder.exec("BEGIN; LOCK TABLE public.held IN ACCESS EXCLUSIVE MODE")
+            let calls = (0..<2).map { _ in
+                Task {
+                    try await Shell.psql(environment.throughProxy(port, database: setup.database), "SELECT pgclone.mask_in_place('public', 'held', '{\"id\": \"null\"}');")
+                }
+            }
+            // (Watched from outside the holder's transaction, whose view of pg_stat_activity stays as first read.)
+            let watcher = try await setup.direct()
+            try await waitFor("the admin calls to wait on the lock", seconds: 15) {
+                try await watcher.exec("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()").string(0, 0) == "2"
+            }
+            // ...while a GRANT gives the masked role the column again: taken back all the same.
+            try await setup.direct().exec("GRANT SELECT ON \(table) TO \(setup.role("n1_masked"))")
+            #expect(await readsSSN(), "the GRANT did not give the column back, the test proves nothing")
+            try await waitFor("the backstop to take the column again, with the engine's thread held", seconds: 15) { !(await readsSSN()) }
+            try await holder.exec("ROLLBACK")
+            for call in calls {
+                let output = try await call.value
+                #expect(output.stdout == "OK: masked 1 row in public.held (1 column)\n", "\(output.stderr) \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+            }
+        }
+    }
+
     @Test func throughTheProxyReadsAreMaskedAndWritesThatReadSensitiveColumnsAreRefused() async throws {
         try await withBackstop { setup in
             let session = try await setup.throughProxy(setup.role("bs_masked"))

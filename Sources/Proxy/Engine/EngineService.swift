@@ -1,8 +1,12 @@
 import PQ
 import ServiceLifecycle
 
-/// The clone engine as a service of `pgclone serve`: it owns the one pool of threads that
-/// every libpq call of the proxy runs on (admin calls, jobs, policy and backstop reads).
+/// The clone engine as a service of `pgclone serve`: it owns the pools of threads that the
+/// proxy's libpq calls run on. Admin calls and jobs share `pool`; the masking guard (server
+/// backstop, policy reloads) has `guardPool` to itself: an admin call waiting on a lock holds
+/// its thread for as long as the lock is held, and with every engine thread waiting the
+/// backstop could not revoke a new GRANT to a masked role (attack round 21: real values read
+/// around the proxy for 20 s).
 ///
 /// Listed first in the ServiceGroup, it is started before the proxy and the job runner and
 /// told to stop after them (services stop in reverse order). Its threads are shut down by
@@ -11,9 +15,11 @@ import ServiceLifecycle
 /// interrupted.
 public final class EngineService: Service, Sendable {
     public let pool: PQThreadPool
+    public let guardPool: PQThreadPool
 
     public init(threads: Int) {
         pool = PQThreadPool(threads: threads)
+        guardPool = PQThreadPool(threads: 2)
     }
 
     public func run() async throws {
@@ -23,5 +29,6 @@ public final class EngineService: Service, Sendable {
     /// Ends the threads once the calls already submitted have returned.
     public func shutdown() async {
         await pool.shutdown()
+        await guardPool.shutdown()
     }
 }
