@@ -76,7 +76,9 @@ public struct CloneTarget: Sendable {
         let quoted = SQL.identifier(login)
         do {
             let verifier = try await service.encryptPassword(password, user: login)
-            try await service.execute("CREATE ROLE \(quoted) LOGIN NOINHERIT PASSWORD \(SQL.literal(verifier))")
+            // Should the proxy die before the DROP below, the password also expires.
+            let expiry = try await service.execute("SELECT (pg_catalog.now() OPERATOR(pg_catalog.+) interval '5 minutes')::pg_catalog.text").string(0, 0) ?? ""
+            try await service.execute("CREATE ROLE \(quoted) LOGIN NOINHERIT PASSWORD \(SQL.literal(verifier)) VALID UNTIL \(SQL.literal(expiry))")
         } catch {
             throw CloneError((error as? PQError)?.sqlState ?? "42501",
                              "pgclone cannot create a login of its own for role \"\(role)\": \((error as? PQError)?.message ?? "\(error)")",

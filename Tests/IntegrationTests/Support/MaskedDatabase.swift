@@ -53,11 +53,12 @@ struct MaskedDatabase: Sendable {
         backstop: Bool = true,
         readsStateDatabase: Bool = false,
         backend: String? = nil,
+        databasePrefix: String = "masked",
         _ body: (MaskedDatabase) async throws -> Void
     ) async throws {
         let environment = try TestEnvironment.require()
         let suffix = String(UInt32.random(in: 0...UInt32.max))
-        let database = "masked_\(suffix)"
+        let database = "\(databasePrefix)_\(suffix)"
         let name = { (base: String) in "\(base)_\(suffix)" }
         // Connections for setting up and tearing down are closed at once: tests run in parallel,
         // and the server's connection slots are shared.
