@@ -58,6 +58,12 @@ struct CopyPlan: Sendable {
             guard let definitionColumn = definition.columns.first(where: { $0.name == column }) else {
                 throw CloneError("42703", "cannot mask column \"\(column)\": it does not exist in source table \(definition.displayName)")
             }
+            if definitionColumn.generatedExpression != nil {
+                // The target computes it again from the columns it is generated from: a mask on
+                // it alone would be dropped with its data (attack round 22).
+                throw CloneError("428C9", "cannot mask generated column \"\(column)\" of \(definition.displayName): the target computes it from \(definitionColumn.generatedFrom.map { "\"\($0)\"" }.joined(separator: ", "))",
+                                 hint: "Mask the columns it is generated from.")
+            }
             try checkCompatible(strategy, definitionColumn, table: definition.displayName)
         }
         let copied = columns.filter { $0.generatedExpression == nil }

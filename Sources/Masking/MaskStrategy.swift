@@ -204,7 +204,9 @@ public enum MaskStrategy: Sendable, Hashable {
             body = Self.concat("'XXXX-XXXX-XXXX-'", "pg_catalog.right(\(Self.digits(text)), 4)")
         case .regexReplace(let pattern, let replacement):
             searchesText = true
-            body = "pg_catalog.regexp_replace(\(bytes), \(SQL.literal(pattern)), \(SQL.literal(replacement)), 'g')"
+            // The database's own collation, not bytes: under "C" a class such as \w or [[:alpha:]]
+            // matches ASCII only, and "Иван" or "山田" went through unmasked (attack round 22).
+            body = "pg_catalog.regexp_replace((\(text) COLLATE pg_catalog.\"default\"), \(SQL.literal(pattern)), \(SQL.literal(replacement)), 'g')"
         case .pseudonym:
             let hex = "pg_catalog.encode(\(MaskingKey.hmac(text, from: keys)), 'hex')"
             if Self.isNumeric(type) {

@@ -136,7 +136,10 @@ import Testing
         }, backstop: false, databasePrefix: "a_backstop") { setup in
             // (`pgclone serve` looks after every database of the server, in name order, and the
             // tests running beside this one keep theirs busy: this one's name comes first.)
-            let (process, port, log) = try await ConnectionChurnTests.launchProxy(environment, arguments: ["--engine-threads", "2", "--policies", setup.policyDirectory])
+            // (Its own state database: policies other tests keep changing in the shared one would
+            // start a pass over every database at each change.)
+            let (process, port, log) = try await ConnectionChurnTests.launchProxy(environment, sharesStateDatabase: true,
+                arguments: ["--engine-threads", "2", "--policies", setup.policyDirectory, "--state-database", setup.database])
             defer { if process.isRunning { process.terminate() } }
             let table = "sec.\(setup.role("n1emp"))"
             let masked = try await setup.direct(setup.role("n1_masked"))

@@ -110,7 +110,7 @@ struct SplitCloneTests {
 
 /// A source database of its own (named PREFIX_random, dropped afterwards, also on failure):
 /// `body` gets its conninfo and a connection to it.
-private func withSourceDatabase(_ prefix: String, _ body: (String, PQConnection) async throws -> Void) async throws {
+func withSourceDatabase(_ prefix: String, _ body: (String, PQConnection) async throws -> Void) async throws {
     let environment = try TestEnvironment.require()
     let name = "\(prefix)_\(guideRandomSuffix())"
     let admin = try await PQConnection.connect("host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)")

@@ -77,6 +77,16 @@ public final class ServerBackstop: Service, Sendable {
                 var seenVersion = -1
                 var lastDrift = ContinuousClock.now
                 var lastFullScan = ContinuousClock.now
+                // The databases known to hold policy tables (or to have failed) are looked at
+                // again every few seconds, also in the middle of a pass over every database: one
+                // of those can take minutes on a busy server (each waits up to its lock
+                // timeout), and a GRANT to a masked role must not stand that long.
+                func driftIfDue() async {
+                    guard ContinuousClock.now - lastDrift >= driftInterval else { return }
+                    lastDrift = ContinuousClock.now
+                    let busy = states.withLockedValue { $0.filter { !$0.value.relations.isEmpty || $0.value.error != nil }.keys.sorted() }
+                    for database in busy { await reconcile(database: database) }
+                }
                 for await event in events.cancelOnGracefulShutdown() {
                     let now = ContinuousClock.now
                     switch event {
@@ -88,11 +98,9 @@ public final class ServerBackstop: Service, Sendable {
                             seenVersion = version
                             lastFullScan = now
                             lastDrift = now
-                            await reconcileAll()
-                        } else if now - lastDrift >= driftInterval {
-                            lastDrift = now
-                            let busy = states.withLockedValue { $0.filter { !$0.value.relations.isEmpty || $0.value.error != nil }.keys.sorted() }
-                            for database in busy { await reconcile(database: database) }
+                            await reconcileAll(between: driftIfDue)
+                        } else {
+                            await driftIfDue()
                         }
                     }
                 }
@@ -102,8 +110,8 @@ public final class ServerBackstop: Service, Sendable {
         }
     }
 
-    /// One pass over every database that accepts connections.
-    func reconcileAll() async {
+    /// One pass over every database that accepts connections; `between` runs after each one.
+    func reconcileAll(between: () async -> Void = {}) async {
         var databases: [String]
         do {
             let connection = try await connect(to: nil)
@@ -123,7 +131,10 @@ public final class ServerBackstop: Service, Sendable {
             }
             return
         }
-        for database in databases { await reconcile(database: database) }
+        for database in databases {
+            await reconcile(database: database)
+            await between()
+        }
         // Databases that are gone.
         states.withLockedValue { states in
             for name in states.keys where !databases.contains(name) { states[name] = nil }

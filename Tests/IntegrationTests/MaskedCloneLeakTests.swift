@@ -1,0 +1,122 @@
+import Foundation
+import PQ
+import Proxy
+import Testing
+
+/// Ways a masked column's real value reached the target through a clone or survived
+/// mask_in_place (attack round 22), each refused or closed now.
+@Suite struct MaskedCloneLeakTests {
+    /// A mask on a generated column was dropped with its data, and the target computed the
+    /// real value again from the unmasked columns.
+    @Test func aMaskOnAGeneratedColumnIsRefused() async throws {
+        try await withSourceDatabase("gen_src") { sourceInfo, source in
+            try await source.exec("""
+                CREATE TABLE public.people (first text, last text, full_name text GENERATED ALWAYS AS (first || ' ' || last) STORED);
+                INSERT INTO public.people VALUES ('REALFIRST', 'REALLAST');
+                """)
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let output = try await Shell.psql(target.conninfo, """
+                    \\set VERBOSITY verbose
+                    SELECT pgclone.table(\(guideSQLLiteral(sourceInfo)), 'public', 'people', true, NULL, '{"mask": {"full_name": "null"}}');
+                    """)
+                #expect(output.stderr.contains("ERROR:  428C9: cannot mask generated column \"full_name\" of public.people: the target computes it from \"first\", \"last\""), "\(output.stderr)")
+                #expect(output.stderr.contains("HINT:  Mask the columns it is generated from."), "\(output.stderr)")
+                #expect(try await target.rows("SELECT pg_catalog.to_regclass('public.people') IS NULL;") == ["t"])
+            }
+        }
+    }
+
+    /// A masked database clone copied every large object whole (the oid column was masked, the
+    /// object it pointed to was not).
+    @Test func aMaskedDatabaseCloneLeavesLargeObjectsOut() async throws {
+        try await withSourceDatabase("lo_src") { sourceInfo, source in
+            try await source.exec("""
+                CREATE TABLE public.docs (id int, doc oid);
+                INSERT INTO public.docs VALUES (1, lo_from_bytea(0, 'REAL-SECRET-DOCUMENT'));
+                """)
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let database = "lo_dst_\(guideRandomSuffix())"
+                let output = try await Shell.psql(target.conninfo, "SELECT pgclone.database_create(\(guideSQLLiteral(sourceInfo)), '\(database)', true, '{\"mask\": {\"doc\": \"null\"}}');")
+                #expect(output.status == 0, "\(output.stderr)")
+                #expect(output.stderr.contains("large objects not copied: the clone masks columns, and large objects hold data it cannot mask"), "\(output.stderr)")
+                let clone = target.environment.directTarget(database: database)
+                #expect(guideLines(try await Shell.psql(clone, "SELECT count(*) FROM pg_largeobject_metadata; SELECT doc IS NULL FROM public.docs;").stdout) == ["0", "t"])
+                _ = try await Shell.psql(target.environment.directTarget(database: "postgres"), "DROP DATABASE \(database) WITH (FORCE);")
+            }
+        }
+    }
+
+    /// regex_replace matched under COLLATE "C", where \w is ASCII only: other scripts went through.
+    @Test func regexClassesMatchEveryScript() async throws {
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            let output = try await Shell.psql(target.conninfo, """
+                CREATE TABLE public.names (n text);
+                INSERT INTO public.names VALUES ('Иван Петров'), ('山田太郎'), ('Zoë');
+                SELECT pgclone.mask_in_place('public', 'names', '{"n": {"type": "regex_replace", "pattern": "\\\\w", "replacement": "*"}}');
+                SELECT n FROM public.names ORDER BY n;
+                """)
+            #expect(guideLines(output.stdout) == ["OK: masked 3 rows in public.names (1 column)", "***", "****", "**** ******"], "\(output.stdout) \(output.stderr)")
+        }
+    }
+
+    /// mask_in_place left the old values in pg_stats (readable by any role that may read the
+    /// column); it refuses triggers and rules an UPDATE sets off (an audit trigger stored the
+    /// old rows, one keeping a column kept them all) and rows row-level security hides.
+    @Test func maskInPlaceLeavesNoRealValueBehind() async throws {
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            let setup = try await Shell.psql(target.conninfo, """
+                CREATE TABLE public.cards (id int, card text);
+                ALTER TABLE public.cards SET (autovacuum_enabled = false);
+                INSERT INTO public.cards SELECT g, 'REAL-CARD-' || (g % 3) FROM generate_series(1, 300) g;
+                ANALYZE public.cards;
+                SELECT pgclone.mask_in_place('public', 'cards', '{"card": "null"}');
+                SELECT count(*) FROM pg_stats WHERE tablename = 'cards' AND attname = 'card' AND most_common_vals::text LIKE '%REAL-CARD%';
+                SELECT null_frac FROM pg_stats WHERE tablename = 'cards' AND attname = 'card';
+                """)
+            #expect(guideLines(setup.stdout) == ["OK: masked 300 rows in public.cards (1 column)", "0", "1"], "\(setup.stdout) \(setup.stderr)")
+            let refused = try await Shell.psql(target.conninfo, """
+                \\set VERBOSITY verbose
+                CREATE TABLE public.audited (id int, ssn text);
+                INSERT INTO public.audited VALUES (1, 'REAL-SSN-1');
+                CREATE TABLE public.audit_log (old text);
+                CREATE FUNCTION public.keep_old() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO public.audit_log VALUES (OLD.ssn); RETURN NEW; END$$;
+                CREATE TRIGGER keep_old AFTER UPDATE ON public.audited FOR EACH ROW EXECUTE FUNCTION public.keep_old();
+                CREATE RULE copy_old AS ON UPDATE TO public.audited DO ALSO INSERT INTO public.audit_log VALUES (OLD.ssn);
+                SELECT pgclone.mask_in_place('public', 'audited', '{"ssn": "null"}');
+                """)
+            let masked = try await Shell.psql(target.conninfo, """
+                ALTER TABLE public.audited DISABLE TRIGGER keep_old;
+                ALTER TABLE public.audited DISABLE RULE copy_old;
+                SELECT pgclone.mask_in_place('public', 'audited', '{"ssn": "null"}');
+                SELECT count(*) FROM public.audit_log;
+                SELECT ssn IS NULL FROM public.audited;
+                """)
+            #expect(refused.stderr.contains("ERROR:  55000: cannot mask public.audited in place: rule copy_old on public.audited, trigger keep_old on public.audited would run for every masked row and see its real values"), "\(refused.stderr)")
+            #expect(guideLines(masked.stdout) == ["OK: masked 1 row in public.audited (1 column)", "0", "t"], "\(masked.stdout) \(masked.stderr)")
+        }
+    }
+
+    @Test func maskInPlaceRefusesRowsHiddenByRowLevelSecurity() async throws {
+        let environment = try TestEnvironment.require()
+        let suffix = UInt32.random(in: 0...UInt32.max)
+        let group = "rls_admins_\(suffix)", member = "rls_admin_\(suffix)", schema = "rls_\(suffix)"
+        let admin = try await PQConnection.connect(environment.directTarget())
+        try await admin.exec("""
+            CREATE ROLE \(group); CREATE ROLE \(member) LOGIN PASSWORD 'pw' IN ROLE \(group);
+            CREATE SCHEMA \(schema) AUTHORIZATION \(member);
+            SET ROLE \(member);
+            CREATE TABLE \(schema).t (id int, owner text, ssn text);
+            INSERT INTO \(schema).t VALUES (1, 'me', 'REAL-1'), (2, 'other', 'REAL-2');
+            ALTER TABLE \(schema).t ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+            CREATE POLICY mine ON \(schema).t USING (owner = 'me');
+            RESET ROLE;
+            """)
+        let proxy = try await RunningProxy.start(environment) { $0.adminRoles = [group] }
+        let output = try await Shell.psql(environment.throughProxy(proxy.port, user: member, password: "pw"),
+                                          "\\set VERBOSITY verbose\nSELECT pgclone.mask_in_place('\(schema)', 't', '{\"ssn\": \"null\"}');")
+        try? await proxy.stop()
+        #expect(output.stderr.contains("ERROR:  42501: row-level security hides rows of \(schema).t from role \"\(member)\": masking in place would leave them as they are"), "\(output.stderr)")
+        #expect(try await admin.exec("SELECT count(*) FROM \(schema).t WHERE ssn LIKE 'REAL-%'").string(0, 0) == "2")
+        _ = try? await admin.exec("DROP SCHEMA \(schema) CASCADE; DROP ROLE \(member); DROP ROLE \(group)")
+    }
+}
