@@ -26,6 +26,25 @@ import Testing
         }
     }
 
+    /// A mask on a partition key column left the real values in the partitions' bounds.
+    @Test func aMaskOnAPartitionKeyIsRefused() async throws {
+        try await withSourceDatabase("part_src") { sourceInfo, source in
+            try await source.exec("""
+                CREATE TABLE public.orders (tenant text, amount int) PARTITION BY LIST (tenant);
+                CREATE TABLE public.orders_acme PARTITION OF public.orders FOR VALUES IN ('REAL-TENANT-ACME');
+                INSERT INTO public.orders VALUES ('REAL-TENANT-ACME', 1);
+                """)
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let output = try await Shell.psql(target.conninfo, """
+                    \\set VERBOSITY verbose
+                    SELECT pgclone.table(\(guideSQLLiteral(sourceInfo)), 'public', 'orders', true, NULL, '{"mask": {"tenant": "null"}}');
+                    """)
+                #expect(output.stderr.contains("ERROR:  0A000: cannot mask column \"tenant\" of public.orders: it is in the partition key (LIST (tenant)), and the partitions' bounds hold its real values"), "\(output.stderr)")
+                #expect(try await target.rows("SELECT pg_catalog.to_regclass('public.orders') IS NULL;") == ["t"])
+            }
+        }
+    }
+
     /// A masked database clone copied every large object whole (the oid column was masked, the
     /// object it pointed to was not).
     @Test func aMaskedDatabaseCloneLeavesLargeObjectsOut() async throws {
