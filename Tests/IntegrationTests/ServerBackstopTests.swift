@@ -170,6 +170,29 @@ import Testing
         }
     }
 
+    /// A throwaway login an admin call left behind (its proxy died before dropping it) is dropped
+    /// once it has expired; one still valid (a call in flight) is left alone.
+    @Test func expiredThrowawayLoginsAreDropped() async throws {
+        let environment = try TestEnvironment.require()
+        let admin = try await PQConnection.connect(environment.directTarget())
+        let hex = { String(UInt64.random(in: 0...UInt64.max), radix: 16).leftPadded(to: 16) }
+        let expired = "pgclone_call_\(hex())", valid = "pgclone_call_\(hex())"
+        try await admin.exec("""
+            CREATE ROLE \(expired) LOGIN VALID UNTIL '2000-01-01';
+            CREATE ROLE \(valid) LOGIN VALID UNTIL 'infinity';
+            """)
+        defer { Task { _ = try? await admin.exec("DROP ROLE IF EXISTS \(expired); DROP ROLE IF EXISTS \(valid)") } }
+        try await withBackstop { _ in
+            // Its first pass over the databases comes a second after it starts.
+            var left: [String] = []
+            try await waitFor("the expired login to be dropped", seconds: 20) {
+                left = try await admin.exec("SELECT rolname FROM pg_roles WHERE rolname IN ('\(expired)', '\(valid)')").strings.compactMap { $0 }
+                return !left.contains(expired)
+            }
+            #expect(left == [valid], "\(left)")
+        }
+    }
+
     @Test func throughTheProxyReadsAreMaskedAndWritesThatReadSensitiveColumnsAreRefused() async throws {
         try await withBackstop { setup in
             let session = try await setup.throughProxy(setup.role("bs_masked"))
@@ -457,4 +480,8 @@ import Testing
             try await superuser.exec("ALTER ROLE \(db.role("streamer")) NOREPLICATION")
         }
     }
+}
+
+private extension String {
+    func leftPadded(to length: Int) -> String { String(repeating: "0", count: max(0, length - count)) + self }
 }

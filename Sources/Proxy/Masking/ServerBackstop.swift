@@ -119,6 +119,7 @@ public final class ServerBackstop: Service, Sendable {
                 SELECT datname::pg_catalog.text FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname
                 """).strings.compactMap { $0 }
             if let scope = self.databases { databases = databases.filter(scope.contains) }
+            await Self.dropExpiredCallLogins(connection, logger: logger)
             if let error = listError.withLockedValue({ error in defer { error = nil }; return error }) {
                 logger.notice("server backstop reaches the server again", metadata: ["previous_error": "\(error)"])
             }
@@ -138,6 +139,25 @@ public final class ServerBackstop: Service, Sendable {
         // Databases that are gone.
         states.withLockedValue { states in
             for name in states.keys where !databases.contains(name) { states[name] = nil }
+        }
+    }
+
+    /// Throwaway logins of admin calls (`pgclone_call_...`, see CloneTarget) that a proxy died
+    /// before dropping: past their VALID UNTIL no session can log in with them any more, and a
+    /// live call drops its own within milliseconds of creating it. One that something still
+    /// depends on stays (DROP ROLE says why, at debug level).
+    static func dropExpiredCallLogins(_ connection: PQConnection, logger: Logger) async {
+        guard let expired = try? await connection.exec("""
+            SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles
+            WHERE rolname OPERATOR(pg_catalog.~) '^pgclone_call_[0-9a-f]{16}$' AND rolvaliduntil OPERATOR(pg_catalog.<) pg_catalog.now()
+            """).strings.compactMap({ $0 }) else { return }
+        for role in expired {
+            do {
+                try await connection.exec("DROP ROLE \(role)")
+                logger.notice("dropped a throwaway login an admin call left behind", metadata: ["role": "\(role)"])
+            } catch {
+                logger.debug("cannot drop a throwaway login an admin call left behind", metadata: ["role": "\(role)", "error": "\(Self.describe(error))"])
+            }
         }
     }
 
