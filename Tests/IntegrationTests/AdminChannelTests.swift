@@ -171,7 +171,10 @@ import Testing
             // login is left behind.
             let plain = try await Shell.psql(asMember, "SELECT pgclone.mask_in_place('\(schema)', 'loot', '{\"v\": \"null\"}');")
             #expect(plain.stdout == "OK: masked 0 rows in \(schema).loot (1 column)\n", "\(plain.stderr)")
-            #expect(try await admin.exec("SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname LIKE 'pgclone\\_call\\_%'").string(0, 0) == "0")
+            #expect(try await admin.exec("""
+                SELECT count(*) FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r ON r.oid = m.member
+                WHERE m.roleid = '\(member)'::regrole AND r.rolname LIKE 'pgclone\\_call\\_%'
+                """).string(0, 0) == "0")
             try await admin.exec("DROP SCHEMA \(schema) CASCADE; DROP TABLE public.\(schema)_secret")
         }
     }
