@@ -170,6 +170,17 @@ import Testing
         }
     }
 
+    /// create_masking_policy on a table a policy file already covers is refused: the new policy
+    /// would not take effect, and its view (granted to PUBLIC, masking fewer columns) showed real
+    /// values until the backstop took the grant back (attack round 23).
+    @Test func aStatePolicyOverAFilePolicyIsRefused() async throws {
+        try await withBackstop { setup in
+            let output = try await Shell.psql(setup.proxyInfo(), "\\set VERBOSITY verbose\nSELECT pgclone.create_masking_policy('sec', 'emp', '{\"ssn\": \"null\"}', NULL);")
+            #expect(output.stderr.contains("ERROR:  42710: table sec.emp already has a masking policy, from "), "\(output.stderr)")
+            #expect(try await setup.direct().exec("SELECT pg_catalog.to_regclass('sec.emp_masked') IS NULL").string(0, 0) == "t")
+        }
+    }
+
     /// A throwaway login an admin call left behind (its proxy died before dropping it) is dropped
     /// once it has expired; one still valid (a call in flight) is left alone.
     @Test func expiredThrowawayLoginsAreDropped() async throws {

@@ -23,6 +23,16 @@ struct MaskingPolicyFunctions: Sendable {
 
     func create(schema: String, table: String, mask: String, privilegedRole: String?) async throws -> String {
         let strategies = try MaskingAdmin.parseMask(mask)
+        // A policy file covering the table wins over the state database, so the new policy would
+        // not take effect, while its `<table>_masked` view (granted to PUBLIC, masking only these
+        // columns) showed the file policy's other columns until the backstop took the grant back
+        // (attack round 23).
+        if let file = store.current.policies.first(where: {
+            $0.source != "state database" && $0.schema == schema && $0.table == table && ($0.database == nil || $0.database == target.database)
+        }) {
+            throw CloneError("42710", "table \(schema).\(table) already has a masking policy, from \(file.source)",
+                             hint: "Change that policy instead: a policy made here would not take effect over it.")
+        }
         let connection = try await target.connect()
         guard let definition = try await TableDefinition.load(connection, schema: schema, table: table) else {
             throw CloneError("42P01", "relation \"\(schema).\(table)\" does not exist")
