@@ -75,11 +75,15 @@ public struct CloneTarget: Sendable {
         }
     }
 
+    /// The throwaway logins' names: this prefix and 16 hexadecimal digits.
+    public static let throwawayLoginPrefix = "pgclone_call_"
+    public static let throwawayLoginPattern = "^" + throwawayLoginPrefix + "[0-9a-f]{16}$"
+
     /// The session of a caller that is not a superuser, under a login of its own (see `connect`).
     private func ownLogin(service: PQConnection, info: ConnInfo, database: String?) async throws(CloneError) -> PQConnection {
         var random = SystemRandomNumberGenerator()
         func hex(_ count: Int) -> String { (0..<count).map { _ in String(random.next(upperBound: 16 as UInt8), radix: 16) }.joined() }
-        let login = "pgclone_call_" + hex(16)
+        let login = Self.throwawayLoginPrefix + hex(16)
         let password = hex(40)
         let quoted = SQL.identifier(login)
         do {

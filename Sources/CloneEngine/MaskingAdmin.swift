@@ -84,14 +84,15 @@ public struct MaskingAdmin: Sendable {
                 try CopyPlan.checkCompatible(strategy, info, table: "\(schema).\(table)")
                 assignments.append("\(SQL.identifier(column)) = \(strategy.expression(for: SQL.identifier(column), type: info.type))")
             }
-            try await Self.refuseWhatWouldKeepRealValues(connection, definition, role: target.role)
             // The table and what inherits from it (partitions, children): the UPDATE reaches them all.
             let tree = try await connection.query("""
                 WITH RECURSIVE tree(oid) AS (
                     SELECT $1::pg_catalog.regclass::pg_catalog.oid
                     UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent OPERATOR(pg_catalog.=) tree.oid)
-                SELECT oid::pg_catalog.regclass::pg_catalog.text FROM tree
-                """, [definition.qualifiedName]).strings.compactMap { $0 }
+                SELECT oid::pg_catalog.text, oid::pg_catalog.regclass::pg_catalog.text FROM tree
+                """, [definition.qualifiedName])
+            let relations = tree.rows.indices.map { (oid: tree.text($0, 0), name: tree.text($0, 1)) }
+            try await Self.refuseWhatWouldKeepRealValues(connection, definition, tree: relations.map(\.oid), role: target.role)
             try await connection.exec("BEGIN")
             let rows: Int
             do {
@@ -108,7 +109,7 @@ public struct MaskingAdmin: Sendable {
             // since ANALYZE needs the owner and runs as the owner whoever asks.
             do {
                 let service = try await target.serviceConnection()
-                for relation in tree { try await service.execute("ANALYZE \(relation)") }
+                for relation in relations { try await service.execute("ANALYZE \(relation.name)") }
             } catch {
                 result += "; WARNING: statistics not gathered again (\((error as? PQError)?.message ?? "\(error)")): run ANALYZE on it, until then pg_stats still shows the old values"
             }
@@ -122,20 +123,17 @@ public struct MaskingAdmin: Sendable {
     /// rows that row-level security hides from the caller (the UPDATE would skip them), and
     /// triggers (on the table or what inherits from it) and rules that an UPDATE sets off (an
     /// audit trigger would store the old rows, one that keeps a column would keep them all).
-    static func refuseWhatWouldKeepRealValues(_ connection: PQConnection, _ definition: TableDefinition, role: String) async throws {
+    static func refuseWhatWouldKeepRealValues(_ connection: PQConnection, _ definition: TableDefinition, tree: [String], role: String) async throws {
         let hidden = try await connection.query("SELECT pg_catalog.row_security_active($1::pg_catalog.regclass)", [definition.qualifiedName])
         if hidden.string(0, 0) == "t" {
             throw CloneError("42501", "row-level security hides rows of \(definition.displayName) from role \"\(role)\": masking in place would leave them as they are",
                              hint: "Run it as a superuser, a role with BYPASSRLS, or the table's owner when the table does not FORCE ROW LEVEL SECURITY.")
         }
         let firing = try await connection.query("""
-            WITH RECURSIVE tree(oid) AS (
-                SELECT $1::pg_catalog.regclass::pg_catalog.oid
-                UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent OPERATOR(pg_catalog.=) tree.oid)
             SELECT 'trigger ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.tgname) OPERATOR(pg_catalog.||) ' on '
                    OPERATOR(pg_catalog.||) t.tgrelid::pg_catalog.regclass::pg_catalog.text
-            FROM pg_catalog.pg_trigger t JOIN tree ON t.tgrelid OPERATOR(pg_catalog.=) tree.oid
-            WHERE NOT t.tgisinternal AND t.tgenabled OPERATOR(pg_catalog.<>) 'D'
+            FROM pg_catalog.pg_trigger t
+            WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.oid[]) AND NOT t.tgisinternal AND t.tgenabled OPERATOR(pg_catalog.<>) 'D'
               AND (t.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 16) OPERATOR(pg_catalog.<>) 0
             UNION ALL
             SELECT 'rule ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(r.rulename) OPERATOR(pg_catalog.||) ' on '
@@ -143,7 +141,7 @@ public struct MaskingAdmin: Sendable {
             FROM pg_catalog.pg_rewrite r
             WHERE r.ev_class OPERATOR(pg_catalog.=) $1::pg_catalog.regclass AND r.ev_type OPERATOR(pg_catalog.=) '2' AND r.ev_enabled OPERATOR(pg_catalog.<>) 'D'
             ORDER BY 1
-            """, [definition.qualifiedName]).strings.compactMap { $0 }
+            """, [definition.qualifiedName, SQL.oidArray(tree)]).strings.compactMap { $0 }
         if !firing.isEmpty {
             throw CloneError("55000", "cannot mask \(definition.displayName) in place: \(firing.joined(separator: ", ")) would run for every masked row and see its real values",
                              hint: "Disable them for the masking (ALTER TABLE ... DISABLE TRIGGER / DISABLE RULE) and enable them again afterwards.")

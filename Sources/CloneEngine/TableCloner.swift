@@ -64,7 +64,7 @@ struct CopyPlan: Sendable {
                 throw CloneError("428C9", "cannot mask generated column \"\(column)\" of \(definition.displayName): the target computes it from \(definitionColumn.generatedFrom.map { "\"\($0)\"" }.joined(separator: ", "))",
                                  hint: "Mask the columns it is generated from.")
             }
-            if definition.isPartitioned, let key = definition.partitionKey, identifiers(in: key).contains(column) {
+            if definition.partitionKeyColumns.contains(column), let key = definition.partitionKey {
                 // The partitions' bounds (FOR VALUES IN ('...')) are values of the key (attack round 22).
                 throw CloneError("0A000", "cannot mask column \"\(column)\" of \(definition.displayName): it is in the partition key (\(key)), and the partitions' bounds hold its real values",
                                  hint: "Clone the partitions as tables of their own, or leave the column unmasked.")
@@ -83,45 +83,6 @@ struct CopyPlan: Sendable {
         }
         return CopyPlan(columns: columns, copiedColumns: copied, selectExpressions: expressions, filter: filter,
                         binary: copied.allSatisfy(\.isBuiltinType))
-    }
-
-    /// The identifiers in an expression as PostgreSQL prints it (`LIST (tenant)`,
-    /// `RANGE (lower(("Name")::text))`): bare words and double-quoted names, unquoted.
-    static func identifiers(in text: String) -> Set<String> {
-        var names: Set<String> = []
-        var characters = text.makeIterator()
-        var word = ""
-        var pending: Character? = characters.next()
-        while let character = pending {
-            pending = characters.next()
-            if character == "\"" {
-                var quoted = ""
-                while let next = pending {
-                    pending = characters.next()
-                    if next == "\"" {
-                        if pending == "\"" { quoted.append("\""); pending = characters.next(); continue }
-                        break
-                    }
-                    quoted.append(next)
-                }
-                names.insert(quoted)
-            } else if character.isLetter || character.isNumber || character == "_" || character == "$" {
-                word.append(character)
-                continue
-            } else if character == "'" {
-                // A string literal is not a name.
-                while let next = pending {
-                    pending = characters.next()
-                    if next == "'" {
-                        if pending == "'" { pending = characters.next(); continue }
-                        break
-                    }
-                }
-            }
-            if !word.isEmpty { names.insert(word); word = "" }
-        }
-        if !word.isEmpty { names.insert(word) }
-        return names
     }
 
     /// A strategy must be able to produce a value of the column's own type.

@@ -119,6 +119,8 @@ public struct TableDefinition: Sendable {
     public var name: String
     public var isPartitioned: Bool
     public var partitionKey: String?
+    /// The columns the partition key uses, plain or inside its expressions.
+    public var partitionKeyColumns: [String] = []
     public var isUnlogged: Bool
     public var comment: String?
     public var columns: [Column]
@@ -322,6 +324,18 @@ public struct TableDefinition: Sendable {
             columns: columns, constraints: constraints, indexes: indexes, triggers: triggers,
             sequences: sequences, partitions: partitions, printedName: info.text(0, 5))
         definition.parents = parentRows.rows.indices.map { (parentRows.text($0, 0), parentRows.text($0, 1)) }
+        if definition.isPartitioned {
+            // PostgreSQL makes every column the key uses (in an expression too) internally
+            // dependent on the table itself.
+            let keyRows = try await connection.query("""
+                SELECT a.attname FROM pg_catalog.pg_depend d
+                JOIN pg_catalog.pg_attribute a ON a.attrelid = d.objid AND a.attnum = d.objsubid
+                WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = $1 AND d.objsubid > 0
+                  AND d.refclassid = d.classid AND d.refobjid = d.objid AND d.refobjsubid = 0 AND d.deptype = 'i'
+                ORDER BY a.attnum
+                """, oidParameter)
+            definition.partitionKeyColumns = keyRows.rows.indices.map { keyRows.text($0, 0) }
+        }
         definition.rowSecurity = info.string(0, 6) == "t"
         definition.privileges = Privileges(encoded: info.string(0, 9))
         definition.forceRowSecurity = info.string(0, 7) == "t"

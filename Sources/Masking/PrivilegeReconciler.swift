@@ -57,7 +57,7 @@ public struct PrivilegeReconciler: Sendable {
 
         /// The owner recorded for what `policy` changes.
         func owner(of policy: TablePolicy) -> String {
-            policy.source == "state database" ? (state ?? "state") : (files ?? "files")
+            policy.isFromStateDatabase ? (state ?? "state") : (files ?? "files")
         }
 
         /// Whether this proxy may give back what `owner` claimed (at a time before its last

@@ -16,8 +16,11 @@ public struct TablePolicy: Sendable, Hashable {
     /// When set, only members of these roles are masked (still minus superusers and unmasked roles).
     public var maskedRoles: [String]?
     public var columns: [Column]
-    /// Where the policy comes from: `file.yaml:line` or `state database`.
+    /// Where the policy comes from: `file.yaml:line` or `stateDatabaseSource`.
     public var source: String
+    /// The `source` of policies kept in the state database (made by create_masking_policy).
+    public static let stateDatabaseSource = "state database"
+    public var isFromStateDatabase: Bool { source == Self.stateDatabaseSource }
     /// The database the policy is for; `nil` (file policies) means every database.
     public var database: String?
     /// Functions masked roles may call even though pgclone cannot prove they read no sensitive

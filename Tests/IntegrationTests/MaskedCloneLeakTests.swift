@@ -33,6 +33,8 @@ import Testing
                 CREATE TABLE public.orders (tenant text, amount int) PARTITION BY LIST (tenant);
                 CREATE TABLE public.orders_acme PARTITION OF public.orders FOR VALUES IN ('REAL-TENANT-ACME');
                 INSERT INTO public.orders VALUES ('REAL-TENANT-ACME', 1);
+                CREATE TABLE public.visits (region text, day int) PARTITION BY RANGE (day, lower(region));
+                CREATE TABLE public.visits_all PARTITION OF public.visits FOR VALUES FROM (MINVALUE, MINVALUE) TO (MAXVALUE, MAXVALUE);
                 """)
             try await withGuideTarget { (target: GuideTarget) async throws in
                 let output = try await Shell.psql(target.conninfo, """
@@ -41,6 +43,12 @@ import Testing
                     """)
                 #expect(output.stderr.contains("ERROR:  0A000: cannot mask column \"tenant\" of public.orders: it is in the partition key (LIST (tenant)), and the partitions' bounds hold its real values"), "\(output.stderr)")
                 #expect(try await target.rows("SELECT pg_catalog.to_regclass('public.orders') IS NULL;") == ["t"])
+                // A column the key uses inside an expression counts too.
+                let inExpression = try await Shell.psql(target.conninfo, """
+                    \\set VERBOSITY verbose
+                    SELECT pgclone.table(\(guideSQLLiteral(sourceInfo)), 'public', 'visits', true, NULL, '{"mask": {"region": "null"}}');
+                    """)
+                #expect(inExpression.stderr.contains("ERROR:  0A000: cannot mask column \"region\" of public.visits: it is in the partition key (RANGE (day, lower(region))), and the partitions' bounds hold its real values"), "\(inExpression.stderr)")
             }
         }
     }

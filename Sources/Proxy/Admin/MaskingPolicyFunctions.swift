@@ -28,7 +28,7 @@ struct MaskingPolicyFunctions: Sendable {
         // columns) showed the file policy's other columns until the backstop took the grant back
         // (attack round 23).
         if let file = store.current.policies.first(where: {
-            $0.source != "state database" && $0.schema == schema && $0.table == table && ($0.database == nil || $0.database == target.database)
+            !$0.isFromStateDatabase && $0.schema == schema && $0.table == table && ($0.database == nil || $0.database == target.database)
         }) {
             throw CloneError("42710", "table \(schema).\(table) already has a masking policy, from \(file.source)",
                              hint: "Change that policy instead: a policy made here would not take effect over it.")
@@ -164,7 +164,7 @@ struct MaskingPolicyFunctions: Sendable {
             let status: String
             let recommendation: String
             if let policy, let strategy = policy.strategy(for: column.column) {
-                status = policy.source == "state database" && views.contains(column.table + "_masked") ? "MASKED (view)" : "MASKED (policy)"
+                status = policy.isFromStateDatabase && views.contains(column.table + "_masked") ? "MASKED (view)" : "MASKED (policy)"
                 recommendation = "masked with \(strategy.json.text)"
             } else {
                 status = "UNMASKED"

@@ -14,8 +14,13 @@ final class IdleStateConnections: Sendable {
         var since: ContinuousClock.Instant
     }
 
-    private let idle = NIOLockedValueBox<[Idle]>([])
-    private let closed = NIOLockedValueBox(false)
+    private struct State {
+        var kept: [Idle] = []
+        /// Closed (shutdown): nothing is kept any more.
+        var closed = false
+    }
+
+    private let state = NIOLockedValueBox(State())
     let capacity: Int
     let maximumIdle: Duration
 
@@ -35,10 +40,10 @@ final class IdleStateConnections: Sendable {
     /// The last kept connection not idle for too long; older ones are dropped (and so closed).
     private func popFresh() -> PQConnection? {
         let now = ContinuousClock.now
-        let (picked, stale) = idle.withLockedValue { idle -> (PQConnection?, [Idle]) in
-            let stale = idle.filter { now - $0.since > maximumIdle }
-            idle.removeAll { now - $0.since > maximumIdle }
-            return (idle.popLast()?.connection, stale)
+        let (picked, stale) = state.withLockedValue { state -> (PQConnection?, [Idle]) in
+            let stale = state.kept.filter { now - $0.since > maximumIdle }
+            state.kept.removeAll { now - $0.since > maximumIdle }
+            return (state.kept.popLast()?.connection, stale)
         }
         withExtendedLifetime(stale) {}  // closed here, outside the lock
         return picked
@@ -48,16 +53,19 @@ final class IdleStateConnections: Sendable {
     func put(_ connection: PQConnection) async {
         guard await connection.isReusable else { return }
         let now = ContinuousClock.now
-        idle.withLockedValue { idle in
-            guard !closed.withLockedValue({ $0 }), idle.count < capacity else { return }
-            idle.append(Idle(connection: connection, since: now))
+        state.withLockedValue { state in
+            guard !state.closed, state.kept.count < capacity else { return }
+            state.kept.append(Idle(connection: connection, since: now))
         }
     }
 
     /// Closes every kept connection and keeps none from now on (shutdown).
     func close() {
-        closed.withLockedValue { $0 = true }
-        let all = idle.withLockedValue { idle -> [Idle] in defer { idle = [] }; return idle }
+        let all = state.withLockedValue { state -> [Idle] in
+            state.closed = true
+            defer { state.kept = [] }
+            return state.kept
+        }
         withExtendedLifetime(all) {}  // closed here, outside the lock
     }
 }

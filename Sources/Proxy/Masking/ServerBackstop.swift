@@ -1,3 +1,4 @@
+import CloneEngine
 import Foundation
 import Logging
 import Masking
@@ -147,10 +148,10 @@ public final class ServerBackstop: Service, Sendable {
     /// live call drops its own within milliseconds of creating it. One that something still
     /// depends on stays (DROP ROLE says why, at debug level).
     static func dropExpiredCallLogins(_ connection: PQConnection, logger: Logger) async {
-        guard let expired = try? await connection.exec("""
+        guard let expired = try? await connection.query("""
             SELECT pg_catalog.quote_ident(rolname) FROM pg_catalog.pg_roles
-            WHERE rolname OPERATOR(pg_catalog.~) '^pgclone_call_[0-9a-f]{16}$' AND rolvaliduntil OPERATOR(pg_catalog.<) pg_catalog.now()
-            """).strings.compactMap({ $0 }) else { return }
+            WHERE rolname OPERATOR(pg_catalog.~) $1 AND rolvaliduntil OPERATOR(pg_catalog.<) pg_catalog.now()
+            """, [CloneTarget.throwawayLoginPattern]).strings.compactMap({ $0 }) else { return }
         for role in expired {
             do {
                 try await connection.exec("DROP ROLE \(role)")

@@ -81,7 +81,7 @@ public struct StatePolicies: Sendable {
             policies.append(TablePolicy(
                 schema: rows.text(row, 1), table: rows.text(row, 2), unmaskedRoles: roles,
                 columns: columns.map { TablePolicy.Column(name: $0.column, strategy: $0.strategy) },
-                source: "state database", database: rows.text(row, 0)))
+                source: TablePolicy.stateDatabaseSource, database: rows.text(row, 0)))
         }
         return Snapshot(policies: policies, readAt: readAt)
     }

@@ -111,7 +111,7 @@ enum JobFunctions {
         static let parameters: [AdminParameter] = []
         static let result = AdminResultShape.scalar("integer")
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
-            .value(String(try await call.jobs().store.clearFinished(role: call.caller.isSuperuser ? nil : call.caller.role)), type: "integer")
+            .value(String(try await call.jobs().store.clearFinished(role: JobFunctions.ownRole(call.caller))), type: "integer")
         }
     }
 
@@ -141,7 +141,12 @@ enum JobFunctions {
     /// jobs its own role started. A job's error and notes can quote source values, its source
     /// names servers, and resuming one with a new conninfo points it elsewhere.
     static func owns(_ caller: AdminCaller, _ job: JobStore.Job) -> Bool {
-        caller.isSuperuser || job.role == caller.role
+        ownRole(caller).map { $0 == job.role } ?? true
+    }
+
+    /// The role whose jobs the caller sees; nil for a superuser (every job).
+    static func ownRole(_ caller: AdminCaller) -> String? {
+        caller.isSuperuser ? nil : caller.role
     }
 
     /// Job `id` when the caller may see it; otherwise it "does not exist" (as for any id).
