@@ -4,7 +4,8 @@
 # One run, one throwaway target cluster:
 #   1. build pgclone (release) unless BENCH_NO_BUILD=1
 #   2. initdb + start a cluster (loopback only, scram-sha-256), pgbench -i -s $BENCH_SCALE
-#   3. start pgclone and pgbouncer (session pooling) in front of it
+#   3. start pgclone, pgbouncer (session pooling) and relay_floor (bench/relay_floor.c: epoll,
+#      read, write and nothing else, the kernel's cost of one more TCP hop) in front of it
 #   4. pgbench -S -n -c 8 -j 2 -T $BENCH_SECONDS through direct / pgclone / pgbouncer,
 #      with -M simple and -M prepared; TPS, mean latency, proxy CPU, ratios
 #   5. pgclone RSS before, while holding $BENCH_IDLE_CONNS idle client connections, and after
@@ -12,7 +13,8 @@
 #
 # Environment (all optional):
 #   BENCH_SECONDS=30  BENCH_SCALE=10  BENCH_CLIENTS=8  BENCH_THREADS=2  BENCH_WARMUP=5
-#   BENCH_TARGETS="direct pgclone pgbouncer"   BENCH_MODES="simple prepared"
+#   BENCH_TARGETS="direct pgclone pgbouncer floor"   BENCH_MODES="simple prepared"
+#   BENCH_FLOOR_THREADS=1 (threads of relay_floor, each with its own epoll)
 #   BENCH_IDLE_CONNS=200   BENCH_PORT_RANGE=20000-29999
 #   BENCH_NO_BUILD=1 (use PGCLONE_BIN, default .build/release/pgclone)
 #   BENCH_PGCLONE_ARGS="..." (extra arguments for pgclone serve)
@@ -29,7 +31,7 @@ SCALE=${BENCH_SCALE:-10}
 CLIENTS=${BENCH_CLIENTS:-8}
 THREADS=${BENCH_THREADS:-2}
 WARMUP=${BENCH_WARMUP:-5}
-TARGETS=${BENCH_TARGETS:-direct pgclone pgbouncer}
+TARGETS=${BENCH_TARGETS:-direct pgclone pgbouncer floor}
 MODES=${BENCH_MODES:-simple prepared}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-200}
 PYTHON=${BENCH_PYTHON:-python3}
@@ -40,6 +42,7 @@ has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 for tool in pgbench psql ss awk; do
     command -v "$tool" >/dev/null || bench_die "$tool not found"
 done
+has_target floor && { command -v cc >/dev/null || bench_die "cc not found (apt-get install gcc)"; }
 has_target pgbouncer && { command -v pgbouncer >/dev/null || bench_die "pgbouncer not found (apt-get install pgbouncer)"; }
 [ "$(id -u)" -eq 0 ] || [ "$(id -un)" = postgres ] || bench_die "run as root (server tools then run as the postgres user) or as postgres"
 
@@ -131,6 +134,16 @@ EOF
     [ "$got" = through-pgbouncer ] || bench_die "query through pgbouncer failed: $got"
 fi
 
+if has_target floor; then
+    PORT[floor]=$(bench_free_port)
+    cc -O2 -pthread -o "$work/relay_floor" "$here/relay_floor.c" || bench_die "cannot compile relay_floor.c"
+    bench_log "starting relay_floor on 127.0.0.1:${PORT[floor]} (${BENCH_FLOOR_THREADS:-1} thread(s))"
+    "$work/relay_floor" "${PORT[floor]}" "$pg_port" "${BENCH_FLOOR_THREADS:-1}" >"$work/floor.out" 2>&1 &
+    PID[floor]=$!
+    bench_track "${PID[floor]}"
+    bench_wait_port "${PORT[floor]}" 30 "${PID[floor]}" || bench_die "relay_floor did not start listening"
+fi
+
 # --- 4. pgbench -S ------------------------------------------------------------
 declare -A TPS LAT CPU
 
@@ -205,6 +218,7 @@ for mode in $MODES; do
 done
 echo
 echo "goals: pgclone/pgbouncer >= 1.10 in both modes, pgclone cpu_us/tx below pgbouncer's"
+echo "floor: relay_floor copies bytes and nothing else; no proxy can do better than it here"
 echo
 echo "TPS ratios"
 for mode in $MODES; do
@@ -212,6 +226,11 @@ for mode in $MODES; do
         "$(ratio "${TPS[pgclone,$mode]:-}" "${TPS[direct,$mode]:-}")" \
         "$(ratio "${TPS[pgclone,$mode]:-}" "${TPS[pgbouncer,$mode]:-}")" \
         "$(ratio "${TPS[pgbouncer,$mode]:-}" "${TPS[direct,$mode]:-}")"
+    if has_target floor; then
+        printf '%-9s floor/pgbouncer = %s   pgclone/floor = %s\n' "$mode" \
+            "$(ratio "${TPS[floor,$mode]:-}" "${TPS[pgbouncer,$mode]:-}")" \
+            "$(ratio "${TPS[pgclone,$mode]:-}" "${TPS[floor,$mode]:-}")"
+    fi
 done
 
 # --- 5. pgclone RSS with idle connections -----------------------------------
@@ -273,6 +292,9 @@ for mode in $MODES; do
     echo "$line"
     if has_target pgclone; then
         echo "          pgclone/direct $(ratio "${TPS[pgclone,$mode]:-}" "${TPS[direct,$mode]:-}")x, pgclone/pgbouncer $(ratio "${TPS[pgclone,$mode]:-}" "${TPS[pgbouncer,$mode]:-}")x"
+        if has_target floor; then
+            echo "          floor/pgbouncer $(ratio "${TPS[floor,$mode]:-}" "${TPS[pgbouncer,$mode]:-}")x (the most any relay reaches here)"
+        fi
     else
         echo "          pgbouncer/direct $(ratio "${TPS[pgbouncer,$mode]:-}" "${TPS[direct,$mode]:-}")x"
     fi
