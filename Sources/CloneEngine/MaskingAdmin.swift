@@ -93,10 +93,21 @@ public struct MaskingAdmin: Sendable {
                 """, [definition.qualifiedName])
             let relations = tree.rows.indices.map { (oid: tree.text($0, 0), name: tree.text($0, 1)) }
             try await Self.refuseWhatWouldKeepRealValues(connection, definition, tree: relations.map(\.oid), role: target.role)
+            let materialized = try await Self.materializedViews(over: relations.map(\.oid), connection)
             try await connection.exec("BEGIN")
             let rows: Int
             do {
                 let updated = try await connection.exec("UPDATE \(definition.qualifiedName) SET \(assignments.joined(separator: ", "))")
+                // Materialized views over the table hold copies of its rows (attack round 22):
+                // refreshed from the masked rows in the same transaction, or nothing changes.
+                for view in materialized {
+                    do {
+                        try await connection.exec("REFRESH MATERIALIZED VIEW \(view)")
+                    } catch let error as PQError {
+                        throw CloneError(error.sqlState ?? "55000", "cannot mask \(definition.displayName) in place: materialized view \(view) holds its rows and could not be refreshed from the masked ones: \(error.message)",
+                                         hint: "Run it as the owner of the materialized views over the table (or a superuser), or drop the views first.")
+                    }
+                }
                 try await connection.exec("COMMIT")
                 rows = updated.affectedRows ?? 0
             } catch {
@@ -104,12 +115,15 @@ public struct MaskingAdmin: Sendable {
                 throw error
             }
             var result = "OK: masked \(rows) \(rows == 1 ? "row" : "rows") in \(schema).\(table) (\(strategies.count) \(strategies.count == 1 ? "column" : "columns"))"
+            if !materialized.isEmpty {
+                result += "; refreshed materialized \(materialized.count == 1 ? "view" : "views") \(materialized.joined(separator: ", "))"
+            }
             // The planner's statistics still hold the values just masked (pg_stats shows them to
             // whoever may read the column; attack round 22): gathered again, by the service login,
             // since ANALYZE needs the owner and runs as the owner whoever asks.
             do {
                 let service = try await target.serviceConnection()
-                for relation in relations { try await service.execute("ANALYZE \(relation.name)") }
+                for relation in relations.map(\.name) + materialized { try await service.execute("ANALYZE \(relation)") }
             } catch {
                 result += "; WARNING: statistics not gathered again (\((error as? PQError)?.message ?? "\(error)")): run ANALYZE on it, until then pg_stats still shows the old values"
             }
@@ -146,6 +160,33 @@ public struct MaskingAdmin: Sendable {
             throw CloneError("55000", "cannot mask \(definition.displayName) in place: \(firing.joined(separator: ", ")) would run for every masked row and see its real values",
                              hint: "Disable them for the masking (ALTER TABLE ... DISABLE TRIGGER / DISABLE RULE) and enable them again afterwards.")
         }
+    }
+
+    /// The populated materialized views built on these relations, directly or through views
+    /// and other materialized views, innermost first (each is refreshed after those it reads).
+    static func materializedViews(over relations: [String], _ connection: PQConnection) async throws -> [String] {
+        try await connection.query("""
+            WITH RECURSIVE reading(oid, depth) AS (
+                SELECT r.ev_class, 1
+                FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
+                WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                  AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                  AND d.refobjid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]) AND r.ev_class OPERATOR(pg_catalog.<>) d.refobjid
+                UNION
+                SELECT r.ev_class, reading.depth OPERATOR(pg_catalog.+) 1
+                FROM reading
+                JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) reading.oid
+                  AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                  AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
+                WHERE r.ev_class OPERATOR(pg_catalog.<>) reading.oid AND reading.depth OPERATOR(pg_catalog.<) 100
+            )
+            SELECT c.oid::pg_catalog.regclass::pg_catalog.text
+            FROM reading JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) reading.oid
+            WHERE c.relkind OPERATOR(pg_catalog.=) 'm' AND c.relispopulated
+            GROUP BY c.oid
+            ORDER BY pg_catalog.max(reading.depth), 1
+            """, [SQL.oidArray(relations)]).strings.compactMap { $0 }
     }
 
     public static func parseMask(_ text: String) throws(CloneError) -> [(String, MaskStrategy)] {

@@ -64,9 +64,10 @@ struct CopyPlan: Sendable {
                 throw CloneError("428C9", "cannot mask generated column \"\(column)\" of \(definition.displayName): the target computes it from \(definitionColumn.generatedFrom.map { "\"\($0)\"" }.joined(separator: ", "))",
                                  hint: "Mask the columns it is generated from.")
             }
-            if definition.partitionKeyColumns.contains(column), let key = definition.partitionKey {
+            if let key = definition.partitionKeyColumns.first(where: { $0.column == column }) {
                 // The partitions' bounds (FOR VALUES IN ('...')) are values of the key (attack round 22).
-                throw CloneError("0A000", "cannot mask column \"\(column)\" of \(definition.displayName): it is in the partition key (\(key)), and the partitions' bounds hold its real values",
+                let whose = key.partition.map { "the partition key of partition \($0)" } ?? "the partition key"
+                throw CloneError("0A000", "cannot mask column \"\(column)\" of \(definition.displayName): it is in \(whose) (\(key.key)), and the partitions' bounds hold its real values",
                                  hint: "Clone the partitions as tables of their own, or leave the column unmasked.")
             }
             try checkCompatible(strategy, definitionColumn, table: definition.displayName)

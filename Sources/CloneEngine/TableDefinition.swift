@@ -107,6 +107,14 @@ public struct TableDefinition: Sendable {
         public var comment: String?
     }
 
+    /// A column a partition key uses: the table itself (`partition` nil) or one of its
+    /// partitions (quoted, qualified) is partitioned by `key`.
+    public struct PartitionKeyColumn: Sendable, Equatable {
+        public var column: String
+        public var partition: String?
+        public var key: String
+    }
+
     public struct Partition: Sendable {
         public var schema: String
         public var name: String
@@ -119,8 +127,9 @@ public struct TableDefinition: Sendable {
     public var name: String
     public var isPartitioned: Bool
     public var partitionKey: String?
-    /// The columns the partition key uses, plain or inside its expressions.
-    public var partitionKeyColumns: [String] = []
+    /// The columns the partition keys of this table and of its sub-partitioned partitions
+    /// use, plain or inside expressions; this table's own first.
+    public var partitionKeyColumns: [PartitionKeyColumn] = []
     public var isUnlogged: Bool
     public var comment: String?
     public var columns: [Column]
@@ -327,14 +336,28 @@ public struct TableDefinition: Sendable {
         if definition.isPartitioned {
             // PostgreSQL makes every column the key uses (in an expression too) internally
             // dependent on the table itself.
+            // Sub-partitioned partitions have keys of their own, whose bounds hold values too.
             let keyRows = try await connection.query("""
-                SELECT a.attname FROM pg_catalog.pg_depend d
-                JOIN pg_catalog.pg_attribute a ON a.attrelid = d.objid AND a.attnum = d.objsubid
-                WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = $1 AND d.objsubid > 0
-                  AND d.refclassid = d.classid AND d.refobjid = d.objid AND d.refobjsubid = 0 AND d.deptype = 'i'
-                ORDER BY a.attnum
+                WITH RECURSIVE tree(relid) AS (
+                    SELECT $1::pg_catalog.oid
+                    UNION ALL
+                    SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent OPERATOR(pg_catalog.=) t.relid
+                )
+                SELECT a.attname, pg_catalog.format('%I.%I', n.nspname, c.relname), pg_catalog.pg_get_partkeydef(c.oid),
+                       c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+                FROM tree
+                JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) tree.relid AND c.relkind OPERATOR(pg_catalog.=) 'p'
+                JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                  AND d.objid OPERATOR(pg_catalog.=) c.oid AND d.objsubid OPERATOR(pg_catalog.>) 0
+                  AND d.refclassid OPERATOR(pg_catalog.=) d.classid AND d.refobjid OPERATOR(pg_catalog.=) d.objid
+                  AND d.refobjsubid OPERATOR(pg_catalog.=) 0 AND d.deptype OPERATOR(pg_catalog.=) 'i'
+                JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) d.objid AND a.attnum OPERATOR(pg_catalog.=) d.objsubid
+                ORDER BY c.oid OPERATOR(pg_catalog.<>) $1::pg_catalog.oid, 2, a.attnum
                 """, oidParameter)
-            definition.partitionKeyColumns = keyRows.rows.indices.map { keyRows.text($0, 0) }
+            definition.partitionKeyColumns = keyRows.rows.indices.map {
+                PartitionKeyColumn(column: keyRows.text($0, 0), partition: keyRows.text($0, 3) == "t" ? nil : keyRows.text($0, 1), key: keyRows.text($0, 2))
+            }
         }
         definition.rowSecurity = info.string(0, 6) == "t"
         definition.privileges = Privileges(encoded: info.string(0, 9))

@@ -556,7 +556,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             sendFatalAndClose(ErrorFields(severity: .fatal, sqlState: "42501", message: "the pgclone console's admin roles changed (RELOAD); reconnect"), context)
             return
         }
-        let console = Console(proxy: proxy, sessionID: info.id)
+        let console = Console(proxy: proxy, sessionID: info.id, jobsOf: machine.consoleSuperuser ? nil : machine.consoleRole)
         let session = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         logger.info("console command", metadata: ["command": "\(text.prefix(80))"])

@@ -387,6 +387,11 @@ struct GuideJobsTests {
             #expect(guideLines(try await run(asMember, "SELECT job_id FROM pgclone.jobs_view ORDER BY job_id;").stdout) == [mine])
             #expect(guideLines(try await run(asMember, "SELECT count(*) FROM pgclone.progress_detail() WHERE job_id = \(theirs);").stdout) == ["0"])
             #expect(!(try await run(asMember, "SELECT pgclone.jobs();").stdout.contains("\"job_id\": \(theirs)")))
+            // The console's SHOW JOBS follows the same rule.
+            let memberConsole = "host=127.0.0.1 port=\(proxy.port) dbname=pgclone user=\(member) password=pw"
+            #expect(guideLines(try await Shell.psql(memberConsole, "SHOW JOBS;").stdout).compactMap { $0.split(separator: "|").first.map(String.init) } == [mine])
+            let superConsole = environment.throughProxy(proxy.port, database: "pgclone")
+            #expect(guideLines(try await Shell.psql(superConsole, "SHOW JOBS;").stdout).compactMap { $0.split(separator: "|").first.map(String.init) }.sorted() == [theirs, mine].sorted())
             for call in ["pgclone.progress(\(theirs))", "pgclone.cancel(\(theirs))", "pgclone.resume(\(theirs), \(source))"] {
                 let refused = try await run(asMember, "SELECT \(call);")
                 #expect(refused.stderr.contains("ERROR:  P0002: job \(theirs) does not exist"), "\(call): \(refused.stderr)")

@@ -35,6 +35,9 @@ import Testing
                 INSERT INTO public.orders VALUES ('REAL-TENANT-ACME', 1);
                 CREATE TABLE public.visits (region text, day int) PARTITION BY RANGE (day, lower(region));
                 CREATE TABLE public.visits_all PARTITION OF public.visits FOR VALUES FROM (MINVALUE, MINVALUE) TO (MAXVALUE, MAXVALUE);
+                CREATE TABLE public.sales (year int, region text) PARTITION BY RANGE (year);
+                CREATE TABLE public.sales_2026 PARTITION OF public.sales FOR VALUES FROM (2026) TO (2027) PARTITION BY LIST (region);
+                CREATE TABLE public.sales_2026_north PARTITION OF public.sales_2026 FOR VALUES IN ('REAL-REGION-NORTH');
                 """)
             try await withGuideTarget { (target: GuideTarget) async throws in
                 let output = try await Shell.psql(target.conninfo, """
@@ -49,6 +52,13 @@ import Testing
                     SELECT pgclone.table(\(guideSQLLiteral(sourceInfo)), 'public', 'visits', true, NULL, '{"mask": {"region": "null"}}');
                     """)
                 #expect(inExpression.stderr.contains("ERROR:  0A000: cannot mask column \"region\" of public.visits: it is in the partition key (RANGE (day, lower(region))), and the partitions' bounds hold its real values"), "\(inExpression.stderr)")
+                // And a key of a sub-partitioned partition: its partitions' bounds hold values too.
+                let subpartitioned = try await Shell.psql(target.conninfo, """
+                    \\set VERBOSITY verbose
+                    SELECT pgclone.table(\(guideSQLLiteral(sourceInfo)), 'public', 'sales', true, NULL, '{"mask": {"region": "null"}}');
+                    """)
+                #expect(subpartitioned.stderr.contains("ERROR:  0A000: cannot mask column \"region\" of public.sales: it is in the partition key of partition public.sales_2026 (LIST (region)), and the partitions' bounds hold its real values"), "\(subpartitioned.stderr)")
+                #expect(try await target.rows("SELECT pg_catalog.to_regclass('public.sales') IS NULL;") == ["t"])
             }
         }
     }
@@ -120,6 +130,45 @@ import Testing
                 """)
             #expect(refused.stderr.contains("ERROR:  55000: cannot mask public.audited in place: rule copy_old on public.audited, trigger keep_old on public.audited would run for every masked row and see its real values"), "\(refused.stderr)")
             #expect(guideLines(masked.stdout) == ["OK: masked 1 row in public.audited (1 column)", "0", "t"], "\(masked.stdout) \(masked.stderr)")
+        }
+    }
+
+    /// Materialized views over a table kept its real rows after mask_in_place (attack round
+    /// 22): they are refreshed in the same transaction, innermost first; one the caller cannot
+    /// refresh stops the masking with nothing changed.
+    @Test func maskInPlaceRefreshesMaterializedViewsOverTheTable() async throws {
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            let output = try await Shell.psql(target.conninfo, """
+                CREATE TABLE public.people (id int, email text);
+                INSERT INTO public.people VALUES (1, 'REAL-1@example.com'), (2, 'REAL-2@example.com');
+                CREATE VIEW public.people_v AS SELECT id, email FROM public.people;
+                CREATE MATERIALIZED VIEW public.emails_direct AS SELECT email FROM public.people;
+                CREATE MATERIALIZED VIEW public.emails_via_view AS SELECT email FROM public.people_v;
+                CREATE MATERIALIZED VIEW public.emails_again AS SELECT email FROM public.emails_direct;
+                CREATE MATERIALIZED VIEW public.emails_later AS SELECT email FROM public.people WITH NO DATA;
+                SELECT pgclone.mask_in_place('public', 'people', '{"email": "null"}');
+                SELECT count(*) FROM public.emails_direct WHERE email IS NOT NULL;
+                SELECT count(*) FROM public.emails_via_view WHERE email IS NOT NULL;
+                SELECT count(*) FROM public.emails_again WHERE email IS NOT NULL;
+                SELECT relispopulated FROM pg_class WHERE oid = 'public.emails_later'::regclass;
+                """)
+            #expect(guideLines(output.stdout) == [
+                "OK: masked 2 rows in public.people (1 column); refreshed materialized views public.emails_direct, public.emails_again, public.emails_via_view",
+                "0", "0", "0", "f",
+            ], "\(output.stdout) \(output.stderr)")
+            // A materialized view that cannot be refreshed from the masked rows (here: its unique
+            // index) stops the masking with nothing changed.
+            let refused = try await Shell.psql(target.conninfo, """
+                \\set VERBOSITY verbose
+                CREATE TABLE public.cards (id int, card text);
+                INSERT INTO public.cards VALUES (1, 'REAL-CARD-1'), (2, 'REAL-CARD-2');
+                CREATE MATERIALIZED VIEW public.cards_mv AS SELECT card FROM public.cards;
+                CREATE UNIQUE INDEX ON public.cards_mv (card);
+                SELECT pgclone.mask_in_place('public', 'cards', '{"card": {"type": "constant", "value": "X"}}');
+                """)
+            #expect(refused.stderr.contains("ERROR:  23505: cannot mask public.cards in place: materialized view public.cards_mv holds its rows and could not be refreshed from the masked ones: could not create unique index"), "\(refused.stderr)")
+            #expect(guideLines(try await Shell.psql(target.conninfo, "SELECT card FROM public.cards ORDER BY 1; SELECT card FROM public.cards_mv ORDER BY 1;").stdout)
+                    == ["REAL-CARD-1", "REAL-CARD-2", "REAL-CARD-1", "REAL-CARD-2"])
         }
     }
 

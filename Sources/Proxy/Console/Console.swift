@@ -18,6 +18,9 @@ struct Console: Sendable {
     let proxy: ProxyContext
     /// The session asking (its own line in SHOW CLIENTS; it cannot KILL itself by mistake).
     let sessionID: Int
+    /// The role whose jobs SHOW JOBS lists; nil (a superuser) for every job. A job's error
+    /// and notes can quote source values, so operators see their own (JobFunctions.owns).
+    var jobsOf: String? = nil
 
     func run(_ text: String) async -> [Reply] {
         var replies: [Reply] = []
@@ -111,8 +114,8 @@ struct Console: Sendable {
                 return .error(ErrorFields(severity: .error, sqlState: "0A000", message: "background jobs are not available in this proxy"))
             }
             do {
-                let all = try await jobs.store.all()
-                return .rows(columns: JobFunctions.columns.map { ($0.name, $0.type) }, rows: all.map(JobFunctions.row), tag: "SHOW")
+                let visible = try await jobs.store.all().filter { job in jobsOf.map { $0 == job.role } ?? true }
+                return .rows(columns: JobFunctions.columns.map { ($0.name, $0.type) }, rows: visible.map(JobFunctions.row), tag: "SHOW")
             } catch {
                 return .error(ErrorFields(severity: .error, sqlState: "58000", message: "cannot read the jobs: \(StatePolicies.describe(error))"))
             }

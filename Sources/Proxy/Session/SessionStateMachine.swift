@@ -131,6 +131,9 @@ struct SessionStateMachine {
     /// What the console's role check found: a superuser keeps the console whatever RELOAD does
     /// to --admin-roles; a member keeps it only while the list it was admitted under stands.
     private(set) var consoleSuperuser = false
+    /// The console user's role (current_user at login): a console user that is not a
+    /// superuser sees only its own role's jobs, as with the job functions.
+    private(set) var consoleRole = ""
     private(set) var consoleAdmittedUnder: [String] = []
     private var startup: StartupStateMachine
     var activity = SessionActivity()
@@ -966,6 +969,7 @@ struct SessionStateMachine {
             }
             consoleMode = .ready
             consoleSuperuser = row[2] == "t"
+            consoleRole = row[0] ?? ""
             consoleAdmittedUnder = adminRoles
             var ready = ByteBuffer()
             BackendMessage.readyForQuery(.idle).encode(into: &ready)
