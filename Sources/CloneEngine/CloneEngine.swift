@@ -69,7 +69,7 @@ public struct CloneTarget: Sendable {
                              hint: "The proxy's service user must be a superuser or a member of the calling role.")
         }
         do {
-            try await connection.exec("SET search_path = ''; SET statement_timeout = 0; SET check_function_bodies = off")
+            try await connection.exec("SET search_path = ''; SET statement_timeout = 0; SET check_function_bodies = off; " + PortableSettings.sql)
         } catch {
             throw CloneError.from(error, context: "target")
         }
@@ -250,8 +250,16 @@ public struct CloneEngine: Sendable {
                                progress: (any CloneProgress)? = nil) async throws(CloneError) -> SchemaCloneSummary {
         let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let connection = try await target.connect()
+        var creationNotes: [String] = []
         do {
-            try await connection.execute("CREATE DATABASE \(SQL.identifier(name))")
+            // The source's encoding and locale, as pg_dump -C (from template0, the only template
+            // that takes another encoding); when the target server cannot make them (a locale it
+            // lacks), its defaults, and the result says so.
+            let faithful = try await Self.createDatabaseStatement(name, like: session.primary)
+            if let error = try await connection.executeTolerating(["22023", "42809", "42601", "0A000"], [faithful], inTransaction: false) {
+                try await connection.execute("CREATE DATABASE \(SQL.identifier(name))")
+                creationNotes.append("database \(name) created with the target server's default encoding and locale: \(error.message)")
+            }
         } catch let error as PQError {
             throw CloneError(error.sqlState ?? "XX000", "could not create database \"\(name)\": \(error.message)")
         } catch {
@@ -267,6 +275,7 @@ public struct CloneEngine: Sendable {
             let schemas = try await Self.databaseSchemas(session.primary)
             var summary = try await cloneSchemas(session: session, target: newTarget, schemas: schemas, options: options, progress: progress,
                                                  largeObjects: true, freshDatabase: true)
+            summary.notes.insert(contentsOf: creationNotes, at: 0)
             // The database's own comment and settings (ALTER DATABASE ... SET), as pg_dump -C.
             let own = try await session.primary.query("""
                 SELECT pg_catalog.shobj_description(d.oid, 'pg_database'), s.setting
@@ -303,6 +312,33 @@ public struct CloneEngine: Sendable {
         }
     }
 
+    /// CREATE DATABASE with the source database's encoding, locale provider and locales.
+    static func createDatabaseStatement(_ name: String, like source: PQConnection) async throws -> String {
+        // to_jsonb reads columns that only some versions have (datlocprovider since 15,
+        // daticulocale in 15-16, datlocale from 17).
+        let row = try await source.query("""
+            SELECT pg_catalog.pg_encoding_to_char(d.encoding)::pg_catalog.text, d.datcollate::pg_catalog.text, d.datctype::pg_catalog.text,
+                   j OPERATOR(pg_catalog.->>) 'datlocprovider', COALESCE(j OPERATOR(pg_catalog.->>) 'daticulocale', j OPERATOR(pg_catalog.->>) 'datlocale')
+            FROM pg_catalog.pg_database d, pg_catalog.to_jsonb(d) j
+            WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+            """)
+        var statement = "CREATE DATABASE \(SQL.identifier(name)) TEMPLATE template0"
+        guard row.rows.count == 1, let encoding = row.string(0, 0) else { return statement }
+        statement += " ENCODING \(SQL.literal(encoding))"
+        switch row.string(0, 3) {
+        case "i":
+            statement += " LOCALE_PROVIDER icu"
+            if let icu = row.string(0, 4) { statement += " ICU_LOCALE \(SQL.literal(icu))" }
+        case "c":
+            statement += " LOCALE_PROVIDER libc"
+        default:
+            break
+        }
+        if let collate = row.string(0, 1) { statement += " LC_COLLATE \(SQL.literal(collate))" }
+        if let ctype = row.string(0, 2) { statement += " LC_CTYPE \(SQL.literal(ctype))" }
+        return statement
+    }
+
     public func cloneFunctions(source: String, target: CloneTarget, schema: String) async throws(CloneError) -> Int {
         let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let exists = try await run("source") { try await session.primary.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema]) }
@@ -316,10 +352,13 @@ public struct CloneEngine: Sendable {
             try await connection.execute("BEGIN")
             do {
                 try await ensureSchema(schema, on: connection)
+                // pgclone.functions asks for the source's routines: one the target has with another
+                // definition is replaced (an aggregate too).
+                var summary = SchemaCloneSummary()
                 for function in objects.functions {
-                    for statement in function.ddl { try await connection.execute(statement) }
-                    try await Privileges.apply(function.grants, on: connection, notes: &notes)
+                    try await Self.create(function, on: connection, conflict: .replace, summary: &summary)
                 }
+                notes += summary.notes
                 try await connection.execute("COMMIT")
             } catch {
                 _ = try? await connection.execute("ROLLBACK")
@@ -453,8 +492,8 @@ public struct CloneEngine: Sendable {
                     summary.types += 1
                 }
                 for function in objects.functions where !objects.functionsAfterTables.contains(function.oid) && !objects.functionsAfterViews.contains(function.oid) {
-                    try await Self.create(function, on: connection, summary: &summary)
-                    if let signature = function.signature { undo.append("DROP ROUTINE \(signature)") }
+                    let creation = try await Self.create(function, on: connection, conflict: options.conflict, summary: &summary)
+                    if let entry = Self.undoEntry(creation, function) { undo.append(entry) }
                 }
                 for range in objects.ranges {
                     if try await Self.createUnlessPresent(range, as: "type", lookup: "to_regtype", on: connection, notes: &summary.notes) {
@@ -562,9 +601,11 @@ public struct CloneEngine: Sendable {
                 let called = generation.reduce(into: Set<String>()) { $0.formUnion(objects.functionsCalledByTable["\($1.0).\($1.1)"] ?? []) }
                 for function in laterFunctions where called.contains(function.oid) && !createdFunctions.contains(function.oid)
                     && (objects.tablesNeeded[function.oid] ?? []).allSatisfy({ tablesDone.contains($0) || !workNames.contains($0) }) {
-                    try await run("creating functions") { try await Self.create(function, on: connection, inTransaction: false, summary: &summary) }
+                    let creation = try await run("creating functions") {
+                        try await Self.create(function, on: connection, inTransaction: false, conflict: options.conflict, summary: &summary)
+                    }
                     createdFunctions.insert(function.oid)
-                    if let signature = function.signature { undo.append("DROP ROUTINE \(signature)") }
+                    if let entry = Self.undoEntry(creation, function) { undo.append(entry) }
                 }
                 outcomes += try await copyTables(generation, session: session, target: target, primaryTarget: connection, options: options,
                                                  progress: progress, clonedTogether: clonedTogether, committed: committed)
@@ -625,7 +666,7 @@ public struct CloneEngine: Sendable {
         // Functions that need a table (its row type, or a BEGIN ATOMIC body reading it).
         try await run("creating functions") {
             for function in laterFunctions where !createdFunctions.contains(function.oid) {
-                try await Self.create(function, on: connection, inTransaction: false, summary: &summary)
+                try await Self.create(function, on: connection, inTransaction: false, conflict: options.conflict, summary: &summary)
             }
         }
 
@@ -660,7 +701,7 @@ public struct CloneEngine: Sendable {
                 if view.kind == "view" { summary.views += 1 } else { summary.materializedViews += 1 }
             }
             for function in objects.functions where objects.functionsAfterViews.contains(function.oid) {
-                try await Self.create(function, on: connection, inTransaction: false, summary: &summary)
+                try await Self.create(function, on: connection, inTransaction: false, conflict: options.conflict, summary: &summary)
             }
         }
 
@@ -689,11 +730,61 @@ public struct CloneEngine: Sendable {
         return summary
     }
 
+    /// What `create` did with a routine.
+    enum RoutineCreation {
+        /// Made new: a failed call drops it again.
+        case created
+        /// The target's own routine was replaced; this statement puts it back.
+        case replaced(previous: String)
+        /// The target's routine stays (the same definition, or one the options keep).
+        case kept
+    }
+
     /// A function (or aggregate) with its comment and grants; a SECURITY DEFINER one whose source
     /// owner is another role now runs with the calling role's rights, which the notes say.
+    /// A routine with the same signature already on the target is kept when its definition is
+    /// the same; another definition is a conflict like a table's: an error, kept (skip, rename)
+    /// or replaced (replace). Before, it was silently replaced (and dropped again by a failed
+    /// call's undo, or, for an aggregate, made every second clone fail; fidelity round 25).
+    @discardableResult
     private static func create(_ function: SchemaObjects.Object, on connection: PQConnection, inTransaction: Bool = true,
-                               summary: inout SchemaCloneSummary) async throws {
-        for statement in function.ddl { try await connection.execute(statement) }
+                               conflict: CloneOptions.Conflict, summary: inout SchemaCloneSummary) async throws -> RoutineCreation {
+        var ddl = function.ddl
+        var creation = RoutineCreation.created
+        if let signature = function.regprocedure {
+            let existing = try await connection.query("""
+                SELECT \(SchemaObjects.routineDefinition)
+                FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                LEFT JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid
+                WHERE p.oid = pg_catalog.to_regprocedure($1)
+                """, [signature])
+            if !existing.rows.isEmpty {
+                let theirs = existing.string(0, 0)
+                let described = "\(function.kind) \(function.schema).\(function.name)"
+                if theirs == function.ddl.first {
+                    summary.notes.append("\(described) already exists on target with the same definition; kept")
+                    return .kept
+                }
+                switch conflict {
+                case .error:
+                    throw CloneError("42723", "\(described) already exists on target with a different definition",
+                                     detail: "source: \(function.ddl.first ?? "")\ntarget: \(theirs ?? "(a kind of routine pgclone does not recreate)")",
+                                     hint: "Use the \"conflict\" option (skip keeps the target's, replace replaces it), or change or drop it first.")
+                case .replace where theirs != nil:
+                    // pg_get_functiondef says CREATE OR REPLACE already; an aggregate needs it said.
+                    if let first = ddl.first, first.hasPrefix("CREATE AGGREGATE ") {
+                        ddl[0] = "CREATE OR REPLACE AGGREGATE " + first.dropFirst("CREATE AGGREGATE ".count)
+                    }
+                    creation = .replaced(previous: theirs!.hasPrefix("CREATE AGGREGATE ")
+                                         ? "CREATE OR REPLACE AGGREGATE " + theirs!.dropFirst("CREATE AGGREGATE ".count) : theirs!)
+                    summary.notes.append("\(described) already existed on target with another definition; replaced")
+                default:
+                    summary.notes.append("\(described) already exists on target with another definition; kept the target's")
+                    return .kept
+                }
+            }
+        }
+        for statement in ddl { try await connection.execute(statement) }
         try await Privileges.apply(function.grants, on: connection, inTransaction: inTransaction, notes: &summary.notes)
         if let owner = function.securityDefinerOwner {
             let caller = try await connection.query("SELECT current_user")
@@ -702,6 +793,16 @@ public struct CloneEngine: Sendable {
             }
         }
         summary.functions += 1
+        return creation
+    }
+
+    /// The undo entry for a routine `create` made or replaced.
+    private static func undoEntry(_ creation: RoutineCreation, _ function: SchemaObjects.Object) -> String? {
+        switch creation {
+        case .created: return function.signature.map { "DROP ROUTINE \($0)" }
+        case .replaced(let previous): return previous
+        case .kept: return nil
+        }
     }
 
     /// Drops what a failed call created, newest first, then the schemas it created (with

@@ -38,6 +38,7 @@ struct Dependents {
             FROM pg_catalog.pg_constraint co
             JOIN pg_catalog.pg_class c ON c.oid = co.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE co.contype = 'f' AND co.confrelid = $1::pg_catalog.regclass AND co.conrelid <> $1::pg_catalog.regclass
+              AND co.conparentid = 0 -- the children of a partitioned table's key come back with it
             ORDER BY 1, 2, 3
             """, [qualified])
         for row in keys.rows.indices where !replacing.contains("\(keys.text(row, 0)).\(keys.text(row, 1))") {

@@ -174,7 +174,7 @@ struct SchemaDiff {
 
     /// Reads both sides at once, each in one read-only snapshot.
     static func read(source: PQConnection, target: PQConnection, schema: String?) async throws -> (Catalog, Catalog) {
-        try await target.exec("SET search_path = ''")
+        try await target.exec("SET search_path = ''; " + PortableSettings.sql)
         try await target.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         async let mine = source.query(catalogQuery, [schema])
         async let theirs = target.query(catalogQuery, [schema])

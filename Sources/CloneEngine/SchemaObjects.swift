@@ -3,6 +3,39 @@ import PQ
 /// Non-table objects of source schemas, each with its DDL, in an order derived
 /// from pg_depend so that everything exists before what uses it.
 struct SchemaObjects: Sendable {
+    /// The statement that creates routine `p` (pg_proc, with `n` its pg_namespace and `a` its
+    /// LEFT JOINed pg_aggregate): pg_get_functiondef for functions and procedures, built for
+    /// plain aggregates; NULL for ordered-set aggregates and window functions. Read on the
+    /// target too, to tell a routine already there with the same definition from another one.
+    static let routineDefinition = """
+           CASE WHEN p.prokind IN ('f', 'p') THEN pg_catalog.pg_get_functiondef(p.oid)
+                WHEN p.prokind = 'a' AND a.aggkind = 'n' THEN
+                  'CREATE AGGREGATE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname)
+                  || '(' || pg_catalog.pg_get_function_arguments(p.oid) || ') (SFUNC = ' || a.aggtransfn::pg_catalog.regproc
+                  || ', STYPE = ' || pg_catalog.format_type(a.aggtranstype, NULL)
+                  || CASE WHEN a.aggtransspace <> 0 THEN ', SSPACE = ' || a.aggtransspace ELSE '' END
+                  || CASE WHEN a.aggfinalfn <> 0 THEN ', FINALFUNC = ' || a.aggfinalfn::pg_catalog.regproc ELSE '' END
+                  || CASE WHEN a.aggfinalextra THEN ', FINALFUNC_EXTRA' ELSE '' END
+                  || CASE WHEN a.aggcombinefn <> 0 THEN ', COMBINEFUNC = ' || a.aggcombinefn::pg_catalog.regproc ELSE '' END
+                  || CASE WHEN a.aggserialfn <> 0 THEN ', SERIALFUNC = ' || a.aggserialfn::pg_catalog.regproc ELSE '' END
+                  || CASE WHEN a.aggdeserialfn <> 0 THEN ', DESERIALFUNC = ' || a.aggdeserialfn::pg_catalog.regproc ELSE '' END
+                  || CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' || pg_catalog.quote_literal(a.agginitval) ELSE '' END
+                  || CASE a.aggfinalmodify WHEN 's' THEN ', FINALFUNC_MODIFY = SHAREABLE' WHEN 'w' THEN ', FINALFUNC_MODIFY = READ_WRITE' ELSE '' END
+                  || CASE WHEN a.aggmtransfn <> 0 THEN ', MSFUNC = ' || a.aggmtransfn::pg_catalog.regproc || ', MINVFUNC = ' || a.aggminvtransfn::pg_catalog.regproc
+                       || ', MSTYPE = ' || pg_catalog.format_type(a.aggmtranstype, NULL)
+                       || CASE WHEN a.aggmtransspace <> 0 THEN ', MSSPACE = ' || a.aggmtransspace ELSE '' END
+                       || CASE WHEN a.aggmfinalfn <> 0 THEN ', MFINALFUNC = ' || a.aggmfinalfn::pg_catalog.regproc ELSE '' END
+                       || CASE WHEN a.aggmfinalextra THEN ', MFINALFUNC_EXTRA' ELSE '' END
+                       || CASE a.aggmfinalmodify WHEN 's' THEN ', MFINALFUNC_MODIFY = SHAREABLE' WHEN 'w' THEN ', MFINALFUNC_MODIFY = READ_WRITE' ELSE '' END
+                       || CASE WHEN a.aggminitval IS NOT NULL THEN ', MINITCOND = ' || pg_catalog.quote_literal(a.aggminitval) ELSE '' END
+                     ELSE '' END
+                  || CASE WHEN a.aggsortop <> 0 THEN ', SORTOP = OPERATOR(' || (SELECT pg_catalog.quote_ident(onsp.nspname) || '.' || o.oprname
+                       FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace onsp ON onsp.oid = o.oprnamespace WHERE o.oid = a.aggsortop) || ')' ELSE '' END
+                  || CASE WHEN p.proparallel = 's' THEN ', PARALLEL = SAFE' WHEN p.proparallel = 'r' THEN ', PARALLEL = RESTRICTED' ELSE '' END
+                  || ')'
+           END
+        """
+
     struct Object: Sendable {
         var kind: String
         var schema: String
@@ -15,6 +48,9 @@ struct SchemaObjects: Sendable {
         var securityDefinerOwner: String? = nil
         /// For a function: `"schema"."name"(identity arguments)`.
         var signature: String? = nil
+        /// For a function: its regprocedure text (argument types only, no names), which
+        /// to_regprocedure takes on the target.
+        var regprocedure: String? = nil
     }
 
     /// Collations (before the types and tables that use them).
@@ -200,36 +236,12 @@ struct SchemaObjects: Sendable {
         // Functions and procedures; aggregates and window functions have no pg_get_functiondef.
         let functionRows = try await source.query("""
             SELECT p.oid, n.nspname, p.proname, p.prokind,
-                   CASE WHEN p.prokind IN ('f', 'p') THEN pg_catalog.pg_get_functiondef(p.oid)
-                        WHEN p.prokind = 'a' AND a.aggkind = 'n' THEN
-                          'CREATE AGGREGATE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname)
-                          || '(' || pg_catalog.pg_get_function_arguments(p.oid) || ') (SFUNC = ' || a.aggtransfn::pg_catalog.regproc
-                          || ', STYPE = ' || pg_catalog.format_type(a.aggtranstype, NULL)
-                          || CASE WHEN a.aggtransspace <> 0 THEN ', SSPACE = ' || a.aggtransspace ELSE '' END
-                          || CASE WHEN a.aggfinalfn <> 0 THEN ', FINALFUNC = ' || a.aggfinalfn::pg_catalog.regproc ELSE '' END
-                          || CASE WHEN a.aggfinalextra THEN ', FINALFUNC_EXTRA' ELSE '' END
-                          || CASE WHEN a.aggcombinefn <> 0 THEN ', COMBINEFUNC = ' || a.aggcombinefn::pg_catalog.regproc ELSE '' END
-                          || CASE WHEN a.aggserialfn <> 0 THEN ', SERIALFUNC = ' || a.aggserialfn::pg_catalog.regproc ELSE '' END
-                          || CASE WHEN a.aggdeserialfn <> 0 THEN ', DESERIALFUNC = ' || a.aggdeserialfn::pg_catalog.regproc ELSE '' END
-                          || CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' || pg_catalog.quote_literal(a.agginitval) ELSE '' END
-                          || CASE a.aggfinalmodify WHEN 's' THEN ', FINALFUNC_MODIFY = SHAREABLE' WHEN 'w' THEN ', FINALFUNC_MODIFY = READ_WRITE' ELSE '' END
-                          || CASE WHEN a.aggmtransfn <> 0 THEN ', MSFUNC = ' || a.aggmtransfn::pg_catalog.regproc || ', MINVFUNC = ' || a.aggminvtransfn::pg_catalog.regproc
-                               || ', MSTYPE = ' || pg_catalog.format_type(a.aggmtranstype, NULL)
-                               || CASE WHEN a.aggmtransspace <> 0 THEN ', MSSPACE = ' || a.aggmtransspace ELSE '' END
-                               || CASE WHEN a.aggmfinalfn <> 0 THEN ', MFINALFUNC = ' || a.aggmfinalfn::pg_catalog.regproc ELSE '' END
-                               || CASE WHEN a.aggmfinalextra THEN ', MFINALFUNC_EXTRA' ELSE '' END
-                               || CASE a.aggmfinalmodify WHEN 's' THEN ', MFINALFUNC_MODIFY = SHAREABLE' WHEN 'w' THEN ', MFINALFUNC_MODIFY = READ_WRITE' ELSE '' END
-                               || CASE WHEN a.aggminitval IS NOT NULL THEN ', MINITCOND = ' || pg_catalog.quote_literal(a.aggminitval) ELSE '' END
-                             ELSE '' END
-                          || CASE WHEN a.aggsortop <> 0 THEN ', SORTOP = OPERATOR(' || (SELECT pg_catalog.quote_ident(onsp.nspname) || '.' || o.oprname
-                               FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace onsp ON onsp.oid = o.oprnamespace WHERE o.oid = a.aggsortop) || ')' ELSE '' END
-                          || CASE WHEN p.proparallel = 's' THEN ', PARALLEL = SAFE' WHEN p.proparallel = 'r' THEN ', PARALLEL = RESTRICTED' ELSE '' END
-                          || ')'
-                   END,
+                   \(routineDefinition),
                    pg_catalog.pg_get_function_identity_arguments(p.oid),
                    pg_catalog.obj_description(p.oid, 'pg_proc'),
                    p.proacl IS NOT NULL, \(Privileges.sqlEntries(acl: "p.proacl", owner: "p.proowner")),
-                   CASE WHEN p.prosecdef THEN pg_catalog.pg_get_userbyid(p.proowner) END
+                   CASE WHEN p.prosecdef THEN pg_catalog.pg_get_userbyid(p.proowner) END,
+                   p.oid::pg_catalog.regprocedure::pg_catalog.text
             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
             LEFT JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid
             WHERE n.nspname = ANY($1::pg_catalog.text[])
@@ -257,6 +269,7 @@ struct SchemaObjects: Sendable {
                                             grants: privileges.statements(on: "ROUTINE \(SQL.qualified(functionRows.text(row, 1), functionRows.text(row, 2)))(\(functionRows.string(row, 5) ?? ""))"),
                                             securityDefinerOwner: functionRows.string(row, 9))
             function.signature = "\(SQL.qualified(functionRows.text(row, 1), functionRows.text(row, 2)))(\(functionRows.string(row, 5) ?? ""))"
+            function.regprocedure = functionRows.string(row, 10)
             objects.functions.append(function)
         }
 

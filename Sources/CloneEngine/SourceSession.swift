@@ -42,7 +42,7 @@ final class SourceSession: Sendable {
             // Deparsed definitions come out schema-qualified with an empty search_path. With
             // row_security off, a table whose policies would hide rows from this role is an
             // error, not a silently partial clone (pg_dump does the same).
-            try await connection.exec("SET search_path = ''; SET statement_timeout = 0; SET lock_timeout = '30s'; SET row_security = off")
+            try await connection.exec("SET search_path = ''; SET statement_timeout = 0; SET lock_timeout = '30s'; SET row_security = off; " + PortableSettings.sql)
             try await connection.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             let snapshot = try await connection.exec("SELECT pg_catalog.pg_export_snapshot()").string(0, 0)
             return SourceSession(primary: connection, snapshot: snapshot, conninfo: conninfo, pool: pool)
@@ -55,7 +55,7 @@ final class SourceSession: Sendable {
     func openWorker() async throws(CloneError) -> PQConnection {
         do {
             let connection = try await PQConnection.connect(conninfo, label: "source-worker", pool: pool)
-            try await connection.exec("SET search_path = ''; SET statement_timeout = 0; SET row_security = off")
+            try await connection.exec("SET search_path = ''; SET statement_timeout = 0; SET row_security = off; " + PortableSettings.sql)
             try await connection.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             if let snapshot {
                 try await connection.exec("SET TRANSACTION SNAPSHOT \(SQL.literal(snapshot))")

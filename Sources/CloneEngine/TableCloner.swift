@@ -83,7 +83,7 @@ struct CopyPlan: Sendable {
             filter = try await WhereFilter.validate(text, source: source)
         }
         return CopyPlan(columns: columns, copiedColumns: copied, selectExpressions: expressions, filter: filter,
-                        binary: copied.allSatisfy(\.isBuiltinType))
+                        binary: copied.allSatisfy(\.copiesInBinary))
     }
 
     /// A strategy must be able to produce a value of the column's own type.
@@ -107,13 +107,19 @@ struct CopyPlan: Sendable {
         }
     }
 
+    /// The copied columns as COPY's column list; none for a table without columns (COPY then
+    /// moves one empty line per row, as pg_dump; `()` is a syntax error).
+    var columnList: String {
+        copiedColumns.isEmpty ? "" : " (" + copiedColumns.map { SQL.identifier($0.name) }.joined(separator: ", ") + ")"
+    }
+
     /// Rows of this table only: inheritance children are cloned as tables of their own
     /// (partitions are not: their rows come through the partitioned parent).
     func sourceCopySQL(_ definition: TableDefinition, masked: Bool, range: String? = nil) -> String {
         let format = binary ? " (FORMAT binary)" : ""
         if !masked, filter == nil, range == nil, !definition.isPartitioned {
             // Plain COPY of the table reads the heap directly, faster than going through a query.
-            return "COPY \(definition.qualifiedName) (\(copiedColumns.map { SQL.identifier($0.name) }.joined(separator: ", "))) TO STDOUT" + format
+            return "COPY \(definition.qualifiedName)\(columnList) TO STDOUT" + format
         }
         var select = "SELECT \(selectExpressions.joined(separator: ", ")) FROM \(definition.isPartitioned ? "" : "ONLY ")\(definition.qualifiedName)"
         let conditions = [filter.map { "(\($0.text)\n)" }, range.map { "(\($0))" }].compactMap { $0 }
@@ -128,7 +134,7 @@ struct CopyPlan: Sendable {
         var options: [String] = []
         if binary { options.append("FORMAT binary") }
         if freeze { options.append("FREEZE") }
-        return "COPY \(qualifiedTarget) (\(copiedColumns.map { SQL.identifier($0.name) }.joined(separator: ", "))) FROM STDIN"
+        return "COPY \(qualifiedTarget)\(columnList) FROM STDIN"
             + (options.isEmpty ? "" : " (\(options.joined(separator: ", ")))")
     }
 }
@@ -503,10 +509,16 @@ struct TableCloner {
             }
         }
         // Inherited columns come from the parents; what the child changed on them is set again.
-        for column in plan.columns where inherits != nil && !column.isLocal {
-            if let expression = column.defaultExpression {
+        for column in plan.columns where inherits != nil && column.generatedExpression == nil && column.identity == nil {
+            if !column.isLocal, let expression = column.defaultExpression {
                 try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET DEFAULT \(expression)")
+            } else if column.defaultExpression == nil {
+                // A child without a default of its own would take the parent's (pg_dump writes
+                // DEFAULT NULL for the same reason; fidelity round 25).
+                try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) DROP DEFAULT")
             }
+        }
+        for column in plan.columns where inherits != nil && !column.isLocal {
             if column.notNull {
                 try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET NOT NULL")
             }

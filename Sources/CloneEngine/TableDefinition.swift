@@ -15,7 +15,8 @@ public struct TableDefinition: Sendable {
         public var identity: String?
         public var generatedExpression: String?
         public var collation: String?
-        public var isBuiltinType: Bool
+        /// A built-in type whose binary COPY form reads back the same on another server.
+        public var copiesInBinary: Bool
         /// pg_type.typcategory: S string, N numeric, ...
         public var typeCategory: String
         public var comment: String?
@@ -187,7 +188,12 @@ public struct TableDefinition: Sendable {
                      (SELECT pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname)
                       FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
                       WHERE co.oid = a.attcollation) END,
-                   a.atttypid < 16384, t.typcategory, pg_catalog.col_description(a.attrelid, a.attnum), a.attislocal,
+                   -- Binary COPY only for built-in types whose binary form means the same on
+                   -- another server: reg* types travel as the source's OIDs (names in text), and
+                   -- aclitem has no binary form at all (fidelity round 25).
+                   a.atttypid < 16384 AND t.typsend::pg_catalog.oid <> 0 AND t.typreceive::pg_catalog.oid <> 0
+                     AND COALESCE(NULLIF(t.typelem, 0), t.oid) <> ALL ('{regclass,regtype,regproc,regprocedure,regoper,regoperator,regnamespace,regrole,regconfig,regdictionary,regcollation,aclitem}'::pg_catalog.regtype[]::pg_catalog.oid[]),
+                   t.typcategory, pg_catalog.col_description(a.attrelid, a.attnum), a.attislocal,
                    NULLIF(a.attstattarget, -1),
                    CASE WHEN a.attstorage <> t.typstorage THEN
                      CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' WHEN 'x' THEN 'EXTENDED' END END,
@@ -212,7 +218,7 @@ public struct TableDefinition: Sendable {
                 identity: columnRows.string(row, 5),
                 generatedExpression: columnRows.string(row, 6),
                 collation: columnRows.string(row, 7),
-                isBuiltinType: columnRows.string(row, 8) == "t",
+                copiesInBinary: columnRows.string(row, 8) == "t",
                 typeCategory: columnRows.string(row, 9) ?? "",
                 comment: columnRows.string(row, 10),
                 isLocal: columnRows.string(row, 11) != "f",
@@ -228,6 +234,9 @@ public struct TableDefinition: Sendable {
             LEFT JOIN pg_catalog.pg_class rc ON rc.oid = co.confrelid
             LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
             WHERE co.conrelid = $1 AND co.contype IN ('p', 'u', 'c', 'f', 'x')
+              -- A foreign key to a partitioned table has a child constraint per partition on
+              -- this same table, which the parent's ADD CONSTRAINT makes again.
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint pc WHERE pc.oid = co.conparentid AND pc.conrelid = co.conrelid)
             ORDER BY CASE co.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'x' THEN 2 WHEN 'c' THEN 3 ELSE 4 END, co.conname
             """, oidParameter)
         let constraints = constraintRows.rows.indices.map { row in

@@ -70,8 +70,8 @@ struct RowHashTests {
     @Test func candidatesGoFromColumnHashesToRowText() {
         let candidates = Verifier.rowHashes(["\"id\"", "\"Mood\""], functions: ["pg_catalog.hashint4extended", nil])
         #expect(candidates == [
-            "((COALESCE(pg_catalog.hashint4extended(\"id\", 1), -7046029254386353131) OPERATOR(pg_catalog.#) COALESCE(pg_catalog.hashtextextended(\"Mood\"::pg_catalog.text, 2), -7046029254386312628)) OPERATOR(pg_catalog.>>) 32)",
-            "((COALESCE(pg_catalog.hashtextextended(\"id\"::pg_catalog.text, 1), -7046029254386353131) OPERATOR(pg_catalog.#) COALESCE(pg_catalog.hashtextextended(\"Mood\"::pg_catalog.text, 2), -7046029254386312628)) OPERATOR(pg_catalog.>>) 32)",
+            "((COALESCE(pg_catalog.hashint4extended(\"id\", 1), -7046029254386353131) OPERATOR(pg_catalog.#) COALESCE(pg_catalog.hashtextextended(\"Mood\"::pg_catalog.text COLLATE pg_catalog.\"C\", 2), -7046029254386312628)) OPERATOR(pg_catalog.>>) 32)",
+            "((COALESCE(pg_catalog.hashtextextended(\"id\"::pg_catalog.text COLLATE pg_catalog.\"C\", 1), -7046029254386353131) OPERATOR(pg_catalog.#) COALESCE(pg_catalog.hashtextextended(\"Mood\"::pg_catalog.text COLLATE pg_catalog.\"C\", 2), -7046029254386312628)) OPERATOR(pg_catalog.>>) 32)",
             "pg_catalog.hashtext(ROW(\"id\", \"Mood\")::pg_catalog.text)::pg_catalog.int8",
         ])
         // No column with a function of its own: the text candidates only.

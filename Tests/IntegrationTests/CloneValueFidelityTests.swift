@@ -1,0 +1,241 @@
+import Foundation
+import PQ
+import Testing
+
+/// Values and definitions that came through a clone changed, or made it fail, while pg_dump
+/// and pg_restore carry them (fidelity round 25): the source's output settings, its encoding,
+/// reg* and aclitem columns, foreign keys to partitioned tables, tables without columns, an
+/// inheritance child without a default, routines already on the target, and a verify that
+/// compared by equality.
+@Suite struct CloneValueFidelityTests {
+    /// A source database whose DateStyle is DMY, whose zone prints an ambiguous abbreviation,
+    /// whose floats are cut short and whose intervals are SQL-standard: dates, instants, floats
+    /// and intervals arrive as they are, in rows copied as text (an enum column) and in the
+    /// constants of defaults, checks and partition bounds.
+    @Test func theSourcesOutputSettingsChangeNothing() async throws {
+        let sql = """
+            DO $$ BEGIN
+              EXECUTE format('ALTER DATABASE %I SET datestyle = %L', current_database(), 'SQL, DMY');
+              EXECUTE format('ALTER DATABASE %I SET timezone = %L', current_database(), 'Asia/Kolkata');
+              EXECUTE format('ALTER DATABASE %I SET extra_float_digits = %s', current_database(), '-3');
+              EXECUTE format('ALTER DATABASE %I SET intervalstyle = %L', current_database(), 'sql_standard');
+            END $$;
+            CREATE SCHEMA ds;
+            CREATE TYPE ds.mood AS ENUM ('calm');
+            CREATE TABLE ds.t (id int PRIMARY KEY, d date DEFAULT '2020-01-05', tz timestamptz, iv interval, f float8, m ds.mood,
+                               CONSTRAINT not_sixth CHECK (d <> '2020-01-06'));
+            INSERT INTO ds.t VALUES (1, '2020-01-05', '2020-01-05 10:00+00', '1 year 2 mons -3 days 04:05:06', 0.1234567890123456789, 'calm');
+            CREATE TABLE ds.p (d date) PARTITION BY RANGE (d);
+            CREATE TABLE ds.p1 PARTITION OF ds.p FOR VALUES FROM ('2020-01-05') TO ('2020-02-10');
+            INSERT INTO ds.p VALUES ('2020-01-07');
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let result = try await target.call("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'ds');")
+                #expect(result.hasPrefix("OK: cloned schema ds (2 tables, 2 rows,"), "\(result)")
+                #expect(try await target.rows("""
+                    SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 1;
+                    SELECT d, tz AT TIME ZONE 'UTC', iv, f FROM ds.t;
+                    SELECT d FROM ds.p;
+                    SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'ds.t'::regclass;
+                    SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'not_sixth';
+                    SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = 'ds.p1'::regclass;
+                    """) == [
+                        "2020-01-05|2020-01-05 10:00:00|1 year 2 mons -3 days +04:05:06|0.12345678901234568",
+                        "2020-01-07",
+                        "'2020-01-05'::date",
+                        "CHECK ((d <> '2020-01-06'::date))",
+                        "FOR VALUES FROM ('2020-01-05') TO ('2020-02-10')",
+                    ])
+            }
+        }
+    }
+
+    /// A LATIN1 source: database_create makes a LATIN1 database (pg_dump -C does), and a table
+    /// clone into a UTF8 database converts the text; before, LATIN1 bytes were read as UTF-8.
+    @Test func textKeepsItsCharactersAcrossEncodings() async throws {
+        let environment = try TestEnvironment.require()
+        let name = "latin1_src_\(guideRandomSuffix())"
+        let sourceAdmin = "host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)"
+        let sourceConnInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
+        try #require(try await Shell.psql(sourceAdmin, "CREATE DATABASE \(name) TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C';").status == 0)
+        defer { Task { _ = try? await Shell.psql(sourceAdmin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);") } }
+        // 'Ã©é': three characters, whose UTF-8 is c3 83 c2 a9 c3 a9.
+        try #require(try await Shell.psql(sourceConnInfo, "CREATE TABLE public.l (t text); INSERT INTO public.l VALUES (convert_from('\\xc3a9e9'::bytea, 'LATIN1'));").status == 0)
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            let made = "latin1_made_\(guideRandomSuffix())"
+            let result = try await target.call("SELECT pgclone.database_create(\(guideSQLLiteral(sourceConnInfo)), '\(made)');")
+            #expect(result.hasPrefix("OK"), "\(result)")
+            let clone = environment.directTarget(database: made)
+            #expect(try await target.rows("""
+                SELECT pg_encoding_to_char(encoding), datcollate FROM pg_database WHERE datname = current_database();
+                SELECT length(t), encode(convert_to(t, 'UTF8'), 'hex') FROM public.l;
+                """, on: clone) == ["LATIN1|C", "3|c383c2a9c3a9"])
+            _ = try await Shell.psql(environment.directTarget(database: "postgres"), "DROP DATABASE IF EXISTS \(made) WITH (FORCE);")
+            let copied = try await target.call("SELECT pgclone.table(\(guideSQLLiteral(sourceConnInfo)), 'public', 'l');")
+            #expect(copied == "OK: cloned public.l (1 row)", "\(copied)")
+            #expect(try await target.rows("SELECT length(t), encode(convert_to(t, 'UTF8'), 'hex') FROM public.l;") == ["3|c383c2a9c3a9"])
+        }
+    }
+
+    /// reg* columns were copied in binary, as the source's OIDs (naming nothing, or something
+    /// else, on the target), and aclitem columns could not be copied at all.
+    @Test func regAndAclitemColumnsArriveByName() async throws {
+        let sql = """
+            CREATE SCHEMA rg;
+            CREATE TYPE rg.mood AS ENUM ('calm');
+            CREATE SEQUENCE rg.counter;
+            CREATE FUNCTION rg.f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+            CREATE TABLE rg.regs (id int, rt regtype, rc regclass, rp regproc, rr regrole, ac aclitem, rts regtype[]);
+            INSERT INTO rg.regs VALUES (1, 'rg.mood', 'rg.counter', 'rg.f', 'postgres', 'postgres=r/postgres', '{rg.mood,int4}');
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let result = try await target.call("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'rg');")
+                #expect(result.hasPrefix("OK: cloned schema rg (1 table, 1 rows,"), "\(result)")
+                #expect(try await target.rows("SELECT rt, rc, rp, rr, ac, rts FROM rg.regs;")
+                        == ["rg.mood|rg.counter|rg.f|postgres|postgres=r/postgres|{rg.mood,integer}"])
+            }
+        }
+    }
+
+    /// A foreign key to a partitioned table has a child constraint per partition on the
+    /// referencing table; the clone made them again after the parent key had, and failed.
+    @Test func aForeignKeyToAPartitionedTable() async throws {
+        let sql = """
+            CREATE SCHEMA fkp;
+            CREATE TABLE fkp.p (id int PRIMARY KEY) PARTITION BY RANGE (id);
+            CREATE TABLE fkp.p1 PARTITION OF fkp.p FOR VALUES FROM (0) TO (100);
+            CREATE TABLE fkp.p2 PARTITION OF fkp.p FOR VALUES FROM (100) TO (200);
+            INSERT INTO fkp.p VALUES (1), (150);
+            CREATE TABLE fkp.r (id int REFERENCES fkp.p ON DELETE CASCADE);
+            INSERT INTO fkp.r VALUES (1), (150);
+            CREATE VIEW fkp.v AS SELECT id FROM fkp.r;
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let result = try await target.call("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'fkp');")
+                #expect(result.hasPrefix("OK: cloned schema fkp (2 tables, 4 rows,"), "\(result)")
+                #expect(try await target.rows("""
+                    SELECT count(*) FROM pg_constraint WHERE conrelid = 'fkp.r'::regclass AND contype = 'f';
+                    SELECT count(*) FROM fkp.v;
+                    DELETE FROM fkp.p WHERE id = 150;
+                    SELECT id FROM fkp.r;
+                    """) == ["3", "2", "1"])
+                // Replacing the referenced table keeps the key (made once, with its children).
+                let replaced = try await target.call("SELECT pgclone.table(\(guideSQLLiteral(sourceConnInfo)), 'fkp', 'p', true, NULL, '{\"conflict\": \"replace\"}');")
+                #expect(replaced.hasPrefix("OK"), "\(replaced)")
+                #expect(try await target.rows("SELECT count(*) FROM pg_constraint WHERE conrelid = 'fkp.r'::regclass AND contype = 'f';") == ["3"])
+            }
+        }
+    }
+
+    /// A table without columns holds rows all the same (COPY moves one empty line each); its
+    /// COPY had `()` for a column list, a syntax error.
+    @Test func aTableWithoutColumnsKeepsItsRows() async throws {
+        let sql = """
+            CREATE SCHEMA nc;
+            CREATE TABLE nc.nocols ();
+            INSERT INTO nc.nocols DEFAULT VALUES;
+            INSERT INTO nc.nocols DEFAULT VALUES;
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                #expect(try await target.call("SELECT pgclone.table(\(guideSQLLiteral(sourceConnInfo)), 'nc', 'nocols');") == "OK: cloned nc.nocols (2 rows)")
+                #expect(try await target.rows("SELECT count(*) FROM nc.nocols;") == ["2"])
+            }
+        }
+    }
+
+    /// An inheritance child with no default of its own took its parent's (pg_dump writes
+    /// DEFAULT NULL for it); one with a default of its own keeps it.
+    @Test func anInheritanceChildKeepsItsLackOfDefault() async throws {
+        let sql = """
+            CREATE SCHEMA ih;
+            CREATE TABLE ih.p (a int DEFAULT 5, b int NOT NULL);
+            CREATE TABLE ih.c (a int, b int NOT NULL, c int);
+            ALTER TABLE ih.c INHERIT ih.p;
+            CREATE TABLE ih.c9 (a int DEFAULT 9) INHERITS (ih.p);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let result = try await target.call("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'ih');")
+                #expect(result.hasPrefix("OK: cloned schema ih (3 tables,"), "\(result)")
+                #expect(try await target.rows("""
+                    INSERT INTO ih.c (b) VALUES (1); INSERT INTO ih.c9 (b) VALUES (1); INSERT INTO ih.p (b) VALUES (1);
+                    SELECT tableoid::regclass, a FROM ih.p ORDER BY 1;
+                    """) == ["ih.p|5", "ih.c|", "ih.c9|9"])
+            }
+        }
+    }
+
+    /// A routine already on the target is a conflict like a table's: the same definition is
+    /// kept, another one is an error (the target's routine stays), kept under skip, replaced
+    /// under replace. Before, it was replaced silently, and an aggregate made every second
+    /// clone fail.
+    @Test func routinesOnTheTargetAreConflicts() async throws {
+        let sql = """
+            CREATE SCHEMA fn;
+            CREATE FUNCTION fn.f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+            CREATE AGGREGATE fn.mysum(int) (SFUNC = int4pl, STYPE = int, INITCOND = '0');
+            CREATE TABLE fn.t (id int DEFAULT fn.f());
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                _ = try await target.rows("CREATE SCHEMA fn; CREATE FUNCTION fn.f() RETURNS int LANGUAGE sql AS 'SELECT 2';")
+                let refused = try await target.expectError("SELECT pgclone.schema(\(source), 'fn');", sqlState: "42723",
+                                                           message: "function fn.f already exists on target with a different definition")
+                #expect(refused.stderr.contains("DETAIL:  source: CREATE OR REPLACE FUNCTION fn.f()"), "\(refused.stderr)")
+                #expect(try await target.rows("SELECT fn.f(); SELECT to_regclass('fn.t') IS NULL;") == ["2", "t"])
+                let skipped = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(source), 'fn', true, '{\"conflict\": \"skip\"}');")
+                #expect(skipped.stdout.hasPrefix("OK: cloned schema fn (1 table,"), "\(skipped.stdout) \(skipped.stderr)")
+                #expect(skipped.stderr.contains("function fn.f already exists on target with another definition; kept the target's"), "\(skipped.stderr)")
+                #expect(try await target.rows("SELECT fn.f(), fn.mysum(x) FROM (VALUES (3), (4)) v(x);") == ["2|7"])
+                // Again: the aggregate is there with the same definition, the table is skipped.
+                let again = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(source), 'fn', true, '{\"conflict\": \"skip\"}');")
+                #expect(again.status == 0, "\(again.stderr)")
+                #expect(again.stderr.contains("aggregate fn.mysum already exists on target with the same definition; kept"), "\(again.stderr)")
+                let replaced = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(source), 'fn', true, '{\"conflict\": \"replace\"}');")
+                #expect(replaced.status == 0, "\(replaced.stderr)")
+                #expect(replaced.stderr.contains("function fn.f already existed on target with another definition; replaced"), "\(replaced.stderr)")
+                #expect(try await target.rows("SELECT fn.f();") == ["1"])
+            }
+        }
+    }
+
+    /// verify's checksum hashed columns by their types' equality: 1.5 = 1.50, -0 = 0,
+    /// '1 day' = '24 hours', jsonb 1.0 = 1 and a case-insensitive collation's 'ABC' = 'abc'
+    /// passed as the same rows.
+    @Test func checksumSeesValuesThatOnlyCompareEqual() async throws {
+        let sql = """
+            CREATE SCHEMA vh;
+            CREATE COLLATION vh.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+            CREATE TABLE vh.n (id int PRIMARY KEY, v numeric);
+            CREATE TABLE vh.f (id int PRIMARY KEY, v float8);
+            CREATE TABLE vh.i (id int PRIMARY KEY, v interval);
+            CREATE TABLE vh.j (id int PRIMARY KEY, v jsonb);
+            CREATE TABLE vh.c (id int PRIMARY KEY, v text COLLATE vh.ci);
+            INSERT INTO vh.n VALUES (1, 1.5), (2, 2);
+            INSERT INTO vh.f VALUES (1, '-0'), (2, 2);
+            INSERT INTO vh.i VALUES (1, '1 day'), (2, '1 mon');
+            INSERT INTO vh.j VALUES (1, '{"a": 1.0}'), (2, '{}');
+            INSERT INTO vh.c VALUES (1, 'ABC'), (2, 'x');
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                let result = try await target.call("SELECT pgclone.schema(\(source), 'vh');")
+                #expect(result.hasPrefix("OK: cloned schema vh (5 tables, 10 rows,"), "\(result)")
+                let checksum = "SELECT table_name, match, detail FROM pgclone.verify(\(source), 'vh', '{\"mode\": \"checksum\"}') ORDER BY 1;"
+                #expect(try await target.rows(checksum) == ["c|✓|", "f|✓|", "i|✓|", "j|✓|", "n|✓|"])
+                try await target.direct("""
+                    UPDATE vh.n SET v = 1.50 WHERE id = 1; UPDATE vh.f SET v = 0 WHERE id = 1; UPDATE vh.i SET v = '24 hours' WHERE id = 1;
+                    UPDATE vh.j SET v = '{"a": 1}' WHERE id = 1; UPDATE vh.c SET v = 'abc' WHERE id = 1;
+                    """, database: target.database)
+                #expect(try await target.rows(checksum) == ["c|✗|1 row differs at id 1", "f|✗|1 row differs at id 1", "i|✗|1 row differs at id 1",
+                                                            "j|✗|1 row differs at id 1", "n|✗|1 row differs at id 1"])
+            }
+        }
+    }
+}
