@@ -153,6 +153,11 @@ public struct CloneEngine: Sendable {
 
     public func cloneTable(source: String, target: CloneTarget, schema: String, table: String,
                            targetName: String?, options: CloneOptions) async throws(CloneError) -> TableCloneOutcome {
+        if let targetName, targetName.utf8.count > Self.maximumIdentifierBytes {
+            // PostgreSQL would cut it to 63 bytes, and the names made from it (its key, its
+            // indexes) to the same 63: a clash with itself that reads "already exists".
+            throw CloneError("42622", "target name \"\(targetName)\" is too long (\(targetName.utf8.count) bytes; PostgreSQL names have at most \(Self.maximumIdentifierBytes))")
+        }
         let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let definition = try await loadTable(session.primary, schema: schema, table: table)
         let connection = try await target.connect()
@@ -176,10 +181,23 @@ public struct CloneEngine: Sendable {
             throw CloneError.from(error, context: "reading \(schema).\(table) on source")
         }
         guard let definition else {
+            let kind = try? await source.query("""
+                SELECT CASE c.relkind WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view' WHEN 'f' THEN 'a foreign table'
+                                      WHEN 'S' THEN 'a sequence' WHEN 'i' THEN 'an index' WHEN 'I' THEN 'an index' WHEN 'c' THEN 'a composite type' END
+                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = $1 AND c.relname = $2
+                """, [schema, table]).string(0, 0)
+            if let kind {
+                throw CloneError("42809", "\"\(schema).\(table)\" is \(kind) on source, not a table",
+                                 hint: "pgclone.table clones tables; pgclone.schema clones a schema's views, materialized views and sequences with it.")
+            }
             throw CloneError("42P01", "relation \"\(schema).\(table)\" does not exist on source")
         }
         return definition
     }
+
+    /// NAMEDATALEN - 1: the longest name PostgreSQL keeps whole.
+    static let maximumIdentifierBytes = 63
 
     // MARK: - Schemas and databases
 
@@ -488,6 +506,7 @@ public struct CloneEngine: Sendable {
                         continue
                     }
                     for statement in type.ddl { try await connection.execute(statement) }
+                    try await Privileges.apply(type.grants, on: connection, notes: &summary.notes)
                     undo.append("DROP TYPE \(SQL.qualified(type.schema, type.name))")
                     summary.types += 1
                 }
@@ -725,6 +744,21 @@ public struct CloneEngine: Sendable {
         } else if largeObjects && options.copyData {
             try await run("copying large objects") {
                 summary.largeObjects = try await LargeObjects.copy(from: session.primary, to: connection, conflict: options.conflict, notes: &summary.notes)
+            }
+        }
+        if largeObjects {
+            // Whole-database objects outside any schema that a clone does not make, said as
+            // pg_dump would have made them (a publication's subscribers, an event trigger's
+            // superuser function are the target's business).
+            let others = try await run("reading source catalog") {
+                try await session.primary.query("""
+                    SELECT 'publication ' || pg_catalog.quote_ident(pubname) FROM pg_catalog.pg_publication
+                    UNION ALL SELECT 'event trigger ' || pg_catalog.quote_ident(evtname) FROM pg_catalog.pg_event_trigger
+                    ORDER BY 1
+                    """).strings.compactMap { $0 }
+            }
+            for object in others {
+                summary.notes.append("\(object) not cloned: pgclone does not recreate this kind of object; create it on the target (pg_dump shows its definition)")
             }
         }
         return summary

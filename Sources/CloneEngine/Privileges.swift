@@ -13,8 +13,9 @@ struct Privileges: Sendable, Equatable {
     }
 
     var grants: [Grant] = []
-    /// Functions are executable by PUBLIC unless that was revoked: then it is revoked again.
-    var revokeExecuteFromPublic = false
+    /// Functions are executable by PUBLIC, and types usable by it, unless that was revoked:
+    /// then this privilege (EXECUTE, USAGE) is revoked again.
+    var revokeFromPublic: String?
 
     /// An SQL expression listing the entries of `acl` (an aclitem[] column) not granted to
     /// `owner`, encoded for `init(encoded:)`; NULL when the ACL is the default.
@@ -29,7 +30,9 @@ struct Privileges: Sendable, Equatable {
 
     /// From `sqlEntries` output. `hasExplicitACL` says whether the object had an explicit ACL at all
     /// (for functions: without PUBLIC EXECUTE in it, that default was revoked).
-    init(encoded: String?, hasExplicitACL: Bool = false, isFunction: Bool = false) {
+    /// `publicDefault`: what PUBLIC holds on such an object by default (EXECUTE on functions,
+    /// USAGE on types), revoked on the clone when the source's explicit ACL lacks it.
+    init(encoded: String?, hasExplicitACL: Bool = false, publicDefault: String? = nil) {
         var byGrantee: [(key: String, grant: Grant)] = []
         for entry in (encoded ?? "").split(separator: "\u{1E}", omittingEmptySubsequences: true) {
             let fields = entry.split(separator: "\u{1F}", omittingEmptySubsequences: false).map(String.init)
@@ -42,9 +45,9 @@ struct Privileges: Sendable, Equatable {
             }
         }
         grants = byGrantee.map(\.grant)
-        if isFunction && hasExplicitACL {
-            revokeExecuteFromPublic = !grants.contains { $0.grantee == "PUBLIC" && $0.privileges.contains("EXECUTE") }
-            grants.removeAll { $0.grantee == "PUBLIC" && $0.privileges == ["EXECUTE"] && !$0.withGrantOption }
+        if let publicDefault, hasExplicitACL {
+            if !grants.contains(where: { $0.grantee == "PUBLIC" && $0.privileges.contains(publicDefault) }) { revokeFromPublic = publicDefault }
+            grants.removeAll { $0.grantee == "PUBLIC" && $0.privileges == [publicDefault] && !$0.withGrantOption }
         }
     }
 
@@ -53,7 +56,7 @@ struct Privileges: Sendable, Equatable {
     /// GRANT (and REVOKE) statements for `object`, e.g. `TABLE "s"."t"` or `FUNCTION "s"."f"(integer)`.
     func statements(on object: String) -> [String] {
         var statements: [String] = []
-        if revokeExecuteFromPublic { statements.append("REVOKE EXECUTE ON \(object) FROM PUBLIC") }
+        if let revokeFromPublic { statements.append("REVOKE \(revokeFromPublic) ON \(object) FROM PUBLIC") }
         for grant in grants {
             statements.append("GRANT \(grant.privileges.joined(separator: ", ")) ON \(object) TO \(grant.grantee)\(grant.withGrantOption ? " WITH GRANT OPTION" : "")")
         }

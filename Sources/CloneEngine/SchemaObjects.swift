@@ -117,7 +117,8 @@ struct SchemaObjects: Sendable {
                   || COALESCE((SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' || pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.conname)
                      FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid AND c.convalidated), '')
               END,
-              pg_catalog.obj_description(t.oid, 'pg_type')
+              pg_catalog.obj_description(t.oid, 'pg_type'),
+              t.typacl IS NOT NULL, \(Privileges.sqlEntries(acl: "t.typacl", owner: "t.typowner"))
             FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
             WHERE n.nspname = ANY($1::pg_catalog.text[])
               AND (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
@@ -226,10 +227,13 @@ struct SchemaObjects: Sendable {
             if let comment = notValid.string(row, 1) { objects.domainConstraintsAfterData.append(comment) }
         }
         let types = typeRows.rows.indices.map { row in
-            Object(kind: "type", schema: typeRows.text(row, 2), name: typeRows.text(row, 3), oid: typeRows.text(row, 0),
-                   ddl: [typeRows.text(row, 4)] + (extras[typeRows.text(row, 0)] ?? []) + (typeRows.string(row, 5).map { comment in
-                       "COMMENT ON \(typeRows.string(row, 1) == "d" ? "DOMAIN" : "TYPE") \(SQL.qualified(typeRows.text(row, 2), typeRows.text(row, 3))) IS \(SQL.literal(comment))"
-                   }.map { [$0] } ?? []))
+            // GRANT ... ON TYPE serves domains too.
+            let privileges = Privileges(encoded: typeRows.string(row, 7), hasExplicitACL: typeRows.string(row, 6) == "t", publicDefault: "USAGE")
+            return Object(kind: "type", schema: typeRows.text(row, 2), name: typeRows.text(row, 3), oid: typeRows.text(row, 0),
+                          ddl: [typeRows.text(row, 4)] + (extras[typeRows.text(row, 0)] ?? []) + (typeRows.string(row, 5).map { comment in
+                              "COMMENT ON \(typeRows.string(row, 1) == "d" ? "DOMAIN" : "TYPE") \(SQL.qualified(typeRows.text(row, 2), typeRows.text(row, 3))) IS \(SQL.literal(comment))"
+                          }.map { [$0] } ?? []),
+                          grants: privileges.statements(on: "TYPE \(SQL.qualified(typeRows.text(row, 2), typeRows.text(row, 3)))"))
         }
         objects.types = topologicalOrder(types, edges: typeDependencies)
 
@@ -262,7 +266,7 @@ struct SchemaObjects: Sendable {
                 let kind = functionRows.string(row, 3) == "p" ? "PROCEDURE" : functionRows.string(row, 3) == "a" ? "AGGREGATE" : "FUNCTION"
                 statements.append("COMMENT ON \(kind) \(SQL.qualified(functionRows.text(row, 1), functionRows.text(row, 2)))(\(functionRows.string(row, 5) ?? "")) IS \(SQL.literal(comment))")
             }
-            let privileges = Privileges(encoded: functionRows.string(row, 8), hasExplicitACL: functionRows.string(row, 7) == "t", isFunction: true)
+            let privileges = Privileges(encoded: functionRows.string(row, 8), hasExplicitACL: functionRows.string(row, 7) == "t", publicDefault: "EXECUTE")
             var function = Object(kind: functionRows.string(row, 3) == "a" ? "aggregate" : "function",
                                             schema: functionRows.text(row, 1), name: functionRows.text(row, 2),
                                             oid: functionRows.text(row, 0), ddl: statements,

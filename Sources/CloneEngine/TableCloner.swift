@@ -316,6 +316,13 @@ struct TableCloner {
                 }
             }
         }
+        if let clustered = definition.clusterIndex, options.indexes {
+            // After the index (or the constraint that made it) exists; gone with a column not cloned.
+            let index = NameMapping.rename(clustered, table: definition.name, to: targetName)
+            if try await target.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(targetSchema, index)]).string(0, 0) == "t" {
+                try await target.execute("ALTER TABLE \(qualifiedTarget) CLUSTER ON \(SQL.identifier(index))")
+            }
+        }
         try await setReplicaIdentity(definition, schema: targetSchema, name: targetName, outcome: &outcome)
         try await addStatistics(definition, schema: targetSchema, name: targetName, options: options, outcome: &outcome)
         if options.triggers {
@@ -506,6 +513,13 @@ struct TableCloner {
             }
             if let storage = column.storage {
                 try await self.target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET STORAGE \(storage)")
+            }
+            if let compression = column.compression {
+                try await self.target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET COMPRESSION \(compression)")
+            }
+            if !column.attributeOptions.isEmpty {
+                let options = try column.attributeOptions.map(Self.storageParameter).joined(separator: ", ")
+                try await self.target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET (\(options))")
             }
         }
         // Inherited columns come from the parents; what the child changed on them is set again.
@@ -720,7 +734,8 @@ struct TableCloner {
     }
 
     /// Moves an existing target table out of the way as `<name>_old` (or `_old_2`, ...),
-    /// with its indexes, constraints and owned sequences renamed so the new table gets its own names.
+    /// with its indexes, constraints, owned sequences and statistics objects renamed so the new
+    /// table gets its own names.
     private func renameExisting(schema: String, table: String) async throws -> String {
         var candidate = NameMapping.truncate(table + "_old")
         var suffix = 2
@@ -733,15 +748,19 @@ struct TableCloner {
         }
         let qualified = SQL.qualified(schema, table)
         let dependents = try await target.query("""
-            SELECT 'index', ic.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+            SELECT 'index', ic.relname, $2 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
             WHERE i.indrelid = $1::pg_catalog.regclass
             UNION ALL
-            SELECT 'constraint', co.conname FROM pg_catalog.pg_constraint co
+            SELECT 'constraint', co.conname, $2 FROM pg_catalog.pg_constraint co
             WHERE co.conrelid = $1::pg_catalog.regclass AND co.conindid = 0
             UNION ALL
-            SELECT 'sequence', sc.relname FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S'
+            SELECT 'sequence', sc.relname, $2 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S'
             WHERE d.refobjid = $1::pg_catalog.regclass AND d.deptype IN ('a', 'i')
-            """, [qualified])
+            UNION ALL
+            SELECT 'statistics', st.stxname, sn.nspname FROM pg_catalog.pg_statistic_ext st
+            JOIN pg_catalog.pg_namespace sn ON sn.oid = st.stxnamespace
+            WHERE st.stxrelid = $1::pg_catalog.regclass
+            """, [qualified, schema])
         try await target.execute("ALTER TABLE \(qualified) RENAME TO \(SQL.identifier(candidate))")
         let renamedTable = SQL.qualified(schema, candidate)
         for row in dependents.rows.indices {
@@ -752,6 +771,7 @@ struct TableCloner {
             switch kind {
             case "index": try await target.execute("ALTER INDEX \(SQL.qualified(schema, old)) RENAME TO \(SQL.identifier(new))")
             case "constraint": try await target.execute("ALTER TABLE \(renamedTable) RENAME CONSTRAINT \(SQL.identifier(old)) TO \(SQL.identifier(new))")
+            case "statistics": try await target.execute("ALTER STATISTICS \(SQL.qualified(dependents.text(row, 2), old)) RENAME TO \(SQL.identifier(new))")
             default: try await target.execute("ALTER SEQUENCE \(SQL.qualified(schema, old)) RENAME TO \(SQL.identifier(new))")
             }
         }

@@ -27,6 +27,10 @@ public struct TableDefinition: Sendable {
         public var storage: String? = nil
         /// For a generated column: the columns its expression reads.
         public var generatedFrom: [String] = []
+        /// ALTER COLUMN ... SET COMPRESSION (pglz, lz4) when the column has one of its own.
+        public var compression: String? = nil
+        /// ALTER COLUMN ... SET (n_distinct=...): pg_attribute.attoptions, as `name=value`.
+        public var attributeOptions: [String] = []
     }
 
     public struct Constraint: Sendable {
@@ -141,6 +145,8 @@ public struct TableDefinition: Sendable {
     public var partitions: [Partition]
     /// Parents by (non-partition) inheritance, in INHERITS order.
     public var parents: [(schema: String, name: String)] = []
+    /// The index CLUSTER uses (ALTER TABLE ... CLUSTER ON), if one is marked.
+    public var clusterIndex: String?
     /// Storage parameters (`fillfactor=70`, ...), as pg_class.reloptions lists them.
     public var storageParameters: [String] = []
     public var rowSecurity = false
@@ -179,6 +185,8 @@ public struct TableDefinition: Sendable {
         guard info.rows.count == 1, let oidText = info.string(0, 0), let oid = UInt32(oidText) else { return nil }
         let oidParameter = [oidText]
 
+        // attcompression from PostgreSQL 14 on.
+        let compression = try await connection.serverVersion >= 140000 ? "NULLIF(a.attcompression, '')" : "NULL::pg_catalog.char"
         let columnRows = try await connection.query("""
             SELECT a.attnum, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
                    CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END,
@@ -201,7 +209,9 @@ public struct TableDefinition: Sendable {
                      (SELECT pg_catalog.string_agg(ra.attname, E'\\x1f' ORDER BY ra.attnum) FROM pg_catalog.pg_depend dd
                       JOIN pg_catalog.pg_attribute ra ON ra.attrelid = dd.refobjid AND ra.attnum = dd.refobjsubid
                       WHERE dd.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dd.objid = d.oid
-                        AND dd.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND dd.refobjid = a.attrelid AND dd.refobjsubid > 0) END
+                        AND dd.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND dd.refobjid = a.attrelid AND dd.refobjsubid > 0) END,
+                   CASE \(compression) WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END,
+                   pg_catalog.array_to_string(a.attoptions, E'\\x1f')
             FROM pg_catalog.pg_attribute a
             JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
             LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -224,7 +234,9 @@ public struct TableDefinition: Sendable {
                 isLocal: columnRows.string(row, 11) != "f",
                 statisticsTarget: columnRows.string(row, 12).flatMap(Int.init),
                 storage: columnRows.string(row, 13),
-                generatedFrom: (columnRows.string(row, 14) ?? "").split(separator: "\u{1F}").map(String.init))
+                generatedFrom: (columnRows.string(row, 14) ?? "").split(separator: "\u{1F}").map(String.init),
+                compression: columnRows.string(row, 15),
+                attributeOptions: (columnRows.string(row, 16) ?? "").split(separator: "\u{1F}").map(String.init))
         }
 
         let constraintRows = try await connection.query("""
@@ -263,6 +275,10 @@ public struct TableDefinition: Sendable {
               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid)
             ORDER BY ic.relname
+            """, oidParameter)
+        let clustered = try await connection.query("""
+            SELECT ic.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+            WHERE i.indrelid = $1 AND i.indisclustered
             """, oidParameter)
         let indexes = indexRows.rows.indices.map {
             Index(name: indexRows.text($0, 0), printedName: indexRows.text($0, 2), isUnique: indexRows.string($0, 3) == "t", definition: indexRows.text($0, 1),
@@ -341,6 +357,7 @@ public struct TableDefinition: Sendable {
             isUnlogged: info.string(0, 2) == "u", comment: info.string(0, 4),
             columns: columns, constraints: constraints, indexes: indexes, triggers: triggers,
             sequences: sequences, partitions: partitions, printedName: info.text(0, 5))
+        definition.clusterIndex = clustered.rows.isEmpty ? nil : clustered.string(0, 0)
         definition.parents = parentRows.rows.indices.map { (parentRows.text($0, 0), parentRows.text($0, 1)) }
         if definition.isPartitioned {
             // PostgreSQL makes every column the key uses (in an expression too) internally

@@ -133,6 +133,11 @@ public final class PQConnection: @unchecked Sendable {
         }
     }
 
+    /// The server's version as PQserverVersion gives it (150018 for 15.18).
+    public var serverVersion: Int {
+        get async throws { try await run { Int(PQserverVersion($0)) } }
+    }
+
     /// The process ID libpq learned from BackendKeyData (0 when the server sent none).
     public var keyProcessID: Int32 {
         get async throws { try await run { PQbackendPID($0) } }

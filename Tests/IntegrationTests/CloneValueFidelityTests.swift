@@ -238,4 +238,68 @@ import Testing
             }
         }
     }
+    /// Properties pg_dump keeps that clones lost: a column's compression and options, the
+    /// index CLUSTER uses, grants on types and domains; the statistics object of a table moved
+    /// aside by "rename"; and clear refusals for a view asked for as a table and a target name
+    /// PostgreSQL would cut.
+    @Test func tablePropertiesAndGrantsOnTypes() async throws {
+        let sql = """
+            CREATE SCHEMA tp;
+            CREATE TYPE tp.comp AS (a int, b text);
+            REVOKE USAGE ON TYPE tp.comp FROM PUBLIC;
+            CREATE TYPE tp.en AS ENUM ('x');
+            GRANT USAGE ON TYPE tp.en TO fidelity_reader;
+            CREATE DOMAIN tp.d AS int;
+            REVOKE USAGE ON DOMAIN tp.d FROM PUBLIC;
+            CREATE TABLE tp.cols (id int PRIMARY KEY, big text, note text, c tp.comp, e tp.en, d tp.d);
+            ALTER TABLE tp.cols ALTER COLUMN big SET COMPRESSION lz4;
+            ALTER TABLE tp.cols ALTER COLUMN note SET (n_distinct = -0.5);
+            CREATE INDEX cols_note ON tp.cols (note);
+            ALTER TABLE tp.cols CLUSTER ON cols_note;
+            CREATE STATISTICS tp.cols_stats (ndistinct) ON id, note FROM tp.cols;
+            CREATE VIEW tp.v AS SELECT id FROM tp.cols;
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                let result = try await target.call("SELECT pgclone.schema(\(source), 'tp');")
+                #expect(result.hasPrefix("OK: cloned schema tp (1 table,"), "\(result)")
+                #expect(try await target.rows("""
+                    SELECT attname, attcompression, attoptions FROM pg_attribute WHERE attrelid = 'tp.cols'::regclass AND attname IN ('big', 'note') ORDER BY 1;
+                    SELECT indexrelid::regclass FROM pg_index WHERE indrelid = 'tp.cols'::regclass AND indisclustered;
+                    SELECT has_type_privilege('public', 'tp.comp', 'USAGE') OR has_type_privilege('\(reader)', 'tp.comp', 'USAGE'),
+                           has_type_privilege('\(reader)', 'tp.en', 'USAGE'), has_type_privilege('\(reader)', 'tp.d', 'USAGE');
+                    """) == ["big|l|", "note||{n_distinct=-0.5}", "tp.cols_note", "f|t|f"])
+                let renamed = try await Shell.psql(target.conninfo, "SELECT pgclone.table(\(source), 'tp', 'cols', true, NULL, '{\"conflict\": \"rename\"}');")
+                #expect(renamed.status == 0 && !renamed.stderr.contains("not created"), "\(renamed.stdout) \(renamed.stderr)")
+                #expect(try await target.rows("SELECT stxrelid::regclass, stxname FROM pg_statistic_ext WHERE stxnamespace = 'tp'::regnamespace ORDER BY 2;")
+                        == ["tp.cols_old|cols_old_stats", "tp.cols|cols_stats"])
+                _ = try await target.expectError("SELECT pgclone.table(\(source), 'tp', 'v');", sqlState: "42809",
+                                                 message: "\"tp.v\" is a view on source, not a table")
+                let long = String(repeating: "b", count: 70)
+                _ = try await target.expectError("SELECT pgclone.table(\(source), 'tp', 'cols', true, '\(long)');", sqlState: "42622",
+                                                 message: "target name \"\(long)\" is too long (70 bytes; PostgreSQL names have at most 63)")
+            }
+        }
+    }
+
+    /// A whole-database clone says which publications and event triggers it did not make.
+    @Test func aDatabaseCloneNamesWhatItDoesNotMake() async throws {
+        let sql = """
+            CREATE TABLE public.t (id int PRIMARY KEY);
+            CREATE PUBLICATION fidelity_pub FOR TABLE public.t;
+            CREATE FUNCTION public.evtf() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+            CREATE EVENT TRIGGER fidelity_evt ON ddl_command_end EXECUTE FUNCTION public.evtf();
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let name = "fidelity_pub_\(guideRandomSuffix())"
+                let output = try await Shell.psql(target.conninfo, "SELECT pgclone.database_create(\(guideSQLLiteral(sourceConnInfo)), '\(name)');")
+                #expect(output.status == 0, "\(output.stderr)")
+                #expect(output.stderr.contains("event trigger fidelity_evt not cloned: pgclone does not recreate this kind of object"), "\(output.stderr)")
+                #expect(output.stderr.contains("publication fidelity_pub not cloned: pgclone does not recreate this kind of object"), "\(output.stderr)")
+                _ = try await Shell.psql(environment.directTarget(database: "postgres"), "DROP DATABASE IF EXISTS \(name) WITH (FORCE);")
+            }
+        }
+    }
 }
