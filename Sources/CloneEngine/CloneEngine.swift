@@ -176,7 +176,7 @@ public struct CloneEngine: Sendable {
     func loadTable(_ source: PQConnection, schema: String, table: String) async throws(CloneError) -> TableDefinition {
         let definition: TableDefinition?
         do {
-            definition = try await TableDefinition.load(source, schema: schema, table: table)
+            definition = try await TableDefinition.load(source, schema: schema, table: table, asTableOfItsOwn: true)
         } catch {
             throw CloneError.from(error, context: "reading \(schema).\(table) on source")
         }

@@ -349,6 +349,7 @@ struct TableCloner {
             let newName = SQL.qualified(schema, NameMapping.rename(statistics.name, table: definition.name, to: name))
             var statements = ["CREATE STATISTICS \(newName)" + statistics.definition.dropFirst(prefix.count).dropLast(suffix.count) + " FROM \(SQL.qualified(schema, name))"]
             if let comment = statistics.comment { statements.append("COMMENT ON STATISTICS \(newName) IS \(SQL.literal(comment))") }
+            if let target = statistics.statisticsTarget { statements.append("ALTER STATISTICS \(newName) SET STATISTICS \(target)") }
             if let error = try await target.executeTolerating(["42710", "42703"], statements) {
                 outcome.notes.append("statistics \(statistics.name) not created: \(error.message)")
             }
@@ -697,6 +698,7 @@ struct TableCloner {
         return ["CREATE \(index.isUnique ? "UNIQUE " : "")INDEX \(SQL.identifier(newName)) ON \(SQL.qualified(schema, name)) USING "
             + index.definition.dropFirst(prefix.count)]
             + (index.comment.map { ["COMMENT ON INDEX \(SQL.qualified(schema, newName)) IS \(SQL.literal($0))"] } ?? [])
+            + index.columnStatistics.map { "ALTER INDEX \(SQL.qualified(schema, newName)) ALTER COLUMN \($0.column) SET STATISTICS \($0.target)" }
     }
 
     private func addTriggers(_ definition: TableDefinition, schema: String, name: String, options: CloneOptions, outcome: inout TableCloneOutcome) async throws {

@@ -54,6 +54,8 @@ public struct TableDefinition: Sendable {
         public var isUnique: Bool
         public var definition: String
         public var comment: String? = nil
+        /// ALTER INDEX ... ALTER COLUMN n SET STATISTICS m, by column number (expression columns).
+        public var columnStatistics: [(column: Int, target: Int)] = []
     }
 
     public struct Trigger: Sendable {
@@ -110,6 +112,8 @@ public struct TableDefinition: Sendable {
         public var printedName: String
         public var definition: String
         public var comment: String?
+        /// ALTER STATISTICS ... SET STATISTICS, when set.
+        public var statisticsTarget: Int? = nil
     }
 
     /// A column a partition key uses: the table itself (`partition` nil) or one of its
@@ -169,7 +173,9 @@ public struct TableDefinition: Sendable {
     public var displayName: String { "\(schema).\(name)" }
 
     /// Reads the definition; `nil` when there is no such ordinary or partitioned table.
-    public static func load(_ connection: PQConnection, schema: String, table: String) async throws -> TableDefinition? {
+    /// `asTableOfItsOwn`: the table is the clone's own (not made by PARTITION OF under a parent
+    /// that is cloned too), so a partition's indexes attached to its parent's are its own.
+    public static func load(_ connection: PQConnection, schema: String, table: String, asTableOfItsOwn: Bool = false) async throws -> TableDefinition? {
         let info = try await connection.query("""
             SELECT c.oid, c.relkind, c.relpersistence, pg_catalog.pg_get_partkeydef(c.oid),
                    pg_catalog.obj_description(c.oid, 'pg_class'),
@@ -268,21 +274,30 @@ public struct TableDefinition: Sendable {
         // Indexes that do not back a constraint and are not attached children of a partitioned index.
         let indexRows = try await connection.query("""
             SELECT ic.relname, pg_catalog.pg_get_indexdef(i.indexrelid), pg_catalog.quote_ident(ic.relname), i.indisunique,
-                   pg_catalog.obj_description(i.indexrelid, 'pg_class')
+                   pg_catalog.obj_description(i.indexrelid, 'pg_class'),
+                   (SELECT pg_catalog.string_agg(a.attnum::pg_catalog.text || ':' || a.attstattarget::pg_catalog.text, ',' ORDER BY a.attnum)
+                    FROM pg_catalog.pg_attribute a WHERE a.attrelid = i.indexrelid AND a.attstattarget >= 0)
             FROM pg_catalog.pg_index i
             JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
             WHERE i.indrelid = $1
               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
-              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid)
+              -- A partition's index attached to its parent's comes with PARTITION OF; a partition
+              -- cloned as a table of its own needs it made.
+              AND ($2::pg_catalog.bool OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid))
             ORDER BY ic.relname
-            """, oidParameter)
+            """, oidParameter + [asTableOfItsOwn ? "true" : "false"])
         let clustered = try await connection.query("""
             SELECT ic.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
             WHERE i.indrelid = $1 AND i.indisclustered
             """, oidParameter)
         let indexes = indexRows.rows.indices.map {
             Index(name: indexRows.text($0, 0), printedName: indexRows.text($0, 2), isUnique: indexRows.string($0, 3) == "t", definition: indexRows.text($0, 1),
-                  comment: indexRows.string($0, 4))
+                  comment: indexRows.string($0, 4),
+                  columnStatistics: (indexRows.string($0, 5) ?? "").split(separator: ",").compactMap { pair in
+                      let parts = pair.split(separator: ":")
+                      guard parts.count == 2, let column = Int(parts[0]), let target = Int(parts[1]) else { return nil }
+                      return (column, target)
+                  })
         }
 
         let triggerRows = try await connection.query("""
@@ -429,13 +444,13 @@ public struct TableDefinition: Sendable {
         }
         let statisticsRows = try await connection.query("""
             SELECT s.stxname, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(s.stxname), pg_catalog.pg_get_statisticsobjdef(s.oid),
-                   pg_catalog.obj_description(s.oid, 'pg_statistic_ext')
+                   pg_catalog.obj_description(s.oid, 'pg_statistic_ext'), NULLIF(s.stxstattarget, -1)
             FROM pg_catalog.pg_statistic_ext s JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
             WHERE s.stxrelid = $1 ORDER BY s.stxname
             """, oidParameter)
         definition.statistics = statisticsRows.rows.indices.map {
             Statistics(name: statisticsRows.text($0, 0), printedName: statisticsRows.text($0, 1), definition: statisticsRows.text($0, 2),
-                       comment: statisticsRows.string($0, 3))
+                       comment: statisticsRows.string($0, 3), statisticsTarget: statisticsRows.string($0, 4).flatMap(Int.init))
         }
         return definition
     }

@@ -257,19 +257,31 @@ import Testing
             CREATE INDEX cols_note ON tp.cols (note);
             ALTER TABLE tp.cols CLUSTER ON cols_note;
             CREATE STATISTICS tp.cols_stats (ndistinct) ON id, note FROM tp.cols;
+            ALTER STATISTICS tp.cols_stats SET STATISTICS 200;
+            CREATE INDEX cols_expr ON tp.cols (lower(note));
+            ALTER INDEX tp.cols_expr ALTER COLUMN 1 SET STATISTICS 300;
             CREATE VIEW tp.v AS SELECT id FROM tp.cols;
+            CREATE TABLE tp.pr (id int, v int) PARTITION BY RANGE (id);
+            CREATE TABLE tp.pr_1 PARTITION OF tp.pr FOR VALUES FROM (0) TO (10);
+            CREATE INDEX pr_v ON tp.pr (v);
             """
         try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, reader in
             try await withGuideTarget { (target: GuideTarget) async throws in
                 let source = guideSQLLiteral(sourceConnInfo)
                 let result = try await target.call("SELECT pgclone.schema(\(source), 'tp');")
-                #expect(result.hasPrefix("OK: cloned schema tp (1 table,"), "\(result)")
+                #expect(result.hasPrefix("OK: cloned schema tp (2 tables,"), "\(result)")
                 #expect(try await target.rows("""
                     SELECT attname, attcompression, attoptions FROM pg_attribute WHERE attrelid = 'tp.cols'::regclass AND attname IN ('big', 'note') ORDER BY 1;
                     SELECT indexrelid::regclass FROM pg_index WHERE indrelid = 'tp.cols'::regclass AND indisclustered;
                     SELECT has_type_privilege('public', 'tp.comp', 'USAGE') OR has_type_privilege('\(reader)', 'tp.comp', 'USAGE'),
                            has_type_privilege('\(reader)', 'tp.en', 'USAGE'), has_type_privilege('\(reader)', 'tp.d', 'USAGE');
-                    """) == ["big|l|", "note||{n_distinct=-0.5}", "tp.cols_note", "f|t|f"])
+                    SELECT stxstattarget FROM pg_statistic_ext WHERE stxname = 'cols_stats';
+                    SELECT attstattarget FROM pg_attribute WHERE attrelid = 'tp.cols_expr'::regclass;
+                    """) == ["big|l|", "note||{n_distinct=-0.5}", "tp.cols_note", "f|t|f", "200", "300"])
+                // A partition cloned as a table of its own keeps the index it had from its parent's.
+                #expect(try await target.call("SELECT pgclone.table(\(source), 'tp', 'pr_1', true, 'pr_1_copy');") == "OK: cloned tp.pr_1 to tp.pr_1_copy (0 rows)")
+                #expect(try await target.rows("SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'tp.pr_1_copy'::regclass;")
+                        == ["CREATE INDEX pr_1_copy_v_idx ON tp.pr_1_copy USING btree (v)"])
                 let renamed = try await Shell.psql(target.conninfo, "SELECT pgclone.table(\(source), 'tp', 'cols', true, NULL, '{\"conflict\": \"rename\"}');")
                 #expect(renamed.status == 0 && !renamed.stderr.contains("not created"), "\(renamed.stdout) \(renamed.stderr)")
                 #expect(try await target.rows("SELECT stxrelid::regclass, stxname FROM pg_statistic_ext WHERE stxnamespace = 'tp'::regnamespace ORDER BY 2;")
