@@ -275,7 +275,7 @@ public struct CloneEngine: Sendable {
             // lacks), its defaults, and the result says so.
             let faithful = try await Self.createDatabaseStatement(name, like: session.primary)
             if let error = try await connection.executeTolerating(["22023", "42809", "42601", "0A000"], [faithful], inTransaction: false) {
-                try await connection.execute("CREATE DATABASE \(SQL.identifier(name))")
+                try await connection.execute("CREATE DATABASE \(SQL.identifier(name)) TEMPLATE template0")
                 creationNotes.append("database \(name) created with the target server's default encoding and locale: \(error.message)")
             }
         } catch let error as PQError {
@@ -512,7 +512,7 @@ public struct CloneEngine: Sendable {
                 }
                 for function in objects.functions where !objects.functionsAfterTables.contains(function.oid) && !objects.functionsAfterViews.contains(function.oid) {
                     let creation = try await Self.create(function, on: connection, conflict: options.conflict, summary: &summary)
-                    if let entry = Self.undoEntry(creation, function) { undo.append(entry) }
+                    undo += Self.undoEntries(creation, function)
                 }
                 for range in objects.ranges {
                     if try await Self.createUnlessPresent(range, as: "type", lookup: "to_regtype", on: connection, notes: &summary.notes) {
@@ -556,7 +556,15 @@ public struct CloneEngine: Sendable {
                 for (sequence, lastValue, isCalled) in objects.sequences {
                     let present = try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(sequence.schema, sequence.name)])
                     if present.string(0, 0) == "t" {
-                        summary.notes.append("sequence \(sequence.schema).\(sequence.name) already exists on target; kept")
+                        guard options.conflict == .replace else {
+                            summary.notes.append("sequence \(sequence.schema).\(sequence.name) already exists on target; kept")
+                            continue
+                        }
+                        // The tables take the source's rows: a sequence their keys come from must
+                        // go on from the source's value, or the next INSERT collides (round 26).
+                        try await connection.query("SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::pg_catalog.int8, $3::pg_catalog.bool)",
+                                                   [SQL.qualified(sequence.schema, sequence.name), lastValue, isCalled ? "true" : "false"])
+                        summary.notes.append("sequence \(sequence.schema).\(sequence.name) already exists on target; set to the source's value")
                         continue
                     }
                     for statement in sequence.ddl { try await connection.execute(statement) }
@@ -624,7 +632,7 @@ public struct CloneEngine: Sendable {
                         try await Self.create(function, on: connection, inTransaction: false, conflict: options.conflict, summary: &summary)
                     }
                     createdFunctions.insert(function.oid)
-                    if let entry = Self.undoEntry(creation, function) { undo.append(entry) }
+                    undo += Self.undoEntries(creation, function)
                 }
                 outcomes += try await copyTables(generation, session: session, target: target, primaryTarget: connection, options: options,
                                                  progress: progress, clonedTogether: clonedTogether, committed: committed)
@@ -769,7 +777,7 @@ public struct CloneEngine: Sendable {
         /// Made new: a failed call drops it again.
         case created
         /// The target's own routine was replaced; this statement puts it back.
-        case replaced(previous: String)
+        case replaced(previous: [String])
         /// The target's routine stays (the same definition, or one the options keep).
         case kept
     }
@@ -787,7 +795,8 @@ public struct CloneEngine: Sendable {
         var creation = RoutineCreation.created
         if let signature = function.regprocedure {
             let existing = try await connection.query("""
-                SELECT \(SchemaObjects.routineDefinition)
+                SELECT \(SchemaObjects.routineDefinition), p.proacl IS NOT NULL, \(Privileges.sqlEntries(acl: "p.proacl", owner: "p.proowner")),
+                       pg_catalog.obj_description(p.oid, 'pg_proc')
                 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
                 LEFT JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid
                 WHERE p.oid = pg_catalog.to_regprocedure($1)
@@ -809,8 +818,14 @@ public struct CloneEngine: Sendable {
                     if let first = ddl.first, first.hasPrefix("CREATE AGGREGATE ") {
                         ddl[0] = "CREATE OR REPLACE AGGREGATE " + first.dropFirst("CREATE AGGREGATE ".count)
                     }
-                    creation = .replaced(previous: theirs!.hasPrefix("CREATE AGGREGATE ")
-                                         ? "CREATE OR REPLACE AGGREGATE " + theirs!.dropFirst("CREATE AGGREGATE ".count) : theirs!)
+                    // What puts it back should the call fail: its definition, comment and grants
+                    // (round 26: the undo put back the body but left the source's grants).
+                    var previous = [theirs!.hasPrefix("CREATE AGGREGATE ") ? "CREATE OR REPLACE AGGREGATE " + theirs!.dropFirst("CREATE AGGREGATE ".count) : theirs!]
+                    previous.append("COMMENT ON ROUTINE \(signature) IS \(existing.string(0, 3).map(SQL.literal) ?? "NULL")")
+                    previous.append(Self.revokeAll(on: signature))
+                    let grants = Privileges(encoded: existing.string(0, 2)).statements(on: "ROUTINE \(signature)")
+                    previous += existing.string(0, 1) == "t" ? grants : ["GRANT EXECUTE ON ROUTINE \(signature) TO PUBLIC"] + grants
+                    creation = .replaced(previous: previous)
                     summary.notes.append("\(described) already existed on target with another definition; replaced")
                 default:
                     summary.notes.append("\(described) already exists on target with another definition; kept the target's")
@@ -830,13 +845,30 @@ public struct CloneEngine: Sendable {
         return creation
     }
 
-    /// The undo entry for a routine `create` made or replaced.
-    private static func undoEntry(_ creation: RoutineCreation, _ function: SchemaObjects.Object) -> String? {
+    /// The undo entries for a routine `create` made or replaced, in the order `undo` keeps
+    /// them (it runs them newest first).
+    private static func undoEntries(_ creation: RoutineCreation, _ function: SchemaObjects.Object) -> [String] {
         switch creation {
-        case .created: return function.signature.map { "DROP ROUTINE \($0)" }
-        case .replaced(let previous): return previous
-        case .kept: return nil
+        case .created: return function.signature.map { ["DROP ROUTINE \($0)"] } ?? []
+        case .replaced(let previous): return previous.reversed()
+        case .kept: return []
         }
+    }
+
+    /// Takes back every privilege granted on a routine (PUBLIC's too), whoever holds it now.
+    static func revokeAll(on signature: String) -> String {
+        let body = """
+            DECLARE g record;
+            BEGIN
+              FOR g IN SELECT DISTINCT a.grantee FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+                       WHERE p.oid OPERATOR(pg_catalog.=) \(SQL.literal(signature))::pg_catalog.regprocedure AND a.grantee OPERATOR(pg_catalog.<>) p.proowner LOOP
+                EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM %s', \(SQL.literal(signature))::pg_catalog.regprocedure,
+                                          CASE WHEN g.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END);
+              END LOOP;
+              EXECUTE pg_catalog.format('REVOKE ALL ON ROUTINE %s FROM PUBLIC', \(SQL.literal(signature))::pg_catalog.regprocedure);
+            END
+            """
+        return "DO \(SQL.literal(body))"
     }
 
     /// Drops what a failed call created, newest first, then the schemas it created (with

@@ -132,6 +132,7 @@ struct RoleCloner {
 
     func run(only requested: [String]?) async throws -> Summary {
         var summary = Summary()
+        var updatedRoles: Set<String> = []
         // Source: verifiers need pg_authid (superusers); managed services hide it.
         var sourceRoles: [Role]
         var sourceBootstrap: String?
@@ -207,7 +208,7 @@ struct RoleCloner {
                         try await target.execute("COMMENT ON ROLE \(SQL.identifier(role.name)) IS \(SQL.literal(role.comment))")
                         changed = true
                     }
-                    if changed { summary.updated += 1 }
+                    if changed { updatedRoles.insert(role.name) }
                 } else {
                     let clauses = role.attributeClauses + (role.password.map { ["PASSWORD \(SQL.literal($0))"] } ?? [])
                     try await target.execute("CREATE ROLE \(SQL.identifier(role.name)) WITH \(clauses.joined(separator: " "))")
@@ -218,7 +219,9 @@ struct RoleCloner {
                 }
             }
             let names = Set(sourceRoles.map(\.name))
-            summary.updated += try await syncSettings(of: sourceRoles.map(\.name), newlyCreated: names.subtracting(existing.keys), notes: &summary.notes)
+            // A role whose attributes and settings both changed is one role updated (round 26).
+            updatedRoles.formUnion(try await syncSettings(of: sourceRoles.map(\.name), newlyCreated: names.subtracting(existing.keys), notes: &summary.notes))
+            summary.updated = updatedRoles.count
             summary.grants += try await syncMemberships(of: names, notes: &summary.notes)
             summary.grants += try await ObjectGrants(source: source, target: target).apply(to: sourceRoles.map(\.name), notes: &summary.notes)
             try await target.exec("COMMIT")
@@ -304,8 +307,13 @@ struct RoleCloner {
         guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ".") }) else { return nil }
         let rendered: String
         if listSettings.contains(name.lowercased()) {
-            rendered = parseNames(value).map(SQL.identifier).joined(separator: ", ")
-            guard !rendered.isEmpty else { return nil }
+            let names = parseNames(value)
+            if names.allSatisfy(\.isEmpty) {
+                // SET search_path = '' is stored as search_path="" (round 26: it was dropped).
+                rendered = "''"
+            } else {
+                rendered = names.map(SQL.identifier).joined(separator: ", ")
+            }
         } else {
             rendered = SQL.literal(value)
         }
@@ -314,7 +322,7 @@ struct RoleCloner {
 
     /// Role-level settings (also per database, for databases that exist on the target). Returns
     /// how many roles that already existed had a setting changed.
-    private func syncSettings(of names: [String], newlyCreated: Set<String>, notes: inout [String]) async throws -> Int {
+    private func syncSettings(of names: [String], newlyCreated: Set<String>, notes: inout [String]) async throws -> Set<String> {
         let query = """
             SELECT r.rolname::pg_catalog.text, d.datname::pg_catalog.text, pg_catalog.unnest(s.setconfig)
             FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) s.setrole
@@ -345,10 +353,29 @@ struct RoleCloner {
             try await target.execute(statement)
             changedRoles.insert(role)
         }
+        // Settings the target has for these roles that the source does not (the same role, the
+        // same database or none, the same name) are reset: the role is brought in line.
+        func scopedName(_ result: PQResult, _ row: Int) -> String {
+            let setting = result.string(row, 2) ?? ""
+            return (result.string(row, 0) ?? "") + "\u{0}" + (result.string(row, 1) ?? "") + "\u{0}" + String(setting.prefix { $0 != "=" })
+        }
+        // Only where the source can say: everywhere, or in a database it has too.
+        let wantedNames = Set(wanted.rows.indices.map { scopedName(wanted, $0) })
+        let sourceDatabases = Set(try await source.exec("SELECT datname::pg_catalog.text FROM pg_catalog.pg_database").strings.compactMap { $0 })
+        for row in current.rows.indices where !wantedNames.contains(scopedName(current, row))
+            && current.string(row, 1).map(sourceDatabases.contains) ?? true {
+            let role = current.string(row, 0) ?? ""
+            let setting = current.string(row, 2) ?? ""
+            let name = String(setting.prefix { $0 != "=" })
+            guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ".") }) else { continue }
+            let scope = current.string(row, 1).map { " IN DATABASE \(SQL.identifier($0))" } ?? ""
+            try await target.execute("ALTER ROLE \(SQL.identifier(role))\(scope) RESET \(name)")
+            changedRoles.insert(role)
+        }
         if !skippedDatabases.isEmpty {
             notes.append("role settings for databases that do not exist on the target were skipped: \(skippedDatabases.sorted().joined(separator: ", "))")
         }
-        return changedRoles.subtracting(newlyCreated).count
+        return changedRoles.subtracting(newlyCreated)
     }
 }
 

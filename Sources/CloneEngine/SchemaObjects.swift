@@ -267,7 +267,7 @@ struct SchemaObjects: Sendable {
                 statements.append("COMMENT ON \(kind) \(SQL.qualified(functionRows.text(row, 1), functionRows.text(row, 2)))(\(functionRows.string(row, 5) ?? "")) IS \(SQL.literal(comment))")
             }
             let privileges = Privileges(encoded: functionRows.string(row, 8), hasExplicitACL: functionRows.string(row, 7) == "t", publicDefault: "EXECUTE")
-            var function = Object(kind: functionRows.string(row, 3) == "a" ? "aggregate" : "function",
+            var function = Object(kind: functionRows.string(row, 3) == "a" ? "aggregate" : functionRows.string(row, 3) == "p" ? "procedure" : "function",
                                             schema: functionRows.text(row, 1), name: functionRows.text(row, 2),
                                             oid: functionRows.text(row, 0), ddl: statements,
                                             grants: privileges.statements(on: "ROUTINE \(SQL.qualified(functionRows.text(row, 1), functionRows.text(row, 2)))(\(functionRows.string(row, 5) ?? ""))"),

@@ -591,7 +591,7 @@ struct TableCloner {
         let targetSchema = partition.schema == parentDefinition.schema ? schema : partition.schema
         let qualified = SQL.qualified(targetSchema, name)
         guard let child = try await TableDefinition.load(source, schema: partition.schema, table: partition.name) else { return }
-        var create = "CREATE TABLE \(qualified) PARTITION OF \(parent) \(partition.bound)"
+        var create = "CREATE \(child.isUnlogged ? "UNLOGGED " : "")TABLE \(qualified) PARTITION OF \(parent) \(partition.bound)"
         if let key = child.partitionKey { create += " PARTITION BY \(key)" }
         let parameters = try child.storageParameters.map(Self.storageParameter)
         if !parameters.isEmpty { create += " WITH (\(parameters.joined(separator: ", ")))" }
@@ -599,9 +599,37 @@ struct TableCloner {
         if let comment = child.comment {
             try await target.execute("COMMENT ON TABLE \(qualified) IS \(SQL.literal(comment))")
         }
+        // What a partition has of its own: PARTITION OF gives it the parent's columns, defaults
+        // and NOT NULLs; a default, NOT NULL or column setting of its own is set again here
+        // (round 26: they were lost, as were its RLS, rules and statistics, see completePartitions).
         for column in child.columns {
+            let column_ = SQL.identifier(column.name)
+            let inherited = parentDefinition.columns.first { $0.name == column.name }
+            if column.generatedExpression == nil, column.identity == nil, column.defaultExpression != inherited?.defaultExpression {
+                if let expression = column.defaultExpression {
+                    try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(column_) SET DEFAULT \(expression)")
+                } else {
+                    try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(column_) DROP DEFAULT")
+                }
+            }
+            if column.notNull, inherited?.notNull != true {
+                try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(column_) SET NOT NULL")
+            }
+            if let statistics = column.statisticsTarget {
+                try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(column_) SET STATISTICS \(statistics)")
+            }
+            if let storage = column.storage, storage != inherited?.storage {
+                try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(column_) SET STORAGE \(storage)")
+            }
+            if let compression = column.compression, compression != inherited?.compression {
+                try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(column_) SET COMPRESSION \(compression)")
+            }
+            if !column.attributeOptions.isEmpty {
+                let options = try column.attributeOptions.map(Self.storageParameter).joined(separator: ", ")
+                try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(column_) SET (\(options))")
+            }
             if let comment = column.comment {
-                try await target.execute("COMMENT ON COLUMN \(qualified).\(SQL.identifier(column.name)) IS \(SQL.literal(comment))")
+                try await target.execute("COMMENT ON COLUMN \(qualified).\(column_) IS \(SQL.literal(comment))")
             }
         }
         for grandchild in child.partitions {
@@ -634,9 +662,23 @@ struct TableCloner {
                 }
             }
             try await setReplicaIdentity(child, schema: schema, name: name, outcome: &outcome)
+            if let clustered = child.clusterIndex, options.indexes {
+                let index = NameMapping.rename(clustered, table: child.name, to: name)
+                if try await target.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(schema, index)]).string(0, 0) == "t" {
+                    try await target.execute("ALTER TABLE \(qualified) CLUSTER ON \(SQL.identifier(index))")
+                }
+            }
+            try await addStatistics(child, schema: schema, name: name, options: options, outcome: &outcome)
             if options.triggers {
                 try await addTriggers(child, schema: schema, name: name, options: options, outcome: &outcome)
+                // Triggers it has from its parent's, in another state here (disabled on this partition only).
+                for (trigger, enabled) in child.inheritedTriggerStates {
+                    try await target.execute(Self.enabledState(enabled, of: "TRIGGER", named: trigger, on: qualified)
+                                             ?? "ALTER TABLE \(qualified) ENABLE TRIGGER \(SQL.identifier(trigger))")
+                }
             }
+            try await addRules(child, schema: schema, name: name, deferred: false, outcome: &outcome)
+            try await addRowSecurity(child, schema: schema, name: name, outcome: &outcome)
             try await Privileges.apply(child.privileges.statements(on: "TABLE \(qualified)"), on: target, notes: &outcome.notes)
             for (column, privileges) in child.columnPrivileges {
                 try await Privileges.apply(privileges.statements(column: column, on: "TABLE \(qualified)"), on: target, notes: &outcome.notes)

@@ -149,6 +149,9 @@ public struct TableDefinition: Sendable {
     public var partitions: [Partition]
     /// Parents by (non-partition) inheritance, in INHERITS order.
     public var parents: [(schema: String, name: String)] = []
+    /// For a partition: triggers it has from its parent's whose state (pg_trigger.tgenabled)
+    /// differs from the parent's, by name.
+    public var inheritedTriggerStates: [(name: String, enabled: String)] = []
     /// The index CLUSTER uses (ALTER TABLE ... CLUSTER ON), if one is marked.
     public var clusterIndex: String?
     /// Storage parameters (`fillfactor=70`, ...), as pg_class.reloptions lists them.
@@ -373,6 +376,11 @@ public struct TableDefinition: Sendable {
             columns: columns, constraints: constraints, indexes: indexes, triggers: triggers,
             sequences: sequences, partitions: partitions, printedName: info.text(0, 5))
         definition.clusterIndex = clustered.rows.isEmpty ? nil : clustered.string(0, 0)
+        let triggerStates = try await connection.query("""
+            SELECT t.tgname, t.tgenabled FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_trigger pt ON pt.oid = t.tgparentid
+            WHERE t.tgrelid = $1 AND t.tgenabled <> pt.tgenabled ORDER BY t.tgname
+            """, oidParameter)
+        definition.inheritedTriggerStates = triggerStates.rows.indices.map { (triggerStates.text($0, 0), triggerStates.text($0, 1)) }
         definition.parents = parentRows.rows.indices.map { (parentRows.text($0, 0), parentRows.text($0, 1)) }
         if definition.isPartitioned {
             // PostgreSQL makes every column the key uses (in an expression too) internally

@@ -19,8 +19,15 @@ struct CloneCommandOptions: ParsableArguments {
     @Flag(help: "Copy the structure only.")
     var noData = false
 
-    @Option(help: "Tables copied at the same time (schema and database clones).")
+    @Option(help: "Tables copied at the same time (schema and database clones), 1 to 64.")
     var parallel: Int?
+
+    /// As the SQL API's "parallel" option (it accepted 0 and negative counts as 1).
+    func validate() throws {
+        if let parallel, !(1...64).contains(parallel) {
+            throw ValidationError("--parallel must be an integer from 1 to 64")
+        }
+    }
 
     func sourceConnInfo() throws -> String {
         guard let value = source ?? ProcessInfo.processInfo.environment["PGCLONE_SOURCE"] else {
@@ -37,7 +44,7 @@ struct CloneCommandOptions: ParsableArguments {
         base.copyData = !noData
         do {
             var parsed = try CloneOptions.parse(options, base: base)
-            if let parallel { parsed.parallel = max(1, parallel) }
+            if let parallel { parsed.parallel = parallel }
             return parsed
         } catch {
             throw ValidationError(error.message)
@@ -59,7 +66,7 @@ struct CloneCommandOptions: ParsableArguments {
             guard case .object(let given)? = try? JSONReader.parse(options) else { throw ValidationError("--options must be a JSON object") }
             fields = given
         }
-        fields["parallel"] = .number(Double(max(1, parallel)))
+        fields["parallel"] = .number(Double(parallel))
         return JSONNode.object(fields).text
     }
 

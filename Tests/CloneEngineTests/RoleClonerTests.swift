@@ -9,6 +9,8 @@ struct RoleClonerTests {
         #expect(RoleCloner.parseNames(" a ,\"b \"\"q\"\"\" , c") == ["a", "b \"q\"", "c"])
         #expect(RoleCloner.setClause("search_path=\"$user\", public, \"My Schema\"") == "search_path TO \"$user\", \"public\", \"My Schema\"")
         #expect(RoleCloner.setClause("work_mem=8MB") == "work_mem TO '8MB'")
+        // ALTER ROLE ... SET search_path = '' is stored as search_path="" (it was dropped).
+        #expect(RoleCloner.setClause("search_path=\"\"") == "search_path TO ''")
         #expect(RoleCloner.setClause("statement_timeout=1s'; DROP TABLE x; --") == "statement_timeout TO '1s''; DROP TABLE x; --'")
     }
 

@@ -314,4 +314,92 @@ import Testing
             }
         }
     }
+    /// A replace call that fails puts a replaced routine back whole: its body, comment and
+    /// grants (round 26: the source's grants stayed, PUBLIC had lost EXECUTE).
+    @Test func aFailedReplaceRestoresTheRoutinesGrants() async throws {
+        let sql = """
+            CREATE EXTENSION IF NOT EXISTS btree_gist;
+            CREATE SCHEMA fr;
+            CREATE FUNCTION fr.f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+            REVOKE EXECUTE ON FUNCTION fr.f() FROM PUBLIC;
+            GRANT EXECUTE ON FUNCTION fr.f() TO fidelity_reader;
+            CREATE TABLE fr.t (id int, EXCLUDE USING gist (id WITH =));
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                _ = try await target.rows("CREATE SCHEMA fr; CREATE FUNCTION fr.f() RETURNS int LANGUAGE sql AS 'SELECT 2'; COMMENT ON FUNCTION fr.f() IS 'mine';")
+                let failed = try await target.expectError("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'fr', true, '{\"conflict\": \"replace\"}');",
+                                                          sqlState: "42704", prefix: true)
+                #expect(failed.stderr.contains("the target is as it was"), "\(failed.stderr)")
+                #expect(try await target.rows("""
+                    SELECT fr.f(), obj_description('fr.f()'::regprocedure, 'pg_proc'), has_function_privilege('public', 'fr.f()', 'EXECUTE');
+                    SELECT count(*) FROM aclexplode((SELECT proacl FROM pg_proc WHERE oid = 'fr.f()'::regprocedure)) WHERE grantee = '\(reader)'::regrole;
+                    """) == ["2|mine|t", "0"])
+            }
+        }
+    }
+
+    /// Under conflict replace the tables take the source's rows, and a sequence their keys come
+    /// from takes the source's value (it stayed behind: the next INSERT collided).
+    @Test func replaceTakesTheSourcesSequenceValues() async throws {
+        let sql = """
+            CREATE SCHEMA sq;
+            CREATE SEQUENCE sq.ids;
+            CREATE TABLE sq.t (id bigint PRIMARY KEY DEFAULT nextval('sq.ids'), v text);
+            INSERT INTO sq.t (v) SELECT 'row ' || g FROM generate_series(1, 5) g;
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                _ = try await target.rows("CREATE SCHEMA sq; CREATE SEQUENCE sq.ids; CREATE TABLE sq.t (id bigint PRIMARY KEY DEFAULT nextval('sq.ids'), v text); INSERT INTO sq.t (v) VALUES ('old');")
+                let replaced = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(source), 'sq', true, '{\"conflict\": \"replace\"}');")
+                #expect(replaced.status == 0, "\(replaced.stderr)")
+                #expect(replaced.stderr.contains("sequence sq.ids already exists on target; set to the source's value"), "\(replaced.stderr)")
+                #expect(try await target.rows("INSERT INTO sq.t (v) VALUES ('new') RETURNING id;") == ["6"])
+            }
+        }
+    }
+
+    /// What a partition has of its own beyond its parent: a default of its own or none, NOT
+    /// NULL, column settings, UNLOGGED, row-level security and its policies, rules, extended
+    /// statistics, the CLUSTER index and a trigger disabled on it alone (round 26: all lost).
+    @Test func partitionsKeepWhatIsTheirOwn() async throws {
+        let sql = """
+            CREATE SCHEMA pt;
+            CREATE TABLE pt.p (id int, v int DEFAULT 5, w int DEFAULT 1, note text) PARTITION BY RANGE (id);
+            CREATE TABLE pt.p1 PARTITION OF pt.p FOR VALUES FROM (0) TO (10);
+            CREATE UNLOGGED TABLE pt.p2 PARTITION OF pt.p FOR VALUES FROM (10) TO (20);
+            ALTER TABLE pt.p1 ALTER COLUMN v SET DEFAULT 9, ALTER COLUMN w DROP DEFAULT, ALTER COLUMN note SET NOT NULL;
+            ALTER TABLE pt.p1 ALTER COLUMN note SET STATISTICS 123, ALTER COLUMN note SET (n_distinct = -0.5);
+            ALTER TABLE pt.p1 ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY only_small ON pt.p1 USING (id < 5);
+            CREATE TABLE pt.log (id int);
+            CREATE RULE p1_log AS ON DELETE TO pt.p1 DO ALSO INSERT INTO pt.log VALUES (OLD.id);
+            CREATE STATISTICS pt.p1_stats (ndistinct) ON id, v FROM pt.p1;
+            CREATE INDEX p1_v ON pt.p1 (v);
+            ALTER TABLE pt.p1 CLUSTER ON p1_v;
+            CREATE FUNCTION pt.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+            CREATE TRIGGER p_trg BEFORE INSERT ON pt.p FOR EACH ROW EXECUTE FUNCTION pt.noop();
+            ALTER TABLE pt.p1 DISABLE TRIGGER p_trg;
+            INSERT INTO pt.p VALUES (1, 1, 1, 'a'), (7, 7, 7, 'b');
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let result = try await target.call("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'pt');")
+                #expect(result.hasPrefix("OK: cloned schema pt (2 tables, 2 rows,"), "\(result)")
+                #expect(try await target.rows("""
+                    SELECT attname, pg_get_expr(adbin, adrelid), attnotnull, attstattarget, attoptions FROM pg_attribute
+                      LEFT JOIN pg_attrdef ON adrelid = attrelid AND adnum = attnum
+                      WHERE attrelid = 'pt.p1'::regclass AND attname IN ('v', 'w', 'note') ORDER BY attnum;
+                    SELECT relpersistence, relrowsecurity FROM pg_class WHERE oid IN ('pt.p1'::regclass, 'pt.p2'::regclass) ORDER BY relname;
+                    SELECT polname FROM pg_policy WHERE polrelid = 'pt.p1'::regclass;
+                    SELECT rulename FROM pg_rewrite WHERE ev_class = 'pt.p1'::regclass;
+                    SELECT stxname FROM pg_statistic_ext WHERE stxrelid = 'pt.p1'::regclass;
+                    SELECT indexrelid::regclass FROM pg_index WHERE indrelid = 'pt.p1'::regclass AND indisclustered;
+                    SELECT tgrelid::regclass, tgenabled FROM pg_trigger WHERE tgname = 'p_trg' ORDER BY 1;
+                    """) == ["v|9|f|-1|", "w||f|-1|", "note||t|123|{n_distinct=-0.5}", "p|t", "u|f", "only_small", "p1_log", "p1_stats", "pt.p1_v",
+                             "pt.p|O", "pt.p1|D", "pt.p2|O"])
+            }
+        }
+    }
 }

@@ -40,6 +40,11 @@ import Testing
         let badOptions = try await Shell.run([Self.binary, "table", "test_schema", "customers", "--source", source, "--target", target, "--options", "{\"bogus\": 1}"])
         #expect(badOptions.status != 0)
         #expect(badOptions.stderr.contains("unknown option \"bogus\""), "\(badOptions.stderr)")
+
+        // --parallel takes what the SQL API's "parallel" takes (0 was accepted as 1).
+        let zero = try await Shell.run([Self.binary, "schema", "test_schema", "--source", source, "--target", target, "--parallel", "0"])
+        #expect(zero.status != 0)
+        #expect(zero.stderr.contains("--parallel must be an integer from 1 to 64"), "\(zero.stderr)")
     }
 
     /// Each reason `serve` cannot start is one line that names the option, and exit status 1.

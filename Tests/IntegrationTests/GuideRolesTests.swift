@@ -46,6 +46,13 @@ struct GuideRolesTests {
             #expect(!grants.isEmpty)
             // A second identical run changes nothing.
             #expect(try await target.call("SELECT pgclone.clone_roles(\(target.source));") == "OK: 0 roles created, 0 roles updated, 0 grants applied")
+            // A role changed on the target (an attribute and settings, one of them only there) is
+            // one role updated, and brought in line: the target-only setting is reset.
+            try await target.rows("ALTER ROLE test_admin NOCREATEDB; ALTER ROLE test_admin SET work_mem = '9MB'; ALTER ROLE test_admin SET search_path = '';")
+            #expect(try await target.call("SELECT pgclone.clone_roles(\(target.source), 'test_admin');") == "OK: 0 roles created, 1 roles updated, 0 grants applied")
+            #expect(try await target.rows("""
+                SELECT rolcreatedb, (SELECT count(*) FROM pg_db_role_setting WHERE setrole = r.oid) FROM pg_roles r WHERE rolname = 'test_admin';
+                """) == ["t|0"])
 
             // 12.2 (the guide's DROP ROLE needs the role's privileges gone first)
             try await target.rows("DROP OWNED BY test_reader, test_writer;")
