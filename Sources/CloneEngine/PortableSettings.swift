@@ -6,7 +6,13 @@
 /// float8 to 12 digits; a LATIN1 source handed its bytes to a UTF8 target as if they were
 /// UTF-8 (fidelity round 25).
 enum PortableSettings {
-    /// Text in UTF-8 on both sides (each server converts from and to its own encoding), ISO
+    /// Text in UTF-8 on both sides (each server converts from and to its own encoding), except
+    /// on a SQL_ASCII server, which converts nothing and whose bytes need not be UTF-8: there
+    /// the session is SQL_ASCII too, so its bytes pass as they are (into another SQL_ASCII
+    /// database byte for byte; into any other, read as UTF-8, or refused; round 26). ISO
     /// dates with numeric zone offsets, intervals PostgreSQL-style, floats that read back exactly.
-    static let sql = "SET client_encoding = 'UTF8'; SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET bytea_output = hex"
+    static let sql = """
+        SELECT pg_catalog.set_config('client_encoding', CASE pg_catalog.current_setting('server_encoding') WHEN 'SQL_ASCII' THEN 'SQL_ASCII' ELSE 'UTF8' END, false); \
+        SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET bytea_output = hex
+        """
 }

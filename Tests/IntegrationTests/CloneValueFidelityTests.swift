@@ -78,6 +78,31 @@ import Testing
         }
     }
 
+    /// A SQL_ASCII database holds bytes in no encoding: database_create makes a SQL_ASCII
+    /// database and copies them byte for byte (they were checked as UTF-8 and refused); into a
+    /// UTF8 database, bytes that are not UTF-8 are refused with the server's error.
+    @Test func sqlAsciiBytesPassAsTheyAre() async throws {
+        let environment = try TestEnvironment.require()
+        let name = "sqlascii_src_\(guideRandomSuffix())"
+        let sourceAdmin = "host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)"
+        let sourceConnInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
+        try #require(try await Shell.psql(sourceAdmin, "CREATE DATABASE \(name) TEMPLATE template0 ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C';").status == 0)
+        defer { Task { _ = try? await Shell.psql(sourceAdmin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);") } }
+        try #require(try await Shell.psql(sourceConnInfo, "CREATE TABLE public.b (t text); INSERT INTO public.b VALUES (E'\\xe9\\xe8'), ('plain');").status == 0)
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            let made = "sqlascii_made_\(guideRandomSuffix())"
+            let result = try await target.call("SELECT pgclone.database_create(\(guideSQLLiteral(sourceConnInfo)), '\(made)');")
+            #expect(result.hasPrefix("OK"), "\(result)")
+            #expect(try await target.rows("""
+                SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database();
+                SELECT encode(t::bytea, 'hex') FROM public.b ORDER BY 1;
+                """, on: environment.directTarget(database: made)) == ["SQL_ASCII", "706c61696e", "e9e8"])
+            _ = try await Shell.psql(environment.directTarget(database: "postgres"), "DROP DATABASE IF EXISTS \(made) WITH (FORCE);")
+            _ = try await target.expectError("SELECT pgclone.table(\(guideSQLLiteral(sourceConnInfo)), 'public', 'b');", sqlState: "22021",
+                                             message: "cloning public.b: invalid byte sequence for encoding \"UTF8\": 0xe9 0xe8", prefix: true)
+        }
+    }
+
     /// reg* columns were copied in binary, as the source's OIDs (naming nothing, or something
     /// else, on the target), and aclitem columns could not be copied at all.
     @Test func regAndAclitemColumnsArriveByName() async throws {
