@@ -773,7 +773,7 @@ public struct CloneEngine: Sendable {
     }
 
     /// What `create` did with a routine.
-    enum RoutineCreation {
+    enum RoutineCreation: Equatable {
         /// Made new: a failed call drops it again.
         case created
         /// The target's own routine was replaced; this statement puts it back.
@@ -833,7 +833,14 @@ public struct CloneEngine: Sendable {
                 }
             }
         }
-        for statement in ddl { try await connection.execute(statement) }
+        do {
+            for statement in ddl { try await connection.execute(statement) }
+        } catch let error as PQError where creation != .created && ["42P13", "42809"].contains(error.sqlState ?? "") {
+            // CREATE OR REPLACE cannot change a routine's result type, parameter names,
+            // defaults or kind (round 26: the server's error came alone).
+            throw CloneError(error.sqlState ?? "42P13", "cannot replace \(function.kind) \(function.schema).\(function.name) on target: \(error.message)",
+                             hint: "Drop it on the target first (DROP ROUTINE \(function.regprocedure ?? function.name)), or keep it with conflict skip.")
+        }
         try await Privileges.apply(function.grants, on: connection, inTransaction: inTransaction, notes: &summary.notes)
         if let owner = function.securityDefinerOwner {
             let caller = try await connection.query("SELECT current_user")

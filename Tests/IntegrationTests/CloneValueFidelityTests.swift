@@ -225,6 +225,11 @@ import Testing
                 #expect(replaced.status == 0, "\(replaced.stderr)")
                 #expect(replaced.stderr.contains("function fn.f already existed on target with another definition; replaced"), "\(replaced.stderr)")
                 #expect(try await target.rows("SELECT fn.f();") == ["1"])
+                // One CREATE OR REPLACE cannot change (its result type) is named, with what to do.
+                _ = try await target.rows("DROP FUNCTION fn.f() CASCADE; CREATE FUNCTION fn.f() RETURNS text LANGUAGE sql AS $$SELECT 'x'$$;")
+                _ = try await target.expectError("SELECT pgclone.schema(\(source), 'fn', true, '{\"conflict\": \"replace\"}');", sqlState: "42P13",
+                                                 message: "cannot replace function fn.f on target: cannot change return type of existing function")
+                #expect(try await target.rows("SELECT fn.f();") == ["x"])
             }
         }
     }
