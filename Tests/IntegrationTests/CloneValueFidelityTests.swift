@@ -54,24 +54,13 @@ import Testing
     /// A LATIN1 source: database_create makes a LATIN1 database (pg_dump -C does), and a table
     /// clone into a UTF8 database converts the text; before, LATIN1 bytes were read as UTF-8.
     @Test func textKeepsItsCharactersAcrossEncodings() async throws {
-        let environment = try TestEnvironment.require()
-        let name = "latin1_src_\(guideRandomSuffix())"
-        let sourceAdmin = "host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)"
-        let sourceConnInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
-        try #require(try await Shell.psql(sourceAdmin, "CREATE DATABASE \(name) TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C';").status == 0)
-        defer { Task { _ = try? await Shell.psql(sourceAdmin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);") } }
         // 'Ã©é': three characters, whose UTF-8 is c3 83 c2 a9 c3 a9.
-        try #require(try await Shell.psql(sourceConnInfo, "CREATE TABLE public.l (t text); INSERT INTO public.l VALUES (convert_from('\\xc3a9e9'::bytea, 'LATIN1'));").status == 0)
-        try await withGuideTarget { (target: GuideTarget) async throws in
-            let made = "latin1_made_\(guideRandomSuffix())"
-            let result = try await target.call("SELECT pgclone.database_create(\(guideSQLLiteral(sourceConnInfo)), '\(made)');")
-            #expect(result.hasPrefix("OK"), "\(result)")
-            let clone = environment.directTarget(database: made)
-            #expect(try await target.rows("""
+        let setup = "CREATE TABLE public.l (t text); INSERT INTO public.l VALUES (convert_from('\\xc3a9e9'::bytea, 'LATIN1'));"
+        try await Self.withSourceDatabase(encoding: "LATIN1", setup) { target, sourceConnInfo in
+            #expect(try await Self.createDatabase(target, from: sourceConnInfo, check: """
                 SELECT pg_encoding_to_char(encoding), datcollate FROM pg_database WHERE datname = current_database();
                 SELECT length(t), encode(convert_to(t, 'UTF8'), 'hex') FROM public.l;
-                """, on: clone) == ["LATIN1|C", "3|c383c2a9c3a9"])
-            _ = try await Shell.psql(environment.directTarget(database: "postgres"), "DROP DATABASE IF EXISTS \(made) WITH (FORCE);")
+                """) == ["LATIN1|C", "3|c383c2a9c3a9"])
             let copied = try await target.call("SELECT pgclone.table(\(guideSQLLiteral(sourceConnInfo)), 'public', 'l');")
             #expect(copied == "OK: cloned public.l (1 row)", "\(copied)")
             #expect(try await target.rows("SELECT length(t), encode(convert_to(t, 'UTF8'), 'hex') FROM public.l;") == ["3|c383c2a9c3a9"])
@@ -82,25 +71,44 @@ import Testing
     /// database and copies them byte for byte (they were checked as UTF-8 and refused); into a
     /// UTF8 database, bytes that are not UTF-8 are refused with the server's error.
     @Test func sqlAsciiBytesPassAsTheyAre() async throws {
-        let environment = try TestEnvironment.require()
-        let name = "sqlascii_src_\(guideRandomSuffix())"
-        let sourceAdmin = "host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)"
-        let sourceConnInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
-        try #require(try await Shell.psql(sourceAdmin, "CREATE DATABASE \(name) TEMPLATE template0 ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C';").status == 0)
-        defer { Task { _ = try? await Shell.psql(sourceAdmin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);") } }
-        try #require(try await Shell.psql(sourceConnInfo, "CREATE TABLE public.b (t text); INSERT INTO public.b VALUES (E'\\xe9\\xe8'), ('plain');").status == 0)
-        try await withGuideTarget { (target: GuideTarget) async throws in
-            let made = "sqlascii_made_\(guideRandomSuffix())"
-            let result = try await target.call("SELECT pgclone.database_create(\(guideSQLLiteral(sourceConnInfo)), '\(made)');")
-            #expect(result.hasPrefix("OK"), "\(result)")
-            #expect(try await target.rows("""
+        let setup = "CREATE TABLE public.b (t text); INSERT INTO public.b VALUES (E'\\xe9\\xe8'), ('plain');"
+        try await Self.withSourceDatabase(encoding: "SQL_ASCII", setup) { target, sourceConnInfo in
+            #expect(try await Self.createDatabase(target, from: sourceConnInfo, check: """
                 SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database();
                 SELECT encode(t::bytea, 'hex') FROM public.b ORDER BY 1;
-                """, on: environment.directTarget(database: made)) == ["SQL_ASCII", "706c61696e", "e9e8"])
-            _ = try await Shell.psql(environment.directTarget(database: "postgres"), "DROP DATABASE IF EXISTS \(made) WITH (FORCE);")
+                """) == ["SQL_ASCII", "706c61696e", "e9e8"])
             _ = try await target.expectError("SELECT pgclone.table(\(guideSQLLiteral(sourceConnInfo)), 'public', 'b');", sqlState: "22021",
                                              message: "cloning public.b: invalid byte sequence for encoding \"UTF8\": 0xe9 0xe8", prefix: true)
         }
+    }
+
+    /// A source database in `encoding` (C locale) made by `setup`, and a guide target; both
+    /// dropped afterwards.
+    static func withSourceDatabase(encoding: String, _ setup: String, _ body: (GuideTarget, String) async throws -> Void) async throws {
+        let environment = try TestEnvironment.require()
+        let name = "encoded_src_\(guideRandomSuffix())"
+        let sourceAdmin = "host=127.0.0.1 port=\(environment.sourcePort) dbname=postgres user=postgres password=\(environment.password)"
+        let sourceConnInfo = "host=127.0.0.1 port=\(environment.sourcePort) dbname=\(name) user=postgres password=\(environment.password)"
+        try #require(try await Shell.psql(sourceAdmin, "CREATE DATABASE \(name) TEMPLATE template0 ENCODING '\(encoding)' LC_COLLATE 'C' LC_CTYPE 'C';").status == 0)
+        var failure: (any Error)?
+        do {
+            try #require(try await Shell.psql(sourceConnInfo, setup).status == 0)
+            try await withGuideTarget { (target: GuideTarget) async throws in try await body(target, sourceConnInfo) }
+        } catch {
+            failure = error
+        }
+        _ = try? await Shell.psql(sourceAdmin, "DROP DATABASE IF EXISTS \(name) WITH (FORCE);")
+        if let failure { throw failure }
+    }
+
+    /// database_create from `source` into a new database, `check` run in it, the database dropped.
+    static func createDatabase(_ target: GuideTarget, from source: String, check: String) async throws -> [String] {
+        let made = "made_\(guideRandomSuffix())"
+        let result = try await target.call("SELECT pgclone.database_create(\(guideSQLLiteral(source)), '\(made)');")
+        #expect(result.hasPrefix("OK"), "\(result)")
+        let rows = try await target.rows(check, on: target.environment.directTarget(database: made))
+        _ = try await Shell.psql(target.environment.directTarget(database: "postgres"), "DROP DATABASE IF EXISTS \(made) WITH (FORCE);")
+        return rows
     }
 
     /// reg* columns were copied in binary, as the source's OIDs (naming nothing, or something
