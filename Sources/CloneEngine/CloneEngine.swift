@@ -322,7 +322,10 @@ public struct CloneEngine: Sendable {
                 (try? await connection.execute("DROP DATABASE IF EXISTS \(SQL.identifier(name)) WITH (FORCE)")) != nil
             }.value
             var failure = CloneError.from(error, context: "cloning into \(name)")
-            if !dropped {
+            if dropped {
+                // What the schema clone says it committed went with the database (round 26).
+                failure.detail = "Database \(name) was dropped again: the target server is as it was."
+            } else {
                 failure.detail = [failure.detail, "The incomplete database \(name) could not be dropped; its comment marks it incomplete. Drop it before cloning again."]
                     .compactMap { $0 }.joined(separator: "\n")
             }
