@@ -559,7 +559,7 @@ public struct CloneEngine: Sendable {
                 for (sequence, lastValue, isCalled) in objects.sequences {
                     let present = try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(sequence.schema, sequence.name)])
                     if present.string(0, 0) == "t" {
-                        guard options.conflict == .replace else {
+                        guard options.conflict == .replace || options.conflict == .rename else {
                             summary.notes.append("sequence \(sequence.schema).\(sequence.name) already exists on target; kept")
                             continue
                         }
@@ -703,7 +703,12 @@ public struct CloneEngine: Sendable {
         try await run("creating views") {
             for view in objects.views {
                 let present = try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(view.schema, view.name)])
-                if present.string(0, 0) == "t" {
+                if present.string(0, 0) == "t", options.conflict == .rename {
+                    // As its tables: the old one moves aside (still reading the old tables), the
+                    // new one reads the new tables (round 27: the views kept reading the _old ones).
+                    let aside = try await Self.moveViewAside(view.schema, view.name, kind: view.kind, on: connection)
+                    summary.notes.append("existing \(view.kind) \(view.schema).\(view.name) renamed to \(aside)")
+                } else if present.string(0, 0) == "t" {
                     guard options.conflict == .replace else {
                         if options.conflict == .error {
                             throw CloneError("42P07", "relation \"\(view.schema).\(view.name)\" already exists on target",
@@ -816,7 +821,8 @@ public struct CloneEngine: Sendable {
                     throw CloneError("42723", "\(described) already exists on target with a different definition",
                                      detail: "source: \(function.ddl.first ?? "")\ntarget: \(theirs ?? "(a kind of routine pgclone does not recreate)")",
                                      hint: "Use the \"conflict\" option (skip keeps the target's, replace replaces it), or change or drop it first.")
-                case .replace where theirs != nil:
+                case .replace where theirs != nil, .rename where theirs != nil:
+                    // Under rename as under replace: the new tables (and the old ones) call it.
                     // pg_get_functiondef says CREATE OR REPLACE already; an aggregate needs it said.
                     if let first = ddl.first, first.hasPrefix("CREATE AGGREGATE ") {
                         ddl[0] = "CREATE OR REPLACE AGGREGATE " + first.dropFirst("CREATE AGGREGATE ".count)
@@ -853,6 +859,27 @@ public struct CloneEngine: Sendable {
         }
         summary.functions += 1
         return creation
+    }
+
+    /// Renames an existing view or materialized view to `<name>_old` (or `_old_2`, ...), and
+    /// a materialized view's indexes with it; returns the new qualified name.
+    private static func moveViewAside(_ schema: String, _ name: String, kind: String, on connection: PQConnection) async throws -> String {
+        var candidate = NameMapping.truncate(name + "_old")
+        var suffix = 2
+        while try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(schema, candidate)]).string(0, 0) == "t" {
+            candidate = NameMapping.truncate("\(name)_old_\(suffix)")
+            suffix += 1
+        }
+        let indexes = try await connection.query("""
+            SELECT ic.relname::pg_catalog.text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+            WHERE i.indrelid = $1::pg_catalog.regclass
+            """, [SQL.qualified(schema, name)]).strings.compactMap { $0 }
+        try await connection.execute("ALTER \(kind == "view" ? "VIEW" : "MATERIALIZED VIEW") \(SQL.qualified(schema, name)) RENAME TO \(SQL.identifier(candidate))")
+        for index in indexes {
+            let renamed = NameMapping.rename(index, table: name, to: candidate)
+            if renamed != index { try await connection.execute("ALTER INDEX \(SQL.qualified(schema, index)) RENAME TO \(SQL.identifier(renamed))") }
+        }
+        return "\(schema).\(candidate)"
     }
 
     /// The undo entries for a routine `create` made or replaced, in the order `undo` keeps

@@ -440,4 +440,42 @@ import Testing
             }
         }
     }
+
+    /// A refresh under conflict rename: the old tables move aside as `_old`, and so do the
+    /// schema's views and materialized views (with their indexes), made again on the new tables;
+    /// sequences take the source's values and routines its definitions, since the new tables
+    /// use them (round 27: the views kept reading the old tables and the next INSERT collided).
+    @Test func aRenameRefreshMovesViewsAsideToo() async throws {
+        let sql = """
+            CREATE SCHEMA rn;
+            CREATE SEQUENCE rn.nos;
+            CREATE TABLE rn.inv (id int PRIMARY KEY DEFAULT nextval('rn.nos'), amount int);
+            INSERT INTO rn.inv (amount) SELECT g FROM generate_series(1, 5) g;
+            CREATE FUNCTION rn.total() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT sum(amount) FROM rn.inv';
+            CREATE VIEW rn.v AS SELECT count(*) AS n FROM rn.inv;
+            CREATE MATERIALIZED VIEW rn.mv AS SELECT max(id) AS top FROM rn.inv;
+            CREATE INDEX mv_top ON rn.mv (top);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                _ = try await target.call("SELECT pgclone.schema(\(source), 'rn');")
+                // Yesterday's copy, changed on the target since: fewer rows, an older function.
+                _ = try await target.rows("""
+                    DELETE FROM rn.inv WHERE id > 2; SELECT setval('rn.nos', 2);
+                    CREATE OR REPLACE FUNCTION rn.total() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT 0::bigint';
+                    REFRESH MATERIALIZED VIEW rn.mv;
+                    """)
+                let renamed = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(source), 'rn', true, '{\"conflict\": \"rename\"}');")
+                #expect(renamed.status == 0, "\(renamed.stderr)")
+                #expect(renamed.stderr.contains("existing view rn.v renamed to rn.v_old"), "\(renamed.stderr)")
+                let got = try await target.rows("""
+                    SELECT n FROM rn.v; SELECT n FROM rn.v_old; SELECT top FROM rn.mv; SELECT top FROM rn.mv_old; SELECT rn.total();
+                    SELECT indexrelid::regclass FROM pg_index WHERE indrelid IN ('rn.mv'::regclass, 'rn.mv_old'::regclass) ORDER BY 1;
+                    INSERT INTO rn.inv (amount) VALUES (6) RETURNING id;
+                    """)
+                #expect(got == ["5", "2", "5", "2", "15", "rn.mv_old_top", "rn.mv_top", "6"], "\(got)")
+            }
+        }
+    }
 }
