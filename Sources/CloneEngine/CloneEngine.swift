@@ -160,6 +160,7 @@ public struct CloneEngine: Sendable {
         }
         let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let definition = try await loadTable(session.primary, schema: schema, table: table)
+        let options = options.forTable(definition, strict: true)
         let connection = try await target.connect()
         let cloner = TableCloner(source: session.primary, target: connection)
         // One large table with several workers: its rows are copied in parts at once.
@@ -455,6 +456,7 @@ public struct CloneEngine: Sendable {
                          n.nspname, c.relname
                 """, ["{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"])
         }
+        try await checkMasks(options, tables: tables, schemas: schemas, session: session)
         let connection = try await target.connect()
         var schemasCreated: [String] = []
         var schemasDescribed: [String] = []
@@ -753,7 +755,7 @@ public struct CloneEngine: Sendable {
             }
         }
 
-        if largeObjects && options.copyData && !options.mask.isEmpty {
+        if largeObjects && options.copyData && options.masksAnything {
             // A large object is reached through an oid column; a clone cannot tell which of them
             // hold data a masked column pointed to, so none is copied (attack round 22).
             summary.notes.append("large objects not copied: the clone masks columns, and large objects hold data it cannot mask")
@@ -859,6 +861,30 @@ public struct CloneEngine: Sendable {
         }
         summary.functions += 1
         return creation
+    }
+
+    /// A schema or database clone's masks must each find something to mask: a column mask a
+    /// column of some table of the clone, a table's masks a table of the clone (a typo would
+    /// otherwise leave the real values unmasked, and say OK).
+    private func checkMasks(_ options: CloneOptions, tables: PQResult, schemas: [String], session: SourceSession) async throws(CloneError) {
+        guard options.masksAnything else { return }
+        let names = tables.rows.indices.map { (schema: tables.text($0, 0), name: tables.text($0, 1)) }
+        for key in options.tableMasks.keys.sorted() where !names.contains(where: { $0.name == key || "\($0.schema).\($0.name)" == key }) {
+            throw CloneError("42P01", "the mask names table \"\(key)\", which this clone does not include",
+                             hint: "Name tables as \"table\" or \"schema.table\" of the schemas cloned.")
+        }
+        guard !options.mask.isEmpty else { return }
+        let columns = try await run("reading source catalog") {
+            try await session.primary.query("""
+                SELECT DISTINCT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
+                JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+                """, [SQL.textArray(schemas)]).strings.compactMap { $0 }
+        }
+        for column in options.mask.keys.sorted() where !columns.contains(column) {
+            throw CloneError("42703", "cannot mask column \"\(column)\": no table of the clone has it",
+                             hint: "Masks by column apply to every table that has the column; {\"table\": {\"column\": ...}} masks one table's.")
+        }
     }
 
     /// Renames an existing view or materialized view to `<name>_old` (or `_old_2`, ...), and
@@ -978,6 +1004,7 @@ public struct CloneEngine: Sendable {
                 let name = "\(schema).\(table)"
                 progress?.tableStarted(name)
                 let definition = try await loadTable(session.primary, schema: schema, table: table)
+                let options = options.forTable(definition, strict: false)
                 guard let splitCopy = try await splitCopy(definition, session: session, target: target, options: options, progress: progress) else {
                     rest.insert((schema, table), at: 0)
                     continue
@@ -998,6 +1025,7 @@ public struct CloneEngine: Sendable {
             for (schema, table) in tables {
                 progress?.tableStarted("\(schema).\(table)")
                 let definition = try await loadTable(session.primary, schema: schema, table: table)
+                let options = options.forTable(definition, strict: false)
                 let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
                                                      clonedTogether: clonedTogether)
                 progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0, bytes: outcome.bytes)
@@ -1024,6 +1052,7 @@ public struct CloneEngine: Sendable {
                             try Task.checkCancellation()
                             progress?.tableStarted("\(schema).\(table)")
                             let definition = try await self.loadTable(source, schema: schema, table: table)
+                            let options = options.forTable(definition, strict: false)
                             let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
                                                      clonedTogether: clonedTogether)
                             progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0, bytes: outcome.bytes)

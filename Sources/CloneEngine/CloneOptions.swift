@@ -14,7 +14,13 @@ public struct CloneOptions: Sendable, Hashable {
     public var constraints = true
     public var triggers = true
     public var conflict = Conflict.error
+    /// Masks by column name: in a table clone, columns of that table; in a schema or database
+    /// clone, of every table that has that column (one that no table has is an error).
     public var mask: [String: MaskStrategy] = [:]
+    /// Masks for one table, by `schema.table` or `table`: `{"users": {"email": "email"}}`, the
+    /// shape discover_sensitive gives (round 27: it was refused, and a column mask had to exist
+    /// in every table of a schema clone).
+    public var tableMasks: [String: [String: MaskStrategy]] = [:]
     public var parallel = 1
     /// With `conflict: replace`: objects outside the clone that depend on a replaced table
     /// (views, foreign keys of other tables...) may be dropped with it.
@@ -28,6 +34,26 @@ public struct CloneOptions: Sendable, Hashable {
     public var maintenanceWorkMem: Int64 = 1 << 30
 
     public init() {}
+
+    /// Whether the clone masks anything at all.
+    public var masksAnything: Bool { !mask.isEmpty || !tableMasks.isEmpty }
+
+    /// The options for one table of the clone: its masks only. `strict` (a table clone): a
+    /// column mask it lacks is an error; otherwise such a mask is for other tables.
+    func forTable(_ definition: TableDefinition, strict: Bool) -> CloneOptions {
+        var copy = self
+        var effective: [String: MaskStrategy] = [:]
+        for (column, strategy) in mask where strict || definition.columns.contains(where: { $0.name == column }) {
+            effective[column] = strategy
+        }
+        // The qualified name wins over the plain one.
+        for key in [definition.name, "\(definition.schema).\(definition.name)"] {
+            effective.merge(tableMasks[key] ?? [:]) { _, table in table }
+        }
+        copy.mask = effective
+        copy.tableMasks = [:]
+        return copy
+    }
 
     public static let keys = ["columns", "where", "indexes", "constraints", "triggers", "conflict", "mask", "parallel", "data", "cascade", "split_larger_than",
                                "maintenance_work_mem"]
@@ -103,9 +129,20 @@ public struct CloneOptions: Sendable, Hashable {
             options.maintenanceWorkMem = bytes
         }
         if let mask = fields["mask"] {
-            do {
+            do throws(MaskError) {
+                guard case .object(let entries) = mask else { _ = try parseMaskObject(mask); return options }
                 var strategies: [String: MaskStrategy] = [:]
-                for (column, strategy) in try parseMaskObject(mask) { strategies[column] = strategy }
+                for (key, value) in entries.sorted(by: { $0.key < $1.key }) {
+                    // An object without "type" is a table's own masks; anything else a strategy.
+                    if case .object(let inner) = value, inner["type"] == nil {
+                        guard !inner.isEmpty else { throw MaskError("mask for table \"\(key)\" names no columns") }
+                        var table: [String: MaskStrategy] = [:]
+                        for (column, strategy) in try parseMaskObject(value) { table[column] = strategy }
+                        options.tableMasks[key] = table
+                    } else {
+                        strategies[key] = try MaskStrategy(json: value, column: key)
+                    }
+                }
                 options.mask = strategies
             } catch {
                 throw CloneError.invalidOption(error.message, hint: error.hint)

@@ -478,4 +478,38 @@ import Testing
             }
         }
     }
+
+    /// Masks in a schema clone: a column mask applies to the tables that have the column (it
+    /// had to exist in every table), per-table masks in discover_sensitive's shape are taken
+    /// (they were refused), and a mask that finds nothing to mask is an error (round 27).
+    @Test func schemaClonesTakeColumnAndTableMasks() async throws {
+        let sql = """
+            CREATE SCHEMA mk;
+            CREATE TABLE mk.users (id int PRIMARY KEY, email text, phone text, name text);
+            CREATE TABLE mk.projects (id int PRIMARY KEY, name text);
+            INSERT INTO mk.users VALUES (1, 'REAL-ann@example.com', '555-0101', 'REAL Ann');
+            INSERT INTO mk.projects VALUES (1, 'REAL project');
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                let discovered = try await target.call("SELECT pgclone.discover_sensitive(\(source), 'mk');")
+                #expect(discovered.contains("\"users\""), "\(discovered)")
+                let result = try await target.call("SELECT pgclone.schema(\(source), 'mk', true, '{\"mask\": \(discovered)}');")
+                #expect(result.hasPrefix("OK: cloned schema mk (2 tables, 2 rows,"), "\(result)")
+                #expect(try await target.rows("SELECT email LIKE '%REAL%' OR phone = '555-0101' FROM mk.users;") == ["f"])
+                _ = try await target.rows("DROP SCHEMA mk CASCADE;")
+                // A column mask for the tables that have it; a table's own mask wins.
+                let mixed = try await target.call("""
+                    SELECT pgclone.schema(\(source), 'mk', true, '{"mask": {"name": "null", "users": {"email": "hash", "name": {"type": "constant", "value": "X"}}}}');
+                    """)
+                #expect(mixed.hasPrefix("OK"), "\(mixed)")
+                #expect(try await target.rows("SELECT email = md5('REAL-ann@example.com'), name FROM mk.users; SELECT name IS NULL FROM mk.projects;") == ["t|X", "t"])
+                _ = try await target.expectError("SELECT pgclone.schema(\(source), 'mk', true, '{\"conflict\": \"replace\", \"mask\": {\"emial\": \"hash\"}}');",
+                                                 sqlState: "42703", message: "cannot mask column \"emial\": no table of the clone has it")
+                _ = try await target.expectError("SELECT pgclone.schema(\(source), 'mk', true, '{\"conflict\": \"replace\", \"mask\": {\"usres\": {\"email\": \"hash\"}}}');",
+                                                 sqlState: "42P01", message: "the mask names table \"usres\", which this clone does not include")
+            }
+        }
+    }
 }
