@@ -657,7 +657,25 @@ public struct CloneEngine: Sendable {
                 throw failure
             }
             let line = "Already cloned and committed on the target (\(done.count) of \(work.count) tables): \(Preflight.list(done.sorted(), limit: 20))."
-            failure.detail = [failure.detail, objectsLine, line].compactMap { $0 }.joined(separator: "\n")
+            // Their foreign keys would come only after the last table: added now where what they
+            // reference is there, or a skip re-run (which keeps these tables) never adds them
+            // (round 27). A cancelled call's statements do not run: none is tried then.
+            var keysLine: String?
+            if !Task.isCancelled, !committed.foreignKeys.isEmpty {
+                _ = try? await connection.execute("ROLLBACK")
+                var added = 0
+                var missing = 0
+                for statements in committed.foreignKeys {
+                    do {
+                        for statement in statements { try await connection.execute(statement) }
+                        added += 1
+                    } catch {
+                        missing += 1
+                    }
+                }
+                keysLine = "Foreign keys of those tables: \(added) added\(missing > 0 ? ", \(missing) not (what they reference is not there): clone again to add them" : "")."
+            }
+            failure.detail = [failure.detail, objectsLine, line, keysLine].compactMap { $0 }.joined(separator: "\n")
             throw failure
         }
         for outcome in outcomes {
@@ -1013,7 +1031,7 @@ public struct CloneEngine: Sendable {
                 let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
                                                      clonedTogether: clonedTogether, split: splitCopy)
                 progress?.tableFinished(name, rows: outcome.rows ?? 0, bytes: outcome.bytes)
-                if outcome.action == .cloned { committed.add(name) }
+                if outcome.action == .cloned { committed.add(name, foreignKeys: outcome.deferredForeignKeys) }
                 outcomes.append(outcome)
             }
             return outcomes + (try await copyTables(rest, session: session, target: target, primaryTarget: primaryTarget, options: options,
@@ -1029,7 +1047,7 @@ public struct CloneEngine: Sendable {
                 let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
                                                      clonedTogether: clonedTogether)
                 progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0, bytes: outcome.bytes)
-                if outcome.action == .cloned { committed.add("\(schema).\(table)") }
+                if outcome.action == .cloned { committed.add("\(schema).\(table)", foreignKeys: outcome.deferredForeignKeys) }
                 outcomes.append(outcome)
             }
             return outcomes
@@ -1056,8 +1074,7 @@ public struct CloneEngine: Sendable {
                             let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
                                                      clonedTogether: clonedTogether)
                             progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0, bytes: outcome.bytes)
-                            if outcome.action == .cloned { committed.add("\(schema).\(table)") }
-                if outcome.action == .cloned { committed.add("\(schema).\(table)") }
+                            if outcome.action == .cloned { committed.add("\(schema).\(table)", foreignKeys: outcome.deferredForeignKeys) }
                             outcomes.append(outcome)
                         }
                         return outcomes
@@ -1249,7 +1266,15 @@ final class CommittedTables: @unchecked Sendable {
     // @unchecked: every access holds `lock`.
     private let lock = NSLock()
     private var list: [String] = []
+    private var keys: [[String]] = []
 
-    func add(_ name: String) { lock.withLock { list.append(name) } }
+    /// A table committed, with the foreign keys it waits to get once every table is there.
+    func add(_ name: String, foreignKeys: [[String]]) {
+        lock.withLock {
+            list.append(name)
+            keys += foreignKeys
+        }
+    }
     var names: [String] { lock.withLock { list } }
+    var foreignKeys: [[String]] { lock.withLock { keys } }
 }
