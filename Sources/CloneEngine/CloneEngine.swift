@@ -492,6 +492,24 @@ public struct CloneEngine: Sendable {
                         undo.append("DROP COLLATION \(SQL.qualified(collation.schema, collation.name))")
                     }
                 }
+                for object in objects.textSearch {
+                    let isDictionary = object.kind == "text search dictionary"
+                    let present = try await connection.query(isDictionary
+                        ? "SELECT 1 FROM pg_catalog.pg_ts_dict d JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace WHERE n.nspname = $1 AND d.dictname = $2"
+                        : "SELECT 1 FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace WHERE n.nspname = $1 AND c.cfgname = $2",
+                        [object.schema, object.name])
+                    if !present.rows.isEmpty {
+                        summary.notes.append("\(object.kind) \(object.schema).\(object.name) already exists on target; kept")
+                        continue
+                    }
+                    // A dictionary or template of an extension the target lacks: said, and what
+                    // uses the configuration then fails with the server's own error.
+                    if let error = try await connection.executeTolerating(["42704", "42883", "0A000"], object.ddl) {
+                        summary.notes.append("\(object.kind) \(object.schema).\(object.name) not created: \(error.message)")
+                        continue
+                    }
+                    undo.append("DROP TEXT SEARCH \(isDictionary ? "DICTIONARY" : "CONFIGURATION") \(SQL.qualified(object.schema, object.name))")
+                }
                 var existingTypes: [String: String]?
                 for type in objects.types {
                     let present = try await connection.query("SELECT pg_catalog.to_regtype($1) IS NOT NULL", [SQL.qualified(type.schema, type.name)])

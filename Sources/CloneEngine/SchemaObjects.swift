@@ -55,6 +55,8 @@ struct SchemaObjects: Sendable {
 
     /// Collations (before the types and tables that use them).
     var collations: [Object] = []
+    /// Text search dictionaries, then configurations.
+    var textSearch: [Object] = []
     var types: [Object] = []
     /// Range types (after the functions: subtype_diff), operators and casts (after the functions
     /// they call), each created before the tables.
@@ -387,9 +389,7 @@ struct SchemaObjects: Sendable {
         let unsupported = try await source.query("""
             SELECT kind || ' ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(name)
             FROM (
-              SELECT 'text search configuration' AS kind, cfgnamespace AS ns, cfgname::pg_catalog.text AS name, oid, 'pg_catalog.pg_ts_config'::pg_catalog.regclass AS cls FROM pg_catalog.pg_ts_config
-              UNION ALL SELECT 'text search dictionary', dictnamespace, dictname::pg_catalog.text, oid, 'pg_catalog.pg_ts_dict'::pg_catalog.regclass FROM pg_catalog.pg_ts_dict
-              UNION ALL SELECT 'text search parser', prsnamespace, prsname::pg_catalog.text, oid, 'pg_catalog.pg_ts_parser'::pg_catalog.regclass FROM pg_catalog.pg_ts_parser
+              SELECT 'text search parser' AS kind, prsnamespace AS ns, prsname::pg_catalog.text AS name, oid, 'pg_catalog.pg_ts_parser'::pg_catalog.regclass AS cls FROM pg_catalog.pg_ts_parser
               UNION ALL SELECT 'text search template', tmplnamespace, tmplname::pg_catalog.text, oid, 'pg_catalog.pg_ts_template'::pg_catalog.regclass FROM pg_catalog.pg_ts_template
               UNION ALL SELECT 'operator class', opcnamespace, opcname::pg_catalog.text, oid, 'pg_catalog.pg_opclass'::pg_catalog.regclass FROM pg_catalog.pg_opclass
               UNION ALL SELECT 'operator family', opfnamespace, opfname::pg_catalog.text, oid, 'pg_catalog.pg_opfamily'::pg_catalog.regclass FROM pg_catalog.pg_opfamily
@@ -401,6 +401,53 @@ struct SchemaObjects: Sendable {
             ORDER BY 1
             """, [list])
         objects.notCloned = unsupported.rows.indices.map { unsupported.text($0, 0) }
+
+        // Text search dictionaries, then configurations, as pg_dump writes them (a configuration
+        // made with its parser, then one ADD MAPPING per token type); parsers and templates need
+        // C code of their own and are not cloned (round 27: a table using a configuration could
+        // not be cloned at all).
+        let dictionaryRows = try await source.query("""
+            SELECT d.oid, n.nspname, d.dictname,
+                   'CREATE TEXT SEARCH DICTIONARY ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(d.dictname)
+                   || ' (TEMPLATE = ' || pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(t.tmplname)
+                   || COALESCE(', ' || d.dictinitoption, '') || ')',
+                   pg_catalog.obj_description(d.oid, 'pg_ts_dict')
+            FROM pg_catalog.pg_ts_dict d JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
+            JOIN pg_catalog.pg_ts_template t ON t.oid = d.dicttemplate JOIN pg_catalog.pg_namespace tn ON tn.oid = t.tmplnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND NOT \(isExtensionMember(classOID: "d.oid", catalog: "pg_ts_dict"))
+            ORDER BY n.nspname, d.dictname
+            """, [list])
+        objects.textSearch = dictionaryRows.rows.indices.map { row in
+            let (schema, name) = (dictionaryRows.text(row, 1), dictionaryRows.text(row, 2))
+            return Object(kind: "text search dictionary", schema: schema, name: name, oid: dictionaryRows.text(row, 0),
+                          ddl: [dictionaryRows.text(row, 3)] + (dictionaryRows.string(row, 4).map {
+                              ["COMMENT ON TEXT SEARCH DICTIONARY \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"]
+                          } ?? []))
+        }
+        let configurationRows = try await source.query("""
+            SELECT c.oid, n.nspname, c.cfgname,
+                   'CREATE TEXT SEARCH CONFIGURATION ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.cfgname)
+                   || ' (PARSER = ' || pg_catalog.quote_ident(pn.nspname) || '.' || pg_catalog.quote_ident(p.prsname) || ')',
+                   (SELECT pg_catalog.string_agg('ALTER TEXT SEARCH CONFIGURATION ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.cfgname)
+                                                 || ' ADD MAPPING FOR ' || pg_catalog.quote_ident(x.token) || ' WITH ' || x.dictionaries, E'\\x1e' ORDER BY x.tokid)
+                    FROM (SELECT m.maptokentype AS tokid,
+                                 (SELECT tt.alias FROM pg_catalog.ts_token_type(c.cfgparser) tt WHERE tt.tokid = m.maptokentype) AS token,
+                                 pg_catalog.string_agg(m.mapdict::pg_catalog.regdictionary::pg_catalog.text, ', ' ORDER BY m.mapseqno) AS dictionaries
+                          FROM pg_catalog.pg_ts_config_map m WHERE m.mapcfg = c.oid GROUP BY m.maptokentype) x),
+                   pg_catalog.obj_description(c.oid, 'pg_ts_config')
+            FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+            JOIN pg_catalog.pg_ts_parser p ON p.oid = c.cfgparser JOIN pg_catalog.pg_namespace pn ON pn.oid = p.prsnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND NOT \(isExtensionMember(classOID: "c.oid", catalog: "pg_ts_config"))
+            ORDER BY n.nspname, c.cfgname
+            """, [list])
+        objects.textSearch += configurationRows.rows.indices.map { row in
+            let (schema, name) = (configurationRows.text(row, 1), configurationRows.text(row, 2))
+            let mappings = (configurationRows.string(row, 4) ?? "").split(separator: "\u{1E}").map(String.init)
+            return Object(kind: "text search configuration", schema: schema, name: name, oid: configurationRows.text(row, 0),
+                          ddl: [configurationRows.text(row, 3)] + mappings + (configurationRows.string(row, 5).map {
+                              ["COMMENT ON TEXT SEARCH CONFIGURATION \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"]
+                          } ?? []))
+        }
 
         guard includeViews else { return objects }
         // Views and materialized views, ordered by what their rules read.
