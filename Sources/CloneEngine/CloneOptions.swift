@@ -46,9 +46,17 @@ public struct CloneOptions: Sendable, Hashable {
         for (column, strategy) in mask where strict || definition.columns.contains(where: { $0.name == column }) {
             effective[column] = strategy
         }
-        // The qualified name wins over the plain one.
-        for key in [definition.name, "\(definition.schema).\(definition.name)"] {
-            effective.merge(tableMasks[key] ?? [:]) { _, table in table }
+        // A parent's masks cover its children's and partitions' rows (the parent shows them);
+        // nearer tables win over farther ones, the qualified name over the plain one.
+        let tables = definition.ancestors.reversed().map { (table: $0, isItself: false) } + [((definition.schema, definition.name), true)]
+        for (table, isItself) in tables {
+            for key in [table.name, "\(table.schema).\(table.name)"] {
+                // The table's own masks all count (one it lacks is an error later); an ancestor's
+                // for the columns this table has from it.
+                for (column, strategy) in tableMasks[key] ?? [:] where isItself || definition.columns.contains(where: { $0.name == column }) {
+                    effective[column] = strategy
+                }
+            }
         }
         copy.mask = effective
         copy.tableMasks = [:]

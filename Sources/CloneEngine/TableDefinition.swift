@@ -147,6 +147,8 @@ public struct TableDefinition: Sendable {
     public var triggers: [Trigger]
     public var sequences: [OwnedSequence]
     public var partitions: [Partition]
+    /// Every table this one inherits from or is a partition of, nearest first.
+    public var ancestors: [(schema: String, name: String)] = []
     /// Parents by (non-partition) inheritance, in INHERITS order.
     public var parents: [(schema: String, name: String)] = []
     /// For a partition: triggers it has from its parent's whose state (pg_trigger.tgenabled)
@@ -382,6 +384,18 @@ public struct TableDefinition: Sendable {
             """, oidParameter)
         definition.inheritedTriggerStates = triggerStates.rows.indices.map { (triggerStates.text($0, 0), triggerStates.text($0, 1)) }
         definition.parents = parentRows.rows.indices.map { (parentRows.text($0, 0), parentRows.text($0, 1)) }
+        // Every table it inherits from, partitioned parents too, nearest first: a clone's masks
+        // for a parent cover the rows the parent shows, its children's and partitions' included.
+        let ancestorRows = try await connection.query("""
+            WITH RECURSIVE up(relid, depth) AS (
+                SELECT i.inhparent, 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = $1
+                UNION
+                SELECT i.inhparent, up.depth + 1 FROM pg_catalog.pg_inherits i JOIN up ON i.inhrelid = up.relid WHERE up.depth < 100
+            )
+            SELECT n.nspname, c.relname FROM up JOIN pg_catalog.pg_class c ON c.oid = up.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            GROUP BY n.nspname, c.relname ORDER BY pg_catalog.min(up.depth), 1, 2
+            """, oidParameter)
+        definition.ancestors = ancestorRows.rows.indices.map { (ancestorRows.text($0, 0), ancestorRows.text($0, 1)) }
         if definition.isPartitioned {
             // PostgreSQL makes every column the key uses (in an expression too) internally
             // dependent on the table itself.

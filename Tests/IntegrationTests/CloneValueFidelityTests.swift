@@ -489,6 +489,11 @@ import Testing
             CREATE TABLE mk.projects (id int PRIMARY KEY, name text);
             INSERT INTO mk.users VALUES (1, 'REAL-ann@example.com', '555-0101', 'REAL Ann');
             INSERT INTO mk.projects VALUES (1, 'REAL project');
+            CREATE TABLE mk.people (id int, ssn text);
+            CREATE TABLE mk.staff (badge int) INHERITS (mk.people);
+            CREATE TABLE mk.contractors (agency text) INHERITS (mk.staff);
+            INSERT INTO mk.people VALUES (1, 'REAL-SSN-1'); INSERT INTO mk.staff VALUES (2, 'REAL-SSN-2', 7);
+            INSERT INTO mk.contractors VALUES (3, 'REAL-SSN-3', 8, 'acme');
             """
         try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
             try await withGuideTarget { (target: GuideTarget) async throws in
@@ -496,7 +501,7 @@ import Testing
                 let discovered = try await target.call("SELECT pgclone.discover_sensitive(\(source), 'mk');")
                 #expect(discovered.contains("\"users\""), "\(discovered)")
                 let result = try await target.call("SELECT pgclone.schema(\(source), 'mk', true, '{\"mask\": \(discovered)}');")
-                #expect(result.hasPrefix("OK: cloned schema mk (2 tables, 2 rows,"), "\(result)")
+                #expect(result.hasPrefix("OK: cloned schema mk (5 tables, 5 rows,"), "\(result)")
                 #expect(try await target.rows("SELECT email LIKE '%REAL%' OR phone = '555-0101' FROM mk.users;") == ["f"])
                 _ = try await target.rows("DROP SCHEMA mk CASCADE;")
                 // A column mask for the tables that have it; a table's own mask wins.
@@ -505,6 +510,11 @@ import Testing
                     """)
                 #expect(mixed.hasPrefix("OK"), "\(mixed)")
                 #expect(try await target.rows("SELECT email = md5('REAL-ann@example.com'), name FROM mk.users; SELECT name IS NULL FROM mk.projects;") == ["t|X", "t"])
+                // A parent's mask covers what inherits from it (the parent shows those rows too).
+                _ = try await target.rows("DROP SCHEMA mk CASCADE;")
+                let inherited = try await target.call("SELECT pgclone.schema(\(source), 'mk', true, '{\"mask\": {\"people\": {\"ssn\": \"null\"}}}');")
+                #expect(inherited.hasPrefix("OK"), "\(inherited)")
+                #expect(try await target.rows("SELECT count(*) FROM mk.people WHERE ssn IS NOT NULL;") == ["0"])
                 _ = try await target.expectError("SELECT pgclone.schema(\(source), 'mk', true, '{\"conflict\": \"replace\", \"mask\": {\"emial\": \"hash\"}}');",
                                                  sqlState: "42703", message: "cannot mask column \"emial\": no table of the clone has it")
                 _ = try await target.expectError("SELECT pgclone.schema(\(source), 'mk', true, '{\"conflict\": \"replace\", \"mask\": {\"usres\": {\"email\": \"hash\"}}}');",
