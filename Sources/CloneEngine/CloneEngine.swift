@@ -160,7 +160,7 @@ public struct CloneEngine: Sendable {
         }
         let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let definition = try await loadTable(session.primary, schema: schema, table: table)
-        let options = options.forTable(definition, strict: true)
+        let options = try options.forTable(definition, strict: true)
         let connection = try await target.connect()
         let cloner = TableCloner(source: session.primary, target: connection)
         // One large table with several workers: its rows are copied in parts at once.
@@ -905,7 +905,8 @@ public struct CloneEngine: Sendable {
     private func checkMasks(_ options: CloneOptions, tables: PQResult, schemas: [String], session: SourceSession) async throws(CloneError) {
         guard options.masksAnything else { return }
         let names = tables.rows.indices.map { (schema: tables.text($0, 0), name: tables.text($0, 1)) }
-        for key in options.tableMasks.keys.sorted() where !names.contains(where: { $0.name == key || "\($0.schema).\($0.name)" == key }) {
+        for key in options.tableMasks.keys.sorted() where !options.ambiguousMasks.contains(key)
+            && !names.contains(where: { $0.name == key || "\($0.schema).\($0.name)" == key }) {
             throw CloneError("42P01", "the mask names table \"\(key)\", which this clone does not include",
                              hint: "Name tables as \"table\" or \"schema.table\" of the schemas cloned.")
         }
@@ -917,7 +918,22 @@ public struct CloneEngine: Sendable {
                 WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
                 """, [SQL.textArray(schemas)]).strings.compactMap { $0 }
         }
-        for column in options.mask.keys.sorted() where !columns.contains(column) {
+        for key in options.ambiguousMasks.sorted() where !columns.contains(key) {
+            // Not a column anywhere: it must be a table of the clone with every column it masks.
+            let tableColumns = try await run("reading source catalog") {
+                try await session.primary.query("""
+                    SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
+                    JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+                      AND (c.relname = $2 OR n.nspname || '.' || c.relname = $2)
+                    """, [SQL.textArray(schemas), key]).strings.compactMap { $0 }
+            }
+            guard names.contains(where: { $0.name == key || "\($0.schema).\($0.name)" == key }),
+                  (options.tableMasks[key] ?? [:]).keys.allSatisfy(tableColumns.contains) else {
+                throw CloneError("42703", "the mask for \"\(key)\" names neither a column of the clone nor a table of it with the columns it masks")
+            }
+        }
+        for column in options.mask.keys.sorted() where !options.ambiguousMasks.contains(column) && !columns.contains(column) {
             throw CloneError("42703", "cannot mask column \"\(column)\": no table of the clone has it",
                              hint: "Masks by column apply to every table that has the column; {\"table\": {\"column\": ...}} masks one table's.")
         }
@@ -1040,7 +1056,7 @@ public struct CloneEngine: Sendable {
                 let name = "\(schema).\(table)"
                 progress?.tableStarted(name)
                 let definition = try await loadTable(session.primary, schema: schema, table: table)
-                let options = options.forTable(definition, strict: false)
+                let options = try options.forTable(definition, strict: false)
                 guard let splitCopy = try await splitCopy(definition, session: session, target: target, options: options, progress: progress) else {
                     rest.insert((schema, table), at: 0)
                     continue
@@ -1061,7 +1077,7 @@ public struct CloneEngine: Sendable {
             for (schema, table) in tables {
                 progress?.tableStarted("\(schema).\(table)")
                 let definition = try await loadTable(session.primary, schema: schema, table: table)
-                let options = options.forTable(definition, strict: false)
+                let options = try options.forTable(definition, strict: false)
                 let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
                                                      clonedTogether: clonedTogether)
                 progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0, bytes: outcome.bytes)
@@ -1088,7 +1104,7 @@ public struct CloneEngine: Sendable {
                             try Task.checkCancellation()
                             progress?.tableStarted("\(schema).\(table)")
                             let definition = try await self.loadTable(source, schema: schema, table: table)
-                            let options = options.forTable(definition, strict: false)
+                            let options = try options.forTable(definition, strict: false)
                             let outcome = try await cloner.clone(definition, into: schema, as: table, options: options, deferForeignKeys: true,
                                                      clonedTogether: clonedTogether)
                             progress?.tableFinished("\(schema).\(table)", rows: outcome.rows ?? 0, bytes: outcome.bytes)

@@ -21,6 +21,8 @@ public struct CloneOptions: Sendable, Hashable {
     /// shape discover_sensitive gives (round 27: it was refused, and a column mask had to exist
     /// in every table of a schema clone).
     public var tableMasks: [String: [String: MaskStrategy]] = [:]
+    /// Keys of `mask` that read both as a column's strategy and as a table's masks; both apply.
+    public var ambiguousMasks: Set<String> = []
     public var parallel = 1
     /// With `conflict: replace`: objects outside the clone that depend on a replaced table
     /// (views, foreign keys of other tables...) may be dropped with it.
@@ -40,26 +42,41 @@ public struct CloneOptions: Sendable, Hashable {
 
     /// The options for one table of the clone: its masks only. `strict` (a table clone): a
     /// column mask it lacks is an error; otherwise such a mask is for other tables.
-    func forTable(_ definition: TableDefinition, strict: Bool) -> CloneOptions {
+    func forTable(_ definition: TableDefinition, strict: Bool) throws(CloneError) -> CloneOptions {
         var copy = self
         var effective: [String: MaskStrategy] = [:]
-        for (column, strategy) in mask where strict || definition.columns.contains(where: { $0.name == column }) {
+        let has = { (column: String) in definition.columns.contains(where: { $0.name == column }) }
+        let tables = definition.ancestors.reversed().map { (table: $0, isItself: false) } + [((definition.schema, definition.name), true)]
+        let names = Set(tables.flatMap { [$0.table.name, "\($0.table.schema).\($0.table.name)"] })
+        if strict {
+            // A table clone: every mask must be for this table; one for another table (a typo,
+            // the target name, another schema) would leave this one's values as they are
+            // (round 28: it was dropped silently).
+            for key in tableMasks.keys.sorted() where !names.contains(key) && !(ambiguousMasks.contains(key) && has(key)) {
+                throw CloneError("42P01", "the mask names table \"\(key)\", but this clone is of \(definition.displayName)",
+                                 hint: "Name the table cloned (\"\(definition.name)\" or \"\(definition.schema).\(definition.name)\"), or give its columns' masks directly.")
+            }
+            for key in ambiguousMasks.sorted() where !has(key) && !(names.contains(key) && (tableMasks[key] ?? [:]).keys.allSatisfy(has)) {
+                throw CloneError("42703", "the mask for \"\(key)\" names neither a column of \(definition.displayName) nor the table with the columns it masks")
+            }
+        }
+        for (column, strategy) in mask where (strict && !ambiguousMasks.contains(column)) || has(column) {
             effective[column] = strategy
         }
         // A parent's masks cover its children's and partitions' rows (the parent shows them);
         // nearer tables win over farther ones, the qualified name over the plain one.
-        let tables = definition.ancestors.reversed().map { (table: $0, isItself: false) } + [((definition.schema, definition.name), true)]
         for (table, isItself) in tables {
             for key in [table.name, "\(table.schema).\(table.name)"] {
-                // The table's own masks all count (one it lacks is an error later); an ancestor's
-                // for the columns this table has from it.
-                for (column, strategy) in tableMasks[key] ?? [:] where isItself || definition.columns.contains(where: { $0.name == column }) {
+                // The table's own masks all count (one it lacks is an error later); an ancestor's,
+                // and those of a mask that reads two ways, for the columns this table has.
+                for (column, strategy) in tableMasks[key] ?? [:] where (isItself && !ambiguousMasks.contains(key)) || has(column) {
                     effective[column] = strategy
                 }
             }
         }
         copy.mask = effective
         copy.tableMasks = [:]
+        copy.ambiguousMasks = []
         return copy
     }
 
@@ -141,15 +158,29 @@ public struct CloneOptions: Sendable, Hashable {
                 guard case .object(let entries) = mask else { _ = try parseMaskObject(mask); return options }
                 var strategies: [String: MaskStrategy] = [:]
                 for (key, value) in entries.sorted(by: { $0.key < $1.key }) {
-                    // An object without "type" is a table's own masks; anything else a strategy.
-                    if case .object(let inner) = value, inner["type"] == nil {
-                        guard !inner.isEmpty else { throw MaskError("mask for table \"\(key)\" names no columns") }
+                    guard case .object(let inner) = value else {
+                        strategies[key] = try MaskStrategy(json: value, column: key)
+                        continue
+                    }
+                    guard !inner.isEmpty else { throw MaskError("mask for \"\(key)\" is an empty object") }
+                    // An object is a table's masks ({"column": strategy, ...}) or a strategy with
+                    // parameters ({"type": "constant", "value": ...}); {"type": "hash"} reads as
+                    // both (table "users", column "type"; or column "users"): then both apply, as
+                    // far as the tables have such columns (round 28: it was taken as a strategy
+                    // only, and the column "type" went unmasked).
+                    let asStrategy: MaskStrategy?
+                    do throws(MaskError) { asStrategy = try MaskStrategy(json: value, column: key) } catch { asStrategy = nil }
+                    var asTable: [String: MaskStrategy]?
+                    do throws(MaskError) {
                         var table: [String: MaskStrategy] = [:]
                         for (column, strategy) in try parseMaskObject(value) { table[column] = strategy }
-                        options.tableMasks[key] = table
-                    } else {
-                        strategies[key] = try MaskStrategy(json: value, column: key)
+                        asTable = table
+                    } catch {
+                        if asStrategy == nil { throw error }
                     }
+                    if let asStrategy { strategies[key] = asStrategy }
+                    if let asTable { options.tableMasks[key] = asTable }
+                    if asStrategy != nil && asTable != nil { options.ambiguousMasks.insert(key) }
                 }
                 options.mask = strategies
             } catch {

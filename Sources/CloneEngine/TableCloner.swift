@@ -229,6 +229,17 @@ struct TableCloner {
                         outcome.replacedExisting = true
                     } else {
                         outcome.renamedExistingTo = try await renameExisting(schema: targetSchema, table: targetName)
+                        // Views keep reading the table they were made on (round 28: silently).
+                        let readers = try await target.query("""
+                            SELECT DISTINCT r.ev_class::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_depend d
+                            JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+                            WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                              AND d.refobjid = $1::pg_catalog.regclass AND r.ev_class <> d.refobjid
+                            ORDER BY 1
+                            """, [SQL.qualified(targetSchema, String(outcome.renamedExistingTo!.dropFirst(targetSchema.count + 1)))]).strings.compactMap { $0 }
+                        if !readers.isEmpty {
+                            outcome.notes.append("views reading \(targetSchema).\(targetName) now read \(outcome.renamedExistingTo!): \(readers.joined(separator: ", ")) (in a schema clone, the schema's own views are made again on the new table)")
+                        }
                     }
                 }
                 try await createTable(definition, plan: plan, schema: targetSchema, name: targetName, inherits: inherits, outcome: &outcome)

@@ -8,18 +8,25 @@ public struct JSONReader {
     /// per level, and a hostile statement (`1+1+...+1`, 10,000 terms) would overflow the stack.
     public static let maximumDepth = 1000
     private var tooDeep = false
+    /// Whether a key may appear twice in one object (the last one winning, as jsonb does).
+    private let allowsDuplicateKeys: Bool
+    private var duplicateKey: String?
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    init(_ bytes: [UInt8], allowsDuplicateKeys: Bool = true) {
+        self.bytes = bytes
+        self.allowsDuplicateKeys = allowsDuplicateKeys
+    }
 
     public static func parse(_ bytes: [UInt8]) -> JSONNode? {
         try? parseOrThrow(bytes)
     }
 
     /// Parses a whole document; the error says where it went wrong.
-    public static func parseOrThrow(_ bytes: [UInt8]) throws(JSONError) -> JSONNode {
-        var reader = JSONReader(bytes)
+    public static func parseOrThrow(_ bytes: [UInt8], allowsDuplicateKeys: Bool = true) throws(JSONError) -> JSONNode {
+        var reader = JSONReader(bytes, allowsDuplicateKeys: allowsDuplicateKeys)
         guard let value = reader.value() else {
             if reader.tooDeep { throw JSONError(message: "nested more than \(maximumDepth) levels deep") }
+            if let key = reader.duplicateKey { throw JSONError(message: "key \"\(key)\" appears twice in one object") }
             throw JSONError(message: reader.index >= bytes.count ? "unexpected end of input" : "unexpected character at offset \(reader.index)")
         }
         reader.skipSpace()
@@ -27,8 +34,11 @@ public struct JSONReader {
         return value
     }
 
+    /// A document a person wrote (options, masks): a key given twice is an error, not the
+    /// last one silently winning (round 28: {"users": {"email": ...}, "users": {"phone": ...}}
+    /// left the emails unmasked).
     public static func parse(_ text: String) throws(JSONError) -> JSONNode {
-        try parseOrThrow(Array(text.utf8))
+        try parseOrThrow(Array(text.utf8), allowsDuplicateKeys: false)
     }
 
     private mutating func skipSpace() {
@@ -57,6 +67,10 @@ public struct JSONReader {
                 guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
                 index += 1
                 guard let item = value() else { return nil }
+                if !allowsDuplicateKeys, fields[key] != nil {
+                    duplicateKey = key
+                    return nil
+                }
                 fields[key] = item
                 skipSpace()
                 guard index < bytes.count else { return nil }

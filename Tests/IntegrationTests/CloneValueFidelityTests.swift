@@ -466,8 +466,11 @@ import Testing
                     CREATE OR REPLACE FUNCTION rn.total() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT 0::bigint';
                     REFRESH MATERIALIZED VIEW rn.mv;
                     """)
+                _ = try await target.rows("CREATE VIEW rn.staging_only AS SELECT id FROM rn.inv;")
                 let renamed = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(source), 'rn', true, '{\"conflict\": \"rename\"}');")
                 #expect(renamed.status == 0, "\(renamed.stderr)")
+                // A view the source does not have keeps reading the old table: said.
+                #expect(renamed.stderr.contains("views reading rn.inv now read rn.inv_old: rn.mv, rn.staging_only, rn.v (in a schema clone"), "\(renamed.stderr)")
                 #expect(renamed.stderr.contains("existing view rn.v renamed to rn.v_old"), "\(renamed.stderr)")
                 let got = try await target.rows("""
                     SELECT n FROM rn.v; SELECT n FROM rn.v_old; SELECT top FROM rn.mv; SELECT top FROM rn.mv_old; SELECT rn.total();
@@ -542,6 +545,41 @@ import Testing
                 #expect(failed.stderr.contains("Already cloned and committed on the target (2 of 3 tables): fk.a, fk.b."), "\(failed.stderr)")
                 #expect(failed.stderr.contains("Foreign keys of those tables: 1 added."), "\(failed.stderr)")
                 #expect(try await target.rows("SELECT conname FROM pg_constraint WHERE conrelid = 'fk.b'::regclass AND contype = 'f';") == ["b_a_id_fkey"])
+            }
+        }
+    }
+
+    /// Masks that must not find nothing (round 28): in a table clone a table's mask naming
+    /// another table (a typo, the target name, another schema) was dropped and the real values
+    /// copied; `{"users": {"type": "hash"}}` (table users, column type) was read as a mask for
+    /// a column "users"; a key given twice kept only its last value.
+    @Test func masksThatCouldMissAreRefusedOrApplied() async throws {
+        let sql = """
+            CREATE SCHEMA mz;
+            CREATE TABLE mz.users (id int PRIMARY KEY, email text, type text);
+            INSERT INTO mz.users VALUES (1, 'REAL-ann@example.com', 'REAL-TYPE');
+            CREATE TABLE mz.groups (id int PRIMARY KEY, users text);
+            INSERT INTO mz.groups VALUES (1, 'REAL-MEMBERS');
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                for (mask, name) in [("{\"usres\": {\"email\": \"hash\"}}", "NULL"), ("{\"users2\": {\"email\": \"hash\"}}", "'users2'"),
+                                     ("{\"other.users\": {\"email\": \"hash\"}}", "NULL")] {
+                    let key = mask.split(separator: "\"")[1]
+                    _ = try await target.expectError("SELECT pgclone.table(\(source), 'mz', 'users', true, \(name), '{\"mask\": \(mask)}');", sqlState: "42P01",
+                                                     message: "the mask names table \"\(key)\", but this clone is of mz.users")
+                }
+                #expect(try await target.rows("SELECT count(*) FROM pg_tables WHERE schemaname = 'mz';") == ["0"])
+                // Both readings apply where the tables have such columns.
+                let both = try await target.call("SELECT pgclone.schema(\(source), 'mz', true, '{\"mask\": {\"users\": {\"type\": \"hash\"}}}');")
+                #expect(both.hasPrefix("OK"), "\(both)")
+                #expect(try await target.rows("SELECT type = md5('REAL-TYPE') FROM mz.users; SELECT users = md5('REAL-MEMBERS') FROM mz.groups;") == ["t", "t"])
+                let table = try await target.call("SELECT pgclone.table(\(source), 'mz', 'users', true, 'users_copy', '{\"mask\": {\"users\": {\"type\": \"hash\"}}}');")
+                #expect(table.hasPrefix("OK"), "\(table)")
+                #expect(try await target.rows("SELECT type = md5('REAL-TYPE') FROM mz.users_copy;") == ["t"])
+                _ = try await target.expectError("SELECT pgclone.table(\(source), 'mz', 'users', true, 'u3', '{\"mask\": {\"users\": {\"email\": \"hash\"}, \"users\": {\"type\": \"hash\"}}}');",
+                                                 sqlState: "22P02", message: "invalid JSON in options: key \"users\" appears twice in one object")
             }
         }
     }
