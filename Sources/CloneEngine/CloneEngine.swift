@@ -903,10 +903,26 @@ public struct CloneEngine: Sendable {
     /// column of some table of the clone, a table's masks a table of the clone (a typo would
     /// otherwise leave the real values unmasked, and say OK).
     private func checkMasks(_ options: CloneOptions, tables: PQResult, schemas: [String], session: SourceSession) async throws(CloneError) {
+        if options.columns != nil {
+            // One list of columns for every table of a schema would fail on the first table
+            // without them, after others were committed (round 28).
+            throw CloneError.invalidOption("option \"columns\" is for table clones", hint: "Clone the table on its own (pgclone.table) to pick its columns.")
+        }
         guard options.masksAnything else { return }
         let names = tables.rows.indices.map { (schema: tables.text($0, 0), name: tables.text($0, 1)) }
         for key in options.tableMasks.keys.sorted() where !options.ambiguousMasks.contains(key)
             && !names.contains(where: { $0.name == key || "\($0.schema).\($0.name)" == key }) {
+            // A partition's rows come through its parent: its masks are the parent's.
+            let parent = try? await session.primary.query("""
+                SELECT pn.nspname || '.' || p.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+                WHERE c.relispartition AND (c.relname = $1 OR n.nspname || '.' || c.relname = $1)
+                """, [key]).string(0, 0)
+            if let parent {
+                throw CloneError("42P01", "the mask names partition \"\(key)\", whose rows the clone copies through its parent \(parent)",
+                                 hint: "Mask the parent's columns: they cover every partition.")
+            }
             throw CloneError("42P01", "the mask names table \"\(key)\", which this clone does not include",
                              hint: "Name tables as \"table\" or \"schema.table\" of the schemas cloned.")
         }

@@ -560,6 +560,8 @@ import Testing
             INSERT INTO mz.users VALUES (1, 'REAL-ann@example.com', 'REAL-TYPE');
             CREATE TABLE mz.groups (id int PRIMARY KEY, users text);
             INSERT INTO mz.groups VALUES (1, 'REAL-MEMBERS');
+            CREATE TABLE mz.ev (id int, who text) PARTITION BY RANGE (id);
+            CREATE TABLE mz.ev_1 PARTITION OF mz.ev FOR VALUES FROM (0) TO (10);
             """
         try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
             try await withGuideTarget { (target: GuideTarget) async throws in
@@ -570,6 +572,11 @@ import Testing
                     _ = try await target.expectError("SELECT pgclone.table(\(source), 'mz', 'users', true, \(name), '{\"mask\": \(mask)}');", sqlState: "42P01",
                                                      message: "the mask names table \"\(key)\", but this clone is of mz.users")
                 }
+                // A partition's rows come through its parent; one list of columns does not fit a schema.
+                _ = try await target.expectError("SELECT pgclone.schema(\(source), 'mz', true, '{\"mask\": {\"ev_1\": {\"who\": \"hash\"}}}');", sqlState: "42P01",
+                                                 message: "the mask names partition \"ev_1\", whose rows the clone copies through its parent mz.ev")
+                _ = try await target.expectError("SELECT pgclone.schema(\(source), 'mz', true, '{\"columns\": [\"id\"]}');", sqlState: "22023",
+                                                 message: "option \"columns\" is for table clones")
                 #expect(try await target.rows("SELECT count(*) FROM pg_tables WHERE schemaname = 'mz';") == ["0"])
                 // Both readings apply where the tables have such columns.
                 let both = try await target.call("SELECT pgclone.schema(\(source), 'mz', true, '{\"mask\": {\"users\": {\"type\": \"hash\"}}}');")
