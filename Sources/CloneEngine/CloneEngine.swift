@@ -926,6 +926,28 @@ public struct CloneEngine: Sendable {
             throw CloneError("42P01", "the mask names table \"\(key)\", which this clone does not include",
                              hint: "Name tables as \"table\" or \"schema.table\" of the schemas cloned.")
         }
+        // Every table a table's mask names must have the columns it masks: found now, before
+        // anything is made (round 29: a plain name matching tables in two schemas failed late).
+        for (key, masks) in options.tableMasks.sorted(by: { $0.key < $1.key }) where !options.ambiguousMasks.contains(key) {
+            let rows = try await run("reading source catalog") {
+                try await session.primary.query("""
+                    SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::pg_catalog.text
+                    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                    WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                      AND (c.relname = $2 OR n.nspname || '.' || c.relname = $2)
+                    ORDER BY 1
+                    """, [SQL.textArray(schemas), key])
+            }
+            var columnsOf: [String: Set<String>] = [:]
+            for row in rows.rows.indices { columnsOf[rows.text(row, 0), default: []].insert(rows.text(row, 1)) }
+            for (table, has) in columnsOf.sorted(by: { $0.key < $1.key }) {
+                if let missing = masks.keys.sorted().first(where: { !has.contains($0) }) {
+                    throw CloneError("42703", "cannot mask column \"\(missing)\" of \(table): it does not exist (the mask for \"\(key)\" names that table)",
+                                     hint: "Name the table with its schema (\"schema.table\") when tables of several schemas share its name.")
+                }
+            }
+        }
         guard !options.mask.isEmpty else { return }
         let columns = try await run("reading source catalog") {
             try await session.primary.query("""

@@ -562,6 +562,8 @@ import Testing
             INSERT INTO mz.groups VALUES (1, 'REAL-MEMBERS');
             CREATE TABLE mz.ev (id int, who text) PARTITION BY RANGE (id);
             CREATE TABLE mz.ev_1 PARTITION OF mz.ev FOR VALUES FROM (0) TO (10);
+            CREATE SCHEMA mz2;
+            CREATE TABLE mz2.users (id int);
             """
         try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
             try await withGuideTarget { (target: GuideTarget) async throws in
@@ -577,7 +579,11 @@ import Testing
                                                  message: "the mask names partition \"ev_1\", whose rows the clone copies through its parent mz.ev")
                 _ = try await target.expectError("SELECT pgclone.schema(\(source), 'mz', true, '{\"columns\": [\"id\"]}');", sqlState: "22023",
                                                  message: "option \"columns\" is for table clones")
-                #expect(try await target.rows("SELECT count(*) FROM pg_tables WHERE schemaname = 'mz';") == ["0"])
+                // A plain name that tables of two schemas share: each must have the columns masked,
+                // found before anything is made.
+                _ = try await target.expectError("SELECT pgclone.database(\(source), true, '{\"mask\": {\"users\": {\"email\": \"hash\"}}}');", sqlState: "42703",
+                                                 message: "cannot mask column \"email\" of mz2.users: it does not exist (the mask for \"users\" names that table)")
+                #expect(try await target.rows("SELECT count(*) FROM pg_tables WHERE schemaname IN ('mz', 'mz2');") == ["0"])
                 // Both readings apply where the tables have such columns.
                 let both = try await target.call("SELECT pgclone.schema(\(source), 'mz', true, '{\"mask\": {\"users\": {\"type\": \"hash\"}}}');")
                 #expect(both.hasPrefix("OK"), "\(both)")

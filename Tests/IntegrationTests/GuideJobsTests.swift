@@ -410,6 +410,21 @@ struct GuideJobsTests {
         _ = try? await admin.exec("DROP ROLE \(member); DROP ROLE \(group)")
     }
 
+    /// resume(job_id, conninfo) points the job at the conninfo given, also while this proxy
+    /// still holds the first one's password (round 29: the new conninfo was ignored).
+    @Test func resumeTakesTheConninfoItIsGiven() async throws {
+        let sql = "CREATE SCHEMA test_schema; CREATE TABLE test_schema.only_here (id int); INSERT INTO test_schema.only_here VALUES (1), (2), (3);"
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, otherSource, _ in
+            try await withGuideTarget(runsJobs: true) { (target: GuideTarget) async throws in
+                let id = try await target.call("SELECT pgclone.table_async(\(target.source), 'test_schema', 'only_here', true);")
+                #expect(try await Self.waitForEnd(target, id) == "failed")
+                #expect(try await target.call("SELECT pgclone.resume(\(id), \(guideSQLLiteral(otherSource)));") == "OK: job \(id) resumed (0 tables already done)")
+                #expect(try await Self.waitForEnd(target, id) == "completed")
+                #expect(try await target.rows("SELECT count(*) FROM test_schema.only_here;") == ["3"])
+            }
+        }
+    }
+
     /// The command line: `--async` queues a job through the proxy, `pgclone jobs` lists it,
     /// `pgclone jobs --watch` follows it to the end.
     @Test func commandLineQueuesAndWatchesJobs() async throws {

@@ -92,15 +92,30 @@ public final class JobRunner: Service, Sendable {
         return try await store.job(id)?.status
     }
 
-    /// Makes a stopped job pending again; `source` replaces a password this proxy does not hold.
+    /// Makes a stopped job pending again; `source`, when given, is the conninfo it uses from now
+    /// on (round 29: it was ignored while this proxy still held the old password).
     func resume(_ id: Int64, source: String?) async throws -> JobStore.Job? {
         guard let existing = try await store.job(id) else { return nil }
-        if existing.needsSecret && secrets.withLockedValue({ $0[id] }) == nil {
-            guard let source else {
-                throw AdminError("22023", "job \(id) needs its source password again: pgclone does not store passwords",
-                                 hint: "Call pgclone.resume(\(id), '<source conninfo with password>').")
+        if let source {
+            let parsed: ConnInfo
+            do {
+                parsed = try ConnInfo(parsing: source)
+            } catch {
+                throw AdminError("08001", "could not connect to source: \(error)")
             }
-            secrets.withLockedValue { $0[id] = source }
+            var stored = parsed
+            let hasPassword = parsed["password"] != nil
+            stored["password"] = nil
+            // The old password goes first: the job must not be claimed with it against the new source.
+            secrets.withLockedValue { $0[id] = nil }
+            let job = try await store.resume(id, source: stored.connectionString, needsSecret: hasPassword)
+            if job != nil, hasPassword { secrets.withLockedValue { $0[id] = source } }
+            wakeContinuation.yield()
+            return job
+        }
+        if existing.needsSecret && secrets.withLockedValue({ $0[id] }) == nil {
+            throw AdminError("22023", "job \(id) needs its source password again: pgclone does not store passwords",
+                             hint: "Call pgclone.resume(\(id), '<source conninfo with password>').")
         }
         let job = try await store.resume(id)
         wakeContinuation.yield()

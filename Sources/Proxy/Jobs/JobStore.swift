@@ -368,18 +368,21 @@ public final class JobStore: Sendable {
     }
 
     /// Makes an interrupted, failed or cancelled job pending again (its completed tables stay done).
-    func resume(_ id: Int64) async throws -> Job? {
+    /// `source` (its password removed) and `needsSecret`: a new conninfo the job uses from now on.
+    func resume(_ id: Int64, source: String? = nil, needsSecret: Bool = false) async throws -> Job? {
         try await withConnection { connection in
             _ = try await connection.query("""
                 DELETE FROM pgclone.jobs WHERE parent_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8
                 """, [String(id)])
             return Self.jobs(in: try await connection.query("""
                 UPDATE pgclone.jobs SET status = 'pending', error_message = NULL, end_time = NULL, current_phase = 'queued', cancel_requested = false,
+                    source_conninfo = COALESCE($2, source_conninfo),
+                    needs_secret = CASE WHEN $2 IS NULL THEN needs_secret ELSE $3::pg_catalog.bool END,
                     notes = pg_catalog.concat_ws('; ', notes, 'resumed at ' OPERATOR(pg_catalog.||) pg_catalog.to_char(pg_catalog.clock_timestamp(), 'YYYY-MM-DD HH24:MI:SS')
                         OPERATOR(pg_catalog.||) ' under a new snapshot of the source')
                 WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND parent_id IS NULL AND status OPERATOR(pg_catalog.=) ANY (\(JobLifecycle.sqlList(acceptedBy: .resume)))
                 RETURNING \(Self.columns)
-                """, [String(id)])).first
+                """, [String(id), source, needsSecret ? "t" : "f"])).first
         }
     }
 
