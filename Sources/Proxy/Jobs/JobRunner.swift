@@ -54,20 +54,12 @@ public final class JobRunner: Service, Sendable {
     /// Records a job and wakes the runner; returns the job's id.
     func submit(operation: String, caller: AdminCaller, schema: String, table: String?, targetName: String?, includeData: Bool,
                 options: String?, source: String) async throws -> Int64 {
-        let parsed: ConnInfo
-        do {
-            parsed = try ConnInfo(parsing: source)
-        } catch {
-            throw AdminError("08001", "could not connect to source: \(error)")
-        }
-        var stored = parsed
-        let hasPassword = parsed["password"] != nil
-        stored["password"] = nil
+        let (stored, hasPassword) = try Self.withoutPassword(source)
         // Superusers' jobs may use the proxy's own credentials for the source, as their calls do.
         let flags = caller.isSuperuser ? "superuser" : nil
         let id = try await store.create(operation: operation, database: caller.database, role: caller.role, schema: schema, table: table,
                                         targetName: targetName, includeData: includeData, options: options,
-                                        source: stored.connectionString, needsSecret: hasPassword, flags: flags)
+                                        source: stored, needsSecret: hasPassword, flags: flags)
         if hasPassword { secrets.withLockedValue { $0[id] = source } }
         logger.info("job queued", metadata: ["job_id": "\(id)", "op_type": "\(operation)", "schema": "\(schema)", "role": "\(caller.role)"])
         wakeContinuation.yield()
@@ -92,23 +84,29 @@ public final class JobRunner: Service, Sendable {
         return try await store.job(id)?.status
     }
 
+    /// A source conninfo as the jobs table keeps it (no password: held in memory only), and
+    /// whether it had one.
+    static func withoutPassword(_ source: String) throws -> (stored: String, hasPassword: Bool) {
+        var parsed: ConnInfo
+        do {
+            parsed = try ConnInfo(parsing: source)
+        } catch {
+            throw AdminError("08001", "could not connect to source: \(error)")
+        }
+        let hasPassword = parsed["password"] != nil
+        parsed["password"] = nil
+        return (parsed.connectionString, hasPassword)
+    }
+
     /// Makes a stopped job pending again; `source`, when given, is the conninfo it uses from now
     /// on (round 29: it was ignored while this proxy still held the old password).
     func resume(_ id: Int64, source: String?) async throws -> JobStore.Job? {
         guard let existing = try await store.job(id) else { return nil }
         if let source {
-            let parsed: ConnInfo
-            do {
-                parsed = try ConnInfo(parsing: source)
-            } catch {
-                throw AdminError("08001", "could not connect to source: \(error)")
-            }
-            var stored = parsed
-            let hasPassword = parsed["password"] != nil
-            stored["password"] = nil
+            let (stored, hasPassword) = try Self.withoutPassword(source)
             // The old password goes first: the job must not be claimed with it against the new source.
             secrets.withLockedValue { $0[id] = nil }
-            let job = try await store.resume(id, source: stored.connectionString, needsSecret: hasPassword)
+            let job = try await store.resume(id, source: stored, needsSecret: hasPassword)
             if job != nil, hasPassword { secrets.withLockedValue { $0[id] = source } }
             wakeContinuation.yield()
             return job
