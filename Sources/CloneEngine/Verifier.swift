@@ -144,6 +144,9 @@ struct Verifier {
         (table.isPartitioned ? "" : "ONLY ") + SQL.qualified(table.schema, table.name)
     }
 
+    /// Stands for "hash the output text" of a bpchar column in `rowHashes`' functions.
+    static let blankPaddedText = "pgclone:bpchar"
+
     /// The candidate row hashes, cheapest first; each is an int8 in [-2³¹, 2³¹) (KeyMoments
     /// multiplies it by a key below 2³²). `columns` are quoted names, `functions` each column's
     /// extended hash function (nil where its type has none that hashes the same on every server).
@@ -154,7 +157,16 @@ struct Verifier {
     static func rowHashes(_ columns: [String], functions: [String?]) -> [String] {
         func combined(_ functions: [String?]) -> String {
             let parts = zip(columns, functions).enumerated().map { index, pair in
-                let hash = pair.1.map { "\($0)(\(pair.0), \(index + 1))" } ?? "pg_catalog.hashtextextended(\(pair.0)::pg_catalog.text COLLATE pg_catalog.\"C\", \(index + 1))"
+                let hash: String
+                switch pair.1 {
+                case Self.blankPaddedText?:
+                    // bpchar's cast to text drops trailing blanks; its output function keeps them.
+                    hash = "pg_catalog.hashtextextended(pg_catalog.textin(pg_catalog.bpcharout(\(pair.0))) COLLATE pg_catalog.\"C\", \(index + 1))"
+                case let function?:
+                    hash = "\(function)(\(pair.0), \(index + 1))"
+                case nil:
+                    hash = "pg_catalog.hashtextextended(\(pair.0)::pg_catalog.text COLLATE pg_catalog.\"C\", \(index + 1))"
+                }
                 // NULL gets a value of its own per column.
                 return "COALESCE(\(hash), \(-7_046_029_254_386_353_131 &+ Int64(index) &* 40_503))"
             }
@@ -162,8 +174,9 @@ struct Verifier {
         }
         var candidates: [String] = []
         if !columns.isEmpty, functions.count == columns.count {
-            if functions.contains(where: { $0 != nil }) { candidates.append(combined(functions)) }
-            candidates.append(combined(columns.map { _ in nil }))
+            let asText = functions.map { $0 == Self.blankPaddedText ? $0 : nil }
+            if functions != asText { candidates.append(combined(functions)) }
+            candidates.append(combined(asText))
         }
         candidates.append("pg_catalog.hashtext(ROW(\(columns.joined(separator: ", ")))::pg_catalog.text)::pg_catalog.int8")
         return candidates
@@ -196,6 +209,8 @@ struct Verifier {
               NULL)
             FROM c
             WHERE c.type OPERATOR(pg_catalog.=) ANY ('{int2,int4,int8,oid,bool,date,time,timestamp,timestamptz,uuid,bytea}'::pg_catalog.regtype[]::pg_catalog.oid[])
+            UNION ALL
+            SELECT c.name, \(SQL.literal(Self.blankPaddedText)) FROM c WHERE c.type OPERATOR(pg_catalog.=) 'pg_catalog.bpchar'::pg_catalog.regtype
             """, [SQL.qualified(table.schema, table.name)])
         var functions: [String: String] = [:]
         for row in rows.rows.indices {

@@ -76,5 +76,9 @@ struct RowHashTests {
         ])
         // No column with a function of its own: the text candidates only.
         #expect(Verifier.rowHashes(["\"p\""], functions: [nil]).count == 2)
+        // bpchar hashes its output text in every column candidate (its cast to text drops trailing blanks).
+        let padded = Verifier.rowHashes(["\"b\""], functions: [Verifier.blankPaddedText])
+        #expect(padded.count == 2)
+        #expect(padded[0] == "((COALESCE(pg_catalog.hashtextextended(pg_catalog.textin(pg_catalog.bpcharout(\"b\")) COLLATE pg_catalog.\"C\", 1), -7046029254386353131)) OPERATOR(pg_catalog.>>) 32)")
     }
 }

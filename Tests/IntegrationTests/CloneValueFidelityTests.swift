@@ -254,24 +254,26 @@ import Testing
             CREATE TABLE vh.i (id int PRIMARY KEY, v interval);
             CREATE TABLE vh.j (id int PRIMARY KEY, v jsonb);
             CREATE TABLE vh.c (id int PRIMARY KEY, v text COLLATE vh.ci);
+            CREATE TABLE vh.b (id int PRIMARY KEY, v bpchar);
             INSERT INTO vh.n VALUES (1, 1.5), (2, 2);
             INSERT INTO vh.f VALUES (1, '-0'), (2, 2);
             INSERT INTO vh.i VALUES (1, '1 day'), (2, '1 mon');
             INSERT INTO vh.j VALUES (1, '{"a": 1.0}'), (2, '{}');
             INSERT INTO vh.c VALUES (1, 'ABC'), (2, 'x');
+            INSERT INTO vh.b VALUES (1, 'ab'), (2, 'x');
             """
         try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
             try await withGuideTarget { (target: GuideTarget) async throws in
                 let source = guideSQLLiteral(sourceConnInfo)
                 let result = try await target.call("SELECT pgclone.schema(\(source), 'vh');")
-                #expect(result.hasPrefix("OK: cloned schema vh (5 tables, 10 rows,"), "\(result)")
+                #expect(result.hasPrefix("OK: cloned schema vh (6 tables, 12 rows,"), "\(result)")
                 let checksum = "SELECT table_name, match, detail FROM pgclone.verify(\(source), 'vh', '{\"mode\": \"checksum\"}') ORDER BY 1;"
-                #expect(try await target.rows(checksum) == ["c|✓|", "f|✓|", "i|✓|", "j|✓|", "n|✓|"])
+                #expect(try await target.rows(checksum) == ["b|✓|", "c|✓|", "f|✓|", "i|✓|", "j|✓|", "n|✓|"])
                 try await target.direct("""
                     UPDATE vh.n SET v = 1.50 WHERE id = 1; UPDATE vh.f SET v = 0 WHERE id = 1; UPDATE vh.i SET v = '24 hours' WHERE id = 1;
-                    UPDATE vh.j SET v = '{"a": 1}' WHERE id = 1; UPDATE vh.c SET v = 'abc' WHERE id = 1;
+                    UPDATE vh.j SET v = '{"a": 1}' WHERE id = 1; UPDATE vh.c SET v = 'abc' WHERE id = 1; UPDATE vh.b SET v = 'ab  ' WHERE id = 1;
                     """, database: target.database)
-                #expect(try await target.rows(checksum) == ["c|✗|1 row differs at id 1", "f|✗|1 row differs at id 1", "i|✗|1 row differs at id 1",
+                #expect(try await target.rows(checksum) == ["b|✗|1 row differs at id 1", "c|✗|1 row differs at id 1", "f|✗|1 row differs at id 1", "i|✗|1 row differs at id 1",
                                                             "j|✗|1 row differs at id 1", "n|✗|1 row differs at id 1"])
             }
         }
