@@ -456,7 +456,7 @@ public struct CloneEngine: Sendable {
                          n.nspname, c.relname
                 """, ["{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"])
         }
-        try await checkMasks(options, tables: tables, schemas: schemas, session: session)
+        try await checkMasks(options, schemas: schemas, session: session)
         let connection = try await target.connect()
         var schemasCreated: [String] = []
         var schemasDescribed: [String] = []
@@ -837,7 +837,6 @@ public struct CloneEngine: Sendable {
     @discardableResult
     private static func create(_ function: SchemaObjects.Object, on connection: PQConnection, inTransaction: Bool = true,
                                conflict: CloneOptions.Conflict, summary: inout SchemaCloneSummary) async throws -> RoutineCreation {
-        var ddl = function.ddl
         var creation = RoutineCreation.created
         if let signature = function.regprocedure {
             let existing = try await connection.query("""
@@ -859,15 +858,12 @@ public struct CloneEngine: Sendable {
                     throw CloneError("42723", "\(described) already exists on target with a different definition",
                                      detail: "source: \(function.ddl.first ?? "")\ntarget: \(theirs ?? "(a kind of routine pgclone does not recreate)")",
                                      hint: "Use the \"conflict\" option (skip keeps the target's, replace replaces it), or change or drop it first.")
-                case .replace where theirs != nil, .rename where theirs != nil:
+                case .replace, .rename:
                     // Under rename as under replace: the new tables (and the old ones) call it.
-                    // pg_get_functiondef says CREATE OR REPLACE already; an aggregate needs it said.
-                    if let first = ddl.first, first.hasPrefix("CREATE AGGREGATE ") {
-                        ddl[0] = "CREATE OR REPLACE AGGREGATE " + first.dropFirst("CREATE AGGREGATE ".count)
-                    }
+                    guard let theirs else { fallthrough }
                     // What puts it back should the call fail: its definition, comment and grants
                     // (round 26: the undo put back the body but left the source's grants).
-                    var previous = [theirs!.hasPrefix("CREATE AGGREGATE ") ? "CREATE OR REPLACE AGGREGATE " + theirs!.dropFirst("CREATE AGGREGATE ".count) : theirs!]
+                    var previous = [theirs]
                     previous.append("COMMENT ON ROUTINE \(signature) IS \(existing.string(0, 3).map(SQL.literal) ?? "NULL")")
                     previous.append(Self.revokeAll(on: signature))
                     let grants = Privileges(encoded: existing.string(0, 2)).statements(on: "ROUTINE \(signature)")
@@ -881,7 +877,7 @@ public struct CloneEngine: Sendable {
             }
         }
         do {
-            for statement in ddl { try await connection.execute(statement) }
+            for statement in function.ddl { try await connection.execute(statement) }
         } catch let error as PQError where creation != .created && ["42P13", "42809"].contains(error.sqlState ?? "") {
             // CREATE OR REPLACE cannot change a routine's result type, parameter names,
             // defaults or kind (round 26: the server's error came alone).
@@ -902,76 +898,66 @@ public struct CloneEngine: Sendable {
     /// A schema or database clone's masks must each find something to mask: a column mask a
     /// column of some table of the clone, a table's masks a table of the clone (a typo would
     /// otherwise leave the real values unmasked, and say OK).
-    private func checkMasks(_ options: CloneOptions, tables: PQResult, schemas: [String], session: SourceSession) async throws(CloneError) {
+    private func checkMasks(_ options: CloneOptions, schemas: [String], session: SourceSession) async throws(CloneError) {
         if options.columns != nil {
             // One list of columns for every table of a schema would fail on the first table
             // without them, after others were committed (round 28).
             throw CloneError.invalidOption("option \"columns\" is for table clones", hint: "Clone the table on its own (pgclone.table) to pick its columns.")
         }
         guard options.masksAnything else { return }
-        let names = tables.rows.indices.map { (schema: tables.text($0, 0), name: tables.text($0, 1)) }
-        for key in options.tableMasks.keys.sorted() where !options.ambiguousMasks.contains(key)
-            && !names.contains(where: { $0.name == key || "\($0.schema).\($0.name)" == key }) {
-            // A partition's rows come through its parent: its masks are the parent's.
-            let parent = try? await session.primary.query("""
-                SELECT pn.nspname || '.' || p.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
-                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
-                WHERE c.relispartition AND (c.relname = $1 OR n.nspname || '.' || c.relname = $1)
-                """, [key]).string(0, 0)
-            if let parent {
-                throw CloneError("42P01", "the mask names partition \"\(key)\", whose rows the clone copies through its parent \(parent)",
-                                 hint: "Mask the parent's columns: they cover every partition.")
-            }
-            throw CloneError("42P01", "the mask names table \"\(key)\", which this clone does not include",
-                             hint: "Name tables as \"table\" or \"schema.table\" of the schemas cloned.")
+        // The clone's tables and their columns, read once; a key names a table as "table" or "schema.table".
+        let catalog = try await run("reading source catalog") {
+            try await session.primary.query("""
+                SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, a.attname::pg_catalog.text, pg_catalog.format('%I.%I', n.nspname, c.relname)
+                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+                """, [SQL.textArray(schemas)])
         }
-        // Every table a table's mask names must have the columns it masks: found now, before
-        // anything is made (round 29: a plain name matching tables in two schemas failed late).
-        for (key, masks) in options.tableMasks.sorted(by: { $0.key < $1.key }) where !options.ambiguousMasks.contains(key) {
-            let rows = try await run("reading source catalog") {
-                try await session.primary.query("""
-                    SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), a.attname::pg_catalog.text
-                    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                    JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                    WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-                      AND (c.relname = $2 OR n.nspname || '.' || c.relname = $2)
-                    ORDER BY 1
-                    """, [SQL.textArray(schemas), key])
+        var columnsOf: [String: (schema: String, name: String, columns: Set<String>)] = [:]
+        for row in catalog.rows.indices {
+            let (schema, name) = (catalog.text(row, 0), catalog.text(row, 1))
+            columnsOf[catalog.text(row, 3), default: (schema, name, [])].columns.insert(catalog.text(row, 2))
+        }
+        let allColumns = columnsOf.values.reduce(into: Set<String>()) { $0.formUnion($1.columns) }
+        func tablesNamed(_ key: String) -> [(qualified: String, columns: Set<String>)] {
+            columnsOf.filter { $0.value.name == key || "\($0.value.schema).\($0.value.name)" == key }
+                .map { ($0.key, $0.value.columns) }.sorted { $0.qualified < $1.qualified }
+        }
+        for (key, masks) in options.tableMasks.sorted(by: { $0.key < $1.key }) {
+            let named = tablesNamed(key)
+            if options.ambiguousMasks.contains(key) {
+                // Read both ways: a column somewhere, or a table with every column it masks.
+                guard allColumns.contains(key) || (!named.isEmpty && named.allSatisfy({ masks.keys.allSatisfy($0.columns.contains) })) else {
+                    throw CloneError("42703", "the mask for \"\(key)\" names neither a column of the clone nor a table of it with the columns it masks")
+                }
+                continue
             }
-            var columnsOf: [String: Set<String>] = [:]
-            for row in rows.rows.indices { columnsOf[rows.text(row, 0), default: []].insert(rows.text(row, 1)) }
-            for (table, has) in columnsOf.sorted(by: { $0.key < $1.key }) {
-                if let missing = masks.keys.sorted().first(where: { !has.contains($0) }) {
-                    throw CloneError("42703", "cannot mask column \"\(missing)\" of \(table): it does not exist (the mask for \"\(key)\" names that table)",
+            guard !named.isEmpty else {
+                // A partition's rows come through its parent: its masks are the parent's.
+                let parent = try? await session.primary.query("""
+                    SELECT pn.nspname || '.' || p.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+                    JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+                    WHERE c.relispartition AND (c.relname = $1 OR n.nspname || '.' || c.relname = $1)
+                    """, [key]).string(0, 0)
+                if let parent {
+                    throw CloneError("42P01", "the mask names partition \"\(key)\", whose rows the clone copies through its parent \(parent)",
+                                     hint: "Mask the parent's columns: they cover every partition.")
+                }
+                throw CloneError("42P01", "the mask names table \"\(key)\", which this clone does not include",
+                                 hint: "Name tables as \"table\" or \"schema.table\" of the schemas cloned.")
+            }
+            // Every table the key names must have the columns it masks: found now, before anything
+            // is made (round 29: a plain name matching tables in two schemas failed late).
+            for table in named {
+                if let missing = masks.keys.sorted().first(where: { !table.columns.contains($0) }) {
+                    throw CloneError("42703", "cannot mask column \"\(missing)\" of \(table.qualified): it does not exist (the mask for \"\(key)\" names that table)",
                                      hint: "Name the table with its schema (\"schema.table\") when tables of several schemas share its name.")
                 }
             }
         }
-        guard !options.mask.isEmpty else { return }
-        let columns = try await run("reading source catalog") {
-            try await session.primary.query("""
-                SELECT DISTINCT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
-                JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
-                """, [SQL.textArray(schemas)]).strings.compactMap { $0 }
-        }
-        for key in options.ambiguousMasks.sorted() where !columns.contains(key) {
-            // Not a column anywhere: it must be a table of the clone with every column it masks.
-            let tableColumns = try await run("reading source catalog") {
-                try await session.primary.query("""
-                    SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
-                    JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                    WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
-                      AND (c.relname = $2 OR n.nspname || '.' || c.relname = $2)
-                    """, [SQL.textArray(schemas), key]).strings.compactMap { $0 }
-            }
-            guard names.contains(where: { $0.name == key || "\($0.schema).\($0.name)" == key }),
-                  (options.tableMasks[key] ?? [:]).keys.allSatisfy(tableColumns.contains) else {
-                throw CloneError("42703", "the mask for \"\(key)\" names neither a column of the clone nor a table of it with the columns it masks")
-            }
-        }
-        for column in options.mask.keys.sorted() where !options.ambiguousMasks.contains(column) && !columns.contains(column) {
+        for column in options.mask.keys.sorted() where !options.ambiguousMasks.contains(column) && !allColumns.contains(column) {
             throw CloneError("42703", "cannot mask column \"\(column)\": no table of the clone has it",
                              hint: "Masks by column apply to every table that has the column; {\"table\": {\"column\": ...}} masks one table's.")
         }
@@ -980,12 +966,7 @@ public struct CloneEngine: Sendable {
     /// Renames an existing view or materialized view to `<name>_old` (or `_old_2`, ...), and
     /// a materialized view's indexes with it; returns the new qualified name.
     private static func moveViewAside(_ schema: String, _ name: String, kind: String, on connection: PQConnection) async throws -> String {
-        var candidate = NameMapping.truncate(name + "_old")
-        var suffix = 2
-        while try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(schema, candidate)]).string(0, 0) == "t" {
-            candidate = NameMapping.truncate("\(name)_old_\(suffix)")
-            suffix += 1
-        }
+        let candidate = try await TableCloner.asideName(name, in: schema, on: connection)
         let indexes = try await connection.query("""
             SELECT ic.relname::pg_catalog.text FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
             WHERE i.indrelid = $1::pg_catalog.regclass

@@ -7,10 +7,11 @@ struct SchemaObjects: Sendable {
     /// LEFT JOINed pg_aggregate): pg_get_functiondef for functions and procedures, built for
     /// plain aggregates; NULL for ordered-set aggregates and window functions. Read on the
     /// target too, to tell a routine already there with the same definition from another one.
+    /// Both forms say CREATE OR REPLACE (PostgreSQL 12 and later), so either puts a routine back.
     static let routineDefinition = """
            CASE WHEN p.prokind IN ('f', 'p') THEN pg_catalog.pg_get_functiondef(p.oid)
                 WHEN p.prokind = 'a' AND a.aggkind = 'n' THEN
-                  'CREATE AGGREGATE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname)
+                  'CREATE OR REPLACE AGGREGATE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname)
                   || '(' || pg_catalog.pg_get_function_arguments(p.oid) || ') (SFUNC = ' || a.aggtransfn::pg_catalog.regproc
                   || ', STYPE = ' || pg_catalog.format_type(a.aggtranstype, NULL)
                   || CASE WHEN a.aggtransspace <> 0 THEN ', SSPACE = ' || a.aggtransspace ELSE '' END

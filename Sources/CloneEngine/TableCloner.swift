@@ -228,17 +228,11 @@ struct TableCloner {
                         try await target.execute("DROP TABLE \(qualifiedTarget) CASCADE")
                         outcome.replacedExisting = true
                     } else {
-                        outcome.renamedExistingTo = try await renameExisting(schema: targetSchema, table: targetName)
-                        // Views keep reading the table they were made on (round 28: silently).
-                        let readers = try await target.query("""
-                            SELECT DISTINCT r.ev_class::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_depend d
-                            JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
-                            WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                              AND d.refobjid = $1::pg_catalog.regclass AND r.ev_class <> d.refobjid
-                            ORDER BY 1
-                            """, [SQL.qualified(targetSchema, String(outcome.renamedExistingTo!.dropFirst(targetSchema.count + 1)))]).strings.compactMap { $0 }
+                        let (renamed, readers) = try await renameExisting(schema: targetSchema, table: targetName)
+                        outcome.renamedExistingTo = renamed
                         if !readers.isEmpty {
-                            outcome.notes.append("views reading \(targetSchema).\(targetName) now read \(outcome.renamedExistingTo!): \(readers.joined(separator: ", ")) (in a schema clone, the schema's own views are made again on the new table)")
+                            // Views keep reading the table they were made on (round 28: silently).
+                            outcome.notes.append("views reading \(targetSchema).\(targetName) now read \(renamed): \(readers.joined(separator: ", ")) (in a schema clone, the schema's own views are made again on the new table)")
                         }
                     }
                 }
@@ -327,13 +321,7 @@ struct TableCloner {
                 }
             }
         }
-        if let clustered = definition.clusterIndex, options.indexes {
-            // After the index (or the constraint that made it) exists; gone with a column not cloned.
-            let index = NameMapping.rename(clustered, table: definition.name, to: targetName)
-            if try await target.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(targetSchema, index)]).string(0, 0) == "t" {
-                try await target.execute("ALTER TABLE \(qualifiedTarget) CLUSTER ON \(SQL.identifier(index))")
-            }
-        }
+        if options.indexes { try await setClusterIndex(definition, schema: targetSchema, name: targetName) }
         try await setReplicaIdentity(definition, schema: targetSchema, name: targetName, outcome: &outcome)
         try await addStatistics(definition, schema: targetSchema, name: targetName, options: options, outcome: &outcome)
         if options.triggers {
@@ -347,6 +335,16 @@ struct TableCloner {
         }
         try await setSequences(definition, plan: plan, schema: targetSchema, name: targetName, outcome: &outcome)
         try await completePartitions(definition, schema: targetSchema, name: targetName, options: options, outcome: &outcome)
+    }
+
+    /// ALTER TABLE ... CLUSTER ON as on the source, once the index (or the constraint that made
+    /// it) exists; none when it went with a column that was not cloned.
+    private func setClusterIndex(_ definition: TableDefinition, schema: String, name: String) async throws {
+        guard let clustered = definition.clusterIndex else { return }
+        let index = NameMapping.rename(clustered, table: definition.name, to: name)
+        if try await target.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(schema, index)]).string(0, 0) == "t" {
+            try await target.execute("ALTER TABLE \(SQL.qualified(schema, name)) CLUSTER ON \(SQL.identifier(index))")
+        }
     }
 
     /// Extended statistics objects (named after the table when it is renamed, in its schema).
@@ -520,19 +518,7 @@ struct TableCloner {
         }
         try await target.execute(create)
         for column in plan.columns {
-            if let target = column.statisticsTarget {
-                try await self.target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET STATISTICS \(target)")
-            }
-            if let storage = column.storage {
-                try await self.target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET STORAGE \(storage)")
-            }
-            if let compression = column.compression {
-                try await self.target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET COMPRESSION \(compression)")
-            }
-            if !column.attributeOptions.isEmpty {
-                let options = try column.attributeOptions.map(Self.storageParameter).joined(separator: ", ")
-                try await self.target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(SQL.identifier(column.name)) SET (\(options))")
-            }
+            for statement in try Self.columnSettings(column, of: qualified, inherited: nil) { try await target.execute(statement) }
         }
         // Inherited columns come from the parents; what the child changed on them is set again.
         for column in plan.columns where inherits != nil && column.generatedExpression == nil && column.identity == nil {
@@ -568,6 +554,21 @@ struct TableCloner {
     }
 
     /// `name=value` from pg_class.reloptions as a WITH item: the name checked, the value quoted.
+    /// ALTER COLUMN ... SET STATISTICS / STORAGE / COMPRESSION / (options) for what the column
+    /// sets of its own; storage and compression only where they differ from `inherited` (the
+    /// parent's column a partition took them from).
+    static func columnSettings(_ column: TableDefinition.Column, of table: String, inherited: TableDefinition.Column?) throws -> [String] {
+        let alter = "ALTER TABLE \(table) ALTER COLUMN \(SQL.identifier(column.name))"
+        var statements: [String] = []
+        if let statistics = column.statisticsTarget { statements.append("\(alter) SET STATISTICS \(statistics)") }
+        if let storage = column.storage, storage != inherited?.storage { statements.append("\(alter) SET STORAGE \(storage)") }
+        if let compression = column.compression, compression != inherited?.compression { statements.append("\(alter) SET COMPRESSION \(compression)") }
+        if !column.attributeOptions.isEmpty {
+            statements.append("\(alter) SET (\(try column.attributeOptions.map(storageParameter).joined(separator: ", ")))")
+        }
+        return statements
+    }
+
     static func storageParameter(_ option: String) throws -> String {
         guard let equals = option.firstIndex(of: "="),
               option[..<equals].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." }) else {
@@ -626,19 +627,7 @@ struct TableCloner {
             if column.notNull, inherited?.notNull != true {
                 try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(column_) SET NOT NULL")
             }
-            if let statistics = column.statisticsTarget {
-                try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(column_) SET STATISTICS \(statistics)")
-            }
-            if let storage = column.storage, storage != inherited?.storage {
-                try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(column_) SET STORAGE \(storage)")
-            }
-            if let compression = column.compression, compression != inherited?.compression {
-                try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(column_) SET COMPRESSION \(compression)")
-            }
-            if !column.attributeOptions.isEmpty {
-                let options = try column.attributeOptions.map(Self.storageParameter).joined(separator: ", ")
-                try await target.execute("ALTER TABLE \(qualified) ALTER COLUMN \(column_) SET (\(options))")
-            }
+            for statement in try Self.columnSettings(column, of: qualified, inherited: inherited) { try await target.execute(statement) }
             if let comment = column.comment {
                 try await target.execute("COMMENT ON COLUMN \(qualified).\(column_) IS \(SQL.literal(comment))")
             }
@@ -673,12 +662,7 @@ struct TableCloner {
                 }
             }
             try await setReplicaIdentity(child, schema: schema, name: name, outcome: &outcome)
-            if let clustered = child.clusterIndex, options.indexes {
-                let index = NameMapping.rename(clustered, table: child.name, to: name)
-                if try await target.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(schema, index)]).string(0, 0) == "t" {
-                    try await target.execute("ALTER TABLE \(qualified) CLUSTER ON \(SQL.identifier(index))")
-                }
-            }
+            if options.indexes { try await setClusterIndex(child, schema: schema, name: name) }
             try await addStatistics(child, schema: schema, name: name, options: options, outcome: &outcome)
             if options.triggers {
                 try await addTriggers(child, schema: schema, name: name, options: options, outcome: &outcome)
@@ -788,19 +772,26 @@ struct TableCloner {
         }
     }
 
-    /// Moves an existing target table out of the way as `<name>_old` (or `_old_2`, ...),
-    /// with its indexes, constraints, owned sequences and statistics objects renamed so the new
-    /// table gets its own names.
-    private func renameExisting(schema: String, table: String) async throws -> String {
-        var candidate = NameMapping.truncate(table + "_old")
+    /// `<name>_old`, or `_old_2`, ...: the first name no relation of `schema` has.
+    static func asideName(_ name: String, in schema: String, on connection: PQConnection) async throws -> String {
+        var candidate = NameMapping.truncate(name + "_old")
         var suffix = 2
-        while try await target.query("""
+        while try await connection.query("""
             SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relname = $2
             """, [schema, candidate]).rows.count > 0 {
-            candidate = NameMapping.truncate("\(table)_old_\(suffix)")
+            candidate = NameMapping.truncate("\(name)_old_\(suffix)")
             suffix += 1
         }
+        return candidate
+    }
+
+    /// Moves an existing target table out of the way as `<name>_old` (or `_old_2`, ...),
+    /// with its indexes, constraints, owned sequences and statistics objects renamed so the new
+    /// table gets its own names.
+    /// Returns its new name (`schema.name`) and the views that now read it.
+    private func renameExisting(schema: String, table: String) async throws -> (name: String, readers: [String]) {
+        let candidate = try await Self.asideName(table, in: schema, on: target)
         let qualified = SQL.qualified(schema, table)
         let dependents = try await target.query("""
             SELECT 'index', ic.relname, $2 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
@@ -830,6 +821,13 @@ struct TableCloner {
             default: try await target.execute("ALTER SEQUENCE \(SQL.qualified(schema, old)) RENAME TO \(SQL.identifier(new))")
             }
         }
-        return "\(schema).\(candidate)"
+        let readers = try await target.query("""
+            SELECT DISTINCT r.ev_class::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_depend d
+            JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+            WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+              AND d.refobjid = $1::pg_catalog.regclass AND r.ev_class <> d.refobjid
+            ORDER BY 1
+            """, [renamedTable]).strings.compactMap { $0 }
+        return ("\(schema).\(candidate)", readers)
     }
 }
