@@ -435,8 +435,26 @@ public struct CloneEngine: Sendable {
     /// Checks before a clone of `schema` (or of the whole database) with `options`.
     public func preflight(source: String, target: CloneTarget, schema: String?, options: String?) async throws(CloneError) -> [PreflightCheck] {
         let parsed = try CloneOptions.parse(options)
-        return await Preflight.run(sourceConnInfo: source, credentials: sourceCredentials, target: target, schema: schema, options: parsed)
-            .map { PreflightCheck(name: $0.name, status: $0.status, detail: $0.detail) }
+        var checks = await Preflight.run(sourceConnInfo: source, credentials: sourceCredentials, target: target, schema: schema, options: parsed)
+        if parsed.masksAnything || parsed.columns != nil, !checks.contains(where: { $0.status == "fail" && $0.name.hasSuffix("connection") }) {
+            checks.append(await maskCheck(source: source, schema: schema, options: parsed))
+        }
+        return checks.map { PreflightCheck(name: $0.name, status: $0.status, detail: $0.detail) }
+    }
+
+    /// The clone's own check of its masks, run before anything is made: a mask that would make
+    /// the clone fail (a typo, a column no table of the scope has) fails the preflight too.
+    private func maskCheck(source: String, schema: String?, options: CloneOptions) async -> Preflight.Check {
+        do throws(CloneError) {
+            let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
+            let schemas = try await run("source") {
+                if let schema { [schema] } else { try await Self.databaseSchemas(session.primary) }
+            }
+            try await checkMasks(options, schemas: schemas, session: session)
+            return .ok("masks", "every mask finds a column to mask in the clone's tables")
+        } catch {
+            return .fail("masks", error.message)
+        }
     }
 
     /// `freshDatabase`: the target database was just created for this clone, so the schemas it

@@ -59,6 +59,15 @@ import Testing
             let missing = try await target.rows("SELECT \"check\", status, detail FROM pgclone.preflight(\(target.source), 'nope');")
             #expect(missing.last == "schema|fail|schema \"nope\" does not exist on source", "\(missing)")
             #expect(missing.dropLast().allSatisfy { $0.contains("|ok|") }, "\(missing)")
+            // Masks are checked as the clone itself checks them, before anything is made.
+            let masks = "SELECT status, detail FROM pgclone.preflight(\(target.source), 'test_schema', %@) WHERE \"check\" = 'masks';"
+            #expect(try await target.rows(masks.replacingOccurrences(of: "%@", with: "'{\"conflict\": \"replace\", \"mask\": {\"ssn\": \"null\", \"employees\": {\"email\": \"email\"}}}'"))
+                    == ["ok|every mask finds a column to mask in the clone's tables"])
+            let typo = try await target.rows(masks.replacingOccurrences(of: "%@", with: "'{\"mask\": {\"snn\": \"null\"}}'"))
+            #expect(typo.count == 1 && typo[0].hasPrefix("fail|") && typo[0].contains("snn"), "\(typo)")
+            let columns = try await target.rows(masks.replacingOccurrences(of: "%@", with: "'{\"columns\": [\"id\"]}'"))
+            #expect(columns == ["fail|option \"columns\" is for table clones"], "\(columns)")
+            #expect(try await target.rows(masks.replacingOccurrences(of: "%@", with: "'{}'")) == [])
             let unreachable = guideSQLLiteral("host=127.0.0.1 port=1 dbname=db1 user=postgres password=x connect_timeout=2")
             let down = try await target.rows("SELECT \"check\", status FROM pgclone.preflight(\(unreachable), 'test_schema');")
             #expect(down == ["source connection|fail"])

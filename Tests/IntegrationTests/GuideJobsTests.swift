@@ -216,10 +216,14 @@ struct GuideJobsTests {
                 #expect(try await target.rows("SELECT count(*) FROM big.a_small;") == ["100"])
                 #expect(try await target.rows("SELECT to_regclass('big.b_large') IS NULL;") == ["t"])
                 try await target.expectError("SELECT pgclone.resume(\(id));", sqlState: "22023", message: "job \(id) needs its source password again: pgclone does not store passwords")
-                #expect(try await target.call("SELECT pgclone.resume(\(id), \(guideSQLLiteral(source)));") == "OK: job \(id) resumed (1 tables already done)")
+                #expect(try await target.call("SELECT pgclone.resume(\(id), \(guideSQLLiteral(source)));") == "OK: job \(id) resumed (1 table already done)")
                 #expect(try await Self.waitForEnd(target, id) == "completed")
                 #expect(try await target.rows("SELECT count(*) FROM big.b_large;") == ["1500000"])
                 #expect(try await target.rows("SELECT count(*) FROM big.a_small;") == ["100"])
+                // The resumed run met big.a_small again (kept as done): it is listed once.
+                let stateDatabase = target.environment.throughProxy(target.proxy.port, database: TargetRoles.cliStateDatabase)
+                #expect(try await target.rows("SELECT completed_tables::text FROM pgclone.jobs WHERE job_id = \(id);", on: stateDatabase)
+                        == ["{big.a_small,big.b_large}"])
                 _ = try await target.call("SELECT pgclone.clear_jobs();")
             }
         }

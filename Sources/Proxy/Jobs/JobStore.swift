@@ -278,7 +278,9 @@ public final class JobStore: Sendable {
                     tables_total = COALESCE($4::pg_catalog.int4, tables_total),
                     tables_completed = COALESCE($5::pg_catalog.int4, tables_completed),
                     rows_copied = COALESCE($6::pg_catalog.int8, rows_copied),
-                    completed_tables = CASE WHEN $7::pg_catalog.text IS NULL THEN completed_tables ELSE pg_catalog.array_append(completed_tables, $7) END,
+                    -- A resumed job meets its done tables again (skipped): each is listed once.
+                    completed_tables = CASE WHEN $7::pg_catalog.text IS NULL OR $7::pg_catalog.text OPERATOR(pg_catalog.=) ANY (completed_tables)
+                                            THEN completed_tables ELSE pg_catalog.array_append(completed_tables, $7) END,
                     bytes_copied = COALESCE($8::pg_catalog.int8, bytes_copied)
                 WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8
                 """, [String(id), phase, table, tablesTotal.map(String.init), tablesCompleted.map(String.init), rows.map(String.init), completedTable,

@@ -133,7 +133,8 @@ enum JobFunctions {
                 }
                 throw AdminError("P0002", "job \(id) does not exist")
             }
-            return .text("OK: job \(job.id) resumed (\(job.completedTables.count) tables already done)")
+            let done = job.completedTables.count
+            return .text("OK: job \(job.id) resumed (\(done) \(done == 1 ? "table" : "tables") already done)")
         }
     }
 
