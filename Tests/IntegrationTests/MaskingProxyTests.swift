@@ -656,6 +656,110 @@ import Testing
         }
     }
 
+    /// What drivers' statement caches send (npgsql, pgx): the client's own Close of a name and a
+    /// Parse of it in one batch. Answers come in the order of the client's messages (the proxy's
+    /// own Close of a reused portal once swallowed the client's CloseComplete instead of its
+    /// own), the name is prepared as asked (it was refused as "may still hold an older
+    /// statement"), and a Close an error skipped never lets the old statement run: an error in
+    /// the batch leaves the name refused.
+    @Test func closeAndPrepareOfOneNameInABatchAnswerInOrder() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let exempt = roles.exempt
+            let direct = try await PQConnection.connect(environment.directTarget(database: database))
+            try await direct.exec("GRANT USAGE ON SCHEMA test_schema TO auth_trust; GRANT SELECT ON test_schema.employees TO auth_trust")
+            let batches = try await offPool { () -> [[String]] in
+                let raw = try RawConnection(port: proxy.port)
+                _ = try raw.startTrusted(user: "auth_trust", database: database)
+                func bindExecute(_ statement: String) throws {
+                    try raw.send(.bind(.init(portalName: "", statementName: statement, parameterFormats: [], parameters: [], resultFormats: [])))
+                    try raw.send(.execute(portal: "", maxRows: 0))
+                }
+                var batches: [[String]] = []
+                // A reused portal behind the client's Close of it.
+                let read = "SELECT email FROM test_schema.employees WHERE id < 3 ORDER BY id"
+                try raw.send(.parse(.init(statementName: "s", query: read, parameterTypes: [])))
+                try raw.send(.bind(.init(portalName: "p", statementName: "s", parameterFormats: [], parameters: [], resultFormats: [])))
+                try raw.send(.execute(portal: "p", maxRows: 1))
+                try raw.send(.close(.portal("p")))
+                try raw.send(.parse(.init(statementName: "t", query: read, parameterTypes: [])))
+                try raw.send(.bind(.init(portalName: "p", statementName: "t", parameterFormats: [], parameters: [], resultFormats: [])))
+                try raw.send(.execute(portal: "p", maxRows: 0))
+                try raw.send(.sync)
+                batches.append(try raw.receive(until: .readyForQuery).map(Self.shortName))
+                // A statement cache replacing a name: Close and Parse in one batch, then in a
+                // batch pipelined behind another.
+                try raw.send(.parse(.init(statementName: "a", query: "SELECT 'first'", parameterTypes: [])))
+                try raw.send(.sync)
+                _ = try raw.receive(until: .readyForQuery)
+                try raw.send(.close(.statement("a")))
+                try raw.send(.parse(.init(statementName: "a", query: "SELECT 'second'", parameterTypes: [])))
+                try bindExecute("a")
+                try raw.send(.sync)
+                batches.append(try raw.receive(until: .readyForQuery).map(Self.shortName))
+                try raw.send(.close(.statement("a")))
+                try raw.send(.parse(.init(statementName: "a", query: "SELECT 'third'", parameterTypes: [])))
+                try raw.send(.sync)
+                try bindExecute("a")
+                try raw.send(.sync)
+                batches.append(try raw.receive(until: .readyForQuery).map(Self.shortName) + raw.receive(until: .readyForQuery).map(Self.shortName))
+                // A name holding a statement prepared before notes were masked: an error skips
+                // the client's Close and Parse of it, the server keeps the old statement.
+                for name in ["old", "old2"] {
+                    try raw.send(.parse(.init(statementName: name, query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])))
+                }
+                try raw.send(.sync)
+                _ = try raw.receive(until: .readyForQuery)
+                try self.maskNotesToo(proxy, exempt: exempt)
+                try raw.send(.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: [])))
+                try bindExecute("")
+                try raw.send(.close(.statement("old")))
+                try raw.send(.parse(.init(statementName: "old", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])))
+                try raw.send(.sync)
+                try bindExecute("old")
+                try raw.send(.sync)
+                batches.append(try raw.receive(until: .readyForQuery).map(Self.shortName) + raw.receive(until: .readyForQuery).map(Self.shortName))
+                // The same with the error answered (Flush) before the Close reaches the proxy.
+                try raw.send(.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: [])))
+                try bindExecute("")
+                try raw.send(.flush)
+                batches.append(try raw.receive(until: .errorResponse).map(Self.shortName))
+                try raw.send(.close(.statement("old2")))
+                try raw.send(.parse(.init(statementName: "old2", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])))
+                try raw.send(.sync)
+                try bindExecute("old2")
+                try raw.send(.sync)
+                batches[4] += try raw.receive(until: .readyForQuery).map(Self.shortName) + raw.receive(until: .readyForQuery).map(Self.shortName)
+                return batches
+            }
+            #expect(batches[0] == ["ParseComplete", "BindComplete", "DataRow", "PortalSuspended", "CloseComplete", "ParseComplete", "BindComplete",
+                                   "DataRow", "DataRow", "CommandComplete", "ReadyForQuery"], "\(batches[0])")
+            #expect(batches[1] == ["CloseComplete", "ParseComplete", "BindComplete", "DataRow second", "CommandComplete", "ReadyForQuery"], "\(batches[1])")
+            #expect(batches[2] == ["CloseComplete", "ParseComplete", "ReadyForQuery", "BindComplete", "DataRow third", "CommandComplete", "ReadyForQuery"], "\(batches[2])")
+            // (The refused Bind is the proxy's statement that raises: the error comes at Execute.)
+            #expect(batches[3] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery",
+                                   "BindComplete", "ErrorResponse 42501", "ReadyForQuery"], "\(batches[3])")
+            #expect(batches[4] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery",
+                                   "BindComplete", "ErrorResponse 42501", "ReadyForQuery"], "\(batches[4])")
+        }
+    }
+
+    /// A message as a short name (data rows with their first value, errors with their SQLSTATE).
+    static func shortName(_ message: BackendMessage) -> String {
+        switch message {
+        case .parseComplete: "ParseComplete"
+        case .bindComplete: "BindComplete"
+        case .closeComplete: "CloseComplete"
+        case .portalSuspended: "PortalSuspended"
+        case .commandComplete: "CommandComplete"
+        case .readyForQuery: "ReadyForQuery"
+        case .noData: "NoData"
+        case .errorResponse(let fields): "ErrorResponse \(fields.sqlState ?? "")"
+        case .dataRow(let row):
+            row.values.first.flatMap { $0.map { String(buffer: $0) } }.map { $0.hasPrefix("CANARY") || $0.contains("@") ? "DataRow" : "DataRow \($0)" } ?? "DataRow"
+        default: "\(message)"
+        }
+    }
+
     /// Under client_encoding LATIN1 two non-ASCII statement names can look alike to the proxy
     /// (which reads protocol names as UTF-8) and not to the server: a masked session must use
     /// ASCII names there.

@@ -199,6 +199,19 @@ struct SessionStateMachine {
     var statementNamesFreed: Set<ExactName> = []
     /// Names whose freeing failed: the statement that needs them is refused.
     var statementNamesNotFreed: Set<ExactName> = []
+    /// Names the client's own Close freed earlier in the batch now being sent (until its Sync):
+    /// a Parse of the name there needs no Close of the proxy's (npgsql's and pgx's statement
+    /// caches close and prepare a name in one batch). An error earlier in the batch skips both
+    /// the Close and the Parse, so the server may still hold the old statement under the name.
+    var statementNamesClosedInBatch: Set<ExactName> = []
+    /// Names prepared that way, not yet known to have been prepared: until the server has
+    /// answered their batch without an error, a later batch's Bind of one waits, and an error
+    /// makes them refused (the old statement may be there).
+    var statementNamesUnconfirmed: Set<ExactName> = []
+    /// An error came since the session was last quiet (nothing in flight): every batch in flight
+    /// began after that moment, so an error in the batch of an unconfirmed Parse is among these.
+    var errorSinceQuiet = false
+    var waitingForConfirmation = false
     var internalStatementCounter = 0
 
     /// Statements that may not run while the session is masked: prepared while it was not
@@ -382,7 +395,11 @@ struct SessionStateMachine {
         case FrontendMessage.ID.functionCall.rawValue:
             return maskingInPlay && !isKnownUnmasked
         case FrontendMessage.ID.close.rawValue:
-            return tracksParseAnswers || !statementsPreparedMasked.isEmpty || !statementEffects.isEmpty
+            // (Counted whenever the proxy may add Closes of its own: their answers are told
+            // apart from the client's by the count.)
+            return maskingInPlay || tracksParseAnswers || !statementsPreparedMasked.isEmpty || !statementEffects.isEmpty
+        case FrontendMessage.ID.sync.rawValue:
+            return !statementNamesClosedInBatch.isEmpty
         default:
             return false
         }
@@ -445,8 +462,9 @@ struct SessionStateMachine {
             return functionCall(frame, now: now)
         case FrontendMessage.ID.close.rawValue:
             if case .close(let target) = try FrontendMessage.decode(frame) {
-                if tracksParseAnswers { clientClosesInFlight += 1 }
+                clientClosesInFlight += 1
                 if case .statement(let name) = target {
+                    if !name.isEmpty { statementNamesClosedInBatch.insert(ExactName(name)) }
                     adminPrepared[ExactName(name)] = nil
                     masking.forgetSQLPrepared(name)
                     statementsPreparedMasked[ExactName(name)] = nil
@@ -454,6 +472,10 @@ struct SessionStateMachine {
                     statementEffects[ExactName(name)] = nil
                 }
             }
+            activity.clientSent(frame.type)
+            return .relay
+        case FrontendMessage.ID.sync.rawValue:
+            statementNamesClosedInBatch.removeAll()
             activity.clientSent(frame.type)
             return .relay
         default:
@@ -694,9 +716,9 @@ struct SessionStateMachine {
         statementEffects[ExactName(parse.statementName)] = noted.isEmpty ? nil : noted
         let isMaskedSession = readMasked ?? self.isMaskedSession
         let name = parse.statementName
-        if adminPrepared.removeValue(forKey: ExactName(name)) != nil || tracksParseAnswers {
-            clientParsesInFlight += 1
-        }
+        adminPrepared.removeValue(forKey: ExactName(name))
+        clientParsesInFlight += 1
+        let unconfirmed = noteUnconfirmed(name)
         if !name.isEmpty {
             statementNamesUsed.insert(ExactName(name))
             statementNamesFreed.remove(ExactName(name))
@@ -713,7 +735,7 @@ struct SessionStateMachine {
         // SQL EXECUTE may run it too, unless running it changes something (SET, set_config...):
         // a Bind notes that each time, an EXECUTE would not.
         if !name.isEmpty {
-            if maskingInPlay, isMaskedSession, noted.isEmpty { masking.noteProtocolPrepared(name) } else { masking.forgetSQLPrepared(name) }
+            if maskingInPlay, isMaskedSession, noted.isEmpty, !unconfirmed { masking.noteProtocolPrepared(name) } else { masking.forgetSQLPrepared(name) }
         }
         activity.clientSent(frame.type)
         return outgoing.map { .replace($0) } ?? .relay
@@ -733,8 +755,35 @@ struct SessionStateMachine {
     /// statement, as it does when the PREPARE fails or a pipeline skips it. `current`: the name
     /// holds a statement prepared under the present masking, or nothing.
     func mayHoldOlderStatement(_ name: String, current: Bool) -> Bool {
-        if name.isEmpty || current || statementNamesFreed.contains(ExactName(name)) { return false }
+        if name.isEmpty || current || statementNamesFreed.contains(ExactName(name)) || statementNamesClosedInBatch.contains(ExactName(name)) { return false }
         return unseenEra || statementNamesUsed.contains(ExactName(name))
+    }
+
+    /// A Parse of `name` relies on the client's Close earlier in its batch: it is unconfirmed
+    /// until the batch is answered. Returns whether it is.
+    private mutating func noteUnconfirmed(_ name: String) -> Bool {
+        guard !name.isEmpty, statementNamesClosedInBatch.contains(ExactName(name)), !statementNamesFreed.contains(ExactName(name)) else { return false }
+        statementNamesUnconfirmed.insert(ExactName(name))
+        return true
+    }
+
+    /// The batches holding unconfirmed Parses are answered: an error among the answers may have
+    /// skipped a Close and its Parse, leaving the old statement under the name (refused from
+    /// now on, until prepared again).
+    private mutating func confirmStatementNames() {
+        if errorSinceQuiet {
+            for name in statementNamesUnconfirmed {
+                statementsRefusedWhileMasked.insert(name)
+                statementsPreparedMasked[name] = nil
+                statementNamesUsed.insert(name)
+                masking.forgetSQLPrepared(name.name)
+            }
+        }
+        statementNamesUnconfirmed.removeAll()
+        if waitingForConfirmation {
+            waitingForConfirmation = false
+            effects.append(.resumeClientInput)
+        }
     }
 
     /// Frees `names` on the server first (the proxy's own Close of each, then Sync; answers
@@ -758,6 +807,12 @@ struct SessionStateMachine {
         guard case .bind(let bind) = try FrontendMessage.decode(frame) else {
             activity.clientSent(frame.type)
             return .relay
+        }
+        if !statementNamesUnconfirmed.isEmpty, statementNamesUnconfirmed.contains(ExactName(bind.statementName)),
+           !statementNamesClosedInBatch.contains(ExactName(bind.statementName)) {
+            // A later batch binds a name whose Parse is not yet known to have run.
+            waitingForConfirmation = true
+            return .pauseBefore
         }
         // A Bind opening a batch when the session's masking may have changed (a membership taken
         // away makes an unmasked session masked without any reload): the context is read first.
@@ -872,7 +927,8 @@ struct SessionStateMachine {
         counters.refused(error.sqlState)
         if frame.type == FrontendMessage.ID.parse.rawValue, case .parse(let parse)? = try? FrontendMessage.decode(frame) {
             activity.clientSent(frame.type)
-            if tracksParseAnswers { clientParsesInFlight += 1 }
+            clientParsesInFlight += 1
+            _ = noteUnconfirmed(parse.statementName)
             // The statement that raises may be bound (its Execute reports the refusal): the
             // unnamed one always replaces what it held; a named one only where no older
             // statement can stay under the name.
@@ -1048,9 +1104,9 @@ struct SessionStateMachine {
             // Always read (errors are rare): a FATAL one means the server is ending the session.
             return .examine
         // (A `where` clause binds to the last pattern of a case only: one pattern per case here.)
-        case .parseComplete where !swallowParses.isEmpty || !swallowCloses.isEmpty || tracksParseAnswers:
+        case .parseComplete where clientParsesInFlight > 0 || !swallowParses.isEmpty || !swallowCloses.isEmpty || tracksParseAnswers:
             return .examine
-        case .closeComplete where !swallowParses.isEmpty || !swallowCloses.isEmpty || tracksParseAnswers:
+        case .closeComplete where clientClosesInFlight > 0 || !swallowParses.isEmpty || !swallowCloses.isEmpty || tracksParseAnswers:
             return .examine
         case .rowDescription where isMaskedSession || masking.inFlightChange:
             return .examine
@@ -1078,6 +1134,7 @@ struct SessionStateMachine {
             serverEndedSession = true
         }
         if internalQuery != nil { return internalAnswer(message, now: now) }
+        if case .errorResponse = message { errorSinceQuiet = true }
         if case .notificationResponse = message, isMaskedSession || masking.inFlightChange {
             // A payload is whatever a trigger or function wrote (a change feed's whole row): a
             // masked session gets none (LISTEN is refused to it; a DO block could still listen).
@@ -1163,6 +1220,10 @@ struct SessionStateMachine {
         swallowCloses = []
         let wasInTransaction = activity.transactionStatus != .idle
         activity.serverSentReadyForQuery(status)
+        if activity.isQuiet {
+            if !statementNamesUnconfirmed.isEmpty { confirmStatementNames() }
+            errorSinceQuiet = false
+        }
         if wasInTransaction && status == .idle { masking.transactionEnded() }
         if activity.isQuiet { masking.serverQuiet() }
         if phase == .authenticating {
