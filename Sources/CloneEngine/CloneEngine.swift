@@ -688,7 +688,8 @@ public struct CloneEngine: Sendable {
                 let left = await Self.undo(undo, schemas: schemasCreated, on: connection)
                 failure.detail = [failure.detail, left.isEmpty
                     ? "No table was cloned; what this call had created was dropped again: the target is as it was."
-                    : "No table was cloned; some of what this call created could not be dropped again: \(Preflight.list(left, limit: 20))."]
+                    : "No table was cloned; some of what this call created could not be dropped again: \(Preflight.list(left, limit: 20)).",
+                                  Self.notClonedLine(summary.notes)]
                     .compactMap { $0 }.joined(separator: "\n")
                 throw failure
             }
@@ -711,129 +712,163 @@ public struct CloneEngine: Sendable {
                 }
                 keysLine = "Foreign keys of those tables: \(added) added\(missing > 0 ? ", \(missing) not (what they reference is not there): clone again to add them" : "")."
             }
-            failure.detail = [failure.detail, objectsLine, line, keysLine].compactMap { $0 }.joined(separator: "\n")
+            failure.detail = [failure.detail, objectsLine, line, keysLine, Self.notClonedLine(summary.notes)].compactMap { $0 }.joined(separator: "\n")
             throw failure
         }
-        for outcome in outcomes {
-            switch outcome.action {
-            case .skipped: summary.skippedTables += 1
-            case .cloned:
-                summary.tables += 1
-                summary.rows += outcome.rows ?? 0
-                summary.indexes += outcome.indexes
-                summary.constraints += outcome.constraints
-                summary.triggers += outcome.triggers
+        // Tables are committed; what follows (foreign keys, rules, later functions, views, default
+        // privileges, large objects) failing is said with what is already there.
+        do {
+            for outcome in outcomes {
+                switch outcome.action {
+                case .skipped: summary.skippedTables += 1
+                case .cloned:
+                    summary.tables += 1
+                    summary.rows += outcome.rows ?? 0
+                    summary.indexes += outcome.indexes
+                    summary.constraints += outcome.constraints
+                    summary.triggers += outcome.triggers
+                }
+                summary.notes += outcome.notes
+                deferred += outcome.deferredForeignKeys
+                deferredRules += outcome.deferredRules
             }
-            summary.notes += outcome.notes
-            deferred += outcome.deferredForeignKeys
-            deferredRules += outcome.deferredRules
-        }
-        try await run("adding foreign keys") {
-            for statements in deferred {
-                do {
-                    for statement in statements { try await connection.execute(statement) }
-                    summary.constraints += 1
-                } catch let error as PQError where error.sqlState == "42P01" {
-                    summary.notes.append("foreign key not added (\(error.message)): its referenced schema is not being cloned")
+            try await run("adding foreign keys") {
+                for statements in deferred {
+                    do {
+                        for statement in statements { try await connection.execute(statement) }
+                        summary.constraints += 1
+                    } catch let error as PQError where error.sqlState == "42P01" {
+                        summary.notes.append("foreign key not added (\(error.message)): its referenced schema is not being cloned")
+                    }
                 }
             }
-        }
 
-        try await run("creating rules") {
-            // Domain constraints NOT VALID on the source (rows may break them) follow the rows.
-            for statement in objects.domainConstraintsAfterData { try await connection.execute(statement) }
-            for statements in deferredRules {
-                if let error = try await connection.executeTolerating(["42P01", "42703"], statements, inTransaction: false) {
-                    summary.notes.append("rule not created (\(error.message)): \(statements[0])")
+            try await run("creating rules") {
+                // Domain constraints NOT VALID on the source (rows may break them) follow the rows.
+                for statement in objects.domainConstraintsAfterData { try await connection.execute(statement) }
+                for statements in deferredRules {
+                    if let error = try await connection.executeTolerating(["42P01", "42703"], statements, inTransaction: false) {
+                        summary.notes.append("rule not created (\(error.message)): \(statements[0])")
+                    }
                 }
             }
-        }
 
-        // Functions that need a table (its row type, or a BEGIN ATOMIC body reading it).
-        try await run("creating functions") {
-            for function in laterFunctions where !createdFunctions.contains(function.oid) {
-                try await Self.create(function, on: connection, inTransaction: false, conflict: options.conflict, summary: &summary)
+            // Functions that need a table (its row type, or a BEGIN ATOMIC body reading it).
+            try await run("creating functions") {
+                for function in laterFunctions where !createdFunctions.contains(function.oid) {
+                    try await Self.create(function, on: connection, inTransaction: false, conflict: options.conflict, summary: &summary)
+                }
             }
-        }
 
-        try await run("creating views") {
-            for view in objects.views {
-                let present = try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(view.schema, view.name)])
-                if present.string(0, 0) == "t", options.conflict == .rename {
-                    // As its tables: the old one moves aside (still reading the old tables), the
-                    // new one reads the new tables (round 27: the views kept reading the _old ones).
-                    let aside = try await Self.moveViewAside(view.schema, view.name, kind: view.kind, on: connection)
-                    summary.notes.append("existing \(view.kind) \(view.schema).\(view.name) renamed to \(aside)")
-                } else if present.string(0, 0) == "t" {
-                    guard options.conflict == .replace else {
-                        if options.conflict == .error {
-                            throw CloneError("42P07", "relation \"\(view.schema).\(view.name)\" already exists on target",
-                                             hint: "Use the \"conflict\" option (skip, replace or rename), or drop it first.")
+            try await run("creating views") {
+                for view in objects.views {
+                    let present = try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(view.schema, view.name)])
+                    if present.string(0, 0) == "t", options.conflict == .rename {
+                        // As its tables: the old one moves aside (still reading the old tables), the
+                        // new one reads the new tables (round 27: the views kept reading the _old ones).
+                        let aside = try await Self.moveViewAside(view.schema, view.name, kind: view.kind, on: connection)
+                        summary.notes.append("existing \(view.kind) \(view.schema).\(view.name) renamed to \(aside)")
+                    } else if present.string(0, 0) == "t" {
+                        guard options.conflict == .replace else {
+                            if options.conflict == .error {
+                                throw CloneError("42P07", "relation \"\(view.schema).\(view.name)\" already exists on target",
+                                                 hint: "Use the \"conflict\" option (skip, replace or rename), or drop it first.")
+                            }
+                            summary.notes.append("\(view.kind) \(view.schema).\(view.name) already exists on target; kept")
+                            continue
                         }
-                        summary.notes.append("\(view.kind) \(view.schema).\(view.name) already exists on target; kept")
-                        continue
+                        let outside = try await Dependents.of(SQL.qualified(view.schema, view.name), on: connection).filter { dependent in
+                            dependent.relation.map { !clonedTogether.contains($0) } ?? true
+                        }
+                        if !outside.isEmpty {
+                            guard options.cascade else { throw Dependents.refusal("\(view.kind) \(view.schema).\(view.name)", outside) }
+                            summary.notes.append("dropped with the replaced \(view.kind) \(view.schema).\(view.name) (cascade): "
+                                                 + outside.map(\.description).joined(separator: ", "))
+                        }
+                        try await connection.execute("DROP \(view.kind == "view" ? "VIEW" : "MATERIALIZED VIEW") \(SQL.qualified(view.schema, view.name)) CASCADE")
                     }
-                    let outside = try await Dependents.of(SQL.qualified(view.schema, view.name), on: connection).filter { dependent in
-                        dependent.relation.map { !clonedTogether.contains($0) } ?? true
+                    for statement in view.ddl where (options.copyData || !statement.hasPrefix("REFRESH "))
+                        && (options.indexes || !(statement.hasPrefix("CREATE INDEX ") || statement.hasPrefix("CREATE UNIQUE INDEX ")))
+                        && (options.triggers || !Self.isTriggerStatement(statement)) {
+                        try await connection.execute(statement)
                     }
-                    if !outside.isEmpty {
-                        guard options.cascade else { throw Dependents.refusal("\(view.kind) \(view.schema).\(view.name)", outside) }
-                        summary.notes.append("dropped with the replaced \(view.kind) \(view.schema).\(view.name) (cascade): "
-                                             + outside.map(\.description).joined(separator: ", "))
+                    try await Privileges.apply(view.grants, on: connection, inTransaction: false, notes: &summary.notes)
+                    if present.string(0, 0) != "t" {
+                        undo.append("DROP \(view.kind == "view" ? "VIEW" : "MATERIALIZED VIEW") IF EXISTS \(SQL.qualified(view.schema, view.name)) CASCADE")
                     }
-                    try await connection.execute("DROP \(view.kind == "view" ? "VIEW" : "MATERIALIZED VIEW") \(SQL.qualified(view.schema, view.name)) CASCADE")
+                    if view.kind == "view" { summary.views += 1 } else { summary.materializedViews += 1 }
                 }
-                for statement in view.ddl where (options.copyData || !statement.hasPrefix("REFRESH "))
-                    && (options.indexes || !(statement.hasPrefix("CREATE INDEX ") || statement.hasPrefix("CREATE UNIQUE INDEX ")))
-                    && (options.triggers || !Self.isTriggerStatement(statement)) {
-                    try await connection.execute(statement)
+                for function in objects.functions where objects.functionsAfterViews.contains(function.oid) {
+                    try await Self.create(function, on: connection, inTransaction: false, conflict: options.conflict, summary: &summary)
                 }
-                try await Privileges.apply(view.grants, on: connection, inTransaction: false, notes: &summary.notes)
-                if view.kind == "view" { summary.views += 1 } else { summary.materializedViews += 1 }
             }
-            for function in objects.functions where objects.functionsAfterViews.contains(function.oid) {
-                try await Self.create(function, on: connection, inTransaction: false, conflict: options.conflict, summary: &summary)
-            }
-        }
 
-        // Default privileges last, as pg_dump: set first, they would grant on every object the
-        // clone creates what the source's objects (made before them) never had.
-        try await run("setting default privileges") {
-            for schema in schemasDescribed {
-                for statement in objects.defaultPrivileges[schema] ?? [] {
-                    // FOR ROLE needs membership in that role (or a superuser): said, not fatal.
-                    if let error = try await connection.executeTolerating(["42704", "42501"], [statement], inTransaction: false) {
-                        summary.notes.append("default privileges not set (\(error.message)): \(statement)")
+            // Default privileges last, as pg_dump: set first, they would grant on every object the
+            // clone creates what the source's objects (made before them) never had.
+            try await run("setting default privileges") {
+                for schema in schemasDescribed {
+                    for statement in objects.defaultPrivileges[schema] ?? [] {
+                        // FOR ROLE needs membership in that role (or a superuser): said, not fatal.
+                        if let error = try await connection.executeTolerating(["42704", "42501"], [statement], inTransaction: false) {
+                            summary.notes.append("default privileges not set (\(error.message)): \(statement)")
+                        }
                     }
                 }
             }
-        }
 
-        if largeObjects && options.copyData && options.masksAnything {
-            // A large object is reached through an oid column; a clone cannot tell which of them
-            // hold data a masked column pointed to, so none is copied (attack round 22).
-            summary.notes.append("large objects not copied: the clone masks columns, and large objects hold data it cannot mask")
-        } else if largeObjects && options.copyData {
-            try await run("copying large objects") {
-                summary.largeObjects = try await LargeObjects.copy(from: session.primary, to: connection, conflict: options.conflict, notes: &summary.notes)
+            if largeObjects && options.copyData && options.masksAnything {
+                // A large object is reached through an oid column; a clone cannot tell which of them
+                // hold data a masked column pointed to, so none is copied (attack round 22).
+                summary.notes.append("large objects not copied: the clone masks columns, and large objects hold data it cannot mask")
+            } else if largeObjects && options.copyData {
+                try await run("copying large objects") {
+                    summary.largeObjects = try await LargeObjects.copy(from: session.primary, to: connection, conflict: options.conflict, notes: &summary.notes)
+                }
             }
+            if largeObjects {
+                // Whole-database objects outside any schema that a clone does not make, said as
+                // pg_dump would have made them (a publication's subscribers, an event trigger's
+                // superuser function are the target's business).
+                let others = try await run("reading source catalog") {
+                    try await session.primary.query("""
+                        SELECT 'publication ' || pg_catalog.quote_ident(pubname) FROM pg_catalog.pg_publication
+                        UNION ALL SELECT 'event trigger ' || pg_catalog.quote_ident(evtname) FROM pg_catalog.pg_event_trigger
+                        ORDER BY 1
+                        """).strings.compactMap { $0 }
+                }
+                for object in others {
+                    summary.notes.append("\(object) not cloned: pgclone does not recreate this kind of object; create it on the target (pg_dump shows its definition)")
+                }
+            }
+            return summary
+        } catch {
+            var failure = error
+            let done = committed.names
+            if done.isEmpty {
+                // No table (a schema of views only): what this call made goes again.
+                let left = await Self.undo(undo, schemas: schemasCreated, on: connection)
+                failure.detail = [failure.detail, left.isEmpty
+                    ? "What this call had created was dropped again: the target is as it was."
+                    : "Some of what this call created could not be dropped again: \(Preflight.list(left, limit: 20)).",
+                                  Self.notClonedLine(summary.notes)]
+                    .compactMap { $0 }.joined(separator: "\n")
+            } else {
+                failure.detail = [failure.detail,
+                                  "Already cloned and committed on the target (\(done.count) of \(work.count) tables): \(Preflight.list(done.sorted(), limit: 20)).",
+                                  "Not made: what comes after the failing step (views, rules, routines, default privileges); clone again with {\"conflict\": \"skip\"} once the cause is fixed to finish.",
+                                  Self.notClonedLine(summary.notes)]
+                    .compactMap { $0 }.joined(separator: "\n")
+            }
+            throw failure
         }
-        if largeObjects {
-            // Whole-database objects outside any schema that a clone does not make, said as
-            // pg_dump would have made them (a publication's subscribers, an event trigger's
-            // superuser function are the target's business).
-            let others = try await run("reading source catalog") {
-                try await session.primary.query("""
-                    SELECT 'publication ' || pg_catalog.quote_ident(pubname) FROM pg_catalog.pg_publication
-                    UNION ALL SELECT 'event trigger ' || pg_catalog.quote_ident(evtname) FROM pg_catalog.pg_event_trigger
-                    ORDER BY 1
-                    """).strings.compactMap { $0 }
-            }
-            for object in others {
-                summary.notes.append("\(object) not cloned: pgclone does not recreate this kind of object; create it on the target (pg_dump shows its definition)")
-            }
-        }
-        return summary
+    }
+
+    /// The objects a clone does not make, for a failure's DETAIL: what uses one fails, and the
+    /// notice saying so would come only with a success.
+    static func notClonedLine(_ notes: [String]) -> String? {
+        let skipped = notes.filter { $0.contains(" not cloned: pgclone does not recreate") }
+            .map { String($0.prefix(while: { $0 != ":" })).replacingOccurrences(of: " not cloned", with: "") }
+        return skipped.isEmpty ? nil : "Not made by a clone (create on the target what needs them): \(Preflight.list(skipped, limit: 20))."
     }
 
     /// What `create` did with a routine.

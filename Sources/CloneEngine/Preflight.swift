@@ -183,6 +183,37 @@ struct Preflight {
         }
         checks.append(absent.isEmpty ? .ok("collations", collations.rows.isEmpty ? "only database defaults" : "all present on the target")
                                      : .fail("collations", "missing on the target: \(list(absent))"))
+        // Kinds a clone does not make, and what in scope uses them (a view over a foreign table,
+        // an index with an operator class of the schema's own): those fail the clone.
+        let uncloned = try await source.query("""
+            SELECT o.kind || ' ' || pg_catalog.format('%I.%I', n.nspname, o.name),
+                   (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), ', ')
+                    FROM pg_catalog.pg_depend d WHERE d.refclassid OPERATOR(pg_catalog.=) o.cls AND d.refobjid OPERATOR(pg_catalog.=) o.oid
+                      AND d.deptype OPERATOR(pg_catalog.=) 'n')
+            FROM (
+              SELECT 'operator class' AS kind, oid, 'pg_catalog.pg_opclass'::pg_catalog.regclass AS cls, opcnamespace AS ns, opcname::pg_catalog.text AS name FROM pg_catalog.pg_opclass
+              UNION ALL SELECT 'operator family', oid, 'pg_catalog.pg_opfamily'::pg_catalog.regclass, opfnamespace, opfname::pg_catalog.text FROM pg_catalog.pg_opfamily
+              UNION ALL SELECT 'text search parser', oid, 'pg_catalog.pg_ts_parser'::pg_catalog.regclass, prsnamespace, prsname::pg_catalog.text FROM pg_catalog.pg_ts_parser
+              UNION ALL SELECT 'text search template', oid, 'pg_catalog.pg_ts_template'::pg_catalog.regclass, tmplnamespace, tmplname::pg_catalog.text FROM pg_catalog.pg_ts_template
+              UNION ALL SELECT 'conversion', oid, 'pg_catalog.pg_conversion'::pg_catalog.regclass, connamespace, conname::pg_catalog.text FROM pg_catalog.pg_conversion
+              UNION ALL SELECT 'foreign table', oid, 'pg_catalog.pg_class'::pg_catalog.regclass, relnamespace, relname::pg_catalog.text FROM pg_catalog.pg_class
+                WHERE relkind OPERATOR(pg_catalog.=) 'f'
+            ) o JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) o.ns
+            WHERE n.nspname OPERATOR(pg_catalog.!~) '^pg_' AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{information_schema,pgclone,pgclone_masked}')
+              AND ($1::pg_catalog.text IS NULL OR n.nspname OPERATOR(pg_catalog.=) $1)
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid OPERATOR(pg_catalog.=) o.cls AND e.objid OPERATOR(pg_catalog.=) o.oid
+                              AND e.deptype OPERATOR(pg_catalog.=) ANY ('{e,i}'))
+            ORDER BY 1
+            """, [schema])
+        let unclonedNames = uncloned.rows.indices.map { uncloned.text($0, 0) }
+        let used = uncloned.rows.indices.compactMap { row in uncloned.string(row, 1).map { "\($0) uses \(uncloned.text(row, 0))" } }
+        if !used.isEmpty {
+            checks.append(.fail("objects not cloned", "a clone does not make these, and the clone would fail on what uses them: \(list(used)); create them on the target first"))
+        } else if !unclonedNames.isEmpty {
+            checks.append(.warn("objects not cloned", "a clone does not make these (create them on the target if needed): \(list(unclonedNames))"))
+        } else {
+            checks.append(.ok("objects not cloned", "none: a clone makes every object in scope"))
+        }
         // Roles that grants refer to.
         let grantees = try await source.query("""
             SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee)::pg_catalog.text

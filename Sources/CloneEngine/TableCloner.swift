@@ -121,10 +121,22 @@ struct CopyPlan: Sendable {
             // Plain COPY of the table reads the heap directly, faster than going through a query.
             return "COPY \(definition.qualifiedName)\(columnList) TO STDOUT" + format
         }
-        var select = "SELECT \(selectExpressions.joined(separator: ", ")) FROM \(definition.isPartitioned ? "" : "ONLY ")\(definition.qualifiedName)"
+        var select = "SELECT \(selectExpressions.joined(separator: ", ")) FROM \(Self.rowSource(definition))"
         let conditions = [filter.map { "(\($0.text)\n)" }, range.map { "(\($0))" }].compactMap { $0 }
         if !conditions.isEmpty { select += " WHERE " + conditions.joined(separator: " AND ") }
         return "COPY (\(select)) TO STDOUT" + format
+    }
+
+    /// Where a table's rows are read: this table only (inheritance children are cloned as tables
+    /// of their own), a partitioned table's partitions through it, except foreign partitions:
+    /// their rows belong to another server (pg_dump copies leaf by leaf and never reads them),
+    /// so the table's local leaves are read one by one, under the table's name.
+    static func rowSource(_ definition: TableDefinition) -> String {
+        guard definition.isPartitioned else { return "ONLY " + definition.qualifiedName }
+        guard !definition.foreignLeaves.isEmpty else { return definition.qualifiedName }
+        let columns = definition.columns.map { SQL.identifier($0.name) }.joined(separator: ", ")
+        let leaves = definition.localLeaves.isEmpty ? ["ONLY " + definition.qualifiedName] : definition.localLeaves.map { "ONLY " + $0 }
+        return "(" + leaves.map { "SELECT \(columns) FROM \($0)" }.joined(separator: " UNION ALL ") + ") AS \(SQL.identifier(definition.name))"
     }
 
     /// FREEZE: the table was created in this same transaction, so rows can be written
@@ -242,6 +254,9 @@ struct TableCloner {
                                                                plan.targetCopySQL(qualifiedTarget, freeze: !definition.isPartitioned))
                     outcome.rows = copied.rows
                     outcome.bytes = copied.bytes
+                    if !definition.foreignLeaves.isEmpty {
+                        outcome.notes.append("rows of \(definition.displayName)'s foreign partitions not copied (they live on another server; the foreign tables are not cloned): \(definition.foreignLeaves.joined(separator: ", "))")
+                    }
                 }
                 try await completeTable(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
                                         deferForeignKeys: deferForeignKeys, inherits: inherits != nil, outcome: &outcome)
@@ -603,6 +618,10 @@ struct TableCloner {
         let targetSchema = partition.schema == parentDefinition.schema ? schema : partition.schema
         let qualified = SQL.qualified(targetSchema, name)
         guard let child = try await TableDefinition.load(source, schema: partition.schema, table: partition.name) else { return }
+        if targetSchema != schema {
+            // A partition kept in a schema of its own (in the table's transaction: undone with it).
+            try await target.execute("CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(targetSchema))")
+        }
         var create = "CREATE \(child.isUnlogged ? "UNLOGGED " : "")TABLE \(qualified) PARTITION OF \(parent) \(partition.bound)"
         if let key = child.partitionKey { create += " PARTITION BY \(key)" }
         let parameters = try child.storageParameters.map(Self.storageParameter)
@@ -788,9 +807,33 @@ struct TableCloner {
 
     /// Moves an existing target table out of the way as `<name>_old` (or `_old_2`, ...),
     /// with its indexes, constraints, owned sequences and statistics objects renamed so the new
-    /// table gets its own names.
+    /// table gets its own names; a partitioned table's partitions (at every depth) go aside too,
+    /// with theirs (the new partitions take their names).
     /// Returns its new name (`schema.name`) and the views that now read it.
     private func renameExisting(schema: String, table: String) async throws -> (name: String, readers: [String]) {
+        let partitions = try await target.query("""
+            SELECT n.nspname, c.relname FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) t
+            JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE t.level > 0 ORDER BY t.level DESC, 1, 2
+            """, [SQL.qualified(schema, table)])
+        for row in partitions.rows.indices {
+            _ = try await moveAside(schema: partitions.text(row, 0), table: partitions.text(row, 1))
+        }
+        let candidate = try await moveAside(schema: schema, table: table)
+        let renamedTable = SQL.qualified(schema, candidate)
+        let readers = try await target.query("""
+            SELECT DISTINCT r.ev_class::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_depend d
+            JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+            WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+              AND d.refobjid = $1::pg_catalog.regclass AND r.ev_class <> d.refobjid
+            ORDER BY 1
+            """, [renamedTable]).strings.compactMap { $0 }
+        return ("\(schema).\(candidate)", readers)
+    }
+
+    /// Renames one table to its aside name with the names that derive from it (inherited
+    /// constraints keep theirs: they follow their parent's). Returns the new name.
+    private func moveAside(schema: String, table: String) async throws -> String {
         let candidate = try await Self.asideName(table, in: schema, on: target)
         let qualified = SQL.qualified(schema, table)
         let dependents = try await target.query("""
@@ -798,7 +841,7 @@ struct TableCloner {
             WHERE i.indrelid = $1::pg_catalog.regclass
             UNION ALL
             SELECT 'constraint', co.conname, $2 FROM pg_catalog.pg_constraint co
-            WHERE co.conrelid = $1::pg_catalog.regclass AND co.conindid = 0
+            WHERE co.conrelid = $1::pg_catalog.regclass AND co.conindid = 0 AND co.conislocal
             UNION ALL
             SELECT 'sequence', sc.relname, $2 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class sc ON sc.oid = d.objid AND sc.relkind = 'S'
             WHERE d.refobjid = $1::pg_catalog.regclass AND d.deptype IN ('a', 'i')
@@ -821,13 +864,6 @@ struct TableCloner {
             default: try await target.execute("ALTER SEQUENCE \(SQL.qualified(schema, old)) RENAME TO \(SQL.identifier(new))")
             }
         }
-        let readers = try await target.query("""
-            SELECT DISTINCT r.ev_class::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_depend d
-            JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
-            WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-              AND d.refobjid = $1::pg_catalog.regclass AND r.ev_class <> d.refobjid
-            ORDER BY 1
-            """, [renamedTable]).strings.compactMap { $0 }
-        return ("\(schema).\(candidate)", readers)
+        return candidate
     }
 }

@@ -156,6 +156,11 @@ public struct TableDefinition: Sendable {
     public var inheritedTriggerStates: [(name: String, enabled: String)] = []
     /// The index CLUSTER uses (ALTER TABLE ... CLUSTER ON), if one is marked.
     public var clusterIndex: String?
+    /// For a partitioned table with foreign tables among its partitions (at any depth): those
+    /// (their rows live on another server and are not copied) and the leaf partitions that are
+    /// tables here, each quoted and qualified. Empty when no partition is foreign.
+    public var foreignLeaves: [String] = []
+    public var localLeaves: [String] = []
     /// Storage parameters (`fillfactor=70`, ...), as pg_class.reloptions lists them.
     public var storageParameters: [String] = []
     public var rowSecurity = false
@@ -378,6 +383,19 @@ public struct TableDefinition: Sendable {
             columns: columns, constraints: constraints, indexes: indexes, triggers: triggers,
             sequences: sequences, partitions: partitions, printedName: info.text(0, 5))
         definition.clusterIndex = clustered.rows.isEmpty ? nil : clustered.string(0, 0)
+        if definition.isPartitioned {
+            let leaves = try await connection.query("""
+                SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind OPERATOR(pg_catalog.=) 'f'
+                FROM pg_catalog.pg_partition_tree($1::pg_catalog.oid) t JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE t.isleaf ORDER BY 1
+                """, oidParameter)
+            let foreign = leaves.rows.indices.filter { leaves.string($0, 1) == "t" }.map { leaves.text($0, 0) }
+            if !foreign.isEmpty {
+                definition.foreignLeaves = foreign
+                definition.localLeaves = leaves.rows.indices.filter { leaves.string($0, 1) != "t" }.map { leaves.text($0, 0) }
+            }
+        }
         let triggerStates = try await connection.query("""
             SELECT t.tgname, t.tgenabled FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_trigger pt ON pt.oid = t.tgparentid
             WHERE t.tgrelid = $1 AND t.tgenabled <> pt.tgenabled ORDER BY t.tgname

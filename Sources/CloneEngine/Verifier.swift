@@ -66,6 +66,9 @@ struct Verifier {
         var columns: [String]
         /// The single-column integer primary key (or unique not-null column), if any.
         var integerKey: String?
+        /// A partitioned table with foreign partitions: its other leaves (quoted, qualified),
+        /// whose rows are the table's here (a clone copies no foreign rows, as pg_dump).
+        var localLeaves: [String]? = nil
     }
 
     let source: PQConnection
@@ -83,7 +86,14 @@ struct Verifier {
                   ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
                 WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid AND (i.indisprimary OR (i.indisunique AND a.attnotnull)) AND i.indnkeyatts OPERATOR(pg_catalog.=) 1
                   AND i.indpred IS NULL AND i.indexprs IS NULL AND a.atttypid OPERATOR(pg_catalog.=) ANY ('{int2,int4,int8}'::pg_catalog.regtype[]::pg_catalog.oid[])
-                ORDER BY i.indisprimary DESC LIMIT 1)
+                ORDER BY i.indisprimary DESC LIMIT 1),
+               CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'p' AND EXISTS (
+                      SELECT 1 FROM pg_catalog.pg_partition_tree(c.oid) t JOIN pg_catalog.pg_class l ON l.oid OPERATOR(pg_catalog.=) t.relid
+                      WHERE l.relkind OPERATOR(pg_catalog.=) 'f')
+                    THEN COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', ln.nspname, l.relname), E'\\x1f' ORDER BY l.oid)
+                                   FROM pg_catalog.pg_partition_tree(c.oid) t JOIN pg_catalog.pg_class l ON l.oid OPERATOR(pg_catalog.=) t.relid
+                                   JOIN pg_catalog.pg_namespace ln ON ln.oid OPERATOR(pg_catalog.=) l.relnamespace
+                                   WHERE t.isleaf AND l.relkind OPERATOR(pg_catalog.<>) 'f'), '') END
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
         WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') AND NOT c.relispartition
           AND n.nspname OPERATOR(pg_catalog.!~) '^pg_' AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{information_schema,pgclone,pgclone_masked}')
@@ -97,7 +107,8 @@ struct Verifier {
         result.rows.indices.map { row in
             Table(schema: result.string(row, 0) ?? "", name: result.string(row, 1) ?? "", isPartitioned: result.string(row, 2) == "t",
                   // Quoted here: names from a server never go into SQL as they come.
-                  columns: (result.string(row, 3) ?? "").split(separator: "\u{1F}").map { SQL.identifier(String($0)) }, integerKey: result.string(row, 4))
+                  columns: (result.string(row, 3) ?? "").split(separator: "\u{1F}").map { SQL.identifier(String($0)) }, integerKey: result.string(row, 4),
+                  localLeaves: result.string(row, 5).map { $0.split(separator: "\u{1F}").map(String.init) })
         }
     }
 
@@ -141,7 +152,9 @@ struct Verifier {
 
     private func relation(_ table: Table) -> String {
         // A partitioned table's rows are its partitions'; an inheritance parent's own rows only.
-        (table.isPartitioned ? "" : "ONLY ") + SQL.qualified(table.schema, table.name)
+        guard let leaves = table.localLeaves else { return (table.isPartitioned ? "" : "ONLY ") + SQL.qualified(table.schema, table.name) }
+        let sources = leaves.isEmpty ? ["ONLY " + SQL.qualified(table.schema, table.name)] : leaves.map { "ONLY " + $0 }
+        return "(" + sources.map { "SELECT \(table.columns.joined(separator: ", ")) FROM \($0)" }.joined(separator: " UNION ALL ") + ")"
     }
 
     /// Stands for "hash the output text" of a bpchar column in `rowHashes`' functions.
