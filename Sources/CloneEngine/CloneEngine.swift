@@ -641,7 +641,7 @@ public struct CloneEngine: Sendable {
         }
         // What this call creates (tables and the views recreated after them): objects of these that
         // depend on a replaced table are recreated, so dropping them with it is no loss.
-        let clonedTogether = Set(work.map { "\($0.0).\($0.1)" }).union(objects.views.map { "\($0.schema).\($0.name)" })
+        let clonedTogether = Set(work.map { "\($0.0).\($0.1)" }).union(objects.views.filter(\.isView).map { "\($0.schema).\($0.name)" })
         var parents: [String: [String]] = [:]
         for row in inheritance.rows.indices {
             parents["\(inheritance.text(row, 0)).\(inheritance.text(row, 1))", default: []].append("\(inheritance.text(row, 2)).\(inheritance.text(row, 3))")
@@ -762,6 +762,11 @@ public struct CloneEngine: Sendable {
 
             try await run("creating views") {
                 for view in objects.views {
+                    guard view.isView else {
+                        // A function reading views, in its place among them.
+                        undo += Self.undoEntries(try await Self.create(view, on: connection, inTransaction: false, conflict: options.conflict, summary: &summary), view)
+                        continue
+                    }
                     let present = try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(view.schema, view.name)])
                     if present.string(0, 0) == "t", options.conflict == .rename {
                         // As its tables: the old one moves aside (still reading the old tables), the
@@ -797,9 +802,6 @@ public struct CloneEngine: Sendable {
                         undo.append("DROP \(view.kind == "view" ? "VIEW" : "MATERIALIZED VIEW") IF EXISTS \(SQL.qualified(view.schema, view.name)) CASCADE")
                     }
                     if view.kind == "view" { summary.views += 1 } else { summary.materializedViews += 1 }
-                }
-                for function in objects.functions where objects.functionsAfterViews.contains(function.oid) {
-                    try await Self.create(function, on: connection, inTransaction: false, conflict: options.conflict, summary: &summary)
                 }
             }
 

@@ -39,6 +39,8 @@ struct SchemaObjects: Sendable {
 
     struct Object: Sendable {
         var kind: String
+        /// A view or materialized view (`views` also holds the functions that read them).
+        var isView: Bool { kind == "view" || kind == "materialized view" }
         var schema: String
         var name: String
         var oid: String
@@ -74,8 +76,11 @@ struct SchemaObjects: Sendable {
     /// Functions that need a table (its row type as a parameter or result, or a `BEGIN ATOMIC`
     /// body that reads it), or a function that does, by oid: created after the tables.
     var functionsAfterTables: Set<String> = []
-    /// Functions that need a view or materialized view: created after the views.
+    /// Functions that need a view or materialized view: created among the views (`views`),
+    /// after the ones they read and before the ones that call them.
     var functionsAfterViews: Set<String> = []
+    /// What those functions need, as (function oid, view or function oid) pairs.
+    var functionsAfterViewsNeed: [(String, String)] = []
     /// For each function created after the tables: the tables (`schema.name`) it needs.
     var tablesNeeded: [String: Set<String>] = [:]
     /// For each table (`schema.name`): the functions created after the tables that its
@@ -293,7 +298,7 @@ struct SchemaObjects: Sendable {
               WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND n.nspname = ANY($1::pg_catalog.text[]) AND d.deptype = 'n'
                 AND d.refclassid IN ('pg_catalog.pg_class'::pg_catalog.regclass, 'pg_catalog.pg_type'::pg_catalog.regclass, 'pg_catalog.pg_proc'::pg_catalog.regclass)
             )
-            SELECT needs.objid, needs.calls, needs.refobjid, c.relkind, rn.nspname || '.' || c.relname
+            SELECT needs.objid, needs.calls, needs.refobjid, c.relkind, rn.nspname || '.' || c.relname, needs.relation
             FROM needs LEFT JOIN pg_catalog.pg_class c ON c.oid = needs.relation LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = c.relnamespace
             """, [list])
         var callees: [String: Set<String>] = [:]
@@ -302,7 +307,10 @@ struct SchemaObjects: Sendable {
             if functionNeeds.string(row, 1) == "t" {
                 callees[function, default: []].insert(functionNeeds.text(row, 2))
             } else if let kind = functionNeeds.string(row, 3) {
-                if ["v", "m"].contains(kind) { objects.functionsAfterViews.insert(function) }
+                if ["v", "m"].contains(kind) {
+                    objects.functionsAfterViews.insert(function)
+                    if let view = functionNeeds.string(row, 5) { objects.functionsAfterViewsNeed.append((function, view)) }
+                }
                 else if ["r", "p", "f"].contains(kind) {
                     objects.functionsAfterTables.insert(function)
                     if let table = functionNeeds.string(row, 4) { objects.tablesNeeded[function, default: []].insert(table) }
@@ -328,6 +336,9 @@ struct SchemaObjects: Sendable {
             }
         }
         objects.functionsAfterTables.subtract(objects.functionsAfterViews)
+        for (function, called) in callees where objects.functionsAfterViews.contains(function) {
+            objects.functionsAfterViewsNeed += called.map { (function, $0) }
+        }
         // Tables whose definitions call one of those functions.
         let tableCalls = try await source.query("""
             WITH calls AS (
@@ -512,7 +523,8 @@ struct SchemaObjects: Sendable {
             JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid
             JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid <> r.ev_class
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND d.refobjid <> r.ev_class
+              AND d.refclassid IN ('pg_catalog.pg_class'::pg_catalog.regclass, 'pg_catalog.pg_proc'::pg_catalog.regclass)
             """, [list])
         var views: [Object] = []
         for row in viewRows.rows.indices {
@@ -554,7 +566,11 @@ struct SchemaObjects: Sendable {
                                 oid: viewRows.text(row, 0), ddl: ddl,
                                 grants: Privileges(encoded: viewRows.string(row, 6)).statements(on: "TABLE \(qualified)")))
         }
-        objects.views = topologicalOrder(views, edges: viewDependencies)
+        // The functions that read views go among them: after what they read, before the views
+        // that call them (a BEGIN ATOMIC body is checked when it is created; round 31).
+        let functionsAmongViews = objects.functions.filter { objects.functionsAfterViews.contains($0.oid) }
+        objects.views = topologicalOrder(views + functionsAmongViews,
+                                         edges: pairs(viewDependencies) + objects.functionsAfterViewsNeed)
         return objects
     }
 
@@ -672,10 +688,18 @@ struct SchemaObjects: Sendable {
     /// Orders objects so that each comes after the objects (of the same list) it depends on.
     /// `edges` rows are (dependent oid, referenced oid); unknown oids are ignored.
     static func topologicalOrder(_ objects: [Object], edges: PQResult) -> [Object] {
-        let byOID = Dictionary(uniqueKeysWithValues: objects.map { ($0.oid, $0) })
+        topologicalOrder(objects, edges: pairs(edges))
+    }
+
+    /// (from, to) oid pairs of a two-column result.
+    static func pairs(_ edges: PQResult) -> [(String, String)] {
+        edges.rows.indices.compactMap { row in edges.string(row, 0).flatMap { from in edges.string(row, 1).map { (from, $0) } } }
+    }
+
+    static func topologicalOrder(_ objects: [Object], edges: [(String, String)]) -> [Object] {
+        let byOID = Dictionary(objects.map { ($0.oid, $0) }, uniquingKeysWith: { first, _ in first })
         var dependsOn: [String: Set<String>] = [:]
-        for row in edges.rows.indices {
-            guard let from = edges.string(row, 0), let to = edges.string(row, 1), from != to, byOID[to] != nil else { continue }
+        for (from, to) in edges where from != to && byOID[to] != nil {
             dependsOn[from, default: []].insert(to)
         }
         var ordered: [Object] = []
