@@ -835,6 +835,9 @@ public struct CloneEngine: Sendable {
                     try await session.primary.query("""
                         SELECT 'publication ' || pg_catalog.quote_ident(pubname) FROM pg_catalog.pg_publication
                         UNION ALL SELECT 'event trigger ' || pg_catalog.quote_ident(evtname) FROM pg_catalog.pg_event_trigger
+                        UNION ALL SELECT 'foreign server ' || pg_catalog.quote_ident(srvname) FROM pg_catalog.pg_foreign_server
+                        UNION ALL SELECT 'user mapping for ' || pg_catalog.quote_ident(usename) || ' on server ' || pg_catalog.quote_ident(srvname)
+                          FROM pg_catalog.pg_user_mappings
                         ORDER BY 1
                         """).strings.compactMap { $0 }
                 }

@@ -249,6 +249,9 @@ struct TableCloner {
                     }
                 }
                 try await createTable(definition, plan: plan, schema: targetSchema, name: targetName, inherits: inherits, outcome: &outcome)
+                if let partitionOf = definition.partitionOf {
+                    outcome.notes.append("\(definition.displayName) is a partition of \(partitionOf.parent) (\(partitionOf.bound)) on the source: cloned as a table of its own, without that bound")
+                }
                 if options.copyData {
                     let copied = try await source.copyCounting(plan.sourceCopySQL(definition, masked: !options.mask.isEmpty), into: target,
                                                                plan.targetCopySQL(qualifiedTarget, freeze: !definition.isPartitioned))

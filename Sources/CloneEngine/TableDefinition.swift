@@ -161,6 +161,9 @@ public struct TableDefinition: Sendable {
     /// tables here, each quoted and qualified. Empty when no partition is foreign.
     public var foreignLeaves: [String] = []
     public var localLeaves: [String] = []
+    /// For a partition: its parent (quoted, qualified) and bound. Cloned on its own, it becomes
+    /// a table of its own (as `pg_dump -t` of a partition), which the result says.
+    public var partitionOf: (parent: String, bound: String)?
     /// Storage parameters (`fillfactor=70`, ...), as pg_class.reloptions lists them.
     public var storageParameters: [String] = []
     public var rowSecurity = false
@@ -383,6 +386,13 @@ public struct TableDefinition: Sendable {
             columns: columns, constraints: constraints, indexes: indexes, triggers: triggers,
             sequences: sequences, partitions: partitions, printedName: info.text(0, 5))
         definition.clusterIndex = clustered.rows.isEmpty ? nil : clustered.string(0, 0)
+        let partitionOf = try await connection.query("""
+            SELECT pg_catalog.format('%I.%I', pn.nspname, p.relname), pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
+            JOIN pg_catalog.pg_class p ON p.oid = i.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+            WHERE c.oid = $1 AND c.relispartition
+            """, oidParameter)
+        if !partitionOf.rows.isEmpty { definition.partitionOf = (partitionOf.text(0, 0), partitionOf.text(0, 1)) }
         if definition.isPartitioned {
             let leaves = try await connection.query("""
                 SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), c.relkind OPERATOR(pg_catalog.=) 'f'

@@ -49,6 +49,17 @@ import Testing
                 // The clone's error says why the view could not be made.
                 let failed = try await target.expectError("SELECT pgclone.schema(\(source), 'fv');", sqlState: "42P01")
                 #expect(failed.stderr.contains("Not made by a clone (create on the target what needs them): foreign table fv.remote."), "\(failed.stderr)")
+                // A partition cloned alone is a table of its own, which the result says.
+                let alone = try await Shell.psql(target.conninfo, "SELECT pgclone.table(\(source), 'f', 'pt_local', true, 'pt_alone');")
+                #expect(alone.stdout.contains("OK: cloned f.pt_local to f.pt_alone (1 row)"), "\(alone.stdout)")
+                #expect(alone.stderr.contains("f.pt_local is a partition of f.pt (FOR VALUES FROM (0) TO (100)) on the source: cloned as a table of its own, without that bound"), "\(alone.stderr)")
+                // A database clone names the foreign server it does not make.
+                #expect(try await Shell.psql(sourceConnInfo, "DROP SCHEMA fv CASCADE;").status == 0)
+                let database = "fdw_made_\(guideRandomSuffix())"
+                let made = try await Shell.psql(target.conninfo, "SELECT pgclone.database_create(\(source), '\(database)');")
+                _ = try await Shell.psql(target.environment.directTarget(database: "postgres"), "DROP DATABASE IF EXISTS \(database) WITH (FORCE);")
+                #expect(made.stdout.contains("OK:"), "\(made.stdout) \(made.stderr)")
+                #expect(made.stderr.contains("foreign server files not cloned"), "\(made.stderr)")
             }
         }
     }
