@@ -145,27 +145,38 @@ public struct PrivilegeReconciler: Sendable {
             }
             let masked = maskedRoles[target.policyIndex] ?? []
             var relation = Relation(policy: policy.qualifiedName, schema: target.schema, name: target.name, oid: target.oid, enforced: false)
+            // A policy column the table lacks (a typo, another case, a rename or a drop): which
+            // column it meant is unknown. Where pgclone already holds privileges back, they stay
+            // as they are (privileges follow a renamed column; rebuilding would give back what
+            // it took under the old names). Where it holds nothing yet (a policy never in force
+            // here), every column is held back from the masked roles until the policy or the
+            // column is put right. The proxy refuses their reads of the table meanwhile.
             let missing = try await missingColumns(target, policy: policy)
+            var effective = policy
             if !missing.isEmpty {
-                // A sensitive column renamed (or dropped): rebuilding would give back what it took
-                // under its old name. Its privileges stay as they are until the policy or the
-                // column is put right (and reads of the table are refused meanwhile: its mask view
-                // no longer matches the policy).
-                relation.reason = "\(target.schema).\(target.name) has no column \(missing.joined(separator: ", ")) of policy \(policy.qualifiedName) (renamed or dropped?): its privileges stay as the policy left them; rename the column back or change the policy"
-                outcome.append(relation)
-                continue
+                let held = try await connection.query("SELECT EXISTS (SELECT 1 FROM pgclone_masked._changes WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid)",
+                                                      [String(target.oid)]).string(0, 0) == "t"
+                if held {
+                    relation.reason = Self.missingColumnsReason(target, missing, policy)
+                    outcome.append(relation)
+                    continue
+                }
+                effective.columns = try await allColumns(target).map { TablePolicy.Column(name: $0, strategy: .null) }
             }
-            relation.reason = try await obstacle(target, policy: policy, masked: masked, service: service)
+            let missingReason = missing.isEmpty ? nil : Self.missingColumnsReason(target, missing, policy)
+            relation.reason = try await obstacle(target, policy: effective, masked: masked, service: service)
             let exception = relation.reason == nil ? try await roleException(target, masked: masked) : nil
             if relation.reason != nil {
                 relation.changes = try await restore(target.oid)
+                if let missingReason { relation.reason = missingReason + "; " + (relation.reason ?? "") }
             } else {
-                relation.changes = try await enforce(target, policy: policy, masked: masked)
+                relation.changes = try await enforce(target, policy: effective, masked: masked)
                 // A masked role the server cannot hold back (an owner, a reader of everything)
                 // does not take the backstop from the others: they are held back, and that
                 // role's sessions rely on the rewrite alone (the proxy sees its privileges).
-                relation.enforced = exception == nil
-                relation.reason = exception.map { "\($0); the server backs it up for the other masked roles" }
+                relation.enforced = exception == nil && missingReason == nil
+                relation.reason = [missingReason, exception.map { "\($0); the server backs it up for the other masked roles" }].compactMap { $0 }.joined(separator: "; ")
+                if relation.reason?.isEmpty == true { relation.reason = nil }
                 if exception != nil { try await grantViewsToMaskedOwners(target, masked: masked) }
                 // (After enforcing: rebuilding a view gives back first, which drops the claim.)
                 try await claim(target.oid, for: ownership.owner(of: policy), policy: policy.qualifiedName)
@@ -322,6 +333,20 @@ public struct PrivilegeReconciler: Sendable {
     }
 
     /// The policy's columns the relation does not have.
+    private static func missingColumnsReason(_ target: Target, _ missing: [String], _ policy: TablePolicy) -> String {
+        "\(target.schema).\(target.name) has no column \(missing.joined(separator: ", ")) of policy \(policy.qualifiedName) (another case, a typo, renamed or dropped?): "
+            + "what pgclone holds back stays held back (every column, where the policy was never in force), and the proxy refuses masked roles' reads of the table; "
+            + "correct the policy or the column"
+    }
+
+    private func allColumns(_ target: Target) async throws -> [String] {
+        try await connection.query("""
+            SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+            ORDER BY a.attnum
+            """, [String(target.oid)]).strings.compactMap { $0 }
+    }
+
     private func missingColumns(_ target: Target, policy: TablePolicy) async throws -> [String] {
         let present = Set(try await connection.query("""
             SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a

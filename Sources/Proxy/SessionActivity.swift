@@ -12,6 +12,8 @@ public struct SessionActivity: Sendable, Hashable {
     /// An extended-protocol message came after the last request (Query, Sync, FunctionCall).
     private var extendedSinceLastRequest = false
     public private(set) var transactionStatus: BackendMessage.TransactionStatus = .idle
+    /// Requests sent (a client's Query, Sync or FunctionCall): answers are matched to them.
+    public private(set) var sentRequests = 0
     /// Requests answered (ReadyForQuery for a client's Query, Sync or FunctionCall), for statistics.
     public private(set) var answeredRequests = 0
     /// Transactions ended (back to idle from a transaction block), for statistics.
@@ -23,9 +25,11 @@ public struct SessionActivity: Sendable, Hashable {
         switch type {
         case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.functionCall.rawValue:
             awaitingReadyForQuery += 1
+            sentRequests &+= 1
             extendedSinceLastRequest = false
         case FrontendMessage.ID.sync.rawValue:
             awaitingReadyForQuery += 1
+            sentRequests &+= 1
             hasUnsyncedExtendedMessages = false
             extendedSinceLastRequest = false
         case FrontendMessage.ID.parse.rawValue, FrontendMessage.ID.bind.rawValue,

@@ -670,76 +670,146 @@ import Testing
             let batches = try await offPool { () -> [[String]] in
                 let raw = try RawConnection(port: proxy.port)
                 _ = try raw.startTrusted(user: "auth_trust", database: database)
-                func bindExecute(_ statement: String) throws {
-                    try raw.send(.bind(.init(portalName: "", statementName: statement, parameterFormats: [], parameters: [], resultFormats: [])))
-                    try raw.send(.execute(portal: "", maxRows: 0))
+                // Each batch in one write: the proxy reads it whole before any answer comes.
+                func send(_ messages: [FrontendMessage]) throws {
+                    var buffer = ByteBuffer()
+                    for message in messages { message.encode(into: &buffer) }
+                    try raw.send(buffer)
+                }
+                func bindExecute(_ statement: String) -> [FrontendMessage] {
+                    [.bind(.init(portalName: "", statementName: statement, parameterFormats: [], parameters: [], resultFormats: [])), .execute(portal: "", maxRows: 0)]
+                }
+                func answers(_ count: Int = 1) throws -> [String] {
+                    try (0..<count).flatMap { _ in try raw.receive(until: .readyForQuery).map(Self.shortName) }
                 }
                 var batches: [[String]] = []
-                // A reused portal behind the client's Close of it.
+                // 0. A reused portal behind the client's Close of it.
                 let read = "SELECT email FROM test_schema.employees WHERE id < 3 ORDER BY id"
-                try raw.send(.parse(.init(statementName: "s", query: read, parameterTypes: [])))
-                try raw.send(.bind(.init(portalName: "p", statementName: "s", parameterFormats: [], parameters: [], resultFormats: [])))
-                try raw.send(.execute(portal: "p", maxRows: 1))
-                try raw.send(.close(.portal("p")))
-                try raw.send(.parse(.init(statementName: "t", query: read, parameterTypes: [])))
-                try raw.send(.bind(.init(portalName: "p", statementName: "t", parameterFormats: [], parameters: [], resultFormats: [])))
-                try raw.send(.execute(portal: "p", maxRows: 0))
-                try raw.send(.sync)
-                batches.append(try raw.receive(until: .readyForQuery).map(Self.shortName))
-                // A statement cache replacing a name: Close and Parse in one batch, then in a
-                // batch pipelined behind another.
-                try raw.send(.parse(.init(statementName: "a", query: "SELECT 'first'", parameterTypes: [])))
-                try raw.send(.sync)
-                _ = try raw.receive(until: .readyForQuery)
-                try raw.send(.close(.statement("a")))
-                try raw.send(.parse(.init(statementName: "a", query: "SELECT 'second'", parameterTypes: [])))
-                try bindExecute("a")
-                try raw.send(.sync)
-                batches.append(try raw.receive(until: .readyForQuery).map(Self.shortName))
-                try raw.send(.close(.statement("a")))
-                try raw.send(.parse(.init(statementName: "a", query: "SELECT 'third'", parameterTypes: [])))
-                try raw.send(.sync)
-                try bindExecute("a")
-                try raw.send(.sync)
-                batches.append(try raw.receive(until: .readyForQuery).map(Self.shortName) + raw.receive(until: .readyForQuery).map(Self.shortName))
-                // A name holding a statement prepared before notes were masked: an error skips
-                // the client's Close and Parse of it, the server keeps the old statement.
-                for name in ["old", "old2"] {
-                    try raw.send(.parse(.init(statementName: name, query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])))
-                }
-                try raw.send(.sync)
-                _ = try raw.receive(until: .readyForQuery)
+                try send([.parse(.init(statementName: "s", query: read, parameterTypes: [])),
+                          .bind(.init(portalName: "p", statementName: "s", parameterFormats: [], parameters: [], resultFormats: [])),
+                          .execute(portal: "p", maxRows: 1), .close(.portal("p")),
+                          .parse(.init(statementName: "t", query: read, parameterTypes: [])),
+                          .bind(.init(portalName: "p", statementName: "t", parameterFormats: [], parameters: [], resultFormats: [])),
+                          .execute(portal: "p", maxRows: 0), .sync])
+                batches.append(try answers())
+                // 1. A statement cache replacing a name: Close and Parse in one batch.
+                try send([.parse(.init(statementName: "a", query: "SELECT 'first'", parameterTypes: [])), .sync])
+                _ = try answers()
+                try send([.close(.statement("a")), .parse(.init(statementName: "a", query: "SELECT 'second'", parameterTypes: []))] + bindExecute("a") + [.sync])
+                batches.append(try answers())
+                // 2. Bound in a batch pipelined behind it: refused (its answers have not come),
+                // then, once they have, bound.
+                try send([.close(.statement("a")), .parse(.init(statementName: "a", query: "SELECT 'third'", parameterTypes: [])), .sync]
+                         + bindExecute("a") + [.sync])
+                batches.append(try answers(2))
+                try send(bindExecute("a") + [.sync])
+                batches[2] += try answers()
+                // 3. A name holding a statement prepared before notes were masked: an error skips
+                // the client's Close and Parse of it, the server keeps the old statement, and the
+                // name is refused from then on.
+                try send(["old", "old2", "old3"].map { .parse(.init(statementName: $0, query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])) } + [.sync])
+                _ = try answers()
                 try self.maskNotesToo(proxy, exempt: exempt)
-                try raw.send(.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: [])))
-                try bindExecute("")
-                try raw.send(.close(.statement("old")))
-                try raw.send(.parse(.init(statementName: "old", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])))
-                try raw.send(.sync)
-                try bindExecute("old")
-                try raw.send(.sync)
-                batches.append(try raw.receive(until: .readyForQuery).map(Self.shortName) + raw.receive(until: .readyForQuery).map(Self.shortName))
-                // The same with the error answered (Flush) before the Close reaches the proxy.
-                try raw.send(.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: [])))
-                try bindExecute("")
-                try raw.send(.flush)
+                try send([.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: []))] + bindExecute("")
+                         + [.close(.statement("old")), .parse(.init(statementName: "old", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])), .sync]
+                         + bindExecute("old") + [.sync])
+                batches.append(try answers(2))
+                try send(bindExecute("old") + [.sync])
+                batches[3] += try answers()
+                // 4. The same with the error answered (Flush) before the Close reaches the proxy.
+                try send([.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: []))] + bindExecute("") + [.flush])
                 batches.append(try raw.receive(until: .errorResponse).map(Self.shortName))
-                try raw.send(.close(.statement("old2")))
-                try raw.send(.parse(.init(statementName: "old2", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])))
-                try raw.send(.sync)
-                try bindExecute("old2")
-                try raw.send(.sync)
-                batches[4] += try raw.receive(until: .readyForQuery).map(Self.shortName) + raw.receive(until: .readyForQuery).map(Self.shortName)
+                try send([.close(.statement("old2")), .parse(.init(statementName: "old2", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])), .sync])
+                batches[4] += try answers()
+                try send(bindExecute("old2") + [.sync])
+                batches[4] += try answers()
+                // 5. Close and Parse, then a simple query in the same batch (no Sync): the name is
+                // given up; an SQL PREPARE of it later gets the proxy's own Close first (round 32:
+                // the PREPARE failed on the old statement, which EXECUTE then ran unmasked).
+                try send([.close(.statement("old3")), .parse(.init(statementName: "old3", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])),
+                          .query("SELECT 2")])
+                _ = try answers()
+                try send([.query("EXECUTE old3")])
+                batches.append(try answers())
+                try send([.query("PREPARE old3 AS SELECT 'prepared again'")])
+                _ = try answers()
+                try send([.query("EXECUTE old3")])
+                batches[5] += try answers()
                 return batches
             }
             #expect(batches[0] == ["ParseComplete", "BindComplete", "DataRow", "PortalSuspended", "CloseComplete", "ParseComplete", "BindComplete",
                                    "DataRow", "DataRow", "CommandComplete", "ReadyForQuery"], "\(batches[0])")
             #expect(batches[1] == ["CloseComplete", "ParseComplete", "BindComplete", "DataRow second", "CommandComplete", "ReadyForQuery"], "\(batches[1])")
-            #expect(batches[2] == ["CloseComplete", "ParseComplete", "ReadyForQuery", "BindComplete", "DataRow third", "CommandComplete", "ReadyForQuery"], "\(batches[2])")
             // (The refused Bind is the proxy's statement that raises: the error comes at Execute.)
-            #expect(batches[3] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery",
+            #expect(batches[2] == ["CloseComplete", "ParseComplete", "ReadyForQuery", "BindComplete", "ErrorResponse 55000", "ReadyForQuery",
+                                   "BindComplete", "DataRow third", "CommandComplete", "ReadyForQuery"], "\(batches[2])")
+            #expect(batches[3] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 55000", "ReadyForQuery",
                                    "BindComplete", "ErrorResponse 42501", "ReadyForQuery"], "\(batches[3])")
-            #expect(batches[4] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery",
-                                   "BindComplete", "ErrorResponse 42501", "ReadyForQuery"], "\(batches[4])")
+            #expect(batches[4] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 42501", "ReadyForQuery"], "\(batches[4])")
+            #expect(batches[5].first?.hasPrefix("ErrorResponse 42501") == true && batches[5].contains("DataRow prepared again")
+                    && !batches[5].contains("DataRow note 1"), "\(batches[5])")
+        }
+    }
+
+    /// A policy naming a column the table does not have (`Full_Name` for full_name: another
+    /// case, a typo, a rename): the column meant is read unmasked, so every read of the table by
+    /// a role the policy masks is refused, through views and functions of the role's own too
+    /// (round 33: the real values were served, and `policy check` said OK).
+    @Test(arguments: [false, true]) func aPolicyColumnTheTableLacksRefusesTheTable(backstop: Bool) async throws {
+        try await withMaskedSetup(backstop: backstop) { environment, proxy, database, roles in
+            let directory = try #require(proxy.server.policies.directory)
+            try """
+                policies:
+                  - table: test_schema.employees
+                    unmasked_roles: [\(roles.exempt)]
+                    columns:
+                      email: email
+                      Full_Name: name
+                  - table: public.other
+                    unmasked_roles: [\(roles.exempt)]
+                    columns:
+                      V: { type: constant, value: hidden }
+                """.write(toFile: directory + "/employees.yaml", atomically: true, encoding: .utf8)
+            #expect(proxy.server.policies.reload() == nil)
+            // A view the masked role owns and a function it may run, made straight on the server
+            // (through the proxy, making them is refused as a read).
+            let admin = try await PQConnection.connect(environment.directTarget(database: database))
+            try await admin.exec("""
+                CREATE VIEW public.names AS SELECT full_name FROM test_schema.employees;
+                ALTER VIEW public.names OWNER TO \(roles.masked);
+                CREATE FUNCTION public.names_fn() RETURNS SETOF text LANGUAGE sql AS 'SELECT full_name::text FROM test_schema.employees';
+                """)
+            let conninfo = environment.throughProxy(proxy.port, user: roles.masked, password: "pw", database: database)
+            for read in ["SELECT full_name FROM test_schema.employees", "SELECT id FROM test_schema.employees WHERE id = 1",
+                         "SELECT * FROM public.names", "SELECT public.names_fn()", "COPY test_schema.employees TO STDOUT", "SELECT v FROM public.other"] {
+                let output = try await Shell.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-d", conninfo, "-c", read])
+                assertNoCanary(output.stdout + output.stderr, read)
+                #expect(output.stderr.contains("ERROR:  42501"), "\(read): \(output.stdout) \(output.stderr)")
+            }
+            let direct = try await Shell.run(["psql", "-X", "-d", conninfo, "-c", "SELECT full_name FROM test_schema.employees"])
+            #expect(direct.stderr.contains("the masking policy on test_schema.employees names column \"Full_Name\", which the table does not have"), "\(direct.stderr)")
+            // The exempt role reads as ever.
+            let exempt = environment.throughProxy(proxy.port, user: roles.exempt, password: "pw", database: database)
+            #expect(try await Shell.psql(exempt, "SELECT count(*) FROM test_schema.employees;").stdout.contains("40"))
+            if backstop {
+                // Connected straight to the server: a table the backstop held back keeps what it
+                // took (full_name stays refused); one it never held back (public.other) is held
+                // back from every column.
+                let straight = environment.directTarget(database: database)
+                    .replacingOccurrences(of: "user=postgres password=\(environment.password)", with: "user=\(roles.masked) password=pw")
+                try await waitFor("the backstop to hold every column of public.other back", seconds: 45) {
+                    try await Shell.run(["psql", "-X", "-d", straight, "-c", "SELECT id FROM public.other LIMIT 1"]).stderr.contains("permission denied")
+                }
+                let full = try await Shell.run(["psql", "-X", "-d", straight, "-c", "SELECT full_name FROM test_schema.employees"])
+                assertNoCanary(full.stdout + full.stderr, "direct")
+                #expect(full.stderr.contains("permission denied"), "\(full.stderr)")
+                let other = try await Shell.run(["psql", "-X", "-d", straight, "-c", "SELECT v FROM public.other"])
+                #expect(!other.stdout.contains("plain") && other.stderr.contains("permission denied"), "\(other.stdout) \(other.stderr)")
+                let status = try await Shell.psql(environment.throughProxy(proxy.port, database: database), "SELECT server_enforced, server_detail FROM pgclone.policy_status() WHERE table_name = 'test_schema.employees';")
+                #expect(status.stdout.contains("has no column Full_Name of policy test_schema.employees"), "\(status.stdout) \(status.stderr)")
+                let otherStatus = try await Shell.psql(environment.throughProxy(proxy.port, database: database), "SELECT server_detail FROM pgclone.policy_status() WHERE table_name = 'public.other';")
+                #expect(otherStatus.stdout.contains("public.other has no column V of policy public.other"), "\(otherStatus.stdout) \(otherStatus.stderr)")
+            }
         }
     }
 

@@ -32,6 +32,9 @@ public struct MaskingContext: Sendable, Hashable {
         /// current role nor any role the login (or current) role can become holds SELECT or
         /// REFERENCES on one, as the server answered when the context was read.
         public var serverDenies = false
+        /// Columns the table's policy names that the table does not have (a typo, another
+        /// case, a rename): the column meant may be one read unmasked, so reads are refused.
+        public var missingPolicyColumns: [String] = []
 
         public enum Reads: Sendable, Hashable {
             /// The server backs the policy up: reads go to pgclone's mask views (the second for `ONLY`).
@@ -47,6 +50,11 @@ public struct MaskingContext: Sendable, Hashable {
         /// order and types, holding masked values; or why the read is refused.
         /// With `system`, the relation also has the table's system columns (ctid, xmin...).
         public func maskedRelation(only: Bool, system: Bool = false) -> Result<String, AdminError> {
+            if !missingPolicyColumns.isEmpty {
+                let names = missingPolicyColumns.map { "\"\($0)\"" }.joined(separator: ", ")
+                return .failure(AdminError("42501", "pgclone: the masking policy on \(schema).\(name) names \(missingPolicyColumns.count == 1 ? "column" : "columns") \(names), which the table does not have; its reads are refused until the policy is fixed",
+                                           hint: "Policy column names are exact, case included (pgclone.policy_status() lists what does not match)."))
+            }
             switch reads {
             case .views(let all, let onlyView):
                 guard system else { return .success(only ? onlyView : all) }
@@ -220,8 +228,20 @@ public struct MaskingContext: Sendable, Hashable {
               UNION
               SELECT m.i, h.inhrelid, m.applies FROM m JOIN pg_catalog.pg_inherits h ON h.inhparent OPERATOR(pg_catalog.=) m.reloid
             ),
+            -- The sensitive columns of each table: the policy's, or every column where the policy
+            -- names one the table lacks (a typo or another case: the column meant may be any).
+            ms(i, reloid, sens) AS (
+              SELECT m.i, m.reloid,
+                CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.unnest(p.sens) s(name) WHERE NOT EXISTS (
+                       SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attnum OPERATOR(pg_catalog.>) 0
+                         AND NOT a.attisdropped AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) s.name))
+                     THEN ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
+                                WHERE a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
+                     ELSE p.sens END
+              FROM m JOIN p ON p.i OPERATOR(pg_catalog.=) m.i
+            ),
             -- Views over sensitive columns: they read with their owner's rights.
-            \(MaskView.exposingViewsCTE(name: "tainted", tables: "(SELECT m.i, m.reloid, p.sens FROM m JOIN p ON p.i OPERATOR(pg_catalog.=) m.i)")),
+            \(MaskView.exposingViewsCTE(name: "tainted", tables: "(SELECT ms.i, ms.reloid, ms.sens FROM ms)")),
             -- Views that call functions which are not built in (directly or through other views):
             -- while a policy relies on the rewrite alone, such a function could read real values.
             fnviews(oid) AS (
@@ -241,9 +261,9 @@ public struct MaskingContext: Sendable, Hashable {
             risky(name) AS (
               SELECT DISTINCT pr.proname::pg_catalog.text FROM pg_catalog.pg_proc pr
               WHERE pr.prosecdef AND pr.oid OPERATOR(pg_catalog.>=) 16384
-                AND EXISTS (SELECT 1 FROM m JOIN p ON p.i OPERATOR(pg_catalog.=) m.i
-                            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (p.sens)
-                            WHERE pg_catalog.has_column_privilege(pr.proowner, m.reloid, a.attnum, 'SELECT'))
+                AND EXISTS (SELECT 1 FROM ms
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) ms.reloid AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ms.sens)
+                            WHERE pg_catalog.has_column_privilege(pr.proowner, ms.reloid, a.attnum, 'SELECT'))
             )
             SELECT 'user', pg_catalog.current_user()::pg_catalog.text, pg_catalog.current_setting('transaction_isolation'), NULL, NULL, NULL
             UNION ALL
@@ -262,9 +282,9 @@ public struct MaskingContext: Sendable, Hashable {
                      OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) m.applies::pg_catalog.text
                      -- Whether the server refuses the sensitive columns to every role the session can be.
                      OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) (NOT EXISTS (
-                       SELECT 1 FROM pg_catalog.pg_attribute a JOIN p ON p.i OPERATOR(pg_catalog.=) m.i, pg_catalog.pg_roles r
+                       SELECT 1 FROM pg_catalog.pg_attribute a JOIN ms ON ms.i OPERATOR(pg_catalog.=) m.i AND ms.reloid OPERATOR(pg_catalog.=) m.reloid, pg_catalog.pg_roles r
                        WHERE a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-                         AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (p.sens)
+                         AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ms.sens)
                          AND (pg_catalog.pg_has_role(pg_catalog.current_user(), r.oid, 'MEMBER') OR pg_catalog.pg_has_role(pg_catalog.session_user(), r.oid, 'MEMBER'))
                          AND pg_catalog.has_column_privilege(r.oid, m.reloid, a.attnum, 'SELECT, REFERENCES')))::pg_catalog.text,
                    n.nspname::pg_catalog.text, c.relname::pg_catalog.text
@@ -396,8 +416,10 @@ public struct MaskingContext: Sendable, Hashable {
             }
         }
         let ordered = tables.keys.sorted().compactMap { oid -> Table? in
-            guard var table = tables[oid], policyOf[oid] != nil, !table.name.isEmpty else { return nil }
+            guard var table = tables[oid], let index = policyOf[oid], !table.name.isEmpty else { return nil }
             table.columns.sort { $0.number < $1.number }
+            let present = Set(table.columns.map(\.name))
+            table.missingPolicyColumns = policies.policies[index].columns.map(\.name).filter { !present.contains($0) }
             table.reads = reads(of: table, comments: viewComments[oid])
             return table
         }

@@ -46,7 +46,7 @@ extension SessionStateMachine {
     /// Puts the placeholder under the client's statement name on the server.
     mutating func forwardAdminParse(name: String, prepared: AdminPrepared, declaredTypes: [UInt32]) -> FrameScanner.Verdict {
         adminPrepared[ExactName(name)] = prepared
-        clientParsesInFlight += 1
+        parseAnswers.client(batch: activity.sentRequests)
         activity.clientSent(FrontendMessage.ID.parse.rawValue)
         // The name is used like any other: a later Parse or PREPARE of it frees it first. (It was
         // not: the server refused that second Parse with 42P05, kept the placeholder, and the

@@ -180,14 +180,10 @@ struct SessionStateMachine {
     /// Prepared statements (by name) whose text is an admin call; the server holds a
     /// same-shaped placeholder under the same name.
     var adminPrepared: [ExactName: AdminPrepared] = [:]
-    /// While admin or refused statements exist: client Parse/Close not yet answered, so that
-    /// the answers to the proxy's own Parse/Close can be told apart and swallowed.
-    var clientParsesInFlight = 0
-    var clientClosesInFlight = 0
-    /// The proxy's own ParseComplete/CloseComplete to swallow: each entry is how many of the
-    /// client's answers come before it (counted from the previous entry).
-    var swallowParses: [Int] = []
-    var swallowCloses: [Int] = []
+    /// The ParseComplete and CloseComplete answers due, the client's and the proxy's own (to
+    /// swallow), in order.
+    var parseAnswers = OwnAnswers()
+    var closeAnswers = OwnAnswers()
     /// The masking epoch each protocol portal was bound in (portals end with their transaction).
     var portalEpochs: [ExactName: Int] = [:]
     /// A Query or Parse went to the server unread under masking (no policies yet, an unmasked
@@ -199,19 +195,8 @@ struct SessionStateMachine {
     var statementNamesFreed: Set<ExactName> = []
     /// Names whose freeing failed: the statement that needs them is refused.
     var statementNamesNotFreed: Set<ExactName> = []
-    /// Names the client's own Close freed earlier in the batch now being sent (until its Sync):
-    /// a Parse of the name there needs no Close of the proxy's (npgsql's and pgx's statement
-    /// caches close and prepare a name in one batch). An error earlier in the batch skips both
-    /// the Close and the Parse, so the server may still hold the old statement under the name.
-    var statementNamesClosedInBatch: Set<ExactName> = []
-    /// Names prepared that way, not yet known to have been prepared: until the server has
-    /// answered their batch without an error, a later batch's Bind of one waits, and an error
-    /// makes them refused (the old statement may be there).
-    var statementNamesUnconfirmed: Set<ExactName> = []
-    /// An error came since the session was last quiet (nothing in flight): every batch in flight
-    /// began after that moment, so an error in the batch of an unconfirmed Parse is among these.
-    var errorSinceQuiet = false
-    var waitingForConfirmation = false
+    /// Names the client closes and prepares again in one batch (statement caches).
+    var replaced = ReplacedStatements()
     var internalStatementCounter = 0
 
     /// Statements that may not run while the session is masked: prepared while it was not
@@ -399,7 +384,7 @@ struct SessionStateMachine {
             // apart from the client's by the count.)
             return maskingInPlay || tracksParseAnswers || !statementsPreparedMasked.isEmpty || !statementEffects.isEmpty
         case FrontendMessage.ID.sync.rawValue:
-            return !statementNamesClosedInBatch.isEmpty
+            return replaced.watchesSync
         default:
             return false
         }
@@ -413,6 +398,8 @@ struct SessionStateMachine {
         if consoleMode != .off { return try consoleMessage(frame) }
         switch frame.type {
         case FrontendMessage.ID.query.rawValue:
+            // A simple query inside a batch: what ran before it is not known from its answers.
+            if replaced.watchesSync { giveUp(replaced.clientQueried()) }
             return try query(frame, now: now)
         case FrontendMessage.ID.parse.rawValue:
             return try parse(frame, now: now)
@@ -462,9 +449,9 @@ struct SessionStateMachine {
             return functionCall(frame, now: now)
         case FrontendMessage.ID.close.rawValue:
             if case .close(let target) = try FrontendMessage.decode(frame) {
-                clientClosesInFlight += 1
+                closeAnswers.client(batch: activity.sentRequests)
                 if case .statement(let name) = target {
-                    if !name.isEmpty { statementNamesClosedInBatch.insert(ExactName(name)) }
+                    replaced.clientClosed(statement: name)
                     adminPrepared[ExactName(name)] = nil
                     masking.forgetSQLPrepared(name)
                     statementsPreparedMasked[ExactName(name)] = nil
@@ -475,8 +462,8 @@ struct SessionStateMachine {
             activity.clientSent(frame.type)
             return .relay
         case FrontendMessage.ID.sync.rawValue:
-            statementNamesClosedInBatch.removeAll()
             activity.clientSent(frame.type)
+            replaced.clientSynced(awaiting: activity.awaitingReadyForQuery)
             return .relay
         default:
             activity.clientSent(frame.type)
@@ -681,7 +668,8 @@ struct SessionStateMachine {
                 masking.commitPrepared()
             }
             // The name must hold nothing older first.
-            if case .refused = result {} else if mayHoldOlderStatement(parse.statementName, current: statementsPreparedMasked[ExactName(parse.statementName)] == masking.generation) {
+            if case .refused = result {} else if mayHoldOlderStatement(parse.statementName, current: statementsPreparedMasked[ExactName(parse.statementName)] == masking.generation,
+                                                                        protocolParse: true) {
                 return freeNames([parse.statementName], frame: frame)
             }
             switch result {
@@ -717,8 +705,9 @@ struct SessionStateMachine {
         let isMaskedSession = readMasked ?? self.isMaskedSession
         let name = parse.statementName
         adminPrepared.removeValue(forKey: ExactName(name))
-        clientParsesInFlight += 1
-        let unconfirmed = noteUnconfirmed(name)
+        parseAnswers.client(batch: activity.sentRequests)
+        let unconfirmed = replaced.freedInBatch(name) && !statementNamesFreed.contains(ExactName(name))
+        if unconfirmed { replaced.prepared(name) }
         if !name.isEmpty {
             statementNamesUsed.insert(ExactName(name))
             statementNamesFreed.remove(ExactName(name))
@@ -754,35 +743,22 @@ struct SessionStateMachine {
     /// statement under it: the server refuses a name it still holds (42P05) and keeps the old
     /// statement, as it does when the PREPARE fails or a pipeline skips it. `current`: the name
     /// holds a statement prepared under the present masking, or nothing.
-    func mayHoldOlderStatement(_ name: String, current: Bool) -> Bool {
-        if name.isEmpty || current || statementNamesFreed.contains(ExactName(name)) || statementNamesClosedInBatch.contains(ExactName(name)) { return false }
+    /// `protocolParse`: a Parse, which the client's own Close earlier in its batch may have freed
+    /// the name for (an SQL PREPARE is judged apart from the batch it comes in).
+    func mayHoldOlderStatement(_ name: String, current: Bool, protocolParse: Bool = false) -> Bool {
+        if name.isEmpty || current || statementNamesFreed.contains(ExactName(name)) { return false }
+        if protocolParse && replaced.freedInBatch(name) { return false }
         return unseenEra || statementNamesUsed.contains(ExactName(name))
     }
 
-    /// A Parse of `name` relies on the client's Close earlier in its batch: it is unconfirmed
-    /// until the batch is answered. Returns whether it is.
-    private mutating func noteUnconfirmed(_ name: String) -> Bool {
-        guard !name.isEmpty, statementNamesClosedInBatch.contains(ExactName(name)), !statementNamesFreed.contains(ExactName(name)) else { return false }
-        statementNamesUnconfirmed.insert(ExactName(name))
-        return true
-    }
-
-    /// The batches holding unconfirmed Parses are answered: an error among the answers may have
-    /// skipped a Close and its Parse, leaving the old statement under the name (refused from
-    /// now on, until prepared again).
-    private mutating func confirmStatementNames() {
-        if errorSinceQuiet {
-            for name in statementNamesUnconfirmed {
-                statementsRefusedWhileMasked.insert(name)
-                statementsPreparedMasked[name] = nil
-                statementNamesUsed.insert(name)
-                masking.forgetSQLPrepared(name.name)
-            }
-        }
-        statementNamesUnconfirmed.removeAll()
-        if waitingForConfirmation {
-            waitingForConfirmation = false
-            effects.append(.resumeClientInput)
+    /// Names that may still hold the statement they had before the client closed and prepared
+    /// them again (an error skipped both): refused until prepared again.
+    private mutating func giveUp(_ names: Set<ExactName>) {
+        for name in names {
+            statementsRefusedWhileMasked.insert(name)
+            statementsPreparedMasked[name] = nil
+            statementNamesUsed.insert(name)
+            masking.forgetSQLPrepared(name.name)
         }
     }
 
@@ -808,11 +784,13 @@ struct SessionStateMachine {
             activity.clientSent(frame.type)
             return .relay
         }
-        if !statementNamesUnconfirmed.isEmpty, statementNamesUnconfirmed.contains(ExactName(bind.statementName)),
-           !statementNamesClosedInBatch.contains(ExactName(bind.statementName)) {
-            // A later batch binds a name whose Parse is not yet known to have run.
-            waitingForConfirmation = true
-            return .pauseBefore
+        if !replaced.isEmpty, replaced.awaitsConfirmation(bind.statementName) {
+            // A later batch binds a name whose Parse is not yet known to have run: refused (in
+            // order, at its Execute), never waited for.
+            let error = AdminError("55000", "pgclone: prepared statement \"\(bind.statementName)\" was closed and prepared again in a batch whose answers have not come yet; bind it once they have")
+            activity.clientSent(frame.type)
+            stripNextErrorContext = true
+            return .replace(internalStatement(AdminSQL.raise(error), portal: bind.portalName, resultFormats: [], bindSent: false))
         }
         // A Bind opening a batch when the session's masking may have changed (a membership taken
         // away makes an unmasked session masked without any reload): the context is read first.
@@ -895,7 +873,7 @@ struct SessionStateMachine {
         // or nothing.
         var buffer = ByteBuffer()
         FrontendMessage.close(.portal(bind.portalName)).encode(into: &buffer)
-        Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
+        closeAnswers.own(batch: activity.sentRequests)
         var message = Self.rawMessage(frame)
         buffer.writeBuffer(&message)
         return .replace(buffer)
@@ -927,12 +905,12 @@ struct SessionStateMachine {
         counters.refused(error.sqlState)
         if frame.type == FrontendMessage.ID.parse.rawValue, case .parse(let parse)? = try? FrontendMessage.decode(frame) {
             activity.clientSent(frame.type)
-            clientParsesInFlight += 1
-            _ = noteUnconfirmed(parse.statementName)
+            parseAnswers.client(batch: activity.sentRequests)
+            if replaced.freedInBatch(parse.statementName) { replaced.prepared(parse.statementName) }
             // The statement that raises may be bound (its Execute reports the refusal): the
             // unnamed one always replaces what it held; a named one only where no older
             // statement can stay under the name.
-            if !mayHoldOlderStatement(parse.statementName, current: false) {
+            if !mayHoldOlderStatement(parse.statementName, current: false, protocolParse: true) {
                 statementsRefusedWhileMasked.remove(ExactName(parse.statementName))
                 statementsPreparedMasked[ExactName(parse.statementName)] = masking.generation
             }
@@ -1104,9 +1082,9 @@ struct SessionStateMachine {
             // Always read (errors are rare): a FATAL one means the server is ending the session.
             return .examine
         // (A `where` clause binds to the last pattern of a case only: one pattern per case here.)
-        case .parseComplete where clientParsesInFlight > 0 || !swallowParses.isEmpty || !swallowCloses.isEmpty || tracksParseAnswers:
+        case .parseComplete where !parseAnswers.isEmpty || tracksParseAnswers:
             return .examine
-        case .closeComplete where clientClosesInFlight > 0 || !swallowParses.isEmpty || !swallowCloses.isEmpty || tracksParseAnswers:
+        case .closeComplete where !closeAnswers.isEmpty || tracksParseAnswers:
             return .examine
         case .rowDescription where isMaskedSession || masking.inFlightChange:
             return .examine
@@ -1134,7 +1112,8 @@ struct SessionStateMachine {
             serverEndedSession = true
         }
         if internalQuery != nil { return internalAnswer(message, now: now) }
-        if case .errorResponse = message { errorSinceQuiet = true }
+        // (Every error: one may come before the proxy has read the batch's Close it belongs to.)
+        if case .errorResponse = message { replaced.serverError() }
         if case .notificationResponse = message, isMaskedSession || masking.inFlightChange {
             // A payload is whatever a trigger or function wrote (a change feed's whole row): a
             // masked session gets none (LISTEN is refused to it; a DO block could still listen).
@@ -1177,9 +1156,9 @@ struct SessionStateMachine {
             masking.parameterReported(name: name, value: value)
             return .relay
         case .parseComplete:
-            return countAnswer(&clientParsesInFlight, swallow: &swallowParses)
+            return parseAnswers.answered() ? .consume : .relay
         case .closeComplete:
-            return countAnswer(&clientClosesInFlight, swallow: &swallowCloses)
+            return closeAnswers.answered() ? .consume : .relay
         case .readyForQuery(let status):
             // A console client hears that the session is ready only once its role passed.
             let consoleChecking = phase == .authenticating && consoleMode == .checking
@@ -1213,17 +1192,12 @@ struct SessionStateMachine {
         }
         stripNextErrorContext = false
         masking.suppressingRows = false
-        // After a Sync nothing of the batch is outstanding (an error skips the rest).
-        clientParsesInFlight = 0
-        clientClosesInFlight = 0
-        swallowParses = []
-        swallowCloses = []
         let wasInTransaction = activity.transactionStatus != .idle
         activity.serverSentReadyForQuery(status)
-        if activity.isQuiet {
-            if !statementNamesUnconfirmed.isEmpty { confirmStatementNames() }
-            errorSinceQuiet = false
-        }
+        // Nothing of the answered batch is outstanding any more (an error skips the rest).
+        parseAnswers.batchEnded(answered: activity.answeredRequests)
+        closeAnswers.batchEnded(answered: activity.answeredRequests)
+        if !replaced.isEmpty { giveUp(replaced.serverReady()) }
         if wasInTransaction && status == .idle { masking.transactionEnded() }
         if activity.isQuiet { masking.serverQuiet() }
         if phase == .authenticating {
@@ -1247,19 +1221,6 @@ struct SessionStateMachine {
             startPendingAdmin()
         }
         if quiescing && activity.isIdle && internalQuery == nil && !adminRunning && !analysisRunning { effects.append(.terminateIdle) }
-    }
-
-    /// Lets the client's own ParseComplete/CloseComplete through and swallows the proxy's.
-    private func countAnswer(_ inFlight: inout Int, swallow: inout [Int]) -> FrameScanner.Verdict {
-        if let first = swallow.first {
-            if first == 0 {
-                swallow.removeFirst()
-                return .consume
-            }
-            swallow[0] = first - 1
-        }
-        inFlight = max(0, inFlight - 1)
-        return .relay
     }
 
     // MARK: - Building messages
@@ -1313,14 +1274,14 @@ struct SessionStateMachine {
         if !portal.isEmpty {
             // As for a client's Bind: an older portal of that name goes first.
             FrontendMessage.close(.portal(portal)).encode(into: &buffer)
-            Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
+            closeAnswers.own(batch: activity.sentRequests)
         }
         portalEpochs[ExactName(portal)] = masking.epoch
         FrontendMessage.parse(.init(statementName: name, query: sql, parameterTypes: [])).encode(into: &buffer)
         FrontendMessage.bind(.init(portalName: portal, statementName: name, parameterFormats: [], parameters: [], resultFormats: resultFormats)).encode(into: &buffer)
         FrontendMessage.close(.statement(name)).encode(into: &buffer)
-        Self.enqueueSwallow(&swallowParses, clientInFlight: clientParsesInFlight)
-        Self.enqueueSwallow(&swallowCloses, clientInFlight: clientClosesInFlight)
+        parseAnswers.own(batch: activity.sentRequests)
+        closeAnswers.own(batch: activity.sentRequests)
         for type in [FrontendMessage.ID.parse, .close] { activity.clientSent(type.rawValue) }
         if bindSent { activity.clientSent(FrontendMessage.ID.bind.rawValue) }
         return buffer
@@ -1334,10 +1295,6 @@ struct SessionStateMachine {
         var payload = frame.payload
         buffer.writeBuffer(&payload)
         return buffer
-    }
-
-    static func enqueueSwallow(_ swallow: inout [Int], clientInFlight: Int) {
-        swallow.append(max(0, clientInFlight - swallow.reduce(0, +)))
     }
 }
 
