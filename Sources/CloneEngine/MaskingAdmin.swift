@@ -92,8 +92,27 @@ public struct MaskingAdmin: Sendable {
                 SELECT oid::pg_catalog.text, oid::pg_catalog.regclass::pg_catalog.text FROM tree
                 """, [definition.qualifiedName])
             let relations = tree.rows.indices.map { (oid: tree.text($0, 0), name: tree.text($0, 1)) }
-            try await Self.refuseWhatWouldKeepRealValues(connection, definition, tree: relations.map(\.oid), role: target.role)
-            let materialized = try await Self.materializedViews(over: relations.map(\.oid), connection)
+            // Foreign keys with ON UPDATE CASCADE (SET NULL, SET DEFAULT) carry the UPDATE into
+            // the tables that reference the masked columns, and on from there: their triggers
+            // would see the real values too, their materialized views and statistics keep them
+            // (round 33).
+            let cascade = try await connection.query("""
+                WITH RECURSIVE changed(relid, attnum) AS (
+                    SELECT a.attrelid, a.attnum FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]) AND a.attname OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.name[])
+                    UNION
+                    SELECT c.conrelid, c.conkey[k.i]
+                    FROM changed ch JOIN pg_catalog.pg_constraint c ON c.contype OPERATOR(pg_catalog.=) 'f' AND c.confrelid OPERATOR(pg_catalog.=) ch.relid
+                      AND c.confupdtype OPERATOR(pg_catalog.=) ANY ('{c,n,d}')
+                    CROSS JOIN LATERAL pg_catalog.generate_subscripts(c.confkey, 1) k(i)
+                    WHERE c.confkey[k.i] OPERATOR(pg_catalog.=) ch.attnum
+                )
+                SELECT DISTINCT relid::pg_catalog.text, relid::pg_catalog.regclass::pg_catalog.text FROM changed
+                WHERE relid OPERATOR(pg_catalog.<>) ALL ($1::pg_catalog.oid[]) ORDER BY 2
+                """, [SQL.oidArray(relations.map(\.oid)), SQL.textArray(strategies.map(\.0))])
+            let cascaded = cascade.rows.indices.map { (oid: cascade.text($0, 0), name: cascade.text($0, 1)) }
+            try await Self.refuseWhatWouldKeepRealValues(connection, definition, tree: relations.map(\.oid), cascaded: cascaded.map(\.oid), role: target.role)
+            let materialized = try await Self.materializedViews(over: (relations + cascaded).map(\.oid), connection)
             try await connection.exec("BEGIN")
             let rows: Int
             do {
@@ -115,6 +134,9 @@ public struct MaskingAdmin: Sendable {
                 throw error
             }
             var result = "OK: masked \(rows) \(rows == 1 ? "row" : "rows") in \(schema).\(table) (\(strategies.count) \(strategies.count == 1 ? "column" : "columns"))"
+            if !cascaded.isEmpty {
+                result += "; foreign keys ON UPDATE carried the masked values into \(cascaded.map(\.name).joined(separator: ", "))"
+            }
             if !materialized.isEmpty {
                 result += "; refreshed materialized \(materialized.count == 1 ? "view" : "views") \(materialized.joined(separator: ", "))"
             }
@@ -123,7 +145,7 @@ public struct MaskingAdmin: Sendable {
             // since ANALYZE needs the owner and runs as the owner whoever asks.
             do {
                 let service = try await target.serviceConnection()
-                for relation in relations.map(\.name) + materialized { try await service.execute("ANALYZE \(relation)") }
+                for relation in (relations + cascaded).map(\.name) + materialized { try await service.execute("ANALYZE \(relation)") }
             } catch {
                 result += "; WARNING: statistics not gathered again (\((error as? PQError)?.message ?? "\(error)")): run ANALYZE on it, until then pg_stats still shows the old values"
             }
@@ -137,7 +159,9 @@ public struct MaskingAdmin: Sendable {
     /// rows that row-level security hides from the caller (the UPDATE would skip them), and
     /// triggers (on the table or what inherits from it) and rules that an UPDATE sets off (an
     /// audit trigger would store the old rows, one that keeps a column would keep them all).
-    static func refuseWhatWouldKeepRealValues(_ connection: PQConnection, _ definition: TableDefinition, tree: [String], role: String) async throws {
+    /// `cascaded`: the tables foreign keys ON UPDATE CASCADE (SET NULL, SET DEFAULT) carry the
+    /// UPDATE into; their triggers and rules would see the real values too.
+    static func refuseWhatWouldKeepRealValues(_ connection: PQConnection, _ definition: TableDefinition, tree: [String], cascaded: [String] = [], role: String) async throws {
         let hidden = try await connection.query("SELECT pg_catalog.row_security_active($1::pg_catalog.regclass)", [definition.qualifiedName])
         if hidden.string(0, 0) == "t" {
             throw CloneError("42501", "row-level security hides rows of \(definition.displayName) from role \"\(role)\": masking in place would leave them as they are",
@@ -147,15 +171,17 @@ public struct MaskingAdmin: Sendable {
             SELECT 'trigger ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.tgname) OPERATOR(pg_catalog.||) ' on '
                    OPERATOR(pg_catalog.||) t.tgrelid::pg_catalog.regclass::pg_catalog.text
             FROM pg_catalog.pg_trigger t
-            WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.oid[]) AND NOT t.tgisinternal AND t.tgenabled OPERATOR(pg_catalog.<>) 'D'
+            WHERE (t.tgrelid OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.oid[]) OR t.tgrelid OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.oid[]))
+              AND NOT t.tgisinternal AND t.tgenabled OPERATOR(pg_catalog.<>) 'D'
               AND (t.tgtype::pg_catalog.int4 OPERATOR(pg_catalog.&) 16) OPERATOR(pg_catalog.<>) 0
             UNION ALL
             SELECT 'rule ' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(r.rulename) OPERATOR(pg_catalog.||) ' on '
                    OPERATOR(pg_catalog.||) r.ev_class::pg_catalog.regclass::pg_catalog.text
             FROM pg_catalog.pg_rewrite r
-            WHERE r.ev_class OPERATOR(pg_catalog.=) $1::pg_catalog.regclass AND r.ev_type OPERATOR(pg_catalog.=) '2' AND r.ev_enabled OPERATOR(pg_catalog.<>) 'D'
+            WHERE (r.ev_class OPERATOR(pg_catalog.=) $1::pg_catalog.regclass OR r.ev_class OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.oid[]))
+              AND r.ev_type OPERATOR(pg_catalog.=) '2' AND r.ev_enabled OPERATOR(pg_catalog.<>) 'D'
             ORDER BY 1
-            """, [definition.qualifiedName, SQL.oidArray(tree)]).strings.compactMap { $0 }
+            """, [definition.qualifiedName, SQL.oidArray(tree), SQL.oidArray(cascaded)]).strings.compactMap { $0 }
         if !firing.isEmpty {
             throw CloneError("55000", "cannot mask \(definition.displayName) in place: \(firing.joined(separator: ", ")) would run for every masked row and see its real values",
                              hint: "Disable them for the masking (ALTER TABLE ... DISABLE TRIGGER / DISABLE RULE) and enable them again afterwards.")

@@ -172,6 +172,44 @@ import Testing
         }
     }
 
+    /// Foreign keys ON UPDATE CASCADE carry the masking into the tables that reference the
+    /// column (and on from them): their triggers are refused as the table's own, their
+    /// materialized views refreshed and their statistics gathered again (round 33: an audit
+    /// trigger there stored every real value, a materialized view and pg_stats kept them).
+    @Test func maskInPlaceFollowsForeignKeysThatCascade() async throws {
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            let setup = try await Shell.psql(target.conninfo, """
+                CREATE TABLE public.users (id int PRIMARY KEY, email text UNIQUE);
+                INSERT INTO public.users SELECT g, 'REAL-' || g || '@corp.example' FROM generate_series(1, 30) g;
+                CREATE TABLE public.orders (id int PRIMARY KEY, user_email text UNIQUE REFERENCES public.users (email) ON UPDATE CASCADE);
+                INSERT INTO public.orders SELECT g, 'REAL-' || g || '@corp.example' FROM generate_series(1, 30) g;
+                CREATE TABLE public.shipments (id int, order_email text REFERENCES public.orders (user_email) ON UPDATE SET NULL);
+                INSERT INTO public.shipments SELECT g, 'REAL-' || g || '@corp.example' FROM generate_series(1, 30) g;
+                CREATE TABLE public.audit (old text);
+                CREATE FUNCTION public.audit_orders() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO public.audit VALUES (OLD.user_email); RETURN NEW; END $$;
+                CREATE TRIGGER orders_audit AFTER UPDATE ON public.orders FOR EACH ROW EXECUTE FUNCTION public.audit_orders();
+                CREATE MATERIALIZED VIEW public.shipments_mv AS SELECT order_email FROM public.shipments;
+                ANALYZE public.orders; ANALYZE public.shipments;
+                """)
+            #expect(setup.status == 0, "\(setup.stderr)")
+            let refused = try await Shell.psql(target.conninfo, "\\set VERBOSITY verbose\nSELECT pgclone.mask_in_place('public', 'users', '{\"email\": \"hash\"}');")
+            #expect(refused.stderr.contains("ERROR:  55000: cannot mask public.users in place: trigger orders_audit on public.orders would run for every masked row"), "\(refused.stderr)")
+            #expect(try await target.rows("SELECT count(*) FROM public.users WHERE email LIKE 'REAL-%'; SELECT count(*) FROM public.audit;") == ["30", "0"])
+            let masked = try await target.rows("""
+                ALTER TABLE public.orders DISABLE TRIGGER orders_audit;
+                SELECT pgclone.mask_in_place('public', 'users', '{"email": "hash"}');
+                SELECT count(*) FROM public.orders WHERE user_email LIKE 'REAL-%';
+                SELECT count(*) FROM public.shipments WHERE order_email IS NOT NULL;
+                SELECT count(*) FROM public.shipments_mv WHERE order_email IS NOT NULL;
+                SELECT count(*) FROM pg_stats WHERE schemaname = 'public' AND tablename IN ('orders', 'shipments', 'shipments_mv')
+                  AND (histogram_bounds::text LIKE '%REAL-%' OR most_common_vals::text LIKE '%REAL-%');
+                SELECT count(*) FROM public.audit;
+                """)
+            #expect(masked == ["OK: masked 30 rows in public.users (1 column); foreign keys ON UPDATE carried the masked values into public.orders, public.shipments; refreshed materialized view public.shipments_mv",
+                               "0", "0", "0", "0", "0"], "\(masked)")
+        }
+    }
+
     @Test func maskInPlaceRefusesRowsHiddenByRowLevelSecurity() async throws {
         let environment = try TestEnvironment.require()
         let suffix = UInt32.random(in: 0...UInt32.max)
