@@ -315,6 +315,7 @@ public struct CloneEngine: Sendable {
                     summary.notes.append("database setting not copied (\(error.message)): \(setting)")
                 }
             }
+            try await copyDatabaseGrantsAndRoleSettings(from: session.primary, to: connection, name: name, notes: &summary.notes)
             return summary
         } catch {
             // All or nothing: a database that could not be filled is removed again, also when the
@@ -331,6 +332,50 @@ public struct CloneEngine: Sendable {
                     .compactMap { $0 }.joined(separator: "\n")
             }
             throw failure
+        }
+    }
+
+    /// The database's grants (CONNECT, TEMPORARY, CREATE) and the roles' settings in it (ALTER
+    /// ROLE ... IN DATABASE ... SET), as pg_dump -C: a source that took CONNECT away from PUBLIC
+    /// must not be open to everyone on the target (round 33). The source owner's own privileges
+    /// are the caller's here, who owns the new database.
+    private func copyDatabaseGrantsAndRoleSettings(from source: PQConnection, to connection: PQConnection, name: String, notes: inout [String]) async throws {
+        let database = SQL.identifier(name)
+        let acl = try await source.query("""
+            SELECT d.datacl IS NOT NULL, a.grantee OPERATOR(pg_catalog.=) 0, pg_catalog.pg_get_userbyid(a.grantee)::pg_catalog.text,
+                   a.privilege_type, a.is_grantable, a.grantee OPERATOR(pg_catalog.=) d.datdba
+            FROM pg_catalog.pg_database d LEFT JOIN LATERAL pg_catalog.aclexplode(d.datacl) a ON true
+            WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+            ORDER BY 3, 4
+            """)
+        if acl.string(0, 0) == "t" {
+            try await connection.execute("REVOKE ALL ON DATABASE \(database) FROM PUBLIC")
+            for row in acl.rows.indices where acl.string(row, 5) == "f" {
+                guard let privilege = acl.string(row, 3), ["CONNECT", "TEMPORARY", "CREATE"].contains(privilege) else { continue }
+                let grantee = acl.string(row, 1) == "t" ? "PUBLIC" : SQL.identifier(acl.text(row, 2))
+                let statement = "GRANT \(privilege) ON DATABASE \(database) TO \(grantee)\(acl.string(row, 4) == "t" ? " WITH GRANT OPTION" : "")"
+                if let error = try await connection.executeTolerating(["42704", "42501"], [statement], inTransaction: false) {
+                    notes.append("database grant not copied (\(error.message)): \(statement)")
+                }
+            }
+        }
+        let roleSettings = try await source.query("""
+            SELECT r.rolname::pg_catalog.text, s.setting
+            FROM pg_catalog.pg_db_role_setting rs JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) rs.setrole
+            CROSS JOIN LATERAL pg_catalog.unnest(rs.setconfig) s(setting)
+            WHERE rs.setdatabase OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+            ORDER BY 1, 2
+            """)
+        for row in roleSettings.rows.indices {
+            let role = roleSettings.text(row, 0), setting = roleSettings.text(row, 1)
+            guard let clause = RoleCloner.setClause(setting) else {
+                notes.append("setting of role \(role) in the database not copied (not a setting name): \(setting)")
+                continue
+            }
+            let statement = "ALTER ROLE \(SQL.identifier(role)) IN DATABASE \(database) SET \(clause)"
+            if let error = try await connection.executeTolerating(["42704", "42501", "22023", "55P02"], [statement], inTransaction: false) {
+                notes.append("setting of role \(role) in the database not copied (\(error.message)): \(setting)")
+            }
         }
     }
 

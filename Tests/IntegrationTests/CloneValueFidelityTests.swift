@@ -111,6 +111,30 @@ import Testing
         return rows
     }
 
+    /// database_create copies the database's grants and the roles' settings in it, as pg_dump -C
+    /// (round 33: a source closed to PUBLIC became open to every role on the target).
+    @Test func databaseCreateKeepsTheDatabasesGrantsAndRoleSettings() async throws {
+        let sql = """
+            DO $$ BEGIN
+              EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
+              EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO fidelity_reader', current_database());
+              EXECUTE format('ALTER ROLE fidelity_reader IN DATABASE %I SET work_mem = %L', current_database(), '9MB');
+            END $$;
+            CREATE TABLE public.t (id int);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let rows = try await Self.createDatabase(target, from: sourceConnInfo, check: """
+                    SELECT pg_catalog.string_agg(CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END || ':' || a.privilege_type, ',' ORDER BY a.privilege_type)
+                    FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database() AND a.grantee <> d.datdba;
+                    SELECT setconfig FROM pg_db_role_setting WHERE setrole = '\(reader)'::regrole
+                      AND setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database());
+                    """)
+                #expect(rows == ["\(reader):CONNECT,\(reader):TEMPORARY", "{work_mem=9MB}"], "\(rows)")
+            }
+        }
+    }
+
     /// reg* columns were copied in binary, as the source's OIDs (naming nothing, or something
     /// else, on the target), and aclitem columns could not be copied at all.
     @Test func regAndAclitemColumnsArriveByName() async throws {
