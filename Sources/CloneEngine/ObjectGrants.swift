@@ -83,7 +83,9 @@ struct ObjectGrants {
         var applied = 0
         var missing: Set<String> = []
         var functionSignatures: [String: String?] = [:]
-        for entry in wanted where Self.privilegeWords.contains(entry.privilege) {
+        let owners = Set(roles)
+        // (The default privileges of these roles' own are made whole by DefaultPrivileges.)
+        for entry in wanted where Self.privilegeWords.contains(entry.privilege) && !(entry.kind == "DEFAULT" && owners.contains(entry.detail ?? "")) {
             if let grantable = present[Self.key(entry)], grantable || !entry.grantable { continue }
             let option = entry.grantable ? " WITH GRANT OPTION" : ""
             let grantee = SQL.identifier(entry.grantee)

@@ -224,6 +224,9 @@ struct RoleCloner {
             summary.updated = updatedRoles.count
             summary.grants += try await syncMemberships(of: names, notes: &summary.notes)
             summary.grants += try await ObjectGrants(source: source, target: target).apply(to: sourceRoles.map(\.name), notes: &summary.notes)
+            // The default privileges these roles set for what they will create (their grants to
+            // other roles and their revocations included: round 33).
+            summary.grants += try await DefaultPrivileges(source: source, target: target).sync(owners: sourceRoles.map(\.name), notes: &summary.notes)
             try await target.exec("COMMIT")
         } catch {
             _ = try? await target.exec("ROLLBACK")
