@@ -788,6 +788,16 @@ import Testing
             }
             let direct = try await Shell.run(["psql", "-X", "-d", conninfo, "-c", "SELECT full_name FROM test_schema.employees"])
             #expect(direct.stderr.contains("the masking policy on test_schema.employees names column \"Full_Name\", which the table does not have"), "\(direct.stderr)")
+            // The coverage report says so, for the table and the one that inherits from it.
+            let superuser = environment.throughProxy(proxy.port, database: database)
+            let report = "SELECT table_name, column_name, mask_status FROM pgclone.masking_report('test_schema') WHERE table_name LIKE 'employees%' AND column_name IN ('email', 'notes') ORDER BY 1, 2;"
+            #expect(try await Shell.psql(superuser, report).stdout == """
+                employees|email|REFUSED (policy names missing column)
+                employees|notes|REFUSED (policy names missing column)
+                employees_archive|email|REFUSED (policy names missing column)
+                employees_archive|notes|REFUSED (policy names missing column)
+
+                """)
             // The exempt role reads as ever.
             let exempt = environment.throughProxy(proxy.port, user: roles.exempt, password: "pw", database: database)
             #expect(try await Shell.psql(exempt, "SELECT count(*) FROM test_schema.employees;").stdout.contains("40"))
@@ -810,6 +820,34 @@ import Testing
                 let otherStatus = try await Shell.psql(environment.throughProxy(proxy.port, database: database), "SELECT server_detail FROM pgclone.policy_status() WHERE table_name = 'public.other';")
                 #expect(otherStatus.stdout.contains("public.other has no column V of policy public.other"), "\(otherStatus.stdout) \(otherStatus.stderr)")
             }
+        }
+    }
+
+    /// The coverage report: a policy covers the tables that inherit from its table (the child was
+    /// reported UNMASKED), and a regex_replace whose pattern matches only some values is partly
+    /// masking (it was reported MASKED while real values were served; round 33, D2).
+    @Test func theCoverageReportSaysWhatIsReallyMasked() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let directory = try #require(proxy.server.policies.directory)
+            try """
+                policies:
+                  - table: test_schema.employees
+                    unmasked_roles: [\(roles.exempt)]
+                    columns:
+                      email: email
+                      notes: { type: regex_replace, pattern: "^note 1", replacement: "note X" }
+                """.write(toFile: directory + "/employees.yaml", atomically: true, encoding: .utf8)
+            #expect(proxy.server.policies.reload() == nil)
+            let report = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
+                SELECT table_name, column_name, mask_status, recommendation FROM pgclone.masking_report('test_schema') WHERE table_name LIKE 'employees%' AND column_name IN ('email', 'notes') ORDER BY 1, 2;
+                """)
+            #expect(report.stdout == """
+                employees|email|MASKED (policy)|masked with "email"
+                employees|notes|PARTLY MASKED (policy)|masked with {"pattern": "^note 1", "replacement": "note X", "type": "regex_replace"}; its pattern matches 11 of 20 sampled values, the others are shown as they are
+                employees_archive|email|MASKED (policy)|masked with "email" (policy on test_schema.employees)
+                employees_archive|notes|PARTLY MASKED (policy)|masked with {"pattern": "^note 1", "replacement": "note X", "type": "regex_replace"} (policy on test_schema.employees); its pattern matches 11 of 20 sampled values, the others are shown as they are
+
+                """, "\(report.stdout) \(report.stderr)")
         }
     }
 

@@ -156,16 +156,58 @@ struct MaskingPolicyFunctions: Sendable {
             SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relkind = 'v'
             """, [schema]).strings.compactMap { $0 }
+        // A policy covers the tables that inherit from its table (partitions, children) too.
+        let ancestry = try await connection.query("""
+            WITH RECURSIVE up(child, ancestor) AS (
+                SELECT c.relname::pg_catalog.text, p.relname::pg_catalog.text
+                FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+                JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+                WHERE cn.nspname = $1 AND pn.nspname = $1
+                UNION
+                SELECT up.child, p.relname::pg_catalog.text
+                FROM up JOIN pg_catalog.pg_class a ON a.relname = up.ancestor
+                JOIN pg_catalog.pg_namespace an ON an.oid = a.relnamespace AND an.nspname = $1
+                JOIN pg_catalog.pg_inherits i ON i.inhrelid = a.oid JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace AND pn.nspname = $1
+            )
+            SELECT child, ancestor FROM up
+            """, [schema])
+        var ancestors: [String: Set<String>] = [:]
+        for row in ancestry.rows.indices { ancestors[ancestry.text(row, 0), default: []].insert(ancestry.text(row, 1)) }
+        let allColumns = try await MaskingAdmin.columns(connection, schema: schema)
+        let columnsOf = Dictionary(grouping: allColumns, by: \.table).mapValues { Set($0.map(\.column)) }
         var rows: [[String?]] = []
-        for column in try await MaskingAdmin.columns(connection, schema: schema) {
+        for column in allColumns {
             let finding = (try? await MaskingAdmin.classify(connection, schema: schema, column)) ?? nil
-            let policy = policies.first { $0.table == column.table && $0.strategy(for: column.column) != nil }
-            guard finding != nil || policy != nil else { continue }
-            let status: String
-            let recommendation: String
-            if let policy, let strategy = policy.strategy(for: column.column) {
+            let covering = policies.filter { $0.table == column.table || ancestors[column.table]?.contains($0.table) == true }
+            // A policy naming a column the table lacks makes the proxy refuse the table's reads.
+            let broken = covering.first { policy in policy.columns.contains { !(columnsOf[column.table]?.contains($0.name) ?? false) } }
+            let policy = covering.first { $0.strategy(for: column.column) != nil }
+            guard finding != nil || policy != nil || broken != nil else { continue }
+            var status: String
+            var recommendation: String
+            if let broken {
+                let missing = broken.columns.map(\.name).filter { !(columnsOf[column.table]?.contains($0) ?? false) }
+                status = "REFUSED (policy names missing column)"
+                recommendation = "correct policy \(broken.qualifiedName): \(column.table) has no column \(missing.map { "\"\($0)\"" }.joined(separator: ", "))"
+            } else if let policy, let strategy = policy.strategy(for: column.column) {
                 status = policy.isFromStateDatabase && views.contains(column.table + "_masked") ? "MASKED (view)" : "MASKED (policy)"
                 recommendation = "masked with \(strategy.json.text)"
+                    + (policy.table == column.table ? "" : " (policy on \(schema).\(policy.table))")
+                if case .regexReplace(let pattern, _) = strategy {
+                    // Only what the pattern matches is replaced: a sample says how much that is.
+                    if let sample = try? await connection.query("""
+                        SELECT pg_catalog.count(*) FILTER (WHERE (v COLLATE pg_catalog."default") OPERATOR(pg_catalog.~) $1), pg_catalog.count(*)
+                        FROM (SELECT \(SQL.identifier(column.column))::pg_catalog.text AS v FROM ONLY \(SQL.qualified(schema, column.table))
+                              WHERE \(SQL.identifier(column.column)) IS NOT NULL LIMIT 1000) s
+                        """, [pattern]) {
+                        let (matched, sampled) = (Int(sample.string(0, 0) ?? "0") ?? 0, Int(sample.string(0, 1) ?? "0") ?? 0)
+                        if matched < sampled {
+                            status = "PARTLY MASKED (policy)"
+                            recommendation += "; its pattern matches \(matched) of \(sampled) sampled values, the others are shown as they are"
+                        }
+                    }
+                }
             } else {
                 status = "UNMASKED"
                 recommendation = "mask with \(finding!.strategy.json.text)"
