@@ -788,6 +788,13 @@ import Testing
             }
             let direct = try await Shell.run(["psql", "-X", "-d", conninfo, "-c", "SELECT full_name FROM test_schema.employees"])
             #expect(direct.stderr.contains("the masking policy on test_schema.employees names column \"Full_Name\", which the table does not have"), "\(direct.stderr)")
+            // `pgclone policy check --target` finds it before a reload does.
+            let syntaxOnly = try await Shell.run([CommandLineTests.binary, "policy", "check", directory])
+            #expect(syntaxOnly.status == 0, "\(syntaxOnly.stderr)")
+            let checked = try await Shell.run([CommandLineTests.binary, "policy", "check", directory, "--target", environment.directTarget(database: database)])
+            #expect(checked.status == 1, "\(checked.stdout)")
+            #expect(checked.stderr.contains("test_schema.employees has no column \"Full_Name\" (it has \"full_name\": names are exact, case included)"), "\(checked.stderr)")
+            #expect(checked.stderr.contains("public.other has no column \"V\" (it has \"v\""), "\(checked.stderr)")
             // The coverage report says so, for the table and the one that inherits from it.
             let superuser = environment.throughProxy(proxy.port, database: database)
             let report = "SELECT table_name, column_name, mask_status FROM pgclone.masking_report('test_schema') WHERE table_name LIKE 'employees%' AND column_name IN ('email', 'notes') ORDER BY 1, 2;"
