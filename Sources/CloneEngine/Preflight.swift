@@ -187,9 +187,15 @@ struct Preflight {
         // an index with an operator class of the schema's own): those fail the clone.
         let uncloned = try await source.query("""
             SELECT o.kind || ' ' || pg_catalog.format('%I.%I', n.nspname, o.name),
+                   -- (What uses them in the scope only: a rule's schema is its relation's.)
                    (SELECT pg_catalog.string_agg(DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), ', ')
-                    FROM pg_catalog.pg_depend d WHERE d.refclassid OPERATOR(pg_catalog.=) o.cls AND d.refobjid OPERATOR(pg_catalog.=) o.oid
-                      AND d.deptype OPERATOR(pg_catalog.=) 'n')
+                    FROM pg_catalog.pg_depend d
+                    LEFT JOIN pg_catalog.pg_rewrite dr ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND dr.oid OPERATOR(pg_catalog.=) d.objid
+                    LEFT JOIN pg_catalog.pg_class dc ON dc.oid OPERATOR(pg_catalog.=) dr.ev_class
+                    LEFT JOIN pg_catalog.pg_namespace dn ON dn.oid OPERATOR(pg_catalog.=) dc.relnamespace
+                    WHERE d.refclassid OPERATOR(pg_catalog.=) o.cls AND d.refobjid OPERATOR(pg_catalog.=) o.oid AND d.deptype OPERATOR(pg_catalog.=) 'n'
+                      AND ($1::pg_catalog.text IS NULL
+                           OR COALESCE((pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema, dn.nspname::pg_catalog.text) OPERATOR(pg_catalog.=) $1))
             FROM (
               SELECT 'operator class' AS kind, oid, 'pg_catalog.pg_opclass'::pg_catalog.regclass AS cls, opcnamespace AS ns, opcname::pg_catalog.text AS name FROM pg_catalog.pg_opclass
               UNION ALL SELECT 'operator family', oid, 'pg_catalog.pg_opfamily'::pg_catalog.regclass, opfnamespace, opfname::pg_catalog.text FROM pg_catalog.pg_opfamily
@@ -203,6 +209,18 @@ struct Preflight {
               AND ($1::pg_catalog.text IS NULL OR n.nspname OPERATOR(pg_catalog.=) $1)
               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid OPERATOR(pg_catalog.=) o.cls AND e.objid OPERATOR(pg_catalog.=) o.oid
                               AND e.deptype OPERATOR(pg_catalog.=) ANY ('{e,i}'))
+            UNION ALL
+            -- Foreign tables of other schemas that views of the cloned schema read.
+            SELECT 'foreign table ' OPERATOR(pg_catalog.||) pg_catalog.format('%I.%I', fn.nspname, f.relname),
+                   pg_catalog.string_agg(DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), ', ')
+            FROM pg_catalog.pg_class f JOIN pg_catalog.pg_namespace fn ON fn.oid OPERATOR(pg_catalog.=) f.relnamespace
+            JOIN pg_catalog.pg_depend d ON d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.=) f.oid
+              AND d.deptype OPERATOR(pg_catalog.=) 'n' AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+            JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
+            JOIN pg_catalog.pg_class v ON v.oid OPERATOR(pg_catalog.=) r.ev_class JOIN pg_catalog.pg_namespace vn ON vn.oid OPERATOR(pg_catalog.=) v.relnamespace
+            WHERE f.relkind OPERATOR(pg_catalog.=) 'f' AND $1::pg_catalog.text IS NOT NULL
+              AND fn.nspname OPERATOR(pg_catalog.<>) $1 AND vn.nspname OPERATOR(pg_catalog.=) $1
+            GROUP BY fn.nspname, f.relname
             ORDER BY 1
             """, [schema])
         let unclonedNames = uncloned.rows.indices.map { uncloned.text($0, 0) }

@@ -21,6 +21,8 @@ import Testing
         CREATE SCHEMA fv;
         CREATE FOREIGN TABLE fv.remote (id int, x text) SERVER files OPTIONS (program 'printf ''1,REMOTE\\n''', format 'csv');
         CREATE VIEW fv.rv AS SELECT * FROM fv.remote;
+        CREATE SCHEMA fx;
+        CREATE VIEW fx.over_remote AS SELECT * FROM f.pt_remote;
         """
 
     @Test func foreignPartitionsRowsAreNotCopied() async throws {
@@ -46,6 +48,9 @@ import Testing
                         == ["warn|a clone does not make these (create them on the target if needed): foreign table f.pt_remote"])
                 #expect(try await target.rows("SELECT status, detail FROM pgclone.preflight(\(source), 'fv') WHERE \"check\" = 'objects not cloned';")
                         == ["fail|a clone does not make these, and the clone would fail on what uses them: rule _RETURN on view fv.rv uses foreign table fv.remote; create them on the target first"])
+                // A view of the cloned schema over another schema's foreign table: named too.
+                #expect(try await target.rows("SELECT status, detail FROM pgclone.preflight(\(source), 'fx') WHERE \"check\" = 'objects not cloned';")
+                        == ["fail|a clone does not make these, and the clone would fail on what uses them: rule _RETURN on view fx.over_remote uses foreign table f.pt_remote; create them on the target first"])
                 // The clone's error says why the view could not be made.
                 let failed = try await target.expectError("SELECT pgclone.schema(\(source), 'fv');", sqlState: "42P01")
                 #expect(failed.stderr.contains("Not made by a clone (create on the target what needs them): foreign table fv.remote."), "\(failed.stderr)")
@@ -54,7 +59,7 @@ import Testing
                 #expect(alone.stdout.contains("OK: cloned f.pt_local to f.pt_alone (1 row)"), "\(alone.stdout)")
                 #expect(alone.stderr.contains("f.pt_local is a partition of f.pt (FOR VALUES FROM (0) TO (100)) on the source: cloned as a table of its own, without that bound"), "\(alone.stderr)")
                 // A database clone names the foreign server it does not make.
-                #expect(try await Shell.psql(sourceConnInfo, "DROP SCHEMA fv CASCADE;").status == 0)
+                #expect(try await Shell.psql(sourceConnInfo, "DROP SCHEMA fv CASCADE; DROP SCHEMA fx CASCADE;").status == 0)
                 let database = "fdw_made_\(guideRandomSuffix())"
                 let made = try await Shell.psql(target.conninfo, "SELECT pgclone.database_create(\(source), '\(database)');")
                 _ = try await Shell.psql(target.environment.directTarget(database: "postgres"), "DROP DATABASE IF EXISTS \(database) WITH (FORCE);")
