@@ -146,16 +146,19 @@ public struct PrivilegeReconciler: Sendable {
             let masked = maskedRoles[target.policyIndex] ?? []
             var relation = Relation(policy: policy.qualifiedName, schema: target.schema, name: target.name, oid: target.oid, enforced: false)
             // A policy column the table lacks (a typo, another case, a rename or a drop): which
-            // column it meant is unknown. Where pgclone already holds privileges back, they stay
-            // as they are (privileges follow a renamed column; rebuilding would give back what
-            // it took under the old names). Where it holds nothing yet (a policy never in force
-            // here), every column is held back from the masked roles until the policy or the
-            // column is put right. The proxy refuses their reads of the table meanwhile.
+            // column it meant is unknown, so every column is held back from the masked roles
+            // until the policy or the column is put right (the proxy refuses their reads of the
+            // table meanwhile). Except where what pgclone took is recorded under a column name
+            // the table no longer has (a sensitive column renamed): giving it back would fail,
+            // and its privileges followed the column, so they stay as they are.
             let missing = try await missingColumns(target, policy: policy)
             var effective = policy
             if !missing.isEmpty {
-                let held = try await connection.query("SELECT EXISTS (SELECT 1 FROM pgclone_masked._changes WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid)",
-                                                      [String(target.oid)]).string(0, 0) == "t"
+                let held = try await connection.query("""
+                    SELECT EXISTS (SELECT 1 FROM pgclone_masked._changes ch WHERE ch.relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND ch.column_name IS NOT NULL
+                                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) ch.relid
+                                                   AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ch.column_name AND NOT a.attisdropped))
+                    """, [String(target.oid)]).string(0, 0) == "t"
                 if held {
                     relation.reason = Self.missingColumnsReason(target, missing, policy)
                     outcome.append(relation)

@@ -12,8 +12,23 @@ public struct SessionActivity: Sendable, Hashable {
     /// An extended-protocol message came after the last request (Query, Sync, FunctionCall).
     private var extendedSinceLastRequest = false
     public private(set) var transactionStatus: BackendMessage.TransactionStatus = .idle
+    /// A COPY FROM STDIN started by an Execute: the server ignores the Syncs that come before the
+    /// copy's end (libpq and tokio-postgres send one after the Execute), which answer nothing.
+    private var lastRequestWasExecute = false
+    private var syncsSinceExecute = 0
+    private var syncsBeforeCopyPayload: Int?
+    private var clientEndedCopySinceExecute = false
+    private var serverInExtendedCopyIn = false
+    /// A Query came inside an extended-protocol batch (no Sync between): after an error there the
+    /// server skips it without an answer, so from then on the requests counted may be more than
+    /// the answers to come. Set for good: what relies on exact counts stays careful.
+    public private(set) var countsUncertain = false
     /// Requests sent (a client's Query, Sync or FunctionCall): answers are matched to them.
     public private(set) var sentRequests = 0
+    /// Requests the server ignored (Syncs during an extended COPY FROM STDIN).
+    public private(set) var ignoredRequests = 0
+    /// Requests answered or ignored: the batches behind them are over.
+    public var settledRequests: Int { answeredRequests &+ ignoredRequests }
     /// Requests answered (ReadyForQuery for a client's Query, Sync or FunctionCall), for statistics.
     public private(set) var answeredRequests = 0
     /// Transactions ended (back to idle from a transaction block), for statistics.
@@ -24,10 +39,15 @@ public struct SessionActivity: Sendable, Hashable {
     public mutating func clientSent(_ type: UInt8) {
         switch type {
         case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.functionCall.rawValue:
+            if hasUnsyncedExtendedMessages && extendedSinceLastRequest { countsUncertain = true }
             awaitingReadyForQuery += 1
             sentRequests &+= 1
             extendedSinceLastRequest = false
+            lastRequestWasExecute = false
         case FrontendMessage.ID.sync.rawValue:
+            // (During an extended COPY FROM STDIN the server ignores it.)
+            if serverInExtendedCopyIn { return }
+            syncsSinceExecute += 1
             awaitingReadyForQuery += 1
             sentRequests &+= 1
             hasUnsyncedExtendedMessages = false
@@ -37,6 +57,18 @@ public struct SessionActivity: Sendable, Hashable {
              FrontendMessage.ID.close.rawValue:
             hasUnsyncedExtendedMessages = true
             extendedSinceLastRequest = true
+            if type == FrontendMessage.ID.execute.rawValue {
+                lastRequestWasExecute = true
+                syncsSinceExecute = 0
+                syncsBeforeCopyPayload = nil
+                clientEndedCopySinceExecute = false
+            }
+        case FrontendMessage.ID.copyData.rawValue, FrontendMessage.ID.copyDone.rawValue, FrontendMessage.ID.copyFail.rawValue:
+            if syncsBeforeCopyPayload == nil { syncsBeforeCopyPayload = syncsSinceExecute }
+            if type != FrontendMessage.ID.copyData.rawValue {
+                clientEndedCopySinceExecute = true
+                serverInExtendedCopyIn = false
+            }
         case FrontendMessage.ID.flush.rawValue:
             // Flush asks for the answers so far; it starts nothing (psycopg sends Sync then Flush).
             break
@@ -61,6 +93,18 @@ public struct SessionActivity: Sendable, Hashable {
         // A request answered outside a transaction block was one (autocommit), as is a block's end.
         if status == .idle && (transactionStatus != .idle || answered) { endedTransactions &+= 1 }
         transactionStatus = status
+    }
+
+    /// The server started a COPY FROM STDIN. Started by an Execute, the Syncs the client sent
+    /// before the copy's data are ignored (no ReadyForQuery answers them: they count as
+    /// answered), and so are those it sends until its CopyDone or CopyFail.
+    public mutating func serverStartedCopyIn() {
+        guard lastRequestWasExecute else { return }
+        let ignored = min(syncsBeforeCopyPayload ?? syncsSinceExecute, awaitingReadyForQuery)
+        awaitingReadyForQuery -= ignored
+        ignoredRequests &+= ignored
+        syncsSinceExecute -= ignored
+        if !clientEndedCopySinceExecute { serverInExtendedCopyIn = true }
     }
 
     /// A ReadyForQuery that answers the proxy's own internal query: only the status changes.

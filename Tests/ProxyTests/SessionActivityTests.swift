@@ -76,4 +76,38 @@ import Testing
         activity.clientSent(id("Q"))
         #expect(!activity.isQuiet)
     }
+
+    /// A COPY FROM STDIN started by an Execute: the server ignores the Sync sent behind the
+    /// Execute (libpq, tokio-postgres) and those before the copy's end; only the Sync after
+    /// CopyDone is answered (round 34: one answer too many was expected for good).
+    @Test func syncsDuringAnExtendedCopyInAreNotAnswered() {
+        var activity = SessionActivity()
+        for type in "PBES" { activity.clientSent(id(type)) }
+        activity.serverStartedCopyIn()
+        #expect(activity.settledRequests == 1)
+        activity.clientSent(id("S"))   // ignored by the server too
+        for type in "dcS" { activity.clientSent(id(type)) }
+        #expect(!activity.isQuiet)
+        activity.serverSentReadyForQuery(.idle)
+        #expect(activity.isIdle)
+        #expect(activity.settledRequests == activity.sentRequests)
+        // A COPY started by a simple query changes nothing.
+        activity.clientSent(id("Q"))
+        activity.serverStartedCopyIn()
+        for type in "dc" { activity.clientSent(id(type)) }
+        activity.serverSentReadyForQuery(.idle)
+        #expect(activity.isIdle && !activity.countsUncertain)
+    }
+
+    /// A Query inside an extended batch (no Sync between): after an error there the server skips
+    /// it without an answer, so the counts may be off from then on.
+    @Test func aQueryInsideAnExtendedBatchMakesTheCountsUncertain() {
+        var activity = SessionActivity()
+        for type in "PBES" { activity.clientSent(id(type)) }
+        activity.clientSent(id("Q"))
+        #expect(!activity.countsUncertain)
+        for type in "PBE" { activity.clientSent(id(type)) }
+        activity.clientSent(id("Q"))
+        #expect(activity.countsUncertain)
+    }
 }

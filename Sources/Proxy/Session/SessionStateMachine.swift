@@ -448,6 +448,14 @@ struct SessionStateMachine {
         case FrontendMessage.ID.functionCall.rawValue:
             return functionCall(frame, now: now)
         case FrontendMessage.ID.close.rawValue:
+            if internalQuery != nil || adminRunning || analysisRunning { return .pauseBefore }
+            // A Close opening a batch when the masking may have changed (a reload): the context is
+            // read first, as for a Bind (after it the session is in a batch, and a statement
+            // prepared under the old policies could only be refused by ending the session).
+            if maskingInPlay, masking.needsFreshRead(policies: policies, now: now), canRead(beforeTransactionControl: false) {
+                startContextRead()
+                return .pauseBefore
+            }
             if case .close(let target) = try FrontendMessage.decode(frame) {
                 closeAnswers.client(batch: activity.sentRequests)
                 if case .statement(let name) = target {
@@ -706,7 +714,7 @@ struct SessionStateMachine {
         let name = parse.statementName
         adminPrepared.removeValue(forKey: ExactName(name))
         parseAnswers.client(batch: activity.sentRequests)
-        let unconfirmed = replaced.freedInBatch(name) && !statementNamesFreed.contains(ExactName(name))
+        let unconfirmed = replaced.freedInBatch(name) && !statementNamesFreed.contains(ExactName(name)) && !activity.countsUncertain
         if unconfirmed { replaced.prepared(name) }
         if !name.isEmpty {
             statementNamesUsed.insert(ExactName(name))
@@ -747,7 +755,7 @@ struct SessionStateMachine {
     /// the name for (an SQL PREPARE is judged apart from the batch it comes in).
     func mayHoldOlderStatement(_ name: String, current: Bool, protocolParse: Bool = false) -> Bool {
         if name.isEmpty || current || statementNamesFreed.contains(ExactName(name)) { return false }
-        if protocolParse && replaced.freedInBatch(name) { return false }
+        if protocolParse && replaced.freedInBatch(name) && !activity.countsUncertain { return false }
         return unseenEra || statementNamesUsed.contains(ExactName(name))
     }
 
@@ -906,7 +914,7 @@ struct SessionStateMachine {
         if frame.type == FrontendMessage.ID.parse.rawValue, case .parse(let parse)? = try? FrontendMessage.decode(frame) {
             activity.clientSent(frame.type)
             parseAnswers.client(batch: activity.sentRequests)
-            if replaced.freedInBatch(parse.statementName) { replaced.prepared(parse.statementName) }
+            if replaced.freedInBatch(parse.statementName) && !activity.countsUncertain { replaced.prepared(parse.statementName) }
             // The statement that raises may be bound (its Execute reports the refusal): the
             // unnamed one always replaces what it held; a named one only where no older
             // statement can stay under the name.
@@ -1096,6 +1104,9 @@ struct SessionStateMachine {
             return .examine
         case .authentication where phase == .authenticating:
             return .examine
+        case .copyInResponse:
+            // (Rare: the requests counted change when an Execute started it.)
+            return .examine
         case .backendKeyData where phase == .authenticating:
             return .examine
         default:
@@ -1155,6 +1166,9 @@ struct SessionStateMachine {
         case .parameterStatus(let name, let value):
             masking.parameterReported(name: name, value: value)
             return .relay
+        case .copyInResponse:
+            activity.serverStartedCopyIn()
+            return .relay
         case .parseComplete:
             return parseAnswers.answered() ? .consume : .relay
         case .closeComplete:
@@ -1195,8 +1209,8 @@ struct SessionStateMachine {
         let wasInTransaction = activity.transactionStatus != .idle
         activity.serverSentReadyForQuery(status)
         // Nothing of the answered batch is outstanding any more (an error skips the rest).
-        parseAnswers.batchEnded(answered: activity.answeredRequests)
-        closeAnswers.batchEnded(answered: activity.answeredRequests)
+        parseAnswers.batchEnded(answered: activity.settledRequests)
+        closeAnswers.batchEnded(answered: activity.settledRequests)
         if !replaced.isEmpty { giveUp(replaced.serverReady()) }
         if wasInTransaction && status == .idle { masking.transactionEnded() }
         if activity.isQuiet { masking.serverQuiet() }
