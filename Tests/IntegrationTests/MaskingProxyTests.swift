@@ -770,10 +770,10 @@ import Testing
             #expect(batches[2] == ["CloseComplete", "ParseComplete", "ReadyForQuery", "BindComplete", "ErrorResponse 55000", "ReadyForQuery",
                                    "BindComplete", "DataRow third", "CommandComplete", "ReadyForQuery"], "\(batches[2])")
             #expect(batches[3] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 55000", "ReadyForQuery",
-                                   "BindComplete", "ErrorResponse 42501", "ReadyForQuery"], "\(batches[3])")
-            #expect(batches[4] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 42501", "ReadyForQuery"], "\(batches[4])")
+                                   "BindComplete", "ErrorResponse 55000", "ReadyForQuery"], "\(batches[3])")
+            #expect(batches[4] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 55000", "ReadyForQuery"], "\(batches[4])")
             #expect(batches[6] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 55000", "ReadyForQuery",
-                                   "BindComplete", "ErrorResponse 42501", "ReadyForQuery"], "\(batches[6])")
+                                   "BindComplete", "ErrorResponse 55000", "ReadyForQuery"], "\(batches[6])")
             #expect(batches[5].first?.hasPrefix("ErrorResponse 42501") == true && batches[5].contains("DataRow prepared again")
                     && !batches[5].contains("DataRow note 1"), "\(batches[5])")
         }

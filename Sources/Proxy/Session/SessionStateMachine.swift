@@ -197,6 +197,8 @@ struct SessionStateMachine {
     var statementNamesNotFreed: Set<ExactName> = []
     /// Names the client closes and prepares again in one batch (statement caches).
     var replaced = ReplacedStatements()
+    /// Names given up after such a batch failed (their Bind says why, not "masking changed").
+    var statementsGivenUp: Set<ExactName> = []
     var internalStatementCounter = 0
 
     /// Statements that may not run while the session is masked: prepared while it was not
@@ -727,6 +729,7 @@ struct SessionStateMachine {
             statementsPreparedMasked[ExactName(name)] = nil
         } else {
             statementsRefusedWhileMasked.remove(ExactName(name))
+            statementsGivenUp.remove(ExactName(name))
             if isMaskedSession { statementsPreparedMasked[ExactName(name)] = masking.generation }
         }
         // SQL EXECUTE may run it too, unless running it changes something (SET, set_config...):
@@ -763,6 +766,7 @@ struct SessionStateMachine {
     /// them again (an error skipped both): refused until prepared again.
     private mutating func giveUp(_ names: Set<ExactName>) {
         for name in names {
+            statementsGivenUp.insert(name)
             statementsRefusedWhileMasked.insert(name)
             statementsPreparedMasked[name] = nil
             statementNamesUsed.insert(name)
@@ -831,7 +835,9 @@ struct SessionStateMachine {
         }
         if maskedNow, statementsRefusedWhileMasked.contains(ExactName(bind.statementName)) || preparedEarlier {
             // Bind a statement that fails in order instead: the client sees the error at Execute.
-            let error = preparedEarlier
+            let error = statementsGivenUp.contains(ExactName(bind.statementName))
+                ? AdminError("55000", "pgclone: prepared statement \"\(bind.statementName)\" was closed and prepared again in a batch that had an error, so the server may still hold the statement it had before; prepare it again")
+                : preparedEarlier
                 ? AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before this session's role, search_path or policies changed; prepare it again")
                 : AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before role \"\(masking.context?.role ?? "")\" was masked by the current policies; prepare it again")
             activity.clientSent(frame.type)
@@ -920,6 +926,7 @@ struct SessionStateMachine {
             // statement can stay under the name.
             if !mayHoldOlderStatement(parse.statementName, current: false, protocolParse: true) {
                 statementsRefusedWhileMasked.remove(ExactName(parse.statementName))
+                statementsGivenUp.remove(ExactName(parse.statementName))
                 statementsPreparedMasked[ExactName(parse.statementName)] = masking.generation
             }
             if !parse.statementName.isEmpty {
