@@ -673,6 +673,7 @@ public struct CloneEngine: Sendable {
         // Tables, each in its own transaction; foreign keys wait until every table exists.
         // Inheritance children wait for their parents: one round per generation.
         var deferred: [[String]] = []
+        var keptForeignKeys: [KeptForeignKey] = []
         var deferredRules: [[String]] = []
         let work = tables.rows.indices.map { (tables.text($0, 0), tables.text($0, 1)) }
         let inheritance = try await run("reading source catalog") {
@@ -775,6 +776,7 @@ public struct CloneEngine: Sendable {
                 }
                 summary.notes += outcome.notes
                 deferred += outcome.deferredForeignKeys
+                keptForeignKeys += outcome.keptTableForeignKeys
                 deferredRules += outcome.deferredRules
             }
             try await run("adding foreign keys") {
@@ -784,6 +786,15 @@ public struct CloneEngine: Sendable {
                         summary.constraints += 1
                     } catch let error as PQError where error.sqlState == "42P01" {
                         summary.notes.append("foreign key not added (\(error.message)): its referenced schema is not being cloned")
+                    }
+                }
+                // Tables kept as they were: the source's foreign keys they lack, where their rows (and
+                // columns) allow; said where not.
+                for key in keptForeignKeys {
+                    if let error = try await connection.executeTolerating(["42P01", "42703", "42830", "23503", "42804", "42P16"], key.statements, inTransaction: false) {
+                        summary.notes.append("foreign key \(key.name) of a table kept as it was not added (\(error.message))")
+                    } else {
+                        summary.constraints += 1
                     }
                 }
             }

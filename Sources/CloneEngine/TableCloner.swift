@@ -21,9 +21,19 @@ public struct TableCloneOutcome: Sendable, Hashable {
     /// Foreign keys left for the caller to add after all tables exist (schema clones).
     /// Each foreign key with its comment, to add once every table exists.
     var deferredForeignKeys: [[String]] = []
+    /// For a table kept as it was (conflict skip): the source's foreign keys it lacks, added
+    /// after all tables where its rows allow (a skip run finishing a failed or resumed clone
+    /// otherwise never added them; round 35).
+    var keptTableForeignKeys: [KeptForeignKey] = []
     /// Rules of the table, created once every table of a schema clone exists (a rule's actions
     /// may write to any of them).
     var deferredRules: [[String]] = []
+}
+
+/// A foreign key of the source that a table kept as it was lacks.
+struct KeptForeignKey: Sendable, Hashable {
+    var name: String
+    var statements: [String]
 }
 
 /// The validated plan for copying one table: columns, expressions, filter.
@@ -216,6 +226,9 @@ struct TableCloner {
                                  hint: "Use the \"conflict\" option (skip, replace or rename), or drop the table first.")
             case .skip:
                 outcome.action = .skipped
+                if deferForeignKeys && options.constraints {
+                    outcome.keptTableForeignKeys = try await missingForeignKeys(definition, schema: targetSchema, name: targetName)
+                }
                 return outcome
             case .replace, .rename:
                 break
@@ -702,6 +715,30 @@ struct TableCloner {
             }
             try await completePartitions(child, schema: parentSchema, name: name, options: options, outcome: &outcome)
         }
+    }
+
+    /// The source's foreign keys that the target's table of the same name lacks (by name).
+    private func missingForeignKeys(_ definition: TableDefinition, schema: String, name: String) async throws(CloneError) -> [KeptForeignKey] {
+        let qualified = SQL.qualified(schema, name)
+        var missing: [KeptForeignKey] = []
+        for constraint in definition.constraints where constraint.kind == "f" {
+            let constraintName = NameMapping.rename(constraint.name, table: definition.name, to: name)
+            let present: PQResult
+            do {
+                present = try await target.query("""
+                    SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1) AND conname OPERATOR(pg_catalog.=) $2
+                    """, [qualified, constraintName])
+            } catch {
+                throw CloneError.from(error, context: "target")
+            }
+            guard present.rows.isEmpty else { continue }
+            var statements = ["ALTER TABLE \(qualified) ADD CONSTRAINT \(SQL.identifier(constraintName)) \(constraint.definition)"]
+            if let comment = constraint.comment {
+                statements.append("COMMENT ON CONSTRAINT \(SQL.identifier(constraintName)) ON \(qualified) IS \(SQL.literal(comment))")
+            }
+            missing.append(KeptForeignKey(name: "\(constraintName) on \(schema).\(name)", statements: statements))
+        }
+        return missing
     }
 
     private func addConstraints(_ definition: TableDefinition, plan: CopyPlan, schema: String, name: String, options: CloneOptions,

@@ -143,4 +143,39 @@ import Testing
             }
         }
     }
+
+    /// A skip run adds the foreign keys the tables it keeps lack once what they reference is
+    /// there: a table cloned alone before its schema (its key skipped: the referenced table was
+    /// not there), or the tables a failed or resumed clone committed (a resumed job said
+    /// completed without them; round 35, J1).
+    @Test func aSkipRunAddsTheForeignKeysOfTheTablesItKeeps() async throws {
+        let sql = """
+            CREATE SCHEMA fk;
+            CREATE TABLE fk.a (id int PRIMARY KEY);
+            INSERT INTO fk.a SELECT generate_series(1, 3);
+            CREATE TABLE fk.b (id int PRIMARY KEY, a_id int REFERENCES fk.a);
+            INSERT INTO fk.b SELECT g, 1 + g % 3 FROM generate_series(1, 20) g;
+            CREATE TABLE fk.c (id int PRIMARY KEY, a_id int CONSTRAINT c_to_a REFERENCES fk.a);
+            INSERT INTO fk.c VALUES (1, 1);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                for table in ["b", "c"] {
+                    let alone = try await Shell.psql(target.conninfo, "SELECT pgclone.table(\(source), 'fk', '\(table)', true);")
+                    #expect(alone.stderr.contains("skipped: referenced table fk.a is not on target"), "\(alone.stderr)")
+                }
+                // fk.c's rows break its key on the target: kept as it is, and said.
+                _ = try await target.rows("UPDATE fk.c SET a_id = 99;")
+                let finished = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(source), 'fk', true, '{\"conflict\": \"skip\"}');")
+                #expect(finished.stdout.hasPrefix("OK: cloned schema fk (1 table, 2 skipped, 3 rows, 0 indexes, 2 constraints,"), "\(finished.stdout)")
+                #expect(finished.stderr.contains("foreign key c_to_a on fk.c of a table kept as it was not added (insert or update on table \"c\" violates foreign key constraint \"c_to_a\")"),
+                        "\(finished.stderr)")
+                #expect(try await target.rows("SELECT conrelid::regclass, conname FROM pg_constraint WHERE connamespace = 'fk'::regnamespace AND contype = 'f';") == ["fk.b|b_a_id_fkey"])
+                // A second run adds nothing new, and says again what it could not.
+                let again = try await target.call("SELECT pgclone.schema(\(source), 'fk', true, '{\"conflict\": \"skip\"}');")
+                #expect(again.hasPrefix("OK: cloned schema fk (0 tables, 3 skipped, 0 rows, 0 indexes, 0 constraints,"), "\(again)")
+            }
+        }
+    }
 }

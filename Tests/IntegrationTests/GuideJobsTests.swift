@@ -189,6 +189,13 @@ struct GuideJobsTests {
             #expect(try await Self.waitForEnd(target, failing) == "failed")
             #expect(try await target.rows("SELECT error_message FROM pgclone.jobs_view WHERE status = 'failed' AND job_id = \(failing);")
                     == ["relation \"test_schema.nope\" does not exist on source"])
+            // With what the synchronous call says after its message: the DETAIL and HINT (round 35).
+            let conflicting = try await target.call("SELECT pgclone.schema_async(\(target.source), 'test_schema', true);")
+            #expect(try await Self.waitForEnd(target, conflicting) == "failed")
+            #expect(try await target.rows("""
+                SELECT error_message LIKE 'relation "test_schema.%" already exists on target' || chr(10) || '%' || chr(10) || 'HINT: Use the "conflict" option%'
+                FROM pgclone.jobs_view WHERE job_id = \(conflicting);
+                """) == ["t"])
             _ = try await target.call("SELECT pgclone.clear_jobs();")
         }
     }
@@ -220,6 +227,10 @@ struct GuideJobsTests {
                 #expect(try await Self.waitForEnd(target, id) == "completed")
                 #expect(try await target.rows("SELECT count(*) FROM big.b_large;") == ["1500000"])
                 #expect(try await target.rows("SELECT count(*) FROM big.a_small;") == ["100"])
+                // The result says the source was read at more than one moment (round 35: the note
+                // went when the resumed run completed).
+                let progress = try JSONReader.parse(try await target.call("SELECT pgclone.progress(\(id));"))["notes"]?.string ?? ""
+                #expect(progress.hasPrefix("OK: cloned schema big") && progress.contains("; resumed at ") && progress.hasSuffix(" under a new snapshot of the source"), "\(progress)")
                 // The resumed run met big.a_small again (kept as done): it is listed once.
                 let stateDatabase = target.environment.throughProxy(target.proxy.port, database: TargetRoles.cliStateDatabase)
                 #expect(try await target.rows("SELECT completed_tables::text FROM pgclone.jobs WHERE job_id = \(id);", on: stateDatabase)

@@ -201,6 +201,8 @@ public final class JobRunner: Service, Sendable {
         var status = JobStore.Status.completed
         var errorText: String?
         var notes: String?
+        // A resumed job read the source at more than one moment: its result says so to the end.
+        let resumed = (job.notes ?? "").components(separatedBy: "; ").filter { $0.hasPrefix("resumed at ") }
         do {
             var options = try CloneOptions.parse(job.options)
             options.copyData = job.includeData
@@ -213,18 +215,24 @@ public final class JobRunner: Service, Sendable {
                                                           targetName: job.targetName, options: options)
                 await reporter.report(phase: "completed", table: nil, tablesTotal: 1, tablesCompleted: 1, rows: Int64(outcome.rows ?? 0),
                                       bytes: Int64(outcome.bytes), completedTable: "\(job.schema ?? "").\(job.table ?? "")")
-                notes = ([CloneMessages.table(outcome)] + outcome.notes).joined(separator: "; ")
+                notes = ([CloneMessages.table(outcome)] + outcome.notes + resumed).joined(separator: "; ")
             default:
                 if options.parallel > 1 {
                     await reporter.useWorkers(try await store.createWorkers(of: job, count: options.parallel))
                 }
                 let summary = try await engine.cloneSchema(source: source, target: target, schema: job.schema ?? "", options: options, progress: reporter)
-                notes = (["OK: cloned schema \(job.schema ?? "") (\(summary.counts))"] + summary.notes).joined(separator: "; ")
+                notes = (["OK: cloned schema \(job.schema ?? "") (\(summary.counts))"] + summary.notes + resumed).joined(separator: "; ")
             }
         } catch {
             status = JobLifecycle.outcome(failed: true, cancelRequested: cancelling.withLockedValue({ $0.remove(job.id) }) != nil,
                                           stopping: Task.isCancelled)
-            if status == .failed { errorText = (error as? CloneError)?.message ?? "\(error)" }
+            if status == .failed {
+                // With what the synchronous call's DETAIL and HINT say (what is already on the
+                // target, how to go on): round 35.
+                errorText = (error as? CloneError).map { failure in
+                    ([failure.message] + [failure.detail, failure.hint.map { "HINT: \($0)" }].compactMap { $0 }).joined(separator: "\n")
+                } ?? "\(error)"
+            }
         }
         // Recorded outside the job's task: a cancelled task's statements do not run.
         let (store, logger, finalStatus, finalError, finalNotes) = (self.store, self.logger, status, errorText, notes)
