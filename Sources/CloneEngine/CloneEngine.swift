@@ -732,14 +732,10 @@ public struct CloneEngine: Sendable {
             if done.isEmpty {
                 // Nothing the caller asked for got through: what this call made goes again.
                 let left = await Self.undo(undo, schemas: schemasCreated, on: connection)
-                failure.detail = [failure.detail, left.isEmpty
-                    ? "No table was cloned; what this call had created was dropped again: the target is as it was."
-                    : "No table was cloned; some of what this call created could not be dropped again: \(Preflight.list(left, limit: 20)).",
-                                  Self.notClonedLine(summary.notes)]
-                    .compactMap { $0 }.joined(separator: "\n")
+                failure.detail = Self.undoneDetail(failure.detail, left: left, prefix: "No table was cloned; ", notes: summary.notes)
                 throw failure
             }
-            let line = "Already cloned and committed on the target (\(done.count) of \(work.count) tables): \(Preflight.list(done.sorted(), limit: 20))."
+            let line = Self.committedLine(done, of: work.count)
             // Their foreign keys would come only after the last table: added now where what they
             // reference is there, or a skip re-run (which keeps these tables) never adds them
             // (round 27). A cancelled call's statements do not run: none is tried then.
@@ -908,20 +904,27 @@ public struct CloneEngine: Sendable {
             if done.isEmpty {
                 // No table (a schema of views only): what this call made goes again.
                 let left = await Self.undo(undo, schemas: schemasCreated, on: connection)
-                failure.detail = [failure.detail, left.isEmpty
-                    ? "What this call had created was dropped again: the target is as it was."
-                    : "Some of what this call created could not be dropped again: \(Preflight.list(left, limit: 20)).",
-                                  Self.notClonedLine(summary.notes)]
-                    .compactMap { $0 }.joined(separator: "\n")
+                failure.detail = Self.undoneDetail(failure.detail, left: left, prefix: "", notes: summary.notes)
             } else {
-                failure.detail = [failure.detail,
-                                  "Already cloned and committed on the target (\(done.count) of \(work.count) tables): \(Preflight.list(done.sorted(), limit: 20)).",
+                failure.detail = [failure.detail, Self.committedLine(done, of: work.count),
                                   "Not made: what comes after the failing step (views, rules, routines, default privileges); clone again with {\"conflict\": \"skip\"} once the cause is fixed to finish.",
                                   Self.notClonedLine(summary.notes)]
                     .compactMap { $0 }.joined(separator: "\n")
             }
             throw failure
         }
+    }
+
+    /// A failed clone's DETAIL once what it made was dropped again (or could not be).
+    static func undoneDetail(_ detail: String?, left: [String], prefix: String, notes: [String]) -> String {
+        let undone = left.isEmpty ? "what this call had created was dropped again: the target is as it was."
+                                  : "some of what this call created could not be dropped again: \(Preflight.list(left, limit: 20))."
+        let sentence = prefix.isEmpty ? undone.prefix(1).uppercased() + undone.dropFirst() : prefix + undone
+        return [detail, sentence, notClonedLine(notes)].compactMap { $0 }.joined(separator: "\n")
+    }
+
+    static func committedLine(_ done: [String], of total: Int) -> String {
+        "Already cloned and committed on the target (\(done.count) of \(total) tables): \(Preflight.list(done.sorted(), limit: 20))."
     }
 
     /// The objects a clone does not make, for a failure's DETAIL: what uses one fails, and the

@@ -573,15 +573,20 @@ import Testing
 
     /// Rewrites employees.yaml so that notes are masked too.
     private func maskNotesToo(_ proxy: RunningProxy, exempt: String) throws {
+        try writeEmployeesPolicy(proxy, exempt: exempt, columns: ["email: email", "notes: { type: constant, value: REDACTED }"])
+    }
+
+    /// Rewrites employees.yaml with these column lines for test_schema.employees (and more
+    /// policies after it), and reloads.
+    private func writeEmployeesPolicy(_ proxy: RunningProxy, exempt: String, columns: [String], more: String = "") throws {
         let directory = try #require(proxy.server.policies.directory)
-        try """
+        try ("""
             policies:
               - table: test_schema.employees
                 unmasked_roles: [\(exempt)]
                 columns:
-                  email: email
-                  notes: { type: constant, value: REDACTED }
-            """.write(toFile: directory + "/employees.yaml", atomically: true, encoding: .utf8)
+
+            """ + columns.map { "      \($0)\n" }.joined() + more).write(toFile: directory + "/employees.yaml", atomically: true, encoding: .utf8)
         #expect(proxy.server.policies.reload() == nil)
     }
 
@@ -815,19 +820,13 @@ import Testing
     @Test(arguments: [false, true]) func aPolicyColumnTheTableLacksRefusesTheTable(backstop: Bool) async throws {
         try await withMaskedSetup(backstop: backstop) { environment, proxy, database, roles in
             let directory = try #require(proxy.server.policies.directory)
-            try """
-                policies:
-                  - table: test_schema.employees
-                    unmasked_roles: [\(roles.exempt)]
-                    columns:
-                      email: email
-                      Full_Name: name
+            try writeEmployeesPolicy(proxy, exempt: roles.exempt, columns: ["email: email", "Full_Name: name"], more: """
                   - table: public.other
                     unmasked_roles: [\(roles.exempt)]
                     columns:
                       V: { type: constant, value: hidden }
-                """.write(toFile: directory + "/employees.yaml", atomically: true, encoding: .utf8)
-            #expect(proxy.server.policies.reload() == nil)
+
+                """)
             // A view the masked role owns and a function it may run, made straight on the server
             // (through the proxy, making them is refused as a read).
             let admin = try await PQConnection.connect(environment.directTarget(database: database))
@@ -897,16 +896,7 @@ import Testing
     /// masking (it was reported MASKED while real values were served; round 33, D2).
     @Test func theCoverageReportSaysWhatIsReallyMasked() async throws {
         try await withMaskedSetup { environment, proxy, database, roles in
-            let directory = try #require(proxy.server.policies.directory)
-            try """
-                policies:
-                  - table: test_schema.employees
-                    unmasked_roles: [\(roles.exempt)]
-                    columns:
-                      email: email
-                      notes: { type: regex_replace, pattern: "^note 1", replacement: "note X" }
-                """.write(toFile: directory + "/employees.yaml", atomically: true, encoding: .utf8)
-            #expect(proxy.server.policies.reload() == nil)
+            try writeEmployeesPolicy(proxy, exempt: roles.exempt, columns: ["email: email", #"notes: { type: regex_replace, pattern: "^note 1", replacement: "note X" }"#])
             let report = try await Shell.psql(environment.throughProxy(proxy.port, database: database), """
                 SELECT table_name, column_name, mask_status, recommendation FROM pgclone.masking_report('test_schema') WHERE table_name LIKE 'employees%' AND column_name IN ('email', 'notes') ORDER BY 1, 2;
                 """)
