@@ -139,6 +139,9 @@ struct GuideJobsTests {
                 """)
             let workers = try await target.rows("SELECT count(*) FROM pgclone.jobs_view WHERE op_type = 'worker' AND job_id > \(parent) AND job_id <= \(parent) + 4;")
             #expect(workers == ["4"], "\(family)")
+            // A worker row is acted on through its parent (round 35: "does not exist").
+            let worker = (Int(parent) ?? 0) + 1
+            _ = try await target.expectError("SELECT pgclone.cancel(\(worker));", sqlState: "55000", message: "job \(worker) is a worker of job \(parent); cancel job \(parent)")
             #expect(try await target.rows("SELECT match FROM pgclone.verify(\(target.source), 'test_schema');") == Array(repeating: "✓", count: 5))
             // 16.2
             try await target.rows("DROP SCHEMA IF EXISTS test_schema CASCADE;")

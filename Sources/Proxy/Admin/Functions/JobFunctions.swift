@@ -95,7 +95,10 @@ enum JobFunctions {
         static let parameters: [AdminParameter] = [.required("job_id", "int8")]
         static func run(_ call: inout AdminCall) async throws -> AdminResult {
             let id = try call.arguments.bigint("job_id")
-            _ = try await JobFunctions.ownJob(id, call)
+            let job = try await JobFunctions.ownJob(id, call)
+            if let parent = job.parentID {
+                throw AdminError("55000", "job \(id) is a worker of job \(parent); cancel job \(parent)")
+            }
             guard let status = try await call.jobs().cancel(id) else { throw AdminError("P0002", "job \(id) does not exist") }
             switch status {
             case .cancelled: return .text("OK: job \(id) cancelled")
@@ -123,6 +126,9 @@ enum JobFunctions {
             let id = try call.arguments.bigint("job_id")
             let runner = try call.jobs()
             let own = try await JobFunctions.ownJob(id, call)
+            if let parent = own.parentID {
+                throw AdminError("55000", "job \(id) is a worker of job \(parent); resume job \(parent)")
+            }
             if own.flags == "superuser" && !call.caller.isSuperuser {
                 // Such a job may reach the source with the proxy's own credentials.
                 throw AdminError("42501", "job \(id) was started by a superuser; only a superuser can resume it")
