@@ -29,6 +29,19 @@ struct WhereFilter: Sendable {
         guard let whereClause = statements[0].node["SelectStmt"]?["whereClause"] else {
             throw invalid("it must be a boolean expression")
         }
+        // Without the parentheses around it too, to the same statement's parts: `b > 5) OR (false`
+        // parses inside them, and each range of a split copy ANDed to it would then be ORed
+        // away (round 37: every row copied twice); `true ORDER BY 1` parses only outside them.
+        let bare: [PostgresParser.Statement]
+        do {
+            bare = try PostgresParser.parse("SELECT 1 FROM t WHERE \(trimmed)\n")
+        } catch {
+            throw invalid("it must stand as one expression on its own (are its parentheses balanced?): \(error.message)")
+        }
+        guard bare.count == 1, case .object(let parts)? = bare[0].node["SelectStmt"], case .object(let wrappedParts)? = statements[0].node["SelectStmt"],
+              Set(parts.keys) == Set(wrappedParts.keys) else {
+            throw invalid("it must stand as one boolean expression on its own (balanced parentheses, no further clauses)")
+        }
         var functions: Set<String> = []
         var forbidden: String?
         whereClause.walk { node in

@@ -851,6 +851,21 @@ struct GuideCloneTests {
             #expect(!FileManager.default.fileExists(atPath: marker))
             #expect(try await target.rows("SELECT to_regclass('test_schema.injection_test') IS NULL;") == ["t"])
             #expect(try await target.sourceRows("SELECT COUNT(*) FROM test_schema.customers;") == ["10"])
+            // Parentheses that balance only inside the clone's own: each range of a split copy,
+            // ANDed to the filter, was ORed away (round 37: every row copied twice). Clauses that
+            // parse only outside them are refused too.
+            for filter in ["score > 5) OR (false", "true ORDER BY 1", "id > 0) AND (true"] {
+                let refused = try await target.expectError("""
+                    SELECT pgclone.table(\(target.source), 'test_schema', 'customers', true, 'injection_test',
+                    \(guideSQLLiteral(#"{"where": ""# + filter + #"", "parallel": 2, "split_larger_than": "1"}"#)));
+                    """, sqlState: "42601", message: #"invalid "where" filter:"#, prefix: true)
+                #expect(filter.contains("ORDER") || refused.stderr.contains("on its own"), "\(filter): \(refused.stderr)")
+            }
+            #expect(try await target.rows("SELECT to_regclass('test_schema.injection_test') IS NULL;") == ["t"])
+            // A filter that stands on its own, with parentheses of its own, still works.
+            #expect(try await target.call("""
+                SELECT pgclone.table(\(target.source), 'test_schema', 'customers', true, 'filtered', '{"where": "(score > 5) OR (id = 1)"}');
+                """).hasPrefix("OK: cloned test_schema.customers to test_schema.filtered"))
         }
     }
 
