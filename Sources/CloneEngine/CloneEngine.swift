@@ -469,6 +469,14 @@ public struct CloneEngine: Sendable {
     public func diff(source: String, target: CloneTarget, schema: String?) async throws(CloneError) -> SchemaDifferences {
         let session = try await SourceSession.open(source, credentials: sourceCredentials, pool: pool)
         let connection = try await target.connect()
+        if let schema {
+            // As verify and preflight: a schema on neither side is a typo, not "no differences".
+            let found = try await run("comparing definitions") {
+                (try await session.primary.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema]).rows.count,
+                 try await connection.query("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1", [schema]).rows.count)
+            }
+            if found == (0, 0) { throw CloneError("3F000", "schema \"\(schema)\" does not exist on source or target") }
+        }
         let (mine, theirs) = try await run("comparing definitions") {
             try await SchemaDiff.read(source: session.primary, target: connection, schema: schema)
         }

@@ -35,6 +35,8 @@ import Testing
             #expect(Self.names(drift, "triggers", "only_in_source") == ["test_schema.orders.trg_orders_log_change"])
             #expect(Self.names(drift, "sequences", "modified") == ["test_schema.invoice_seq"])
             #expect(Self.names(drift, "functions", "modified") == ["test_schema.update_timestamp()"])
+            // A schema on neither side is an error, not "no differences" (round 37).
+            try await target.expectError("SELECT pgclone.diff(\(target.source), 'nope');", sqlState: "3F000", message: "schema \"nope\" does not exist on source or target")
             // The command line: a listing, exit status 1.
             let cli = try await Shell.run([CommandLineTests.binary, "diff", "test_schema", "--source", guideSourceConnInfo(target.environment),
                                            "--target", target.environment.directTarget(database: target.database)])

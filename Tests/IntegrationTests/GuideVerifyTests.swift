@@ -53,6 +53,11 @@ struct GuideVerifyTests {
                     == ["customers|✗"])
             #expect(try await target.rows("SELECT detail FROM pgclone.verify(\(target.source), 'test_schema', '{\"mode\": \"checksum\"}') WHERE table_name = 'customers';")
                     == ["5 rows differ at id 6, 7, 8, 9, 10"])
+            // More than max_keys: a lower bound and the first keys (round 37: a wrong count).
+            #expect(try await target.rows("SELECT detail FROM pgclone.verify(\(target.source), 'test_schema', '{\"mode\": \"checksum\", \"max_keys\": 2}') WHERE table_name = 'customers';")
+                    == ["more than 2 rows differ, among them at id 6, 7"])
+            #expect(try await target.rows("SELECT detail FROM pgclone.verify(\(target.source), 'test_schema', '{\"mode\": \"checksum\", \"max_keys\": 0}') WHERE table_name = 'customers';")
+                    == ["rows differ"])
             try await target.expectError("SELECT * FROM pgclone.verify(\(target.source), 'test_schema', '{\"mode\": \"fast\"}');", sqlState: "22023",
                                          message: "option \"mode\" must be \"count\" (or \"exact\"), \"estimate\" or \"checksum\"")
             try await target.expectError("SELECT * FROM pgclone.verify(\(target.source), 'nope');", sqlState: "3F000",
