@@ -69,6 +69,9 @@ struct Verifier {
         /// A partitioned table with foreign partitions: its other leaves (quoted, qualified),
         /// whose rows are the table's here (a clone copies no foreign rows, as pg_dump).
         var localLeaves: [String]? = nil
+        /// A partitioned table's partitions, at every depth, each `name: bound` (sorted; foreign
+        /// ones left out: a clone does not make them).
+        var partitions: [String] = []
     }
 
     let source: PQConnection
@@ -93,7 +96,12 @@ struct Verifier {
                     THEN COALESCE((SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', ln.nspname, l.relname), E'\\x1f' ORDER BY l.oid)
                                    FROM pg_catalog.pg_partition_tree(c.oid) t JOIN pg_catalog.pg_class l ON l.oid OPERATOR(pg_catalog.=) t.relid
                                    JOIN pg_catalog.pg_namespace ln ON ln.oid OPERATOR(pg_catalog.=) l.relnamespace
-                                   WHERE t.isleaf AND l.relkind OPERATOR(pg_catalog.<>) 'f'), '') END
+                                   WHERE t.isleaf AND l.relkind OPERATOR(pg_catalog.<>) 'f'), '') END,
+               CASE WHEN c.relkind OPERATOR(pg_catalog.=) 'p' THEN
+                 (SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I: %s', pn.nspname, p.relname, pg_catalog.pg_get_expr(p.relpartbound, p.oid)), E'\\x1f' ORDER BY 1)
+                  FROM pg_catalog.pg_partition_tree(c.oid) t JOIN pg_catalog.pg_class p ON p.oid OPERATOR(pg_catalog.=) t.relid
+                  JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) p.relnamespace
+                  WHERE t.level OPERATOR(pg_catalog.>) 0 AND p.relkind OPERATOR(pg_catalog.<>) 'f') END
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
         WHERE c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') AND NOT c.relispartition
           AND n.nspname OPERATOR(pg_catalog.!~) '^pg_' AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{information_schema,pgclone,pgclone_masked}')
@@ -108,7 +116,8 @@ struct Verifier {
             Table(schema: result.string(row, 0) ?? "", name: result.string(row, 1) ?? "", isPartitioned: result.string(row, 2) == "t",
                   // Quoted here: names from a server never go into SQL as they come.
                   columns: (result.string(row, 3) ?? "").split(separator: "\u{1F}").map { SQL.identifier(String($0)) }, integerKey: result.string(row, 4),
-                  localLeaves: result.string(row, 5).map { $0.split(separator: "\u{1F}").map(String.init) })
+                  localLeaves: result.string(row, 5).map { $0.split(separator: "\u{1F}").map(String.init) },
+                  partitions: (result.string(row, 6) ?? "").split(separator: "\u{1F}").map(String.init).sorted())
         }
     }
 
@@ -284,6 +293,13 @@ struct Verifier {
         if options.mode == .checksum && Set(table.columns) != Set(other.columns) {
             row.detail = "columns differ: " + describeColumns(table.columns, other.columns)
             columns = table.columns.filter(other.columns.contains)
+        }
+        // Partitioned tables are counted whole: partitions laid out otherwise hold other rows
+        // each, whatever the totals (round 37: ✓ for different bounds).
+        if table.partitions != other.partitions {
+            let onlySource = table.partitions.filter { !other.partitions.contains($0) }, onlyTarget = other.partitions.filter { !table.partitions.contains($0) }
+            row.detail = [row.detail, "partitions differ: " + (onlySource.map { "source has \($0)" } + onlyTarget.map { "target has \($0)" }).joined(separator: ", ")]
+                .compactMap { $0 }.joined(separator: "; ")
         }
         let hash = options.mode == .checksum ? try await chooseRowHash(table, other, columns: columns) : nil
         if let hash, let key = table.integerKey, key == other.integerKey,

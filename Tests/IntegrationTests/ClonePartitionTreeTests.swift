@@ -102,6 +102,16 @@ import Testing
                 let schema = try await target.call("SELECT pgclone.schema(\(source), 'lp', true, '{\"conflict\": \"rename\"}');")
                 #expect(schema.hasPrefix("OK: cloned schema lp (1 table, 3 rows,"), "\(schema)")
                 #expect(try await target.rows("SELECT count(*) FROM lp.t; SELECT count(*) FROM lp.t_old_2; SELECT count(*) FROM lp_other.t_us_old_2;") == ["3", "3", "1"])
+                // verify compares the partitions too: the same rows laid out in other partitions
+                // are not the same table (round 37: ✓).
+                let verify = "SELECT match, detail FROM pgclone.verify(\(source), 'lp') WHERE table_name = 't';"
+                #expect(try await target.rows(verify) == ["✓|"])
+                _ = try await target.rows("""
+                    ALTER TABLE lp.t DETACH PARTITION lp.t_eu;
+                    CREATE TABLE lp.t_europe PARTITION OF lp.t FOR VALUES IN ('eu', 'uk');
+                    INSERT INTO lp.t_europe SELECT * FROM lp.t_eu;
+                    """)
+                #expect(try await target.rows(verify) == ["✗|partitions differ: source has lp.t_eu: FOR VALUES IN ('eu', 'uk'), target has lp.t_europe: FOR VALUES IN ('eu', 'uk')"])
             }
         }
     }
