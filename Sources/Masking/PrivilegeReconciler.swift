@@ -148,25 +148,18 @@ public struct PrivilegeReconciler: Sendable {
             // A policy column the table lacks (a typo, another case, a rename or a drop): which
             // column it meant is unknown, so every column is held back from the masked roles
             // until the policy or the column is put right (the proxy refuses their reads of the
-            // table meanwhile). Except where what pgclone took is recorded under a column name
-            // the table no longer has (a sensitive column renamed): giving it back would fail,
-            // and its privileges followed the column, so they stay as they are.
+            // table meanwhile). What pgclone took from a column since renamed stays taken: its
+            // privileges followed the column (restore keeps the record until the name is back).
             let missing = try await missingColumns(target, policy: policy)
             var effective = policy
             if !missing.isEmpty {
-                let held = try await connection.query("""
-                    SELECT EXISTS (SELECT 1 FROM pgclone_masked._changes ch WHERE ch.relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND ch.column_name IS NOT NULL
-                                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) ch.relid
-                                                   AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ch.column_name AND NOT a.attisdropped))
-                    """, [String(target.oid)]).string(0, 0) == "t"
-                if held {
-                    relation.reason = Self.missingColumnsReason(target, missing, policy)
-                    outcome.append(relation)
-                    continue
-                }
                 effective.columns = try await allColumns(target).map { TablePolicy.Column(name: $0, strategy: .null) }
             }
             let missingReason = missing.isEmpty ? nil : Self.missingColumnsReason(target, missing, policy)
+            // One table that cannot be brought in line does not stop the others (round 36: one
+            // renamed column failed every later pass over the database).
+            try await connection.exec("SAVEPOINT pgclone_relation")
+            do {
             relation.reason = try await obstacle(target, policy: effective, masked: masked, service: service)
             let exception = relation.reason == nil ? try await roleException(target, masked: masked) : nil
             if relation.reason != nil {
@@ -183,6 +176,13 @@ public struct PrivilegeReconciler: Sendable {
                 if exception != nil { try await grantViewsToMaskedOwners(target, masked: masked) }
                 // (After enforcing: rebuilding a view gives back first, which drops the claim.)
                 try await claim(target.oid, for: ownership.owner(of: policy), policy: policy.qualifiedName)
+            }
+            try await connection.exec("RELEASE SAVEPOINT pgclone_relation")
+            } catch {
+                try await connection.exec("ROLLBACK TO SAVEPOINT pgclone_relation; RELEASE SAVEPOINT pgclone_relation")
+                _ = try? await connection.exec("RESET ROLE")
+                relation.enforced = false
+                relation.reason = "\(target.schema).\(target.name) could not be brought in line with policy \(policy.qualifiedName): \((error as? PQError)?.message ?? "\(error)"); its privileges stay as they were"
             }
             outcome.append(relation)
         }
@@ -687,11 +687,16 @@ public struct PrivilegeReconciler: Sendable {
     @discardableResult
     func restore(_ oid: UInt32) async throws -> String {
         let exists = try await connection.query("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid", [String(oid)])
+        // A column renamed since keeps its record (and what was taken from it stays taken: its
+        // privileges followed it) until its name is back; giving back by the old name would fail.
         let rows = try await connection.query("""
             SELECT action, column_name, grantee::pg_catalog.text, grantor::pg_catalog.text, privilege, grantable,
                    pg_catalog.pg_get_userbyid(grantee)::pg_catalog.text,
                    EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) grantee) OR grantee OPERATOR(pg_catalog.=) 0
-            FROM pgclone_masked._changes WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid ORDER BY id
+            FROM pgclone_masked._changes ch WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+              AND (column_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) ch.relid
+                                                  AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ch.column_name AND NOT a.attisdropped))
+            ORDER BY id
             """, [String(oid)])
         var given = 0
         if let table = exists.string(0, 0) {
@@ -725,7 +730,11 @@ public struct PrivilegeReconciler: Sendable {
                 pending.removeAll { change in batch.contains { $0.entry == change.entry && $0.action == change.action } }
             }
         }
-        try await connection.query("DELETE FROM pgclone_masked._changes WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid", [String(oid)])
+        try await connection.query("""
+            DELETE FROM pgclone_masked._changes ch WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+              AND (column_name IS NULL OR EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) ch.relid
+                                                  AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ch.column_name AND NOT a.attisdropped))
+            """, [String(oid)])
         try await connection.query("DELETE FROM pgclone_masked._owners WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid", [String(oid)])
         let views = try await connection.query("""
             SELECT DISTINCT pg_catalog.format('%I.%I', 'pgclone_masked', v.relname) FROM pg_catalog.pg_class v

@@ -12,16 +12,17 @@ public struct SessionActivity: Sendable, Hashable {
     /// An extended-protocol message came after the last request (Query, Sync, FunctionCall).
     private var extendedSinceLastRequest = false
     public private(set) var transactionStatus: BackendMessage.TransactionStatus = .idle
-    /// A COPY FROM STDIN started by an Execute: the server ignores the Syncs that come before the
-    /// copy's end (libpq and tokio-postgres send one after the Execute), which answer nothing.
-    private var lastRequestWasExecute = false
-    private var syncsSinceExecute = 0
-    private var syncsBeforeCopyPayload: Int?
-    private var clientEndedCopySinceExecute = false
-    private var serverInExtendedCopyIn = false
-    /// A Query came inside an extended-protocol batch (no Sync between): after an error there the
-    /// server skips it without an answer, so from then on the requests counted may be more than
-    /// the answers to come. Set for good: what relies on exact counts stays careful.
+    /// A COPY FROM STDIN (started by a Query or an Execute): the server ignores the Syncs that
+    /// come before the copy's end (libpq and tokio-postgres send one after the Execute; a client
+    /// may send one among the data), which answer nothing. Counted from the last Query or
+    /// Execute, the one that may start a copy.
+    private var syncsSinceStarter = 0
+    private var clientEndedCopySinceStarter = false
+    private var serverInCopyIn = false
+    /// The requests counted may be more than the answers to come: a Query came inside an
+    /// extended-protocol batch (no Sync between; after an error there the server skips it without
+    /// an answer), or a Sync came during a COPY FROM STDIN. Set for good: what relies on exact
+    /// counts stays careful.
     public private(set) var countsUncertain = false
     /// Requests sent (a client's Query, Sync or FunctionCall): answers are matched to them.
     public private(set) var sentRequests = 0
@@ -43,11 +44,14 @@ public struct SessionActivity: Sendable, Hashable {
             awaitingReadyForQuery += 1
             sentRequests &+= 1
             extendedSinceLastRequest = false
-            lastRequestWasExecute = false
+            startedRequest()
         case FrontendMessage.ID.sync.rawValue:
-            // (During an extended COPY FROM STDIN the server ignores it.)
-            if serverInExtendedCopyIn { return }
-            syncsSinceExecute += 1
+            // (During a COPY FROM STDIN the server ignores it.)
+            if serverInCopyIn {
+                countsUncertain = true
+                return
+            }
+            if !clientEndedCopySinceStarter { syncsSinceStarter += 1 }
             awaitingReadyForQuery += 1
             sentRequests &+= 1
             hasUnsyncedExtendedMessages = false
@@ -57,18 +61,10 @@ public struct SessionActivity: Sendable, Hashable {
              FrontendMessage.ID.close.rawValue:
             hasUnsyncedExtendedMessages = true
             extendedSinceLastRequest = true
-            if type == FrontendMessage.ID.execute.rawValue {
-                lastRequestWasExecute = true
-                syncsSinceExecute = 0
-                syncsBeforeCopyPayload = nil
-                clientEndedCopySinceExecute = false
-            }
-        case FrontendMessage.ID.copyData.rawValue, FrontendMessage.ID.copyDone.rawValue, FrontendMessage.ID.copyFail.rawValue:
-            if syncsBeforeCopyPayload == nil { syncsBeforeCopyPayload = syncsSinceExecute }
-            if type != FrontendMessage.ID.copyData.rawValue {
-                clientEndedCopySinceExecute = true
-                serverInExtendedCopyIn = false
-            }
+            if type == FrontendMessage.ID.execute.rawValue { startedRequest() }
+        case FrontendMessage.ID.copyDone.rawValue, FrontendMessage.ID.copyFail.rawValue:
+            clientEndedCopySinceStarter = true
+            serverInCopyIn = false
         case FrontendMessage.ID.flush.rawValue:
             // Flush asks for the answers so far; it starts nothing (psycopg sends Sync then Flush).
             break
@@ -95,16 +91,23 @@ public struct SessionActivity: Sendable, Hashable {
         transactionStatus = status
     }
 
-    /// The server started a COPY FROM STDIN. Started by an Execute, the Syncs the client sent
-    /// before the copy's data are ignored (no ReadyForQuery answers them: they count as
-    /// answered), and so are those it sends until its CopyDone or CopyFail.
+    /// A Query or an Execute: what may start a COPY FROM STDIN.
+    private mutating func startedRequest() {
+        syncsSinceStarter = 0
+        clientEndedCopySinceStarter = false
+    }
+
+    /// The server started a COPY FROM STDIN: the Syncs the client sent since the request that
+    /// started it and before the copy's end are ignored (no ReadyForQuery answers them: they
+    /// count as answered, and the counts are uncertain from then on), and so are those it sends
+    /// until its CopyDone or CopyFail (round 36).
     public mutating func serverStartedCopyIn() {
-        guard lastRequestWasExecute else { return }
-        let ignored = min(syncsBeforeCopyPayload ?? syncsSinceExecute, awaitingReadyForQuery)
+        let ignored = min(syncsSinceStarter, awaitingReadyForQuery)
+        if ignored > 0 { countsUncertain = true }
         awaitingReadyForQuery -= ignored
         ignoredRequests &+= ignored
-        syncsSinceExecute -= ignored
-        if !clientEndedCopySinceExecute { serverInExtendedCopyIn = true }
+        syncsSinceStarter -= ignored
+        if !clientEndedCopySinceStarter { serverInCopyIn = true }
     }
 
     /// A ReadyForQuery that answers the proxy's own internal query: only the status changes.

@@ -9,7 +9,12 @@ enum CloneFunctions {
     static func jsonOptions(_ call: AdminCall) throws -> CloneOptions {
         var options = CloneOptions()
         options.copyData = try call.bool("include_data", default: true)
-        return try CloneOptions.parse(call.optionalText("options"), base: options)
+        let parsed = try CloneOptions.parse(call.optionalText("options"), base: options)
+        if !options.copyData && parsed.copyData {
+            // (Round 37: the rows were copied.)
+            throw AdminError("22023", "include_data is false but option \"data\" is true", hint: "Give one of them.")
+        }
+        return parsed
     }
 
     /// The options of the `_ex` variants, given as booleans instead of JSON.
