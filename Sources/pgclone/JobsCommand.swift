@@ -101,7 +101,8 @@ struct JobsScreen {
         let rows = jobs.map { job in
             [String(job.id), job.status, job.operation, job.schema ?? "", job.table ?? "", job.phase ?? "",
              "\(job.tablesCompleted)/\(job.tablesTotal)", String(job.rows), duration(job.elapsedMilliseconds.map { Double($0) / 1000 }),
-             String(format: "%.1f%%", job.percent), job.error ?? ""]
+             // (The first line of an error: its DETAIL and HINT lines would break the table.)
+             String(format: "%.1f%%", job.percent), job.error.map { String($0.prefix { $0 != "\n" }) } ?? ""]
         }
         guard !rows.isEmpty else { return ["(no jobs)"] }
         return aligned([header] + rows)
