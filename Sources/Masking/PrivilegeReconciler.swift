@@ -158,8 +158,8 @@ public struct PrivilegeReconciler: Sendable {
             let missingReason = missing.isEmpty ? nil : Self.missingColumnsReason(target, missing, policy)
             // One table that cannot be brought in line does not stop the others (round 36: one
             // renamed column failed every later pass over the database).
-            try await connection.exec("SAVEPOINT pgclone_relation")
             do {
+            try await isolated {
             relation.reason = try await obstacle(target, policy: effective, masked: masked, service: service)
             let exception = relation.reason == nil ? try await roleException(target, masked: masked) : nil
             if relation.reason != nil {
@@ -177,12 +177,15 @@ public struct PrivilegeReconciler: Sendable {
                 // (After enforcing: rebuilding a view gives back first, which drops the claim.)
                 try await claim(target.oid, for: ownership.owner(of: policy), policy: policy.qualifiedName)
             }
-            try await connection.exec("RELEASE SAVEPOINT pgclone_relation")
+            }
             } catch {
-                try await connection.exec("ROLLBACK TO SAVEPOINT pgclone_relation; RELEASE SAVEPOINT pgclone_relation")
-                _ = try? await connection.exec("RESET ROLE")
                 relation.enforced = false
-                relation.reason = "\(target.schema).\(target.name) could not be brought in line with policy \(policy.qualifiedName): \((error as? PQError)?.message ?? "\(error)"); its privileges stay as they were"
+                // What lets a masked role read a sensitive column is taken at least, without the
+                // mask views (a reader's lock on one stopped the whole rebuild, and a column the
+                // policy had just named stayed readable on the server: round 38).
+                let held = (try? await isolated { try await holdBack(target, policy: effective, masked: masked) }) != nil
+                relation.reason = "\(target.schema).\(target.name) could not be brought in line with policy \(policy.qualifiedName): \((error as? PQError)?.message ?? "\(error)"); "
+                    + (held ? "masked roles' privileges on its sensitive columns were taken back, without mask views until the next pass" : "its privileges stay as they were")
             }
             outcome.append(relation)
         }
@@ -197,13 +200,20 @@ public struct PrivilegeReconciler: Sendable {
             guard !masked.contains(view.owner) else { continue }
             kept.insert(String(view.oid))
             var relation = Relation(policy: policies[view.policyIndices[0]].qualifiedName, schema: view.schema, name: view.name, oid: view.oid, enforced: false)
-            if !service.isSuperuser && view.owner != service.oid {
-                relation.reason = "view \(view.schema).\(view.name) reads sensitive columns with the rights of its owner \(view.ownerName), and pgclone's service role \(service.name) can neither own nor manage it"
-                relation.changes = try await restore(view.oid)
-            } else {
-                relation.changes = try await enforceView(view, masked: masked)
-                relation.enforced = true
-                try await claim(view.oid, for: ownership.owner(of: policies[view.policyIndices[0]]), policy: policies[view.policyIndices[0]].qualifiedName)
+            do {
+                try await isolated {
+                    if !service.isSuperuser && view.owner != service.oid {
+                        relation.reason = "view \(view.schema).\(view.name) reads sensitive columns with the rights of its owner \(view.ownerName), and pgclone's service role \(service.name) can neither own nor manage it"
+                        relation.changes = try await restore(view.oid)
+                    } else {
+                        relation.changes = try await enforceView(view, masked: masked)
+                        relation.enforced = true
+                        try await claim(view.oid, for: ownership.owner(of: policies[view.policyIndices[0]]), policy: policies[view.policyIndices[0]].qualifiedName)
+                    }
+                }
+            } catch {
+                relation.enforced = false
+                relation.reason = "view \(view.schema).\(view.name) could not be brought in line: \((error as? PQError)?.message ?? "\(error)")"
             }
             outcome.append(relation)
         }
@@ -241,7 +251,14 @@ public struct PrivilegeReconciler: Sendable {
                 outcome.append(relation)
                 continue
             }
-            _ = try await restore(UInt32(oid) ?? 0)
+            // (A lock a reader holds on a mask view must not stop the pass: round 38.)
+            do {
+                try await isolated { _ = try await restore(UInt32(oid) ?? 0) }
+            } catch {
+                var relation = Relation(policy: claims[oid]?.policy ?? "", schema: "", name: claims[oid]?.currentName ?? oid, oid: UInt32(oid) ?? 0, enforced: false)
+                relation.reason = "privileges could not be given back yet: \((error as? PQError)?.message ?? "\(error)")"
+                outcome.append(relation)
+            }
         }
         return outcome
     }
@@ -340,6 +357,54 @@ public struct PrivilegeReconciler: Sendable {
         "\(target.schema).\(target.name) has no column \(missing.joined(separator: ", ")) of policy \(policy.qualifiedName) (another case, a typo, renamed or dropped?): "
             + "what pgclone holds back stays held back (every column, where the policy was never in force), and the proxy refuses masked roles' reads of the table; "
             + "correct the policy or the column"
+    }
+
+    /// Runs `body` in a savepoint of the pass: when it fails, what it did is undone and the
+    /// pass goes on with the next relation.
+    @discardableResult
+    private func isolated<T>(_ body: () async throws -> T) async throws -> T {
+        try await connection.exec("SAVEPOINT pgclone_relation")
+        do {
+            let result = try await body()
+            try await connection.exec("RELEASE SAVEPOINT pgclone_relation")
+            return result
+        } catch {
+            try await connection.exec("ROLLBACK TO SAVEPOINT pgclone_relation; RELEASE SAVEPOINT pgclone_relation")
+            _ = try? await connection.exec("RESET ROLE")
+            throw error
+        }
+    }
+
+    /// The entries that let a masked role read (or reference) a sensitive column, revoked and
+    /// recorded (given back when the policy goes), without touching the mask views: for a table
+    /// whose views cannot be rebuilt now.
+    private func holdBack(_ target: Target, policy: TablePolicy, masked: [String]) async throws {
+        let before = try await entries(target.oid)
+        let sensitive = policy.columns.map(\.name)
+        let leaky = try await connection.query("""
+            WITH masked(oid) AS (SELECT pg_catalog.unnest($2::pg_catalog.oid[])),
+            entries AS (
+              SELECT NULL::pg_catalog.text AS col, a.grantee, a.grantor, a.privilege_type
+              FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+              WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+              UNION ALL
+              SELECT att.attname::pg_catalog.text, a.grantee, a.grantor, a.privilege_type
+              FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) a
+              WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[])
+            )
+            SELECT e.col, e.grantee::pg_catalog.text, e.grantor::pg_catalog.text, e.privilege_type FROM entries e
+            WHERE e.privilege_type OPERATOR(pg_catalog.=) ANY (ARRAY['SELECT', 'REFERENCES'])
+              AND (e.grantee OPERATOR(pg_catalog.=) 0 OR EXISTS (SELECT 1 FROM masked m WHERE pg_catalog.pg_has_role(m.oid, e.grantee, 'MEMBER')))
+            """, [String(target.oid), SQL.oidArray(masked), SQL.textArray(sensitive)])
+        guard !leaky.rows.isEmpty else { return }
+        for row in leaky.rows.indices {
+            let column = leaky.string(row, 0), privilege = leaky.string(row, 3) ?? "SELECT"
+            let granteeName = try await roleName(leaky.string(row, 1) ?? "0")
+            try await asRole(leaky.string(row, 2) ?? "0") {
+                try await connection.exec("REVOKE \(privilege)\(column.map { " (\(SQL.identifier($0)))" } ?? "") ON \(SQL.qualified(target.schema, target.name)) FROM \(granteeName) CASCADE")
+            }
+        }
+        try await record(target.oid, before: before, after: try await entries(target.oid))
     }
 
     private func allColumns(_ target: Target) async throws -> [String] {

@@ -21,8 +21,8 @@ public struct SessionActivity: Sendable, Hashable {
     private var serverInCopyIn = false
     /// The requests counted may be more than the answers to come: a Query came inside an
     /// extended-protocol batch (no Sync between; after an error there the server skips it without
-    /// an answer), or a Sync came during a COPY FROM STDIN. Set for good: what relies on exact
-    /// counts stays careful.
+    /// an answer), or the session ran a COPY FROM STDIN (the server ignores Syncs during one).
+    /// Set for good: what relies on exact counts stays careful.
     public private(set) var countsUncertain = false
     /// Requests sent (a client's Query, Sync or FunctionCall): answers are matched to them.
     public private(set) var sentRequests = 0
@@ -99,11 +99,13 @@ public struct SessionActivity: Sendable, Hashable {
 
     /// The server started a COPY FROM STDIN: the Syncs the client sent since the request that
     /// started it and before the copy's end are ignored (no ReadyForQuery answers them: they
-    /// count as answered, and the counts are uncertain from then on), and so are those it sends
-    /// until its CopyDone or CopyFail (round 36).
+    /// count as answered), and so are those it sends until its CopyDone or CopyFail (round 36).
+    /// Which Sync fell in which copy cannot always be told (one query may start several copies,
+    /// the client's messages may all come before the server's answers: round 38), so the counts
+    /// are uncertain from the first copy on.
     public mutating func serverStartedCopyIn() {
+        countsUncertain = true
         let ignored = min(syncsSinceStarter, awaitingReadyForQuery)
-        if ignored > 0 { countsUncertain = true }
         awaitingReadyForQuery -= ignored
         ignoredRequests &+= ignored
         syncsSinceStarter -= ignored

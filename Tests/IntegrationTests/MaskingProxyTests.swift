@@ -681,6 +681,8 @@ import Testing
                 _ = try second.startTrusted(user: "auth_trust", database: database)
                 let third = try RawConnection(port: proxy.port)
                 _ = try third.startTrusted(user: "auth_trust", database: database)
+                let fourth = try RawConnection(port: proxy.port)
+                _ = try fourth.startTrusted(user: "auth_trust", database: database)
                 // Each batch in one write: the proxy reads it whole before any answer comes.
                 func send(_ messages: [FrontendMessage]) throws {
                     var buffer = ByteBuffer()
@@ -718,7 +720,7 @@ import Testing
                 // 3. A name holding a statement prepared before notes were masked: an error skips
                 // the client's Close and Parse of it, the server keeps the old statement, and the
                 // name is refused from then on.
-                for session in [raw, second, third] {
+                for session in [raw, second, third, fourth] {
                     raw = session
                     try send(["old", "old2", "old3", "old4"].map { .parse(.init(statementName: $0, query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])) } + [.sync])
                     _ = try answers()
@@ -783,6 +785,22 @@ import Testing
                 batches.append(try answers(2))
                 try send(bindExecute("old4") + [.sync])
                 batches[7] += try answers()
+                // 8. One query starting two copies, a Sync between them (round 38).
+                raw = fourth
+                try send([.query("CREATE TEMP TABLE copied (x int)")])
+                _ = try answers()
+                try send([.query("COPY copied FROM STDIN; COPY copied FROM STDIN")])
+                _ = try raw.receive(until: .copyInResponse)
+                try send([.copyData(ByteBuffer(string: "1\n")), .copyDone, .sync])
+                _ = try raw.receive(until: .copyInResponse)
+                try send([.copyData(ByteBuffer(string: "2\n")), .copyDone])
+                _ = try answers()
+                try send([.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: []))] + bindExecute("")
+                         + [.close(.statement("old4")), .parse(.init(statementName: "old4", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])), .sync]
+                         + bindExecute("old4") + [.sync])
+                batches.append(try answers(2))
+                try send(bindExecute("old4") + [.sync])
+                batches[8] += try answers()
                 return batches
             }
             #expect(batches[0] == ["ParseComplete", "BindComplete", "DataRow", "PortalSuspended", "CloseComplete", "ParseComplete", "BindComplete",
@@ -795,6 +813,7 @@ import Testing
                                    "BindComplete", "ErrorResponse 55000", "ReadyForQuery"], "\(batches[3])")
             #expect(batches[4] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 55000", "ReadyForQuery"], "\(batches[4])")
             #expect(!batches[7].contains { $0.hasPrefix("DataRow") } && batches[7].filter { $0.hasPrefix("ErrorResponse 42501") }.count == 2, "\(batches[7])")
+            #expect(!batches[8].contains { $0.hasPrefix("DataRow") } && batches[8].filter { $0.hasPrefix("ErrorResponse 42501") }.count == 2, "\(batches[8])")
             #expect(batches[6] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 42501", "ReadyForQuery",
                                    "BindComplete", "ErrorResponse 42501", "ReadyForQuery"], "\(batches[6])")
             #expect(batches[5].first?.hasPrefix("ErrorResponse 42501") == true && batches[5].contains("DataRow prepared again")

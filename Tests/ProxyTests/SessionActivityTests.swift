@@ -95,8 +95,8 @@ import Testing
     }
 
     /// The same for a COPY started by a simple query, with Syncs among the data, sent before
-    /// the server's CopyInResponse came or after (round 36); a COPY without any leaves the
-    /// counts exact.
+    /// the server's CopyInResponse came or after (round 36). Any copy leaves the counts
+    /// uncertain (one query may start two: round 38).
     @Test func syncsDuringASimpleCopyInAreNotAnswered() {
         var early = SessionActivity()
         for type in "QdSdc" { early.clientSent(id(type)) }
@@ -114,7 +114,7 @@ import Testing
         plain.serverStartedCopyIn()
         for type in "dc" { plain.clientSent(id(type)) }
         plain.serverSentReadyForQuery(.idle)
-        #expect(plain.isIdle && !plain.countsUncertain)
+        #expect(plain.isIdle && plain.countsUncertain)
     }
 
     /// A Query inside an extended batch (no Sync between): after an error there the server skips
