@@ -74,6 +74,9 @@ public struct SessionActivity: Sendable, Hashable {
     }
 
     public mutating func serverSentReadyForQuery(_ status: BackendMessage.TransactionStatus) {
+        // The server is out of any copy (one it ended with an error too, without the client's
+        // CopyDone: its later Syncs count again; round 38).
+        serverInCopyIn = false
         // A server never sends more ReadyForQuery than requested, except the
         // first one after authentication; clamp rather than go negative.
         let answered = awaitingReadyForQuery > 0

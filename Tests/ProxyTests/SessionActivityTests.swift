@@ -115,6 +115,17 @@ import Testing
         for type in "dc" { plain.clientSent(id(type)) }
         plain.serverSentReadyForQuery(.idle)
         #expect(plain.isIdle && plain.countsUncertain)
+        // A copy the server ended with an error, the client never sending CopyDone: later Syncs
+        // count again.
+        var failed = SessionActivity()
+        failed.clientSent(id("Q"))
+        failed.serverStartedCopyIn()
+        failed.clientSent(id("d"))
+        failed.serverSentReadyForQuery(.idle)
+        for type in "PBES" { failed.clientSent(id(type)) }
+        #expect(!failed.isQuiet)
+        failed.serverSentReadyForQuery(.idle)
+        #expect(failed.isIdle)
     }
 
     /// A Query inside an extended batch (no Sync between): after an error there the server skips
