@@ -538,6 +538,36 @@ public struct PrivilegeReconciler: Sendable {
             changes.append("\(granteeName) lost its grants on the table: its mask view grant withdrawn")
         }
 
+        // A masked role keeps what it may read of a policy table, not the power to grant it: an
+        // uncommitted GRANT under a grant option held the backstop's REVOKE off for as long as
+        // its transaction stayed open, when the policy came to name that column (round 39).
+        let grantOptions = try await connection.query("""
+            WITH masked(oid) AS (SELECT pg_catalog.unnest($2::pg_catalog.oid[])),
+            entries AS (
+              SELECT NULL::pg_catalog.text AS col, a.grantee, a.grantor, a.privilege_type
+              FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+              WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.grantee OPERATOR(pg_catalog.<>) c.relowner AND a.is_grantable
+              UNION ALL
+              SELECT att.attname::pg_catalog.text, a.grantee, a.grantor, a.privilege_type
+              FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) a
+              WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND att.attnum OPERATOR(pg_catalog.>) 0 AND NOT att.attisdropped AND a.is_grantable
+            )
+            SELECT e.col, e.grantee::pg_catalog.text, e.grantor::pg_catalog.text, e.privilege_type FROM entries e
+            WHERE EXISTS (SELECT 1 FROM masked m WHERE pg_catalog.pg_has_role(m.oid, e.grantee, 'MEMBER'))
+            """, [String(target.oid), SQL.oidArray(masked)])
+        if !grantOptions.rows.isEmpty {
+            let before = try await entries(target.oid)
+            for row in grantOptions.rows.indices {
+                let column = grantOptions.string(row, 0), privilege = grantOptions.string(row, 3) ?? "SELECT"
+                let granteeName = try await roleName(grantOptions.string(row, 1) ?? "0")
+                try await asRole(grantOptions.string(row, 2) ?? "0") {
+                    try await connection.exec("REVOKE GRANT OPTION FOR \(privilege)\(column.map { " (\(SQL.identifier($0)))" } ?? "") ON \(SQL.qualified(target.schema, target.name)) FROM \(granteeName) CASCADE")
+                }
+            }
+            try await record(target.oid, before: before, after: try await entries(target.oid))
+            changes.append("grant options of masked roles taken back")
+        }
+
         // Entries that let a masked role read a sensitive column.
         let leaky = try await connection.query("""
             WITH masked(oid) AS (SELECT pg_catalog.unnest($2::pg_catalog.oid[])),

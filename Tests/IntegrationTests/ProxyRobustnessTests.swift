@@ -32,6 +32,9 @@ import Testing
         ("unknown type", [UInt8(ascii: "?"), 0, 0, 0, 4], "invalid frontend message: invalid message type \"?\""),
         ("negative length", [UInt8(ascii: "Q"), 0xFF, 0xFF, 0xFF, 0xF0], "invalid frontend message: invalid message length -16"),
         ("oversized length", [UInt8(ascii: "d"), 0x7F, 0xFF, 0xFF, 0xFF], "invalid frontend message: invalid message length 2147483647"),
+        // Messages without contents (round 39: a Flush with a byte made the server skip a later query unseen).
+        ("flush with a byte", [UInt8(ascii: "H"), 0, 0, 0, 5, 0], "invalid frontend message: invalid message length 5"),
+        ("sync with a byte", [UInt8(ascii: "S"), 0, 0, 0, 5, 0], "invalid frontend message: invalid message length 5"),
     ])
     func malformedMessageAfterLoginClosesOnlyThatSession(_ name: String, _ bytes: [UInt8], _ expected: String) async throws {
         let environment = try TestEnvironment.require()
