@@ -740,9 +740,9 @@ import Testing
                 batches[4] += try answers()
                 try send(bindExecute("old2") + [.sync])
                 batches[4] += try answers()
-                // 5. Close and Parse, then a simple query in the same batch (no Sync): the name is
-                // given up; an SQL PREPARE of it later gets the proxy's own Close first (round 32:
-                // the PREPARE failed on the old statement, which EXECUTE then ran unmasked).
+                // 5. A stale name closed between requests, prepared again and a simple query in the
+                // same batch (no Sync), then SQL PREPARE and EXECUTE of it (round 32: the PREPARE
+                // failed on the old statement, which EXECUTE then ran unmasked).
                 try send([.close(.statement("old3")), .parse(.init(statementName: "old3", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])),
                           .query("SELECT 2")])
                 _ = try answers()
@@ -806,18 +806,20 @@ import Testing
             #expect(batches[0] == ["ParseComplete", "BindComplete", "DataRow", "PortalSuspended", "CloseComplete", "ParseComplete", "BindComplete",
                                    "DataRow", "DataRow", "CommandComplete", "ReadyForQuery"], "\(batches[0])")
             #expect(batches[1] == ["CloseComplete", "ParseComplete", "BindComplete", "DataRow second", "CommandComplete", "ReadyForQuery"], "\(batches[1])")
-            // (The refused Bind is the proxy's statement that raises: the error comes at Execute.)
-            #expect(batches[2] == ["CloseComplete", "ParseComplete", "ReadyForQuery", "BindComplete", "ErrorResponse 55000", "ReadyForQuery",
+            // A name closed while it held a statement of this masking is free for the Parse after
+            // it, whatever the batches do; in a later batch too.
+            #expect(batches[2] == ["CloseComplete", "ParseComplete", "ReadyForQuery", "BindComplete", "DataRow third", "CommandComplete", "ReadyForQuery",
                                    "BindComplete", "DataRow third", "CommandComplete", "ReadyForQuery"], "\(batches[2])")
-            #expect(batches[3] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 55000", "ReadyForQuery",
-                                   "BindComplete", "ErrorResponse 55000", "ReadyForQuery"], "\(batches[3])")
-            #expect(batches[4] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 55000", "ReadyForQuery"], "\(batches[4])")
-            #expect(!batches[7].contains { $0.hasPrefix("DataRow") } && batches[7].filter { $0.hasPrefix("ErrorResponse 42501") }.count == 2, "\(batches[7])")
-            #expect(!batches[8].contains { $0.hasPrefix("DataRow") } && batches[8].filter { $0.hasPrefix("ErrorResponse 42501") }.count == 2, "\(batches[8])")
-            #expect(batches[6] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 42501", "ReadyForQuery",
-                                   "BindComplete", "ErrorResponse 42501", "ReadyForQuery"], "\(batches[6])")
-            #expect(batches[5].first?.hasPrefix("ErrorResponse 42501") == true && batches[5].contains("DataRow prepared again")
-                    && !batches[5].contains("DataRow note 1"), "\(batches[5])")
+            // A stale name closed inside a pipeline (an error may skip the Close): its Parse is
+            // refused, and so is every Bind of it until it is prepared again. (The refused Bind
+            // is the proxy's statement that raises: the error comes at Execute.)
+            #expect(batches[3] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 42501", "ReadyForQuery",
+                                   "BindComplete", "ErrorResponse 42501", "ReadyForQuery"], "\(batches[3])")
+            #expect(batches[4] == ["ParseComplete", "ErrorResponse 22012", "ReadyForQuery", "BindComplete", "ErrorResponse 42501", "ReadyForQuery"], "\(batches[4])")
+            // A stale name closed between requests is freed by the proxy first: the new, masked
+            // statement runs, never the old one.
+            #expect(batches[5].contains("DataRow REDACTED") && !batches[5].contains("DataRow note 1"), "\(batches[5])")
+            for batch in batches[6...] { #expect(!batch.contains { $0.hasPrefix("DataRow") } && batch.filter { $0.hasPrefix("ErrorResponse 42501") }.count == 2, "\(batch)") }
         }
     }
 

@@ -195,10 +195,14 @@ struct SessionStateMachine {
     var statementNamesFreed: Set<ExactName> = []
     /// Names whose freeing failed: the statement that needs them is refused.
     var statementNamesNotFreed: Set<ExactName> = []
-    /// Names the client closes and prepares again in one batch (statement caches).
-    var replaced = ReplacedStatements()
-    /// Names given up after such a batch failed (their Bind says why, not "masking changed").
-    var statementsGivenUp: Set<ExactName> = []
+    /// Names the client closed while they held a statement prepared under the masking of that
+    /// moment (with nothing that changes settings when it runs), by that masking's generation.
+    /// A Parse of the name under the same masking needs no Close of the proxy's: whether the
+    /// server ran the client's Close and the Parse, or an error skipped them, the name holds
+    /// a statement prepared under this masking, or nothing (npgsql's and pgx's statement
+    /// caches close and prepare a name in one batch). Nothing here depends on counting the
+    /// server's answers (counting them let stale statements run: rounds 32 to 39).
+    var statementsClosedWhileCurrent: [ExactName: Int] = [:]
     var internalStatementCounter = 0
 
     /// Statements that may not run while the session is masked: prepared while it was not
@@ -390,8 +394,6 @@ struct SessionStateMachine {
             // (Counted whenever the proxy may add Closes of its own: their answers are told
             // apart from the client's by the count.)
             return maskingInPlay || tracksParseAnswers || !statementsPreparedMasked.isEmpty || !statementEffects.isEmpty
-        case FrontendMessage.ID.sync.rawValue:
-            return replaced.watchesSync
         default:
             return false
         }
@@ -405,8 +407,8 @@ struct SessionStateMachine {
         if consoleMode != .off { return try consoleMessage(frame) }
         switch frame.type {
         case FrontendMessage.ID.query.rawValue:
-            // A simple query inside a batch: what ran before it is not known from its answers.
-            if replaced.watchesSync { giveUp(replaced.clientQueried()) }
+            // (An SQL PREPARE or DEALLOCATE may reuse the name: what the Close left is not known.)
+            if !statementsClosedWhileCurrent.isEmpty { statementsClosedWhileCurrent.removeAll() }
             return try query(frame, now: now)
         case FrontendMessage.ID.parse.rawValue:
             return try parse(frame, now: now)
@@ -464,9 +466,21 @@ struct SessionStateMachine {
                 return .pauseBefore
             }
             if case .close(let target) = try FrontendMessage.decode(frame) {
+                // A name that may hold a statement of another masking, closed where the session
+                // is between requests: the proxy frees it first (its own Close and Sync), so that
+                // the client's Parse of it after this Close finds it free whatever the batch does
+                // (statement caches replacing a statement after a reload).
+                if case .statement(let name) = target, maskingInPlay, !masking.isSuperuser,
+                   mayHoldOlderStatement(name, current: statementsPreparedMasked[ExactName(name)] == masking.generation),
+                   canRead(beforeTransactionControl: false) {
+                    return freeNames([name], frame: frame)
+                }
                 closeAnswers.client(batch: activity.sentRequests)
                 if case .statement(let name) = target {
-                    replaced.clientClosed(statement: name)
+                    let exact = ExactName(name)
+                    let current = !name.isEmpty && maskingInPlay && statementsPreparedMasked[exact] == masking.generation && statementEffects[exact] == nil
+                        && adminPrepared[exact] == nil && !statementsRefusedWhileMasked.contains(exact)
+                    statementsClosedWhileCurrent[exact] = current ? masking.generation : nil
                     adminPrepared[ExactName(name)] = nil
                     masking.forgetSQLPrepared(name)
                     statementsPreparedMasked[ExactName(name)] = nil
@@ -475,10 +489,6 @@ struct SessionStateMachine {
                 }
             }
             activity.clientSent(frame.type)
-            return .relay
-        case FrontendMessage.ID.sync.rawValue:
-            activity.clientSent(frame.type)
-            replaced.clientSynced(awaiting: activity.awaitingReadyForQuery)
             return .relay
         default:
             activity.clientSent(frame.type)
@@ -721,8 +731,7 @@ struct SessionStateMachine {
         let name = parse.statementName
         adminPrepared.removeValue(forKey: ExactName(name))
         parseAnswers.client(batch: activity.sentRequests)
-        let unconfirmed = replaced.freedInBatch(name) && !statementNamesFreed.contains(ExactName(name)) && !activity.countsUncertain
-        if unconfirmed { replaced.prepared(name) }
+        statementsClosedWhileCurrent[ExactName(name)] = nil
         if !name.isEmpty {
             statementNamesUsed.insert(ExactName(name))
             statementNamesFreed.remove(ExactName(name))
@@ -734,13 +743,12 @@ struct SessionStateMachine {
             statementsPreparedMasked[ExactName(name)] = nil
         } else {
             statementsRefusedWhileMasked.remove(ExactName(name))
-            statementsGivenUp.remove(ExactName(name))
             if isMaskedSession { statementsPreparedMasked[ExactName(name)] = masking.generation }
         }
         // SQL EXECUTE may run it too, unless running it changes something (SET, set_config...):
         // a Bind notes that each time, an EXECUTE would not.
         if !name.isEmpty {
-            if maskingInPlay, isMaskedSession, noted.isEmpty, !unconfirmed { masking.noteProtocolPrepared(name) } else { masking.forgetSQLPrepared(name) }
+            if maskingInPlay, isMaskedSession, noted.isEmpty { masking.noteProtocolPrepared(name) } else { masking.forgetSQLPrepared(name) }
         }
         activity.clientSent(frame.type)
         return outgoing.map { .replace($0) } ?? .relay
@@ -759,24 +767,12 @@ struct SessionStateMachine {
     /// statement under it: the server refuses a name it still holds (42P05) and keeps the old
     /// statement, as it does when the PREPARE fails or a pipeline skips it. `current`: the name
     /// holds a statement prepared under the present masking, or nothing.
-    /// `protocolParse`: a Parse, which the client's own Close earlier in its batch may have freed
-    /// the name for (an SQL PREPARE is judged apart from the batch it comes in).
+    /// `protocolParse`: a Parse, for which a name the client closed while it held a statement of
+    /// this masking counts as current (an SQL PREPARE is judged as ever).
     func mayHoldOlderStatement(_ name: String, current: Bool, protocolParse: Bool = false) -> Bool {
         if name.isEmpty || current || statementNamesFreed.contains(ExactName(name)) { return false }
-        if protocolParse && replaced.freedInBatch(name) && !activity.countsUncertain { return false }
+        if protocolParse, let generation = statementsClosedWhileCurrent[ExactName(name)], generation == masking.generation { return false }
         return unseenEra || statementNamesUsed.contains(ExactName(name))
-    }
-
-    /// Names that may still hold the statement they had before the client closed and prepared
-    /// them again (an error skipped both): refused until prepared again.
-    private mutating func giveUp(_ names: Set<ExactName>) {
-        for name in names {
-            statementsGivenUp.insert(name)
-            statementsRefusedWhileMasked.insert(name)
-            statementsPreparedMasked[name] = nil
-            statementNamesUsed.insert(name)
-            masking.forgetSQLPrepared(name.name)
-        }
     }
 
     /// Frees `names` on the server first (the proxy's own Close of each, then Sync; answers
@@ -800,14 +796,6 @@ struct SessionStateMachine {
         guard case .bind(let bind) = try FrontendMessage.decode(frame) else {
             activity.clientSent(frame.type)
             return .relay
-        }
-        if !replaced.isEmpty, replaced.awaitsConfirmation(bind.statementName) {
-            // A later batch binds a name whose Parse is not yet known to have run: refused (in
-            // order, at its Execute), never waited for.
-            let error = AdminError("55000", "pgclone: prepared statement \"\(bind.statementName)\" was closed and prepared again in a batch whose answers have not come yet; bind it once they have")
-            activity.clientSent(frame.type)
-            stripNextErrorContext = true
-            return .replace(internalStatement(AdminSQL.raise(error), portal: bind.portalName, resultFormats: [], bindSent: false))
         }
         // A Bind opening a batch when the session's masking may have changed (a membership taken
         // away makes an unmasked session masked without any reload): the context is read first.
@@ -840,9 +828,7 @@ struct SessionStateMachine {
         }
         if maskedNow, statementsRefusedWhileMasked.contains(ExactName(bind.statementName)) || preparedEarlier {
             // Bind a statement that fails in order instead: the client sees the error at Execute.
-            let error = statementsGivenUp.contains(ExactName(bind.statementName))
-                ? AdminError("55000", "pgclone: prepared statement \"\(bind.statementName)\" was closed and prepared again in a batch that had an error, so the server may still hold the statement it had before; prepare it again")
-                : preparedEarlier
+            let error = preparedEarlier
                 ? AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before this session's role, search_path or policies changed; prepare it again")
                 : AdminError("42501", "pgclone: prepared statement \"\(bind.statementName)\" was prepared before role \"\(masking.context?.role ?? "")\" was masked by the current policies; prepare it again")
             activity.clientSent(frame.type)
@@ -925,13 +911,12 @@ struct SessionStateMachine {
         if frame.type == FrontendMessage.ID.parse.rawValue, case .parse(let parse)? = try? FrontendMessage.decode(frame) {
             activity.clientSent(frame.type)
             parseAnswers.client(batch: activity.sentRequests)
-            if replaced.freedInBatch(parse.statementName) && !activity.countsUncertain { replaced.prepared(parse.statementName) }
             // The statement that raises may be bound (its Execute reports the refusal): the
             // unnamed one always replaces what it held; a named one only where no older
             // statement can stay under the name.
+            defer { statementsClosedWhileCurrent[ExactName(parse.statementName)] = nil }
             if !mayHoldOlderStatement(parse.statementName, current: false, protocolParse: true) {
                 statementsRefusedWhileMasked.remove(ExactName(parse.statementName))
-                statementsGivenUp.remove(ExactName(parse.statementName))
                 statementsPreparedMasked[ExactName(parse.statementName)] = masking.generation
             }
             if !parse.statementName.isEmpty {
@@ -1135,8 +1120,6 @@ struct SessionStateMachine {
             serverEndedSession = true
         }
         if internalQuery != nil { return internalAnswer(message, now: now) }
-        // (Every error: one may come before the proxy has read the batch's Close it belongs to.)
-        if case .errorResponse = message { replaced.serverError() }
         if case .notificationResponse = message, isMaskedSession || masking.inFlightChange {
             // A payload is whatever a trigger or function wrote (a change feed's whole row): a
             // masked session gets none (LISTEN is refused to it; a DO block could still listen).
@@ -1223,7 +1206,6 @@ struct SessionStateMachine {
         // Nothing of the answered batch is outstanding any more (an error skips the rest).
         parseAnswers.batchEnded(answered: activity.settledRequests)
         closeAnswers.batchEnded(answered: activity.settledRequests)
-        if !replaced.isEmpty { giveUp(replaced.serverReady()) }
         if wasInTransaction && status == .idle { masking.transactionEnded() }
         if activity.isQuiet { masking.serverQuiet() }
         if phase == .authenticating {
