@@ -695,6 +695,16 @@ import Testing
                 func answers(_ count: Int = 1) throws -> [String] {
                     try (0..<count).flatMap { _ in try raw.receive(until: .readyForQuery).map(Self.shortName) }
                 }
+                // An error, then the client's Close and Parse of a stale name and its Bind in the
+                // next batch; then the Bind once more after every answer came.
+                func staleNameAfterAnError(_ name: String) throws -> [String] {
+                    try send([.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: []))] + bindExecute("")
+                             + [.close(.statement(name)), .parse(.init(statementName: name, query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])), .sync]
+                             + bindExecute(name) + [.sync])
+                    let first = try answers(2)
+                    try send(bindExecute(name) + [.sync])
+                    return first + (try answers())
+                }
                 var batches: [[String]] = []
                 // 0. A reused portal behind the client's Close of it.
                 let read = "SELECT email FROM test_schema.employees WHERE id < 3 ORDER BY id"
@@ -764,12 +774,7 @@ import Testing
                 _ = try raw.receive(until: .copyInResponse)
                 try send([.copyData(ByteBuffer(string: "1\n")), .copyDone, .sync])
                 _ = try answers()
-                try send([.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: []))] + bindExecute("")
-                         + [.close(.statement("old4")), .parse(.init(statementName: "old4", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])), .sync]
-                         + bindExecute("old4") + [.sync])
-                batches.append(try answers(2))
-                try send(bindExecute("old4") + [.sync])
-                batches[6] += try answers()
+                batches.append(try staleNameAfterAnError("old4"))
                 // 7. A COPY started by a simple query, with a Sync among its data (ignored by the
                 // server: round 36), then the same: refused, never the old statement.
                 raw = third
@@ -779,12 +784,7 @@ import Testing
                 _ = try raw.receive(until: .copyInResponse)
                 try send([.copyData(ByteBuffer(string: "1\n")), .sync, .copyDone])
                 _ = try answers()
-                try send([.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: []))] + bindExecute("")
-                         + [.close(.statement("old4")), .parse(.init(statementName: "old4", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])), .sync]
-                         + bindExecute("old4") + [.sync])
-                batches.append(try answers(2))
-                try send(bindExecute("old4") + [.sync])
-                batches[7] += try answers()
+                batches.append(try staleNameAfterAnError("old4"))
                 // 8. One query starting two copies, a Sync between them (round 38).
                 raw = fourth
                 try send([.query("CREATE TEMP TABLE copied (x int)")])
@@ -795,12 +795,7 @@ import Testing
                 _ = try raw.receive(until: .copyInResponse)
                 try send([.copyData(ByteBuffer(string: "2\n")), .copyDone])
                 _ = try answers()
-                try send([.parse(.init(statementName: "", query: "SELECT 1/0", parameterTypes: []))] + bindExecute("")
-                         + [.close(.statement("old4")), .parse(.init(statementName: "old4", query: "SELECT notes FROM test_schema.employees WHERE id = 1", parameterTypes: [])), .sync]
-                         + bindExecute("old4") + [.sync])
-                batches.append(try answers(2))
-                try send(bindExecute("old4") + [.sync])
-                batches[8] += try answers()
+                batches.append(try staleNameAfterAnError("old4"))
                 return batches
             }
             #expect(batches[0] == ["ParseComplete", "BindComplete", "DataRow", "PortalSuspended", "CloseComplete", "ParseComplete", "BindComplete",
