@@ -847,6 +847,37 @@ import Testing
         }
     }
 
+    /// A name freed by the proxy at a Close, then filled by an SQL PREPARE it relayed unread (the
+    /// role not masked then), was taken for free once the role was masked: the Parse of it failed
+    /// on the server (42P05) and its Bind ran the old statement (round 40).
+    @Test func aNameFreedThenFilledUnreadIsNotTakenForFree() async throws {
+        try await withMaskedSetup { environment, proxy, database, roles in
+            let direct = try await PQConnection.connect(environment.directTarget(database: database))
+            try await direct.exec("GRANT USAGE ON SCHEMA test_schema TO auth_trust; GRANT SELECT ON test_schema.employees TO auth_trust")
+            try writeEmployeesPolicy(proxy, exempt: "auth_trust", columns: ["email: email"])
+            let answers = try await offPool { () -> [String] in
+                let raw = try RawConnection(port: proxy.port)
+                _ = try raw.startTrusted(user: "auth_trust", database: database)
+                func send(_ messages: [FrontendMessage]) throws -> [String] {
+                    var buffer = ByteBuffer()
+                    for message in messages { message.encode(into: &buffer) }
+                    try raw.send(buffer)
+                    return try raw.receive(until: .readyForQuery).map(Self.shortName)
+                }
+                _ = try send([.query("SELECT 1")])
+                _ = try send([.close(.statement("cache_1")), .sync])
+                _ = try send([.query("PREPARE cache_1 AS SELECT email FROM test_schema.employees WHERE id = 1")])
+                try self.writeEmployeesPolicy(proxy, exempt: roles.exempt, columns: ["email: email"])
+                var answers = try send([.parse(.init(statementName: "cache_1", query: "SELECT 42", parameterTypes: [])), .sync])
+                answers += try send([.bind(.init(portalName: "", statementName: "cache_1", parameterFormats: [], parameters: [], resultFormats: [])),
+                                     .execute(portal: "", maxRows: 0), .sync])
+                return answers
+            }
+            #expect(!answers.contains { $0.hasPrefix("DataRow") && $0 != "DataRow 42" }, "\(answers)")
+            #expect(answers == ["ParseComplete", "ReadyForQuery", "BindComplete", "DataRow 42", "CommandComplete", "ReadyForQuery"], "\(answers)")
+        }
+    }
+
     /// A policy naming a column the table does not have (`Full_Name` for full_name: another
     /// case, a typo, a rename): the column meant is read unmasked, so every read of the table by
     /// a role the policy masks is refused, through views and functions of the role's own too

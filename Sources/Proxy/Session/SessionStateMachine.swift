@@ -188,7 +188,17 @@ struct SessionStateMachine {
     var portalEpochs: [ExactName: Int] = [:]
     /// A Query or Parse went to the server unread under masking (no policies yet, an unmasked
     /// role...): which statement names it prepared is unknown.
-    var unseenEra = false
+    var unseenEra = false {
+        // What the proxy did not read may have prepared any name: none is known free, or known
+        // to hold a statement of the present masking, any more (round 40: a name freed at a
+        // Close, filled by an unread SQL PREPARE, was taken for free and its statement ran).
+        didSet {
+            if unseenEra {
+                statementNamesFreed.removeAll()
+                statementsClosedWhileCurrent.removeAll()
+            }
+        }
+    }
     /// Statement names the session's Parses and SQL PREPAREs used (the server may hold them).
     var statementNamesUsed: Set<ExactName> = []
     /// Names the proxy's own Close has freed on the server, for the Parse or PREPARE that waited.
