@@ -381,21 +381,7 @@ public struct PrivilegeReconciler: Sendable {
     private func holdBack(_ target: Target, policy: TablePolicy, masked: [String]) async throws {
         let before = try await entries(target.oid)
         let sensitive = policy.columns.map(\.name)
-        let leaky = try await connection.query("""
-            WITH masked(oid) AS (SELECT pg_catalog.unnest($2::pg_catalog.oid[])),
-            entries AS (
-              SELECT NULL::pg_catalog.text AS col, a.grantee, a.grantor, a.privilege_type
-              FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
-              WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
-              UNION ALL
-              SELECT att.attname::pg_catalog.text, a.grantee, a.grantor, a.privilege_type
-              FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) a
-              WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[])
-            )
-            SELECT e.col, e.grantee::pg_catalog.text, e.grantor::pg_catalog.text, e.privilege_type FROM entries e
-            WHERE e.privilege_type OPERATOR(pg_catalog.=) ANY (ARRAY['SELECT', 'REFERENCES'])
-              AND (e.grantee OPERATOR(pg_catalog.=) 0 OR EXISTS (SELECT 1 FROM masked m WHERE pg_catalog.pg_has_role(m.oid, e.grantee, 'MEMBER')))
-            """, [String(target.oid), SQL.oidArray(masked), SQL.textArray(sensitive)])
+        let leaky = try await connection.query(Self.leakyEntriesQuery, [String(target.oid), SQL.oidArray(masked), SQL.textArray(sensitive)])
         guard !leaky.rows.isEmpty else { return }
         for row in leaky.rows.indices {
             let column = leaky.string(row, 0), privilege = leaky.string(row, 3) ?? "SELECT"
@@ -406,6 +392,27 @@ public struct PrivilegeReconciler: Sendable {
         }
         try await record(target.oid, before: before, after: try await entries(target.oid))
     }
+
+    /// The privilege entries that let a masked role ($2) read or reference a sensitive column
+    /// ($3) of the table ($1): on the table or on the column, to the role, a role it can become,
+    /// or PUBLIC. Columns: column (NULL for the table), grantee, grantor, privilege, grantable.
+    static let leakyEntriesQuery = """
+        WITH masked(oid) AS (SELECT pg_catalog.unnest($2::pg_catalog.oid[])),
+        entries AS (
+          SELECT NULL::pg_catalog.text AS col, a.grantee, a.grantor, a.privilege_type, a.is_grantable
+          FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+          WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+          UNION ALL
+          SELECT att.attname::pg_catalog.text, a.grantee, a.grantor, a.privilege_type, a.is_grantable
+          FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) a
+          WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[])
+        )
+        SELECT e.col, e.grantee::pg_catalog.text, e.grantor::pg_catalog.text, e.privilege_type, e.is_grantable
+        FROM entries e
+        WHERE e.privilege_type OPERATOR(pg_catalog.=) ANY (ARRAY['SELECT', 'REFERENCES'])
+          AND (e.grantee OPERATOR(pg_catalog.=) 0 OR EXISTS (SELECT 1 FROM masked m WHERE pg_catalog.pg_has_role(m.oid, e.grantee, 'MEMBER')))
+        ORDER BY e.col NULLS FIRST, e.grantee, e.privilege_type
+        """
 
     private func allColumns(_ target: Target) async throws -> [String] {
         try await connection.query("""
@@ -569,23 +576,7 @@ public struct PrivilegeReconciler: Sendable {
         }
 
         // Entries that let a masked role read a sensitive column.
-        let leaky = try await connection.query("""
-            WITH masked(oid) AS (SELECT pg_catalog.unnest($2::pg_catalog.oid[])),
-            entries AS (
-              SELECT NULL::pg_catalog.text AS col, a.grantee, a.grantor, a.privilege_type, a.is_grantable
-              FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
-              WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
-              UNION ALL
-              SELECT att.attname::pg_catalog.text, a.grantee, a.grantor, a.privilege_type, a.is_grantable
-              FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) a
-              WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[])
-            )
-            SELECT e.col, e.grantee::pg_catalog.text, e.grantor::pg_catalog.text, e.privilege_type, e.is_grantable
-            FROM entries e
-            WHERE e.privilege_type OPERATOR(pg_catalog.=) ANY (ARRAY['SELECT', 'REFERENCES'])
-              AND (e.grantee OPERATOR(pg_catalog.=) 0 OR EXISTS (SELECT 1 FROM masked m WHERE pg_catalog.pg_has_role(m.oid, e.grantee, 'MEMBER')))
-            ORDER BY e.col NULLS FIRST, e.grantee, e.privilege_type
-            """, [String(target.oid), SQL.oidArray(masked), SQL.textArray(sensitive)])
+        let leaky = try await connection.query(Self.leakyEntriesQuery, [String(target.oid), SQL.oidArray(masked), SQL.textArray(sensitive)])
         guard !leaky.rows.isEmpty else { return changes.joined(separator: "; ") }
 
         let before = try await entries(target.oid)

@@ -19,11 +19,6 @@ public struct SessionActivity: Sendable, Hashable {
     private var syncsSinceStarter = 0
     private var clientEndedCopySinceStarter = false
     private var serverInCopyIn = false
-    /// The requests counted may be more than the answers to come: a Query came inside an
-    /// extended-protocol batch (no Sync between; after an error there the server skips it without
-    /// an answer), or the session ran a COPY FROM STDIN (the server ignores Syncs during one).
-    /// Set for good: what relies on exact counts stays careful.
-    public private(set) var countsUncertain = false
     /// Requests sent (a client's Query, Sync or FunctionCall): answers are matched to them.
     public private(set) var sentRequests = 0
     /// Requests the server ignored (Syncs during an extended COPY FROM STDIN).
@@ -40,17 +35,13 @@ public struct SessionActivity: Sendable, Hashable {
     public mutating func clientSent(_ type: UInt8) {
         switch type {
         case FrontendMessage.ID.query.rawValue, FrontendMessage.ID.functionCall.rawValue:
-            if hasUnsyncedExtendedMessages && extendedSinceLastRequest { countsUncertain = true }
             awaitingReadyForQuery += 1
             sentRequests &+= 1
             extendedSinceLastRequest = false
             startedRequest()
         case FrontendMessage.ID.sync.rawValue:
             // (During a COPY FROM STDIN the server ignores it.)
-            if serverInCopyIn {
-                countsUncertain = true
-                return
-            }
+            if serverInCopyIn { return }
             if !clientEndedCopySinceStarter { syncsSinceStarter += 1 }
             awaitingReadyForQuery += 1
             sentRequests &+= 1
@@ -103,11 +94,10 @@ public struct SessionActivity: Sendable, Hashable {
     /// The server started a COPY FROM STDIN: the Syncs the client sent since the request that
     /// started it and before the copy's end are ignored (no ReadyForQuery answers them: they
     /// count as answered), and so are those it sends until its CopyDone or CopyFail (round 36).
-    /// Which Sync fell in which copy cannot always be told (one query may start several copies,
-    /// the client's messages may all come before the server's answers: round 38), so the counts
-    /// are uncertain from the first copy on.
+    /// (Which Sync fell in which copy cannot always be told: one query may start several copies,
+    /// and the client's messages may all come before the server's answers. Nothing that masks
+    /// relies on these counts; the proxy's own answers and quiet sessions do.)
     public mutating func serverStartedCopyIn() {
-        countsUncertain = true
         let ignored = min(syncsSinceStarter, awaitingReadyForQuery)
         awaitingReadyForQuery -= ignored
         ignoredRequests &+= ignored

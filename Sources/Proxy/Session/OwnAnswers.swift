@@ -5,15 +5,19 @@
 /// answers of a batch pipelined behind it stay expected. (They were forgotten at every
 /// ReadyForQuery, and a pipelined client then got the proxy's own answers; round 32.)
 struct OwnAnswers: Sendable, Hashable {
-    private var expected: [(batch: Int, own: Bool)] = []
+    private struct Expected: Sendable, Hashable {
+        var batch: Int
+        var own: Bool
+    }
+    private var expected: [Expected] = []
 
     var isEmpty: Bool { expected.isEmpty }
 
     /// A client's message went to the server after `batch` requests (Query, Sync, FunctionCall).
-    mutating func client(batch: Int) { expected.append((batch, false)) }
+    mutating func client(batch: Int) { expected.append(Expected(batch: batch, own: false)) }
 
     /// One of the proxy's own.
-    mutating func own(batch: Int) { expected.append((batch, true)) }
+    mutating func own(batch: Int) { expected.append(Expected(batch: batch, own: true)) }
 
     /// An answer came: whether it is the proxy's own (to swallow).
     mutating func answered() -> Bool {
@@ -24,17 +28,5 @@ struct OwnAnswers: Sendable, Hashable {
     /// an error) will not come.
     mutating func batchEnded(answered: Int) {
         expected.removeAll { $0.batch < answered }
-    }
-
-    static func == (lhs: OwnAnswers, rhs: OwnAnswers) -> Bool {
-        lhs.expected.elementsEqual(rhs.expected) { $0.batch == $1.batch && $0.own == $1.own }
-    }
-
-    func hash(into hasher: inout Hasher) {
-        hasher.combine(expected.count)
-        for entry in expected {
-            hasher.combine(entry.batch)
-            hasher.combine(entry.own)
-        }
     }
 }

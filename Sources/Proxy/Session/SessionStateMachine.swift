@@ -354,8 +354,11 @@ struct SessionStateMachine {
         }
         // Messages without contents have none: a Flush with a byte made the server fail and skip
         // to the next Sync, a simple query after it too, unseen by the proxy's counts (round 39).
-        if length != 4, [FrontendMessage.ID.flush, .sync, .terminate, .copyDone].contains(id) {
-            throw WireError(.invalidLength(length), messageType: type)
+        if length != 4 {
+            switch id {
+            case .flush, .sync, .terminate, .copyDone: throw WireError(.invalidLength(length), messageType: type)
+            default: break
+            }
         }
         if type == FrontendMessage.ID.terminate.rawValue { clientSentTerminate = true }
         if consoleMode != .off && phase == .ready {
