@@ -645,7 +645,7 @@ public struct CloneEngine: Sendable {
                     undo.append("DROP CAST \(cast.name)")
                 }
                 for skipped in objects.skippedFunctions {
-                    summary.notes.append("ordered-set aggregate or window function \(skipped) not cloned")
+                    summary.notes.append("routine \(skipped) not cloned (the source gave no definition of it)")
                 }
                 for (sequence, lastValue, isCalled) in objects.sequences {
                     let present = try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [SQL.qualified(sequence.schema, sequence.name)])

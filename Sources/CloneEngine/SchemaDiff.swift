@@ -104,7 +104,8 @@ struct SchemaDiff {
         UNION ALL
         SELECT 'functions', pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
                CASE WHEN p.prokind OPERATOR(pg_catalog.=) 'a' THEN
-                 (SELECT pg_catalog.concat_ws(', ', 'aggregate sfunc ' OPERATOR(pg_catalog.||) ag.aggtransfn::pg_catalog.text, 'stype ' OPERATOR(pg_catalog.||) pg_catalog.format_type(ag.aggtranstype, NULL),
+                 (SELECT pg_catalog.concat_ws(', ', CASE ag.aggkind WHEN 'o' THEN 'ordered-set ' WHEN 'h' THEN 'hypothetical-set ' ELSE '' END
+                          OPERATOR(pg_catalog.||) 'aggregate sfunc ' OPERATOR(pg_catalog.||) ag.aggtransfn::pg_catalog.text, 'stype ' OPERATOR(pg_catalog.||) pg_catalog.format_type(ag.aggtranstype, NULL),
                           'initcond ' OPERATOR(pg_catalog.||) ag.agginitval, CASE WHEN ag.aggfinalfn OPERATOR(pg_catalog.<>) 0 THEN 'finalfunc ' OPERATOR(pg_catalog.||) ag.aggfinalfn::pg_catalog.text END,
                           CASE WHEN ag.aggcombinefn OPERATOR(pg_catalog.<>) 0 THEN 'combinefunc ' OPERATOR(pg_catalog.||) ag.aggcombinefn::pg_catalog.text END,
                           CASE WHEN ag.aggmtransfn OPERATOR(pg_catalog.<>) 0 THEN 'msfunc ' OPERATOR(pg_catalog.||) ag.aggmtransfn::pg_catalog.text OPERATOR(pg_catalog.||) ', minvfunc '

@@ -5,12 +5,14 @@ import PQ
 struct SchemaObjects: Sendable {
     /// The statement that creates routine `p` (pg_proc, with `n` its pg_namespace and `a` its
     /// LEFT JOINed pg_aggregate): pg_get_functiondef for functions and procedures, built for
-    /// plain aggregates; NULL for ordered-set aggregates and window functions. Read on the
-    /// target too, to tell a routine already there with the same definition from another one.
-    /// Both forms say CREATE OR REPLACE (PostgreSQL 12 and later), so either puts a routine back.
+    /// window functions, built for aggregates (plain, ordered-set and hypothetical-set: their
+    /// argument list says `ORDER BY`, and their FINALFUNC_MODIFY defaults to READ_WRITE, not
+    /// READ_ONLY). Read on the target too, to tell a routine already there with the same
+    /// definition from another one. Both forms say CREATE OR REPLACE (PostgreSQL 12 and later),
+    /// so either puts a routine back.
     static let routineDefinition = """
-           CASE WHEN p.prokind IN ('f', 'p') THEN pg_catalog.pg_get_functiondef(p.oid)
-                WHEN p.prokind = 'a' AND a.aggkind = 'n' THEN
+           CASE WHEN p.prokind IN ('f', 'p', 'w') THEN pg_catalog.pg_get_functiondef(p.oid)
+                WHEN p.prokind = 'a' THEN
                   'CREATE OR REPLACE AGGREGATE ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname)
                   || '(' || pg_catalog.pg_get_function_arguments(p.oid) || ') (SFUNC = ' || a.aggtransfn::pg_catalog.regproc
                   || ', STYPE = ' || pg_catalog.format_type(a.aggtranstype, NULL)
@@ -21,7 +23,9 @@ struct SchemaObjects: Sendable {
                   || CASE WHEN a.aggserialfn <> 0 THEN ', SERIALFUNC = ' || a.aggserialfn::pg_catalog.regproc ELSE '' END
                   || CASE WHEN a.aggdeserialfn <> 0 THEN ', DESERIALFUNC = ' || a.aggdeserialfn::pg_catalog.regproc ELSE '' END
                   || CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' || pg_catalog.quote_literal(a.agginitval) ELSE '' END
-                  || CASE a.aggfinalmodify WHEN 's' THEN ', FINALFUNC_MODIFY = SHAREABLE' WHEN 'w' THEN ', FINALFUNC_MODIFY = READ_WRITE' ELSE '' END
+                  || CASE WHEN a.aggfinalfn = 0 OR a.aggfinalmodify = CASE a.aggkind WHEN 'n' THEN 'r' ELSE 'w' END THEN ''
+                          WHEN a.aggfinalmodify = 's' THEN ', FINALFUNC_MODIFY = SHAREABLE' WHEN a.aggfinalmodify = 'w' THEN ', FINALFUNC_MODIFY = READ_WRITE'
+                          ELSE ', FINALFUNC_MODIFY = READ_ONLY' END
                   || CASE WHEN a.aggmtransfn <> 0 THEN ', MSFUNC = ' || a.aggmtransfn::pg_catalog.regproc || ', MINVFUNC = ' || a.aggminvtransfn::pg_catalog.regproc
                        || ', MSTYPE = ' || pg_catalog.format_type(a.aggmtranstype, NULL)
                        || CASE WHEN a.aggmtransspace <> 0 THEN ', MSSPACE = ' || a.aggmtransspace ELSE '' END
@@ -33,6 +37,7 @@ struct SchemaObjects: Sendable {
                   || CASE WHEN a.aggsortop <> 0 THEN ', SORTOP = OPERATOR(' || (SELECT pg_catalog.quote_ident(onsp.nspname) || '.' || o.oprname
                        FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace onsp ON onsp.oid = o.oprnamespace WHERE o.oid = a.aggsortop) || ')' ELSE '' END
                   || CASE WHEN p.proparallel = 's' THEN ', PARALLEL = SAFE' WHEN p.proparallel = 'r' THEN ', PARALLEL = RESTRICTED' ELSE '' END
+                  || CASE WHEN a.aggkind = 'h' THEN ', HYPOTHETICAL' ELSE '' END
                   || ')'
            END
         """
@@ -245,11 +250,16 @@ struct SchemaObjects: Sendable {
         }
         objects.types = topologicalOrder(types, edges: typeDependencies)
 
-        // Functions and procedures; aggregates and window functions have no pg_get_functiondef.
+        // Functions, procedures and aggregates. The identity arguments name the routine after
+        // ROUTINE (GRANT, COMMENT, DROP): an ordered-set aggregate's say `ORDER BY` there, which
+        // only AGGREGATE takes, so theirs are the plain argument types.
         let functionRows = try await source.query("""
             SELECT p.oid, n.nspname, p.proname, p.prokind,
                    \(routineDefinition),
-                   pg_catalog.pg_get_function_identity_arguments(p.oid),
+                   CASE WHEN a.aggkind IN ('o', 'h')
+                        THEN (SELECT pg_catalog.string_agg(pg_catalog.format_type(u.type, NULL), ', ' ORDER BY u.position)
+                              FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY AS u(type, position))
+                        ELSE pg_catalog.pg_get_function_identity_arguments(p.oid) END,
                    pg_catalog.obj_description(p.oid, 'pg_proc'),
                    p.proacl IS NOT NULL, \(Privileges.sqlEntries(acl: "p.proacl", owner: "p.proowner")),
                    CASE WHEN p.prosecdef THEN pg_catalog.pg_get_userbyid(p.proowner) END,
@@ -271,8 +281,7 @@ struct SchemaObjects: Sendable {
             }
             var statements = [ddl]
             if let comment {
-                let kind = functionRows.string(row, 3) == "p" ? "PROCEDURE" : functionRows.string(row, 3) == "a" ? "AGGREGATE" : "FUNCTION"
-                statements.append("COMMENT ON \(kind) \(SQL.qualified(functionRows.text(row, 1), functionRows.text(row, 2)))(\(functionRows.string(row, 5) ?? "")) IS \(SQL.literal(comment))")
+                statements.append("COMMENT ON ROUTINE \(SQL.qualified(functionRows.text(row, 1), functionRows.text(row, 2)))(\(functionRows.string(row, 5) ?? "")) IS \(SQL.literal(comment))")
             }
             let privileges = Privileges(encoded: functionRows.string(row, 8), hasExplicitACL: functionRows.string(row, 7) == "t", publicDefault: "EXECUTE")
             var function = Object(kind: functionRows.string(row, 3) == "a" ? "aggregate" : functionRows.string(row, 3) == "p" ? "procedure" : "function",

@@ -11,7 +11,8 @@ import Testing
     /// default calls), view options and what hangs off views, rules, trigger and rule states,
     /// replica identity, column and sequence grants, NOT VALID domain constraints (over rows
     /// that break them), collations of domains and attributes, comments on constraints,
-    /// attributes, policies and matview indexes, moving-aggregate options and SORTOP, a
+    /// attributes, policies and matview indexes, moving-aggregate options and SORTOP,
+    /// ordered-set and hypothetical-set aggregates (with a comment and grants), a window function, a
     /// partition's own index, check, trigger, storage and grant, an unlogged serial, extended
     /// statistics, TOAST parameters, an unpopulated materialized view, default privileges,
     /// collations, range types, operators and casts, text search dictionaries and configurations.
@@ -67,6 +68,14 @@ import Testing
         CREATE AGGREGATE fx.msum(int) (SFUNC = fx.s, STYPE = bigint, INITCOND = '0', MSFUNC = fx.s, MINVFUNC = fx.inv, MSTYPE = bigint, MINITCOND = '0');
         CREATE FUNCTION fx.greater(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT greatest($1, $2)';
         CREATE AGGREGATE fx.mymax(int) (SFUNC = fx.greater, STYPE = int, SORTOP = >);
+        CREATE FUNCTION fx.pct_final(internal, float8, anyelement) RETURNS anyelement LANGUAGE internal IMMUTABLE AS 'percentile_disc_final';
+        CREATE AGGREGATE fx.my_pct(float8 ORDER BY anyelement) (SFUNC = ordered_set_transition, STYPE = internal, FINALFUNC = fx.pct_final, FINALFUNC_EXTRA);
+        COMMENT ON AGGREGATE fx.my_pct(float8 ORDER BY anyelement) IS 'ordered-set aggregate comment';
+        REVOKE ALL ON ROUTINE fx.my_pct(float8, anyelement) FROM PUBLIC;
+        GRANT EXECUTE ON ROUTINE fx.my_pct(float8, anyelement) TO fidelity_reader;
+        CREATE AGGREGATE fx.my_rank(VARIADIC "any" ORDER BY VARIADIC "any") (SFUNC = ordered_set_transition_multi, STYPE = internal,
+            FINALFUNC = rank_final, FINALFUNC_EXTRA, FINALFUNC_MODIFY = READ_ONLY, HYPOTHETICAL);
+        CREATE FUNCTION fx.rn() RETURNS bigint LANGUAGE internal WINDOW IMMUTABLE AS 'window_row_number';
         CREATE TABLE fx.ev (id int, at date, amount numeric) PARTITION BY RANGE (at);
         CREATE TABLE fx.ev_2024 PARTITION OF fx.ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') WITH (fillfactor = 80);
         CREATE INDEX ev_2024_only ON fx.ev_2024 (amount) WHERE amount > 0;
