@@ -563,23 +563,32 @@ public struct CloneEngine: Sendable {
                         undo.append("DROP COLLATION \(SQL.qualified(collation.schema, collation.name))")
                     }
                 }
+                for function in objects.functions where objects.functionsBeforeTextSearch.contains(function.oid) {
+                    let creation = try await Self.create(function, on: connection, conflict: options.conflict, summary: &summary)
+                    undo += Self.undoEntries(creation, function)
+                }
                 for object in objects.textSearch {
-                    let isDictionary = object.kind == "text search dictionary"
-                    let present = try await connection.query(isDictionary
-                        ? "SELECT 1 FROM pg_catalog.pg_ts_dict d JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace WHERE n.nspname = $1 AND d.dictname = $2"
-                        : "SELECT 1 FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace WHERE n.nspname = $1 AND c.cfgname = $2",
-                        [object.schema, object.name])
+                    let (catalog, namespace, name) = switch object.kind {
+                    case "text search parser": ("pg_ts_parser", "prsnamespace", "prsname")
+                    case "text search template": ("pg_ts_template", "tmplnamespace", "tmplname")
+                    case "text search dictionary": ("pg_ts_dict", "dictnamespace", "dictname")
+                    default: ("pg_ts_config", "cfgnamespace", "cfgname")
+                    }
+                    let present = try await connection.query("""
+                        SELECT 1 FROM pg_catalog.\(catalog) o JOIN pg_catalog.pg_namespace n ON n.oid = o.\(namespace) WHERE n.nspname = $1 AND o.\(name) = $2
+                        """, [object.schema, object.name])
                     if !present.rows.isEmpty {
                         summary.notes.append("\(object.kind) \(object.schema).\(object.name) already exists on target; kept")
                         continue
                     }
-                    // A dictionary or template of an extension the target lacks: said, and what
-                    // uses the configuration then fails with the server's own error.
-                    if let error = try await connection.executeTolerating(["42704", "42883", "0A000"], object.ddl) {
+                    // A dictionary or template of an extension the target lacks, or a parser or
+                    // template a caller who is not a superuser may not make: said, and what uses
+                    // it then fails with the server's own error.
+                    if let error = try await connection.executeTolerating(["42704", "42883", "0A000", "42501"], object.ddl) {
                         summary.notes.append("\(object.kind) \(object.schema).\(object.name) not created: \(error.message)")
                         continue
                     }
-                    undo.append("DROP TEXT SEARCH \(isDictionary ? "DICTIONARY" : "CONFIGURATION") \(SQL.qualified(object.schema, object.name))")
+                    undo.append("DROP \(object.kind.uppercased()) \(SQL.qualified(object.schema, object.name))")
                 }
                 var existingTypes: [String: String]?
                 for type in objects.types {
@@ -604,7 +613,8 @@ public struct CloneEngine: Sendable {
                     undo.append("DROP TYPE \(SQL.qualified(type.schema, type.name))")
                     summary.types += 1
                 }
-                for function in objects.functions where !objects.functionsAfterTables.contains(function.oid) && !objects.functionsAfterViews.contains(function.oid) {
+                for function in objects.functions where !objects.functionsAfterTables.contains(function.oid) && !objects.functionsAfterViews.contains(function.oid)
+                                                        && !objects.functionsBeforeTextSearch.contains(function.oid) {
                     let creation = try await Self.create(function, on: connection, conflict: options.conflict, summary: &summary)
                     undo += Self.undoEntries(creation, function)
                 }

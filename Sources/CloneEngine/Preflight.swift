@@ -199,8 +199,6 @@ struct Preflight {
             FROM (
               SELECT 'operator class' AS kind, oid, 'pg_catalog.pg_opclass'::pg_catalog.regclass AS cls, opcnamespace AS ns, opcname::pg_catalog.text AS name FROM pg_catalog.pg_opclass
               UNION ALL SELECT 'operator family', oid, 'pg_catalog.pg_opfamily'::pg_catalog.regclass, opfnamespace, opfname::pg_catalog.text FROM pg_catalog.pg_opfamily
-              UNION ALL SELECT 'text search parser', oid, 'pg_catalog.pg_ts_parser'::pg_catalog.regclass, prsnamespace, prsname::pg_catalog.text FROM pg_catalog.pg_ts_parser
-              UNION ALL SELECT 'text search template', oid, 'pg_catalog.pg_ts_template'::pg_catalog.regclass, tmplnamespace, tmplname::pg_catalog.text FROM pg_catalog.pg_ts_template
               UNION ALL SELECT 'conversion', oid, 'pg_catalog.pg_conversion'::pg_catalog.regclass, connamespace, conname::pg_catalog.text FROM pg_catalog.pg_conversion
               UNION ALL SELECT 'foreign table', oid, 'pg_catalog.pg_class'::pg_catalog.regclass, relnamespace, relname::pg_catalog.text FROM pg_catalog.pg_class
                 WHERE relkind OPERATOR(pg_catalog.=) 'f'

@@ -63,7 +63,7 @@ struct SchemaObjects: Sendable {
 
     /// Collations (before the types and tables that use them).
     var collations: [Object] = []
-    /// Text search dictionaries, then configurations.
+    /// Text search parsers, templates, dictionaries, then configurations.
     var textSearch: [Object] = []
     var types: [Object] = []
     /// Range types (after the functions: subtype_diff), operators and casts (after the functions
@@ -81,6 +81,9 @@ struct SchemaObjects: Sendable {
     /// Functions that need a table (its row type as a parameter or result, or a `BEGIN ATOMIC`
     /// body that reads it), or a function that does, by oid: created after the tables.
     var functionsAfterTables: Set<String> = []
+    /// Functions that text search parsers or templates of the cloned schemas call, by oid:
+    /// created before them (they need nothing of the schema but C code).
+    var functionsBeforeTextSearch: Set<String> = []
     /// Functions that need a view or materialized view: created among the views (`views`),
     /// after the ones they read and before the ones that call them.
     var functionsAfterViews: Set<String> = []
@@ -410,9 +413,7 @@ struct SchemaObjects: Sendable {
         let unsupported = try await source.query("""
             SELECT kind || ' ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(name)
             FROM (
-              SELECT 'text search parser' AS kind, prsnamespace AS ns, prsname::pg_catalog.text AS name, oid, 'pg_catalog.pg_ts_parser'::pg_catalog.regclass AS cls FROM pg_catalog.pg_ts_parser
-              UNION ALL SELECT 'text search template', tmplnamespace, tmplname::pg_catalog.text, oid, 'pg_catalog.pg_ts_template'::pg_catalog.regclass FROM pg_catalog.pg_ts_template
-              UNION ALL SELECT 'operator class', opcnamespace, opcname::pg_catalog.text, oid, 'pg_catalog.pg_opclass'::pg_catalog.regclass FROM pg_catalog.pg_opclass
+              SELECT 'operator class' AS kind, opcnamespace AS ns, opcname::pg_catalog.text AS name, oid, 'pg_catalog.pg_opclass'::pg_catalog.regclass AS cls FROM pg_catalog.pg_opclass
               UNION ALL SELECT 'operator family', opfnamespace, opfname::pg_catalog.text, oid, 'pg_catalog.pg_opfamily'::pg_catalog.regclass FROM pg_catalog.pg_opfamily
               UNION ALL SELECT 'conversion', connamespace, conname::pg_catalog.text, oid, 'pg_catalog.pg_conversion'::pg_catalog.regclass FROM pg_catalog.pg_conversion
               UNION ALL SELECT 'foreign table', relnamespace, relname::pg_catalog.text, oid, 'pg_catalog.pg_class'::pg_catalog.regclass FROM pg_catalog.pg_class WHERE relkind = 'f'
@@ -423,10 +424,46 @@ struct SchemaObjects: Sendable {
             """, [list])
         objects.notCloned = unsupported.rows.indices.map { unsupported.text($0, 0) }
 
-        // Text search dictionaries, then configurations, as pg_dump writes them (a configuration
-        // made with its parser, then one ADD MAPPING per token type); parsers and templates need
-        // C code of their own and are not cloned (round 27: a table using a configuration could
-        // not be cloned at all).
+        // Text search parsers and templates (their functions are C code: the server's own, an
+        // extension's, or functions of the cloned schemas, which are then made before them),
+        // dictionaries, then configurations, as pg_dump writes them (a configuration made with
+        // its parser, then one ADD MAPPING per token type). Round 27: a table using a
+        // configuration could not be cloned at all.
+        let parserRows = try await source.query("""
+            SELECT o.oid, n.nspname, o.name, 'CREATE TEXT SEARCH ' || o.kind || ' ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(o.name) || o.body,
+                   o.comment, pg_catalog.array_to_string(o.functions, ','), o.kind
+            FROM (
+              SELECT p.oid, p.prsnamespace AS ns, p.prsname::pg_catalog.text AS name, 'PARSER' AS kind,
+                     ' (START = ' || p.prsstart::pg_catalog.regproc || ', GETTOKEN = ' || p.prstoken::pg_catalog.regproc
+                     || ', END = ' || p.prsend::pg_catalog.regproc || ', LEXTYPES = ' || p.prslextype::pg_catalog.regproc
+                     || CASE WHEN p.prsheadline <> 0 THEN ', HEADLINE = ' || p.prsheadline::pg_catalog.regproc ELSE '' END || ')' AS body,
+                     pg_catalog.obj_description(p.oid, 'pg_ts_parser') AS comment,
+                     ARRAY[p.prsstart::pg_catalog.oid, p.prstoken::pg_catalog.oid, p.prsend::pg_catalog.oid, p.prslextype::pg_catalog.oid, p.prsheadline::pg_catalog.oid] AS functions, 'pg_catalog.pg_ts_parser'::pg_catalog.regclass AS cls, 1 AS rank
+              FROM pg_catalog.pg_ts_parser p
+              UNION ALL
+              SELECT t.oid, t.tmplnamespace, t.tmplname::pg_catalog.text, 'TEMPLATE',
+                     ' (' || CASE WHEN t.tmplinit <> 0 THEN 'INIT = ' || t.tmplinit::pg_catalog.regproc || ', ' ELSE '' END
+                     || 'LEXIZE = ' || t.tmpllexize::pg_catalog.regproc || ')',
+                     pg_catalog.obj_description(t.oid, 'pg_ts_template'),
+                     ARRAY[t.tmplinit::pg_catalog.oid, t.tmpllexize::pg_catalog.oid], 'pg_catalog.pg_ts_template'::pg_catalog.regclass, 2
+              FROM pg_catalog.pg_ts_template t
+            ) o JOIN pg_catalog.pg_namespace n ON n.oid = o.ns
+            WHERE n.nspname = ANY($1::pg_catalog.text[])
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.cls AND d.objid = o.oid AND d.deptype IN ('e', 'i'))
+            ORDER BY o.rank, n.nspname, o.name
+            """, [list])
+        let clonedFunctions = Set(objects.functions.map(\.oid))
+        for row in parserRows.rows.indices {
+            let (schema, name) = (parserRows.text(row, 1), parserRows.text(row, 2))
+            let kind = parserRows.text(row, 6)
+            let create = parserRows.text(row, 3)
+            objects.textSearch.append(Object(kind: "text search \(kind.lowercased())", schema: schema, name: name, oid: parserRows.text(row, 0),
+                                             ddl: [create] + (parserRows.string(row, 4).map {
+                                                 ["COMMENT ON TEXT SEARCH \(kind) \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"]
+                                             } ?? [])))
+            let functions = parserRows.text(row, 5).split(separator: ",").map(String.init)
+            objects.functionsBeforeTextSearch.formUnion(functions.filter { clonedFunctions.contains($0) })
+        }
         let dictionaryRows = try await source.query("""
             SELECT d.oid, n.nspname, d.dictname,
                    'CREATE TEXT SEARCH DICTIONARY ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(d.dictname)
@@ -438,7 +475,7 @@ struct SchemaObjects: Sendable {
             WHERE n.nspname = ANY($1::pg_catalog.text[]) AND NOT \(isExtensionMember(classOID: "d.oid", catalog: "pg_ts_dict"))
             ORDER BY n.nspname, d.dictname
             """, [list])
-        objects.textSearch = dictionaryRows.rows.indices.map { row in
+        objects.textSearch += dictionaryRows.rows.indices.map { row in
             let (schema, name) = (dictionaryRows.text(row, 1), dictionaryRows.text(row, 2))
             return Object(kind: "text search dictionary", schema: schema, name: name, oid: dictionaryRows.text(row, 0),
                           ddl: [dictionaryRows.text(row, 3)] + (dictionaryRows.string(row, 4).map {

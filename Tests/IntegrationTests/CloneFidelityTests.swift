@@ -15,7 +15,8 @@ import Testing
     /// ordered-set and hypothetical-set aggregates (with a comment and grants), a window function, a
     /// partition's own index, check, trigger, storage and grant, an unlogged serial, extended
     /// statistics, TOAST parameters, an unpopulated materialized view, default privileges,
-    /// collations, range types, operators and casts, text search dictionaries and configurations.
+    /// collations, range types, operators and casts, text search dictionaries and configurations,
+    /// and a text search parser and template (the template's function of the schema's own).
     static let schema = """
         CREATE SCHEMA fx;
         CREATE DOMAIN fx.ctext AS text COLLATE "C";
@@ -105,6 +106,16 @@ import Testing
         COMMENT ON TEXT SEARCH CONFIGURATION fx.cfg IS 'configuration comment';
         CREATE TABLE fx.docs (id int, body text, tsv tsvector GENERATED ALWAYS AS (to_tsvector('fx.cfg', body)) STORED);
         INSERT INTO fx.docs (id, body) VALUES (1, 'The quick brown foxes');
+        CREATE FUNCTION fx.lexize(internal, internal, internal, internal) RETURNS internal LANGUAGE internal STRICT AS 'dsimple_lexize';
+        CREATE TEXT SEARCH TEMPLATE fx.tmpl (INIT = pg_catalog.dsimple_init, LEXIZE = fx.lexize);
+        COMMENT ON TEXT SEARCH TEMPLATE fx.tmpl IS 'template comment';
+        CREATE TEXT SEARCH DICTIONARY fx.own_dict (TEMPLATE = fx.tmpl);
+        CREATE TEXT SEARCH PARSER fx.prs (START = prsd_start, GETTOKEN = prsd_nexttoken, END = prsd_end, LEXTYPES = prsd_lextype, HEADLINE = prsd_headline);
+        COMMENT ON TEXT SEARCH PARSER fx.prs IS 'parser comment';
+        CREATE TEXT SEARCH CONFIGURATION fx.own_cfg (PARSER = fx.prs);
+        ALTER TEXT SEARCH CONFIGURATION fx.own_cfg ADD MAPPING FOR word, asciiword WITH fx.own_dict;
+        CREATE TABLE fx.own_docs (id int, tsv tsvector GENERATED ALWAYS AS (to_tsvector('fx.own_cfg', 'Quick Foxes')) STORED);
+        INSERT INTO fx.own_docs (id) VALUES (1);
         ALTER DEFAULT PRIVILEGES IN SCHEMA fx GRANT SELECT ON TABLES TO fidelity_reader;
         """
 
@@ -233,7 +244,7 @@ import Testing
     private func cloneAndCompare(_ environment: TestEnvironment, sourceConnInfo: String, reader: String) async throws {
         try await withGuideTarget { (target: GuideTarget) async throws in
             let result = try await target.call("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'fx');")
-            #expect(result.hasPrefix("OK: cloned schema fx (12 tables, 7 rows,"), "\(result)")
+            #expect(result.hasPrefix("OK: cloned schema fx (13 tables, 8 rows,"), "\(result)")
             let source = try await Self.dump(sourceConnInfo)
             let clone = try await Self.dump(environment.directTarget(database: target.database))
             #expect(source.count > 100)
