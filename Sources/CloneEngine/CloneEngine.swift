@@ -654,6 +654,36 @@ public struct CloneEngine: Sendable {
                     for statement in cast.ddl { try await connection.execute(statement) }
                     undo.append("DROP CAST \(cast.name)")
                 }
+                var keptFamilies: Set<String> = []
+                for object in objects.operatorClasses {
+                    let isClass = object.kind == "operator class"
+                    if object.kind == "operator family members" {
+                        // A family the target had already keeps its own members.
+                        guard !keptFamilies.contains(object.oid) else { continue }
+                        try await connection.execute(object.ddl[0])
+                        continue
+                    }
+                    let present = try await connection.query(isClass ? """
+                        SELECT 1 FROM pg_catalog.pg_opclass o JOIN pg_catalog.pg_namespace n ON n.oid = o.opcnamespace JOIN pg_catalog.pg_am am ON am.oid = o.opcmethod
+                        WHERE n.nspname = $1 AND o.opcname = $2 AND am.amname = $3
+                        """ : """
+                        SELECT 1 FROM pg_catalog.pg_opfamily o JOIN pg_catalog.pg_namespace n ON n.oid = o.opfnamespace JOIN pg_catalog.pg_am am ON am.oid = o.opfmethod
+                        WHERE n.nspname = $1 AND o.opfname = $2 AND am.amname = $3
+                        """, [object.schema, object.name, object.accessMethod ?? ""])
+                    if !present.rows.isEmpty {
+                        if !isClass { keptFamilies.insert(object.oid) }
+                        summary.notes.append("\(object.kind) \(object.qualifiedName) already exists on target; kept")
+                        continue
+                    }
+                    // Only a superuser makes these: another caller gets them named, and what uses
+                    // them (an index) then fails with the server's own error.
+                    if let error = try await connection.executeTolerating(["42501"], object.ddl) {
+                        if !isClass { keptFamilies.insert(object.oid) }
+                        summary.notes.append("\(object.kind) \(object.qualifiedName) not created: \(error.message)")
+                        continue
+                    }
+                    undo.append("DROP \(object.kind.uppercased()) \(object.qualifiedName)")
+                }
                 for skipped in objects.skippedFunctions {
                     summary.notes.append("routine \(skipped) not cloned (the source gave no definition of it)")
                 }

@@ -183,8 +183,8 @@ struct Preflight {
         }
         checks.append(absent.isEmpty ? .ok("collations", collations.rows.isEmpty ? "only database defaults" : "all present on the target")
                                      : .fail("collations", "missing on the target: \(list(absent))"))
-        // Kinds a clone does not make, and what in scope uses them (a view over a foreign table,
-        // an index with an operator class of the schema's own): those fail the clone.
+        // Kinds a clone does not make, and what in scope uses them (a view over a foreign table):
+        // those fail the clone.
         let uncloned = try await source.query("""
             SELECT o.kind || ' ' || pg_catalog.format('%I.%I', n.nspname, o.name),
                    -- (What uses them in the scope only: a rule's schema is its relation's.)
@@ -197,9 +197,7 @@ struct Preflight {
                       AND ($1::pg_catalog.text IS NULL
                            OR COALESCE((pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema, dn.nspname::pg_catalog.text) OPERATOR(pg_catalog.=) $1))
             FROM (
-              SELECT 'operator class' AS kind, oid, 'pg_catalog.pg_opclass'::pg_catalog.regclass AS cls, opcnamespace AS ns, opcname::pg_catalog.text AS name FROM pg_catalog.pg_opclass
-              UNION ALL SELECT 'operator family', oid, 'pg_catalog.pg_opfamily'::pg_catalog.regclass, opfnamespace, opfname::pg_catalog.text FROM pg_catalog.pg_opfamily
-              UNION ALL SELECT 'conversion', oid, 'pg_catalog.pg_conversion'::pg_catalog.regclass, connamespace, conname::pg_catalog.text FROM pg_catalog.pg_conversion
+              SELECT 'conversion' AS kind, oid, 'pg_catalog.pg_conversion'::pg_catalog.regclass AS cls, connamespace AS ns, conname::pg_catalog.text AS name FROM pg_catalog.pg_conversion
               UNION ALL SELECT 'foreign table', oid, 'pg_catalog.pg_class'::pg_catalog.regclass, relnamespace, relname::pg_catalog.text FROM pg_catalog.pg_class
                 WHERE relkind OPERATOR(pg_catalog.=) 'f'
             ) o JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) o.ns

@@ -59,6 +59,12 @@ struct SchemaObjects: Sendable {
         /// For a function: its regprocedure text (argument types only, no names), which
         /// to_regprocedure takes on the target.
         var regprocedure: String? = nil
+        /// For an operator class or family: its index access method.
+        var accessMethod: String? = nil
+        /// `"schema"."name" USING method` for an operator class or family, else the qualified name.
+        var qualifiedName: String {
+            SQL.qualified(schema, name) + (accessMethod.map { " USING " + SQL.identifier($0) } ?? "")
+        }
     }
 
     /// Collations (before the types and tables that use them).
@@ -71,6 +77,9 @@ struct SchemaObjects: Sendable {
     var ranges: [Object] = []
     var operators: [Object] = []
     var casts: [(object: Object, source: String, target: String)] = []
+    /// Operator families, classes, then the families' loose members (after the operators and
+    /// casts; before the tables, whose indexes use them).
+    var operatorClasses: [Object] = []
     /// Range types with a canonical function (they need a shell type): not cloned, said.
     var skippedRanges: [String] = []
     /// Objects of kinds a clone does not recreate (text search, operator classes, foreign
@@ -413,9 +422,7 @@ struct SchemaObjects: Sendable {
         let unsupported = try await source.query("""
             SELECT kind || ' ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(name)
             FROM (
-              SELECT 'operator class' AS kind, opcnamespace AS ns, opcname::pg_catalog.text AS name, oid, 'pg_catalog.pg_opclass'::pg_catalog.regclass AS cls FROM pg_catalog.pg_opclass
-              UNION ALL SELECT 'operator family', opfnamespace, opfname::pg_catalog.text, oid, 'pg_catalog.pg_opfamily'::pg_catalog.regclass FROM pg_catalog.pg_opfamily
-              UNION ALL SELECT 'conversion', connamespace, conname::pg_catalog.text, oid, 'pg_catalog.pg_conversion'::pg_catalog.regclass FROM pg_catalog.pg_conversion
+              SELECT 'conversion' AS kind, connamespace AS ns, conname::pg_catalog.text AS name, oid, 'pg_catalog.pg_conversion'::pg_catalog.regclass AS cls FROM pg_catalog.pg_conversion
               UNION ALL SELECT 'foreign table', relnamespace, relname::pg_catalog.text, oid, 'pg_catalog.pg_class'::pg_catalog.regclass FROM pg_catalog.pg_class WHERE relkind = 'f'
             ) o JOIN pg_catalog.pg_namespace n ON n.oid = o.ns
             WHERE n.nspname = ANY($1::pg_catalog.text[])
@@ -729,6 +736,73 @@ struct SchemaObjects: Sendable {
             return (Object(kind: "cast", schema: "", name: pair, oid: oid,
                            ddl: [ddl] + (castRows.string(row, 4).map { ["COMMENT ON CAST \(pair) IS \(SQL.literal($0))"] } ?? [])), from, to)
         }
+
+        // Operator families, then classes, then the families' loose members (ALTER OPERATOR
+        // FAMILY ... ADD), as pg_dump writes them. A class always names its family (made first),
+        // which is what CREATE OPERATOR CLASS would have made implicitly too.
+        let member = { (owner: String, ownerOID: String) in """
+            (SELECT pg_catalog.string_agg(m.text, ', ' ORDER BY m.kind, m.number, m.text) FROM (
+               SELECT 1 AS kind, ao.amopstrategy AS number, 'OPERATOR ' || ao.amopstrategy || ' ' || ao.amopopr::pg_catalog.regoperator::pg_catalog.text
+                      || CASE WHEN ao.amoppurpose = 'o' THEN ' FOR ORDER BY ' || pg_catalog.quote_ident(sn.nspname) || '.' || pg_catalog.quote_ident(sf.opfname) ELSE '' END AS text
+               FROM pg_catalog.pg_amop ao
+               JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_amop'::pg_catalog.regclass AND d.objid = ao.oid
+                 AND d.refclassid = '\(owner)'::pg_catalog.regclass AND d.refobjid = \(ownerOID)
+               LEFT JOIN pg_catalog.pg_opfamily sf ON sf.oid = ao.amopsortfamily LEFT JOIN pg_catalog.pg_namespace sn ON sn.oid = sf.opfnamespace
+               UNION ALL
+               SELECT 2, ap.amprocnum, 'FUNCTION ' || ap.amprocnum || ' (' || pg_catalog.format_type(ap.amproclefttype, NULL) || ', '
+                      || pg_catalog.format_type(ap.amprocrighttype, NULL) || ') ' || ap.amproc::pg_catalog.regprocedure::pg_catalog.text
+               FROM pg_catalog.pg_amproc ap
+               JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_amproc'::pg_catalog.regclass AND d.objid = ap.oid
+                 AND d.refclassid = '\(owner)'::pg_catalog.regclass AND d.refobjid = \(ownerOID)
+             ) m)
+            """ }
+        let familyRows = try await source.query("""
+            SELECT f.oid, n.nspname, f.opfname, am.amname,
+                   'CREATE OPERATOR FAMILY ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(f.opfname) || ' USING ' || pg_catalog.quote_ident(am.amname),
+                   pg_catalog.obj_description(f.oid, 'pg_opfamily'),
+                   \(member("pg_catalog.pg_opfamily", "f.oid"))
+            FROM pg_catalog.pg_opfamily f JOIN pg_catalog.pg_namespace n ON n.oid = f.opfnamespace JOIN pg_catalog.pg_am am ON am.oid = f.opfmethod
+            WHERE n.nspname = ANY($1::pg_catalog.text[])
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_opfamily'::pg_catalog.regclass AND d.objid = f.oid AND d.deptype IN ('e', 'i'))
+            ORDER BY n.nspname, f.opfname, am.amname
+            """, [list])
+        var looseMembers: [Object] = []
+        for row in familyRows.rows.indices {
+            let (schema, name, method) = (familyRows.text(row, 1), familyRows.text(row, 2), familyRows.text(row, 3))
+            let qualified = "\(SQL.qualified(schema, name)) USING \(SQL.identifier(method))"
+            objects.operatorClasses.append(Object(kind: "operator family", schema: schema, name: name, oid: familyRows.text(row, 0),
+                                                  ddl: [familyRows.text(row, 4)] + (familyRows.string(row, 5).map {
+                                                      ["COMMENT ON OPERATOR FAMILY \(qualified) IS \(SQL.literal($0))"]
+                                                  } ?? []), accessMethod: method))
+            if let members = familyRows.string(row, 6) {
+                looseMembers.append(Object(kind: "operator family members", schema: schema, name: name, oid: familyRows.text(row, 0),
+                                           ddl: ["ALTER OPERATOR FAMILY \(qualified) ADD \(members)"], accessMethod: method))
+            }
+        }
+        let classRows = try await source.query("""
+            SELECT c.oid, n.nspname, c.opcname, am.amname,
+                   'CREATE OPERATOR CLASS ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.opcname)
+                   || CASE WHEN c.opcdefault THEN ' DEFAULT' ELSE '' END || ' FOR TYPE ' || pg_catalog.format_type(c.opcintype, NULL)
+                   || ' USING ' || pg_catalog.quote_ident(am.amname) || ' FAMILY ' || pg_catalog.quote_ident(fn.nspname) || '.' || pg_catalog.quote_ident(f.opfname)
+                   || ' AS ' || COALESCE(pg_catalog.concat_ws(', ', CASE WHEN c.opckeytype <> 0 THEN 'STORAGE ' || pg_catalog.format_type(c.opckeytype, NULL) END,
+                                                                \(member("pg_catalog.pg_opclass", "c.oid"))),
+                                         'STORAGE ' || pg_catalog.format_type(c.opcintype, NULL)),
+                   pg_catalog.obj_description(c.oid, 'pg_opclass')
+            FROM pg_catalog.pg_opclass c JOIN pg_catalog.pg_namespace n ON n.oid = c.opcnamespace JOIN pg_catalog.pg_am am ON am.oid = c.opcmethod
+            JOIN pg_catalog.pg_opfamily f ON f.oid = c.opcfamily JOIN pg_catalog.pg_namespace fn ON fn.oid = f.opfnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[])
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_opclass'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype IN ('e', 'i'))
+            ORDER BY n.nspname, c.opcname, am.amname
+            """, [list])
+        for row in classRows.rows.indices {
+            let (schema, name, method) = (classRows.text(row, 1), classRows.text(row, 2), classRows.text(row, 3))
+            let qualified = "\(SQL.qualified(schema, name)) USING \(SQL.identifier(method))"
+            objects.operatorClasses.append(Object(kind: "operator class", schema: schema, name: name, oid: classRows.text(row, 0),
+                                                  ddl: [classRows.text(row, 4)] + (classRows.string(row, 5).map {
+                                                      ["COMMENT ON OPERATOR CLASS \(qualified) IS \(SQL.literal($0))"]
+                                                  } ?? []), accessMethod: method))
+        }
+        objects.operatorClasses += looseMembers
     }
 
     /// Orders objects so that each comes after the objects (of the same list) it depends on.

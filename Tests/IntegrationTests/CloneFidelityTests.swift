@@ -16,7 +16,8 @@ import Testing
     /// partition's own index, check, trigger, storage and grant, an unlogged serial, extended
     /// statistics, TOAST parameters, an unpopulated materialized view, default privileges,
     /// collations, range types, operators and casts, text search dictionaries and configurations,
-    /// and a text search parser and template (the template's function of the schema's own).
+    /// a text search parser and template (the template's function of the schema's own), operator
+    /// families (with a loose member) and classes (one with an implicit family) used by indexes.
     static let schema = """
         CREATE SCHEMA fx;
         CREATE DOMAIN fx.ctext AS text COLLATE "C";
@@ -116,6 +117,18 @@ import Testing
         ALTER TEXT SEARCH CONFIGURATION fx.own_cfg ADD MAPPING FOR word, asciiword WITH fx.own_dict;
         CREATE TABLE fx.own_docs (id int, tsv tsvector GENERATED ALWAYS AS (to_tsvector('fx.own_cfg', 'Quick Foxes')) STORED);
         INSERT INTO fx.own_docs (id) VALUES (1);
+        CREATE FUNCTION fx.rev_cmp(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT btint4cmp($2, $1)';
+        CREATE OPERATOR FAMILY fx.rev_fam USING btree;
+        COMMENT ON OPERATOR FAMILY fx.rev_fam USING btree IS 'family comment';
+        CREATE OPERATOR CLASS fx.rev_ops FOR TYPE int USING btree FAMILY fx.rev_fam
+            AS OPERATOR 1 >, OPERATOR 2 >=, OPERATOR 3 =, OPERATOR 4 <=, OPERATOR 5 <, FUNCTION 1 fx.rev_cmp(int, int);
+        COMMENT ON OPERATOR CLASS fx.rev_ops USING btree IS 'class comment';
+        ALTER OPERATOR FAMILY fx.rev_fam USING btree ADD FUNCTION 1 (int, bigint) btint48cmp(int, bigint);
+        CREATE OPERATOR CLASS fx.own_hash_ops FOR TYPE int USING hash AS OPERATOR 1 =, FUNCTION 1 hashint4(int);
+        CREATE TABLE fx.ordered (id int, u int);
+        CREATE INDEX ordered_rev ON fx.ordered (u fx.rev_ops);
+        CREATE INDEX ordered_hash ON fx.ordered USING hash (u fx.own_hash_ops);
+        INSERT INTO fx.ordered VALUES (1, 1), (2, 2);
         ALTER DEFAULT PRIVILEGES IN SCHEMA fx GRANT SELECT ON TABLES TO fidelity_reader;
         """
 
@@ -244,7 +257,7 @@ import Testing
     private func cloneAndCompare(_ environment: TestEnvironment, sourceConnInfo: String, reader: String) async throws {
         try await withGuideTarget { (target: GuideTarget) async throws in
             let result = try await target.call("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'fx');")
-            #expect(result.hasPrefix("OK: cloned schema fx (13 tables, 8 rows,"), "\(result)")
+            #expect(result.hasPrefix("OK: cloned schema fx (14 tables, 10 rows,"), "\(result)")
             let source = try await Self.dump(sourceConnInfo)
             let clone = try await Self.dump(environment.directTarget(database: target.database))
             #expect(source.count > 100)
