@@ -654,6 +654,17 @@ public struct CloneEngine: Sendable {
                     for statement in cast.ddl { try await connection.execute(statement) }
                     undo.append("DROP CAST \(cast.name)")
                 }
+                for conversion in objects.conversions {
+                    let present = try await connection.query("""
+                        SELECT 1 FROM pg_catalog.pg_conversion c JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = $1 AND c.conname = $2
+                        """, [conversion.schema, conversion.name])
+                    if !present.rows.isEmpty {
+                        summary.notes.append("conversion \(conversion.schema).\(conversion.name) already exists on target; kept")
+                        continue
+                    }
+                    for statement in conversion.ddl { try await connection.execute(statement) }
+                    undo.append("DROP CONVERSION \(conversion.qualifiedName)")
+                }
                 var keptFamilies: Set<String> = []
                 for object in objects.operatorClasses {
                     let isClass = object.kind == "operator class"

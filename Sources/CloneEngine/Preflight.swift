@@ -197,8 +197,7 @@ struct Preflight {
                       AND ($1::pg_catalog.text IS NULL
                            OR COALESCE((pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema, dn.nspname::pg_catalog.text) OPERATOR(pg_catalog.=) $1))
             FROM (
-              SELECT 'conversion' AS kind, oid, 'pg_catalog.pg_conversion'::pg_catalog.regclass AS cls, connamespace AS ns, conname::pg_catalog.text AS name FROM pg_catalog.pg_conversion
-              UNION ALL SELECT 'foreign table', oid, 'pg_catalog.pg_class'::pg_catalog.regclass, relnamespace, relname::pg_catalog.text FROM pg_catalog.pg_class
+              SELECT 'foreign table' AS kind, oid, 'pg_catalog.pg_class'::pg_catalog.regclass AS cls, relnamespace AS ns, relname::pg_catalog.text AS name FROM pg_catalog.pg_class
                 WHERE relkind OPERATOR(pg_catalog.=) 'f'
             ) o JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) o.ns
             WHERE n.nspname OPERATOR(pg_catalog.!~) '^pg_' AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{information_schema,pgclone,pgclone_masked}')

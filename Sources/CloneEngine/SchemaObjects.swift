@@ -80,6 +80,8 @@ struct SchemaObjects: Sendable {
     /// Operator families, classes, then the families' loose members (after the operators and
     /// casts; before the tables, whose indexes use them).
     var operatorClasses: [Object] = []
+    /// Encoding conversions (after the functions they call).
+    var conversions: [Object] = []
     /// Range types with a canonical function (they need a shell type): not cloned, said.
     var skippedRanges: [String] = []
     /// Objects of kinds a clone does not recreate (text search, operator classes, foreign
@@ -422,8 +424,7 @@ struct SchemaObjects: Sendable {
         let unsupported = try await source.query("""
             SELECT kind || ' ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(name)
             FROM (
-              SELECT 'conversion' AS kind, connamespace AS ns, conname::pg_catalog.text AS name, oid, 'pg_catalog.pg_conversion'::pg_catalog.regclass AS cls FROM pg_catalog.pg_conversion
-              UNION ALL SELECT 'foreign table', relnamespace, relname::pg_catalog.text, oid, 'pg_catalog.pg_class'::pg_catalog.regclass FROM pg_catalog.pg_class WHERE relkind = 'f'
+              SELECT 'foreign table' AS kind, relnamespace AS ns, relname::pg_catalog.text AS name, oid, 'pg_catalog.pg_class'::pg_catalog.regclass AS cls FROM pg_catalog.pg_class WHERE relkind = 'f'
             ) o JOIN pg_catalog.pg_namespace n ON n.oid = o.ns
             WHERE n.nspname = ANY($1::pg_catalog.text[])
               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.cls AND d.objid = o.oid AND d.deptype IN ('e', 'i'))
@@ -803,6 +804,24 @@ struct SchemaObjects: Sendable {
                                                   } ?? []), accessMethod: method))
         }
         objects.operatorClasses += looseMembers
+
+        let conversionRows = try await source.query("""
+            SELECT c.oid, n.nspname, c.conname,
+                   'CREATE ' || CASE WHEN c.condefault THEN 'DEFAULT ' ELSE '' END || 'CONVERSION ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.conname)
+                   || ' FOR ' || pg_catalog.quote_literal(pg_catalog.pg_encoding_to_char(c.conforencoding)) || ' TO ' || pg_catalog.quote_literal(pg_catalog.pg_encoding_to_char(c.contoencoding))
+                   || ' FROM ' || c.conproc::pg_catalog.regproc::pg_catalog.text,
+                   pg_catalog.obj_description(c.oid, 'pg_conversion')
+            FROM pg_catalog.pg_conversion c JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND NOT \(isExtensionMember(classOID: "c.oid", catalog: "pg_conversion"))
+            ORDER BY n.nspname, c.conname
+            """, [list])
+        objects.conversions = conversionRows.rows.indices.map { row in
+            let (schema, name) = (conversionRows.text(row, 1), conversionRows.text(row, 2))
+            return Object(kind: "conversion", schema: schema, name: name, oid: conversionRows.text(row, 0),
+                          ddl: [conversionRows.text(row, 3)] + (conversionRows.string(row, 4).map {
+                              ["COMMENT ON CONVERSION \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"]
+                          } ?? []))
+        }
     }
 
     /// Orders objects so that each comes after the objects (of the same list) it depends on.

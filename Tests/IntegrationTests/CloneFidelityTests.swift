@@ -17,7 +17,8 @@ import Testing
     /// statistics, TOAST parameters, an unpopulated materialized view, default privileges,
     /// collations, range types, operators and casts, text search dictionaries and configurations,
     /// a text search parser and template (the template's function of the schema's own), operator
-    /// families (with a loose member) and classes (one with an implicit family) used by indexes.
+    /// families (with a loose member) and classes (one with an implicit family) used by indexes,
+    /// an encoding conversion.
     static let schema = """
         CREATE SCHEMA fx;
         CREATE DOMAIN fx.ctext AS text COLLATE "C";
@@ -129,6 +130,8 @@ import Testing
         CREATE INDEX ordered_rev ON fx.ordered (u fx.rev_ops);
         CREATE INDEX ordered_hash ON fx.ordered USING hash (u fx.own_hash_ops);
         INSERT INTO fx.ordered VALUES (1, 1), (2, 2);
+        CREATE CONVERSION fx.latin_conv FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8;
+        COMMENT ON CONVERSION fx.latin_conv IS 'conversion comment';
         ALTER DEFAULT PRIVILEGES IN SCHEMA fx GRANT SELECT ON TABLES TO fidelity_reader;
         """
 
