@@ -534,6 +534,11 @@ public struct CloneEngine: Sendable {
         // What this call created before its tables, newest last: a failure that keeps no table
         // drops it again (a half-made clone is not left behind).
         var undo: [String] = []
+        // Types (`schema.name`) this call made: the domains that take NOT VALID constraints.
+        var typesCreated: Set<String> = []
+        // NOT VALID constraints (`schema.domain.constraint`) of domains the target had, taken off
+        // while rows that may break them are copied, and put back after them.
+        var constraintsSetAside: Set<String> = []
 
         // Types, functions and free-standing sequences first: tables may use them.
         try await run("creating schema objects") {
@@ -541,7 +546,12 @@ public struct CloneEngine: Sendable {
             do {
                 for schema in schemas {
                     let created = try await ensureSchema(schema, on: connection)
-                    guard created || freshDatabase else { continue }
+                    // A schema this call made, or one it is asked to bring in line with the source
+                    // (skip finishes a clone that failed half-way; replace and rename make it
+                    // again): it takes the source's comment, grants and default privileges
+                    // (round 41 F3). A schema of the target's own, cloned into without a conflict
+                    // mode, keeps its own.
+                    guard created || freshDatabase || options.conflict != .error else { continue }
                     if let comment = objects.schemaComments[schema] { try await connection.execute(comment) }
                     try await Privileges.apply(objects.schemaGrants[schema] ?? [], on: connection, notes: &summary.notes)
                     schemasDescribed.append(schema)
@@ -609,9 +619,23 @@ public struct CloneEngine: Sendable {
                         continue
                     }
                     for statement in type.ddl { try await connection.execute(statement) }
+                    try await Privileges.resetToDefault("TYPE \(SQL.qualified(type.schema, type.name))", named: SQL.qualified(type.schema, type.name), in: .type,
+                                                        publicDefault: "USAGE", on: connection, notes: &summary.notes)
                     try await Privileges.apply(type.grants, on: connection, notes: &summary.notes)
                     undo.append("DROP TYPE \(SQL.qualified(type.schema, type.name))")
+                    typesCreated.insert("\(type.schema).\(type.name)")
                     summary.types += 1
+                }
+                // A domain kept on the target with the source's NOT VALID constraint would refuse
+                // the rows that break it (round 41 F6): the constraint is set aside until the rows
+                // are in, then made again as on the source.
+                for constraint in objects.domainConstraintsAfterData where !typesCreated.contains(constraint.domain) && options.copyData {
+                    let present = try await connection.query("""
+                        SELECT 1 FROM pg_catalog.pg_constraint WHERE contypid = pg_catalog.to_regtype($1) AND conname = $2 AND NOT convalidated
+                        """, [constraint.qualifiedDomain, constraint.name])
+                    guard !present.rows.isEmpty else { continue }
+                    try await connection.execute("ALTER DOMAIN \(constraint.qualifiedDomain) DROP CONSTRAINT \(SQL.identifier(constraint.name))")
+                    constraintsSetAside.insert("\(constraint.domain).\(constraint.name)")
                 }
                 for function in objects.functions where !objects.functionsAfterTables.contains(function.oid) && !objects.functionsAfterViews.contains(function.oid)
                                                         && !objects.functionsBeforeTextSearch.contains(function.oid) {
@@ -714,6 +738,8 @@ public struct CloneEngine: Sendable {
                     }
                     for statement in sequence.ddl { try await connection.execute(statement) }
                     undo.append("DROP SEQUENCE \(SQL.qualified(sequence.schema, sequence.name))")
+                    try await Privileges.resetToDefault("SEQUENCE \(SQL.qualified(sequence.schema, sequence.name))", named: SQL.qualified(sequence.schema, sequence.name),
+                                                        in: .relation, on: connection, notes: &summary.notes)
                     try await Privileges.apply(sequence.grants, on: connection, notes: &summary.notes)
                     try await connection.query("SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::pg_catalog.int8, $3::pg_catalog.bool)",
                                                [SQL.qualified(sequence.schema, sequence.name), lastValue, isCalled ? "true" : "false"])
@@ -854,9 +880,15 @@ public struct CloneEngine: Sendable {
                 }
             }
 
+            try await run("adding domain constraints") {
+                // Domain constraints NOT VALID on the source (rows may break them) follow the rows,
+                // on the domains this call made (a domain kept on the target has its own).
+                for constraint in objects.domainConstraintsAfterData
+                where typesCreated.contains(constraint.domain) || constraintsSetAside.contains("\(constraint.domain).\(constraint.name)") {
+                    for statement in constraint.statements { try await connection.execute(statement) }
+                }
+            }
             try await run("creating rules") {
-                // Domain constraints NOT VALID on the source (rows may break them) follow the rows.
-                for statement in objects.domainConstraintsAfterData { try await connection.execute(statement) }
                 for statements in deferredRules {
                     if let error = try await connection.executeTolerating(["42P01", "42703"], statements, inTransaction: false) {
                         summary.notes.append("rule not created (\(error.message)): \(statements[0])")
@@ -908,6 +940,8 @@ public struct CloneEngine: Sendable {
                         && (options.triggers || !Self.isTriggerStatement(statement)) {
                         try await connection.execute(statement)
                     }
+                    try await Privileges.resetToDefault("TABLE \(SQL.qualified(view.schema, view.name))", named: SQL.qualified(view.schema, view.name), in: .relation,
+                                                        on: connection, inTransaction: false, notes: &summary.notes)
                     try await Privileges.apply(view.grants, on: connection, inTransaction: false, notes: &summary.notes)
                     if present.string(0, 0) != "t" {
                         undo.append("DROP \(view.kind == "view" ? "VIEW" : "MATERIALIZED VIEW") IF EXISTS \(SQL.qualified(view.schema, view.name)) CASCADE")
@@ -1059,6 +1093,10 @@ public struct CloneEngine: Sendable {
             // defaults or kind (round 26: the server's error came alone).
             throw CloneError(error.sqlState ?? "42P13", "cannot replace \(function.kind) \(function.schema).\(function.name) on target: \(error.message)",
                              hint: "Drop it on the target first (DROP ROUTINE \(function.regprocedure ?? function.name)), or keep it with conflict skip.")
+        }
+        if let signature = function.signature, let regprocedure = function.regprocedure {
+            try await Privileges.resetToDefault("ROUTINE \(signature)", named: regprocedure, in: .routine, publicDefault: "EXECUTE",
+                                                on: connection, inTransaction: inTransaction, notes: &summary.notes)
         }
         try await Privileges.apply(function.grants, on: connection, inTransaction: inTransaction, notes: &summary.notes)
         if let owner = function.securityDefinerOwner {

@@ -126,11 +126,18 @@ struct Dependents {
         let result = try await connection.query("""
             WITH rel AS (
                 SELECT c.oid, c.reltype FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass
+            ), sequences AS (
+                -- Sequences the table owns (serial, identity, OWNED BY) go with it: what else
+                -- uses them (another table's DEFAULT nextval) depends on the table too (round 41 F4).
+                SELECT d.objid FROM pg_catalog.pg_depend d, rel
+                WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                  AND d.refobjid = rel.oid AND d.deptype IN ('a', 'i')
+                  AND (SELECT s.relkind FROM pg_catalog.pg_class s WHERE s.oid = d.objid) = 'S'
             ), dep AS (
                 SELECT d.classid, d.objid
                 FROM pg_catalog.pg_depend d, rel
                 WHERE d.deptype = 'n'
-                  AND ((d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = rel.oid)
+                  AND ((d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND (d.refobjid = rel.oid OR d.refobjid IN (SELECT objid FROM sequences)))
                     OR (d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refobjid = rel.reltype))
             ), owned AS (
                 SELECT dep.classid, dep.objid,
@@ -167,7 +174,9 @@ struct Dependents {
     /// The refusal when dependents outside the clone would be dropped.
     static func refusal(_ what: String, _ dependents: [Dependent]) -> CloneError {
         CloneError("2BP01", "cannot replace \(what) because other objects on the target depend on it",
-                   detail: dependents.map { "\($0.description) depends on \(what)" }.joined(separator: "\n"),
+                   detail: dependents.map { "\($0.description) depends on \(what)" }.reduce(into: [String]()) { lines, line in
+                       if !lines.contains(line) { lines.append(line) }
+                   }.joined(separator: "\n"),
                    hint: "Drop or move them first, or add \"cascade\": true to the options to drop them with it.")
     }
 }

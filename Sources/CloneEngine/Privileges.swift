@@ -80,3 +80,41 @@ struct Privileges: Sendable, Equatable {
         }
     }
 }
+
+extension Privileges {
+    /// Where an object's ACL and owner are read, by the name `to_regclass` (relations),
+    /// `to_regprocedure` (routines) or `to_regtype` (types) takes.
+    enum Catalog {
+        case relation, routine, type
+
+        var lookup: String {
+            switch self {
+            case .relation: "SELECT c.relacl AS acl, c.relowner AS owner FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)"
+            case .routine: "SELECT p.proacl AS acl, p.proowner AS owner FROM pg_catalog.pg_proc p WHERE p.oid = pg_catalog.to_regprocedure($1)"
+            case .type: "SELECT t.typacl AS acl, t.typowner AS owner FROM pg_catalog.pg_type t WHERE t.oid = pg_catalog.to_regtype($1)"
+            }
+        }
+    }
+
+    /// Puts the ACL of an object a clone just made (or replaced) back to the default, before the
+    /// source's grants are applied: the target schema's default privileges (often set there by
+    /// an earlier clone of the same schema), or an object replaced in place, would otherwise
+    /// hand out what the source's object never granted (round 41 F2). `publicDefault`: what
+    /// PUBLIC holds by default (EXECUTE on routines, USAGE on types), granted again.
+    static func resetToDefault(_ object: String, named name: String, in catalog: Catalog, publicDefault: String? = nil,
+                               on connection: PQConnection, inTransaction: Bool = true, notes: inout [String]) async throws {
+        let entries = try await connection.query("""
+            WITH o AS (\(catalog.lookup))
+            SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
+            FROM o, pg_catalog.aclexplode(o.acl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+            WHERE a.grantee <> o.owner
+            GROUP BY a.grantee, r.rolname
+            UNION ALL SELECT NULL FROM o WHERE o.acl IS NOT NULL
+            """, [name])
+        guard !entries.rows.isEmpty else { return }
+        let grantees = Set(entries.rows.indices.compactMap { entries.string($0, 0) }).union(["PUBLIC"]).sorted()
+        var statements = ["REVOKE ALL ON \(object) FROM \(grantees.joined(separator: ", "))"]
+        if let publicDefault { statements.append("GRANT \(publicDefault) ON \(object) TO PUBLIC") }
+        try await apply(statements, on: connection, inTransaction: inTransaction, notes: &notes)
+    }
+}

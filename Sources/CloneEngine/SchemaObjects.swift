@@ -105,9 +105,16 @@ struct SchemaObjects: Sendable {
     /// For each table (`schema.name`): the functions created after the tables that its
     /// defaults, checks, indexes, triggers or policies call (it waits for them).
     var functionsCalledByTable: [String: Set<String>] = [:]
-    /// Domain constraints that were NOT VALID on the source: added after the rows (which
-    /// may break them), as pg_dump does.
-    var domainConstraintsAfterData: [String] = []
+    /// A domain constraint that was NOT VALID on the source: added after the rows (which may
+    /// break them), as pg_dump does.
+    struct NotValidDomainConstraint: Sendable {
+        /// `schema.name` of the domain, as `typesCreated` holds it.
+        var domain: String
+        var qualifiedDomain: String
+        var name: String
+        var statements: [String]
+    }
+    var domainConstraintsAfterData: [NotValidDomainConstraint] = []
     var skippedFunctions: [String] = []
     var sequences: [(object: Object, lastValue: String, isCalled: Bool)] = []
     var views: [Object] = []
@@ -241,7 +248,7 @@ struct SchemaObjects: Sendable {
         var extras: [String: [String]] = [:]
         for row in typeExtras.rows.indices { extras[typeExtras.text(row, 0), default: []].append(typeExtras.text(row, 1)) }
         let notValid = try await source.query("""
-            SELECT 'ALTER DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname)
+            SELECT n.nspname, t.typname, c.conname, 'ALTER DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname)
                    || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' || pg_catalog.pg_get_constraintdef(c.oid),
                    'COMMENT ON CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ON DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.'
                    || pg_catalog.quote_ident(t.typname) || ' IS ' || pg_catalog.quote_literal(pg_catalog.obj_description(c.oid, 'pg_constraint'))
@@ -250,8 +257,10 @@ struct SchemaObjects: Sendable {
             ORDER BY n.nspname, t.typname, c.conname
             """, [list])
         for row in notValid.rows.indices {
-            objects.domainConstraintsAfterData.append(notValid.text(row, 0))
-            if let comment = notValid.string(row, 1) { objects.domainConstraintsAfterData.append(comment) }
+            let (schema, name) = (notValid.text(row, 0), notValid.text(row, 1))
+            objects.domainConstraintsAfterData.append(NotValidDomainConstraint(
+                domain: "\(schema).\(name)", qualifiedDomain: SQL.qualified(schema, name), name: notValid.text(row, 2),
+                statements: [notValid.text(row, 3)] + (notValid.string(row, 4).map { [$0] } ?? [])))
         }
         let types = typeRows.rows.indices.map { row in
             // GRANT ... ON TYPE serves domains too.

@@ -229,6 +229,9 @@ struct TableCloner {
                 if deferForeignKeys && options.constraints {
                     outcome.keptTableForeignKeys = try await missingForeignKeys(definition, schema: targetSchema, name: targetName)
                 }
+                if deferForeignKeys {
+                    outcome.deferredRules = try await missingRules(definition, schema: targetSchema, name: targetName)
+                }
                 return outcome
             case .replace, .rename:
                 break
@@ -360,6 +363,7 @@ struct TableCloner {
         }
         try await addRules(definition, schema: targetSchema, name: targetName, deferred: deferForeignKeys, outcome: &outcome)
         try await addRowSecurity(definition, schema: targetSchema, name: targetName, outcome: &outcome)
+        try await Privileges.resetToDefault("TABLE \(qualifiedTarget)", named: qualifiedTarget, in: .relation, on: target, notes: &outcome.notes)
         try await Privileges.apply(definition.privileges.statements(on: "TABLE \(qualifiedTarget)"), on: target, notes: &outcome.notes)
         for (column, privileges) in definition.columnPrivileges where plan.columns.contains(where: { $0.name == column }) {
             try await Privileges.apply(privileges.statements(column: column, on: "TABLE \(qualifiedTarget)"), on: target, notes: &outcome.notes)
@@ -429,17 +433,41 @@ struct TableCloner {
     /// Rules (`CREATE RULE ... TO table`), enabled as on the source. In a schema clone they wait
     /// until every table exists; alone, a rule whose action names a table missing on the target
     /// is reported and left out.
+    /// A rule of the source's table, made on `qualified` (with its state and comment).
+    private static func ruleStatements(_ rule: TableDefinition.Rule, of definition: TableDefinition, on qualified: String) throws -> [String] {
+        guard let statement = rule.definition.replacingFirst(" TO \(definition.printedName)", with: " TO \(qualified)") else {
+            throw CloneError("XX000", "unexpected definition of rule \(rule.name) on \(definition.displayName)")
+        }
+        var statements = [statement]
+        if let state = enabledState(rule.isEnabled, of: "RULE", named: rule.name, on: qualified) { statements.append(state) }
+        if let comment = rule.comment {
+            statements.append("COMMENT ON RULE \(SQL.identifier(rule.name)) ON \(qualified) IS \(SQL.literal(comment))")
+        }
+        return statements
+    }
+
+    /// The rules a table kept on the target (conflict skip) lacks: a skip run finishes a schema
+    /// clone that failed before its rules were made (round 41 F3).
+    private func missingRules(_ definition: TableDefinition, schema: String, name: String) async throws(CloneError) -> [[String]] {
+        let qualified = SQL.qualified(schema, name)
+        var missing: [[String]] = []
+        do {
+            for rule in definition.rules {
+                let present = try await target.query("""
+                    SELECT 1 FROM pg_catalog.pg_rewrite WHERE ev_class OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1) AND rulename OPERATOR(pg_catalog.=) $2
+                    """, [qualified, rule.name])
+                if present.rows.isEmpty { missing.append(try Self.ruleStatements(rule, of: definition, on: qualified)) }
+            }
+        } catch {
+            throw CloneError.from(error, context: "target")
+        }
+        return missing
+    }
+
     private func addRules(_ definition: TableDefinition, schema: String, name: String, deferred: Bool, outcome: inout TableCloneOutcome) async throws {
         let qualified = SQL.qualified(schema, name)
         for rule in definition.rules {
-            guard let statement = rule.definition.replacingFirst(" TO \(definition.printedName)", with: " TO \(qualified)") else {
-                throw CloneError("XX000", "unexpected definition of rule \(rule.name) on \(definition.displayName)")
-            }
-            var statements = [statement]
-            if let state = Self.enabledState(rule.isEnabled, of: "RULE", named: rule.name, on: qualified) { statements.append(state) }
-            if let comment = rule.comment {
-                statements.append("COMMENT ON RULE \(SQL.identifier(rule.name)) ON \(qualified) IS \(SQL.literal(comment))")
-            }
+            let statements = try Self.ruleStatements(rule, of: definition, on: qualified)
             if deferred {
                 outcome.deferredRules.append(statements)
             } else if let error = try await target.executeTolerating(["42P01", "42703"], statements) {
@@ -709,6 +737,7 @@ struct TableCloner {
             }
             try await addRules(child, schema: schema, name: name, deferred: false, outcome: &outcome)
             try await addRowSecurity(child, schema: schema, name: name, outcome: &outcome)
+            try await Privileges.resetToDefault("TABLE \(qualified)", named: qualified, in: .relation, on: target, notes: &outcome.notes)
             try await Privileges.apply(child.privileges.statements(on: "TABLE \(qualified)"), on: target, notes: &outcome.notes)
             for (column, privileges) in child.columnPrivileges {
                 try await Privileges.apply(privileges.statements(column: column, on: "TABLE \(qualified)"), on: target, notes: &outcome.notes)
@@ -827,6 +856,7 @@ struct TableCloner {
             let newName = NameMapping.rename(sequence.name, table: definition.name, to: name)
             try await target.query("SELECT pg_catalog.setval($1::pg_catalog.regclass, $2::pg_catalog.int8, $3::pg_catalog.bool)",
                                    [SQL.qualified(schema, newName), sequence.lastValue, sequence.isCalled ? "true" : "false"])
+            try await Privileges.resetToDefault("SEQUENCE \(SQL.qualified(schema, newName))", named: SQL.qualified(schema, newName), in: .relation, on: target, notes: &outcome.notes)
             try await Privileges.apply(sequence.privileges.statements(on: "SEQUENCE \(SQL.qualified(schema, newName))"), on: target, notes: &outcome.notes)
         }
     }

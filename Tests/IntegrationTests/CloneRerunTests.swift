@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+
+/// Clones run again over an earlier one (conflict skip, replace, rename): the target must end
+/// as the source is, neither with more privileges nor with less (round 41 of the fidelity
+/// checks against pg_dump).
+@Suite struct CloneRerunTests {
+    /// The target schema's default privileges (set there by the first clone, as on the source)
+    /// must not grant on what a re-run makes again: the source's objects never had those grants.
+    @Test func aRerunGrantsOnlyWhatTheSourceGranted() async throws {
+        let sql = """
+            CREATE SCHEMA dp;
+            CREATE TABLE dp.t (id serial PRIMARY KEY);
+            INSERT INTO dp.t DEFAULT VALUES;
+            CREATE VIEW dp.v AS SELECT id FROM dp.t;
+            CREATE SEQUENCE dp.s;
+            CREATE FUNCTION dp.f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+            CREATE TYPE dp.e AS ENUM ('a');
+            CREATE TABLE dp.granted (id int);
+            GRANT SELECT ON dp.granted TO fidelity_reader;
+            ALTER DEFAULT PRIVILEGES IN SCHEMA dp GRANT SELECT ON TABLES TO fidelity_reader;
+            ALTER DEFAULT PRIVILEGES IN SCHEMA dp GRANT USAGE ON SEQUENCES TO fidelity_reader;
+            ALTER DEFAULT PRIVILEGES IN SCHEMA dp GRANT EXECUTE ON FUNCTIONS TO fidelity_reader WITH GRANT OPTION;
+            ALTER DEFAULT PRIVILEGES IN SCHEMA dp GRANT USAGE ON TYPES TO fidelity_reader WITH GRANT OPTION;
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                let privileges = """
+                    SELECT has_table_privilege('\(reader)', 'dp.t', 'SELECT'), has_table_privilege('\(reader)', 'dp.v', 'SELECT'),
+                           has_sequence_privilege('\(reader)', 'dp.s', 'USAGE'), has_sequence_privilege('\(reader)', 'dp.t_id_seq', 'USAGE'),
+                           has_function_privilege('\(reader)', 'dp.f()', 'EXECUTE WITH GRANT OPTION'), has_type_privilege('\(reader)', 'dp.e', 'USAGE WITH GRANT OPTION'),
+                           has_table_privilege('\(reader)', 'dp.granted', 'SELECT');
+                    """
+                #expect(try await target.rows(privileges, on: sourceConnInfo) == ["f|f|f|f|f|f|t"])
+                #expect(try await target.call("SELECT pgclone.schema(\(source), 'dp');").hasPrefix("OK: cloned schema dp"))
+                #expect(try await target.rows(privileges) == ["f|f|f|f|f|f|t"])
+                let defaults = "SELECT defaclobjtype, defaclacl FROM pg_default_acl WHERE defaclnamespace = 'dp'::regnamespace ORDER BY 1;"
+                #expect(try await target.rows(defaults) == (try await target.rows(defaults, on: sourceConnInfo)))
+                #expect(try await target.rows(defaults).count == 4)
+                // The routine and the type are made again too (under the schema's default privileges).
+                try await target.rows("DROP FUNCTION dp.f(); DROP TYPE dp.e;")
+                for conflict in ["replace", "rename"] {
+                    let again = try await target.call("SELECT pgclone.schema(\(source), 'dp', true, '{\"conflict\": \"\(conflict)\"}');")
+                    #expect(again.hasPrefix("OK: cloned schema dp"), "\(again)")
+                    #expect(try await target.rows(privileges) == ["f|f|f|f|f|f|t"], "after \(conflict)")
+                }
+                #expect(try await target.rows("SELECT has_table_privilege('\(reader)', 'dp.t_old', 'SELECT');") == ["f"])
+            }
+        }
+    }
+
+    /// A table replaced on its own takes its owned sequence with it: another table's DEFAULT
+    /// using that sequence would be dropped by the CASCADE, so the replace is refused.
+    @Test func replacingATableWhoseSequenceAnotherTableUsesIsRefused() async throws {
+        let sql = """
+            CREATE SCHEMA s2;
+            CREATE TABLE s2.a (id int);
+            CREATE SEQUENCE s2.a_seq OWNED BY s2.a.id;
+            CREATE TABLE s2.b (id int DEFAULT nextval('s2.a_seq') NOT NULL);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                #expect(try await target.call("SELECT pgclone.schema(\(source), 's2');").hasPrefix("OK: cloned schema s2"))
+                let refused = try await target.expectError("SELECT pgclone.table(\(source), 's2', 'a', true, NULL, '{\"conflict\": \"replace\"}');",
+                                                           sqlState: "2BP01", message: "cannot replace table s2.a because other objects on the target depend on it")
+                #expect(refused.stderr.contains("DETAIL:  default value for column id of table s2.b depends on table s2.a\n"), "\(refused.stderr)")
+                #expect(try await target.rows("SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 's2.b'::regclass;")
+                        == ["nextval('s2.a_seq'::regclass)"])
+            }
+        }
+    }
+
+    /// A domain whose constraint is NOT VALID on the source (its rows break it) is kept on a
+    /// re-run: the constraint is not added to it a second time, so skip and replace finish.
+    @Test func aRerunKeepsADomainWithANotValidConstraint() async throws {
+        let sql = """
+            CREATE SCHEMA dn;
+            CREATE DOMAIN dn.d AS int;
+            CREATE TABLE dn.t (x dn.d);
+            INSERT INTO dn.t VALUES (-1);
+            ALTER DOMAIN dn.d ADD CONSTRAINT nv CHECK (VALUE > 0) NOT VALID;
+            CREATE VIEW dn.v AS SELECT x FROM dn.t;
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                #expect(try await target.call("SELECT pgclone.schema(\(source), 'dn');").hasPrefix("OK: cloned schema dn"))
+                for conflict in ["skip", "replace"] {
+                    let again = try await target.call("SELECT pgclone.schema(\(source), 'dn', true, '{\"conflict\": \"\(conflict)\"}');")
+                    #expect(again.hasPrefix("OK: cloned schema dn"), "\(again)")
+                }
+                #expect(try await target.rows("SELECT x FROM dn.v;") == ["-1"])
+                #expect(try await target.rows("SELECT conname, convalidated FROM pg_constraint WHERE contypid = 'dn.d'::regtype;") == ["nv|f"])
+            }
+        }
+    }
+
+    /// The documented recovery: a schema clone that failed after committing some tables is
+    /// finished by a skip run, rules of the kept tables and the schema's default privileges
+    /// included.
+    @Test func aSkipRunFinishesAFailedSchemaClone() async throws {
+        let sql = """
+            CREATE TYPE public.rerun_mood AS ENUM ('calm');
+            CREATE SCHEMA k;
+            CREATE TABLE k.a (id int);
+            INSERT INTO k.a SELECT generate_series(1, 100);
+            CREATE TABLE k.log (msg text);
+            INSERT INTO k.log VALUES ('first');
+            CREATE RULE a_log AS ON DELETE TO k.a DO ALSO INSERT INTO k.log (msg) VALUES ('deleted ' || old.id);
+            CREATE TABLE k.z (m public.rerun_mood);
+            ALTER DEFAULT PRIVILEGES IN SCHEMA k GRANT SELECT ON TABLES TO fidelity_reader;
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                let failed = try await target.expectError("SELECT pgclone.schema(\(source), 'k');", sqlState: "42704", prefix: true)
+                #expect(failed.stderr.contains("Already cloned and committed on the target (2 of 3 tables): k.a, k.log"), "\(failed.stderr)")
+                try await target.rows("CREATE TYPE public.rerun_mood AS ENUM ('calm');")
+                let finished = try await target.call("SELECT pgclone.schema(\(source), 'k', true, '{\"conflict\": \"skip\"}');")
+                #expect(finished.hasPrefix("OK: cloned schema k (1 table, 2 skipped, 0 rows"), "\(finished)")
+                #expect(try await target.rows("SELECT rulename FROM pg_rewrite WHERE ev_class = 'k.a'::regclass;") == ["a_log"])
+                #expect(try await target.rows("SELECT count(*) FROM pg_default_acl WHERE defaclnamespace = 'k'::regnamespace;") == ["1"])
+            }
+        }
+    }
+}
