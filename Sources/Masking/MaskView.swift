@@ -123,7 +123,8 @@ public enum MaskView {
 
     /// A recursive CTE `name(oid, i)`: the views and materialized views that read a sensitive
     /// column of a table in `tables` (a query of `(i, reloid, sens text[])`: a policy's index, a
-    /// table and its sensitive column names), directly (a whole-row reference counts) or through
+    /// table and its sensitive column names), directly (a whole-row reference counts, however
+    /// the server recorded the view's dependency) or through
     /// other such views; `i` says which policy. pgclone's own mask views are left out.
     public static func exposingViewsCTE(name: String, tables: String) -> String {
         """
@@ -137,7 +138,11 @@ public enum MaskView {
               WHERE r.ev_class OPERATOR(pg_catalog.<>) t.reloid AND vn.nspname OPERATOR(pg_catalog.<>) 'pgclone_masked'
                 AND (d.refobjsubid OPERATOR(pg_catalog.=) 0 OR EXISTS (
                      SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) t.reloid AND a.attnum OPERATOR(pg_catalog.=) d.refobjsubid
-                       AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (t.sens)))
+                       AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (t.sens))
+                     -- A whole-row reference (row_to_json(t), t AS r) next to a plain column of the
+                     -- same table is recorded as that column only (round 41 H2): a view whose query
+                     -- holds a whole-row Var reads every column.
+                     OR pg_catalog.strpos(r.ev_action::pg_catalog.text, ':varattno 0 ') OPERATOR(pg_catalog.>) 0)
               UNION
               SELECT r.ev_class, e.i FROM \(name) e
               JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) e.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass

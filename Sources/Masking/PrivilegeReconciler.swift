@@ -11,6 +11,7 @@ import PQ
 /// * those grantees get SELECT on the table's mask view (`MaskView`), which the proxy's
 ///   rewriter reads instead of the table;
 /// * roles that are not masked and lost a sensitive column that way get it back directly;
+/// * TRIGGER is taken from masked roles (a trigger's function reads whole rows);
 /// * INSERT, UPDATE and DELETE are left as they were.
 ///
 /// Every change is recorded (as the difference between the privileges before and after),
@@ -196,8 +197,10 @@ public struct PrivilegeReconciler: Sendable {
                 maskedRoles[index] = try await masked(by: policies[index])
             }
             let masked = Array(Set(view.policyIndices.flatMap { maskedRoles[$0] ?? [] })).sorted()
-            // A view owned by a masked role cannot read what its owner cannot: nothing to do.
-            guard !masked.contains(view.owner) else { continue }
+            // A view owned by a masked role cannot read what its owner cannot: nothing to do,
+            // unless the owner reads the table whatever its privileges say (a masked owner of
+            // the table: round 41 M1); its view is then held back from the other masked roles.
+            guard !masked.contains(view.owner) || view.ownerReadsEverything else { continue }
             kept.insert(String(view.oid))
             var relation = Relation(policy: policies[view.policyIndices[0]].qualifiedName, schema: view.schema, name: view.name, oid: view.oid, enforced: false)
             do {
@@ -395,7 +398,9 @@ public struct PrivilegeReconciler: Sendable {
 
     /// The privilege entries that let a masked role ($2) read or reference a sensitive column
     /// ($3) of the table ($1): on the table or on the column, to the role, a role it can become,
-    /// or PUBLIC. Columns: column (NULL for the table), grantee, grantor, privilege, grantable.
+    /// or PUBLIC. TRIGGER counts: a trigger's function sees every column of OLD and NEW rows,
+    /// whoever's statement fires it (round 41 H1). Columns: column (NULL for the table), grantee,
+    /// grantor, privilege, grantable.
     static let leakyEntriesQuery = """
         WITH masked(oid) AS (SELECT pg_catalog.unnest($2::pg_catalog.oid[])),
         entries AS (
@@ -409,7 +414,7 @@ public struct PrivilegeReconciler: Sendable {
         )
         SELECT e.col, e.grantee::pg_catalog.text, e.grantor::pg_catalog.text, e.privilege_type, e.is_grantable
         FROM entries e
-        WHERE e.privilege_type OPERATOR(pg_catalog.=) ANY (ARRAY['SELECT', 'REFERENCES'])
+        WHERE e.privilege_type OPERATOR(pg_catalog.=) ANY (ARRAY['SELECT', 'REFERENCES', 'TRIGGER'])
           AND (e.grantee OPERATOR(pg_catalog.=) 0 OR EXISTS (SELECT 1 FROM masked m WHERE pg_catalog.pg_has_role(m.oid, e.grantee, 'MEMBER')))
         ORDER BY e.col NULLS FIRST, e.grantee, e.privilege_type
         """
@@ -594,7 +599,8 @@ public struct PrivilegeReconciler: Sendable {
                     try await connection.exec("REVOKE \(privilege) (\(SQL.identifier(column))) ON \(SQL.qualified(target.schema, target.name)) FROM \(granteeName) CASCADE")
                 } else {
                     try await connection.exec("REVOKE \(privilege) ON \(SQL.qualified(target.schema, target.name)) FROM \(granteeName) CASCADE")
-                    if !plain.isEmpty {
+                    // TRIGGER is the table's as a whole (no column has it): taken, not narrowed.
+                    if !plain.isEmpty && privilege != "TRIGGER" {
                         try await connection.exec("GRANT \(privilege) (\(plain.map(SQL.identifier).joined(separator: ", "))) ON \(SQL.qualified(target.schema, target.name)) TO \(granteeName)\(grantable ? " WITH GRANT OPTION" : "")")
                     }
                 }
@@ -649,6 +655,9 @@ public struct PrivilegeReconciler: Sendable {
         var owner: String
         var ownerName: String
         var policyIndices: [Int]
+        /// Whether the owner reads the policy tables whatever their privileges say: it owns one
+        /// (or acts as its owner), is a superuser or has pg_read_all_data.
+        var ownerReadsEverything: Bool
     }
 
     /// The views and materialized views that read a sensitive column of a policy table.
@@ -661,16 +670,21 @@ public struct PrivilegeReconciler: Sendable {
             WITH RECURSIVE t(i, reloid, sens) AS (VALUES \(values)),
             \(MaskView.exposingViewsCTE(name: "exposing", tables: "t"))
             SELECT e.oid::pg_catalog.text, n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relowner::pg_catalog.text,
-                   pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text, pg_catalog.string_agg(DISTINCT e.i::pg_catalog.text, ',')
+                   pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text, pg_catalog.string_agg(DISTINCT e.i::pg_catalog.text, ','),
+                   (EXISTS (SELECT 1 FROM t JOIN pg_catalog.pg_class tc ON tc.oid OPERATOR(pg_catalog.=) t.reloid
+                            WHERE pg_catalog.pg_has_role(c.relowner, tc.relowner, 'USAGE'))
+                    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.oid OPERATOR(pg_catalog.=) c.relowner AND o.rolsuper)
+                    OR pg_catalog.pg_has_role(c.relowner, 'pg_read_all_data', 'USAGE'))::pg_catalog.text
             FROM exposing e JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) e.oid
             JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
             WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['v', 'm']::pg_catalog."char"[])
-            GROUP BY 1, 2, 3, 4, 5 ORDER BY 1
+            GROUP BY 1, 2, 3, 4, 5, c.relowner ORDER BY 1
             """)
         return rows.rows.indices.map { row in
             ExposingView(oid: UInt32(rows.string(row, 0) ?? "0") ?? 0, schema: rows.string(row, 1) ?? "", name: rows.string(row, 2) ?? "",
                          owner: rows.string(row, 3) ?? "0", ownerName: rows.string(row, 4) ?? "",
-                         policyIndices: (rows.string(row, 5) ?? "0").split(separator: ",").compactMap { Int($0) })
+                         policyIndices: (rows.string(row, 5) ?? "0").split(separator: ",").compactMap { Int($0) },
+                         ownerReadsEverything: rows.string(row, 6) != "false")
         }
     }
 
