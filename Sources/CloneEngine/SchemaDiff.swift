@@ -51,6 +51,7 @@ struct SchemaDiff {
                -- Table-level properties, on a line of their own.
                OPERATOR(pg_catalog.||) E'\\n-- ' OPERATOR(pg_catalog.||) pg_catalog.concat_ws('; ',
                    CASE WHEN c.relpersistence OPERATOR(pg_catalog.=) 'u' THEN 'unlogged' END,
+                   CASE WHEN c.reloftype OPERATOR(pg_catalog.<>) 0 THEN 'of ' OPERATOR(pg_catalog.||) pg_catalog.format_type(c.reloftype, NULL) END,
                    'with (' OPERATOR(pg_catalog.||) pg_catalog.array_to_string(c.reloptions, ', ') OPERATOR(pg_catalog.||) ')',
                    'toast with (' OPERATOR(pg_catalog.||) (SELECT pg_catalog.array_to_string(tt.reloptions, ', ') FROM pg_catalog.pg_class tt WHERE tt.oid OPERATOR(pg_catalog.=) c.reltoastrelid) OPERATOR(pg_catalog.||) ')',
                    'replica identity ' OPERATOR(pg_catalog.||) CASE c.relreplident WHEN 'f' THEN 'full' WHEN 'n' THEN 'nothing'

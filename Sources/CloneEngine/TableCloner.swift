@@ -576,6 +576,14 @@ struct TableCloner {
             create += " WITH (\(try definition.storageParameters.map(Self.storageParameter).joined(separator: ", ")))"
         }
         try await target.execute(create)
+        // A typed table is linked to its composite type as CREATE TABLE ... OF would have made it
+        // (round 41 F1: it became a plain table). The type must exist on the target and match
+        // the columns the clone made: otherwise the table stays plain, and says so.
+        if let type = definition.ofType {
+            if let error = try await target.executeTolerating(["42704", "42809", "42804", "42P16", "42601"], ["ALTER TABLE \(qualified) OF \(type)"]) {
+                outcome.notes.append("\(schema).\(name) made as a plain table, not OF \(type) as on the source: \(error.message)")
+            }
+        }
         for column in plan.columns {
             for statement in try Self.columnSettings(column, of: qualified, inherited: nil) { try await target.execute(statement) }
         }

@@ -140,6 +140,8 @@ public struct TableDefinition: Sendable {
     /// use, plain or inside expressions; this table's own first.
     public var partitionKeyColumns: [PartitionKeyColumn] = []
     public var isUnlogged: Bool
+    /// The composite type of a typed table (`CREATE TABLE ... OF type`), as format_type prints it.
+    public var ofType: String?
     public var comment: String?
     public var columns: [Column]
     public var constraints: [Constraint]
@@ -197,7 +199,8 @@ public struct TableDefinition: Sendable {
                    \(Privileges.sqlEntries(acl: "c.relacl", owner: "c.relowner")), c.relreplident,
                    (SELECT ic.relname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
                     WHERE i.indrelid = c.oid AND i.indisreplident),
-                   (SELECT pg_catalog.array_to_string(t.reloptions, ',') FROM pg_catalog.pg_class t WHERE t.oid = c.reltoastrelid)
+                   (SELECT pg_catalog.array_to_string(t.reloptions, ',') FROM pg_catalog.pg_class t WHERE t.oid = c.reltoastrelid),
+                   CASE WHEN c.reloftype <> 0 THEN pg_catalog.format_type(c.reloftype, NULL) END
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
             """, [schema, table])
@@ -386,6 +389,7 @@ public struct TableDefinition: Sendable {
             columns: columns, constraints: constraints, indexes: indexes, triggers: triggers,
             sequences: sequences, partitions: partitions, printedName: info.text(0, 5))
         definition.clusterIndex = clustered.rows.isEmpty ? nil : clustered.string(0, 0)
+        definition.ofType = info.string(0, 13)
         let partitionOf = try await connection.query("""
             SELECT pg_catalog.format('%I.%I', pn.nspname, p.relname), pg_catalog.pg_get_expr(c.relpartbound, c.oid)
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid

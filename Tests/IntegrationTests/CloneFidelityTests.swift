@@ -18,7 +18,7 @@ import Testing
     /// collations, range types, operators and casts, text search dictionaries and configurations,
     /// a text search parser and template (the template's function of the schema's own), operator
     /// families (with a loose member) and classes (one with an implicit family) used by indexes,
-    /// an encoding conversion.
+    /// an encoding conversion, a typed table.
     static let schema = """
         CREATE SCHEMA fx;
         CREATE DOMAIN fx.ctext AS text COLLATE "C";
@@ -131,6 +131,9 @@ import Testing
         CREATE INDEX ordered_hash ON fx.ordered USING hash (u fx.own_hash_ops);
         INSERT INTO fx.ordered VALUES (1, 1), (2, 2);
         CREATE CONVERSION fx.latin_conv FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8;
+        CREATE TYPE fx.pt AS (x int, y int);
+        CREATE TABLE fx.typed OF fx.pt (x WITH OPTIONS NOT NULL, y WITH OPTIONS DEFAULT 3);
+        INSERT INTO fx.typed (x) VALUES (1);
         COMMENT ON CONVERSION fx.latin_conv IS 'conversion comment';
         ALTER DEFAULT PRIVILEGES IN SCHEMA fx GRANT SELECT ON TABLES TO fidelity_reader;
         """
@@ -260,7 +263,7 @@ import Testing
     private func cloneAndCompare(_ environment: TestEnvironment, sourceConnInfo: String, reader: String) async throws {
         try await withGuideTarget { (target: GuideTarget) async throws in
             let result = try await target.call("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'fx');")
-            #expect(result.hasPrefix("OK: cloned schema fx (14 tables, 10 rows,"), "\(result)")
+            #expect(result.hasPrefix("OK: cloned schema fx (15 tables, 11 rows,"), "\(result)")
             let source = try await Self.dump(sourceConnInfo)
             let clone = try await Self.dump(environment.directTarget(database: target.database))
             #expect(source.count > 100)
