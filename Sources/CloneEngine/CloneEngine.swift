@@ -953,6 +953,7 @@ public struct CloneEngine: Sendable {
             // Default privileges last, as pg_dump: set first, they would grant on every object the
             // clone creates what the source's objects (made before them) never had.
             try await run("setting default privileges") {
+                try await Privileges.apply(objects.extensionMemberGrants, on: connection, inTransaction: false, notes: &summary.notes)
                 for schema in schemasDescribed {
                     for statement in objects.defaultPrivileges[schema] ?? [] {
                         // FOR ROLE needs membership in that role (or a superuser): said, not fatal.

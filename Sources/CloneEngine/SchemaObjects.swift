@@ -127,6 +127,9 @@ struct SchemaObjects: Sendable {
     /// Extensions installed into the cloned schemas, in creation order: created on the target
     /// (their member objects are not cloned one by one, as pg_dump does).
     var extensions: [(name: String, schema: String)] = []
+    /// GRANT and REVOKE statements that bring the extensions' own objects' privileges from what
+    /// CREATE EXTENSION gives them to what the source has.
+    var extensionMemberGrants: [String] = []
 
     /// Enums, composites (free-standing only) and domains of the schemas `$1`: oid, typtype,
     /// schema, name, CREATE statement, comment.
@@ -219,6 +222,47 @@ struct SchemaObjects: Sendable {
             WHERE n.nspname = ANY($1::pg_catalog.text[]) ORDER BY e.oid
             """, [list])
         objects.extensions = extensionRows.rows.indices.map { (extensionRows.text($0, 0), extensionRows.text($0, 1)) }
+
+        // Privileges changed on the extensions' own objects since they were made (pg_init_privs
+        // holds what CREATE EXTENSION gave them), as pg_dump carries them: REVOKE EXECUTE ... FROM
+        // PUBLIC on an extension's function is kept (round 41 F5).
+        let memberGrants = try await source.query("""
+            WITH m AS (
+              SELECT 'FUNCTION ' || p.oid::pg_catalog.regprocedure::pg_catalog.text AS object, p.proowner AS owner,
+                     COALESCE(p.proacl, pg_catalog.acldefault('f'::pg_catalog."char", p.proowner)) AS acl, COALESCE(ip.initprivs, pg_catalog.acldefault('f'::pg_catalog."char", p.proowner)) AS init
+              FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+              LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND ip.objoid = p.oid AND ip.objsubid = 0
+              WHERE n.nspname = ANY($1::pg_catalog.text[]) AND \(isExtensionMember(classOID: "p.oid", catalog: "pg_proc"))
+              UNION ALL
+              SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE ' ELSE 'TABLE ' END || c.oid::pg_catalog.regclass::pg_catalog.text, c.relowner,
+                     COALESCE(c.relacl, pg_catalog.acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::pg_catalog."char", c.relowner)),
+                     COALESCE(ip.initprivs, pg_catalog.acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::pg_catalog."char", c.relowner))
+              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND ip.objoid = c.oid AND ip.objsubid = 0
+              WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND \(isExtensionMember(classOID: "c.oid"))
+              UNION ALL
+              SELECT 'TYPE ' || pg_catalog.format_type(t.oid, NULL), t.typowner,
+                     COALESCE(t.typacl, pg_catalog.acldefault('T'::pg_catalog."char", t.typowner)), COALESCE(ip.initprivs, pg_catalog.acldefault('T'::pg_catalog."char", t.typowner))
+              FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+              LEFT JOIN pg_catalog.pg_init_privs ip ON ip.classoid = 'pg_catalog.pg_type'::pg_catalog.regclass AND ip.objoid = t.oid AND ip.objsubid = 0
+              WHERE n.nspname = ANY($1::pg_catalog.text[]) AND \(isExtensionMember(classOID: "t.oid", catalog: "pg_type"))
+            ), grantee AS (
+              SELECT 0::pg_catalog.oid AS oid, 'PUBLIC'::pg_catalog.text AS name
+              UNION ALL SELECT r.oid, pg_catalog.quote_ident(r.rolname) FROM pg_catalog.pg_roles r
+            )
+            SELECT 1, m.object, 'REVOKE ' || b.privilege_type || ' ON ' || m.object || ' FROM ' || g.name
+            FROM m, pg_catalog.aclexplode(m.init) b JOIN grantee g ON g.oid = b.grantee
+            WHERE b.grantee <> m.owner
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(m.acl) a WHERE a.grantee = b.grantee AND a.privilege_type = b.privilege_type)
+            UNION ALL
+            SELECT 2, m.object, 'GRANT ' || a.privilege_type || ' ON ' || m.object || ' TO ' || g.name || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END
+            FROM m, pg_catalog.aclexplode(m.acl) a JOIN grantee g ON g.oid = a.grantee
+            WHERE a.grantee <> m.owner
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(m.init) b WHERE b.grantee = a.grantee AND b.privilege_type = a.privilege_type
+                                                                            AND b.is_grantable = a.is_grantable)
+            ORDER BY 1, 2, 3
+            """, [list])
+        objects.extensionMemberGrants = memberGrants.rows.indices.map { memberGrants.text($0, 2) }
 
         // Types: enums, composites (free-standing only), domains; ordered by their dependencies.
         let typeRows = try await source.query(Self.typeQuery, [list])
