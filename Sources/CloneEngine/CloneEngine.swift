@@ -558,8 +558,18 @@ public struct CloneEngine: Sendable {
                     if created { schemasCreated.append(schema) }
                 }
                 for (name, schema) in objects.extensions {
-                    let present = try await connection.query("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = $1", [name])
-                    guard present.rows.isEmpty else { continue }
+                    let present = try await connection.query("""
+                        SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = $1
+                        """, [name])
+                    if let home = present.rows.isEmpty ? nil : present.string(0, 0) {
+                        // The schema's objects name the extension's types and functions by the
+                        // source's schema (round 41 F9: the clone failed half-way).
+                        guard home == schema else {
+                            throw CloneError("42704", "extension \"\(name)\" is installed in schema \(home) on the target, and in schema \(schema) on the source",
+                                             hint: "Move it on the target (ALTER EXTENSION \(SQL.identifier(name)) SET SCHEMA \(SQL.identifier(schema))) if nothing there depends on where it is, or clone into another database.")
+                        }
+                        continue
+                    }
                     do {
                         try await connection.execute("CREATE EXTENSION \(SQL.identifier(name)) WITH SCHEMA \(SQL.identifier(schema)) CASCADE")
                     } catch let error as PQError {

@@ -132,14 +132,22 @@ struct Preflight {
             SELECT e.extname::pg_catalog.text, n.nspname::pg_catalog.text FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
             WHERE e.extname OPERATOR(pg_catalog.<>) 'plpgsql' ORDER BY 1
             """)
-        var missing: [String] = [], toCreate: [String] = [], notCreated: [String] = []
+        var missing: [String] = [], toCreate: [String] = [], notCreated: [String] = [], elsewhere: [String] = []
         for row in extensions.rows.indices {
             let name = extensions.string(row, 0) ?? "", home = extensions.string(row, 1) ?? ""
             let state = try await target.query("""
                 SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) $1),
-                       EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name OPERATOR(pg_catalog.=) $1)
+                       EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name OPERATOR(pg_catalog.=) $1),
+                       (SELECT n.nspname::pg_catalog.text FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+                        WHERE e.extname OPERATOR(pg_catalog.=) $1)
                 """, [name])
-            if state.string(0, 0) == "t" { continue }
+            if state.string(0, 0) == "t" {
+                // Installed elsewhere on the target: what the clone makes names it by the source's schema.
+                if let there = state.string(0, 2), there != home, schema == nil || schema == home {
+                    elsewhere.append("\(name) (in schema \(there) on the target, \(home) on the source)")
+                }
+                continue
+            }
             // A clone creates the extensions installed in the schemas it clones (all of them for a
             // database); one installed elsewhere is left to the target's administrator.
             if let schema, home != schema {
@@ -150,8 +158,10 @@ struct Preflight {
                 missing.append(name)
             }
         }
-        if !missing.isEmpty {
-            checks.append(.fail("extensions", "not available on the target server: \(list(missing))"))
+        if !missing.isEmpty || !elsewhere.isEmpty {
+            checks.append(.fail("extensions", [missing.isEmpty ? nil : "not available on the target server: \(list(missing))",
+                                               elsewhere.isEmpty ? nil : "installed in another schema on the target: \(list(elsewhere))"]
+                .compactMap { $0 }.joined(separator: "; ")))
         } else if !notCreated.isEmpty {
             checks.append(.warn("extensions", "installed on the source but not on the target, and not created by a clone of schema \(schema ?? ""): \(list(notCreated)); objects that use them will fail"
                                 + (toCreate.isEmpty ? "" : "; will be created on the target: \(list(toCreate))")))

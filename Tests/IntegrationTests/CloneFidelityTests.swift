@@ -228,6 +228,29 @@ import Testing
         }
     }
 
+    /// An extension the target has in another schema than the source is named before anything
+    /// is made: the schema's objects name its types by the source's schema (round 41 F9: the
+    /// clone failed half-way, after preflight said ok).
+    @Test func anExtensionInAnotherSchemaOnTheTargetIsRefusedUpFront() async throws {
+        let sql = """
+            CREATE SCHEMA es;
+            CREATE EXTENSION citext WITH SCHEMA es;
+            CREATE TABLE es.a (id int);
+            CREATE TABLE es.b (id int, name es.citext);
+            """
+        try await Self.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                try await target.rows("CREATE EXTENSION citext WITH SCHEMA public;")
+                let source = guideSQLLiteral(sourceConnInfo)
+                #expect(try await target.rows("SELECT status, detail FROM pgclone.preflight(\(source), 'es') WHERE \"check\" = 'extensions';")
+                        == ["fail|installed in another schema on the target: citext (in schema public on the target, es on the source)"])
+                try await target.expectError("SELECT pgclone.schema(\(source), 'es');", sqlState: "42704",
+                                             message: "extension \"citext\" is installed in schema public on the target, and in schema es on the source")
+                #expect(try await target.rows("SELECT to_regnamespace('es') IS NULL;") == ["t"])
+            }
+        }
+    }
+
     @Test func aDifferentTypeOnTheTargetIsAConflict() async throws {
         let sql = """
             CREATE SCHEMA fe;
