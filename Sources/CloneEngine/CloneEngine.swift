@@ -610,6 +610,17 @@ public struct CloneEngine: Sendable {
                     }
                     undo.append("DROP \(object.kind.uppercased()) \(SQL.qualified(object.schema, object.name))")
                 }
+                // Named first: what uses them fails further on, and says so.
+                for skipped in objects.skippedRanges {
+                    summary.notes.append("range type \(skipped) has a canonical function: not cloned (create it on the target first; pg_dump -s shows it)")
+                }
+                for range in objects.ranges where objects.rangesBeforeTypes.contains(range.oid) {
+                    if try await Self.createUnlessPresent(range, as: "type", lookup: "to_regtype", on: connection, notes: &summary.notes) {
+                        undo.append("DROP TYPE \(SQL.qualified(range.schema, range.name))")
+                        typesCreated.insert("\(range.schema).\(range.name)")
+                        summary.types += 1
+                    }
+                }
                 var existingTypes: [String: String]?
                 for type in objects.types {
                     let present = try await connection.query("SELECT pg_catalog.to_regtype($1) IS NOT NULL", [SQL.qualified(type.schema, type.name)])
@@ -652,14 +663,14 @@ public struct CloneEngine: Sendable {
                     let creation = try await Self.create(function, on: connection, conflict: options.conflict, summary: &summary)
                     undo += Self.undoEntries(creation, function)
                 }
-                for range in objects.ranges {
+                for constraint in objects.domainConstraintsAfterFunctions where typesCreated.contains(constraint.domain) {
+                    for statement in constraint.statements { try await connection.execute(statement) }
+                }
+                for range in objects.ranges where !objects.rangesBeforeTypes.contains(range.oid) {
                     if try await Self.createUnlessPresent(range, as: "type", lookup: "to_regtype", on: connection, notes: &summary.notes) {
                         undo.append("DROP TYPE \(SQL.qualified(range.schema, range.name))")
                         summary.types += 1
                     }
-                }
-                for skipped in objects.skippedRanges {
-                    summary.notes.append("range type \(skipped) has a canonical function: not cloned")
                 }
                 for object in objects.notCloned {
                     summary.notes.append("\(object) not cloned: pgclone does not recreate this kind of object; create it on the target (pg_dump -s shows its definition)")

@@ -209,6 +209,8 @@ struct Preflight {
             FROM (
               SELECT 'foreign table' AS kind, oid, 'pg_catalog.pg_class'::pg_catalog.regclass AS cls, relnamespace AS ns, relname::pg_catalog.text AS name FROM pg_catalog.pg_class
                 WHERE relkind OPERATOR(pg_catalog.=) 'f'
+              UNION ALL SELECT 'range type with a canonical function', t.oid, 'pg_catalog.pg_type'::pg_catalog.regclass, t.typnamespace, t.typname::pg_catalog.text
+                FROM pg_catalog.pg_type t JOIN pg_catalog.pg_range r ON r.rngtypid OPERATOR(pg_catalog.=) t.oid WHERE r.rngcanonical OPERATOR(pg_catalog.<>) 0
             ) o JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) o.ns
             WHERE n.nspname OPERATOR(pg_catalog.!~) '^pg_' AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{information_schema,pgclone,pgclone_masked}')
               AND ($1::pg_catalog.text IS NULL OR n.nspname OPERATOR(pg_catalog.=) $1)

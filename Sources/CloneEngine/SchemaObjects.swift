@@ -82,6 +82,9 @@ struct SchemaObjects: Sendable {
     var operatorClasses: [Object] = []
     /// Encoding conversions (after the functions they call).
     var conversions: [Object] = []
+    /// Range types that need nothing of the cloned schemas, by oid: made before the types
+    /// (a composite or domain may use them; round 41 F7), the others after the functions.
+    var rangesBeforeTypes: Set<String> = []
     /// Range types with a canonical function (they need a shell type): not cloned, said.
     var skippedRanges: [String] = []
     /// Objects of kinds a clone does not recreate (text search, operator classes, foreign
@@ -115,6 +118,9 @@ struct SchemaObjects: Sendable {
         var statements: [String]
     }
     var domainConstraintsAfterData: [NotValidDomainConstraint] = []
+    /// Validated domain constraints that call a function of the cloned schemas: added to the
+    /// domains a clone made once the functions exist.
+    var domainConstraintsAfterFunctions: [NotValidDomainConstraint] = []
     var skippedFunctions: [String] = []
     var sequences: [(object: Object, lastValue: String, isCalled: Bool)] = []
     var views: [Object] = []
@@ -133,6 +139,16 @@ struct SchemaObjects: Sendable {
 
     /// Enums, composites (free-standing only) and domains of the schemas `$1`: oid, typtype,
     /// schema, name, CREATE statement, comment.
+    /// Whether constraint `oid` calls a function of the schemas `$1` lists.
+    static func callsFunctionOfSchemas(_ oid: String) -> String {
+        """
+        EXISTS (SELECT 1 FROM pg_catalog.pg_depend dd JOIN pg_catalog.pg_proc dp ON dp.oid = dd.refobjid
+                JOIN pg_catalog.pg_namespace dpn ON dpn.oid = dp.pronamespace
+                WHERE dd.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND dd.objid = \(oid)
+                  AND dd.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND dpn.nspname = ANY($1::pg_catalog.text[]))
+        """
+    }
+
     static let typeQuery = """
             SELECT t.oid, t.typtype, n.nspname, t.typname,
               CASE t.typtype
@@ -151,8 +167,9 @@ struct SchemaObjects: Sendable {
                   || CASE WHEN t.typdefault IS NOT NULL THEN ' DEFAULT ' || t.typdefault ELSE '' END
                   || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END
                   -- NOT VALID constraints cannot be written inline: they are added after (as pg_dump does).
+                  -- Nor those calling a function of the cloned schemas: added after the functions.
                   || COALESCE((SELECT pg_catalog.string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' || pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.conname)
-                     FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid AND c.convalidated), '')
+                     FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid AND c.convalidated AND NOT \(callsFunctionOfSchemas("c.oid"))), '')
               END,
               pg_catalog.obj_description(t.oid, 'pg_type'),
               t.typacl IS NOT NULL, \(Privileges.sqlEntries(acl: "t.typacl", owner: "t.typowner"))
@@ -279,7 +296,7 @@ struct SchemaObjects: Sendable {
                           || pg_catalog.quote_ident(t.typname) || ' IS ' || pg_catalog.quote_literal(d.description), 1, c.conname
             FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace JOIN pg_catalog.pg_constraint c ON c.contypid = t.oid
             JOIN pg_catalog.pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
-            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.convalidated
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.convalidated AND NOT \(callsFunctionOfSchemas("c.oid"))
             UNION ALL
             SELECT t.oid, 'COMMENT ON COLUMN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) || '.'
                           || pg_catalog.quote_ident(a.attname) || ' IS ' || pg_catalog.quote_literal(d.description), 2, a.attname
@@ -291,6 +308,23 @@ struct SchemaObjects: Sendable {
             """, [list])
         var extras: [String: [String]] = [:]
         for row in typeExtras.rows.indices { extras[typeExtras.text(row, 0), default: []].append(typeExtras.text(row, 1)) }
+        // Domain constraints calling the schemas' own functions (round 41 F7: the domain came
+        // before its function), added once the functions are there.
+        let calling = try await source.query("""
+            SELECT n.nspname, t.typname, c.conname, 'ALTER DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname)
+                   || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' || pg_catalog.pg_get_constraintdef(c.oid),
+                   'COMMENT ON CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ON DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.'
+                   || pg_catalog.quote_ident(t.typname) || ' IS ' || pg_catalog.quote_literal(pg_catalog.obj_description(c.oid, 'pg_constraint'))
+            FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace JOIN pg_catalog.pg_constraint c ON c.contypid = t.oid
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND c.convalidated AND \(callsFunctionOfSchemas("c.oid"))
+            ORDER BY n.nspname, t.typname, c.conname
+            """, [list])
+        for row in calling.rows.indices {
+            let (schema, name) = (calling.text(row, 0), calling.text(row, 1))
+            objects.domainConstraintsAfterFunctions.append(NotValidDomainConstraint(
+                domain: "\(schema).\(name)", qualifiedDomain: SQL.qualified(schema, name), name: calling.text(row, 2),
+                statements: [calling.text(row, 3)] + (calling.string(row, 4).map { [$0] } ?? [])))
+        }
         let notValid = try await source.query("""
             SELECT n.nspname, t.typname, c.conname, 'ALTER DOMAIN ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname)
                    || ' ADD CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' || pg_catalog.pg_get_constraintdef(c.oid),
@@ -719,7 +753,17 @@ struct SchemaObjects: Sendable {
                                 FROM pg_catalog.pg_type mt JOIN pg_catalog.pg_namespace mn ON mn.oid = mt.typnamespace
                                 WHERE mt.oid = (pg_catalog.to_jsonb(r) ->> 'rngmultitypid')::pg_catalog.oid), '')
                    || ')',
-                   pg_catalog.obj_description(t.oid, 'pg_type')
+                   pg_catalog.obj_description(t.oid, 'pg_type'),
+                   -- Needs nothing of the cloned schemas (subtype, subtype_diff, opclass,
+                   -- collation): made before the types, which may use it.
+                   NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                               LEFT JOIN pg_catalog.pg_type dt ON d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND dt.oid = d.refobjid
+                               LEFT JOIN pg_catalog.pg_proc dp ON d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND dp.oid = d.refobjid
+                               LEFT JOIN pg_catalog.pg_opclass dc ON d.refclassid = 'pg_catalog.pg_opclass'::pg_catalog.regclass AND dc.oid = d.refobjid
+                               LEFT JOIN pg_catalog.pg_collation dl ON d.refclassid = 'pg_catalog.pg_collation'::pg_catalog.regclass AND dl.oid = d.refobjid
+                               JOIN pg_catalog.pg_namespace dn ON dn.oid = COALESCE(dt.typnamespace, dp.pronamespace, dc.opcnamespace, dl.collnamespace)
+                               WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = t.oid AND d.deptype = 'n'
+                                 AND dn.nspname = ANY($1::pg_catalog.text[]))
             FROM pg_catalog.pg_range r JOIN pg_catalog.pg_type t ON t.oid = r.rngtypid JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
             WHERE n.nspname = ANY($1::pg_catalog.text[]) AND NOT \(isExtensionMember(classOID: "t.oid", catalog: "pg_type"))
             ORDER BY n.nspname, t.typname
@@ -733,6 +777,7 @@ struct SchemaObjects: Sendable {
             guard let ddl = rangeRows.string(row, 4) else { throw CloneError("XX000", "unexpected definition of range type \(schema).\(name) on the source") }
             objects.ranges.append(Object(kind: "range type", schema: schema, name: name, oid: oid,
                                          ddl: [ddl] + (rangeRows.string(row, 5).map { ["COMMENT ON TYPE \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"] } ?? [])))
+            if rangeRows.string(row, 6) == "t" { objects.rangesBeforeTypes.insert(oid) }
         }
 
         let operatorName = { (oid: String) in

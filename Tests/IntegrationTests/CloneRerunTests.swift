@@ -125,4 +125,49 @@ import Testing
             }
         }
     }
+
+    /// Creation order pg_dump gets right (round 41 F7): a domain whose CHECK calls a function of
+    /// the schema, a composite type and a domain over the schema's own range type.
+    @Test func domainsAndTypesComeAfterWhatTheyUse() async throws {
+        let sql = """
+            CREATE SCHEMA o;
+            CREATE FUNCTION o.is_even(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 % 2 = 0';
+            CREATE DOMAIN o.even AS int CONSTRAINT even_chk CHECK (o.is_even(VALUE));
+            COMMENT ON CONSTRAINT even_chk ON DOMAIN o.even IS 'even only';
+            CREATE TYPE o.fr AS RANGE (subtype = float8);
+            CREATE TYPE o.span AS (r o.fr, label text);
+            CREATE DOMAIN o.positive_fr AS o.fr CHECK (NOT isempty(VALUE));
+            CREATE TABLE o.t (id int, e o.even, s o.span, p o.positive_fr);
+            INSERT INTO o.t VALUES (1, 2, ROW('[1,2)', 'a'), '[3,4)');
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                let result = try await target.call("SELECT pgclone.schema(\(source), 'o');")
+                #expect(result.hasPrefix("OK: cloned schema o (1 table, 1 rows"), "\(result)")
+                #expect(try await target.rows("SELECT e, (s).r, p FROM o.t;") == ["2|[1,2)|[3,4)"])
+                try await target.expectError("INSERT INTO o.t (e) VALUES (3);", sqlState: "23514", prefix: true)
+                #expect(try await target.rows("SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint WHERE conname = 'even_chk';") == ["even only"])
+            }
+        }
+    }
+
+    /// A range type with a canonical function is named up front, by preflight and the result.
+    @Test func aRangeWithACanonicalFunctionIsNamedUpFront() async throws {
+        let sql = """
+            CREATE SCHEMA rc;
+            CREATE TABLE rc.t (id int);
+            CREATE TYPE rc.intr;
+            CREATE FUNCTION rc.intr_canonical(rc.intr) RETURNS rc.intr LANGUAGE internal IMMUTABLE STRICT AS 'int4range_canonical';
+            CREATE TYPE rc.intr AS RANGE (subtype = int4, canonical = rc.intr_canonical);
+            CREATE TABLE rc.u (id int, r rc.intr);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                let checked = try await target.rows("SELECT status, detail FROM pgclone.preflight(\(source), 'rc') WHERE \"check\" = 'objects not cloned';")
+                #expect(checked.count == 1 && checked[0].hasPrefix("fail|") && checked[0].contains("uses range type with a canonical function rc.intr"), "\(checked)")
+            }
+        }
+    }
 }
