@@ -860,7 +860,13 @@ public struct CloneEngine: Sendable {
                 }
                 keysLine = "Foreign keys of those tables: \(added) added\(missing > 0 ? ", \(missing) not (what they reference is not there): clone again to add them" : "")."
             }
-            failure.detail = [failure.detail, objectsLine, line, keysLine, Self.notClonedLine(summary.notes)].compactMap { $0 }.joined(separator: "\n")
+            // Domain constraints set aside for the rows go back (NOT VALID, as on the source).
+            for constraint in objects.domainConstraintsAfterData where constraintsSetAside.contains("\(constraint.domain).\(constraint.name)") {
+                _ = try? await connection.executeTolerating(["42710"], constraint.statements, inTransaction: false)
+            }
+            failure.detail = [failure.detail, objectsLine, line, keysLine,
+                              "Not made: the other tables, and what comes after them (rules, routines that read tables, views, default privileges); clone again with {\"conflict\": \"skip\"} once the cause is fixed to finish.",
+                              Self.notClonedLine(summary.notes)].compactMap { $0 }.joined(separator: "\n")
             throw failure
         }
         // Tables are committed; what follows (foreign keys, rules, later functions, views, default
