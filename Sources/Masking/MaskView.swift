@@ -126,6 +126,12 @@ public enum MaskView {
     /// table and its sensitive column names), directly (a whole-row reference counts, however
     /// the server recorded the view's dependency) or through
     /// other such views; `i` says which policy. pgclone's own mask views are left out.
+    /// Built-in functions that run SQL given as a string: what they read leaves no dependency.
+    static let sqlFromStringFunctions = ["query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema",
+                                         "table_to_xml", "table_to_xmlschema", "table_to_xml_and_xmlschema", "schema_to_xml", "schema_to_xmlschema",
+                                         "schema_to_xml_and_xmlschema", "database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema",
+                                         "ts_stat"].map { "'\($0)'" }.joined(separator: ", ")
+
     public static func exposingViewsCTE(name: String, tables: String) -> String {
         """
         \(name)(oid, i) AS (
@@ -143,6 +149,21 @@ public enum MaskView {
                      -- same table is recorded as that column only (round 41 H2): a view whose query
                      -- holds a whole-row Var reads every column.
                      OR pg_catalog.strpos(r.ev_action::pg_catalog.text, ':varattno 0 ') OPERATOR(pg_catalog.>) 0)
+              UNION
+              -- A materialized view holds what its owner's query read at REFRESH: through a
+              -- function of its own (plpgsql records no dependency) or one running SQL from a
+              -- string, it may hold any table's values (round 42 N3).
+              -- (Calls of built-in functions leave no pg_depend entry: found in the query tree.)
+              SELECT DISTINCT r.ev_class, t.i FROM \(tables) t, pg_catalog.pg_rewrite r
+              JOIN pg_catalog.pg_class vc ON vc.oid OPERATOR(pg_catalog.=) r.ev_class
+              WHERE vc.relkind OPERATOR(pg_catalog.=) 'm'
+                AND (EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                             WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) r.oid
+                               AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.>=) 16384)
+                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc fp
+                                WHERE fp.proname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ARRAY[\(sqlFromStringFunctions)])
+                                  AND pg_catalog.strpos(r.ev_action::pg_catalog.text, ':funcid ' OPERATOR(pg_catalog.||) fp.oid::pg_catalog.text OPERATOR(pg_catalog.||) ' ')
+                                      OPERATOR(pg_catalog.>) 0))
               UNION
               SELECT r.ev_class, e.i FROM \(name) e
               JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) e.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass

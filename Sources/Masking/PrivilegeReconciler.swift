@@ -658,6 +658,9 @@ public struct PrivilegeReconciler: Sendable {
         /// Whether the owner reads the policy tables whatever their privileges say: it owns one
         /// (or acts as its owner), is a superuser or has pg_read_all_data.
         var ownerReadsEverything: Bool
+        /// Rules besides a view's own (`_RETURN`): they run their actions with the owner's rights
+        /// for whoever writes to the relation.
+        var hasRules: Bool
     }
 
     /// The views and materialized views that read a sensitive column of a policy table.
@@ -674,23 +677,31 @@ public struct PrivilegeReconciler: Sendable {
                    (EXISTS (SELECT 1 FROM t JOIN pg_catalog.pg_class tc ON tc.oid OPERATOR(pg_catalog.=) t.reloid
                             WHERE pg_catalog.pg_has_role(c.relowner, tc.relowner, 'USAGE'))
                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles o WHERE o.oid OPERATOR(pg_catalog.=) c.relowner AND o.rolsuper)
-                    OR pg_catalog.pg_has_role(c.relowner, 'pg_read_all_data', 'USAGE'))::pg_catalog.text
+                    OR pg_catalog.pg_has_role(c.relowner, 'pg_read_all_data', 'USAGE'))::pg_catalog.text,
+                   EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class OPERATOR(pg_catalog.=) c.oid AND r.rulename OPERATOR(pg_catalog.<>) '_RETURN')::pg_catalog.text
             FROM exposing e JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) e.oid
             JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-            WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['v', 'm']::pg_catalog."char"[])
-            GROUP BY 1, 2, 3, 4, 5, c.relowner ORDER BY 1
+            -- Views, materialized views, and tables whose rules read sensitive columns (a rule
+            -- runs with its table owner's rights: DO INSTEAD SELECT hands the rows to whoever
+            -- fires it; round 42 N2). Policy tables themselves are brought in line above.
+            WHERE (c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['v', 'm']::pg_catalog."char"[])
+                   OR (c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p']::pg_catalog."char"[]) AND NOT EXISTS (SELECT 1 FROM t WHERE t.reloid OPERATOR(pg_catalog.=) c.oid)))
+            GROUP BY 1, 2, 3, 4, 5, c.relowner, c.oid ORDER BY 1
             """)
         return rows.rows.indices.map { row in
             ExposingView(oid: UInt32(rows.string(row, 0) ?? "0") ?? 0, schema: rows.string(row, 1) ?? "", name: rows.string(row, 2) ?? "",
                          owner: rows.string(row, 3) ?? "0", ownerName: rows.string(row, 4) ?? "",
                          policyIndices: (rows.string(row, 5) ?? "0").split(separator: ",").compactMap { Int($0) },
-                         ownerReadsEverything: rows.string(row, 6) != "false")
+                         ownerReadsEverything: rows.string(row, 6) != "false", hasRules: rows.string(row, 7) == "true")
         }
     }
 
     /// Takes SELECT on the view (and its columns) from every grantee a masked role can act as;
     /// roles that are not masked and lose it get it back directly.
+    /// TRIGGER goes too (an INSTEAD OF trigger sees the rows a DELETE or UPDATE of the view would
+    /// change; round 42 N1), and every privilege that fires a rule reading sensitive columns.
     private func enforceView(_ view: ExposingView, masked: [String]) async throws -> String {
+        let privileges = view.hasRules ? ["SELECT", "INSERT", "UPDATE", "DELETE", "TRIGGER"] : ["SELECT", "TRIGGER"]
         let leaky = try await connection.query("""
             WITH masked(oid) AS (SELECT pg_catalog.unnest($2::pg_catalog.oid[])),
             entries AS (
@@ -700,11 +711,11 @@ public struct PrivilegeReconciler: Sendable {
               SELECT att.attname::pg_catalog.text, a.grantee, a.grantor, a.privilege_type FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) a
               WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
             )
-            SELECT e.col, e.grantee::pg_catalog.text, e.grantor::pg_catalog.text FROM entries e
-            WHERE e.privilege_type OPERATOR(pg_catalog.=) 'SELECT'
+            SELECT e.col, e.grantee::pg_catalog.text, e.grantor::pg_catalog.text, e.privilege_type FROM entries e
+            WHERE e.privilege_type OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[])
               AND (e.grantee OPERATOR(pg_catalog.=) 0 OR EXISTS (SELECT 1 FROM masked m WHERE pg_catalog.pg_has_role(m.oid, e.grantee, 'MEMBER')))
-            ORDER BY e.col NULLS FIRST, e.grantee
-            """, [String(view.oid), SQL.oidArray(masked)])
+            ORDER BY e.col NULLS FIRST, e.grantee, e.privilege_type
+            """, [String(view.oid), SQL.oidArray(masked), SQL.textArray(privileges)])
         guard !leaky.rows.isEmpty else { return "" }
         let qualified = SQL.qualified(view.schema, view.name)
         let readers = """
@@ -719,7 +730,7 @@ public struct PrivilegeReconciler: Sendable {
             let column = leaky.string(row, 0)
             let grantee = try await roleName(leaky.string(row, 1) ?? "0")
             try await asRole(leaky.string(row, 2) ?? "0") {
-                try await connection.exec("REVOKE SELECT\(column.map { " (\(SQL.identifier($0)))" } ?? "") ON \(qualified) FROM \(grantee) CASCADE")
+                try await connection.exec("REVOKE \(leaky.string(row, 3) ?? "SELECT")\(column.map { " (\(SQL.identifier($0)))" } ?? "") ON \(qualified) FROM \(grantee) CASCADE")
             }
         }
         let readersAfter = Set(try await connection.query(readers, [String(view.oid), SQL.oidArray(masked)]).strings.compactMap { $0 })
@@ -727,7 +738,7 @@ public struct PrivilegeReconciler: Sendable {
             try await connection.exec("GRANT SELECT ON \(qualified) TO \(try await roleName(role))")
         }
         try await record(view.oid, before: before, after: try await entries(view.oid))
-        return "SELECT taken from \(leaky.rows.count) \(leaky.rows.count == 1 ? "grantee" : "grantees") of a view over sensitive columns"
+        return "\(privileges.joined(separator: ", ")) taken from masked roles on a \(view.hasRules ? "relation whose rules read" : "view over") sensitive columns"
     }
 
     private struct Reader: Hashable {

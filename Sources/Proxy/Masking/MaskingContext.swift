@@ -261,9 +261,11 @@ public struct MaskingContext: Sendable, Hashable {
             risky(name) AS (
               SELECT DISTINCT pr.proname::pg_catalog.text FROM pg_catalog.pg_proc pr
               WHERE pr.prosecdef AND pr.oid OPERATOR(pg_catalog.>=) 16384
-                AND EXISTS (SELECT 1 FROM ms
-                            JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) ms.reloid AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ms.sens)
-                            WHERE pg_catalog.has_column_privilege(pr.proowner, ms.reloid, a.attnum, 'SELECT'))
+                AND (EXISTS (SELECT 1 FROM ms
+                             JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) ms.reloid AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ms.sens)
+                             WHERE pg_catalog.has_column_privilege(pr.proowner, ms.reloid, a.attnum, 'SELECT'))
+                     -- or a view over them (it reads with its own owner's rights; round 42 N4)
+                     OR EXISTS (SELECT 1 FROM tainted tv WHERE pg_catalog.has_table_privilege(pr.proowner, tv.oid, 'SELECT')))
             )
             SELECT 'user', pg_catalog.current_user()::pg_catalog.text, pg_catalog.current_setting('transaction_isolation'), NULL, NULL, NULL
             UNION ALL
@@ -286,7 +288,9 @@ public struct MaskingContext: Sendable, Hashable {
                        WHERE a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
                          AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ms.sens)
                          AND (pg_catalog.pg_has_role(pg_catalog.current_user(), r.oid, 'MEMBER') OR pg_catalog.pg_has_role(pg_catalog.session_user(), r.oid, 'MEMBER'))
-                         AND pg_catalog.has_column_privilege(r.oid, m.reloid, a.attnum, 'SELECT, REFERENCES')))::pg_catalog.text,
+                         AND (pg_catalog.has_column_privilege(r.oid, m.reloid, a.attnum, 'SELECT, REFERENCES')
+                              -- TRIGGER lets a function see whole rows (round 42 N5: the backstop had not taken it yet)
+                              OR pg_catalog.has_table_privilege(r.oid, m.reloid, 'TRIGGER'))))::pg_catalog.text,
                    n.nspname::pg_catalog.text, c.relname::pg_catalog.text
             FROM m JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) m.reloid JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
             UNION ALL
