@@ -72,7 +72,9 @@ extension CloneError {
     static func from(_ error: any Error, context: String) -> CloneError {
         if let error = error as? CloneError { return error }
         if let error = error as? PQError {
-            return CloneError(error.sqlState ?? "XX000", "\(context): \(error.message)", detail: error.detail, hint: error.hint)
+            // A COPY that stopped on a row says which (its line: the row's place in the copy).
+            let detail = [error.detail, error.copyPosition.map { "At \($0)." }].compactMap { $0 }.joined(separator: "\n")
+            return CloneError(error.sqlState ?? "XX000", "\(context): \(error.message)", detail: detail.isEmpty ? nil : detail, hint: error.hint)
         }
         return CloneError("XX000", "\(context): \(error)")
     }

@@ -7,13 +7,32 @@ public struct PQError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var detail: String?
     public var hint: String?
+    /// Where the server was (CONTEXT): for a COPY, the table, line and column.
+    public var context: String?
 
-    public init(sqlState: String? = nil, severity: String? = nil, message: String, detail: String? = nil, hint: String? = nil) {
+    public init(sqlState: String? = nil, severity: String? = nil, message: String, detail: String? = nil, hint: String? = nil, context: String? = nil) {
         self.sqlState = sqlState
         self.severity = severity
         self.message = message
         self.detail = detail
         self.hint = hint
+        self.context = context
+    }
+
+    /// The row a COPY stopped at, from the CONTEXT line, without the value some formats quote
+    /// after the column (`COPY t, line 42, column email`): nil for other errors.
+    public var copyPosition: String? {
+        guard let line = context?.split(separator: "\n").first(where: { $0.hasPrefix("COPY ") }) else { return nil }
+        let parts = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        var kept: [String] = []
+        for part in parts {
+            if let colon = part.firstIndex(of: ":") {
+                kept.append(String(part[..<colon]))
+                break
+            }
+            kept.append(part)
+        }
+        return kept.joined(separator: ",")
     }
 
     /// The connection failed, not the statement: lost, its backend terminated or shut down,
@@ -47,7 +66,8 @@ public struct PQError: Error, Sendable, CustomStringConvertible {
             severity: field(Int32(UInt8(ascii: "V"))),
             message: (primary ?? fallback).trimmingSuffix("\n"),
             detail: field(Int32(UInt8(ascii: "D"))),
-            hint: field(Int32(UInt8(ascii: "H")))
+            hint: field(Int32(UInt8(ascii: "H"))),
+            context: field(Int32(UInt8(ascii: "W")))
         )
     }
 }

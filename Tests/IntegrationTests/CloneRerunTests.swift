@@ -171,4 +171,24 @@ import Testing
             }
         }
     }
+
+    /// A row the target refuses is named by its place in the copy (the server's CONTEXT line),
+    /// without its value.
+    @Test func aRefusedRowIsNamedByItsPlace() async throws {
+        let sql = """
+            CREATE SCHEMA cp;
+            CREATE DOMAIN cp.d AS int;
+            CREATE TABLE cp.t (id int, x cp.d);
+            INSERT INTO cp.t VALUES (1, 1), (2, 2), (3, -3), (4, 4);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                try await target.rows("CREATE SCHEMA cp; CREATE DOMAIN cp.d AS int CHECK (VALUE > 0);")
+                let failed = try await target.expectError("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'cp', true, '{\"conflict\": \"skip\"}');",
+                                                          sqlState: "23514", prefix: true)
+                #expect(failed.stderr.contains("At COPY t, line 3, column x."), "\(failed.stderr)")
+                #expect(!failed.stderr.contains("-3"), "\(failed.stderr)")
+            }
+        }
+    }
 }
