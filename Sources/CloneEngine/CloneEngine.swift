@@ -781,6 +781,7 @@ public struct CloneEngine: Sendable {
         var deferred: [[String]] = []
         var keptForeignKeys: [KeptForeignKey] = []
         var deferredRules: [[String]] = []
+        var indexesAfterFunctions: [[String]] = []
         let work = tables.rows.indices.map { (tables.text($0, 0), tables.text($0, 1)) }
         let inheritance = try await run("reading source catalog") {
             try await session.primary.query("""
@@ -827,7 +828,9 @@ public struct CloneEngine: Sendable {
                     createdFunctions.insert(function.oid)
                     undo += Self.undoEntries(creation, function)
                 }
-                outcomes += try await copyTables(generation, session: session, target: target, primaryTarget: connection, options: options,
+                var tableOptions = options
+                tableOptions.indexesAfterFunctions = objects.indexesAfterFunctions
+                outcomes += try await copyTables(generation, session: session, target: target, primaryTarget: connection, options: tableOptions,
                                                  progress: progress, clonedTogether: clonedTogether, committed: committed)
                 tablesDone.formUnion(generation.map { "\($0.0).\($0.1)" })
             }
@@ -886,6 +889,8 @@ public struct CloneEngine: Sendable {
                 deferred += outcome.deferredForeignKeys
                 keptForeignKeys += outcome.keptTableForeignKeys
                 deferredRules += outcome.deferredRules
+                indexesAfterFunctions += outcome.indexesAfterFunctions
+                summary.indexes += outcome.indexesAfterFunctions.count
             }
             try await run("adding foreign keys") {
                 for statements in deferred {
@@ -927,6 +932,11 @@ public struct CloneEngine: Sendable {
             try await run("creating functions") {
                 for function in laterFunctions where !createdFunctions.contains(function.oid) {
                     try await Self.create(function, on: connection, inTransaction: false, conflict: options.conflict, summary: &summary)
+                }
+            }
+            try await run("creating indexes that call those functions") {
+                for statements in indexesAfterFunctions {
+                    for statement in statements { try await connection.execute(statement) }
                 }
             }
 

@@ -21,6 +21,9 @@ public struct CloneOptions: Sendable, Hashable {
     /// shape discover_sensitive gives (round 27: it was refused, and a column mask had to exist
     /// in every table of a schema clone).
     public var tableMasks: [String: [String: MaskStrategy]] = [:]
+    /// Set by a schema clone, not by callers: the indexes (by table `schema.name`) that wait for
+    /// functions made after the tables.
+    var indexesAfterFunctions: [String: Set<String>] = [:]
     /// Keys of `mask` that read both as a column's strategy and as a table's masks; both apply.
     public var ambiguousMasks: Set<String> = []
     public var parallel = 1

@@ -108,6 +108,9 @@ struct SchemaObjects: Sendable {
     /// For each table (`schema.name`): the functions created after the tables that its
     /// defaults, checks, indexes, triggers or policies call (it waits for them).
     var functionsCalledByTable: [String: Set<String>] = [:]
+    /// For each table (`schema.name`): its indexes that call a function created after the tables
+    /// which needs this very table: made once the functions are.
+    var indexesAfterFunctions: [String: Set<String>] = [:]
     /// A domain constraint that was NOT VALID on the source: added after the rows (which may
     /// break them), as pg_dump does.
     struct NotValidDomainConstraint: Sendable {
@@ -468,6 +471,21 @@ struct SchemaObjects: Sendable {
             """, [list])
         for row in tableCalls.rows.indices where objects.functionsAfterTables.contains(tableCalls.text(row, 0)) {
             objects.functionsCalledByTable[tableCalls.text(row, 1), default: []].insert(tableCalls.text(row, 0))
+        }
+        // Indexes calling such a function that needs their own table (its row type: round 41
+        // F7): the function can only follow the table, so the index follows the function.
+        let indexCalls = try await source.query("""
+            SELECT d.refobjid, n.nspname || '.' || t.relname, ic.relname
+            FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_index i ON i.indexrelid = d.objid
+            JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+            JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+            WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+              AND n.nspname = ANY($1::pg_catalog.text[])
+            """, [list])
+        for row in indexCalls.rows.indices {
+            let (function, table) = (indexCalls.text(row, 0), indexCalls.text(row, 1))
+            guard objects.functionsAfterTables.contains(function), objects.tablesNeeded[function]?.contains(table) == true else { continue }
+            objects.indexesAfterFunctions[table, default: []].insert(indexCalls.text(row, 2))
         }
         let calls = try await source.query("""
             SELECT d.objid, d.refobjid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.objid JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace

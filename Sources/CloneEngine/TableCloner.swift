@@ -28,6 +28,8 @@ public struct TableCloneOutcome: Sendable, Hashable {
     /// Rules of the table, created once every table of a schema clone exists (a rule's actions
     /// may write to any of them).
     var deferredRules: [[String]] = []
+    /// Indexes that call a function made after the tables (which needs this table): made then.
+    var indexesAfterFunctions: [[String]] = []
 }
 
 /// A foreign key of the source that a table kept as it was lacks.
@@ -346,8 +348,13 @@ struct TableCloner {
         try await addConstraints(definition, plan: plan, schema: targetSchema, name: targetName, options: options,
                                  deferForeignKeys: deferForeignKeys, inherits: inherits, outcome: &outcome)
         if options.indexes {
+            let later = options.indexesAfterFunctions["\(definition.schema).\(definition.name)"] ?? []
             for index in definition.indexes {
                 let statements = try indexSQL(index, definition: definition, schema: targetSchema, name: targetName)
+                if later.contains(index.name) {
+                    outcome.indexesAfterFunctions.append(statements)
+                    continue
+                }
                 if try await runUnlessColumnMissing(statements, options: options) {
                     outcome.indexes += 1
                 } else {

@@ -128,7 +128,8 @@ import Testing
     }
 
     /// Creation order pg_dump gets right (round 41 F7): a domain whose CHECK calls a function of
-    /// the schema, a composite type and a domain over the schema's own range type.
+    /// the schema, a composite type and a domain over the schema's own range type, an index on a
+    /// function that takes its table's row type.
     @Test func domainsAndTypesComeAfterWhatTheyUse() async throws {
         let sql = """
             CREATE SCHEMA o;
@@ -140,12 +141,17 @@ import Testing
             CREATE DOMAIN o.positive_fr AS o.fr CHECK (NOT isempty(VALUE));
             CREATE TABLE o.t (id int, e o.even, s o.span, p o.positive_fr);
             INSERT INTO o.t VALUES (1, 2, ROW('[1,2)', 'a'), '[3,4)');
+            CREATE TABLE o.items (id int, name text);
+            CREATE FUNCTION o.item_label(o.items) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT $1.id || $1.name';
+            CREATE INDEX items_label ON o.items (o.item_label(items));
+            INSERT INTO o.items VALUES (1, 'one');
             """
         try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
             try await withGuideTarget { (target: GuideTarget) async throws in
                 let source = guideSQLLiteral(sourceConnInfo)
                 let result = try await target.call("SELECT pgclone.schema(\(source), 'o');")
-                #expect(result.hasPrefix("OK: cloned schema o (1 table, 1 rows"), "\(result)")
+                #expect(result.hasPrefix("OK: cloned schema o (2 tables, 2 rows, 1 indexes"), "\(result)")
+                #expect(try await target.rows("SELECT indexname FROM pg_indexes WHERE schemaname = 'o';") == ["items_label"])
                 #expect(try await target.rows("SELECT e, (s).r, p FROM o.t;") == ["2|[1,2)|[3,4)"])
                 try await target.expectError("INSERT INTO o.t (e) VALUES (3);", sqlState: "23514", prefix: true)
                 #expect(try await target.rows("SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint WHERE conname = 'even_chk';") == ["even only"])
