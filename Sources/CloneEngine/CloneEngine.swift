@@ -529,6 +529,22 @@ public struct CloneEngine: Sendable {
         }
         try await checkMasks(options, schemas: schemas, session: session)
         let connection = try await target.connect()
+        // Under conflict error a table already on the target is said before anything is made
+        // (round 35 J7: it was found when the clone reached it, after earlier tables committed).
+        if options.conflict == .error, !tables.rows.isEmpty {
+            let existing = try await run("reading the target") {
+                try await connection.query("""
+                    SELECT w.s || '.' || w.t FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[])) WITH ORDINALITY AS w(s, t, n)
+                    WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(w.s) || '.' || pg_catalog.quote_ident(w.t)) IS NOT NULL ORDER BY w.n
+                    """, [SQL.textArray(tables.rows.indices.map { tables.text($0, 0) }), SQL.textArray(tables.rows.indices.map { tables.text($0, 1) })])
+            }
+            if let first = existing.rows.isEmpty ? nil : existing.text(0, 0) {
+                let others = existing.rows.indices.dropFirst().map { existing.text($0, 0) }
+                throw CloneError("42P07", "relation \"\(first)\" already exists on target",
+                                 detail: (others.isEmpty ? "" : "So do: \(Preflight.list(others, limit: 20)).\n") + "Nothing was made: the target is as it was.",
+                                 hint: "Use the \"conflict\" option (skip, replace or rename), or drop the tables first.")
+            }
+        }
         var schemasCreated: [String] = []
         var schemasDescribed: [String] = []
         // What this call created before its tables, newest last: a failure that keeps no table

@@ -197,4 +197,26 @@ import Testing
             }
         }
     }
+
+    /// Under conflict error, a table already on the target is said before anything is made
+    /// (round 35 J7: the clone found it only when it got there, after committing the others).
+    @Test func aConflictingTableIsFoundBeforeAnythingIsMade() async throws {
+        let sql = """
+            CREATE SCHEMA cf;
+            CREATE TYPE cf.mood AS ENUM ('calm');
+            CREATE TABLE cf.a (id int);
+            INSERT INTO cf.a SELECT generate_series(1, 1000);
+            CREATE TABLE cf.y (id int);
+            CREATE TABLE cf.z (id int);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                try await target.rows("CREATE SCHEMA cf; CREATE TABLE cf.y (other text); CREATE TABLE cf.z (other text);")
+                let failed = try await target.expectError("SELECT pgclone.schema(\(guideSQLLiteral(sourceConnInfo)), 'cf');", sqlState: "42P07",
+                                                          message: "relation \"cf.y\" already exists on target")
+                #expect(failed.stderr.contains("DETAIL:  So do: cf.z.\nNothing was made: the target is as it was."), "\(failed.stderr)")
+                #expect(try await target.rows("SELECT to_regclass('cf.a') IS NULL, to_regtype('cf.mood') IS NULL;") == ["t|t"])
+            }
+        }
+    }
 }
