@@ -908,6 +908,7 @@ public struct CloneEngine: Sendable {
                 indexesAfterFunctions += outcome.indexesAfterFunctions
                 summary.indexes += outcome.indexesAfterFunctions.count
             }
+            progress?.stepStarted("adding foreign keys")
             try await run("adding foreign keys") {
                 for statements in deferred {
                     do {
@@ -928,6 +929,7 @@ public struct CloneEngine: Sendable {
                 }
             }
 
+            progress?.stepStarted("adding domain constraints")
             try await run("adding domain constraints") {
                 // Domain constraints NOT VALID on the source (rows may break them) follow the rows,
                 // on the domains this call made (a domain kept on the target has its own).
@@ -936,6 +938,7 @@ public struct CloneEngine: Sendable {
                     for statement in constraint.statements { try await connection.execute(statement) }
                 }
             }
+            progress?.stepStarted("creating rules")
             try await run("creating rules") {
                 for statements in deferredRules {
                     if let error = try await connection.executeTolerating(["42P01", "42703"], statements, inTransaction: false) {
@@ -945,17 +948,20 @@ public struct CloneEngine: Sendable {
             }
 
             // Functions that need a table (its row type, or a BEGIN ATOMIC body reading it).
+            progress?.stepStarted("creating functions")
             try await run("creating functions") {
                 for function in laterFunctions where !createdFunctions.contains(function.oid) {
                     try await Self.create(function, on: connection, inTransaction: false, conflict: options.conflict, summary: &summary)
                 }
             }
+            progress?.stepStarted("creating indexes that call those functions")
             try await run("creating indexes that call those functions") {
                 for statements in indexesAfterFunctions {
                     for statement in statements { try await connection.execute(statement) }
                 }
             }
 
+            progress?.stepStarted("creating views")
             try await run("creating views") {
                 for view in objects.views {
                     guard view.isView else {
@@ -1005,6 +1011,7 @@ public struct CloneEngine: Sendable {
 
             // Default privileges last, as pg_dump: set first, they would grant on every object the
             // clone creates what the source's objects (made before them) never had.
+            progress?.stepStarted("setting default privileges")
             try await run("setting default privileges") {
                 try await Privileges.apply(objects.extensionMemberGrants, on: connection, inTransaction: false, notes: &summary.notes)
                 for schema in schemasDescribed {
@@ -1528,10 +1535,13 @@ public protocol CloneProgress: Sendable {
     func partFinished(_ name: String, rows: Int, bytes: Int)
     /// `rows` and `bytes`: the table's whole counts (parts already reported included).
     func tableFinished(_ name: String, rows: Int, bytes: Int)
+    /// The clone moved on to a step after the tables (foreign keys, rules, views...).
+    func stepStarted(_ step: String)
 }
 
 extension CloneProgress {
     public func partFinished(_ name: String, rows: Int, bytes: Int) {}
+    public func stepStarted(_ step: String) {}
 }
 
 /// Hands out work items to parallel workers.

@@ -352,8 +352,27 @@ final class JobProgressReporter: CloneProgress, Sendable {
         }
     }
 
-    /// Waits for the queued writes, then ends the worker rows.
+    func stepStarted(_ step: String) {
+        continuation.yield(.update(phase: step, table: nil, tablesTotal: nil, tablesCompleted: nil, rows: nil, completedTable: nil, job: jobID))
+    }
+
+    /// Waits for the queued writes, then ends the worker rows. A job that did not complete
+    /// drops the rows of parts whose table never finished (the table is dropped with them;
+    /// round 35 J4: rows_copied counted rows the target no longer held).
     func finishWorkers(status: JobStore.Status) async {
+        if status != .completed {
+            let (rows, bytes, dropped) = state.withLockedValue { state -> (Int64, Int64, Bool) in
+                let dropped = !state.partRows.isEmpty
+                state.rows -= state.partRows.values.reduce(0, +)
+                state.bytes -= state.partBytes.values.reduce(0, +)
+                state.partRows = [:]
+                state.partBytes = [:]
+                return (state.rows, state.bytes, dropped)
+            }
+            if dropped {
+                continuation.yield(.update(phase: nil, table: nil, tablesTotal: nil, tablesCompleted: nil, rows: rows, completedTable: nil, job: jobID, bytes: bytes))
+            }
+        }
         continuation.finish()
         await writer.value
         for worker in state.withLockedValue({ $0.workers }) {
