@@ -227,7 +227,11 @@ public enum MaskStrategy: Sendable, Hashable {
             let draw = "(\(Self.op(Self.op("pg_catalog.get_byte(\(hmac), 0)", "*", "256"), "+", "pg_catalog.get_byte(\(hmac), 1)")))::pg_catalog.numeric"
             let unit = Self.op(Self.op(Self.op(draw, "/", "65535"), "*", "2"), "-", "1")
             let factor = Self.op("1", "+", Self.op(Self.op(unit, "*", "\(percent)"), "/", "100"))
-            body = Self.op("(\(column))::pg_catalog.numeric", "*", factor)
+            // Rounded to the value's own scale: at full precision, dividing by each of the 65536
+            // possible factors gave the exact value back (round 43 F1); rounded, every factor
+            // gives a candidate, and the candidates fill the whole noise range.
+            let value = "(\(column))::pg_catalog.numeric"
+            body = "pg_catalog.round(\(Self.op(value, "*", factor)), pg_catalog.scale(\(value)))"
         }
         if searchesText && !type.contains(" COLLATE ") {
             return "((\(body))::\(type) COLLATE pg_catalog.\"default\")"

@@ -121,19 +121,53 @@ public enum MaskView {
         return String(comment[range.upperBound...].dropLast())
     }
 
-    /// A recursive CTE `name(oid, i)`: the views and materialized views that read a sensitive
-    /// column of a table in `tables` (a query of `(i, reloid, sens text[])`: a policy's index, a
-    /// table and its sensitive column names), directly (a whole-row reference counts, however
-    /// the server recorded the view's dependency) or through
-    /// other such views; `i` says which policy. pgclone's own mask views are left out.
     /// Built-in functions that run SQL given as a string: what they read leaves no dependency.
     static let sqlFromStringFunctions = ["query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema",
                                          "table_to_xml", "table_to_xmlschema", "table_to_xml_and_xmlschema", "schema_to_xml", "schema_to_xmlschema",
                                          "schema_to_xml_and_xmlschema", "database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema",
-                                         "ts_stat"].map { "'\($0)'" }.joined(separator: ", ")
+                                         "ts_stat", "ts_rewrite"].map { "'\($0)'" }.joined(separator: ", ")
 
-    public static func exposingViewsCTE(name: String, tables: String) -> String {
-        """
+    /// Two CTEs, `name_code(oid)` then the recursive `name(oid, i)`.
+    ///
+    /// `name`: the views and materialized views that read a sensitive column of a table in
+    /// `tables` (a query of `(i, reloid, sens text[])`: a policy's index, a table and its
+    /// sensitive column names), directly (a whole-row reference counts, however the server
+    /// recorded the view's dependency) or through other such views; `i` says which policy.
+    /// pgclone's own mask views are left out.
+    ///
+    /// `name_code`: views whose query runs code the server records no table dependency for (a
+    /// function or operator of the database's own: plpgsql records none; pg_stats, whose
+    /// histograms hold the values of every column the reader may read; with `scanQueryTrees`, the
+    /// built-ins that run SQL from a string, found in the query tree since calls of built-ins
+    /// leave no pg_depend entry), and views over those. A materialized view among them holds what
+    /// its owner's query read at REFRESH, any table's values: it counts for every policy (rounds
+    /// 42 N3, 43 F2). The scan reads every user view's query tree, so the proxy's per-statement
+    /// read leaves it to the backstop's passes.
+    public static func exposingViewsCTE(name: String, tables: String, scanQueryTrees: Bool = true) -> String {
+        let builtins = scanQueryTrees ? """
+                   OR r.ev_action::pg_catalog.text OPERATOR(pg_catalog.~) (SELECT ':funcid (' OPERATOR(pg_catalog.||) pg_catalog.string_agg(fp.oid::pg_catalog.text, '|') OPERATOR(pg_catalog.||) ') '
+                        FROM pg_catalog.pg_proc fp WHERE fp.pronamespace OPERATOR(pg_catalog.=) 'pg_catalog'::pg_catalog.regnamespace
+                          AND fp.proname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ARRAY[\(sqlFromStringFunctions)]))
+            """ : ""
+        return """
+        \(name)_code(oid) AS (
+              SELECT r.ev_class FROM pg_catalog.pg_rewrite r
+              WHERE r.ev_class OPERATOR(pg_catalog.>=) 16384
+                AND (EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                             WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) r.oid
+                               AND ((d.refclassid OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_operator'::pg_catalog.regclass])
+                                     AND d.refobjid OPERATOR(pg_catalog.>=) 16384)
+                                    OR (d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                                        AND d.refobjid OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog.pg_stats'::pg_catalog.regclass, 'pg_catalog.pg_stats_ext'::pg_catalog.regclass,
+                                                                                          'pg_catalog.pg_stats_ext_exprs'::pg_catalog.regclass]::pg_catalog.oid[]))))
+            \(builtins))
+              UNION
+              SELECT r.ev_class FROM \(name)_code c
+              JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) c.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+              JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
+              WHERE r.ev_class OPERATOR(pg_catalog.<>) c.oid
+            ),
         \(name)(oid, i) AS (
               SELECT DISTINCT r.ev_class, t.i FROM \(tables) t
               JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) t.reloid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
@@ -150,20 +184,8 @@ public enum MaskView {
                      -- holds a whole-row Var reads every column.
                      OR pg_catalog.strpos(r.ev_action::pg_catalog.text, ':varattno 0 ') OPERATOR(pg_catalog.>) 0)
               UNION
-              -- A materialized view holds what its owner's query read at REFRESH: through a
-              -- function of its own (plpgsql records no dependency) or one running SQL from a
-              -- string, it may hold any table's values (round 42 N3).
-              -- (Calls of built-in functions leave no pg_depend entry: found in the query tree.)
-              SELECT DISTINCT r.ev_class, t.i FROM \(tables) t, pg_catalog.pg_rewrite r
-              JOIN pg_catalog.pg_class vc ON vc.oid OPERATOR(pg_catalog.=) r.ev_class
+              SELECT c.oid, t.i FROM \(tables) t, \(name)_code c JOIN pg_catalog.pg_class vc ON vc.oid OPERATOR(pg_catalog.=) c.oid
               WHERE vc.relkind OPERATOR(pg_catalog.=) 'm'
-                AND (EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                             WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) r.oid
-                               AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.>=) 16384)
-                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc fp
-                                WHERE fp.proname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (ARRAY[\(sqlFromStringFunctions)])
-                                  AND pg_catalog.strpos(r.ev_action::pg_catalog.text, ':funcid ' OPERATOR(pg_catalog.||) fp.oid::pg_catalog.text OPERATOR(pg_catalog.||) ' ')
-                                      OPERATOR(pg_catalog.>) 0))
               UNION
               SELECT r.ev_class, e.i FROM \(name) e
               JOIN pg_catalog.pg_depend d ON d.refobjid OPERATOR(pg_catalog.=) e.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass

@@ -135,6 +135,7 @@ public struct PrivilegeReconciler: Sendable {
         let hasInfrastructure = infrastructure.string(0, 0) == "t"
         guard !targets.isEmpty || hasInfrastructure else { return [] }
         if !hasInfrastructure || infrastructure.string(0, 1) != "t" || infrastructure.string(0, 2) != "t" { try await createInfrastructure() }
+        try await protectInfrastructure()
         try await storeKey(needed: targets.contains { target in policies[target.policyIndex].columns.contains { $0.strategy.isKeyed } })
 
         var maskedRoles: [Int: [String]] = [:]
@@ -197,10 +198,13 @@ public struct PrivilegeReconciler: Sendable {
                 maskedRoles[index] = try await masked(by: policies[index])
             }
             let masked = Array(Set(view.policyIndices.flatMap { maskedRoles[$0] ?? [] })).sorted()
-            // A view owned by a masked role cannot read what its owner cannot: nothing to do,
-            // unless the owner reads the table whatever its privileges say (a masked owner of
-            // the table: round 41 M1); its view is then held back from the other masked roles.
-            guard !masked.contains(view.owner) || view.ownerReadsEverything else { continue }
+            // A view owned by a role every one of its policies masks cannot read what its owner
+            // cannot: nothing to do, unless the owner reads the table whatever its privileges say
+            // (a masked owner of the table: round 41 M1). An owner another of the policies
+            // exempts reads that policy's columns (round 43 F3: a materialized view running
+            // code counts for every policy, and was skipped when one of them masked its owner).
+            let ownerMaskedByAll = view.policyIndices.allSatisfy { maskedRoles[$0]?.contains(view.owner) == true }
+            guard !ownerMaskedByAll || view.ownerReadsEverything else { continue }
             kept.insert(String(view.oid))
             var relation = Relation(policy: policies[view.policyIndices[0]].qualifiedName, schema: view.schema, name: view.name, oid: view.oid, enforced: false)
             do {
@@ -894,6 +898,22 @@ public struct PrivilegeReconciler: Sendable {
             COMMENT ON TABLE pgclone_masked._owners IS 'pgclone: which policy source (one proxy''s policy files, or the state database) looks after each relation';
             REVOKE ALL ON pgclone_masked._owners FROM PUBLIC;
             """)
+    }
+
+    private func protectInfrastructure() async throws {
+        // Whatever was granted on them since (GRANT ... ON ALL TABLES IN SCHEMA pgclone_masked,
+        // meant for the mask views, took the HMAC pads too: round 43 F4) goes again, every pass.
+        let granted = try await connection.exec("""
+            SELECT c.oid::pg_catalog.regclass::pg_catalog.text, CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
+            FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+            WHERE c.relnamespace OPERATOR(pg_catalog.=) 'pgclone_masked'::pg_catalog.regnamespace
+              AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['_key', '_changes', '_owners']::pg_catalog.name[]) AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+            GROUP BY 1, 2
+            """)
+        for row in granted.rows.indices {
+            guard let table = granted.string(row, 0), let grantee = granted.string(row, 1) else { continue }
+            try await connection.exec("REVOKE ALL ON \(table) FROM \(grantee) CASCADE")
+        }
     }
 
     /// Keeps the HMAC pads of keyed strategies where the mask views (and only their owner) read them.

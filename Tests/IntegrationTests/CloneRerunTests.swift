@@ -241,4 +241,32 @@ import Testing
             }
         }
     }
+
+    /// `noise` keeps no more precision than the value had: at full precision, dividing the
+    /// masked value by each of the 65536 possible factors gave the exact value back (round 43
+    /// F1). Rounded, hundreds of whole numbers in the noise range fit the masked value.
+    @Test func noiseCannotBeDividedBack() async throws {
+        let sql = """
+            CREATE SCHEMA nz;
+            CREATE TABLE nz.t (id int, v numeric, f float8);
+            INSERT INTO nz.t VALUES (1, 55000, 55000), (2, 123456.78, 123456.78);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let mask = #"{"mask": {"v": {"type": "noise", "percent": 10}, "f": {"type": "noise", "percent": 10}}}"#
+                _ = try await target.call("SELECT pgclone.table(\(guideSQLLiteral(sourceConnInfo)), 'nz', 't', true, NULL, '\(mask)');")
+                #expect(try await target.rows("SELECT id, scale(v), scale(f::numeric) <= 2, v <> 55000 AND v <> 123456.78 FROM nz.t ORDER BY id;")
+                        == ["1|0|t|t", "2|2|t|t"])
+                // Every factor the key could have drawn, applied backwards: whole numbers that
+                // mask to this value under some factor.
+                let candidates = try await target.rows("""
+                    SELECT count(DISTINCT c) FROM nz.t, generate_series(0, 65535) d,
+                         LATERAL (SELECT 1 + ((d::numeric / 65535) * 2 - 1) * 10 / 100 AS factor) k,
+                         LATERAL (SELECT round(v / k.factor) AS c) x
+                    WHERE id = 1 AND round(x.c * k.factor) = v;
+                    """)
+                #expect(Int(candidates.first ?? "") ?? 0 > 1000, "\(candidates)")
+            }
+        }
+    }
 }

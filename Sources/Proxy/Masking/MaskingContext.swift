@@ -241,7 +241,7 @@ public struct MaskingContext: Sendable, Hashable {
               FROM m JOIN p ON p.i OPERATOR(pg_catalog.=) m.i
             ),
             -- Views over sensitive columns: they read with their owner's rights.
-            \(MaskView.exposingViewsCTE(name: "tainted", tables: "(SELECT ms.i, ms.reloid, ms.sens FROM ms)")),
+            \(MaskView.exposingViewsCTE(name: "tainted", tables: "(SELECT ms.i, ms.reloid, ms.sens FROM ms)", scanQueryTrees: false)),
             -- Views that call functions which are not built in (directly or through other views):
             -- while a policy relies on the rewrite alone, such a function could read real values.
             fnviews(oid) AS (
@@ -308,6 +308,12 @@ public struct MaskingContext: Sendable, Hashable {
             UNION ALL
             SELECT DISTINCT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL FROM tainted t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
             WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.reloid OPERATOR(pg_catalog.=) t.oid)
+            UNION ALL
+            -- The backstop's own tables (the HMAC pads of keyed masks above all): never read by a
+            -- masked role, whatever a later GRANT says (round 43 F4).
+            SELECT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+            WHERE n.nspname OPERATOR(pg_catalog.=) 'pgclone_masked' AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['_key', '_changes', '_owners']::pg_catalog.name[])
             UNION ALL
             SELECT 'definer', r.name, NULL, NULL, NULL, NULL FROM risky r
             UNION ALL
