@@ -84,6 +84,7 @@ struct Dependents {
             while definition.last == ";" || definition.last?.isWhitespace == true { definition.removeLast() }
             let options = views.string(row, 4).flatMap { $0.isEmpty ? nil : " WITH (\($0))" } ?? ""
             plan.restore.append("CREATE VIEW \(view)\(options) AS \(definition)")
+            plan.restore.append(Privileges.resetStatement(relation: view))
             if let owner = views.string(row, 5) { plan.restore.append("ALTER VIEW \(view) OWNER TO \(owner)") }
             if let comment = views.string(row, 6) { plan.restore.append("COMMENT ON VIEW \(view) IS \(SQL.literal(comment))") }
             plan.restore += Privileges(encoded: views.string(row, 7)).statements(on: "TABLE \(view)")

@@ -11,7 +11,12 @@ extension PQConnection {
             if inTransaction { try await execute("RELEASE SAVEPOINT pgclone_step") }
             return nil
         } catch let error as PQError where codes.contains(error.sqlState ?? "") {
-            if inTransaction { try await execute("ROLLBACK TO SAVEPOINT pgclone_step") }
+            // Released too: left inside the savepoint, a later COPY ... FREEZE of a table made in
+            // this transaction is refused (round 43 N3).
+            if inTransaction {
+                try await execute("ROLLBACK TO SAVEPOINT pgclone_step")
+                try await execute("RELEASE SAVEPOINT pgclone_step")
+            }
             return error
         }
     }
