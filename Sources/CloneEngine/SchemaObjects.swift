@@ -854,6 +854,14 @@ struct SchemaObjects: Sendable {
                            ddl: [ddl] + (castRows.string(row, 4).map { ["COMMENT ON CAST \(pair) IS \(SQL.literal($0))"] } ?? [])), from, to)
         }
 
+        objects.operatorClasses = try await operatorClasses(source, list: list)
+        objects.conversions = try await conversions(source, list: list)
+    }
+
+    /// Operator families, classes, then the families' loose members, of `list`'s schemas on
+    /// `connection` (the source, or the target: a class already there is compared this way).
+    static func operatorClasses(_ connection: PQConnection, list: String) async throws -> [Object] {
+        var operatorClasses: [Object] = []
         // Operator families, then classes, then the families' loose members (ALTER OPERATOR
         // FAMILY ... ADD), as pg_dump writes them. A class always names its family (made first),
         // which is what CREATE OPERATOR CLASS would have made implicitly too.
@@ -873,7 +881,7 @@ struct SchemaObjects: Sendable {
                  AND d.refclassid = '\(owner)'::pg_catalog.regclass AND d.refobjid = \(ownerOID)
              ) m)
             """ }
-        let familyRows = try await source.query("""
+        let familyRows = try await connection.query("""
             SELECT f.oid, n.nspname, f.opfname, am.amname,
                    'CREATE OPERATOR FAMILY ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(f.opfname) || ' USING ' || pg_catalog.quote_ident(am.amname),
                    pg_catalog.obj_description(f.oid, 'pg_opfamily'),
@@ -887,7 +895,7 @@ struct SchemaObjects: Sendable {
         for row in familyRows.rows.indices {
             let (schema, name, method) = (familyRows.text(row, 1), familyRows.text(row, 2), familyRows.text(row, 3))
             let qualified = "\(SQL.qualified(schema, name)) USING \(SQL.identifier(method))"
-            objects.operatorClasses.append(Object(kind: "operator family", schema: schema, name: name, oid: familyRows.text(row, 0),
+            operatorClasses.append(Object(kind: "operator family", schema: schema, name: name, oid: familyRows.text(row, 0),
                                                   ddl: [familyRows.text(row, 4)] + (familyRows.string(row, 5).map {
                                                       ["COMMENT ON OPERATOR FAMILY \(qualified) IS \(SQL.literal($0))"]
                                                   } ?? []), accessMethod: method))
@@ -896,7 +904,7 @@ struct SchemaObjects: Sendable {
                                            ddl: ["ALTER OPERATOR FAMILY \(qualified) ADD \(members)"], accessMethod: method))
             }
         }
-        let classRows = try await source.query("""
+        let classRows = try await connection.query("""
             SELECT c.oid, n.nspname, c.opcname, am.amname,
                    'CREATE OPERATOR CLASS ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.opcname)
                    || CASE WHEN c.opcdefault THEN ' DEFAULT' ELSE '' END || ' FOR TYPE ' || pg_catalog.format_type(c.opcintype, NULL)
@@ -914,14 +922,19 @@ struct SchemaObjects: Sendable {
         for row in classRows.rows.indices {
             let (schema, name, method) = (classRows.text(row, 1), classRows.text(row, 2), classRows.text(row, 3))
             let qualified = "\(SQL.qualified(schema, name)) USING \(SQL.identifier(method))"
-            objects.operatorClasses.append(Object(kind: "operator class", schema: schema, name: name, oid: classRows.text(row, 0),
+            operatorClasses.append(Object(kind: "operator class", schema: schema, name: name, oid: classRows.text(row, 0),
                                                   ddl: [classRows.text(row, 4)] + (classRows.string(row, 5).map {
                                                       ["COMMENT ON OPERATOR CLASS \(qualified) IS \(SQL.literal($0))"]
                                                   } ?? []), accessMethod: method))
         }
-        objects.operatorClasses += looseMembers
+        operatorClasses += looseMembers
 
-        let conversionRows = try await source.query("""
+        return operatorClasses
+    }
+
+    /// Encoding conversions of `list`'s schemas on `connection`.
+    static func conversions(_ connection: PQConnection, list: String) async throws -> [Object] {
+        let conversionRows = try await connection.query("""
             SELECT c.oid, n.nspname, c.conname,
                    'CREATE ' || CASE WHEN c.condefault THEN 'DEFAULT ' ELSE '' END || 'CONVERSION ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.conname)
                    || ' FOR ' || pg_catalog.quote_literal(pg_catalog.pg_encoding_to_char(c.conforencoding)) || ' TO ' || pg_catalog.quote_literal(pg_catalog.pg_encoding_to_char(c.contoencoding))
@@ -931,13 +944,14 @@ struct SchemaObjects: Sendable {
             WHERE n.nspname = ANY($1::pg_catalog.text[]) AND NOT \(isExtensionMember(classOID: "c.oid", catalog: "pg_conversion"))
             ORDER BY n.nspname, c.conname
             """, [list])
-        objects.conversions = conversionRows.rows.indices.map { row in
+        let conversions = conversionRows.rows.indices.map { row in
             let (schema, name) = (conversionRows.text(row, 1), conversionRows.text(row, 2))
             return Object(kind: "conversion", schema: schema, name: name, oid: conversionRows.text(row, 0),
                           ddl: [conversionRows.text(row, 3)] + (conversionRows.string(row, 4).map {
                               ["COMMENT ON CONVERSION \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"]
                           } ?? []))
         }
+        return conversions
     }
 
     /// Orders objects so that each comes after the objects (of the same list) it depends on.

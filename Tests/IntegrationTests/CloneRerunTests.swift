@@ -294,4 +294,34 @@ import Testing
             }
         }
     }
+
+    /// An operator class the target has with another definition is a conflict like a type's
+    /// (round 43 N1: it was kept silently, and the index took the target's sort order).
+    @Test func anOperatorClassOfAnotherDefinitionIsAConflict() async throws {
+        let ops = """
+            CREATE FUNCTION oc.cmp(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT btint4cmp($2, $1)';
+            CREATE OPERATOR CLASS oc.rev_ops FOR TYPE int USING btree AS OPERATOR 1 >, OPERATOR 2 >=, OPERATOR 3 =, OPERATOR 4 <=, OPERATOR 5 <, FUNCTION 1 oc.cmp(int, int);
+            """
+        let sql = "CREATE SCHEMA oc;\n" + ops + """
+            CREATE TABLE oc.t (u int);
+            CREATE INDEX t_rev ON oc.t (u oc.rev_ops);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                // The same name on the target, in the natural order.
+                try await target.rows("""
+                    CREATE SCHEMA oc;
+                    CREATE FUNCTION oc.cmp(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT btint4cmp($2, $1)';
+                    CREATE OPERATOR CLASS oc.rev_ops FOR TYPE int USING btree AS OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >, FUNCTION 1 btint4cmp(int, int);
+                    """)
+                let refused = try await target.expectError("SELECT pgclone.schema(\(source), 'oc');", sqlState: "42710",
+                                                           message: "operator class oc.rev_ops USING btree already exists on target with a different definition")
+                #expect(refused.stderr.contains("DETAIL:  source: CREATE OPERATOR CLASS oc.rev_ops FOR TYPE integer USING btree FAMILY oc.rev_ops AS OPERATOR 1 >(integer,integer)"), "\(refused.stderr)")
+                let kept = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(source), 'oc', true, '{\"conflict\": \"skip\"}');")
+                #expect(kept.stdout.hasPrefix("OK: cloned schema oc"), "\(kept.stdout) \(kept.stderr)")
+                #expect(kept.stderr.contains("operator class oc.rev_ops USING btree already exists on target with a different definition; kept the target's"), "\(kept.stderr)")
+            }
+        }
+    }
 }
