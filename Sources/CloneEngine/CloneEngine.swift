@@ -1026,7 +1026,7 @@ public struct CloneEngine: Sendable {
                         if !outside.isEmpty {
                             guard options.cascade else { throw Dependents.refusal("\(view.kind) \(view.schema).\(view.name)", outside) }
                             summary.notes.append("dropped with the replaced \(view.kind) \(view.schema).\(view.name) (cascade): "
-                                                 + outside.map(\.description).joined(separator: ", "))
+                                                 + Dependents.describe(outside).joined(separator: ", "))
                         }
                         try await connection.execute("DROP \(view.kind == "view" ? "VIEW" : "MATERIALIZED VIEW") \(SQL.qualified(view.schema, view.name)) CASCADE")
                     }
@@ -1120,8 +1120,14 @@ public struct CloneEngine: Sendable {
     /// The objects a clone does not make, for a failure's DETAIL: what uses one fails, and the
     /// notice saying so would come only with a success.
     static func notClonedLine(_ notes: [String]) -> String? {
-        let skipped = notes.filter { $0.contains(" not cloned: pgclone does not recreate") }
-            .map { String($0.prefix(while: { $0 != ":" })).replacingOccurrences(of: " not cloned", with: "") }
+        // Kinds a clone does not make, and objects this call could not make (a parser for a
+        // caller who is not a superuser, a range with a canonical function: round 43 N9).
+        let skipped = notes.compactMap { note -> String? in
+            for marker in [" not cloned: pgclone does not recreate", " not created: ", " has a canonical function: not cloned"] {
+                if let range = note.range(of: marker) { return String(note[..<range.lowerBound]) }
+            }
+            return nil
+        }
         return skipped.isEmpty ? nil : "Not made by a clone (create on the target what needs them): \(Preflight.list(skipped, limit: 20))."
     }
 
@@ -1190,6 +1196,11 @@ public struct CloneEngine: Sendable {
             // defaults or kind (round 26: the server's error came alone).
             throw CloneError(error.sqlState ?? "42P13", "cannot replace \(function.kind) \(function.schema).\(function.name) on target: \(error.message)",
                              hint: "Drop it on the target first (DROP ROUTINE \(function.regprocedure ?? function.name)), or keep it with conflict skip.")
+        } catch let error as PQError where error.sqlState == "42501" {
+            // A routine in C or internal (a window function, an aggregate's support function)
+            // is a superuser's to make (round 43 N7: the error named no routine).
+            throw CloneError("42501", "cannot create \(function.kind) \(function.schema).\(function.name) on target: \(error.message)",
+                             hint: "Routines in C or internal need a superuser: create it on the target as one first (the clone then keeps it), or clone as a superuser.")
         }
         if let signature = function.signature, let regprocedure = function.regprocedure {
             try await Privileges.resetToDefault("ROUTINE \(signature)", named: regprocedure, in: .routine, publicDefault: "EXECUTE",

@@ -172,12 +172,18 @@ struct Dependents {
         }
     }
 
+    /// Each dependent's description once, in order (a materialized view is found through its
+    /// rule and itself).
+    static func describe(_ dependents: [Dependent]) -> [String] {
+        dependents.map(\.description).reduce(into: [String]()) { names, name in
+            if !names.contains(name) { names.append(name) }
+        }
+    }
+
     /// The refusal when dependents outside the clone would be dropped.
     static func refusal(_ what: String, _ dependents: [Dependent]) -> CloneError {
         CloneError("2BP01", "cannot replace \(what) because other objects on the target depend on it",
-                   detail: dependents.map { "\($0.description) depends on \(what)" }.reduce(into: [String]()) { lines, line in
-                       if !lines.contains(line) { lines.append(line) }
-                   }.joined(separator: "\n"),
+                   detail: describe(dependents).map { "\($0) depends on \(what)" }.joined(separator: "\n"),
                    hint: "Drop or move them first, or add \"cascade\": true to the options to drop them with it.")
     }
 }

@@ -253,7 +253,7 @@ struct TableCloner {
                         if !kept.blocking.isEmpty {
                             guard options.cascade else { throw Dependents.refusal("table \(targetSchema).\(targetName)", kept.blocking) }
                             outcome.notes.append("dropped with the replaced table \(targetSchema).\(targetName) (cascade): "
-                                                 + kept.blocking.map(\.description).joined(separator: ", "))
+                                                 + Dependents.describe(kept.blocking).joined(separator: ", "))
                         }
                         try await target.execute("DROP TABLE \(qualifiedTarget) CASCADE")
                         outcome.replacedExisting = true
@@ -937,6 +937,13 @@ struct TableCloner {
             """, [qualified, schema])
         try await target.execute("ALTER TABLE \(qualified) RENAME TO \(SQL.identifier(candidate))")
         let renamedTable = SQL.qualified(schema, candidate)
+        // A typed table's constraints cannot be renamed (the server says "cannot rename column
+        // of typed table"): it leaves its type for the renames and takes it again (round 43 N4).
+        let ofType = try await target.query("""
+            SELECT pg_catalog.format_type(c.reloftype, NULL) FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass AND c.reloftype <> 0
+            """, [renamedTable]).string(0, 0)
+        let renamesConstraints = dependents.rows.indices.contains { dependents.text($0, 0) == "constraint" }
+        if let ofType, renamesConstraints { try await target.execute("ALTER TABLE \(renamedTable) NOT OF") }
         for row in dependents.rows.indices {
             let kind = dependents.text(row, 0)
             let old = dependents.text(row, 1)
@@ -949,6 +956,7 @@ struct TableCloner {
             default: try await target.execute("ALTER SEQUENCE \(SQL.qualified(schema, old)) RENAME TO \(SQL.identifier(new))")
             }
         }
+        if let ofType, renamesConstraints { try await target.execute("ALTER TABLE \(renamedTable) OF \(ofType)") }
         return candidate
     }
 }

@@ -324,4 +324,38 @@ import Testing
             }
         }
     }
+
+    /// Round 43: a schema using another schema's objects is told by preflight which schema to
+    /// clone first (N6); a schema whose name needs quotes and exists on the target is checked
+    /// like any other (N5); a typed table with a CHECK moves aside under rename (N4).
+    @Test func preflightNamesOtherSchemasAndRenameMovesTypedTables() async throws {
+        let sql = """
+            CREATE SCHEMA "N s";
+            CREATE TEXT SEARCH DICTIONARY "N s".dct (TEMPLATE = pg_catalog.simple);
+            CREATE TYPE "N s".pt AS (x int, y int);
+            CREATE SCHEMA c2;
+            CREATE TEXT SEARCH CONFIGURATION c2.cfg (PARSER = pg_catalog."default");
+            ALTER TEXT SEARCH CONFIGURATION c2.cfg ADD MAPPING FOR word WITH "N s".dct;
+            CREATE TABLE c2.t (id int);
+            CREATE TABLE "N s".typed OF "N s".pt (CONSTRAINT ck CHECK (x > 0));
+            INSERT INTO "N s".typed VALUES (1, 2);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                #expect(try await target.rows("SELECT status, detail FROM pgclone.preflight(\(source), 'c2') WHERE \"check\" = 'other schemas';")
+                        == ["fail|schema \"N s\", which the target lacks, holds text search dictionary \"N s\".dct; clone those schemas first"])
+                #expect(try await target.call("SELECT pgclone.schema(\(source), 'N s');").hasPrefix("OK: cloned schema N s"))
+                #expect(try await target.rows("SELECT \"check\", status FROM pgclone.preflight(\(source), 'N s') WHERE status = 'fail';") == ["name conflicts|fail"])
+                #expect(try await target.rows("SELECT status FROM pgclone.preflight(\(source), 'c2') WHERE \"check\" = 'other schemas';") == ["ok"])
+                let renamed = try await target.call("SELECT pgclone.schema(\(source), 'N s', true, '{\"conflict\": \"rename\"}');")
+                #expect(renamed.hasPrefix("OK: cloned schema N s"), "\(renamed)")
+                let tables = try await target.rows("""
+                    SELECT c.relname, format_type(c.reloftype, NULL), (SELECT string_agg(conname, ',') FROM pg_constraint WHERE conrelid = c.oid)
+                    FROM pg_class c WHERE c.relnamespace = '"N s"'::regnamespace AND c.relkind = 'r' ORDER BY 1;
+                    """)
+                #expect(tables == ["typed|\"N s\".pt|ck", "typed_old|\"N s\".pt|ck_typed_old"], "\(tables)")
+            }
+        }
+    }
 }
