@@ -821,7 +821,13 @@ public struct CloneEngine: Sendable {
                 try await connection.execute("COMMIT")
             } catch {
                 _ = try? await connection.execute("ROLLBACK")
-                throw error
+                // What this call could not make (a range with a canonical function, a parser a
+                // caller may not make) is often why (round 43 N9).
+                var failure = CloneError.from(error, context: "creating schema objects")
+                if let line = Self.notClonedLine(summary.notes) {
+                    failure.detail = [failure.detail, line].compactMap { $0 }.joined(separator: "\n")
+                }
+                throw failure
             }
         }
         // From here on the schema objects are committed: a failure says so.

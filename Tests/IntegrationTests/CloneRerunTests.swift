@@ -179,6 +179,9 @@ import Testing
                 let source = guideSQLLiteral(sourceConnInfo)
                 let checked = try await target.rows("SELECT status, detail FROM pgclone.preflight(\(source), 'rc') WHERE \"check\" = 'objects not cloned';")
                 #expect(checked.count == 1 && checked[0].hasPrefix("fail|") && checked[0].contains("uses range type with a canonical function rc.intr"), "\(checked)")
+                // The clone's own failure says why the type is missing (round 43 N9).
+                let failed = try await target.expectError("SELECT pgclone.schema(\(source), 'rc');", sqlState: "42704", prefix: true)
+                #expect(failed.stderr.contains("Not made by a clone (create on the target what needs them): range type rc.intr."), "\(failed.stderr)")
             }
         }
     }
