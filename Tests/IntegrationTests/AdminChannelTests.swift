@@ -255,6 +255,29 @@ import Testing
         }
     }
 
+    /// A routine only a superuser may make (a window function in internal) is named when a
+    /// caller who is not one clones its schema (round 43 N7: the error named nothing).
+    @Test func aRoutineTheCallerMayNotMakeIsNamed() async throws {
+        let environment = try TestEnvironment.require()
+        let sql = """
+            CREATE SCHEMA wf;
+            CREATE FUNCTION wf.rn() RETURNS bigint LANGUAGE internal WINDOW IMMUTABLE AS 'window_row_number';
+            CREATE TABLE wf.t (id int);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { _, sourceConnInfo, _ in
+            try await withAdminGroupMember(environment, "wfcloner") { admin, cloner, proxy in
+                try await withDatabase(environment) { database in
+                    try await admin.exec("GRANT CREATE ON DATABASE \(database) TO \(cloner)")
+                    let conninfo = environment.throughProxy(proxy.port, user: cloner, password: "pw", database: database)
+                    let denied = try await Shell.psql(conninfo, "\\set VERBOSITY verbose\nSELECT pgclone.schema('\(sourceConnInfo)', 'wf');")
+                    #expect(denied.status != 0)
+                    #expect(denied.stderr.contains("ERROR:  42501: cannot create function wf.rn on target: permission denied for language internal"), "\(denied.stderr)")
+                    #expect(denied.stderr.contains("HINT:  Routines in C or internal need a superuser"), "\(denied.stderr)")
+                }
+            }
+        }
+    }
+
     @Test func schemaCloneBringsAggregatesAndComments() async throws {
         let environment = try TestEnvironment.require()
         let proxy = try await RunningProxy.start(environment)
