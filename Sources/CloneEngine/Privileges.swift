@@ -122,15 +122,18 @@ extension Privileges {
     /// later (a view put back after its table was replaced: round 43 N2).
     static func resetStatement(relation qualified: String) -> String {
         let literal = SQL.literal(qualified)
+        // The relation's name comes from the source: the body's dollar quote is one it cannot hold.
+        var tag = "$pgclone$"
+        while literal.contains(tag) { tag = "$pgclone_\(UInt64.random(in: 0...UInt64.max))$" }
         return """
-            DO $pgclone$ DECLARE grantee text; BEGIN
+            DO \(tag) DECLARE grantee text; BEGIN
               FOR grantee IN SELECT DISTINCT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
                              FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
                              WHERE c.oid OPERATOR(pg_catalog.=) \(literal)::pg_catalog.regclass AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
               LOOP
                 EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %s FROM %s', \(literal)::pg_catalog.regclass, grantee);
               END LOOP;
-            END $pgclone$
+            END \(tag)
             """
     }
 }
