@@ -361,4 +361,23 @@ import Testing
             }
         }
     }
+
+    /// A view whose name holds the dollar quote of the statement that resets its grants when
+    /// it is put back: the statement still means what it says.
+    @Test func aPutBackViewNamedLikeTheDollarQuoteIsHarmless() async throws {
+        let sql = """
+            CREATE SCHEMA dj;
+            CREATE TABLE dj.t (id int);
+            CREATE VIEW dj."v$pgclone$ END $pgclone$; DROP TABLE dj.t; --" AS SELECT id FROM dj.t;
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                #expect(try await target.call("SELECT pgclone.schema(\(source), 'dj');").hasPrefix("OK: cloned schema dj"))
+                let replaced = try await target.call("SELECT pgclone.table(\(source), 'dj', 't', true, NULL, '{\"conflict\": \"replace\"}');")
+                #expect(replaced.hasPrefix("OK: cloned dj.t"), "\(replaced)")
+                #expect(try await target.rows("SELECT count(*) FROM pg_class WHERE relnamespace = 'dj'::regnamespace AND relkind IN ('r', 'v');") == ["2"])
+            }
+        }
+    }
 }
