@@ -535,8 +535,13 @@ public struct CloneEngine: Sendable {
             let existing = try await run("reading the target") {
                 try await connection.query("""
                     SELECT w.s || '.' || w.t FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[])) WITH ORDINALITY AS w(s, t, n)
-                    WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(w.s) || '.' || pg_catalog.quote_ident(w.t)) IS NOT NULL ORDER BY w.n
-                    """, [SQL.textArray(tables.rows.indices.map { tables.text($0, 0) }), SQL.textArray(tables.rows.indices.map { tables.text($0, 1) })])
+                    WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(w.s) || '.' || pg_catalog.quote_ident(w.t)) IS NOT NULL
+                      -- (What an interrupted split copy left, marked, is removed by the clone.)
+                      AND pg_catalog.obj_description(pg_catalog.to_regclass(pg_catalog.quote_ident(w.s) || '.' || pg_catalog.quote_ident(w.t)), 'pg_class')
+                          IS DISTINCT FROM $3
+                    ORDER BY w.n
+                    """, [SQL.textArray(tables.rows.indices.map { tables.text($0, 0) }), SQL.textArray(tables.rows.indices.map { tables.text($0, 1) }),
+                          TableCloner.incompleteMarker])
             }
             if let first = existing.rows.isEmpty ? nil : existing.text(0, 0) {
                 let others = existing.rows.indices.dropFirst().map { existing.text($0, 0) }
