@@ -199,7 +199,13 @@ public enum MaskStrategy: Sendable, Hashable {
         case .constant(let value):
             body = SQL.literal(value)
         case .truncateDate(let unit):
-            body = "pg_catalog.date_trunc(\(SQL.literal(unit.rawValue)), \(column))"
+            // A timestamptz is truncated in UTC: in the reader's time zone, moving the zone by
+            // minutes until the month flipped gave the real time back (round 44 F1).
+            if type.hasPrefix("timestamp") && type.contains("with time zone") {
+                body = "pg_catalog.date_trunc(\(SQL.literal(unit.rawValue)), \(column), 'UTC')"
+            } else {
+                body = "pg_catalog.date_trunc(\(SQL.literal(unit.rawValue)), \(column))"
+            }
         case .cardLast4:
             body = Self.concat("'XXXX-XXXX-XXXX-'", "pg_catalog.right(\(Self.digits(text)), 4)")
         case .regexReplace(let pattern, let replacement):
@@ -223,7 +229,9 @@ public enum MaskStrategy: Sendable, Hashable {
             let name = "pg_catalog.lower(\(Self.concat(MaskingKey.pick(MaskingKey.firstNames, byte: 0, of: hmac), "'.'", MaskingKey.pick(MaskingKey.lastNames, byte: 1, of: hmac))))"
             body = "CASE WHEN \(column) IS NULL THEN NULL ELSE \(Self.concat(name, "pg_catalog.get_byte(\(hmac), 2)::pg_catalog.text", "'@example.com'")) END"
         case .noise(let percent):
-            let hmac = MaskingKey.hmac(text, from: keys)
+            // Keyed on the value's numeric text: a float's own text follows extra_float_digits,
+            // and each setting drew another factor for the same value (round 44 F3).
+            let hmac = MaskingKey.hmac("((\(column))::pg_catalog.numeric)::pg_catalog.text", from: keys)
             let draw = "(\(Self.op(Self.op("pg_catalog.get_byte(\(hmac), 0)", "*", "256"), "+", "pg_catalog.get_byte(\(hmac), 1)")))::pg_catalog.numeric"
             let unit = Self.op(Self.op(Self.op(draw, "/", "65535"), "*", "2"), "-", "1")
             let factor = Self.op("1", "+", Self.op(Self.op(unit, "*", "\(percent)"), "/", "100"))

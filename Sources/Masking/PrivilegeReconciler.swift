@@ -903,9 +903,13 @@ public struct PrivilegeReconciler: Sendable {
     private func protectInfrastructure() async throws {
         // Whatever was granted on them since (GRANT ... ON ALL TABLES IN SCHEMA pgclone_masked,
         // meant for the mask views, took the HMAC pads too: round 43 F4) goes again, every pass.
+        // (Column grants too: round 44 F4.)
         let granted = try await connection.exec("""
             SELECT c.oid::pg_catalog.regclass::pg_catalog.text, CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
-            FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+            FROM pg_catalog.pg_class c
+            CROSS JOIN LATERAL (SELECT (pg_catalog.aclexplode(c.relacl)).grantee
+                                UNION SELECT (pg_catalog.aclexplode(att.attacl)).grantee FROM pg_catalog.pg_attribute att WHERE att.attrelid OPERATOR(pg_catalog.=) c.oid) a
+            LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
             WHERE c.relnamespace OPERATOR(pg_catalog.=) 'pgclone_masked'::pg_catalog.regnamespace
               AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['_key', '_changes', '_owners']::pg_catalog.name[]) AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
             GROUP BY 1, 2

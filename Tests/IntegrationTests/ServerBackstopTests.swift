@@ -637,11 +637,13 @@ import Testing
             let superuser = try await setup.direct()
             let masked = setup.role("bs_masked")
             try await superuser.exec("GRANT SELECT ON ALL TABLES IN SCHEMA pgclone_masked TO \(masked)")
+            // Column grants alone, to another role (round 44 F4: only table grants were taken).
+            try await superuser.exec("GRANT SELECT (inner_pad, outer_pad) ON pgclone_masked._key TO \(setup.role("bs_exempt"))")
             _ = await setup.proxy.backstop?.reconcile(database: setup.database)
             let held = try await superuser.exec("""
                 SELECT has_table_privilege('\(masked)', 'sec.mv_op', 'SELECT'), has_table_privilege('\(masked)', 'sec.mv_ts', 'SELECT'),
                        has_table_privilege('\(masked)', 'sec.mv_over_view', 'SELECT'), has_table_privilege('\(masked)', 'sec.mv_stats', 'SELECT'),
-                       has_table_privilege('\(masked)', 'pgclone_masked._key', 'SELECT')
+                       has_column_privilege('\(setup.role("bs_exempt"))', 'pgclone_masked._key', 'inner_pad', 'SELECT')
                 """)
             #expect((0..<5).map { held.string(0, $0) } == ["f", "f", "f", "f", "f"])
             let direct = try await setup.direct(masked)
@@ -651,6 +653,43 @@ import Testing
                     await expectRefused(connection, "SELECT * FROM \(relation)")
                 }
             }
+        }
+    }
+
+    /// Round 44: what a masked role's session settings change must not move a mask. A
+    /// timestamptz truncated in the reader's time zone flipped month at a zone offset that gave
+    /// the real time away (F1); a float's text follows extra_float_digits, and each setting drew
+    /// another noise factor for one value (F3).
+    @Test func sessionSettingsDoNotMoveMasks() async throws {
+        let policies = { (role: (String) -> String) in
+            """
+            policies:
+              - table: sec.ev
+                unmasked_roles: [\(role("bs_exempt"))]
+                columns:
+                  at: {type: truncate_date, to: month}
+                  amount: {type: noise, percent: 10}
+            """
+        }
+        try await MaskedDatabase.with(roles: ["bs_masked", "bs_exempt"], setup: { role in
+            """
+            CREATE SCHEMA sec;
+            CREATE TABLE sec.ev (id int PRIMARY KEY, at timestamptz, amount float8);
+            INSERT INTO sec.ev VALUES (1, '2024-03-31 23:30:00+00', 98765.4321);
+            GRANT USAGE ON SCHEMA sec TO PUBLIC;
+            GRANT SELECT ON sec.ev TO PUBLIC;
+            """
+        }, policies: policies) { setup in
+            _ = await setup.proxy.backstop?.reconcile(database: setup.database)
+            let proxied = try await setup.throughProxy(setup.role("bs_masked"))
+            var seen: Set<String> = []
+            for (zone, digits) in [("UTC", 1), ("+05", 0), ("-167", -10), ("+167", -15)] {
+                try await proxied.exec("SET TimeZone = '\(zone)'; SET extra_float_digits = \(digits)")
+                let row = try await proxied.exec("SELECT extract(epoch FROM at)::bigint::text, amount::numeric::text FROM sec.ev WHERE id = 1")
+                seen.insert("\(row.string(0, 0) ?? "")|\(row.string(0, 1) ?? "")")
+            }
+            // 2024-03-01 00:00 UTC, whatever the zone; one noise draw, whatever the digits.
+            #expect(seen.count == 1 && seen.first?.hasPrefix("1709251200|") == true, "\(seen)")
         }
     }
 
