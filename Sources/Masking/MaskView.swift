@@ -85,9 +85,11 @@ public enum MaskView {
         }.joined(separator: ", ")
     }
 
-    /// The view's query.
-    public static func definition(schema: String, table: String, columns: [Column], only: Bool, system: Bool = false) -> String {
-        let extra = system ? ", " + systemColumns.joined(separator: ", ") : ""
+    /// The view's query. Its `tableoid` is the relation's own: which partition or child holds
+    /// a row can be the value of a sensitive column (round 44 F2: a table partitioned LIST on a
+    /// diagnosis).
+    public static func definition(schema: String, table: String, oid: UInt32, columns: [Column], only: Bool, system: Bool = false) -> String {
+        let extra = system ? ", " + systemColumns.map { $0 == "tableoid" ? "\(oid)::pg_catalog.oid AS tableoid" : $0 }.joined(separator: ", ") : ""
         return "SELECT \(selectList(columns, keys: .table(keyTable)))\(extra) FROM \(only ? "ONLY " : "")\(SQL.qualified(schema, table))"
     }
 
@@ -97,7 +99,8 @@ public enum MaskView {
     /// only, so that a session reading the columns under its own search_path (which changes how
     /// `format_type` prints a type) gets the same answer as the service role.
     public static func fingerprint(_ columns: [Column]) -> String {
-        let text = "v1|" + columns.map { column in
+        // v2: the system views' tableoid became the relation's own (round 44 F2).
+        let text = "v2|" + columns.map { column in
             column.name + "=" + (column.strategy?.json.text ?? "")
         }.joined(separator: "|")
         // FNV-1a, 64 bits: stable across processes and platforms (Hasher is seeded per process).

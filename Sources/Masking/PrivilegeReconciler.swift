@@ -423,6 +423,21 @@ public struct PrivilegeReconciler: Sendable {
         ORDER BY e.col NULLS FIRST, e.grantee, e.privilege_type
         """
 
+    /// Whether a partition key above `target` (at any level) uses a sensitive column, or an
+    /// expression (which may).
+    private func partitionKeyIsSensitive(_ target: Target, sensitive: [String]) async throws -> Bool {
+        try await connection.query("""
+            SELECT EXISTS (
+              SELECT 1 FROM pg_catalog.pg_partition_ancestors($1::pg_catalog.oid) a(relid)
+              JOIN pg_catalog.pg_partitioned_table p ON p.partrelid OPERATOR(pg_catalog.=) a.relid
+              WHERE a.relid OPERATOR(pg_catalog.<>) $1::pg_catalog.oid
+                AND (p.partexprs IS NOT NULL
+                     OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.partattrs::pg_catalog.int2[]) k(attnum)
+                                JOIN pg_catalog.pg_attribute att ON att.attrelid OPERATOR(pg_catalog.=) a.relid AND att.attnum OPERATOR(pg_catalog.=) k.attnum
+                                WHERE att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]))))
+            """, [String(target.oid), SQL.textArray(sensitive)]).string(0, 0) == "t"
+    }
+
     private func allColumns(_ target: Target) async throws -> [String] {
         try await connection.query("""
             SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
@@ -501,14 +516,19 @@ public struct PrivilegeReconciler: Sendable {
             MaskView.Column(name: columnRows.string(row, 0) ?? "", type: columnRows.string(row, 1) ?? "",
                             strategy: policy.strategy(for: columnRows.string(row, 0) ?? ""))
         }
-        let sensitive = columns.filter { $0.strategy != nil }.map(\.name)
-        let plain = columns.filter { $0.strategy == nil }.map(\.name)
+        // A partition of a table partitioned on a sensitive column holds the rows of one value
+        // of it: which rows it holds is that value (round 44 F2: `SELECT id FROM patient_hiv`).
+        // Masked roles read such a partition through its root only: none of its columns, none
+        // of its views.
+        let revealsKey = try await partitionKeyIsSensitive(target, sensitive: columns.filter { $0.strategy != nil }.map(\.name))
+        let sensitive = revealsKey ? columns.map(\.name) : columns.filter { $0.strategy != nil }.map(\.name)
+        let plain = revealsKey ? [] : columns.filter { $0.strategy == nil }.map(\.name)
         // The table's view, the one of its own rows when it has children, and each with the
         // system columns (for statements that name ctid, xmin...).
         var views: [(only: Bool, system: Bool, definition: String)] = []
         for only in target.hasChildren ? [false, true] : [false] {
             for system in [false, true] {
-                views.append((only, system, MaskView.definition(schema: target.schema, table: target.name, columns: columns, only: only, system: system)))
+                views.append((only, system, MaskView.definition(schema: target.schema, table: target.name, oid: target.oid, columns: columns, only: only, system: system)))
             }
         }
         var changes: [String] = []
@@ -532,6 +552,20 @@ public struct PrivilegeReconciler: Sendable {
             changes.append("mask view created")
         }
         let viewNames = views.map { MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: $0.only, system: $0.system) }
+        if revealsKey {
+            for view in viewNames {
+                let grantees = try await connection.query("""
+                    SELECT DISTINCT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
+                    FROM pg_catalog.pg_class c
+                    CROSS JOIN LATERAL (SELECT (pg_catalog.aclexplode(c.relacl)).grantee
+                                        UNION SELECT (pg_catalog.aclexplode(att.attacl)).grantee FROM pg_catalog.pg_attribute att WHERE att.attrelid OPERATOR(pg_catalog.=) c.oid) a
+                    LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+                    WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1) AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+                    """, [view]).strings.compactMap { $0 }
+                for grantee in grantees { try await connection.exec("REVOKE ALL ON \(view) FROM \(grantee)") }
+                if !grantees.isEmpty { changes.append("the views of a partition whose rows are a sensitive key's value withdrawn") }
+            }
+        }
 
         // A REVOKE made since (of the table, which takes the column grants pgclone made in its
         // place too) takes away what the mask view stood in for: the grantee loses the view as
@@ -624,6 +658,7 @@ public struct PrivilegeReconciler: Sendable {
                 viewGrants[grantee] = .some(Set(readable).union([column!]))
             }
         }
+        if revealsKey { viewGrants = [:] }
         for (grantee, columns) in viewGrants.sorted(by: { $0.key < $1.key }) {
             let granteeName = try await roleName(grantee)
             for view in viewNames {

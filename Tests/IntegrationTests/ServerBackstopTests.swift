@@ -693,6 +693,46 @@ import Testing
         }
     }
 
+    /// Which partition holds a row is the value of the column the table is partitioned on
+    /// (round 44 F2: a LIST partition per diagnosis): masked roles read such partitions through
+    /// the root only, and the masked tableoid is the root's.
+    @Test func aPartitionOfASensitiveKeyIsReadThroughItsRootOnly() async throws {
+        let policies = { (role: (String) -> String) in
+            """
+            policies:
+              - table: sec.patient
+                unmasked_roles: [\(role("bs_exempt"))]
+                columns:
+                  diagnosis: {type: constant, value: REDACTED}
+                  name: name
+            """
+        }
+        try await MaskedDatabase.with(roles: ["bs_masked", "bs_exempt"], setup: { role in
+            """
+            CREATE SCHEMA sec;
+            CREATE TABLE sec.patient (id int, name text, diagnosis text) PARTITION BY LIST (diagnosis);
+            CREATE TABLE sec.patient_hiv PARTITION OF sec.patient FOR VALUES IN ('HIV');
+            CREATE TABLE sec.patient_flu PARTITION OF sec.patient FOR VALUES IN ('influenza');
+            INSERT INTO sec.patient VALUES (1, 'Ann', 'HIV'), (2, 'Bob', 'influenza');
+            GRANT USAGE ON SCHEMA sec TO PUBLIC;
+            GRANT SELECT ON ALL TABLES IN SCHEMA sec TO PUBLIC;
+            """
+        }, policies: policies) { setup in
+            _ = await setup.proxy.backstop?.reconcile(database: setup.database)
+            let masked = setup.role("bs_masked")
+            let direct = try await setup.direct(masked)
+            for sql in ["SELECT id FROM sec.patient_hiv", "SELECT * FROM pgclone_masked.\"sec.patient_hiv\"", "SELECT id FROM sec.patient_flu"] {
+                await expectRefused(direct, sql)
+            }
+            let proxied = try await setup.throughProxy(masked)
+            let rows = try await proxied.exec("SELECT id::text || ':' || tableoid::regclass::text || ':' || diagnosis FROM sec.patient ORDER BY id")
+            #expect(rows.strings == ["1:sec.patient:REDACTED", "2:sec.patient:REDACTED"], "\(rows.strings)")
+            // The exempt role still reads the partitions.
+            let exempt = try await setup.direct(setup.role("bs_exempt"))
+            #expect(try await exempt.exec("SELECT name FROM sec.patient_hiv").string(0, 0) == "Ann")
+        }
+    }
+
     @Test func policyStatusSaysWhetherTheServerBacksEachPolicyUp() async throws {
         try await withBackstop { setup in
             let superuser = try await setup.direct()
