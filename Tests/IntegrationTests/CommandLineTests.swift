@@ -48,6 +48,40 @@ import Testing
     }
 
     /// Each reason `serve` cannot start is one line that names the option, and exit status 1.
+    /// `pgclone policy check --target` finds what would make masked reads fail or leak (round
+    /// 44): a strategy that cannot produce its column's type (F6), a generated column computed
+    /// from a masked one (F8); keyed strategies are checked with PGCLONE_MASK_SECRET (F7).
+    @Test func policyCheckFindsStrategiesThatCannotMaskAndGeneratedCopies() async throws {
+        let environment = try TestEnvironment.require()
+        let database = "policycheck_\(UInt32.random(in: 0...UInt32.max))"
+        let admin = environment.directTarget(database: "postgres")
+        try #require(try await Shell.psql(admin, "CREATE DATABASE \(database);").status == 0)
+        defer { Task { _ = try? await Shell.psql(admin, "DROP DATABASE IF EXISTS \(database) WITH (FORCE);") } }
+        let target = environment.directTarget(database: database)
+        try #require(try await Shell.psql(target, """
+            CREATE TABLE public.people (id int, code smallint, doc jsonb, ssn text, ssn_upper text GENERATED ALWAYS AS (upper(ssn)) STORED);
+            """).status == 0)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("policycheck-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try """
+            policies:
+              - table: public.people
+                columns:
+                  code: pseudonym
+                  doc: {type: partial, prefix: 1, suffix: 1}
+                  ssn: {type: partial, prefix: 0, suffix: 4}
+
+            """.write(to: directory.appendingPathComponent("people.yaml"), atomically: true, encoding: .utf8)
+        let checked = try await Shell.run([Self.binary, "policy", "check", directory.path, "--target", target],
+                                          environment: ["PGCLONE_MASK_SECRET": "policy-check-secret"])
+        #expect(checked.status == 1, "\(checked.stdout) \(checked.stderr)")
+        #expect(checked.stderr.contains("public.people.code: strategy \"pseudonym\" cannot mask a column of type smallint: smallint out of range"), "\(checked.stderr)")
+        #expect(checked.stderr.contains("public.people.doc: strategy \"partial\" cannot mask a column of type jsonb"), "\(checked.stderr)")
+        #expect(checked.stderr.contains("public.people.ssn_upper is generated from masked column \"ssn\" and holds its value: name it in the policy too"), "\(checked.stderr)")
+        #expect(!checked.stderr.contains("needs a secret"), "\(checked.stderr)")
+    }
+
     @Test func serveStartupErrorsAreOneLineNamingTheOption() async throws {
         let environment = try TestEnvironment.require()
         let directory = URL(fileURLWithPath: environment.directory).appendingPathComponent("startup-\(UInt32.random(in: 0...UInt32.max))")
