@@ -943,7 +943,7 @@ struct TableCloner {
             SELECT pg_catalog.format_type(c.reloftype, NULL) FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass AND c.reloftype <> 0
             """, [renamedTable]).string(0, 0)
         let renamesConstraints = dependents.rows.indices.contains { dependents.text($0, 0) == "constraint" }
-        if let ofType, renamesConstraints { try await target.execute("ALTER TABLE \(renamedTable) NOT OF") }
+        if ofType != nil, renamesConstraints { try await target.execute("ALTER TABLE \(renamedTable) NOT OF") }
         for row in dependents.rows.indices {
             let kind = dependents.text(row, 0)
             let old = dependents.text(row, 1)
