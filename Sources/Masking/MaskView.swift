@@ -124,6 +124,23 @@ public enum MaskView {
         return String(comment[range.upperBound...].dropLast())
     }
 
+    /// The names of the generated columns of table `table` (an oid expression) computed from a
+    /// column named in `sensitive` (a text[] expression): they hold that column's value
+    /// (`ssn_upper GENERATED ALWAYS AS (upper(ssn))`), so they are masked too, as NULL, unless a
+    /// policy names them (round 44 F8).
+    public static func derivedColumnsSQL(table: String, sensitive: String) -> String {
+        """
+        ARRAY(SELECT DISTINCT g.attname::pg_catalog.text FROM pg_catalog.pg_attribute g
+              JOIN pg_catalog.pg_attrdef ad ON ad.adrelid OPERATOR(pg_catalog.=) g.attrelid AND ad.adnum OPERATOR(pg_catalog.=) g.attnum
+              JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid OPERATOR(pg_catalog.=) ad.oid
+                AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.=) g.attrelid
+              JOIN pg_catalog.pg_attribute s ON s.attrelid OPERATOR(pg_catalog.=) g.attrelid AND s.attnum OPERATOR(pg_catalog.=) d.refobjsubid
+              WHERE g.attrelid OPERATOR(pg_catalog.=) \(table) AND g.attgenerated OPERATOR(pg_catalog.<>) '' AND NOT g.attisdropped
+                AND s.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (\(sensitive))
+                AND g.attname::pg_catalog.text OPERATOR(pg_catalog.<>) ALL (\(sensitive)))
+        """
+    }
+
     /// Built-in functions that run SQL given as a string: what they read leaves no dependency.
     static let sqlFromStringFunctions = ["query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema",
                                          "table_to_xml", "table_to_xmlschema", "table_to_xml_and_xmlschema", "schema_to_xml", "schema_to_xmlschema",

@@ -156,6 +156,12 @@ public struct PrivilegeReconciler: Sendable {
             var effective = policy
             if !missing.isEmpty {
                 effective.columns = try await allColumns(target).map { TablePolicy.Column(name: $0, strategy: .null) }
+            } else {
+                // Generated columns computed from a sensitive one hold its value: masked as NULL.
+                let derived = try await connection.query(
+                    "SELECT pg_catalog.unnest(\(MaskView.derivedColumnsSQL(table: "$1::pg_catalog.oid", sensitive: "$2::pg_catalog.text[]")))",
+                    [String(target.oid), SQL.textArray(policy.columns.map(\.name))]).strings.compactMap { $0 }
+                effective.columns += derived.sorted().map { TablePolicy.Column(name: $0, strategy: .null) }
             }
             let missingReason = missing.isEmpty ? nil : Self.missingColumnsReason(target, missing, policy)
             // One table that cannot be brought in line does not stop the others (round 36: one

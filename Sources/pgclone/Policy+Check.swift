@@ -11,8 +11,8 @@ extension Pgclone.Policy {
                 With --target, each policy's table must also exist in that database and have every column the \
                 policy names, by its exact name (case included): a column the table lacks makes the proxy refuse \
                 masked roles' reads of the table. A strategy must produce the column's type (a masked read of it \
-                fails otherwise), and a generated column computed from a masked column holds its value: the policy \
-                must name it too. Keyed strategies are checked with PGCLONE_MASK_SECRET when it is set.
+                fails otherwise); a generated column computed from a masked column holds its value, and is named in a \
+                notice (masked roles read it as NULL unless the policy names it). Keyed strategies are checked with PGCLONE_MASK_SECRET when it is set.
                 """
         )
 
@@ -36,7 +36,8 @@ extension Pgclone.Policy {
             }
             var checked = ""
             if let target {
-                let problems = try await Self.mismatches(policies, target: target)
+                let (problems, notices) = try await Self.mismatches(policies, target: target)
+                for notice in notices { FileHandle.standardError.write(Data("NOTICE: \(notice)\n".utf8)) }
                 if !problems.isEmpty {
                     FileHandle.standardError.write(Data((problems.joined(separator: "\n") + "\n").utf8))
                     throw ExitCode.failure
@@ -47,15 +48,17 @@ extension Pgclone.Policy {
             print("OK: \(policies.count) \(policies.count == 1 ? "policy" : "policies") (\(columns) masked \(columns == 1 ? "column" : "columns")) in \(directory)\(checked)")
         }
 
-        /// What the target database lacks of the policies: tables, and columns by their exact names.
-        static func mismatches(_ policies: [TablePolicy], target: String) async throws -> [String] {
+        /// What the target database lacks of the policies (tables, columns by their exact names,
+        /// strategies that cannot produce their column's type), and what the proxy masks beyond
+        /// what they name.
+        static func mismatches(_ policies: [TablePolicy], target: String) async throws -> (problems: [String], notices: [String]) {
             let connection: PQConnection
             do {
                 connection = try await PQConnection.connect(target, label: "policy-check")
             } catch {
                 throw ValidationError("cannot connect to the target database: \((error as? PQError)?.message ?? "\(error)")")
             }
-            var problems: [String] = []
+            var problems: [String] = [], notices: [String] = []
             for policy in policies {
                 let names = try await connection.query("""
                     SELECT pg_catalog.to_regclass($1) IS NOT NULL, a.attname::pg_catalog.text
@@ -103,11 +106,11 @@ extension Pgclone.Policy {
                     ORDER BY 1, 2
                     """, [SQL.qualified(policy.schema, policy.table), SQL.textArray(policy.columns.map(\.name))])
                 for row in derived.rows.indices where policy.strategy(for: derived.string(row, 0) ?? "") == nil {
-                    problems.append("\(policy.source): \(policy.qualifiedName).\(derived.string(row, 0) ?? "") is generated from masked column \"\(derived.string(row, 1) ?? "")\" "
-                                    + "and holds its value: name it in the policy too")
+                    notices.append("\(policy.source): \(policy.qualifiedName).\(derived.string(row, 0) ?? "") is generated from masked column \"\(derived.string(row, 1) ?? "")\" "
+                                   + "and holds its value: masked roles read it as NULL (name it in the policy to mask it otherwise)")
                 }
             }
-            return problems
+            return (problems, notices)
         }
     }
 }

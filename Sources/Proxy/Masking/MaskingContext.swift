@@ -237,7 +237,7 @@ public struct MaskingContext: Sendable, Hashable {
                          AND NOT a.attisdropped AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) s.name))
                      THEN ARRAY(SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a
                                 WHERE a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
-                     ELSE p.sens END
+                     ELSE p.sens OPERATOR(pg_catalog.||) \(MaskView.derivedColumnsSQL(table: "m.reloid", sensitive: "p.sens")) END
               FROM m JOIN p ON p.i OPERATOR(pg_catalog.=) m.i
             ),
             -- Views over sensitive columns: they read with their owner's rights.
@@ -305,6 +305,10 @@ public struct MaskingContext: Sendable, Hashable {
             SELECT 'column', m.i::pg_catalog.text, m.reloid::pg_catalog.text, a.attnum::pg_catalog.text, a.attname::pg_catalog.text,
                    \(MaskView.columnTypeSQL)
             FROM m JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+            UNION ALL
+            -- Generated columns computed from a sensitive column: masked too (as NULL).
+            SELECT 'derived', ms.i::pg_catalog.text, ms.reloid::pg_catalog.text, NULL, d.name, NULL
+            FROM ms JOIN p ON p.i OPERATOR(pg_catalog.=) ms.i, pg_catalog.unnest(\(MaskView.derivedColumnsSQL(table: "ms.reloid", sensitive: "p.sens"))) d(name)
             UNION ALL
             SELECT DISTINCT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL FROM tainted t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
             WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.reloid OPERATOR(pg_catalog.=) t.oid)
@@ -385,6 +389,7 @@ public struct MaskingContext: Sendable, Hashable {
         var viewComments: [UInt32: (all: String?, only: String?)] = [:]
         var misplaced: [(Misplaced, applies: Bool)] = []
         var applying: Set<UInt32> = []
+        var derived: Set<String> = []
         for row in rows where row.count == 6 {
             switch row[0] {
             case "user": role = row[1] ?? ""
@@ -413,6 +418,8 @@ public struct MaskingContext: Sendable, Hashable {
             case "misplaced":
                 guard let schema = row[1], let name = row[2], let policyTable = row[3] else { continue }
                 misplaced.append((Misplaced(schema: schema, name: name, resolvesUnqualified: row[4] == "true", policyTable: policyTable), row[5] == "true"))
+            case "derived":
+                if let oid = row[2].flatMap(UInt32.init), let name = row[4] { derived.insert("\(oid)\u{0}\(name)") }
             case "relation": if let name = row[1] { relations.insert(name) }
             case "definer": if let name = row[1] { definers.insert(name) }
             case "fnview": if let name = row[1] { functionViews.insert(name) }
@@ -428,6 +435,9 @@ public struct MaskingContext: Sendable, Hashable {
         let ordered = tables.keys.sorted().compactMap { oid -> Table? in
             guard var table = tables[oid], let index = policyOf[oid], !table.name.isEmpty else { return nil }
             table.columns.sort { $0.number < $1.number }
+            for index in table.columns.indices where table.columns[index].strategy == nil && derived.contains("\(oid)\u{0}\(table.columns[index].name)") {
+                table.columns[index].strategy = .null
+            }
             let present = Set(table.columns.map(\.name))
             table.missingPolicyColumns = policies.policies[index].columns.map(\.name).filter { !present.contains($0) }
             table.reads = reads(of: table, comments: viewComments[oid])
