@@ -764,6 +764,8 @@ import Testing
             #expect(view.string(0, 0) == "t")
             // The exempt role reads it as it is.
             #expect(try await setup.direct(setup.role("bs_exempt")).exec("SELECT ssn_upper FROM sec.emp").string(0, 0) == "CANARY-SSN-5E1A-1")
+            let report = try await setup.throughProxy().exec("SELECT mask_status FROM pgclone.masking_report('sec') WHERE table_name = 'emp' AND column_name = 'ssn_upper'")
+            #expect(report.string(0, 0) == "MASKED (generated)", "\(report.strings)")
         }
     }
 

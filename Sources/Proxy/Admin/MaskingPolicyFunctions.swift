@@ -183,7 +183,17 @@ struct MaskingPolicyFunctions: Sendable {
             // A policy naming a column the table lacks makes the proxy refuse the table's reads.
             let broken = covering.first { policy in policy.columns.contains { !(columnsOf[column.table]?.contains($0.name) ?? false) } }
             let policy = covering.first { $0.strategy(for: column.column) != nil }
-            guard finding != nil || policy != nil || broken != nil else { continue }
+            // A generated column computed from a masked one is masked as NULL.
+            var derivedFrom: TablePolicy?
+            if policy == nil {
+                for candidate in covering {
+                    let derived = try await connection.query(
+                        "SELECT pg_catalog.unnest(\(MaskView.derivedColumnsSQL(table: "pg_catalog.to_regclass($1)::pg_catalog.oid", sensitive: "$2::pg_catalog.text[]")))",
+                        [SQL.qualified(schema, column.table), SQL.textArray(candidate.columns.map(\.name))]).strings.compactMap { $0 }
+                    if derived.contains(column.column) { derivedFrom = candidate; break }
+                }
+            }
+            guard finding != nil || policy != nil || broken != nil || derivedFrom != nil else { continue }
             var status: String
             var recommendation: String
             if let broken {
@@ -208,6 +218,9 @@ struct MaskingPolicyFunctions: Sendable {
                         }
                     }
                 }
+            } else if let derivedFrom {
+                status = "MASKED (generated)"
+                recommendation = "computed from a column policy \(derivedFrom.qualifiedName) masks: masked roles read NULL (name it in the policy to mask it otherwise)"
             } else {
                 status = "UNMASKED"
                 recommendation = "mask with \(finding!.strategy.json.text)"
