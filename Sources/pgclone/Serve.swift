@@ -148,7 +148,8 @@ extension Pgclone {
             }
             let backstop = ServerBackstop(serviceConnInfo: configuration.serviceConnInfo, policies: policies, logger: logger,
                                           stateDatabase: configuration.stateDatabase, pool: engine.guardPool)
-            let jobs = JobRunner(serviceConnInfo: configuration.serviceConnInfo, stateDatabase: configuration.stateDatabase, logger: logger, pool: engine.pool)
+            let jobs = JobRunner(serviceConnInfo: configuration.serviceConnInfo, stateDatabase: configuration.stateDatabase, logger: logger, pool: engine.pool,
+                                 storePool: engine.jobsPool)
             let server: ProxyServer
             do {
                 server = try ProxyServer(configuration: configuration, group: group, logger: logger, policies: policies, backstop: backstop,

@@ -121,6 +121,30 @@ struct GuideJobsTests {
         }
     }
 
+    /// A run whose claim another proxy took (it took this one for dead and resumed the job)
+    /// writes nothing more to the job's row: not its progress, not its end (round 44f H4: the
+    /// stale run wrote "failed" over the new run's row).
+    @Test func aRunThatLostItsClaimLeavesTheJobsRowAlone() async throws {
+        try await Self.withBigSource { source in
+            try await withGuideTarget(runsJobs: true) { (target: GuideTarget) async throws in
+                let id = try await target.call("SELECT pgclone.table_async(\(guideSQLLiteral(source)), 'big', 'b_large');")
+                try await waitFor("the copy", seconds: 30) {
+                    try await target.rows("SELECT status FROM pgclone.jobs_view WHERE job_id = \(id);") == ["running"]
+                }
+                let state = target.environment.directTarget(database: TargetRoles.cliStateDatabase)
+                try await target.rows("UPDATE pgclone.jobs SET claimed_by = 'another proxy', current_phase = 'theirs' WHERE job_id = \(id);", on: state)
+                // The run goes on to its end (the table is made) and records nothing of it.
+                try await waitFor("the run to end", seconds: 90) {
+                    try await target.rows("SELECT obj_description(to_regclass('big.b_large'), 'pg_class') IS NULL AND to_regclass('big.b_large') IS NOT NULL;") == ["t"]
+                }
+                try await Task.sleep(for: .seconds(2))
+                #expect(try await target.rows("SELECT status, claimed_by, current_phase FROM pgclone.jobs WHERE job_id = \(id);", on: state)
+                        == ["running|another proxy|theirs"])
+                try await target.rows("UPDATE pgclone.jobs SET status = 'cancelled', claimed_by = NULL WHERE job_id = \(id);", on: state)
+            }
+        }
+    }
+
     @Test("16.1-16.2 parallel schema clones: a parent job and its workers; verify; without triggers")
     func guideTest16() async throws {
         try await withGuideTarget(runsJobs: true) { (target: GuideTarget) async throws in

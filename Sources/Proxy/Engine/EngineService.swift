@@ -16,10 +16,15 @@ import ServiceLifecycle
 public final class EngineService: Service, Sendable {
     public let pool: PQThreadPool
     public let guardPool: PQThreadPool
+    /// The jobs' own bookkeeping (heartbeats, claims, progress, jobs_view): with every engine
+    /// thread in a COPY it waited, the heartbeat went stale, and another proxy took the job for
+    /// dead and ran it a second time (round 44f H4).
+    public let jobsPool: PQThreadPool
 
     public init(threads: Int) {
         pool = PQThreadPool(threads: threads)
         guardPool = PQThreadPool(threads: 2)
+        jobsPool = PQThreadPool(threads: 2)
     }
 
     public func run() async throws {
@@ -30,5 +35,6 @@ public final class EngineService: Service, Sendable {
     public func shutdown() async {
         await pool.shutdown()
         await guardPool.shutdown()
+        await jobsPool.shutdown()
     }
 }

@@ -37,8 +37,9 @@ public final class JobRunner: Service, Sendable {
     private let wakeContinuation: AsyncStream<Void>.Continuation
 
     public init(serviceConnInfo: ConnInfo, stateDatabase: String, logger: Logger, maximumRunning: Int = 2,
-                pollInterval: Duration = .milliseconds(500), abandonedAfter: Int = 10, pool: PQThreadPool = .shared) {
-        self.store = JobStore(serviceConnInfo: serviceConnInfo, database: stateDatabase, pool: pool)
+                pollInterval: Duration = .milliseconds(500), abandonedAfter: Int = 10, pool: PQThreadPool = .shared, storePool: PQThreadPool? = nil) {
+        // The clones run on `pool`; what records them on `storePool`, which they cannot fill.
+        self.store = JobStore(serviceConnInfo: serviceConnInfo, database: stateDatabase, pool: storePool ?? pool)
         self.pool = pool
         self.serviceConnInfo = serviceConnInfo
         self.logger = logger
@@ -196,7 +197,7 @@ public final class JobRunner: Service, Sendable {
         let credentials: SourceCredentials = job.flags == "superuser" ? .any : .ownPasswordOnly
         let engine = CloneEngine(sourceCredentials: credentials, pool: pool)
         let target = CloneTarget(serviceConnInfo: serviceConnInfo, database: job.database, role: job.role, pool: pool)
-        let reporter = JobProgressReporter(store: store, jobID: job.id, logger: logger)
+        let reporter = JobProgressReporter(store: store, jobID: job.id, owner: owner, logger: logger)
         logger.info("job started", metadata: ["job_id": "\(job.id)", "op_type": "\(job.operation)"])
         var status = JobStore.Status.completed
         var errorText: String?
@@ -239,7 +240,7 @@ public final class JobRunner: Service, Sendable {
         await Task {
             await reporter.finishWorkers(status: finalStatus)
             do {
-                try await store.finish(job.id, status: finalStatus, error: finalError, notes: finalNotes)
+                try await store.finish(job.id, owner: owner, status: finalStatus, error: finalError, notes: finalNotes)
             } catch {
                 logger.error("cannot record the end of a job", metadata: ["job_id": "\(job.id)", "error": "\(StatePolicies.describe(error))"])
             }
@@ -261,6 +262,8 @@ final class JobProgressReporter: CloneProgress, Sendable {
 
     let store: JobStore
     let jobID: Int64
+    /// The claim this run holds: only its writes count.
+    let owner: String
     let logger: Logger
     private let state = NIOLockedValueBox(State())
     private let events: AsyncStream<Event>
@@ -280,9 +283,10 @@ final class JobProgressReporter: CloneProgress, Sendable {
         var partBytes: [String: Int64] = [:]
     }
 
-    init(store: JobStore, jobID: Int64, logger: Logger) {
+    init(store: JobStore, jobID: Int64, owner: String, logger: Logger) {
         self.store = store
         self.jobID = jobID
+        self.owner = owner
         self.logger = logger
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
         self.events = events
@@ -291,7 +295,7 @@ final class JobProgressReporter: CloneProgress, Sendable {
             for await event in events {
                 switch event {
                 case .update(let phase, let table, let total, let completed, let rows, let done, let job, let bytes):
-                    try? await store.progress(job, phase: phase, table: table, tablesTotal: total, tablesCompleted: completed, rows: rows, bytes: bytes,
+                    try? await store.progress(job, owner: owner, phase: phase, table: table, tablesTotal: total, tablesCompleted: completed, rows: rows, bytes: bytes,
                                               completedTable: done)
                 }
             }
@@ -376,7 +380,7 @@ final class JobProgressReporter: CloneProgress, Sendable {
         continuation.finish()
         await writer.value
         for worker in state.withLockedValue({ $0.workers }) {
-            try? await store.finish(worker, status: status, error: nil, notes: nil)
+            try? await store.finish(worker, owner: owner, status: status, error: nil, notes: nil)
         }
     }
 }

@@ -268,7 +268,9 @@ public final class JobStore: Sendable {
     }
 
     /// Progress of a running job (and its heartbeat).
-    func progress(_ id: Int64, phase: String?, table: String?, tablesTotal: Int?, tablesCompleted: Int?, rows: Int64?, bytes: Int64? = nil,
+    /// Only the run that holds the job's claim (`owner`) writes it: a run another proxy took for
+    /// dead and resumed must not overwrite the new run's row (round 44f H4).
+    func progress(_ id: Int64, owner: String, phase: String?, table: String?, tablesTotal: Int?, tablesCompleted: Int?, rows: Int64?, bytes: Int64? = nil,
                   completedTable: String?) async throws {
         try await withConnection { connection in
             _ = try await connection.query("""
@@ -282,21 +284,28 @@ public final class JobStore: Sendable {
                     completed_tables = CASE WHEN $7::pg_catalog.text IS NULL OR $7::pg_catalog.text OPERATOR(pg_catalog.=) ANY (completed_tables)
                                             THEN completed_tables ELSE pg_catalog.array_append(completed_tables, $7) END,
                     bytes_copied = COALESCE($8::pg_catalog.int8, bytes_copied)
-                WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8
+                WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND \(Self.owned("$9"))
                 """, [String(id), phase, table, tablesTotal.map(String.init), tablesCompleted.map(String.init), rows.map(String.init), completedTable,
-                      bytes.map(String.init)])
+                      bytes.map(String.init), owner])
         }
     }
 
-    /// The end of a job (and of its workers).
-    func finish(_ id: Int64, status: Status, error: String?, notes: String?) async throws {
+    /// The end of a job (and of its workers), written by the run that holds its claim only.
+    func finish(_ id: Int64, owner: String, status: Status, error: String?, notes: String?) async throws {
         try await withConnection { connection in
             _ = try await connection.query("""
                 UPDATE pgclone.jobs SET status = $2, error_message = $3, notes = COALESCE($4, notes), end_time = pg_catalog.clock_timestamp(),
                     current_phase = $2, claimed_by = NULL, cancel_requested = false
-                WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 OR (parent_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND status OPERATOR(pg_catalog.=) ANY ('{pending,running}'))
-                """, [String(id), status.rawValue, error, notes])
+                WHERE (job_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND \(Self.owned("$5")))
+                   OR (parent_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND status OPERATOR(pg_catalog.=) ANY ('{pending,running}')
+                       AND EXISTS (SELECT 1 FROM pgclone.jobs p WHERE p.job_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND p.claimed_by OPERATOR(pg_catalog.=) $5))
+                """, [String(id), status.rawValue, error, notes, owner])
         }
+    }
+
+    /// A row claimed by `owner` (a parameter), or a worker row of one.
+    static func owned(_ owner: String) -> String {
+        "(claimed_by OPERATOR(pg_catalog.=) \(owner) OR EXISTS (SELECT 1 FROM pgclone.jobs p WHERE p.job_id OPERATOR(pg_catalog.=) jobs.parent_id AND p.claimed_by OPERATOR(pg_catalog.=) \(owner)))"
     }
 
     /// Worker rows of a parallel job, one per worker, shown in jobs_view under their parent.
