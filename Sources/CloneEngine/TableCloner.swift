@@ -88,7 +88,7 @@ struct CopyPlan: Sendable {
         let expressions = copied.map { column -> String in
             let name = SQL.identifier(column.name)
             guard let strategy = options.mask[column.name] else { return name }
-            return strategy.expression(for: name, type: column.type) + " AS " + name
+            return strategy.expression(for: name, type: column.type, baseType: column.baseType) + " AS " + name
         }
         var filter: WhereFilter?
         if let text = options.whereFilter {

@@ -1,3 +1,4 @@
+import Masking
 import PQ
 
 /// Everything about one source table that a clone recreates, read from the catalog.
@@ -19,6 +20,8 @@ public struct TableDefinition: Sendable {
         public var copiesInBinary: Bool
         /// pg_type.typcategory: S string, N numeric, ...
         public var typeCategory: String
+        /// For a domain: the type under it (what a mask strategy computes on).
+        public var baseType: String? = nil
         public var comment: String?
         /// Defined by the table itself, not only inherited from a parent (pg_attribute.attislocal).
         public var isLocal: Bool = true
@@ -233,7 +236,8 @@ public struct TableDefinition: Sendable {
                       WHERE dd.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND dd.objid = d.oid
                         AND dd.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND dd.refobjid = a.attrelid AND dd.refobjsubid > 0) END,
                    CASE \(compression) WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END,
-                   pg_catalog.array_to_string(a.attoptions, E'\\x1f')
+                   pg_catalog.array_to_string(a.attoptions, E'\\x1f'),
+                   CASE WHEN t.typtype = 'd' THEN \(MaskView.baseTypeSQL("a.atttypid")) END
             FROM pg_catalog.pg_attribute a
             JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
             LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -241,7 +245,7 @@ public struct TableDefinition: Sendable {
             ORDER BY a.attnum
             """, oidParameter)
         let columns = columnRows.rows.indices.map { row in
-            Column(
+            var column = Column(
                 number: Int(columnRows.text(row, 0)) ?? 0,
                 name: columnRows.text(row, 1),
                 type: columnRows.text(row, 2),
@@ -259,6 +263,8 @@ public struct TableDefinition: Sendable {
                 generatedFrom: (columnRows.string(row, 14) ?? "").split(separator: "\u{1F}").map(String.init),
                 compression: columnRows.string(row, 15),
                 attributeOptions: (columnRows.string(row, 16) ?? "").split(separator: "\u{1F}").map(String.init))
+            column.baseType = columnRows.string(row, 17)
+            return column
         }
 
         let constraintRows = try await connection.query("""

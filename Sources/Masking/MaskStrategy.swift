@@ -161,7 +161,8 @@ public enum MaskStrategy: Sendable, Hashable {
     /// has exactly that type, so it fits the column: text is cut to varchar(n),
     /// numbers are cast, and the expression only calls schema-qualified built-ins
     /// so no search_path can capture it.
-    public func expression(for column: String, type: String, keys: MaskingKey.Source = .literals) -> String {
+    /// `baseType`: the type under the column's domains, when it has any.
+    public func expression(for column: String, type: String, baseType: String? = nil, keys: MaskingKey.Source = .literals) -> String {
         let text = "(\(column))::pg_catalog.text"
         // Substring and pattern searches run on bytes: they refuse nondeterministic collations
         // (and are fastest) otherwise. The result then takes the column's collation again.
@@ -201,7 +202,8 @@ public enum MaskStrategy: Sendable, Hashable {
         case .truncateDate(let unit):
             // A timestamptz is truncated in UTC: in the reader's time zone, moving the zone by
             // minutes until the month flipped gave the real time back (round 44 F1).
-            if type.hasPrefix("timestamp") && type.contains("with time zone") {
+            let computed = baseType ?? type
+            if computed.hasPrefix("timestamp") && computed.contains("with time zone") {
                 body = "pg_catalog.date_trunc(\(SQL.literal(unit.rawValue)), \(column), 'UTC')"
             } else {
                 body = "pg_catalog.date_trunc(\(SQL.literal(unit.rawValue)), \(column))"

@@ -27,12 +27,27 @@ public enum MaskView {
         /// `format_type` of the column, with ` COLLATE ...` when the column's collation is not its type's.
         public var type: String
         public var strategy: MaskStrategy?
+        /// The type under the column's domains (`format_type`), when it has one.
+        public var baseType: String?
 
-        public init(name: String, type: String, strategy: MaskStrategy?) {
+        public init(name: String, type: String, strategy: MaskStrategy?, baseType: String? = nil) {
             self.name = name
             self.type = type
             self.strategy = strategy
+            self.baseType = baseType
         }
+    }
+
+    /// The SQL expression for the type under the domains of type `oid` (an expression), as
+    /// format_type prints it: what a strategy computes on (round 45 N1: `truncate_date` on a
+    /// domain over timestamptz truncated in the reader's time zone).
+    public static func baseTypeSQL(_ oid: String) -> String {
+        """
+        (WITH RECURSIVE b(oid, base, typtype) AS (
+           SELECT bt.oid, bt.typbasetype, bt.typtype FROM pg_catalog.pg_type bt WHERE bt.oid OPERATOR(pg_catalog.=) \(oid)
+           UNION ALL SELECT bt.oid, bt.typbasetype, bt.typtype FROM b JOIN pg_catalog.pg_type bt ON bt.oid OPERATOR(pg_catalog.=) b.base WHERE b.typtype OPERATOR(pg_catalog.=) 'd')
+         SELECT pg_catalog.format_type(b.oid, NULL) FROM b WHERE b.typtype OPERATOR(pg_catalog.<>) 'd' LIMIT 1)
+        """
     }
 
     /// The view's name: `schema.table` (`schema.table (only)` for the view of the table's own
@@ -81,7 +96,7 @@ public enum MaskView {
         columns.map { column in
             let name = SQL.identifier(column.name)
             guard let strategy = column.strategy else { return name }
-            return strategy.expression(for: name, type: column.type, keys: keys) + " AS " + name
+            return strategy.expression(for: name, type: column.type, baseType: column.baseType, keys: keys) + " AS " + name
         }.joined(separator: ", ")
     }
 
@@ -99,8 +114,9 @@ public enum MaskView {
     /// only, so that a session reading the columns under its own search_path (which changes how
     /// `format_type` prints a type) gets the same answer as the service role.
     public static func fingerprint(_ columns: [Column]) -> String {
-        // v2: the system views' tableoid became the relation's own (round 44 F2).
-        let text = "v2|" + columns.map { column in
+        // v2: the system views' tableoid became the relation's own (round 44 F2); v3: strategies
+        // compute on a domain's base type (round 45 N1).
+        let text = "v3|" + columns.map { column in
             column.name + "=" + (column.strategy?.json.text ?? "")
         }.joined(separator: "|")
         // FNV-1a, 64 bits: stable across processes and platforms (Hasher is seeded per process).

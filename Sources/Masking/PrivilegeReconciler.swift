@@ -514,13 +514,13 @@ public struct PrivilegeReconciler: Sendable {
     /// reaches a masked role. Returns what it changed.
     private func enforce(_ target: Target, policy: TablePolicy, masked: [String]) async throws -> String {
         let columnRows = try await connection.query("""
-            SELECT a.attname::pg_catalog.text, \(MaskView.columnTypeSQL)
+            SELECT a.attname::pg_catalog.text, \(MaskView.columnTypeSQL), \(MaskView.baseTypeSQL("a.atttypid"))
             FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
             ORDER BY a.attnum
             """, [String(target.oid)])
         let columns = columnRows.rows.indices.map { row in
             MaskView.Column(name: columnRows.string(row, 0) ?? "", type: columnRows.string(row, 1) ?? "",
-                            strategy: policy.strategy(for: columnRows.string(row, 0) ?? ""))
+                            strategy: policy.strategy(for: columnRows.string(row, 0) ?? ""), baseType: columnRows.string(row, 2))
         }
         // A partition of a table partitioned on a sensitive column holds the rows of one value
         // of it: which rows it holds is that value (round 44 F2: `SELECT id FROM patient_hiv`).

@@ -659,7 +659,8 @@ import Testing
     /// Round 44: what a masked role's session settings change must not move a mask. A
     /// timestamptz truncated in the reader's time zone flipped month at a zone offset that gave
     /// the real time away (F1); a float's text follows extra_float_digits, and each setting drew
-    /// another noise factor for one value (F3).
+    /// another noise factor for one value (F3); a domain over timestamptz was truncated in the
+    /// reader's zone still (round 45 N1).
     @Test func sessionSettingsDoNotMoveMasks() async throws {
         let policies = { (role: (String) -> String) in
             """
@@ -668,14 +669,16 @@ import Testing
                 unmasked_roles: [\(role("bs_exempt"))]
                 columns:
                   at: {type: truncate_date, to: month}
+                  at_domain: {type: truncate_date, to: month}
                   amount: {type: noise, percent: 10}
             """
         }
         try await MaskedDatabase.with(roles: ["bs_masked", "bs_exempt"], setup: { role in
             """
             CREATE SCHEMA sec;
-            CREATE TABLE sec.ev (id int PRIMARY KEY, at timestamptz, amount float8);
-            INSERT INTO sec.ev VALUES (1, '2024-03-31 23:30:00+00', 98765.4321);
+            CREATE DOMAIN sec.instant AS timestamptz;
+            CREATE TABLE sec.ev (id int PRIMARY KEY, at timestamptz, at_domain sec.instant, amount float8);
+            INSERT INTO sec.ev VALUES (1, '2024-03-31 23:30:00+00', '2024-03-31 23:30:00+00', 98765.4321);
             GRANT USAGE ON SCHEMA sec TO PUBLIC;
             GRANT SELECT ON sec.ev TO PUBLIC;
             """
@@ -685,11 +688,11 @@ import Testing
             var seen: Set<String> = []
             for (zone, digits) in [("UTC", 1), ("+05", 0), ("-167", -10), ("+167", -15)] {
                 try await proxied.exec("SET TimeZone = '\(zone)'; SET extra_float_digits = \(digits)")
-                let row = try await proxied.exec("SELECT extract(epoch FROM at)::bigint::text, amount::numeric::text FROM sec.ev WHERE id = 1")
-                seen.insert("\(row.string(0, 0) ?? "")|\(row.string(0, 1) ?? "")")
+                let row = try await proxied.exec("SELECT extract(epoch FROM at)::bigint::text, extract(epoch FROM at_domain)::bigint::text, amount::numeric::text FROM sec.ev WHERE id = 1")
+                seen.insert("\(row.string(0, 0) ?? "")|\(row.string(0, 1) ?? "")|\(row.string(0, 2) ?? "")")
             }
             // 2024-03-01 00:00 UTC, whatever the zone; one noise draw, whatever the digits.
-            #expect(seen.count == 1 && seen.first?.hasPrefix("1709251200|") == true, "\(seen)")
+            #expect(seen.count == 1 && seen.first?.hasPrefix("1709251200|1709251200|") == true, "\(seen)")
         }
     }
 

@@ -45,7 +45,7 @@ struct MaskingPolicyFunctions: Sendable {
         for column in definition.columns {
             let name = SQL.identifier(column.name)
             if let strategy = strategies.first(where: { $0.0 == column.name })?.1 {
-                list.append(strategy.expression(for: name, type: column.type) + " AS " + name)
+                list.append(strategy.expression(for: name, type: column.type, baseType: column.baseType) + " AS " + name)
             } else {
                 list.append(name)
             }
