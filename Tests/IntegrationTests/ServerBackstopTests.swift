@@ -697,9 +697,11 @@ import Testing
     }
 
     /// Which partition holds a row is the value of the column the table is partitioned on
-    /// (round 44 F2: a LIST partition per diagnosis): masked roles read such partitions through
-    /// the root only, and the masked tableoid is the root's.
-    @Test func aPartitionOfASensitiveKeyIsReadThroughItsRootOnly() async throws {
+    /// (round 44 F2: a LIST partition per diagnosis); through the root too, row order, ctid and
+    /// EXPLAIN ANALYZE show where a row is (round 45 N2); and partitioning by hand (inheritance
+    /// children with a CHECK on the column, round 45 N3) tells the same. Masked roles get none
+    /// of such tables, through the proxy or around it; the exempt role reads them as ever.
+    @Test func aTablePartitionedOnASensitiveKeyIsHeldBackWhole() async throws {
         let policies = { (role: (String) -> String) in
             """
             policies:
@@ -708,6 +710,10 @@ import Testing
                 columns:
                   diagnosis: {type: constant, value: REDACTED}
                   name: name
+              - table: sec.legacy
+                unmasked_roles: [\(role("bs_exempt"))]
+                columns:
+                  diagnosis: {type: constant, value: REDACTED}
             """
         }
         try await MaskedDatabase.with(roles: ["bs_masked", "bs_exempt"], setup: { role in
@@ -717,6 +723,9 @@ import Testing
             CREATE TABLE sec.patient_hiv PARTITION OF sec.patient FOR VALUES IN ('HIV');
             CREATE TABLE sec.patient_flu PARTITION OF sec.patient FOR VALUES IN ('influenza');
             INSERT INTO sec.patient VALUES (1, 'Ann', 'HIV'), (2, 'Bob', 'influenza');
+            CREATE TABLE sec.legacy (id int, diagnosis text);
+            CREATE TABLE sec.legacy_hiv (CHECK (diagnosis = 'HIV')) INHERITS (sec.legacy);
+            INSERT INTO sec.legacy_hiv VALUES (1, 'HIV');
             GRANT USAGE ON SCHEMA sec TO PUBLIC;
             GRANT SELECT ON ALL TABLES IN SCHEMA sec TO PUBLIC;
             """
@@ -724,12 +733,17 @@ import Testing
             _ = await setup.proxy.backstop?.reconcile(database: setup.database)
             let masked = setup.role("bs_masked")
             let direct = try await setup.direct(masked)
-            for sql in ["SELECT id FROM sec.patient_hiv", "SELECT * FROM pgclone_masked.\"sec.patient_hiv\"", "SELECT id FROM sec.patient_flu"] {
+            let proxied = try await setup.throughProxy(masked)
+            for connection in [direct, proxied] {
+                for sql in ["SELECT id FROM sec.patient_hiv", "SELECT id FROM sec.patient_flu", "SELECT id, ctid FROM sec.patient",
+                            "SELECT id FROM sec.legacy_hiv"] {
+                    await expectRefused(connection, sql)
+                }
+            }
+            for sql in ["SELECT * FROM pgclone_masked.\"sec.patient_hiv\"", "SELECT * FROM pgclone_masked.\"sec.patient\"",
+                        "EXPLAIN ANALYZE SELECT id FROM sec.patient WHERE id = 1"] {
                 await expectRefused(direct, sql)
             }
-            let proxied = try await setup.throughProxy(masked)
-            let rows = try await proxied.exec("SELECT id::text || ':' || tableoid::regclass::text || ':' || diagnosis FROM sec.patient ORDER BY id")
-            #expect(rows.strings == ["1:sec.patient:REDACTED", "2:sec.patient:REDACTED"], "\(rows.strings)")
             // The exempt role still reads the partitions.
             let exempt = try await setup.direct(setup.role("bs_exempt"))
             #expect(try await exempt.exec("SELECT name FROM sec.patient_hiv").string(0, 0) == "Ann")
