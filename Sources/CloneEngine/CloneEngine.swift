@@ -608,6 +608,10 @@ public struct CloneEngine: Sendable {
                     let creation = try await Self.create(function, on: connection, conflict: options.conflict, summary: &summary)
                     undo += Self.undoEntries(creation, function)
                 }
+                // What the target already has of these is compared with the source's (round 44f
+                // H1: an operator or text search configuration of another definition was kept
+                // silently, and indexes built on it gave other results).
+                var targetDefinitions: [String: String]?
                 for object in objects.textSearch {
                     let (catalog, namespace, name) = switch object.kind {
                     case "text search parser": ("pg_ts_parser", "prsnamespace", "prsname")
@@ -619,7 +623,9 @@ public struct CloneEngine: Sendable {
                         SELECT 1 FROM pg_catalog.\(catalog) o JOIN pg_catalog.pg_namespace n ON n.oid = o.\(namespace) WHERE n.nspname = $1 AND o.\(name) = $2
                         """, [object.schema, object.name])
                     if !present.rows.isEmpty {
-                        summary.notes.append("\(object.kind) \(object.schema).\(object.name) already exists on target; kept")
+                        if targetDefinitions == nil { targetDefinitions = try await Self.targetDefinitions(connection, schemas: schemas) }
+                        try Self.keepOrRefuse(object.kind, "\(object.schema).\(object.name)", theirs: targetDefinitions?["\(object.kind)\u{0}\(object.schema).\(object.name)"],
+                                              ours: Self.definition(object), conflict: options.conflict, notes: &summary.notes)
                         continue
                     }
                     // A dictionary or template of an extension the target lacks, or a parser or
@@ -702,7 +708,9 @@ public struct CloneEngine: Sendable {
                         // A commutator or negator named earlier left a shell: this fills it in.
                         let shell = try await connection.query("SELECT o.oprcode = 0 FROM pg_catalog.pg_operator o WHERE o.oid = pg_catalog.to_regoperator($1)", [op.name])
                         guard shell.string(0, 0) == "t" else {
-                            summary.notes.append("operator \(op.name) already exists on target; kept")
+                            if targetDefinitions == nil { targetDefinitions = try await Self.targetDefinitions(connection, schemas: schemas) }
+                            try Self.keepOrRefuse("operator", op.name, theirs: targetDefinitions?["operator\u{0}\(op.schema).\(op.name)"], ours: Self.definition(op),
+                                                  conflict: options.conflict, notes: &summary.notes)
                             continue
                         }
                     }
@@ -714,7 +722,9 @@ public struct CloneEngine: Sendable {
                         SELECT 1 FROM pg_catalog.pg_cast WHERE castsource = pg_catalog.to_regtype($1) AND casttarget = pg_catalog.to_regtype($2)
                         """, [sourceType, targetType])
                     if !present.rows.isEmpty {
-                        summary.notes.append("cast \(cast.name) already exists on target; kept")
+                        if targetDefinitions == nil { targetDefinitions = try await Self.targetDefinitions(connection, schemas: schemas) }
+                        try Self.keepOrRefuse("cast", cast.name, theirs: targetDefinitions?["cast\u{0}\(cast.name)"], ours: Self.definition(cast),
+                                              conflict: options.conflict, notes: &summary.notes)
                         continue
                     }
                     for statement in cast.ddl { try await connection.execute(statement) }

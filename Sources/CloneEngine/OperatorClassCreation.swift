@@ -25,15 +25,7 @@ extension CloneEngine {
         }
         func keepOrRefuse(_ object: SchemaObjects.Object, theirs: String?, ours: String?) throws {
             let named = "\(object.schema).\(object.name)" + (object.accessMethod.map { " USING \($0)" } ?? "")
-            if theirs == ours {
-                summary.notes.append("\(object.kind) \(named) already exists on target with the same definition; kept")
-            } else if conflict == .error {
-                throw CloneError("42710", "\(object.kind) \(named) already exists on target with a different definition",
-                                 detail: "source: \(ours ?? "(none)")\ntarget: \(theirs ?? "(none)")",
-                                 hint: "Use the \"conflict\" option (skip keeps the target's), or change or drop it first.")
-            } else {
-                summary.notes.append("\(object.kind) \(named) already exists on target with a different definition; kept the target's (source: \(ours ?? "(none)"))")
-            }
+            try Self.keepOrRefuse(object.kind, named, theirs: theirs, ours: ours, conflict: conflict, notes: &summary.notes)
         }
         for conversion in objects.conversions {
             let present = try await connection.query("""
@@ -86,5 +78,40 @@ extension CloneEngine {
             undo.append("DROP \(object.kind.uppercased()) \(object.qualifiedName)")
         }
         return undo
+    }
+
+    /// An object the target already has: the same definition is kept (and said); another one is
+    /// a conflict like a table's: an error under `conflict: error`, else the target's is kept
+    /// and the source's named (round 43 N1, 44f H1: operators, text search objects, casts).
+    static func keepOrRefuse(_ kind: String, _ named: String, theirs: String?, ours: String?, conflict: CloneOptions.Conflict,
+                             notes: inout [String]) throws {
+        if theirs == ours {
+            notes.append("\(kind) \(named) already exists on target with the same definition; kept")
+        } else if conflict == .error {
+            throw CloneError("42710", "\(kind) \(named) already exists on target with a different definition",
+                             detail: "source: \(ours ?? "(none)")\ntarget: \(theirs ?? "(none)")",
+                             hint: "Use the \"conflict\" option (skip keeps the target's), or change or drop it first.")
+        } else {
+            notes.append("\(kind) \(named) already exists on target with a different definition; kept the target's (source: \(ours ?? "(none)"))")
+        }
+    }
+
+    /// An object's definition for comparison: its statements without the comments.
+    static func definition(_ object: SchemaObjects.Object) -> String {
+        object.ddl.filter { !$0.hasPrefix("COMMENT ON ") }.joined(separator: ";\n")
+    }
+
+    /// The target's text search objects, operators and casts of the cloned schemas, by kind and
+    /// name, as `definition` gives them.
+    static func targetDefinitions(_ connection: PQConnection, schemas: [String]) async throws -> [String: String] {
+        let list = "{" + schemas.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",") + "}"
+        var found: [String: String] = [:]
+        for object in try await SchemaObjects.textSearchObjects(connection, list: list).objects + (try await SchemaObjects.operators(connection, list: list)) {
+            found["\(object.kind)\u{0}\(object.schema).\(object.name)"] = definition(object)
+        }
+        for cast in try await SchemaObjects.casts(connection, list: list) {
+            found["cast\u{0}\(cast.object.name)"] = definition(cast.object)
+        }
+        return found
     }
 }

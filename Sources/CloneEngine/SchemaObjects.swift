@@ -537,88 +537,10 @@ struct SchemaObjects: Sendable {
             """, [list])
         objects.notCloned = unsupported.rows.indices.map { unsupported.text($0, 0) }
 
-        // Text search parsers and templates (their functions are C code: the server's own, an
-        // extension's, or functions of the cloned schemas, which are then made before them),
-        // dictionaries, then configurations, as pg_dump writes them (a configuration made with
-        // its parser, then one ADD MAPPING per token type). Round 27: a table using a
-        // configuration could not be cloned at all.
-        let parserRows = try await source.query("""
-            SELECT o.oid, n.nspname, o.name, 'CREATE TEXT SEARCH ' || o.kind || ' ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(o.name) || o.body,
-                   o.comment, pg_catalog.array_to_string(o.functions, ','), o.kind
-            FROM (
-              SELECT p.oid, p.prsnamespace AS ns, p.prsname::pg_catalog.text AS name, 'PARSER' AS kind,
-                     ' (START = ' || p.prsstart::pg_catalog.regproc || ', GETTOKEN = ' || p.prstoken::pg_catalog.regproc
-                     || ', END = ' || p.prsend::pg_catalog.regproc || ', LEXTYPES = ' || p.prslextype::pg_catalog.regproc
-                     || CASE WHEN p.prsheadline <> 0 THEN ', HEADLINE = ' || p.prsheadline::pg_catalog.regproc ELSE '' END || ')' AS body,
-                     pg_catalog.obj_description(p.oid, 'pg_ts_parser') AS comment,
-                     ARRAY[p.prsstart::pg_catalog.oid, p.prstoken::pg_catalog.oid, p.prsend::pg_catalog.oid, p.prslextype::pg_catalog.oid, p.prsheadline::pg_catalog.oid] AS functions, 'pg_catalog.pg_ts_parser'::pg_catalog.regclass AS cls, 1 AS rank
-              FROM pg_catalog.pg_ts_parser p
-              UNION ALL
-              SELECT t.oid, t.tmplnamespace, t.tmplname::pg_catalog.text, 'TEMPLATE',
-                     ' (' || CASE WHEN t.tmplinit <> 0 THEN 'INIT = ' || t.tmplinit::pg_catalog.regproc || ', ' ELSE '' END
-                     || 'LEXIZE = ' || t.tmpllexize::pg_catalog.regproc || ')',
-                     pg_catalog.obj_description(t.oid, 'pg_ts_template'),
-                     ARRAY[t.tmplinit::pg_catalog.oid, t.tmpllexize::pg_catalog.oid], 'pg_catalog.pg_ts_template'::pg_catalog.regclass, 2
-              FROM pg_catalog.pg_ts_template t
-            ) o JOIN pg_catalog.pg_namespace n ON n.oid = o.ns
-            WHERE n.nspname = ANY($1::pg_catalog.text[])
-              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.cls AND d.objid = o.oid AND d.deptype IN ('e', 'i'))
-            ORDER BY o.rank, n.nspname, o.name
-            """, [list])
+        let (textSearch, textSearchFunctions) = try await textSearchObjects(source, list: list)
+        objects.textSearch = textSearch
         let clonedFunctions = Set(objects.functions.map(\.oid))
-        for row in parserRows.rows.indices {
-            let (schema, name) = (parserRows.text(row, 1), parserRows.text(row, 2))
-            let kind = parserRows.text(row, 6)
-            let create = parserRows.text(row, 3)
-            objects.textSearch.append(Object(kind: "text search \(kind.lowercased())", schema: schema, name: name, oid: parserRows.text(row, 0),
-                                             ddl: [create] + (parserRows.string(row, 4).map {
-                                                 ["COMMENT ON TEXT SEARCH \(kind) \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"]
-                                             } ?? [])))
-            let functions = parserRows.text(row, 5).split(separator: ",").map(String.init)
-            objects.functionsBeforeTextSearch.formUnion(functions.filter { clonedFunctions.contains($0) })
-        }
-        let dictionaryRows = try await source.query("""
-            SELECT d.oid, n.nspname, d.dictname,
-                   'CREATE TEXT SEARCH DICTIONARY ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(d.dictname)
-                   || ' (TEMPLATE = ' || pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(t.tmplname)
-                   || COALESCE(', ' || d.dictinitoption, '') || ')',
-                   pg_catalog.obj_description(d.oid, 'pg_ts_dict')
-            FROM pg_catalog.pg_ts_dict d JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
-            JOIN pg_catalog.pg_ts_template t ON t.oid = d.dicttemplate JOIN pg_catalog.pg_namespace tn ON tn.oid = t.tmplnamespace
-            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND NOT \(isExtensionMember(classOID: "d.oid", catalog: "pg_ts_dict"))
-            ORDER BY n.nspname, d.dictname
-            """, [list])
-        objects.textSearch += dictionaryRows.rows.indices.map { row in
-            let (schema, name) = (dictionaryRows.text(row, 1), dictionaryRows.text(row, 2))
-            return Object(kind: "text search dictionary", schema: schema, name: name, oid: dictionaryRows.text(row, 0),
-                          ddl: [dictionaryRows.text(row, 3)] + (dictionaryRows.string(row, 4).map {
-                              ["COMMENT ON TEXT SEARCH DICTIONARY \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"]
-                          } ?? []))
-        }
-        let configurationRows = try await source.query("""
-            SELECT c.oid, n.nspname, c.cfgname,
-                   'CREATE TEXT SEARCH CONFIGURATION ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.cfgname)
-                   || ' (PARSER = ' || pg_catalog.quote_ident(pn.nspname) || '.' || pg_catalog.quote_ident(p.prsname) || ')',
-                   (SELECT pg_catalog.string_agg('ALTER TEXT SEARCH CONFIGURATION ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.cfgname)
-                                                 || ' ADD MAPPING FOR ' || pg_catalog.quote_ident(x.token) || ' WITH ' || x.dictionaries, E'\\x1e' ORDER BY x.tokid)
-                    FROM (SELECT m.maptokentype AS tokid,
-                                 (SELECT tt.alias FROM pg_catalog.ts_token_type(c.cfgparser) tt WHERE tt.tokid = m.maptokentype) AS token,
-                                 pg_catalog.string_agg(m.mapdict::pg_catalog.regdictionary::pg_catalog.text, ', ' ORDER BY m.mapseqno) AS dictionaries
-                          FROM pg_catalog.pg_ts_config_map m WHERE m.mapcfg = c.oid GROUP BY m.maptokentype) x),
-                   pg_catalog.obj_description(c.oid, 'pg_ts_config')
-            FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
-            JOIN pg_catalog.pg_ts_parser p ON p.oid = c.cfgparser JOIN pg_catalog.pg_namespace pn ON pn.oid = p.prsnamespace
-            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND NOT \(isExtensionMember(classOID: "c.oid", catalog: "pg_ts_config"))
-            ORDER BY n.nspname, c.cfgname
-            """, [list])
-        objects.textSearch += configurationRows.rows.indices.map { row in
-            let (schema, name) = (configurationRows.text(row, 1), configurationRows.text(row, 2))
-            let mappings = (configurationRows.string(row, 4) ?? "").split(separator: "\u{1E}").map(String.init)
-            return Object(kind: "text search configuration", schema: schema, name: name, oid: configurationRows.text(row, 0),
-                          ddl: [configurationRows.text(row, 3)] + mappings + (configurationRows.string(row, 5).map {
-                              ["COMMENT ON TEXT SEARCH CONFIGURATION \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"]
-                          } ?? []))
-        }
+        for called in textSearchFunctions.values { objects.functionsBeforeTextSearch.formUnion(called.filter { clonedFunctions.contains($0) }) }
 
         guard includeViews else { return objects }
         // Views and materialized views, ordered by what their rules read.
@@ -798,10 +720,20 @@ struct SchemaObjects: Sendable {
             if rangeRows.string(row, 6) == "t" { objects.rangesBeforeTypes.insert(oid) }
         }
 
+        objects.operators = try await operators(source, list: list)
+        objects.casts = try await casts(source, list: list)
+
+        objects.operatorClasses = try await operatorClasses(source, list: list)
+        objects.conversions = try await conversions(source, list: list)
+    }
+
+    /// Operators of `list`'s schemas on `connection` (the source, or the target: one already
+    /// there is compared this way).
+    static func operators(_ connection: PQConnection, list: String) async throws -> [Object] {
         let operatorName = { (oid: String) in
             "(SELECT pg_catalog.quote_ident(xn.nspname) || '.' || x.oprname FROM pg_catalog.pg_operator x JOIN pg_catalog.pg_namespace xn ON xn.oid = x.oprnamespace WHERE x.oid = \(oid))"
         }
-        let operatorRows = try await source.query("""
+        let operatorRows = try await connection.query("""
             SELECT o.oid, n.nspname, o.oprname,
                    'CREATE OPERATOR ' || pg_catalog.quote_ident(n.nspname) || '.' || o.oprname || ' (FUNCTION = ' || o.oprcode::pg_catalog.regproc::pg_catalog.text
                    || CASE WHEN o.oprleft <> 0 THEN ', LEFTARG = ' || pg_catalog.format_type(o.oprleft, NULL) ELSE '' END
@@ -820,7 +752,7 @@ struct SchemaObjects: Sendable {
               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND d.objid = o.oid AND d.deptype = 'e')
             ORDER BY n.nspname, o.oprname, o.oid
             """, [list])
-        objects.operators = try operatorRows.rows.indices.map { row in
+        return try operatorRows.rows.indices.map { row in
             guard let schema = operatorRows.string(row, 1), let signature = operatorRows.string(row, 5), let oid = operatorRows.string(row, 0),
                   let ddl = operatorRows.string(row, 3) else {
                 throw CloneError("XX000", "unexpected definition of operator \(operatorRows.string(row, 2) ?? "?") on the source")
@@ -829,8 +761,12 @@ struct SchemaObjects: Sendable {
                           ddl: [ddl] + (operatorRows.string(row, 4).map { ["COMMENT ON OPERATOR \(signature) IS \(SQL.literal($0))"] } ?? []))
         }
 
+    }
+
+    /// Casts whose function or one of whose types is in `list`'s schemas, on `connection`.
+    static func casts(_ connection: PQConnection, list: String) async throws -> [(object: Object, source: String, target: String)] {
         // Casts are not in a schema: those whose function or one of whose types is in one cloned.
-        let castRows = try await source.query("""
+        let castRows = try await connection.query("""
             SELECT c.oid, pg_catalog.format_type(c.castsource, NULL), pg_catalog.format_type(c.casttarget, NULL),
                    'CREATE CAST (' || pg_catalog.format_type(c.castsource, NULL) || ' AS ' || pg_catalog.format_type(c.casttarget, NULL) || ') '
                    || CASE c.castmethod WHEN 'f' THEN 'WITH FUNCTION ' || c.castfunc::pg_catalog.regprocedure::pg_catalog.text WHEN 'i' THEN 'WITH INOUT' ELSE 'WITHOUT FUNCTION' END
@@ -845,7 +781,7 @@ struct SchemaObjects: Sendable {
                               WHERE t.oid IN (c.castsource, c.casttarget) AND n.nspname = ANY($1::pg_catalog.text[])))
             ORDER BY 2, 3
             """, [list])
-        objects.casts = try castRows.rows.indices.map { row in
+        return try castRows.rows.indices.map { row in
             guard let oid = castRows.string(row, 0), let from = castRows.string(row, 1), let to = castRows.string(row, 2), let ddl = castRows.string(row, 3) else {
                 throw CloneError("XX000", "unexpected definition of a cast on the source")
             }
@@ -853,9 +789,96 @@ struct SchemaObjects: Sendable {
             return (Object(kind: "cast", schema: "", name: pair, oid: oid,
                            ddl: [ddl] + (castRows.string(row, 4).map { ["COMMENT ON CAST \(pair) IS \(SQL.literal($0))"] } ?? [])), from, to)
         }
+    }
 
-        objects.operatorClasses = try await operatorClasses(source, list: list)
-        objects.conversions = try await conversions(source, list: list)
+    /// Text search parsers, templates, dictionaries, then configurations of `list`'s schemas on
+    /// `connection` (the source, or the target: one already there is compared this way), with
+    /// the functions each parser or template calls (by oid).
+    static func textSearchObjects(_ connection: PQConnection, list: String) async throws -> (objects: [Object], functions: [String: [String]]) {
+        var textSearch: [Object] = []
+        var functions: [String: [String]] = [:]
+        // Text search parsers and templates (their functions are C code: the server's own, an
+        // extension's, or functions of the cloned schemas, which are then made before them),
+        // dictionaries, then configurations, as pg_dump writes them (a configuration made with
+        // its parser, then one ADD MAPPING per token type). Round 27: a table using a
+        // configuration could not be cloned at all.
+        let parserRows = try await connection.query("""
+            SELECT o.oid, n.nspname, o.name, 'CREATE TEXT SEARCH ' || o.kind || ' ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(o.name) || o.body,
+                   o.comment, pg_catalog.array_to_string(o.functions, ','), o.kind
+            FROM (
+              SELECT p.oid, p.prsnamespace AS ns, p.prsname::pg_catalog.text AS name, 'PARSER' AS kind,
+                     ' (START = ' || p.prsstart::pg_catalog.regproc || ', GETTOKEN = ' || p.prstoken::pg_catalog.regproc
+                     || ', END = ' || p.prsend::pg_catalog.regproc || ', LEXTYPES = ' || p.prslextype::pg_catalog.regproc
+                     || CASE WHEN p.prsheadline <> 0 THEN ', HEADLINE = ' || p.prsheadline::pg_catalog.regproc ELSE '' END || ')' AS body,
+                     pg_catalog.obj_description(p.oid, 'pg_ts_parser') AS comment,
+                     ARRAY[p.prsstart::pg_catalog.oid, p.prstoken::pg_catalog.oid, p.prsend::pg_catalog.oid, p.prslextype::pg_catalog.oid, p.prsheadline::pg_catalog.oid] AS functions, 'pg_catalog.pg_ts_parser'::pg_catalog.regclass AS cls, 1 AS rank
+              FROM pg_catalog.pg_ts_parser p
+              UNION ALL
+              SELECT t.oid, t.tmplnamespace, t.tmplname::pg_catalog.text, 'TEMPLATE',
+                     ' (' || CASE WHEN t.tmplinit <> 0 THEN 'INIT = ' || t.tmplinit::pg_catalog.regproc || ', ' ELSE '' END
+                     || 'LEXIZE = ' || t.tmpllexize::pg_catalog.regproc || ')',
+                     pg_catalog.obj_description(t.oid, 'pg_ts_template'),
+                     ARRAY[t.tmplinit::pg_catalog.oid, t.tmpllexize::pg_catalog.oid], 'pg_catalog.pg_ts_template'::pg_catalog.regclass, 2
+              FROM pg_catalog.pg_ts_template t
+            ) o JOIN pg_catalog.pg_namespace n ON n.oid = o.ns
+            WHERE n.nspname = ANY($1::pg_catalog.text[])
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = o.cls AND d.objid = o.oid AND d.deptype IN ('e', 'i'))
+            ORDER BY o.rank, n.nspname, o.name
+            """, [list])
+        for row in parserRows.rows.indices {
+            let (schema, name) = (parserRows.text(row, 1), parserRows.text(row, 2))
+            let kind = parserRows.text(row, 6)
+            let create = parserRows.text(row, 3)
+            textSearch.append(Object(kind: "text search \(kind.lowercased())", schema: schema, name: name, oid: parserRows.text(row, 0),
+                                             ddl: [create] + (parserRows.string(row, 4).map {
+                                                 ["COMMENT ON TEXT SEARCH \(kind) \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"]
+                                             } ?? [])))
+            functions[parserRows.text(row, 0)] = parserRows.text(row, 5).split(separator: ",").map(String.init)
+        }
+        let dictionaryRows = try await connection.query("""
+            SELECT d.oid, n.nspname, d.dictname,
+                   'CREATE TEXT SEARCH DICTIONARY ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(d.dictname)
+                   || ' (TEMPLATE = ' || pg_catalog.quote_ident(tn.nspname) || '.' || pg_catalog.quote_ident(t.tmplname)
+                   || COALESCE(', ' || d.dictinitoption, '') || ')',
+                   pg_catalog.obj_description(d.oid, 'pg_ts_dict')
+            FROM pg_catalog.pg_ts_dict d JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
+            JOIN pg_catalog.pg_ts_template t ON t.oid = d.dicttemplate JOIN pg_catalog.pg_namespace tn ON tn.oid = t.tmplnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND NOT \(isExtensionMember(classOID: "d.oid", catalog: "pg_ts_dict"))
+            ORDER BY n.nspname, d.dictname
+            """, [list])
+        textSearch += dictionaryRows.rows.indices.map { row in
+            let (schema, name) = (dictionaryRows.text(row, 1), dictionaryRows.text(row, 2))
+            return Object(kind: "text search dictionary", schema: schema, name: name, oid: dictionaryRows.text(row, 0),
+                          ddl: [dictionaryRows.text(row, 3)] + (dictionaryRows.string(row, 4).map {
+                              ["COMMENT ON TEXT SEARCH DICTIONARY \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"]
+                          } ?? []))
+        }
+        let configurationRows = try await connection.query("""
+            SELECT c.oid, n.nspname, c.cfgname,
+                   'CREATE TEXT SEARCH CONFIGURATION ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.cfgname)
+                   || ' (PARSER = ' || pg_catalog.quote_ident(pn.nspname) || '.' || pg_catalog.quote_ident(p.prsname) || ')',
+                   (SELECT pg_catalog.string_agg('ALTER TEXT SEARCH CONFIGURATION ' || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.cfgname)
+                                                 || ' ADD MAPPING FOR ' || pg_catalog.quote_ident(x.token) || ' WITH ' || x.dictionaries, E'\\x1e' ORDER BY x.tokid)
+                    FROM (SELECT m.maptokentype AS tokid,
+                                 (SELECT tt.alias FROM pg_catalog.ts_token_type(c.cfgparser) tt WHERE tt.tokid = m.maptokentype) AS token,
+                                 pg_catalog.string_agg(m.mapdict::pg_catalog.regdictionary::pg_catalog.text, ', ' ORDER BY m.mapseqno) AS dictionaries
+                          FROM pg_catalog.pg_ts_config_map m WHERE m.mapcfg = c.oid GROUP BY m.maptokentype) x),
+                   pg_catalog.obj_description(c.oid, 'pg_ts_config')
+            FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+            JOIN pg_catalog.pg_ts_parser p ON p.oid = c.cfgparser JOIN pg_catalog.pg_namespace pn ON pn.oid = p.prsnamespace
+            WHERE n.nspname = ANY($1::pg_catalog.text[]) AND NOT \(isExtensionMember(classOID: "c.oid", catalog: "pg_ts_config"))
+            ORDER BY n.nspname, c.cfgname
+            """, [list])
+        textSearch += configurationRows.rows.indices.map { row in
+            let (schema, name) = (configurationRows.text(row, 1), configurationRows.text(row, 2))
+            let mappings = (configurationRows.string(row, 4) ?? "").split(separator: "\u{1E}").map(String.init)
+            return Object(kind: "text search configuration", schema: schema, name: name, oid: configurationRows.text(row, 0),
+                          ddl: [configurationRows.text(row, 3)] + mappings + (configurationRows.string(row, 5).map {
+                              ["COMMENT ON TEXT SEARCH CONFIGURATION \(SQL.qualified(schema, name)) IS \(SQL.literal($0))"]
+                          } ?? []))
+        }
+
+        return (textSearch, functions)
     }
 
     /// Operator families, classes, then the families' loose members, of `list`'s schemas on

@@ -380,4 +380,36 @@ import Testing
             }
         }
     }
+
+    /// An operator or a text search configuration the target has with another definition is a
+    /// conflict too (round 44f H1: kept silently; an index on the target's configuration
+    /// indexed other tokens).
+    @Test func anOperatorOrConfigurationOfAnotherDefinitionIsAConflict() async throws {
+        let sql = """
+            CREATE SCHEMA ox;
+            CREATE FUNCTION ox.lt(int, int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 < $2';
+            CREATE OPERATOR ox.<<< (FUNCTION = ox.lt, LEFTARG = int, RIGHTARG = int);
+            CREATE TEXT SEARCH CONFIGURATION ox.cfg (COPY = pg_catalog.english);
+            CREATE TABLE ox.t (id int);
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                try await target.rows("""
+                    CREATE SCHEMA ox;
+                    CREATE FUNCTION ox.lt(int, int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 < $2';
+                    CREATE FUNCTION ox.gt(int, int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 > $2';
+                    CREATE OPERATOR ox.<<< (FUNCTION = ox.gt, LEFTARG = int, RIGHTARG = int);
+                    """)
+                try await target.expectError("SELECT pgclone.schema(\(source), 'ox');", sqlState: "42710",
+                                             message: "operator ox.<<<(integer, integer) already exists on target with a different definition")
+                try await target.rows("DROP OPERATOR ox.<<< (int, int); CREATE TEXT SEARCH CONFIGURATION ox.cfg (COPY = pg_catalog.simple);")
+                try await target.expectError("SELECT pgclone.schema(\(source), 'ox');", sqlState: "42710",
+                                             message: "text search configuration ox.cfg already exists on target with a different definition")
+                let kept = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(source), 'ox', true, '{\"conflict\": \"skip\"}');")
+                #expect(kept.stdout.hasPrefix("OK: cloned schema ox"), "\(kept.stdout) \(kept.stderr)")
+                #expect(kept.stderr.contains("text search configuration ox.cfg already exists on target with a different definition; kept the target's"), "\(kept.stderr)")
+            }
+        }
+    }
 }
