@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Testing
 
 /// Clones run again over an earlier one (conflict skip, replace, rename): the target must end
@@ -409,6 +410,42 @@ import Testing
                 let kept = try await Shell.psql(target.conninfo, "SELECT pgclone.schema(\(source), 'ox', true, '{\"conflict\": \"skip\"}');")
                 #expect(kept.stdout.hasPrefix("OK: cloned schema ox"), "\(kept.stdout) \(kept.stderr)")
                 #expect(kept.stderr.contains("text search configuration ox.cfg already exists on target with a different definition; kept the target's"), "\(kept.stderr)")
+            }
+        }
+    }
+
+    /// `diff` sees what it was blind to (round 44f H2, H3): a partition moved to another parent
+    /// with the same bound, a row security policy, a grant on a routine, a column comment.
+    @Test func diffSeesPartitionsPoliciesRoutineGrantsAndComments() async throws {
+        let sql = """
+            CREATE SCHEMA pd;
+            CREATE TABLE pd.a (id int, k int) PARTITION BY RANGE (k);
+            CREATE TABLE pd.b (id int, k int) PARTITION BY RANGE (k);
+            CREATE TABLE pd.part PARTITION OF pd.a FOR VALUES FROM (0) TO (10);
+            CREATE TABLE pd.t (id int, note text);
+            ALTER TABLE pd.t ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY mine ON pd.t USING (id > 0);
+            COMMENT ON COLUMN pd.t.note IS 'a note';
+            CREATE FUNCTION pd.f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+            """
+        try await CloneFidelityTests.withSourceDatabase(sql) { environment, sourceConnInfo, reader in
+            try await withGuideTarget { (target: GuideTarget) async throws in
+                let source = guideSQLLiteral(sourceConnInfo)
+                #expect(try await target.call("SELECT pgclone.schema(\(source), 'pd');").hasPrefix("OK: cloned schema pd"))
+                let clean = try JSONReader.parse(try await target.call("SELECT pgclone.diff(\(source), 'pd');"))
+                for category in ["tables", "privileges"] {
+                    #expect(DiffPreflightTests.names(clean, category, "modified") == [], "\(clean.text)")
+                }
+                try await target.rows("""
+                    ALTER TABLE pd.a DETACH PARTITION pd.part;
+                    ALTER TABLE pd.b ATTACH PARTITION pd.part FOR VALUES FROM (0) TO (10);
+                    ALTER POLICY mine ON pd.t USING (id > 1);
+                    COMMENT ON COLUMN pd.t.note IS 'another note';
+                    REVOKE EXECUTE ON FUNCTION pd.f() FROM PUBLIC;
+                    """)
+                let drift = try JSONReader.parse(try await target.call("SELECT pgclone.diff(\(source), 'pd');"))
+                #expect(Set(DiffPreflightTests.names(drift, "tables", "modified")) == ["pd.part", "pd.t"], "\(drift.text)")
+                #expect(DiffPreflightTests.names(drift, "privileges", "only_in_source") == ["routine pd.f() to PUBLIC"], "\(drift.text)")
             }
         }
     }
