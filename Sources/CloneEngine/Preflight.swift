@@ -273,6 +273,24 @@ struct Preflight {
                     .joined(separator: "; ") + "; clone those schemas first"))
             }
         }
+        // Routines in C or internal are a superuser's to make (round 44f M3: the clone failed
+        // with 42501 after preflight said ok).
+        let superuser = try await target.query("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user").string(0, 0) == "t"
+        if !superuser {
+            let native = try await source.query("""
+                SELECT pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid))
+                FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+                JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
+                WHERE l.lanname OPERATOR(pg_catalog.=) ANY ('{c,internal}')
+                  AND n.nspname OPERATOR(pg_catalog.!~) '^pg_' AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{information_schema,pgclone,pgclone_masked}')
+                  AND ($1::pg_catalog.text IS NULL OR n.nspname OPERATOR(pg_catalog.=) $1)
+                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+                                  AND e.objid OPERATOR(pg_catalog.=) p.oid AND e.deptype OPERATOR(pg_catalog.=) ANY ('{e,i}'))
+                ORDER BY 1
+                """, [schema]).strings.compactMap { $0 }
+            checks.append(native.isEmpty ? .ok("superuser objects", "none in scope")
+                                         : .fail("superuser objects", "routines in C or internal, which only a superuser may create: \(list(native)); create them on the target as a superuser first"))
+        }
         // Roles that grants refer to.
         let grantees = try await source.query("""
             SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee)::pg_catalog.text

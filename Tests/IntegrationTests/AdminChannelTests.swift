@@ -269,6 +269,9 @@ import Testing
                 try await withDatabase(environment) { database in
                     try await admin.exec("GRANT CREATE ON DATABASE \(database) TO \(cloner)")
                     let conninfo = environment.throughProxy(proxy.port, user: cloner, password: "pw", database: database)
+                    // Preflight says so first (round 44f M3).
+                    let checked = try await Shell.psql(conninfo, "SELECT status, detail FROM pgclone.preflight('\(sourceConnInfo)', 'wf') WHERE \"check\" = 'superuser objects';")
+                    #expect(checked.stdout.hasPrefix("fail|routines in C or internal, which only a superuser may create: wf.rn()"), "\(checked.stdout) \(checked.stderr)")
                     let denied = try await Shell.psql(conninfo, "\\set VERBOSITY verbose\nSELECT pgclone.schema('\(sourceConnInfo)', 'wf');")
                     #expect(denied.status != 0)
                     #expect(denied.stderr.contains("ERROR:  42501: cannot create function wf.rn on target: permission denied for language internal"), "\(denied.stderr)")
