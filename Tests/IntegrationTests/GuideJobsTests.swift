@@ -145,6 +145,24 @@ struct GuideJobsTests {
         }
     }
 
+    /// A resumed job's counters go on from what its first run committed (round 44f L1: after
+    /// resume, rows_copied counted the resumed run only).
+    @Test func aResumedJobCountsEveryRowItCopied() async throws {
+        try await Self.withBigSource { source in
+            try await withGuideTarget(runsJobs: true) { (target: GuideTarget) async throws in
+                let id = try await target.call("SELECT pgclone.schema_async(\(guideSQLLiteral(source)), 'big');")
+                try await waitFor("the large table's copy", seconds: 30) {
+                    try await target.rows("SELECT table_name FROM pgclone.jobs_view WHERE job_id = \(id) AND status = 'running';") == ["big.b_large"]
+                }
+                #expect(try await target.call("SELECT pgclone.cancel(\(id));") == "OK: job \(id) cancelled")
+                #expect(try await target.rows("SELECT rows_copied FROM pgclone.jobs_view WHERE job_id = \(id);") == ["100"])
+                _ = try await target.call("SELECT pgclone.resume(\(id), \(guideSQLLiteral(source)));")
+                #expect(try await Self.waitForEnd(target, id, seconds: 120) == "completed")
+                #expect(try await target.rows("SELECT rows_copied, tables_completed FROM pgclone.jobs_view WHERE job_id = \(id);") == ["1500100|2"])
+            }
+        }
+    }
+
     @Test("16.1-16.2 parallel schema clones: a parent job and its workers; verify; without triggers")
     func guideTest16() async throws {
         try await withGuideTarget(runsJobs: true) { (target: GuideTarget) async throws in

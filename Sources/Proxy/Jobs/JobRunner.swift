@@ -197,7 +197,11 @@ public final class JobRunner: Service, Sendable {
         let credentials: SourceCredentials = job.flags == "superuser" ? .any : .ownPasswordOnly
         let engine = CloneEngine(sourceCredentials: credentials, pool: pool)
         let target = CloneTarget(serviceConnInfo: serviceConnInfo, database: job.database, role: job.role, pool: pool)
-        let reporter = JobProgressReporter(store: store, jobID: job.id, owner: owner, logger: logger)
+        // A resumed job's counters go on from what its first run committed (round 44f L1: they
+        // covered the resumed part only).
+        let resuming = !job.completedTables.isEmpty
+        let reporter = JobProgressReporter(store: store, jobID: job.id, owner: owner, logger: logger,
+                                           rows: resuming ? job.rowsCopied : 0, bytes: resuming ? job.bytesCopied : 0)
         logger.info("job started", metadata: ["job_id": "\(job.id)", "op_type": "\(job.operation)"])
         var status = JobStore.Status.completed
         var errorText: String?
@@ -283,11 +287,15 @@ final class JobProgressReporter: CloneProgress, Sendable {
         var partBytes: [String: Int64] = [:]
     }
 
-    init(store: JobStore, jobID: Int64, owner: String, logger: Logger) {
+    init(store: JobStore, jobID: Int64, owner: String, logger: Logger, rows: Int64 = 0, bytes: Int64 = 0) {
         self.store = store
         self.jobID = jobID
         self.owner = owner
         self.logger = logger
+        state.withLockedValue { state in
+            state.rows = rows
+            state.bytes = bytes
+        }
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
         self.events = events
         self.continuation = continuation
