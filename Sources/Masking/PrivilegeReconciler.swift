@@ -569,17 +569,8 @@ public struct PrivilegeReconciler: Sendable {
         }
         let viewNames = views.map { MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: $0.only, system: $0.system) }
         if revealsKey {
-            for view in viewNames {
-                let grantees = try await connection.query("""
-                    SELECT DISTINCT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
-                    FROM pg_catalog.pg_class c
-                    CROSS JOIN LATERAL (SELECT (pg_catalog.aclexplode(c.relacl)).grantee
-                                        UNION SELECT (pg_catalog.aclexplode(att.attacl)).grantee FROM pg_catalog.pg_attribute att WHERE att.attrelid OPERATOR(pg_catalog.=) c.oid) a
-                    LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
-                    WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1) AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
-                    """, [view]).strings.compactMap { $0 }
-                for grantee in grantees { try await connection.exec("REVOKE ALL ON \(view) FROM \(grantee)") }
-                if !grantees.isEmpty { changes.append("the views of a partition whose rows are a sensitive key's value withdrawn") }
+            for view in viewNames where try await revokeEveryGrant(on: view) {
+                changes.append("the views of a relation whose rows tell a sensitive key's value withdrawn")
             }
         }
 
@@ -954,21 +945,25 @@ public struct PrivilegeReconciler: Sendable {
     private func protectInfrastructure() async throws {
         // Whatever was granted on them since (GRANT ... ON ALL TABLES IN SCHEMA pgclone_masked,
         // meant for the mask views, took the HMAC pads too: round 43 F4) goes again, every pass.
-        // (Column grants too: round 44 F4.)
-        let granted = try await connection.exec("""
-            SELECT c.oid::pg_catalog.regclass::pg_catalog.text, CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
+        for table in ["_key", "_changes", "_owners"] {
+            _ = try await revokeEveryGrant(on: SQL.qualified(MaskView.schema, table))
+        }
+    }
+
+    /// Takes every grant on `relation` (a qualified name) but its owner's, on the relation and on
+    /// its columns (round 44 F4: a column grant survived); returns whether there was any.
+    private func revokeEveryGrant(on relation: String) async throws -> Bool {
+        let grantees = try await connection.query("""
+            SELECT DISTINCT CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END
             FROM pg_catalog.pg_class c
             CROSS JOIN LATERAL (SELECT (pg_catalog.aclexplode(c.relacl)).grantee
                                 UNION SELECT (pg_catalog.aclexplode(att.attacl)).grantee FROM pg_catalog.pg_attribute att WHERE att.attrelid OPERATOR(pg_catalog.=) c.oid) a
             LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
-            WHERE c.relnamespace OPERATOR(pg_catalog.=) 'pgclone_masked'::pg_catalog.regnamespace
-              AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['_key', '_changes', '_owners']::pg_catalog.name[]) AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
-            GROUP BY 1, 2
-            """)
-        for row in granted.rows.indices {
-            guard let table = granted.string(row, 0), let grantee = granted.string(row, 1) else { continue }
-            try await connection.exec("REVOKE ALL ON \(table) FROM \(grantee) CASCADE")
-        }
+            WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1) AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+            """, [relation]).strings.compactMap { $0 }
+        // (REVOKE ALL on the relation takes its column grants too.)
+        for grantee in grantees { try await connection.exec("REVOKE ALL ON \(relation) FROM \(grantee) CASCADE") }
+        return !grantees.isEmpty
     }
 
     /// Keeps the HMAC pads of keyed strategies where the mask views (and only their owner) read them.

@@ -177,6 +177,8 @@ struct MaskingPolicyFunctions: Sendable {
         let allColumns = try await MaskingAdmin.columns(connection, schema: schema)
         let columnsOf = Dictionary(grouping: allColumns, by: \.table).mapValues { Set($0.map(\.column)) }
         var rows: [[String?]] = []
+        // Generated columns computed from a policy's columns, by table and policy (read once each).
+        var derivedColumns: [String: Set<String>] = [:]
         for column in allColumns {
             let finding = (try? await MaskingAdmin.classify(connection, schema: schema, column)) ?? nil
             let covering = policies.filter { $0.table == column.table || ancestors[column.table]?.contains($0.table) == true }
@@ -187,10 +189,13 @@ struct MaskingPolicyFunctions: Sendable {
             var derivedFrom: TablePolicy?
             if policy == nil {
                 for candidate in covering {
-                    let derived = try await connection.query(
-                        "SELECT pg_catalog.unnest(\(MaskView.derivedColumnsSQL(table: "pg_catalog.to_regclass($1)::pg_catalog.oid", sensitive: "$2::pg_catalog.text[]")))",
-                        [SQL.qualified(schema, column.table), SQL.textArray(candidate.columns.map(\.name))]).strings.compactMap { $0 }
-                    if derived.contains(column.column) { derivedFrom = candidate; break }
+                    let key = "\(column.table)\u{0}\(candidate.qualifiedName)"
+                    if derivedColumns[key] == nil {
+                        derivedColumns[key] = Set(try await connection.query(
+                            "SELECT pg_catalog.unnest(\(MaskView.derivedColumnsSQL(table: "pg_catalog.to_regclass($1)::pg_catalog.oid", sensitive: "$2::pg_catalog.text[]")))",
+                            [SQL.qualified(schema, column.table), SQL.textArray(candidate.columns.map(\.name))]).strings.compactMap { $0 })
+                    }
+                    if derivedColumns[key]?.contains(column.column) == true { derivedFrom = candidate; break }
                 }
             }
             guard finding != nil || policy != nil || broken != nil || derivedFrom != nil else { continue }

@@ -228,8 +228,9 @@ public struct MaskingContext: Sendable, Hashable {
               UNION
               SELECT m.i, h.inhrelid, m.applies FROM m JOIN pg_catalog.pg_inherits h ON h.inhparent OPERATOR(pg_catalog.=) m.reloid
             ),
-            -- The sensitive columns of each table: the policy's, or every column where the policy
-            -- names one the table lacks (a typo or another case: the column meant may be any).
+            -- The sensitive columns of each table: the policy's and the generated columns computed
+            -- from them, or every column where the policy names one the table lacks (a typo or
+            -- another case: the column meant may be any).
             ms(i, reloid, sens) AS (
               SELECT m.i, m.reloid,
                 CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.unnest(p.sens) s(name) WHERE NOT EXISTS (
@@ -306,9 +307,11 @@ public struct MaskingContext: Sendable, Hashable {
                    \(MaskView.columnTypeSQL)
             FROM m JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) m.reloid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
             UNION ALL
-            -- Generated columns computed from a sensitive column: masked too (as NULL).
+            -- Generated columns computed from a sensitive column (what ms added to the policy's
+            -- names): masked too, as NULL.
             SELECT 'derived', ms.i::pg_catalog.text, ms.reloid::pg_catalog.text, NULL, d.name, NULL
-            FROM ms JOIN p ON p.i OPERATOR(pg_catalog.=) ms.i, pg_catalog.unnest(\(MaskView.derivedColumnsSQL(table: "ms.reloid", sensitive: "p.sens"))) d(name)
+            FROM ms JOIN p ON p.i OPERATOR(pg_catalog.=) ms.i, pg_catalog.unnest(ms.sens) d(name)
+            WHERE d.name OPERATOR(pg_catalog.<>) ALL (p.sens)
             UNION ALL
             SELECT DISTINCT 'relation', c.relname::pg_catalog.text, NULL, NULL, NULL, NULL FROM tainted t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
             WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.reloid OPERATOR(pg_catalog.=) t.oid)
