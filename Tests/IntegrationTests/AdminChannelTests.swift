@@ -450,7 +450,9 @@ import Testing
                     try await Shell.psql(target, "SELECT pgclone.table('\(sourceInfo)', 'public', '\(table)', true, NULL, '{\"conflict\": \"replace\"}');")
                 }
                 let killer = try await PQConnection.connect(sourceInfo)
-                try await waitFor("the source COPY to start") {
+                // (Up to a minute: with the machine loaded, the clone's catalog reads before the
+                // COPY took longer than the default 15 s twice in CI.)
+                try await waitFor("the source COPY to start", seconds: 60) {
                     try await killer.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %TO STDOUT%'",
                                            [sourceDatabase]).string(0, 0) == "1"
                 }
