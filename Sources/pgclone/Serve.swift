@@ -76,6 +76,8 @@ extension Pgclone {
         }
 
         private func serve() async throws {
+            // Before the configuration sizes the client limit on it.
+            let descriptors = DescriptorLimit.raiseSoftLimitToHard()
             let settings: ServeSettings
             let configuration: ProxyConfiguration
             let flags: [String: String?]
@@ -104,6 +106,9 @@ extension Pgclone {
             LiveLogLevel.level = Logger.Level(rawValue: configuration.logLevel) ?? .info
             LoggingSystem.bootstrap { label in LiveLogLevel.Handler(label: label) }
             let logger = Logger(label: "pgclone")
+            if let descriptors {
+                logger.info("descriptor limit raised to the hard limit", metadata: ["from": "\(descriptors.before)", "to": "\(descriptors.after)"])
+            }
             // Every libpq call of the proxy runs on the engine's threads (the shared pool of the
             // one-shot commands is never started here).
             let engine = EngineService(threads: configuration.engineThreads)

@@ -1,4 +1,5 @@
 import Foundation
+import Proxy
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -46,8 +47,8 @@ import Testing
 
     /// Starts the built binary's `serve` on a free port (with at most `descriptorLimit` open
     /// files), its log in a file, and waits until it accepts connections.
-    static func launchProxy(_ environment: TestEnvironment, descriptorLimit: Int? = nil, sharesStateDatabase: Bool = false,
-                            arguments: [String]) async throws -> (ChildProcess, Int, URL) {
+    static func launchProxy(_ environment: TestEnvironment, descriptorLimit: Int? = nil, softDescriptorLimit: Int? = nil,
+                            sharesStateDatabase: Bool = false, arguments: [String]) async throws -> (ChildProcess, Int, URL) {
         try await TargetRoles.ensure()
         let arguments = arguments + (sharesStateDatabase ? [] : ["--state-database", TargetRoles.cliStateDatabase])
         // A port the kernel just handed out (and was let go): a random one could be a client
@@ -57,7 +58,7 @@ import Testing
         probe.close()
         let log = URL(fileURLWithPath: environment.directory).appendingPathComponent("proxy-\(port)-\(UInt32.random(in: 0...UInt32.max)).log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
-        let limit = descriptorLimit.map { "ulimit -n \($0) && " } ?? ""
+        let limit = (descriptorLimit.map { "ulimit -n \($0) && " } ?? "") + (softDescriptorLimit.map { "ulimit -Sn \($0) && " } ?? "")
         let process = try ChildProcess("/bin/sh", ["-c", "\(limit)backend=\"$1\"; shift; exec \"$0\" serve --listen 127.0.0.1:\(port) --backend \"$backend\" \"$@\"",
                                                    CommandLineTests.binary, environment.backendConnInfo] + arguments,
                                        error: .file(log.path))
@@ -116,6 +117,22 @@ import Testing
         let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
         guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { throw RawError("no times in \(stat)") }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Started under a soft descriptor limit below the hard one (1,024 under most container
+    /// runtimes and service managers), the proxy raises its own to the hard limit and says so.
+    @Test func theProxyRaisesItsSoftDescriptorLimitToTheHardOne() async throws {
+        let environment = try TestEnvironment.require()
+        let hard = try #require(DescriptorLimit.current()).hard
+        let (process, _, log) = try await Self.launchProxy(environment, softDescriptorLimit: 256, arguments: ["--log-level", "info"])
+        defer { if process.isRunning { process.terminate() } }
+        let limits = try String(contentsOfFile: "/proc/\(process.processIdentifier)/limits", encoding: .utf8)
+        let line = try #require(limits.split(separator: "\n").first { $0.hasPrefix("Max open files") })
+        let values = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).prefix(2).map(String.init)
+        let expected = String(min(hard, 1 << 20))
+        #expect(values == [expected, String(hard)], "\(line)")
+        let text = try String(contentsOf: log, encoding: .utf8)
+        #expect(text.contains("descriptor limit raised to the hard limit") && text.contains("from=256") && text.contains("to=\(expected)"), "\(text)")
     }
 
     /// Out of descriptors, the proxy stops accepting (no busy loop), says so once, and accepts

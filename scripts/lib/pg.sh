@@ -243,7 +243,8 @@ pg_cluster_init() {
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir/sock'
-max_connections = 500
+# the test suite runs hundreds of tests at once: 430 backends at its peak on two cores
+max_connections = 1000
 shared_buffers = 128MB
 fsync = off
 synchronous_commit = off

@@ -39,6 +39,7 @@ final class RunningProxy: Sendable {
         configure: (inout ProxyConfiguration) -> Void = { _ in }
     ) async throws -> RunningProxy {
         try MaskingKey.install("pgclone-test-secret")
+        EventLoopWatchdog.started
         let conninfo = try ConnInfo(parsing: backend ?? environment.backendConnInfo)
         var configuration = ProxyConfiguration(listenHost: "127.0.0.1", listenPort: 0, backend: try BackendEndpoint(conninfo: conninfo), serviceConnInfo: conninfo)
         configuration.shutdownGracePeriod = grace

@@ -1,4 +1,5 @@
 import Foundation
+import Proxy
 import Testing
 
 /// The clusters `scripts/test` starts, described by its `PGCLONE_TEST_*` variables.
@@ -17,6 +18,11 @@ struct TestEnvironment: Sendable {
     let directory: String
 
     static let current: TestEnvironment? = {
+        // Every test's proxies, clients and service connections share this process: hundreds
+        // of tests at once hold over a thousand descriptors (1,012 measured on two cores), more
+        // than the 1,024 soft limit container runtimes give. `pgclone serve` raises its own
+        // the same way.
+        DescriptorLimit.raiseSoftLimitToHard()
         let env = ProcessInfo.processInfo.environment
         guard let host = env["PGCLONE_TEST_HOST"],
               let source = env["PGCLONE_TEST_SOURCE_PORT"].flatMap(Int.init),
