@@ -222,7 +222,7 @@ struct RoleCloner {
             // A role whose attributes and settings both changed is one role updated (round 26).
             updatedRoles.formUnion(try await syncSettings(of: sourceRoles.map(\.name), newlyCreated: names.subtracting(existing.keys), notes: &summary.notes))
             summary.updated = updatedRoles.count
-            summary.grants += try await syncMemberships(of: names, notes: &summary.notes)
+            summary.grants += try await syncMemberships(of: names, callerIsSuperuser: isSuperuser, notes: &summary.notes)
             summary.grants += try await ObjectGrants(source: source, target: target).apply(to: sourceRoles.map(\.name), notes: &summary.notes)
             // The default privileges these roles set for what they will create (their grants to
             // other roles and their revocations included: round 33).
@@ -237,10 +237,12 @@ struct RoleCloner {
 
     // MARK: - Memberships
 
-    /// GRANT role TO member [WITH ADMIN OPTION] for every membership of the source in which a
-    /// cloned role takes part and both roles exist on the target; grants whose grantor needs its
-    /// own ADMIN OPTION go after the grant that gives it. Returns how many were applied.
-    private func syncMemberships(of names: Set<String>, notes: inout [String]) async throws -> Int {
+    /// GRANT role TO member [WITH ADMIN OPTION] [GRANTED BY grantor] for every membership of the
+    /// source in which a cloned role takes part and both roles exist on the target (the grantor
+    /// as on the source, as pg_dumpall writes it, where the target has that role and the caller
+    /// may name it); grants whose grantor needs its own ADMIN OPTION go after the grant that
+    /// gives it. Returns how many were applied.
+    private func syncMemberships(of names: Set<String>, callerIsSuperuser: Bool, notes: inout [String]) async throws -> Int {
         let rows = try await source.query("""
             SELECT g.rolname::pg_catalog.text, m.rolname::pg_catalog.text, COALESCE(gr.rolname::pg_catalog.text, ''), am.admin_option
             FROM pg_catalog.pg_auth_members am
@@ -264,6 +266,7 @@ struct RoleCloner {
         let targetRoles = Set(try await target.exec("SELECT rolname::pg_catalog.text FROM pg_catalog.pg_roles").strings.compactMap { $0 })
         var applied = 0
         var missing: Set<String> = []
+        var grantorsNotNamed: Set<String> = []
         while !pending.isEmpty {
             // A grant by a grantor that is itself waiting for ADMIN OPTION on the role goes later.
             let waiting = Set(pending.filter(\.admin).map { $0.role + "\u{0}" + $0.member })
@@ -276,7 +279,20 @@ struct RoleCloner {
                 }
                 let key = membership.role + "\u{0}" + membership.member
                 if let admin = held[key], admin || !membership.admin { continue }
-                try await target.execute("GRANT \(SQL.identifier(membership.role)) TO \(SQL.identifier(membership.member))\(membership.admin ? " WITH ADMIN OPTION" : "")")
+                // Only a superuser may record another role as the grantor (PostgreSQL 15).
+                let grantor = membership.grantor
+                let namesGrantor = !grantor.isEmpty && grantor != caller && targetRoles.contains(grantor) && callerIsSuperuser
+                if !grantor.isEmpty, grantor != caller, !namesGrantor { grantorsNotNamed.insert(grantor) }
+                let sql = "GRANT \(SQL.identifier(membership.role)) TO \(SQL.identifier(membership.member))"
+                    + (membership.admin ? " WITH ADMIN OPTION" : "") + (namesGrantor ? " GRANTED BY \(SQL.identifier(grantor))" : "")
+                do {
+                    try await target.execute(sql)
+                } catch let error as PQError where error.sqlState == "0LP01" {
+                    // The target already has the reverse membership (directly or through other roles).
+                    throw CloneError("0LP01", "cannot grant role \"\(membership.role)\" to \"\(membership.member)\": on the target, \"\(membership.role)\" is already a member of \"\(membership.member)\", and the grant would make a membership cycle",
+                                     detail: "The source has \"\(membership.member)\" as a member of \"\(membership.role)\". Nothing was changed on the target.",
+                                     hint: "Revoke one of the two memberships on the target (REVOKE \(SQL.identifier(membership.member)) FROM \(SQL.identifier(membership.role)) or the chain that leads to it), then clone the roles again.")
+                }
                 held[key] = membership.admin
                 applied += 1
             }
@@ -284,6 +300,10 @@ struct RoleCloner {
         }
         if !missing.isEmpty {
             notes.append("memberships involving roles that do not exist on the target were skipped: \(missing.sorted().joined(separator: ", "))")
+        }
+        if !grantorsNotNamed.isEmpty {
+            let why = callerIsSuperuser ? "the target has no such role" : "only a superuser may name another grantor"
+            notes.append("memberships granted on the source by \(grantorsNotNamed.sorted().map { "\"\($0)\"" }.joined(separator: ", ")) are recorded as granted by \"\(caller)\" (\(why))")
         }
         return applied
     }

@@ -115,7 +115,7 @@ struct GuideRolesTests {
             CREATE ROLE \(lead) NOLOGIN CREATEDB IN ROLE \(chief);
             CREATE ROLE \(member) LOGIN PASSWORD 'member-pw' CONNECTION LIMIT 4;
             GRANT \(lead) TO \(SQL.identifier(mixed)) WITH ADMIN OPTION;
-            GRANT \(lead) TO \(member);
+            GRANT \(lead) TO \(member) GRANTED BY \(SQL.identifier(mixed));
             ALTER ROLE \(member) SET search_path = "$user", public;
             ALTER ROLE \(member) SET work_mem = '8MB';
             ALTER ROLE \(member) IN DATABASE db1 SET statement_timeout = '5s';
@@ -136,11 +136,13 @@ struct GuideRolesTests {
                 FROM pg_authid WHERE rolname = ANY (\(roleList)::text[]) ORDER BY rolname;
                 """
             try await target.expectSameRowsAsSource(target: attributes, source: attributes)
+            // With their grantors, as pg_dumpall writes them (GRANTED BY).
             let memberships = """
-                SELECT g.rolname, m.rolname, am.admin_option FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
+                SELECT g.rolname, m.rolname, am.admin_option, am.grantor::regrole FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid JOIN pg_roles m ON m.oid = am.member
                 WHERE m.rolname = ANY (\(roleList)::text[]) ORDER BY 1, 2;
                 """
             try await target.expectSameRowsAsSource(memberships)
+            #expect(try await target.rows("SELECT am.grantor::regrole::text FROM pg_auth_members am WHERE am.member = '\(member)'::regrole;") == [SQL.identifier(mixed)])
             // The chain: member is in lead, which is in chief.
             #expect(try await target.rows("SELECT pg_has_role('\(member)', '\(chief)', 'MEMBER');") == ["t"])
             #expect(try await target.rows("""
@@ -159,6 +161,33 @@ struct GuideRolesTests {
             let verifier = try await source.query("SELECT rolpassword FROM pg_authid WHERE rolname = $1", [member]).string(0, 0) ?? "none"
             let output = try await Shell.psql(target.conninfo, "\\set VERBOSITY verbose\nSELECT pgclone.clone_roles(\(target.source), \(list));")
             #expect(!output.stdout.contains(verifier) && !output.stderr.contains(verifier))
+        }
+    }
+
+    /// A membership the target already has the other way round would make a cycle: the call
+    /// says which and how to undo it, and changes nothing (round 44f: the server's bare
+    /// "role is a member of role").
+    @Test func aMembershipCycleWithTheTargetIsRefusedAndChangesNothing() async throws {
+        let environment = try TestEnvironment.require()
+        let suffix = guideRandomSuffix()
+        let upper = "cyc_upper_\(suffix)", lower = "cyc_lower_\(suffix)", bystander = "cyc_new_\(suffix)"
+        let roles = [upper, lower, bystander]
+        let source = try await PQConnection.connect(guideSourceConnInfo(environment))
+        defer {
+            Task {
+                _ = try? await source.exec("DROP ROLE IF EXISTS \(roles.joined(separator: ", "))")
+                try? await Self.dropEverywhere(roles, environment: environment)
+            }
+        }
+        try await source.exec("CREATE ROLE \(upper); CREATE ROLE \(lower) IN ROLE \(upper); CREATE ROLE \(bystander)")
+        let admin = try await PQConnection.connect(environment.directTarget(database: "postgres"))
+        try await admin.exec("CREATE ROLE \(upper); CREATE ROLE \(lower); GRANT \(lower) TO \(upper)")
+        try await withGuideTarget { (target: GuideTarget) async throws in
+            let list = guideSQLLiteral(roles.joined(separator: ", "))
+            let output = try await target.expectError("SELECT pgclone.clone_roles(\(target.source), \(list));", sqlState: "0LP01",
+                message: "cannot grant role \"\(upper)\" to \"\(lower)\": on the target, \"\(upper)\" is already a member of \"\(lower)\", and the grant would make a membership cycle")
+            #expect(output.stderr.contains("HINT:  Revoke one of the two memberships on the target (REVOKE \"\(lower)\" FROM \"\(upper)\""), "\(output.stderr)")
+            #expect(try await admin.exec("SELECT count(*) FROM pg_roles WHERE rolname = '\(bystander)'").string(0, 0) == "0")
         }
     }
 
