@@ -138,6 +138,13 @@ public struct PrivilegeReconciler: Sendable {
         try await protectInfrastructure()
         try await storeKey(needed: targets.contains { target in policies[target.policyIndex].columns.contains { $0.strategy.isKeyed } })
 
+        // The roles that may be given back what they lose are those there now, before any
+        // policy's masked roles are read: each statement of the pass sees roles committed (or
+        // demoted from superuser) meanwhile, and such a role, in no masked list, was taken for
+        // a reader that lost its columns and given them by name (a concurrent test's masked
+        // role held grants in this database, found when dropping that role failed).
+        let known = try await connection.exec(
+            "SELECT r.oid::pg_catalog.text FROM pg_catalog.pg_roles r WHERE NOT r.rolsuper").strings.compactMap { $0 }
         var maskedRoles: [Int: [String]] = [:]
         var outcome: [Relation] = []
         for target in targets {
@@ -174,7 +181,7 @@ public struct PrivilegeReconciler: Sendable {
                 relation.changes = try await restore(target.oid)
                 if let missingReason { relation.reason = missingReason + "; " + (relation.reason ?? "") }
             } else {
-                relation.changes = try await enforce(target, policy: effective, masked: masked)
+                relation.changes = try await enforce(target, policy: effective, masked: masked, known: known)
                 // A masked role the server cannot hold back (an owner, a reader of everything)
                 // does not take the backstop from the others: they are held back, and that
                 // role's sessions rely on the rewrite alone (the proxy sees its privileges).
@@ -192,8 +199,18 @@ public struct PrivilegeReconciler: Sendable {
                 // mask views (a reader's lock on one stopped the whole rebuild, and a column the
                 // policy had just named stayed readable on the server: round 38).
                 let held = (try? await isolated { try await holdBack(target, policy: effective, masked: masked) }) != nil
+                // A mask view built for the policy as it was still shows a column the policy now
+                // masks (round 46 F1: a masked role's own view over it, or its lock on it, stopped
+                // the rebuild, and it read the new column in clear there): its grants go.
+                var withdrawal = ""
+                do {
+                    if try await isolated({ try await withdrawStaleViews(target, policy: effective) }) { withdrawal = "; its outdated mask views are withdrawn" }
+                } catch {
+                    withdrawal = "; its outdated mask views could not be withdrawn: \((error as? PQError)?.message ?? "\(error)")"
+                }
                 relation.reason = "\(target.schema).\(target.name) could not be brought in line with policy \(policy.qualifiedName): \((error as? PQError)?.message ?? "\(error)"); "
                     + (held ? "masked roles' privileges on its sensitive columns were taken back, without mask views until the next pass" : "its privileges stay as they were")
+                    + withdrawal
             }
             outcome.append(relation)
         }
@@ -219,7 +236,7 @@ public struct PrivilegeReconciler: Sendable {
                         relation.reason = "view \(view.schema).\(view.name) reads sensitive columns with the rights of its owner \(view.ownerName), and pgclone's service role \(service.name) can neither own nor manage it"
                         relation.changes = try await restore(view.oid)
                     } else {
-                        relation.changes = try await enforceView(view, masked: masked)
+                        relation.changes = try await enforceView(view, masked: masked, known: known)
                         relation.enforced = true
                         try await claim(view.oid, for: ownership.owner(of: policies[view.policyIndices[0]]), policy: policies[view.policyIndices[0]].qualifiedName)
                     }
@@ -372,17 +389,44 @@ public struct PrivilegeReconciler: Sendable {
             + "correct the policy or the column"
     }
 
+    /// Makes `name` the view `definition`, replaced in place where its columns allow it: a
+    /// masked role's own view or function over a mask view (made through the proxy, whose
+    /// rewrite reads the mask view) depends on it and made dropping it fail, which held every
+    /// rebuild back (round 46 F1). The view starts with no grants either way, as a new one.
+    private func rebuildView(_ name: String, as definition: String) async throws {
+        let exists = try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL", [name]).string(0, 0) == "t"
+        if exists {
+            do {
+                try await isolated(savepoint: "pgclone_view") {
+                    try await connection.exec("CREATE OR REPLACE VIEW \(name) AS \(definition)")
+                }
+                _ = try await revokeEveryGrant(on: name)
+                return
+            } catch let replacing as PQError where !["55P03", "40P01", "57014"].contains(replacing.sqlState ?? "") {
+                // Columns renamed, dropped or retyped: only a new view can have them (a lock
+                // the view waited for would stop DROP VIEW as well: that error goes on).
+                do {
+                    try await connection.exec("DROP VIEW \(name)")
+                } catch var dropping as PQError {
+                    dropping.message = "\(replacing.message), and \(dropping.message)"
+                    throw dropping
+                }
+            }
+        }
+        try await connection.exec("CREATE VIEW \(name) AS \(definition)")
+    }
+
     /// Runs `body` in a savepoint of the pass: when it fails, what it did is undone and the
     /// pass goes on with the next relation.
     @discardableResult
-    private func isolated<T>(_ body: () async throws -> T) async throws -> T {
-        try await connection.exec("SAVEPOINT pgclone_relation")
+    private func isolated<T>(savepoint: String = "pgclone_relation", _ body: () async throws -> T) async throws -> T {
+        try await connection.exec("SAVEPOINT \(savepoint)")
         do {
             let result = try await body()
-            try await connection.exec("RELEASE SAVEPOINT pgclone_relation")
+            try await connection.exec("RELEASE SAVEPOINT \(savepoint)")
             return result
         } catch {
-            try await connection.exec("ROLLBACK TO SAVEPOINT pgclone_relation; RELEASE SAVEPOINT pgclone_relation")
+            try await connection.exec("ROLLBACK TO SAVEPOINT \(savepoint); RELEASE SAVEPOINT \(savepoint)")
             _ = try? await connection.exec("RESET ROLE")
             throw error
         }
@@ -520,18 +564,23 @@ public struct PrivilegeReconciler: Sendable {
         var type: String
     }
 
-    /// Makes the relation's mask views current and converts every privilege entry that
-    /// reaches a masked role. Returns what it changed.
-    private func enforce(_ target: Target, policy: TablePolicy, masked: [String]) async throws -> String {
+    /// The relation's columns as its mask views show them, in order.
+    private func maskColumns(_ target: Target, policy: TablePolicy) async throws -> [MaskView.Column] {
         let columnRows = try await connection.query("""
             SELECT a.attname::pg_catalog.text, \(MaskView.columnTypeSQL), \(MaskView.baseTypeSQL("a.atttypid"))
             FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
             ORDER BY a.attnum
             """, [String(target.oid)])
-        let columns = columnRows.rows.indices.map { row in
+        return columnRows.rows.indices.map { row in
             MaskView.Column(name: columnRows.string(row, 0) ?? "", type: columnRows.string(row, 1) ?? "",
                             strategy: policy.strategy(for: columnRows.string(row, 0) ?? ""), baseType: columnRows.string(row, 2))
         }
+    }
+
+    /// Makes the relation's mask views current and converts every privilege entry that
+    /// reaches a masked role. Returns what it changed.
+    private func enforce(_ target: Target, policy: TablePolicy, masked: [String], known: [String]) async throws -> String {
+        let columns = try await maskColumns(target, policy: policy)
         // A partition of a table partitioned on a sensitive column holds the rows of one value
         // of it: which rows it holds is that value (round 44 F2: `SELECT id FROM patient_hiv`).
         // Masked roles read such a partition through its root only: none of its columns, none
@@ -557,17 +606,19 @@ public struct PrivilegeReconciler: Sendable {
                 "SELECT pg_catalog.obj_description(pg_catalog.to_regclass($1), 'pg_class')", [name]).string(0, 0)
             if comment != MaskView.comment(schema: target.schema, table: target.name, columns: columns) { current = false }
         }
+        let viewNames = views.map { MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: $0.only, system: $0.system) }
         if !current {
-            let restored = try await restore(target.oid)
+            let restored = try await restore(target.oid, keepingViews: true)
             if !restored.isEmpty { changes.append(restored) }
-            for view in views {
-                let name = MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: view.only, system: view.system)
-                try await connection.exec("CREATE VIEW \(name) AS \(view.definition)")
+            for old in try await maskViews(of: target.oid) where !viewNames.contains(old.name) {
+                try await connection.exec("DROP VIEW IF EXISTS \(old.name)")
+            }
+            for (view, name) in zip(views, viewNames) {
+                try await rebuildView(name, as: view.definition)
                 try await connection.exec("COMMENT ON VIEW \(name) IS \(SQL.literal(MaskView.comment(schema: target.schema, table: target.name, columns: columns)))")
             }
             changes.append("mask view created")
         }
-        let viewNames = views.map { MaskView.qualifiedName(schema: target.schema, table: target.name, oid: target.oid, only: $0.only, system: $0.system) }
         if revealsKey {
             for view in viewNames where try await revokeEveryGrant(on: view) {
                 changes.append("the views of a relation whose rows tell a sensitive key's value withdrawn")
@@ -630,7 +681,7 @@ public struct PrivilegeReconciler: Sendable {
         guard !leaky.rows.isEmpty else { return changes.joined(separator: "; ") }
 
         let before = try await entries(target.oid)
-        let readersBefore = try await sensitiveReaders(target.oid, sensitive: sensitive, masked: masked)
+        let readersBefore = try await sensitiveReaders(target.oid, sensitive: sensitive, masked: masked, known: known)
         var viewGrants: [String: Set<String>?] = [:] // grantee → columns (nil: the whole view)
         for row in leaky.rows.indices {
             let column = leaky.string(row, 0)
@@ -680,7 +731,7 @@ public struct PrivilegeReconciler: Sendable {
         // Roles that are not masked keep what they could read: the policy's unmasked roles first
         // (their members inherit), then any other role that still lost a column.
         for round in 0..<2 {
-            let readersNow = try await sensitiveReaders(target.oid, sensitive: sensitive, masked: masked)
+            let readersNow = try await sensitiveReaders(target.oid, sensitive: sensitive, masked: masked, known: known)
             var lost: [String: [String]] = [:]
             for reader in readersBefore.subtracting(readersNow) { lost[reader.role, default: []].append(reader.column) }
             for (role, lostColumns) in lost.sorted(by: { $0.key < $1.key }) {
@@ -746,7 +797,7 @@ public struct PrivilegeReconciler: Sendable {
     /// roles that are not masked and lose it get it back directly.
     /// TRIGGER goes too (an INSTEAD OF trigger sees the rows a DELETE or UPDATE of the view would
     /// change; round 42 N1), and every privilege that fires a rule reading sensitive columns.
-    private func enforceView(_ view: ExposingView, masked: [String]) async throws -> String {
+    private func enforceView(_ view: ExposingView, masked: [String], known: [String]) async throws -> String {
         let privileges = view.hasRules ? ["SELECT", "INSERT", "UPDATE", "DELETE", "TRIGGER"] : ["SELECT", "TRIGGER"]
         let leaky = try await connection.query("""
             WITH masked(oid) AS (SELECT pg_catalog.unnest($2::pg_catalog.oid[])),
@@ -766,12 +817,12 @@ public struct PrivilegeReconciler: Sendable {
         let qualified = SQL.qualified(view.schema, view.name)
         let readers = """
             SELECT r.oid::pg_catalog.text FROM pg_catalog.pg_roles r
-            WHERE NOT r.rolsuper AND r.rolname::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_'
+            WHERE NOT r.rolsuper AND r.rolname::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_' AND r.oid OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.oid[])
               AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest($2::pg_catalog.oid[]) m(oid) WHERE pg_catalog.pg_has_role(m.oid, r.oid, 'MEMBER'))
               AND pg_catalog.has_table_privilege(r.oid, $1::pg_catalog.oid, 'SELECT')
             """
         let before = try await entries(view.oid)
-        let readersBefore = Set(try await connection.query(readers, [String(view.oid), SQL.oidArray(masked)]).strings.compactMap { $0 })
+        let readersBefore = Set(try await connection.query(readers, [String(view.oid), SQL.oidArray(masked), SQL.oidArray(known)]).strings.compactMap { $0 })
         for row in leaky.rows.indices {
             let column = leaky.string(row, 0)
             let grantee = try await roleName(leaky.string(row, 1) ?? "0")
@@ -779,7 +830,7 @@ public struct PrivilegeReconciler: Sendable {
                 try await connection.exec("REVOKE \(leaky.string(row, 3) ?? "SELECT")\(column.map { " (\(SQL.identifier($0)))" } ?? "") ON \(qualified) FROM \(grantee) CASCADE")
             }
         }
-        let readersAfter = Set(try await connection.query(readers, [String(view.oid), SQL.oidArray(masked)]).strings.compactMap { $0 })
+        let readersAfter = Set(try await connection.query(readers, [String(view.oid), SQL.oidArray(masked), SQL.oidArray(known)]).strings.compactMap { $0 })
         for role in readersBefore.subtracting(readersAfter).sorted() {
             try await connection.exec("GRANT SELECT ON \(qualified) TO \(try await roleName(role))")
         }
@@ -794,13 +845,13 @@ public struct PrivilegeReconciler: Sendable {
 
     /// Roles (not masked, not superusers, with no masked role among their members) that can
     /// read each sensitive column.
-    private func sensitiveReaders(_ oid: UInt32, sensitive: [String], masked: [String]) async throws -> Set<Reader> {
+    private func sensitiveReaders(_ oid: UInt32, sensitive: [String], masked: [String], known: [String]) async throws -> Set<Reader> {
         let rows = try await connection.query("""
             SELECT r.oid::pg_catalog.text, c.col FROM pg_catalog.pg_roles r, pg_catalog.unnest($2::pg_catalog.text[]) c(col)
-            WHERE NOT r.rolsuper AND r.rolname::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_'
+            WHERE NOT r.rolsuper AND r.rolname::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_' AND r.oid OPERATOR(pg_catalog.=) ANY ($4::pg_catalog.oid[])
               AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest($3::pg_catalog.oid[]) m(oid) WHERE pg_catalog.pg_has_role(m.oid, r.oid, 'MEMBER'))
               AND pg_catalog.has_column_privilege(r.oid, $1::pg_catalog.oid, c.col, 'SELECT')
-            """, [String(oid), SQL.textArray(sensitive), SQL.oidArray(masked)])
+            """, [String(oid), SQL.textArray(sensitive), SQL.oidArray(masked), SQL.oidArray(known)])
         return Set(rows.rows.indices.map { Reader(role: rows.string($0, 0) ?? "", column: rows.string($0, 1) ?? "") })
     }
 
@@ -840,9 +891,10 @@ public struct PrivilegeReconciler: Sendable {
         }
     }
 
-    /// Gives back what pgclone changed on the relation and drops its mask views.
+    /// Gives back what pgclone changed on the relation and drops its mask views (or, for a
+    /// rebuild, leaves them to be replaced in place).
     @discardableResult
-    func restore(_ oid: UInt32) async throws -> String {
+    func restore(_ oid: UInt32, keepingViews: Bool = false) async throws -> String {
         let exists = try await connection.query("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid", [String(oid)])
         // A column renamed since keeps its record (and what was taken from it stays taken: its
         // privileges followed it) until its name is back; giving back by the old name would fail.
@@ -893,18 +945,37 @@ public struct PrivilegeReconciler: Sendable {
                                                   AND a.attname::pg_catalog.text OPERATOR(pg_catalog.=) ch.column_name AND NOT a.attisdropped))
             """, [String(oid)])
         try await connection.query("DELETE FROM pgclone_masked._owners WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid", [String(oid)])
-        let views = try await connection.query("""
-            SELECT DISTINCT pg_catalog.format('%I.%I', 'pgclone_masked', v.relname) FROM pg_catalog.pg_class v
-            JOIN pg_catalog.pg_rewrite r ON r.ev_class OPERATOR(pg_catalog.=) v.oid
-            JOIN pg_catalog.pg_depend d ON d.objid OPERATOR(pg_catalog.=) r.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-            WHERE v.relnamespace OPERATOR(pg_catalog.=) 'pgclone_masked'::pg_catalog.regnamespace AND d.refobjid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
-              AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-            """, [String(oid)]).strings.compactMap { $0 }
+        let views = keepingViews ? [] : try await maskViews(of: oid).map(\.name)
         for view in views { try await connection.exec("DROP VIEW IF EXISTS \(view)") }
         var account: [String] = []
         if given > 0 { account.append("\(given) privilege \(given == 1 ? "entry" : "entries") given back") }
         if !views.isEmpty { account.append("mask view dropped") }
         return account.joined(separator: "; ")
+    }
+
+    /// The mask views of a relation (qualified names) with their comments, which say what they mask.
+    private func maskViews(of oid: UInt32) async throws -> [(name: String, comment: String?)] {
+        let rows = try await connection.query("""
+            SELECT DISTINCT v.relname::pg_catalog.text, pg_catalog.obj_description(v.oid, 'pg_class') FROM pg_catalog.pg_class v
+            JOIN pg_catalog.pg_rewrite r ON r.ev_class OPERATOR(pg_catalog.=) v.oid
+            JOIN pg_catalog.pg_depend d ON d.objid OPERATOR(pg_catalog.=) r.oid AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+            WHERE v.relnamespace OPERATOR(pg_catalog.=) 'pgclone_masked'::pg_catalog.regnamespace AND d.refobjid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+              AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+            ORDER BY 1
+            """, [String(oid)])
+        // Named as MaskView names them (compared with its names).
+        return rows.rows.indices.map { (SQL.qualified(MaskView.schema, rows.string($0, 0) ?? ""), rows.string($0, 1)) }
+    }
+
+    /// Takes every grant on the relation's mask views that no longer mask what `policy` says
+    /// (grants take no lock: this works while a reader holds a view or an object depends on it,
+    /// which is what stopped the rebuild). The next pass that rebuilds them grants again.
+    /// Returns whether there was any (withdrawn now or by an earlier pass).
+    private func withdrawStaleViews(_ target: Target, policy: TablePolicy) async throws -> Bool {
+        let comment = MaskView.comment(schema: target.schema, table: target.name, columns: try await maskColumns(target, policy: policy))
+        let stale = try await maskViews(of: target.oid).filter { $0.comment != comment }
+        for view in stale { _ = try await revokeEveryGrant(on: view.name) }
+        return !stale.isEmpty
     }
 
     // MARK: - Helpers
