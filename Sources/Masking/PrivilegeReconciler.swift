@@ -438,7 +438,8 @@ public struct PrivilegeReconciler: Sendable {
     private func holdBack(_ target: Target, policy: TablePolicy, masked: [String]) async throws {
         let before = try await entries(target.oid)
         let sensitive = policy.columns.map(\.name)
-        let leaky = try await connection.query(Self.leakyEntriesQuery, [String(target.oid), SQL.oidArray(masked), SQL.textArray(sensitive)])
+        let entangled = try await entangledColumns(target, sensitive: sensitive)
+        let leaky = try await connection.query(Self.leakyEntriesQuery, [String(target.oid), SQL.oidArray(masked), SQL.textArray(sensitive), SQL.textArray(entangled)])
         guard !leaky.rows.isEmpty else { return }
         for row in leaky.rows.indices {
             let column = leaky.string(row, 0), privilege = leaky.string(row, 3) ?? "SELECT"
@@ -455,6 +456,8 @@ public struct PrivilegeReconciler: Sendable {
     /// or PUBLIC. TRIGGER counts: a trigger's function sees every column of OLD and NEW rows,
     /// whoever's statement fires it (round 41 H1). Columns: column (NULL for the table), grantee,
     /// grantor, privilege, grantable.
+    /// UPDATE counts on the columns tied to a sensitive one ($4, `entangledColumnsQuery`): an
+    /// UPDATE of one makes the server check the whole new row (round 46 F2).
     static let leakyEntriesQuery = """
         WITH masked(oid) AS (SELECT pg_catalog.unnest($2::pg_catalog.oid[])),
         entries AS (
@@ -464,14 +467,60 @@ public struct PrivilegeReconciler: Sendable {
           UNION ALL
           SELECT att.attname::pg_catalog.text, a.grantee, a.grantor, a.privilege_type, a.is_grantable
           FROM pg_catalog.pg_attribute att, pg_catalog.aclexplode(att.attacl) a
-          WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[])
+          WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+            AND (att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[]) OR att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($4::pg_catalog.text[]))
         )
         SELECT e.col, e.grantee::pg_catalog.text, e.grantor::pg_catalog.text, e.privilege_type, e.is_grantable
         FROM entries e
-        WHERE e.privilege_type OPERATOR(pg_catalog.=) ANY (ARRAY['SELECT', 'REFERENCES', 'TRIGGER'])
+        WHERE ((e.privilege_type OPERATOR(pg_catalog.=) ANY (ARRAY['SELECT', 'REFERENCES', 'TRIGGER'])
+                AND (e.col IS NULL OR e.col OPERATOR(pg_catalog.=) ANY ($3::pg_catalog.text[])))
+               OR (e.privilege_type OPERATOR(pg_catalog.=) 'UPDATE'
+                   AND (e.col OPERATOR(pg_catalog.=) ANY ($4::pg_catalog.text[]) OR (e.col IS NULL AND pg_catalog.cardinality($4::pg_catalog.text[]) OPERATOR(pg_catalog.>) 0))))
           AND (e.grantee OPERATOR(pg_catalog.=) 0 OR EXISTS (SELECT 1 FROM masked m WHERE pg_catalog.pg_has_role(m.oid, e.grantee, 'MEMBER')))
         ORDER BY e.col NULLS FIRST, e.grantee, e.privilege_type
         """
+
+    /// The columns of table $1 whose UPDATE makes the server evaluate something over a
+    /// sensitive column ($2) other than itself, and so tells something of its value by failing
+    /// or not: a CHECK constraint, a unique, primary key, exclusion or foreign key constraint or
+    /// any index (its key, expressions and predicate), a stored generated column's inputs (the
+    /// generated column itself is theirs: computed, never the unknown). `bonus <= salary`
+    /// with `bonus` writable gave `salary` exactly by binary search (round 46 F2). A NOT VALID
+    /// CHECK or foreign key over a sensitive column is checked again at any UPDATE of the row:
+    /// every column then.
+    static let entangledColumnsQuery = """
+        WITH sensitive AS (
+          SELECT att.attnum FROM pg_catalog.pg_attribute att
+          WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])
+        ),
+        tied(cols, everything) AS (
+          SELECT con.conkey, NOT con.convalidated AND con.contype OPERATOR(pg_catalog.=) ANY (ARRAY['c', 'f']::pg_catalog."char"[])
+          FROM pg_catalog.pg_constraint con WHERE con.conrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND con.conkey IS NOT NULL
+          UNION ALL
+          SELECT pg_catalog.array_agg(d.refobjsubid::pg_catalog.int2), false
+          FROM pg_catalog.pg_index i JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+            AND d.objid OPERATOR(pg_catalog.=) i.indexrelid AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+            AND d.refobjid OPERATOR(pg_catalog.=) i.indrelid AND d.refobjsubid OPERATOR(pg_catalog.>) 0
+          WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid GROUP BY i.indexrelid
+          UNION ALL
+          SELECT pg_catalog.array_agg(d.refobjsubid::pg_catalog.int2), false
+          FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+            AND d.objid OPERATOR(pg_catalog.=) ad.oid AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+            AND d.refobjid OPERATOR(pg_catalog.=) ad.adrelid AND d.refobjsubid OPERATOR(pg_catalog.>) 0 AND d.refobjsubid OPERATOR(pg_catalog.<>) ad.adnum
+          WHERE ad.adrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+          GROUP BY ad.oid, ad.adnum
+        )
+        SELECT att.attname::pg_catalog.text FROM pg_catalog.pg_attribute att
+        WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND att.attnum OPERATOR(pg_catalog.>) 0 AND NOT att.attisdropped
+          AND EXISTS (SELECT 1 FROM tied t WHERE EXISTS (SELECT 1 FROM sensitive s WHERE s.attnum OPERATOR(pg_catalog.=) ANY (t.cols)
+                                                          AND (t.everything OR (s.attnum OPERATOR(pg_catalog.<>) att.attnum AND att.attnum OPERATOR(pg_catalog.=) ANY (t.cols)))))
+        ORDER BY att.attnum
+        """
+
+    /// The columns of `target` tied to a sensitive one (`entangledColumnsQuery`).
+    private func entangledColumns(_ target: Target, sensitive: [String]) async throws -> [String] {
+        try await connection.query(Self.entangledColumnsQuery, [String(target.oid), SQL.textArray(sensitive)]).strings.compactMap { $0 }
+    }
 
     /// Whether which rows `target` holds, or where its rows are, tells a sensitive column's value:
     /// a partition key of it or above it (at any level) uses a sensitive column, or an expression
@@ -676,8 +725,10 @@ public struct PrivilegeReconciler: Sendable {
             changes.append("grant options of masked roles taken back")
         }
 
-        // Entries that let a masked role read a sensitive column.
-        let leaky = try await connection.query(Self.leakyEntriesQuery, [String(target.oid), SQL.oidArray(masked), SQL.textArray(sensitive)])
+        // Entries that let a masked role read a sensitive column (or test it by updating another).
+        let entangled = try await entangledColumns(target, sensitive: sensitive)
+        let updatable = columns.map(\.name).filter { !entangled.contains($0) }
+        let leaky = try await connection.query(Self.leakyEntriesQuery, [String(target.oid), SQL.oidArray(masked), SQL.textArray(sensitive), SQL.textArray(entangled)])
         guard !leaky.rows.isEmpty else { return changes.joined(separator: "; ") }
 
         let before = try await entries(target.oid)
@@ -696,8 +747,10 @@ public struct PrivilegeReconciler: Sendable {
                 } else {
                     try await connection.exec("REVOKE \(privilege) ON \(SQL.qualified(target.schema, target.name)) FROM \(granteeName) CASCADE")
                     // TRIGGER is the table's as a whole (no column has it): taken, not narrowed.
-                    if !plain.isEmpty && privilege != "TRIGGER" {
-                        try await connection.exec("GRANT \(privilege) (\(plain.map(SQL.identifier).joined(separator: ", "))) ON \(SQL.qualified(target.schema, target.name)) TO \(granteeName)\(grantable ? " WITH GRANT OPTION" : "")")
+                    // UPDATE stays on every column but those tied to a sensitive one.
+                    let kept = privilege == "UPDATE" ? updatable : plain
+                    if !kept.isEmpty && privilege != "TRIGGER" {
+                        try await connection.exec("GRANT \(privilege) (\(kept.map(SQL.identifier).joined(separator: ", "))) ON \(SQL.qualified(target.schema, target.name)) TO \(granteeName)\(grantable ? " WITH GRANT OPTION" : "")")
                     }
                 }
             }

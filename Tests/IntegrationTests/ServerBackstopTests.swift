@@ -479,6 +479,56 @@ import Testing
         }
     }
 
+    /// An UPDATE makes the server check the whole new row: where a CHECK, an index or a stored
+    /// generated column ties a column to a sensitive one, whether the UPDATE fails tells the
+    /// sensitive value (round 46 F2: `CHECK (bonus <= salary)` with bonus writable gave the
+    /// noise-masked salary exactly, by binary search). Masked roles lose UPDATE on such columns,
+    /// around the proxy and through it; the others stay writable; dropping the policy gives it back.
+    @Test func columnsTiedToASensitiveOneAreNotUpdatableByMaskedRoles() async throws {
+        let policies = { (role: (String) -> String) in
+            """
+            policies:
+              - table: sec.pay
+                unmasked_roles: [\(role("bs_exempt"))]
+                columns:
+                  salary: {type: noise, percent: 10}
+            """
+        }
+        try await MaskedDatabase.with(roles: ["bs_masked", "bs_exempt"], setup: { role in
+            """
+            CREATE SCHEMA sec;
+            CREATE TABLE sec.pay (id int PRIMARY KEY, salary numeric, bonus numeric, grade int, step int, note text,
+                                  level numeric GENERATED ALWAYS AS (salary / step) STORED,
+                                  CONSTRAINT bonus_le_salary CHECK (bonus IS NULL OR bonus <= salary));
+            CREATE INDEX pay_grade ON sec.pay ((grade::numeric + salary));
+            INSERT INTO sec.pay VALUES (1, 123456.78, NULL, 1, 1, 'n');
+            GRANT USAGE ON SCHEMA sec TO PUBLIC;
+            GRANT SELECT, INSERT, UPDATE ON sec.pay TO \(role("bs_masked")), \(role("bs_exempt"));
+            """
+        }, policies: policies) { setup in
+            _ = await setup.proxy.backstop?.reconcile(database: setup.database)
+            let masked = setup.role("bs_masked")
+            let superuser = try await setup.direct()
+            let check = ["bonus", "grade", "step", "note", "salary"].map { "has_column_privilege('\(masked)', 'sec.pay', '\($0)', 'UPDATE')" }.joined(separator: ", ")
+            let held = try await superuser.exec("SELECT \(check)")
+            #expect((0..<5).map { held.string(0, $0) } == ["f", "f", "f", "t", "t"])
+            for connection in [try await setup.direct(masked), try await setup.throughProxy(masked)] {
+                for sql in ["UPDATE sec.pay SET bonus = 123456 WHERE id = 1", "UPDATE sec.pay SET grade = 2 WHERE id = 1",
+                            "UPDATE sec.pay SET step = 0 WHERE id = 1",
+                            "INSERT INTO sec.pay (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET bonus = 1"] {
+                    await expectRefused(connection, sql)
+                }
+                #expect(try await connection.exec("UPDATE sec.pay SET note = 'm' WHERE id = 1").affectedRows == 1)
+            }
+            // The exempt role keeps its UPDATE.
+            let exempt = try await setup.direct(setup.role("bs_exempt"))
+            #expect(try await exempt.exec("UPDATE sec.pay SET bonus = 1 WHERE id = 1").affectedRows == 1)
+            try await setup.writePolicies("policies: []\n")
+            let given = try await superuser.exec("SELECT \(check)")
+            #expect((0..<5).map { given.string(0, $0) } == ["t", "t", "t", "t", "t"])
+        }
+    }
+
     /// A masked role keeps what it may read of a policy table, not the power to grant it (an
     /// uncommitted GRANT under a grant option held the backstop's REVOKE off: round 39); the
     /// policy gone, the option comes back.
