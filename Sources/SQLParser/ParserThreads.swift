@@ -2,8 +2,14 @@ import Foundation
 
 /// Threads with large stacks for libpg_query. Its parse-tree output recurses once per tree
 /// level in C, and a statement such as `SELECT 1+1+...+1` nests as deep as it is long
-/// (10,000 terms overflowed an event-loop thread and took the proxy down). The caller
-/// waits for the result: a parse takes microseconds, and only cache misses parse.
+/// (10,000 terms overflowed an event-loop thread and took the proxy down).
+///
+/// Two kinds of work come here. A session's statement analysis is submitted and answered
+/// later; statements up to a megabyte take a while (seconds in a debug build, most of one in a
+/// release build). A caller that waits for its parse (an event loop reading a short statement)
+/// must not wait behind those: its jobs go first, and one thread takes nothing else, so a
+/// client sending megabyte statements on every parser thread does not stall every event loop
+/// that needs a short parse.
 public final class ParserThreads: @unchecked Sendable {
     public static let shared = ParserThreads(count: max(1, ProcessInfo.processInfo.activeProcessorCount))
 
@@ -12,23 +18,26 @@ public final class ParserThreads: @unchecked Sendable {
     static let stackSize = 512 << 20
 
     private let condition = NSCondition()
-    private var jobs: [() -> Void] = []
+    private var submitted: [() -> Void] = []
+    private var waitedFor: [() -> Void] = []
 
-    private init(count: Int) {
-        for index in 0..<count {
-            let thread = Thread { [unowned self] in self.work() }
-            thread.name = "pgclone-parser-\(index)"
+    /// `count` threads take any job (waited-for ones first), and one more only waited-for ones.
+    init(count: Int) {
+        for index in 0...count {
+            let urgentOnly = index == count
+            let thread = Thread { [unowned self] in self.work(urgentOnly: urgentOnly) }
+            thread.name = urgentOnly ? "pgclone-parser-waited" : "pgclone-parser-\(index)"
             thread.stackSize = Self.stackSize
             thread.start()
         }
     }
 
-    private func work() {
+    private func work(urgentOnly: Bool) {
         Thread.current.threadDictionary[Self.parserThreadKey] = true
         while true {
             condition.lock()
-            while jobs.isEmpty { condition.wait() }
-            let job = jobs.removeFirst()
+            while waitedFor.isEmpty && (urgentOnly || submitted.isEmpty) { condition.wait() }
+            let job = waitedFor.isEmpty ? submitted.removeFirst() : waitedFor.removeFirst()
             condition.unlock()
             job()
         }
@@ -37,8 +46,9 @@ public final class ParserThreads: @unchecked Sendable {
     /// Runs `body` on a parser thread; `completion` gets its result there.
     public func submit<T>(_ body: @escaping () -> T, completion: @escaping (T) -> Void) {
         condition.lock()
-        jobs.append { completion(body()) }
-        condition.signal()
+        submitted.append { completion(body()) }
+        // (Every thread wakes: the one that takes only waited-for jobs could be the one woken.)
+        condition.broadcast()
         condition.unlock()
     }
 
@@ -46,17 +56,18 @@ public final class ParserThreads: @unchecked Sendable {
     static var isParserThread: Bool { Thread.current.threadDictionary[parserThreadKey] != nil }
     private static let parserThreadKey = "pgclone.parser"
 
-    /// Runs `body` on a parser thread and returns its result (in place when already on one).
+    /// Runs `body` on a parser thread and returns its result (in place when already on one),
+    /// ahead of submitted jobs.
     func run<T>(_ body: @escaping () -> T) -> T {
         if Self.isParserThread { return body() }
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var result: T?
         condition.lock()
-        jobs.append {
+        waitedFor.append {
             result = body()
             done.signal()
         }
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
         done.wait()
         return result!
