@@ -232,8 +232,12 @@ public enum MaskStrategy: Sendable, Hashable {
             body = "CASE WHEN \(column) IS NULL THEN NULL ELSE \(Self.concat(name, "pg_catalog.get_byte(\(hmac), 2)::pg_catalog.text", "'@example.com'")) END"
         case .noise(let percent):
             // Keyed on the value's numeric text: a float's own text follows extra_float_digits,
-            // and each setting drew another factor for the same value (round 44 F3).
-            let hmac = MaskingKey.hmac("((\(column))::pg_catalog.numeric)::pg_catalog.text", from: keys)
+            // and each setting drew another factor for the same value (round 44 F3). money's
+            // numeric follows lc_monetary (its decimals), which any role sets: keyed on its
+            // stored integer instead (round 46).
+            let isMoney = (baseType ?? type) == "money"
+            let key = isMoney ? "pg_catalog.encode(pg_catalog.cash_send(\(column)), 'hex')" : "((\(column))::pg_catalog.numeric)::pg_catalog.text"
+            let hmac = MaskingKey.hmac(key, from: keys)
             let draw = "(\(Self.op(Self.op("pg_catalog.get_byte(\(hmac), 0)", "*", "256"), "+", "pg_catalog.get_byte(\(hmac), 1)")))::pg_catalog.numeric"
             let unit = Self.op(Self.op(Self.op(draw, "/", "65535"), "*", "2"), "-", "1")
             let factor = Self.op("1", "+", Self.op(Self.op(unit, "*", "\(percent)"), "/", "100"))

@@ -115,8 +115,9 @@ public enum MaskView {
     /// `format_type` prints a type) gets the same answer as the service role.
     public static func fingerprint(_ columns: [Column]) -> String {
         // v2: the system views' tableoid became the relation's own (round 44 F2); v3: strategies
-        // compute on a domain's base type (round 45 N1).
-        let text = "v3|" + columns.map { column in
+        // compute on a domain's base type (round 45 N1); v4: noise on money keyed on its stored
+        // integer, not its lc_monetary text (round 46).
+        let text = "v4|" + columns.map { column in
             column.name + "=" + (column.strategy?.json.text ?? "")
         }.joined(separator: "|")
         // FNV-1a, 64 bits: stable across processes and platforms (Hasher is seeded per process).

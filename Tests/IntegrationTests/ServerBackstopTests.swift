@@ -772,14 +772,15 @@ import Testing
                   at: {type: truncate_date, to: month}
                   at_domain: {type: truncate_date, to: month}
                   amount: {type: noise, percent: 10}
+                  price: {type: noise, percent: 10}
             """
         }
         try await MaskedDatabase.with(roles: ["bs_masked", "bs_exempt"], setup: { role in
             """
             CREATE SCHEMA sec;
             CREATE DOMAIN sec.instant AS timestamptz;
-            CREATE TABLE sec.ev (id int PRIMARY KEY, at timestamptz, at_domain sec.instant, amount float8);
-            INSERT INTO sec.ev VALUES (1, '2024-03-31 23:30:00+00', '2024-03-31 23:30:00+00', 98765.4321);
+            CREATE TABLE sec.ev (id int PRIMARY KEY, at timestamptz, at_domain sec.instant, amount float8, price money);
+            INSERT INTO sec.ev VALUES (1, '2024-03-31 23:30:00+00', '2024-03-31 23:30:00+00', 98765.4321, 98765.43);
             GRANT USAGE ON SCHEMA sec TO PUBLIC;
             GRANT SELECT ON sec.ev TO PUBLIC;
             """
@@ -787,13 +788,17 @@ import Testing
             _ = await setup.proxy.backstop?.reconcile(database: setup.database)
             let proxied = try await setup.throughProxy(setup.role("bs_masked"))
             var seen: Set<String> = []
-            for (zone, digits) in [("UTC", 1), ("+05", 0), ("-167", -10), ("+167", -15)] {
-                try await proxied.exec("SET TimeZone = '\(zone)'; SET extra_float_digits = \(digits)")
-                let row = try await proxied.exec("SELECT extract(epoch FROM at)::bigint::text, extract(epoch FROM at_domain)::bigint::text, amount::numeric::text FROM sec.ev WHERE id = 1")
-                seen.insert("\(row.string(0, 0) ?? "")|\(row.string(0, 1) ?? "")|\(row.string(0, 2) ?? "")")
+            // (money follows lc_monetary: only C locales are installed here, so this runs the
+            // mask on the server; MaskStrategyTests checks what it is keyed on.)
+            for (zone, digits, monetary) in [("UTC", 1, "C"), ("+05", 0, "POSIX"), ("-167", -10, "C"), ("+167", -15, "POSIX")] {
+                try await proxied.exec("SET TimeZone = '\(zone)'; SET extra_float_digits = \(digits); SET lc_monetary = '\(monetary)'")
+                let row = try await proxied.exec("SELECT extract(epoch FROM at)::bigint::text, extract(epoch FROM at_domain)::bigint::text, amount::numeric::text, price::text FROM sec.ev WHERE id = 1")
+                seen.insert("\(row.string(0, 0) ?? "")|\(row.string(0, 1) ?? "")|\(row.string(0, 2) ?? "")|\(row.string(0, 3) ?? "")")
             }
             // 2024-03-01 00:00 UTC, whatever the zone; one noise draw, whatever the digits.
             #expect(seen.count == 1 && seen.first?.hasPrefix("1709251200|1709251200|") == true, "\(seen)")
+            let price = seen.first?.split(separator: "|").last.map(String.init) ?? ""
+            #expect(price.hasPrefix("$") && price != "$98,765.43", "\(price)")
         }
     }
 
