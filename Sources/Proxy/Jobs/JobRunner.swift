@@ -200,8 +200,11 @@ public final class JobRunner: Service, Sendable {
         // A resumed job's counters go on from what its first run committed (round 44f L1: they
         // covered the resumed part only).
         let resuming = !job.completedTables.isEmpty
+        // (What its finished tables hold: rows_copied also counted the parts of a table a killed
+        // run was copying, which this run copies again.)
         let reporter = JobProgressReporter(store: store, jobID: job.id, owner: owner, logger: logger,
-                                           rows: resuming ? job.rowsCopied : 0, bytes: resuming ? job.bytesCopied : 0)
+                                           rows: resuming ? job.rowsCommitted ?? job.rowsCopied : 0,
+                                           bytes: resuming ? job.bytesCommitted ?? job.bytesCopied : 0)
         logger.info("job started", metadata: ["job_id": "\(job.id)", "op_type": "\(job.operation)"])
         var status = JobStore.Status.completed
         var errorText: String?
@@ -261,7 +264,8 @@ public final class JobRunner: Service, Sendable {
 /// worker is copying.
 final class JobProgressReporter: CloneProgress, Sendable {
     private enum Event: Sendable {
-        case update(phase: String?, table: String?, tablesTotal: Int?, tablesCompleted: Int?, rows: Int64?, completedTable: String?, job: Int64, bytes: Int64? = nil)
+        case update(phase: String?, table: String?, tablesTotal: Int?, tablesCompleted: Int?, rows: Int64?, completedTable: String?, job: Int64, bytes: Int64? = nil,
+                    committed: (rows: Int64, bytes: Int64)? = nil)
     }
 
     let store: JobStore
@@ -302,9 +306,9 @@ final class JobProgressReporter: CloneProgress, Sendable {
         self.writer = Task {
             for await event in events {
                 switch event {
-                case .update(let phase, let table, let total, let completed, let rows, let done, let job, let bytes):
+                case .update(let phase, let table, let total, let completed, let rows, let done, let job, let bytes, let committed):
                     try? await store.progress(job, owner: owner, phase: phase, table: table, tablesTotal: total, tablesCompleted: completed, rows: rows, bytes: bytes,
-                                              completedTable: done)
+                                              completedTable: done, committedRows: committed?.rows, committedBytes: committed?.bytes)
                 }
             }
         }
@@ -349,16 +353,19 @@ final class JobProgressReporter: CloneProgress, Sendable {
     }
 
     func tableFinished(_ name: String, rows: Int, bytes: Int) {
-        let (completed, total, allRows, worker, workerRows, allBytes) = state.withLockedValue { state -> (Int, Int, Int64, Int64?, Int64, Int64) in
+        let (completed, total, allRows, worker, workerRows, allBytes, committed) = state.withLockedValue {
+            state -> (Int, Int, Int64, Int64?, Int64, Int64, (rows: Int64, bytes: Int64)) in
             state.completed += 1
             state.rows += Int64(rows) - (state.partRows.removeValue(forKey: name) ?? 0)
             state.bytes += Int64(bytes) - (state.partBytes.removeValue(forKey: name) ?? 0)
             let worker = state.busy.first(where: { $0.value == name })?.key
             if let worker { state.busy[worker] = nil }
-            return (state.completed, state.total, state.rows, worker, Int64(rows), state.bytes)
+            // The finished tables alone (not the parts of others still in flight).
+            let committed = (state.rows - state.partRows.values.reduce(0, +), state.bytes - state.partBytes.values.reduce(0, +))
+            return (state.completed, state.total, state.rows, worker, Int64(rows), state.bytes, committed)
         }
         continuation.yield(.update(phase: "copying", table: nil, tablesTotal: total, tablesCompleted: completed, rows: allRows, completedTable: name, job: jobID,
-                                   bytes: allBytes))
+                                   bytes: allBytes, committed: committed))
         if let worker {
             continuation.yield(.update(phase: "waiting", table: nil, tablesTotal: nil, tablesCompleted: nil, rows: workerRows, completedTable: name, job: worker))
         }

@@ -12,7 +12,7 @@ import Synchronization
 /// rows a newer one reads differently).
 public final class JobStore: Sendable {
     /// The schema version this build knows.
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     public enum Status: String, Sendable, CaseIterable {
         case pending, running, completed, failed, cancelled, interrupted
@@ -51,6 +51,9 @@ public final class JobStore: Sendable {
         public var cancelRequested: Bool
         /// `superuser` when the caller was one (its source connections may use the proxy's credentials).
         public var flags: String?
+        /// Rows and bytes of the tables finished so far (nil: none yet, or a job of an older pgclone).
+        public var rowsCommitted: Int64? = nil
+        public var bytesCommitted: Int64? = nil
     }
 
     let serviceConnInfo: ConnInfo
@@ -104,6 +107,11 @@ public final class JobStore: Sendable {
                 heartbeat timestamptz
             );
             REVOKE ALL ON pgclone.jobs FROM PUBLIC;
+            """,
+        // What the finished tables hold: a resumed job's counters go on from there (rows_copied
+        // also counts parts of a table in flight, which a killed run never took back).
+        2: """
+            ALTER TABLE pgclone.jobs ADD COLUMN rows_committed bigint, ADD COLUMN bytes_committed bigint;
             """,
     ]
 
@@ -188,7 +196,8 @@ public final class JobStore: Sendable {
         rows_copied::pg_catalog.text, bytes_copied::pg_catalog.text,
         pg_catalog.to_char(start_time, 'YYYY-MM-DD HH24:MI:SS.USOF'), pg_catalog.to_char(end_time, 'YYYY-MM-DD HH24:MI:SS.USOF'),
         (EXTRACT(EPOCH FROM (COALESCE(end_time, pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.-) start_time)) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8::pg_catalog.text,
-        error_message, notes, completed_tables::pg_catalog.text, cancel_requested, flags
+        error_message, notes, completed_tables::pg_catalog.text, cancel_requested, flags,
+        rows_committed::pg_catalog.text, bytes_committed::pg_catalog.text
         """
 
     static func jobs(in result: PQResult) -> [Job] {
@@ -202,7 +211,7 @@ public final class JobStore: Sendable {
                 rowsCopied: Int64(text(16) ?? "") ?? 0, bytesCopied: Int64(text(17) ?? "") ?? 0,
                 startTime: text(18), endTime: text(19), elapsedMilliseconds: text(20).flatMap { Int64($0) },
                 error: text(21), notes: text(22), completedTables: StatePolicies.parseArray(text(23) ?? "{}"), cancelRequested: text(24) == "t",
-                flags: text(25))
+                flags: text(25), rowsCommitted: text(26).flatMap { Int64($0) }, bytesCommitted: text(27).flatMap { Int64($0) })
         }
     }
 
@@ -271,7 +280,7 @@ public final class JobStore: Sendable {
     /// Only the run that holds the job's claim (`owner`) writes it: a run another proxy took for
     /// dead and resumed must not overwrite the new run's row (round 44f H4).
     func progress(_ id: Int64, owner: String, phase: String?, table: String?, tablesTotal: Int?, tablesCompleted: Int?, rows: Int64?, bytes: Int64? = nil,
-                  completedTable: String?) async throws {
+                  completedTable: String?, committedRows: Int64? = nil, committedBytes: Int64? = nil) async throws {
         try await withConnection { connection in
             _ = try await connection.query("""
                 UPDATE pgclone.jobs SET heartbeat = pg_catalog.clock_timestamp(),
@@ -283,10 +292,12 @@ public final class JobStore: Sendable {
                     -- A resumed job meets its done tables again (skipped): each is listed once.
                     completed_tables = CASE WHEN $7::pg_catalog.text IS NULL OR $7::pg_catalog.text OPERATOR(pg_catalog.=) ANY (completed_tables)
                                             THEN completed_tables ELSE pg_catalog.array_append(completed_tables, $7) END,
-                    bytes_copied = COALESCE($8::pg_catalog.int8, bytes_copied)
+                    bytes_copied = COALESCE($8::pg_catalog.int8, bytes_copied),
+                    rows_committed = COALESCE($10::pg_catalog.int8, rows_committed),
+                    bytes_committed = COALESCE($11::pg_catalog.int8, bytes_committed)
                 WHERE job_id OPERATOR(pg_catalog.=) $1::pg_catalog.int8 AND \(Self.owned("$9"))
                 """, [String(id), phase, table, tablesTotal.map(String.init), tablesCompleted.map(String.init), rows.map(String.init), completedTable,
-                      bytes.map(String.init), owner])
+                      bytes.map(String.init), owner, committedRows.map(String.init), committedBytes.map(String.init)])
         }
     }
 
