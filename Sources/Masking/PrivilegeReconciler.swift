@@ -159,17 +159,7 @@ public struct PrivilegeReconciler: Sendable {
             // until the policy or the column is put right (the proxy refuses their reads of the
             // table meanwhile). What pgclone took from a column since renamed stays taken: its
             // privileges followed the column (restore keeps the record until the name is back).
-            let missing = try await missingColumns(target, policy: policy)
-            var effective = policy
-            if !missing.isEmpty {
-                effective.columns = try await allColumns(target).map { TablePolicy.Column(name: $0, strategy: .null) }
-            } else {
-                // Generated columns computed from a sensitive one hold its value: masked as NULL.
-                let derived = try await connection.query(
-                    "SELECT pg_catalog.unnest(\(MaskView.derivedColumnsSQL(table: "$1::pg_catalog.oid", sensitive: "$2::pg_catalog.text[]")))",
-                    [String(target.oid), SQL.textArray(policy.columns.map(\.name))]).strings.compactMap { $0 }
-                effective.columns += derived.sorted().map { TablePolicy.Column(name: $0, strategy: .null) }
-            }
+            let (effective, missing) = try await effectivePolicy(target, policy: policy)
             let missingReason = missing.isEmpty ? nil : Self.missingColumnsReason(target, missing, policy)
             // One table that cannot be brought in line does not stop the others (round 36: one
             // renamed column failed every later pass over the database).
@@ -204,7 +194,7 @@ public struct PrivilegeReconciler: Sendable {
                 // the rebuild, and it read the new column in clear there): its grants go.
                 var withdrawal = ""
                 do {
-                    if try await isolated({ try await withdrawStaleViews(target, policy: effective) }) { withdrawal = "; its outdated mask views are withdrawn" }
+                    if try await isolated({ try await withdrawStaleViews(target, policy: effective) }).any { withdrawal = "; its outdated mask views are withdrawn" }
                 } catch {
                     withdrawal = "; its outdated mask views could not be withdrawn: \((error as? PQError)?.message ?? "\(error)")"
                 }
@@ -416,6 +406,52 @@ public struct PrivilegeReconciler: Sendable {
         try await connection.exec("CREATE VIEW \(name) AS \(definition)")
     }
 
+    /// What the backstop enforces on `target` for `policy`, and the policy's columns the table
+    /// lacks: with such a column every column is held back; otherwise generated columns
+    /// computed from a sensitive one hold its value and are masked as NULL.
+    private func effectivePolicy(_ target: Target, policy: TablePolicy) async throws -> (TablePolicy, missing: [String]) {
+        let missing = try await missingColumns(target, policy: policy)
+        var effective = policy
+        if !missing.isEmpty {
+            effective.columns = try await allColumns(target).map { TablePolicy.Column(name: $0, strategy: .null) }
+        } else {
+            let derived = try await connection.query(
+                "SELECT pg_catalog.unnest(\(MaskView.derivedColumnsSQL(table: "$1::pg_catalog.oid", sensitive: "$2::pg_catalog.text[]")))",
+                [String(target.oid), SQL.textArray(policy.columns.map(\.name))]).strings.compactMap { $0 }
+            effective.columns += derived.sorted().map { TablePolicy.Column(name: $0, strategy: .null) }
+        }
+        return (effective, missing)
+    }
+
+    /// Before a pass, in a transaction of its own: mask views that no longer mask what their
+    /// policy says lose every grant, and the sessions holding them open are ended. A pass is one
+    /// transaction, committed at its end, and waits up to lock_timeout on each reader's lock: an
+    /// open transaction that had read a mask view went on reading a column the policy had just
+    /// named, in clear, for as long (round 47 H1: EXECUTE of a prepared statement, 20 to 47 s).
+    /// A session that already holds a relation's lock does not see a REVOKE (PostgreSQL reads
+    /// privileges at each statement, from caches refreshed when a lock is taken), so it ends.
+    /// Returns how many sessions were ended.
+    @discardableResult
+    public func withdrawOutdatedViews(_ policies: [TablePolicy]) async throws -> Int {
+        try await connection.exec("BEGIN")
+        do {
+            try await connection.exec("SET LOCAL lock_timeout = '10s'; SET LOCAL search_path = ''")
+            try await connection.query("SELECT pg_catalog.pg_advisory_xact_lock($1::pg_catalog.int8)", [String(Self.lockKey)])
+            var ended = 0
+            if try await connection.exec("SELECT pg_catalog.to_regnamespace('pgclone_masked') IS NOT NULL").string(0, 0) == "t" {
+                for target in try await findTargets(policies) {
+                    let (effective, _) = try await effectivePolicy(target, policy: policies[target.policyIndex])
+                    ended += try await withdrawStaleViews(target, policy: effective).ended
+                }
+            }
+            try await connection.exec("COMMIT")
+            return ended
+        } catch {
+            _ = try? await connection.exec("ROLLBACK")
+            throw error
+        }
+    }
+
     /// Runs `body` in a savepoint of the pass: when it fails, what it did is undone and the
     /// pass goes on with the next relation.
     @discardableResult
@@ -486,34 +522,48 @@ public struct PrivilegeReconciler: Sendable {
     /// any index (its key, expressions and predicate), a stored generated column's inputs (the
     /// generated column itself is theirs: computed, never the unknown). `bonus <= salary`
     /// with `bonus` writable gave `salary` exactly by binary search (round 46 F2). A NOT VALID
-    /// CHECK or foreign key over a sensitive column is checked again at any UPDATE of the row:
-    /// every column then.
+    /// CHECK or foreign key over a sensitive column is checked again at any UPDATE of the row,
+    /// and a CHECK over the whole row (`octet_length(t::text)`) reads every column: every column
+    /// then (round 47 M6). The partitions' and inheritance children's own count too: an UPDATE
+    /// of the root is checked against the privileges of the root only (round 47 M3).
     static let entangledColumnsQuery = """
-        WITH sensitive AS (
-          SELECT att.attnum FROM pg_catalog.pg_attribute att
-          WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])
+        WITH RECURSIVE tree(relid) AS (
+          SELECT $1::pg_catalog.oid
+          UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent OPERATOR(pg_catalog.=) t.relid
         ),
-        tied(cols, everything) AS (
-          SELECT con.conkey, NOT con.convalidated AND con.contype OPERATOR(pg_catalog.=) ANY (ARRAY['c', 'f']::pg_catalog."char"[])
-          FROM pg_catalog.pg_constraint con WHERE con.conrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND con.conkey IS NOT NULL
+        tied(relid, cols, whole_row, not_valid) AS (
+          SELECT con.conrelid, con.conkey, 0::pg_catalog.int2 OPERATOR(pg_catalog.=) ANY (con.conkey),
+                 NOT con.convalidated AND con.contype OPERATOR(pg_catalog.=) ANY (ARRAY['c', 'f']::pg_catalog."char"[])
+          FROM pg_catalog.pg_constraint con WHERE con.conrelid IN (SELECT relid FROM tree) AND con.conkey IS NOT NULL
           UNION ALL
-          SELECT pg_catalog.array_agg(d.refobjsubid::pg_catalog.int2), false
+          SELECT i.indrelid, pg_catalog.array_agg(d.refobjsubid::pg_catalog.int2), false, false
           FROM pg_catalog.pg_index i JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
             AND d.objid OPERATOR(pg_catalog.=) i.indexrelid AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
             AND d.refobjid OPERATOR(pg_catalog.=) i.indrelid AND d.refobjsubid OPERATOR(pg_catalog.>) 0
-          WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid GROUP BY i.indexrelid
+          WHERE i.indrelid IN (SELECT relid FROM tree) GROUP BY i.indrelid, i.indexrelid
           UNION ALL
-          SELECT pg_catalog.array_agg(d.refobjsubid::pg_catalog.int2), false
+          SELECT ad.adrelid, pg_catalog.array_agg(d.refobjsubid::pg_catalog.int2), false, false
           FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass
             AND d.objid OPERATOR(pg_catalog.=) ad.oid AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
             AND d.refobjid OPERATOR(pg_catalog.=) ad.adrelid AND d.refobjsubid OPERATOR(pg_catalog.>) 0 AND d.refobjsubid OPERATOR(pg_catalog.<>) ad.adnum
-          WHERE ad.adrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
-          GROUP BY ad.oid, ad.adnum
+          WHERE ad.adrelid IN (SELECT relid FROM tree)
+          GROUP BY ad.adrelid, ad.oid
+        ),
+        -- Columns by name: a partition's or child's numbers may differ from the table's.
+        named(cols, whole_row, not_valid) AS (
+          SELECT ARRAY(SELECT att.attname::pg_catalog.text FROM pg_catalog.pg_attribute att
+                       WHERE att.attrelid OPERATOR(pg_catalog.=) t.relid AND att.attnum OPERATOR(pg_catalog.=) ANY (t.cols) AND NOT att.attisdropped),
+                 t.whole_row, t.not_valid
+          FROM tied t
         )
         SELECT att.attname::pg_catalog.text FROM pg_catalog.pg_attribute att
         WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND att.attnum OPERATOR(pg_catalog.>) 0 AND NOT att.attisdropped
-          AND EXISTS (SELECT 1 FROM tied t WHERE EXISTS (SELECT 1 FROM sensitive s WHERE s.attnum OPERATOR(pg_catalog.=) ANY (t.cols)
-                                                          AND (t.everything OR (s.attnum OPERATOR(pg_catalog.<>) att.attnum AND att.attnum OPERATOR(pg_catalog.=) ANY (t.cols)))))
+          AND EXISTS (SELECT 1 FROM named n
+                      WHERE n.whole_row
+                         OR (n.not_valid AND n.cols OPERATOR(pg_catalog.&&) $2::pg_catalog.text[])
+                         OR (att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (n.cols)
+                             AND EXISTS (SELECT 1 FROM pg_catalog.unnest($2::pg_catalog.text[]) s(name)
+                                         WHERE s.name OPERATOR(pg_catalog.=) ANY (n.cols) AND s.name OPERATOR(pg_catalog.<>) att.attname::pg_catalog.text)))
         ORDER BY att.attnum
         """
 
@@ -528,9 +578,15 @@ public struct PrivilegeReconciler: Sendable {
     /// (partitioning by hand: round 45 N3). Row order, ctid and EXPLAIN ANALYZE give partitions
     /// away through the root too (round 45 N2): such a root is held back whole as well.
     private func partitionKeyIsSensitive(_ target: Target, sensitive: [String]) async throws -> Bool {
+        // Its ancestors and itself, and everything below it: the key of a partition further
+        // down, or a CHECK of a child, sorts the root's rows too (round 47 H2).
         try await connection.query("""
+            WITH RECURSIVE below(relid) AS (
+              SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+              UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN below b ON i.inhparent OPERATOR(pg_catalog.=) b.relid
+            )
             SELECT EXISTS (
-              SELECT 1 FROM pg_catalog.pg_partition_ancestors($1::pg_catalog.oid) a(relid)
+              SELECT 1 FROM (SELECT relid FROM pg_catalog.pg_partition_ancestors($1::pg_catalog.oid) UNION SELECT relid FROM below) a(relid)
               JOIN pg_catalog.pg_partitioned_table p ON p.partrelid OPERATOR(pg_catalog.=) a.relid
               WHERE p.partexprs IS NOT NULL
                  OR EXISTS (SELECT 1 FROM pg_catalog.unnest(p.partattrs::pg_catalog.int2[]) k(attnum)
@@ -539,8 +595,11 @@ public struct PrivilegeReconciler: Sendable {
             OR EXISTS (
               SELECT 1 FROM pg_catalog.pg_constraint co JOIN pg_catalog.pg_attribute att ON att.attrelid OPERATOR(pg_catalog.=) co.conrelid
                 AND att.attnum OPERATOR(pg_catalog.=) ANY (co.conkey)
-              WHERE co.conrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND co.contype OPERATOR(pg_catalog.=) 'c' AND co.conislocal
-                AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid)
+              WHERE co.contype OPERATOR(pg_catalog.=) 'c' AND co.conislocal
+                AND ((co.conrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid
+                      AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid))
+                     -- (a partition's rows go by its bounds; its own CHECKs tie columns instead)
+                     OR co.conrelid IN (SELECT b.relid FROM below b JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) b.relid WHERE NOT c.relispartition))
                 AND att.attname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]))
             """, [String(target.oid), SQL.textArray(sensitive)]).string(0, 0) == "t"
     }
@@ -1022,13 +1081,24 @@ public struct PrivilegeReconciler: Sendable {
 
     /// Takes every grant on the relation's mask views that no longer mask what `policy` says
     /// (grants take no lock: this works while a reader holds a view or an object depends on it,
-    /// which is what stopped the rebuild). The next pass that rebuilds them grants again.
-    /// Returns whether there was any (withdrawn now or by an earlier pass).
-    private func withdrawStaleViews(_ target: Target, policy: TablePolicy) async throws -> Bool {
+    /// which is what stopped the rebuild), and the sessions (not a superuser's) holding a lock
+    /// on them are ended. The next pass that rebuilds them grants again. Returns whether there
+    /// was any (withdrawn now or by an earlier pass), and how many sessions were ended.
+    private func withdrawStaleViews(_ target: Target, policy: TablePolicy) async throws -> (any: Bool, ended: Int) {
         let comment = MaskView.comment(schema: target.schema, table: target.name, columns: try await maskColumns(target, policy: policy))
         let stale = try await maskViews(of: target.oid).filter { $0.comment != comment }
+        guard !stale.isEmpty else { return (false, 0) }
         for view in stale { _ = try await revokeEveryGrant(on: view.name) }
-        return !stale.isEmpty
+        let ended = try await connection.query("""
+            SELECT pg_catalog.count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(h.pid)) FROM (
+              SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l
+              JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
+              JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.usesysid
+              WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.granted AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+                AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+                AND l.relation OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.regclass[]) AND NOT r.rolsuper) h
+            """, [SQL.textArray(stale.map(\.name))]).string(0, 0)
+        return (true, Int(ended ?? "0") ?? 0)
     }
 
     // MARK: - Helpers

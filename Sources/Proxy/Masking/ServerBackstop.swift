@@ -173,7 +173,17 @@ public final class ServerBackstop: Service, Sendable {
         var state = DatabaseState(relations: [], error: nil, policyVersion: policySet.version, checkedAt: Date())
         do {
             let connection = try await connect(to: database)
-            state.relations = try await PrivilegeReconciler(connection: connection, ownership: ownership).reconcile(applicable)
+            let reconciler = PrivilegeReconciler(connection: connection, ownership: ownership)
+            // Outdated mask views stop serving before the pass (which may wait on locks) starts.
+            do {
+                let ended = try await reconciler.withdrawOutdatedViews(applicable)
+                if ended > 0 {
+                    logger.notice("sessions reading outdated mask views were ended", metadata: ["database": "\(database)", "count": "\(ended)"])
+                }
+            } catch {
+                logger.warning("server backstop could not withdraw outdated mask views", metadata: ["database": "\(database)", "error": "\(Self.describe(error))"])
+            }
+            state.relations = try await reconciler.reconcile(applicable)
             for relation in state.relations where !relation.changes.isEmpty {
                 logger.info("server backstop changed privileges", metadata: [
                     "database": "\(database)", "table": "\(relation.schema).\(relation.name)", "changes": "\(relation.changes)"])
