@@ -392,18 +392,42 @@ public struct PrivilegeReconciler: Sendable {
                 }
                 _ = try await revokeEveryGrant(on: name)
                 return
-            } catch let replacing as PQError where !["55P03", "40P01", "57014"].contains(replacing.sqlState ?? "") {
-                // Columns renamed, dropped or retyped: only a new view can have them (a lock
-                // the view waited for would stop DROP VIEW as well: that error goes on).
-                do {
-                    try await connection.exec("DROP VIEW \(name)")
-                } catch var dropping as PQError {
-                    dropping.message = "\(replacing.message), and \(dropping.message)"
-                    throw dropping
-                }
+            } catch let replacing as PQError where !Self.waited(replacing) {
+                // Columns renamed, dropped, retyped, or added before the system columns of a
+                // `(system)` view: only a new view can have them (a lock the view waited for
+                // would stop the rest as well: that error goes on).
+                try await retireView(name)
             }
         }
         try await connection.exec("CREATE VIEW \(name) AS \(definition)")
+    }
+
+    /// Whether `error` is a lock that could not be had (or a wait cut short).
+    private static func waited(_ error: PQError) -> Bool {
+        ["55P03", "40P01", "57014"].contains(error.sqlState ?? "")
+    }
+
+    /// Names of mask views set aside: `pgclone_retired_` and the view's oid.
+    static let retiredPrefix = "pgclone_retired_"
+
+    /// Drops the mask view `name`, or where objects depend on it (a masked role's own view or
+    /// function over it, made through the proxy), renames it aside with no grant left: those
+    /// objects then read nothing, and the view's name is free for its rebuild. (Dropping failed,
+    /// and every masked user lost the table until the role dropped its objects: round 47 F5,
+    /// after a plain ADD COLUMN.) A view set aside is dropped by a later pass once nothing
+    /// depends on it.
+    private func retireView(_ name: String) async throws {
+        do {
+            try await isolated(savepoint: "pgclone_view_drop") { try await connection.exec("DROP VIEW \(name)") }
+        } catch let error as PQError where error.sqlState == "2BP01" {
+            let oid = try await connection.query("SELECT pg_catalog.to_regclass($1)::pg_catalog.oid::pg_catalog.text", [name]).string(0, 0) ?? "0"
+            let retired = SQL.qualified(MaskView.schema, Self.retiredPrefix + oid)
+            if retired != name {
+                try await connection.exec("ALTER VIEW \(name) RENAME TO \(SQL.identifier(Self.retiredPrefix + oid))")
+                try await connection.exec("COMMENT ON VIEW \(retired) IS 'pgclone: a mask view set aside while objects depend on it; read by none'")
+            }
+            _ = try await revokeEveryGrant(on: retired)
+        }
     }
 
     /// What the backstop enforces on `target` for `policy`, and the policy's columns the table
@@ -719,7 +743,7 @@ public struct PrivilegeReconciler: Sendable {
             let restored = try await restore(target.oid, keepingViews: true)
             if !restored.isEmpty { changes.append(restored) }
             for old in try await maskViews(of: target.oid) where !viewNames.contains(old.name) {
-                try await connection.exec("DROP VIEW IF EXISTS \(old.name)")
+                try await retireView(old.name)
             }
             for (view, name) in zip(views, viewNames) {
                 try await rebuildView(name, as: view.definition)
@@ -1058,7 +1082,7 @@ public struct PrivilegeReconciler: Sendable {
             """, [String(oid)])
         try await connection.query("DELETE FROM pgclone_masked._owners WHERE relid OPERATOR(pg_catalog.=) $1::pg_catalog.oid", [String(oid)])
         let views = keepingViews ? [] : try await maskViews(of: oid).map(\.name)
-        for view in views { try await connection.exec("DROP VIEW IF EXISTS \(view)") }
+        for view in views { try await retireView(view) }
         var account: [String] = []
         if given > 0 { account.append("\(given) privilege \(given == 1 ? "entry" : "entries") given back") }
         if !views.isEmpty { account.append("mask view dropped") }
