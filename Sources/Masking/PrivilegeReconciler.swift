@@ -88,6 +88,7 @@ public struct PrivilegeReconciler: Sendable {
             try await connection.query("SELECT pg_catalog.pg_advisory_xact_lock($1::pg_catalog.int8)", [String(Self.lockKey)])
             let outcome = try await run(policies)
             try await connection.exec("COMMIT")
+            _ = try? await endStaleSessions(outcome, policies: policies)
             return outcome
         } catch {
             _ = try? await connection.exec("ROLLBACK")
@@ -476,6 +477,37 @@ public struct PrivilegeReconciler: Sendable {
         }
     }
 
+    /// Ends the sessions of masked roles that hold a relation this pass changed (or a partition
+    /// or child of it) in a transaction begun before the pass committed. A session already
+    /// holding a relation does not see a REVOKE until its transaction ends: an open
+    /// transaction that had read the table went on reading a newly masked column in clear, or a
+    /// role newly masked its real values (round 48 N1: a prepared statement, or a function of the
+    /// role's own, for as long as it stayed open). Returns how many sessions were ended.
+    @discardableResult
+    func endStaleSessions(_ relations: [Relation], policies: [TablePolicy]) async throws -> Int {
+        var ended = 0
+        for relation in relations where !relation.changes.isEmpty {
+            guard let policy = policies.first(where: { $0.qualifiedName == relation.policy }) else { continue }
+            let masked = try await masked(by: policy)
+            guard !masked.isEmpty else { continue }
+            let count = try await connection.query("""
+                WITH RECURSIVE tree(relid) AS (
+                  SELECT $1::pg_catalog.oid
+                  UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent OPERATOR(pg_catalog.=) t.relid
+                )
+                SELECT pg_catalog.count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(h.pid)) FROM (
+                  SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
+                  WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.granted AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+                    AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+                    AND l.relation IN (SELECT relid FROM tree)
+                    AND a.xact_start OPERATOR(pg_catalog.<) pg_catalog.statement_timestamp()
+                    AND a.usesysid OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.oid[])) h
+                """, [String(relation.oid), SQL.oidArray(masked)]).string(0, 0)
+            ended += Int(count ?? "0") ?? 0
+        }
+        return ended
+    }
+
     /// Runs `body` in a savepoint of the pass: when it fails, what it did is undone and the
     /// pass goes on with the next relation.
     @discardableResult
@@ -574,11 +606,23 @@ public struct PrivilegeReconciler: Sendable {
           GROUP BY ad.adrelid, ad.oid
         ),
         -- Columns by name: a partition's or child's numbers may differ from the table's.
-        named(cols, whole_row, not_valid) AS (
-          SELECT ARRAY(SELECT att.attname::pg_catalog.text FROM pg_catalog.pg_attribute att
-                       WHERE att.attrelid OPERATOR(pg_catalog.=) t.relid AND att.attnum OPERATOR(pg_catalog.=) ANY (t.cols) AND NOT att.attisdropped),
+        by_name(relid, cols, whole_row, not_valid) AS (
+          SELECT t.relid, ARRAY(SELECT att.attname::pg_catalog.text FROM pg_catalog.pg_attribute att
+                                WHERE att.attrelid OPERATOR(pg_catalog.=) t.relid AND att.attnum OPERATOR(pg_catalog.=) ANY (t.cols) AND NOT att.attisdropped),
                  t.whole_row, t.not_valid
           FROM tied t
+        ),
+        -- An UPDATE of a partition key moves the row into another partition, whose own
+        -- constraints then judge its sensitive values (round 48 N2): the keys are tied to them.
+        keys(cols) AS (
+          SELECT ARRAY(SELECT att.attname::pg_catalog.text FROM pg_catalog.pg_attribute att
+                       WHERE att.attrelid OPERATOR(pg_catalog.=) p.partrelid AND att.attnum OPERATOR(pg_catalog.=) ANY (p.partattrs::pg_catalog.int2[]))
+          FROM pg_catalog.pg_partitioned_table p WHERE p.partrelid IN (SELECT relid FROM tree)
+        ),
+        named(cols, whole_row, not_valid) AS (
+          SELECT b.cols, b.whole_row, b.not_valid FROM by_name b
+          UNION ALL
+          SELECT k.cols OPERATOR(pg_catalog.||) b.cols, b.whole_row, false FROM keys k, by_name b WHERE b.relid OPERATOR(pg_catalog.<>) $1::pg_catalog.oid
         )
         SELECT att.attname::pg_catalog.text FROM pg_catalog.pg_attribute att
         WHERE att.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND att.attnum OPERATOR(pg_catalog.>) 0 AND NOT att.attisdropped
