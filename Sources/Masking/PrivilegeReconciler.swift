@@ -147,13 +147,20 @@ public struct PrivilegeReconciler: Sendable {
         let known = try await connection.exec(
             "SELECT r.oid::pg_catalog.text FROM pg_catalog.pg_roles r WHERE NOT r.rolsuper").strings.compactMap { $0 }
         var maskedRoles: [Int: [String]] = [:]
+        // And those that were no superuser when the policy's masked roles were read, in the same
+        // statement: a role promoted then demoted meanwhile was in no masked list, yet a reader.
+        var eligibleRoles: [Int: Set<String>] = [:]
+        func readMasked(_ index: Int) async throws {
+            let (masked, eligible) = try await maskedAndEligible(by: policies[index])
+            maskedRoles[index] = masked
+            eligibleRoles[index] = eligible
+        }
         var outcome: [Relation] = []
         for target in targets {
             let policy = policies[target.policyIndex]
-            if maskedRoles[target.policyIndex] == nil {
-                maskedRoles[target.policyIndex] = try await masked(by: policy)
-            }
+            if maskedRoles[target.policyIndex] == nil { try await readMasked(target.policyIndex) }
             let masked = maskedRoles[target.policyIndex] ?? []
+            let known = known.filter { eligibleRoles[target.policyIndex]?.contains($0) == true }
             var relation = Relation(policy: policy.qualifiedName, schema: target.schema, name: target.name, oid: target.oid, enforced: false)
             // A policy column the table lacks (a typo, another case, a rename or a drop): which
             // column it meant is unknown, so every column is held back from the masked roles
@@ -208,10 +215,9 @@ public struct PrivilegeReconciler: Sendable {
         // Views over sensitive columns read them with their owner's rights: masked roles lose them too.
         var kept = Set(targets.map { String($0.oid) })
         for view in try await exposingViews(policies, targets) {
-            for index in view.policyIndices where maskedRoles[index] == nil {
-                maskedRoles[index] = try await masked(by: policies[index])
-            }
+            for index in view.policyIndices where maskedRoles[index] == nil { try await readMasked(index) }
             let masked = Array(Set(view.policyIndices.flatMap { maskedRoles[$0] ?? [] })).sorted()
+            let known = known.filter { role in view.policyIndices.allSatisfy { eligibleRoles[$0]?.contains(role) == true } }
             // A view owned by a role every one of its policies masks cannot read what its owner
             // cannot: nothing to do, unless the owner reads the table whatever its privileges say
             // (a masked owner of the table: round 41 M1). An owner another of the policies
@@ -348,6 +354,22 @@ public struct PrivilegeReconciler: Sendable {
                    AND pg_catalog.pg_has_role(r.oid, u.oid, 'MEMBER')))
             ORDER BY r.oid
             """, [SQL.textArray(policy.unmaskedRoles), policy.maskedRoles.map(SQL.textArray)]).strings.compactMap { $0 }
+    }
+
+    /// The roles `policy` masks, and every role that is no superuser, read in one statement.
+    private func maskedAndEligible(by policy: TablePolicy) async throws -> (masked: [String], eligible: Set<String>) {
+        let rows = try await connection.query("""
+            SELECT r.oid::pg_catalog.text,
+                   r.rolname::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_'
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])
+                                   AND pg_catalog.pg_has_role(r.oid, u.oid, 'MEMBER'))
+                   AND ($2::pg_catalog.text[] IS NULL OR EXISTS (
+                        SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])
+                        AND pg_catalog.pg_has_role(r.oid, u.oid, 'MEMBER')))
+            FROM pg_catalog.pg_roles r WHERE NOT r.rolsuper ORDER BY r.oid
+            """, [SQL.textArray(policy.unmaskedRoles), policy.maskedRoles.map(SQL.textArray)])
+        let masked = rows.rows.indices.filter { rows.string($0, 1) == "t" }.compactMap { rows.string($0, 0) }
+        return (masked, Set(rows.strings.compactMap { $0 }))
     }
 
     /// Why the server cannot back the policy up on this relation, or nil when it can.
