@@ -744,7 +744,11 @@ public struct PrivilegeReconciler: Sendable {
         guard !(try await partitionKeyIsSensitive(target, sensitive: policy.columns.map(\.name))) else { return }
         let owners = try await connection.query("""
             SELECT r.rolname::pg_catalog.text FROM pg_catalog.unnest($1::pg_catalog.oid[]) m(oid) JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) m.oid
-            WHERE pg_catalog.pg_has_role(m.oid, $2::pg_catalog.oid, 'MEMBER') ORDER BY 1
+            WHERE pg_catalog.pg_has_role(m.oid, $2::pg_catalog.oid, 'MEMBER')
+              -- (pg_has_role counts a superuser a member of every role: one made superuser since
+              -- the masked roles were read got the views of every table with a masked owner.)
+              AND NOT r.rolsuper
+            ORDER BY 1
             """, [SQL.oidArray(masked), target.owner]).strings.compactMap { $0 }
         guard !owners.isEmpty else { return }
         for only in target.hasChildren ? [false, true] : [false] {
