@@ -344,16 +344,7 @@ public struct PrivilegeReconciler: Sendable {
     /// The OIDs of the roles the policy masks: not superusers, not members of an unmasked
     /// role, and (when the policy names masked roles) members of one of those.
     private func masked(by policy: TablePolicy) async throws -> [String] {
-        try await connection.query("""
-            SELECT r.oid::pg_catalog.text FROM pg_catalog.pg_roles r
-            WHERE NOT r.rolsuper AND r.rolname::pg_catalog.text OPERATOR(pg_catalog.!~) '^pg_'
-              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])
-                              AND pg_catalog.pg_has_role(r.oid, u.oid, 'MEMBER'))
-              AND ($2::pg_catalog.text[] IS NULL OR EXISTS (
-                   SELECT 1 FROM pg_catalog.pg_roles u WHERE u.rolname::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])
-                   AND pg_catalog.pg_has_role(r.oid, u.oid, 'MEMBER')))
-            ORDER BY r.oid
-            """, [SQL.textArray(policy.unmaskedRoles), policy.maskedRoles.map(SQL.textArray)]).strings.compactMap { $0 }
+        try await maskedAndEligible(by: policy).masked
     }
 
     /// The roles `policy` masks, and every role that is no superuser, read in one statement.
